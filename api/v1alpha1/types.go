@@ -1,0 +1,265 @@
+// Package v1alpha1 holds the core.oam.dev/v1alpha1 kinds a user writes, WorkflowRun and Workflow,
+// shaped field for field as KubeVela Workflow declares them so that its YAML is accepted unchanged,
+// together with their validation.
+//
+// +kubebuilder:object:generate=true
+// +groupName=core.oam.dev
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Group is the API group of every stepflow kind, shared with KubeVela.
+const Group = "core.oam.dev"
+
+// GroupVersion is the group and version of the kinds in this package.
+var GroupVersion = schema.GroupVersion{Group: Group, Version: "v1alpha1"}
+
+// Kind names of this package.
+const (
+	KindWorkflowRun = "WorkflowRun"
+	KindWorkflow    = "Workflow"
+)
+
+// WorkflowMode says how a list of steps runs.
+type WorkflowMode string
+
+// The modes a list of steps may run in.
+const (
+	// ModeStepByStep runs one step after another, in spec order.
+	ModeStepByStep WorkflowMode = "StepByStep"
+	// ModeDAG runs every step whose dependencies are finished, concurrently.
+	ModeDAG WorkflowMode = "DAG"
+)
+
+// WorkflowRunPhase is the phase of a whole run, `status.status`.
+type WorkflowRunPhase string
+
+// The phases of a run, as KubeVela names them.
+const (
+	RunInitializing WorkflowRunPhase = "initializing"
+	RunExecuting    WorkflowRunPhase = "executing"
+	RunSuspending   WorkflowRunPhase = "suspending"
+	RunTerminated   WorkflowRunPhase = "terminated"
+	RunFailed       WorkflowRunPhase = "failed"
+	RunSucceeded    WorkflowRunPhase = "succeeded"
+)
+
+// Finished reports whether a run in this phase will not move again without an operation.
+func (p WorkflowRunPhase) Finished() bool {
+	return p == RunTerminated || p == RunFailed || p == RunSucceeded
+}
+
+// WorkflowStepPhase is the phase of one step.
+type WorkflowStepPhase string
+
+// The phases of a step, as KubeVela names them.
+const (
+	StepPending    WorkflowStepPhase = "pending"
+	StepRunning    WorkflowStepPhase = "running"
+	StepSuspending WorkflowStepPhase = "suspending"
+	StepSucceeded  WorkflowStepPhase = "succeeded"
+	StepFailed     WorkflowStepPhase = "failed"
+	StepSkipped    WorkflowStepPhase = "skipped"
+)
+
+// Finished reports whether a step in this phase is done for this run (until a restart).
+func (p WorkflowStepPhase) Finished() bool {
+	return p == StepSucceeded || p == StepFailed || p == StepSkipped
+}
+
+// Step reasons, kept as KubeVela spells them.
+const (
+	ReasonWait               = "Wait"
+	ReasonSkip               = "Skip"
+	ReasonRendering          = "Rendering"
+	ReasonExecute            = "Execute"
+	ReasonSuspend            = "Suspend"
+	ReasonTerminate          = "Terminate"
+	ReasonParameter          = "ProcessParameter"
+	ReasonInput              = "Input"
+	ReasonOutput             = "Output"
+	ReasonFailedAfterRetries = "FailedAfterRetries"
+	ReasonTimeout            = "Timeout"
+	ReasonAction             = "Action"
+)
+
+// WorkflowRun is one execution of a list of steps.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=wr,categories=oam
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="PHASE",type=string,JSONPath=`.status.status`
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=".metadata.creationTimestamp"
+type WorkflowRun struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WorkflowRunSpec   `json:"spec,omitempty"`
+	Status WorkflowRunStatus `json:"status,omitempty"`
+}
+
+// WorkflowRunList is a list of WorkflowRuns.
+//
+// +kubebuilder:object:root=true
+type WorkflowRunList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WorkflowRun `json:"items"`
+}
+
+// WorkflowRunSpec says what a run executes.
+type WorkflowRunSpec struct {
+	// Mode overrides the referenced Workflow's mode.
+	Mode *WorkflowExecuteMode `json:"mode,omitempty"`
+	// Context is merged into the CUE `context` of every step.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Context *runtime.RawExtension `json:"context,omitempty"`
+	// WorkflowSpec holds the steps inline; it wins over WorkflowRef.
+	WorkflowSpec *WorkflowSpec `json:"workflowSpec,omitempty"`
+	// WorkflowRef names a Workflow in the run's namespace.
+	WorkflowRef string `json:"workflowRef,omitempty"`
+}
+
+// WorkflowExecuteMode says how top-level steps and sub-steps run.
+type WorkflowExecuteMode struct {
+	// Steps is the mode of the top-level steps; StepByStep when empty.
+	Steps WorkflowMode `json:"steps,omitempty"`
+	// SubSteps is the mode of a group's sub-steps; DAG when empty.
+	SubSteps WorkflowMode `json:"subSteps,omitempty"`
+}
+
+// WorkflowSpec is a list of steps.
+type WorkflowSpec struct {
+	Steps []WorkflowStep `json:"steps,omitempty"`
+}
+
+// WorkflowStep is a top-level step: a step that may hold sub-steps when it is a step-group.
+type WorkflowStep struct {
+	WorkflowStepBase `json:",inline"`
+	// SubSteps are the steps of a step-group.
+	SubSteps []WorkflowStepBase `json:"subSteps,omitempty"`
+	// Mode is how a step-group's sub-steps run.
+	Mode WorkflowMode `json:"mode,omitempty"`
+}
+
+// WorkflowStepBase is what every step, top-level or sub-step, declares.
+type WorkflowStepBase struct {
+	// Name is unique within the run, across groups too.
+	Name string `json:"name,omitempty"`
+	// Type is the step type: a WorkflowStepDefinition's name.
+	Type string `json:"type"`
+	// Meta holds display information.
+	Meta *WorkflowStepMeta `json:"meta,omitempty"`
+	// Properties fill the definition's parameter.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Properties *runtime.RawExtension `json:"properties,omitempty"`
+	// DependsOn names the steps this one waits for.
+	DependsOn []string `json:"dependsOn,omitempty"`
+	// Inputs fill parameters from run variables.
+	Inputs StepInputs `json:"inputs,omitempty"`
+	// Outputs store values of the evaluated step as run variables.
+	Outputs StepOutputs `json:"outputs,omitempty"`
+	// If is a CUE boolean expression, or "always".
+	If string `json:"if,omitempty"`
+	// Timeout is a Go duration counted from the step's first execution.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// WorkflowStepMeta is display information about a step.
+type WorkflowStepMeta struct {
+	Alias string `json:"alias,omitempty"`
+}
+
+// StepInputs are the inputs of a step.
+type StepInputs []InputItem
+
+// InputItem fills parameter.<ParameterKey> from the run variable From.
+type InputItem struct {
+	ParameterKey string `json:"parameterKey,omitempty"`
+	From         string `json:"from"`
+}
+
+// StepOutputs are the outputs of a step.
+type StepOutputs []OutputItem
+
+// OutputItem stores the CUE expression ValueFrom, evaluated over the step, as run variable Name.
+type OutputItem struct {
+	ValueFrom string `json:"valueFrom"`
+	Name      string `json:"name"`
+}
+
+// WorkflowRunStatus is where a run is, shaped as KubeVela writes it.
+type WorkflowRunStatus struct {
+	// Mode is the effective mode of the run.
+	Mode WorkflowExecuteMode `json:"mode"`
+	// Phase is the run phase, written as `status`.
+	Phase WorkflowRunPhase `json:"status"`
+	// Message says why the run is in its phase.
+	Message string `json:"message,omitempty"`
+
+	Suspend      bool   `json:"suspend"`
+	SuspendState string `json:"suspendState,omitempty"`
+	Terminated   bool   `json:"terminated"`
+	Finished     bool   `json:"finished"`
+
+	// ContextBackend refers to where the run variables are kept.
+	ContextBackend *ObjectReference `json:"contextBackend,omitempty"`
+	// Steps are the steps' status, in spec order.
+	Steps []WorkflowStepStatus `json:"steps,omitempty"`
+
+	StartTime metav1.Time `json:"startTime,omitempty"`
+	EndTime   metav1.Time `json:"endTime,omitempty"`
+}
+
+// ObjectReference points at an object; the fields KubeVela fills in contextBackend.
+type ObjectReference struct {
+	Kind       string `json:"kind,omitempty"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name,omitempty"`
+	UID        string `json:"uid,omitempty"`
+	APIVersion string `json:"apiVersion,omitempty"`
+}
+
+// WorkflowStepStatus is the status of a top-level step, with its sub-steps' status.
+type WorkflowStepStatus struct {
+	StepStatus     `json:",inline"`
+	SubStepsStatus []StepStatus `json:"subSteps,omitempty"`
+}
+
+// StepStatus is the status of one step.
+type StepStatus struct {
+	ID      string            `json:"id"`
+	Name    string            `json:"name,omitempty"`
+	Type    string            `json:"type,omitempty"`
+	Phase   WorkflowStepPhase `json:"phase,omitempty"`
+	Message string            `json:"message,omitempty"`
+	Reason  string            `json:"reason,omitempty"`
+
+	FirstExecuteTime metav1.Time `json:"firstExecuteTime,omitempty"`
+	LastExecuteTime  metav1.Time `json:"lastExecuteTime,omitempty"`
+}
+
+// Workflow is a reusable list of steps; its mode and steps sit at the top level.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=wf,categories=oam
+type Workflow struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Mode         *WorkflowExecuteMode `json:"mode,omitempty"`
+	WorkflowSpec `json:",inline"`
+}
+
+// WorkflowList is a list of Workflows.
+//
+// +kubebuilder:object:root=true
+type WorkflowList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Workflow `json:"items"`
+}

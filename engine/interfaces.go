@@ -1,0 +1,192 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+)
+
+// Key names a run: its namespace and name.
+type Key struct {
+	Namespace string
+	Name      string
+}
+
+// String renders the key as namespace/name.
+func (k Key) String() string { return k.Namespace + "/" + k.Name }
+
+// Run is everything the engine keeps about one run: the object the user wrote with its
+// KubeVela-shaped status, the run variables, and the engine's own bookkeeping per step.
+type Run struct {
+	// Object is the WorkflowRun, spec and status.
+	Object *v1alpha1.WorkflowRun `json:"object"`
+	// Vars are the run variables by name, as JSON.
+	Vars map[string]json.RawMessage `json:"vars,omitempty"`
+	// Steps is the engine's bookkeeping by step name.
+	Steps map[string]*StepRecord `json:"steps,omitempty"`
+	// ManualSuspend is set while a user's suspend operation holds the run.
+	ManualSuspend bool `json:"manualSuspend,omitempty"`
+	// Version is the store's version of this record; Save succeeds only on the version it loaded.
+	Version int64 `json:"-"`
+}
+
+// Key returns the run's key.
+func (r *Run) Key() Key {
+	return Key{Namespace: r.Object.Namespace, Name: r.Object.Name}
+}
+
+// StepRecord is the engine's bookkeeping of one step across evaluations of an attempt.
+type StepRecord struct {
+	// Attempt counts executions from the start: restarts begin a new attempt.
+	Attempt int `json:"attempt,omitempty"`
+	// Retries counts provider errors in this attempt.
+	Retries int `json:"retries,omitempty"`
+	// Waits counts evaluations that ended waiting, to space the next one.
+	Waits int `json:"waits,omitempty"`
+	// NextTime is when the step should be evaluated again; zero means now.
+	NextTime time.Time `json:"nextTime,omitzero"`
+	// Suspended is set while the step waits for a resume.
+	Suspended bool `json:"suspended,omitempty"`
+	// Resumed is set when a resume released the step and it has not been evaluated since.
+	Resumed bool `json:"resumed,omitempty"`
+	// Memo holds the results of side-effecting actions already run in this attempt, by action path.
+	Memo map[string]json.RawMessage `json:"memo,omitempty"`
+}
+
+// LogEntry is one line of a step's log: an action the engine ran, or data a definition logged.
+type LogEntry struct {
+	Time     time.Time       `json:"time"`
+	Step     string          `json:"step"`
+	Level    int             `json:"level,omitempty"`
+	Action   string          `json:"action,omitempty"`
+	Duration time.Duration   `json:"duration,omitempty"`
+	Outcome  string          `json:"outcome,omitempty"`
+	Message  string          `json:"message,omitempty"`
+	Data     json.RawMessage `json:"data,omitempty"`
+}
+
+// Store keeps runs durably. Save is atomic and conditional: it writes only when the stored version
+// equals run.Version (0 for a run not stored yet), then sets run.Version to the new version.
+type Store interface {
+	// Load returns the stored run, or an error wrapping ErrNotFound.
+	Load(ctx context.Context, key Key) (*Run, error)
+	// Save writes the run and appends logs in one transaction; ErrConflict when the version moved.
+	Save(ctx context.Context, run *Run, logs []LogEntry) error
+}
+
+// ErrNotFound is returned, wrapped, by a Store that has no such run.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned, wrapped, by Store.Save when the run changed since it was loaded.
+var ErrConflict = errors.New("run changed since it was loaded")
+
+// Clock is where the engine reads time and sets timers, so that tests control time.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine once d has passed; the returned func cancels it.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// StepRunner evaluates one step: it renders the step's definition with its parameter and
+// context, runs the actions, and says how the evaluation ended.
+type StepRunner interface {
+	RunStep(ctx context.Context, req *StepRequest) (*StepResult, error)
+}
+
+// ConditionEvaluator decides a step's `if` expression.
+type ConditionEvaluator interface {
+	// EvalIf evaluates expr over scope (keys status, inputs, context) to a concrete boolean.
+	EvalIf(ctx context.Context, expr string, scope map[string]any) (bool, error)
+}
+
+// StepRequest is what a StepRunner is given to evaluate a step once.
+type StepRequest struct {
+	// Run is the run's key.
+	Run Key
+	// Step is the step as written; Properties below already has the inputs filled in.
+	Step v1alpha1.WorkflowStepBase
+	// StepID is the step's stable status id.
+	StepID string
+	// GroupName is the enclosing step-group's name, empty at the top level.
+	GroupName string
+	// Properties is the parameter value: the step's properties with its inputs filled in.
+	Properties map[string]any
+	// Inputs are the step's inputs by variable name.
+	Inputs map[string]any
+	// Context is the CUE context: built-in keys and the run's spec.context.
+	Context map[string]any
+	// Vars are the run variables at the start of the evaluation.
+	Vars map[string]json.RawMessage
+	// Memo holds results of side-effecting actions already run in this attempt, by action path.
+	Memo map[string]json.RawMessage
+	// Resumed says that a resume released this step's pending suspend.
+	Resumed bool
+	// Now is the engine clock's time at the start of the evaluation.
+	Now time.Time
+}
+
+// Outcome is how an evaluation of a step ended.
+type Outcome int
+
+// The outcomes of an evaluation.
+const (
+	// Succeeded: every action ran; outputs are set.
+	Succeeded Outcome = iota
+	// Failed: the step failed for good (a #Fail, a bad parameter, a CUE error, a failed output).
+	Failed
+	// Waiting: a ConditionalWait did not hold; evaluate again later.
+	Waiting
+	// Suspended: a Suspend action holds the run until resumed or until Result.SuspendUntil.
+	Suspended
+	// Broke: a #Break: the step succeeded and the run ends terminated.
+	Broke
+)
+
+var outcomeNames = [...]string{"Succeeded", "Failed", "Waiting", "Suspended", "Broke"}
+
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// StepResult is what one evaluation of a step produced. A StepRunner returns an error instead
+// only for a provider error that may succeed when tried again (see Terminal).
+type StepResult struct {
+	Outcome Outcome
+	// Reason is a KubeVela step reason for a failure (Action, Rendering, ProcessParameter, Output).
+	Reason string
+	// Message becomes the step's status message.
+	Message string
+	// Outputs are the step's outputs by name, evaluated after success.
+	Outputs map[string]json.RawMessage
+	// VarWrites are run variables the step wrote (#DoVar Put).
+	VarWrites map[string]json.RawMessage
+	// Memo is the step's memo after the evaluation; it replaces the one in the request.
+	Memo map[string]json.RawMessage
+	// Logs are the entries the evaluation added to the step's log.
+	Logs []LogEntry
+	// SuspendUntil is when a Suspended step resumes by itself; zero waits for a resume.
+	SuspendUntil time.Time
+	// WaitHint, when set, is how soon a Waiting step is worth evaluating again.
+	WaitHint time.Duration
+}
+
+// TerminalError marks a step error that trying again cannot mend; the step fails at once.
+type TerminalError struct {
+	Reason string
+	Err    error
+}
+
+func (e *TerminalError) Error() string { return e.Err.Error() }
+func (e *TerminalError) Unwrap() error { return e.Err }
+
+// Terminal wraps err so that the engine fails the step at once with reason.
+func Terminal(reason string, err error) error {
+	return &TerminalError{Reason: reason, Err: err}
+}

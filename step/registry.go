@@ -1,0 +1,137 @@
+package step
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/stepflow/stepflow/engine"
+)
+
+// Handler runs one action: it reads the action's parameters and returns what the action returns
+// (a JSON-like Go value: map[string]any, []any, string, float64, bool, nil, or a struct that
+// encodes to one), which is unified back into the definition under `$returns`.
+//
+// An error means the call failed: by default the engine retries the step with backoff; wrap it
+// with engine.Terminal to fail the step at once.
+type Handler func(ctx context.Context, call *Call) (any, error)
+
+// Action describes an action a definition calls by its hidden fields `#provider` and `#do`.
+type Action struct {
+	// Provider and Do are the values of the action's `#provider` and `#do`.
+	Provider string
+	Do       string
+	// Run does the work.
+	Run Handler
+	// SideEffect reports whether a call with these parameters changes something outside the
+	// step. Such a call runs once per step attempt; its result is replayed on re-evaluation.
+	// Nil means the action never has side effects (a read).
+	SideEffect func(params map[string]any) bool
+	// LegacyResult says where the result goes in the flat vela/op form: "" spreads the fields of
+	// the result into the action (op.#Read's value), a name puts the whole result under that
+	// field (op.#HTTPGet's response).
+	LegacyResult string
+	// LegacyOutputs are the flat fields of the vela/op form that are results, never parameters.
+	LegacyOutputs []string
+}
+
+// Always is a SideEffect function for actions that always change something.
+func Always(map[string]any) bool { return true }
+
+// Call is one invocation of an action.
+type Call struct {
+	// Params are the action's parameters: `$params`, or the flat fields of the legacy form.
+	Params map[string]any
+	// Path is the action's field path in the definition, e.g. "apply" or "#Steps.read".
+	Path string
+	// Run is the run the step belongs to; Step is the step's name.
+	Run  engine.Key
+	Step string
+	// Session gives access to the step evaluation: control outcomes, variables and the log.
+	Session Session
+}
+
+// Session is what an action may do to the step evaluating it besides returning a value.
+type Session interface {
+	// Now is the engine clock's time.
+	Now() time.Time
+	// Wait ends the evaluation: the step waits and is evaluated again later.
+	Wait(message string)
+	// Suspend ends the evaluation unless this suspend was already released; it reports whether
+	// the step goes on (released by a resume or by its duration passing).
+	Suspend(duration time.Duration, message string) (goOn bool)
+	// Fail ends the evaluation: the step fails with reason Action.
+	Fail(message string)
+	// Break ends the evaluation: the step succeeds and the run is terminated.
+	Break(message string)
+	// Message sets the step's status message.
+	Message(message string)
+	// Var reads a run variable; ok is false when it is not set.
+	Var(name string) (value json.RawMessage, ok bool)
+	// SetVar writes a run variable.
+	SetVar(name string, value json.RawMessage)
+	// Log adds an entry to the step's log.
+	Log(level int, message string, data any)
+}
+
+// Package is a CUE package supplied to definitions under an import path such as "vela/http".
+type Package struct {
+	// Path is the import path.
+	Path string
+	// Source is the package's CUE source, one file; it may import other supplied packages.
+	Source string
+}
+
+// Registry holds the actions and CUE packages that definitions may use.
+type Registry struct {
+	actions  map[actionID]*Action
+	packages map[string]Package
+}
+
+type actionID struct{ provider, do string }
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{actions: map[actionID]*Action{}, packages: map[string]Package{}}
+}
+
+// Register adds an action; registering the same provider and do twice is a programming error.
+func (r *Registry) Register(a Action) {
+	id := actionID{a.Provider, a.Do}
+	if _, dup := r.actions[id]; dup {
+		panic(fmt.Sprintf("step: action %s.%s registered twice", a.Provider, a.Do))
+	}
+	r.actions[id] = &a
+}
+
+// AddPackage supplies a CUE package under its import path.
+func (r *Registry) AddPackage(p Package) {
+	if _, dup := r.packages[p.Path]; dup {
+		panic(fmt.Sprintf("step: package %q added twice", p.Path))
+	}
+	r.packages[p.Path] = p
+}
+
+// Action returns the action registered for provider and do.
+func (r *Registry) Action(provider, do string) (*Action, bool) {
+	a, ok := r.actions[actionID{provider, do}]
+	return a, ok
+}
+
+// Package returns the package supplied under path.
+func (r *Registry) Package(path string) (Package, bool) {
+	p, ok := r.packages[path]
+	return p, ok
+}
+
+// PackagePaths lists the supplied import paths, sorted.
+func (r *Registry) PackagePaths() []string {
+	paths := make([]string, 0, len(r.packages))
+	for p := range r.packages {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	return paths
+}
