@@ -24,6 +24,12 @@ func (k Key) String() string { return k.Namespace + "/" + k.Name }
 type Run struct {
 	// Object is the WorkflowRun, spec and status.
 	Object *v1alpha1.WorkflowRun `json:"object"`
+	// Spec is the steps the run executes, resolved when it starts: the inline steps or the
+	// referenced Workflow's, with empty names filled in. Nil until the run is initialized.
+	Spec *v1alpha1.WorkflowSpec `json:"spec,omitempty"`
+	// Epoch counts restarts, so that a result of an evaluation started before a restart is
+	// recognized and dropped.
+	Epoch int64 `json:"epoch,omitempty"`
 	// Vars are the run variables by name, as JSON.
 	Vars map[string]json.RawMessage `json:"vars,omitempty"`
 	// Steps is the engine's bookkeeping by step name.

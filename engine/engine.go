@@ -1,0 +1,404 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+)
+
+// Workflows resolves a run's workflowRef to the Workflow template it names.
+type Workflows interface {
+	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
+}
+
+// Observer is told about every transition the engine saved. It is called from the worker that
+// owns the run and must neither keep nor change run.
+type Observer interface {
+	RunChanged(run *Run)
+}
+
+// Options configure an Engine. Store and Runner are required; every other zero value works.
+type Options struct {
+	Store      Store
+	Runner     StepRunner
+	Conditions ConditionEvaluator
+	Workflows  Workflows
+	Observer   Observer
+	Clock      Clock
+	Logger     *slog.Logger
+	// Workers is how many runs advance at once; default 4 × GOMAXPROCS.
+	Workers int
+	// Retry bounds retries of provider errors; default 10 retries, 1s doubling to 1m.
+	Retry RetryPolicy
+	// Wait spaces re-evaluations of a waiting step; default 1s doubling to 30s.
+	Wait Backoff
+}
+
+// Engine advances runs. A run is worked on by one worker at a time; its steps are evaluated in
+// their own goroutines, so independent steps of a run, and steps of many runs, run concurrently.
+type Engine struct {
+	opts  Options
+	m     machine
+	q     *queue
+	mu    sync.Mutex
+	runs  map[Key]*runState
+	steps sync.WaitGroup
+}
+
+// runState is what the engine holds in memory for a run it is advancing.
+type runState struct {
+	// run is the last saved copy, owned by the worker holding the key; nil means load it.
+	run *Run
+	// gen counts invalidations; a worker caches what it saved only if none came meanwhile.
+	gen      int
+	done     []stepDone
+	inflight map[string]context.CancelFunc
+	// processing is set while a worker advances the run.
+	processing bool
+	stop     func() bool
+	wake     time.Time
+}
+
+// New returns an engine; call Start to run its workers.
+func New(opts Options) *Engine {
+	if opts.Clock == nil {
+		opts.Clock = RealClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if opts.Retry.Limit == 0 && opts.Retry.Backoff == (Backoff{}) {
+		opts.Retry = RetryPolicy{Limit: 10, Backoff: Backoff{Initial: time.Second, Factor: 2, Max: time.Minute}}
+	}
+	opts.Retry.Backoff = defaultBackoff(opts.Retry.Backoff, time.Second, time.Minute)
+	opts.Wait = defaultBackoff(opts.Wait, time.Second, 30*time.Second)
+	return &Engine{
+		opts: opts,
+		m:    machine{retry: opts.Retry, wait: opts.Wait, cond: opts.Conditions},
+		q:    newQueue(),
+		runs: map[Key]*runState{},
+	}
+}
+
+func defaultBackoff(b Backoff, initial, max time.Duration) Backoff {
+	if b.Initial <= 0 {
+		b.Initial = initial
+	}
+	if b.Factor < 1 {
+		b.Factor = 2
+	}
+	if b.Max < b.Initial {
+		b.Max = max
+		if b.Max < b.Initial {
+			b.Max = b.Initial
+		}
+	}
+	return b
+}
+
+// Start runs the workers until ctx ends, then waits for the evaluations under way to return.
+func (e *Engine) Start(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range e.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				key, ok := e.q.get()
+				if !ok {
+					return
+				}
+				e.process(ctx, key)
+				e.q.done(key)
+			}
+		}()
+	}
+	<-ctx.Done()
+	e.q.close()
+	wg.Wait()
+	e.mu.Lock()
+	for _, rs := range e.runs {
+		if rs.stop != nil {
+			rs.stop()
+		}
+		for _, cancel := range rs.inflight {
+			cancel()
+		}
+	}
+	e.mu.Unlock()
+	e.steps.Wait()
+	return nil
+}
+
+// Enqueue asks the engine to look at a run, re-reading it from the store.
+func (e *Engine) Enqueue(key Key) {
+	e.mu.Lock()
+	if rs := e.runs[key]; rs != nil {
+		rs.run = nil
+		rs.gen++
+	}
+	e.mu.Unlock()
+	e.q.add(key)
+}
+
+// Busy reports whether evaluations of the run's steps are under way or waiting to be applied.
+func (e *Engine) Busy(key Key) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs := e.runs[key]
+	if rs != nil && (len(rs.inflight) > 0 || len(rs.done) > 0 || rs.processing) {
+		return true
+	}
+	return e.q.has(key)
+}
+
+// QueueLen is the number of runs waiting for a worker.
+func (e *Engine) QueueLen() int { return e.q.len() }
+
+func (e *Engine) state(key Key) *runState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs := e.runs[key]
+	if rs == nil {
+		rs = &runState{inflight: map[string]context.CancelFunc{}}
+		e.runs[key] = rs
+	}
+	return rs
+}
+
+// process advances one run: load it, apply what finished, decide, save, then act on the decision.
+func (e *Engine) process(ctx context.Context, key Key) {
+	rs := e.state(key)
+	e.mu.Lock()
+	rs.processing = true
+	done := rs.done
+	rs.done = nil
+	run := rs.run
+	rs.run = nil
+	gen := rs.gen
+	e.mu.Unlock()
+	defer e.setProcessing(rs, false)
+	inflight := func(name string) bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		_, ok := rs.inflight[name]
+		return ok
+	}
+
+	var t *transition
+	saved := false
+	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			e.requeueDone(rs, done)
+			return
+		}
+		if run == nil {
+			var err error
+			run, err = e.opts.Store.Load(ctx, key)
+			if errors.Is(err, ErrNotFound) {
+				e.forget(key, rs)
+				return
+			}
+			if err != nil {
+				e.opts.Logger.Error("load run", "run", key, "err", err)
+				e.retryLater(key, rs, done)
+				return
+			}
+		}
+		now := e.opts.Clock.Now()
+		var initErr error
+		if run.Spec == nil {
+			initErr = e.initialize(ctx, run, now)
+		}
+		if initErr != nil {
+			st := &run.Object.Status
+			st.Phase, st.Message, st.Finished = v1alpha1.RunFailed, initErr.Error(), true
+			st.EndTime = st.StartTime
+			t = &transition{changed: true}
+		} else {
+			t = e.m.advance(ctx, run, done, now, inflight)
+		}
+		if !t.changed && len(t.logs) == 0 {
+			break
+		}
+		err := e.opts.Store.Save(ctx, run, t.logs)
+		if errors.Is(err, ErrConflict) && attempt < 100 {
+			run = nil // someone else changed it: start again from what is stored
+			continue
+		}
+		if err != nil {
+			e.opts.Logger.Error("save run", "run", key, "err", err)
+			e.retryLater(key, rs, done)
+			return
+		}
+		saved = true
+		break
+	}
+
+	now := e.opts.Clock.Now()
+	e.mu.Lock()
+	if rs.gen == gen {
+		rs.run = run
+	}
+	for _, name := range t.cancel {
+		if cancel := rs.inflight[name]; cancel != nil {
+			cancel()
+			delete(rs.inflight, name)
+		}
+	}
+	for _, n := range t.launch {
+		e.launch(ctx, key, rs, run, n, now)
+	}
+	if rs.stop != nil && (t.wake.IsZero() || !t.wake.Equal(rs.wake)) {
+		rs.stop()
+		rs.stop = nil
+	}
+	if !t.wake.IsZero() && rs.stop == nil {
+		rs.wake = t.wake
+		rs.stop = e.opts.Clock.AfterFunc(t.wake.Sub(now), func() { e.q.add(key) })
+	}
+	if run.Object.Status.Finished && len(rs.inflight) == 0 && len(rs.done) == 0 {
+		delete(e.runs, key)
+	}
+	e.mu.Unlock()
+	// Told last, once the steps are launched and the timers set, so that what an observer sees
+	// is already being acted on.
+	if saved && e.opts.Observer != nil {
+		e.opts.Observer.RunChanged(run)
+	}
+}
+
+func (e *Engine) setProcessing(rs *runState, v bool) {
+	e.mu.Lock()
+	rs.processing = v
+	e.mu.Unlock()
+}
+
+func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error {
+	var wf *v1alpha1.Workflow
+	obj := run.Object
+	if obj.Spec.WorkflowSpec == nil && obj.Spec.WorkflowRef != "" {
+		if e.opts.Workflows == nil {
+			return fmt.Errorf("spec.workflowRef: no Workflow templates are available to resolve %q", obj.Spec.WorkflowRef)
+		}
+		var err error
+		wf, err = e.opts.Workflows.Workflow(ctx, obj.Namespace, obj.Spec.WorkflowRef)
+		if err != nil {
+			return fmt.Errorf("spec.workflowRef: %w", err)
+		}
+	}
+	return initialize(run, wf, now)
+}
+
+// launch starts the evaluation of a step in its own goroutine; e.mu is held.
+func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n *node, now time.Time) {
+	rec := run.record(n.name)
+	d := stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt}
+	req, err := request(run, n, now)
+	if err != nil {
+		d.err, d.at = err, now
+		rs.done = append(rs.done, d)
+		e.q.add(key)
+		return
+	}
+	stepCtx, cancel := context.WithCancel(ctx)
+	rs.inflight[n.name] = cancel
+	e.steps.Add(1)
+	go func() {
+		defer e.steps.Done()
+		defer cancel()
+		res, err := e.opts.Runner.RunStep(stepCtx, req)
+		if err == nil && res == nil {
+			err = Terminal(v1alpha1.ReasonExecute, errors.New("step runner returned no result"))
+		}
+		d.result, d.err, d.at = res, err, e.opts.Clock.Now()
+		e.mu.Lock()
+		if _, live := rs.inflight[d.step]; !live {
+			e.mu.Unlock()
+			return // cancelled: the step moved on without this evaluation
+		}
+		delete(rs.inflight, d.step)
+		rs.done = append(rs.done, d)
+		e.mu.Unlock()
+		e.q.add(key)
+	}()
+}
+
+func (e *Engine) requeueDone(rs *runState, done []stepDone) {
+	e.mu.Lock()
+	rs.done = append(done, rs.done...)
+	e.mu.Unlock()
+}
+
+func (e *Engine) retryLater(key Key, rs *runState, done []stepDone) {
+	e.requeueDone(rs, done)
+	e.opts.Clock.AfterFunc(time.Second, func() { e.q.add(key) })
+}
+
+func (e *Engine) forget(key Key, rs *runState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, cancel := range rs.inflight {
+		cancel()
+	}
+	if rs.stop != nil {
+		rs.stop()
+	}
+	delete(e.runs, key)
+}
+
+// Operate applies an operation (SuspendRun, ResumeRun, TerminateRun, RestartRun, or any change
+// of the same kind) to the stored run, retrying on conflicting writes, and has the run advanced.
+func (e *Engine) Operate(ctx context.Context, key Key, op func(run *Run, now time.Time) error) (*Run, error) {
+	for {
+		run, err := e.opts.Store.Load(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if err := op(run, e.opts.Clock.Now()); err != nil {
+			return nil, err
+		}
+		err = e.opts.Store.Save(ctx, run, nil)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.opts.Observer != nil {
+			e.opts.Observer.RunChanged(run)
+		}
+		e.Enqueue(key)
+		return run, nil
+	}
+}
+
+// Settled reports whether a run will not move without an operation or a timer of another
+// process: it finished, or it is held by a suspend with nothing scheduled to release it.
+func Settled(run *Run) bool {
+	st := &run.Object.Status
+	if st.Finished {
+		return true
+	}
+	if !run.suspended() {
+		return false
+	}
+	if run.ManualSuspend {
+		return true
+	}
+	for _, rec := range run.Steps {
+		if rec.Suspended && !rec.Resumed && !rec.NextTime.IsZero() {
+			return false
+		}
+	}
+	return true
+}

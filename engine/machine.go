@@ -1,0 +1,743 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+)
+
+// Backoff spaces repeated attempts: Initial, then multiplied by Factor each time, at most Max.
+type Backoff struct {
+	Initial time.Duration
+	Factor  float64
+	Max     time.Duration
+}
+
+// Delay is the wait before attempt n+1 after n failed ones (n >= 1).
+func (b Backoff) Delay(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := float64(b.Initial) * math.Pow(b.Factor, float64(n-1))
+	if d > float64(b.Max) || math.IsInf(d, 0) || math.IsNaN(d) {
+		return b.Max
+	}
+	return time.Duration(d)
+}
+
+// RetryPolicy bounds the retries of a step whose provider call errors.
+type RetryPolicy struct {
+	// Limit is how many errors a step attempt survives; the next one fails it FailedAfterRetries.
+	Limit   int
+	Backoff Backoff
+}
+
+// machine holds the rules of the run state machine; all state is in the Run it is given.
+type machine struct {
+	retry RetryPolicy
+	wait  Backoff
+	cond  ConditionEvaluator
+}
+
+// stepDone is the result of one evaluation of a step, waiting to be applied to its run.
+type stepDone struct {
+	epoch   int64
+	step    string
+	attempt int
+	at      time.Time
+	result  *StepResult
+	err     error
+}
+
+// transition is what one advance decided, to act on once it is saved.
+type transition struct {
+	changed bool
+	// launch are the steps to evaluate.
+	launch []*node
+	// cancel are steps in flight that no longer need their evaluation (terminated, timed out).
+	cancel []string
+	// wake is when the run must be looked at again; zero for never.
+	wake time.Time
+	logs []LogEntry
+}
+
+func (t *transition) wakeAt(at time.Time) {
+	if !at.IsZero() && (t.wake.IsZero() || at.Before(t.wake)) {
+		t.wake = at
+	}
+}
+
+// newID returns a random status id, lowercase letters and digits as KubeVela's.
+func newID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// initialize resolves the steps a run executes and lays out its status. wf is the referenced
+// Workflow, nil when the run has its steps inline.
+func initialize(run *Run, wf *v1alpha1.Workflow, now time.Time) error {
+	obj := run.Object
+	spec := &v1alpha1.WorkflowSpec{}
+	switch {
+	case obj.Spec.WorkflowSpec != nil:
+		obj.Spec.WorkflowSpec.DeepCopyInto(spec)
+	case wf != nil:
+		wf.WorkflowSpec.DeepCopyInto(spec)
+	default:
+		return fmt.Errorf("spec: neither workflowSpec nor a Workflow named by workflowRef %q", obj.Spec.WorkflowRef)
+	}
+	if len(spec.Steps) == 0 {
+		return errors.New("spec.workflowSpec.steps: a run needs at least one step")
+	}
+	fillStepNames(spec.Steps)
+	mode := v1alpha1.WorkflowExecuteMode{Steps: v1alpha1.ModeStepByStep, SubSteps: v1alpha1.ModeDAG}
+	if wf != nil && wf.Mode != nil {
+		overlayMode(&mode, wf.Mode)
+	}
+	overlayMode(&mode, obj.Spec.Mode)
+
+	run.Spec = spec
+	run.Steps = map[string]*StepRecord{}
+	run.Vars = nil
+	run.ManualSuspend = false
+	st := v1alpha1.WorkflowRunStatus{
+		Mode:      mode,
+		Phase:     v1alpha1.RunExecuting,
+		StartTime: metav1.NewTime(now),
+		ContextBackend: &v1alpha1.ObjectReference{
+			APIVersion: "v1", Kind: "ConfigMap",
+			Namespace: obj.Namespace, Name: "workflow-" + obj.Name + "-context",
+		},
+	}
+	for _, s := range spec.Steps {
+		ws := v1alpha1.WorkflowStepStatus{StepStatus: newStepStatus(&s.WorkflowStepBase)}
+		for j := range s.SubSteps {
+			ws.SubStepsStatus = append(ws.SubStepsStatus, newStepStatus(&s.SubSteps[j]))
+		}
+		st.Steps = append(st.Steps, ws)
+	}
+	obj.Status = st
+	return nil
+}
+
+func newStepStatus(s *v1alpha1.WorkflowStepBase) v1alpha1.StepStatus {
+	return v1alpha1.StepStatus{ID: newID(), Name: s.Name, Type: s.Type, Phase: v1alpha1.StepPending}
+}
+
+func overlayMode(dst, src *v1alpha1.WorkflowExecuteMode) {
+	if src == nil {
+		return
+	}
+	if src.Steps != "" {
+		dst.Steps = src.Steps
+	}
+	if src.SubSteps != "" {
+		dst.SubSteps = src.SubSteps
+	}
+}
+
+// fillStepNames names unnamed steps step-<i> and sub-steps step-<i>-<j>, counting from 1.
+func fillStepNames(steps []v1alpha1.WorkflowStep) {
+	for i := range steps {
+		if steps[i].Name == "" {
+			steps[i].Name = fmt.Sprintf("step-%d", i+1)
+		}
+		for j := range steps[i].SubSteps {
+			if steps[i].SubSteps[j].Name == "" {
+				steps[i].SubSteps[j].Name = fmt.Sprintf("step-%d-%d", i+1, j+1)
+			}
+		}
+	}
+}
+
+// advance moves an initialized run as far as it can at now: it applies finished evaluations,
+// enforces timeouts and termination, starts what may start, and settles the run's phase.
+// inflight reports the steps whose evaluation is under way in this process.
+func (m *machine) advance(ctx context.Context, run *Run, done []stepDone, now time.Time, inflight func(string) bool) *transition {
+	t := &transition{}
+	g := buildGraph(run)
+	st := &run.Object.Status
+	for _, d := range done {
+		m.apply(run, g, d, t)
+	}
+	if st.Finished {
+		return t
+	}
+	m.enforceTimeouts(run, g, now, t)
+	if st.Terminated {
+		g.each(func(n *node) {
+			if n.active() {
+				m.fail(run, n, v1alpha1.ReasonTerminate, "the run was terminated", now, t)
+			}
+		})
+	}
+	m.schedule(ctx, run, g, g.top, now, inflight, t)
+	if !st.Finished && len(t.launch) == 0 && t.wake.IsZero() && !run.suspended() && !anyInflight(g, inflight) {
+		// Nothing can move: the remaining steps wait on steps that will never finish.
+		g.each(func(n *node) {
+			if n.status.Phase == v1alpha1.StepPending && (n.group == nil || n.group.active()) {
+				m.fail(run, n, v1alpha1.ReasonInput, "cannot start: the steps it waits for will not finish", now, t)
+			}
+		})
+		m.schedule(ctx, run, g, g.top, now, inflight, t)
+	}
+	m.settle(run, g, now, t)
+	for name := range run.Steps {
+		if n := g.byName[name]; n != nil && inflight(name) && !n.active() {
+			t.cancel = append(t.cancel, name)
+		}
+	}
+	return t
+}
+
+func anyInflight(g *graph, inflight func(string) bool) bool {
+	found := false
+	g.each(func(n *node) { found = found || inflight(n.name) })
+	return found
+}
+
+// suspended reports whether the run is held: by a user's suspend or by a suspend step.
+func (r *Run) suspended() bool {
+	if r.ManualSuspend {
+		return true
+	}
+	for _, rec := range r.Steps {
+		if rec.Suspended && !rec.Resumed {
+			return true
+		}
+	}
+	return false
+}
+
+// record returns the bookkeeping of a step, creating it.
+func (r *Run) record(name string) *StepRecord {
+	if r.Steps == nil {
+		r.Steps = map[string]*StepRecord{}
+	}
+	rec := r.Steps[name]
+	if rec == nil {
+		rec = &StepRecord{}
+		r.Steps[name] = rec
+	}
+	return rec
+}
+
+// apply records the result of one evaluation.
+func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
+	n := g.byName[d.step]
+	rec := run.Steps[d.step]
+	if d.result != nil {
+		for _, l := range d.result.Logs {
+			if l.Step == "" {
+				l.Step = d.step
+			}
+			t.logs = append(t.logs, l)
+		}
+	}
+	if d.epoch != run.Epoch || n == nil || rec == nil || rec.Attempt != d.attempt || !n.active() {
+		return // the step moved on (terminated, timed out, restarted) while it was evaluated
+	}
+	t.changed = true
+	n.status.LastExecuteTime = metav1.NewTime(d.at)
+	rec.Resumed = false
+	rec.Suspended = false
+	if d.err != nil {
+		var te *TerminalError
+		if errors.As(d.err, &te) {
+			m.fail(run, n, orDefault(te.Reason, v1alpha1.ReasonExecute), d.err.Error(), d.at, t)
+			return
+		}
+		rec.Retries++
+		if rec.Retries > m.retry.Limit {
+			m.fail(run, n, v1alpha1.ReasonFailedAfterRetries,
+				fmt.Sprintf("failed after %d retries: %v", m.retry.Limit, d.err), d.at, t)
+			return
+		}
+		n.status.Reason = v1alpha1.ReasonExecute
+		n.status.Message = d.err.Error()
+		rec.NextTime = d.at.Add(m.retry.Backoff.Delay(rec.Retries))
+		return
+	}
+	r := d.result
+	if r.Memo != nil {
+		rec.Memo = r.Memo
+	}
+	for k, v := range r.VarWrites {
+		run.setVar(k, v)
+	}
+	switch r.Outcome {
+	case Succeeded, Broke:
+		for k, v := range r.Outputs {
+			run.setVar(k, v)
+		}
+		n.status.Phase = v1alpha1.StepSucceeded
+		n.status.Reason = ""
+		n.status.Message = r.Message
+		rec.Memo, rec.NextTime, rec.Retries, rec.Waits = nil, time.Time{}, 0, 0
+		if r.Outcome == Broke {
+			st := &run.Object.Status
+			st.Terminated = true
+			st.Message = fmt.Sprintf("terminated by step %s", n.name)
+			if r.Message != "" {
+				st.Message += ": " + r.Message
+			}
+		}
+	case Failed:
+		m.fail(run, n, orDefault(r.Reason, v1alpha1.ReasonExecute), r.Message, d.at, t)
+	case Waiting:
+		n.status.Reason = v1alpha1.ReasonWait
+		n.status.Message = r.Message
+		rec.Retries = 0
+		rec.Waits++
+		delay := r.WaitHint
+		if delay <= 0 {
+			delay = m.wait.Delay(rec.Waits)
+		}
+		rec.NextTime = d.at.Add(delay)
+	case Suspended:
+		n.status.Reason = v1alpha1.ReasonSuspend
+		n.status.Message = r.Message
+		rec.Suspended = true
+		rec.NextTime = r.SuspendUntil
+	}
+}
+
+func (r *Run) setVar(name string, v json.RawMessage) {
+	if r.Vars == nil {
+		r.Vars = map[string]json.RawMessage{}
+	}
+	r.Vars[name] = v
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// fail ends a step as failed; a group's unfinished sub-steps end with it.
+func (m *machine) fail(run *Run, n *node, reason, message string, now time.Time, t *transition) {
+	t.changed = true
+	for _, s := range n.subs {
+		switch {
+		case s.active():
+			m.fail(run, s, reason, message, now, t)
+		case s.status.Phase == v1alpha1.StepPending:
+			skip(s, "its group "+n.name+" failed", t)
+		}
+	}
+	n.status.Phase = v1alpha1.StepFailed
+	n.status.Reason = reason
+	n.status.Message = message
+	if n.status.FirstExecuteTime.IsZero() {
+		n.status.FirstExecuteTime = metav1.NewTime(now)
+	}
+	n.status.LastExecuteTime = metav1.NewTime(now)
+	if rec := run.Steps[n.name]; rec != nil {
+		rec.Suspended, rec.Resumed, rec.NextTime = false, false, time.Time{}
+	}
+}
+
+func skip(n *node, message string, t *transition) {
+	t.changed = true
+	n.status.Phase = v1alpha1.StepSkipped
+	n.status.Reason = v1alpha1.ReasonSkip
+	n.status.Message = message
+	for _, s := range n.subs {
+		if !s.finished() {
+			skip(s, message, t)
+		}
+	}
+}
+
+// enforceTimeouts fails steps past their timeout and asks to be woken at the next deadline.
+func (m *machine) enforceTimeouts(run *Run, g *graph, now time.Time, t *transition) {
+	g.each(func(n *node) {
+		if !n.active() || n.spec.Timeout == "" {
+			return
+		}
+		d, err := time.ParseDuration(n.spec.Timeout)
+		if err != nil {
+			m.fail(run, n, v1alpha1.ReasonTimeout, fmt.Sprintf("timeout %q: %v", n.spec.Timeout, err), now, t)
+			return
+		}
+		deadline := n.status.FirstExecuteTime.Add(d)
+		if !now.Before(deadline) {
+			m.fail(run, n, v1alpha1.ReasonTimeout, fmt.Sprintf("timed out after %s", n.spec.Timeout), now, t)
+			return
+		}
+		t.wakeAt(deadline)
+	})
+}
+
+// schedule walks a list of steps in order and starts or re-evaluates what may go now.
+func (m *machine) schedule(ctx context.Context, run *Run, g *graph, list []*node, now time.Time, inflight func(string) bool, t *transition) {
+	held := run.suspended()
+	for _, n := range list {
+		switch {
+		case n.finished():
+		case n.status.Phase == v1alpha1.StepPending:
+			if !ready(n) || (held && !run.Object.Status.Terminated) {
+				continue
+			}
+			verdict, message := m.gate(ctx, run, g, n)
+			switch verdict {
+			case gateSkip:
+				skip(n, message, t)
+				continue
+			case gateFail:
+				m.fail(run, n, v1alpha1.ReasonExecute, message, now, t)
+				continue
+			}
+			m.start(run, n, now, t)
+			if n.isGroup {
+				m.schedule(ctx, run, g, n.subs, now, inflight, t)
+				m.finishGroup(n, t)
+			} else {
+				t.launch = append(t.launch, n)
+			}
+		case n.isGroup:
+			m.schedule(ctx, run, g, n.subs, now, inflight, t)
+			m.finishGroup(n, t)
+		case inflight(n.name):
+		default:
+			rec := run.record(n.name)
+			due := !now.Before(rec.NextTime)
+			switch {
+			case rec.Suspended && rec.Resumed && !run.ManualSuspend:
+				t.launch = append(t.launch, n)
+			case rec.Suspended:
+				if !rec.NextTime.IsZero() && !run.ManualSuspend {
+					if due {
+						t.launch = append(t.launch, n)
+					} else {
+						t.wakeAt(rec.NextTime)
+					}
+				}
+			case held:
+			case due:
+				t.launch = append(t.launch, n)
+			default:
+				t.wakeAt(rec.NextTime)
+			}
+		}
+	}
+}
+
+// ready reports whether everything a pending step waits for has finished.
+func ready(n *node) bool {
+	if n.mode == v1alpha1.ModeStepByStep {
+		for _, p := range n.prev {
+			if !p.finished() {
+				return false
+			}
+		}
+	}
+	for _, d := range n.deps {
+		if !d.finished() {
+			return false
+		}
+	}
+	return true
+}
+
+type gateVerdict int
+
+const (
+	gateRun gateVerdict = iota
+	gateSkip
+	gateFail
+)
+
+// gate decides whether a ready step runs, is skipped, or fails on its `if`.
+func (m *machine) gate(ctx context.Context, run *Run, g *graph, n *node) (gateVerdict, string) {
+	cond := strings.TrimSpace(n.spec.If)
+	if cond == "always" {
+		return gateRun, ""
+	}
+	if run.Object.Status.Terminated {
+		return gateSkip, "the run was terminated"
+	}
+	if cond != "" {
+		if m.cond == nil {
+			return gateFail, "if: no condition evaluator is configured"
+		}
+		scope := map[string]any{
+			"status":  statusScope(g),
+			"inputs":  inputValues(run, n.spec),
+			"context": stepContext(run, n),
+		}
+		ok, err := m.cond.EvalIf(ctx, cond, scope)
+		if err != nil {
+			return gateFail, fmt.Sprintf("if %q: %v", cond, err)
+		}
+		if !ok {
+			return gateSkip, fmt.Sprintf("if %q is false", cond)
+		}
+		return gateRun, ""
+	}
+	if n.mode == v1alpha1.ModeStepByStep && len(n.spec.DependsOn) == 0 {
+		for _, p := range n.prev {
+			if p.status.Phase == v1alpha1.StepFailed {
+				return gateSkip, fmt.Sprintf("an earlier step, %s, failed", p.name)
+			}
+		}
+	}
+	for _, d := range n.deps {
+		if d.status.Phase != v1alpha1.StepSucceeded {
+			return gateSkip, fmt.Sprintf("step %s it depends on did not succeed", d.name)
+		}
+	}
+	return gateRun, ""
+}
+
+// start marks a step running and begins a new attempt.
+func (m *machine) start(run *Run, n *node, now time.Time, t *transition) {
+	t.changed = true
+	n.status.Phase = v1alpha1.StepRunning
+	n.status.Reason = ""
+	n.status.Message = ""
+	n.status.FirstExecuteTime = metav1.NewTime(now)
+	n.status.LastExecuteTime = metav1.NewTime(now)
+	rec := run.record(n.name)
+	*rec = StepRecord{Attempt: rec.Attempt + 1}
+}
+
+// finishGroup ends a group whose sub-steps have all finished.
+func (m *machine) finishGroup(n *node, t *transition) {
+	if !n.active() {
+		return
+	}
+	failed := ""
+	for _, s := range n.subs {
+		if !s.finished() {
+			return
+		}
+		if s.status.Phase == v1alpha1.StepFailed && failed == "" {
+			failed = s.name
+		}
+	}
+	t.changed = true
+	if failed != "" {
+		n.status.Phase = v1alpha1.StepFailed
+		n.status.Reason = v1alpha1.ReasonExecute
+		n.status.Message = fmt.Sprintf("sub-step %s failed", failed)
+		return
+	}
+	n.status.Phase = v1alpha1.StepSucceeded
+	n.status.Reason = ""
+}
+
+// settle sets the phases shown for active steps and for the run.
+func (m *machine) settle(run *Run, g *graph, now time.Time, t *transition) {
+	st := &run.Object.Status
+	held := run.suspended()
+	if st.Suspend != held {
+		t.changed = true
+	}
+	st.Suspend = held
+	g.each(func(n *node) {
+		if !n.active() || n.isGroup {
+			return
+		}
+		want := v1alpha1.StepRunning
+		if rec := run.Steps[n.name]; run.ManualSuspend || (rec != nil && rec.Suspended && !rec.Resumed) {
+			want = v1alpha1.StepSuspending
+		}
+		if n.status.Phase != want {
+			n.status.Phase = want
+			t.changed = true
+		}
+	})
+	for _, n := range g.top {
+		if !n.isGroup || !n.active() {
+			continue
+		}
+		want := v1alpha1.StepRunning
+		for _, s := range n.subs {
+			if s.status.Phase == v1alpha1.StepSuspending {
+				want = v1alpha1.StepSuspending
+			}
+		}
+		if n.status.Phase != want {
+			n.status.Phase = want
+			t.changed = true
+		}
+	}
+	for _, n := range g.top {
+		if !n.finished() {
+			phase := v1alpha1.RunExecuting
+			if held {
+				phase = v1alpha1.RunSuspending
+			}
+			if st.Phase != phase {
+				st.Phase = phase
+				t.changed = true
+			}
+			return
+		}
+	}
+	t.changed = true
+	st.Finished = true
+	st.Suspend = false
+	st.EndTime = metav1.NewTime(now)
+	var failed []string
+	g.each(func(n *node) {
+		if n.status.Phase == v1alpha1.StepFailed && n.group == nil {
+			failed = append(failed, n.name)
+		}
+	})
+	switch {
+	case st.Terminated:
+		st.Phase = v1alpha1.RunTerminated
+		if st.Message == "" {
+			st.Message = "the run was terminated"
+		}
+	case len(failed) > 0:
+		st.Phase = v1alpha1.RunFailed
+		st.Message = fmt.Sprintf("step %s failed", strings.Join(failed, ", "))
+	default:
+		st.Phase = v1alpha1.RunSucceeded
+		st.Message = ""
+	}
+}
+
+// statusScope is what `status.<step>` means in an `if`.
+func statusScope(g *graph) map[string]any {
+	out := make(map[string]any, len(g.byName))
+	for name, n := range g.byName {
+		s := n.status
+		out[name] = map[string]any{
+			"phase":              string(s.Phase),
+			"message":            s.Message,
+			"reason":             s.Reason,
+			"succeeded":          s.Phase == v1alpha1.StepSucceeded,
+			"failed":             s.Phase == v1alpha1.StepFailed,
+			"skipped":            s.Phase == v1alpha1.StepSkipped,
+			"timeout":            s.Reason == v1alpha1.ReasonTimeout,
+			"failedAfterRetries": s.Reason == v1alpha1.ReasonFailedAfterRetries,
+			"terminate":          s.Reason == v1alpha1.ReasonTerminate,
+		}
+	}
+	return out
+}
+
+// inputValues decodes the run variables a step takes as inputs, by variable name.
+func inputValues(run *Run, s *v1alpha1.WorkflowStepBase) map[string]any {
+	out := make(map[string]any, len(s.Inputs))
+	for _, in := range s.Inputs {
+		raw, ok := run.Vars[in.From]
+		if !ok {
+			continue
+		}
+		var v any
+		if json.Unmarshal(raw, &v) == nil {
+			out[in.From] = v
+		}
+	}
+	return out
+}
+
+// stepContext is the CUE `context` of a step: the built-in keys, then the run's spec.context.
+func stepContext(run *Run, n *node) map[string]any {
+	obj := run.Object
+	c := map[string]any{
+		"name":           obj.Name,
+		"namespace":      obj.Namespace,
+		"workflowName":   obj.Name,
+		"publishVersion": obj.Annotations["app.oam.dev/publishVersion"],
+		"stepName":       n.name,
+		"stepSessionID":  n.status.ID,
+		"spanID":         n.status.ID,
+	}
+	if n.group != nil {
+		c["stepGroupName"] = n.group.name
+	}
+	if obj.Spec.Context != nil && len(obj.Spec.Context.Raw) > 0 {
+		var user map[string]any
+		if json.Unmarshal(obj.Spec.Context.Raw, &user) == nil {
+			for k, v := range user {
+				c[k] = v
+			}
+		}
+	}
+	return c
+}
+
+// request builds what the StepRunner is given for one evaluation of n. It copies what the
+// evaluation reads so the run may change while the step is evaluated.
+func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
+	props := map[string]any{}
+	if p := n.spec.Properties; p != nil && len(p.Raw) > 0 {
+		if err := json.Unmarshal(p.Raw, &props); err != nil {
+			return nil, Terminal(v1alpha1.ReasonParameter, fmt.Errorf("properties: %w", err))
+		}
+		if props == nil {
+			props = map[string]any{}
+		}
+	}
+	inputs := inputValues(run, n.spec)
+	for _, in := range n.spec.Inputs {
+		v, ok := inputs[in.From]
+		if !ok {
+			return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q is not available: no step has output it", in.From))
+		}
+		if in.ParameterKey != "" {
+			setPath(props, in.ParameterKey, v)
+		}
+	}
+	rec := run.record(n.name)
+	req := &StepRequest{
+		Run:        run.Key(),
+		Step:       *n.spec,
+		StepID:     n.status.ID,
+		Properties: props,
+		Inputs:     inputs,
+		Context:    stepContext(run, n),
+		Vars:       make(map[string]json.RawMessage, len(run.Vars)),
+		Resumed:    rec.Resumed,
+		Now:        now,
+	}
+	if n.group != nil {
+		req.GroupName = n.group.name
+	}
+	for k, v := range run.Vars {
+		req.Vars[k] = v
+	}
+	if rec.Memo != nil {
+		req.Memo = make(map[string]json.RawMessage, len(rec.Memo))
+		for k, v := range rec.Memo {
+			req.Memo[k] = v
+		}
+	}
+	return req, nil
+}
+
+// setPath sets a dotted path in a tree of maps, creating the maps on the way.
+func setPath(m map[string]any, path string, v any) {
+	parts := strings.Split(path, ".")
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[p] = next
+		}
+		m = next
+	}
+	m[parts[len(parts)-1]] = v
+}
