@@ -61,8 +61,8 @@ type runState struct {
 	inflight map[string]context.CancelFunc
 	// processing is set while a worker advances the run.
 	processing bool
-	stop     func() bool
-	wake     time.Time
+	stop       func() bool
+	wake       time.Time
 }
 
 // New returns an engine; call Start to run its workers.
