@@ -1,0 +1,224 @@
+// Package util supplies the CUE package vela/util: #Log writes to the step's log (data, or the
+// text a URL returns), #ConvertString turns bytes into a string and #PatchK8sObject applies a
+// JSON merge patch to an object.
+package util
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/step"
+)
+
+//go:embed util.cue
+var source string
+
+// Defaults used when the corresponding Options field is zero.
+const (
+	DefaultMaxSourceBytes = 1 << 20
+	DefaultSourceTimeout  = 3 * time.Second
+)
+
+// Options configure the provider; the zero value works.
+type Options struct {
+	// Client fetches a #Log source URL; nil means a client with Go's default transport, which
+	// verifies TLS certificates.
+	Client *http.Client
+	// MaxSourceBytes bounds how much of a source URL's body goes into the log; the rest is
+	// dropped and the entry says so. 0 means DefaultMaxSourceBytes.
+	MaxSourceBytes int64
+	// SourceTimeout bounds fetching a source URL; 0 means DefaultSourceTimeout.
+	SourceTimeout time.Duration
+}
+
+// Register adds the package (import path "vela/util") and its actions util.log, util.string
+// and util.patch-k8s-object to r.
+func Register(r *step.Registry, opts Options) {
+	l := &logger{client: opts.Client, maxBytes: opts.MaxSourceBytes, timeout: opts.SourceTimeout}
+	if l.client == nil {
+		l.client = &http.Client{}
+	}
+	if l.maxBytes <= 0 {
+		l.maxBytes = DefaultMaxSourceBytes
+	}
+	if l.timeout <= 0 {
+		l.timeout = DefaultSourceTimeout
+	}
+	r.AddPackage(step.Package{Path: "vela/util", Source: source})
+	r.Register(step.Action{Provider: "util", Do: "log", Run: l.log})
+	r.Register(step.Action{Provider: "util", Do: "string", Run: convertString, LegacyOutputs: []string{"str"}})
+	r.Register(step.Action{Provider: "util", Do: "patch-k8s-object", Run: patchK8sObject, LegacyOutputs: []string{"result"}})
+}
+
+// logger runs #Log.
+type logger struct {
+	client   *http.Client
+	maxBytes int64
+	timeout  time.Duration
+}
+
+type logParams struct {
+	Data   json.RawMessage `json:"data"`
+	Level  *int            `json:"level"`
+	Source *struct {
+		URL       *string         `json:"url"`
+		Resources json.RawMessage `json:"resources"`
+	} `json:"source"`
+}
+
+// log writes data, then the source URL's text, to the step's log: a string as the entry's
+// message, a struct as its data.
+func (l *logger) log(ctx context.Context, call *step.Call) (any, error) {
+	var in logParams
+	if err := decode(call.Params, &in); err != nil {
+		return nil, terminal("#Log", err)
+	}
+	if call.Session == nil {
+		return nil, errors.New("vela/util: #Log: the call has no session to log to")
+	}
+	level := 3
+	if in.Level != nil {
+		level = *in.Level
+	}
+	if src := in.Source; src != nil && len(src.Resources) > 0 && string(src.Resources) != "null" {
+		return nil, terminal("#Log", errors.New("source.resources needs a cluster: not available in this mode"))
+	}
+	if len(in.Data) > 0 && string(in.Data) != "null" {
+		var text string
+		if err := json.Unmarshal(in.Data, &text); err == nil {
+			call.Session.Log(level, text, nil)
+		} else {
+			var data map[string]any
+			if err := json.Unmarshal(in.Data, &data); err != nil {
+				return nil, terminal("#Log", errors.New("parameter data: want a string or a struct"))
+			}
+			call.Session.Log(level, "", data)
+		}
+	}
+	if in.Source != nil && in.Source.URL != nil {
+		text, truncated, err := l.fetch(ctx, *in.Source.URL)
+		if err != nil {
+			return nil, err
+		}
+		data := map[string]any{"url": *in.Source.URL}
+		if truncated {
+			data["truncatedAfterBytes"] = l.maxBytes
+		}
+		call.Session.Log(level, text, data)
+	}
+	return nil, nil
+}
+
+// fetch reads up to maxBytes of what a GET of rawURL returns, and whether there was more.
+func (l *logger) fetch(ctx context.Context, rawURL string) (text string, truncated bool, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", false, terminal("#Log", fmt.Errorf("source.url %q is not an absolute http or https URL", rawURL))
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", false, terminal("#Log", fmt.Errorf("source.url: %w", err))
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return "", false, fmt.Errorf("vela/util: #Log: fetching source.url: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "", false, fmt.Errorf("vela/util: #Log: fetching source.url %s: status %s", u.Redacted(), resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, l.maxBytes+1))
+	if err != nil {
+		return "", false, fmt.Errorf("vela/util: #Log: reading source.url %s: %w", u.Redacted(), err)
+	}
+	if int64(len(b)) > l.maxBytes {
+		return string(b[:l.maxBytes]), true, nil
+	}
+	return string(b), false, nil
+}
+
+// convertString runs #ConvertString. CUE bytes reach it as []byte, or in their JSON form, a
+// base64 string; both decode here.
+func convertString(_ context.Context, call *step.Call) (any, error) {
+	var in struct {
+		BT *[]byte `json:"bt"`
+	}
+	if err := decode(call.Params, &in); err != nil {
+		return nil, terminal("#ConvertString", err)
+	}
+	if in.BT == nil {
+		return nil, terminal("#ConvertString", errors.New("parameter bt is required"))
+	}
+	return map[string]any{"str": string(*in.BT)}, nil
+}
+
+// patchK8sObject runs #PatchK8sObject.
+func patchK8sObject(_ context.Context, call *step.Call) (any, error) {
+	var in struct {
+		Value map[string]any `json:"value"`
+		Patch map[string]any `json:"patch"`
+	}
+	if err := decode(call.Params, &in); err != nil {
+		return nil, terminal("#PatchK8sObject", err)
+	}
+	if in.Value == nil {
+		return nil, terminal("#PatchK8sObject", errors.New("parameter value: want an object"))
+	}
+	if in.Patch == nil {
+		return nil, terminal("#PatchK8sObject", errors.New("parameter patch: want an object"))
+	}
+	return map[string]any{"result": mergePatch(in.Value, in.Patch)}, nil
+}
+
+// mergePatch applies patch to target as a JSON merge patch (RFC 7386) and returns the result;
+// neither argument is modified. Objects merge key by key, a null in the patch removes the key,
+// and any other patch value, lists included, replaces the target's.
+func mergePatch(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, _ := target.(map[string]any)
+	out := make(map[string]any, len(t)+len(p))
+	for k, v := range t {
+		out[k] = v
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(out, k)
+			continue
+		}
+		out[k] = mergePatch(out[k], v)
+	}
+	return out
+}
+
+func terminal(action string, err error) error {
+	return engine.Terminal("Execute", fmt.Errorf("vela/util: %s: %w", action, err))
+}
+
+// decode reads JSON-like parameters into the struct pointed to by into.
+func decode(params map[string]any, into any) error {
+	b, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("reading parameters: %w", err)
+	}
+	if err := json.Unmarshal(b, into); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("parameter %s: got %s, want %s", te.Field, te.Value, te.Type)
+		}
+		return fmt.Errorf("reading parameters: %w", err)
+	}
+	return nil
+}
