@@ -131,7 +131,7 @@ steps:
 - type: step-group
   subSteps: [{type: ok}]`,
 		phase: v1alpha1.RunSucceeded,
-		steps: "step-1=succeeded step-2=succeeded step-2-1=succeeded",
+		steps: "step-0=succeeded step-1=succeeded step-1-0=succeeded",
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -103,7 +103,7 @@ func initialize(run *Run, wf *v1alpha1.Workflow, now time.Time) error {
 	if len(spec.Steps) == 0 {
 		return errors.New("spec.workflowSpec.steps: a run needs at least one step")
 	}
-	fillStepNames(spec.Steps)
+	v1alpha1.DefaultStepNames(spec.Steps)
 	mode := v1alpha1.WorkflowExecuteMode{Steps: v1alpha1.ModeStepByStep, SubSteps: v1alpha1.ModeDAG}
 	if wf != nil && wf.Mode != nil {
 		overlayMode(&mode, wf.Mode)
@@ -147,20 +147,6 @@ func overlayMode(dst, src *v1alpha1.WorkflowExecuteMode) {
 	}
 	if src.SubSteps != "" {
 		dst.SubSteps = src.SubSteps
-	}
-}
-
-// fillStepNames names unnamed steps step-<i> and sub-steps step-<i>-<j>, counting from 1.
-func fillStepNames(steps []v1alpha1.WorkflowStep) {
-	for i := range steps {
-		if steps[i].Name == "" {
-			steps[i].Name = fmt.Sprintf("step-%d", i+1)
-		}
-		for j := range steps[i].SubSteps {
-			if steps[i].SubSteps[j].Name == "" {
-				steps[i].SubSteps[j].Name = fmt.Sprintf("step-%d-%d", i+1, j+1)
-			}
-		}
 	}
 }
 
