@@ -393,13 +393,13 @@ func (m *machine) schedule(ctx context.Context, run *Run, g *graph, list []*node
 			m.start(run, n, now, t)
 			if n.isGroup {
 				m.schedule(ctx, run, g, n.subs, now, inflight, t)
-				m.finishGroup(n, t)
+				m.finishGroup(n, now, t)
 			} else {
 				t.launch = append(t.launch, n)
 			}
 		case n.isGroup:
 			m.schedule(ctx, run, g, n.subs, now, inflight, t)
-			m.finishGroup(n, t)
+			m.finishGroup(n, now, t)
 		case inflight(n.name):
 		default:
 			rec := run.record(n.name)
@@ -505,7 +505,7 @@ func (m *machine) start(run *Run, n *node, now time.Time, t *transition) {
 }
 
 // finishGroup ends a group whose sub-steps have all finished.
-func (m *machine) finishGroup(n *node, t *transition) {
+func (m *machine) finishGroup(n *node, now time.Time, t *transition) {
 	if !n.active() {
 		return
 	}
@@ -519,6 +519,7 @@ func (m *machine) finishGroup(n *node, t *transition) {
 		}
 	}
 	t.changed = true
+	n.status.LastExecuteTime = metav1.NewTime(now)
 	if failed != "" {
 		n.status.Phase = v1alpha1.StepFailed
 		n.status.Reason = v1alpha1.ReasonExecute

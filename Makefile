@@ -1,0 +1,19 @@
+# The targets a user and CI call. `make test` runs the whole suite on a fresh machine.
+.PHONY: build test test-quick fuzz bench lint
+
+build:
+	go build -o bin/stepflow ./cmd/stepflow
+
+## test: everything CI runs: install what is missing, vet, format check, tests, short fuzzing.
+test:
+	./scripts/test.sh
+
+## test-quick: the Go tests only, on what is installed.
+test-quick:
+	go test -count=1 ./...
+
+fuzz:
+	FUZZTIME=60s ./scripts/fuzz.sh
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./step/ ./store/sqlite/

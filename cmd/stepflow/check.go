@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/manifest"
+)
+
+// problems collects what is wrong with the files of a command, each located in its file.
+type problems struct {
+	objs *manifest.Objects
+	list manifest.Errors
+}
+
+func (p *problems) add(obj any, errs field.ErrorList) {
+	p.list = append(p.list, p.objs.Explain(obj, errs)...)
+}
+
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	p.list.Sort()
+	return invalidErr(p.list)
+}
+
+// decode reads the files and checks everything in them that can be checked without running:
+// the objects' shape, the runs' steps against the step types they name, and the definitions' CUE.
+func (a *app) decode(ctx context.Context, files []string) (*manifest.Objects, error) {
+	objs, err := manifest.DecodeFiles(files...)
+	if err != nil {
+		return nil, invalidErr(err)
+	}
+	a.defs.add(objs.Definitions)
+	p := &problems{objs: objs}
+	for _, d := range objs.Definitions {
+		tmpl := ""
+		if d.Spec.Schematic != nil && d.Spec.Schematic.CUE != nil {
+			tmpl = d.Spec.Schematic.CUE.Template
+		}
+		path := field.NewPath("spec", "schematic", "cue", "template")
+		if strings.TrimSpace(tmpl) == "" {
+			p.add(d, field.ErrorList{field.Required(path, "a step type needs a CUE template")})
+			continue
+		}
+		if err := a.runner.Check(ctx, d.Name, tmpl); err != nil {
+			p.add(d, field.ErrorList{field.Invalid(path, "(CUE)", fmt.Sprintf("definition %s: %v", d.Name, err))})
+		}
+	}
+	for _, wf := range objs.Workflows {
+		p.add(wf, v1alpha1.ValidateWorkflow(wf))
+	}
+	for _, run := range objs.Runs {
+		errs := v1alpha1.ValidateWorkflowRun(run)
+		if len(errs) == 0 {
+			errs = a.checkSteps(ctx, objs, run)
+		}
+		p.add(run, errs)
+	}
+	return objs, p.err()
+}
+
+// checkSteps checks each step against its step type: that the type exists, and that its
+// properties fit the type's parameter (parameters filled by inputs are taken as given).
+func (a *app) checkSteps(ctx context.Context, objs *manifest.Objects, run *v1alpha1.WorkflowRun) field.ErrorList {
+	var errs field.ErrorList
+	steps, base, wf, err := a.resolveSteps(ctx, objs, run)
+	if err != nil {
+		return field.ErrorList{field.Invalid(field.NewPath("spec", "workflowRef"), run.Spec.WorkflowRef, err.Error())}
+	}
+	if wf != nil {
+		// The referenced Workflow's steps run under the run's mode: check them as such.
+		if errs := v1alpha1.ValidateSteps(wf.Steps, v1alpha1.EffectiveMode(&run.Spec, wf), base); len(errs) > 0 {
+			return errs
+		}
+	}
+	check := func(path *field.Path, s *v1alpha1.WorkflowStepBase) {
+		if s.Type == "step-group" {
+			return
+		}
+		if _, err := a.defs.Template(ctx, run.Namespace, s.Type); err != nil {
+			errs = append(errs, field.Invalid(path.Child("type"), s.Type, err.Error()))
+			return
+		}
+		props := map[string]any{}
+		if s.Properties != nil && len(s.Properties.Raw) > 0 {
+			if err := json.Unmarshal(s.Properties.Raw, &props); err != nil {
+				errs = append(errs, field.Invalid(path.Child("properties"), "", err.Error()))
+				return
+			}
+		}
+		var filled []string
+		for _, in := range s.Inputs {
+			if in.ParameterKey != "" {
+				filled = append(filled, in.ParameterKey)
+			}
+		}
+		if err := a.runner.CheckProperties(ctx, run.Namespace, s.Type, props, filled); err != nil {
+			errs = append(errs, field.Invalid(path.Child("properties"), "", fmt.Sprintf("step %s: %v", s.Name, err)))
+		}
+	}
+	for i := range steps {
+		p := base.Index(i)
+		check(p, &steps[i].WorkflowStepBase)
+		for j := range steps[i].SubSteps {
+			check(p.Child("subSteps").Index(j), &steps[i].SubSteps[j])
+		}
+	}
+	return errs
+}
+
+// resolveSteps returns the steps a run executes, the field path they are reported at, and the
+// Workflow they come from when the run refers to one.
+func (a *app) resolveSteps(ctx context.Context, objs *manifest.Objects, run *v1alpha1.WorkflowRun) ([]v1alpha1.WorkflowStep, *field.Path, *v1alpha1.Workflow, error) {
+	if run.Spec.WorkflowSpec != nil {
+		return run.Spec.WorkflowSpec.Steps, field.NewPath("spec", "workflowSpec", "steps"), nil, nil
+	}
+	wf, err := a.workflow(ctx, objs, run.Namespace, run.Spec.WorkflowRef)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return wf.Steps, field.NewPath("spec", "workflowRef"), wf, nil
+}
+
+// workflow finds a Workflow template among the files, then in the store.
+func (a *app) workflow(ctx context.Context, objs *manifest.Objects, namespace, name string) (*v1alpha1.Workflow, error) {
+	if objs != nil {
+		for _, wf := range objs.Workflows {
+			if wf.Namespace == namespace && wf.Name == name {
+				return wf, nil
+			}
+		}
+	}
+	if a.store != nil {
+		wf, err := a.store.Workflow(ctx, namespace, name)
+		if err == nil {
+			return wf, nil
+		}
+		if !errors.Is(err, engine.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("no Workflow %q in namespace %q", name, namespace)
+}

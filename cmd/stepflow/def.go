@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/definitions"
+	"github.com/stepflow/stepflow/step"
+)
+
+func newDefCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "def",
+		Short: "List and describe step types",
+	}
+	cmd.AddCommand(newDefListCommand(g), newDefShowCommand(g))
+	return cmd
+}
+
+func newDefListCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the step types a run in the namespace can use",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			a, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			type row struct{ name, source, description string }
+			seen := map[string]bool{}
+			var rows []row
+			for _, ns := range []string{g.namespace, systemNamespace} {
+				defs, err := a.store.Definitions(ctx, ns)
+				if err != nil {
+					return err
+				}
+				for _, d := range defs {
+					if !seen[d.Name] {
+						seen[d.Name] = true
+						rows = append(rows, row{d.Name, ns, d.Annotations[v1beta1.AnnotationDescription]})
+					}
+				}
+			}
+			for _, d := range definitions.Builtin() {
+				if !seen[d.Name] {
+					seen[d.Name] = true
+					rows = append(rows, row{d.Name, "built-in", d.Annotations[v1beta1.AnnotationDescription]})
+				}
+			}
+			sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tFROM\tDESCRIPTION")
+			for _, r := range rows {
+				fmt.Fprintf(w, "%s\t%s\t%s\n", r.name, r.source, r.description)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func newDefShowCommand(g *globals) *cobra.Command {
+	var template bool
+	cmd := &cobra.Command{
+		Use:   "show TYPE",
+		Short: "Describe a step type's parameters (from its // +usage= comments)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			a, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			typ := args[0]
+			src, err := a.defs.Template(ctx, g.namespace, typ)
+			if errors.Is(err, step.ErrUnknownType) {
+				return invalidErr(err)
+			}
+			if err != nil {
+				return err
+			}
+			if template {
+				_, err := fmt.Fprint(g.stdout, src)
+				return err
+			}
+			params, err := a.runner.Parameters(ctx, g.namespace, typ)
+			if err != nil {
+				return invalidErr(err)
+			}
+			fmt.Fprintf(g.stdout, "%s\n\n", typ)
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "PARAMETER\tTYPE\tREQUIRED\tDEFAULT\tUSAGE")
+			for _, p := range params {
+				fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\n", p.Name, p.Type, p.Required, orDash(p.Default), p.Usage)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&template, "template", false, "print the CUE template instead")
+	return cmd
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store/sqlite"
+)
+
+func newGetCommand(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Print a run with its status, shaped as KubeVela writes it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "yaml" && output != "json" {
+				return invalidf("-o %q: want yaml or json", output)
+			}
+			ctx := cmd.Context()
+			a, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			key := engine.Key{Namespace: g.namespace, Name: args[0]}
+			run, err := a.store.Load(ctx, key)
+			if errors.Is(err, engine.ErrNotFound) {
+				return invalidf("run %s not found", key)
+			}
+			if err != nil {
+				return err
+			}
+			obj := run.Object.DeepCopy()
+			obj.APIVersion = v1alpha1.GroupVersion.String()
+			obj.Kind = v1alpha1.KindWorkflowRun
+			b, err := json.MarshalIndent(obj, "", "  ")
+			if err != nil {
+				return err
+			}
+			if output == "yaml" {
+				if b, err = yaml.JSONToYAML(b); err != nil {
+					return err
+				}
+			} else {
+				b = append(b, '\n')
+			}
+			_, err = g.stdout.Write(b)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	return cmd
+}
+
+func newListCommand(g *globals) *cobra.Command {
+	var phase string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the stored runs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			a, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			opts := sqlite.ListOptions{Namespace: g.namespace, Phase: phase}
+			if all {
+				opts.Namespace = ""
+			}
+			runs, err := a.store.List(ctx, opts)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAMESPACE\tNAME\tPHASE\tSTARTED\tDURATION\tMESSAGE")
+			for _, r := range runs {
+				started, took := "-", "-"
+				if !r.StartTime.IsZero() {
+					started = r.StartTime.Local().Format(time.DateTime)
+					end := time.Now()
+					if !r.EndTime.IsZero() {
+						end = r.EndTime
+					}
+					took = end.Sub(r.StartTime).Round(time.Second).String()
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Name, orDash(string(r.Phase)), started, took, oneLine(r.Message))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&phase, "phase", "", "only runs in this phase")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "runs of every namespace")
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newLogsCommand(g *globals) *cobra.Command {
+	var stepName string
+	cmd := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Print the log of a run's steps: each action run, and what definitions logged",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			a, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			key := engine.Key{Namespace: g.namespace, Name: args[0]}
+			if _, err := a.store.Load(ctx, key); errors.Is(err, engine.ErrNotFound) {
+				return invalidf("run %s not found", key)
+			}
+			entries, err := a.store.Logs(ctx, key, stepName)
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				fmt.Fprintln(g.stdout, formatLog(e))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&stepName, "step", "", "only this step's log")
+	return cmd
+}
+
+// formatLog renders one log entry on one line.
+func formatLog(e engine.LogEntry) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", e.Time.Local().Format("15:04:05.000"), e.Step)
+	if e.Action != "" {
+		fmt.Fprintf(&b, " %s", e.Action)
+	}
+	if e.Duration > 0 {
+		fmt.Fprintf(&b, " %s", roundDuration(e.Duration))
+	}
+	if e.Outcome != "" {
+		fmt.Fprintf(&b, " %s", e.Outcome)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, " %s", oneLine(e.Message))
+	}
+	if len(e.Data) > 0 {
+		fmt.Fprintf(&b, " %s", oneLine(string(e.Data)))
+	}
+	return b.String()
+}

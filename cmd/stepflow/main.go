@@ -1,0 +1,172 @@
+// Command stepflow runs KubeVela-compatible workflows: `stepflow run FILE` executes WorkflowRuns
+// on an embedded store with live progress in the terminal, and the other commands inspect,
+// operate and validate runs and step types.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, the same for every command.
+const (
+	exitOK        = 0
+	exitFailed    = 1 // the run failed or was terminated
+	exitInvalid   = 2 // invalid input or usage
+	exitSuspended = 3 // the run waits for a resume
+	exitInternal  = 4 // the store or the machine failed
+)
+
+// exitError carries an exit code with the error that caused it.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func invalidf(format string, args ...any) error {
+	return &exitError{code: exitInvalid, err: fmt.Errorf(format, args...)}
+}
+
+func invalidErr(err error) error { return &exitError{code: exitInvalid, err: err} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	return runIn("", args, stdout, stderr)
+}
+
+// runIn is run with relative file names taken from dir ("" for the working directory).
+func runIn(dir string, args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g := &globals{dir: dir, stdout: stdout, stderr: stderr}
+	root := newRootCommand(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if g.app != nil {
+		g.app.close()
+	}
+	if err == nil {
+		return g.code
+	}
+	fmt.Fprintln(stderr, "Error:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if isUsageError(err) {
+		return exitInvalid
+	}
+	return exitInternal
+}
+
+// globals are the flags every command shares and what they open.
+type globals struct {
+	// dir is where relative file names are found; "" is the working directory.
+	dir       string
+	dataDir   string
+	namespace string
+	// retryLimit, retryBackoff and waitBackoff tune the engine for the runs this process drives.
+	retryLimit   int
+	retryBackoff time.Duration
+	waitBackoff  time.Duration
+	stdout       io.Writer
+	stderr       io.Writer
+	app          *app
+	// code is the exit code of a command that ran without error (a run that failed is not an
+	// error of the command).
+	code int
+}
+
+func newRootCommand(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "stepflow",
+		Short: "Run KubeVela-compatible workflows: declared steps in YAML, step types in CUE",
+		Long: `stepflow runs WorkflowRuns (core.oam.dev/v1alpha1) whose steps are typed by
+WorkflowStepDefinitions written in CUE, on an embedded store: nothing to install.
+
+Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
+3 suspended (waiting for a resume), 4 internal error.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", defaultDataDir(),
+		"directory of the embedded store (env STEPFLOW_DATA_DIR)")
+	root.PersistentFlags().StringVarP(&g.namespace, "namespace", "n", "default", "namespace of the runs to operate on")
+	root.PersistentFlags().IntVar(&g.retryLimit, "retry-limit", 10,
+		"provider errors a step survives before it fails FailedAfterRetries")
+	root.PersistentFlags().DurationVar(&g.retryBackoff, "retry-backoff", time.Second,
+		"first delay before retrying a provider error; doubles up to 1m")
+	root.PersistentFlags().DurationVar(&g.waitBackoff, "wait-backoff", time.Second,
+		"first delay before evaluating a waiting step again; doubles up to 30s")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalidErr(err) })
+	root.AddCommand(
+		newRunCommand(g),
+		newApplyCommand(g),
+		newVetCommand(g),
+		newGetCommand(g),
+		newListCommand(g),
+		newLogsCommand(g),
+		newSuspendCommand(g),
+		newResumeCommand(g),
+		newTerminateCommand(g),
+		newRestartCommand(g),
+		newDefCommand(g),
+	)
+	return root
+}
+
+// paths resolves file names given on the command line.
+func (g *globals) paths(files []string) []string {
+	out := make([]string, len(files))
+	for i, f := range files {
+		if g.dir != "" && !filepath.IsAbs(f) {
+			f = filepath.Join(g.dir, f)
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// defaultDataDir is $STEPFLOW_DATA_DIR, else stepflow under the user's data directory.
+func defaultDataDir() string {
+	if d := os.Getenv("STEPFLOW_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "stepflow")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "stepflow")
+	}
+	return ".stepflow"
+}
+
+// isUsageError recognizes cobra's complaints about arguments.
+func isUsageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "accepts ", "requires at least", "unknown flag", "unknown shorthand", "flag needs"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+)
+
+// progress shows runs as they move: on a terminal, a tree of steps redrawn in place; otherwise one
+// line per step phase change, which reads well in CI logs.
+type progress struct {
+	w   io.Writer
+	tty bool
+	now func() time.Time
+
+	mu    sync.Mutex
+	order []engine.Key
+	runs  map[engine.Key]v1alpha1.WorkflowRunStatus
+	// seen is the last phase printed per run/step, in line mode.
+	seen  map[string]string
+	drawn int
+}
+
+func newProgress(w io.Writer, tty bool) *progress {
+	return &progress{w: w, tty: tty, now: time.Now, runs: map[engine.Key]v1alpha1.WorkflowRunStatus{}, seen: map[string]string{}}
+}
+
+// RunChanged implements engine.Observer.
+func (p *progress) RunChanged(run *engine.Run) {
+	key := run.Key()
+	var st v1alpha1.WorkflowRunStatus
+	run.Object.Status.DeepCopyInto(&st)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.runs[key]; !ok {
+		p.order = append(p.order, key)
+	}
+	p.runs[key] = st
+	if p.tty {
+		p.redraw()
+		return
+	}
+	p.lines(key, st)
+}
+
+// lines prints what changed since the last call, in line mode.
+func (p *progress) lines(key engine.Key, st v1alpha1.WorkflowRunStatus) {
+	step := func(s v1alpha1.StepStatus, indent string) {
+		id := key.String() + "/" + s.Name
+		state := string(s.Phase) + "|" + s.Reason + "|" + s.Message
+		if p.seen[id] == state || s.Phase == v1alpha1.StepPending || s.Phase == "" {
+			return
+		}
+		p.seen[id] = state
+		fmt.Fprintf(p.w, "%s %sstep %s %s%s\n", key.Name, indent, s.Name, phaseWord(s), detail(s, p.now()))
+	}
+	for _, s := range st.Steps {
+		// A group that finished is told after its sub-steps, which finished first.
+		if !s.Phase.Finished() {
+			step(s.StepStatus, "")
+		}
+		for _, ss := range s.SubStepsStatus {
+			step(ss, "  ")
+		}
+		if s.Phase.Finished() {
+			step(s.StepStatus, "")
+		}
+	}
+	id := key.String()
+	if p.seen[id] != string(st.Phase) && st.Finished {
+		p.seen[id] = string(st.Phase)
+		fmt.Fprintf(p.w, "%s %s%s\n", key.Name, st.Phase, runDetail(st, p.now()))
+	}
+}
+
+// Tick redraws the tree so running durations advance; a no-op in line mode.
+func (p *progress) Tick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty {
+		p.redraw()
+	}
+}
+
+func (p *progress) redraw() {
+	var b strings.Builder
+	if p.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", p.drawn)
+	}
+	n := 0
+	line := func(format string, args ...any) {
+		b.WriteString("\x1b[2K")
+		fmt.Fprintf(&b, format, args...)
+		b.WriteByte('\n')
+		n++
+	}
+	now := p.now()
+	for _, key := range p.order {
+		st := p.runs[key]
+		line("%s %s%s", key.Name, st.Phase, runDetail(st, now))
+		for i, s := range st.Steps {
+			branch, pipe := "├─", "│ "
+			if i == len(st.Steps)-1 {
+				branch, pipe = "└─", "  "
+			}
+			line("%s %s %-20s %-11s%s", branch, icon(s.Phase), s.Name, s.Phase, detail(s.StepStatus, now))
+			for j, ss := range s.SubStepsStatus {
+				sub := "├─"
+				if j == len(s.SubStepsStatus)-1 {
+					sub = "└─"
+				}
+				line("%s %s %s %-17s %-11s%s", pipe, sub, icon(ss.Phase), ss.Name, ss.Phase, detail(ss, now))
+			}
+		}
+	}
+	// Clear lines left over from a taller drawing.
+	for i := n; i < p.drawn; i++ {
+		b.WriteString("\x1b[2K\n")
+	}
+	if p.drawn > n {
+		fmt.Fprintf(&b, "\x1b[%dA", p.drawn-n)
+	}
+	p.drawn = n
+	io.WriteString(p.w, b.String())
+}
+
+func icon(phase v1alpha1.WorkflowStepPhase) string {
+	switch phase {
+	case v1alpha1.StepSucceeded:
+		return "✓"
+	case v1alpha1.StepFailed:
+		return "✗"
+	case v1alpha1.StepSkipped:
+		return "-"
+	case v1alpha1.StepRunning:
+		return "▸"
+	case v1alpha1.StepSuspending:
+		return "⏸"
+	}
+	return "·"
+}
+
+func phaseWord(s v1alpha1.StepStatus) string {
+	if s.Reason != "" && s.Phase != v1alpha1.StepSucceeded {
+		return string(s.Phase) + " (" + s.Reason + ")"
+	}
+	return string(s.Phase)
+}
+
+// detail renders a step's duration and message.
+func detail(s v1alpha1.StepStatus, now time.Time) string {
+	var parts []string
+	if !s.FirstExecuteTime.IsZero() {
+		end := now
+		if s.Phase.Finished() {
+			end = s.LastExecuteTime.Time
+		}
+		parts = append(parts, roundDuration(end.Sub(s.FirstExecuteTime.Time)))
+	}
+	if s.Message != "" {
+		parts = append(parts, oneLine(s.Message))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "  " + strings.Join(parts, "  ")
+}
+
+func runDetail(st v1alpha1.WorkflowRunStatus, now time.Time) string {
+	out := ""
+	if !st.StartTime.IsZero() {
+		end := now
+		if st.Finished {
+			end = st.EndTime.Time
+		}
+		out = " in " + roundDuration(end.Sub(st.StartTime.Time))
+	}
+	if st.Message != "" {
+		out += ": " + oneLine(st.Message)
+	}
+	return out
+}
+
+func roundDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(100 * time.Millisecond).String()
+	}
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(strings.TrimSpace(s), "\n", " ⏎ ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+)
+
+func newRunCommand(g *globals) *cobra.Command {
+	var sets []string
+	var replace bool
+	cmd := &cobra.Command{
+		Use:   "run FILE...",
+		Short: "Run the WorkflowRuns in the files to their end",
+		Long: `Run reads WorkflowRuns, Workflows and WorkflowStepDefinitions from the files
+(multi-document YAML), checks them, stores them, and runs each WorkflowRun to its end,
+showing its steps as they move. The definitions and Workflows are kept for later runs.
+
+A run whose name is already stored is replaced if it has finished; an unfinished one is
+refused unless --replace is given.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			ctx := cmd.Context()
+			a, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			objs, err := a.decode(ctx, g.paths(files))
+			if err != nil {
+				return err
+			}
+			if len(objs.Runs) == 0 {
+				return invalidf("%s: no WorkflowRun to run (use stepflow apply to store definitions and Workflows)", strings.Join(files, ", "))
+			}
+			setCtx, err := parseSets(sets)
+			if err != nil {
+				return err
+			}
+			var keys []engine.Key
+			runs := make([]*engine.Run, 0, len(objs.Runs))
+			for _, obj := range objs.Runs {
+				if err := mergeContext(obj, setCtx); err != nil {
+					return err
+				}
+				obj.Status = v1alpha1.WorkflowRunStatus{}
+				runs = append(runs, &engine.Run{Object: obj})
+				keys = append(keys, engine.Key{Namespace: obj.Namespace, Name: obj.Name})
+			}
+			if err := a.store.PutObjects(ctx, objs.Definitions, objs.Workflows); err != nil {
+				return fmt.Errorf("store definitions and workflows: %w", err)
+			}
+			for _, r := range runs {
+				if err := a.createRun(ctx, r, replace); err != nil {
+					return err
+				}
+			}
+			d := a.newDriver(g)
+			d.start()
+			defer d.stop()
+			g.code = d.drive(ctx, g, keys)
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "key=value added to spec.context of every run (value parsed as YAML; dotted keys nest)")
+	cmd.Flags().BoolVar(&replace, "replace", false, "replace a stored run of the same name even if it has not finished")
+	return cmd
+}
+
+// createRun stores a new run, replacing a finished one of the same name.
+func (a *app) createRun(ctx context.Context, r *engine.Run, replace bool) error {
+	key := r.Key()
+	if !replace {
+		old, err := a.store.Load(ctx, key)
+		switch {
+		case err == nil && !old.Object.Status.Finished && old.Object.Status.Phase != "":
+			return invalidf("run %s already exists and is %s: resume, restart or terminate it, or run with --replace",
+				key, old.Object.Status.Phase)
+		case err != nil && !errors.Is(err, engine.ErrNotFound):
+			return err
+		}
+	}
+	if err := a.store.Create(ctx, r, true); err != nil {
+		return fmt.Errorf("store run %s: %w", key, err)
+	}
+	return nil
+}
+
+// parseSets turns --set key=value flags into a context object.
+func parseSets(sets []string) (map[string]any, error) {
+	out := map[string]any{}
+	for _, s := range sets {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, invalidf("--set %q: want key=value", s)
+		}
+		var val any
+		if err := yaml.Unmarshal([]byte(v), &val); err != nil || val == nil {
+			val = v
+		}
+		m := out
+		parts := strings.Split(k, ".")
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[parts[len(parts)-1]] = val
+	}
+	return out, nil
+}
+
+// mergeContext adds the --set values to a run's spec.context; they win over the file's.
+func mergeContext(obj *v1alpha1.WorkflowRun, set map[string]any) error {
+	if len(set) == 0 {
+		return nil
+	}
+	ctx := map[string]any{}
+	if obj.Spec.Context != nil && len(obj.Spec.Context.Raw) > 0 {
+		if err := json.Unmarshal(obj.Spec.Context.Raw, &ctx); err != nil {
+			return invalidf("run %s: spec.context: %v", obj.Name, err)
+		}
+	}
+	deepMerge(ctx, set)
+	raw, err := json.Marshal(ctx)
+	if err != nil {
+		return invalidf("run %s: --set: %v", obj.Name, err)
+	}
+	obj.Spec.Context = &runtime.RawExtension{Raw: raw}
+	return nil
+}
+
+func deepMerge(dst, src map[string]any) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				deepMerge(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+}
+
+// driver runs an engine in this process and follows the runs it advances.
+type driver struct {
+	app     *app
+	eng     *engine.Engine
+	watch   *watcher
+	cancel  context.CancelFunc
+	stopped chan struct{}
+}
+
+// newDriver makes an engine over the store whose transitions feed the progress display; it
+// advances runs once started.
+func (a *app) newDriver(g *globals) *driver {
+	tty := false
+	if f, ok := g.stdout.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	w := &watcher{progress: newProgress(g.stdout, tty), last: map[engine.Key]*runView{}, changed: make(chan struct{}, 1)}
+	eng := engine.New(engine.Options{
+		Store: a.store, Runner: a.runner, Conditions: a.runner, Workflows: a.store, Observer: w,
+		Retry: engine.RetryPolicy{Limit: g.retryLimit, Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
+		Wait:  engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
+	})
+	return &driver{app: a, eng: eng, watch: w}
+}
+
+// start runs the engine's workers until stop.
+func (d *driver) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel, d.stopped = cancel, make(chan struct{})
+	go func() { _ = d.eng.Start(ctx); close(d.stopped) }()
+}
+
+// stop ends the workers and waits for the evaluations under way.
+func (d *driver) stop() {
+	if d.cancel != nil {
+		d.cancel()
+		<-d.stopped
+	}
+}
+
+// drive runs the engine until every run in keys has settled, and returns the exit code they
+// call for: the worst of them.
+func (d *driver) drive(ctx context.Context, g *globals, keys []engine.Key) int {
+	for _, k := range keys {
+		d.eng.Enqueue(k)
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	polls := 0
+	for {
+		code, settled := d.watch.verdict(keys, d.eng)
+		if settled {
+			d.watch.progress.Tick()
+			return code
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(g.stderr, "interrupted: the runs stay where they are; continue them with `stepflow resume NAME`\n")
+			return exitFailed
+		case <-d.watch.changed:
+		case <-tick.C:
+			d.watch.progress.Tick()
+			polls++
+			if polls%5 == 0 {
+				d.pickUpOutsideChanges(ctx, keys)
+			}
+		}
+	}
+}
+
+// pickUpOutsideChanges has the engine re-read runs that another process changed (a suspend or
+// terminate from a second terminal).
+func (d *driver) pickUpOutsideChanges(ctx context.Context, keys []engine.Key) {
+	for _, k := range keys {
+		run, err := d.app.store.Load(ctx, k)
+		if err != nil {
+			continue
+		}
+		if last := d.watch.view(k); last != nil && run.Version > last.version {
+			d.eng.Enqueue(k)
+		}
+	}
+}
+
+// watcher follows the runs a command drives: it feeds the progress display and tells the
+// command when something changed.
+type watcher struct {
+	progress *progress
+	mu       sync.Mutex
+	last     map[engine.Key]*runView
+	changed  chan struct{}
+}
+
+type runView struct {
+	phase   v1alpha1.WorkflowRunPhase
+	settled bool
+	version int64
+}
+
+func (w *watcher) RunChanged(run *engine.Run) {
+	w.progress.RunChanged(run)
+	w.mu.Lock()
+	w.last[run.Key()] = &runView{phase: run.Object.Status.Phase, settled: engine.Settled(run), version: run.Version}
+	w.mu.Unlock()
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcher) view(k engine.Key) *runView {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last[k]
+}
+
+// verdict reports whether every run has settled and, if so, the exit code they call for.
+func (w *watcher) verdict(keys []engine.Key, eng *engine.Engine) (int, bool) {
+	code := exitOK
+	for _, k := range keys {
+		v := w.view(k)
+		if v == nil || !v.settled || eng.Busy(k) {
+			return 0, false
+		}
+		c := exitOK
+		switch v.phase {
+		case v1alpha1.RunSucceeded:
+		case v1alpha1.RunSuspending:
+			c = exitSuspended
+		default:
+			c = exitFailed
+		}
+		if c == exitFailed || (c == exitSuspended && code == exitOK) {
+			code = c
+		}
+	}
+	return code, true
+}
+
+// operate applies an operation to a stored run and, when the run can go on, drives it to its end.
+func (g *globals) operate(cmd *cobra.Command, name string, drive bool, op func(*engine.Run, time.Time) error) error {
+	ctx := cmd.Context()
+	a, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	key := engine.Key{Namespace: g.namespace, Name: name}
+	d := a.newDriver(g)
+	if drive {
+		d.start()
+		defer d.stop()
+	}
+	if _, err := d.eng.Operate(ctx, key, op); err != nil {
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+			return invalidf("run %s not found", key)
+		case errors.Is(err, engine.ErrInvalidOperation):
+			return invalidErr(err)
+		}
+		return err
+	}
+	if !drive {
+		fmt.Fprintf(g.stdout, "%s: done\n", key.Name)
+		return nil
+	}
+	g.code = d.drive(ctx, g, []engine.Key{key})
+	return nil
+}

@@ -1,0 +1,398 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+)
+
+// The runs columns a write sets, in the order runRow.values gives them, and the SQL
+// fragments that set them.
+const (
+	runColumns = `version, data, phase, message, start_time, end_time, steps_total,
+		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped, namespace, name`
+	runParams       = `?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`
+	runFromExcluded = `version = excluded.version, data = excluded.data, phase = excluded.phase,
+		message = excluded.message, start_time = excluded.start_time, end_time = excluded.end_time,
+		steps_total = excluded.steps_total, steps_running = excluded.steps_running,
+		steps_suspending = excluded.steps_suspending, steps_succeeded = excluded.steps_succeeded,
+		steps_failed = excluded.steps_failed, steps_skipped = excluded.steps_skipped`
+	runFromParams = `version = ?, data = ?, phase = ?, message = ?, start_time = ?, end_time = ?,
+		steps_total = ?, steps_running = ?, steps_suspending = ?, steps_succeeded = ?,
+		steps_failed = ?, steps_skipped = ?`
+)
+
+// runRow is a run encoded for writing: its JSON and the summary List reads.
+type runRow struct {
+	key     engine.Key
+	data    []byte
+	phase   string
+	message string
+	start   int64 // Unix nanoseconds, 0 when unset
+	end     int64
+	steps   StepCounts
+}
+
+// values are the row's column values in runColumns order, with version.
+func (r *runRow) values(version int64) []any {
+	return []any{version, r.data, r.phase, r.message, r.start, r.end, r.steps.Total,
+		r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped,
+		r.key.Namespace, r.key.Name}
+}
+
+// logRow is a log entry encoded for writing.
+type logRow struct {
+	step  string
+	entry []byte
+}
+
+// encodeRun encodes run in the caller's goroutine, so that the writer only writes.
+func encodeRun(run *engine.Run) (*runRow, error) {
+	if run == nil || run.Object == nil {
+		return nil, errors.New("run has no WorkflowRun object")
+	}
+	key := run.Key()
+	if key.Name == "" {
+		return nil, errors.New("run has no name")
+	}
+	data, err := json.Marshal(run)
+	if err != nil {
+		return nil, fmt.Errorf("encode run %s: %w", key, err)
+	}
+	st := &run.Object.Status
+	return &runRow{
+		key:     key,
+		data:    data,
+		phase:   string(st.Phase),
+		message: st.Message,
+		start:   unixNano(st.StartTime.Time),
+		end:     unixNano(st.EndTime.Time),
+		steps:   countSteps(run),
+	}, nil
+}
+
+func encodeLogs(key engine.Key, logs []engine.LogEntry) ([]logRow, error) {
+	rows := make([]logRow, len(logs))
+	for i := range logs {
+		entry, err := json.Marshal(&logs[i])
+		if err != nil {
+			return nil, fmt.Errorf("encode log entry %d of run %s step %q: %w", i, key, logs[i].Step, err)
+		}
+		rows[i] = logRow{step: logs[i].Step, entry: entry}
+	}
+	return rows, nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// appendLogs adds the entries to the run's log.
+func (b *batch) appendLogs(key engine.Key, logs []logRow) error {
+	for _, l := range logs {
+		if _, err := b.exec("insertLog", key.Namespace, key.Name, l.step, l.entry); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Load returns the stored run with its version, or an error wrapping engine.ErrNotFound.
+func (s *Store) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
+	var version int64
+	var data []byte
+	err := s.load.QueryRowContext(ctx, key.Namespace, key.Name).Scan(&version, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("load run %s: %w", key, engine.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load run %s: %w", key, err)
+	}
+	run := new(engine.Run)
+	if err := json.Unmarshal(data, run); err != nil {
+		return nil, fmt.Errorf("load run %s: decode: %w", key, err)
+	}
+	run.Version = version
+	return run, nil
+}
+
+// Save writes the run and appends logs to its log in one transaction, if the stored version
+// is run.Version (0: the run must not be stored yet), and then sets run.Version to the new
+// version. Otherwise it writes nothing and returns an error wrapping engine.ErrConflict.
+// The write is on disk when Save returns (unless Options.Synchronous relaxed that).
+func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntry) error {
+	row, err := encodeRun(run)
+	if err != nil {
+		return fmt.Errorf("save run: %w", err)
+	}
+	entries, err := encodeLogs(row.key, logs)
+	if err != nil {
+		return fmt.Errorf("save run: %w", err)
+	}
+	old := run.Version
+	var version int64
+	if err := s.w.submit(ctx, saveOp(row, entries, old, &version)); err != nil {
+		return fmt.Errorf("save run %s at version %d: %w", row.key, old, err)
+	}
+	run.Version = version
+	return nil
+}
+
+// saveOp is the writer's half of Save: it writes the row if the stored version is old, appends
+// the log entries, and sets *version to the row's new version.
+func saveOp(row *runRow, logs []logRow, old int64, version *int64) func(b *batch) error {
+	return func(b *batch) error {
+		v := b.nextVersion()
+		var saved bool
+		var err error
+		if old == 0 {
+			saved, err = b.changed("insertRun", row.values(v)...)
+		} else {
+			saved, err = b.changed("updateRun", append(row.values(v), old)...)
+		}
+		if err != nil {
+			return err
+		}
+		if !saved {
+			return reject(engine.ErrConflict)
+		}
+		*version = v
+		return b.appendLogs(row.key, logs)
+	}
+}
+
+// Create stores a new run and sets run.Version; run.Version on entry is ignored. When the
+// run is stored already, Create returns an error wrapping ErrExists, unless replace is set:
+// then the stored run is replaced and its log deleted, in the same transaction, and a holder
+// of the old run's version gets a conflict when it saves.
+func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error {
+	row, err := encodeRun(run)
+	if err != nil {
+		return fmt.Errorf("create run: %w", err)
+	}
+	var version int64
+	err = s.w.submit(ctx, func(b *batch) error {
+		v := b.nextVersion()
+		if replace {
+			if _, err := b.exec("deleteLogs", row.key.Namespace, row.key.Name); err != nil {
+				return err
+			}
+			if _, err := b.exec("replaceRun", row.values(v)...); err != nil {
+				return err
+			}
+		} else {
+			created, err := b.changed("insertRun", row.values(v)...)
+			if err != nil {
+				return err
+			}
+			if !created {
+				return reject(ErrExists)
+			}
+		}
+		version = v
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create run %s: %w", row.key, err)
+	}
+	run.Version = version
+	return nil
+}
+
+// Delete removes the run and its log, or returns an error wrapping engine.ErrNotFound.
+func (s *Store) Delete(ctx context.Context, key engine.Key) error {
+	err := s.w.submit(ctx, func(b *batch) error {
+		deleted, err := b.changed("deleteRun", key.Namespace, key.Name)
+		if err != nil {
+			return err
+		}
+		if !deleted {
+			return reject(engine.ErrNotFound)
+		}
+		_, err = b.exec("deleteLogs", key.Namespace, key.Name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete run %s: %w", key, err)
+	}
+	return nil
+}
+
+// StepCounts counts a run's steps by phase. A step-group and each of its sub-steps count
+// as one step each.
+type StepCounts struct {
+	// Total is the number of steps in the run's resolved spec (before the run starts: in its
+	// inline spec), or in its status if that lists more.
+	Total int
+	// Pending counts the steps that have not started: Total less the others.
+	Pending    int
+	Running    int
+	Suspending int
+	Succeeded  int
+	Failed     int
+	Skipped    int
+}
+
+// countSteps summarizes the steps of a run.
+func countSteps(run *engine.Run) StepCounts {
+	var c StepCounts
+	listed := 0
+	count := func(p v1alpha1.WorkflowStepPhase) {
+		listed++
+		switch p {
+		case v1alpha1.StepRunning:
+			c.Running++
+		case v1alpha1.StepSuspending:
+			c.Suspending++
+		case v1alpha1.StepSucceeded:
+			c.Succeeded++
+		case v1alpha1.StepFailed:
+			c.Failed++
+		case v1alpha1.StepSkipped:
+			c.Skipped++
+		}
+	}
+	for _, s := range run.Object.Status.Steps {
+		count(s.Phase)
+		for _, sub := range s.SubStepsStatus {
+			count(sub.Phase)
+		}
+	}
+	spec := run.Spec
+	if spec == nil {
+		spec = run.Object.Spec.WorkflowSpec
+	}
+	if spec != nil {
+		for _, s := range spec.Steps {
+			c.Total += 1 + len(s.SubSteps)
+		}
+	}
+	c.Total = max(c.Total, listed)
+	c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
+	return c
+}
+
+// RunSummary is what List tells of a run.
+type RunSummary struct {
+	Namespace string
+	Name      string
+	Phase     v1alpha1.WorkflowRunPhase
+	Message   string
+	// StartTime and EndTime are zero when unset.
+	StartTime time.Time
+	EndTime   time.Time
+	Steps     StepCounts
+	// Version is the run's stored version.
+	Version int64
+}
+
+// ListOptions select the runs List returns. The zero value selects every run.
+type ListOptions struct {
+	// Namespace, when set, selects the runs of that namespace.
+	Namespace string
+	// Phase, when set, selects the runs in that phase (status.status).
+	Phase string
+	// Limit, when positive, is the most runs returned; Offset skips that many first.
+	Limit  int
+	Offset int
+}
+
+// List returns summaries of the selected runs, ordered by namespace and name.
+func (s *Store) List(ctx context.Context, opts ListOptions) ([]RunSummary, error) {
+	if opts.Limit < 0 || opts.Offset < 0 {
+		return nil, fmt.Errorf("list runs: negative limit %d or offset %d", opts.Limit, opts.Offset)
+	}
+	var where []string
+	var args []any
+	if opts.Namespace != "" {
+		where = append(where, "namespace = ?")
+		args = append(args, opts.Namespace)
+	}
+	if opts.Phase != "" {
+		where = append(where, "phase = ?")
+		args = append(args, opts.Phase)
+	}
+	q := `SELECT namespace, name, version, phase, message, start_time, end_time, steps_total,
+		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped FROM runs`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := -1 // SQLite: no limit
+	if opts.Limit > 0 {
+		limit = opts.Limit
+	}
+	q += " ORDER BY namespace, name LIMIT ? OFFSET ?"
+	args = append(args, limit, opts.Offset)
+
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []RunSummary
+	for rows.Next() {
+		var r RunSummary
+		var start, end int64
+		c := &r.Steps
+		if err := rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
+			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped); err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		r.StartTime, r.EndTime = fromUnixNano(start), fromUnixNano(end)
+		c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return out, nil
+}
+
+// Logs returns the run's log entries in the order they were saved: every step's when step
+// is empty, else that step's. A run without entries, stored or not, has an empty log.
+func (s *Store) Logs(ctx context.Context, key engine.Key, step string) ([]engine.LogEntry, error) {
+	q := `SELECT entry FROM logs WHERE namespace = ? AND name = ?`
+	args := []any{key.Namespace, key.Name}
+	if step != "" {
+		q += ` AND step = ?`
+		args = append(args, step)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY seq`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("logs of run %s: %w", key, err)
+	}
+	defer rows.Close()
+	var out []engine.LogEntry
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("logs of run %s: %w", key, err)
+		}
+		var e engine.LogEntry
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, fmt.Errorf("logs of run %s: decode entry: %w", key, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("logs of run %s: %w", key, err)
+	}
+	return out, nil
+}
