@@ -2,7 +2,9 @@ package step
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,175 +13,221 @@ import (
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/cuecontext"
+	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/parser"
+	"cuelang.org/go/cue/token"
 )
 
-// generation is a cue.Context with the definitions compiled in it. A context grows with every
-// value made in it, so the runner replaces its generation after a number of evaluations;
-// values of an older generation stay valid for the evaluations still using them.
+// preamble is put before every template, on its first line so that line numbers stay right.
+// Short-circuit evaluation of && and || is what the CUE spec says and what KubeVela's
+// definitions rely on (`x.status != _|_ && x.status.phase == "Ready"`); CUE v0.17 only does it
+// under this experiment.
+const preamble = "@experiment(shortcircuit), "
+
+// generation is a cue.Context and what was compiled in it. A context grows with every value made
+// in it, so the runner starts a new generation after a number of evaluations; values of an older
+// generation stay valid for the evaluations still using them.
 type generation struct {
-	ctx  *cue.Context
-	uses atomic.Int64
+	ctx   *cue.Context
+	evals atomic.Int64
 
-	mu       sync.Mutex
-	compiled map[[32]byte]compiled
-	exprs    map[string]ast.Expr
-}
-
-type compiled struct {
-	value cue.Value
-	err   error
+	mu    sync.Mutex // guards the maps and every compilation in ctx
+	pkgs  map[string]*build.Instance
+	defs  map[[32]byte]*definition
+	conds map[string]cue.Value
 }
 
 func newGeneration() *generation {
-	return &generation{ctx: cuecontext.New(), compiled: map[[32]byte]compiled{}, exprs: map[string]ast.Expr{}}
+	return &generation{
+		ctx:   cuecontext.New(),
+		pkgs:  map[string]*build.Instance{},
+		defs:  map[[32]byte]*definition{},
+		conds: map[string]cue.Value{},
+	}
 }
 
-// compile builds a template once per generation; later calls return the cached value.
-func (g *generation) compile(reg *Registry, template string) (cue.Value, error) {
-	key := sha256.Sum256([]byte(template))
+// definition is a compiled template.
+type definition struct {
+	// file is the whole template; root is where its fields are: the file itself, or the
+	// `template` field of a template written as KubeVela's definition files are.
+	file cue.Value
+	root cue.Path
+	// err is why the template does not compile; it is cached like a success.
+	err error
+}
+
+// paramPath is where the template's parameter is.
+func (d *definition) paramPath() cue.Path {
+	return cue.MakePath(append(d.root.Selectors(), cue.Str("parameter"))...)
+}
+
+var (
+	contextPath  = cue.MakePath(cue.Str("context"))
+	doPath       = cue.MakePath(cue.Def("#do"))
+	providerPath = cue.MakePath(cue.Def("#provider"))
+	paramsSel    = cue.Str("$params")
+	returnsSel   = cue.Str("$returns")
+)
+
+// definition compiles a template once per generation and caches the outcome.
+func (g *generation) definition(reg *Registry, typ, template string) *definition {
+	key := sha256.Sum256([]byte(typ + "\x00" + template))
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if c, ok := g.compiled[key]; ok {
-		return c.value, c.err
+	if d, ok := g.defs[key]; ok {
+		return d
 	}
-	v, err := buildTemplate(g.ctx, reg, template)
-	g.compiled[key] = compiled{value: v, err: err}
-	return v, err
+	d := g.compile(reg, typ, template)
+	g.defs[key] = d
+	return d
 }
 
-// expr parses a CUE expression once per generation.
-func (g *generation) expr(src string) (ast.Expr, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if e, ok := g.exprs[src]; ok {
-		return e, nil
-	}
-	e, err := parser.ParseExpr("expression", src)
+// compile builds a template with the registry's packages supplied under their import paths.
+// g.mu is held.
+func (g *generation) compile(reg *Registry, typ, template string) *definition {
+	filename := typ + ".cue"
+	// Templates refer to `context` without declaring it: the runner fills it.
+	f, err := parser.ParseFile(filename, preamble+template+"\ncontext: _\n", parser.ParseComments)
 	if err != nil {
-		return nil, err
-	}
-	if len(g.exprs) < 4096 {
-		g.exprs[src] = e
-	}
-	return e, nil
-}
-
-// buildTemplate compiles a template with the packages of the registry supplied under their
-// import paths. Imports the template never uses are dropped first: KubeVela's published
-// definitions have some, which current CUE rejects.
-func buildTemplate(ctx *cue.Context, reg *Registry, template string) (cue.Value, error) {
-	// Templates refer to `context` without declaring it; the runner fills it in.
-	f, err := parser.ParseFile("template.cue", template+"\ncontext: {...}\n", parser.ParseComments)
-	if err != nil {
-		return cue.Value{}, err
+		return &definition{err: describe(err)}
 	}
 	dropUnusedImports(f)
-	inst := build.NewContext().NewInstance("template", nil)
+	inst := build.NewContext().NewInstance(filename, nil)
 	if err := inst.AddSyntax(f); err != nil {
-		return cue.Value{}, err
+		return &definition{err: describe(err)}
 	}
-	seen := map[string]*build.Instance{}
-	for spec := range f.ImportSpecs() {
-		path := importPath(spec)
-		if _, ok := reg.Package(path); !ok {
-			continue // a standard-library package, resolved by CUE itself
-		}
-		pkg, err := packageInstance(reg, path, seen)
-		if err != nil {
-			return cue.Value{}, err
-		}
-		inst.Imports = append(inst.Imports, pkg)
+	inst.Imports, err = g.imports(reg, f)
+	if err != nil {
+		return &definition{err: err}
 	}
-	v := ctx.BuildInstance(inst)
-	// Only real errors count: what depends on the parameter or on actions' results is
-	// incomplete until the step is evaluated.
+	v := g.ctx.BuildInstance(inst)
 	if err := v.Validate(); err != nil {
-		return cue.Value{}, err
+		return &definition{err: describe(err)}
 	}
-	return v, nil
+	d := &definition{file: v}
+	// KubeVela's definition files wrap the template: `template: {parameter: ..., ...}`.
+	if t := v.LookupPath(cue.MakePath(cue.Str("template"))); t.Exists() && !isAction(t) &&
+		!v.LookupPath(cue.MakePath(cue.Str("parameter"))).Exists() {
+		d.root = t.Path()
+	}
+	return d
 }
 
-// packageInstance builds the instance of a supplied package and, recursively, of the supplied
-// packages it imports.
-func packageInstance(reg *Registry, path string, seen map[string]*build.Instance) (*build.Instance, error) {
-	if inst, ok := seen[path]; ok {
+// imports returns the instances of the supplied packages that f imports. g.mu is held.
+func (g *generation) imports(reg *Registry, f *ast.File) ([]*build.Instance, error) {
+	var out []*build.Instance
+	for spec := range f.ImportSpecs() {
+		path, _ := strconv.Unquote(spec.Path.Value)
+		if _, ok := reg.Package(path); !ok {
+			continue // a standard-library package, or an error CUE reports
+		}
+		inst, err := g.pkg(reg, path)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, inst)
+	}
+	return out, nil
+}
+
+// pkg returns the build instance of a supplied package, shared by every template of the
+// generation so that the package is compiled once. g.mu is held.
+func (g *generation) pkg(reg *Registry, path string) (*build.Instance, error) {
+	if inst, ok := g.pkgs[path]; ok {
 		return inst, nil
 	}
 	p, _ := reg.Package(path)
-	f, err := parser.ParseFile(path+".cue", p.Source, parser.ParseComments)
+	f, err := parser.ParseFile(path, p.Source, parser.ParseComments)
 	if err != nil {
-		return nil, fmt.Errorf("package %s: %w", path, err)
+		return nil, fmt.Errorf("package %s: %w", path, describe(err))
 	}
+	dropUnusedImports(f)
 	inst := build.NewContext().NewInstance(path, nil)
 	inst.ImportPath = path
 	inst.PkgName = path[strings.LastIndex(path, "/")+1:]
 	if err := inst.AddSyntax(f); err != nil {
-		return nil, fmt.Errorf("package %s: %w", path, err)
+		return nil, fmt.Errorf("package %s: %w", path, describe(err))
 	}
-	seen[path] = inst
-	for spec := range f.ImportSpecs() {
-		sub := importPath(spec)
-		if _, ok := reg.Package(sub); !ok {
-			continue
-		}
-		dep, err := packageInstance(reg, sub, seen)
-		if err != nil {
-			return nil, err
-		}
-		inst.Imports = append(inst.Imports, dep)
+	g.pkgs[path] = inst // before its imports, so that an import cycle ends here
+	if inst.Imports, err = g.imports(reg, f); err != nil {
+		return nil, err
 	}
 	return inst, nil
 }
 
-func importPath(spec *ast.ImportSpec) string {
-	return strings.Trim(spec.Path.Value, "\"`")
-}
-
-// dropUnusedImports removes the import specs whose name is never referenced in the file.
+// dropUnusedImports removes the imports that no identifier of f refers to. KubeVela's published
+// definitions have some, which current CUE rejects. The parser has resolved each reference to
+// an import to its ImportSpec, so a field that merely has the package's name is no use.
 func dropUnusedImports(f *ast.File) {
-	used := map[string]bool{}
+	used := map[*ast.ImportSpec]bool{}
 	ast.Walk(f, func(n ast.Node) bool {
-		if _, ok := n.(*ast.ImportDecl); ok {
-			return false
-		}
 		if id, ok := n.(*ast.Ident); ok {
-			used[id.Name] = true
+			if spec, ok := id.Node.(*ast.ImportSpec); ok {
+				used[spec] = true
+			}
 		}
 		return true
 	}, nil)
-	for _, decl := range f.Decls {
-		imp, ok := decl.(*ast.ImportDecl)
-		if !ok {
-			continue
-		}
-		kept := imp.Specs[:0]
-		for _, spec := range imp.Specs {
-			name := importName(spec)
-			if used[name] {
-				kept = append(kept, spec)
+	decls := f.Decls[:0]
+	for _, d := range f.Decls {
+		if imp, ok := d.(*ast.ImportDecl); ok {
+			specs := imp.Specs[:0]
+			for _, s := range imp.Specs {
+				if used[s] {
+					specs = append(specs, s)
+				}
+			}
+			if imp.Specs = specs; len(specs) == 0 {
+				continue
 			}
 		}
-		imp.Specs = kept
-	}
-	var decls []ast.Decl
-	for _, decl := range f.Decls {
-		if imp, ok := decl.(*ast.ImportDecl); ok && len(imp.Specs) == 0 {
-			continue
-		}
-		decls = append(decls, decl)
+		decls = append(decls, d)
 	}
 	f.Decls = decls
 }
 
-// importName is the identifier an import is referred to by.
-func importName(spec *ast.ImportSpec) string {
-	if spec.Name != nil {
-		return spec.Name.Name
+// cueError is a CUE error rendered as "file:line:col: path: message", one per problem.
+type cueError struct{ msg string }
+
+func (e *cueError) Error() string { return e.msg }
+
+// describe renders a CUE error with the position of each problem. Columns on the first line of
+// a template (a file named *.cue; packages are named by import path) are given as the user
+// wrote them, without the preamble.
+func describe(err error) error {
+	if err == nil {
+		return nil
 	}
-	path := importPath(spec)
-	if i := strings.Index(path, ":"); i >= 0 {
-		return path[i+1:]
+	var ce *cueError
+	if errors.As(err, &ce) {
+		return err
 	}
-	return path[strings.LastIndex(path, "/")+1:]
+	var lines []string
+	seen := map[string]bool{}
+	for _, e := range cueerrors.Errors(err) {
+		format, args := e.Msg()
+		msg := fmt.Sprintf(format, args...)
+		if p := e.Path(); len(p) > 0 {
+			msg = strings.Join(p, ".") + ": " + msg
+		}
+		if pos := e.Position(); pos.IsValid() {
+			msg = position(pos) + ": " + msg
+		}
+		if !seen[msg] {
+			seen[msg] = true
+			lines = append(lines, msg)
+		}
+	}
+	if len(lines) == 0 {
+		return &cueError{msg: err.Error()}
+	}
+	return &cueError{msg: strings.Join(lines, "; ")}
+}
+
+func position(pos token.Pos) string {
+	col := pos.Column()
+	if pos.Line() == 1 && col > len(preamble) && strings.HasSuffix(pos.Filename(), ".cue") {
+		col -= len(preamble)
+	}
+	return fmt.Sprintf("%s:%d:%d", pos.Filename(), pos.Line(), col)
 }
