@@ -1,11 +1,12 @@
 // Package definitions holds stepflow's built-in step types: the WorkflowStepDefinitions that
 // KubeVela Workflow ships, with the same names and parameters, written in CUE and compiled into
 // the binary. A definition stored in a run's namespace or in vela-system takes precedence.
+//
+// Each template is a file cue/<type>.cue whose first line is a comment describing the type.
 package definitions
 
 import (
 	"embed"
-	"path"
 	"sort"
 	"strings"
 
@@ -19,6 +20,9 @@ var files embed.FS
 
 // Template returns the CUE template of the built-in step type typ.
 func Template(typ string) (string, bool) {
+	if strings.ContainsAny(typ, "/\\") {
+		return "", false
+	}
 	b, err := files.ReadFile("cue/" + typ + ".cue")
 	if err != nil {
 		return "", false
@@ -26,13 +30,13 @@ func Template(typ string) (string, bool) {
 	return string(b), true
 }
 
-// Builtin returns every built-in step type as a WorkflowStepDefinition, sorted by name; the
-// first comment line of each template is its description.
+// Builtin returns every built-in step type as a WorkflowStepDefinition without a namespace,
+// sorted by name, with its description in the definition.oam.dev/description annotation.
 func Builtin() []*v1beta1.WorkflowStepDefinition {
 	entries, _ := files.ReadDir("cue")
 	out := make([]*v1beta1.WorkflowStepDefinition, 0, len(entries))
 	for _, e := range entries {
-		name := strings.TrimSuffix(e.Name(), path.Ext(e.Name()))
+		name := strings.TrimSuffix(e.Name(), ".cue")
 		tmpl, _ := Template(name)
 		out = append(out, &v1beta1.WorkflowStepDefinition{
 			TypeMeta: metav1.TypeMeta{APIVersion: v1beta1.GroupVersion.String(), Kind: v1beta1.KindWorkflowStepDefinition},

@@ -497,3 +497,19 @@ func TestBackoffDelay(t *testing.T) {
 		t.Errorf("Delay must not overflow: %s", got)
 	}
 }
+
+func TestMemoSurvivesARetry(t *testing.T) {
+	h := newHarness(t)
+	key := h.start(`
+metadata: {name: r}
+spec:
+  workflowSpec:
+    steps:
+    - {name: m, type: memo-then-error}`)
+	h.waitFor(key, "first error", func(r *engine.Run) bool { return r.Object.Status.Steps[0].Reason == "Execute" })
+	h.clock.Advance(10 * time.Second)
+	run := h.waitPhase(key, v1alpha1.RunSucceeded)
+	if got := phases(run); got != "m=succeeded" {
+		t.Errorf("steps: %s", got)
+	}
+}

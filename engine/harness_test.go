@@ -155,6 +155,12 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 			res.SuspendUntil = until
 		}
 		return res, nil
+	case "memo-then-error":
+		// The first evaluation records a side effect and then errors; the retry must see it.
+		if req.Memo["posted"] == nil {
+			return &engine.StepResult{Memo: map[string]json.RawMessage{"posted": json.RawMessage("true")}}, fmt.Errorf("timeout")
+		}
+		return &engine.StepResult{Outcome: engine.Succeeded}, nil
 	case "break":
 		return &engine.StepResult{Outcome: engine.Broke, Message: "enough"}, nil
 	case "block":

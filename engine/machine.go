@@ -241,6 +241,11 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 	n.status.LastExecuteTime = metav1.NewTime(d.at)
 	rec.Resumed = false
 	rec.Suspended = false
+	if d.result != nil && d.result.Memo != nil {
+		// Kept on errors too: the side effects that ran before a failing action are not
+		// repeated when the step is tried again.
+		rec.Memo = d.result.Memo
+	}
 	if d.err != nil {
 		var te *TerminalError
 		if errors.As(d.err, &te) {
@@ -259,9 +264,6 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 		return
 	}
 	r := d.result
-	if r.Memo != nil {
-		rec.Memo = r.Memo
-	}
 	for k, v := range r.VarWrites {
 		run.setVar(k, v)
 	}

@@ -24,6 +24,10 @@ import (
 // under this experiment.
 const preamble = "@experiment(shortcircuit), "
 
+// condFile names the source of an `if` expression; its errors are reported without positions,
+// which would be those of the text the expression was wrapped in.
+const condFile = "if"
+
 // generation is a cue.Context and what was compiled in it. A context grows with every value made
 // in it, so the runner starts a new generation after a number of evaluations; values of an older
 // generation stay valid for the evaluations still using them.
@@ -52,8 +56,20 @@ type definition struct {
 	// `template` field of a template written as KubeVela's definition files are.
 	file cue.Value
 	root cue.Path
+	// filename names the template in positions: <type>.cue.
+	filename string
+	// usesContext is set when the template refers to `context`: only then is it filled.
+	usesContext bool
 	// err is why the template does not compile; it is cached like a success.
 	err error
+}
+
+// rootOf returns the template's fields in v, a filled copy of file.
+func (d *definition) rootOf(v cue.Value) cue.Value {
+	if len(d.root.Selectors()) == 0 {
+		return v
+	}
+	return v.LookupPath(d.root)
 }
 
 // paramPath is where the template's parameter is.
@@ -86,7 +102,12 @@ func (g *generation) definition(reg *Registry, typ, template string) *definition
 // g.mu is held.
 func (g *generation) compile(reg *Registry, typ, template string) *definition {
 	filename := typ + ".cue"
-	// Templates refer to `context` without declaring it: the runner fills it.
+	// Templates refer to `context` without declaring it: the runner fills it. The declaration
+	// goes at the end, once the template is known to parse alone: an unfinished expression at
+	// its end would take the declaration in and be reported past the end of the template.
+	if _, err := parser.ParseFile(filename, preamble+template); err != nil {
+		return &definition{err: describe(err)}
+	}
 	f, err := parser.ParseFile(filename, preamble+template+"\ncontext: _\n", parser.ParseComments)
 	if err != nil {
 		return &definition{err: describe(err)}
@@ -104,9 +125,9 @@ func (g *generation) compile(reg *Registry, typ, template string) *definition {
 	if err := v.Validate(); err != nil {
 		return &definition{err: describe(err)}
 	}
-	d := &definition{file: v}
+	d := &definition{file: v, filename: filename, usesContext: refersTo(f, "context")}
 	// KubeVela's definition files wrap the template: `template: {parameter: ..., ...}`.
-	if t := v.LookupPath(cue.MakePath(cue.Str("template"))); t.Exists() && !isAction(t) &&
+	if t := v.LookupPath(cue.MakePath(cue.Str("template"))); t.Exists() && !t.LookupPath(providerPath).Exists() &&
 		!v.LookupPath(cue.MakePath(cue.Str("parameter"))).Exists() {
 		d.root = t.Path()
 	}
@@ -186,6 +207,19 @@ func dropUnusedImports(f *ast.File) {
 	f.Decls = decls
 }
 
+// refersTo reports whether an identifier of f refers to something named name: the parser
+// resolved references, and labels refer to nothing.
+func refersTo(f *ast.File, name string) bool {
+	found := false
+	ast.Walk(f, func(n ast.Node) bool {
+		if id, ok := n.(*ast.Ident); ok && id.Name == name && id.Node != nil {
+			found = true
+		}
+		return !found
+	}, nil)
+	return found
+}
+
 // cueError is a CUE error rendered as "file:line:col: path: message", one per problem.
 type cueError struct{ msg string }
 
@@ -210,7 +244,11 @@ func describe(err error) error {
 		if p := e.Path(); len(p) > 0 {
 			msg = strings.Join(p, ".") + ": " + msg
 		}
-		if pos := e.Position(); pos.IsValid() {
+		pos := e.Position()
+		if in := e.InputPositions(); !pos.IsValid() && len(in) > 0 {
+			pos = in[0]
+		}
+		if pos.IsValid() && pos.Filename() != condFile {
 			msg = position(pos) + ": " + msg
 		}
 		if !seen[msg] {

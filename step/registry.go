@@ -35,6 +35,11 @@ type Action struct {
 	LegacyResult string
 	// LegacyOutputs are the flat fields of the vela/op form that are results, never parameters.
 	LegacyOutputs []string
+	// AcceptIncomplete lets the action run with the parameters that are concrete when nothing
+	// else in the step can run: the others are left out of Call.Params. #ConditionalWait uses
+	// it, so that a condition on a field an earlier action has not returned yet
+	// (`continue: apply.$returns.value.status.readyReplicas == 3`) is a condition not met.
+	AcceptIncomplete bool
 }
 
 // Always is a SideEffect function for actions that always change something.

@@ -1,5 +1,6 @@
-// Package builtin is the vela/builtin CUE package: the actions that steer a step (wait, suspend,
-// break, fail, message) and read or write run variables.
+// Package builtin supplies the CUE package vela/builtin: the actions that steer a step (wait on
+// a condition, suspend the run, end the step, set its message) and read or write run variables.
+// Each one works through the step's Session; none has a side effect outside the run.
 package builtin
 
 import (
@@ -17,69 +18,79 @@ import (
 //go:embed builtin.cue
 var source string
 
-// Register adds the package "vela/builtin" and its actions to r.
+// Register adds the package (import path "vela/builtin") and its actions builtin.wait,
+// builtin.suspend, builtin.break, builtin.fail, builtin.message and builtin.var to r.
 func Register(r *step.Registry) {
 	r.AddPackage(step.Package{Path: "vela/builtin", Source: source})
-	add := func(do string, run step.Handler) {
-		r.Register(step.Action{Provider: "builtin", Do: do, Run: run})
-	}
-	add("wait", func(_ context.Context, c *step.Call) (any, error) {
-		if ok, _ := c.Params["continue"].(bool); !ok {
-			c.Session.Wait(str(c.Params, "message"))
-		}
-		return nil, nil
-	})
-	add("suspend", func(_ context.Context, c *step.Call) (any, error) {
-		var d time.Duration
-		if s := str(c.Params, "duration"); s != "" {
-			var err error
-			if d, err = time.ParseDuration(s); err != nil || d < 0 {
-				return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("duration %q: want a Go duration such as 30s", s))
-			}
-		}
-		c.Session.Suspend(d, str(c.Params, "message"))
-		return nil, nil
-	})
-	add("break", func(_ context.Context, c *step.Call) (any, error) {
+	// A condition that cannot be computed yet (it reads what an action has not returned) is a
+	// condition not met: the step waits rather than fails.
+	r.Register(step.Action{Provider: "builtin", Do: "wait", Run: wait, AcceptIncomplete: true})
+	r.Register(step.Action{Provider: "builtin", Do: "suspend", Run: suspend})
+	r.Register(step.Action{Provider: "builtin", Do: "break", Run: func(_ context.Context, c *step.Call) (any, error) {
 		c.Session.Break(str(c.Params, "message"))
 		return nil, nil
-	})
-	add("fail", func(_ context.Context, c *step.Call) (any, error) {
+	}})
+	r.Register(step.Action{Provider: "builtin", Do: "fail", Run: func(_ context.Context, c *step.Call) (any, error) {
 		c.Session.Fail(str(c.Params, "message"))
 		return nil, nil
-	})
-	add("message", func(_ context.Context, c *step.Call) (any, error) {
+	}})
+	r.Register(step.Action{Provider: "builtin", Do: "message", Run: func(_ context.Context, c *step.Call) (any, error) {
 		c.Session.Message(str(c.Params, "message"))
 		return nil, nil
-	})
-	add("var", doVar)
+	}})
+	r.Register(step.Action{Provider: "builtin", Do: "var", Run: doVar})
 }
 
+// wait holds the step unless continue is true; a missing continue is false.
+func wait(_ context.Context, c *step.Call) (any, error) {
+	if ok, _ := c.Params["continue"].(bool); !ok {
+		c.Session.Wait(str(c.Params, "message"))
+	}
+	return nil, nil
+}
+
+// suspend holds the run until a resume, or until duration has passed.
+func suspend(_ context.Context, c *step.Call) (any, error) {
+	var d time.Duration
+	if s := str(c.Params, "duration"); s != "" {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return nil, engine.Terminal(v1alpha1.ReasonExecute,
+				fmt.Errorf("#Suspend: duration %q: want a Go duration such as 30s or 1h30m", s))
+		}
+	}
+	c.Session.Suspend(d, str(c.Params, "message"))
+	return nil, nil
+}
+
+// doVar reads (Get) or writes (Put) the run variable named path; a Get of a variable not set
+// returns no value.
 func doVar(_ context.Context, c *step.Call) (any, error) {
 	path := str(c.Params, "path")
 	if path == "" {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("#DoVar: path is empty"))
 	}
-	switch str(c.Params, "method") {
-	case "Get":
+	switch m := str(c.Params, "method"); m {
+	case "Get", "":
 		raw, ok := c.Session.Var(path)
 		if !ok {
 			return map[string]any{}, nil
 		}
 		var v any
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("variable %s: %w", path, err))
+			return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("#DoVar: variable %s: %w", path, err))
 		}
 		return map[string]any{"value": v}, nil
 	case "Put":
 		b, err := json.Marshal(c.Params["value"])
 		if err != nil {
-			return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("variable %s: %w", path, err))
+			return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("#DoVar: variable %s: %w", path, err))
 		}
 		c.Session.SetVar(path, b)
 		return nil, nil
+	default:
+		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("#DoVar: method %q: want Get or Put", m))
 	}
-	return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("#DoVar: method %q: want Get or Put", c.Params["method"]))
 }
 
 func str(m map[string]any, key string) string {

@@ -1,7 +1,10 @@
-// Package op is the legacy vela/op CUE package: the actions of vela/builtin, vela/http,
-// vela/util, vela/time, vela/kube, vela/config, vela/email and vela/metrics with flat fields,
-// as older published definitions use them. It adds no Go action: each flat form calls the same
-// action as its new-form namesake, which declares where its result goes in this form.
+// Package op supplies the legacy CUE package vela/op, which older published definitions and
+// KubeVela's seed examples import: every action with flat fields instead of $params and
+// $returns. It adds no Go action: each flat form names the same #provider and #do as its
+// new-form namesake, and that action's step.Action says where its result goes in this form
+// (LegacyResult, LegacyOutputs). Actions whose provider is not in the build (kube, config,
+// email, metrics) are declared so that definitions using them compile; a step reaching one
+// fails saying the action is not available.
 package op
 
 import (
@@ -13,7 +16,7 @@ import (
 //go:embed op.cue
 var source string
 
-// Register adds the package "vela/op" to r.
+// Register adds the package (import path "vela/op") to r.
 func Register(r *step.Registry) {
 	r.AddPackage(step.Package{Path: "vela/op", Source: source})
 }
