@@ -104,11 +104,7 @@ func initialize(run *Run, wf *v1alpha1.Workflow, now time.Time) error {
 		return errors.New("spec.workflowSpec.steps: a run needs at least one step")
 	}
 	v1alpha1.DefaultStepNames(spec.Steps)
-	mode := v1alpha1.WorkflowExecuteMode{Steps: v1alpha1.ModeStepByStep, SubSteps: v1alpha1.ModeDAG}
-	if wf != nil && wf.Mode != nil {
-		overlayMode(&mode, wf.Mode)
-	}
-	overlayMode(&mode, obj.Spec.Mode)
+	mode := v1alpha1.EffectiveMode(&obj.Spec, wf)
 
 	run.Spec = spec
 	run.Steps = map[string]*StepRecord{}
@@ -136,18 +132,6 @@ func initialize(run *Run, wf *v1alpha1.Workflow, now time.Time) error {
 
 func newStepStatus(s *v1alpha1.WorkflowStepBase) v1alpha1.StepStatus {
 	return v1alpha1.StepStatus{ID: newID(), Name: s.Name, Type: s.Type, Phase: v1alpha1.StepPending}
-}
-
-func overlayMode(dst, src *v1alpha1.WorkflowExecuteMode) {
-	if src == nil {
-		return
-	}
-	if src.Steps != "" {
-		dst.Steps = src.Steps
-	}
-	if src.SubSteps != "" {
-		dst.SubSteps = src.SubSteps
-	}
 }
 
 // advance moves an initialized run as far as it can at now: it applies finished evaluations,

@@ -3,6 +3,7 @@ package step
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -56,6 +57,23 @@ type Call struct {
 	Step string
 	// Session gives access to the step evaluation: control outcomes, variables and the log.
 	Session Session
+}
+
+// Decode reads the call's parameters into the struct into points at, through their JSON form;
+// a parameter of the wrong type is reported by name.
+func (c *Call) Decode(into any) error {
+	b, err := json.Marshal(c.Params)
+	if err != nil {
+		return fmt.Errorf("reading parameters: %w", err)
+	}
+	if err := json.Unmarshal(b, into); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("parameter %s: got %s, want %s", te.Field, te.Value, te.Type)
+		}
+		return fmt.Errorf("reading parameters: %w", err)
+	}
+	return nil
 }
 
 // Session is what an action may do to the step evaluating it besides returning a value.

@@ -146,7 +146,7 @@ var methods = map[string]bool{
 
 func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 	var in params
-	if err := decode(call.Params, &in); err != nil {
+	if err := call.Decode(&in); err != nil {
 		return nil, engine.Terminal("Execute", fmt.Errorf("vela/http: %w", err))
 	}
 	req, err := p.newRequest(ctx, &in)
@@ -302,20 +302,4 @@ func sent(h nethttp.Header) map[string][]string {
 		return nil
 	}
 	return out
-}
-
-// decode reads JSON-like parameters into the struct pointed to by into.
-func decode(params map[string]any, into any) error {
-	b, err := json.Marshal(params)
-	if err != nil {
-		return fmt.Errorf("reading parameters: %w", err)
-	}
-	if err := json.Unmarshal(b, into); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return fmt.Errorf("parameter %s: got %s, want %s", te.Field, te.Value, te.Type)
-		}
-		return fmt.Errorf("reading parameters: %w", err)
-	}
-	return nil
 }

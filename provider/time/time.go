@@ -5,7 +5,6 @@ package time
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -34,7 +33,7 @@ func dateToTimestamp(_ context.Context, call *step.Call) (any, error) {
 		Date   string `json:"date"`
 		Layout string `json:"layout"`
 	}
-	if err := decode(call.Params, &in); err != nil {
+	if err := call.Decode(&in); err != nil {
 		return nil, terminal("#DateToTimestamp", err)
 	}
 	if in.Date == "" {
@@ -57,7 +56,7 @@ func timestampToDate(_ context.Context, call *step.Call) (any, error) {
 		Timestamp *int64 `json:"timestamp"`
 		Layout    string `json:"layout"`
 	}
-	if err := decode(call.Params, &in); err != nil {
+	if err := call.Decode(&in); err != nil {
 		return nil, terminal("#TimestampToDate", err)
 	}
 	if in.Timestamp == nil {
@@ -72,20 +71,4 @@ func timestampToDate(_ context.Context, call *step.Call) (any, error) {
 
 func terminal(action string, err error) error {
 	return engine.Terminal("Execute", fmt.Errorf("vela/time: %s: %w", action, err))
-}
-
-// decode reads JSON-like parameters into the struct pointed to by into.
-func decode(params map[string]any, into any) error {
-	b, err := json.Marshal(params)
-	if err != nil {
-		return fmt.Errorf("reading parameters: %w", err)
-	}
-	if err := json.Unmarshal(b, into); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return fmt.Errorf("parameter %s: got %s, want %s", te.Field, te.Value, te.Type)
-		}
-		return fmt.Errorf("reading parameters: %w", err)
-	}
-	return nil
 }

@@ -78,7 +78,7 @@ type logParams struct {
 // message, a struct as its data.
 func (l *logger) log(ctx context.Context, call *step.Call) (any, error) {
 	var in logParams
-	if err := decode(call.Params, &in); err != nil {
+	if err := call.Decode(&in); err != nil {
 		return nil, terminal("#Log", err)
 	}
 	if call.Session == nil {
@@ -153,7 +153,7 @@ func convertString(_ context.Context, call *step.Call) (any, error) {
 	var in struct {
 		BT *[]byte `json:"bt"`
 	}
-	if err := decode(call.Params, &in); err != nil {
+	if err := call.Decode(&in); err != nil {
 		return nil, terminal("#ConvertString", err)
 	}
 	if in.BT == nil {
@@ -168,7 +168,7 @@ func patchK8sObject(_ context.Context, call *step.Call) (any, error) {
 		Value map[string]any `json:"value"`
 		Patch map[string]any `json:"patch"`
 	}
-	if err := decode(call.Params, &in); err != nil {
+	if err := call.Decode(&in); err != nil {
 		return nil, terminal("#PatchK8sObject", err)
 	}
 	if in.Value == nil {
@@ -205,20 +205,4 @@ func mergePatch(target, patch any) any {
 
 func terminal(action string, err error) error {
 	return engine.Terminal("Execute", fmt.Errorf("vela/util: %s: %w", action, err))
-}
-
-// decode reads JSON-like parameters into the struct pointed to by into.
-func decode(params map[string]any, into any) error {
-	b, err := json.Marshal(params)
-	if err != nil {
-		return fmt.Errorf("reading parameters: %w", err)
-	}
-	if err := json.Unmarshal(b, into); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return fmt.Errorf("parameter %s: got %s, want %s", te.Field, te.Value, te.Type)
-		}
-		return fmt.Errorf("reading parameters: %w", err)
-	}
-	return nil
 }
