@@ -270,14 +270,10 @@ spec:
 	if got := phases(run); got != "approve=suspending/Suspend deploy=pending" {
 		t.Errorf("steps: %s", got)
 	}
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, _ time.Time) error {
-		return engine.ResumeRun(r, "deploy")
-	}); err == nil {
+	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "deploy") }); err == nil {
 		t.Error("resuming a step that is not suspended must fail")
 	}
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, _ time.Time) error {
-		return engine.ResumeRun(r, "")
-	}); err != nil {
+	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
 		t.Fatal(err)
 	}
 	run = h.waitPhase(key, v1alpha1.RunSucceeded)
@@ -342,9 +338,7 @@ spec:
     - {name: deploy, type: ok}
     - {name: cleanup, type: ok, if: always}`)
 	h.waitSettled(key)
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, now time.Time) error {
-		return engine.TerminateRun(r, now)
-	}); err != nil {
+	if err := h.operate(key, engine.TerminateRun); err != nil {
 		t.Fatal(err)
 	}
 	run := h.waitPhase(key, v1alpha1.RunTerminated)
@@ -354,9 +348,7 @@ spec:
 	if !run.Object.Status.Terminated || !run.Object.Status.Finished {
 		t.Errorf("terminated and finished must be set: %+v", run.Object.Status)
 	}
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, now time.Time) error {
-		return engine.TerminateRun(r, now)
-	}); err == nil {
+	if err := h.operate(key, engine.TerminateRun); err == nil {
 		t.Error("terminating a finished run must fail")
 	}
 }
@@ -371,7 +363,7 @@ spec:
     - {name: a, type: block}
     - {name: b, type: ok}`)
 	h.waitFor(key, "a running", func(r *engine.Run) bool { return strings.HasPrefix(phases(r), "a=running") && h.script.count("a") == 1 })
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, _ time.Time) error { return engine.SuspendRun(r) }); err != nil {
+	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.SuspendRun(r) }); err != nil {
 		t.Fatal(err)
 	}
 	h.script.release("a")
@@ -379,7 +371,7 @@ spec:
 	if got := phases(run); got != "a=succeeded b=pending" || run.Object.Status.Phase != v1alpha1.RunSuspending {
 		t.Fatalf("a suspended run starts nothing: %s", dump(run))
 	}
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
+	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
 		t.Fatal(err)
 	}
 	h.waitPhase(key, v1alpha1.RunSucceeded)
@@ -397,14 +389,10 @@ spec:
     - {name: c, type: ok}`)
 	// b waits; terminate-free way to fail it: let it time out is not declared, so fail via restart check.
 	h.waitFor(key, "b waiting", func(r *engine.Run) bool { return r.Object.Status.Steps[1].Reason == "Wait" })
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, _ time.Time) error {
-		return engine.RestartRun(r, "b")
-	}); err == nil {
+	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.RestartRun(r, "b") }); err == nil {
 		t.Fatal("restarting from a step that did not fail must be refused")
 	}
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, now time.Time) error {
-		return engine.TerminateRun(r, now)
-	}); err != nil {
+	if err := h.operate(key, engine.TerminateRun); err != nil {
 		t.Fatal(err)
 	}
 	run := h.waitPhase(key, v1alpha1.RunTerminated)
@@ -412,9 +400,7 @@ spec:
 		t.Fatalf("steps: %s", got)
 	}
 	h.script.release("fixed")
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, _ time.Time) error {
-		return engine.RestartRun(r, "b")
-	}); err != nil {
+	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.RestartRun(r, "b") }); err != nil {
 		t.Fatal(err)
 	}
 	run = h.waitPhase(key, v1alpha1.RunSucceeded)
@@ -439,9 +425,7 @@ spec:
     - {name: a, type: ok, outputs: [{name: v, valueFrom: x}]}
     - {name: b, type: fail}`)
 	first := h.waitPhase(key, v1alpha1.RunFailed)
-	if _, err := h.eng.Operate(context.Background(), key, func(r *engine.Run, _ time.Time) error {
-		return engine.RestartRun(r, "")
-	}); err != nil {
+	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.RestartRun(r, "") }); err != nil {
 		t.Fatal(err)
 	}
 	run := h.waitFor(key, "second attempt done", func(r *engine.Run) bool {

@@ -277,6 +277,12 @@ func (h *harness) start(doc string) engine.Key {
 	return run.Key()
 }
 
+// operate applies an operation to the stored run, as a user's command does.
+func (h *harness) operate(key engine.Key, op func(*engine.Run, time.Time) error) error {
+	_, err := h.eng.Operate(context.Background(), key, op)
+	return err
+}
+
 // waitFor blocks until the last saved state of the run satisfies ok, and returns it.
 func (h *harness) waitFor(key engine.Key, what string, ok func(*engine.Run) bool) *engine.Run {
 	h.t.Helper()
