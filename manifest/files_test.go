@@ -14,10 +14,11 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
 
-// TestKubeVelaExamples decodes and validates WorkflowRuns, Workflows and definitions published by
-// KubeVela, unchanged: stepflow must accept them as written.
-func TestKubeVelaExamples(t *testing.T) {
-	files, err := filepath.Glob("testdata/kubevela/*.yaml")
+// TestCompatibleShapes decodes and validates runs, Workflows and definitions written in the
+// shapes KubeVela's own examples use (outputs with imports, nested input keys, DAG, groups,
+// context, workflowRef, legacy vela/op definitions): stepflow must accept them as written.
+func TestCompatibleShapes(t *testing.T) {
+	files, err := filepath.Glob("testdata/compat/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples: %v", err)
 	}
@@ -25,8 +26,8 @@ func TestKubeVelaExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(objs.Runs) != 9 || len(objs.Workflows) != 1 || len(objs.Definitions) != 2 {
-		t.Errorf("decoded %d runs, %d Workflows, %d definitions; want 9, 1, 2", len(objs.Runs), len(objs.Workflows), len(objs.Definitions))
+	if len(objs.Runs) != 4 || len(objs.Workflows) != 1 || len(objs.Definitions) != 2 {
+		t.Errorf("decoded %d runs, %d Workflows, %d definitions; want 4, 1, 2", len(objs.Runs), len(objs.Workflows), len(objs.Definitions))
 	}
 	for _, run := range objs.Runs {
 		if errs := objs.Explain(run, v1alpha1.ValidateWorkflowRun(run)); len(errs) > 0 {
@@ -44,41 +45,44 @@ func TestKubeVelaExamples(t *testing.T) {
 	for _, run := range objs.Runs {
 		byName[run.Name] = run
 	}
-	req := byName["request-http"].Spec.WorkflowSpec.Steps
-	if got := req[0].Outputs[0].ValueFrom; !strings.HasPrefix(got, "import \"strconv\"\n\"Current star count: \"") {
+	req := byName["payments-check"].Spec.WorkflowSpec.Steps
+	if got := req[0].Outputs[0].ValueFrom; !strings.HasPrefix(got, "import \"strconv\"\n\"Payments p99 latency: \"") {
 		t.Errorf("request output valueFrom is %q", got)
 	}
-	if in := req[1].Inputs[0]; in.From != "stars" || in.ParameterKey != "slack.message.text" {
+	if in := req[1].Inputs[0]; in.From != "latency" || in.ParameterKey != "slack.message.text" {
 		t.Errorf("notification input is %+v", in)
 	}
-	if got := req[2].If; got != "status.request.failed" {
+	if got := req[2].If; got != "status.fetch.failed" {
 		t.Errorf("failed-notification if is %q", got)
 	}
-	if got := byName["dependency"].Spec.Mode; got == nil || got.Steps != v1alpha1.ModeDAG {
-		t.Errorf("dependency mode is %+v", got)
+	if got := byName["fanout"].Spec.Mode; got == nil || got.Steps != v1alpha1.ModeDAG {
+		t.Errorf("fanout mode is %+v", got)
 	}
-	if got := byName["build-push-image"].Spec.WorkflowSpec.Steps; len(got) != 4 || got[2].Name != "build-push" {
-		t.Errorf("build-push-image steps are %+v", got)
+	rollout := byName["payments-rollout"]
+	if got := rollout.Spec.WorkflowSpec.Steps; len(got) != 3 || got[1].Name != "services" || len(got[1].SubSteps) != 2 || got[2].If != "always" {
+		t.Errorf("payments-rollout steps are %+v", got)
 	}
-	if got := string(byName["deploy-run"].Spec.Context.Raw); got != `{"env":"test"}` {
-		t.Errorf("deploy-run context is %s", got)
+	if got := string(rollout.Spec.Context.Raw); got != `{"env":"test"}` {
+		t.Errorf("payments-rollout context is %s", got)
 	}
 	var vars struct {
 		Variable struct {
-			NewNatGateway bool     `json:"new_nat_gateway"`
-			K8sVersion    string   `json:"k8s_version"`
-			CIDRs         []string `json:"vswitch_cidrs"`
-			Workers       int      `json:"k8s_worker_number"`
+			EnableNAT bool     `json:"enable_nat"`
+			Version   string   `json:"cluster_version"`
+			CIDRs     []string `json:"subnet_cidrs"`
+			Nodes     int      `json:"node_count"`
 		} `json:"variable"`
 	}
-	tf := byName["apply-terraform-resource"].Spec.WorkflowSpec.Steps[1].Properties.Raw
-	if err := json.Unmarshal(tf, &vars); err != nil {
+	if err := json.Unmarshal(rollout.Spec.WorkflowSpec.Steps[0].Properties.Raw, &vars); err != nil {
 		t.Fatal(err)
 	}
-	if v := vars.Variable; !v.NewNatGateway || v.K8sVersion != "1.24.6-aliyun.1" || len(v.CIDRs) != 3 || v.Workers != 2 {
+	if v := vars.Variable; !v.EnableNAT || v.Version != "1.31.2" || len(v.CIDRs) != 3 || v.Nodes != 3 {
 		t.Errorf("terraform variables are %+v", v)
 	}
-	if tmpl := objs.Definitions[0].Spec.Schematic.CUE.Template; !strings.Contains(tmpl, "suspend2: op.#Suspend & {}") {
+	if got := byName["release-from-template"].Spec.WorkflowRef; got != "payments-release" {
+		t.Errorf("workflowRef is %q", got)
+	}
+	if tmpl := objs.Definitions[0].Spec.Schematic.CUE.Template; !strings.Contains(tmpl, "second: op.#Suspend & {}") {
 		t.Errorf("template is %q", tmpl)
 	}
 }
@@ -259,7 +263,7 @@ func TestErrorsPrint(t *testing.T) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	files, err := filepath.Glob("testdata/kubevela/*.yaml")
+	files, err := filepath.Glob("testdata/compat/*.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
