@@ -161,8 +161,6 @@ func (e *Engine) Busy(key Key) bool {
 	return e.q.has(key)
 }
 
-// QueueLen is the number of runs waiting for a worker.
-func (e *Engine) QueueLen() int { return e.q.len() }
 
 func (e *Engine) state(key Key) *runState {
 	e.mu.Lock()

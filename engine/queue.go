@@ -76,13 +76,6 @@ func (q *queue) has(key Key) bool {
 	return dirty || processing
 }
 
-// len is the number of keys waiting for a worker.
-func (q *queue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}
-
 // close wakes every waiting worker; get then returns ok false once the queue is drained.
 func (q *queue) close() {
 	q.mu.Lock()

@@ -46,12 +46,6 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	return g.app, nil
 }
 
-// openStateless wires the step runtime without a store, for commands that only validate.
-func (g *globals) openStateless() *app {
-	defs := &definitionChain{local: map[[2]string]string{}}
-	return &app{defs: defs, runner: newRunner(defs)}
-}
-
 func (a *app) close() {
 	if a.store != nil {
 		_ = a.store.Close()
