@@ -161,7 +161,6 @@ func (e *Engine) Busy(key Key) bool {
 	return e.q.has(key)
 }
 
-
 func (e *Engine) state(key Key) *runState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
