@@ -1,0 +1,157 @@
+// Package bench measures stepflow end to end: the engine with the real CUE runtime, the embedded
+// SQLite store with every transition durable, and a real local HTTP server the steps call.
+//
+//	go test -run '^$' -bench . -benchtime 1x ./bench/
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/definitions"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/provider/builtin"
+	httpprovider "github.com/stepflow/stepflow/provider/http"
+	"github.com/stepflow/stepflow/step"
+	"github.com/stepflow/stepflow/store/sqlite"
+)
+
+type builtins struct{}
+
+func (builtins) Template(_ context.Context, _, typ string) (string, error) {
+	if t, ok := definitions.Template(typ); ok {
+		return t, nil
+	}
+	return "", fmt.Errorf("%s: %w", typ, step.ErrUnknownType)
+}
+
+// finishes counts finished runs and, from their status, the gaps between one step finishing and
+// the next one starting.
+type finishes struct {
+	mu       sync.Mutex
+	want     int
+	all      chan struct{}
+	finished map[engine.Key]bool
+	gaps     []time.Duration
+}
+
+func (f *finishes) RunChanged(run *engine.Run) {
+	st := &run.Object.Status
+	if !st.Finished {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.finished[run.Key()] {
+		return
+	}
+	f.finished[run.Key()] = true
+	for i := 1; i < len(st.Steps); i++ {
+		f.gaps = append(f.gaps, st.Steps[i].FirstExecuteTime.Sub(st.Steps[i-1].LastExecuteTime.Time))
+	}
+	if len(f.finished) == f.want {
+		close(f.all)
+	}
+}
+
+// BenchmarkEmbeddedThroughput runs many concurrent runs of five request steps each to a local
+// HTTP server, on the SQLite store with every transition durable.
+func BenchmarkEmbeddedThroughput(b *testing.B) {
+	for _, runs := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("runs=%d", runs), func(b *testing.B) {
+			for b.Loop() {
+				throughput(b, runs, 5)
+			}
+		})
+	}
+}
+
+func throughput(b *testing.B, runs, steps int) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(b.TempDir(), "bench.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	reg := step.NewRegistry()
+	builtin.Register(reg)
+	httpprovider.Register(reg, httpprovider.Options{Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}})
+	runner := step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})
+	obs := &finishes{want: runs, all: make(chan struct{}), finished: map[engine.Key]bool{}}
+	eng := engine.New(engine.Options{Store: st, Runner: runner, Conditions: runner, Observer: obs})
+
+	var spec v1alpha1.WorkflowSpec
+	for i := range steps {
+		spec.Steps = append(spec.Steps, v1alpha1.WorkflowStep{WorkflowStepBase: v1alpha1.WorkflowStepBase{
+			Name: fmt.Sprintf("call-%d", i), Type: "request",
+			Properties: &kruntime.RawExtension{Raw: fmt.Appendf(nil, `{"url":%q}`, srv.URL+"/ok")},
+		}})
+	}
+	var keys []engine.Key
+	for i := range runs {
+		obj := &v1alpha1.WorkflowRun{Spec: v1alpha1.WorkflowRunSpec{WorkflowSpec: spec.DeepCopy()}}
+		obj.Name, obj.Namespace = fmt.Sprintf("run-%d", i), "default"
+		if err := st.Create(ctx, &engine.Run{Object: obj}, false); err != nil {
+			b.Fatal(err)
+		}
+		keys = append(keys, engine.Key{Namespace: "default", Name: obj.Name})
+	}
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	engCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	start := time.Now()
+	go func() { _ = eng.Start(engCtx); close(stopped) }()
+	for _, k := range keys {
+		eng.Enqueue(k)
+	}
+	var peak uint64
+	sample := time.NewTicker(50 * time.Millisecond)
+	defer sample.Stop()
+wait:
+	for {
+		select {
+		case <-obs.all:
+			break wait
+		case <-sample.C:
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+		case <-time.After(10 * time.Minute):
+			b.Fatalf("not every one of %d runs finished", runs)
+		}
+	}
+	took := time.Since(start)
+	cancel()
+	<-stopped
+
+	transitions := runs * (steps*2 + 1) // each step starts and finishes; the run finishes
+	b.ReportMetric(float64(runs)/took.Seconds(), "runs/s")
+	b.ReportMetric(float64(transitions)/took.Seconds(), "transitions/s")
+	sort.Slice(obs.gaps, func(i, j int) bool { return obs.gaps[i] < obs.gaps[j] })
+	if n := len(obs.gaps); n > 0 {
+		b.ReportMetric(float64(obs.gaps[n/2].Microseconds())/1000, "p50-step-gap-ms")
+		b.ReportMetric(float64(obs.gaps[n*99/100].Microseconds())/1000, "p99-step-gap-ms")
+	}
+	if peak > before.HeapInuse {
+		b.ReportMetric(float64(peak-before.HeapInuse)/float64(runs)/1024, "peak-heap-KB/run")
+	}
+}
