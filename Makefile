@@ -15,5 +15,7 @@ test-quick:
 fuzz:
 	FUZZTIME=60s ./scripts/fuzz.sh
 
+## bench: the benchmarks recorded in docs/performance.md.
 bench:
 	go test -run '^$$' -bench . -benchmem ./step/ ./store/sqlite/
+	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/
