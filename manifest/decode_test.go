@@ -115,7 +115,7 @@ func TestDecodeRejects(t *testing.T) {
 	}, {
 		name: "KubeVela's legacy fromKey output",
 		// As in kubevela/workflow e2e/test-data/config-workflow-run.yaml.
-		yaml: head + "spec:\n  workflowSpec:\n    steps:\n    - name: read-config\n      type: read-config\n      outputs:\n      - fromKey: config\n        name: read-config\n",
+		yaml: head + "spec:\n  workflowSpec:\n    steps:\n    - name: load-limits\n      type: read-config\n      outputs:\n      - fromKey: limits\n        name: card-limits\n",
 		want: []wantErr{{"t.yaml:10:9", "spec.workflowSpec.steps[0].outputs[0].fromKey", `unknown field "fromKey": write the expression as valueFrom`}},
 	}, {
 		name: "a sub-step with sub-steps",

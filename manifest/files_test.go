@@ -14,76 +14,234 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
 
-// TestCompatibleShapes decodes and validates runs, Workflows and definitions written in the
-// shapes KubeVela's own examples use (outputs with imports, nested input keys, DAG, groups,
-// context, workflowRef, legacy vela/op definitions): stepflow must accept them as written.
+// TestCompatibleShapes decodes and validates runs, Workflows and definitions written in the shapes
+// of KubeVela's Workflow format, one file per feature (custom context, if: always, deeply nested
+// properties, DAG, step-groups, request outputs, inputs and outputs, a Workflow and a run referring
+// to it, definitions in both CUE forms): stepflow must accept them as written, and keep what they say.
 func TestCompatibleShapes(t *testing.T) {
-	files, err := filepath.Glob("testdata/compat/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no examples: %v", err)
+	// What each file declares: runs, Workflows, definitions.
+	want := map[string][3]int{
+		"context.yaml":           {1, 0, 0},
+		"dag.yaml":               {1, 0, 0},
+		"definitions.yaml":       {0, 0, 2},
+		"if-always.yaml":         {1, 0, 0},
+		"inputs-outputs.yaml":    {1, 0, 0},
+		"nested-properties.yaml": {1, 0, 0},
+		"request-outputs.yaml":   {1, 0, 0},
+		"step-group.yaml":        {1, 0, 0},
+		"workflow-ref.yaml":      {1, 0, 0},
+		"workflow-template.yaml": {0, 1, 0},
 	}
+	files, err := filepath.Glob("testdata/compat/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Errorf("%d files in testdata/compat, want %d", len(files), len(want))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			counts, ok := want[filepath.Base(file)]
+			if !ok {
+				t.Fatalf("unexpected file %s", file)
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(data, []byte("# Covers ")) {
+				t.Errorf("%s does not start by saying what it covers", file)
+			}
+			objs, err := DecodeFiles(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := [3]int{len(objs.Runs), len(objs.Workflows), len(objs.Definitions)}; got != counts {
+				t.Errorf("decoded %v runs, Workflows, definitions; want %v", got, counts)
+			}
+			for _, run := range objs.Runs {
+				if errs := objs.Explain(run, v1alpha1.ValidateWorkflowRun(run)); len(errs) > 0 {
+					t.Errorf("run %s: %v", run.Name, errs)
+				}
+			}
+			for _, wf := range objs.Workflows {
+				if errs := objs.Explain(wf, v1alpha1.ValidateWorkflow(wf)); len(errs) > 0 {
+					t.Errorf("Workflow %s: %v", wf.Name, errs)
+				}
+			}
+		})
+	}
+
+	// Together, and a few values of each, to see that what was decoded is what was written.
 	objs, err := DecodeFiles(files...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(objs.Runs) != 4 || len(objs.Workflows) != 1 || len(objs.Definitions) != 2 {
-		t.Errorf("decoded %d runs, %d Workflows, %d definitions; want 4, 1, 2", len(objs.Runs), len(objs.Workflows), len(objs.Definitions))
-	}
+	runs := map[string]*v1alpha1.WorkflowRun{}
 	for _, run := range objs.Runs {
-		if errs := objs.Explain(run, v1alpha1.ValidateWorkflowRun(run)); len(errs) > 0 {
-			t.Errorf("run %s: %v", run.Name, errs)
+		if run.Namespace != "payments" {
+			t.Errorf("run %s is in namespace %q", run.Name, run.Namespace)
 		}
+		runs[run.Name] = run
 	}
-	for _, wf := range objs.Workflows {
-		if errs := objs.Explain(wf, v1alpha1.ValidateWorkflow(wf)); len(errs) > 0 {
-			t.Errorf("Workflow %s: %v", wf.Name, errs)
+	steps := func(name string, n int) []v1alpha1.WorkflowStep {
+		t.Helper()
+		run := runs[name]
+		if run == nil || run.Spec.WorkflowSpec == nil || len(run.Spec.WorkflowSpec.Steps) != n {
+			t.Fatalf("run %s: want %d steps, got %+v", name, n, run)
 		}
+		return run.Spec.WorkflowSpec.Steps
 	}
 
-	// A few values, to see that what was decoded is what was written.
-	byName := map[string]*v1alpha1.WorkflowRun{}
-	for _, run := range objs.Runs {
-		byName[run.Name] = run
+	// context.yaml
+	canary := steps("payments-canary", 1)
+	if got := string(runs["payments-canary"].Spec.Context.Raw); got != `{"env":"staging","name":"payments-canary-eu","region":"eu-west-2","owners":["ledger-team","checkout-team"]}` {
+		t.Errorf("payments-canary context is %s", got)
 	}
-	req := byName["payments-check"].Spec.WorkflowSpec.Steps
-	if got := req[0].Outputs[0].ValueFrom; !strings.HasPrefix(got, "import \"strconv\"\n\"Payments p99 latency: \"") {
-		t.Errorf("request output valueFrom is %q", got)
+	if got := canary[0].If; got != `context.env == "staging"` {
+		t.Errorf("canary if is %q", got)
 	}
-	if in := req[1].Inputs[0]; in.From != "latency" || in.ParameterKey != "slack.message.text" {
-		t.Errorf("notification input is %+v", in)
+
+	// if-always.yaml
+	migrate := steps("payments-migrate", 4)
+	if migrate[0].If != "" || migrate[1].If != "" || migrate[2].If != "always" || migrate[3].If != "always" {
+		t.Errorf("payments-migrate conditions are %q, %q, %q, %q", migrate[0].If, migrate[1].If, migrate[2].If, migrate[3].If)
 	}
-	if got := req[2].If; got != "status.fetch.failed" {
-		t.Errorf("failed-notification if is %q", got)
+	if got := migrate[1].Timeout; got != "30m" {
+		t.Errorf("migrate-ledger timeout is %q", got)
 	}
-	if got := byName["fanout"].Spec.Mode; got == nil || got.Steps != v1alpha1.ModeDAG {
-		t.Errorf("fanout mode is %+v", got)
-	}
-	rollout := byName["payments-rollout"]
-	if got := rollout.Spec.WorkflowSpec.Steps; len(got) != 3 || got[1].Name != "services" || len(got[1].SubSteps) != 2 || got[2].If != "always" {
-		t.Errorf("payments-rollout steps are %+v", got)
-	}
-	if got := string(rollout.Spec.Context.Raw); got != `{"env":"test"}` {
-		t.Errorf("payments-rollout context is %s", got)
-	}
-	var vars struct {
+
+	// nested-properties.yaml
+	cluster := steps("payments-cluster", 4)
+	var tf struct {
+		Source   struct{ Remote, Path string } `json:"source"`
 		Variable struct {
-			EnableNAT bool     `json:"enable_nat"`
 			Version   string   `json:"cluster_version"`
+			EnableNAT bool     `json:"enable_nat"`
 			CIDRs     []string `json:"subnet_cidrs"`
-			Nodes     int      `json:"node_count"`
+			Pools     []struct {
+				Name   string            `json:"name"`
+				Count  int               `json:"node_count"`
+				Labels map[string]string `json:"labels"`
+				Taints []struct {
+					Key, Value, Effect string
+				} `json:"taints"`
+			} `json:"node_pools"`
+			Tags map[string]string `json:"tags"`
 		} `json:"variable"`
 	}
-	if err := json.Unmarshal(rollout.Spec.WorkflowSpec.Steps[0].Properties.Raw, &vars); err != nil {
+	if err := json.Unmarshal(cluster[1].Properties.Raw, &tf); err != nil {
 		t.Fatal(err)
 	}
-	if v := vars.Variable; !v.EnableNAT || v.Version != "1.31.2" || len(v.CIDRs) != 3 || v.Nodes != 3 {
+	if v := tf.Variable; v.Version != "1.31.2" || !v.EnableNAT || len(v.CIDRs) != 3 || v.Tags["cost-center"] != "4410" ||
+		len(v.Pools) != 2 || v.Pools[0].Count != 3 || v.Pools[0].Labels["workload"] != "api" ||
+		len(v.Pools[1].Taints) != 1 || v.Pools[1].Taints[0].Effect != "NoSchedule" {
 		t.Errorf("terraform variables are %+v", v)
 	}
-	if got := byName["release-from-template"].Spec.WorkflowRef; got != "payments-release" {
-		t.Errorf("workflowRef is %q", got)
+	if tf.Source.Path != "clusters/payments" {
+		t.Errorf("terraform source is %+v", tf.Source)
 	}
-	if tmpl := objs.Definitions[0].Spec.Schematic.CUE.Template; !strings.Contains(tmpl, "second: op.#Suspend & {}") {
-		t.Errorf("template is %q", tmpl)
+	var cli struct {
+		Storage struct {
+			Secret []struct{ SecretName, MountPath string } `json:"secret"`
+		} `json:"storage"`
+		Command []string `json:"command"`
+	}
+	if err := json.Unmarshal(cluster[2].Properties.Raw, &cli); err != nil {
+		t.Fatal(err)
+	}
+	if len(cli.Storage.Secret) != 1 || cli.Storage.Secret[0].MountPath != "/etc/payments/kube" || len(cli.Command) != 5 || cli.Command[4] != "--name=payments-eu" {
+		t.Errorf("join-cluster properties are %+v", cli)
+	}
+	if got := string(cluster[3].Properties.Raw); got != `{"labelSelector":{"workflowrun.oam.dev/step-name":"payments-cluster-join-cluster"}}` {
+		t.Errorf("tidy-jobs properties are %s", got)
+	}
+
+	// dag.yaml
+	fanout := steps("payments-fanout", 5)
+	if got := runs["payments-fanout"].Spec.Mode; got == nil || got.Steps != v1alpha1.ModeDAG {
+		t.Errorf("payments-fanout mode is %+v", got)
+	}
+	if got := fanout[0].DependsOn; !reflect.DeepEqual(got, []string{"ledger-schema"}) {
+		t.Errorf("ledger-db depends on %q", got)
+	}
+	if got := fanout[4].DependsOn; !reflect.DeepEqual(got, []string{"api", "worker"}) {
+		t.Errorf("announce depends on %q", got)
+	}
+
+	// step-group.yaml
+	stack := steps("payments-stack", 2)
+	if got := runs["payments-stack"].Spec.Mode; got == nil || got.Steps != v1alpha1.ModeStepByStep || got.SubSteps != v1alpha1.ModeDAG {
+		t.Errorf("payments-stack mode is %+v", got)
+	}
+	if g := stack[0]; g.Type != "step-group" || len(g.SubSteps) != 2 || g.Mode != "" || !reflect.DeepEqual(g.SubSteps[1].DependsOn, []string{"ledger-primary"}) {
+		t.Errorf("databases group is %+v", g)
+	}
+	if g := stack[1]; g.Mode != v1alpha1.ModeStepByStep || len(g.SubSteps) != 2 || g.SubSteps[1].Name != "worker" || g.SubSteps[1].Timeout != "10m" {
+		t.Errorf("services group is %+v", g)
+	}
+
+	// request-outputs.yaml
+	health := steps("payments-health", 3)
+	if out := health[0].Outputs; len(out) != 1 || out[0].Name != "health" || !strings.HasPrefix(out[0].ValueFrom, "import \"strings\"\n\"Payments health: \"") {
+		t.Errorf("probe outputs are %+v", out)
+	}
+	if in := health[1].Inputs; len(in) != 1 || in[0].From != "health" || in[0].ParameterKey != "slack.message.text" {
+		t.Errorf("page-oncall inputs are %+v", in)
+	}
+	if got := health[2].If; got != "status.probe.failed" {
+		t.Errorf("page-on-failure if is %q", got)
+	}
+
+	// inputs-outputs.yaml
+	limits := steps("payments-limits", 3)
+	if s := limits[0]; s.Meta == nil || s.Meta.Alias != "Read the current card limits" || len(s.Outputs) != 2 || s.Outputs[1].ValueFrom != "output.value.metadata.resourceVersion" {
+		t.Errorf("read-limits is %+v", s.WorkflowStepBase)
+	}
+	if got := limits[1].If; got != `status["read-limits"].succeeded` {
+		t.Errorf("apply-limits if is %q", got)
+	}
+	if subs := limits[1].SubSteps; len(subs) != 2 || subs[0].Inputs[0].ParameterKey != "value.data.dailyLimit" || subs[1].Inputs[0].From != "limits-revision" {
+		t.Errorf("apply-limits sub-steps are %+v", subs)
+	}
+	if in := limits[2].Inputs; len(in) != 1 || in[0].From != "daily-limit" || in[0].ParameterKey != "" {
+		t.Errorf("show-limit inputs are %+v", in)
+	}
+
+	// workflow-template.yaml and workflow-ref.yaml
+	if len(objs.Workflows) != 1 {
+		t.Fatalf("%d Workflows", len(objs.Workflows))
+	}
+	wf := objs.Workflows[0]
+	if len(wf.Steps) != 3 || wf.Steps[1].Type != "suspend" || wf.Steps[1].Timeout != "4h" || wf.Steps[2].If != `context.env == "production"` {
+		t.Errorf("Workflow steps are %+v", wf.Steps)
+	}
+	release := runs["payments-release-58"]
+	if release == nil || release.Spec.WorkflowRef != wf.Name || release.Namespace != wf.Namespace || release.Spec.WorkflowSpec != nil {
+		t.Fatalf("payments-release-58 is %+v; want a reference to Workflow %s/%s", release, wf.Namespace, wf.Name)
+	}
+	if got := string(release.Spec.Context.Raw); got != `{"env":"production","release":"58"}` {
+		t.Errorf("payments-release-58 context is %s", got)
+	}
+	if got := v1alpha1.EffectiveMode(&release.Spec, wf); got.Steps != v1alpha1.ModeStepByStep || got.SubSteps != v1alpha1.ModeDAG {
+		t.Errorf("payments-release-58 runs in mode %+v", got)
+	}
+
+	// definitions.yaml
+	if len(objs.Definitions) != 2 {
+		t.Fatalf("%d definitions", len(objs.Definitions))
+	}
+	for i, def := range objs.Definitions {
+		wantName, wantText := "two-person-approval", "secondApprover: op.#Suspend & {}"
+		if i == 1 {
+			wantName, wantText = "wait-for-flag", "ready: builtin.#ConditionalWait & {"
+		}
+		if def.Name != wantName || def.Spec.Schematic == nil || def.Spec.Schematic.CUE == nil || !strings.Contains(def.Spec.Schematic.CUE.Template, wantText) {
+			t.Errorf("definition %d is %+v; want %s with %q", i, def, wantName, wantText)
+		}
+	}
+	if got := objs.Definitions[0].Annotations["definition.oam.dev/description"]; got == "" {
+		t.Errorf("two-person-approval has no description")
 	}
 }
 
