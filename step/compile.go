@@ -121,6 +121,9 @@ func (g *generation) compile(reg *Registry, typ, template string) *definition {
 	if err != nil {
 		return &definition{err: err}
 	}
+	if err := checkPackageRefs(f, inst.Imports); err != nil {
+		return &definition{err: describe(err)}
+	}
 	v := g.ctx.BuildInstance(inst)
 	if err := v.Validate(); err != nil {
 		return &definition{err: describe(err)}
@@ -132,6 +135,59 @@ func (g *generation) compile(reg *Registry, typ, template string) *definition {
 		d.root = t.Path()
 	}
 	return d
+}
+
+// checkPackageRefs reports a reference to something a supplied package does not declare, such
+// as op.#Nope: CUE takes it for a value that may still come and does not report it, but a
+// package is complete, so the template can never work.
+func checkPackageRefs(f *ast.File, pkgs []*build.Instance) error {
+	declared := map[string]map[string]bool{} // local import name -> top-level labels
+	for spec := range f.ImportSpecs() {
+		path, _ := strconv.Unquote(spec.Path.Value)
+		for _, inst := range pkgs {
+			if inst.ImportPath != path {
+				continue
+			}
+			name := inst.PkgName
+			if spec.Name != nil {
+				name = spec.Name.Name
+			}
+			labels := map[string]bool{}
+			for _, pf := range inst.Files {
+				for _, decl := range pf.Decls {
+					if field, ok := decl.(*ast.Field); ok {
+						if l, _, err := ast.LabelName(field.Label); err == nil {
+							labels[l] = true
+						}
+					}
+				}
+			}
+			declared[name] = labels
+		}
+	}
+	var errs cueerrors.Error
+	ast.Walk(f, func(n ast.Node) bool {
+		sel, ok := n.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		x, ok := sel.X.(*ast.Ident)
+		if !ok {
+			return true
+		}
+		if _, isImport := x.Node.(*ast.ImportSpec); !isImport {
+			return true
+		}
+		labels, ok := declared[x.Name]
+		if !ok {
+			return true
+		}
+		if l, _, err := ast.LabelName(sel.Sel); err == nil && !labels[l] {
+			errs = cueerrors.Append(errs, cueerrors.Newf(sel.Sel.Pos(), "%s.%s is not declared by package %s", x.Name, l, x.Name))
+		}
+		return true
+	}, nil)
+	return errs
 }
 
 // imports returns the instances of the supplied packages that f imports. g.mu is held.
