@@ -671,7 +671,7 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 			return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q is not available: no step has output it", in.From))
 		}
 		if in.ParameterKey != "" {
-			setPath(props, in.ParameterKey, v)
+			v1alpha1.SetDottedPath(props, in.ParameterKey, v)
 		}
 	}
 	rec := run.record(n.name)
@@ -699,18 +699,4 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 		}
 	}
 	return req, nil
-}
-
-// setPath sets a dotted path in a tree of maps, creating the maps on the way.
-func setPath(m map[string]any, path string, v any) {
-	parts := strings.Split(path, ".")
-	for _, p := range parts[:len(parts)-1] {
-		next, ok := m[p].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			m[p] = next
-		}
-		m = next
-	}
-	m[parts[len(parts)-1]] = v
 }

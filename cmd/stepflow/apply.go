@@ -17,11 +17,7 @@ func newApplyCommand(g *globals) *cobra.Command {
 				return invalidf("apply: give the files with -f")
 			}
 			ctx := cmd.Context()
-			a, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
-			objs, err := a.decode(ctx, g.paths(files))
+			a, objs, err := g.load(ctx, files)
 			if err != nil {
 				return err
 			}
@@ -54,12 +50,7 @@ properties against the type's parameter, and the definitions' CUE. Step types an
 already stored are taken into account; nothing is written.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
-			ctx := cmd.Context()
-			a, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
-			objs, err := a.decode(ctx, g.paths(files))
+			_, objs, err := g.load(cmd.Context(), files)
 			if err != nil {
 				return err
 			}

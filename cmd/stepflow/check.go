@@ -32,6 +32,16 @@ func (p *problems) err() error {
 	return invalidErr(p.list)
 }
 
+// load opens the store and decodes and checks the files named on the command line.
+func (g *globals) load(ctx context.Context, files []string) (*app, *manifest.Objects, error) {
+	a, err := g.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	objs, err := a.decode(ctx, g.paths(files))
+	return a, objs, err
+}
+
 // decode reads the files and checks everything in them that can be checked without running:
 // the objects' shape, the runs' steps against the step types they name, and the definitions' CUE.
 func (a *app) decode(ctx context.Context, files []string) (*manifest.Objects, error) {

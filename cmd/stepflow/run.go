@@ -34,11 +34,7 @@ refused unless --replace is given.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			ctx := cmd.Context()
-			a, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
-			objs, err := a.decode(ctx, g.paths(files))
+			a, objs, err := g.load(ctx, files)
 			if err != nil {
 				return err
 			}
@@ -110,17 +106,7 @@ func parseSets(sets []string) (map[string]any, error) {
 		if err := yaml.Unmarshal([]byte(v), &val); err != nil || val == nil {
 			val = v
 		}
-		m := out
-		parts := strings.Split(k, ".")
-		for _, p := range parts[:len(parts)-1] {
-			next, ok := m[p].(map[string]any)
-			if !ok {
-				next = map[string]any{}
-				m[p] = next
-			}
-			m = next
-		}
-		m[parts[len(parts)-1]] = val
+		v1alpha1.SetDottedPath(out, k, val)
 	}
 	return out, nil
 }
