@@ -38,6 +38,10 @@ type Options struct {
 	Retry RetryPolicy
 	// Wait spaces re-evaluations of a waiting step; default 1s doubling to 30s.
 	Wait Backoff
+	// Check, when set, vets a run once its steps are resolved and before any step starts (step
+	// types exist, properties fit their parameters). An error fails the run with its message,
+	// so that nothing of a run that cannot be right is executed.
+	Check func(ctx context.Context, run *Run) error
 }
 
 // Engine advances runs. A run is worked on by one worker at a time; its steps are evaluated in
@@ -63,6 +67,8 @@ type runState struct {
 	processing bool
 	stop       func() bool
 	wake       time.Time
+	// woken asks that waiting steps be evaluated now rather than at their backoff time.
+	woken bool
 }
 
 // New returns an engine; call Start to run its workers.
@@ -150,6 +156,16 @@ func (e *Engine) Enqueue(key Key) {
 	e.q.add(key)
 }
 
+// Wake asks the engine to evaluate the run's waiting steps now instead of at their backoff time:
+// what they wait on has changed. Suspended steps are not woken.
+func (e *Engine) Wake(key Key) {
+	rs := e.state(key)
+	e.mu.Lock()
+	rs.woken = true
+	e.mu.Unlock()
+	e.q.add(key)
+}
+
 // Busy reports whether evaluations of the run's steps are under way or waiting to be applied.
 func (e *Engine) Busy(key Key) bool {
 	e.mu.Lock()
@@ -182,6 +198,8 @@ func (e *Engine) process(ctx context.Context, key Key) {
 	run := rs.run
 	rs.run = nil
 	gen := rs.gen
+	woken := rs.woken
+	rs.woken = false
 	e.mu.Unlock()
 	defer e.setProcessing(rs, false)
 	inflight := func(name string) bool {
@@ -212,6 +230,13 @@ func (e *Engine) process(ctx context.Context, key Key) {
 			}
 		}
 		now := e.opts.Clock.Now()
+		if woken {
+			for _, rec := range run.Steps {
+				if rec.Waits > 0 && !rec.Suspended {
+					rec.NextTime = time.Time{}
+				}
+			}
+		}
 		var initErr error
 		if run.Spec == nil {
 			initErr = e.initialize(ctx, run, now)
@@ -293,7 +318,13 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 			return fmt.Errorf("spec.workflowRef: %w", err)
 		}
 	}
-	return initialize(run, wf, now)
+	if err := initialize(run, wf, now); err != nil {
+		return err
+	}
+	if e.opts.Check != nil {
+		return e.opts.Check(ctx, run)
+	}
+	return nil
 }
 
 // launch starts the evaluation of a step in its own goroutine; e.mu is held.

@@ -213,6 +213,15 @@ type WorkflowRunStatus struct {
 
 	StartTime metav1.Time `json:"startTime,omitempty"`
 	EndTime   metav1.Time `json:"endTime,omitempty"`
+
+	// Engine is stepflow's own bookkeeping of the run (attempts, retries, pending waits), kept
+	// in the status in Kubernetes mode so that a restarted controller resumes exactly where the
+	// run was. Other tools ignore it; the other stores leave it empty.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +optional
+	Engine *runtime.RawExtension `json:"stepflow,omitempty"`
 }
 
 // ObjectReference points at an object; the fields KubeVela fills in contextBackend.

@@ -1,0 +1,56 @@
+package step
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	fieldpath "k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+)
+
+// CheckSteps checks each step of a run in namespace against its step type: that the type
+// exists, and that its properties fit the type's parameter (parameters filled by inputs are
+// taken as given). Errors name the step's field path under base. Step groups are containers and
+// are checked through their sub-steps.
+func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *fieldpath.Path) fieldpath.ErrorList {
+	var errs fieldpath.ErrorList
+	check := func(path *fieldpath.Path, s *v1alpha1.WorkflowStepBase) {
+		if s.Type == v1alpha1.TypeStepGroup {
+			return
+		}
+		if r.opts.Definitions == nil {
+			errs = append(errs, fieldpath.Invalid(path.Child("type"), s.Type, "no step types are available"))
+			return
+		}
+		if _, err := r.opts.Definitions.Template(ctx, namespace, s.Type); err != nil {
+			errs = append(errs, fieldpath.Invalid(path.Child("type"), s.Type, err.Error()))
+			return
+		}
+		props := map[string]any{}
+		if s.Properties != nil && len(s.Properties.Raw) > 0 {
+			if err := json.Unmarshal(s.Properties.Raw, &props); err != nil {
+				errs = append(errs, fieldpath.Invalid(path.Child("properties"), "", err.Error()))
+				return
+			}
+		}
+		var filled []string
+		for _, in := range s.Inputs {
+			if in.ParameterKey != "" {
+				filled = append(filled, in.ParameterKey)
+			}
+		}
+		if err := r.CheckProperties(ctx, namespace, s.Type, props, filled); err != nil {
+			errs = append(errs, fieldpath.Invalid(path.Child("properties"), "", fmt.Sprintf("step %s: %v", s.Name, err)))
+		}
+	}
+	for i := range steps {
+		p := base.Index(i)
+		check(p, &steps[i].WorkflowStepBase)
+		for j := range steps[i].SubSteps {
+			check(p.Child("subSteps").Index(j), &steps[i].SubSteps[j])
+		}
+	}
+	return errs
+}

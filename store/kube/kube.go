@@ -1,0 +1,572 @@
+// Package kube keeps runs in Kubernetes, where KubeVela Workflow keeps them: the WorkflowRun's
+// status holds where the run is (with stepflow's own bookkeeping under status.stepflow), and the
+// ConfigMap workflow-<run>-context, named by status.contextBackend, holds the run variables and
+// the steps' log.
+//
+// Every status write is one JSON merge patch of the difference from the version loaded, with
+// that resourceVersion as a precondition: a concurrent change (kubectl patch, another replica)
+// makes the save fail with engine.ErrConflict rather than be overwritten. The ConfigMap is
+// written only when the variables changed, or when log lines are pending and the run is at rest,
+// so that a three-step run costs a handful of requests.
+package kube
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+)
+
+// Labels on the context ConfigMap, so that a cache can watch just these.
+const (
+	// LabelContext marks a run's context ConfigMap.
+	LabelContext = "workflowrun.oam.dev/context"
+	// LabelRunName and LabelRunNamespace name the run an object belongs to.
+	LabelRunName      = "workflowrun.oam.dev/name"
+	LabelRunNamespace = "workflowrun.oam.dev/namespace"
+)
+
+// ConfigMap data keys.
+const (
+	keyVars = "vars"
+	keyLogs = "logs"
+)
+
+// DefaultMaxLogBytes bounds the log kept per run in its ConfigMap; the oldest lines go first.
+const DefaultMaxLogBytes = 256 << 10
+
+// Options configure a Store. Client is required.
+type Options struct {
+	// Client writes, and reads where there is no Cache or the Cache is behind this store's writes.
+	Client client.Client
+	// Cache, when set, serves loads (the controller passes its informer cache), so that a load
+	// costs no request. It must see WorkflowRuns and the ConfigMaps labelled LabelContext.
+	Cache client.Reader
+	// Clock dates terminations noticed in the status; the real clock when nil.
+	Clock engine.Clock
+	// MaxLogBytes bounds the log kept per run; DefaultMaxLogBytes when 0.
+	MaxLogBytes int
+}
+
+// Store is an engine.Store over WorkflowRun objects.
+type Store struct {
+	opts Options
+	mu   sync.Mutex
+	runs map[engine.Key]*entry
+}
+
+// entry is what the store remembers of a run between calls.
+type entry struct {
+	// base is the object as last loaded or written: the patch is computed against it.
+	base *v1alpha1.WorkflowRun
+	// written is the highest resourceVersion of the run this store wrote.
+	written uint64
+	// cm is the context ConfigMap as last loaded or written; nil when it does not exist.
+	cm *corev1.ConfigMap
+	// cmWritten is the highest resourceVersion of the ConfigMap this store wrote.
+	cmWritten uint64
+	// vars is the variables' JSON as stored in the ConfigMap.
+	vars string
+	// logs is the whole log; pending counts the trailing lines not in the ConfigMap yet.
+	logs    []engine.LogEntry
+	pending int
+}
+
+// bookkeeping is what the engine keeps beside the KubeVela-shaped status, in status.stepflow.
+type bookkeeping struct {
+	// Spec is the resolved steps, kept only when they came from a Workflow template: inline
+	// steps are read from the spec again.
+	Spec          *v1alpha1.WorkflowSpec         `json:"spec,omitempty"`
+	Epoch         int64                          `json:"epoch,omitempty"`
+	Steps         map[string]*engine.StepRecord `json:"steps,omitempty"`
+	ManualSuspend bool                           `json:"manualSuspend,omitempty"`
+	// Suspend and Terminated are status.suspend and status.terminated as stepflow last wrote
+	// them: a difference is a user's operation (kubectl patch), applied at the next load.
+	Suspend    bool `json:"suspend,omitempty"`
+	Terminated bool `json:"terminated,omitempty"`
+	// From is the version this save was made from, so that every save changes the object and
+	// moves its resourceVersion on, as the engine's compare-and-swap expects.
+	From int64 `json:"from"`
+}
+
+// New returns a store.
+func New(opts Options) *Store {
+	if opts.Clock == nil {
+		opts.Clock = engine.RealClock{}
+	}
+	if opts.MaxLogBytes <= 0 {
+		opts.MaxLogBytes = DefaultMaxLogBytes
+	}
+	return &Store{opts: opts, runs: map[engine.Key]*entry{}}
+}
+
+// ContextName is the name of a run's context ConfigMap.
+func ContextName(run string) string { return "workflow-" + run + "-context" }
+
+func (s *Store) entry(key engine.Key) *entry {
+	e := s.runs[key]
+	if e == nil {
+		e = &entry{}
+		s.runs[key] = e
+	}
+	return e
+}
+
+// Forget drops what the store remembers of a run (it was deleted).
+func (s *Store) Forget(key engine.Key) {
+	s.mu.Lock()
+	delete(s.runs, key)
+	s.mu.Unlock()
+}
+
+// Own reports whether resourceVersion rv of a run is one this store wrote, or older: a watch
+// event for it brings nothing the engine does not know already.
+func (s *Store) Own(key engine.Key, rv string) bool {
+	n, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.runs[key]
+	return e != nil && n <= e.written
+}
+
+func version(rv string) uint64 {
+	n, _ := strconv.ParseUint(rv, 10, 64)
+	return n
+}
+
+// get reads an object from the cache, or from the API server when there is no cache or the
+// cache has not seen this store's last write yet.
+func (s *Store) get(ctx context.Context, key client.ObjectKey, obj client.Object, written uint64) error {
+	if s.opts.Cache != nil {
+		err := s.opts.Cache.Get(ctx, key, obj)
+		if err == nil && version(obj.GetResourceVersion()) >= written {
+			return nil
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if err != nil && written == 0 {
+			return err
+		}
+	}
+	return s.opts.Client.Get(ctx, key, obj)
+}
+
+// Load implements engine.Store.
+func (s *Store) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
+	s.mu.Lock()
+	e := s.entry(key)
+	written, cmWritten := e.written, e.cmWritten
+	s.mu.Unlock()
+
+	obj := &v1alpha1.WorkflowRun{}
+	if err := s.get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, obj, written); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("run %s: %w", key, engine.ErrNotFound)
+		}
+		return nil, fmt.Errorf("load run %s: %w", key, err)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := s.get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: ContextName(key.Name)}, cm, cmWritten); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("load the context of run %s: %w", key, err)
+		}
+		cm = nil
+	}
+	run, err := s.decode(obj, cm)
+	if err != nil {
+		return nil, err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e = s.entry(key)
+	e.base = obj.DeepCopy()
+	e.cm = cm
+	e.vars = ""
+	if cm != nil {
+		e.vars = cm.Data[keyVars]
+		if n := version(cm.ResourceVersion); n > e.cmWritten {
+			e.logs = decodeLogs(cm.Data[keyLogs])
+			e.pending = 0
+		}
+	}
+	return run, nil
+}
+
+// decode assembles the engine's run from the object and its context ConfigMap.
+func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine.Run, error) {
+	run := &engine.Run{Object: obj.DeepCopy(), Version: int64(version(obj.ResourceVersion))}
+	run.Object.APIVersion, run.Object.Kind = v1alpha1.GroupVersion.String(), "WorkflowRun"
+	st := &run.Object.Status
+	var bk bookkeeping
+	if st.Engine != nil && len(st.Engine.Raw) > 0 {
+		if err := json.Unmarshal(st.Engine.Raw, &bk); err != nil {
+			return nil, fmt.Errorf("run %s: status.stepflow: %w", run.Key(), err)
+		}
+	}
+	st.Engine = nil
+	if cm != nil && cm.Data[keyVars] != "" {
+		if err := json.Unmarshal([]byte(cm.Data[keyVars]), &run.Vars); err != nil {
+			return nil, fmt.Errorf("run %s: ConfigMap %s: data.vars: %w", run.Key(), cm.Name, err)
+		}
+	}
+	if st.Phase == "" {
+		// Never started, or its status was cleared (KubeVela's restart): the engine starts it.
+		return run, nil
+	}
+	run.Epoch, run.Steps, run.ManualSuspend = bk.Epoch, bk.Steps, bk.ManualSuspend
+	switch {
+	case bk.Spec != nil:
+		run.Spec = bk.Spec
+	case obj.Spec.WorkflowSpec != nil:
+		run.Spec = obj.Spec.WorkflowSpec.DeepCopy()
+		v1alpha1.DefaultStepNames(run.Spec.Steps)
+	default:
+		run.Spec = &v1alpha1.WorkflowSpec{}
+	}
+	if run.Steps == nil {
+		run.Steps = map[string]*engine.StepRecord{}
+	}
+	// Operations a user wrote into the status directly, as KubeVela's CLI does.
+	if !st.Finished {
+		switch {
+		case st.Terminated && !bk.Terminated:
+			st.Terminated = false
+			_ = engine.TerminateRun(run, s.opts.Clock.Now())
+		case st.Suspend && !bk.Suspend:
+			_ = engine.SuspendRun(run)
+		case !st.Suspend && bk.Suspend:
+			_ = engine.ResumeRun(run, "")
+		}
+	}
+	return run, nil
+}
+
+// Save implements engine.Store.
+func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntry) error {
+	key := run.Key()
+	obj, err := encode(run)
+	if err != nil {
+		return err
+	}
+	if run.Version == 0 {
+		created, err := s.create(ctx, obj)
+		if err != nil {
+			return err
+		}
+		run.Version = int64(version(created.ResourceVersion))
+		run.Object.UID = created.UID
+	}
+
+	s.mu.Lock()
+	e := s.entry(key)
+	base := e.base
+	if base != nil && version(base.ResourceVersion) != uint64(run.Version) {
+		base = nil
+	}
+	s.mu.Unlock()
+	if base == nil {
+		base = &v1alpha1.WorkflowRun{}
+		if err := s.opts.Client.Get(ctx, client.ObjectKeyFromObject(obj), base); err != nil {
+			if apierrors.IsNotFound(err) {
+				// Saving at a version of a run that is not there: it was deleted meanwhile.
+				return fmt.Errorf("run %s is not stored: %w", key, engine.ErrConflict)
+			}
+			return fmt.Errorf("save run %s: %w", key, err)
+		}
+		if version(base.ResourceVersion) != uint64(run.Version) {
+			return fmt.Errorf("run %s: %w", key, engine.ErrConflict)
+		}
+	}
+
+	if err := s.saveVars(ctx, run, base); err != nil {
+		return err
+	}
+
+	obj.ObjectMeta = *base.ObjectMeta.DeepCopy()
+	patch, err := statusPatch(base, obj)
+	if err != nil {
+		return fmt.Errorf("save run %s: %w", key, err)
+	}
+	if err := s.opts.Client.Status().Patch(ctx, obj, patch); err != nil {
+		switch {
+		case apierrors.IsConflict(err):
+			return fmt.Errorf("run %s: %w", key, engine.ErrConflict)
+		case apierrors.IsNotFound(err):
+			return fmt.Errorf("run %s: %w", key, engine.ErrNotFound)
+		}
+		return fmt.Errorf("save the status of run %s: %w", key, err)
+	}
+	s.mu.Lock()
+	e = s.entry(key)
+	e.base = obj
+	if n := version(obj.ResourceVersion); n > e.written {
+		e.written = n
+	}
+	s.mu.Unlock()
+	run.Version = int64(version(obj.ResourceVersion))
+	run.Object.ResourceVersion = obj.ResourceVersion
+	run.Object.UID = obj.UID
+	if err := s.commitLogs(ctx, run, obj, logs); err != nil {
+		// The transition is saved; its lines stay pending for the next write.
+		return nil
+	}
+	return nil
+}
+
+// statusPatch is the merge patch from base to obj, conditional on base's resourceVersion. A
+// status the API server does not hold yet (a new run, or one a user cleared to restart it) is
+// sent whole: a difference from Go's zero values would leave out required false booleans.
+func statusPatch(base, obj *v1alpha1.WorkflowRun) (client.Patch, error) {
+	if base.Status.Phase != "" {
+		return client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), nil
+	}
+	body, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": base.ResourceVersion},
+		"status":   obj.Status,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return client.RawPatch(types.MergePatchType, body), nil
+}
+
+// create creates a run that is not stored yet (a child run of a sub-workflow step).
+func (s *Store) create(ctx context.Context, obj *v1alpha1.WorkflowRun) (*v1alpha1.WorkflowRun, error) {
+	fresh := &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{
+		Name: obj.Name, Namespace: obj.Namespace, Labels: obj.Labels, Annotations: obj.Annotations,
+		OwnerReferences: obj.OwnerReferences,
+	}, Spec: obj.Spec}
+	if err := s.opts.Client.Create(ctx, fresh); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("run %s/%s: %w", obj.Namespace, obj.Name, engine.ErrConflict)
+		}
+		return nil, fmt.Errorf("create run %s/%s: %w", obj.Namespace, obj.Name, err)
+	}
+	s.mu.Lock()
+	e := s.entry(engine.Key{Namespace: obj.Namespace, Name: obj.Name})
+	e.base = fresh.DeepCopy()
+	e.written = version(fresh.ResourceVersion)
+	s.mu.Unlock()
+	return fresh, nil
+}
+
+// encode renders the run as the object to store: its status with the bookkeeping.
+func encode(run *engine.Run) (*v1alpha1.WorkflowRun, error) {
+	obj := run.Object.DeepCopy()
+	st := &obj.Status
+	bk := bookkeeping{
+		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend,
+		Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
+	}
+	if run.Object.Spec.WorkflowSpec == nil {
+		bk.Spec = run.Spec
+	}
+	raw, err := json.Marshal(bk)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: encode bookkeeping: %w", run.Key(), err)
+	}
+	st.Engine = &runtime.RawExtension{Raw: raw}
+	return obj, nil
+}
+
+// saveVars writes the context ConfigMap when the variables changed, before the status is
+// written, so that a status never refers to variables that are not stored. It carries the log
+// lines already committed.
+func (s *Store) saveVars(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun) error {
+	vars, err := encodeVars(run)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e := s.entry(run.Key())
+	changed := vars != e.vars && !(e.vars == "" && vars == "{}")
+	logs, cm := e.logs, e.cm
+	s.mu.Unlock()
+	if !changed {
+		return nil
+	}
+	return s.writeContext(ctx, run, base, cm, vars, logs)
+}
+
+// commitLogs appends a saved transition's log lines, and writes them to the ConfigMap when the
+// run is at rest (nothing is executing): lines of a save that failed are never kept.
+func (s *Store) commitLogs(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun, logs []engine.LogEntry) error {
+	s.mu.Lock()
+	e := s.entry(run.Key())
+	e.logs = s.trim(append(e.logs, logs...))
+	e.pending += len(logs)
+	pending, all, cm := e.pending, e.logs, e.cm
+	s.mu.Unlock()
+	if pending == 0 || !atRest(run.Object) {
+		return nil
+	}
+	vars, err := encodeVars(run)
+	if err != nil {
+		return err
+	}
+	return s.writeContext(ctx, run, base, cm, vars, all)
+}
+
+func encodeVars(run *engine.Run) (string, error) {
+	if len(run.Vars) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(run.Vars)
+	if err != nil {
+		return "", fmt.Errorf("run %s: encode variables: %w", run.Key(), err)
+	}
+	return string(b), nil
+}
+
+// writeContext creates or patches the context ConfigMap with the variables and the log.
+func (s *Store) writeContext(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun, cm *corev1.ConfigMap, vars string, logs []engine.LogEntry) error {
+	data := map[string]string{keyVars: vars, keyLogs: encodeLogs(logs)}
+	written, err := s.putContext(ctx, run, base, cm, data)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e := s.entry(run.Key())
+	e.cm, e.vars, e.pending = written, vars, 0
+	if n := version(written.ResourceVersion); n > e.cmWritten {
+		e.cmWritten = n
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) putContext(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun, cm *corev1.ConfigMap, data map[string]string) (*corev1.ConfigMap, error) {
+	key := run.Key()
+	if cm == nil {
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+			Name: ContextName(key.Name), Namespace: key.Namespace,
+			Labels: map[string]string{LabelContext: "true", LabelRunName: key.Name, LabelRunNamespace: key.Namespace},
+		}, Data: data}
+		if base.UID != "" {
+			cm.OwnerReferences = []metav1.OwnerReference{{
+				APIVersion: v1alpha1.GroupVersion.String(), Kind: "WorkflowRun", Name: key.Name, UID: base.UID,
+			}}
+		}
+		err := s.opts.Client.Create(ctx, cm)
+		if err == nil {
+			return cm, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create the context of run %s: %w", key, err)
+		}
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ContextName(key.Name), Namespace: key.Namespace}}
+	}
+	body, err := json.Marshal(map[string]any{"data": data})
+	if err != nil {
+		return nil, err
+	}
+	out := cm.DeepCopy()
+	if err := s.opts.Client.Patch(ctx, out, client.RawPatch(types.MergePatchType, body)); err != nil {
+		return nil, fmt.Errorf("write the context of run %s: %w", key, err)
+	}
+	return out, nil
+}
+
+// atRest reports whether no step of the run is being executed right now: it finished, waits,
+// or is suspended. Log lines are written to the ConfigMap then.
+func atRest(obj *v1alpha1.WorkflowRun) bool {
+	st := &obj.Status
+	if st.Finished || st.Suspend {
+		return true
+	}
+	busy := func(s *v1alpha1.StepStatus) bool {
+		return s.Phase == v1alpha1.StepRunning && s.Reason == ""
+	}
+	for i := range st.Steps {
+		if busy(&st.Steps[i].StepStatus) {
+			return false
+		}
+		for j := range st.Steps[i].SubStepsStatus {
+			if busy(&st.Steps[i].SubStepsStatus[j]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// trim drops the oldest log lines beyond the store's bound.
+func (s *Store) trim(logs []engine.LogEntry) []engine.LogEntry {
+	size := 0
+	for i := len(logs) - 1; i >= 0; i-- {
+		b, _ := json.Marshal(logs[i])
+		size += len(b) + 1
+		if size > s.opts.MaxLogBytes {
+			return logs[i+1:]
+		}
+	}
+	return logs
+}
+
+func encodeLogs(logs []engine.LogEntry) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, l := range logs {
+		_ = enc.Encode(l)
+	}
+	return buf.String()
+}
+
+func decodeLogs(s string) []engine.LogEntry {
+	var out []engine.LogEntry
+	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+	for {
+		var l engine.LogEntry
+		if err := dec.Decode(&l); err != nil {
+			return out
+		}
+		out = append(out, l)
+	}
+}
+
+// Logs returns a run's log, every step's when step is empty: what the ConfigMap holds and the
+// lines this store has not written there yet.
+func (s *Store) Logs(ctx context.Context, key engine.Key, step string) ([]engine.LogEntry, error) {
+	s.mu.Lock()
+	e := s.runs[key]
+	var logs []engine.LogEntry
+	if e != nil && (e.cm != nil || e.pending > 0) {
+		logs = append(logs, e.logs...)
+	}
+	s.mu.Unlock()
+	if logs == nil {
+		cm := &corev1.ConfigMap{}
+		err := s.opts.Client.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: ContextName(key.Name)}, cm)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("read the log of run %s: %w", key, err)
+		}
+		logs = decodeLogs(cm.Data[keyLogs])
+	}
+	if step == "" {
+		return logs, nil
+	}
+	var out []engine.LogEntry
+	for _, l := range logs {
+		if l.Step == step {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
