@@ -88,10 +88,10 @@ type entry struct {
 type bookkeeping struct {
 	// Spec is the resolved steps, kept only when they came from a Workflow template: inline
 	// steps are read from the spec again.
-	Spec          *v1alpha1.WorkflowSpec         `json:"spec,omitempty"`
-	Epoch         int64                          `json:"epoch,omitempty"`
+	Spec          *v1alpha1.WorkflowSpec        `json:"spec,omitempty"`
+	Epoch         int64                         `json:"epoch,omitempty"`
 	Steps         map[string]*engine.StepRecord `json:"steps,omitempty"`
-	ManualSuspend bool                           `json:"manualSuspend,omitempty"`
+	ManualSuspend bool                          `json:"manualSuspend,omitempty"`
 	// Suspend and Terminated are status.suspend and status.terminated as stepflow last wrote
 	// them: a difference is a user's operation (kubectl patch), applied at the next load.
 	Suspend    bool `json:"suspend,omitempty"`
