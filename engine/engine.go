@@ -67,8 +67,10 @@ type runState struct {
 	processing bool
 	stop       func() bool
 	wake       time.Time
-	// woken asks that waiting steps be evaluated now rather than at their backoff time.
-	woken bool
+	// wakes counts Wake calls; seen holds, per step, the count its last evaluation started
+	// under. A waiting step that has not been evaluated since the last Wake is due now.
+	wakes uint64
+	seen  map[string]uint64
 }
 
 // New returns an engine; call Start to run its workers.
@@ -161,7 +163,7 @@ func (e *Engine) Enqueue(key Key) {
 func (e *Engine) Wake(key Key) {
 	rs := e.state(key)
 	e.mu.Lock()
-	rs.woken = true
+	rs.wakes++
 	e.mu.Unlock()
 	e.q.add(key)
 }
@@ -182,7 +184,7 @@ func (e *Engine) state(key Key) *runState {
 	defer e.mu.Unlock()
 	rs := e.runs[key]
 	if rs == nil {
-		rs = &runState{inflight: map[string]context.CancelFunc{}}
+		rs = &runState{inflight: map[string]context.CancelFunc{}, seen: map[string]uint64{}}
 		e.runs[key] = rs
 	}
 	return rs
@@ -198,8 +200,6 @@ func (e *Engine) process(ctx context.Context, key Key) {
 	run := rs.run
 	rs.run = nil
 	gen := rs.gen
-	woken := rs.woken
-	rs.woken = false
 	e.mu.Unlock()
 	defer e.setProcessing(rs, false)
 	inflight := func(name string) bool {
@@ -230,13 +230,7 @@ func (e *Engine) process(ctx context.Context, key Key) {
 			}
 		}
 		now := e.opts.Clock.Now()
-		if woken {
-			for _, rec := range run.Steps {
-				if rec.Waits > 0 && !rec.Suspended {
-					rec.NextTime = time.Time{}
-				}
-			}
-		}
+		e.wakeWaiting(rs, run, now)
 		var initErr error
 		if run.Spec == nil {
 			initErr = e.initialize(ctx, run, now)
@@ -291,11 +285,37 @@ func (e *Engine) process(ctx context.Context, key Key) {
 	if run.Object.Status.Finished && len(rs.inflight) == 0 && len(rs.done) == 0 {
 		delete(e.runs, key)
 	}
+	for _, d := range done {
+		if rs.seen[d.step] < rs.wakes {
+			// Woken while this evaluation ran: what it waits on may have changed already.
+			e.q.add(key)
+			break
+		}
+	}
 	e.mu.Unlock()
 	// Told last, once the steps are launched and the timers set, so that what an observer sees
 	// is already being acted on.
 	if saved && e.opts.Observer != nil {
 		e.opts.Observer.RunChanged(run)
+	}
+}
+
+// wakeWaiting makes the waiting steps that were not evaluated since the last Wake due now.
+func (e *Engine) wakeWaiting(rs *runState, run *Run, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if rs.wakes == 0 {
+		return
+	}
+	for name, rec := range run.Steps {
+		if rec.Waits == 0 || rec.Suspended || !now.Before(rec.NextTime) || rs.seen[name] >= rs.wakes {
+			continue
+		}
+		if _, busy := rs.inflight[name]; busy {
+			continue
+		}
+		rec.NextTime = time.Time{}
+		rs.seen[name] = rs.wakes
 	}
 }
 
@@ -340,6 +360,7 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	}
 	stepCtx, cancel := context.WithCancel(ctx)
 	rs.inflight[n.name] = cancel
+	rs.seen[n.name] = rs.wakes
 	e.steps.Add(1)
 	go func() {
 		defer e.steps.Done()
