@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,15 +120,28 @@ func newLogsCommand(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			a, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
 			key := engine.Key{Namespace: g.namespace, Name: args[0]}
-			if _, err := a.store.Load(ctx, key); errors.Is(err, engine.ErrNotFound) {
+			var store interface {
+				engine.Store
+				Logs(ctx context.Context, key engine.Key, step string) ([]engine.LogEntry, error)
+			}
+			if g.kube {
+				st, err := g.kubeStore()
+				if err != nil {
+					return err
+				}
+				store = st
+			} else {
+				a, err := g.open(ctx)
+				if err != nil {
+					return err
+				}
+				store = a.store
+			}
+			if _, err := store.Load(ctx, key); errors.Is(err, engine.ErrNotFound) {
 				return invalidf("run %s not found", key)
 			}
-			entries, err := a.store.Logs(ctx, key, stepName)
+			entries, err := store.Logs(ctx, key, stepName)
 			if err != nil {
 				return err
 			}

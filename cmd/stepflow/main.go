@@ -88,9 +88,13 @@ type globals struct {
 	retryLimit   int
 	retryBackoff time.Duration
 	waitBackoff  time.Duration
-	stdout       io.Writer
-	stderr       io.Writer
-	app          *app
+	// kube sends operations and log reads to the WorkflowRuns of a Kubernetes cluster, which a
+	// `stepflow controller` drives, instead of the embedded store; kubeconfig names the cluster.
+	kube       bool
+	kubeconfig string
+	stdout     io.Writer
+	stderr     io.Writer
+	app        *app
 	// code is the exit code of a command that ran without error (a run that failed is not an
 	// error of the command).
 	code int
@@ -117,6 +121,10 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		"first delay before retrying a provider error; doubles up to 1m")
 	root.PersistentFlags().DurationVar(&g.waitBackoff, "wait-backoff", time.Second,
 		"first delay before evaluating a waiting step again; doubles up to 30s")
+	root.PersistentFlags().BoolVar(&g.kube, "kube", false,
+		"operate on the WorkflowRuns of a Kubernetes cluster (driven by `stepflow controller`) instead of the embedded store")
+	root.PersistentFlags().StringVar(&g.kubeconfig, "kubeconfig", "",
+		"kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalidErr(err) })
 	root.AddCommand(
 		newRunCommand(g),
@@ -130,6 +138,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		newTerminateCommand(g),
 		newRestartCommand(g),
 		newDefCommand(g),
+		newControllerCommand(g),
 	)
 	return root
 }

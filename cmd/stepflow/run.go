@@ -285,6 +285,9 @@ func (w *watcher) verdict(keys []engine.Key, eng *engine.Engine) (int, bool) {
 // operate applies an operation to a stored run and, when the run can go on, drives it to its end.
 func (g *globals) operate(cmd *cobra.Command, name string, drive bool, op func(*engine.Run, time.Time) error) error {
 	ctx := cmd.Context()
+	if g.kube {
+		return g.kubeOperate(ctx, name, op)
+	}
 	a, err := g.open(ctx)
 	if err != nil {
 		return err

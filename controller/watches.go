@@ -1,0 +1,202 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/stepflow/stepflow/engine"
+)
+
+// ClusterConfigs gives the connection to a named cluster; "" is the local one.
+type ClusterConfigs interface {
+	Config(ctx context.Context, name string) (*rest.Config, error)
+}
+
+// ObjectRef names what a step read: one object (Name set) or a list (Name empty; Namespace
+// empty for every namespace), in a cluster of the registry.
+type ObjectRef struct {
+	Cluster   string
+	GVK       schema.GroupVersionKind
+	Namespace string
+	Name      string
+}
+
+type kindRef struct {
+	cluster string
+	gvk     schema.GroupVersionKind
+}
+
+// Watches remembers which runs read which objects, watches those kinds (metadata only) in their
+// clusters, and wakes the runs when an object they read changes. It is a manager.Runnable: the
+// watches live as long as the manager, and only on the leader.
+type Watches struct {
+	clusters ClusterConfigs
+	local    *rest.Config
+	log      *slog.Logger
+	wake     func(engine.Key)
+
+	mu       sync.Mutex
+	ctx      context.Context
+	readers  map[ObjectRef]map[engine.Key]struct{}
+	byRun    map[engine.Key]map[ObjectRef]struct{}
+	kinds    map[kindRef]bool
+	starting []kindRef
+}
+
+// NewWatches returns an index; local reaches the cluster named "", clusters the others (nil
+// means only the local cluster is watched).
+func NewWatches(local *rest.Config, clusters ClusterConfigs, log *slog.Logger) *Watches {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Watches{
+		clusters: clusters, local: local, log: log,
+		readers: map[ObjectRef]map[engine.Key]struct{}{},
+		byRun:   map[engine.Key]map[ObjectRef]struct{}{},
+		kinds:   map[kindRef]bool{},
+	}
+}
+
+// Observe records that a step of run read ref, and watches its kind from now on.
+func (w *Watches) Observe(run engine.Key, ref ObjectRef) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.readers[ref] == nil {
+		w.readers[ref] = map[engine.Key]struct{}{}
+	}
+	w.readers[ref][run] = struct{}{}
+	if w.byRun[run] == nil {
+		w.byRun[run] = map[ObjectRef]struct{}{}
+	}
+	w.byRun[run][ref] = struct{}{}
+	k := kindRef{cluster: ref.Cluster, gvk: ref.GVK}
+	if w.kinds[k] {
+		return
+	}
+	w.kinds[k] = true
+	if w.ctx == nil {
+		w.starting = append(w.starting, k)
+		return
+	}
+	go w.watch(w.ctx, k)
+}
+
+// Forget drops what a run read: it finished or was deleted.
+func (w *Watches) Forget(run engine.Key) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ref := range w.byRun[run] {
+		delete(w.readers[ref], run)
+		if len(w.readers[ref]) == 0 {
+			delete(w.readers, ref)
+		}
+	}
+	delete(w.byRun, run)
+}
+
+// Start implements manager.Runnable: watches run until ctx ends.
+func (w *Watches) Start(ctx context.Context) error {
+	w.mu.Lock()
+	w.ctx = ctx
+	pending := w.starting
+	w.starting = nil
+	w.mu.Unlock()
+	for _, k := range pending {
+		go w.watch(ctx, k)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// watch runs a metadata informer over one kind of one cluster.
+func (w *Watches) watch(ctx context.Context, k kindRef) {
+	if err := w.run(ctx, k); err != nil {
+		w.log.Warn("cannot watch; runs reading it wait for their backoff", "cluster", k.cluster, "kind", k.gvk.String(), "err", err)
+		w.mu.Lock()
+		delete(w.kinds, k) // tried again at the next read
+		w.mu.Unlock()
+	}
+}
+
+func (w *Watches) run(ctx context.Context, k kindRef) error {
+	cfg := w.local
+	if k.cluster != "" {
+		if w.clusters == nil {
+			return fmt.Errorf("no cluster registry")
+		}
+		var err error
+		if cfg, err = w.clusters.Config(ctx, k.cluster); err != nil {
+			return err
+		}
+	}
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return err
+	}
+	mapping, err := mapper.RESTMapping(k.gvk.GroupKind(), k.gvk.Version)
+	if err != nil {
+		return err
+	}
+	mc, err := metadata.NewForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return err
+	}
+	inf := metadatainformer.NewFilteredMetadataInformer(mc, mapping.Resource, metav1.NamespaceAll, 0, toolscache.Indexers{}, nil)
+	changed := func(obj any) {
+		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		m, ok := obj.(metav1.Object)
+		if !ok {
+			return
+		}
+		w.changed(k, m.GetNamespace(), m.GetName())
+	}
+	if _, err := inf.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    changed,
+		UpdateFunc: func(_, obj any) { changed(obj) },
+		DeleteFunc: changed,
+	}); err != nil {
+		return err
+	}
+	w.log.Info("watching for waiting steps", "cluster", k.cluster, "resource", mapping.Resource.String())
+	inf.Informer().Run(ctx.Done())
+	return nil
+}
+
+// changed wakes the runs that read the object or listed its namespace or kind.
+func (w *Watches) changed(k kindRef, namespace, name string) {
+	refs := []ObjectRef{
+		{Cluster: k.cluster, GVK: k.gvk, Namespace: namespace, Name: name},
+		{Cluster: k.cluster, GVK: k.gvk, Namespace: namespace},
+		{Cluster: k.cluster, GVK: k.gvk},
+	}
+	var wake []engine.Key
+	w.mu.Lock()
+	for _, ref := range refs {
+		for run := range w.readers[ref] {
+			wake = append(wake, run)
+		}
+	}
+	w.mu.Unlock()
+	if w.wake == nil {
+		return
+	}
+	for _, run := range wake {
+		w.wake(run)
+	}
+}
