@@ -1,5 +1,5 @@
 # The targets a user and CI call. `make test` runs the whole suite on a fresh machine.
-.PHONY: build test test-quick fuzz bench lint
+.PHONY: build test test-quick kube-assets fuzz bench lint
 
 build:
 	go build -o bin/stepflow ./cmd/stepflow
@@ -8,9 +8,14 @@ build:
 test:
 	./scripts/test.sh
 
-## test-quick: the Go tests only, on what is installed.
+## test-quick: the Go tests that need no test servers (-short skips those starting kube-apiserver,
+## Prometheus and the like).
 test-quick:
-	go test -count=1 ./...
+	go test -short -count=1 ./...
+
+## kube-assets: etcd and kube-apiserver for the Kubernetes tests (built once, cached).
+kube-assets:
+	./scripts/kube-assets.sh
 
 fuzz:
 	FUZZTIME=60s ./scripts/fuzz.sh

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -428,4 +430,53 @@ spec:
 func ctrlConfigSkipNameValidation() config.Controller {
 	skip := true
 	return config.Controller{SkipNameValidation: &skip}
+}
+
+// kubectl drives the controller as a KubeVela user would: apply a run, watch it in
+// `kubectl get wr`, approve it with `kubectl patch --subresource=status`.
+func TestKubectlEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	e.start(controllerOptions{})
+	svc, url := newCounter(t)
+	kubectl := func(args ...string) string {
+		t.Helper()
+		args = append([]string{"--kubeconfig", cluster.Kubeconfig, "-n", e.ns}, args...)
+		out, err := exec.Command(filepath.Join(kubetest.AssetsDir(), "kubectl"), args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	file := filepath.Join(t.TempDir(), "run.yaml")
+	doc := fmt.Sprintf(`apiVersion: core.oam.dev/v1alpha1
+kind: WorkflowRun
+metadata:
+  name: ship
+  labels: {%s: %s}
+spec:
+  workflowSpec:
+    steps:
+    - name: approve
+      type: suspend
+    - name: notify
+      type: webhook
+      properties:
+        url: {value: %q}
+`, controller.ShardLabel, e.shard, url+"/hook")
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl("apply", "-f", file)
+	e.waitFor("ship", "suspended", func(wr *v1alpha1.WorkflowRun) bool { return wr.Status.Suspend })
+	if out := kubectl("get", "wr"); !strings.Contains(out, "PHASE") || !strings.Contains(out, "suspending") {
+		t.Errorf("kubectl get wr while suspended:\n%s", out)
+	}
+	kubectl("patch", "wr", "ship", "--subresource=status", "--type=merge", "-p", `{"status":{"suspend":false}}`)
+	e.waitPhase("ship", v1alpha1.RunSucceeded)
+	if out := kubectl("get", "wr", "ship"); !strings.Contains(out, "succeeded") {
+		t.Errorf("kubectl get wr after approval:\n%s", out)
+	}
+	if n := svc.count("/hook"); n != 1 {
+		t.Errorf("webhook called %d times, want 1", n)
+	}
 }

@@ -12,10 +12,8 @@ mkdir -p "$dir"
 
 apt_install() {
   if [ "$(id -u)" != 0 ]; then echo "kube-assets: need root to apt-get install $*" >&2; exit 1; fi
-  if [ ! -f /var/lib/apt/lists/lock ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ]; then
-    apt-get update -qq
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 command -v etcd >/dev/null || apt_install etcd-server

@@ -7,6 +7,18 @@ cd "$(dirname "$0")/.."
 echo "== go $(go version | awk '{print $3}')"
 go mod download
 
+echo "== test servers"
+# Debian packages the tests start as real servers, installed when missing.
+need=()
+command -v prometheus >/dev/null || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# etcd and a kube-apiserver built from the published Kubernetes modules (cached after the first run).
+./scripts/kube-assets.sh
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
 if [ -n "$unformatted" ]; then
