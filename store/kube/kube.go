@@ -96,6 +96,10 @@ type bookkeeping struct {
 	// them: a difference is a user's operation (kubectl patch), applied at the next load.
 	Suspend    bool `json:"suspend,omitempty"`
 	Terminated bool `json:"terminated,omitempty"`
+	// Vars, when VarsHeld, are the run variables, held here while the run executes and not
+	// written to the ConfigMap yet.
+	Vars     map[string]json.RawMessage `json:"vars,omitempty"`
+	VarsHeld bool                       `json:"varsHeld,omitempty"`
 	// From is the version this save was made from, so that every save changes the object and
 	// moves its resourceVersion on, as the engine's compare-and-swap expects.
 	From int64 `json:"from"`
@@ -226,6 +230,9 @@ func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine
 			return nil, fmt.Errorf("run %s: ConfigMap %s: data.vars: %w", run.Key(), cm.Name, err)
 		}
 	}
+	if bk.VarsHeld {
+		run.Vars = bk.Vars
+	}
 	if st.Phase == "" {
 		// Never started, or its status was cleared (KubeVela's restart): the engine starts it.
 		return run, nil
@@ -295,8 +302,14 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		}
 	}
 
-	if err := s.saveVars(ctx, run, base); err != nil {
+	held, err := s.saveContext(ctx, run, base, logs)
+	if err != nil {
 		return err
+	}
+	if held != nil {
+		if obj, err = encodeHeld(run, held); err != nil {
+			return err
+		}
 	}
 
 	obj.ObjectMeta = *base.ObjectMeta.DeepCopy()
@@ -319,14 +332,15 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 	if n := version(obj.ResourceVersion); n > e.written {
 		e.written = n
 	}
+	if held != nil {
+		// The lines wait in memory for the next write of the ConfigMap.
+		e.logs = s.trim(append(e.logs, logs...))
+		e.pending += len(logs)
+	}
 	s.mu.Unlock()
 	run.Version = int64(version(obj.ResourceVersion))
 	run.Object.ResourceVersion = obj.ResourceVersion
 	run.Object.UID = obj.UID
-	if err := s.commitLogs(ctx, run, obj, logs); err != nil {
-		// The transition is saved; its lines stay pending for the next write.
-		return nil
-	}
 	return nil
 }
 
@@ -369,6 +383,10 @@ func (s *Store) create(ctx context.Context, obj *v1alpha1.WorkflowRun) (*v1alpha
 
 // encode renders the run as the object to store: its status with the bookkeeping.
 func encode(run *engine.Run) (*v1alpha1.WorkflowRun, error) {
+	return encodeWith(run, nil)
+}
+
+func encodeWith(run *engine.Run, more func(*bookkeeping)) (*v1alpha1.WorkflowRun, error) {
 	obj := run.Object.DeepCopy()
 	st := &obj.Status
 	bk := bookkeeping{
@@ -378,6 +396,9 @@ func encode(run *engine.Run) (*v1alpha1.WorkflowRun, error) {
 	if run.Object.Spec.WorkflowSpec == nil {
 		bk.Spec = run.Spec
 	}
+	if more != nil {
+		more(&bk)
+	}
 	raw, err := json.Marshal(bk)
 	if err != nil {
 		return nil, fmt.Errorf("run %s: encode bookkeeping: %w", run.Key(), err)
@@ -386,42 +407,53 @@ func encode(run *engine.Run) (*v1alpha1.WorkflowRun, error) {
 	return obj, nil
 }
 
-// saveVars writes the context ConfigMap when the variables changed, before the status is
-// written, so that a status never refers to variables that are not stored. It carries the log
-// lines already committed.
-func (s *Store) saveVars(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun) error {
+// maxHeldVars bounds the variables held in the status while a run executes; beyond it they
+// are written to the ConfigMap at once.
+const maxHeldVars = 32 << 10
+
+// encodeHeld is encode with the variables held in the status.
+func encodeHeld(run *engine.Run, vars map[string]json.RawMessage) (*v1alpha1.WorkflowRun, error) {
+	return encodeWith(run, func(bk *bookkeeping) { bk.Vars, bk.VarsHeld = vars, true })
+}
+
+// saveContext writes the context ConfigMap when the run comes to rest (waiting, suspended or
+// finished) with variables or log lines the ConfigMap does not have, or when the variables grew
+// beyond maxHeldVars. While the run executes, changed variables are held in status.stepflow
+// instead (returned, for the status write), so that a run that goes from step to step writes its
+// ConfigMap once rather than at every output. It is written before the status, so a status
+// never refers to variables stored nowhere. The log lines of a save that then fails on a
+// conflict may be in the ConfigMap twice; the engine's retry carries them again.
+func (s *Store) saveContext(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun, logs []engine.LogEntry) (held map[string]json.RawMessage, err error) {
 	vars, err := encodeVars(run)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.mu.Lock()
 	e := s.entry(run.Key())
 	changed := vars != e.vars && !(e.vars == "" && vars == "{}")
-	logs, cm := e.logs, e.cm
+	pending := e.pending + len(logs)
+	all := append(append([]engine.LogEntry(nil), e.logs...), logs...)
+	cm := e.cm
 	s.mu.Unlock()
-	if !changed {
-		return nil
-	}
-	return s.writeContext(ctx, run, base, cm, vars, logs)
-}
 
-// commitLogs appends a saved transition's log lines, and writes them to the ConfigMap when the
-// run is at rest (nothing is executing): lines of a save that failed are never kept.
-func (s *Store) commitLogs(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun, logs []engine.LogEntry) error {
+	rest := atRest(run.Object)
+	if !(rest && (changed || pending > 0)) && !(changed && len(vars) > maxHeldVars) {
+		if changed {
+			held = run.Vars
+			if held == nil {
+				held = map[string]json.RawMessage{}
+			}
+		}
+		return held, nil
+	}
+	all = s.trim(all)
+	if err := s.writeContext(ctx, run, base, cm, vars, all); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
-	e := s.entry(run.Key())
-	e.logs = s.trim(append(e.logs, logs...))
-	e.pending += len(logs)
-	pending, all, cm := e.pending, e.logs, e.cm
+	e.logs = all
 	s.mu.Unlock()
-	if pending == 0 || !atRest(run.Object) {
-		return nil
-	}
-	vars, err := encodeVars(run)
-	if err != nil {
-		return err
-	}
-	return s.writeContext(ctx, run, base, cm, vars, all)
+	return nil, nil
 }
 
 func encodeVars(run *engine.Run) (string, error) {
