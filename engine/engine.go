@@ -205,8 +205,17 @@ func (e *Engine) process(ctx context.Context, key Key) {
 	inflight := func(name string) bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		_, ok := rs.inflight[name]
-		return ok
+		if _, ok := rs.inflight[name]; ok {
+			return true
+		}
+		// An evaluation that finished since done was taken is still under way for this
+		// advance: its result comes with the next one.
+		for _, d := range rs.done {
+			if d.step == name {
+				return true
+			}
+		}
+		return false
 	}
 
 	var t *transition
@@ -298,6 +307,9 @@ func (e *Engine) process(ctx context.Context, key Key) {
 	if saved && e.opts.Observer != nil {
 		e.opts.Observer.RunChanged(run)
 	}
+	if saved {
+		e.wakeParent(ctx, run)
+	}
 }
 
 // wakeWaiting makes the waiting steps that were not evaluated since the last Wake due now.
@@ -358,6 +370,10 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 		e.q.add(key)
 		return
 	}
+	runStep := e.opts.Runner.RunStep
+	if n.spec.Type == v1alpha1.TypeWorkflow {
+		runStep = e.childRunner(run, n)
+	}
 	stepCtx, cancel := context.WithCancel(ctx)
 	rs.inflight[n.name] = cancel
 	rs.seen[n.name] = rs.wakes
@@ -365,7 +381,7 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	go func() {
 		defer e.steps.Done()
 		defer cancel()
-		res, err := e.opts.Runner.RunStep(stepCtx, req)
+		res, err := runStep(stepCtx, req)
 		if err == nil && res == nil {
 			err = Terminal(v1alpha1.ReasonExecute, errors.New("step runner returned no result"))
 		}
@@ -426,6 +442,7 @@ func (e *Engine) Operate(ctx context.Context, key Key, op func(run *Run, now tim
 		if e.opts.Observer != nil {
 			e.opts.Observer.RunChanged(run)
 		}
+		e.passToChildren(ctx, run) // first, so that the run sees its children changed
 		e.Enqueue(key)
 		return run, nil
 	}

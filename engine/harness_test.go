@@ -69,6 +69,9 @@ func (s *memStore) Save(_ context.Context, run *engine.Run, logs []engine.LogEnt
 //	suspend  suspends (property "duration" for a timed one); succeeds once resumed or expired
 //	break    breaks
 //	block    blocks until the test releases the step by name
+//	by-item  behaves as the type named by property "kind" (an iteration fills it from its item)
+//
+// Evaluations are counted by step name and, in an iteration, by step name and index: a[2].
 type script struct {
 	mu       sync.Mutex
 	runs     map[string]int // evaluations per step name
@@ -101,6 +104,9 @@ func (s *script) release(name string) {
 func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.StepResult, error) {
 	s.mu.Lock()
 	s.runs[req.Step.Name]++
+	if i, ok := req.Context["index"]; ok {
+		s.runs[fmt.Sprintf("%s[%v]", req.Step.Name, i)]++
+	}
 	s.active++
 	if s.active > s.peak {
 		s.peak = s.active
@@ -123,10 +129,15 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		}
 		return o
 	}
-	switch req.Step.Type {
+	typ := req.Step.Type
+	if typ == "by-item" {
+		typ, _ = req.Properties["kind"].(string)
+	}
+	switch typ {
 	case "ok":
 		msg, _ := req.Properties["message"].(string)
-		return &engine.StepResult{Outcome: engine.Succeeded, Outputs: out(), Message: msg}, nil
+		logs := []engine.LogEntry{{Time: req.Now, Step: req.Step.Name, Message: "ran"}}
+		return &engine.StepResult{Outcome: engine.Succeeded, Outputs: out(), Message: msg, Logs: logs}, nil
 	case "fail":
 		return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonAction, Message: "boom"}, nil
 	case "error":
@@ -204,6 +215,10 @@ func (conds) EvalIf(_ context.Context, expr string, scope map[string]any) (bool,
 		return field(p[1], p[2]), nil
 	case strings.HasPrefix(expr, "context.env == "):
 		return fmt.Sprintf("%q", ctxv["env"]) == strings.TrimPrefix(expr, "context.env == "), nil
+	case strings.HasPrefix(expr, "context.index != "):
+		return fmt.Sprint(ctxv["index"]) != strings.TrimPrefix(expr, "context.index != "), nil
+	case strings.HasPrefix(expr, "context.item == "):
+		return fmt.Sprintf("%q", ctxv["item"]) == strings.TrimPrefix(expr, "context.item == "), nil
 	case expr == "inputs.tag":
 		return false, fmt.Errorf("not a boolean")
 	}
@@ -220,6 +235,47 @@ type harness struct {
 	mu     sync.Mutex
 	last   map[engine.Key]*engine.Run
 	change chan struct{}
+	// templates are the Workflow templates runs may refer to, by name.
+	templates map[string]*v1alpha1.Workflow
+}
+
+// Workflow implements engine.Workflows over the harness's templates.
+func (h *harness) Workflow(_ context.Context, namespace, name string) (*v1alpha1.Workflow, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	wf, ok := h.templates[name]
+	if !ok {
+		return nil, fmt.Errorf("workflow %s/%s: %w", namespace, name, engine.ErrNotFound)
+	}
+	return wf, nil
+}
+
+// template stores a Workflow template written in YAML (its steps).
+func (h *harness) template(name, steps string) {
+	h.t.Helper()
+	var m any
+	if err := yaml.Unmarshal([]byte(steps), &m); err != nil {
+		h.t.Fatal(err)
+	}
+	b, _ := json.Marshal(m)
+	wf := &v1alpha1.Workflow{}
+	if err := json.Unmarshal(b, wf); err != nil {
+		h.t.Fatal(err)
+	}
+	wf.Name = name
+	h.mu.Lock()
+	h.templates[name] = wf
+	h.mu.Unlock()
+}
+
+// saved returns the stored run.
+func (h *harness) saved(key engine.Key) *engine.Run {
+	h.t.Helper()
+	run, err := h.store.Load(context.Background(), key)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return run
 }
 
 func newHarness(t *testing.T) *harness {
@@ -227,9 +283,10 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{
 		t: t, store: newMemStore(), clock: engine.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 		script: newScript(), last: map[engine.Key]*engine.Run{}, change: make(chan struct{}, 1),
+		templates: map[string]*v1alpha1.Workflow{},
 	}
 	h.eng = engine.New(engine.Options{
-		Store: h.store, Runner: h.script, Conditions: conds{}, Observer: h, Clock: h.clock,
+		Store: h.store, Runner: h.script, Conditions: conds{}, Observer: h, Clock: h.clock, Workflows: h,
 		Retry: engine.RetryPolicy{Limit: 2, Backoff: engine.Backoff{Initial: time.Second, Factor: 2, Max: 10 * time.Second}},
 		Wait:  engine.Backoff{Initial: time.Second, Factor: 2, Max: 4 * time.Second},
 	})

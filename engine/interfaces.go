@@ -36,8 +36,35 @@ type Run struct {
 	Steps map[string]*StepRecord `json:"steps,omitempty"`
 	// ManualSuspend is set while a user's suspend operation holds the run.
 	ManualSuspend bool `json:"manualSuspend,omitempty"`
+	// Loops are the iterations of the forEach and matrix steps that started, by step name: every
+	// iteration in full, where the WorkflowRun status keeps counts and a bounded number of them.
+	Loops map[string]*Loop `json:"loops,omitempty"`
 	// Version is the store's version of this record; Save succeeds only on the version it loaded.
 	Version int64 `json:"-"`
+
+	// pass is the operation last applied by SuspendRun, ResumeRun or TerminateRun, which
+	// Engine.Operate passes on to the run's child runs.
+	pass func(child *Run, now time.Time) error
+}
+
+// Loop is the engine's record of a looping step (forEach or matrix).
+type Loop struct {
+	// Items are the values iterated over, fixed when the step starts.
+	Items []json.RawMessage `json:"items"`
+	// Iterations are the iterations started so far, by index; the others have not started.
+	Iterations []*Iteration `json:"iterations,omitempty"`
+}
+
+// Iteration is one iteration of a looping step. Its steps' bookkeeping is in Run.Steps under
+// the name of the step and the index, as deploy[3].
+type Iteration struct {
+	// Status is the iteration's status: the step's, or the step-group's.
+	Status v1alpha1.StepStatus `json:"status"`
+	// SubSteps are, for a step-group, the status of its sub-steps in this iteration.
+	SubSteps []v1alpha1.StepStatus `json:"subSteps,omitempty"`
+	// Outputs are the outputs of the iteration's steps, by variable name; the step's outputs
+	// gather them, in order, when the loop ends.
+	Outputs map[string]json.RawMessage `json:"outputs,omitempty"`
 }
 
 // Key returns the run's key.

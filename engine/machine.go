@@ -159,7 +159,7 @@ func (m *machine) advance(ctx context.Context, run *Run, done []stepDone, now ti
 	if !st.Finished && len(t.launch) == 0 && t.wake.IsZero() && !run.suspended() && !anyInflight(g, inflight) {
 		// Nothing can move: the remaining steps wait on steps that will never finish.
 		g.each(func(n *node) {
-			if n.status.Phase == v1alpha1.StepPending && (n.group == nil || n.group.active()) {
+			if n.status.Phase == v1alpha1.StepPending && !n.template && (n.group == nil || n.group.active()) {
 				m.fail(run, n, v1alpha1.ReasonInput, "cannot start: the steps it waits for will not finish", now, t)
 			}
 		})
@@ -212,8 +212,8 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 	rec := run.Steps[d.step]
 	if d.result != nil {
 		for _, l := range d.result.Logs {
-			if l.Step == "" {
-				l.Step = d.step
+			if l.Step == "" || (n != nil && n.it != nil) {
+				l.Step = d.step // an iteration's lines name it: deploy[3]
 			}
 			t.logs = append(t.logs, l)
 		}
@@ -237,14 +237,15 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 			return
 		}
 		rec.Retries++
-		if rec.Retries > m.retry.Limit {
+		policy := m.retryFor(n.spec)
+		if rec.Retries > policy.Limit {
 			m.fail(run, n, v1alpha1.ReasonFailedAfterRetries,
-				fmt.Sprintf("failed after %d retries: %v", m.retry.Limit, d.err), d.at, t)
+				fmt.Sprintf("failed after %d retries: %v", policy.Limit, d.err), d.at, t)
 			return
 		}
 		n.status.Reason = v1alpha1.ReasonExecute
 		n.status.Message = d.err.Error()
-		rec.NextTime = d.at.Add(m.retry.Backoff.Delay(rec.Retries))
+		rec.NextTime = d.at.Add(policy.Backoff.Delay(rec.Retries))
 		return
 	}
 	r := d.result
@@ -254,6 +255,15 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 	switch r.Outcome {
 	case Succeeded, Broke:
 		for k, v := range r.Outputs {
+			if n.it != nil {
+				// Gathered over the iterations when the loop ends; meanwhile the iteration's
+				// other steps see it.
+				if n.it.rec.Outputs == nil {
+					n.it.rec.Outputs = map[string]json.RawMessage{}
+				}
+				n.it.rec.Outputs[k] = v
+				continue
+			}
 			run.setVar(k, v)
 		}
 		n.status.Phase = v1alpha1.StepSucceeded
@@ -305,6 +315,11 @@ func orDefault(s, def string) string {
 // fail ends a step as failed; a group's unfinished sub-steps end with it.
 func (m *machine) fail(run *Run, n *node, reason, message string, now time.Time, t *transition) {
 	t.changed = true
+	for _, it := range n.iters {
+		if it.active() {
+			m.fail(run, it, reason, message, now, t)
+		}
+	}
 	for _, s := range n.subs {
 		switch {
 		case s.active():
@@ -323,6 +338,9 @@ func (m *machine) fail(run *Run, n *node, reason, message string, now time.Time,
 	if rec := run.Steps[n.name]; rec != nil {
 		rec.Suspended, rec.Resumed, rec.NextTime = false, false, time.Time{}
 	}
+	if n.looping {
+		sumUpTemplates(n)
+	}
 }
 
 func skip(n *node, message string, t *transition) {
@@ -340,8 +358,8 @@ func skip(n *node, message string, t *transition) {
 // enforceTimeouts fails steps past their timeout and asks to be woken at the next deadline.
 func (m *machine) enforceTimeouts(run *Run, g *graph, now time.Time, t *transition) {
 	g.each(func(n *node) {
-		if !n.active() || n.spec.Timeout == "" {
-			return
+		if !n.active() || n.spec.Timeout == "" || n.isIteration() {
+			return // an iteration is within its loop's timeout
 		}
 		d, err := time.ParseDuration(n.spec.Timeout)
 		if err != nil {
@@ -377,15 +395,22 @@ func (m *machine) schedule(ctx context.Context, run *Run, g *graph, list []*node
 				continue
 			}
 			m.start(run, n, now, t)
-			if n.isGroup {
-				m.schedule(ctx, run, g, n.subs, now, inflight, t)
-				m.finishGroup(n, now, t)
-			} else {
+			switch {
+			case n.looping:
+				if err := beginLoop(run, n); err != nil {
+					m.fail(run, n, v1alpha1.ReasonInput, err.Error(), now, t)
+					continue
+				}
+				m.scheduleLoop(ctx, run, g, n, now, inflight, t)
+			case n.isGroup:
+				m.enterGroup(ctx, run, g, n, now, inflight, t)
+			default:
 				t.launch = append(t.launch, n)
 			}
+		case n.looping:
+			m.scheduleLoop(ctx, run, g, n, now, inflight, t)
 		case n.isGroup:
-			m.schedule(ctx, run, g, n.subs, now, inflight, t)
-			m.finishGroup(n, now, t)
+			m.enterGroup(ctx, run, g, n, now, inflight, t)
 		case inflight(n.name):
 		default:
 			rec := run.record(n.name)
@@ -445,23 +470,12 @@ func (m *machine) gate(ctx context.Context, run *Run, g *graph, n *node) (gateVe
 	if run.Object.Status.Terminated {
 		return gateSkip, "the run was terminated"
 	}
-	if cond != "" {
-		if m.cond == nil {
-			return gateFail, "if: no condition evaluator is configured"
-		}
-		scope := map[string]any{
-			"status":  statusScope(g),
-			"inputs":  inputValues(run, n.spec),
-			"context": stepContext(run, n),
-		}
-		ok, err := m.cond.EvalIf(ctx, cond, scope)
-		if err != nil {
-			return gateFail, fmt.Sprintf("if %q: %v", cond, err)
-		}
-		if !ok {
-			return gateSkip, fmt.Sprintf("if %q is false", cond)
-		}
+	if n.mode == v1alpha1.ModeSwitch || (n.looping && cond != "") {
+		// A case of a Switch was chosen by its if already; a loop decides its if per iteration.
 		return gateRun, ""
+	}
+	if cond != "" {
+		return m.evalIf(ctx, run, g, n, cond)
 	}
 	if n.mode == v1alpha1.ModeStepByStep && len(n.spec.DependsOn) == 0 {
 		for _, p := range n.prev {
@@ -478,6 +492,26 @@ func (m *machine) gate(ctx context.Context, run *Run, g *graph, n *node) (gateVe
 	return gateRun, ""
 }
 
+// evalIf decides a step's `if` expression cond.
+func (m *machine) evalIf(ctx context.Context, run *Run, g *graph, n *node, cond string) (gateVerdict, string) {
+	if m.cond == nil {
+		return gateFail, "if: no condition evaluator is configured"
+	}
+	scope := map[string]any{
+		"status":  statusScope(g, n),
+		"inputs":  inputValues(run, n),
+		"context": stepContext(run, n),
+	}
+	ok, err := m.cond.EvalIf(ctx, cond, scope)
+	if err != nil {
+		return gateFail, fmt.Sprintf("if %q: %v", cond, err)
+	}
+	if !ok {
+		return gateSkip, fmt.Sprintf("if %q is false", cond)
+	}
+	return gateRun, ""
+}
+
 // start marks a step running and begins a new attempt.
 func (m *machine) start(run *Run, n *node, now time.Time, t *transition) {
 	t.changed = true
@@ -488,6 +522,9 @@ func (m *machine) start(run *Run, n *node, now time.Time, t *transition) {
 	n.status.LastExecuteTime = metav1.NewTime(now)
 	rec := run.record(n.name)
 	*rec = StepRecord{Attempt: rec.Attempt + 1}
+	if n.spec.Type == v1alpha1.TypeWorkflow && !n.isGroup && !n.looping {
+		n.status.ChildRun = childName(run, n)
+	}
 }
 
 // finishGroup ends a group whose sub-steps have all finished.
@@ -524,33 +561,36 @@ func (m *machine) settle(run *Run, g *graph, now time.Time, t *transition) {
 		t.changed = true
 	}
 	st.Suspend = held
-	g.each(func(n *node) {
-		if !n.active() || n.isGroup {
+	// Steps first, then what contains them: a group or a loop is suspending when one of its
+	// steps is.
+	var settleStep func(n *node)
+	settleStep = func(n *node) {
+		for _, c := range n.children() {
+			settleStep(c)
+		}
+		if n.looping {
+			summarizeLoop(n)
+		}
+		if !n.active() {
 			return
 		}
 		want := v1alpha1.StepRunning
-		if rec := run.Steps[n.name]; run.ManualSuspend || (rec != nil && rec.Suspended && !rec.Resumed) {
+		if n.isGroup || n.looping {
+			for _, c := range n.children() {
+				if c.status.Phase == v1alpha1.StepSuspending {
+					want = v1alpha1.StepSuspending
+				}
+			}
+		} else if rec := run.Steps[n.name]; run.ManualSuspend || (rec != nil && rec.Suspended && !rec.Resumed) {
 			want = v1alpha1.StepSuspending
 		}
 		if n.status.Phase != want {
 			n.status.Phase = want
 			t.changed = true
 		}
-	})
+	}
 	for _, n := range g.top {
-		if !n.isGroup || !n.active() {
-			continue
-		}
-		want := v1alpha1.StepRunning
-		for _, s := range n.subs {
-			if s.status.Phase == v1alpha1.StepSuspending {
-				want = v1alpha1.StepSuspending
-			}
-		}
-		if n.status.Phase != want {
-			n.status.Phase = want
-			t.changed = true
-		}
+		settleStep(n)
 	}
 	for _, n := range g.top {
 		if !n.finished() {
@@ -590,12 +630,29 @@ func (m *machine) settle(run *Run, g *graph, now time.Time, t *transition) {
 	}
 }
 
-// statusScope is what `status.<step>` means in an `if`.
-func statusScope(g *graph) map[string]any {
+// statusScope is what `status.<step>` means in the `if` of step n: in an iteration, a step of
+// the iteration stands for the step it is an instance of.
+func statusScope(g *graph, n *node) map[string]any {
 	out := make(map[string]any, len(g.byName))
-	for name, n := range g.byName {
-		s := n.status
-		out[name] = map[string]any{
+	for name, o := range g.byName {
+		if o.it == nil {
+			out[name] = statusOf(o.status)
+		}
+	}
+	if n.it != nil {
+		in := n.it.node
+		out[in.spec.Name] = statusOf(in.status)
+		for _, s := range in.subs {
+			out[s.spec.Name] = statusOf(s.status)
+		}
+	}
+	return out
+}
+
+// statusOf is one step's entry of the `status` an `if` reads.
+func statusOf(s *v1alpha1.StepStatus) map[string]any {
+	{
+		return map[string]any{
 			"phase":              string(s.Phase),
 			"message":            s.Message,
 			"reason":             s.Reason,
@@ -607,14 +664,27 @@ func statusScope(g *graph) map[string]any {
 			"terminate":          s.Reason == v1alpha1.ReasonTerminate,
 		}
 	}
-	return out
 }
 
-// inputValues decodes the run variables a step takes as inputs, by variable name.
-func inputValues(run *Run, s *v1alpha1.WorkflowStepBase) map[string]any {
+// inputValues decodes the variables a step takes as inputs, by variable name: in an iteration,
+// item, index and item.<path>, then the outputs of the iteration's steps, then run variables.
+func inputValues(run *Run, n *node) map[string]any {
+	s := n.spec
 	out := make(map[string]any, len(s.Inputs))
 	for _, in := range s.Inputs {
-		raw, ok := run.Vars[in.From]
+		if n.it != nil && v1alpha1.IsIterationVar(in.From) {
+			if v, ok := n.it.value(in.From); ok {
+				out[in.From] = v
+			}
+			continue
+		}
+		raw, ok := json.RawMessage(nil), false
+		if n.it != nil {
+			raw, ok = n.it.rec.Outputs[in.From]
+		}
+		if !ok {
+			raw, ok = run.Vars[in.From]
+		}
 		if !ok {
 			continue
 		}
@@ -634,12 +704,12 @@ func stepContext(run *Run, n *node) map[string]any {
 		"namespace":      obj.Namespace,
 		"workflowName":   obj.Name,
 		"publishVersion": obj.Annotations["app.oam.dev/publishVersion"],
-		"stepName":       n.name,
+		"stepName":       n.spec.Name,
 		"stepSessionID":  n.status.ID,
 		"spanID":         n.status.ID,
 	}
 	if n.group != nil {
-		c["stepGroupName"] = n.group.name
+		c["stepGroupName"] = n.group.spec.Name
 	}
 	if obj.Spec.Context != nil && len(obj.Spec.Context.Raw) > 0 {
 		var user map[string]any
@@ -648,6 +718,10 @@ func stepContext(run *Run, n *node) map[string]any {
 				c[k] = v
 			}
 		}
+	}
+	if n.it != nil {
+		c[v1alpha1.VarItem], _ = n.it.value(v1alpha1.VarItem)
+		c[v1alpha1.VarIndex] = n.it.index
 	}
 	return c
 }
@@ -664,10 +738,13 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 			props = map[string]any{}
 		}
 	}
-	inputs := inputValues(run, n.spec)
+	inputs := inputValues(run, n)
 	for _, in := range n.spec.Inputs {
 		v, ok := inputs[in.From]
 		if !ok {
+			if n.it != nil && v1alpha1.IsIterationVar(in.From) {
+				return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q: the item of iteration %d has no such field", in.From, n.it.index))
+			}
 			return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q is not available: no step has output it", in.From))
 		}
 		if in.ParameterKey != "" {
@@ -687,7 +764,7 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 		Now:        now,
 	}
 	if n.group != nil {
-		req.GroupName = n.group.name
+		req.GroupName = n.group.spec.Name
 	}
 	for k, v := range run.Vars {
 		req.Vars[k] = v

@@ -25,6 +25,7 @@ func SuspendRun(run *Run) error {
 		return invalid("run %s has finished (%s)", run.Key(), st.Phase)
 	}
 	run.ManualSuspend = true
+	run.pass = func(child *Run, _ time.Time) error { return SuspendRun(child) }
 	st.Suspend = true
 	if st.Phase != v1alpha1.RunInitializing && st.Phase != "" {
 		st.Phase = v1alpha1.RunSuspending
@@ -55,6 +56,9 @@ func ResumeRun(run *Run, step string) error {
 	}
 	run.ManualSuspend = false
 	st.Suspend = run.suspended()
+	if step == "" {
+		run.pass = func(child *Run, _ time.Time) error { return ResumeRun(child, "") }
+	}
 	return nil
 }
 
@@ -69,6 +73,7 @@ func TerminateRun(run *Run, now time.Time) error {
 	st.Suspend = false
 	st.Message = "terminated by a user"
 	run.ManualSuspend = false
+	run.pass = TerminateRun
 	if run.Spec == nil {
 		return nil
 	}
@@ -95,6 +100,7 @@ func RestartRun(run *Run, step string) error {
 		run.Spec = nil
 		run.Steps = nil
 		run.Vars = nil
+		run.Loops = nil
 		run.ManualSuspend = false
 		run.Object.Status = v1alpha1.WorkflowRunStatus{Phase: v1alpha1.RunInitializing}
 		return nil
@@ -106,6 +112,9 @@ func RestartRun(run *Run, step string) error {
 	}
 	if target.status.Phase != v1alpha1.StepFailed {
 		return invalid("step %q of run %s is %s: only a failed step can be restarted", step, run.Key(), target.status.Phase)
+	}
+	if target.it != nil {
+		target = target.it.loop // a loop runs again as a whole
 	}
 	clear := map[*node]bool{}
 	var clearNode, clearGroupOnly func(n *node)
@@ -126,6 +135,10 @@ func RestartRun(run *Run, step string) error {
 	}
 	// A group whose sub-step runs again runs again too, keeping its other sub-steps' results.
 	clearGroupOnly = func(grp *node) {
+		if grp.looping {
+			clearNode(grp) // its iterations all run again
+			return
+		}
 		if clear[grp] {
 			return
 		}
@@ -144,6 +157,10 @@ func RestartRun(run *Run, step string) error {
 		n.status.Message = ""
 		n.status.FirstExecuteTime = metav1.Time{}
 		n.status.LastExecuteTime = metav1.Time{}
+		n.status.Iterations = nil
+		if n.looping {
+			delete(run.Loops, n.name)
+		}
 		if rec := run.Steps[n.name]; rec != nil {
 			*rec = StepRecord{Attempt: rec.Attempt}
 		}

@@ -17,8 +17,8 @@ import (
 func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *fieldpath.Path) fieldpath.ErrorList {
 	var errs fieldpath.ErrorList
 	check := func(path *fieldpath.Path, s *v1alpha1.WorkflowStepBase) {
-		if s.Type == v1alpha1.TypeStepGroup {
-			return
+		if s.Type == v1alpha1.TypeStepGroup || s.Type == v1alpha1.TypeWorkflow {
+			return // a container, and a step the engine runs itself (checked by ValidateSteps)
 		}
 		if r.opts.Definitions == nil {
 			errs = append(errs, fieldpath.Invalid(path.Child("type"), s.Type, "no step types are available"))

@@ -7,6 +7,7 @@
 package v1alpha1
 
 import (
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -33,6 +34,9 @@ const (
 	ModeStepByStep WorkflowMode = "StepByStep"
 	// ModeDAG runs every step whose dependencies are finished, concurrently.
 	ModeDAG WorkflowMode = "DAG"
+	// ModeSwitch, on a step-group only, runs the first sub-step whose `if` holds and skips the
+	// others; a sub-step without `if` is the default case. A stepflow extension.
+	ModeSwitch WorkflowMode = "Switch"
 )
 
 // WorkflowRunPhase is the phase of a whole run, `status.status`.
@@ -86,6 +90,10 @@ const (
 	ReasonTimeout            = "Timeout"
 	ReasonAction             = "Action"
 )
+
+// LabelParentRun, on a run a `workflow` step started, names the run that started it (in the same
+// namespace).
+const LabelParentRun = "workflowrun.oam.dev/parent"
 
 // WorkflowRun is one execution of a list of steps.
 //
@@ -142,7 +150,7 @@ type WorkflowStep struct {
 	WorkflowStepBase `json:",inline"`
 	// SubSteps are the steps of a step-group.
 	SubSteps []WorkflowStepBase `json:"subSteps,omitempty"`
-	// Mode is how a step-group's sub-steps run.
+	// Mode is how a step-group's sub-steps run: StepByStep, DAG, or Switch.
 	Mode WorkflowMode `json:"mode,omitempty"`
 }
 
@@ -167,6 +175,50 @@ type WorkflowStepBase struct {
 	If string `json:"if,omitempty"`
 	// Timeout is a Go duration counted from the step's first execution.
 	Timeout string `json:"timeout,omitempty"`
+
+	// ForEach runs the step (or the step-group) once per item of a list. A stepflow extension.
+	ForEach *ForEach `json:"forEach,omitempty"`
+	// Matrix runs the step once per combination of its named lists, each iteration seeing
+	// item.<name>; forEach may set its parallelism and failFast. A stepflow extension.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Matrix *runtime.RawExtension `json:"matrix,omitempty"`
+	// Retry overrides the engine's retry policy for this step's provider errors. A stepflow
+	// extension.
+	Retry *StepRetry `json:"retry,omitempty"`
+}
+
+// ForEach says what a step iterates over and how: the list is written inline (Items) or read
+// from a run variable (From); with a Matrix, neither is set.
+type ForEach struct {
+	// Items is the list iterated over, as written.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	Items *runtime.RawExtension `json:"items,omitempty"`
+	// From names the run variable holding the list iterated over.
+	From string `json:"from,omitempty"`
+	// Parallelism is how many iterations run at once; 1 (in order) when zero.
+	Parallelism int32 `json:"parallelism,omitempty"`
+	// FailFast, true when unset, stops starting iterations after one failed; false runs them
+	// all and then fails the step.
+	FailFast *bool `json:"failFast,omitempty"`
+}
+
+// StepRetry is a step's own retry policy for provider errors.
+type StepRetry struct {
+	// Limit is how many errors an attempt survives; the engine's when unset.
+	Limit *int32 `json:"limit,omitempty"`
+	// Backoff spaces the retries; fields left empty take the engine's values.
+	Backoff *StepBackoff `json:"backoff,omitempty"`
+}
+
+// StepBackoff spaces retries: Initial, then multiplied by Factor each time, at most Max.
+type StepBackoff struct {
+	// Initial is a Go duration such as 1s.
+	Initial string `json:"initial,omitempty"`
+	// Factor multiplies the delay after each retry; at least 1.
+	Factor *resource.Quantity `json:"factor,omitempty"`
+	// Max is a Go duration such as 1m.
+	Max string `json:"max,omitempty"`
 }
 
 // WorkflowStepMeta is display information about a step.
@@ -250,6 +302,50 @@ type StepStatus struct {
 
 	FirstExecuteTime metav1.Time `json:"firstExecuteTime,omitempty"`
 	LastExecuteTime  metav1.Time `json:"lastExecuteTime,omitempty"`
+
+	// ChildRun names the run a `workflow` step started, in the run's namespace. A stepflow
+	// extension.
+	ChildRun string `json:"childRun,omitempty"`
+	// Iterations summarizes the iterations of a forEach or matrix step. A stepflow extension.
+	Iterations *IterationsStatus `json:"iterations,omitempty"`
+}
+
+// IterationsStatus summarizes a looping step's iterations: counts by phase, and the entries of
+// the failed iterations and of the most recent ones, a bounded number of them so that the status
+// stays small whatever the number of iterations. The engine's own record keeps every iteration.
+type IterationsStatus struct {
+	// Total is the number of items iterated over.
+	Total int `json:"total"`
+	// Running counts the iterations started and not finished (suspending ones too); the
+	// iterations not counted by a phase have not started.
+	Running   int `json:"running,omitempty"`
+	Succeeded int `json:"succeeded,omitempty"`
+	Failed    int `json:"failed,omitempty"`
+	Skipped   int `json:"skipped,omitempty"`
+	// Entries are the kept iterations, by index.
+	Entries []IterationStatus `json:"entries,omitempty"`
+}
+
+// IterationStatus is the status of one iteration, with its sub-steps' for a step-group.
+type IterationStatus struct {
+	// Index is the iteration's position in the list, from 0.
+	Index               int `json:"index"`
+	IterationStepStatus `json:",inline"`
+	SubSteps            []IterationStepStatus `json:"subSteps,omitempty"`
+}
+
+// IterationStepStatus is the status of a step in one iteration; Name is the step's name and the
+// index, as deploy[3].
+type IterationStepStatus struct {
+	ID      string            `json:"id,omitempty"`
+	Name    string            `json:"name"`
+	Phase   WorkflowStepPhase `json:"phase,omitempty"`
+	Message string            `json:"message,omitempty"`
+	Reason  string            `json:"reason,omitempty"`
+
+	FirstExecuteTime metav1.Time `json:"firstExecuteTime,omitempty"`
+	LastExecuteTime  metav1.Time `json:"lastExecuteTime,omitempty"`
+	ChildRun         string      `json:"childRun,omitempty"`
 }
 
 // Workflow is a reusable list of steps; its mode and steps sit at the top level.

@@ -14,6 +14,10 @@ import (
 // TypeStepGroup is the step type whose step holds sub-steps.
 const TypeStepGroup = "step-group"
 
+// TypeWorkflow is the step type that runs a Workflow template as a child run, handled by the
+// engine itself: properties {name: <Workflow>, context: {...}}. A stepflow extension.
+const TypeWorkflow = "workflow"
+
 // DefaultStepNames fills empty step names as KubeVela's admission webhook does: the top-level step
 // at index i (counted from 0) becomes step-<i>, and sub-step j of it step-<i>-<j>. Names already
 // written are kept, even when a filled name collides with one (validation reports the duplicate).
@@ -137,6 +141,14 @@ func validateMode(m WorkflowMode, path *field.Path) field.ErrorList {
 		return nil
 	}
 	return field.ErrorList{field.NotSupported(path, m, modes)}
+}
+
+// validateGroupMode checks a step-group's own mode, which may also be Switch.
+func validateGroupMode(m WorkflowMode, path *field.Path) field.ErrorList {
+	if m == "" || m == ModeDAG || m == ModeStepByStep || m == ModeSwitch {
+		return nil
+	}
+	return field.ErrorList{field.NotSupported(path, m, append(modes[:len(modes):len(modes)], string(ModeSwitch)))}
 }
 
 func validateExecuteMode(m *WorkflowExecuteMode, path *field.Path) field.ErrorList {
@@ -314,6 +326,12 @@ func (c *stepChecker) checkStep(s *stepRef) {
 			c.errs = append(c.errs, field.Required(s.path.Child("inputs").Index(k).Child("from"), "the run variable the input is read from"))
 		}
 	}
+	c.checkExtensions(s, s.sub >= 0 && c.steps[s.top].Loops())
+}
+
+// inLoop reports whether a step runs in an iteration: it loops, or its group does.
+func (c *stepChecker) inLoop(s *stepRef) bool {
+	return s.base.Loops() || (s.sub >= 0 && c.steps[s.top].Loops())
 }
 
 func (c *stepChecker) checkGroups() {
@@ -329,7 +347,11 @@ func (c *stepChecker) checkGroups() {
 			}
 			continue
 		}
-		c.errs = append(c.errs, validateMode(s.Mode, p.Child("mode"))...)
+		if s.Mode == ModeSwitch {
+			c.checkSwitch(i)
+		} else {
+			c.errs = append(c.errs, validateGroupMode(s.Mode, p.Child("mode"))...)
+		}
 		for _, sub := range c.groups[i].steps {
 			if sub.base.Type == TypeStepGroup {
 				c.errs = append(c.errs, field.Invalid(sub.path.Child("type"), sub.base.Type, "a sub-step cannot be a step-group: groups do not nest"))
@@ -371,8 +393,11 @@ func (c *stepChecker) checkDependsOn() {
 // outside it makes the whole group wait.
 func (c *stepChecker) checkInputs() {
 	for _, s := range c.all {
+		if f := s.base.ForEach; f != nil && f.From != "" {
+			c.checkFrom(s, s.path.Child("forEach", "from"), f.From)
+		}
 		for k, in := range s.base.Inputs {
-			if in.From == "" {
+			if in.From == "" || (IsIterationVar(in.From) && c.inLoop(s)) {
 				continue
 			}
 			p := s.path.Child("inputs").Index(k).Child("from")
@@ -391,6 +416,25 @@ func (c *stepChecker) checkInputs() {
 				}
 			}
 		}
+	}
+}
+
+// checkFrom checks that the run variable a forEach iterates over is some other step's output,
+// and records that the step waits for the steps producing it.
+func (c *stepChecker) checkFrom(s *stepRef, p *field.Path, from string) {
+	producers := c.producers[from]
+	if len(producers) == 0 {
+		c.errs = append(c.errs, field.Invalid(p, from, "no step of the run outputs this variable"))
+		return
+	}
+	for _, prod := range producers {
+		if prod == s {
+			if len(producers) == 1 {
+				c.errs = append(c.errs, field.Invalid(p, from, "only this step outputs this variable, which it cannot read before it runs"))
+			}
+			continue
+		}
+		c.inputEdge(s, prod, p, from)
 	}
 }
 

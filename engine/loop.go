@@ -1,0 +1,434 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+)
+
+// statusEntries bounds the iterations a looping step lists in the WorkflowRun status: the
+// failed ones first, then the most recent. Run.Loops keeps them all.
+const statusEntries = 20
+
+// beginLoop resolves the items of a looping step that starts.
+func beginLoop(run *Run, n *node) error {
+	items, err := loopItems(run, n.spec)
+	if err != nil {
+		return err
+	}
+	if run.Loops == nil {
+		run.Loops = map[string]*Loop{}
+	}
+	n.loop = &Loop{Items: items}
+	n.iters = nil
+	run.Loops[n.name] = n.loop
+	n.status.Iterations = &v1alpha1.IterationsStatus{Total: len(items)}
+	return nil
+}
+
+// loopItems are the values a looping step iterates over: its forEach items, the run variable its
+// forEach reads, or the combinations of its matrix.
+func loopItems(run *Run, s *v1alpha1.WorkflowStepBase) ([]json.RawMessage, error) {
+	var items []json.RawMessage
+	switch f := s.ForEach; {
+	case s.Matrix != nil:
+		combos, err := v1alpha1.MatrixItems(s.Matrix)
+		if err != nil {
+			return nil, fmt.Errorf("matrix: %w", err)
+		}
+		for _, c := range combos {
+			b, err := json.Marshal(c)
+			if err != nil {
+				return nil, fmt.Errorf("matrix: %w", err)
+			}
+			items = append(items, b)
+		}
+		return items, nil
+	case f.From != "":
+		raw, ok := run.Vars[f.From]
+		if !ok {
+			return nil, fmt.Errorf("forEach.from: no step has output the run variable %q", f.From)
+		}
+		if err := json.Unmarshal(raw, &items); err != nil || items == nil {
+			return nil, fmt.Errorf("forEach.from: the run variable %q is not a list: %s", f.From, clip(string(raw)))
+		}
+	case f.Items != nil:
+		if err := json.Unmarshal(f.Items.Raw, &items); err != nil || items == nil {
+			return nil, fmt.Errorf("forEach.items: not a list: %s", clip(string(f.Items.Raw)))
+		}
+	}
+	if items == nil {
+		items = []json.RawMessage{}
+	}
+	return items, nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// loopSettings are a looping step's parallelism (at least 1) and failFast.
+func loopSettings(s *v1alpha1.WorkflowStepBase) (int, bool) {
+	par, failFast := 1, true
+	if f := s.ForEach; f != nil {
+		if f.Parallelism > 1 {
+			par = int(f.Parallelism)
+		}
+		if f.FailFast != nil {
+			failFast = *f.FailFast
+		}
+	}
+	return par, failFast
+}
+
+// scheduleLoop moves the running iterations of an active loop, starts new ones up to its
+// parallelism, and ends the loop when no more will run.
+func (m *machine) scheduleLoop(ctx context.Context, run *Run, g *graph, n *node, now time.Time, inflight func(string) bool, t *transition) {
+	for _, it := range n.iters {
+		if !it.finished() {
+			m.schedule(ctx, run, g, []*node{it}, now, inflight, t)
+		}
+	}
+	par, failFast := loopSettings(n.spec)
+	st := &run.Object.Status
+	always := strings.TrimSpace(n.spec.If) == "always"
+	for len(n.iters) < len(n.loop.Items) && (!st.Terminated || always) && (!run.suspended() || st.Terminated) {
+		running, failed := 0, false
+		for _, it := range n.iters {
+			running += btoi(!it.finished())
+			failed = failed || it.status.Phase == v1alpha1.StepFailed
+		}
+		if running >= par || (failFast && failed) {
+			break
+		}
+		it := m.newIteration(run, g, n)
+		if cond := strings.TrimSpace(n.spec.If); cond != "" && cond != "always" {
+			verdict, message := m.evalIf(ctx, run, g, it, cond)
+			switch verdict {
+			case gateSkip:
+				skip(it, message, t)
+				continue
+			case gateFail:
+				m.fail(run, it, v1alpha1.ReasonExecute, message, now, t)
+				continue
+			}
+		}
+		m.start(run, it, now, t)
+		if it.isGroup {
+			m.enterGroup(ctx, run, g, it, now, inflight, t)
+		} else {
+			t.launch = append(t.launch, it)
+		}
+	}
+	m.finishLoop(run, n, now, t)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// newIteration records the next iteration of loop n and makes its nodes, pending.
+func (m *machine) newIteration(run *Run, g *graph, n *node) *node {
+	i := len(n.loop.Iterations)
+	rec := &Iteration{Status: v1alpha1.StepStatus{ID: newID(), Name: iterationName(n.name, i), Type: n.spec.Type, Phase: v1alpha1.StepPending}}
+	for _, s := range n.subs {
+		rec.SubSteps = append(rec.SubSteps, v1alpha1.StepStatus{ID: newID(), Name: iterationName(s.name, i), Type: s.spec.Type, Phase: v1alpha1.StepPending})
+	}
+	n.loop.Iterations = append(n.loop.Iterations, rec)
+	return g.addIteration(n, i)
+}
+
+// finishLoop ends a loop when every iteration finished, or when a failure stopped it (failFast)
+// and the iterations under way finished. It fails when an iteration failed, is skipped when
+// every iteration was, and succeeds otherwise, its outputs gathering the iterations' values.
+func (m *machine) finishLoop(run *Run, n *node, now time.Time, t *transition) {
+	if !n.active() {
+		return
+	}
+	_, failFast := loopSettings(n.spec)
+	var failed []*node
+	skipped := 0
+	for _, it := range n.iters {
+		switch it.status.Phase {
+		case v1alpha1.StepFailed:
+			failed = append(failed, it)
+		case v1alpha1.StepSkipped:
+			skipped++
+		default:
+			if !it.finished() {
+				return
+			}
+		}
+	}
+	notStarted := len(n.loop.Items) - len(n.iters)
+	if notStarted > 0 && (len(failed) == 0 || !failFast) {
+		return
+	}
+	t.changed = true
+	n.status.LastExecuteTime = metav1.NewTime(now)
+	switch {
+	case len(failed) > 0:
+		msg := fmt.Sprintf("iteration %s failed", failed[0].name)
+		if m := failed[0].status.Message; m != "" {
+			msg += ": " + m
+		}
+		if len(failed) > 1 {
+			msg += fmt.Sprintf(" (and %d more)", len(failed)-1)
+		}
+		if notStarted > 0 {
+			msg += fmt.Sprintf("; %d not started (failFast)", notStarted)
+		}
+		n.status.Phase, n.status.Reason, n.status.Message = v1alpha1.StepFailed, v1alpha1.ReasonExecute, msg
+	case len(n.iters) > 0 && skipped == len(n.iters):
+		n.status.Phase, n.status.Reason, n.status.Message = v1alpha1.StepSkipped, v1alpha1.ReasonSkip, "every iteration was skipped"
+	default:
+		n.status.Phase, n.status.Reason, n.status.Message = v1alpha1.StepSucceeded, "", ""
+		for _, name := range loopOutputs(n) {
+			list := make([]json.RawMessage, len(n.iters))
+			for i, it := range n.iters {
+				list[i] = it.it.rec.Outputs[name]
+				if list[i] == nil {
+					list[i] = json.RawMessage("null")
+				}
+			}
+			b, _ := json.Marshal(list)
+			run.setVar(name, b)
+		}
+	}
+	sumUpTemplates(n)
+	summarizeLoop(n)
+}
+
+// loopOutputs are the names of the variables a loop outputs: its step's outputs, or its
+// sub-steps'.
+func loopOutputs(n *node) []string {
+	var names []string
+	for _, s := range append([]*node{n}, n.subs...) {
+		for _, o := range s.spec.Outputs {
+			if !slices.Contains(names, o.Name) {
+				names = append(names, o.Name)
+			}
+		}
+	}
+	return names
+}
+
+// sumUpTemplates sets the status of a looping group's sub-steps from their instances once the
+// loop ended: failed when one failed, succeeded when one succeeded, skipped otherwise.
+func sumUpTemplates(n *node) {
+	for j, s := range n.subs {
+		if s.finished() {
+			continue
+		}
+		var failed, succeeded *node
+		for _, it := range n.iters {
+			inst := it.subs[j]
+			if inst.status.Phase == v1alpha1.StepFailed && failed == nil {
+				failed = inst
+			}
+			if inst.status.Phase == v1alpha1.StepSucceeded && succeeded == nil {
+				succeeded = inst
+			}
+			if s.status.FirstExecuteTime.IsZero() || (!inst.status.FirstExecuteTime.IsZero() && inst.status.FirstExecuteTime.Before(&s.status.FirstExecuteTime)) {
+				s.status.FirstExecuteTime = inst.status.FirstExecuteTime
+			}
+			if s.status.LastExecuteTime.Before(&inst.status.LastExecuteTime) {
+				s.status.LastExecuteTime = inst.status.LastExecuteTime
+			}
+		}
+		switch {
+		case failed != nil:
+			s.status.Phase, s.status.Reason = v1alpha1.StepFailed, failed.status.Reason
+			s.status.Message = fmt.Sprintf("%s failed: %s", failed.name, failed.status.Message)
+		case succeeded != nil:
+			s.status.Phase, s.status.Reason, s.status.Message = v1alpha1.StepSucceeded, "", ""
+		default:
+			s.status.Phase, s.status.Reason = v1alpha1.StepSkipped, v1alpha1.ReasonSkip
+			s.status.Message = "no iteration ran it"
+		}
+	}
+}
+
+// summarizeLoop writes a loop's iterations into its WorkflowRun status: counts by phase, and
+// at most statusEntries of them, the failed ones first and then the most recent.
+func summarizeLoop(n *node) {
+	if n.loop == nil {
+		return
+	}
+	sum := &v1alpha1.IterationsStatus{Total: len(n.loop.Items)}
+	var failed, others []int
+	for i, it := range n.iters {
+		switch it.status.Phase {
+		case v1alpha1.StepSucceeded:
+			sum.Succeeded++
+		case v1alpha1.StepFailed:
+			sum.Failed++
+		case v1alpha1.StepSkipped:
+			sum.Skipped++
+		default:
+			sum.Running++
+		}
+		if it.status.Phase == v1alpha1.StepFailed {
+			failed = append(failed, i)
+		} else {
+			others = append(others, i)
+		}
+	}
+	firstFailed := min(len(failed), statusEntries/2)
+	keep := slices.Clone(failed[:firstFailed])
+	keep = append(keep, others[max(0, len(others)-(statusEntries-len(keep))):]...)
+	if room := statusEntries - len(keep); room > 0 {
+		// Fewer other iterations than room: more of the failed ones.
+		more := failed[firstFailed:]
+		keep = append(keep, more[:min(len(more), room)]...)
+	}
+	slices.Sort(keep)
+	for _, i := range keep {
+		it := n.iters[i]
+		e := v1alpha1.IterationStatus{Index: i, IterationStepStatus: iterationStep(it.status)}
+		for _, s := range it.subs {
+			e.SubSteps = append(e.SubSteps, iterationStep(s.status))
+		}
+		sum.Entries = append(sum.Entries, e)
+	}
+	n.status.Iterations = sum
+}
+
+func iterationStep(s *v1alpha1.StepStatus) v1alpha1.IterationStepStatus {
+	return v1alpha1.IterationStepStatus{ID: s.ID, Name: s.Name, Phase: s.Phase, Message: s.Message, Reason: s.Reason,
+		FirstExecuteTime: s.FirstExecuteTime, LastExecuteTime: s.LastExecuteTime, ChildRun: s.ChildRun}
+}
+
+// value is an iteration variable: item, index, or item.<path> (a field of the item).
+func (it *iteration) value(name string) (any, bool) {
+	if name == v1alpha1.VarIndex {
+		return it.index, true
+	}
+	var v any
+	if err := json.Unmarshal(it.item, &v); err != nil {
+		return nil, false
+	}
+	path, _ := strings.CutPrefix(name, v1alpha1.VarItem)
+	return lookupPath(v, strings.TrimPrefix(path, "."))
+}
+
+// lookupPath follows a dotted path (fields, or list indexes as numbers) into a JSON value.
+func lookupPath(v any, path string) (any, bool) {
+	if path == "" {
+		return v, true
+	}
+	for _, p := range strings.Split(path, ".") {
+		switch x := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = x[p]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(p)
+			if err != nil || i < 0 || i >= len(x) {
+				return nil, false
+			}
+			v = x[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// enterGroup moves an active step-group (or an iteration of one): a Switch group first chooses
+// its case, then the sub-steps that may go do, and the group ends when they all finished.
+func (m *machine) enterGroup(ctx context.Context, run *Run, g *graph, n *node, now time.Time, inflight func(string) bool, t *transition) {
+	if n.subMode == v1alpha1.ModeSwitch {
+		m.chooseCase(ctx, run, g, n, now, t)
+	}
+	m.schedule(ctx, run, g, n.subs, now, inflight, t)
+	m.finishGroup(n, now, t)
+}
+
+// chooseCase decides which case of a Switch group runs, once, when every case is pending: the
+// first whose `if` holds, a case without `if` being the default. The others are skipped with a
+// message naming the case taken.
+func (m *machine) chooseCase(ctx context.Context, run *Run, g *graph, n *node, now time.Time, t *transition) {
+	for _, s := range n.subs {
+		if s.status.Phase != v1alpha1.StepPending {
+			return
+		}
+	}
+	var chosen *node
+	undecided := ""
+	for _, s := range n.subs {
+		cond := strings.TrimSpace(s.spec.If)
+		if cond == "" || cond == "always" {
+			chosen = s
+			break
+		}
+		verdict, message := m.evalIf(ctx, run, g, s, cond)
+		if verdict == gateFail {
+			m.fail(run, s, v1alpha1.ReasonExecute, message, now, t)
+			undecided = s.name
+			break
+		}
+		if verdict == gateRun {
+			chosen = s
+			break
+		}
+	}
+	for _, s := range n.subs {
+		if s == chosen || s.finished() {
+			continue
+		}
+		switch {
+		case chosen != nil:
+			skip(s, fmt.Sprintf("case %s was taken", chosen.spec.Name), t)
+		case undecided != "":
+			skip(s, fmt.Sprintf("no case was taken: the if of case %s could not be decided", undecided), t)
+		default:
+			skip(s, "no case matched", t)
+		}
+	}
+}
+
+// retryFor is the retry policy of a step: the engine's, overridden by the step's retry.
+func (m *machine) retryFor(s *v1alpha1.WorkflowStepBase) RetryPolicy {
+	p := m.retry
+	r := s.Retry
+	if r == nil {
+		return p
+	}
+	if r.Limit != nil {
+		p.Limit = int(*r.Limit)
+	}
+	if b := r.Backoff; b != nil {
+		if d, err := time.ParseDuration(b.Initial); err == nil && d > 0 {
+			p.Backoff.Initial = d
+		}
+		if b.Factor != nil {
+			if f := b.Factor.AsApproximateFloat64(); f >= 1 {
+				p.Backoff.Factor = f
+			}
+		}
+		if d, err := time.ParseDuration(b.Max); err == nil && d > 0 {
+			p.Backoff.Max = d
+		}
+		if p.Backoff.Max < p.Backoff.Initial {
+			p.Backoff.Max = p.Backoff.Initial
+		}
+	}
+	return p
+}
