@@ -19,7 +19,12 @@ import (
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/builtin"
+	"github.com/stepflow/stepflow/provider/config"
+	"github.com/stepflow/stepflow/provider/email"
 	httpprovider "github.com/stepflow/stepflow/provider/http"
+	"github.com/stepflow/stepflow/provider/kube"
+	"github.com/stepflow/stepflow/provider/metrics"
+	"github.com/stepflow/stepflow/provider/notification"
 	"github.com/stepflow/stepflow/provider/op"
 	"github.com/stepflow/stepflow/provider/util"
 	"github.com/stepflow/stepflow/step"
@@ -176,13 +181,22 @@ func fakeRegistry(record func(name string, c *step.Call) (any, error)) *step.Reg
 	op.Register(real)
 	httpprovider.Register(real, httpprovider.Options{})
 	util.Register(real, util.Options{})
+	kube.Register(real, kube.Options{})
+	config.Register(real, config.Options{})
+	email.Register(real, email.Options{})
+	metrics.Register(real, metrics.Options{})
+	notification.Register(real, notification.Options{})
 	reg := step.NewRegistry()
 	for _, path := range real.PackagePaths() {
 		p, _ := real.Package(path)
 		reg.AddPackage(p)
 	}
 	for _, id := range []string{"builtin.wait", "builtin.suspend", "builtin.break", "builtin.fail", "builtin.message",
-		"builtin.var", "http.do", "util.string", "util.log", "util.patch-k8s-object"} {
+		"builtin.var", "http.do", "util.string", "util.log", "util.patch-k8s-object",
+		"kube.apply", "kube.apply-in-parallel", "kube.patch", "kube.read", "kube.list", "kube.delete",
+		"config.create", "config.read", "config.list", "config.delete",
+		"email.send", "metrics.promCheck",
+		"notification.slack", "notification.dingtalk", "notification.lark", "notification.webhook"} {
 		provider, do, _ := strings.Cut(id, ".")
 		a, _ := real.Action(provider, do)
 		fake := *a
@@ -220,7 +234,11 @@ func setSection(ar *txtar.Archive, name, data string) {
 func TestBuiltinDefinitionsCompileAndDescribeThemselves(t *testing.T) {
 	reg := fakeRegistry(nil)
 	r := step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})
-	want := []string{"print-message-in-status", "request", "step-group", "suspend", "webhook"}
+	want := []string{"addon-operation", "apply-app", "apply-deployment", "apply-job", "apply-object",
+		"apply-terraform-config", "apply-terraform-provider", "build-push-image", "chat-gpt", "check-metrics",
+		"clean-jobs", "create-config", "delete-config", "export2config", "export2secret", "list-config",
+		"notification", "print-message-in-status", "read-app", "read-config", "read-object", "request",
+		"step-group", "suspend", "vela-cli", "webhook"}
 	var names []string
 	for _, d := range definitions.Builtin() {
 		names = append(names, d.Name)

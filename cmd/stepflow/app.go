@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/provider/builtin"
-	httpprovider "github.com/stepflow/stepflow/provider/http"
-	"github.com/stepflow/stepflow/provider/op"
-	timeprovider "github.com/stepflow/stepflow/provider/time"
-	"github.com/stepflow/stepflow/provider/util"
+	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
@@ -42,7 +43,7 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 		return nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
 	}
 	defs := &definitionChain{store: st, local: map[[2]string]string{}}
-	g.app = &app{store: st, defs: defs, runner: newRunner(defs)}
+	g.app = &app{store: st, defs: defs, runner: newRunner(defs, &lazyClusters{g: g})}
 	return g.app, nil
 }
 
@@ -52,14 +53,40 @@ func (a *app) close() {
 	}
 }
 
-func newRunner(defs step.Definitions) *step.Runner {
-	reg := step.NewRegistry()
-	builtin.Register(reg)
-	util.Register(reg, util.Options{})
-	httpprovider.Register(reg, httpprovider.Options{})
-	timeprovider.Register(reg, timeprovider.Options{})
-	op.Register(reg)
+// newRunner wires the step runtime with every provider; kube and config actions reach the
+// clusters through clusters.
+func newRunner(defs step.Definitions, clusters *lazyClusters) *step.Runner {
+	reg := providers.Registry(providers.Options{Clusters: clusters})
 	return step.NewRunner(step.Options{Registry: reg, Definitions: defs})
+}
+
+// lazyClusters builds the cluster registry on the first kube or config action, so that a run
+// without one needs no kubeconfig and no cluster: the local cluster from --kubeconfig (else
+// $KUBECONFIG, ~/.kube/config, in-cluster), the named ones from the contexts of --clusters.
+type lazyClusters struct {
+	g        *globals
+	once     sync.Once
+	reg      *cluster.Registry
+	localErr error
+}
+
+// Client implements kube.Clusters and config.Clusters.
+func (l *lazyClusters) Client(ctx context.Context, name string) (client.Client, error) {
+	l.once.Do(func() {
+		local, err := l.g.restConfig()
+		if err != nil {
+			l.localErr = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("the local cluster: %w", err))
+		}
+		var file string
+		if l.g.clustersFile != "" {
+			file = l.g.paths([]string{l.g.clustersFile})[0]
+		}
+		l.reg = cluster.New(local, cluster.Options{File: file})
+	})
+	if (name == "" || name == cluster.LocalName) && l.localErr != nil {
+		return nil, l.localErr
+	}
+	return l.reg.Client(ctx, name)
 }
 
 // definitionChain finds a step type as KubeVela does: in the run's namespace, then in

@@ -89,11 +89,17 @@ func newDefShowCommand(g *globals) *cobra.Command {
 				_, err := fmt.Fprint(g.stdout, src)
 				return err
 			}
-			params, err := a.runner.Parameters(ctx, g.namespace, typ)
+			// The parameter is described from the template's text, so that a type whose
+			// packages this build lacks is documented all the same.
+			params, err := definitions.Describe(src)
 			if err != nil {
-				return invalidErr(err)
+				return invalidErr(fmt.Errorf("step type %s: %w", typ, err))
 			}
 			fmt.Fprintf(g.stdout, "%s\n\n", typ)
+			if len(params) == 0 {
+				_, err := fmt.Fprintln(g.stdout, "No parameters.")
+				return err
+			}
 			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "PARAMETER\tTYPE\tREQUIRED\tDEFAULT\tUSAGE")
 			for _, p := range params {
