@@ -1,5 +1,5 @@
 # The targets a user and CI call. `make test` runs the whole suite on a fresh machine.
-.PHONY: build test test-quick kube-assets fuzz bench lint
+.PHONY: build test test-quick kube-assets generate fuzz bench lint
 
 build:
 	go build -o bin/stepflow ./cmd/stepflow
@@ -12,6 +12,13 @@ test:
 ## Prometheus and the like).
 test-quick:
 	go test -short -count=1 ./...
+
+## generate: deepcopy and CRDs from the api types, and docs/step-types.md from the definitions.
+CONTROLLER_GEN = go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+generate:
+	$(CONTROLLER_GEN) object paths=./api/...
+	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=config/crd
+	go generate ./definitions
 
 ## kube-assets: etcd and kube-apiserver for the Kubernetes tests (built once, cached).
 kube-assets:

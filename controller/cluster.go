@@ -37,10 +37,12 @@ func NewScheme() (*runtime.Scheme, error) {
 }
 
 // CacheOptions limits what the manager's cache holds: with a shard ID only the WorkflowRuns
-// labelled with it, and of ConfigMaps only the runs' context ConfigMaps.
+// labelled with it, of ConfigMaps only the runs' context ConfigMaps, and of Secrets only those
+// of vela-system (where cluster credentials are).
 func CacheOptions(shardID string) cache.Options {
 	byObject := map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{kubestore.LabelContext: "true"})},
+		&corev1.Secret{}:    {Namespaces: map[string]cache.Config{SystemNamespace: {}}},
 	}
 	if shardID != "" {
 		byObject[&v1alpha1.WorkflowRun{}] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{ShardLabel: shardID})}

@@ -26,13 +26,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/api/v1beta1"
+	stepcluster "github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/kubetest"
-	"github.com/stepflow/stepflow/provider/builtin"
-	httpprovider "github.com/stepflow/stepflow/provider/http"
-	"github.com/stepflow/stepflow/provider/op"
-	"github.com/stepflow/stepflow/provider/util"
+	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/step"
 )
 
@@ -115,18 +114,17 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	reg := step.NewRegistry()
-	builtin.Register(reg)
-	util.Register(reg, util.Options{})
-	httpprovider.Register(reg, httpprovider.Options{})
-	op.Register(reg)
+	clusters := stepcluster.New(cluster.Config, stepcluster.Options{Secrets: mgr.GetClient(), Scheme: scheme})
+	watches := controller.NewWatches(cluster.Config, clusters, nil)
+	reg := providers.Registry(providers.Options{Clusters: clusters, Reads: watches})
 	runner := step.NewRunner(step.Options{Registry: reg, Definitions: controller.Definitions(mgr.GetCache())})
 	wait := o.wait
 	if wait.Initial == 0 {
 		wait = engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}
 	}
 	if _, err := controller.Setup(mgr, controller.Options{
-		Runner: runner,
+		Runner:  runner,
+		Watches: watches,
 		Wait:   wait,
 		Retry:  engine.RetryPolicy{Limit: 3, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
 	}); err != nil {
@@ -478,5 +476,55 @@ spec:
 	}
 	if n := svc.count("/hook"); n != 1 {
 		t.Errorf("webhook called %d times, want 1", n)
+	}
+}
+
+// A step waiting on an object it read is woken when the object changes, long before its backoff
+// would have it evaluated again.
+func TestWaitingStepWakesOnChange(t *testing.T) {
+	e := newEnv(t)
+	e.start(controllerOptions{wait: engine.Backoff{Initial: time.Hour, Factor: 2, Max: time.Hour}})
+	def := &v1beta1.WorkflowStepDefinition{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "wait-ready"},
+		Spec: v1beta1.WorkflowStepDefinitionSpec{Schematic: &v1beta1.Schematic{CUE: &v1beta1.CUE{Template: `
+import (
+	"vela/kube"
+	"vela/builtin"
+)
+
+read: kube.#Read & {
+	$params: value: {apiVersion: "v1", kind: "ConfigMap", metadata: {name: parameter.name, namespace: context.namespace}}
+}
+wait: builtin.#ConditionalWait & {
+	$params: continue: read.$returns.err == _|_ && read.$returns.value.data.ready == "yes"
+}
+parameter: name: string
+`}}},
+	}
+	if err := e.c.Create(context.Background(), def); err != nil {
+		t.Fatal(err)
+	}
+	e.create(`
+metadata: {name: waiter}
+spec:
+  workflowSpec:
+    steps:
+    - {name: wait, type: wait-ready, properties: {name: flag}}
+    - {name: done, type: print-message-in-status, properties: {message: ready}}
+`)
+	e.waitFor("waiter", "waiting", func(wr *v1alpha1.WorkflowRun) bool {
+		return len(wr.Status.Steps) == 2 && wr.Status.Steps[0].Reason == v1alpha1.ReasonWait
+	})
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "flag"}, Data: map[string]string{"ready": "no"}}
+	if err := e.c.Create(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["ready"] = "yes"
+	if err := e.c.Update(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+	wr := e.waitPhase("waiter", v1alpha1.RunSucceeded)
+	if got := stepPhases(wr); got != "wait=succeeded done=succeeded" {
+		t.Errorf("steps: %s", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/provider/kube"
 )
 
 // ClusterConfigs gives the connection to a named cluster; "" is the local one.
@@ -22,13 +23,13 @@ type ClusterConfigs interface {
 	Config(ctx context.Context, name string) (*rest.Config, error)
 }
 
-// ObjectRef names what a step read: one object (Name set) or a list (Name empty; Namespace
+// objectRef names what a step read: one object (name set) or a list (name empty; namespace
 // empty for every namespace), in a cluster of the registry.
-type ObjectRef struct {
-	Cluster   string
-	GVK       schema.GroupVersionKind
-	Namespace string
-	Name      string
+type objectRef struct {
+	cluster   string
+	gvk       schema.GroupVersionKind
+	namespace string
+	name      string
 }
 
 type kindRef struct {
@@ -47,8 +48,8 @@ type Watches struct {
 
 	mu       sync.Mutex
 	ctx      context.Context
-	readers  map[ObjectRef]map[engine.Key]struct{}
-	byRun    map[engine.Key]map[ObjectRef]struct{}
+	readers  map[objectRef]map[engine.Key]struct{}
+	byRun    map[engine.Key]map[objectRef]struct{}
 	kinds    map[kindRef]bool
 	starting []kindRef
 }
@@ -61,14 +62,16 @@ func NewWatches(local *rest.Config, clusters ClusterConfigs, log *slog.Logger) *
 	}
 	return &Watches{
 		clusters: clusters, local: local, log: log,
-		readers: map[ObjectRef]map[engine.Key]struct{}{},
-		byRun:   map[engine.Key]map[ObjectRef]struct{}{},
+		readers: map[objectRef]map[engine.Key]struct{}{},
+		byRun:   map[engine.Key]map[objectRef]struct{}{},
 		kinds:   map[kindRef]bool{},
 	}
 }
 
-// Observe records that a step of run read ref, and watches its kind from now on.
-func (w *Watches) Observe(run engine.Key, ref ObjectRef) {
+// ObjectRead implements the kube provider's ReadObserver: it records that a step of run read
+// the object (or listed the kind), and watches that kind from now on.
+func (w *Watches) ObjectRead(_ context.Context, run engine.Key, _ string, r kube.ObjectRef) {
+	ref := objectRef{cluster: r.Cluster, gvk: r.GVK, namespace: r.Namespace, name: r.Name}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.readers[ref] == nil {
@@ -76,10 +79,10 @@ func (w *Watches) Observe(run engine.Key, ref ObjectRef) {
 	}
 	w.readers[ref][run] = struct{}{}
 	if w.byRun[run] == nil {
-		w.byRun[run] = map[ObjectRef]struct{}{}
+		w.byRun[run] = map[objectRef]struct{}{}
 	}
 	w.byRun[run][ref] = struct{}{}
-	k := kindRef{cluster: ref.Cluster, gvk: ref.GVK}
+	k := kindRef{cluster: ref.cluster, gvk: ref.gvk}
 	if w.kinds[k] {
 		return
 	}
@@ -180,10 +183,10 @@ func (w *Watches) run(ctx context.Context, k kindRef) error {
 
 // changed wakes the runs that read the object or listed its namespace or kind.
 func (w *Watches) changed(k kindRef, namespace, name string) {
-	refs := []ObjectRef{
-		{Cluster: k.cluster, GVK: k.gvk, Namespace: namespace, Name: name},
-		{Cluster: k.cluster, GVK: k.gvk, Namespace: namespace},
-		{Cluster: k.cluster, GVK: k.gvk},
+	refs := []objectRef{
+		{cluster: k.cluster, gvk: k.gvk, namespace: namespace, name: name},
+		{cluster: k.cluster, gvk: k.gvk, namespace: namespace},
+		{cluster: k.cluster, gvk: k.gvk},
 	}
 	var wake []engine.Key
 	w.mu.Lock()

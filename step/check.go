@@ -39,7 +39,18 @@ func (r *Runner) CheckProperties(ctx context.Context, namespace, typ string, pro
 	for i, k := range filled {
 		skip[i] = pp.String() + "." + k
 	}
-	return checkParameter(d.file.FillPath(pp, plain(props)), pp, props, skip)
+	v := d.file.FillPath(contextPath, plain(checkContext(namespace))).FillPath(pp, plain(props))
+	return checkParameter(v, pp, props, skip)
+}
+
+// checkContext stands in for a step's context when its properties are checked before the run:
+// KubeVela's definitions default parameters to context fields (`*context.namespace | string`),
+// which must then be concrete. Only the namespace is known; the other keys are placeholders.
+func checkContext(namespace string) map[string]any {
+	return map[string]any{
+		"name": "run", "namespace": namespace, "workflowName": "run", "publishVersion": "",
+		"stepName": "step", "stepSessionID": "step", "spanID": "",
+	}
 }
 
 // checkParameter reports, for the parameter at pp of the template v filled with props, each

@@ -769,3 +769,18 @@ group: {
 		t.Errorf("order %s", got)
 	}
 }
+
+// KubeVela's definitions default parameters to context fields; such a parameter left out of
+// the properties is not missing.
+func TestCheckPropertiesKnowsTheContext(t *testing.T) {
+	r, _ := newRunner(t, defs{"p": `
+parameter: {
+	name:      string
+	namespace: *context.namespace | string
+	cluster:   *"" | string
+}
+`})
+	if err := r.CheckProperties(context.Background(), "team-a", "p", map[string]any{"name": "x"}, nil); err != nil {
+		t.Errorf("namespace defaults to context.namespace: %v", err)
+	}
+}

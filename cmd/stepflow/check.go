@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -66,7 +67,11 @@ func (a *app) decode(ctx context.Context, files []string) (*manifest.Objects, er
 		}
 	}
 	for _, wf := range objs.Workflows {
-		p.add(wf, v1alpha1.ValidateWorkflow(wf))
+		errs := v1alpha1.ValidateWorkflow(wf)
+		if len(errs) == 0 {
+			errs = a.checkSubWorkflows(ctx, objs, wf.Namespace, wf.Steps, field.NewPath("steps"))
+		}
+		p.add(wf, errs)
 	}
 	for _, run := range objs.Runs {
 		errs := v1alpha1.ValidateWorkflowRun(run)
@@ -92,8 +97,9 @@ func (a *app) checkSteps(ctx context.Context, objs *manifest.Objects, run *v1alp
 			return errs
 		}
 	}
+	errs = append(errs, a.checkSubWorkflows(ctx, objs, run.Namespace, steps, base)...)
 	check := func(path *field.Path, s *v1alpha1.WorkflowStepBase) {
-		if s.Type == "step-group" {
+		if s.Type == v1alpha1.TypeStepGroup || s.Type == v1alpha1.TypeWorkflow {
 			return
 		}
 		if _, err := a.defs.Template(ctx, run.Namespace, s.Type); err != nil {
@@ -159,4 +165,76 @@ func (a *app) workflow(ctx context.Context, objs *manifest.Objects, namespace, n
 		}
 	}
 	return nil, fmt.Errorf("no Workflow %q in namespace %q", name, namespace)
+}
+
+// checkSubWorkflows checks the `workflow` steps of a list of steps: each names a Workflow
+// template that exists, and no template includes itself, directly or through another one.
+func (a *app) checkSubWorkflows(ctx context.Context, objs *manifest.Objects, namespace string, steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, ref := range workflowSteps(steps, base) {
+		if ref.name == "" {
+			continue // filled by an input: known when it runs
+		}
+		if _, err := a.workflow(ctx, objs, namespace, ref.name); err != nil {
+			errs = append(errs, field.Invalid(ref.path, ref.name, err.Error()))
+			continue
+		}
+		if cycle := a.templateCycle(ctx, objs, namespace, []string{ref.name}); cycle != nil {
+			errs = append(errs, field.Invalid(ref.path, ref.name, fmt.Sprintf(
+				"Workflow %s includes itself: %s", cycle[0], strings.Join(cycle, " runs "))))
+		}
+	}
+	return errs
+}
+
+// templateCycle follows the `workflow` steps of the last template of chain and returns the chain
+// of templates that leads back to one already in it, or nil when none does.
+func (a *app) templateCycle(ctx context.Context, objs *manifest.Objects, namespace string, chain []string) []string {
+	wf, err := a.workflow(ctx, objs, namespace, chain[len(chain)-1])
+	if err != nil {
+		return nil
+	}
+	for _, ref := range workflowSteps(wf.Steps, field.NewPath("steps")) {
+		if ref.name == "" {
+			continue
+		}
+		if i := slices.Index(chain, ref.name); i >= 0 {
+			return append(slices.Clone(chain[i:]), ref.name)
+		}
+		if cycle := a.templateCycle(ctx, objs, namespace, append(slices.Clone(chain), ref.name)); cycle != nil {
+			return cycle
+		}
+	}
+	return nil
+}
+
+// workflowRef is a `workflow` step's template name and where it is written.
+type workflowRef struct {
+	name string
+	path *field.Path
+}
+
+// workflowSteps lists the templates the `workflow` steps of steps run.
+func workflowSteps(steps []v1alpha1.WorkflowStep, base *field.Path) []workflowRef {
+	var out []workflowRef
+	add := func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
+		if s.Type != v1alpha1.TypeWorkflow {
+			return
+		}
+		var props struct {
+			Name string `json:"name"`
+		}
+		if s.Properties != nil {
+			_ = json.Unmarshal(s.Properties.Raw, &props)
+		}
+		out = append(out, workflowRef{name: props.Name, path: p.Child("properties", "name")})
+	}
+	for i := range steps {
+		p := base.Index(i)
+		add(&steps[i].WorkflowStepBase, p)
+		for j := range steps[i].SubSteps {
+			add(&steps[i].SubSteps[j], p.Child("subSteps").Index(j))
+		}
+	}
+	return out
 }

@@ -17,8 +17,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/providers"
+	"github.com/stepflow/stepflow/step"
 	kubestore "github.com/stepflow/stepflow/store/kube"
 )
 
@@ -116,8 +119,12 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 			return err
 		}
 	}
-	watches := controller.NewWatches(cfg, nil, log)
-	runner := newRunner(controller.Definitions(mgr.GetCache()))
+	clusters := cluster.New(cfg, cluster.Options{Secrets: mgr.GetClient(), QPS: f.qps, Burst: f.burst, Scheme: scheme})
+	watches := controller.NewWatches(cfg, clusters, log)
+	runner := step.NewRunner(step.Options{
+		Registry:    providers.Registry(providers.Options{Clusters: clusters, Reads: watches}),
+		Definitions: controller.Definitions(mgr.GetCache()),
+	})
 	_, err = controller.Setup(mgr, controller.Options{
 		Runner:  runner,
 		Watches: watches,

@@ -18,11 +18,14 @@ import (
 )
 
 func newGetCommand(g *globals) *cobra.Command {
-	var output string
+	var output, iterationsOf string
 	cmd := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Print a run with its status, shaped as KubeVela writes it",
-		Args:  cobra.ExactArgs(1),
+		Long: `Get prints a run with its status, shaped as KubeVela writes it. A looping step's
+status counts its iterations and lists a few; --iterations STEP lists every iteration of
+the step, as the store keeps them, with the child run of each when the step is a workflow.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "yaml" && output != "json" {
 				return invalidf("-o %q: want yaml or json", output)
@@ -39,6 +42,9 @@ func newGetCommand(g *globals) *cobra.Command {
 			}
 			if err != nil {
 				return err
+			}
+			if iterationsOf != "" {
+				return printIterations(g, run, iterationsOf)
 			}
 			obj := run.Object.DeepCopy()
 			obj.APIVersion = v1alpha1.GroupVersion.String()
@@ -59,7 +65,35 @@ func newGetCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	cmd.Flags().StringVar(&iterationsOf, "iterations", "", "list every iteration of this looping step")
 	return cmd
+}
+
+// printIterations lists every iteration of a looping step, with its sub-steps for a group.
+func printIterations(g *globals, run *engine.Run, step string) error {
+	l := run.Loops[step]
+	if l == nil {
+		return invalidf("run %s: step %q has no iterations (not a looping step, or not started)", run.Key(), step)
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tPHASE\tREASON\tDURATION\tCHILD\tMESSAGE")
+	row := func(s v1alpha1.StepStatus, indent string) {
+		took := "-"
+		if !s.FirstExecuteTime.IsZero() && s.Phase.Finished() {
+			took = roundDuration(s.LastExecuteTime.Sub(s.FirstExecuteTime.Time))
+		}
+		fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, s.Name, s.Phase, orDash(s.Reason), took, orDash(s.ChildRun), oneLine(s.Message))
+	}
+	for _, it := range l.Iterations {
+		row(it.Status, "")
+		for _, sub := range it.SubSteps {
+			row(sub, "  ")
+		}
+	}
+	if n := len(l.Items) - len(l.Iterations); n > 0 {
+		fmt.Fprintf(w, "(%d not started)\n", n)
+	}
+	return w.Flush()
 }
 
 func newListCommand(g *globals) *cobra.Command {

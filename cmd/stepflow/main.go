@@ -92,9 +92,11 @@ type globals struct {
 	// `stepflow controller` drives, instead of the embedded store; kubeconfig names the cluster.
 	kube       bool
 	kubeconfig string
-	stdout     io.Writer
-	stderr     io.Writer
-	app        *app
+	// clustersFile is a kubeconfig whose contexts are the clusters kube actions may name.
+	clustersFile string
+	stdout       io.Writer
+	stderr       io.Writer
+	app          *app
 	// code is the exit code of a command that ran without error (a run that failed is not an
 	// error of the command).
 	code int
@@ -125,6 +127,8 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		"operate on the WorkflowRuns of a Kubernetes cluster (driven by `stepflow controller`) instead of the embedded store")
 	root.PersistentFlags().StringVar(&g.kubeconfig, "kubeconfig", "",
 		"kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
+	root.PersistentFlags().StringVar(&g.clustersFile, "clusters", "",
+		"kubeconfig file whose contexts are the clusters steps may name in their cluster parameter")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalidErr(err) })
 	root.AddCommand(
 		newRunCommand(g),

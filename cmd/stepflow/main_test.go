@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 // TestScripts drives the CLI end to end: each testdata/script/*.txtar is a session at a shell,
 // against a local HTTP server ($SERVER) started for it.
 func TestScripts(t *testing.T) {
+	kube := &scriptCluster{}
+	t.Cleanup(kube.stop)
 	testscript.Run(t, testscript.Params{
 		Dir:                 filepath.Join("testdata", "script"),
 		RequireExplicitExec: true,
@@ -52,6 +54,8 @@ func TestScripts(t *testing.T) {
 			"waitcalls": cmdWaitCalls,
 			"lastbody":  cmdLastBody,
 			"subst":     cmdSubst,
+			"kube":      kube.cmdKube,
+			"filesize":  cmdFileSize,
 		},
 	})
 }
@@ -92,6 +96,20 @@ func cmdSubst(ts *testscript.TestScript, neg bool, args []string) {
 		b, err := os.ReadFile(ts.MkAbs(f))
 		ts.Check(err)
 		ts.Check(os.WriteFile(ts.MkAbs(f), []byte(os.Expand(string(b), ts.Getenv)), 0o644))
+	}
+}
+
+// cmdFileSize asserts that a file is at most N bytes: filesize status.json 40000
+func cmdFileSize(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: filesize FILE MAXBYTES")
+	}
+	max, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	info, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if info.Size() > int64(max) {
+		ts.Fatalf("%s is %d bytes, more than %d", args[0], info.Size(), max)
 	}
 }
 

@@ -51,6 +51,18 @@ func (p *progress) RunChanged(run *engine.Run) {
 // lines prints what changed since the last call, in line mode.
 func (p *progress) lines(key engine.Key, st v1alpha1.WorkflowRunStatus) {
 	step := func(s v1alpha1.StepStatus, indent string) {
+		// The failed iterations of a loop are told as they are seen; the others are counted.
+		if it := s.Iterations; it != nil {
+			for _, e := range it.Entries {
+				id := key.String() + "/" + e.Name
+				if e.Phase != v1alpha1.StepFailed || p.seen[id] != "" {
+					continue
+				}
+				p.seen[id] = string(e.Phase)
+				fmt.Fprintf(p.w, "%s %s  iteration %s %s%s\n", key.Name, indent, e.Name, phaseWord(iterationStep(e.IterationStepStatus)),
+					detail(iterationStep(e.IterationStepStatus), p.now()))
+			}
+		}
 		id := key.String() + "/" + s.Name
 		state := string(s.Phase) + "|" + s.Reason + "|" + s.Message
 		if p.seen[id] == state || s.Phase == v1alpha1.StepPending || s.Phase == "" {
@@ -109,6 +121,9 @@ func (p *progress) redraw() {
 				branch, pipe = "└─", "  "
 			}
 			line("%s %s %-20s %-11s%s", branch, icon(s.Phase), s.Name, s.Phase, detail(s.StepStatus, now))
+			for _, e := range shownIterations(s.StepStatus) {
+				line("%s   %s %-17s %-11s%s", pipe, icon(e.Phase), e.Name, e.Phase, detail(iterationStep(e), now))
+			}
 			for j, ss := range s.SubStepsStatus {
 				sub := "├─"
 				if j == len(s.SubStepsStatus)-1 {
@@ -162,6 +177,12 @@ func detail(s v1alpha1.StepStatus, now time.Time) string {
 		}
 		parts = append(parts, roundDuration(end.Sub(s.FirstExecuteTime.Time)))
 	}
+	if it := s.Iterations; it != nil {
+		parts = append(parts, iterationCounts(it))
+	}
+	if s.ChildRun != "" {
+		parts = append(parts, "run "+s.ChildRun)
+	}
 	if s.Message != "" {
 		parts = append(parts, oneLine(s.Message))
 	}
@@ -203,4 +224,39 @@ func oneLine(s string) string {
 		s = s[:200] + "…"
 	}
 	return s
+}
+
+// iterationCounts renders a loop's iterations: "3/10 succeeded, 1 failed, 2 running".
+func iterationCounts(it *v1alpha1.IterationsStatus) string {
+	out := fmt.Sprintf("%d/%d succeeded", it.Succeeded, it.Total)
+	for _, c := range []struct {
+		n    int
+		word string
+	}{{it.Failed, "failed"}, {it.Skipped, "skipped"}, {it.Running, "running"}} {
+		if c.n > 0 {
+			out += fmt.Sprintf(", %d %s", c.n, c.word)
+		}
+	}
+	return out
+}
+
+// shownIterations are the iterations of a loop the terminal tree shows under it: the failed and
+// running ones, at most five.
+func shownIterations(s v1alpha1.StepStatus) []v1alpha1.IterationStepStatus {
+	if s.Iterations == nil {
+		return nil
+	}
+	var out []v1alpha1.IterationStepStatus
+	for _, e := range s.Iterations.Entries {
+		if len(out) < 5 && (e.Phase == v1alpha1.StepFailed || !e.Phase.Finished()) {
+			out = append(out, e.IterationStepStatus)
+		}
+	}
+	return out
+}
+
+// iterationStep is an iteration's entry as a step status, to render it as one.
+func iterationStep(e v1alpha1.IterationStepStatus) v1alpha1.StepStatus {
+	return v1alpha1.StepStatus{ID: e.ID, Name: e.Name, Phase: e.Phase, Message: e.Message, Reason: e.Reason,
+		FirstExecuteTime: e.FirstExecuteTime, LastExecuteTime: e.LastExecuteTime, ChildRun: e.ChildRun}
 }
