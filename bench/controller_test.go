@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -257,7 +257,7 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 	counter.mu.Lock()
 	var lines []string
 	for k, v := range counter.by {
-		lines = append(lines, fmt.Sprintf("%s=%.2f(avg %v)", k, float64(v)/float64(n), (counter.lat[k] / time.Duration(v)).Round(time.Millisecond)))
+		lines = append(lines, fmt.Sprintf("%s=%.2f(avg %v)", k, float64(v)/float64(n), (counter.lat[k]/time.Duration(v)).Round(time.Millisecond)))
 	}
 	counter.mu.Unlock()
 	sort.Strings(lines)

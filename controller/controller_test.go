@@ -125,8 +125,8 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	if _, err := controller.Setup(mgr, controller.Options{
 		Runner:  runner,
 		Watches: watches,
-		Wait:   wait,
-		Retry:  engine.RetryPolicy{Limit: 3, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
+		Wait:    wait,
+		Retry:   engine.RetryPolicy{Limit: 3, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
 	}); err != nil {
 		e.t.Fatal(err)
 	}
