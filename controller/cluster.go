@@ -23,7 +23,7 @@ import (
 const SystemNamespace = "vela-system"
 
 // ShardLabel assigns a WorkflowRun to one of several controllers, as KubeVela does.
-const ShardLabel = "controller.core.oam.dev/scheduled-shard-id"
+const ShardLabel = kubestore.ShardLabel
 
 // NewScheme returns a scheme with the core Kubernetes kinds and stepflow's.
 func NewScheme() (*runtime.Scheme, error) {

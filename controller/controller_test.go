@@ -528,3 +528,69 @@ spec:
 		t.Errorf("steps: %s", got)
 	}
 }
+
+// The extensions work under the controller too: a loop whose iterations call a service, and a
+// sub-workflow that runs a Workflow template as a child WorkflowRun.
+func TestLoopAndSubWorkflow(t *testing.T) {
+	e := newEnv(t)
+	e.start(controllerOptions{})
+	svc, url := newCounter(t)
+	var wf v1alpha1.Workflow
+	if err := yaml.UnmarshalStrict([]byte(fmt.Sprintf(`
+metadata: {name: child-template}
+steps:
+- {name: call, type: request, properties: {url: %q}, outputs: [{name: answer, valueFrom: response.path}]}
+`, url+"/child")), &wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = e.ns
+	if err := e.c.Create(context.Background(), &wf); err != nil {
+		t.Fatal(err)
+	}
+	e.create(fmt.Sprintf(`
+metadata: {name: flow}
+spec:
+  workflowSpec:
+    steps:
+    - name: each
+      type: request
+      forEach: {items: [a, b, c, d, e], parallelism: 2}
+      inputs: [{from: item, parameterKey: body.region}]
+      properties: {url: %q, method: POST}
+    - name: sub
+      type: workflow
+      properties: {name: child-template}
+      outputs: [{name: got, valueFrom: variables.answer}]
+    - name: show
+      type: print-message-in-status
+      inputs: [{from: got, parameterKey: message}]
+`, url+"/each"))
+	wr := e.waitPhase("flow", v1alpha1.RunSucceeded)
+	if n := svc.count("/each"); n != 5 {
+		t.Errorf("the loop called the service %d times, want 5", n)
+	}
+	it := wr.Status.Steps[0].Iterations
+	if it == nil || it.Total != 5 || it.Succeeded != 5 {
+		t.Errorf("iterations = %+v, want 5 succeeded", it)
+	}
+	if msg := wr.Status.Steps[2].Message; msg != "/child" {
+		t.Errorf("show's message %q, want the child's variable", msg)
+	}
+	child := wr.Status.Steps[1].ChildRun
+	if child == "" {
+		t.Fatal("the workflow step names no child run")
+	}
+	var cw v1alpha1.WorkflowRun
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: child}, &cw); err != nil {
+		t.Fatalf("child WorkflowRun %s: %v", child, err)
+	}
+	if cw.Status.Phase != v1alpha1.RunSucceeded || cw.Labels[v1alpha1.LabelParentRun] != "flow" {
+		t.Errorf("child phase %q, parent label %q", cw.Status.Phase, cw.Labels[v1alpha1.LabelParentRun])
+	}
+	if cw.Labels[controller.ShardLabel] != e.shard {
+		t.Errorf("child shard %q, want its parent's %q", cw.Labels[controller.ShardLabel], e.shard)
+	}
+	if len(cw.OwnerReferences) != 1 || cw.OwnerReferences[0].UID != wr.UID {
+		t.Errorf("child owners %+v, want the parent", cw.OwnerReferences)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 
@@ -92,6 +93,8 @@ type bookkeeping struct {
 	Epoch         int64                         `json:"epoch,omitempty"`
 	Steps         map[string]*engine.StepRecord `json:"steps,omitempty"`
 	ManualSuspend bool                          `json:"manualSuspend,omitempty"`
+	// Loops are the iterations of looping steps in full (the status keeps a bounded summary).
+	Loops map[string]*engine.Loop `json:"loops,omitempty"`
 	// Suspend and Terminated are status.suspend and status.terminated as stepflow last wrote
 	// them: a difference is a user's operation (kubectl patch), applied at the next load.
 	Suspend    bool `json:"suspend,omitempty"`
@@ -237,7 +240,7 @@ func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine
 		// Never started, or its status was cleared (KubeVela's restart): the engine starts it.
 		return run, nil
 	}
-	run.Epoch, run.Steps, run.ManualSuspend = bk.Epoch, bk.Steps, bk.ManualSuspend
+	run.Epoch, run.Steps, run.ManualSuspend, run.Loops = bk.Epoch, bk.Steps, bk.ManualSuspend, bk.Loops
 	switch {
 	case bk.Spec != nil:
 		run.Spec = bk.Spec
@@ -367,6 +370,7 @@ func (s *Store) create(ctx context.Context, obj *v1alpha1.WorkflowRun) (*v1alpha
 		Name: obj.Name, Namespace: obj.Namespace, Labels: obj.Labels, Annotations: obj.Annotations,
 		OwnerReferences: obj.OwnerReferences,
 	}, Spec: obj.Spec}
+	s.adopt(fresh)
 	if err := s.opts.Client.Create(ctx, fresh); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("run %s/%s: %w", obj.Namespace, obj.Name, engine.ErrConflict)
@@ -381,6 +385,37 @@ func (s *Store) create(ctx context.Context, obj *v1alpha1.WorkflowRun) (*v1alpha
 	return fresh, nil
 }
 
+// ShardLabel assigns a WorkflowRun to one of several controllers (KubeVela's label).
+const ShardLabel = "controller.core.oam.dev/scheduled-shard-id"
+
+// adopt makes a child run (labelled with its parent) owned by its parent, so that deleting the
+// parent deletes it, and puts it in its parent's shard, so that the same controller drives it.
+func (s *Store) adopt(child *v1alpha1.WorkflowRun) {
+	parent := child.Labels[v1alpha1.LabelParentRun]
+	if parent == "" {
+		return
+	}
+	s.mu.Lock()
+	e := s.runs[engine.Key{Namespace: child.Namespace, Name: parent}]
+	var p *v1alpha1.WorkflowRun
+	if e != nil && e.base != nil {
+		p = e.base
+	}
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if shard, ok := p.Labels[ShardLabel]; ok {
+		child.Labels = maps.Clone(child.Labels)
+		child.Labels[ShardLabel] = shard
+	}
+	if p.UID != "" && len(child.OwnerReferences) == 0 {
+		child.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion: v1alpha1.GroupVersion.String(), Kind: "WorkflowRun", Name: p.Name, UID: p.UID,
+		}}
+	}
+}
+
 // encode renders the run as the object to store: its status with the bookkeeping.
 func encode(run *engine.Run) (*v1alpha1.WorkflowRun, error) {
 	return encodeWith(run, nil)
@@ -390,7 +425,7 @@ func encodeWith(run *engine.Run, more func(*bookkeeping)) (*v1alpha1.WorkflowRun
 	obj := run.Object.DeepCopy()
 	st := &obj.Status
 	bk := bookkeeping{
-		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend,
+		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend, Loops: run.Loops,
 		Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
 	}
 	if run.Object.Spec.WorkflowSpec == nil {
