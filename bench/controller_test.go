@@ -126,18 +126,33 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 	if _, err := controller.Setup(mgr, controller.Options{Runner: runner, Watches: watches, Workers: 256}); err != nil {
 		b.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		b.Fatal("cache did not sync")
-	}
-
 	clientCfg := rest.CopyConfig(c.Config)
 	clientCfg.QPS, clientCfg.Burst = 1000, 2000
 	cl, err := client.New(clientCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		b.Fatal(err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		b.Fatal("cache did not sync")
+	}
+
+	// One run first, as a controller that has been up has done: its caches are synced, the
+	// step types compiled, the kinds it reads are mapped and watched.
+	warm := benchRun(prefix+"-warm", 0)
+	warm.Labels[controller.ShardLabel] = prefix
+	if err := cl.Create(ctx, warm); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		var wr v1alpha1.WorkflowRun
+		if err := mgr.GetCache().Get(ctx, client.ObjectKeyFromObject(warm), &wr); err == nil && wr.Status.Finished {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	before := counter.total.Load()
@@ -197,6 +212,9 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 			case v1alpha1.RunSucceeded:
 				succeeded++
 				want := "v" + strings.TrimPrefix(wr.Name, prefix+"-")
+				if wr.Name == warm.Name {
+					want = "v0"
+				}
 				if len(wr.Status.Steps) != 3 || wr.Status.Steps[2].Message != want {
 					wrong++
 				}
@@ -207,7 +225,7 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 				}
 			}
 		}
-		if succeeded+failed >= n {
+		if succeeded+failed >= n+1 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -1,0 +1,49 @@
+// Command kube-up starts the tests' kube-apiserver and etcd (package kubetest) with stepflow's
+// CRDs, writes an administrator's kubeconfig to the path given, and serves until interrupted:
+// the cluster ../shared/bench/wr-bench.sh and manual trials run against.
+//
+//	go run ./bench/kube-up /tmp/kubeconfig &
+//	stepflow controller --kubeconfig /tmp/kubeconfig &
+//	KUBECONFIG=/tmp/kubeconfig ../shared/bench/wr-bench.sh 200
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/stepflow/stepflow/kubetest"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: kube-up KUBECONFIG-PATH")
+		os.Exit(2)
+	}
+	if err := run(os.Args[1]); err != nil {
+		fmt.Fprintln(os.Stderr, "kube-up:", err)
+		os.Exit(1)
+	}
+}
+
+func run(path string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c, err := kubetest.Start()
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	data, err := os.ReadFile(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("kube-apiserver %s is up; kubeconfig: %s\n", kubetest.KubernetesVersion, path)
+	<-ctx.Done()
+	return nil
+}
