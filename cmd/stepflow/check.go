@@ -98,39 +98,7 @@ func (a *app) checkSteps(ctx context.Context, objs *manifest.Objects, run *v1alp
 		}
 	}
 	errs = append(errs, a.checkSubWorkflows(ctx, objs, run.Namespace, steps, base)...)
-	check := func(path *field.Path, s *v1alpha1.WorkflowStepBase) {
-		if s.Type == v1alpha1.TypeStepGroup || s.Type == v1alpha1.TypeWorkflow {
-			return
-		}
-		if _, err := a.defs.Template(ctx, run.Namespace, s.Type); err != nil {
-			errs = append(errs, field.Invalid(path.Child("type"), s.Type, err.Error()))
-			return
-		}
-		props := map[string]any{}
-		if s.Properties != nil && len(s.Properties.Raw) > 0 {
-			if err := json.Unmarshal(s.Properties.Raw, &props); err != nil {
-				errs = append(errs, field.Invalid(path.Child("properties"), "", err.Error()))
-				return
-			}
-		}
-		var filled []string
-		for _, in := range s.Inputs {
-			if in.ParameterKey != "" {
-				filled = append(filled, in.ParameterKey)
-			}
-		}
-		if err := a.runner.CheckProperties(ctx, run.Namespace, s.Type, props, filled); err != nil {
-			errs = append(errs, field.Invalid(path.Child("properties"), "", fmt.Sprintf("step %s: %v", s.Name, err)))
-		}
-	}
-	for i := range steps {
-		p := base.Index(i)
-		check(p, &steps[i].WorkflowStepBase)
-		for j := range steps[i].SubSteps {
-			check(p.Child("subSteps").Index(j), &steps[i].SubSteps[j])
-		}
-	}
-	return errs
+	return append(errs, a.runner.CheckSteps(ctx, run.Namespace, steps, base)...)
 }
 
 // resolveSteps returns the steps a run executes, the field path they are reported at, and the
