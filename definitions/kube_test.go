@@ -26,7 +26,9 @@ import (
 	"github.com/stepflow/stepflow/kubetest"
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/config"
+	"github.com/stepflow/stepflow/provider/email"
 	"github.com/stepflow/stepflow/provider/kube"
+	"github.com/stepflow/stepflow/provider/notification"
 	"github.com/stepflow/stepflow/provider/op"
 	"github.com/stepflow/stepflow/step"
 )
@@ -101,6 +103,8 @@ func newKubeEnv(t *testing.T) *kubeEnv {
 	op.Register(reg)
 	kube.Register(reg, kube.Options{Clusters: clusters})
 	config.Register(reg, config.Options{Clusters: clusters})
+	notification.Register(reg, notification.Options{})
+	email.Register(reg, email.Options{})
 	return &kubeEnv{t: t, c: c, namespace: ns, runner: step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})}
 }
 
@@ -203,9 +207,14 @@ func job(name string) map[string]any {
 // finishJob sets a Job's status as the job controller would when it ends.
 func (e *kubeEnv) finishJob(name string, succeeded bool) {
 	e.t.Helper()
+	e.finishJobIn(e.namespace, name, succeeded)
+}
+
+func (e *kubeEnv) finishJobIn(namespace, name string, succeeded bool) {
+	e.t.Helper()
 	var j batchv1.Job
-	if !e.get(&j, name) {
-		e.t.Fatalf("Job %s was not applied", name)
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, &j); err != nil {
+		e.t.Fatalf("Job %s/%s: %v", namespace, name, err)
 	}
 	start := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
 	end := metav1.NewTime(time.Now().Truncate(time.Second))
