@@ -44,6 +44,16 @@ type Options struct {
 	Client *nethttp.Client
 }
 
+// shown is how a URL appears in errors: its scheme and host only, as a webhook's path or query
+// is often its secret (Slack's, for one), and errors end up in status and logs.
+func shown(u *url.URL) string {
+	s := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		s += "/<redacted>"
+	}
+	return s
+}
+
 // Register adds the package (import path "vela/http") and its action http.do to r.
 func Register(r *step.Registry, opts Options) {
 	p := &provider{
@@ -175,17 +185,17 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 			err = ue.Err // its text repeats the method and URL, which the message below gives
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("vela/http: %s %s: no answer within %s (set request.timeout to wait longer): %w", req.Method, req.URL.Redacted(), timeout, err)
+			return nil, fmt.Errorf("vela/http: %s %s: no answer within %s (set request.timeout to wait longer): %w", req.Method, shown(req.URL), timeout, err)
 		}
-		return nil, fmt.Errorf("vela/http: %s %s: %w", req.Method, req.URL.Redacted(), err)
+		return nil, fmt.Errorf("vela/http: %s %s: %w", req.Method, shown(req.URL), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, p.maxBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("vela/http: %s %s: reading the response body: %w", req.Method, req.URL.Redacted(), err)
+		return nil, fmt.Errorf("vela/http: %s %s: reading the response body: %w", req.Method, shown(req.URL), err)
 	}
 	if int64(len(body)) > p.maxBody {
-		return nil, engine.Terminal("Execute", fmt.Errorf("vela/http: %s %s: the response body is larger than %d bytes, the provider's bound; raise it with the http provider's MaxBodyBytes option", req.Method, req.URL.Redacted(), p.maxBody))
+		return nil, engine.Terminal("Execute", fmt.Errorf("vela/http: %s %s: the response body is larger than %d bytes, the provider's bound; raise it with the http provider's MaxBodyBytes option", req.Method, shown(req.URL), p.maxBody))
 	}
 	return &response{
 		Body:       string(body),
@@ -270,7 +280,7 @@ func (p *provider) checkRate(call *step.Call, req *nethttp.Request, rl *rateLimi
 		now = call.Session.Now()
 	}
 	if !p.limiters.allow(key, now, rl.Limit, period) {
-		return fmt.Errorf("vela/http: %s %s: rate limited: %q already made %d requests in the last %s", req.Method, req.URL.Redacted(), key, rl.Limit, period)
+		return fmt.Errorf("vela/http: %s %s: rate limited: %q already made %d requests in the last %s", req.Method, shown(req.URL), key, rl.Limit, period)
 	}
 	return nil
 }

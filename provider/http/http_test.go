@@ -341,6 +341,21 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	}
 }
 
+// A webhook's URL is its secret: errors, which reach status and logs, show its host only.
+func TestErrorsDoNotShowTheURLPath(t *testing.T) {
+	srv := httptest.NewServer(nethttp.HandlerFunc(echo))
+	url := srv.URL
+	srv.Close()
+
+	_, err := do(t, action(t, http.Options{}), nil, map[string]any{"url": url + "/services/T0/B0/secret-token?key=also-secret"})
+	if err == nil {
+		t.Fatal("request to a closed server succeeded")
+	}
+	if msg := err.Error(); strings.Contains(msg, "secret") || !strings.Contains(msg, url+"/<redacted>") {
+		t.Errorf("error %q: want the host and no path or query", msg)
+	}
+}
+
 func TestBodyIsBounded(t *testing.T) {
 	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		_, _ = io.WriteString(w, strings.Repeat("x", 10+len(r.URL.Query().Get("extra"))))
