@@ -594,3 +594,36 @@ spec:
 		t.Errorf("child owners %+v, want the parent", cw.OwnerReferences)
 	}
 }
+
+// An operation written into a parent's status, as KubeVela's users do, passes to its child run.
+func TestStatusPatchPassesToChildRun(t *testing.T) {
+	e := newEnv(t)
+	e.start(controllerOptions{})
+	var wf v1alpha1.Workflow
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: held}
+steps:
+- {name: gate, type: suspend}
+`), &wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = e.ns
+	if err := e.c.Create(context.Background(), &wf); err != nil {
+		t.Fatal(err)
+	}
+	e.create(`
+metadata: {name: parent}
+spec:
+  workflowSpec:
+    steps:
+    - {name: sub, type: workflow, properties: {name: held}}
+`)
+	wr := e.waitFor("parent", "the child held", func(wr *v1alpha1.WorkflowRun) bool {
+		return len(wr.Status.Steps) == 1 && wr.Status.Steps[0].ChildRun != "" && wr.Status.Suspend
+	})
+	child := wr.Status.Steps[0].ChildRun
+	e.waitFor(child, "suspended", func(wr *v1alpha1.WorkflowRun) bool { return wr.Status.Suspend })
+	e.patchStatus("parent", `{"status":{"terminated":true}}`)
+	e.waitPhase("parent", v1alpha1.RunTerminated)
+	e.waitPhase(child, v1alpha1.RunTerminated)
+}

@@ -252,7 +252,9 @@ func (e *Engine) process(ctx context.Context, key Key) {
 		} else {
 			t = e.m.advance(ctx, run, done, now, inflight)
 		}
-		if !t.changed && len(t.logs) == 0 {
+		// An operation the store found written into the run by someone else (run.pass: a
+		// kubectl patch of the status, for one) is saved as applied, and passed to the children.
+		if !t.changed && len(t.logs) == 0 && run.pass == nil {
 			break
 		}
 		err := e.opts.Store.Save(ctx, run, t.logs)
@@ -308,6 +310,10 @@ func (e *Engine) process(ctx context.Context, key Key) {
 		e.opts.Observer.RunChanged(run)
 	}
 	if saved {
+		if run.pass != nil {
+			e.passToChildren(ctx, run)
+			run.pass = nil
+		}
 		e.wakeParent(ctx, run)
 	}
 }

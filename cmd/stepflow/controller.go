@@ -164,35 +164,26 @@ func (g *globals) kubeStore() (*kubestore.Store, error) {
 }
 
 // kubeOperate applies an operation to a WorkflowRun in the cluster, as the controller's engine
-// would: a compare-and-swap on its status. The controller notices and goes on.
+// would: a compare-and-swap on its status, passed on to the child runs of its workflow steps.
+// The controller notices and goes on.
 func (g *globals) kubeOperate(ctx context.Context, name string, op func(*engine.Run, time.Time) error) error {
 	st, err := g.kubeStore()
 	if err != nil {
 		return err
 	}
 	key := engine.Key{Namespace: g.namespace, Name: name}
-	for {
-		run, err := st.Load(ctx, key)
-		if errors.Is(err, engine.ErrNotFound) {
+	// An engine with no workers: Operate loads, applies, saves and passes on; the controller
+	// drives what follows.
+	eng := engine.New(engine.Options{Store: st})
+	if _, err := eng.Operate(ctx, key, op); err != nil {
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
 			return invalidf("WorkflowRun %s not found", key)
+		case errors.Is(err, engine.ErrInvalidOperation):
+			return invalidErr(err)
 		}
-		if err != nil {
-			return err
-		}
-		if err := op(run, time.Now()); err != nil {
-			if errors.Is(err, engine.ErrInvalidOperation) {
-				return invalidErr(err)
-			}
-			return err
-		}
-		err = st.Save(ctx, run, nil)
-		if errors.Is(err, engine.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(g.stdout, "%s: done\n", name)
-		return nil
+		return err
 	}
+	fmt.Fprintf(g.stdout, "%s: done\n", name)
+	return nil
 }
