@@ -3,8 +3,6 @@ package cluster_test
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,26 +24,7 @@ import (
 // hub is the cluster the registry runs in; spoke is a second API server it reaches by name.
 var hub, spoke *kubetest.Cluster
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	var err error
-	if hub, err = kubetest.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if spoke, err = kubetest.Start(); err != nil {
-		_ = hub.Stop()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = spoke.Stop()
-	_ = hub.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { kubetest.Main(m, &hub, &spoke) }
 
 func needClusters(t *testing.T) {
 	t.Helper()

@@ -2,7 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -37,21 +36,7 @@ import (
 
 var cluster *kubetest.Cluster
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	c, err := kubetest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cluster = c
-	code := m.Run()
-	_ = c.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { kubetest.Main(m, &cluster) }
 
 // env is one test's controller and its client; runs of the test carry its shard label, so the
 // controllers of other tests leave them alone.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -37,26 +35,7 @@ import (
 // hub is the local cluster of the runs; spoke is a second API server reached by name.
 var hub, spoke *kubetest.Cluster
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	var err error
-	if hub, err = kubetest.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if spoke, err = kubetest.Start(); err != nil {
-		_ = hub.Stop()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = spoke.Stop()
-	_ = hub.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { kubetest.Main(m, &hub, &spoke) }
 
 // env is what a test works with: clients of both API servers, the registry, and a fresh
 // namespace (the run's) in both.

@@ -2,9 +2,6 @@ package kube_test
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
 	"sync"
 	"testing"
 
@@ -24,21 +21,7 @@ import (
 
 var cluster *kubetest.Cluster
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	c, err := kubetest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cluster = c
-	code := m.Run()
-	_ = c.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { kubetest.Main(m, &cluster) }
 
 func newClient(t *testing.T) client.Client {
 	t.Helper()
