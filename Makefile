@@ -8,6 +8,10 @@ build:
 test:
 	./scripts/test.sh
 
+## lint: golangci-lint (pinned in scripts/lint.sh) with .golangci.yml; `make test` runs it too.
+lint:
+	./scripts/lint.sh
+
 ## test-quick: the Go tests that need no test servers (-short skips those starting kube-apiserver,
 ## Prometheus and the like).
 test-quick:
