@@ -48,7 +48,11 @@ func BenchmarkController(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Stop()
+	defer func() {
+		if err := c.Stop(); err != nil {
+			b.Error(err)
+		}
+	}()
 	for _, n := range []int{200, 1000} {
 		b.Run(fmt.Sprintf("runs=%d", n), func(b *testing.B) {
 			for i := range b.N {
@@ -281,7 +285,9 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 	sort.Strings(lines)
 	b.Logf("runs=%d created in %.2fs, all succeeded in %.2fs; requests per run by kind: %s", n, created.Seconds(), elapsed.Seconds(), strings.Join(lines, " "))
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		b.Errorf("manager: %v", err)
+	}
 }
 
 // benchRun is run i of wr-bench.sh's shape.

@@ -67,7 +67,11 @@ func wakeUp(b *testing.B, runs int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
 	reg := step.NewRegistry()
 	builtin.Register(reg)
 	runner := step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})
@@ -139,4 +143,3 @@ func wakeUp(b *testing.B, runs int) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-wake-ms")
 	b.ReportMetric(resumeAll.Seconds(), "s-to-resume-all")
 }
-

@@ -41,12 +41,10 @@ func TestMain(m *testing.M) { kubetest.Main(m, &cluster) }
 // env is one test's controller and its client; runs of the test carry its shard label, so the
 // controllers of other tests leave them alone.
 type env struct {
-	t      *testing.T
-	c      client.Client
-	shard  string
-	ns     string
-	cancel context.CancelFunc
-	done   chan struct{}
+	t     *testing.T
+	c     client.Client
+	shard string
+	ns    string
 }
 
 func newEnv(t *testing.T) *env {
@@ -424,7 +422,7 @@ func TestKubectlEndToEnd(t *testing.T) {
 	kubectl := func(args ...string) string {
 		t.Helper()
 		args = append([]string{"--kubeconfig", cluster.Kubeconfig, "-n", e.ns}, args...)
-		out, err := exec.Command(filepath.Join(kubetest.AssetsDir(), "kubectl"), args...).CombinedOutput()
+		out, err := exec.CommandContext(t.Context(), filepath.Join(kubetest.AssetsDir(), "kubectl"), args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

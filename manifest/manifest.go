@@ -84,7 +84,7 @@ func readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read: closing cannot lose anything
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("manifest: read %s: %w", path, err)

@@ -141,7 +141,8 @@ func (p *progress) redraw() {
 		fmt.Fprintf(&b, "\x1b[%dA", p.drawn-n)
 	}
 	p.drawn = n
-	io.WriteString(p.w, b.String())
+	// Progress is shown as well as it can be: a terminal that cannot be drawn on stops no run.
+	_, _ = io.WriteString(p.w, b.String())
 }
 
 func icon(phase v1alpha1.WorkflowStepPhase) string {

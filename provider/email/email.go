@@ -105,7 +105,7 @@ func (s *sender) sendMessage(ctx context.Context, m *message, now time.Time) err
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	if err := s.deliver(ctx, m, server, from, to, data); err != nil {
-		return classify(fmt.Errorf("vela/email: sending to %s: %w", server, err), ctx)
+		return classify(ctx, fmt.Errorf("vela/email: sending to %s: %w", server, err))
 	}
 	return nil
 }
@@ -145,7 +145,8 @@ func (s *sender) deliver(ctx context.Context, m *message, server, from string, t
 		_ = conn.Close()
 		return err
 	}
-	defer c.Close()
+	// After Quit the connection is closed already; after a failure, the failure is the news.
+	defer func() { _ = c.Close() }()
 	if err := c.Hello(orDefault(s.opts.Hostname, "localhost")); err != nil {
 		return err
 	}
@@ -246,7 +247,7 @@ func isLocal(host string) bool {
 
 // classify makes err terminal unless trying again may help: a server not reached, a timeout,
 // or a 4xx reply.
-func classify(err error, ctx context.Context) error {
+func classify(ctx context.Context, err error) error {
 	var tp *textproto.Error
 	var ae *authError
 	var ce *tls.CertificateVerificationError

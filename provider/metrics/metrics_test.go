@@ -89,7 +89,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	cmd := exec.Command(prometheusBinary,
+	cmd := exec.CommandContext(t.Context(), prometheusBinary,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
@@ -106,10 +106,9 @@ scrape_configs:
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
+		if err := <-exited; t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
-			t.Logf("prometheus log:\n%s", b)
+			t.Logf("prometheus (%v) log:\n%s", err, b)
 		}
 	})
 	// Prometheus is up once it scrapes.
@@ -126,12 +125,15 @@ scrape_configs:
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 // show sets the target's value and returns once Prometheus answers a query with it: after
@@ -146,7 +148,11 @@ func (p *prometheus) show(t *testing.T, v float64) {
 		case <-deadline:
 			t.Fatalf("prometheus does not show app_success_ratio %v within a minute", v)
 		}
-		resp, err := http.Get(p.url + "/api/v1/query?query=app_success_ratio")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.url+"/api/v1/query?query=app_success_ratio", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			continue
 		}
@@ -380,7 +386,9 @@ func TestBadParametersAreTerminal(t *testing.T) {
 	var queried atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		queried.Store(true)
-		io.WriteString(w, `{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}`)
+		if _, err := io.WriteString(w, `{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}`); err != nil {
+			t.Error(err)
+		}
 	}))
 	defer srv.Close()
 	a := promCheck(t, metrics.Options{})
@@ -405,7 +413,9 @@ func TestBadParametersAreTerminal(t *testing.T) {
 func TestAClientErrorIsTerminalAndRedacted(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnprocessableEntity)
-		io.WriteString(w, `{"status":"error","errorType":"execution","error":"query processing would load too many samples"}`)
+		if _, err := io.WriteString(w, `{"status":"error","errorType":"execution","error":"query processing would load too many samples"}`); err != nil {
+			t.Error(err)
+		}
 	}))
 	defer srv.Close()
 	a := promCheck(t, metrics.Options{})
