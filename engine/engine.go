@@ -97,7 +97,7 @@ func New(opts Options) *Engine {
 	}
 }
 
-func defaultBackoff(b Backoff, initial, max time.Duration) Backoff {
+func defaultBackoff(b Backoff, initial, maxDelay time.Duration) Backoff {
 	if b.Initial <= 0 {
 		b.Initial = initial
 	}
@@ -105,7 +105,7 @@ func defaultBackoff(b Backoff, initial, max time.Duration) Backoff {
 		b.Factor = 2
 	}
 	if b.Max < b.Initial {
-		b.Max = max
+		b.Max = maxDelay
 		if b.Max < b.Initial {
 			b.Max = b.Initial
 		}

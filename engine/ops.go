@@ -116,13 +116,13 @@ func RestartRun(run *Run, step string) error {
 	if target.it != nil {
 		target = target.it.loop // a loop runs again as a whole
 	}
-	clear := map[*node]bool{}
+	cleared := map[*node]bool{}
 	var clearNode, clearGroupOnly func(n *node)
 	clearNode = func(n *node) {
-		if clear[n] {
+		if cleared[n] {
 			return
 		}
-		clear[n] = true
+		cleared[n] = true
 		for _, s := range n.subs {
 			clearNode(s)
 		}
@@ -139,16 +139,16 @@ func RestartRun(run *Run, step string) error {
 			clearNode(grp) // its iterations all run again
 			return
 		}
-		if clear[grp] {
+		if cleared[grp] {
 			return
 		}
-		clear[grp] = true
+		cleared[grp] = true
 		for _, o := range dependents(g, grp) {
 			clearNode(o)
 		}
 	}
 	clearNode(target)
-	for n := range clear {
+	for n := range cleared {
 		for _, o := range n.spec.Outputs {
 			delete(run.Vars, o.Name)
 		}

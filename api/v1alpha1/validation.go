@@ -540,9 +540,9 @@ func (c *stepChecker) reportCycle(l *level, steps []int, edges []edge, reported 
 
 // clip shortens s for a message.
 func clip(s string) string {
-	const max = 60
-	if len(s) <= max {
+	const limit = 60
+	if len(s) <= limit {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:limit] + "..."
 }

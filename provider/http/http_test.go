@@ -113,7 +113,7 @@ func TestEachMethodIsSentWithItsBody(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.StatusCode != 200 || res.Header["X-Method"][0] != m {
+			if res.StatusCode != nethttp.StatusOK || res.Header["X-Method"][0] != m {
 				t.Fatalf("got status %d, method %v", res.StatusCode, res.Header["X-Method"])
 			}
 			want := m + ` {"n":1}`

@@ -437,11 +437,12 @@ func merge(base, patch map[string]any) map[string]any {
 		}
 		pm, pIsMap := pv.(map[string]any)
 		bm, bIsMap := base[k].(map[string]any)
-		if pIsMap && bIsMap {
+		switch {
+		case pIsMap && bIsMap:
 			base[k] = merge(bm, pm)
-		} else if pIsMap {
+		case pIsMap:
 			base[k] = merge(map[string]any{}, pm)
-		} else {
+		default:
 			base[k] = pv
 		}
 	}
