@@ -183,15 +183,13 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 	var wg sync.WaitGroup
 	jobs := make(chan int)
 	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range jobs {
 				if err := cl.Create(ctx, benchRun(prefix, i)); err != nil {
 					b.Error(err)
 				}
 			}
-		}()
+		})
 	}
 	for i := range n {
 		jobs <- i
@@ -251,7 +249,7 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 		b.Logf("%d of %d runs logged errors", bad, len(cms.Items))
 		raw, err := kubernetes.NewForConfigOrDie(clientCfg).CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 		if err == nil {
-			for _, line := range strings.Split(string(raw), "\n") {
+			for line := range strings.SplitSeq(string(raw), "\n") {
 				if (strings.HasPrefix(line, "apiserver_request_duration_seconds_sum") || strings.HasPrefix(line, "apiserver_request_duration_seconds_count")) &&
 					(strings.Contains(line, `resource="workflowruns"`) || strings.Contains(line, `resource="configmaps"`)) {
 					b.Log(line)

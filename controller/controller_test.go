@@ -127,7 +127,8 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	return stop
 }
 
-func durationPtr(d time.Duration) *time.Duration { return &d }
+//go:fix inline
+func durationPtr(d time.Duration) *time.Duration { return new(d) }
 
 // create applies a WorkflowRun written in YAML to the test's namespace and shard.
 func (e *env) create(doc string) *v1alpha1.WorkflowRun {

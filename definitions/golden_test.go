@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -114,9 +115,7 @@ func run(t *testing.T, req goldenRequest) string {
 		Resumed:    req.Resumed,
 		Now:        now,
 	}
-	for k, v := range req.Context {
-		sr.Context[k] = v
-	}
+	maps.Copy(sr.Context, req.Context)
 	names := make([]string, 0, len(req.Outputs))
 	for n := range req.Outputs {
 		names = append(names, n)

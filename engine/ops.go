@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -181,18 +182,14 @@ func RestartRun(run *Run, step string) error {
 func dependents(g *graph, n *node) []*node {
 	var out []*node
 	g.each(func(o *node) {
-		for _, d := range o.deps {
-			if d == n {
-				out = append(out, o)
-				return
-			}
+		if slices.Contains(o.deps, n) {
+			out = append(out, o)
+			return
 		}
 		if o.mode == v1alpha1.ModeStepByStep {
-			for _, p := range o.prev {
-				if p == n {
-					out = append(out, o)
-					return
-				}
+			if slices.Contains(o.prev, n) {
+				out = append(out, o)
+				return
 			}
 		}
 	})

@@ -204,11 +204,10 @@ func yamlPrintable(r rune) bool {
 
 // find returns the line and column of the first occurrence of s in data, or 0, 0.
 func find(data []byte, s string) (line, col int) {
-	i := bytes.Index(data, []byte(s))
-	if i < 0 {
+	before, _, found := bytes.Cut(data, []byte(s))
+	if !found {
 		return 0, 0
 	}
-	before := data[:i]
 	line = 1 + bytes.Count(before, []byte("\n"))
 	return line, 1 + utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:])
 }

@@ -148,7 +148,7 @@ func validateGroupMode(m WorkflowMode, path *field.Path) field.ErrorList {
 	if m == "" || m == ModeDAG || m == ModeStepByStep || m == ModeSwitch {
 		return nil
 	}
-	return field.ErrorList{field.NotSupported(path, m, append(modes[:len(modes):len(modes)], string(ModeSwitch)))}
+	return field.ErrorList{field.NotSupported(path, m, append(slices.Clip(modes), string(ModeSwitch)))}
 }
 
 func validateExecuteMode(m *WorkflowExecuteMode, path *field.Path) field.ErrorList {

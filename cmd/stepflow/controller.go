@@ -144,7 +144,8 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	return nil
 }
 
-func durationPtr(d time.Duration) *time.Duration { return &d }
+//go:fix inline
+func durationPtr(d time.Duration) *time.Duration { return new(d) }
 
 // kubeStore is a store over the cluster's WorkflowRuns for this command's operations.
 func (g *globals) kubeStore() (*kubestore.Store, error) {

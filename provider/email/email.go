@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/smtp"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -196,15 +197,11 @@ func (e *authError) Unwrap() error { return e.err }
 // chooseAuth picks PLAIN, else LOGIN, among the mechanisms the server offers.
 func chooseAuth(offered, user, password, host string) (smtp.Auth, error) {
 	mechs := strings.Fields(strings.ToUpper(offered))
-	for _, m := range mechs {
-		if m == "PLAIN" {
-			return smtp.PlainAuth("", user, password, host), nil
-		}
+	if slices.Contains(mechs, "PLAIN") {
+		return smtp.PlainAuth("", user, password, host), nil
 	}
-	for _, m := range mechs {
-		if m == "LOGIN" {
-			return &loginAuth{user: user, password: password, host: host}, nil
-		}
+	if slices.Contains(mechs, "LOGIN") {
+		return &loginAuth{user: user, password: password, host: host}, nil
 	}
 	return nil, &authError{fmt.Errorf("the server offers AUTH %s; stepflow speaks PLAIN and LOGIN", offered)}
 }

@@ -324,8 +324,7 @@ func TestAnUntrustedCertificateFailsTheStep(t *testing.T) {
 func TestAuthFailureIsTerminalWithTheServersReplyAndNoPassword(t *testing.T) {
 	ts := startServer(t, serverConfig{tls: "starttls", mechs: []string{sasl.Plain}, password: "right"})
 	err := call(t, sendAction(t, email.Options{TLSConfig: trusting(ts)}), params(ts.port, "wrong-pa55word"))
-	var te *engine.TerminalError
-	if !errors.As(err, &te) {
+	if _, ok := errors.AsType[*engine.TerminalError](err); !ok {
 		t.Fatalf("got %v, want a terminal error", err)
 	}
 	if !strings.Contains(err.Error(), "535") || !strings.Contains(err.Error(), "authentication failed") {
@@ -394,8 +393,7 @@ func TestBadParametersAreTerminal(t *testing.T) {
 		p := params(25, "")
 		mutate(p)
 		err := call(t, a, p)
-		var te *engine.TerminalError
-		if !errors.As(err, &te) {
+		if _, ok := errors.AsType[*engine.TerminalError](err); !ok {
 			t.Errorf("%s: got %v, want a terminal error", name, err)
 		}
 	}

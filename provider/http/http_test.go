@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	nethttp "net/http"
 	"net/http/httptest"
 	"strings"
@@ -386,9 +387,7 @@ func TestRateLimiter(t *testing.T) {
 	s := &session{now: time.Unix(1_700_000_000, 0)}
 	limited := func(url string, extra map[string]any) map[string]any {
 		rl := map[string]any{"limit": 2, "period": "1m"}
-		for k, v := range extra {
-			rl[k] = v
-		}
+		maps.Copy(rl, extra)
 		return map[string]any{"url": url, "request": map[string]any{"ratelimiter": rl}}
 	}
 

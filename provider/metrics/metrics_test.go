@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -311,9 +312,7 @@ func checkMetricsStep(t *testing.T, prom *prometheus) {
 		if err != nil {
 			t.Fatalf("at +%v: %v", d, err)
 		}
-		for k, v := range res.VarWrites {
-			req.Vars[k] = v
-		}
+		maps.Copy(req.Vars, res.VarWrites)
 		return res
 	}
 	if res := eval(0); res.Outcome != engine.Waiting || !strings.Contains(res.Message, "held for 0s of 1m0s") {
@@ -400,8 +399,7 @@ func TestBadParametersAreTerminal(t *testing.T) {
 		{"query": "up", "metricEndpoint": "prometheus:9090", "condition": ">1"},
 	} {
 		_, err := check(t, a, s, p)
-		var te *engine.TerminalError
-		if !errors.As(err, &te) {
+		if _, ok := errors.AsType[*engine.TerminalError](err); !ok {
 			t.Errorf("%v: got %v, want a terminal error", p, err)
 		}
 	}
