@@ -89,9 +89,9 @@ func (e *env) start(o controllerOptions) (stop func()) {
 		LeaderElectionID:              "stepflow-" + e.shard,
 		LeaderElectionNamespace:       e.ns,
 		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 durationPtr(3 * time.Second),
-		RenewDeadline:                 durationPtr(2 * time.Second),
-		RetryPeriod:                   durationPtr(200 * time.Millisecond),
+		LeaseDuration:                 new(3 * time.Second),
+		RenewDeadline:                 new(2 * time.Second),
+		RetryPeriod:                   new(200 * time.Millisecond),
 		Controller:                    ctrlConfigSkipNameValidation(),
 	})
 	if err != nil {
@@ -126,9 +126,6 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	e.t.Cleanup(stop)
 	return stop
 }
-
-//go:fix inline
-func durationPtr(d time.Duration) *time.Duration { return new(d) }
 
 // create applies a WorkflowRun written in YAML to the test's namespace and shard.
 func (e *env) create(doc string) *v1alpha1.WorkflowRun {
