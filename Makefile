@@ -4,7 +4,7 @@
 build:
 	go build -o bin/stepflow ./cmd/stepflow
 
-## test: everything CI runs: install what is missing, vet, format check, tests, short fuzzing.
+## test: everything CI runs: install what is missing, vet, format check, lint, tests, short fuzzing.
 test:
 	./scripts/test.sh
 
