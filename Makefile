@@ -4,9 +4,13 @@
 build:
 	go build -o bin/stepflow ./cmd/stepflow
 
-## test: everything CI runs: install what is missing, vet, format check, tests, short fuzzing.
+## test: everything CI runs: install what is missing, vet, format check, lint, tests, short fuzzing.
 test:
 	./scripts/test.sh
+
+## lint: golangci-lint (pinned in scripts/lint.sh) with .golangci.yml; `make test` runs it too.
+lint:
+	./scripts/lint.sh
 
 ## test-quick: the Go tests that need no test servers (-short skips those starting kube-apiserver,
 ## Prometheus and the like).

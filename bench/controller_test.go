@@ -48,7 +48,11 @@ func BenchmarkController(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Stop()
+	defer func() {
+		if err := c.Stop(); err != nil {
+			b.Error(err)
+		}
+	}()
 	for _, n := range []int{200, 1000} {
 		b.Run(fmt.Sprintf("runs=%d", n), func(b *testing.B) {
 			for i := range b.N {
@@ -179,15 +183,13 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 	var wg sync.WaitGroup
 	jobs := make(chan int)
 	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range jobs {
 				if err := cl.Create(ctx, benchRun(prefix, i)); err != nil {
 					b.Error(err)
 				}
 			}
-		}()
+		})
 	}
 	for i := range n {
 		jobs <- i
@@ -247,7 +249,7 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 		b.Logf("%d of %d runs logged errors", bad, len(cms.Items))
 		raw, err := kubernetes.NewForConfigOrDie(clientCfg).CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 		if err == nil {
-			for _, line := range strings.Split(string(raw), "\n") {
+			for line := range strings.SplitSeq(string(raw), "\n") {
 				if (strings.HasPrefix(line, "apiserver_request_duration_seconds_sum") || strings.HasPrefix(line, "apiserver_request_duration_seconds_count")) &&
 					(strings.Contains(line, `resource="workflowruns"`) || strings.Contains(line, `resource="configmaps"`)) {
 					b.Log(line)
@@ -281,7 +283,9 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 	sort.Strings(lines)
 	b.Logf("runs=%d created in %.2fs, all succeeded in %.2fs; requests per run by kind: %s", n, created.Seconds(), elapsed.Seconds(), strings.Join(lines, " "))
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		b.Errorf("manager: %v", err)
+	}
 }
 
 // benchRun is run i of wr-bench.sh's shape.

@@ -11,7 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -88,7 +88,11 @@ func throughput(b *testing.B, runs, steps int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
 	reg := step.NewRegistry()
 	builtin.Register(reg)
 	httpprovider.Register(reg, httpprovider.Options{Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}})
@@ -146,7 +150,7 @@ wait:
 	transitions := runs * (steps*2 + 1) // each step starts and finishes; the run finishes
 	b.ReportMetric(float64(runs)/took.Seconds(), "runs/s")
 	b.ReportMetric(float64(transitions)/took.Seconds(), "transitions/s")
-	sort.Slice(obs.gaps, func(i, j int) bool { return obs.gaps[i] < obs.gaps[j] })
+	slices.Sort(obs.gaps)
 	if n := len(obs.gaps); n > 0 {
 		b.ReportMetric(float64(obs.gaps[n/2].Microseconds())/1000, "p50-step-gap-ms")
 		b.ReportMetric(float64(obs.gaps[n*99/100].Microseconds())/1000, "p99-step-gap-ms")

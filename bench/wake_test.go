@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -67,7 +67,11 @@ func wakeUp(b *testing.B, runs int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
 	reg := step.NewRegistry()
 	builtin.Register(reg)
 	runner := step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})
@@ -106,16 +110,14 @@ func wakeUp(b *testing.B, runs int) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range jobs {
 				if _, err := eng.Operate(ctx, keys[i], func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
 					b.Error(err)
 				}
 				resumed[i] = time.Now()
 			}
-		}()
+		})
 	}
 	for i := range keys {
 		jobs <- i
@@ -134,7 +136,7 @@ func wakeUp(b *testing.B, runs int) {
 		lat = append(lat, obs.started[k].Sub(resumed[i]))
 	}
 	obs.mu.Unlock()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-wake-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-wake-ms")
 	b.ReportMetric(resumeAll.Seconds(), "s-to-resume-all")

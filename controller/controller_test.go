@@ -41,12 +41,10 @@ func TestMain(m *testing.M) { kubetest.Main(m, &cluster) }
 // env is one test's controller and its client; runs of the test carry its shard label, so the
 // controllers of other tests leave them alone.
 type env struct {
-	t      *testing.T
-	c      client.Client
-	shard  string
-	ns     string
-	cancel context.CancelFunc
-	done   chan struct{}
+	t     *testing.T
+	c     client.Client
+	shard string
+	ns    string
 }
 
 func newEnv(t *testing.T) *env {
@@ -91,9 +89,9 @@ func (e *env) start(o controllerOptions) (stop func()) {
 		LeaderElectionID:              "stepflow-" + e.shard,
 		LeaderElectionNamespace:       e.ns,
 		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 durationPtr(3 * time.Second),
-		RenewDeadline:                 durationPtr(2 * time.Second),
-		RetryPeriod:                   durationPtr(200 * time.Millisecond),
+		LeaseDuration:                 new(3 * time.Second),
+		RenewDeadline:                 new(2 * time.Second),
+		RetryPeriod:                   new(200 * time.Millisecond),
 		Controller:                    ctrlConfigSkipNameValidation(),
 	})
 	if err != nil {
@@ -128,8 +126,6 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	e.t.Cleanup(stop)
 	return stop
 }
-
-func durationPtr(d time.Duration) *time.Duration { return &d }
 
 // create applies a WorkflowRun written in YAML to the test's namespace and shard.
 func (e *env) create(doc string) *v1alpha1.WorkflowRun {
@@ -424,7 +420,7 @@ func TestKubectlEndToEnd(t *testing.T) {
 	kubectl := func(args ...string) string {
 		t.Helper()
 		args = append([]string{"--kubeconfig", cluster.Kubeconfig, "-n", e.ns}, args...)
-		out, err := exec.Command(filepath.Join(kubetest.AssetsDir(), "kubectl"), args...).CombinedOutput()
+		out, err := exec.CommandContext(t.Context(), filepath.Join(kubetest.AssetsDir(), "kubectl"), args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -91,7 +91,9 @@ func (w *Watches) ObjectRead(_ context.Context, run engine.Key, _ string, r kube
 		w.starting = append(w.starting, k)
 		return
 	}
-	go w.watch(w.ctx, k)
+	// The watch serves every run that reads this kind, for as long as the Watches run: it
+	// lives in Start's context, not in that of the step that happened to read first.
+	go w.watch(w.ctx, k) //nolint:contextcheck // outlives the read on purpose; see above
 }
 
 // Forget drops what a run read: it finished or was deleted.

@@ -185,7 +185,7 @@ func fieldNames(v cue.Value) []string {
 // usage is the text of a `// +usage=` comment on a field.
 func usage(v cue.Value) string {
 	for _, cg := range v.Doc() {
-		for _, line := range strings.Split(cg.Text(), "\n") {
+		for line := range strings.SplitSeq(cg.Text(), "\n") {
 			if _, after, ok := strings.Cut(line, "+usage="); ok {
 				return strings.TrimSpace(after)
 			}

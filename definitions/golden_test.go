@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -114,9 +115,7 @@ func run(t *testing.T, req goldenRequest) string {
 		Resumed:    req.Resumed,
 		Now:        now,
 	}
-	for k, v := range req.Context {
-		sr.Context[k] = v
-	}
+	maps.Copy(sr.Context, req.Context)
 	names := make([]string, 0, len(req.Outputs))
 	for n := range req.Outputs {
 		names = append(names, n)
@@ -176,19 +175,19 @@ func (builtins) Template(_ context.Context, _, typ string) (string, error) {
 // builtin actions are real; the http and util ones keep their real settings (side effects,
 // legacy results) but call a fake. Every call is recorded.
 func fakeRegistry(record func(name string, c *step.Call) (any, error)) *step.Registry {
-	real := step.NewRegistry()
-	builtin.Register(real)
-	op.Register(real)
-	httpprovider.Register(real, httpprovider.Options{})
-	util.Register(real, util.Options{})
-	kube.Register(real, kube.Options{})
-	config.Register(real, config.Options{})
-	email.Register(real, email.Options{})
-	metrics.Register(real, metrics.Options{})
-	notification.Register(real, notification.Options{})
+	full := step.NewRegistry()
+	builtin.Register(full)
+	op.Register(full)
+	httpprovider.Register(full, httpprovider.Options{})
+	util.Register(full, util.Options{})
+	kube.Register(full, kube.Options{})
+	config.Register(full, config.Options{})
+	email.Register(full, email.Options{})
+	metrics.Register(full, metrics.Options{})
+	notification.Register(full, notification.Options{})
 	reg := step.NewRegistry()
-	for _, path := range real.PackagePaths() {
-		p, _ := real.Package(path)
+	for _, path := range full.PackagePaths() {
+		p, _ := full.Package(path)
 		reg.AddPackage(p)
 	}
 	for _, id := range []string{"builtin.wait", "builtin.suspend", "builtin.break", "builtin.fail", "builtin.message",
@@ -198,7 +197,7 @@ func fakeRegistry(record func(name string, c *step.Call) (any, error)) *step.Reg
 		"email.send", "metrics.promCheck",
 		"notification.slack", "notification.dingtalk", "notification.lark", "notification.webhook"} {
 		provider, do, _ := strings.Cut(id, ".")
-		a, _ := real.Action(provider, do)
+		a, _ := full.Action(provider, do)
 		fake := *a
 		fake.Run = func(ctx context.Context, c *step.Call) (any, error) {
 			out, err := record(id, c)

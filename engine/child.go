@@ -109,7 +109,7 @@ func (e *Engine) runChild(ctx context.Context, req *StepRequest, parent string, 
 			// of this run passes on to the child.
 			return &StepResult{Outcome: Suspended, Message: fmt.Sprintf("child run %s is suspended", key.Name)}, nil
 		}
-		return childWaiting(key, "is "+string(orDefault(string(st.Phase), "starting"))), nil
+		return childWaiting(key, "is "+orDefault(string(st.Phase), "starting")), nil
 	}
 	if st.Phase != v1alpha1.RunSucceeded {
 		msg := fmt.Sprintf("child run %s %s", key.Name, st.Phase)

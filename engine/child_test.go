@@ -137,7 +137,7 @@ spec:
     - {name: sub, type: workflow, properties: {name: slow}}`)
 	childKey := engine.Key{Namespace: "default", Name: "rel-sub"}
 	h.waitFor(childKey, "child waiting", func(r *engine.Run) bool { return strings.Contains(phases(r), "hold=running/Wait") })
-	if err := h.operate(key, func(r *engine.Run, now time.Time) error { return engine.TerminateRun(r, now) }); err != nil {
+	if err := h.operate(key, engine.TerminateRun); err != nil {
 		t.Fatal(err)
 	}
 	run := h.waitPhase(key, v1alpha1.RunTerminated)

@@ -97,7 +97,7 @@ func New(opts Options) *Engine {
 	}
 }
 
-func defaultBackoff(b Backoff, initial, max time.Duration) Backoff {
+func defaultBackoff(b Backoff, initial, maxDelay time.Duration) Backoff {
 	if b.Initial <= 0 {
 		b.Initial = initial
 	}
@@ -105,10 +105,7 @@ func defaultBackoff(b Backoff, initial, max time.Duration) Backoff {
 		b.Factor = 2
 	}
 	if b.Max < b.Initial {
-		b.Max = max
-		if b.Max < b.Initial {
-			b.Max = b.Initial
-		}
+		b.Max = max(maxDelay, b.Initial)
 	}
 	return b
 }
@@ -117,9 +114,7 @@ func defaultBackoff(b Backoff, initial, max time.Duration) Backoff {
 func (e *Engine) Start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range e.opts.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				key, ok := e.q.get()
 				if !ok {
@@ -128,7 +123,7 @@ func (e *Engine) Start(ctx context.Context) error {
 				e.process(ctx, key)
 				e.q.done(key)
 			}
-		}()
+		})
 	}
 	<-ctx.Done()
 	e.q.close()
@@ -383,9 +378,7 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	stepCtx, cancel := context.WithCancel(ctx)
 	rs.inflight[n.name] = cancel
 	rs.seen[n.name] = rs.wakes
-	e.steps.Add(1)
-	go func() {
-		defer e.steps.Done()
+	e.steps.Go(func() {
 		defer cancel()
 		res, err := runStep(stepCtx, req)
 		if err == nil && res == nil {
@@ -401,7 +394,7 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 		rs.done = append(rs.done, d)
 		e.mu.Unlock()
 		e.q.add(key)
-	}()
+	})
 }
 
 func (e *Engine) requeueDone(rs *runState, done []stepDone) {

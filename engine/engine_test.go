@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -456,8 +455,7 @@ spec:
 	h2 := &harness{t: t, store: h.store, clock: h.clock, script: newScript(), last: map[engine.Key]*engine.Run{}, change: make(chan struct{}, 1)}
 	h2.script.release("b")
 	h2.eng = engine.New(engine.Options{Store: h2.store, Runner: h2.script, Conditions: conds{}, Observer: h2, Clock: h2.clock})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	go func() { _ = h2.eng.Start(ctx) }()
 	h2.eng.Enqueue(key)
 	run := h2.waitPhase(key, v1alpha1.RunSucceeded)

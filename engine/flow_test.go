@@ -374,7 +374,7 @@ spec:
 		h.clock.Advance(4 * time.Second)
 		h.waitFor(key, "moved", func(r *engine.Run) bool { return !h.eng.Busy(key) })
 	}
-	run = h.waitPhase(key, v1alpha1.RunSucceeded)
+	h.waitPhase(key, v1alpha1.RunSucceeded)
 	if h.script.peak > 2 {
 		t.Errorf("peak concurrency %d, want at most 2", h.script.peak)
 	}

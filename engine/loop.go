@@ -331,7 +331,7 @@ func lookupPath(v any, path string) (any, bool) {
 	if path == "" {
 		return v, true
 	}
-	for _, p := range strings.Split(path, ".") {
+	for p := range strings.SplitSeq(path, ".") {
 		switch x := v.(type) {
 		case map[string]any:
 			var ok bool

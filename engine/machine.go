@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"time"
@@ -231,8 +232,7 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 		rec.Memo = d.result.Memo
 	}
 	if d.err != nil {
-		var te *TerminalError
-		if errors.As(d.err, &te) {
+		if te, ok := errors.AsType[*TerminalError](d.err); ok {
 			m.fail(run, n, orDefault(te.Reason, v1alpha1.ReasonExecute), d.err.Error(), d.at, t)
 			return
 		}
@@ -714,9 +714,7 @@ func stepContext(run *Run, n *node) map[string]any {
 	if obj.Spec.Context != nil && len(obj.Spec.Context.Raw) > 0 {
 		var user map[string]any
 		if json.Unmarshal(obj.Spec.Context.Raw, &user) == nil {
-			for k, v := range user {
-				c[k] = v
-			}
+			maps.Copy(c, user)
 		}
 	}
 	if n.it != nil {
@@ -766,14 +764,10 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 	if n.group != nil {
 		req.GroupName = n.group.spec.Name
 	}
-	for k, v := range run.Vars {
-		req.Vars[k] = v
-	}
+	maps.Copy(req.Vars, run.Vars)
 	if rec.Memo != nil {
 		req.Memo = make(map[string]json.RawMessage, len(rec.Memo))
-		for k, v := range rec.Memo {
-			req.Memo[k] = v
-		}
+		maps.Copy(req.Memo, rec.Memo)
 	}
 	return req, nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,13 +117,13 @@ func RestartRun(run *Run, step string) error {
 	if target.it != nil {
 		target = target.it.loop // a loop runs again as a whole
 	}
-	clear := map[*node]bool{}
+	cleared := map[*node]bool{}
 	var clearNode, clearGroupOnly func(n *node)
 	clearNode = func(n *node) {
-		if clear[n] {
+		if cleared[n] {
 			return
 		}
-		clear[n] = true
+		cleared[n] = true
 		for _, s := range n.subs {
 			clearNode(s)
 		}
@@ -139,16 +140,16 @@ func RestartRun(run *Run, step string) error {
 			clearNode(grp) // its iterations all run again
 			return
 		}
-		if clear[grp] {
+		if cleared[grp] {
 			return
 		}
-		clear[grp] = true
+		cleared[grp] = true
 		for _, o := range dependents(g, grp) {
 			clearNode(o)
 		}
 	}
 	clearNode(target)
-	for n := range clear {
+	for n := range cleared {
 		for _, o := range n.spec.Outputs {
 			delete(run.Vars, o.Name)
 		}
@@ -181,18 +182,14 @@ func RestartRun(run *Run, step string) error {
 func dependents(g *graph, n *node) []*node {
 	var out []*node
 	g.each(func(o *node) {
-		for _, d := range o.deps {
-			if d == n {
-				out = append(out, o)
-				return
-			}
+		if slices.Contains(o.deps, n) {
+			out = append(out, o)
+			return
 		}
 		if o.mode == v1alpha1.ModeStepByStep {
-			for _, p := range o.prev {
-				if p == n {
-					out = append(out, o)
-					return
-				}
+			if slices.Contains(o.prev, n) {
+				out = append(out, o)
+				return
 			}
 		}
 	})

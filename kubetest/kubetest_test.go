@@ -23,7 +23,11 @@ func TestStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
 	scheme := runtime.NewScheme()
 	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -39,7 +43,7 @@ func TestStart(t *testing.T) {
 	if got := crd.Spec.Names.ShortNames; len(got) != 1 || got[0] != "wr" {
 		t.Errorf("short names = %v, want [wr]", got)
 	}
-	out, err := exec.Command(filepath.Join(kubetest.AssetsDir(), "kubectl"), "--kubeconfig", c.Kubeconfig, "get", "wr", "-A").CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), filepath.Join(kubetest.AssetsDir(), "kubectl"), "--kubeconfig", c.Kubeconfig, "get", "wr", "-A").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "No resources found") {
 		t.Fatalf("kubectl get wr: %v\n%s", err, out)
 	}

@@ -84,7 +84,7 @@ func readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read: closing cannot lose anything
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("manifest: read %s: %w", path, err)
@@ -204,11 +204,10 @@ func yamlPrintable(r rune) bool {
 
 // find returns the line and column of the first occurrence of s in data, or 0, 0.
 func find(data []byte, s string) (line, col int) {
-	i := bytes.Index(data, []byte(s))
-	if i < 0 {
+	before, _, found := bytes.Cut(data, []byte(s))
+	if !found {
 		return 0, 0
 	}
-	before := data[:i]
 	line = 1 + bytes.Count(before, []byte("\n"))
 	return line, 1 + utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:])
 }

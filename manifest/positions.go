@@ -50,13 +50,13 @@ func (p *Positions) Lookup(obj any, fieldPath string) (file string, line, col in
 // locate walks a field path down from root. It returns the node that locates the deepest part of
 // the path written in the document (a key, or a list item), and whether that is the whole path.
 func locate(root *yaml.Node, fieldPath string) (*yaml.Node, bool) {
+	// The walker is this call's own and goes with it, so what it enters is never left.
 	w := newWalker("")
 	at := root
-	cur, vis, ok := w.enter(root, nil)
+	cur, _, ok := w.enter(root, nil)
 	if !ok {
 		return at, false
 	}
-	defer w.leave(vis)
 	for _, seg := range splitPath(fieldPath) {
 		var next *yaml.Node
 		switch {
@@ -76,11 +76,10 @@ func locate(root *yaml.Node, fieldPath string) (*yaml.Node, bool) {
 		if next == nil {
 			return at, false
 		}
-		next, vis, ok := w.enter(next, nil)
+		next, _, ok := w.enter(next, nil)
 		if !ok {
 			return at, false
 		}
-		defer w.leave(vis)
 		cur = next
 	}
 	return at, true

@@ -281,11 +281,11 @@ func describe(n *yaml.Node) string {
 
 // clip shortens s for a message.
 func clip(s string) string {
-	const max = 40
-	if len(s) <= max {
+	const limit = 40
+	if len(s) <= limit {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:limit] + "..."
 }
 
 // freeChild is the path of key name in an object: a child when the name reads well after a dot

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need, then checks formatting,
-# vets, runs every test, and fuzzes each fuzz target briefly.
+# vets, lints, runs every test, and fuzzes each fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,9 @@ fi
 
 echo "== go vet"
 go vet ./...
+
+echo "== golangci-lint"
+./scripts/lint.sh
 
 echo "== go test"
 go test -race -count=1 -timeout 20m ./...

@@ -27,8 +27,7 @@ func (r *Runner) Check(_ context.Context, typ, template string) error {
 // the keys in filled (a step's inputs' parameterKeys) are filled at run time and taken as given.
 func (r *Runner) CheckProperties(ctx context.Context, namespace, typ string, props map[string]any, filled []string) error {
 	d, err := r.load(ctx, r.generation(), namespace, typ)
-	var f *failure
-	if errors.As(err, &f) {
+	if f, ok := errors.AsType[*failure](err); ok {
 		return errors.New(f.msg)
 	}
 	if err != nil {
@@ -144,8 +143,7 @@ type Parameter struct {
 // `stepflow def show`.
 func (r *Runner) Parameters(ctx context.Context, namespace, typ string) ([]Parameter, error) {
 	d, err := r.load(ctx, r.generation(), namespace, typ)
-	var f *failure
-	if errors.As(err, &f) {
+	if f, ok := errors.AsType[*failure](err); ok {
 		return nil, errors.New(f.msg)
 	}
 	if err != nil {
@@ -203,7 +201,7 @@ func typeOf(v cue.Value) string {
 // usage is the text of a `// +usage=` comment on a field.
 func usage(v cue.Value) string {
 	for _, cg := range v.Doc() {
-		for _, line := range strings.Split(cg.Text(), "\n") {
+		for line := range strings.SplitSeq(cg.Text(), "\n") {
 			if _, after, ok := strings.Cut(line, "+usage="); ok {
 				return strings.TrimSpace(after)
 			}

@@ -288,8 +288,7 @@ func describe(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ce *cueError
-	if errors.As(err, &ce) {
+	if _, ok := errors.AsType[*cueError](err); ok {
 		return err
 	}
 	var lines []string

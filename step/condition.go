@@ -61,7 +61,7 @@ func (g *generation) condition(expr string) (cue.Value, error) {
 	src := preamble + "status: _\ninputs: _\ncontext: _\n\"$if\": (" + strings.TrimSpace(expr) + ")\n"
 	f, err := parser.ParseFile(condFile, src)
 	if err != nil {
-		return cue.Value{}, fmt.Errorf("%w: %v", errNotValid, describe(err))
+		return cue.Value{}, fmt.Errorf("%w: %w", errNotValid, describe(err))
 	}
 	// The expression must not have closed the parenthesis to add fields of its own.
 	if n := len(f.Decls); n != len(condScopes)+2 {
@@ -74,7 +74,7 @@ func (g *generation) condition(expr string) (cue.Value, error) {
 	}
 	c := g.ctx.BuildFile(f, cue.InferBuiltins(true))
 	if err := c.Err(); err != nil {
-		return cue.Value{}, fmt.Errorf("%w: %v", errNotValid, describe(err))
+		return cue.Value{}, fmt.Errorf("%w: %w", errNotValid, describe(err))
 	}
 	if len(g.conds) < maxConditions {
 		g.conds[expr] = c

@@ -67,8 +67,7 @@ func (c *Call) Decode(into any) error {
 		return fmt.Errorf("reading parameters: %w", err)
 	}
 	if err := json.Unmarshal(b, into); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 			return fmt.Errorf("parameter %s: got %s, want %s", te.Field, te.Value, te.Type)
 		}
 		return fmt.Errorf("reading parameters: %w", err)

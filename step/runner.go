@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"sync"
 
@@ -144,9 +145,7 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		return nil, fmt.Errorf("step %s: loading step type %s: %w", req.Step.Name, req.Step.Type, err)
 	}
 	e := &evaluation{r: r, gen: gen, def: d, req: req, memo: map[string]json.RawMessage{}, done: map[string]bool{}}
-	for k, v := range req.Memo {
-		e.memo[k] = v
-	}
+	maps.Copy(e.memo, req.Memo)
 	err = e.run(ctx)
 	res := e.result()
 	if errors.As(err, &f) {

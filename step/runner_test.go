@@ -684,9 +684,7 @@ got: test.#Get & {$params: key: parameter.key}
 	var wg sync.WaitGroup
 	errs := make(chan error, 40)
 	for i := range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			req := request("echo", map[string]any{"key": fmt.Sprint(i)})
 			req.Step.Outputs = v1alpha1.StepOutputs{{Name: "echo", ValueFrom: "got.$returns.echo"}}
 			res, err := r.RunStep(context.Background(), req)
@@ -696,7 +694,7 @@ got: test.#Get & {$params: key: parameter.key}
 			if err != nil {
 				errs <- err
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -199,11 +200,12 @@ func (w *walker) action(v, providerValue cue.Value) {
 	s := &site{key: key, value: v, action: a, paramsValue: v.LookupPath(cue.MakePath(paramsSel))}
 	s.legacy = !s.paramsValue.Exists()
 	params, err := s.readParams(false)
-	switch err.(type) {
-	case nil:
+	var f *failure
+	switch {
+	case err == nil:
 		s.params = params
 		w.ready = s
-	case *failure:
+	case errors.As(err, &f):
 		w.err = err
 	default:
 		s.incomplete = err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -58,9 +59,7 @@ func MatrixItems(m *runtime.RawExtension) ([]map[string]json.RawMessage, error) 
 		for _, combo := range out {
 			for _, v := range values {
 				c := make(map[string]json.RawMessage, len(combo)+1)
-				for k, x := range combo {
-					c[k] = x
-				}
+				maps.Copy(c, combo)
 				c[name] = v
 				next = append(next, c)
 			}

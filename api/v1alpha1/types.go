@@ -91,7 +91,7 @@ const (
 	ReasonAction             = "Action"
 )
 
-// LabelParentRun, on a run a `workflow` step started, names the run that started it (in the same
+// LabelParentRun names, on a run a `workflow` step started, the run that started it (in the same
 // namespace).
 const LabelParentRun = "workflowrun.oam.dev/parent"
 

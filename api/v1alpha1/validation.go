@@ -148,7 +148,7 @@ func validateGroupMode(m WorkflowMode, path *field.Path) field.ErrorList {
 	if m == "" || m == ModeDAG || m == ModeStepByStep || m == ModeSwitch {
 		return nil
 	}
-	return field.ErrorList{field.NotSupported(path, m, append(modes[:len(modes):len(modes)], string(ModeSwitch)))}
+	return field.ErrorList{field.NotSupported(path, m, append(slices.Clip(modes), string(ModeSwitch)))}
 }
 
 func validateExecuteMode(m *WorkflowExecuteMode, path *field.Path) field.ErrorList {
@@ -540,9 +540,9 @@ func (c *stepChecker) reportCycle(l *level, steps []int, edges []edge, reported 
 
 // clip shortens s for a message.
 func clip(s string) string {
-	const max = 60
-	if len(s) <= max {
+	const limit = 60
+	if len(s) <= limit {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:limit] + "..."
 }

@@ -28,14 +28,18 @@ func main() {
 	}
 }
 
-func run(path string) error {
+func run(path string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c, err := kubetest.Start()
 	if err != nil {
 		return err
 	}
-	defer c.Stop()
+	defer func() {
+		if serr := c.Stop(); err == nil {
+			err = serr
+		}
+	}()
 	data, err := os.ReadFile(c.Kubeconfig)
 	if err != nil {
 		return err

@@ -106,7 +106,7 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 		LeaderElectionID:              f.leaderID,
 		LeaderElectionNamespace:       f.leaderNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       durationPtr(30 * time.Second),
+		GracefulShutdownTimeout:       new(30 * time.Second),
 	})
 	if err != nil {
 		return fmt.Errorf("controller manager: %w", err)
@@ -143,8 +143,6 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	}
 	return nil
 }
-
-func durationPtr(d time.Duration) *time.Duration { return &d }
 
 // kubeStore is a store over the cluster's WorkflowRuns for this command's operations.
 func (g *globals) kubeStore() (*kubestore.Store, error) {

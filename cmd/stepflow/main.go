@@ -68,8 +68,7 @@ func runIn(dir string, args []string, stdout, stderr io.Writer) int {
 		return g.code
 	}
 	fmt.Fprintln(stderr, "Error:", err)
-	var ee *exitError
-	if errors.As(err, &ee) {
+	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
 	}
 	if isUsageError(err) {

@@ -104,12 +104,12 @@ func cmdFileSize(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 || neg {
 		ts.Fatalf("usage: filesize FILE MAXBYTES")
 	}
-	max, err := strconv.Atoi(args[1])
+	maxBytes, err := strconv.Atoi(args[1])
 	ts.Check(err)
 	info, err := os.Stat(ts.MkAbs(args[0]))
 	ts.Check(err)
-	if info.Size() > int64(max) {
-		ts.Fatalf("%s is %d bytes, more than %d", args[0], info.Size(), max)
+	if info.Size() > int64(maxBytes) {
+		ts.Fatalf("%s is %d bytes, more than %d", args[0], info.Size(), maxBytes)
 	}
 }
 

@@ -42,7 +42,7 @@ func newTerminateCommand(g *globals) *cobra.Command {
 		Short: "End a run: running steps fail, only `if: always` steps still run",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.operate(cmd, args[0], true, func(r *engine.Run, now time.Time) error { return engine.TerminateRun(r, now) })
+			return g.operate(cmd, args[0], true, engine.TerminateRun)
 		},
 	}
 }

@@ -141,7 +141,8 @@ func (p *progress) redraw() {
 		fmt.Fprintf(&b, "\x1b[%dA", p.drawn-n)
 	}
 	p.drawn = n
-	io.WriteString(p.w, b.String())
+	// Progress is shown as well as it can be: a terminal that cannot be drawn on stops no run.
+	_, _ = io.WriteString(p.w, b.String())
 }
 
 func icon(phase v1alpha1.WorkflowStepPhase) string {
@@ -228,16 +229,17 @@ func oneLine(s string) string {
 
 // iterationCounts renders a loop's iterations: "3/10 succeeded, 1 failed, 2 running".
 func iterationCounts(it *v1alpha1.IterationsStatus) string {
-	out := fmt.Sprintf("%d/%d succeeded", it.Succeeded, it.Total)
+	var out strings.Builder
+	fmt.Fprintf(&out, "%d/%d succeeded", it.Succeeded, it.Total)
 	for _, c := range []struct {
 		n    int
 		word string
 	}{{it.Failed, "failed"}, {it.Skipped, "skipped"}, {it.Running, "running"}} {
 		if c.n > 0 {
-			out += fmt.Sprintf(", %d %s", c.n, c.word)
+			fmt.Fprintf(&out, ", %d %s", c.n, c.word)
 		}
 	}
-	return out
+	return out.String()
 }
 
 // shownIterations are the iterations of a loop the terminal tree shows under it: the failed and

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/smtp"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,7 +106,7 @@ func (s *sender) sendMessage(ctx context.Context, m *message, now time.Time) err
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	if err := s.deliver(ctx, m, server, from, to, data); err != nil {
-		return classify(fmt.Errorf("vela/email: sending to %s: %w", server, err), ctx)
+		return classify(ctx, fmt.Errorf("vela/email: sending to %s: %w", server, err))
 	}
 	return nil
 }
@@ -145,7 +146,8 @@ func (s *sender) deliver(ctx context.Context, m *message, server, from string, t
 		_ = conn.Close()
 		return err
 	}
-	defer c.Close()
+	// After Quit the connection is closed already; after a failure, the failure is the news.
+	defer func() { _ = c.Close() }()
 	if err := c.Hello(orDefault(s.opts.Hostname, "localhost")); err != nil {
 		return err
 	}
@@ -195,15 +197,11 @@ func (e *authError) Unwrap() error { return e.err }
 // chooseAuth picks PLAIN, else LOGIN, among the mechanisms the server offers.
 func chooseAuth(offered, user, password, host string) (smtp.Auth, error) {
 	mechs := strings.Fields(strings.ToUpper(offered))
-	for _, m := range mechs {
-		if m == "PLAIN" {
-			return smtp.PlainAuth("", user, password, host), nil
-		}
+	if slices.Contains(mechs, "PLAIN") {
+		return smtp.PlainAuth("", user, password, host), nil
 	}
-	for _, m := range mechs {
-		if m == "LOGIN" {
-			return &loginAuth{user: user, password: password, host: host}, nil
-		}
+	if slices.Contains(mechs, "LOGIN") {
+		return &loginAuth{user: user, password: password, host: host}, nil
 	}
 	return nil, &authError{fmt.Errorf("the server offers AUTH %s; stepflow speaks PLAIN and LOGIN", offered)}
 }
@@ -246,7 +244,7 @@ func isLocal(host string) bool {
 
 // classify makes err terminal unless trying again may help: a server not reached, a timeout,
 // or a 4xx reply.
-func classify(err error, ctx context.Context) error {
+func classify(ctx context.Context, err error) error {
 	var tp *textproto.Error
 	var ae *authError
 	var ce *tls.CertificateVerificationError

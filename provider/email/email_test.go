@@ -70,7 +70,7 @@ func startServer(t *testing.T, cfg serverConfig) *testServer {
 		ts.cert = parsed
 		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +78,16 @@ func startServer(t *testing.T, cfg serverConfig) *testServer {
 		l = tls.NewListener(l, s.TLSConfig)
 	}
 	ts.port = l.Addr().(*net.TCPAddr).Port
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
 	return ts
 }
 
@@ -316,8 +324,7 @@ func TestAnUntrustedCertificateFailsTheStep(t *testing.T) {
 func TestAuthFailureIsTerminalWithTheServersReplyAndNoPassword(t *testing.T) {
 	ts := startServer(t, serverConfig{tls: "starttls", mechs: []string{sasl.Plain}, password: "right"})
 	err := call(t, sendAction(t, email.Options{TLSConfig: trusting(ts)}), params(ts.port, "wrong-pa55word"))
-	var te *engine.TerminalError
-	if !errors.As(err, &te) {
+	if _, ok := errors.AsType[*engine.TerminalError](err); !ok {
 		t.Fatalf("got %v, want a terminal error", err)
 	}
 	if !strings.Contains(err.Error(), "535") || !strings.Contains(err.Error(), "authentication failed") {
@@ -348,12 +355,14 @@ func TestPasswordIsNotSentInTheClear(t *testing.T) {
 }
 
 func TestTransientFailuresAreRetried(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	ts := startServer(t, serverConfig{rcptCode: 451})
 	for name, port := range map[string]int{"connection refused": closed, "451 reply": ts.port} {
 		err := call(t, sendAction(t, email.Options{}), params(port, ""))
@@ -384,8 +393,7 @@ func TestBadParametersAreTerminal(t *testing.T) {
 		p := params(25, "")
 		mutate(p)
 		err := call(t, a, p)
-		var te *engine.TerminalError
-		if !errors.As(err, &te) {
+		if _, ok := errors.AsType[*engine.TerminalError](err); !ok {
 			t.Errorf("%s: got %v, want a terminal error", name, err)
 		}
 	}

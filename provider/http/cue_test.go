@@ -10,23 +10,31 @@ import (
 	"github.com/stepflow/stepflow/step"
 )
 
+// compiled is the supplied vela/http source compiled, with the context that compiled it: what
+// is evaluated in its scope must be compiled in the same context.
+type compiled struct {
+	ctx   *cue.Context
+	value cue.Value
+}
+
 // pkg compiles the supplied vela/http source.
-func pkg(t *testing.T) cue.Value {
+func pkg(t *testing.T) compiled {
 	t.Helper()
 	r := step.NewRegistry()
 	http.Register(r, http.Options{})
 	p, _ := r.Package("vela/http")
-	v := cuecontext.New().CompileString(p.Source, cue.Filename("vela/http"))
+	ctx := cuecontext.New()
+	v := ctx.CompileString(p.Source, cue.Filename("vela/http"))
 	if err := v.Err(); err != nil {
 		t.Fatalf("vela/http does not compile: %v", err)
 	}
-	return v
+	return compiled{ctx: ctx, value: v}
 }
 
 // use evaluates expr (a CUE expression over the package's definitions) in the package.
-func use(t *testing.T, pkg cue.Value, expr string) (cue.Value, error) {
+func use(t *testing.T, pkg compiled, expr string) (cue.Value, error) {
 	t.Helper()
-	v := pkg.Context().CompileString("x: "+expr, cue.Scope(pkg))
+	v := pkg.ctx.CompileString("x: "+expr, cue.Scope(pkg.value))
 	x := v.LookupPath(cue.ParsePath("x"))
 	if err := v.Err(); err != nil {
 		return x, err

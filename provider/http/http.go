@@ -180,8 +180,7 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 	defer cancel()
 	resp, err := p.client.Do(req.WithContext(ctx))
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err // its text repeats the method and URL, which the message below gives
 		}
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	nethttp "net/http"
 	"net/http/httptest"
 	"strings"
@@ -113,7 +114,7 @@ func TestEachMethodIsSentWithItsBody(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.StatusCode != 200 || res.Header["X-Method"][0] != m {
+			if res.StatusCode != nethttp.StatusOK || res.Header["X-Method"][0] != m {
 				t.Fatalf("got status %d, method %v", res.StatusCode, res.Header["X-Method"])
 			}
 			want := m + ` {"n":1}`
@@ -386,9 +387,7 @@ func TestRateLimiter(t *testing.T) {
 	s := &session{now: time.Unix(1_700_000_000, 0)}
 	limited := func(url string, extra map[string]any) map[string]any {
 		rl := map[string]any{"limit": 2, "period": "1m"}
-		for k, v := range extra {
-			rl[k] = v
-		}
+		maps.Copy(rl, extra)
 		return map[string]any{"url": url, "request": map[string]any{"ratelimiter": rl}}
 	}
 

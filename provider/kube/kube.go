@@ -437,11 +437,12 @@ func merge(base, patch map[string]any) map[string]any {
 		}
 		pm, pIsMap := pv.(map[string]any)
 		bm, bIsMap := base[k].(map[string]any)
-		if pIsMap && bIsMap {
+		switch {
+		case pIsMap && bIsMap:
 			base[k] = merge(bm, pm)
-		} else if pIsMap {
+		case pIsMap:
 			base[k] = merge(map[string]any{}, pm)
-		} else {
+		default:
 			base[k] = pv
 		}
 	}
@@ -476,8 +477,7 @@ func failure(op string, u *unstructured.Unstructured, cluster string, err error)
 // terminal (an unknown cluster). Anything else (unreachable, timeouts, 5xx, 429, conflicts)
 // stays a plain error, which the engine retries.
 func Failure(what string, err error) error {
-	var te *engine.TerminalError
-	if errors.As(err, &te) {
+	if _, ok := errors.AsType[*engine.TerminalError](err); ok {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if meta.IsNoMatchError(err) {

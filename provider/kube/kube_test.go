@@ -120,12 +120,14 @@ func clustersFile(t *testing.T, contexts map[string]*rest.Config) string {
 // downConfig reaches a loopback port nothing listens on.
 func downConfig(t *testing.T) *rest.Config {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	cfg := rest.CopyConfig(spoke.Config)
 	cfg.Host = "https://" + addr
 	return cfg

@@ -206,8 +206,7 @@ func (c *checker) query(ctx context.Context, endpoint, q string) ([]float64, err
 	}
 	resp, err := c.opts.Client.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err // its text holds the whole URL
 		}
 		if ctx.Err() != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,7 +90,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	cmd := exec.Command(prometheusBinary,
+	cmd := exec.CommandContext(t.Context(), prometheusBinary,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
@@ -106,10 +107,9 @@ scrape_configs:
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
+		if err := <-exited; t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
-			t.Logf("prometheus log:\n%s", b)
+			t.Logf("prometheus (%v) log:\n%s", err, b)
 		}
 	})
 	// Prometheus is up once it scrapes.
@@ -126,12 +126,15 @@ scrape_configs:
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 // show sets the target's value and returns once Prometheus answers a query with it: after
@@ -146,7 +149,11 @@ func (p *prometheus) show(t *testing.T, v float64) {
 		case <-deadline:
 			t.Fatalf("prometheus does not show app_success_ratio %v within a minute", v)
 		}
-		resp, err := http.Get(p.url + "/api/v1/query?query=app_success_ratio")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.url+"/api/v1/query?query=app_success_ratio", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			continue
 		}
@@ -305,9 +312,7 @@ func checkMetricsStep(t *testing.T, prom *prometheus) {
 		if err != nil {
 			t.Fatalf("at +%v: %v", d, err)
 		}
-		for k, v := range res.VarWrites {
-			req.Vars[k] = v
-		}
+		maps.Copy(req.Vars, res.VarWrites)
 		return res
 	}
 	if res := eval(0); res.Outcome != engine.Waiting || !strings.Contains(res.Message, "held for 0s of 1m0s") {
@@ -380,7 +385,9 @@ func TestBadParametersAreTerminal(t *testing.T) {
 	var queried atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		queried.Store(true)
-		io.WriteString(w, `{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}`)
+		if _, err := io.WriteString(w, `{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}`); err != nil {
+			t.Error(err)
+		}
 	}))
 	defer srv.Close()
 	a := promCheck(t, metrics.Options{})
@@ -392,8 +399,7 @@ func TestBadParametersAreTerminal(t *testing.T) {
 		{"query": "up", "metricEndpoint": "prometheus:9090", "condition": ">1"},
 	} {
 		_, err := check(t, a, s, p)
-		var te *engine.TerminalError
-		if !errors.As(err, &te) {
+		if _, ok := errors.AsType[*engine.TerminalError](err); !ok {
 			t.Errorf("%v: got %v, want a terminal error", p, err)
 		}
 	}
@@ -405,7 +411,9 @@ func TestBadParametersAreTerminal(t *testing.T) {
 func TestAClientErrorIsTerminalAndRedacted(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnprocessableEntity)
-		io.WriteString(w, `{"status":"error","errorType":"execution","error":"query processing would load too many samples"}`)
+		if _, err := io.WriteString(w, `{"status":"error","errorType":"execution","error":"query processing would load too many samples"}`); err != nil {
+			t.Error(err)
+		}
 	}))
 	defer srv.Close()
 	a := promCheck(t, metrics.Options{})

@@ -189,8 +189,7 @@ func Redact(raw string) string {
 
 // redactErr drops the URL Go's HTTP client puts in its errors.
 func redactErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
 		return ue.Err
 	}
 	return err

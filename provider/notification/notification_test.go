@@ -59,7 +59,9 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.got <- body
 	w.WriteHeader(s.status)
-	io.WriteString(w, s.answer)
+	if _, err := io.WriteString(w, s.answer); err != nil {
+		s.t.Error(err)
+	}
 }
 
 func mustJSON(v any) string {
@@ -241,11 +243,13 @@ func TestRedact(t *testing.T) {
 }
 
 func closedAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return addr
 }

@@ -105,8 +105,7 @@ func TestBadInputNamesTheField(t *testing.T) {
 		{"date", map[string]any{"timestamp": "1700000000"}, "parameter timestamp"},
 	} {
 		_, err := run(t, tc.do, tc.params)
-		var te *engine.TerminalError
-		if !errors.As(err, &te) {
+		if _, ok := errors.AsType[*engine.TerminalError](err); !ok {
 			t.Errorf("%s %v: got %v, want a terminal error", tc.do, tc.params, err)
 			continue
 		}

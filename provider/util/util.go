@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"time"
@@ -190,9 +191,7 @@ func mergePatch(target, patch any) any {
 	}
 	t, _ := target.(map[string]any)
 	out := make(map[string]any, len(t)+len(p))
-	for k, v := range t {
-		out[k] = v
-	}
+	maps.Copy(out, t)
 	for k, v := range p {
 		if v == nil {
 			delete(out, k)

@@ -77,8 +77,7 @@ func run(t *testing.T, r *step.Registry, do string, s *session, params map[strin
 
 func wantTerminal(t *testing.T, err error, want string) {
 	t.Helper()
-	var te *engine.TerminalError
-	if !errors.As(err, &te) {
+	if _, ok := errors.AsType[*engine.TerminalError](err); !ok {
 		t.Fatalf("got %v, want a terminal error", err)
 	}
 	if !strings.Contains(err.Error(), want) {

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -577,8 +578,8 @@ func atRest(obj *v1alpha1.WorkflowRun) bool {
 // trim drops the oldest log lines beyond the store's bound.
 func (s *Store) trim(logs []engine.LogEntry) []engine.LogEntry {
 	size := 0
-	for i := len(logs) - 1; i >= 0; i-- {
-		b, _ := json.Marshal(logs[i])
+	for i, log := range slices.Backward(logs) {
+		b, _ := json.Marshal(log)
 		size += len(b) + 1
 		if size > s.opts.MaxLogBytes {
 			return logs[i+1:]

@@ -32,7 +32,11 @@ func benchmarkSave(b *testing.B, runs int, synchronous string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
 	if size := len(mustJSON(b, storetest.NewRun("bench", "run"))); b.N == 1 {
 		b.Logf("run JSON: %d bytes", size)
 	}

@@ -63,7 +63,7 @@ func saveUntilKilled(path string) error {
 // is half-written.
 func TestKilledProcessKeepsAcknowledgedSaves(t *testing.T) {
 	path := tempPath(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashEnv+"="+path)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -103,7 +103,8 @@ func (s *Store) open(ctx context.Context) error {
 		return fmt.Errorf("open store %s: prepare: %w", s.path, err)
 	}
 	s.w = w
-	go w.loop()
+	// The writer outlives Open; it stops when the store is closed.
+	go w.loop() //nolint:contextcheck // a transaction commits the writes of many callers, so none of their contexts may end it
 	return nil
 }
 

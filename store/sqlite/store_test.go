@@ -115,9 +115,13 @@ func checkIntegrity(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	var result string
-	if err := db.QueryRow("PRAGMA integrity_check").Scan(&result); err != nil {
+	if err := db.QueryRowContext(t.Context(), "PRAGMA integrity_check").Scan(&result); err != nil {
 		t.Fatal(err)
 	}
 	if result != "ok" {
@@ -380,7 +384,11 @@ func TestOpenOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	if err := st.Save(ctx, storetest.NewRun("default", "x"), nil); err != nil {
 		t.Fatal(err)
 	}

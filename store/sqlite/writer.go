@@ -75,7 +75,7 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		stopped: make(chan struct{}),
 	}
 	for name, text := range writeSQL {
-		st, err := conn.PrepareContext(ctx, text)
+		st, err := conn.PrepareContext(ctx, text) //nolint:sqlclosecheck // kept in w.stmts for the writer's life; closeStatements closes them
 		if err != nil {
 			w.closeStatements()
 			return nil, fmt.Errorf("prepare %s: %w", name, err)
