@@ -147,7 +147,10 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	for k, v := range req.Memo {
 		e.memo[k] = v
 	}
-	err = e.run(ctx)
+	released, err := e.releaseSuspend(ctx)
+	if !released {
+		err = e.run(ctx)
+	}
 	res := e.result()
 	if errors.As(err, &f) {
 		res.Outcome, res.Reason, res.Message = engine.Failed, f.reason, f.msg
