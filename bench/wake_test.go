@@ -139,4 +139,3 @@ func wakeUp(b *testing.B, runs int) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-wake-ms")
 	b.ReportMetric(resumeAll.Seconds(), "s-to-resume-all")
 }
-
