@@ -32,7 +32,8 @@ type Options struct {
 	Observer   Observer
 	Clock      Clock
 	Logger     *slog.Logger
-	// Workers is how many runs advance at once; default 4 × GOMAXPROCS.
+	// Workers is how many runs advance at once; default DefaultWorkers. A worker spends most
+	// of its time waiting for the store (a load, a durable save), not on a CPU.
 	Workers int
 	// Retry bounds retries of provider errors; default 10 retries, 1s doubling to 1m.
 	Retry RetryPolicy
@@ -43,6 +44,13 @@ type Options struct {
 	// so that nothing of a run that cannot be right is executed.
 	Check func(ctx context.Context, run *Run) error
 }
+
+// DefaultWorkers is the number of workers when Options.Workers is zero (or 4 × GOMAXPROCS if
+// that is more). A worker advancing a run waits on the store for most of its time, and a
+// store that commits concurrent saves together (SQLite's group commit) writes one batch per
+// fsync: eight workers made batches of at most eight saves and left the CPUs idle while runs
+// waited in the queue.
+const DefaultWorkers = 64
 
 // Engine advances runs. A run is worked on by one worker at a time; its steps are evaluated in
 // their own goroutines, so independent steps of a run, and steps of many runs, run concurrently.
@@ -82,7 +90,7 @@ func New(opts Options) *Engine {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 4 * runtime.GOMAXPROCS(0)
+		opts.Workers = max(DefaultWorkers, 4*runtime.GOMAXPROCS(0))
 	}
 	if opts.Retry.Limit == 0 && opts.Retry.Backoff == (Backoff{}) {
 		opts.Retry = RetryPolicy{Limit: 10, Backoff: Backoff{Initial: time.Second, Factor: 2, Max: time.Minute}}

@@ -60,6 +60,10 @@ type definition struct {
 	filename string
 	// usesContext is set when the template refers to `context`: only then is it filled.
 	usesContext bool
+	// loneSuspend is the path of the template's only action when that is a builtin suspend
+	// and the template has nothing else but its parameter: a resume releases such a step
+	// without evaluating it again.
+	loneSuspend string
 	// err is why the template does not compile; it is cached like a success.
 	err error
 }
@@ -134,7 +138,46 @@ func (g *generation) compile(reg *Registry, typ, template string) *definition {
 		!v.LookupPath(cue.MakePath(cue.Str("parameter"))).Exists() {
 		d.root = t.Path()
 	}
+	d.loneSuspend = loneSuspend(f, d)
 	return d
+}
+
+// loneSuspend returns the label of the one field of a template that is a builtin suspend
+// action, when the template declares nothing else (at the top of the file) but its parameter;
+// otherwise "". Comprehensions and embeddings at the top could add fields, so they rule it out.
+func loneSuspend(f *ast.File, d *definition) string {
+	if len(d.root.Selectors()) > 0 {
+		return ""
+	}
+	label := ""
+	for _, decl := range f.Decls {
+		switch x := decl.(type) {
+		case *ast.ImportDecl, *ast.Attribute, *ast.Package, *ast.CommentGroup:
+		case *ast.Field:
+			name, _, err := ast.LabelName(x.Label)
+			switch {
+			case err != nil || x.Constraint != token.ILLEGAL:
+				return ""
+			case name == "parameter" || name == "context":
+			case label != "" || strings.HasPrefix(name, "#") || strings.HasPrefix(name, "_"):
+				return ""
+			default:
+				label = name
+			}
+		default:
+			return ""
+		}
+	}
+	if label == "" {
+		return ""
+	}
+	a := d.file.LookupPath(cue.MakePath(cue.Str(label)))
+	provider, perr := a.LookupPath(providerPath).String()
+	do, derr := a.LookupPath(doPath).String()
+	if perr != nil || derr != nil || provider != "builtin" || do != "suspend" {
+		return ""
+	}
+	return a.Path().String()
 }
 
 // checkPackageRefs reports a reference to something a supplied package does not declare, such

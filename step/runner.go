@@ -146,7 +146,10 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	}
 	e := &evaluation{r: r, gen: gen, def: d, req: req, memo: map[string]json.RawMessage{}, done: map[string]bool{}}
 	maps.Copy(e.memo, req.Memo)
-	err = e.run(ctx)
+	released, err := e.releaseSuspend(ctx)
+	if !released {
+		err = e.run(ctx)
+	}
 	res := e.result()
 	if errors.As(err, &f) {
 		res.Outcome, res.Reason, res.Message = engine.Failed, f.reason, f.msg

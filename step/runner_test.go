@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/step"
 )
@@ -780,5 +782,39 @@ parameter: {
 `})
 	if err := r.CheckProperties(context.Background(), "team-a", "p", map[string]any{"name": "x"}, nil); err != nil {
 		t.Errorf("namespace defaults to context.namespace: %v", err)
+	}
+}
+
+// A resume releases a step whose template is nothing but a suspend without evaluating it
+// again; what it returns must be what the evaluation would have returned.
+func TestResumedLoneSuspendIsReleasedAsEvaluated(t *testing.T) {
+	lone, _ := definitions.Template("suspend")
+	r, _ := newRunner(t, defs{
+		"suspend": lone,
+		// The same, but with a field that is not an action: evaluated as usual.
+		"evaluated": lone + "\nnote: \"x\"\n",
+	})
+	results := map[string]*engine.StepResult{}
+	for _, typ := range []string{"suspend", "evaluated"} {
+		req := request(typ, map[string]any{"message": "waiting"})
+		res := mustRun(t, r, req)
+		wantOutcome(t, res, engine.Suspended, v1alpha1.ReasonSuspend)
+		if res.Message != "waiting" {
+			t.Fatalf("%s: message %q", typ, res.Message)
+		}
+		resumed := again(req, res)
+		resumed.Resumed = true
+		res = mustRun(t, r, resumed)
+		wantOutcome(t, res, engine.Succeeded, "")
+		for i := range res.Logs {
+			res.Logs[i].Time, res.Logs[i].Duration = time.Time{}, 0
+		}
+		results[typ] = res
+	}
+	if got, want := results["suspend"], results["evaluated"]; !reflect.DeepEqual(got, want) {
+		t.Errorf("released without evaluation:\n%+v\nevaluated:\n%+v", got, want)
+	}
+	if got := results["suspend"]; len(got.Logs) != 1 || got.Logs[0].Action != "builtin.suspend" || got.Logs[0].Outcome != "ok" {
+		t.Errorf("logs %+v", got.Logs)
 	}
 }

@@ -1,8 +1,11 @@
 package step
 
 import (
+	"context"
 	"encoding/json"
 	"time"
+
+	"cuelang.org/go/cue"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -42,6 +45,9 @@ type suspension struct {
 	Until time.Time `json:"until,omitzero"`
 	// Released is set once a resume or the end of the duration released it.
 	Released bool `json:"released,omitempty"`
+	// Params are the parameters of the suspend action that held the step, for releasing it
+	// without evaluating the template again (evaluation.releaseSuspend).
+	Params json.RawMessage `json:"params,omitempty"`
 }
 
 // Suspend implements Session. The first time a suspend is reached it holds the step; on a later
@@ -59,6 +65,9 @@ func (e *evaluation) Suspend(d time.Duration, message string) bool {
 		s.Until = e.req.Now.Add(d)
 	case seen && !s.Released:
 		s.Released = e.req.Resumed || (!s.Until.IsZero() && !e.req.Now.Before(s.Until))
+	}
+	if !s.Released && s.Params == nil {
+		s.Params, _ = json.Marshal(e.params)
 	}
 	e.memo[key], _ = json.Marshal(s)
 	if s.Released {
@@ -97,4 +106,29 @@ func (e *evaluation) Log(level int, message string, data any) {
 		entry.Data = b
 	}
 	e.res.Logs = append(e.res.Logs, entry)
+}
+
+// releaseSuspend evaluates a resumed step whose template is a lone builtin suspend
+// (definition.loneSuspend) held by that suspend without evaluating the template again: it
+// runs the suspend action with the parameters it had when it suspended the step, which
+// releases it, and nothing follows it. It reports false, having done nothing, for any other
+// step (and for a suspend recorded without its parameters).
+func (e *evaluation) releaseSuspend(ctx context.Context) (bool, error) {
+	key := e.def.loneSuspend
+	if key == "" || !e.req.Resumed || len(e.req.Step.Outputs) > 0 {
+		return false, nil
+	}
+	a, ok := e.r.opts.Registry.Action("builtin", "suspend")
+	if !ok || a.Run == nil {
+		return false, nil
+	}
+	var s suspension
+	var params map[string]any
+	raw, seen := e.memo[key+"#suspend"]
+	if !seen || json.Unmarshal(raw, &s) != nil || s.Released || json.Unmarshal(s.Params, &params) != nil || params == nil {
+		return false, nil
+	}
+	e.start = time.Now()
+	_, err := e.call(ctx, cue.Value{}, &site{key: key, action: a, params: params})
+	return true, err
 }

@@ -28,6 +28,7 @@ type evaluation struct {
 	done    map[string]bool            // the actions run in this evaluation, by path
 	stopped bool                       // an action ended the evaluation
 	current string                     // the path of the action running
+	params  map[string]any             // and its parameters
 	fills   int                        // results filled in since the template was validated
 	start   time.Time
 }
@@ -274,7 +275,7 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 	sideEffect := s.action.SideEffect != nil && s.action.SideEffect(s.params)
 	result, replayed := e.memo[s.key]
 	if !sideEffect || !replayed {
-		e.current = s.key
+		e.current, e.params = s.key, s.params
 		began := time.Now()
 		out, err := s.action.Run(ctx, &Call{Params: s.params, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
 		took := time.Since(began)
