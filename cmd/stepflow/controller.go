@@ -54,7 +54,7 @@ next start goes on from the stored status.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&f.workers, "concurrent-reconciles", 0, "runs advanced at once (default 4 × CPUs)")
+	fl.IntVar(&f.workers, "concurrent-reconciles", 0, "runs advanced at once (default 64, or 4 × CPUs when more)")
 	fl.Float32Var(&f.qps, "kube-api-qps", 200, "queries per second to the API server")
 	fl.IntVar(&f.burst, "kube-api-burst", 400, "burst of queries to the API server")
 	fl.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader drives runs")
