@@ -122,13 +122,25 @@ func (e *evaluation) releaseSuspend(ctx context.Context) (bool, error) {
 	if !ok || a.Run == nil {
 		return false, nil
 	}
-	var s suspension
-	var params map[string]any
-	raw, seen := e.memo[key+"#suspend"]
-	if !seen || json.Unmarshal(raw, &s) != nil || s.Released || json.Unmarshal(s.Params, &params) != nil || params == nil {
+	params, ok := suspendParams(e.memo[key+"#suspend"])
+	if !ok {
 		return false, nil
 	}
 	e.start = time.Now()
 	_, err := e.call(ctx, cue.Value{}, &site{key: key, action: a, params: params})
 	return true, err
+}
+
+// suspendParams reads the parameters a suspend recorded when it held a step; false when the
+// record is missing, released already, or holds none.
+func suspendParams(raw json.RawMessage) (map[string]any, bool) {
+	var s suspension
+	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil || s.Released {
+		return nil, false
+	}
+	var params map[string]any
+	if json.Unmarshal(s.Params, &params) != nil || params == nil {
+		return nil, false
+	}
+	return params, true
 }
