@@ -11,6 +11,8 @@ echo "== test servers"
 # Debian packages the tests start as real servers, installed when missing.
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
+# store/postgres runs initdb and postgres from /usr/lib/postgresql/<major>/bin (store/postgres/pgtest).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq

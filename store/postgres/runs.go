@@ -1,0 +1,376 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store/sqlite"
+)
+
+// The runs columns a write sets, the parameters runRow.values binds them to ($1 and $2 are
+// the key, the version comes from run_versions), and their update from an insert's excluded row.
+const (
+	runColumns = `namespace, name, version, data, phase, message, start_time, end_time,
+		steps_total, steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped`
+	runValues = `$1, $2, nextval('run_versions'), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13`
+	runSet    = `version = nextval('run_versions'), data = $3, phase = $4, message = $5,
+		start_time = $6, end_time = $7, steps_total = $8, steps_running = $9,
+		steps_suspending = $10, steps_succeeded = $11, steps_failed = $12, steps_skipped = $13`
+	runFromExcluded = `version = excluded.version, data = excluded.data, phase = excluded.phase,
+		message = excluded.message, start_time = excluded.start_time, end_time = excluded.end_time,
+		steps_total = excluded.steps_total, steps_running = excluded.steps_running,
+		steps_suspending = excluded.steps_suspending, steps_succeeded = excluded.steps_succeeded,
+		steps_failed = excluded.steps_failed, steps_skipped = excluded.steps_skipped`
+)
+
+// Save's statements: the write of the run's row (an insert for a new run, an update at the
+// loaded version otherwise), whose RETURNING row exists only if it wrote; the log entries
+// ($14 the steps, $15 the entries, in order), inserted once per row the write returned, so
+// none when it did not; and the new version. One statement is one transaction.
+const (
+	saveLogs = `, logged AS (
+		INSERT INTO logs (namespace, name, step, entry)
+		SELECT $1, $2, l.step, l.entry
+		FROM saved, unnest($14::text[], $15::bytea[]) WITH ORDINALITY AS l (step, entry, n)
+		ORDER BY l.n
+	)
+	SELECT version FROM saved`
+	saveNew = `WITH saved AS (
+		INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `)
+		ON CONFLICT (namespace, name) DO NOTHING
+		RETURNING version
+	)` + saveLogs
+	saveLoaded = `WITH saved AS (
+		UPDATE runs SET ` + runSet + `
+		WHERE namespace = $1 AND name = $2 AND version = $16
+		RETURNING version
+	)` + saveLogs
+)
+
+// runRow is a run encoded for writing: its JSON and the summary List reads.
+type runRow struct {
+	key     engine.Key
+	data    []byte
+	phase   string
+	message string
+	start   *time.Time // nil when unset
+	end     *time.Time
+	steps   sqlite.StepCounts
+}
+
+// values are the row's parameters, $1 to $13.
+func (r *runRow) values() []any {
+	return []any{r.key.Namespace, r.key.Name, r.data, r.phase, r.message, r.start, r.end,
+		r.steps.Total, r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped}
+}
+
+// encodeRun encodes run for writing.
+func encodeRun(run *engine.Run) (*runRow, error) {
+	if run == nil || run.Object == nil {
+		return nil, errors.New("run has no WorkflowRun object")
+	}
+	key := run.Key()
+	if key.Name == "" {
+		return nil, errors.New("run has no name")
+	}
+	data, err := json.Marshal(run)
+	if err != nil {
+		return nil, fmt.Errorf("encode run %s: %w", key, err)
+	}
+	st := &run.Object.Status
+	return &runRow{
+		key:     key,
+		data:    data,
+		phase:   string(st.Phase),
+		message: st.Message,
+		start:   timeOrNil(st.StartTime.Time),
+		end:     timeOrNil(st.EndTime.Time),
+		steps:   countSteps(run),
+	}, nil
+}
+
+// encodeLogs encodes the entries as the parameters $14 and $15 of a save: their steps and
+// their JSON, in order.
+func encodeLogs(key engine.Key, logs []engine.LogEntry) (steps []string, entries [][]byte, err error) {
+	steps = make([]string, len(logs))
+	entries = make([][]byte, len(logs))
+	for i := range logs {
+		entry, err := json.Marshal(&logs[i])
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode log entry %d of run %s step %q: %w", i, key, logs[i].Step, err)
+		}
+		steps[i], entries[i] = logs[i].Step, entry
+	}
+	return steps, entries, nil
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// Load returns the stored run with its version, or an error wrapping engine.ErrNotFound.
+func (s *Store) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
+	var version int64
+	var data []byte
+	err := s.pool.QueryRow(ctx, `SELECT version, data FROM runs WHERE namespace = $1 AND name = $2`,
+		key.Namespace, key.Name).Scan(&version, &data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("load run %s: %w", key, engine.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load run %s: %w", key, err)
+	}
+	run := new(engine.Run)
+	if err := json.Unmarshal(data, run); err != nil {
+		return nil, fmt.Errorf("load run %s: decode: %w", key, err)
+	}
+	run.Version = version
+	return run, nil
+}
+
+// Save writes the run and appends logs to its log in one transaction, if the stored version
+// is run.Version (0: the run must not be stored yet), and then sets run.Version to the new
+// version. Otherwise it writes nothing and returns an error wrapping engine.ErrConflict.
+// When ctx ends while the statement is on its way, Save fails but may have written: a Load
+// tells which.
+func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntry) error {
+	row, err := encodeRun(run)
+	if err != nil {
+		return fmt.Errorf("save run: %w", err)
+	}
+	steps, entries, err := encodeLogs(row.key, logs)
+	if err != nil {
+		return fmt.Errorf("save run: %w", err)
+	}
+	old := run.Version
+	q, args := saveNew, append(row.values(), steps, entries)
+	if old != 0 {
+		q, args = saveLoaded, append(args, old)
+	}
+	var version int64
+	err = s.pool.QueryRow(ctx, q, args...).Scan(&version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows), isSerializationFailure(err):
+		// No row at that version, or (under a stricter default isolation than PostgreSQL's)
+		// a row another transaction changed first.
+		return fmt.Errorf("save run %s at version %d: %w", row.key, old, engine.ErrConflict)
+	case err != nil:
+		return fmt.Errorf("save run %s at version %d: %w", row.key, old, err)
+	}
+	run.Version = version
+	return nil
+}
+
+// isSerializationFailure says whether err is PostgreSQL's serialization_failure, which a
+// statement under repeatable read or serializable isolation fails with when another
+// transaction changed its rows since it began.
+func isSerializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40001"
+}
+
+// readCommitted is the isolation of the Store's transactions of several statements: each
+// statement sees what committed before it began, so that one after a row lock sees the
+// writes of the transaction that held the lock.
+var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+
+// Create stores a new run and sets run.Version; run.Version on entry is ignored. When the
+// run is stored already, Create returns an error wrapping ErrExists, unless replace is set:
+// then the stored run is replaced and its log deleted, in the same transaction, and a holder
+// of the old run's version gets a conflict when it saves.
+func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error {
+	row, err := encodeRun(run)
+	if err != nil {
+		return fmt.Errorf("create run: %w", err)
+	}
+	var version int64
+	if replace {
+		err = pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
+			// The upsert takes the row's lock first, so that the delete, a statement of its
+			// own, sees the entries of a save that held the lock before.
+			if err := tx.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`)
+				ON CONFLICT (namespace, name) DO UPDATE SET `+runFromExcluded+`
+				RETURNING version`, row.values()...).Scan(&version); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, row.key.Namespace, row.key.Name)
+			return err
+		})
+	} else {
+		err = s.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`)
+			ON CONFLICT (namespace, name) DO NOTHING
+			RETURNING version`, row.values()...).Scan(&version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = ErrExists
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create run %s: %w", row.key, err)
+	}
+	run.Version = version
+	return nil
+}
+
+// Delete removes the run and its log, or returns an error wrapping engine.ErrNotFound.
+func (s *Store) Delete(ctx context.Context, key engine.Key) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
+		// The run first, for its lock, as in Create.
+		tag, err := tx.Exec(ctx, `DELETE FROM runs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return engine.ErrNotFound
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete run %s: %w", key, err)
+	}
+	return nil
+}
+
+// countSteps summarizes the steps of a run the way the embedded store does, so that List
+// tells the same of a run in either: a step-group and each of its sub-steps count as one
+// step each, and Total is the steps of the resolved spec (before the run starts: of its
+// inline spec), or of its status if that lists more.
+func countSteps(run *engine.Run) sqlite.StepCounts {
+	var c sqlite.StepCounts
+	listed := 0
+	count := func(p v1alpha1.WorkflowStepPhase) {
+		listed++
+		switch p {
+		case v1alpha1.StepRunning:
+			c.Running++
+		case v1alpha1.StepSuspending:
+			c.Suspending++
+		case v1alpha1.StepSucceeded:
+			c.Succeeded++
+		case v1alpha1.StepFailed:
+			c.Failed++
+		case v1alpha1.StepSkipped:
+			c.Skipped++
+		}
+	}
+	for _, s := range run.Object.Status.Steps {
+		count(s.Phase)
+		for _, sub := range s.SubStepsStatus {
+			count(sub.Phase)
+		}
+	}
+	spec := run.Spec
+	if spec == nil {
+		spec = run.Object.Spec.WorkflowSpec
+	}
+	if spec != nil {
+		for _, s := range spec.Steps {
+			c.Total += 1 + len(s.SubSteps)
+		}
+	}
+	c.Total = max(c.Total, listed)
+	c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
+	return c
+}
+
+// List returns summaries of the selected runs, ordered by namespace and name.
+func (s *Store) List(ctx context.Context, opts sqlite.ListOptions) ([]sqlite.RunSummary, error) {
+	if opts.Limit < 0 || opts.Offset < 0 {
+		return nil, fmt.Errorf("list runs: negative limit %d or offset %d", opts.Limit, opts.Offset)
+	}
+	var where []string
+	var args []any
+	if opts.Namespace != "" {
+		args = append(args, opts.Namespace)
+		where = append(where, fmt.Sprintf("namespace = $%d", len(args)))
+	}
+	if opts.Phase != "" {
+		args = append(args, opts.Phase)
+		where = append(where, fmt.Sprintf("phase = $%d", len(args)))
+	}
+	q := `SELECT namespace, name, version, phase, message, start_time, end_time, steps_total,
+		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped FROM runs`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	var limit *int // NULL: no limit
+	if opts.Limit > 0 {
+		limit = &opts.Limit
+	}
+	args = append(args, limit, opts.Offset)
+	q += fmt.Sprintf(" ORDER BY namespace, name LIMIT $%d OFFSET $%d", len(args)-1, len(args))
+
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []sqlite.RunSummary
+	for rows.Next() {
+		var r sqlite.RunSummary
+		var start, end *time.Time
+		c := &r.Steps
+		if err := rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
+			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped); err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		r.StartTime, r.EndTime = utcOrZero(start), utcOrZero(end)
+		c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return out, nil
+}
+
+func utcOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// Logs returns the run's log entries in the order they were saved: every step's when step
+// is empty, else that step's. A run without entries, stored or not, has an empty log.
+func (s *Store) Logs(ctx context.Context, key engine.Key, step string) ([]engine.LogEntry, error) {
+	q := `SELECT entry FROM logs WHERE namespace = $1 AND name = $2`
+	args := []any{key.Namespace, key.Name}
+	if step != "" {
+		q += ` AND step = $3`
+		args = append(args, step)
+	}
+	rows, err := s.pool.Query(ctx, q+` ORDER BY seq`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("logs of run %s: %w", key, err)
+	}
+	defer rows.Close()
+	var out []engine.LogEntry
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("logs of run %s: %w", key, err)
+		}
+		var e engine.LogEntry
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, fmt.Errorf("logs of run %s: decode entry: %w", key, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("logs of run %s: %w", key, err)
+	}
+	return out, nil
+}
