@@ -15,6 +15,7 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/store/postgres"
+	"github.com/stepflow/stepflow/store/postgres/pgtest"
 	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/store/storetest"
 )
@@ -395,5 +396,52 @@ func TestOpenUnreachable(t *testing.T) {
 	_, err := postgres.Open(ctx, postgres.Options{URL: "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=5"})
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1/none") {
 		t.Errorf("Open of a closed port: err = %v, want one naming 127.0.0.1:1/none", err)
+	}
+}
+
+// Stores whose URLs set different search_paths keep their tables, and so their runs, apart
+// in one database.
+func TestSchemasKeepStoresApart(t *testing.T) {
+	ctx := t.Context()
+	url := newDatabase(t)
+	conn := pgtest.Connect(t, url)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA blue; CREATE SCHEMA green`); err != nil {
+		t.Fatal(err)
+	}
+	blue, green := open(t, url+"&search_path=blue"), open(t, url+"&search_path=green")
+	run := storetest.NewRun("default", "only-blue")
+	if err := blue.Save(ctx, run, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := green.Load(ctx, run.Key()); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("the green store loads the blue store's run: err = %v, want ErrNotFound", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM blue.runs`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("blue.runs has %d rows (%v), want 1", n, err)
+	}
+}
+
+// A save whose context has ended writes nothing.
+func TestSaveWithEndedContext(t *testing.T) {
+	st := open(t, newDatabase(t))
+	run := storetest.NewRun("default", "cancelled")
+	if err := st.Save(t.Context(), run, nil); err != nil {
+		t.Fatal(err)
+	}
+	version := run.Version
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	run.Object.Status.Message = "never stored"
+	if err := st.Save(ctx, run, []engine.LogEntry{{Step: "fetch"}}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Save with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	got, err := st.Load(t.Context(), run.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != version || got.Object.Status.Message == "never stored" || run.Version != version {
+		t.Errorf("after a cancelled save: stored version %d, message %q, run.Version %d; want version %d unchanged",
+			got.Version, got.Object.Status.Message, run.Version, version)
 	}
 }
