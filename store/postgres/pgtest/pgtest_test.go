@@ -1,7 +1,9 @@
 package pgtest_test
 
 import (
+	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stepflow/stepflow/store/postgres/pgtest"
@@ -56,5 +58,14 @@ func TestStartStop(t *testing.T) {
 	}
 	if err := conn.Ping(t.Context()); err == nil {
 		t.Error("a connection to the stopped server still answers")
+	}
+}
+
+// Without the server binaries, the error says how to install them.
+func TestBinDirMissing(t *testing.T) {
+	t.Setenv("STEPFLOW_PG_BIN", t.TempDir())
+	_, err := pgtest.BinDir()
+	if !errors.Is(err, pgtest.ErrNoPostgres) || !strings.Contains(err.Error(), "apt-get install -y postgresql") {
+		t.Errorf("BinDir with no binaries: err = %v, want ErrNoPostgres with the install command", err)
 	}
 }
