@@ -79,6 +79,15 @@ type runState struct {
 	// under. A waiting step that has not been evaluated since the last Wake is due now.
 	wakes uint64
 	seen  map[string]uint64
+	// tried holds, per step, the attempt this process has evaluated it in: a step launched in
+	// any other is a new try, recorded before it is evaluated.
+	tried map[string]try
+}
+
+// try names a step's attempt: the run's epoch and the attempt's number.
+type try struct {
+	epoch   int64
+	attempt int
 }
 
 // New returns an engine; call Start to run its workers.
@@ -187,7 +196,7 @@ func (e *Engine) state(key Key) *runState {
 	defer e.mu.Unlock()
 	rs := e.runs[key]
 	if rs == nil {
-		rs = &runState{inflight: map[string]context.CancelFunc{}, seen: map[string]uint64{}}
+		rs = &runState{inflight: map[string]context.CancelFunc{}, seen: map[string]uint64{}, tried: map[string]try{}}
 		e.runs[key] = rs
 	}
 	return rs
@@ -254,6 +263,7 @@ func (e *Engine) process(ctx context.Context, key Key) {
 			t = &transition{changed: true}
 		} else {
 			t = e.m.advance(ctx, run, done, now, inflight)
+			e.recordTries(rs, run, t)
 		}
 		// An operation the store found written into the run by someone else (run.pass: a
 		// kubectl patch of the status, for one) is saved as applied, and passed to the children.
@@ -340,6 +350,21 @@ func (e *Engine) wakeWaiting(rs *runState, run *Run, now time.Time) {
 	}
 }
 
+// recordTries counts a new try of each step to launch that this process has not evaluated in
+// its current attempt, to be saved before the launch: a process that died may have run the
+// step's side effects without recording them, and this one may run them again.
+func (e *Engine) recordTries(rs *runState, run *Run, t *transition) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, n := range t.launch {
+		rec := run.record(n.name)
+		if rs.tried[n.name] != (try{epoch: run.Epoch, attempt: rec.Attempt}) {
+			rec.Tries++
+			t.changed = true
+		}
+	}
+}
+
 func (e *Engine) setProcessing(rs *runState, v bool) {
 	e.mu.Lock()
 	rs.processing = v
@@ -386,6 +411,7 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	stepCtx, cancel := context.WithCancel(ctx)
 	rs.inflight[n.name] = cancel
 	rs.seen[n.name] = rs.wakes
+	rs.tried[n.name] = try{epoch: run.Epoch, attempt: rec.Attempt}
 	e.steps.Go(func() {
 		defer cancel()
 		res, err := runStep(stepCtx, req)

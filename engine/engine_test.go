@@ -1,6 +1,8 @@
 package engine_test
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -494,4 +496,75 @@ spec:
 	if got := phases(run); got != "m=succeeded" {
 		t.Errorf("steps: %s", got)
 	}
+}
+
+func TestATakenUpStepIsANewRecordedTry(t *testing.T) {
+	// A process dies while evaluating a step (its result never recorded): the process that takes
+	// the run up records a new try before evaluating the step again, so that a side effect the
+	// dead one may have made is made at most once per recorded try. Evaluations within one
+	// process are one try, and the memo recorded in a try is replayed in the next.
+	h := newHarness(t)
+	key := h.start(`
+metadata: {name: r}
+spec:
+  workflowSpec:
+    steps:
+    - {name: w, type: wait, properties: {until: ready}}
+    - {name: b, type: block}`)
+	h.waitFor(key, "w waiting", func(r *engine.Run) bool { return r.Object.Status.Steps[0].Reason == v1alpha1.ReasonWait })
+	h.clock.Advance(time.Second)
+	h.waitFor(key, "w evaluated again", func(*engine.Run) bool { return h.script.count("w") == 2 })
+	h.script.release("ready")
+	h.clock.Advance(2 * time.Second)
+	h.waitFor(key, "b running", func(*engine.Run) bool { return h.script.count("b") == 1 })
+	run := h.saved(key)
+	if w := run.Steps["w"]; w.Tries != 1 {
+		t.Errorf("w, evaluated %d times by one process: %d tries recorded, want 1", h.script.count("w"), w.Tries)
+	}
+	if b := run.Steps["b"]; b.Attempt != 1 || b.Tries != 1 {
+		t.Errorf("b started: attempt %d try %d, want 1 and 1", b.Attempt, b.Tries)
+	}
+	// What the first process recorded of b's try (a side effect it made) goes on to the next.
+	memo := map[string]json.RawMessage{"posted": json.RawMessage(`"yes"`)}
+	run.Steps["b"].Memo = memo
+	if err := h.store.Save(t.Context(), run, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second engine over the same store plays the process started after the first died.
+	h2 := &harness{t: t, store: h.store, clock: h.clock, script: newScript(), last: map[engine.Key]*engine.Run{}, change: make(chan struct{}, 1)}
+	seen := make(chan *engine.StepRequest, 1)
+	h2.eng = engine.New(engine.Options{Store: h2.store, Conditions: conds{}, Observer: h2, Clock: h2.clock,
+		Runner: runnerFunc(func(ctx context.Context, req *engine.StepRequest) (*engine.StepResult, error) {
+			// The try is recorded before the evaluation begins.
+			stored, err := h2.store.Load(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			if rec := stored.Steps[req.Step.Name]; rec.Tries != 2 || rec.Attempt != 1 {
+				t.Errorf("%s evaluated with attempt %d try %d stored, want attempt 1 try 2", req.Step.Name, rec.Attempt, rec.Tries)
+			}
+			seen <- req
+			return &engine.StepResult{Outcome: engine.Succeeded}, nil
+		})})
+	go func() { _ = h2.eng.Start(t.Context()) }()
+	h2.eng.Enqueue(key)
+	req := <-seen
+	if req.Step.Name != "b" || string(req.Memo["posted"]) != `"yes"` {
+		t.Errorf("evaluated %s with memo %s; want b with the memo of the first try", req.Step.Name, req.Memo)
+	}
+	run = h2.waitPhase(key, v1alpha1.RunSucceeded)
+	if got := phases(run); got != "w=succeeded b=succeeded" {
+		t.Errorf("steps: %s", got)
+	}
+	if w, b := run.Steps["w"], run.Steps["b"]; w.Tries != 1 || b.Tries != 2 {
+		t.Errorf("tries: w %d, b %d; want 1 (finished before the crash) and 2", w.Tries, b.Tries)
+	}
+}
+
+// runnerFunc is a StepRunner written as a function.
+type runnerFunc func(context.Context, *engine.StepRequest) (*engine.StepResult, error)
+
+func (f runnerFunc) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.StepResult, error) {
+	return f(ctx, req)
 }

@@ -76,6 +76,12 @@ func (r *Run) Key() Key {
 type StepRecord struct {
 	// Attempt counts executions from the start: restarts begin a new attempt.
 	Attempt int `json:"attempt,omitempty"`
+	// Tries counts the processes that took up this attempt: 1 for the one that started it, one
+	// more each time another process (after a crash, or to drive a resume) evaluates the step
+	// again. A try is recorded before its first evaluation begins, so that a side-effecting
+	// action runs at most once per recorded try: the memo replays the ones whose results were
+	// recorded, but one whose try ended unrecorded (the process died) may run again in the next.
+	Tries int `json:"tries,omitempty"`
 	// Retries counts provider errors in this attempt.
 	Retries int `json:"retries,omitempty"`
 	// Waits counts evaluations that ended waiting, to space the next one.
@@ -86,7 +92,8 @@ type StepRecord struct {
 	Suspended bool `json:"suspended,omitempty"`
 	// Resumed is set when a resume released the step and it has not been evaluated since.
 	Resumed bool `json:"resumed,omitempty"`
-	// Memo holds the results of side-effecting actions already run in this attempt, by action path.
+	// Memo holds the results of side-effecting actions already run in this attempt, by action
+	// path, in any of its tries.
 	Memo map[string]json.RawMessage `json:"memo,omitempty"`
 }
 

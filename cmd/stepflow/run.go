@@ -200,7 +200,7 @@ func (d *driver) drive(ctx context.Context, g *globals, keys []engine.Key) int {
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(g.stderr, "interrupted: the runs stay where they are; continue them with `stepflow resume NAME`\n")
+			fmt.Fprintf(g.stderr, "interrupted: the runs stay where they are; continue them with `stepflow resume NAME` or `stepflow recover`\n")
 			return exitFailed
 		case <-d.watch.changed:
 		case <-tick.C:

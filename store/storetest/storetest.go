@@ -98,9 +98,10 @@ func NewRun(namespace, name string) *engine.Run {
 		Epoch: 2,
 		Vars:  map[string]json.RawMessage{"body": json.RawMessage(`{"items":[1,2,3],"ok":true}`)},
 		Steps: map[string]*engine.StepRecord{
-			"fetch": {Attempt: 1},
+			"fetch": {Attempt: 1, Tries: 1},
 			"notify": {
 				Attempt:  1,
+				Tries:    2,
 				Retries:  2,
 				Waits:    3,
 				NextTime: time.Date(2025, 3, 14, 15, 10, 0, 123456789, time.UTC),
@@ -144,8 +145,8 @@ func testRoundTrip(t *testing.T, st engine.Store) {
 	if want := run.Steps["notify"].NextTime; !rec.NextTime.Equal(want) {
 		t.Errorf("notify.NextTime = %v, want %v (nanoseconds included)", rec.NextTime, want)
 	}
-	if rec.Attempt != 1 || rec.Retries != 2 || rec.Waits != 3 {
-		t.Errorf("notify record = %+v, want attempt 1, retries 2, waits 3", rec)
+	if rec.Attempt != 1 || rec.Tries != 2 || rec.Retries != 2 || rec.Waits != 3 {
+		t.Errorf("notify record = %+v, want attempt 1, tries 2, retries 2, waits 3", rec)
 	}
 	assertJSON(t, "memo of notify", rec.Memo["send"], `{"id":"msg-1"}`)
 	assertJSON(t, "variable body", got.Vars["body"], `{"items":[1,2,3],"ok":true}`)
