@@ -334,7 +334,10 @@ spec:
 `, url+"/deploy2", url+"/cleanup"))
 	e.waitFor("stop", "suspended", func(wr *v1alpha1.WorkflowRun) bool { return wr.Status.Suspend })
 	e.patchStatus("stop", `{"status":{"terminated":true}}`)
-	wr = e.waitPhase("stop", v1alpha1.RunTerminated)
+	// The phase says terminated at once; the run finishes once its `if: always` step ran.
+	wr = e.waitFor("stop", "terminated and finished", func(wr *v1alpha1.WorkflowRun) bool {
+		return wr.Status.Phase == v1alpha1.RunTerminated && wr.Status.Finished
+	})
 	if svc.count("/deploy2") != 0 || svc.count("/cleanup") != 1 {
 		t.Errorf("deploy2 called %d times, cleanup %d; want 0 and 1", svc.count("/deploy2"), svc.count("/cleanup"))
 	}

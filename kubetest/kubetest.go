@@ -10,9 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+
+	"github.com/go-logr/logr"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // KubernetesVersion is the version of the API server the tests run against.
@@ -30,6 +34,8 @@ func AssetsDir() string {
 	}
 	return filepath.Join(cache, "stepflow", "kube-"+KubernetesVersion)
 }
+
+var quietOnce sync.Once
 
 // ErrNoAssets says the binaries are missing, and how to get them.
 var ErrNoAssets = errors.New("kube-apiserver or etcd not found: run scripts/kube-assets.sh (make kube-assets) first")
@@ -54,6 +60,9 @@ type Cluster struct {
 
 // Start starts etcd and kube-apiserver and installs the CRDs. Stop it when done.
 func Start() (*Cluster, error) {
+	// envtest logs through controller-runtime's logger, which complains with a stack trace
+	// when nobody set it; the tests read the servers' state, not envtest's chatter.
+	quietOnce.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 	assets := AssetsDir()
 	for _, bin := range []string{"etcd", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
