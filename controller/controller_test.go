@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,12 +65,17 @@ func newEnv(t *testing.T) *env {
 	if len(name) > 50 {
 		name = name[:50]
 	}
+	// A namespace of its own each time, also when the tests run again in one process (-count).
+	name = fmt.Sprintf("%s-%d", name, envs.Add(1))
 	e := &env{t: t, c: c, shard: name, ns: name}
 	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	return e
 }
+
+// envs numbers the tests' namespaces.
+var envs atomic.Int64
 
 // controllerOptions are what a test may change about the controller it starts.
 type controllerOptions struct {
