@@ -14,7 +14,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/store/sqlite"
+	"github.com/stepflow/stepflow/store"
 )
 
 func newGetCommand(g *globals) *cobra.Command {
@@ -109,7 +109,7 @@ func newListCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := sqlite.ListOptions{Namespace: g.namespace, Phase: phase}
+			opts := store.ListOptions{Namespace: g.namespace, Phase: phase}
 			if all {
 				opts.Namespace = ""
 			}

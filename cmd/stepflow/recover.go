@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/store/sqlite"
+	"github.com/stepflow/stepflow/store"
 )
 
 func newRecoverCommand(g *globals) *cobra.Command {
@@ -31,7 +31,7 @@ outcome of the runs it drove (0 when there was nothing to recover).`,
 			if err != nil {
 				return err
 			}
-			var opts sqlite.ListOptions
+			var opts store.ListOptions
 			if cmd.Flags().Changed("namespace") {
 				opts.Namespace = g.namespace
 			}

@@ -18,12 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/store/sqlite"
 )
-
-// ErrExists is returned, wrapped, by Create when the run is stored already and replace is
-// false. It is the embedded store's error, so that a caller tests for one error with either.
-var ErrExists = sqlite.ErrExists
 
 // Options configure a Store. URL is required; the zero value of every other field works.
 type Options struct {

@@ -11,9 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/store/sqlite"
+	"github.com/stepflow/stepflow/store"
 )
 
 // The runs columns a write sets, the parameters runRow.values binds them to ($1 and $2 are
@@ -64,7 +63,7 @@ type runRow struct {
 	message string
 	start   *time.Time // nil when unset
 	end     *time.Time
-	steps   sqlite.StepCounts
+	steps   store.StepCounts
 }
 
 // values are the row's parameters, $1 to $13.
@@ -94,7 +93,7 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 		message: st.Message,
 		start:   timeOrNil(st.StartTime.Time),
 		end:     timeOrNil(st.EndTime.Time),
-		steps:   countSteps(run),
+		steps:   store.CountSteps(run),
 	}, nil
 }
 
@@ -187,7 +186,7 @@ func isSerializationFailure(err error) bool {
 var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 
 // Create stores a new run and sets run.Version; run.Version on entry is ignored. When the
-// run is stored already, Create returns an error wrapping ErrExists, unless replace is set:
+// run is stored already, Create returns an error wrapping store.ErrExists, unless replace is set:
 // then the stored run is replaced and its log deleted, in the same transaction, and a holder
 // of the old run's version gets a conflict when it saves.
 func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error {
@@ -213,7 +212,7 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error
 			ON CONFLICT (namespace, name) DO NOTHING
 			RETURNING version`, row.values()...).Scan(&version)
 		if errors.Is(err, pgx.ErrNoRows) {
-			err = ErrExists
+			err = store.ErrExists
 		}
 	}
 	if err != nil {
@@ -243,50 +242,8 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 	return nil
 }
 
-// countSteps summarizes the steps of a run the way the embedded store does, so that List
-// tells the same of a run in either: a step-group and each of its sub-steps count as one
-// step each, and Total is the steps of the resolved spec (before the run starts: of its
-// inline spec), or of its status if that lists more.
-func countSteps(run *engine.Run) sqlite.StepCounts {
-	var c sqlite.StepCounts
-	listed := 0
-	count := func(p v1alpha1.WorkflowStepPhase) {
-		listed++
-		switch p {
-		case v1alpha1.StepRunning:
-			c.Running++
-		case v1alpha1.StepSuspending:
-			c.Suspending++
-		case v1alpha1.StepSucceeded:
-			c.Succeeded++
-		case v1alpha1.StepFailed:
-			c.Failed++
-		case v1alpha1.StepSkipped:
-			c.Skipped++
-		}
-	}
-	for _, s := range run.Object.Status.Steps {
-		count(s.Phase)
-		for _, sub := range s.SubStepsStatus {
-			count(sub.Phase)
-		}
-	}
-	spec := run.Spec
-	if spec == nil {
-		spec = run.Object.Spec.WorkflowSpec
-	}
-	if spec != nil {
-		for _, s := range spec.Steps {
-			c.Total += 1 + len(s.SubSteps)
-		}
-	}
-	c.Total = max(c.Total, listed)
-	c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
-	return c
-}
-
 // List returns summaries of the selected runs, ordered by namespace and name.
-func (s *Store) List(ctx context.Context, opts sqlite.ListOptions) ([]sqlite.RunSummary, error) {
+func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error) {
 	if opts.Limit < 0 || opts.Offset < 0 {
 		return nil, fmt.Errorf("list runs: negative limit %d or offset %d", opts.Limit, opts.Offset)
 	}
@@ -317,9 +274,9 @@ func (s *Store) List(ctx context.Context, opts sqlite.ListOptions) ([]sqlite.Run
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	defer rows.Close()
-	var out []sqlite.RunSummary
+	var out []store.RunSummary
 	for rows.Next() {
-		var r sqlite.RunSummary
+		var r store.RunSummary
 		var start, end *time.Time
 		c := &r.Steps
 		if err := rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,

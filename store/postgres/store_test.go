@@ -14,9 +14,9 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/postgres"
 	"github.com/stepflow/stepflow/store/postgres/pgtest"
-	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/store/storetest"
 )
 
@@ -199,8 +199,8 @@ func TestCreate(t *testing.T) {
 	// Without replace, a stored run stays.
 	again := storetest.NewRun("default", "created")
 	again.Object.Status.Message = "second"
-	if err := st.Create(ctx, again, false); !errors.Is(err, postgres.ErrExists) || !errors.Is(err, sqlite.ErrExists) {
-		t.Errorf("Create of a stored run: err = %v, want ErrExists (the same as the embedded store's)", err)
+	if err := st.Create(ctx, again, false); !errors.Is(err, store.ErrExists) {
+		t.Errorf("Create of a stored run: err = %v, want store.ErrExists", err)
 	}
 
 	// With replace, the run and its log are new, and the old version conflicts.
@@ -310,7 +310,7 @@ func TestList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	names := func(opts sqlite.ListOptions) string {
+	names := func(opts store.ListOptions) string {
 		t.Helper()
 		got, err := st.List(ctx, opts)
 		if err != nil {
@@ -323,34 +323,34 @@ func TestList(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 	for _, c := range []struct {
-		opts sqlite.ListOptions
+		opts store.ListOptions
 		want string
 	}{
-		{sqlite.ListOptions{}, "a/one a/two b/four b/three"},
-		{sqlite.ListOptions{Namespace: "b"}, "b/four b/three"},
-		{sqlite.ListOptions{Phase: "executing"}, "a/one b/three"},
-		{sqlite.ListOptions{Namespace: "a", Phase: "succeeded"}, "a/two"},
-		{sqlite.ListOptions{Limit: 2}, "a/one a/two"},
-		{sqlite.ListOptions{Limit: 2, Offset: 1}, "a/two b/four"},
-		{sqlite.ListOptions{Offset: 3}, "b/three"},
-		{sqlite.ListOptions{Namespace: "c"}, ""},
+		{store.ListOptions{}, "a/one a/two b/four b/three"},
+		{store.ListOptions{Namespace: "b"}, "b/four b/three"},
+		{store.ListOptions{Phase: "executing"}, "a/one b/three"},
+		{store.ListOptions{Namespace: "a", Phase: "succeeded"}, "a/two"},
+		{store.ListOptions{Limit: 2}, "a/one a/two"},
+		{store.ListOptions{Limit: 2, Offset: 1}, "a/two b/four"},
+		{store.ListOptions{Offset: 3}, "b/three"},
+		{store.ListOptions{Namespace: "c"}, ""},
 	} {
 		if got := names(c.opts); got != c.want {
 			t.Errorf("List(%+v) = %q, want %q", c.opts, got, c.want)
 		}
 	}
-	if _, err := st.List(ctx, sqlite.ListOptions{Limit: -1}); err == nil {
+	if _, err := st.List(ctx, store.ListOptions{Limit: -1}); err == nil {
 		t.Error("List with a negative limit: no error")
 	}
 
-	got, err := st.List(ctx, sqlite.ListOptions{Namespace: "a"})
+	got, err := st.List(ctx, store.ListOptions{Namespace: "a"})
 	if err != nil || len(got) != 2 {
 		t.Fatalf("List a = %v, %v", got, err)
 	}
 	one, two := got[0], got[1]
 	// storetest.NewRun: fetch succeeded, the group and its sub-step notify running, the
 	// group's second sub-step not started: 4 steps.
-	wantSteps := sqlite.StepCounts{Total: 4, Pending: 1, Running: 2, Succeeded: 1}
+	wantSteps := store.StepCounts{Total: 4, Pending: 1, Running: 2, Succeeded: 1}
 	if one.Phase != v1alpha1.RunExecuting || one.Message != "waiting for notify" || one.Steps != wantSteps {
 		t.Errorf("a/one = %+v; want executing, its message, steps %+v", one, wantSteps)
 	}
@@ -366,11 +366,11 @@ func TestList(t *testing.T) {
 	}
 
 	// A run not started yet counts its inline steps, all pending.
-	four, err := st.List(ctx, sqlite.ListOptions{Namespace: "b", Limit: 1})
+	four, err := st.List(ctx, store.ListOptions{Namespace: "b", Limit: 1})
 	if err != nil || len(four) != 1 {
 		t.Fatalf("List b = %v, %v", four, err)
 	}
-	if want := (sqlite.StepCounts{Total: 4, Pending: 4}); four[0].Steps != want || !four[0].StartTime.IsZero() {
+	if want := (store.StepCounts{Total: 4, Pending: 4}); four[0].Steps != want || !four[0].StartTime.IsZero() {
 		t.Errorf("b/four = %+v; want steps %+v and no start time", four[0], want)
 	}
 }

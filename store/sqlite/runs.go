@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 )
 
 // The runs columns a write sets, in the order runRow.values gives them, and the SQL
@@ -37,7 +37,7 @@ type runRow struct {
 	message string
 	start   int64 // Unix nanoseconds, 0 when unset
 	end     int64
-	steps   StepCounts
+	steps   store.StepCounts
 }
 
 // values are the row's column values in runColumns order, with version.
@@ -74,7 +74,7 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 		message: st.Message,
 		start:   unixNano(st.StartTime.Time),
 		end:     unixNano(st.EndTime.Time),
-		steps:   countSteps(run),
+		steps:   store.CountSteps(run),
 	}, nil
 }
 
@@ -179,7 +179,7 @@ func saveOp(row *runRow, logs []logRow, old int64, version *int64) func(b *batch
 }
 
 // Create stores a new run and sets run.Version; run.Version on entry is ignored. When the
-// run is stored already, Create returns an error wrapping ErrExists, unless replace is set:
+// run is stored already, Create returns an error wrapping store.ErrExists, unless replace is set:
 // then the stored run is replaced and its log deleted, in the same transaction, and a holder
 // of the old run's version gets a conflict when it saves.
 func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error {
@@ -203,7 +203,7 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error
 				return err
 			}
 			if !created {
-				return reject(ErrExists)
+				return reject(store.ErrExists)
 			}
 		}
 		version = v
@@ -235,87 +235,8 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 	return nil
 }
 
-// StepCounts counts a run's steps by phase. A step-group and each of its sub-steps count
-// as one step each.
-type StepCounts struct {
-	// Total is the number of steps in the run's resolved spec (before the run starts: in its
-	// inline spec), or in its status if that lists more.
-	Total int
-	// Pending counts the steps that have not started: Total less the others.
-	Pending    int
-	Running    int
-	Suspending int
-	Succeeded  int
-	Failed     int
-	Skipped    int
-}
-
-// countSteps summarizes the steps of a run.
-func countSteps(run *engine.Run) StepCounts {
-	var c StepCounts
-	listed := 0
-	count := func(p v1alpha1.WorkflowStepPhase) {
-		listed++
-		switch p {
-		case v1alpha1.StepRunning:
-			c.Running++
-		case v1alpha1.StepSuspending:
-			c.Suspending++
-		case v1alpha1.StepSucceeded:
-			c.Succeeded++
-		case v1alpha1.StepFailed:
-			c.Failed++
-		case v1alpha1.StepSkipped:
-			c.Skipped++
-		}
-	}
-	for _, s := range run.Object.Status.Steps {
-		count(s.Phase)
-		for _, sub := range s.SubStepsStatus {
-			count(sub.Phase)
-		}
-	}
-	spec := run.Spec
-	if spec == nil {
-		spec = run.Object.Spec.WorkflowSpec
-	}
-	if spec != nil {
-		for _, s := range spec.Steps {
-			c.Total += 1 + len(s.SubSteps)
-		}
-	}
-	c.Total = max(c.Total, listed)
-	c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
-	return c
-}
-
-// RunSummary is what List tells of a run.
-type RunSummary struct {
-	Namespace string
-	Name      string
-	Phase     v1alpha1.WorkflowRunPhase
-	Message   string
-	// StartTime and EndTime are zero when unset.
-	StartTime time.Time
-	EndTime   time.Time
-	Steps     StepCounts
-	// Version is the run's stored version.
-	Version int64
-}
-
-// ListOptions select the runs List returns. The zero value selects every run.
-type ListOptions struct {
-	// Namespace, when set, selects the runs of that namespace.
-	Namespace string
-	// Phase, when set, selects the runs in that phase (status.status).
-	Phase string
-	// Limit, when positive, is the most runs returned; Offset skips that many first.
-	Limit  int
-	Offset int
-}
-
 // List returns summaries of the selected runs, ordered by namespace and name.
-func (s *Store) List(ctx context.Context, opts ListOptions) ([]RunSummary, error) {
+func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error) {
 	if opts.Limit < 0 || opts.Offset < 0 {
 		return nil, fmt.Errorf("list runs: negative limit %d or offset %d", opts.Limit, opts.Offset)
 	}
@@ -346,9 +267,9 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]RunSummary, error
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	defer rows.Close()
-	var out []RunSummary
+	var out []store.RunSummary
 	for rows.Next() {
-		var r RunSummary
+		var r store.RunSummary
 		var start, end int64
 		c := &r.Steps
 		if err := rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,

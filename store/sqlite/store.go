@@ -24,9 +24,6 @@ import (
 	"github.com/stepflow/stepflow/engine"
 )
 
-// ErrExists is returned, wrapped, by Create when the run is stored already and replace is false.
-var ErrExists = errors.New("already exists")
-
 // ErrClosed is returned, wrapped, by a write on a Store that has been closed.
 var ErrClosed = errors.New("store closed")
 

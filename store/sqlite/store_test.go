@@ -15,6 +15,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/store/storetest"
 )
@@ -194,7 +195,7 @@ func TestList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	names := func(opts sqlite.ListOptions) []string {
+	names := func(opts store.ListOptions) []string {
 		t.Helper()
 		runs, err := st.List(ctx, opts)
 		if err != nil {
@@ -207,28 +208,28 @@ func TestList(t *testing.T) {
 		return out
 	}
 	for _, c := range []struct {
-		opts sqlite.ListOptions
+		opts store.ListOptions
 		want []string
 	}{
-		{sqlite.ListOptions{}, []string{"team-a/alpha", "team-a/beta", "team-a/gamma", "team-b/zeta"}},
-		{sqlite.ListOptions{Namespace: "team-a"}, []string{"team-a/alpha", "team-a/beta", "team-a/gamma"}},
-		{sqlite.ListOptions{Phase: "succeeded"}, []string{"team-a/alpha", "team-b/zeta"}},
-		{sqlite.ListOptions{Namespace: "team-a", Phase: "succeeded"}, []string{"team-a/alpha"}},
-		{sqlite.ListOptions{Limit: 2}, []string{"team-a/alpha", "team-a/beta"}},
-		{sqlite.ListOptions{Limit: 2, Offset: 2}, []string{"team-a/gamma", "team-b/zeta"}},
-		{sqlite.ListOptions{Offset: 3}, []string{"team-b/zeta"}},
-		{sqlite.ListOptions{Namespace: "nobody"}, nil},
+		{store.ListOptions{}, []string{"team-a/alpha", "team-a/beta", "team-a/gamma", "team-b/zeta"}},
+		{store.ListOptions{Namespace: "team-a"}, []string{"team-a/alpha", "team-a/beta", "team-a/gamma"}},
+		{store.ListOptions{Phase: "succeeded"}, []string{"team-a/alpha", "team-b/zeta"}},
+		{store.ListOptions{Namespace: "team-a", Phase: "succeeded"}, []string{"team-a/alpha"}},
+		{store.ListOptions{Limit: 2}, []string{"team-a/alpha", "team-a/beta"}},
+		{store.ListOptions{Limit: 2, Offset: 2}, []string{"team-a/gamma", "team-b/zeta"}},
+		{store.ListOptions{Offset: 3}, []string{"team-b/zeta"}},
+		{store.ListOptions{Namespace: "nobody"}, nil},
 	} {
 		if got := names(c.opts); fmt.Sprint(got) != fmt.Sprint(c.want) {
 			t.Errorf("List(%+v) = %v, want %v", c.opts, got, c.want)
 		}
 	}
-	if _, err := st.List(ctx, sqlite.ListOptions{Limit: -1}); err == nil {
+	if _, err := st.List(ctx, store.ListOptions{Limit: -1}); err == nil {
 		t.Error("List with a negative limit: no error")
 	}
 
 	// The summary reflects the saved status.
-	runs, err := st.List(ctx, sqlite.ListOptions{Namespace: "team-a", Phase: "failed"})
+	runs, err := st.List(ctx, store.ListOptions{Namespace: "team-a", Phase: "failed"})
 	if err != nil || len(runs) != 1 {
 		t.Fatalf("List failed runs of team-a = %v, %v", runs, err)
 	}
@@ -238,14 +239,14 @@ func TestList(t *testing.T) {
 		t.Errorf("summary = %+v; want failed, message, start %v, end %v", r, start, end)
 	}
 	// NewRun: fetch succeeded; group and its sub-step notify running; sub-step wait not started.
-	want := sqlite.StepCounts{Total: 4, Pending: 1, Running: 2, Succeeded: 1}
+	want := store.StepCounts{Total: 4, Pending: 1, Running: 2, Succeeded: 1}
 	if r.Steps != want {
 		t.Errorf("step counts = %+v, want %+v", r.Steps, want)
 	}
 	if run, err := st.Load(ctx, engine.Key{Namespace: "team-a", Name: "beta"}); err != nil || run.Version != r.Version {
 		t.Errorf("summary version %d, stored run %v (%v)", r.Version, run.Version, err)
 	}
-	running, err := st.List(ctx, sqlite.ListOptions{Phase: "executing"})
+	running, err := st.List(ctx, store.ListOptions{Phase: "executing"})
 	if err != nil || len(running) != 1 || !running[0].EndTime.IsZero() {
 		t.Errorf("executing runs = %+v (%v), want one without an end time", running, err)
 	}
@@ -270,7 +271,7 @@ func TestCreate(t *testing.T) {
 
 	again := storetest.NewRun("default", "deploy")
 	again.Object.Status.Message = "second"
-	if err := st.Create(ctx, again, false); !errors.Is(err, sqlite.ErrExists) {
+	if err := st.Create(ctx, again, false); !errors.Is(err, store.ErrExists) {
 		t.Errorf("Create of a stored run without replace: err = %v, want ErrExists", err)
 	}
 	if got, _ := st.Load(ctx, run.Key()); got.Object.Status.Message == "second" {
