@@ -303,7 +303,11 @@ func (h *harness) RunChanged(run *engine.Run) {
 	_ = json.Unmarshal(b, &cp)
 	cp.Version = run.Version
 	h.mu.Lock()
-	h.last[run.Key()] = &cp
+	// Operate and the workers tell of their saves from their own goroutines, so a report can
+	// arrive after a later one: keep the newest version.
+	if last := h.last[run.Key()]; last == nil || last.Version <= cp.Version {
+		h.last[run.Key()] = &cp
+	}
 	h.mu.Unlock()
 	select {
 	case h.change <- struct{}{}:

@@ -243,10 +243,16 @@ type runView struct {
 }
 
 func (w *watcher) RunChanged(run *engine.Run) {
-	w.progress.RunChanged(run)
 	w.mu.Lock()
+	// Reports come from Operate and from the workers, each from its own goroutine, so one can
+	// arrive after a later one: an older version than the one shown is dropped.
+	if last := w.last[run.Key()]; last != nil && last.version > run.Version {
+		w.mu.Unlock()
+		return
+	}
 	w.last[run.Key()] = &runView{phase: run.Object.Status.Phase, settled: engine.Settled(run), version: run.Version}
 	w.mu.Unlock()
+	w.progress.RunChanged(run)
 	select {
 	case w.changed <- struct{}{}:
 	default:
