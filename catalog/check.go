@@ -49,7 +49,8 @@ func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) er
 	for _, wf := range objs.Workflows {
 		errs := v1alpha1.ValidateWorkflow(wf)
 		if len(errs) == 0 {
-			errs = c.checkSubWorkflows(ctx, wf.Namespace, wf.Steps, field.NewPath("steps"))
+			base := field.NewPath("steps")
+			errs = append(c.checkSubWorkflows(ctx, wf.Namespace, wf.Steps, base), cue.CheckSteps(ctx, wf.Namespace, wf.Steps, base)...)
 		}
 		add(wf, errs)
 	}

@@ -501,3 +501,13 @@ func Settled(run *Run) bool {
 	}
 	return true
 }
+
+// Observers tells each of its observers, in order.
+type Observers []Observer
+
+// RunChanged implements Observer.
+func (o Observers) RunChanged(run *Run) {
+	for _, obs := range o {
+		obs.RunChanged(run)
+	}
+}
