@@ -122,7 +122,7 @@ func New(opts Options) (*Server, error) {
 	if s.clock == nil {
 		s.clock = engine.RealClock{}
 	}
-	s.catalog = catalog.New(opts.Store)
+	s.catalog = catalog.NewCached(opts.Store, time.Second)
 	popts := opts.Providers
 	popts.Clusters = newClusters(opts.Store, opts.Clusters)
 	s.runner = step.NewRunner(step.Options{Registry: providers.Registry(popts), Definitions: s.catalog, ObserveEvaluation: metrics.ObserveEvaluation})
