@@ -420,6 +420,7 @@ function edgePath(e) {
 // zoomed out to fit (not below MIN_FIT, past which the text is too small); the zoom controls
 // (this.controls) change that.
 const MIN_FIT = 0.6;
+const ARROWS = {ArrowDown: [0, 1], ArrowUp: [0, -1], ArrowRight: [1, 0], ArrowLeft: [-1, 0]};
 const ZOOM_STEP = 1.25;
 
 export class Graph {
@@ -436,11 +437,18 @@ export class Graph {
       if (g && this.interactive) this.onSelect(g.dataset.step);
     });
     this.svg.addEventListener('keydown', (ev) => {
-      if (ev.key !== 'Enter' && ev.key !== ' ') return;
       const g = ev.target.closest('[data-step]');
       if (!g || !this.interactive) return;
-      ev.preventDefault();
-      this.onSelect(g.dataset.step);
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        this.onSelect(g.dataset.step);
+      } else if (ARROWS[ev.key]) {
+        const next = this.neighbour(g, ARROWS[ev.key]);
+        if (next) {
+          ev.preventDefault();
+          next.focus();
+        }
+      }
     });
     this.level = h('span', {class: 'zoom-level', 'aria-live': 'polite'});
     const button = (label, text, fn) => h('button', {type: 'button', class: 'secondary small', 'aria-label': label, title: label, onclick: fn}, text);
@@ -451,6 +459,30 @@ export class Graph {
       this.level);
     this.resize = typeof ResizeObserver === 'function' ? new ResizeObserver(() => this.zoom === null && this.applyZoom()) : null;
     this.observed = null;
+  }
+
+  // neighbour is the node nearest to g in direction [dx, dy], for moving with the arrow keys.
+  neighbour(g, [dx, dy]) {
+    const centre = (el) => {
+      const r = el.getBoundingClientRect();
+      return [r.left + r.width / 2, r.top + r.height / 2];
+    };
+    const [x0, y0] = centre(g);
+    let best = null;
+    let bestScore = Infinity;
+    for (const o of this.svg.querySelectorAll('[data-step]')) {
+      if (o === g) continue;
+      const [x, y] = centre(o);
+      const along = (x - x0) * dx + (y - y0) * dy;
+      if (along <= 1) continue;
+      const across = Math.abs((x - x0) * dy) + Math.abs((y - y0) * dx);
+      const score = along + 2 * across;
+      if (score < bestScore) {
+        bestScore = score;
+        best = o;
+      }
+    }
+    return best;
   }
 
   // current is the zoom shown: the chosen one, or the one that fits.

@@ -73,7 +73,11 @@ export function toYAML(v) {
 // cleanObject drops the metadata the server keeps for itself, so that the YAML shown for
 // editing is what a person writes.
 export function cleanObject(obj) {
-  const out = JSON.parse(JSON.stringify(obj));
+  const copy = JSON.parse(JSON.stringify(obj));
+  // apiVersion, kind and metadata first, as such files are written.
+  const out = {};
+  for (const k of ['apiVersion', 'kind', 'metadata']) if (k in copy) out[k] = copy[k];
+  Object.assign(out, copy);
   if (out.metadata) {
     for (const k of ['uid', 'resourceVersion', 'creationTimestamp', 'generation', 'managedFields', 'selfLink']) delete out.metadata[k];
     for (const k of ['labels', 'annotations']) {

@@ -116,16 +116,20 @@ export async function renderRun(ctx, ns, name) {
       h('section', {class: 'graph-section card', 'aria-labelledby': 'steps-title'},
         h('div', {class: 'section-head'}, h('h2', {id: 'steps-title'}, 'Steps'), h('div', {class: 'head-tools'}, graph.controls, live)),
         h('div', {class: 'graph-wrap', id: 'graph'}, graph.svg),
-        legend()),
+        legend(),
+        h('p', {class: 'muted small hint'}, 'Select a step with the mouse, or with Tab, the arrow keys and Enter.')),
       panel),
     outputs,
     logBox);
 
   // --- operations ---
 
+  // applyRun shows a newer state of the run; an older one (a stream event overtaken by an
+  // operation's answer) is dropped, unless it is of a run created again under the same name.
   const applyRun = (run) => {
     if (!run || !run.metadata || state.deleted) return;
-    if (version(run) && version(run) < version(state.run)) return;
+    const same = (run.metadata.uid || '') === (state.run.metadata.uid || '') && run.metadata.creationTimestamp === state.run.metadata.creationTimestamp;
+    if (same && version(run) < version(state.run)) return;
     state.run = run;
     paint();
   };
@@ -444,6 +448,7 @@ export async function renderRun(ctx, ns, name) {
   const connect = () => {
     es = new EventSource(api.url(`${path}/events`));
     es.addEventListener('open', () => {
+      retry = 0;
       setLive('Live', 'on');
       // The stream starts again with the run and every log entry so far.
       resetLogs();
