@@ -7,6 +7,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -26,6 +28,7 @@ import (
 	httpprovider "github.com/stepflow/stepflow/provider/http"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store/sqlite"
+	"github.com/stepflow/stepflow/telemetry"
 )
 
 type builtins struct{}
@@ -72,13 +75,49 @@ func BenchmarkEmbeddedThroughput(b *testing.B) {
 	for _, runs := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("runs=%d", runs), func(b *testing.B) {
 			for b.Loop() {
-				throughput(b, runs, 5)
+				throughput(b, runs, 5, false)
 			}
 		})
 	}
 }
 
-func throughput(b *testing.B, runs, steps int) {
+// BenchmarkEmbeddedThroughputTelemetry is BenchmarkEmbeddedThroughput's 1,000 runs with the
+// telemetry a server wires: every metric (observer, store, queue and CUE hooks) and a trace
+// per run exported over OTLP/HTTP to a local receiver that discards it. Compare with
+// BenchmarkEmbeddedThroughput/runs=1000 for what the telemetry costs:
+//
+//	go test -run '^$' -bench 'EmbeddedThroughput(/runs=1000$|Telemetry)' -benchtime 1x -count 3 ./bench/
+func BenchmarkEmbeddedThroughputTelemetry(b *testing.B) {
+	for b.Loop() {
+		throughput(b, 1000, 5, true)
+	}
+}
+
+// withTelemetry wires Metrics and a Tracer exporting to a local OTLP receiver into opts and
+// ropts; the returned func flushes the spans and stops the receiver.
+func withTelemetry(b *testing.B, opts *engine.Options, ropts *step.Options) func() {
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	tp, err := telemetry.OTLP(context.Background(), collector.URL, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := telemetry.NewMetrics(prometheus.NewRegistry())
+	opts.Store = m.Store(opts.Store)
+	opts.Observer = engine.Observers{opts.Observer, m, telemetry.NewTracer(tp)}
+	opts.QueueObserver = m
+	ropts.ObserveEvaluation = m.ObserveEvaluation
+	return func() {
+		if err := tp.Shutdown(context.Background()); err != nil {
+			b.Error(err)
+		}
+		collector.Close()
+	}
+}
+
+func throughput(b *testing.B, runs, steps int, withTel bool) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
@@ -97,9 +136,15 @@ func throughput(b *testing.B, runs, steps int) {
 	reg := step.NewRegistry()
 	builtin.Register(reg)
 	httpprovider.Register(reg, httpprovider.Options{Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}})
-	runner := step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})
+	ropts := step.Options{Registry: reg, Definitions: builtins{}}
 	obs := &finishes{want: runs, all: make(chan struct{}), finished: map[engine.Key]bool{}}
-	eng := engine.New(engine.Options{Store: st, Runner: runner, Conditions: runner, Observer: obs})
+	opts := engine.Options{Store: st, Observer: obs}
+	if withTel {
+		defer withTelemetry(b, &opts, &ropts)()
+	}
+	runner := step.NewRunner(ropts)
+	opts.Runner, opts.Conditions = runner, runner
+	eng := engine.New(opts)
 
 	var spec v1alpha1.WorkflowSpec
 	for i := range steps {

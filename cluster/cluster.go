@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,13 @@ type SecretReader interface {
 	List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error
 }
 
+// KubeconfigStore holds clusters as kubeconfig documents, each with a version that changes
+// when the document does.
+type KubeconfigStore interface {
+	// Kubeconfig returns the document of cluster name, or an error wrapping engine.ErrNotFound.
+	Kubeconfig(ctx context.Context, name string) (data []byte, version string, err error)
+}
+
 // Options configure a Registry; the zero value knows only the local cluster.
 type Options struct {
 	// File is a kubeconfig file whose context names are cluster names. It is read once, on the
@@ -65,6 +73,9 @@ type Options struct {
 	File string
 	// Secrets reads cluster Secrets; nil means clusters come from File only.
 	Secrets SecretReader
+	// Kubeconfigs holds clusters as kubeconfig documents (those stored through the server's
+	// API); nil holds none. They are looked up after File and before Secrets.
+	Kubeconfigs KubeconfigStore
 	// SecretNamespace is where cluster Secrets are looked for; "" means vela-system.
 	SecretNamespace string
 	// QPS and Burst limit the requests of each client; zero keeps client-go's defaults (5, 10).
@@ -208,6 +219,22 @@ func (r *Registry) resolve(ctx context.Context, name string) (*entry, error) {
 			return r.cached(name, "file", func() (*rest.Config, error) { return cfg, nil })
 		}
 	}
+	if r.opts.Kubeconfigs != nil {
+		data, version, err := r.opts.Kubeconfigs.Kubeconfig(ctx, name)
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("cluster %q: reading its kubeconfig: %w", name, err)
+		default:
+			return r.cached(name, "stored/"+version, func() (*rest.Config, error) {
+				cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+				if err != nil {
+					return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("cluster %q: its stored kubeconfig: %w", name, err))
+				}
+				return cfg, nil
+			})
+		}
+	}
 	if r.opts.Secrets != nil {
 		var s corev1.Secret
 		err := r.opts.Secrets.Get(ctx, client.ObjectKey{Namespace: r.opts.SecretNamespace, Name: name}, &s)
@@ -276,6 +303,9 @@ func (r *Registry) sources() string {
 	if r.opts.File != "" {
 		s = append(s, "the contexts of "+r.opts.File)
 	}
+	if r.opts.Kubeconfigs != nil {
+		s = append(s, "the stored clusters")
+	}
 	if r.opts.Secrets != nil {
 		s = append(s, "Secrets in "+r.opts.SecretNamespace+" labelled "+LabelCredentialType)
 	}
@@ -285,7 +315,7 @@ func (r *Registry) sources() string {
 	case 1:
 		return s[0]
 	}
-	return s[0] + " and " + s[1]
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }
 
 // loadFile reads the clusters file once.

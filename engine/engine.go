@@ -23,6 +23,20 @@ type Observer interface {
 	RunChanged(run *Run)
 }
 
+// Observers is an Observer that tells each of its observers in turn, in order; nil entries are
+// skipped. Options.Observer takes one observer: this is how several (the server's live view,
+// metrics, traces) share it.
+type Observers []Observer
+
+// RunChanged implements Observer.
+func (o Observers) RunChanged(run *Run) {
+	for _, obs := range o {
+		if obs != nil {
+			obs.RunChanged(run)
+		}
+	}
+}
+
 // Options configure an Engine. Store and Runner are required; every other zero value works.
 type Options struct {
 	Store      Store
@@ -43,6 +57,9 @@ type Options struct {
 	// types exist, properties fit their parameters). An error fails the run with its message,
 	// so that nothing of a run that cannot be right is executed.
 	Check func(ctx context.Context, run *Run) error
+	// QueueObserver, when set, is told each time a run's key joins the work queue or a worker
+	// takes it (its depth, and how long the key waited).
+	QueueObserver QueueObserver
 }
 
 // DefaultWorkers is the number of workers when Options.Workers is zero (or 4 × GOMAXPROCS if
@@ -109,7 +126,7 @@ func New(opts Options) *Engine {
 	return &Engine{
 		opts: opts,
 		m:    machine{retry: opts.Retry, wait: opts.Wait, cond: opts.Conditions},
-		q:    newQueue(),
+		q:    newQueue(opts.QueueObserver),
 		runs: map[Key]*runState{},
 	}
 }

@@ -34,6 +34,9 @@ type Run struct {
 	Vars map[string]json.RawMessage `json:"vars,omitempty"`
 	// Steps is the engine's bookkeeping by step name.
 	Steps map[string]*StepRecord `json:"steps,omitempty"`
+	// Context is the run's spec.context as its template's parameters make it, with their
+	// defaults filled in; nil when the template declares no parameters (spec.context is used).
+	Context json.RawMessage `json:"context,omitempty"`
 	// ManualSuspend is set while a user's suspend operation holds the run.
 	ManualSuspend bool `json:"manualSuspend,omitempty"`
 	// Loops are the iterations of the forEach and matrix steps that started, by step name: every

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
@@ -107,6 +109,14 @@ func initialize(run *Run, wf *v1alpha1.Workflow, now time.Time) error {
 	v1alpha1.DefaultStepNames(spec.Steps)
 	mode := v1alpha1.EffectiveMode(&obj.Spec, wf)
 
+	run.Context = nil
+	if wf != nil && len(wf.Parameters) > 0 && obj.Spec.WorkflowSpec == nil {
+		c, err := templateContext(obj, wf)
+		if err != nil {
+			return err
+		}
+		run.Context = c
+	}
 	run.Spec = spec
 	run.Steps = map[string]*StepRecord{}
 	run.Vars = nil
@@ -711,9 +721,9 @@ func stepContext(run *Run, n *node) map[string]any {
 	if n.group != nil {
 		c["stepGroupName"] = n.group.spec.Name
 	}
-	if obj.Spec.Context != nil && len(obj.Spec.Context.Raw) > 0 {
+	if raw := run.contextRaw(); len(raw) > 0 {
 		var user map[string]any
-		if json.Unmarshal(obj.Spec.Context.Raw, &user) == nil {
+		if json.Unmarshal(raw, &user) == nil {
 			maps.Copy(c, user)
 		}
 	}
@@ -770,4 +780,32 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 		maps.Copy(req.Memo, rec.Memo)
 	}
 	return req, nil
+}
+
+// contextRaw is the run's user context: spec.context, with the template's parameter
+// defaults when it has parameters.
+func (r *Run) contextRaw() []byte {
+	if r.Context != nil {
+		return r.Context
+	}
+	if c := r.Object.Spec.Context; c != nil {
+		return c.Raw
+	}
+	return nil
+}
+
+// templateContext checks a run's spec.context against the parameters of the template it
+// refers to and returns it with their defaults filled in.
+func templateContext(obj *v1alpha1.WorkflowRun, wf *v1alpha1.Workflow) (json.RawMessage, error) {
+	given := map[string]any{}
+	if c := obj.Spec.Context; c != nil && len(bytes.TrimSpace(c.Raw)) > 0 {
+		if err := json.Unmarshal(c.Raw, &given); err != nil {
+			return nil, fmt.Errorf("spec.context: %w", err)
+		}
+	}
+	full, errs := v1alpha1.ApplyParameters(wf.Parameters, given, field.NewPath("spec", "context"))
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("the parameters of Workflow %s: %w", wf.Name, errs.ToAggregate())
+	}
+	return json.Marshal(full)
 }

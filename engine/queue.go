@@ -1,6 +1,24 @@
 package engine
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
+
+// QueueObserver is told how the engine's work queue moves: the keys of runs waiting for a worker.
+// It is called with the queue's lock held, on the path of every transition, so it must be quick
+// (an atomic update, no I/O) and must not call the Engine. Telemetry implements it to export the
+// queue's depth and how long runs wait for a worker.
+type QueueObserver interface {
+	// Queued is called when a run's key joins the line for a worker; depth is how many keys
+	// wait in it now. A key added again while it waits does not join it twice and is not
+	// reported; one added while a worker holds it joins the line when the worker is done.
+	Queued(depth int)
+	// Taken is called when a worker takes a key; depth is how many keys still wait, and waited
+	// is how long the key waited since it joined the line (measured on the process's monotonic
+	// clock, not the engine's Clock: it measures the workers, not the runs' logic).
+	Taken(depth int, waited time.Duration)
+}
 
 // queue hands out run keys to workers so that one worker owns a run at a time: a key added while
 // it is queued is not queued twice, and a key added while a worker holds it is queued again when
@@ -8,16 +26,36 @@ import "sync"
 type queue struct {
 	mu         sync.Mutex
 	cond       *sync.Cond
-	items      []Key
+	items      []queued
 	dirty      map[Key]struct{}
 	processing map[Key]struct{}
 	closed     bool
+	obs        QueueObserver
 }
 
-func newQueue() *queue {
-	q := &queue{dirty: map[Key]struct{}{}, processing: map[Key]struct{}{}}
+// queued is a key in line, with when it joined the line (only when there is an observer).
+type queued struct {
+	key Key
+	at  time.Time
+}
+
+func newQueue(obs QueueObserver) *queue {
+	q := &queue{dirty: map[Key]struct{}{}, processing: map[Key]struct{}{}, obs: obs}
 	q.cond = sync.NewCond(&q.mu)
 	return q
+}
+
+// push puts key in line for a worker; q.mu is held.
+func (q *queue) push(key Key) {
+	item := queued{key: key}
+	if q.obs != nil {
+		item.at = time.Now()
+	}
+	q.items = append(q.items, item)
+	if q.obs != nil {
+		q.obs.Queued(len(q.items))
+	}
+	q.cond.Signal()
 }
 
 // add queues key unless it is already waiting.
@@ -34,8 +72,7 @@ func (q *queue) add(key Key) {
 	if _, ok := q.processing[key]; ok {
 		return
 	}
-	q.items = append(q.items, key)
-	q.cond.Signal()
+	q.push(key)
 }
 
 // get blocks until a key is ready or the queue is closed (ok false).
@@ -48,11 +85,15 @@ func (q *queue) get() (key Key, ok bool) {
 	if len(q.items) == 0 {
 		return Key{}, false
 	}
-	key = q.items[0]
-	q.items[0] = Key{}
+	item := q.items[0]
+	q.items[0] = queued{}
 	q.items = q.items[1:]
+	key = item.key
 	q.processing[key] = struct{}{}
 	delete(q.dirty, key)
+	if q.obs != nil {
+		q.obs.Taken(len(q.items), time.Since(item.at))
+	}
 	return key, true
 }
 
@@ -62,8 +103,7 @@ func (q *queue) done(key Key) {
 	defer q.mu.Unlock()
 	delete(q.processing, key)
 	if _, ok := q.dirty[key]; ok && !q.closed {
-		q.items = append(q.items, key)
-		q.cond.Signal()
+		q.push(key)
 	}
 }
 

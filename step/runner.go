@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"sync"
+	"time"
 
 	"cuelang.org/go/cue"
 
@@ -54,6 +55,16 @@ type Options struct {
 	MaxDefinitions int
 	// MaxActions bounds the actions one evaluation of a step runs. 0 means DefaultMaxActions.
 	MaxActions int
+	// ObserveEvaluation, when set, is called after each evaluation of a step's template with
+	// the step's type and the time the evaluation spent in CUE: compiling the definition when
+	// it was not compiled yet, filling and checking the parameter, walking the template,
+	// filling the actions' results back and evaluating the outputs. That is the evaluation's
+	// time less the time its actions ran (their I/O, or their wait for a lock) and less the
+	// time reading the definition from Definitions took. It is not called when the template
+	// was not evaluated: an unknown step type, a definition that could not be read, a resumed
+	// builtin suspend released without evaluating the template. It is called from the
+	// evaluating goroutine, concurrently for concurrent steps, and should be quick.
+	ObserveEvaluation func(typ string, d time.Duration)
 }
 
 // Runner evaluates steps written in CUE. It implements engine.StepRunner and
@@ -101,13 +112,23 @@ func (g *generation) size() int {
 
 // load finds step type typ and compiles it. A compile error is returned as a *failure.
 func (r *Runner) load(ctx context.Context, gen *generation, namespace, typ string) (*definition, error) {
-	if r.opts.Definitions == nil {
-		return nil, fmt.Errorf("step type %q: %w (no definitions are configured)", typ, ErrUnknownType)
-	}
-	src, err := r.opts.Definitions.Template(ctx, namespace, typ)
+	src, err := r.template(ctx, namespace, typ)
 	if err != nil {
 		return nil, err
 	}
+	return r.compile(gen, typ, src)
+}
+
+// template reads the template of step type typ from the definitions.
+func (r *Runner) template(ctx context.Context, namespace, typ string) (string, error) {
+	if r.opts.Definitions == nil {
+		return "", fmt.Errorf("step type %q: %w (no definitions are configured)", typ, ErrUnknownType)
+	}
+	return r.opts.Definitions.Template(ctx, namespace, typ)
+}
+
+// compile returns the definition of step type typ compiled in gen; a compile error is a *failure.
+func (r *Runner) compile(gen *generation, typ, src string) (*definition, error) {
 	d := gen.definition(r.opts.Registry, typ, src)
 	if d.err != nil {
 		return nil, &failure{reason: v1alpha1.ReasonRendering, msg: fmt.Sprintf("definition %s: %v", typ, d.err)}
@@ -134,10 +155,16 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		return nil, err
 	}
 	gen := r.generation()
-	d, err := r.load(ctx, gen, req.Run.Namespace, req.Step.Type)
+	src, err := r.template(ctx, req.Run.Namespace, req.Step.Type)
+	began := time.Now() // CUE's time starts once the definition is read
+	var d *definition
+	if err == nil {
+		d, err = r.compile(gen, req.Step.Type, src)
+	}
 	var f *failure
 	switch {
 	case errors.As(err, &f):
+		r.observe(req.Step.Type, time.Since(began))
 		return &engine.StepResult{Outcome: engine.Failed, Reason: f.reason, Message: f.msg}, nil
 	case errors.Is(err, ErrUnknownType):
 		return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonRendering, Message: err.Error()}, nil
@@ -149,6 +176,7 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	released, err := e.releaseSuspend(ctx)
 	if !released {
 		err = e.run(ctx)
+		r.observe(req.Step.Type, time.Since(began)-e.actions)
 	}
 	res := e.result()
 	if errors.As(err, &f) {
@@ -156,6 +184,14 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		return res, nil
 	}
 	return res, err
+}
+
+// observe reports the CUE time of an evaluation of a step of type typ to
+// Options.ObserveEvaluation.
+func (r *Runner) observe(typ string, d time.Duration) {
+	if r.opts.ObserveEvaluation != nil {
+		r.opts.ObserveEvaluation(typ, max(d, 0))
+	}
 }
 
 // outputs evaluates the step's outputs over the evaluated template.

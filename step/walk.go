@@ -31,6 +31,7 @@ type evaluation struct {
 	params  map[string]any             // and its parameters
 	fills   int                        // results filled in since the template was validated
 	start   time.Time
+	actions time.Duration // the time the actions run in this evaluation took
 }
 
 // run evaluates the template: parameter first, then the actions, then the outputs. A *failure
@@ -279,6 +280,7 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 		began := time.Now()
 		out, err := s.action.Run(ctx, &Call{Params: s.params, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
 		took := time.Since(began)
+		e.actions += took
 		if err == nil && out != nil {
 			if result, err = json.Marshal(out); err != nil {
 				err = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("encoding the result: %w", err))

@@ -1,19 +1,38 @@
 // Package store holds what the run stores share beyond engine.Store: the summaries their List
-// returns, the selection it takes, and the error of creating a run that is stored already, so
-// that the CLI and the server list runs the same way whichever store they use.
+// returns, the selection it takes, the error of creating a run that is stored already, the
+// generic records they keep, and how they tell a changed Workflow template from a re-applied
+// one, so that the CLI and the server work the same way whichever store they use.
 package store
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 )
 
 // ErrExists is returned, wrapped, by a store's Create when the run is stored already and
-// replace is false.
+// replace is false, and by PutRecord when it is to create a record that is stored already.
 var ErrExists = errors.New("already exists")
+
+// Record is one of the stores' generic records, kept by kind and key for the server (API
+// tokens, triggers, named clusters): opaque data with the version the store gave it.
+type Record struct {
+	// Key is unique among the records of one kind.
+	Key string
+	// Data is what the record holds; the store does not look into it.
+	Data []byte
+	// Version changes with every write of the record and is never handed out twice by a
+	// store: PutRecord takes it to update the record only if nobody else has since.
+	Version int64
+}
 
 // StepCounts counts a run's steps by phase. A step-group and each of its sub-steps count
 // as one step each.
@@ -81,6 +100,12 @@ type RunSummary struct {
 	Steps     StepCounts
 	// Version is the run's stored version.
 	Version int64
+	// Template is the Workflow the run refers to (spec.workflowRef), "" for inline steps.
+	Template string
+	// Created is when the run was created: stored by Create, or by the Save at version 0
+	// that stored it first. For a run stored by an older stepflow it is the run's
+	// metadata.creationTimestamp, else its start time, else zero.
+	Created time.Time
 }
 
 // ListOptions select the runs List returns. The zero value selects every run.
@@ -89,7 +114,55 @@ type ListOptions struct {
 	Namespace string
 	// Phase, when set, selects the runs in that phase (status.status).
 	Phase string
+	// Template, when set, selects the runs of that Workflow template (spec.workflowRef).
+	Template string
+	// StartedAfter and StartedBefore, when not zero, bound the runs' start time
+	// (status.startTime): at or after StartedAfter, before StartedBefore. A run that has not
+	// started is left out when either is set.
+	StartedAfter  time.Time
+	StartedBefore time.Time
+	// Newest orders the runs by creation, newest first, then by namespace and name; by
+	// default they are ordered by namespace and name.
+	Newest bool
 	// Limit, when positive, is the most runs returned; Offset skips that many first.
 	Limit  int
 	Offset int
+}
+
+// WorkflowChanged says whether wf differs from stored, the Workflow template stored under its
+// name, in more than what stores and API servers set: metadata.generation, resourceVersion,
+// creationTimestamp, managedFields and uid. A store that finds it changed stores wf with the
+// next generation; applying the same file again leaves the generation as it is. Objects are
+// compared as JSON values, so the order of keys in a step's properties does not count.
+func WorkflowChanged(stored, wf *v1alpha1.Workflow) (bool, error) {
+	a, err := workflowContent(stored)
+	if err != nil {
+		return false, fmt.Errorf("compare workflow %s/%s: stored: %w", stored.Namespace, stored.Name, err)
+	}
+	b, err := workflowContent(wf)
+	if err != nil {
+		return false, fmt.Errorf("compare workflow %s/%s: %w", wf.Namespace, wf.Name, err)
+	}
+	if bytes.Equal(a, b) {
+		return false, nil
+	}
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		return false, fmt.Errorf("compare workflow %s/%s: stored: %w", stored.Namespace, stored.Name, err)
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		return false, fmt.Errorf("compare workflow %s/%s: %w", wf.Namespace, wf.Name, err)
+	}
+	return !reflect.DeepEqual(va, vb), nil
+}
+
+// workflowContent is wf as JSON without the fields WorkflowChanged ignores.
+func workflowContent(wf *v1alpha1.Workflow) ([]byte, error) {
+	c := wf.DeepCopy()
+	c.Generation = 0
+	c.ResourceVersion = ""
+	c.CreationTimestamp = metav1.Time{}
+	c.ManagedFields = nil
+	c.UID = ""
+	return json.Marshal(c)
 }

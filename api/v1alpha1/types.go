@@ -356,9 +356,47 @@ type Workflow struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Mode         *WorkflowExecuteMode `json:"mode,omitempty"`
+	Mode *WorkflowExecuteMode `json:"mode,omitempty"`
+	// Parameters are the values a run of this template takes in its spec.context, with their
+	// types and defaults, checked when the run is created. A stepflow extension.
+	Parameters   []Parameter `json:"parameters,omitempty"`
 	WorkflowSpec `json:",inline"`
 }
+
+// Parameter is one value a Workflow template takes from the runs made of it, as a key of
+// their spec.context. A stepflow extension.
+type Parameter struct {
+	// Name is the context key.
+	Name string `json:"name"`
+	// Type is one of string, number, integer, boolean, object and array; default string.
+	// +kubebuilder:validation:Enum=string;number;integer;boolean;object;array
+	Type ParameterType `json:"type,omitempty"`
+	// Required parameters must be given; the others take their default, if they have one.
+	Required bool `json:"required,omitempty"`
+	// Default is the value of a parameter a run does not give.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	Default *runtime.RawExtension `json:"default,omitempty"`
+	// Enum, when set, lists the values allowed.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	Enum []runtime.RawExtension `json:"enum,omitempty"`
+	// Description says what the parameter is for, for forms and docs.
+	Description string `json:"description,omitempty"`
+}
+
+// ParameterType is the JSON type of a template parameter.
+type ParameterType string
+
+// The parameter types.
+const (
+	ParamString  ParameterType = "string"
+	ParamNumber  ParameterType = "number"
+	ParamInteger ParameterType = "integer"
+	ParamBoolean ParameterType = "boolean"
+	ParamObject  ParameterType = "object"
+	ParamArray   ParameterType = "array"
+)
 
 // WorkflowList is a list of Workflows.
 //

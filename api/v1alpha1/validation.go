@@ -101,6 +101,7 @@ func ValidateWorkflow(wf *Workflow) field.ErrorList {
 	}
 	errs := validateMeta(wf.Name, "", wf.Namespace, false)
 	errs = append(errs, validateExecuteMode(wf.Mode, field.NewPath("mode"))...)
+	errs = append(errs, validateParameters(wf.Parameters, field.NewPath("parameters"))...)
 	errs = append(errs, ValidateSteps(wf.Steps, EffectiveMode(nil, wf), field.NewPath("steps"))...)
 	return errs
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,23 +10,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
-	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/cluster"
-	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
-// systemNamespace is where step types shared by every namespace live, as in KubeVela.
-const systemNamespace = "vela-system"
-
 // app is what a command works with: the store, the step runtime, and the definitions it sees.
 type app struct {
 	store  *sqlite.Store
 	runner *step.Runner
-	defs   *definitionChain
+	// catalog finds step types and templates: in the store, then among the built-ins.
+	catalog *catalog.Catalog
 }
 
 // open opens the store under the data directory and wires the step runtime.
@@ -42,8 +38,8 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
 	}
-	defs := &definitionChain{store: st, local: map[[2]string]string{}}
-	g.app = &app{store: st, defs: defs, runner: newRunner(defs, &lazyClusters{g: g})}
+	cat := catalog.New(st)
+	g.app = &app{store: st, catalog: cat, runner: newRunner(cat, &lazyClusters{g: g})}
 	return g.app, nil
 }
 
@@ -87,42 +83,4 @@ func (l *lazyClusters) Client(ctx context.Context, name string) (client.Client, 
 		return nil, l.localErr
 	}
 	return l.reg.Client(ctx, name)
-}
-
-// definitionChain finds a step type as KubeVela does: in the run's namespace, then in
-// vela-system, then among the built-ins. Definitions given on the command line come first.
-type definitionChain struct {
-	store *sqlite.Store
-	local map[[2]string]string
-}
-
-// add makes definitions from the files of this command visible before they are stored.
-func (c *definitionChain) add(defs []*v1beta1.WorkflowStepDefinition) {
-	for _, d := range defs {
-		if d.Spec.Schematic != nil && d.Spec.Schematic.CUE != nil {
-			c.local[[2]string{d.Namespace, d.Name}] = d.Spec.Schematic.CUE.Template
-		}
-	}
-}
-
-// Template implements step.Definitions.
-func (c *definitionChain) Template(ctx context.Context, namespace, typ string) (string, error) {
-	for _, ns := range []string{namespace, systemNamespace} {
-		if t, ok := c.local[[2]string{ns, typ}]; ok {
-			return t, nil
-		}
-		if c.store != nil {
-			t, err := c.store.Template(ctx, ns, typ)
-			if err == nil {
-				return t, nil
-			}
-			if !errors.Is(err, engine.ErrNotFound) {
-				return "", err
-			}
-		}
-	}
-	if t, ok := definitions.Template(typ); ok {
-		return t, nil
-	}
-	return "", fmt.Errorf("step type %q: %w (looked in namespace %q, %s and the built-ins)", typ, step.ErrUnknownType, namespace, systemNamespace)
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stepflow/stepflow/manifest"
 )
 
 func newApplyCommand(g *globals) *cobra.Command {
@@ -17,6 +19,16 @@ func newApplyCommand(g *globals) *cobra.Command {
 				return invalidf("apply: give the files with -f")
 			}
 			ctx := cmd.Context()
+			if r := g.remote(); r != nil {
+				objs, err := manifest.DecodeFiles(g.paths(files)...)
+				if err != nil {
+					return invalidErr(err)
+				}
+				if len(objs.Runs) > 0 {
+					return invalidf("apply stores definitions and Workflows; run WorkflowRuns with stepflow run (found %s)", objs.Runs[0].Name)
+				}
+				return g.remoteApply(ctx, r, objs)
+			}
 			a, objs, err := g.load(ctx, files)
 			if err != nil {
 				return err
@@ -50,6 +62,9 @@ properties against the type's parameter, and the definitions' CUE. Step types an
 already stored are taken into account; nothing is written.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
+			if r := g.remote(); r != nil {
+				return g.remoteVet(cmd.Context(), r, files)
+			}
 			_, objs, err := g.load(cmd.Context(), files)
 			if err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/step"
 )
@@ -36,7 +37,7 @@ func newDefListCommand(g *globals) *cobra.Command {
 			type row struct{ name, source, description string }
 			seen := map[string]bool{}
 			var rows []row
-			for _, ns := range []string{g.namespace, systemNamespace} {
+			for _, ns := range []string{g.namespace, catalog.SystemNamespace} {
 				defs, err := a.store.Definitions(ctx, ns)
 				if err != nil {
 					return err
@@ -78,7 +79,7 @@ func newDefShowCommand(g *globals) *cobra.Command {
 				return err
 			}
 			typ := args[0]
-			src, err := a.defs.Template(ctx, g.namespace, typ)
+			src, err := a.catalog.Template(ctx, g.namespace, typ)
 			if errors.Is(err, step.ErrUnknownType) {
 				return invalidErr(err)
 			}

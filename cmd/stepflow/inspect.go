@@ -31,6 +31,9 @@ the step, as the store keeps them, with the child run of each when the step is a
 				return invalidf("-o %q: want yaml or json", output)
 			}
 			ctx := cmd.Context()
+			if r := g.remote(); r != nil && iterationsOf == "" {
+				return g.remoteGet(ctx, r, args[0], output)
+			}
 			a, err := g.open(ctx)
 			if err != nil {
 				return err
@@ -105,6 +108,9 @@ func newListCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if r := g.remote(); r != nil {
+				return g.remoteList(ctx, r, phase, all)
+			}
 			a, err := g.open(ctx)
 			if err != nil {
 				return err
@@ -117,26 +123,31 @@ func newListCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAMESPACE\tNAME\tPHASE\tSTARTED\tDURATION\tMESSAGE")
-			for _, r := range runs {
-				started, took := "-", "-"
-				if !r.StartTime.IsZero() {
-					started = r.StartTime.Local().Format(time.DateTime)
-					end := time.Now()
-					if !r.EndTime.IsZero() {
-						end = r.EndTime
-					}
-					took = end.Sub(r.StartTime).Round(time.Second).String()
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Name, orDash(string(r.Phase)), started, took, oneLine(r.Message))
-			}
-			return w.Flush()
+			return printRuns(g, runs)
 		},
 	}
 	cmd.Flags().StringVar(&phase, "phase", "", "only runs in this phase")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "runs of every namespace")
 	return cmd
+}
+
+// printRuns prints a table of runs.
+func printRuns(g *globals, runs []store.RunSummary) error {
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAMESPACE\tNAME\tPHASE\tSTARTED\tDURATION\tMESSAGE")
+	for _, r := range runs {
+		started, took := "-", "-"
+		if !r.StartTime.IsZero() {
+			started = r.StartTime.Local().Format(time.DateTime)
+			end := time.Now()
+			if !r.EndTime.IsZero() {
+				end = r.EndTime
+			}
+			took = end.Sub(r.StartTime).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Name, orDash(string(r.Phase)), started, took, oneLine(r.Message))
+	}
+	return w.Flush()
 }
 
 func orDash(s string) string {
@@ -158,6 +169,9 @@ func newLogsCommand(g *globals) *cobra.Command {
 			var store interface {
 				engine.Store
 				Logs(ctx context.Context, key engine.Key, step string) ([]engine.LogEntry, error)
+			}
+			if r := g.remote(); r != nil {
+				return g.remoteLogs(ctx, r, args[0], stepName)
 			}
 			if g.kube {
 				st, err := g.kubeStore()

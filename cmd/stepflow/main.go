@@ -91,6 +91,9 @@ type globals struct {
 	// `stepflow controller` drives, instead of the embedded store; kubeconfig names the cluster.
 	kube       bool
 	kubeconfig string
+	// server, when set, is the URL of a stepflow server the commands work through, with token.
+	server string
+	token  string
 	// clustersFile is a kubeconfig whose contexts are the clusters kube actions may name.
 	clustersFile string
 	stdout       io.Writer
@@ -128,6 +131,10 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		"kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	root.PersistentFlags().StringVar(&g.clustersFile, "clusters", "",
 		"kubeconfig file whose contexts are the clusters steps may name in their cluster parameter")
+	root.PersistentFlags().StringVar(&g.server, "server", os.Getenv("STEPFLOW_SERVER"),
+		"URL of a stepflow server to work through instead of the embedded store (env STEPFLOW_SERVER)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("STEPFLOW_TOKEN"),
+		"API token for --server (env STEPFLOW_TOKEN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalidErr(err) })
 	root.AddCommand(
 		newRunCommand(g),
@@ -143,6 +150,8 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		newRestartCommand(g),
 		newDefCommand(g),
 		newControllerCommand(g),
+		newServerCommand(g),
+		newTokenCommand(g),
 	)
 	return root
 }

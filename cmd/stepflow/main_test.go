@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -56,6 +57,9 @@ func TestScripts(t *testing.T) {
 			"subst":     cmdSubst,
 			"kube":      kube.cmdKube,
 			"filesize":  cmdFileSize,
+			"envfile":   cmdEnvFile,
+			"freeport":  cmdFreePort,
+			"waithttp":  cmdWaitHTTP,
 		},
 	})
 }
@@ -69,7 +73,14 @@ type scriptState struct {
 // code is kept for exitcode. `! stepflow ...` expects a non-zero exit.
 func cmdStepflow(ts *testscript.TestScript, neg bool, args []string) {
 	var stdout, stderr strings.Builder
-	code := runIn(ts.Getenv("WORK"), append([]string{"--data-dir", ts.Getenv("STEPFLOW_DATA_DIR")}, args...), &stdout, &stderr)
+	// The process environment is not the script's: pass what the CLI reads from it.
+	pre := []string{"--data-dir", ts.Getenv("STEPFLOW_DATA_DIR")}
+	for _, e := range [][2]string{{"STEPFLOW_SERVER", "--server"}, {"STEPFLOW_TOKEN", "--token"}} {
+		if v := ts.Getenv(e[0]); v != "" {
+			pre = append(pre, e[1], v)
+		}
+	}
+	code := runIn(ts.Getenv("WORK"), append(pre, args...), &stdout, &stderr)
 	ts.Value("state").(*scriptState).lastCode = code
 	_, _ = io.WriteString(ts.Stdout(), stdout.String())
 	_, _ = io.WriteString(ts.Stderr(), stderr.String())
@@ -222,5 +233,46 @@ func (s *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(code, map[string]any{"error": fmt.Sprintf("status %d", code)})
 	default:
 		reply(404, map[string]any{"error": "no such path " + r.URL.Path})
+	}
+}
+
+// cmdEnvFile sets an environment variable to a file's content, trimmed: envfile VAR FILE
+func cmdEnvFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: envfile VAR FILE")
+	}
+	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile(args[1])))
+}
+
+// cmdFreePort sets an environment variable to a free loopback port: freeport VAR
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ts.Check(ln.Close())
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// cmdWaitHTTP waits (up to 30s) until a URL answers 200: waithttp URL
+func cmdWaitHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: waithttp URL")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(args[0])
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not answer 200 in 30s: %v", args[0], err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

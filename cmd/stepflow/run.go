@@ -34,6 +34,13 @@ refused unless --replace is given.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			ctx := cmd.Context()
+			if r := g.remote(); r != nil {
+				setCtx, err := parseSets(sets)
+				if err != nil {
+					return err
+				}
+				return g.remoteRunFiles(ctx, r, files, setCtx)
+			}
 			a, objs, err := g.load(ctx, files)
 			if err != nil {
 				return err
@@ -242,7 +249,10 @@ type runView struct {
 	version int64
 }
 
-func (w *watcher) RunChanged(run *engine.Run) {
+func (w *watcher) RunChanged(run *engine.Run) { w.update(run, engine.Settled(run)) }
+
+// update shows a run, settled or not.
+func (w *watcher) update(run *engine.Run, settled bool) {
 	w.mu.Lock()
 	// Reports come from Operate and from the workers, each from its own goroutine, so one can
 	// arrive after a later one: an older version than the one shown is dropped.
@@ -250,7 +260,7 @@ func (w *watcher) RunChanged(run *engine.Run) {
 		w.mu.Unlock()
 		return
 	}
-	w.last[run.Key()] = &runView{phase: run.Object.Status.Phase, settled: engine.Settled(run), version: run.Version}
+	w.last[run.Key()] = &runView{phase: run.Object.Status.Phase, settled: settled, version: run.Version}
 	w.mu.Unlock()
 	w.progress.RunChanged(run)
 	select {
@@ -270,7 +280,7 @@ func (w *watcher) verdict(keys []engine.Key, eng *engine.Engine) (int, bool) {
 	code := exitOK
 	for _, k := range keys {
 		v := w.view(k)
-		if v == nil || !v.settled || eng.Busy(k) {
+		if v == nil || !v.settled || (eng != nil && eng.Busy(k)) {
 			return 0, false
 		}
 		c := exitOK
@@ -293,6 +303,10 @@ func (g *globals) operate(cmd *cobra.Command, name string, drive bool, op func(*
 	ctx := cmd.Context()
 	if g.kube {
 		return g.kubeOperate(ctx, name, op)
+	}
+	if r := g.remote(); r != nil {
+		step, _ := cmd.Flags().GetString("step")
+		return g.remoteOperate(ctx, r, name, cmd.Name(), step, drive)
 	}
 	a, err := g.open(ctx)
 	if err != nil {

@@ -94,6 +94,7 @@ type bookkeeping struct {
 	Epoch         int64                         `json:"epoch,omitempty"`
 	Steps         map[string]*engine.StepRecord `json:"steps,omitempty"`
 	ManualSuspend bool                          `json:"manualSuspend,omitempty"`
+	Context       json.RawMessage               `json:"context,omitempty"`
 	// Loops are the iterations of looping steps in full (the status keeps a bounded summary).
 	Loops map[string]*engine.Loop `json:"loops,omitempty"`
 	// Suspend and Terminated are status.suspend and status.terminated as stepflow last wrote
@@ -241,7 +242,7 @@ func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine
 		// Never started, or its status was cleared (KubeVela's restart): the engine starts it.
 		return run, nil
 	}
-	run.Epoch, run.Steps, run.ManualSuspend, run.Loops = bk.Epoch, bk.Steps, bk.ManualSuspend, bk.Loops
+	run.Epoch, run.Steps, run.ManualSuspend, run.Loops, run.Context = bk.Epoch, bk.Steps, bk.ManualSuspend, bk.Loops, bk.Context
 	switch {
 	case bk.Spec != nil:
 		run.Spec = bk.Spec
@@ -426,7 +427,7 @@ func encodeWith(run *engine.Run, more func(*bookkeeping)) (*v1alpha1.WorkflowRun
 	obj := run.Object.DeepCopy()
 	st := &obj.Status
 	bk := bookkeeping{
-		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend, Loops: run.Loops,
+		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend, Loops: run.Loops, Context: run.Context,
 		Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
 	}
 	if run.Object.Spec.WorkflowSpec == nil {

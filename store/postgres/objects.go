@@ -11,11 +11,17 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 )
 
 // PutObjects stores the step definitions and Workflow templates, replacing those of the same
 // namespace and name, in one transaction: if any is invalid (no name, a definition without a
 // CUE template) none is stored.
+//
+// A Workflow's metadata.generation is its version: 1 when it is new; the stored one's plus
+// one when it differs from it (store.WorkflowChanged), else the stored one's, so that applying
+// the same file again changes nothing. The generation given is ignored; once stored, each
+// Workflow of wfs has its Generation set to the one stored.
 func (s *Store) PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefinition, wfs []*v1alpha1.Workflow) error {
 	b := new(pgx.Batch)
 	for i, d := range defs {
@@ -33,26 +39,120 @@ func (s *Store) PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefi
 			ON CONFLICT (namespace, name) DO UPDATE SET template = excluded.template, object = excluded.object`,
 			d.Namespace, d.Name, d.Spec.Schematic.CUE.Template, data)
 	}
+	encWfs := make([]workflowRow, len(wfs))
 	for i, wf := range wfs {
 		if wf == nil || wf.Name == "" {
 			return fmt.Errorf("store workflows: workflow %d has no name", i)
 		}
-		data, err := json.Marshal(wf)
+		c := wf.DeepCopy()
+		c.Generation = 0 // the column's
+		data, err := json.Marshal(c)
 		if err != nil {
 			return fmt.Errorf("store workflows: encode %s/%s: %w", wf.Namespace, wf.Name, err)
 		}
-		b.Queue(`INSERT INTO workflows (namespace, name, object) VALUES ($1, $2, $3)
-			ON CONFLICT (namespace, name) DO UPDATE SET object = excluded.object`,
-			wf.Namespace, wf.Name, data)
+		encWfs[i] = workflowRow{wf: c, data: data}
 	}
-	if b.Len() == 0 {
+	if b.Len()+len(encWfs) == 0 {
 		return nil
 	}
+	gens := make([]int64, len(encWfs))
 	err := pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
-		return tx.SendBatch(ctx, b).Close()
+		if b.Len() > 0 {
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+		}
+		for i, o := range encWfs {
+			gen, err := putWorkflow(ctx, tx, o)
+			if err != nil {
+				return err
+			}
+			gens[i] = gen
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store definitions and workflows: %w", err)
+	}
+	for i, wf := range wfs {
+		wf.Generation = gens[i]
+	}
+	return nil
+}
+
+// workflowRow is a Workflow encoded for writing: a copy without generation, and its JSON.
+type workflowRow struct {
+	wf   *v1alpha1.Workflow
+	data []byte
+}
+
+// putWorkflow stores the Workflow in the transaction and returns the generation it stored it
+// with: 1 if new, else the stored one's, plus one if it changed (or cannot be decoded). The stored row is locked
+// before it is compared, so that of two transactions storing one template at once the second
+// compares with what the first stored.
+func putWorkflow(ctx context.Context, tx pgx.Tx, o workflowRow) (int64, error) {
+	ns, name := o.wf.Namespace, o.wf.Name
+	for {
+		var data []byte
+		var gen int64
+		err := tx.QueryRow(ctx, `SELECT object, generation FROM workflows WHERE namespace = $1 AND name = $2 FOR UPDATE`,
+			ns, name).Scan(&data, &gen)
+		if errors.Is(err, pgx.ErrNoRows) {
+			tag, err := tx.Exec(ctx, `INSERT INTO workflows (namespace, name, object, generation) VALUES ($1, $2, $3, 1)
+				ON CONFLICT (namespace, name) DO NOTHING`, ns, name, o.data)
+			if err != nil {
+				return 0, fmt.Errorf("insert workflow %s/%s: %w", ns, name, err)
+			}
+			if tag.RowsAffected() == 1 {
+				return 1, nil
+			}
+			continue // another transaction stored it first: compare with what it stored
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read stored workflow %s/%s: %w", ns, name, err)
+		}
+		// A stored Workflow that cannot be decoded counts as changed, so that putting it
+		// again repairs it.
+		stored := new(v1alpha1.Workflow)
+		changed := true
+		if json.Unmarshal(data, stored) == nil {
+			if changed, err = store.WorkflowChanged(stored, o.wf); err != nil {
+				return 0, err
+			}
+		}
+		if changed {
+			gen++
+		}
+		if _, err := tx.Exec(ctx, `UPDATE workflows SET object = $3, generation = $4 WHERE namespace = $1 AND name = $2`,
+			ns, name, o.data, gen); err != nil {
+			return 0, fmt.Errorf("update workflow %s/%s: %w", ns, name, err)
+		}
+		return gen, nil
+	}
+}
+
+// DeleteDefinition removes the stored definition namespace/name, or returns an error wrapping
+// engine.ErrNotFound.
+func (s *Store) DeleteDefinition(ctx context.Context, namespace, name string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM definitions WHERE namespace = $1 AND name = $2`, namespace, name)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = engine.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("delete definition %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// DeleteWorkflow removes the stored Workflow template namespace/name, or returns an error
+// wrapping engine.ErrNotFound. Runs of the template keep the steps they resolved.
+func (s *Store) DeleteWorkflow(ctx context.Context, namespace, name string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM workflows WHERE namespace = $1 AND name = $2`, namespace, name)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = engine.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("delete workflow %s/%s: %w", namespace, name, err)
 	}
 	return nil
 }
@@ -103,11 +203,12 @@ func (s *Store) Definitions(ctx context.Context, namespace string) ([]*v1beta1.W
 	return out, nil
 }
 
-// Workflow returns the stored Workflow template namespace/name, or an error wrapping
-// engine.ErrNotFound.
+// Workflow returns the stored Workflow template namespace/name, with its generation, or an
+// error wrapping engine.ErrNotFound.
 func (s *Store) Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error) {
 	var data []byte
-	err := s.pool.QueryRow(ctx, `SELECT object FROM workflows WHERE namespace = $1 AND name = $2`, namespace, name).Scan(&data)
+	var gen int64
+	err := s.pool.QueryRow(ctx, `SELECT object, generation FROM workflows WHERE namespace = $1 AND name = $2`, namespace, name).Scan(&data, &gen)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("workflow %s/%s: %w", namespace, name, engine.ErrNotFound)
 	}
@@ -118,5 +219,41 @@ func (s *Store) Workflow(ctx context.Context, namespace, name string) (*v1alpha1
 	if err := json.Unmarshal(data, wf); err != nil {
 		return nil, fmt.Errorf("workflow %s/%s: decode: %w", namespace, name, err)
 	}
+	wf.Generation = gen
 	return wf, nil
+}
+
+// Workflows returns the stored Workflow templates of the namespace (of every namespace when
+// it is empty), with their generations, ordered by namespace and name.
+func (s *Store) Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error) {
+	q := `SELECT namespace, name, object, generation FROM workflows`
+	var args []any
+	if namespace != "" {
+		q += ` WHERE namespace = $1`
+		args = append(args, namespace)
+	}
+	rows, err := s.pool.Query(ctx, q+` ORDER BY namespace, name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	defer rows.Close()
+	var out []*v1alpha1.Workflow
+	for rows.Next() {
+		var ns, name string
+		var data []byte
+		var gen int64
+		if err := rows.Scan(&ns, &name, &data, &gen); err != nil {
+			return nil, fmt.Errorf("list workflows: %w", err)
+		}
+		wf := new(v1alpha1.Workflow)
+		if err := json.Unmarshal(data, wf); err != nil {
+			return nil, fmt.Errorf("list workflows: decode %s/%s: %w", ns, name, err)
+		}
+		wf.Generation = gen
+		out = append(out, wf)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	return out, nil
 }

@@ -15,61 +15,71 @@ import (
 	"github.com/stepflow/stepflow/store"
 )
 
-// The runs columns a write sets, the parameters runRow.values binds them to ($1 and $2 are
-// the key, the version comes from run_versions), and their update from an insert's excluded row.
+// The runs columns an insert sets; the parameters runRow.values binds them to ($1 and $2 are
+// the key, the version comes from run_versions), but for the last, created, whose parameter
+// each insert names after runValues (it is not among the row's values, so that an update,
+// which keeps it, does not leave a parameter unused); a Save's update of them (created kept);
+// and their update from an insert's excluded row (a replacing Create, which sets created anew).
 const (
 	runColumns = `namespace, name, version, data, phase, message, start_time, end_time,
-		steps_total, steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped`
-	runValues = `$1, $2, nextval('run_versions'), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13`
+		steps_total, steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped,
+		template, created`
+	runValues = `$1, $2, nextval('run_versions'), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14`
 	runSet    = `version = nextval('run_versions'), data = $3, phase = $4, message = $5,
 		start_time = $6, end_time = $7, steps_total = $8, steps_running = $9,
-		steps_suspending = $10, steps_succeeded = $11, steps_failed = $12, steps_skipped = $13`
+		steps_suspending = $10, steps_succeeded = $11, steps_failed = $12, steps_skipped = $13,
+		template = $14`
 	runFromExcluded = `version = excluded.version, data = excluded.data, phase = excluded.phase,
 		message = excluded.message, start_time = excluded.start_time, end_time = excluded.end_time,
 		steps_total = excluded.steps_total, steps_running = excluded.steps_running,
 		steps_suspending = excluded.steps_suspending, steps_succeeded = excluded.steps_succeeded,
-		steps_failed = excluded.steps_failed, steps_skipped = excluded.steps_skipped`
+		steps_failed = excluded.steps_failed, steps_skipped = excluded.steps_skipped,
+		template = excluded.template, created = excluded.created`
 )
 
-// Save's statements: the write of the run's row (an insert for a new run, an update at the
-// loaded version otherwise), whose RETURNING row exists only if it wrote; the log entries
-// ($14 the steps, $15 the entries, in order), inserted once per row the write returned, so
-// none when it did not; and the new version. One statement is one transaction.
+// Save's statements: the write of the run's row (an insert for a new run, with created $17;
+// an update at the loaded version $17 otherwise), whose RETURNING row exists only if it
+// wrote; the log entries ($15 the steps, $16 the entries, in order), inserted once per row the
+// write returned, so none when it did not; and the new version. One statement is one
+// transaction.
 const (
 	saveLogs = `, logged AS (
 		INSERT INTO logs (namespace, name, step, entry)
 		SELECT $1, $2, l.step, l.entry
-		FROM saved, unnest($14::text[], $15::bytea[]) WITH ORDINALITY AS l (step, entry, n)
+		FROM saved, unnest($15::text[], $16::bytea[]) WITH ORDINALITY AS l (step, entry, n)
 		ORDER BY l.n
 	)
 	SELECT version FROM saved`
 	saveNew = `WITH saved AS (
-		INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `)
+		INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `, $17)
 		ON CONFLICT (namespace, name) DO NOTHING
 		RETURNING version
 	)` + saveLogs
 	saveLoaded = `WITH saved AS (
 		UPDATE runs SET ` + runSet + `
-		WHERE namespace = $1 AND name = $2 AND version = $16
+		WHERE namespace = $1 AND name = $2 AND version = $17
 		RETURNING version
 	)` + saveLogs
 )
 
 // runRow is a run encoded for writing: its JSON and the summary List reads.
 type runRow struct {
-	key     engine.Key
-	data    []byte
-	phase   string
-	message string
-	start   *time.Time // nil when unset
-	end     *time.Time
-	steps   store.StepCounts
+	key      engine.Key
+	data     []byte
+	phase    string
+	message  string
+	start    *time.Time // nil when unset
+	end      *time.Time
+	steps    store.StepCounts
+	template string
+	created  int64 // Unix nanoseconds: when encoded, written only by an insert
 }
 
-// values are the row's parameters, $1 to $13.
+// values are the row's parameters, $1 to $14; created is not among them.
 func (r *runRow) values() []any {
 	return []any{r.key.Namespace, r.key.Name, r.data, r.phase, r.message, r.start, r.end,
-		r.steps.Total, r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped}
+		r.steps.Total, r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped,
+		r.template}
 }
 
 // encodeRun encodes run for writing.
@@ -87,17 +97,19 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 	}
 	st := &run.Object.Status
 	return &runRow{
-		key:     key,
-		data:    data,
-		phase:   string(st.Phase),
-		message: st.Message,
-		start:   timeOrNil(st.StartTime.Time),
-		end:     timeOrNil(st.EndTime.Time),
-		steps:   store.CountSteps(run),
+		key:      key,
+		data:     data,
+		phase:    string(st.Phase),
+		message:  st.Message,
+		start:    timeOrNil(st.StartTime.Time),
+		end:      timeOrNil(st.EndTime.Time),
+		steps:    store.CountSteps(run),
+		template: run.Object.Spec.WorkflowRef,
+		created:  time.Now().UnixNano(),
 	}, nil
 }
 
-// encodeLogs encodes the entries as the parameters $14 and $15 of a save: their steps and
+// encodeLogs encodes the entries as the parameters $15 and $16 of a save: their steps and
 // their JSON, in order.
 func encodeLogs(key engine.Key, logs []engine.LogEntry) (steps []string, entries [][]byte, err error) {
 	steps = make([]string, len(logs))
@@ -154,9 +166,9 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		return fmt.Errorf("save run: %w", err)
 	}
 	old := run.Version
-	q, args := saveNew, append(row.values(), steps, entries)
+	q, args := saveNew, append(row.values(), steps, entries, row.created)
 	if old != 0 {
-		q, args = saveLoaded, append(args, old)
+		q, args = saveLoaded, append(row.values(), steps, entries, old)
 	}
 	var version int64
 	err = s.pool.QueryRow(ctx, q, args...).Scan(&version)
@@ -199,18 +211,18 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error
 		err = pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
 			// The upsert takes the row's lock first, so that the delete, a statement of its
 			// own, sees the entries of a save that held the lock before.
-			if err := tx.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`)
+			if err := tx.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $15)
 				ON CONFLICT (namespace, name) DO UPDATE SET `+runFromExcluded+`
-				RETURNING version`, row.values()...).Scan(&version); err != nil {
+				RETURNING version`, append(row.values(), row.created)...).Scan(&version); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, row.key.Namespace, row.key.Name)
 			return err
 		})
 	} else {
-		err = s.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`)
+		err = s.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $15)
 			ON CONFLICT (namespace, name) DO NOTHING
-			RETURNING version`, row.values()...).Scan(&version)
+			RETURNING version`, append(row.values(), row.created)...).Scan(&version)
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = store.ErrExists
 		}
@@ -242,32 +254,27 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 	return nil
 }
 
-// List returns summaries of the selected runs, ordered by namespace and name.
+// List returns summaries of the selected runs, ordered by namespace and name, or by creation,
+// newest first, then namespace and name when opts.Newest is set.
 func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error) {
 	if opts.Limit < 0 || opts.Offset < 0 {
 		return nil, fmt.Errorf("list runs: negative limit %d or offset %d", opts.Limit, opts.Offset)
 	}
-	var where []string
-	var args []any
-	if opts.Namespace != "" {
-		args = append(args, opts.Namespace)
-		where = append(where, fmt.Sprintf("namespace = $%d", len(args)))
-	}
-	if opts.Phase != "" {
-		args = append(args, opts.Phase)
-		where = append(where, fmt.Sprintf("phase = $%d", len(args)))
-	}
+	where, args := selectRuns(opts)
 	q := `SELECT namespace, name, version, phase, message, start_time, end_time, steps_total,
-		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped FROM runs`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
+		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped,
+		template, created FROM runs` + where
 	var limit *int // NULL: no limit
 	if opts.Limit > 0 {
 		limit = &opts.Limit
 	}
+	if opts.Newest {
+		q += " ORDER BY created DESC, namespace, name"
+	} else {
+		q += " ORDER BY namespace, name"
+	}
 	args = append(args, limit, opts.Offset)
-	q += fmt.Sprintf(" ORDER BY namespace, name LIMIT $%d OFFSET $%d", len(args)-1, len(args))
+	q += fmt.Sprintf(" LIMIT $%d OFFSET $%d", len(args)-1, len(args))
 
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
@@ -278,12 +285,17 @@ func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSu
 	for rows.Next() {
 		var r store.RunSummary
 		var start, end *time.Time
+		var created int64
 		c := &r.Steps
 		if err := rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
-			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped); err != nil {
+			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped,
+			&r.Template, &created); err != nil {
 			return nil, fmt.Errorf("list runs: %w", err)
 		}
 		r.StartTime, r.EndTime = utcOrZero(start), utcOrZero(end)
+		if created != 0 {
+			r.Created = time.Unix(0, created).UTC()
+		}
 		c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
 		out = append(out, r)
 	}
@@ -291,6 +303,48 @@ func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSu
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	return out, nil
+}
+
+// Count returns the number of runs List selects with opts, ignoring opts.Limit and
+// opts.Offset.
+func (s *Store) Count(ctx context.Context, opts store.ListOptions) (int, error) {
+	where, args := selectRuns(opts)
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM runs`+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count runs: %w", err)
+	}
+	return n, nil
+}
+
+// selectRuns is the WHERE clause ("" when it selects every run) and its parameters, from $1,
+// for the selection of opts, without its order and paging. A run not started has no
+// start_time, so a bound on it leaves the run out.
+func selectRuns(opts store.ListOptions) (string, []any) {
+	var where []string
+	var args []any
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if opts.Namespace != "" {
+		add("namespace = $%d", opts.Namespace)
+	}
+	if opts.Phase != "" {
+		add("phase = $%d", opts.Phase)
+	}
+	if opts.Template != "" {
+		add("template = $%d", opts.Template)
+	}
+	if !opts.StartedAfter.IsZero() {
+		add("start_time >= $%d", opts.StartedAfter)
+	}
+	if !opts.StartedBefore.IsZero() {
+		add("start_time < $%d", opts.StartedBefore)
+	}
+	if len(where) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(where, " AND "), args
 }
 
 func utcOrZero(t *time.Time) time.Time {

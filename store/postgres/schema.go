@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // migrations are the schema changes in the order they apply; the table schema_migrations
@@ -13,19 +16,32 @@ import (
 //
 // The schema they build:
 //
-//	run_versions  the sequence runs' versions come from, so a run deleted and created again
-//	              never repeats a version an old reader may still hold.
+//	run_versions  the sequence runs' and records' versions come from, so a run deleted and
+//	              created again never repeats a version an old reader may still hold.
 //	runs          one row per run, keyed (namespace, name).
 //	  version     the run's version; Save updates the row only where it is the loaded one.
 //	  data        the engine.Run as JSON, kept byte for byte (bytea, not jsonb: jsonb rejects
 //	              the escaped NUL character a step's output may hold, and reorders keys).
-//	  phase, message, start_time, end_time (NULL when unset), steps_*: a summary of data for
-//	              List, written with it; runs_phase serves List's phase filter in its order.
+//	  phase, message, start_time, end_time (NULL when unset), steps_*, template
+//	              (spec.workflowRef, '' for inline steps): a summary of data for List, written
+//	              with it; runs_phase serves List's phase filter in its order, runs_template
+//	              its template filter, runs_start its start time bounds.
+//	  created     when the run was created (Unix nanoseconds): set by Create and by the Save
+//	              that inserts the row, kept by later Saves; rows stored before it existed
+//	              took their creationTimestamp, else start_time, else 0 (fillRunColumns).
+//	              runs_created serves List's newest-first order.
 //	logs          the runs' log entries; seq is the append order.
 //	  entry       the engine.LogEntry as JSON; step repeats its step for filtering.
 //	definitions   WorkflowStepDefinitions keyed (namespace, name): the CUE template, and the
 //	              whole object as JSON.
-//	workflows     Workflow templates keyed (namespace, name), as JSON.
+//	workflows     Workflow templates keyed (namespace, name), as JSON (without
+//	              metadata.generation, which is the column).
+//	  generation  the template's version: 1 when first stored, one more for each PutObjects
+//	              that changes it (store.WorkflowChanged); rows stored before it was kept
+//	              start at 1.
+//	records       the server's generic records (API tokens, triggers, clusters), keyed
+//	              (kind, key) in byte order (COLLATE "C", as SQLite compares): version (from
+//	              run_versions) and opaque data.
 var migrations = []string{
 	`CREATE SEQUENCE run_versions AS bigint;
 	CREATE TABLE runs (
@@ -67,6 +83,92 @@ var migrations = []string{
 		object    bytea NOT NULL,
 		PRIMARY KEY (namespace, name)
 	);`,
+	// 2: records; workflows' generation; runs' template and created, which fillRunColumns
+	// fills in from the runs' JSON.
+	`CREATE TABLE records (
+		kind    text COLLATE "C" NOT NULL,
+		key     text COLLATE "C" NOT NULL,
+		version bigint NOT NULL,
+		data    bytea  NOT NULL,
+		PRIMARY KEY (kind, key)
+	);
+	ALTER TABLE workflows ADD COLUMN generation bigint NOT NULL DEFAULT 1;
+	ALTER TABLE runs
+		ADD COLUMN template text   NOT NULL DEFAULT '',
+		ADD COLUMN created  bigint NOT NULL DEFAULT 0;
+	CREATE INDEX runs_template ON runs (template, namespace, name);
+	CREATE INDEX runs_start ON runs (start_time);
+	CREATE INDEX runs_created ON runs (created DESC, namespace, name);`,
+}
+
+// fills are the steps of migrations done in Go, by the schema version they belong to: each
+// runs after that version's statements, in the same transaction.
+var fills = map[int]func(ctx context.Context, tx pgx.Tx) error{
+	2: fillRunColumns,
+}
+
+// fillRunColumns sets the template and created columns of the runs stored before they
+// existed, from the runs' JSON. It decodes in Go because PostgreSQL's JSON operators refuse a
+// document holding an escaped NUL character, which a run's variables may hold; a run whose
+// JSON cannot be read keeps an empty template and, like a run without a creationTimestamp, takes
+// created from its start time.
+func fillRunColumns(ctx context.Context, tx pgx.Tx) error {
+	var namespaces, names, templates []string
+	var created []int64
+	rows, err := tx.Query(ctx, `SELECT namespace, name, data, start_time FROM runs`)
+	if err != nil {
+		return fmt.Errorf("read runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ns, name string
+		var data []byte
+		var start *time.Time
+		if err := rows.Scan(&ns, &name, &data, &start); err != nil {
+			return fmt.Errorf("read runs: %w", err)
+		}
+		template, at := runOrigin(data)
+		if at.IsZero() && start != nil {
+			at = *start
+		}
+		if template == "" && at.IsZero() {
+			continue
+		}
+		var nanos int64
+		if !at.IsZero() {
+			nanos = at.UnixNano()
+		}
+		namespaces, names, templates, created = append(namespaces, ns), append(names, name), append(templates, template), append(created, nanos)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read runs: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE runs SET template = f.template, created = f.created
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS f (namespace, name, template, created)
+		WHERE runs.namespace = f.namespace AND runs.name = f.name`,
+		namespaces, names, templates, created); err != nil {
+		return fmt.Errorf("fill in runs' template and created: %w", err)
+	}
+	return nil
+}
+
+// runOrigin is the template (spec.workflowRef) and creation time (metadata.creationTimestamp)
+// of the stored run JSON, or "" and the zero time for what it cannot tell.
+func runOrigin(data []byte) (template string, created time.Time) {
+	var run struct {
+		Object struct {
+			Metadata struct {
+				CreationTimestamp metav1.Time `json:"creationTimestamp"`
+			} `json:"metadata"`
+			Spec struct {
+				WorkflowRef string `json:"workflowRef"`
+			} `json:"spec"`
+		} `json:"object"`
+	}
+	if err := json.Unmarshal(data, &run); err != nil {
+		return "", time.Time{}
+	}
+	return run.Object.Spec.WorkflowRef, run.Object.Metadata.CreationTimestamp.Time
 }
 
 // migrateLock is the key of the transaction-scoped advisory lock that makes two processes
@@ -96,6 +198,11 @@ func migrate(ctx context.Context, db beginner) error {
 		for i := have; i < len(migrations); i++ {
 			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
 				return fmt.Errorf("schema version %d: %w", i+1, err)
+			}
+			if fill := fills[i+1]; fill != nil {
+				if err := fill(ctx, tx); err != nil {
+					return fmt.Errorf("schema version %d: %w", i+1, err)
+				}
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, i+1); err != nil {
 				return fmt.Errorf("record schema version %d: %w", i+1, err)

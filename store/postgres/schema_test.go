@@ -1,11 +1,19 @@
 package postgres
 
 import (
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/postgres/pgtest"
+	"github.com/stepflow/stepflow/store/storetest"
 )
 
 var srv *pgtest.Server
@@ -89,5 +97,93 @@ func TestMaxConns(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	if got := st.pool.Config().MaxConns; got != 2 {
 		t.Errorf("pool MaxConns = %d, want 2", got)
+	}
+}
+
+// Migration 2 fills the new columns of what a database of schema version 1 holds: a run's
+// template and creation time from its JSON (its creationTimestamp, else its start time, else
+// 0), even JSON holding an escaped NUL character, which jsonb would refuse; generation 1 for a
+// Workflow. Records' keys compare byte by byte, as in SQLite, whatever the database's collation.
+func TestMigrationFillsNewColumns(t *testing.T) {
+	ctx := t.Context()
+	url := srv.NewDatabase(t)
+	conn := pgtest.Connect(t, url)
+	if _, err := conn.Exec(ctx, `CREATE TABLE schema_migrations (
+			version    integer     PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		);
+		INSERT INTO schema_migrations (version) VALUES (1);`+migrations[0]); err != nil {
+		t.Fatal(err)
+	}
+	ref := storetest.NewRun("default", "ref")
+	ref.Object.Spec.WorkflowRef = "deploy"
+	ref.Vars["raw"] = json.RawMessage(`"a\u0000b \ud800"`)
+	started := storetest.NewRun("default", "started")
+	started.Object.CreationTimestamp = metav1.Time{}
+	fresh := storetest.NewRun("default", "fresh")
+	fresh.Object.CreationTimestamp = metav1.Time{}
+	fresh.Object.Status = v1alpha1.WorkflowRunStatus{}
+	for _, run := range []*engine.Run{ref, started, fresh} {
+		data, err := json.Marshal(run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO runs (namespace, name, version, data, phase, message,
+			start_time, end_time, steps_total, steps_running, steps_suspending, steps_succeeded, steps_failed,
+			steps_skipped) VALUES ($1, $2, nextval('run_versions'), $3, '', '', $4, NULL, 0, 0, 0, 0, 0, 0)`,
+			run.Object.Namespace, run.Object.Name, data, timeOrNil(run.Object.Status.StartTime.Time)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A run whose JSON cannot be read does not keep the store from opening.
+	if _, err := conn.Exec(ctx, `INSERT INTO runs (namespace, name, version, data, phase, message,
+		start_time, end_time, steps_total, steps_running, steps_suspending, steps_succeeded, steps_failed,
+		steps_skipped) VALUES ('default', 'broken', nextval('run_versions'), 'not JSON', '', '', $1, NULL, 0, 0, 0, 0, 0, 0)`,
+		ref.Object.Status.StartTime.Time); err != nil {
+		t.Fatal(err)
+	}
+	wf, err := json.Marshal(storetest.Workflow("default", "deploy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO workflows (namespace, name, object) VALUES ('default', 'deploy', $1)`, wf); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := Open(ctx, Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	runs, err := st.List(ctx, store.ListOptions{})
+	if err != nil || len(runs) != 4 {
+		t.Fatalf("List after migrating = %+v, %v; want the 4 runs", runs, err)
+	}
+	start := ref.Object.Status.StartTime.Time
+	want := map[string]struct {
+		template string
+		created  time.Time
+	}{
+		"ref":     {"deploy", ref.Object.CreationTimestamp.Time},
+		"started": {"", start},
+		"fresh":   {"", time.Time{}},
+		"broken":  {"", start},
+	}
+	for _, r := range runs {
+		if w := want[r.Name]; r.Template != w.template || !r.Created.Equal(w.created) {
+			t.Errorf("%s after migrating: template %q, created %v; want %q, %v", r.Name, r.Template, r.Created, w.template, w.created)
+		}
+	}
+	if got, err := st.Workflow(ctx, "default", "deploy"); err != nil || got.Generation != 1 {
+		t.Errorf("Workflow after migrating = %+v, %v; want generation 1", got, err)
+	}
+	var collation string
+	if err := conn.QueryRow(ctx, `SELECT collation_name FROM information_schema.columns
+		WHERE table_name = 'records' AND column_name = 'key'`).Scan(&collation); err != nil || collation != "C" {
+		t.Errorf("records.key collation %q (%v), want C", collation, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/store/postgres"
 	"github.com/stepflow/stepflow/store/postgres/pgtest"
@@ -150,5 +151,26 @@ func TestSaveWithEndedContext(t *testing.T) {
 	if got.Version != version || got.Object.Status.Message == "never stored" || run.Version != version {
 		t.Errorf("after a cancelled save: stored version %d, message %q, run.Version %d; want version %d unchanged",
 			got.Version, got.Object.Status.Message, run.Version, version)
+	}
+}
+
+// A stored Workflow that cannot be decoded counts as changed: putting it again replaces it
+// with the next generation.
+func TestPutObjectsRepairsAnUnreadableWorkflow(t *testing.T) {
+	ctx := t.Context()
+	url := newDatabase(t)
+	st := open(t, url)
+	if err := st.PutObjects(ctx, nil, []*v1alpha1.Workflow{storetest.Workflow("default", "deploy")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgtest.Connect(t, url).Exec(ctx, `UPDATE workflows SET object = 'not JSON'`); err != nil {
+		t.Fatal(err)
+	}
+	wf := storetest.Workflow("default", "deploy")
+	if err := st.PutObjects(ctx, nil, []*v1alpha1.Workflow{wf}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Workflow(ctx, "default", "deploy"); err != nil || got.Generation != 2 || wf.Generation != 2 {
+		t.Errorf("after putting an unreadable Workflow again: %+v, %v, put set %d; want generation 2", got, err, wf.Generation)
 	}
 }

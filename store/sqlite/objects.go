@@ -6,22 +6,30 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 )
 
 // object is a definition or Workflow encoded for writing.
 type object struct {
 	namespace, name string
-	template        string // definitions only
+	template        string             // definitions only
+	wf              *v1alpha1.Workflow // Workflows only: a copy without generation, as stored
 	data            []byte
 }
 
 // PutObjects stores the step definitions and Workflow templates, replacing those of the same
 // namespace and name, in one transaction: if any is invalid (no name, a definition without a
 // CUE template) none is stored.
+//
+// A Workflow's metadata.generation is its version: 1 when it is new; the stored one's plus
+// one when it differs from it (store.WorkflowChanged), else the stored one's, so that applying
+// the same file again changes nothing. The generation given is ignored; once stored, each
+// Workflow of wfs has its Generation set to the one stored.
 func (s *Store) PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefinition, wfs []*v1alpha1.Workflow) error {
 	var encDefs, encWfs []object
 	for i, d := range defs {
@@ -41,23 +49,35 @@ func (s *Store) PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefi
 		if wf == nil || wf.Name == "" {
 			return fmt.Errorf("store workflows: workflow %d has no name", i)
 		}
-		data, err := json.Marshal(wf)
+		c := wf.DeepCopy()
+		c.Generation = 0 // the column's
+		data, err := json.Marshal(c)
 		if err != nil {
 			return fmt.Errorf("store workflows: encode %s/%s: %w", wf.Namespace, wf.Name, err)
 		}
-		encWfs = append(encWfs, object{namespace: wf.Namespace, name: wf.Name, data: data})
+		encWfs = append(encWfs, object{namespace: wf.Namespace, name: wf.Name, wf: c, data: data})
 	}
 	if len(encDefs)+len(encWfs) == 0 {
 		return nil
 	}
+	gens := make([]int64, len(encWfs))
 	err := s.w.submit(ctx, func(b *batch) error {
+		// Every generation is decided before anything is written: a rejection fails this
+		// request alone and must find nothing of it written.
+		for i, o := range encWfs {
+			gen, err := b.generation(o, encWfs[:i], gens[:i])
+			if err != nil {
+				return err
+			}
+			gens[i] = gen
+		}
 		for _, o := range encDefs {
 			if _, err := b.exec("putDefinition", o.namespace, o.name, o.template, o.data); err != nil {
 				return err
 			}
 		}
-		for _, o := range encWfs {
-			if _, err := b.exec("putWorkflow", o.namespace, o.name, o.data); err != nil {
+		for i, o := range encWfs {
+			if _, err := b.exec("putWorkflow", o.namespace, o.name, o.data, gens[i]); err != nil {
 				return err
 			}
 		}
@@ -66,7 +86,84 @@ func (s *Store) PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefi
 	if err != nil {
 		return fmt.Errorf("store definitions and workflows: %w", err)
 	}
+	for i, wf := range wfs {
+		wf.Generation = gens[i]
+	}
 	return nil
+}
+
+// generation is the generation to store the Workflow o with: it follows the last of the same
+// name among earlier, stored in the same PutObjects with the generations gens, or else the
+// stored one. A stored Workflow that cannot be decoded counts as changed, so that putting it
+// again repairs it.
+func (b *batch) generation(o object, earlier []object, gens []int64) (int64, error) {
+	for i, e := range slices.Backward(earlier) {
+		if e.namespace == o.namespace && e.name == o.name {
+			return nextGeneration(e.wf, gens[i], o.wf)
+		}
+	}
+	var data []byte
+	var gen int64
+	err := b.queryRow("readWorkflow", o.namespace, o.name).Scan(&data, &gen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read stored workflow %s/%s: %w", o.namespace, o.name, err)
+	}
+	stored := new(v1alpha1.Workflow)
+	if err := json.Unmarshal(data, stored); err != nil {
+		return gen + 1, nil // unreadable counts as changed, and is replaced
+	}
+	gen, err = nextGeneration(stored, gen, o.wf)
+	if err != nil {
+		return 0, reject(err)
+	}
+	return gen, nil
+}
+
+// nextGeneration is the generation of wf replacing stored, of generation gen.
+func nextGeneration(stored *v1alpha1.Workflow, gen int64, wf *v1alpha1.Workflow) (int64, error) {
+	changed, err := store.WorkflowChanged(stored, wf)
+	if err != nil {
+		return 0, err
+	}
+	if changed {
+		return gen + 1, nil
+	}
+	return gen, nil
+}
+
+// DeleteDefinition removes the stored definition namespace/name, or returns an error wrapping
+// engine.ErrNotFound.
+func (s *Store) DeleteDefinition(ctx context.Context, namespace, name string) error {
+	if err := s.deleteObject(ctx, "deleteDefinition", namespace, name); err != nil {
+		return fmt.Errorf("delete definition %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// DeleteWorkflow removes the stored Workflow template namespace/name, or returns an error
+// wrapping engine.ErrNotFound. Runs of the template keep the steps they resolved.
+func (s *Store) DeleteWorkflow(ctx context.Context, namespace, name string) error {
+	if err := s.deleteObject(ctx, "deleteWorkflow", namespace, name); err != nil {
+		return fmt.Errorf("delete workflow %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// deleteObject runs the named delete statement of one row, or fails with engine.ErrNotFound.
+func (s *Store) deleteObject(ctx context.Context, stmt, namespace, name string) error {
+	return s.w.submit(ctx, func(b *batch) error {
+		deleted, err := b.changed(stmt, namespace, name)
+		if err != nil {
+			return err
+		}
+		if !deleted {
+			return reject(engine.ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // Template returns the CUE template of the stored definition namespace/typ, or an error
@@ -115,11 +212,12 @@ func (s *Store) Definitions(ctx context.Context, namespace string) ([]*v1beta1.W
 	return out, nil
 }
 
-// Workflow returns the stored Workflow template namespace/name, or an error wrapping
-// engine.ErrNotFound.
+// Workflow returns the stored Workflow template namespace/name, with its generation, or an
+// error wrapping engine.ErrNotFound.
 func (s *Store) Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error) {
 	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT object FROM workflows WHERE namespace = ? AND name = ?`, namespace, name).Scan(&data)
+	var gen int64
+	err := s.db.QueryRowContext(ctx, `SELECT object, generation FROM workflows WHERE namespace = ? AND name = ?`, namespace, name).Scan(&data, &gen)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("workflow %s/%s: %w", namespace, name, engine.ErrNotFound)
 	}
@@ -130,5 +228,41 @@ func (s *Store) Workflow(ctx context.Context, namespace, name string) (*v1alpha1
 	if err := json.Unmarshal(data, wf); err != nil {
 		return nil, fmt.Errorf("workflow %s/%s: decode: %w", namespace, name, err)
 	}
+	wf.Generation = gen
 	return wf, nil
+}
+
+// Workflows returns the stored Workflow templates of the namespace (of every namespace when
+// it is empty), with their generations, ordered by namespace and name.
+func (s *Store) Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error) {
+	q := `SELECT namespace, name, object, generation FROM workflows`
+	var args []any
+	if namespace != "" {
+		q += ` WHERE namespace = ?`
+		args = append(args, namespace)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY namespace, name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	defer rows.Close()
+	var out []*v1alpha1.Workflow
+	for rows.Next() {
+		var ns, name string
+		var data []byte
+		var gen int64
+		if err := rows.Scan(&ns, &name, &data, &gen); err != nil {
+			return nil, fmt.Errorf("list workflows: %w", err)
+		}
+		wf := new(v1alpha1.Workflow)
+		if err := json.Unmarshal(data, wf); err != nil {
+			return nil, fmt.Errorf("list workflows: decode %s/%s: %w", ns, name, err)
+		}
+		wf.Generation = gen
+		out = append(out, wf)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -13,38 +14,51 @@ import (
 	"github.com/stepflow/stepflow/store"
 )
 
-// The runs columns a write sets, in the order runRow.values gives them, and the SQL
-// fragments that set them.
+// The runs columns an insert sets, in the order runRow.values gives them, and the SQL
+// fragments that set them: from an insert's excluded row (a replacing Create, which sets
+// created anew), and from runRow.updateValues (a Save, which keeps created).
 const (
 	runColumns = `version, data, phase, message, start_time, end_time, steps_total,
-		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped, namespace, name`
-	runParams       = `?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`
+		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped,
+		template, created, namespace, name`
+	runParams       = `?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`
 	runFromExcluded = `version = excluded.version, data = excluded.data, phase = excluded.phase,
 		message = excluded.message, start_time = excluded.start_time, end_time = excluded.end_time,
 		steps_total = excluded.steps_total, steps_running = excluded.steps_running,
 		steps_suspending = excluded.steps_suspending, steps_succeeded = excluded.steps_succeeded,
-		steps_failed = excluded.steps_failed, steps_skipped = excluded.steps_skipped`
+		steps_failed = excluded.steps_failed, steps_skipped = excluded.steps_skipped,
+		template = excluded.template, created = excluded.created`
 	runFromParams = `version = ?, data = ?, phase = ?, message = ?, start_time = ?, end_time = ?,
 		steps_total = ?, steps_running = ?, steps_suspending = ?, steps_succeeded = ?,
-		steps_failed = ?, steps_skipped = ?`
+		steps_failed = ?, steps_skipped = ?, template = ?`
 )
 
 // runRow is a run encoded for writing: its JSON and the summary List reads.
 type runRow struct {
-	key     engine.Key
-	data    []byte
-	phase   string
-	message string
-	start   int64 // Unix nanoseconds, 0 when unset
-	end     int64
-	steps   store.StepCounts
+	key      engine.Key
+	data     []byte
+	phase    string
+	message  string
+	start    int64 // Unix nanoseconds, 0 when unset
+	end      int64
+	steps    store.StepCounts
+	template string
+	created  int64 // Unix nanoseconds: when encoded, written only by an insert
 }
 
 // values are the row's column values in runColumns order, with version.
 func (r *runRow) values(version int64) []any {
 	return []any{version, r.data, r.phase, r.message, r.start, r.end, r.steps.Total,
 		r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped,
-		r.key.Namespace, r.key.Name}
+		r.template, r.created, r.key.Namespace, r.key.Name}
+}
+
+// updateValues are the parameters of updateRun: runFromParams with version, then the key
+// and the version the update expects.
+func (r *runRow) updateValues(version, old int64) []any {
+	return []any{version, r.data, r.phase, r.message, r.start, r.end, r.steps.Total,
+		r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped,
+		r.template, r.key.Namespace, r.key.Name, old}
 }
 
 // logRow is a log entry encoded for writing.
@@ -68,13 +82,15 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 	}
 	st := &run.Object.Status
 	return &runRow{
-		key:     key,
-		data:    data,
-		phase:   string(st.Phase),
-		message: st.Message,
-		start:   unixNano(st.StartTime.Time),
-		end:     unixNano(st.EndTime.Time),
-		steps:   store.CountSteps(run),
+		key:      key,
+		data:     data,
+		phase:    string(st.Phase),
+		message:  st.Message,
+		start:    unixNano(st.StartTime.Time),
+		end:      unixNano(st.EndTime.Time),
+		steps:    store.CountSteps(run),
+		template: run.Object.Spec.WorkflowRef,
+		created:  time.Now().UnixNano(),
 	}, nil
 }
 
@@ -165,7 +181,7 @@ func saveOp(row *runRow, logs []logRow, old int64, version *int64) func(b *batch
 		if old == 0 {
 			saved, err = b.changed("insertRun", row.values(v)...)
 		} else {
-			saved, err = b.changed("updateRun", append(row.values(v), old)...)
+			saved, err = b.changed("updateRun", row.updateValues(v, old)...)
 		}
 		if err != nil {
 			return err
@@ -235,31 +251,26 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 	return nil
 }
 
-// List returns summaries of the selected runs, ordered by namespace and name.
+// List returns summaries of the selected runs, ordered by namespace and name, or by creation,
+// newest first, then namespace and name when opts.Newest is set.
 func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error) {
 	if opts.Limit < 0 || opts.Offset < 0 {
 		return nil, fmt.Errorf("list runs: negative limit %d or offset %d", opts.Limit, opts.Offset)
 	}
-	var where []string
-	var args []any
-	if opts.Namespace != "" {
-		where = append(where, "namespace = ?")
-		args = append(args, opts.Namespace)
-	}
-	if opts.Phase != "" {
-		where = append(where, "phase = ?")
-		args = append(args, opts.Phase)
-	}
+	where, args := selectRuns(opts)
 	q := `SELECT namespace, name, version, phase, message, start_time, end_time, steps_total,
-		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped FROM runs`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
+		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped,
+		template, created FROM runs` + where
 	limit := -1 // SQLite: no limit
 	if opts.Limit > 0 {
 		limit = opts.Limit
 	}
-	q += " ORDER BY namespace, name LIMIT ? OFFSET ?"
+	if opts.Newest {
+		q += " ORDER BY created DESC, namespace, name"
+	} else {
+		q += " ORDER BY namespace, name"
+	}
+	q += " LIMIT ? OFFSET ?"
 	args = append(args, limit, opts.Offset)
 
 	rows, err := s.db.QueryContext(ctx, q, args...)
@@ -270,13 +281,14 @@ func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSu
 	var out []store.RunSummary
 	for rows.Next() {
 		var r store.RunSummary
-		var start, end int64
+		var start, end, created int64
 		c := &r.Steps
 		if err := rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
-			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped); err != nil {
+			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped,
+			&r.Template, &created); err != nil {
 			return nil, fmt.Errorf("list runs: %w", err)
 		}
-		r.StartTime, r.EndTime = fromUnixNano(start), fromUnixNano(end)
+		r.StartTime, r.EndTime, r.Created = fromUnixNano(start), fromUnixNano(end), fromUnixNano(created)
 		c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
 		out = append(out, r)
 	}
@@ -284,6 +296,63 @@ func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSu
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	return out, nil
+}
+
+// Count returns the number of runs List selects with opts, ignoring opts.Limit and
+// opts.Offset.
+func (s *Store) Count(ctx context.Context, opts store.ListOptions) (int, error) {
+	where, args := selectRuns(opts)
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM runs`+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count runs: %w", err)
+	}
+	return n, nil
+}
+
+// selectRuns is the WHERE clause ("" when it selects every run) and its arguments for the
+// selection of opts, without its order and paging.
+func selectRuns(opts store.ListOptions) (string, []any) {
+	var where []string
+	var args []any
+	if opts.Namespace != "" {
+		where = append(where, "namespace = ?")
+		args = append(args, opts.Namespace)
+	}
+	if opts.Phase != "" {
+		where = append(where, "phase = ?")
+		args = append(args, opts.Phase)
+	}
+	if opts.Template != "" {
+		where = append(where, "template = ?")
+		args = append(args, opts.Template)
+	}
+	if !opts.StartedAfter.IsZero() || !opts.StartedBefore.IsZero() {
+		where = append(where, "start_time <> 0") // not started
+	}
+	if !opts.StartedAfter.IsZero() {
+		where = append(where, "start_time >= ?")
+		args = append(args, boundNano(opts.StartedAfter))
+	}
+	if !opts.StartedBefore.IsZero() {
+		where = append(where, "start_time < ?")
+		args = append(args, boundNano(opts.StartedBefore))
+	}
+	if len(where) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(where, " AND "), args
+}
+
+// boundNano is t in Unix nanoseconds, a time outside their range (years 1678 to 2262) taken
+// to their lowest or highest value, where it bounds the same stored times.
+func boundNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 // Logs returns the run's log entries in the order they were saved: every step's when step

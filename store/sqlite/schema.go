@@ -3,7 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // migrations are the schema changes in the order they apply. The database's PRAGMA
@@ -16,14 +20,26 @@ import (
 //	  version    the run's version: a value of the counter below, so a run deleted and
 //	             created again never repeats a version an old reader may still hold.
 //	  data       the engine.Run as JSON (object with spec and status, spec, vars, steps, ...).
-//	  phase, message, start_time, end_time (Unix nanoseconds, 0 when unset), steps_*:
+//	  phase, message, start_time, end_time (Unix nanoseconds, 0 when unset), steps_*,
+//	  template (spec.workflowRef, '' for inline steps):
 //	             a summary of data for List, written with it.
+//	  created    when the run was created (Unix nanoseconds): set by Create and by the Save
+//	             that inserts the row, kept by later Saves; rows stored before it existed took
+//	             their creationTimestamp, else start_time, else 0 (fillRunColumns).
+//	             runs_template, runs_start and runs_created serve List's filters and its
+//	             newest-first order.
 //	logs         the runs' log entries; seq is the append order.
 //	  entry      the engine.LogEntry as JSON; step repeats its step for filtering.
-//	counters     named integers; 'version' is the last version handed to a run.
+//	counters     named integers; 'version' is the last version handed to a run or record.
 //	definitions  WorkflowStepDefinitions keyed (namespace, name): the CUE template, and the
 //	             whole object as JSON.
-//	workflows    Workflow templates keyed (namespace, name), as JSON.
+//	workflows    Workflow templates keyed (namespace, name), as JSON (without
+//	             metadata.generation, which is the column).
+//	  generation the template's version: 1 when first stored, one more for each PutObjects
+//	             that changes it (store.WorkflowChanged); rows stored before it was kept
+//	             start at 1.
+//	records      the server's generic records (API tokens, triggers, clusters), keyed
+//	             (kind, key): version (from the counter above, like runs') and opaque data.
 var migrations = []string{
 	`CREATE TABLE runs (
 		namespace        TEXT    NOT NULL,
@@ -69,6 +85,93 @@ var migrations = []string{
 		object    BLOB NOT NULL,
 		PRIMARY KEY (namespace, name)
 	);`,
+	// 2: records; workflows' generation; runs' template and created, which fillRunColumns
+	// fills in from the runs' JSON.
+	`CREATE TABLE records (
+		kind    TEXT    NOT NULL,
+		key     TEXT    NOT NULL,
+		version INTEGER NOT NULL,
+		data    BLOB    NOT NULL,
+		PRIMARY KEY (kind, key)
+	);
+	ALTER TABLE workflows ADD COLUMN generation INTEGER NOT NULL DEFAULT 1;
+	ALTER TABLE runs ADD COLUMN template TEXT NOT NULL DEFAULT '';
+	ALTER TABLE runs ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX runs_template ON runs (template, namespace, name);
+	CREATE INDEX runs_start ON runs (start_time);
+	CREATE INDEX runs_created ON runs (created DESC, namespace, name);`,
+}
+
+// fills are the steps of migrations done in Go, by the schema version they belong to: each
+// runs after that version's statements, in the same transaction.
+var fills = map[int]func(ctx context.Context, conn *sql.Conn) error{
+	2: fillRunColumns,
+}
+
+// fillRunColumns sets the template and created columns of the runs stored before they
+// existed, from the runs' JSON. It decodes in Go rather than with SQLite's JSON functions so
+// that a run whose JSON they would refuse cannot stop the store from opening; such a run keeps
+// an empty template and, like a run without a creationTimestamp, created from its start time.
+func fillRunColumns(ctx context.Context, conn *sql.Conn) error {
+	type fill struct {
+		namespace, name, template string
+		created                   int64
+	}
+	var todo []fill
+	rows, err := conn.QueryContext(ctx, `SELECT namespace, name, data, start_time FROM runs`)
+	if err != nil {
+		return fmt.Errorf("read runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var f fill
+		var data []byte
+		var start int64
+		if err := rows.Scan(&f.namespace, &f.name, &data, &start); err != nil {
+			return fmt.Errorf("read runs: %w", err)
+		}
+		var created time.Time
+		f.template, created = runOrigin(data)
+		f.created = unixNano(created)
+		if f.created == 0 {
+			f.created = start
+		}
+		if f.template != "" || f.created != 0 {
+			todo = append(todo, f)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read runs: %w", err)
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("read runs: %w", err)
+	}
+	for _, f := range todo {
+		if _, err := conn.ExecContext(ctx, `UPDATE runs SET template = ?, created = ? WHERE namespace = ? AND name = ?`,
+			f.template, f.created, f.namespace, f.name); err != nil {
+			return fmt.Errorf("fill in run %s/%s: %w", f.namespace, f.name, err)
+		}
+	}
+	return nil
+}
+
+// runOrigin is the template (spec.workflowRef) and creation time (metadata.creationTimestamp)
+// of the stored run JSON, or "" and the zero time for what it cannot tell.
+func runOrigin(data []byte) (template string, created time.Time) {
+	var run struct {
+		Object struct {
+			Metadata struct {
+				CreationTimestamp metav1.Time `json:"creationTimestamp"`
+			} `json:"metadata"`
+			Spec struct {
+				WorkflowRef string `json:"workflowRef"`
+			} `json:"spec"`
+		} `json:"object"`
+	}
+	if err := json.Unmarshal(data, &run); err != nil {
+		return "", time.Time{}
+	}
+	return run.Object.Spec.WorkflowRef, run.Object.Metadata.CreationTimestamp.Time
 }
 
 // migrate brings the schema of the database behind conn up to date, in one immediate
@@ -92,6 +195,11 @@ func migrate(ctx context.Context, conn *sql.Conn, path string) (err error) {
 	for i := have; i < len(migrations); i++ {
 		if _, err := conn.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migrate %s to schema version %d: %w", path, i+1, err)
+		}
+		if fill := fills[i+1]; fill != nil {
+			if err := fill(ctx, conn); err != nil {
+				return fmt.Errorf("migrate %s to schema version %d: %w", path, i+1, err)
+			}
 		}
 	}
 	if have < len(migrations) {

@@ -3,10 +3,19 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
+	"github.com/stepflow/stepflow/store/storetest"
 )
 
 func TestOpenRecordsTheSchemaVersion(t *testing.T) {
@@ -93,4 +102,92 @@ func pragma(t *testing.T, path, name string) int {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// Migration 2 fills the new columns of what a database of schema version 1 holds: a run's
+// template and creation time from its JSON (its creationTimestamp, else its start time, else
+// 0), generation 1 for a Workflow; and versions go on from the counter.
+func TestMigrationFillsNewColumns(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "stepflow.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, migrations[0]+"; PRAGMA user_version = 1"); err != nil {
+		t.Fatal(err)
+	}
+	ref := storetest.NewRun("default", "ref")
+	ref.Object.Spec.WorkflowRef = "deploy"
+	ref.Vars["raw"] = json.RawMessage(`"a\u0000b \ud800"`)
+	started := storetest.NewRun("default", "started")
+	started.Object.CreationTimestamp = metav1.Time{}
+	fresh := storetest.NewRun("default", "fresh")
+	fresh.Object.CreationTimestamp = metav1.Time{}
+	fresh.Object.Status = v1alpha1.WorkflowRunStatus{}
+	for i, run := range []*engine.Run{ref, started, fresh} {
+		data, err := json.Marshal(run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO runs (namespace, name, version, data, phase, message,
+			start_time, end_time, steps_total, steps_running, steps_suspending, steps_succeeded, steps_failed,
+			steps_skipped) VALUES (?, ?, ?, ?, '', '', ?, 0, 0, 0, 0, 0, 0, 0)`,
+			run.Object.Namespace, run.Object.Name, i+1, data, unixNano(run.Object.Status.StartTime.Time)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A run whose JSON cannot be read does not keep the store from opening.
+	if _, err := db.ExecContext(ctx, `INSERT INTO runs (namespace, name, version, data, phase, message,
+		start_time, end_time, steps_total, steps_running, steps_suspending, steps_succeeded, steps_failed,
+		steps_skipped) VALUES ('default', 'broken', 4, 'not JSON', '', '', ?, 0, 0, 0, 0, 0, 0, 0)`,
+		unixNano(ref.Object.Status.StartTime.Time)); err != nil {
+		t.Fatal(err)
+	}
+	wf, err := json.Marshal(storetest.Workflow("default", "deploy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO workflows (namespace, name, object) VALUES ('default', 'deploy', ?);
+		UPDATE counters SET value = 4 WHERE name = 'version'`, wf); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := Open(ctx, Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	runs, err := st.List(ctx, store.ListOptions{})
+	if err != nil || len(runs) != 4 {
+		t.Fatalf("List after migrating = %+v, %v; want the 4 runs", runs, err)
+	}
+	start := ref.Object.Status.StartTime.Time
+	want := map[string]struct {
+		template string
+		created  time.Time
+	}{
+		"ref":     {"deploy", ref.Object.CreationTimestamp.Time},
+		"started": {"", start},
+		"fresh":   {"", time.Time{}},
+		"broken":  {"", start},
+	}
+	for _, r := range runs {
+		if w := want[r.Name]; r.Template != w.template || !r.Created.Equal(w.created) {
+			t.Errorf("%s after migrating: template %q, created %v; want %q, %v", r.Name, r.Template, r.Created, w.template, w.created)
+		}
+	}
+	if got, err := st.Workflow(ctx, "default", "deploy"); err != nil || got.Generation != 1 {
+		t.Errorf("Workflow after migrating = %+v, %v; want generation 1", got, err)
+	}
+	if v, err := st.PutRecord(ctx, "token", "t", nil, 0); err != nil || v != 5 {
+		t.Errorf("first record after migrating: version %d, %v; want 5, after the counter's 4", v, err)
+	}
 }

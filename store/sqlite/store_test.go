@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/store/storetest"
@@ -136,5 +137,33 @@ func TestOpenOptions(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("the database is not at the path given: %v", err)
+	}
+}
+
+// A stored Workflow that cannot be decoded counts as changed: putting it again replaces it
+// with the next generation.
+func TestPutObjectsRepairsAnUnreadableWorkflow(t *testing.T) {
+	ctx := t.Context()
+	path := tempPath(t)
+	st := open(t, path)
+	if err := st.PutObjects(ctx, nil, []*v1alpha1.Workflow{storetest.Workflow("default", "deploy")}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE workflows SET object = 'not JSON'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wf := storetest.Workflow("default", "deploy")
+	if err := st.PutObjects(ctx, nil, []*v1alpha1.Workflow{wf}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Workflow(ctx, "default", "deploy"); err != nil || got.Generation != 2 || wf.Generation != 2 {
+		t.Errorf("after putting an unreadable Workflow again: %+v, %v, put set %d; want generation 2", got, err, wf.Generation)
 	}
 }

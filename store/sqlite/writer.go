@@ -62,8 +62,16 @@ var writeSQL = map[string]string{
 	"deleteLogs": `DELETE FROM logs WHERE namespace = ? AND name = ?`,
 	"putDefinition": `INSERT INTO definitions (namespace, name, template, object) VALUES (?, ?, ?, ?)
 		ON CONFLICT (namespace, name) DO UPDATE SET template = excluded.template, object = excluded.object`,
-	"putWorkflow": `INSERT INTO workflows (namespace, name, object) VALUES (?, ?, ?)
-		ON CONFLICT (namespace, name) DO UPDATE SET object = excluded.object`,
+	"readWorkflow": `SELECT object, generation FROM workflows WHERE namespace = ? AND name = ?`,
+	"putWorkflow": `INSERT INTO workflows (namespace, name, object, generation) VALUES (?, ?, ?, ?)
+		ON CONFLICT (namespace, name) DO UPDATE SET object = excluded.object, generation = excluded.generation`,
+	"deleteDefinition": `DELETE FROM definitions WHERE namespace = ? AND name = ?`,
+	"deleteWorkflow":   `DELETE FROM workflows WHERE namespace = ? AND name = ?`,
+	"insertRecord": `INSERT INTO records (kind, key, version, data) VALUES (?, ?, ?, ?)
+		ON CONFLICT (kind, key) DO NOTHING`,
+	"updateRecord": `UPDATE records SET version = ?, data = ? WHERE kind = ? AND key = ? AND version = ?`,
+	"recordExists": `SELECT count(*) FROM records WHERE kind = ? AND key = ?`,
+	"deleteRecord": `DELETE FROM records WHERE kind = ? AND key = ?`,
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
@@ -256,6 +264,11 @@ func (b *batch) exec(name string, args ...any) (sql.Result, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return res, nil
+}
+
+// queryRow runs the named query, which returns at most one row, in the transaction.
+func (b *batch) queryRow(name string, args ...any) *sql.Row {
+	return b.stmts[name].QueryRowContext(b.ctx, args...)
 }
 
 // changed runs the named statement and reports whether it changed a row.

@@ -18,18 +18,26 @@ import (
 )
 
 // Catalog is what a store that serves the CLI and the server offers beyond engine.Store:
-// creating, deleting and listing runs, their logs, and the step definitions and Workflow
-// templates users apply.
+// creating, deleting, listing and counting runs, their logs, the step definitions and
+// Workflow templates users apply, and the server's generic records.
 type Catalog interface {
 	engine.Store
 	LogReader
 	Create(ctx context.Context, run *engine.Run, replace bool) error
 	Delete(ctx context.Context, key engine.Key) error
 	List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error)
+	Count(ctx context.Context, opts store.ListOptions) (int, error)
 	PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefinition, wfs []*v1alpha1.Workflow) error
 	Template(ctx context.Context, namespace, typ string) (string, error)
 	Definitions(ctx context.Context, namespace string) ([]*v1beta1.WorkflowStepDefinition, error)
+	DeleteDefinition(ctx context.Context, namespace, name string) error
 	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
+	Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error)
+	DeleteWorkflow(ctx context.Context, namespace, name string) error
+	PutRecord(ctx context.Context, kind, key string, data []byte, version int64) (int64, error)
+	Record(ctx context.Context, kind, key string) (store.Record, error)
+	Records(ctx context.Context, kind, prefix string) ([]store.Record, error)
+	DeleteRecord(ctx context.Context, kind, key string) error
 	Close() error
 }
 
@@ -40,8 +48,16 @@ func RunCatalog(t *testing.T, open func(t *testing.T) Catalog) {
 	t.Run("Delete", func(t *testing.T) { testDelete(t, open(t)) })
 	t.Run("DeleteRacingSave", func(t *testing.T) { testDeleteRacingSave(t, open(t)) })
 	t.Run("List", func(t *testing.T) { testList(t, open(t)) })
+	t.Run("ListFilters", func(t *testing.T) { testListFilters(t, open(t)) })
+	t.Run("ListCreated", func(t *testing.T) { testListCreated(t, open(t)) })
 	t.Run("PutObjects", func(t *testing.T) { testPutObjects(t, open(t)) })
 	t.Run("PutObjectsIsAllOrNothing", func(t *testing.T) { testPutObjectsIsAllOrNothing(t, open(t)) })
+	t.Run("WorkflowGenerations", func(t *testing.T) { testWorkflowGenerations(t, open(t)) })
+	t.Run("Workflows", func(t *testing.T) { testWorkflows(t, open(t)) })
+	t.Run("DeleteObjects", func(t *testing.T) { testDeleteObjects(t, open(t)) })
+	t.Run("Records", func(t *testing.T) { testRecords(t, open(t)) })
+	t.Run("RecordPrefixes", func(t *testing.T) { testRecordPrefixes(t, open(t)) })
+	t.Run("RecordVersionsAreUnique", func(t *testing.T) { testRecordVersions(t, open(t)) })
 }
 
 func testCreate(t *testing.T, st Catalog) {
@@ -387,7 +403,8 @@ func testPutObjectsIsAllOrNothing(t *testing.T, st Catalog) {
 }
 
 // TwoStores checks two stores of one backend sharing one place (a file, a database), as two
-// processes do: each sees what the other saves, and the version check holds across them.
+// processes do: each sees what the other saves, and the version checks of runs and records,
+// and the generations of Workflows, hold across them.
 func TwoStores(t *testing.T, first, second Catalog) {
 	ctx := t.Context()
 	stores := []Catalog{first, second}
@@ -449,6 +466,95 @@ func TwoStores(t *testing.T, first, second Catalog) {
 	if err := stores[0].Save(ctx, a, nil); !errors.Is(err, engine.ErrConflict) {
 		t.Errorf("save from store 0 after store 1 saved the same version: err = %v, want ErrConflict", err)
 	}
+
+	twoStoresRecords(t, stores)
+	twoStoresWorkflows(t, stores)
+}
+
+// twoStoresRecords has both stores update one record at the same version at once, again and
+// again: each time exactly one wins, and the other gets a conflict.
+func twoStoresRecords(t *testing.T, stores []Catalog) {
+	ctx := t.Context()
+	version, err := stores[0].PutRecord(ctx, "token", "shared", []byte("start"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		var versions [2]int64
+		var errs [2]error
+		var wg sync.WaitGroup
+		for s, st := range stores {
+			wg.Go(func() {
+				versions[s], errs[s] = st.PutRecord(ctx, "token", "shared", fmt.Appendf(nil, "round %d store %d", round, s), version)
+			})
+		}
+		wg.Wait()
+		won := -1
+		for s, err := range errs {
+			switch {
+			case err == nil && won == -1:
+				won = s
+			case err == nil:
+				t.Fatalf("round %d: both stores updated the record at version %d", round, version)
+			case !errors.Is(err, engine.ErrConflict):
+				t.Fatalf("round %d: store %d: %v, want success or ErrConflict", round, s, err)
+			}
+		}
+		if won == -1 {
+			t.Fatalf("round %d: neither store updated the record: %v", round, errs)
+		}
+		version = versions[won]
+		r, err := stores[1-won].Record(ctx, "token", "shared")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("round %d store %d", round, won); string(r.Data) != want || r.Version != version {
+			t.Fatalf("round %d: the other store reads {%s %d}, want {%s %d}", round, r.Data, r.Version, want, version)
+		}
+	}
+}
+
+// twoStoresWorkflows has both stores put a different version of one Workflow at once, again
+// and again: each put changes it, so each round adds two generations, one per put.
+func twoStoresWorkflows(t *testing.T, stores []Catalog) {
+	ctx := t.Context()
+	const rounds = 100
+	if err := stores[0].PutObjects(ctx, nil, []*v1alpha1.Workflow{Workflow("shared", "deploy")}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range rounds {
+		var gens [2]int64
+		var errs [2]error
+		var wg sync.WaitGroup
+		ready, start := sync.WaitGroup{}, make(chan struct{})
+		ready.Add(len(stores))
+		for s, st := range stores {
+			wg.Go(func() {
+				wf := Workflow("shared", "deploy")
+				wf.Steps[0].Name = fmt.Sprintf("round%d-store%d", round, s)
+				ready.Done()
+				<-start // as close together as goroutines get
+				errs[s] = st.PutObjects(ctx, nil, []*v1alpha1.Workflow{wf})
+				gens[s] = wf.Generation
+			})
+		}
+		ready.Wait()
+		close(start)
+		wg.Wait()
+		for s, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: store %d: %v", round, s, err)
+			}
+		}
+		if lo, hi := min(gens[0], gens[1]), max(gens[0], gens[1]); lo != int64(2*round+2) || hi != lo+1 {
+			t.Fatalf("round %d: the puts set generations %v, want %d and %d", round, gens, 2*round+2, 2*round+3)
+		}
+	}
+	for s, st := range stores {
+		if wf, err := st.Workflow(ctx, "shared", "deploy"); err != nil || wf.Generation != 2*rounds+1 {
+			t.Errorf("store %d: Workflow after the rounds = %+v, %v; want generation %d", s, wf, err, 2*rounds+1)
+		}
+	}
 }
 
 // Reopen checks that what a store saved is there when the same place is opened again: the
@@ -464,7 +570,13 @@ func Reopen(t *testing.T, open func() (Catalog, error)) {
 	if err := st.Save(ctx, run, []engine.LogEntry{{Step: "fetch", Message: "hello"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutObjects(ctx, nil, []*v1alpha1.Workflow{Workflow("default", "deploy")}); err != nil {
+	changed := Workflow("default", "deploy")
+	changed.Steps[0].Type = "apply-objects"
+	if err := st.PutObjects(ctx, nil, []*v1alpha1.Workflow{Workflow("default", "deploy"), changed}); err != nil {
+		t.Fatal(err)
+	}
+	recVersion, err := st.PutRecord(ctx, "token", "t1", []byte("secret hash"), 0)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil {
@@ -490,8 +602,14 @@ func Reopen(t *testing.T, open func() (Catalog, error)) {
 	if err != nil || len(logs) != 1 || logs[0].Message != "hello" {
 		t.Errorf("after reopening: logs %v (%v), want the one entry", logs, err)
 	}
-	if _, err := st.Workflow(ctx, "default", "deploy"); err != nil {
-		t.Errorf("after reopening: workflow: %v", err)
+	if wf, err := st.Workflow(ctx, "default", "deploy"); err != nil || wf.Generation != 2 || wf.Steps[0].Type != "apply-objects" {
+		t.Errorf("after reopening: workflow %+v (%v), want the second version, generation 2", wf, err)
+	}
+	if r, err := st.Record(ctx, "token", "t1"); err != nil || string(r.Data) != "secret hash" || r.Version != recVersion {
+		t.Errorf("after reopening: record %+v (%v), want its data at version %d", r, err, recVersion)
+	}
+	if summaries, err := st.List(ctx, store.ListOptions{}); err != nil || len(summaries) != 1 || summaries[0].Created.IsZero() {
+		t.Errorf("after reopening: List = %+v (%v), want the run with its creation time", summaries, err)
 	}
 	// The run saves on from where it was, and versions keep growing across a reopen.
 	if err := st.Save(ctx, got, nil); err != nil {

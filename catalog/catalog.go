@@ -1,0 +1,106 @@
+// Package catalog finds what a run's steps refer to, step types and Workflow templates, as
+// KubeVela does (the run's namespace, then vela-system, then the built-in step types), and
+// checks runs, templates and definitions against them before anything runs. The CLI and the
+// server check with it, so that `stepflow vet` and the API give the same messages.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/definitions"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/manifest"
+	"github.com/stepflow/stepflow/step"
+)
+
+// SystemNamespace is where step types shared by every namespace live, as in KubeVela.
+const SystemNamespace = "vela-system"
+
+// Store is where stored step types and templates are found. Both return an error wrapping
+// engine.ErrNotFound for what is not stored.
+type Store interface {
+	Template(ctx context.Context, namespace, typ string) (string, error)
+	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
+}
+
+// Catalog looks step types and templates up: first among the objects of the request at hand
+// (WithObjects), then in the store, then among the built-ins.
+type Catalog struct {
+	store Store
+}
+
+// New returns a catalog over store; a nil store has nothing stored.
+func New(store Store) *Catalog { return &Catalog{store: store} }
+
+type objectsKey struct{}
+
+// WithObjects returns a context under which the catalog also sees the step types and
+// templates of objs, before the stored ones: those of files being vetted or of a request
+// being checked, not stored yet.
+func WithObjects(ctx context.Context, objs *manifest.Objects) context.Context {
+	return context.WithValue(ctx, objectsKey{}, objs)
+}
+
+func objectsOf(ctx context.Context) *manifest.Objects {
+	objs, _ := ctx.Value(objectsKey{}).(*manifest.Objects)
+	return objs
+}
+
+// Template implements step.Definitions: the CUE template of step type typ as seen from
+// namespace.
+func (c *Catalog) Template(ctx context.Context, namespace, typ string) (string, error) {
+	objs := objectsOf(ctx)
+	for _, ns := range []string{namespace, SystemNamespace} {
+		if objs != nil {
+			for _, d := range objs.Definitions {
+				if d.Namespace == ns && d.Name == typ && d.Spec.Schematic != nil && d.Spec.Schematic.CUE != nil {
+					return d.Spec.Schematic.CUE.Template, nil
+				}
+			}
+		}
+		if c.store != nil {
+			t, err := c.store.Template(ctx, ns, typ)
+			if err == nil {
+				return t, nil
+			}
+			if !errors.Is(err, engine.ErrNotFound) {
+				return "", err
+			}
+		}
+	}
+	if t, ok := definitions.Template(typ); ok {
+		return t, nil
+	}
+	return "", fmt.Errorf("step type %q: %w (looked in namespace %q, %s and the built-ins)", typ, step.ErrUnknownType, namespace, SystemNamespace)
+}
+
+// Workflow implements engine.Workflows: the template namespace/name, or an error wrapping
+// engine.ErrNotFound.
+func (c *Catalog) Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error) {
+	if objs := objectsOf(ctx); objs != nil {
+		for _, wf := range objs.Workflows {
+			if wf.Namespace == namespace && wf.Name == name {
+				return wf, nil
+			}
+		}
+	}
+	if c.store != nil {
+		wf, err := c.store.Workflow(ctx, namespace, name)
+		if err == nil || !errors.Is(err, engine.ErrNotFound) {
+			return wf, err
+		}
+	}
+	return nil, &missingWorkflow{namespace: namespace, name: name}
+}
+
+// missingWorkflow is the error of a template that is nowhere; it is an engine.ErrNotFound.
+type missingWorkflow struct{ namespace, name string }
+
+func (e *missingWorkflow) Error() string {
+	return fmt.Sprintf("no Workflow %q in namespace %q", e.name, e.namespace)
+}
+
+func (e *missingWorkflow) Is(target error) bool { return target == engine.ErrNotFound }

@@ -1,0 +1,179 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/manifest"
+)
+
+// CUE is the CUE side of the checks, which step.Runner provides: a definition's template
+// compiles, and steps fit the parameters of their types.
+type CUE interface {
+	Check(ctx context.Context, typ, template string) error
+	CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList
+}
+
+// Check checks everything in objs that can be checked without running: the definitions' CUE,
+// the templates and runs against the API, the runs' steps against the step types they name
+// (those of objs included), `workflow` steps against the templates they run, and a run's
+// context against its template's parameters. It returns nil or a manifest.Errors, each
+// problem at its file, line and field path.
+func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) error {
+	ctx = WithObjects(ctx, objs)
+	var problems manifest.Errors
+	add := func(obj any, errs field.ErrorList) {
+		problems = append(problems, objs.Explain(obj, errs)...)
+	}
+	for _, d := range objs.Definitions {
+		tmpl := ""
+		if d.Spec.Schematic != nil && d.Spec.Schematic.CUE != nil {
+			tmpl = d.Spec.Schematic.CUE.Template
+		}
+		path := field.NewPath("spec", "schematic", "cue", "template")
+		if strings.TrimSpace(tmpl) == "" {
+			add(d, field.ErrorList{field.Required(path, "a step type needs a CUE template")})
+			continue
+		}
+		if err := cue.Check(ctx, d.Name, tmpl); err != nil {
+			add(d, field.ErrorList{field.Invalid(path, "(CUE)", fmt.Sprintf("definition %s: %v", d.Name, err))})
+		}
+	}
+	for _, wf := range objs.Workflows {
+		errs := v1alpha1.ValidateWorkflow(wf)
+		if len(errs) == 0 {
+			base := field.NewPath("steps")
+			errs = append(c.checkSubWorkflows(ctx, wf.Namespace, wf.Steps, base), cue.CheckSteps(ctx, wf.Namespace, wf.Steps, base)...)
+		}
+		add(wf, errs)
+	}
+	for _, run := range objs.Runs {
+		errs := v1alpha1.ValidateWorkflowRun(run)
+		if len(errs) == 0 {
+			errs = c.checkRun(ctx, cue, run)
+		}
+		add(run, errs)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	problems.Sort()
+	return problems
+}
+
+// checkRun checks a run's steps against their step types: that each type exists, and that
+// its properties fit the type's parameter (parameters filled by inputs are taken as given);
+// and a run of a template, its context against the template's parameters.
+func (c *Catalog) checkRun(ctx context.Context, cue CUE, run *v1alpha1.WorkflowRun) field.ErrorList {
+	if run.Spec.WorkflowSpec != nil {
+		steps, base := run.Spec.WorkflowSpec.Steps, field.NewPath("spec", "workflowSpec", "steps")
+		return append(c.checkSubWorkflows(ctx, run.Namespace, steps, base), cue.CheckSteps(ctx, run.Namespace, steps, base)...)
+	}
+	ref := field.NewPath("spec", "workflowRef")
+	wf, err := c.Workflow(ctx, run.Namespace, run.Spec.WorkflowRef)
+	if err != nil {
+		return field.ErrorList{field.Invalid(ref, run.Spec.WorkflowRef, err.Error())}
+	}
+	// The referenced Workflow's steps run under the run's mode: check them as such.
+	if errs := v1alpha1.ValidateSteps(wf.Steps, v1alpha1.EffectiveMode(&run.Spec, wf), ref); len(errs) > 0 {
+		return errs
+	}
+	errs := CheckContext(run, wf)
+	errs = append(errs, c.checkSubWorkflows(ctx, run.Namespace, wf.Steps, ref)...)
+	return append(errs, cue.CheckSteps(ctx, run.Namespace, wf.Steps, ref)...)
+}
+
+// CheckContext checks the spec.context of a run of wf against wf's parameters.
+func CheckContext(run *v1alpha1.WorkflowRun, wf *v1alpha1.Workflow) field.ErrorList {
+	if len(wf.Parameters) == 0 {
+		return nil
+	}
+	path := field.NewPath("spec", "context")
+	given := map[string]any{}
+	if c := run.Spec.Context; c != nil && len(bytes.TrimSpace(c.Raw)) > 0 {
+		if err := json.Unmarshal(c.Raw, &given); err != nil {
+			return field.ErrorList{field.Invalid(path, string(c.Raw), "an object is expected")}
+		}
+	}
+	_, errs := v1alpha1.ApplyParameters(wf.Parameters, given, path)
+	return errs
+}
+
+// checkSubWorkflows checks the `workflow` steps of a list of steps: each names a Workflow
+// template that exists, and no template includes itself, directly or through another one.
+func (c *Catalog) checkSubWorkflows(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, ref := range workflowSteps(steps, base) {
+		if ref.name == "" {
+			continue // filled by an input: known when it runs
+		}
+		if _, err := c.Workflow(ctx, namespace, ref.name); err != nil {
+			errs = append(errs, field.Invalid(ref.path, ref.name, err.Error()))
+			continue
+		}
+		if cycle := c.templateCycle(ctx, namespace, []string{ref.name}); cycle != nil {
+			errs = append(errs, field.Invalid(ref.path, ref.name, fmt.Sprintf(
+				"Workflow %s includes itself: %s", cycle[0], strings.Join(cycle, " runs "))))
+		}
+	}
+	return errs
+}
+
+// templateCycle follows the `workflow` steps of the last template of chain and returns the chain
+// of templates that leads back to one already in it, or nil when none does.
+func (c *Catalog) templateCycle(ctx context.Context, namespace string, chain []string) []string {
+	wf, err := c.Workflow(ctx, namespace, chain[len(chain)-1])
+	if err != nil {
+		return nil
+	}
+	for _, ref := range workflowSteps(wf.Steps, field.NewPath("steps")) {
+		if ref.name == "" {
+			continue
+		}
+		if i := slices.Index(chain, ref.name); i >= 0 {
+			return append(slices.Clone(chain[i:]), ref.name)
+		}
+		if cycle := c.templateCycle(ctx, namespace, append(slices.Clone(chain), ref.name)); cycle != nil {
+			return cycle
+		}
+	}
+	return nil
+}
+
+// workflowRef is a `workflow` step's template name and where it is written.
+type workflowRef struct {
+	name string
+	path *field.Path
+}
+
+// workflowSteps lists the templates the `workflow` steps of steps run.
+func workflowSteps(steps []v1alpha1.WorkflowStep, base *field.Path) []workflowRef {
+	var out []workflowRef
+	add := func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
+		if s.Type != v1alpha1.TypeWorkflow {
+			return
+		}
+		var props struct {
+			Name string `json:"name"`
+		}
+		if s.Properties != nil {
+			_ = json.Unmarshal(s.Properties.Raw, &props)
+		}
+		out = append(out, workflowRef{name: props.Name, path: p.Child("properties", "name")})
+	}
+	for i := range steps {
+		p := base.Index(i)
+		add(&steps[i].WorkflowStepBase, p)
+		for j := range steps[i].SubSteps {
+			add(&steps[i].SubSteps[j], p.Child("subSteps").Index(j))
+		}
+	}
+	return out
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/server"
+	"github.com/stepflow/stepflow/store/postgres"
+	"github.com/stepflow/stepflow/store/sqlite"
+)
+
+// serverFlags are the flags of `stepflow server`.
+type serverFlags struct {
+	listen             string
+	store              string
+	allowAnonymousRead bool
+	maxBody            int64
+	maxWait            time.Duration
+	workers            int
+	logFormat          string
+	tlsCert, tlsKey    string
+}
+
+func newServerCommand(g *globals) *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Serve the REST API, the dashboard and /metrics, and drive the runs",
+		Long: `server starts one process with the REST API under /api/v1 (docs/api.md; the OpenAPI
+document at /api/v1/openapi.json), the dashboard at /, Prometheus metrics at /metrics, the
+webhook and cron triggers, and the engine that drives the runs. The store is the embedded
+SQLite one in --data-dir, or PostgreSQL with --store postgres://...
+
+Every request needs an API token. When the store has none, the server makes an admin token
+named bootstrap and prints it once; make others with stepflow token create or the API.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.runServer(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to serve on")
+	fl.StringVar(&f.store, "store", "", "postgres://... for PostgreSQL (default: the embedded SQLite store in --data-dir)")
+	fl.BoolVar(&f.allowAnonymousRead, "allow-anonymous-read", false, "let requests without a token read (as viewers)")
+	fl.Int64Var(&f.maxBody, "max-body", 1<<20, "largest request body, in bytes")
+	fl.DurationVar(&f.maxWait, "max-wait", 5*time.Minute, "longest ?wait on run creation")
+	fl.IntVar(&f.workers, "workers", 0, "runs advanced at once (default 64)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM) ...")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "... and this key")
+	return cmd
+}
+
+// openServerStore opens the store a server or a token command works on.
+func (g *globals) openServerStore(ctx context.Context, url string) (server.Store, func(), error) {
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		st, err := postgres.Open(ctx, postgres.Options{URL: url})
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, func() { _ = st.Close() }, nil
+	}
+	if url != "" {
+		return nil, nil, invalidf("--store %q: want postgres://... (or nothing, for the embedded store)", url)
+	}
+	if err := os.MkdirAll(g.dataDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("data directory: %w", err)
+	}
+	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(g.dataDir, "stepflow.db")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
+	}
+	return st, func() { _ = st.Close() }, nil
+}
+
+func (g *globals) runServer(ctx context.Context, f serverFlags) error {
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return invalidf("--tls-cert and --tls-key go together")
+	}
+	var handler slog.Handler = slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
+	switch f.logFormat {
+	case "text":
+	case "json":
+		handler = slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
+	default:
+		return invalidf("--log-format %q: want text or json", f.logFormat)
+	}
+	log := slog.New(handler)
+	st, closeStore, err := g.openServerStore(ctx, f.store)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	if err := bootstrapToken(ctx, st, g.stderr); err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{
+		Store:              st,
+		Clusters:           &lazyClusters{g: g},
+		Logger:             log,
+		AllowAnonymousRead: f.allowAnonymousRead,
+		MaxBody:            f.maxBody,
+		MaxWait:            f.maxWait,
+		SecureCookies:      f.tlsCert != "",
+		Engine: engine.Options{
+			Workers: f.workers,
+			Retry: engine.RetryPolicy{Limit: g.retryLimit,
+				Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
+			Wait: engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return invalidf("--listen %s: %v", f.listen, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- srv.Start(ctx) }()
+	serveDone := make(chan error, 1)
+	go func() {
+		if f.tlsCert != "" {
+			serveDone <- hs.ServeTLS(ln, f.tlsCert, f.tlsKey)
+		} else {
+			serveDone <- hs.Serve(ln)
+		}
+	}()
+	scheme := "http"
+	if f.tlsCert != "" {
+		scheme = "https"
+	}
+	log.Info("stepflow server listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "store", storeName(f.store))
+	select {
+	case <-ctx.Done():
+	case err := <-serveDone:
+		cancel()
+		<-engineDone
+		return fmt.Errorf("serve: %w", err)
+	}
+	shutdown, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	_ = hs.Shutdown(shutdown)
+	if err := <-engineDone; err != nil {
+		return err
+	}
+	log.Info("stepflow server stopped")
+	return nil
+}
+
+func storeName(url string) string {
+	if url == "" {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+// bootstrapToken makes the first admin token when the store has none and prints it: without
+// it nobody could make the others.
+func bootstrapToken(ctx context.Context, st server.Store, w io.Writer) error {
+	tokens, _, err := server.Tokens(ctx, st)
+	if err != nil {
+		return fmt.Errorf("read the tokens: %w", err)
+	}
+	if len(tokens) > 0 {
+		return nil
+	}
+	_, secret, err := server.CreateToken(ctx, st, "bootstrap", server.RoleAdmin, nil, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "No API token was stored: made the admin token %q. It is shown this once:\n\n    %s\n\n", "bootstrap", secret)
+	return nil
+}
+
+func newTokenCommand(g *globals) *cobra.Command {
+	var storeURL string
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Make, list and delete the API tokens of stepflow server",
+	}
+	cmd.PersistentFlags().StringVar(&storeURL, "store", "", "the server's store: postgres://... (default: the embedded store in --data-dir)")
+	var name, role string
+	var namespaces []string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Make a token; its secret is printed once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := server.ParseRole(role)
+			if err != nil {
+				return invalidErr(err)
+			}
+			if name == "" {
+				return invalidf("--name is required")
+			}
+			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			_, secret, err := server.CreateToken(cmd.Context(), st, name, r, namespaces, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, secret)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "what the token is for")
+	create.Flags().StringVar(&role, "role", "viewer", "viewer, operator or admin")
+	create.Flags().StringArrayVar(&namespaces, "namespace", nil, "limit the token to this namespace (repeatable; default: every namespace)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			tokens, _, err := server.Tokens(cmd.Context(), st)
+			if err != nil {
+				return err
+			}
+			for _, t := range tokens {
+				ns := "*"
+				if len(t.Namespaces) > 0 {
+					ns = strings.Join(t.Namespaces, ",")
+				}
+				fmt.Fprintf(g.stdout, "%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, ns)
+			}
+			return nil
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete a token",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			err = server.DeleteToken(cmd.Context(), st, args[0])
+			if errors.Is(err, engine.ErrNotFound) {
+				return invalidf("token %s: not found", args[0])
+			}
+			return err
+		},
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}

@@ -1,0 +1,157 @@
+package server_test
+
+import (
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stepflow/stepflow/server"
+	"github.com/stepflow/stepflow/server/servertest"
+)
+
+// Every route answers 401 without a token, 403 to a role too small, and lets the role it
+// needs through (anything but 401 and 403).
+func TestEveryRouteChecksTheRole(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	tokens := map[string]string{"viewer": srv.Token(t, "viewer"), "operator": srv.Token(t, "operator"), "admin": srv.Token(t, "admin")}
+	doc := caller{t: t, base: srv.URL}.get("/api/v1/openapi.json").want(t, http.StatusOK).json(t)
+	paths, _ := doc["paths"].(map[string]any)
+	if len(paths) < 20 {
+		t.Fatalf("the OpenAPI document has %d paths", len(paths))
+	}
+	rank := map[string]int{"": 0, "viewer": 1, "operator": 2, "admin": 3}
+	checked := 0
+	for path, ops := range paths {
+		for method, op := range ops.(map[string]any) {
+			role, _ := at(op, "x-stepflow-role").(string)
+			concrete := strings.NewReplacer("{namespace}", "default", "{name}", "x", "{operation}", "suspend", "{id}", "x").Replace(path)
+			m := strings.ToUpper(method)
+			if role == "" {
+				continue
+			}
+			checked++
+			if r := (caller{t: t, base: srv.URL}).do(m, concrete, "application/json", []byte(`{}`)); r.status != http.StatusUnauthorized {
+				t.Errorf("%s %s without a token: %d", m, concrete, r.status)
+			}
+			for name, tok := range tokens {
+				r := (caller{t: t, base: srv.URL, token: tok}).do(m, concrete, "application/json", []byte(`{}`))
+				switch {
+				case rank[name] < rank[role] && r.status != http.StatusForbidden:
+					t.Errorf("%s %s as %s (needs %s): %d, want 403", m, concrete, name, role, r.status)
+				case rank[name] >= rank[role] && (r.status == http.StatusForbidden || r.status == http.StatusUnauthorized || r.status >= 500):
+					t.Errorf("%s %s as %s: %d %s", m, concrete, name, r.status, r.body)
+				}
+			}
+		}
+	}
+	if checked < 25 {
+		t.Errorf("checked %d routes", checked)
+	}
+	caller{t: t, base: srv.URL, token: "sfp_not-a-token"}.get("/api/v1/runs").want(t, http.StatusUnauthorized)
+}
+
+func TestNamespacesAreKeptApart(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	admin := caller{t: t, base: srv.URL, token: srv.Token(t, "admin")}
+	teamA := caller{t: t, base: srv.URL, token: srv.Token(t, "operator", "team-a")}
+	for _, ns := range []string{"team-a", "team-b"} {
+		admin.postYAML("/api/v1/runs?wait=30s", strings.Replace(approvalRun, "{name: gated}", "{name: gated, namespace: "+ns+"}", 1)).want(t, http.StatusOK)
+	}
+	list := teamA.get("/api/v1/runs").want(t, http.StatusOK).json(t)
+	if at(list, "total") != 1.0 || at(list, "items.0.namespace") != "team-a" {
+		t.Errorf("team-a lists %v", list)
+	}
+	if at(teamA.get("/api/v1/runs?namespace=team-b").json(t), "total") != 0.0 {
+		t.Error("team-a lists team-b's runs")
+	}
+	teamA.get("/api/v1/runs/team-b/gated").want(t, http.StatusNotFound)
+	teamA.get("/api/v1/runs/team-b/gated/logs").want(t, http.StatusNotFound)
+	teamA.get("/api/v1/runs/team-b/gated/events").want(t, http.StatusNotFound)
+	teamA.postJSON("/api/v1/runs/team-b/gated/terminate", nil).want(t, http.StatusNotFound)
+	teamA.do("DELETE", "/api/v1/runs/team-b/gated", "", nil).want(t, http.StatusNotFound)
+	teamA.postYAML("/api/v1/runs", strings.Replace(approvalRun, "{name: gated}", "{name: other, namespace: team-b}", 1)).want(t, http.StatusForbidden)
+	teamA.get("/api/v1/runs/team-a/gated").want(t, http.StatusOK)
+	if at(admin.get("/api/v1/runs/team-b/gated").json(t), "status.status") != "suspending" {
+		t.Error("team-b's run was touched")
+	}
+}
+
+func TestDashboardLoginAndCSRF(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	token := srv.Token(t, "operator")
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	post := func(path, body string, csrf bool) int {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/yaml")
+		if csrf {
+			u, _ := url.Parse(srv.URL)
+			for _, c := range jar.Cookies(u) {
+				if c.Name == "stepflow_csrf" {
+					req.Header.Set("X-CSRF-Token", c.Value)
+				}
+			}
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/login", strings.NewReader(`{"token": "wrong"}`))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("login with a wrong token: %d", resp.StatusCode)
+	}
+	resp, err = client.Post(srv.URL+"/api/v1/login", "application/json", strings.NewReader(`{"token": "`+token+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var httpOnly bool
+	for _, c := range resp.Cookies() {
+		if c.Name == "stepflow_token" {
+			httpOnly = c.HttpOnly && c.SameSite == http.SameSiteStrictMode
+		}
+	}
+	if resp.StatusCode != http.StatusOK || !httpOnly {
+		t.Fatalf("login: %d, HttpOnly SameSite=Strict cookie: %v", resp.StatusCode, httpOnly)
+	}
+	if r, _ := client.Get(srv.URL + "/api/v1/whoami"); r.StatusCode != http.StatusOK {
+		t.Errorf("whoami with the cookie: %d", r.StatusCode)
+	}
+	if s := post("/api/v1/runs", approvalRun, false); s != http.StatusForbidden {
+		t.Errorf("a cookie POST without the CSRF header: %d, want 403", s)
+	}
+	if s := post("/api/v1/runs", approvalRun, true); s != http.StatusCreated {
+		t.Errorf("a cookie POST with the CSRF header: %d, want 201", s)
+	}
+	if s := post("/api/v1/logout", "", true); s != http.StatusNoContent {
+		t.Errorf("logout: %d", s)
+	}
+	if r, _ := client.Get(srv.URL + "/api/v1/whoami"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("whoami after logout: %d", r.StatusCode)
+	}
+}
+
+func TestAnonymousReadAndLimits(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	anon := caller{t: t, base: srv.URL}
+	anon.get("/api/v1/runs").want(t, http.StatusUnauthorized)
+
+	open := servertest.Start(t, servertest.Options{Configure: func(o *server.Options) { o.AllowAnonymousRead = true; o.MaxBody = 4096 }})
+	anon = caller{t: t, base: open.URL}
+	anon.get("/api/v1/runs").want(t, http.StatusOK)
+	anon.postYAML("/api/v1/runs", approvalRun).want(t, http.StatusUnauthorized)
+	op := caller{t: t, base: open.URL, token: open.Token(t, "operator")}
+	big := approvalRun + "#" + strings.Repeat("x", 5000) + "\n"
+	op.postYAML("/api/v1/runs", big).want(t, http.StatusRequestEntityTooLarge)
+	op.get("/api/v1/nothing-here").want(t, http.StatusNotFound)
+}

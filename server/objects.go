@@ -1,0 +1,373 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/definitions"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/manifest"
+)
+
+// builtinNamespace names the built-in step types in the definitions' paths.
+const builtinNamespace = "builtin"
+
+// decodeObjects reads a body of Kubernetes-shaped objects (JSON or YAML) and checks them as
+// `stepflow vet` does; problems answer 400 with their lines and field paths.
+func (s *Server) decodeObjects(r *http.Request) (*manifest.Objects, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := manifest.Decode(bodyName, body)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	if err := s.catalog.Check(r.Context(), s.runner, objs); err != nil {
+		return nil, invalid(err)
+	}
+	return objs, nil
+}
+
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) error {
+	objs, err := s.decodeObjects(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "runs": len(objs.Runs), "templates": len(objs.Workflows), "definitions": len(objs.Definitions)})
+	return nil
+}
+
+// seesOrNotFound answers 404 for an object of a namespace the caller may not see.
+func seesOrNotFound(ctx context.Context, kind, namespace, name string) error {
+	if !identityOf(ctx).sees(namespace) {
+		return errorf(http.StatusNotFound, "%s %s/%s: not found", kind, namespace, name)
+	}
+	return nil
+}
+
+func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
+	wfs, err := s.store.Workflows(r.Context(), r.URL.Query().Get("namespace"))
+	if err != nil {
+		return err
+	}
+	id := identityOf(r.Context())
+	items := []*v1alpha1.Workflow{}
+	for _, wf := range wfs {
+		if id.sees(wf.Namespace) {
+			items = append(items, withWorkflowKind(wf))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	return nil
+}
+
+func withWorkflowKind(wf *v1alpha1.Workflow) *v1alpha1.Workflow {
+	wf.APIVersion, wf.Kind = v1alpha1.GroupVersion.String(), v1alpha1.KindWorkflow
+	return wf
+}
+
+func (s *Server) getTemplate(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	if err := seesOrNotFound(r.Context(), "template", ns, name); err != nil {
+		return err
+	}
+	wf, err := s.store.Workflow(r.Context(), ns, name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, withWorkflowKind(wf))
+	return nil
+}
+
+// oneWorkflow reads a body holding one Workflow, checked, in a namespace the caller may write.
+func (s *Server) oneWorkflow(r *http.Request) (*v1alpha1.Workflow, error) {
+	objs, err := s.decodeObjects(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(objs.Workflows) != 1 || len(objs.Runs)+len(objs.Definitions) > 0 {
+		return nil, errorf(http.StatusBadRequest, "the body must be one Workflow (apiVersion core.oam.dev/v1alpha1, kind Workflow)")
+	}
+	wf := objs.Workflows[0]
+	if !identityOf(r.Context()).sees(wf.Namespace) {
+		return nil, errorf(http.StatusForbidden, "the token may not write namespace %q", wf.Namespace)
+	}
+	return wf, nil
+}
+
+func (s *Server) createTemplate(w http.ResponseWriter, r *http.Request) error {
+	wf, err := s.oneWorkflow(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Workflow(r.Context(), wf.Namespace, wf.Name); err == nil {
+		return errorf(http.StatusConflict, "template %s/%s exists: PUT it to update it", wf.Namespace, wf.Name)
+	} else if !errors.Is(err, engine.ErrNotFound) {
+		return err
+	}
+	return s.storeTemplate(w, r, wf, http.StatusCreated)
+}
+
+func (s *Server) putTemplate(w http.ResponseWriter, r *http.Request) error {
+	wf, err := s.oneWorkflow(r)
+	if err != nil {
+		return err
+	}
+	if wf.Namespace != r.PathValue("namespace") || wf.Name != r.PathValue("name") {
+		return errorf(http.StatusBadRequest, "the body is Workflow %s/%s, the path names %s/%s", wf.Namespace, wf.Name, r.PathValue("namespace"), r.PathValue("name"))
+	}
+	return s.storeTemplate(w, r, wf, http.StatusOK)
+}
+
+func (s *Server) storeTemplate(w http.ResponseWriter, r *http.Request, wf *v1alpha1.Workflow, status int) error {
+	if err := s.store.PutObjects(r.Context(), nil, []*v1alpha1.Workflow{wf}); err != nil {
+		return err
+	}
+	stored, err := s.store.Workflow(r.Context(), wf.Namespace, wf.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, withWorkflowKind(stored))
+	return nil
+}
+
+func (s *Server) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	if err := seesOrNotFound(r.Context(), "template", ns, name); err != nil {
+		return err
+	}
+	if err := s.store.DeleteWorkflow(r.Context(), ns, name); err != nil {
+		return err
+	}
+	if err := s.deleteTriggersOf(r.Context(), ns, name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// definitionSummary is a step type in a list.
+type definitionSummary struct {
+	Namespace   string `json:"namespace"`
+	Name        string `json:"name"`
+	Builtin     bool   `json:"builtin"`
+	Description string `json:"description,omitempty"`
+}
+
+func (s *Server) listDefinitions(w http.ResponseWriter, r *http.Request) error {
+	ns := r.URL.Query().Get("namespace")
+	defs, err := s.store.Definitions(r.Context(), ns)
+	if err != nil {
+		return err
+	}
+	id := identityOf(r.Context())
+	items := []definitionSummary{}
+	for _, d := range defs {
+		if id.sees(d.Namespace) {
+			items = append(items, definitionSummary{Namespace: d.Namespace, Name: d.Name, Description: d.Annotations[v1beta1.AnnotationDescription]})
+		}
+	}
+	if ns == "" || ns == builtinNamespace {
+		for _, d := range definitions.Builtin() {
+			items = append(items, definitionSummary{Namespace: builtinNamespace, Name: d.Name, Builtin: true, Description: d.Annotations[v1beta1.AnnotationDescription]})
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		if items[i].Builtin != items[j].Builtin {
+			return !items[i].Builtin
+		}
+		return items[i].Namespace+"/"+items[i].Name < items[j].Namespace+"/"+items[j].Name
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	return nil
+}
+
+func (s *Server) getDefinition(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	var def *v1beta1.WorkflowStepDefinition
+	if ns == builtinNamespace {
+		for _, d := range definitions.Builtin() {
+			if d.Name == name {
+				def = d
+			}
+		}
+		if def == nil {
+			return errorf(http.StatusNotFound, "no built-in step type %q", name)
+		}
+	} else {
+		if err := seesOrNotFound(r.Context(), "definition", ns, name); err != nil {
+			return err
+		}
+		defs, err := s.store.Definitions(r.Context(), ns)
+		if err != nil {
+			return err
+		}
+		for _, d := range defs {
+			if d.Name == name {
+				def = d
+			}
+		}
+		if def == nil {
+			return errorf(http.StatusNotFound, "definition %s/%s: not found", ns, name)
+		}
+	}
+	def.APIVersion, def.Kind = v1beta1.GroupVersion.String(), v1beta1.KindWorkflowStepDefinition
+	params := []definitions.Parameter{}
+	if def.Spec.Schematic != nil && def.Spec.Schematic.CUE != nil {
+		if p, err := definitions.Describe(def.Spec.Schematic.CUE.Template); err == nil {
+			params = p
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"definition": def, "parameters": params})
+	return nil
+}
+
+// oneDefinition reads a body holding one definition, checked, in a namespace the caller may
+// write.
+func (s *Server) oneDefinition(r *http.Request) (*v1beta1.WorkflowStepDefinition, error) {
+	objs, err := s.decodeObjects(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(objs.Definitions) != 1 || len(objs.Runs)+len(objs.Workflows) > 0 {
+		return nil, errorf(http.StatusBadRequest, "the body must be one WorkflowStepDefinition (apiVersion core.oam.dev/v1beta1)")
+	}
+	d := objs.Definitions[0]
+	if !identityOf(r.Context()).sees(d.Namespace) {
+		return nil, errorf(http.StatusForbidden, "the token may not write namespace %q", d.Namespace)
+	}
+	return d, nil
+}
+
+func (s *Server) createDefinition(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.oneDefinition(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Template(r.Context(), d.Namespace, d.Name); err == nil {
+		return errorf(http.StatusConflict, "definition %s/%s exists: PUT it to update it", d.Namespace, d.Name)
+	} else if !errors.Is(err, engine.ErrNotFound) {
+		return err
+	}
+	return s.storeDefinition(w, r, d, http.StatusCreated)
+}
+
+func (s *Server) putDefinition(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.oneDefinition(r)
+	if err != nil {
+		return err
+	}
+	if d.Namespace != r.PathValue("namespace") || d.Name != r.PathValue("name") {
+		return errorf(http.StatusBadRequest, "the body is definition %s/%s, the path names %s/%s", d.Namespace, d.Name, r.PathValue("namespace"), r.PathValue("name"))
+	}
+	return s.storeDefinition(w, r, d, http.StatusOK)
+}
+
+func (s *Server) storeDefinition(w http.ResponseWriter, r *http.Request, d *v1beta1.WorkflowStepDefinition, status int) error {
+	if err := s.store.PutObjects(r.Context(), []*v1beta1.WorkflowStepDefinition{d}, nil); err != nil {
+		return err
+	}
+	d.APIVersion, d.Kind = v1beta1.GroupVersion.String(), v1beta1.KindWorkflowStepDefinition
+	writeJSON(w, status, d)
+	return nil
+}
+
+func (s *Server) deleteDefinition(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	if err := seesOrNotFound(r.Context(), "definition", ns, name); err != nil {
+		return err
+	}
+	if err := s.store.DeleteDefinition(r.Context(), ns, name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// Tokens.
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	tokens, _, err := Tokens(r.Context(), s.store)
+	if err != nil {
+		return err
+	}
+	if tokens == nil {
+		tokens = []Token{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": tokens})
+	return nil
+}
+
+func (s *Server) createTokenHandler(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Name       string   `json:"name"`
+		Role       string   `json:"role"`
+		Namespaces []string `json:"namespaces,omitempty"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		return err
+	}
+	role, err := ParseRole(body.Role)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	if body.Name == "" {
+		return errorf(http.StatusBadRequest, "name: a token needs a name")
+	}
+	// A token limited to namespaces may not make one that sees more.
+	id := identityOf(r.Context())
+	if len(id.Namespaces) > 0 {
+		if len(body.Namespaces) == 0 {
+			return errorf(http.StatusForbidden, "the token is limited to namespaces %v: so must the new one be", id.Namespaces)
+		}
+		for _, ns := range body.Namespaces {
+			if !id.sees(ns) {
+				return errorf(http.StatusForbidden, "the token may not grant namespace %q", ns)
+			}
+		}
+	}
+	t, secret, err := CreateToken(r.Context(), s.store, body.Name, role, body.Namespaces, s.clock.Now())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "name": t.Name, "role": t.Role, "namespaces": t.Namespaces, "token": secret})
+	return nil
+}
+
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	if err := DeleteToken(r.Context(), s.store, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// DeleteToken deletes the token with that id; the error wraps engine.ErrNotFound when there
+// is none.
+func DeleteToken(ctx context.Context, st Store, id string) error {
+	tokens, keys, err := Tokens(ctx, st)
+	if err != nil {
+		return err
+	}
+	for i, t := range tokens {
+		if t.ID == id {
+			return st.DeleteRecord(ctx, recordToken, keys[i])
+		}
+	}
+	return fmt.Errorf("token %q: %w", id, engine.ErrNotFound)
+}
+
+// decodeRecord decodes a record's JSON into v, naming the record when it cannot.
+func decodeRecord(kind, key string, data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s record %s: %w", kind, key, err)
+	}
+	return nil
+}

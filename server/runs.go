@@ -1,0 +1,504 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/manifest"
+	"github.com/stepflow/stepflow/store"
+)
+
+// bodyName is how a request's body is named in the problems found in it.
+const bodyName = "request body"
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, identityOf(r.Context()))
+	return nil
+}
+
+// runKey is the run a request's path names; 404 when the caller may not see its namespace.
+func runKey(r *http.Request) (engine.Key, error) {
+	key := engine.Key{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
+	if !identityOf(r.Context()).sees(key.Namespace) {
+		return key, errorf(http.StatusNotFound, "run %s: not found", key)
+	}
+	return key, nil
+}
+
+// templateRun is the body of a run of a template.
+type templateRun struct {
+	Template  string         `json:"template"`
+	Namespace string         `json:"namespace,omitempty"`
+	Name      string         `json:"name,omitempty"`
+	Context   map[string]any `json:"context,omitempty"`
+}
+
+func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error {
+	var wait time.Duration
+	if q := r.URL.Query().Get("wait"); q != "" {
+		d, err := time.ParseDuration(q)
+		if err != nil || d < 0 {
+			return errorf(http.StatusBadRequest, "wait=%q: want a duration such as 30s", q)
+		}
+		wait = min(d, s.opts.MaxWait)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var obj *v1alpha1.WorkflowRun
+	var objs *manifest.Objects
+	if tr, ok, err := asTemplateRun(body, isYAML(r)); err != nil {
+		return err
+	} else if ok {
+		obj, err = s.templateRunObject(r.Context(), tr, field.NewPath("context"))
+		if err != nil {
+			return err
+		}
+	} else {
+		objs, err = manifest.Decode(bodyName, body)
+		if err != nil {
+			return invalid(err)
+		}
+		if len(objs.Runs) != 1 || len(objs.Workflows)+len(objs.Definitions) > 0 {
+			return errorf(http.StatusBadRequest, "the body must be one WorkflowRun, or {\"template\": NAME, \"context\": {...}}")
+		}
+		obj = objs.Runs[0]
+	}
+	if !identityOf(r.Context()).sees(obj.Namespace) {
+		return errorf(http.StatusForbidden, "the token may not create runs in namespace %q", obj.Namespace)
+	}
+	var settled <-chan []byte
+	if wait > 0 {
+		if obj.Name == "" {
+			obj.Name = generateName(obj.GenerateName)
+		}
+		var cancel func()
+		settled, cancel = s.hub.wait(engine.Key{Namespace: obj.Namespace, Name: obj.Name})
+		defer cancel()
+	}
+	run, err := s.createRun(r.Context(), obj, objs)
+	if err != nil {
+		return err
+	}
+	if wait == 0 {
+		writeJSON(w, http.StatusCreated, newRunView(run))
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case data := <-settled:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(data)
+		return nil
+	case <-timer.C:
+	case <-r.Context().Done():
+		return nil
+	}
+	run, err = s.store.Load(r.Context(), run.Key())
+	if err != nil {
+		return err
+	}
+	status := http.StatusAccepted
+	if engine.Settled(run) {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, newRunView(run))
+	return nil
+}
+
+// asTemplateRun tells a run of a template ({"template": ...}) from a WorkflowRun.
+func asTemplateRun(body []byte, yamlBody bool) (*templateRun, bool, error) {
+	trimmed := bytes.TrimSpace(body)
+	if yamlBody || len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, false, nil
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &probe); err != nil {
+		return nil, false, nil // let the manifest decoder locate the syntax error
+	}
+	if _, ok := probe["template"]; !ok {
+		return nil, false, nil
+	}
+	var tr templateRun
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&tr); err != nil {
+		return nil, false, errorf(http.StatusBadRequest, "a run of a template is {\"template\", \"namespace\", \"name\", \"context\"}: %v", err)
+	}
+	return &tr, true, nil
+}
+
+// templateRunObject makes the WorkflowRun of a run of a template: its context checked against
+// the template's parameters (problems reported under base) and completed with their defaults.
+func (s *Server) templateRunObject(ctx context.Context, tr *templateRun, base *field.Path) (*v1alpha1.WorkflowRun, error) {
+	if tr.Template == "" {
+		return nil, invalidFields(field.ErrorList{field.Required(field.NewPath("template"), "the template to run")})
+	}
+	if tr.Namespace == "" {
+		tr.Namespace = manifest.DefaultNamespace
+	}
+	if !identityOf(ctx).sees(tr.Namespace) {
+		return nil, errorf(http.StatusNotFound, "template %s/%s: not found", tr.Namespace, tr.Template)
+	}
+	wf, err := s.store.Workflow(ctx, tr.Namespace, tr.Template)
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "template %s/%s: not found", tr.Namespace, tr.Template)
+	}
+	if err != nil {
+		return nil, err
+	}
+	full, errs := v1alpha1.ApplyParameters(wf.Parameters, tr.Context, base)
+	if len(errs) > 0 {
+		return nil, invalidFields(errs)
+	}
+	raw, err := json.Marshal(full)
+	if err != nil {
+		return nil, err
+	}
+	obj := &v1alpha1.WorkflowRun{}
+	obj.Namespace, obj.Name = tr.Namespace, tr.Name
+	if obj.Name == "" {
+		obj.GenerateName = tr.Template + "-"
+	}
+	obj.Spec.WorkflowRef = tr.Template
+	obj.Spec.Context = &runtime.RawExtension{Raw: raw}
+	obj.Annotations = map[string]string{AnnotationTemplateVersion: strconv.FormatInt(wf.Generation, 10)}
+	return obj, nil
+}
+
+// generateName returns prefix and five random characters, as Kubernetes does.
+func generateName(prefix string) string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	b := []byte(randomHex(5))
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return prefix + string(b)
+}
+
+// createRun checks a new run and stores it, replacing a finished run of the same name, and
+// queues it. objs, when the run came as a document, locates the problems found in it.
+func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs *manifest.Objects) (*engine.Run, error) {
+	if obj.Namespace == "" {
+		obj.Namespace = manifest.DefaultNamespace
+	}
+	if obj.Name == "" {
+		obj.Name = generateName(obj.GenerateName)
+	}
+	if obj.Spec.WorkflowSpec == nil && obj.Spec.WorkflowRef != "" && obj.Annotations[AnnotationTemplateVersion] == "" {
+		if wf, err := s.store.Workflow(ctx, obj.Namespace, obj.Spec.WorkflowRef); err == nil {
+			if obj.Annotations == nil {
+				obj.Annotations = map[string]string{}
+			}
+			obj.Annotations[AnnotationTemplateVersion] = strconv.FormatInt(wf.Generation, 10)
+		}
+	}
+	if objs == nil {
+		objs = &manifest.Objects{Runs: []*v1alpha1.WorkflowRun{obj}}
+	}
+	if err := s.catalog.Check(ctx, s.runner, objs); err != nil {
+		return nil, invalid(err)
+	}
+	obj.Status = v1alpha1.WorkflowRunStatus{}
+	run := &engine.Run{Object: obj}
+	key := run.Key()
+	replace := false
+	old, err := s.store.Load(ctx, key)
+	switch {
+	case err == nil && !old.Object.Status.Finished:
+		return nil, errorf(http.StatusConflict, "run %s exists and is %s: terminate or delete it first", key, orUnstarted(old.Object.Status.Phase))
+	case err == nil:
+		replace = true
+	case !errors.Is(err, engine.ErrNotFound):
+		return nil, err
+	}
+	if err := s.store.Create(ctx, run, replace); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return nil, errorf(http.StatusConflict, "run %s exists", key)
+		}
+		return nil, err
+	}
+	s.eng.Enqueue(key)
+	return run, nil
+}
+
+func orUnstarted(p v1alpha1.WorkflowRunPhase) string {
+	if p == "" {
+		return "not started"
+	}
+	return string(p)
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	opts := store.ListOptions{Namespace: q.Get("namespace"), Phase: q.Get("phase"), Template: q.Get("template"), Newest: true, Limit: 100}
+	var err error
+	if opts.StartedAfter, err = queryTime(q.Get("since"), "since"); err != nil {
+		return err
+	}
+	if opts.StartedBefore, err = queryTime(q.Get("until"), "until"); err != nil {
+		return err
+	}
+	if v := q.Get("limit"); v != "" {
+		if opts.Limit, err = strconv.Atoi(v); err != nil || opts.Limit < 1 || opts.Limit > 1000 {
+			return errorf(http.StatusBadRequest, "limit=%q: want 1 to 1000", v)
+		}
+	}
+	if v := q.Get("offset"); v != "" {
+		if opts.Offset, err = strconv.Atoi(v); err != nil || opts.Offset < 0 {
+			return errorf(http.StatusBadRequest, "offset=%q: want a number from 0", v)
+		}
+	}
+	id := identityOf(r.Context())
+	namespaces := []string{opts.Namespace}
+	switch {
+	case opts.Namespace != "" && !id.sees(opts.Namespace):
+		writeJSON(w, http.StatusOK, map[string]any{"items": []summaryView{}, "total": 0})
+		return nil
+	case opts.Namespace == "" && len(id.Namespaces) > 0:
+		namespaces = id.Namespaces
+	}
+	items, total, err := s.listIn(r.Context(), opts, namespaces)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total": total})
+	return nil
+}
+
+// listIn lists the runs of opts in each of namespaces, newest first, paged as opts says.
+func (s *Server) listIn(ctx context.Context, opts store.ListOptions, namespaces []string) ([]summaryView, int, error) {
+	var all []store.RunSummary
+	total := 0
+	page := opts
+	if len(namespaces) > 1 {
+		page.Offset, page.Limit = 0, opts.Offset+opts.Limit
+	}
+	for _, ns := range namespaces {
+		page.Namespace = ns
+		runs, err := s.store.List(ctx, page)
+		if err != nil {
+			return nil, 0, err
+		}
+		n, err := s.store.Count(ctx, page)
+		if err != nil {
+			return nil, 0, err
+		}
+		all, total = append(all, runs...), total+n
+	}
+	if len(namespaces) > 1 {
+		sortNewest(all)
+		all = all[min(opts.Offset, len(all)):]
+		all = all[:min(opts.Limit, len(all))]
+	}
+	items := make([]summaryView, 0, len(all))
+	for _, r := range all {
+		items = append(items, newSummaryView(r))
+	}
+	return items, total, nil
+}
+
+func sortNewest(runs []store.RunSummary) {
+	for i := 1; i < len(runs); i++ {
+		for j := i; j > 0 && newer(runs[j], runs[j-1]); j-- {
+			runs[j], runs[j-1] = runs[j-1], runs[j]
+		}
+	}
+}
+
+func newer(a, b store.RunSummary) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.After(b.Created)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+func queryTime(v, name string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, errorf(http.StatusBadRequest, "%s=%q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", name, v)
+	}
+	return t, nil
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
+	key, err := runKey(r)
+	if err != nil {
+		return err
+	}
+	run, err := s.store.Load(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	if stepName := r.URL.Query().Get("iterations"); stepName != "" {
+		l := run.Loops[stepName]
+		if l == nil {
+			return errorf(http.StatusNotFound, "run %s: step %q has no iterations (not a looping step, or not started)", key, stepName)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"items": l.Iterations, "total": len(l.Items)})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, newRunView(run))
+	return nil
+}
+
+func (s *Server) deleteRun(w http.ResponseWriter, r *http.Request) error {
+	key, err := runKey(r)
+	if err != nil {
+		return err
+	}
+	run, err := s.store.Load(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	if !run.Object.Status.Finished {
+		if _, err := s.eng.Operate(r.Context(), key, engine.TerminateRun); err != nil && !errors.Is(err, engine.ErrInvalidOperation) {
+			return err
+		}
+	}
+	if err := s.store.Delete(r.Context(), key); err != nil {
+		return err
+	}
+	s.hub.deleted(key)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) operateRun(w http.ResponseWriter, r *http.Request) error {
+	key, err := runKey(r)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Step string `json:"step,omitempty"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		return err
+	}
+	var op func(*engine.Run, time.Time) error
+	switch name := r.PathValue("operation"); name {
+	case "suspend":
+		op = func(run *engine.Run, _ time.Time) error { return engine.SuspendRun(run) }
+	case "resume":
+		op = func(run *engine.Run, _ time.Time) error { return engine.ResumeRun(run, body.Step) }
+	case "terminate":
+		op = engine.TerminateRun
+	case "restart":
+		op = func(run *engine.Run, _ time.Time) error { return engine.RestartRun(run, body.Step) }
+	default:
+		return errorf(http.StatusNotFound, "no operation %q: want suspend, resume, terminate or restart", name)
+	}
+	run, err := s.eng.Operate(r.Context(), key, op)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newRunView(run))
+	return nil
+}
+
+func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
+	key, err := runKey(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Load(r.Context(), key); err != nil {
+		return err
+	}
+	logs, err := s.store.Logs(r.Context(), key, r.URL.Query().Get("step"))
+	if err != nil {
+		return err
+	}
+	if logs == nil {
+		logs = []engine.LogEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": logs})
+	return nil
+}
+
+// runEvents streams a run: a snapshot and its log so far, then each change as it is saved.
+func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
+	key, err := runKey(r)
+	if err != nil {
+		return err
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		return errors.New("the connection cannot stream")
+	}
+	sub := s.hub.subscribe(key)
+	defer s.hub.unsubscribe(key, sub)
+	run, err := s.store.Load(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	logs, err := s.store.Logs(r.Context(), key, "")
+	if err != nil {
+		return err
+	}
+	// The stream is open from here: errors end it rather than answer.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	from := run.Version
+	data, err := json.Marshal(newRunView(run))
+	if err != nil {
+		return nil
+	}
+	writeEvent(w, "run", data)
+	for _, l := range logs {
+		if b, err := json.Marshal(l); err == nil {
+			writeEvent(w, "log", b)
+		}
+	}
+	flusher.Flush()
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-sub.gone:
+			return nil
+		case <-keepAlive.C:
+			_, _ = fmt.Fprint(w, ": keep-alive\n\n")
+		case ev := <-sub.events:
+			if ev.version != 0 && ev.version <= from {
+				continue
+			}
+			writeEvent(w, ev.name, ev.data)
+			if ev.name == "deleted" {
+				flusher.Flush()
+				return nil
+			}
+		}
+		flusher.Flush()
+	}
+}
+
+func writeEvent(w http.ResponseWriter, name string, data []byte) {
+	_, _ = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, strings.ReplaceAll(string(data), "\n", "\ndata: "))
+}

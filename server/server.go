@@ -1,0 +1,182 @@
+// Package server is `stepflow server`: the REST API of docs/api.md (runs, operations, logs and
+// their event streams, templates with parameters, definitions, clusters, tokens, webhook and
+// cron triggers), its OpenAPI document, the dashboard's files and /metrics, over one engine
+// and one store (the embedded SQLite one or PostgreSQL).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/catalog"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/provider/kube"
+	"github.com/stepflow/stepflow/providers"
+	"github.com/stepflow/stepflow/step"
+	"github.com/stepflow/stepflow/store"
+)
+
+// Store is what the server keeps its state in: runs and their logs, templates and
+// definitions, and records (tokens, triggers, clusters). store/sqlite and store/postgres
+// implement it.
+type Store interface {
+	engine.Store
+	Create(ctx context.Context, run *engine.Run, replace bool) error
+	Delete(ctx context.Context, key engine.Key) error
+	List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error)
+	Count(ctx context.Context, opts store.ListOptions) (int, error)
+	Logs(ctx context.Context, key engine.Key, step string) ([]engine.LogEntry, error)
+
+	PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefinition, wfs []*v1alpha1.Workflow) error
+	Template(ctx context.Context, namespace, typ string) (string, error)
+	Definitions(ctx context.Context, namespace string) ([]*v1beta1.WorkflowStepDefinition, error)
+	DeleteDefinition(ctx context.Context, namespace, name string) error
+	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
+	Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error)
+	DeleteWorkflow(ctx context.Context, namespace, name string) error
+
+	PutRecord(ctx context.Context, kind, key string, data []byte, version int64) (int64, error)
+	Record(ctx context.Context, kind, key string) (store.Record, error)
+	Records(ctx context.Context, kind, prefix string) ([]store.Record, error)
+	DeleteRecord(ctx context.Context, kind, key string) error
+}
+
+// Options configure a Server. Store is required; every other zero value works.
+type Options struct {
+	Store Store
+	// Clusters resolves the clusters steps name that are not stored through the API (the
+	// local one among them); nil knows none.
+	Clusters kube.Clusters
+	// Providers configures the providers beyond the clusters (HTTP, email, ...).
+	Providers providers.Options
+	// Web is the dashboard's files, served at /; nil serves none.
+	Web fs.FS
+	// Observers are told about every transition, after the server's own.
+	Observers []engine.Observer
+	// WrapStore, when set, wraps the store the engine writes through (metrics count there).
+	WrapStore func(engine.Store) engine.Store
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
+	// StepOptions, when set, adjusts the step runtime's options before it is built.
+	StepOptions func(*step.Options)
+	// Engine's Store, Runner, Conditions, Workflows and Observer are set by the server; its
+	// other fields (retries, waits, workers, clock) are used as given.
+	Engine engine.Options
+	Logger *slog.Logger
+	// AllowAnonymousRead lets requests without a token read, as viewers of every namespace.
+	AllowAnonymousRead bool
+	// MaxBody bounds a request body; default 1 MiB.
+	MaxBody int64
+	// MaxWait bounds ?wait on run creation; default 5 minutes.
+	MaxWait time.Duration
+	// SecureCookies marks the dashboard's cookies Secure (when served over HTTPS).
+	SecureCookies bool
+}
+
+// Server serves the API. Start runs its engine and triggers; Handler answers requests.
+type Server struct {
+	opts    Options
+	store   Store
+	catalog *catalog.Catalog
+	runner  *step.Runner
+	eng     *engine.Engine
+	hub     *hub
+	crons   *scheduler
+	clock   engine.Clock
+	log     *slog.Logger
+	mux     *http.ServeMux
+	routes  []route
+}
+
+// New wires a server over opts.Store.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("server: a store is required")
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 1 << 20
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, store: opts.Store, log: opts.Logger, hub: newHub()}
+	s.clock = opts.Engine.Clock
+	if s.clock == nil {
+		s.clock = engine.RealClock{}
+	}
+	s.catalog = catalog.New(opts.Store)
+	popts := opts.Providers
+	popts.Clusters = newClusters(opts.Store, opts.Clusters)
+	sopts := step.Options{Registry: providers.Registry(popts), Definitions: s.catalog}
+	if opts.StepOptions != nil {
+		opts.StepOptions(&sopts)
+	}
+	s.runner = step.NewRunner(sopts)
+
+	var st engine.Store = &publishing{Store: opts.Store, hub: s.hub}
+	if opts.WrapStore != nil {
+		st = opts.WrapStore(st)
+	}
+	eopts := opts.Engine
+	eopts.Store, eopts.Runner, eopts.Conditions, eopts.Workflows = st, s.runner, s.runner, s.catalog
+	eopts.Observer = append(engine.Observers{s.hub}, opts.Observers...)
+	if eopts.Logger == nil {
+		eopts.Logger = opts.Logger
+	}
+	s.eng = engine.New(eopts)
+	s.crons = newScheduler(s)
+	s.routes = s.routeTable()
+	s.mux = s.buildMux()
+	return s, nil
+}
+
+// Engine is the engine the server drives its runs with.
+func (s *Server) Engine() *engine.Engine { return s.eng }
+
+// Handler answers the API, the dashboard and /metrics.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Start runs the engine and the cron triggers until ctx ends. Runs left unfinished by an
+// earlier process are picked up first.
+func (s *Server) Start(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.eng.Start(ctx) }()
+	if err := s.recover(ctx); err != nil {
+		s.log.Error("pick up unfinished runs", "err", err)
+	}
+	go func() { errc <- s.crons.run(ctx) }()
+	err := <-errc
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// recover queues the runs an earlier process left unfinished.
+func (s *Server) recover(ctx context.Context) error {
+	runs, err := s.store.List(ctx, store.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list the runs: %w", err)
+	}
+	for _, r := range runs {
+		switch r.Phase {
+		case v1alpha1.RunSucceeded, v1alpha1.RunFailed, v1alpha1.RunTerminated:
+		default:
+			s.eng.Enqueue(engine.Key{Namespace: r.Namespace, Name: r.Name})
+		}
+	}
+	return nil
+}

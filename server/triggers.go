@@ -1,0 +1,437 @@
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+)
+
+// recordTrigger is the record kind of triggers, keyed by their id.
+const recordTrigger = "trigger"
+
+// The trigger types and cron concurrency policies.
+const (
+	triggerWebhook = "webhook"
+	triggerCron    = "cron"
+
+	policyAllow   = "Allow"
+	policyForbid  = "Forbid"
+	policyReplace = "Replace"
+)
+
+// trigger starts runs of a template: on a webhook request, or on a cron schedule.
+type trigger struct {
+	ID        string         `json:"id"`
+	Namespace string         `json:"namespace"`
+	Template  string         `json:"template"`
+	Type      string         `json:"type"`
+	Context   map[string]any `json:"context,omitempty"`
+	// Secret authenticates a webhook's requests: as ?token= or as the HMAC key of the
+	// signature header. Kept in the store (a signature needs it), never shown after creation.
+	Secret            string    `json:"secret,omitempty"`
+	Schedule          string    `json:"schedule,omitempty"`
+	TimeZone          string    `json:"timeZone,omitempty"`
+	ConcurrencyPolicy string    `json:"concurrencyPolicy,omitempty"`
+	Created           time.Time `json:"created"`
+	// LastFire is the schedule time a cron trigger last came round; LastRun the run it
+	// started then, and LastError why it could not.
+	LastFire  time.Time `json:"lastFire,omitzero"`
+	LastRun   string    `json:"lastRun,omitempty"`
+	LastError string    `json:"lastError,omitempty"`
+}
+
+// public is the trigger as listed: without its secret.
+func (t trigger) public() trigger {
+	t.Secret = ""
+	return t
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// schedule parses a cron trigger's schedule in its time zone.
+func (t *trigger) schedule() (cron.Schedule, error) {
+	spec := t.Schedule
+	if t.TimeZone != "" {
+		if _, err := time.LoadLocation(t.TimeZone); err != nil {
+			return nil, fmt.Errorf("timeZone %q: %w", t.TimeZone, err)
+		}
+		spec = "CRON_TZ=" + t.TimeZone + " " + spec
+	}
+	sched, err := cronParser.Parse(spec)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %q: %w", t.Schedule, err)
+	}
+	return sched, nil
+}
+
+func (s *Server) triggers(ctx context.Context) ([]trigger, []int64, error) {
+	recs, err := s.store.Records(ctx, recordTrigger, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]trigger, 0, len(recs))
+	versions := make([]int64, 0, len(recs))
+	for _, r := range recs {
+		var t trigger
+		if err := decodeRecord(recordTrigger, r.Key, r.Data, &t); err != nil {
+			return nil, nil, err
+		}
+		out = append(out, t)
+		versions = append(versions, r.Version)
+	}
+	return out, versions, nil
+}
+
+func (s *Server) listTriggers(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	if err := seesOrNotFound(r.Context(), "template", ns, name); err != nil {
+		return err
+	}
+	all, _, err := s.triggers(r.Context())
+	if err != nil {
+		return err
+	}
+	items := []trigger{}
+	for _, t := range all {
+		if t.Namespace == ns && t.Template == name {
+			items = append(items, t.public())
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	return nil
+}
+
+func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	if err := seesOrNotFound(r.Context(), "template", ns, name); err != nil {
+		return err
+	}
+	var body struct {
+		Type              string         `json:"type"`
+		Context           map[string]any `json:"context,omitempty"`
+		Schedule          string         `json:"schedule,omitempty"`
+		TimeZone          string         `json:"timeZone,omitempty"`
+		ConcurrencyPolicy string         `json:"concurrencyPolicy,omitempty"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		return err
+	}
+	wf, err := s.store.Workflow(r.Context(), ns, name)
+	if err != nil {
+		return err
+	}
+	t := trigger{ID: randomHex(8), Namespace: ns, Template: name, Type: body.Type, Context: body.Context, Created: s.clock.Now().UTC()}
+	switch body.Type {
+	case triggerWebhook:
+		if body.Schedule != "" || body.ConcurrencyPolicy != "" {
+			return errorf(http.StatusBadRequest, "a webhook trigger takes no schedule or concurrencyPolicy")
+		}
+		t.Secret = randomString(24)
+	case triggerCron:
+		t.Schedule, t.TimeZone, t.ConcurrencyPolicy = body.Schedule, body.TimeZone, body.ConcurrencyPolicy
+		if t.ConcurrencyPolicy == "" {
+			t.ConcurrencyPolicy = policyAllow
+		}
+		if t.ConcurrencyPolicy != policyAllow && t.ConcurrencyPolicy != policyForbid && t.ConcurrencyPolicy != policyReplace {
+			return errorf(http.StatusBadRequest, "concurrencyPolicy %q: want Allow, Forbid or Replace", t.ConcurrencyPolicy)
+		}
+		if _, err := t.schedule(); err != nil {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+		// A schedule's runs get nothing but this context: it must fit the parameters now.
+		if _, errs := v1alpha1.ApplyParameters(wf.Parameters, t.Context, field.NewPath("context")); len(errs) > 0 {
+			return invalidFields(errs)
+		}
+	default:
+		return errorf(http.StatusBadRequest, "type %q: want webhook or cron", body.Type)
+	}
+	data, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.PutRecord(r.Context(), recordTrigger, t.ID, data, 0); err != nil {
+		return err
+	}
+	s.crons.poke()
+	out := map[string]any{"id": t.ID, "type": t.Type}
+	if t.Type == triggerWebhook {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		out["url"] = fmt.Sprintf("%s://%s/api/v1/hooks/%s", scheme, r.Host, t.ID)
+		out["secret"] = t.Secret
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+func (s *Server) deleteTrigger(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	rec, err := s.store.Record(r.Context(), recordTrigger, id)
+	if err != nil {
+		return err
+	}
+	var t trigger
+	if err := decodeRecord(recordTrigger, id, rec.Data, &t); err != nil {
+		return err
+	}
+	if err := seesOrNotFound(r.Context(), "trigger", t.Namespace, id); err != nil {
+		return err
+	}
+	if err := s.store.DeleteRecord(r.Context(), recordTrigger, id); err != nil {
+		return err
+	}
+	s.crons.poke()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteTriggersOf deletes the triggers of a template.
+func (s *Server) deleteTriggersOf(ctx context.Context, namespace, template string) error {
+	all, _, err := s.triggers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range all {
+		if t.Namespace == namespace && t.Template == template {
+			if err := s.store.DeleteRecord(ctx, recordTrigger, t.ID); err != nil && !errors.Is(err, engine.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	s.crons.poke()
+	return nil
+}
+
+// webhook starts a run of a webhook trigger's template, its JSON body as the context.
+func (s *Server) webhook(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	rec, err := s.store.Record(r.Context(), recordTrigger, id)
+	if errors.Is(err, engine.ErrNotFound) {
+		return errorf(http.StatusUnauthorized, "unknown webhook or bad credentials")
+	}
+	if err != nil {
+		return err
+	}
+	var t trigger
+	if err := decodeRecord(recordTrigger, id, rec.Data, &t); err != nil {
+		return err
+	}
+	if t.Type != triggerWebhook || !webhookAuthentic(r, body, t.Secret) {
+		return errorf(http.StatusUnauthorized, "unknown webhook or bad credentials: give ?token=SECRET or an X-Stepflow-Signature: sha256=HMAC header")
+	}
+	ctx := map[string]any{}
+	for k, v := range t.Context {
+		ctx[k] = v
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		var given map[string]any
+		if err := json.Unmarshal(body, &given); err != nil {
+			return errorf(http.StatusBadRequest, "the body must be a JSON object, which becomes the run's context: %v", err)
+		}
+		for k, v := range given {
+			ctx[k] = v
+		}
+	}
+	obj, err := s.templateRunObject(r.Context(), &templateRun{Template: t.Template, Namespace: t.Namespace, Context: ctx}, field.NewPath("context"))
+	if err != nil {
+		return err
+	}
+	run, err := s.createRun(r.Context(), obj, nil)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"namespace": run.Object.Namespace, "name": run.Object.Name})
+	return nil
+}
+
+// webhookAuthentic checks a webhook request's token or signature against the secret.
+func webhookAuthentic(r *http.Request, body []byte, secret string) bool {
+	if secret == "" {
+		return false
+	}
+	if tok := r.URL.Query().Get("token"); tok != "" {
+		return subtle.ConstantTimeCompare([]byte(tok), []byte(secret)) == 1
+	}
+	sig := r.Header.Get("X-Stepflow-Signature")
+	if sig == "" {
+		sig = r.Header.Get("X-Hub-Signature-256")
+	}
+	hexSig, ok := strings.CutPrefix(sig, "sha256=")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+// scheduler starts the runs of cron triggers. Several servers may share a store: each
+// firing is claimed by a compare-and-swap of the trigger's record, so only one starts it.
+type scheduler struct {
+	s    *Server
+	mu   sync.Mutex
+	wake chan struct{}
+}
+
+func newScheduler(s *Server) *scheduler {
+	return &scheduler{s: s, wake: make(chan struct{}, 1)}
+}
+
+// poke has the scheduler read the triggers again (one was added or deleted).
+func (c *scheduler) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// rescan bounds how long a trigger added by another server goes unnoticed.
+const rescan = 30 * time.Second
+
+func (c *scheduler) run(ctx context.Context) error {
+	for {
+		next := c.tick(ctx)
+		now := c.s.clock.Now()
+		wait := rescan
+		if !next.IsZero() && next.Sub(now) < wait {
+			wait = max(next.Sub(now), 0)
+		}
+		stop := c.s.clock.AfterFunc(wait, c.poke)
+		select {
+		case <-ctx.Done():
+			stop()
+			return nil
+		case <-c.wake:
+			stop()
+		}
+	}
+}
+
+// tick fires the cron triggers that are due and returns when the next one is.
+func (c *scheduler) tick(ctx context.Context) time.Time {
+	all, versions, err := c.s.triggers(ctx)
+	if err != nil {
+		c.s.log.Error("read the triggers", "err", err)
+		return time.Time{}
+	}
+	now := c.s.clock.Now()
+	var next time.Time
+	for i, t := range all {
+		if t.Type != triggerCron {
+			continue
+		}
+		sched, err := t.schedule()
+		if err != nil {
+			continue
+		}
+		base := t.LastFire
+		if base.IsZero() {
+			base = t.Created
+		}
+		due := sched.Next(base)
+		if due.IsZero() {
+			continue
+		}
+		if !due.After(now) {
+			// Missed firings (the server was down) start one run, for the latest of them.
+			for n := 0; n < 10000; n++ {
+				later := sched.Next(due)
+				if later.IsZero() || later.After(now) {
+					break
+				}
+				due = later
+			}
+			c.fire(ctx, t, versions[i], due)
+			due = sched.Next(due)
+		}
+		if next.IsZero() || due.Before(next) {
+			next = due
+		}
+	}
+	return next
+}
+
+// fire claims a cron trigger's firing at due and starts its run, as its concurrency policy
+// says.
+func (c *scheduler) fire(ctx context.Context, t trigger, version int64, due time.Time) {
+	s := c.s
+	prev := t.LastRun
+	name := fmt.Sprintf("%s-%d", t.Template, due.Unix()/60)
+	t.LastFire, t.LastError = due, ""
+	running := false
+	if prev != "" {
+		if run, err := s.store.Load(ctx, engine.Key{Namespace: t.Namespace, Name: prev}); err == nil && !run.Object.Status.Finished {
+			running = true
+		}
+	}
+	start := !running || t.ConcurrencyPolicy != policyForbid
+	if start {
+		t.LastRun = name
+	}
+	data, err := json.Marshal(t)
+	if err != nil {
+		return
+	}
+	if _, err := s.store.PutRecord(ctx, recordTrigger, t.ID, data, version); err != nil {
+		// Another server claimed it, or the trigger is gone.
+		return
+	}
+	if !start {
+		s.log.Info("cron trigger skipped: its last run has not finished", "trigger", t.ID, "run", prev)
+		return
+	}
+	if running && t.ConcurrencyPolicy == policyReplace {
+		if _, err := s.eng.Operate(ctx, engine.Key{Namespace: t.Namespace, Name: prev}, engine.TerminateRun); err != nil && !errors.Is(err, engine.ErrInvalidOperation) {
+			s.log.Error("cron trigger: terminate the last run", "trigger", t.ID, "run", prev, "err", err)
+		}
+	}
+	obj, err := s.templateRunObject(ctx, &templateRun{Template: t.Template, Namespace: t.Namespace, Name: name, Context: t.Context}, field.NewPath("context"))
+	if err == nil {
+		_, err = s.createRun(ctx, obj, nil)
+	}
+	if err != nil {
+		s.log.Error("cron trigger: start a run", "trigger", t.ID, "run", name, "err", err)
+		c.recordError(ctx, t.ID, err)
+	}
+}
+
+// recordError keeps why a cron trigger could not start its run, for the API to show.
+func (c *scheduler) recordError(ctx context.Context, id string, cause error) {
+	rec, err := c.s.store.Record(ctx, recordTrigger, id)
+	if err != nil {
+		return
+	}
+	var t trigger
+	if decodeRecord(recordTrigger, id, rec.Data, &t) != nil {
+		return
+	}
+	t.LastError = cause.Error()
+	if data, err := json.Marshal(t); err == nil {
+		_, _ = c.s.store.PutRecord(ctx, recordTrigger, id, data, rec.Version)
+	}
+}
