@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/definitions"
@@ -30,10 +32,62 @@ type Store interface {
 // (WithObjects), then in the store, then among the built-ins.
 type Catalog struct {
 	store Store
+	ttl   time.Duration
+	mu    sync.Mutex
+	cache map[[2]string]cached
+}
+
+// cached is a step type's template as looked up in the store ("" when none is stored), and
+// until when it may be used.
+type cached struct {
+	template string
+	until    time.Time
 }
 
 // New returns a catalog over store; a nil store has nothing stored.
 func New(store Store) *Catalog { return &Catalog{store: store} }
+
+// NewCached returns a catalog that keeps what it found in the store for ttl: a step type
+// stored or changed by another process is seen within ttl, and one changed through this
+// process at once if it calls Invalidate. A server evaluating many runs saves two store
+// queries per step this way.
+func NewCached(store Store, ttl time.Duration) *Catalog {
+	return &Catalog{store: store, ttl: ttl, cache: map[[2]string]cached{}}
+}
+
+// Invalidate forgets what the catalog keeps: a step type was stored or deleted.
+func (c *Catalog) Invalidate() {
+	if c.cache == nil {
+		return
+	}
+	c.mu.Lock()
+	clear(c.cache)
+	c.mu.Unlock()
+}
+
+// stored returns the template of namespace/typ in the store, "" when none is stored.
+func (c *Catalog) stored(ctx context.Context, namespace, typ string) (string, error) {
+	key := [2]string{namespace, typ}
+	now := time.Now()
+	if c.cache != nil {
+		c.mu.Lock()
+		e, ok := c.cache[key]
+		c.mu.Unlock()
+		if ok && now.Before(e.until) {
+			return e.template, nil
+		}
+	}
+	t, err := c.store.Template(ctx, namespace, typ)
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return "", err
+	}
+	if c.cache != nil {
+		c.mu.Lock()
+		c.cache[key] = cached{template: t, until: now.Add(c.ttl)}
+		c.mu.Unlock()
+	}
+	return t, nil
+}
 
 type objectsKey struct{}
 
@@ -62,12 +116,12 @@ func (c *Catalog) Template(ctx context.Context, namespace, typ string) (string, 
 			}
 		}
 		if c.store != nil {
-			t, err := c.store.Template(ctx, ns, typ)
-			if err == nil {
-				return t, nil
-			}
-			if !errors.Is(err, engine.ErrNotFound) {
+			t, err := c.stored(ctx, ns, typ)
+			if err != nil {
 				return "", err
+			}
+			if t != "" {
+				return t, nil
 			}
 		}
 	}

@@ -271,7 +271,9 @@ func (s *Server) putDefinition(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) storeDefinition(w http.ResponseWriter, r *http.Request, d *v1beta1.WorkflowStepDefinition, status int) error {
-	if err := s.store.PutObjects(r.Context(), []*v1beta1.WorkflowStepDefinition{d}, nil); err != nil {
+	err := s.store.PutObjects(r.Context(), []*v1beta1.WorkflowStepDefinition{d}, nil)
+	s.catalog.Invalidate()
+	if err != nil {
 		return err
 	}
 	d.APIVersion, d.Kind = v1beta1.GroupVersion.String(), v1beta1.KindWorkflowStepDefinition
@@ -284,7 +286,9 @@ func (s *Server) deleteDefinition(w http.ResponseWriter, r *http.Request) error 
 	if err := seesOrNotFound(r.Context(), "definition", ns, name); err != nil {
 		return err
 	}
-	if err := s.store.DeleteDefinition(r.Context(), ns, name); err != nil {
+	err := s.store.DeleteDefinition(r.Context(), ns, name)
+	s.catalog.Invalidate()
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

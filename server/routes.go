@@ -5,11 +5,65 @@ import (
 	"fmt"
 	"io"
 
+	"log/slog"
 	"mime"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// httpMetrics count the API's requests by route and status, and time them by route.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepflow_http_requests_total",
+			Help: "API requests answered, by route (method and pattern) and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stepflow_http_request_duration_seconds",
+			Help:    "Time to answer an API request, by route; an event stream counts until it ends.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 300},
+		}, []string{"route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+func (m *httpMetrics) forRoute(rt route) (*prometheus.CounterVec, prometheus.Observer) {
+	name := rt.method + " " + rt.path
+	return m.requests.MustCurryWith(prometheus.Labels{"route": name}), m.duration.WithLabelValues(name)
+}
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushing, deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush implements http.Flusher for the event streams.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
 
 // route is one endpoint: what it needs and what it does. The OpenAPI document is made from
 // the same table, so that it describes exactly what is served.
@@ -82,9 +136,7 @@ func (s *Server) buildMux() *http.ServeMux {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	if s.opts.Metrics != nil {
-		mux.Handle("GET /metrics", s.opts.Metrics)
-	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
 	if s.opts.Web != nil {
 		files := http.FileServerFS(s.opts.Web)
 		mux.Handle("GET /", securityHeaders(files))
@@ -105,7 +157,15 @@ func securityHeaders(h http.Handler) http.Handler {
 
 // serve wraps a route's handler: the body limit, authorization, panics and errors.
 func (s *Server) serve(rt route) http.HandlerFunc {
+	requests, duration := s.http.forRoute(rt)
 	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		w = sw
+		defer func() {
+			requests.WithLabelValues(strconv.Itoa(sw.status)).Inc()
+			duration.Observe(time.Since(start).Seconds())
+		}()
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("panic in a request", "method", r.Method, "path", r.URL.Path, "panic", p)

@@ -13,6 +13,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 	"github.com/stepflow/stepflow/catalog"
@@ -21,6 +25,7 @@ import (
 	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store"
+	"github.com/stepflow/stepflow/telemetry"
 )
 
 // Store is what the server keeps its state in: runs and their logs, templates and
@@ -60,12 +65,9 @@ type Options struct {
 	Web fs.FS
 	// Observers are told about every transition, after the server's own.
 	Observers []engine.Observer
-	// WrapStore, when set, wraps the store the engine writes through (metrics count there).
-	WrapStore func(engine.Store) engine.Store
-	// Metrics, when set, is served at /metrics.
-	Metrics http.Handler
-	// StepOptions, when set, adjusts the step runtime's options before it is built.
-	StepOptions func(*step.Options)
+	// Tracer, when set, receives a span per run and per step (OpenTelemetry); nil traces
+	// nothing.
+	Tracer trace.TracerProvider
 	// Engine's Store, Runner, Conditions, Workflows and Observer are set by the server; its
 	// other fields (retries, waits, workers, clock) are used as given.
 	Engine engine.Options
@@ -93,6 +95,9 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	routes  []route
+	// registry holds the metrics served at /metrics; http counts the API's requests.
+	registry *prometheus.Registry
+	http     *httpMetrics
 }
 
 // New wires a server over opts.Store.
@@ -109,27 +114,28 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, store: opts.Store, log: opts.Logger, hub: newHub()}
+	s := &Server{opts: opts, store: opts.Store, log: opts.Logger, hub: newHub(), registry: prometheus.NewRegistry()}
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := telemetry.NewMetrics(s.registry)
+	s.http = newHTTPMetrics(s.registry)
 	s.clock = opts.Engine.Clock
 	if s.clock == nil {
 		s.clock = engine.RealClock{}
 	}
-	s.catalog = catalog.New(opts.Store)
+	s.catalog = catalog.NewCached(opts.Store, time.Second)
 	popts := opts.Providers
 	popts.Clusters = newClusters(opts.Store, opts.Clusters)
-	sopts := step.Options{Registry: providers.Registry(popts), Definitions: s.catalog}
-	if opts.StepOptions != nil {
-		opts.StepOptions(&sopts)
-	}
-	s.runner = step.NewRunner(sopts)
+	s.runner = step.NewRunner(step.Options{Registry: providers.Registry(popts), Definitions: s.catalog, ObserveEvaluation: metrics.ObserveEvaluation})
 
-	var st engine.Store = &publishing{Store: opts.Store, hub: s.hub}
-	if opts.WrapStore != nil {
-		st = opts.WrapStore(st)
-	}
 	eopts := opts.Engine
-	eopts.Store, eopts.Runner, eopts.Conditions, eopts.Workflows = st, s.runner, s.runner, s.catalog
-	eopts.Observer = append(engine.Observers{s.hub}, opts.Observers...)
+	eopts.Store = metrics.Store(&publishing{Store: opts.Store, hub: s.hub})
+	eopts.Runner, eopts.Conditions, eopts.Workflows = s.runner, s.runner, s.catalog
+	observers := engine.Observers{s.hub, metrics}
+	if opts.Tracer != nil {
+		observers = append(observers, telemetry.NewTracer(opts.Tracer))
+	}
+	eopts.Observer = append(observers, opts.Observers...)
+	eopts.QueueObserver = metrics
 	if eopts.Logger == nil {
 		eopts.Logger = opts.Logger
 	}

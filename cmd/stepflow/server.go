@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/server"
 	"github.com/stepflow/stepflow/store/postgres"
 	"github.com/stepflow/stepflow/store/sqlite"
+	"github.com/stepflow/stepflow/telemetry"
 )
 
 // serverFlags are the flags of `stepflow server`.
@@ -31,6 +33,8 @@ type serverFlags struct {
 	workers            int
 	logFormat          string
 	tlsCert, tlsKey    string
+	otlpEndpoint       string
+	otlpInsecure       bool
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -60,6 +64,8 @@ named bootstrap and prints it once; make others with stepflow token create or th
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM) ...")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "... and this key")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "send a trace per run (a span per step) to this OTLP/HTTP collector: host:port or a URL (default: no tracing)")
+	fl.BoolVar(&f.otlpInsecure, "otlp-insecure", false, "plain HTTP to a host:port --otlp-endpoint")
 	return cmd
 }
 
@@ -106,7 +112,21 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	if err := bootstrapToken(ctx, st, g.stderr); err != nil {
 		return err
 	}
+	var tracer trace.TracerProvider
+	if f.otlpEndpoint != "" {
+		tp, err := telemetry.OTLP(ctx, f.otlpEndpoint, f.otlpInsecure)
+		if err != nil {
+			return invalidf("--otlp-endpoint: %v", err)
+		}
+		defer func() {
+			flush, stop := context.WithTimeout(context.Background(), 5*time.Second)
+			defer stop()
+			_ = tp.Shutdown(flush)
+		}()
+		tracer = tp
+	}
 	srv, err := server.New(server.Options{
+		Tracer:             tracer,
 		Store:              st,
 		Clusters:           &lazyClusters{g: g},
 		Logger:             log,
