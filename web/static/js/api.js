@@ -97,7 +97,6 @@ export async function request(method, path, opts = {}) {
 
 export const get = (path, opts) => request('GET', path, opts);
 export const post = (path, body, opts = {}) => request('POST', path, {...opts, body});
-export const put = (path, body, opts = {}) => request('PUT', path, {...opts, body});
 export const del = (path, opts) => request('DELETE', path, opts);
 
 // runPath is the API path of a run.

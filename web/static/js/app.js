@@ -21,7 +21,7 @@ let current = null;
 let generation = 0;
 
 // parseHash splits `#/runs/default/x?phase=failed` into decoded segments and a query.
-export function parseHash(hash = location.hash) {
+function parseHash(hash = location.hash) {
   const raw = hash.replace(/^#\/?/, '');
   const qi = raw.indexOf('?');
   const path = qi >= 0 ? raw.slice(0, qi) : raw;

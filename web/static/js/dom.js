@@ -130,8 +130,3 @@ export function dl(pairs, attrs) {
   }
   return el;
 }
-
-// copyJSON deep-copies plain JSON data.
-export function copyJSON(v) {
-  return v === undefined ? undefined : JSON.parse(JSON.stringify(v));
-}

@@ -8,7 +8,7 @@
 import {h, s} from './dom.js';
 
 export const NODE_W = 188;
-export const NODE_H = 52;
+const NODE_H = 52;
 const NODE_MAX_W = 300;
 const NAME_CHAR_W = 7.4;
 const GAP_X = 28;
