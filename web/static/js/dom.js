@@ -105,6 +105,10 @@ export function between(start, end) {
   const a = parseTime(start);
   if (!a) return '';
   const b = parseTime(end) || new Date();
+  // Kubernetes times are whole seconds: two of them give whole seconds, not 0ms or 2.0s.
+  if (parseTime(end) && !/\.\d/.test(String(start) + String(end)) && b - a < 60000) {
+    return b - a < 1000 ? '<1s' : `${Math.round((b - a) / 1000)}s`;
+  }
   return fmtDuration(b - a);
 }
 
