@@ -1,0 +1,799 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/stepflow/stepflow/server/servertest"
+	"github.com/stepflow/stepflow/web"
+)
+
+// chromium is where Debian installs the browser the dashboard tests drive.
+const chromium = "/usr/bin/chromium"
+
+// TestDashboard drives the dashboard in a real headless Chromium against a real server: what
+// a user sees after logging in, approving, starting a run from a form, retrying a failed step,
+// editing a template, and what a viewer may not do. One browser serves every subtest, each in
+// a tab of its own; each subtest ends with a screenshot in $STEPFLOW_ARTIFACTS (or a temporary
+// directory), its path logged.
+func TestDashboard(t *testing.T) {
+	if os.Getenv("STEPFLOW_SKIP_BROWSER") == "1" {
+		t.Skip("STEPFLOW_SKIP_BROWSER=1: the browser tests are skipped")
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("the dashboard tests need Chromium at %s (Debian: apt-get install chromium), or STEPFLOW_SKIP_BROWSER=1 to skip them: %v", chromium, err)
+	}
+	e := newEnv(t)
+
+	t.Run("ApproveLive", e.testApproveLive)
+	t.Run("RunFromForm", e.testRunFromForm)
+	t.Run("RetryFailedStep", e.testRetryFailedStep)
+	t.Run("EscapesAPIText", e.testEscapesAPIText)
+	t.Run("Editor", e.testEditor)
+	t.Run("ViewerCannotOperate", e.testViewer)
+	t.Run("LayoutStaysReadable", e.testLayout)
+}
+
+type env struct {
+	srv       *servertest.Server
+	browser   context.Context
+	artifacts string
+	admin     string
+	operator  string
+	viewer    string
+}
+
+func newEnv(t *testing.T) *env {
+	srv := servertest.Start(t, servertest.Options{Web: web.Files()})
+	e := &env{srv: srv, artifacts: os.Getenv("STEPFLOW_ARTIFACTS")}
+	if e.artifacts == "" {
+		e.artifacts = t.TempDir()
+	} else if err := os.MkdirAll(e.artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.admin = srv.Token(t, "admin")
+	e.operator = srv.Token(t, "operator")
+	e.viewer = srv.Token(t, "viewer")
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 1000),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	start, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-start.Done():
+			if start.Err() == context.DeadlineExceeded {
+				cancelBrowser()
+			}
+		case <-browser.Done():
+		}
+	}()
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	e.browser = browser
+	return e
+}
+
+// tab opens a tab logged in with token; it closes, after a screenshot, when the test ends.
+// JavaScript exceptions in the page fail the test.
+func (e *env) tab(t *testing.T, token string) context.Context {
+	t.Helper()
+	tabCtx, cancelTab := chromedp.NewContext(e.browser)
+	t.Cleanup(cancelTab)
+	if err := chromedp.Do(tabCtx); err != nil {
+		t.Fatalf("open a tab: %v", err)
+	}
+	var mu sync.Mutex
+	var exceptions []string
+	thrown := chromedp.Events(tabCtx, runtime.ExceptionThrown)
+	logged := chromedp.Events(tabCtx, runtime.ConsoleAPICalled)
+	go func() {
+		for ev, err := range thrown {
+			if err != nil {
+				return
+			}
+			text := ev.ExceptionDetails.Text
+			if ev.ExceptionDetails.Exception != nil && ev.ExceptionDetails.Exception.Description != "" {
+				text = ev.ExceptionDetails.Exception.Description
+			}
+			mu.Lock()
+			exceptions = append(exceptions, text)
+			mu.Unlock()
+		}
+	}()
+	go func() {
+		for ev, err := range logged {
+			if err != nil {
+				return
+			}
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+				var args []string
+				for _, a := range ev.Args {
+					if a.Value != nil {
+						args = append(args, string(a.Value))
+					} else {
+						args = append(args, a.Description)
+					}
+				}
+				t.Logf("console.%s: %s", ev.Type, strings.Join(args, " "))
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		e.screenshot(tabCtx, t, "end")
+		mu.Lock()
+		defer mu.Unlock()
+		for _, x := range exceptions {
+			t.Errorf("JavaScript exception in the page: %s", x)
+		}
+	})
+	ctx, cancel := context.WithTimeout(tabCtx, 40*time.Second)
+	t.Cleanup(cancel)
+	do(ctx, t, "log in",
+		chromedp.Navigate(e.srv.URL+"/#/login"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("whoami")),
+	)
+	return ctx
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// screenshot saves what the tab shows as TEST-NAME-what.png.
+func (e *env) screenshot(ctx context.Context, t *testing.T, what string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Logf("no screenshot: %v", err)
+		return
+	}
+	p := filepath.Join(e.artifacts, unsafeName.ReplaceAllString(t.Name(), "_")+"-"+what+".png")
+	if err := os.WriteFile(p, buf, 0o644); err != nil {
+		t.Logf("no screenshot: %v", err)
+		return
+	}
+	t.Logf("screenshot: %s", p)
+}
+
+// do runs browser actions, failing the test with what the page shows when one fails.
+func do(ctx context.Context, t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v\n%s", what, err, pageText(ctx))
+	}
+}
+
+// waitFor polls a JavaScript condition over the DOM until it holds.
+func waitFor(ctx context.Context, t *testing.T, what, expr string) {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		t.Fatalf("waiting for %s (%s): %v\n%s", what, expr, err, pageText(ctx))
+	}
+}
+
+func eval[T any](ctx context.Context, t *testing.T, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// pageText is what the page shows, for failure messages.
+func pageText(ctx context.Context) string {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(c, chromedp.Evaluate[string](`location.hash + "\n" + document.body.innerText`))
+	if err != nil {
+		return "(the page could not be read: " + err.Error() + ")"
+	}
+	if len(s) > 3000 {
+		s = s[:3000] + "..."
+	}
+	return "the page shows:\n" + s
+}
+
+// goTo follows a route of the dashboard, as a click on a link does.
+func goTo(ctx context.Context, t *testing.T, hash string) {
+	t.Helper()
+	do(ctx, t, "go to "+hash, chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", hash)))
+}
+
+// node is the selector of the graph node of a step, and phase of it in a given phase.
+func node(step string) string { return fmt.Sprintf(`svg.graph [data-step=%q]`, step) }
+
+func phase(step, ph string) string {
+	return fmt.Sprintf(`document.querySelector('svg.graph [data-step=%q][data-phase=%q]') !== null`, step, ph)
+}
+
+func runPhase(ph string) string {
+	return fmt.Sprintf(`document.querySelector('#run-phase [data-phase=%q]') !== null`, ph)
+}
+
+func enabled(id string) string {
+	return fmt.Sprintf(`(b => b !== null && !b.disabled)(document.getElementById(%q))`, id)
+}
+
+// call is a request to the API with a bearer token; a string body is sent as YAML. It answers
+// the status, and decodes the body into out when given.
+func (e *env) call(t *testing.T, token, method, path string, body, out any) int {
+	t.Helper()
+	var rd io.Reader
+	ct := "application/json"
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd, ct = strings.NewReader(b), "application/yaml"
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, e.srv.URL+"/api/v1"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if rd != nil {
+		req.Header.Set("Content-Type", ct)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, data)
+		}
+	}
+	return resp.StatusCode
+}
+
+// mustCall is call that fails the test unless the answer has the wanted status.
+func (e *env) mustCall(t *testing.T, want int, token, method, path string, body, out any) {
+	t.Helper()
+	var raw json.RawMessage
+	if got := e.call(t, token, method, path, body, &raw); got != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, got, want, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// run is the part of a run the tests read.
+type run struct {
+	Metadata struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		Context map[string]any `json:"context"`
+	} `json:"spec"`
+	Status struct {
+		Phase string       `json:"status"`
+		Steps []stepStatus `json:"steps"`
+	} `json:"status"`
+}
+
+type stepStatus struct {
+	Name             string       `json:"name"`
+	Phase            string       `json:"phase"`
+	Message          string       `json:"message"`
+	FirstExecuteTime string       `json:"firstExecuteTime"`
+	SubSteps         []stepStatus `json:"subSteps"`
+}
+
+func (r *run) step(name string) stepStatus {
+	for _, s := range r.Status.Steps {
+		if s.Name == name {
+			return s
+		}
+		for _, sub := range s.SubSteps {
+			if sub.Name == name {
+				return sub
+			}
+		}
+	}
+	return stepStatus{}
+}
+
+// startRun creates a run and waits until it settles.
+func (e *env) startRun(t *testing.T, token string, body any, wantPhase string) run {
+	t.Helper()
+	var r run
+	e.mustCall(t, http.StatusOK, token, http.MethodPost, "/runs?wait=30s", body, &r)
+	if r.Status.Phase != wantPhase {
+		t.Fatalf("run %s settled %s, want %s: %+v", r.Metadata.Name, r.Status.Phase, wantPhase, r.Status)
+	}
+	return r
+}
+
+// releaseTemplate has a step, a DAG group, a suspend step waiting for approval, and a last
+// step, run StepByStep.
+const releaseTemplate = `apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata: {name: release, namespace: default}
+steps:
+- name: prepare
+  type: print-message-in-status
+  properties: {message: preparing}
+- name: checks
+  type: step-group
+  subSteps:
+  - {name: lint, type: print-message-in-status, properties: {message: lint ok}}
+  - {name: unit, type: print-message-in-status, properties: {message: unit ok}, dependsOn: [lint]}
+  - {name: docs, type: print-message-in-status, properties: {message: docs ok}}
+- name: approve
+  type: suspend
+  properties: {message: waiting for a person}
+- name: deploy
+  type: print-message-in-status
+  properties: {message: deployed}
+`
+
+func (e *env) ensureRelease(t *testing.T) {
+	t.Helper()
+	if e.call(t, e.admin, http.MethodGet, "/templates/default/release", nil, nil) == http.StatusOK {
+		return
+	}
+	e.mustCall(t, http.StatusCreated, e.admin, http.MethodPost, "/templates", releaseTemplate, nil)
+}
+
+// 1. An operator sees the graph of a run held by a suspend step, approves it, and sees the
+// rest of the run succeed through the event stream, without the page being loaded again.
+func (e *env) testApproveLive(t *testing.T) {
+	e.ensureRelease(t)
+	e.startRun(t, e.operator, map[string]any{"template": "release", "namespace": "default", "name": "release-1"}, "suspending")
+
+	ctx := e.tab(t, e.operator)
+	waitFor(ctx, t, "the run in the list, suspending",
+		`document.querySelector('tr[data-run="default/release-1"] [data-phase="suspending"]') !== null`)
+	do(ctx, t, "open the run from the list", chromedp.Click(chromedp.CSS(`tr[data-run="default/release-1"] a`)))
+	waitFor(ctx, t, "the run page", `location.hash === "#/runs/default/release-1"`)
+
+	for step, ph := range map[string]string{
+		"prepare": "succeeded", "checks": "succeeded", "lint": "succeeded", "unit": "succeeded",
+		"docs": "succeeded", "approve": "suspending", "deploy": "pending",
+	} {
+		waitFor(ctx, t, step+" "+ph, phase(step, ph))
+	}
+	waitFor(ctx, t, "the run suspending", runPhase("suspending"))
+	e.screenshot(ctx, t, "suspended")
+	if n := eval[int](ctx, t, `document.querySelectorAll('svg.graph [data-step]').length`); n != 7 {
+		t.Errorf("the graph has %d nodes, want 7", n)
+	}
+	// The group is a box around its sub-steps; the edges follow the order and dependsOn.
+	inside := eval[bool](ctx, t, `(() => {
+		const g = document.querySelector('svg.graph [data-step="checks"]').getBoundingClientRect();
+		return ['lint', 'unit', 'docs'].every(n => {
+			const r = document.querySelector('svg.graph [data-step="' + n + '"]').getBoundingClientRect();
+			return r.left >= g.left && r.right <= g.right && r.top >= g.top && r.bottom <= g.bottom;
+		});
+	})()`)
+	if !inside {
+		t.Error("the sub-steps are not drawn inside their group's box")
+	}
+	for _, edge := range [][2]string{{"prepare", "checks"}, {"checks", "approve"}, {"approve", "deploy"}, {"lint", "unit"}} {
+		sel := fmt.Sprintf(`svg.graph path[data-from=%q][data-to=%q]`, edge[0], edge[1])
+		if !eval[bool](ctx, t, fmt.Sprintf(`document.querySelector('%s') !== null`, sel)) {
+			t.Errorf("no edge from %s to %s", edge[0], edge[1])
+		}
+	}
+	if eval[string](ctx, t, `getComputedStyle(document.querySelector('[data-step="approve"] rect.box')).fill`) != "rgb(245, 158, 11)" {
+		t.Error("the suspending step is not amber")
+	}
+
+	// The event stream is open; a marker that a reload would lose.
+	waitFor(ctx, t, "the event stream", `document.getElementById('live').textContent === 'Live'`)
+	do(ctx, t, "mark the page", chromedp.Evaluate[chromedp.Void](`window.__samePage = "yes"`))
+	do(ctx, t, "select the suspend step", chromedp.Click(chromedp.CSS(node("approve"))))
+	waitFor(ctx, t, "the step panel", `document.getElementById('step-title')?.textContent === "approve"`)
+	waitFor(ctx, t, "Approve enabled", enabled("op-approve"))
+	do(ctx, t, "approve", chromedp.Click(chromedp.ID("op-approve")))
+	waitFor(ctx, t, "approve succeeded", phase("approve", "succeeded"))
+	waitFor(ctx, t, "deploy succeeded", phase("deploy", "succeeded"))
+	waitFor(ctx, t, "the run succeeded", runPhase("succeeded"))
+	waitFor(ctx, t, "Approve disabled", `document.getElementById('op-approve')?.disabled === true`)
+	if got := eval[string](ctx, t, `String(window.__samePage)`); got != "yes" {
+		t.Error("the page was loaded again; the updates should arrive live")
+	}
+	// The step's log came through the stream too.
+	waitFor(ctx, t, "the step's log", `document.querySelectorAll('#step-log li').length > 0`)
+}
+
+const greetTemplate = `apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata: {name: greet, namespace: default}
+parameters:
+- {name: who, type: string, required: true, description: whom to greet}
+- {name: times, type: integer, default: 1}
+- {name: env, type: string, enum: [staging, prod], default: staging}
+- {name: loud, type: boolean, default: false}
+steps:
+- name: check
+  type: print-message-in-status
+  if: context.env == "prod" && context.times == 3 && context.who == "world"
+  properties: {message: all set}
+`
+
+// 2. An operator starts a template from the form generated from its parameters and lands on
+// the run, which got the values.
+func (e *env) testRunFromForm(t *testing.T) {
+	e.mustCall(t, http.StatusCreated, e.admin, http.MethodPost, "/templates", greetTemplate, nil)
+	ctx := e.tab(t, e.operator)
+	goTo(ctx, t, "#/templates/default/greet")
+	waitFor(ctx, t, "the run form", `document.getElementById('run-submit') !== null`)
+	// The defaults are filled in, the required field is marked.
+	if v := eval[string](ctx, t, `document.getElementById('param-times').value`); v != "1" {
+		t.Errorf("times shows %q, want its default 1", v)
+	}
+	if v := eval[string](ctx, t, `(s => s.options[s.selectedIndex].text)(document.getElementById('param-env'))`); v != "staging" {
+		t.Errorf("env shows %q, want its default staging", v)
+	}
+	if !eval[bool](ctx, t, `document.getElementById('param-who').required && document.getElementById('param-loud').type === 'checkbox' && document.getElementById('param-times').type === 'number'`) {
+		t.Error("the controls do not follow the parameters' types")
+	}
+
+	// Submitting without the required value says so next to the field, and stays.
+	do(ctx, t, "submit without who", chromedp.Click(chromedp.ID("run-submit")))
+	waitFor(ctx, t, "the error next to who", `document.getElementById('param-who-error').textContent.includes('required')`)
+	if h := eval[string](ctx, t, `location.hash`); h != "#/templates/default/greet" {
+		t.Fatalf("the page left for %s", h)
+	}
+
+	do(ctx, t, "fill the form",
+		chromedp.SendKeys(chromedp.ID("param-who"), "world"),
+		chromedp.SetValue(chromedp.ID("param-times"), "3"),
+		chromedp.Evaluate[chromedp.Void](`(s => { s.value = [...s.options].find(o => o.text === 'prod').value; s.dispatchEvent(new Event('change')); })(document.getElementById('param-env'))`),
+	)
+	e.screenshot(ctx, t, "filled")
+	do(ctx, t, "submit", chromedp.Click(chromedp.ID("run-submit")))
+	waitFor(ctx, t, "the run page", `location.hash.startsWith("#/runs/default/")`)
+	waitFor(ctx, t, "check succeeded", phase("check", "succeeded"))
+	waitFor(ctx, t, "the run succeeded", runPhase("succeeded"))
+
+	name := strings.TrimPrefix(eval[string](ctx, t, `location.hash.split('?')[0]`), "#/runs/default/")
+	var r run
+	e.mustCall(t, http.StatusOK, e.operator, http.MethodGet, "/runs/default/"+name, nil, &r)
+	want := map[string]any{"who": "world", "times": float64(3), "env": "prod", "loud": false}
+	for k, v := range want {
+		if r.Spec.Context[k] != v {
+			t.Errorf("context.%s = %#v, want %#v (context %v)", k, r.Spec.Context[k], v, r.Spec.Context)
+		}
+	}
+	if r.Status.Phase != "succeeded" || r.step("check").Phase != "succeeded" {
+		t.Errorf("the run is %s with check %s, want both succeeded", r.Status.Phase, r.step("check").Phase)
+	}
+
+	// The server's own checks are shown next to their field: here the template changed while
+	// its form was open, and 3 is no longer a value times may take.
+	goTo(ctx, t, "#/templates/default/greet")
+	waitFor(ctx, t, "the run form", `document.getElementById('run-submit') !== null`)
+	e.mustCall(t, http.StatusOK, e.admin, http.MethodPut, "/templates/default/greet",
+		strings.Replace(greetTemplate, "{name: times, type: integer, default: 1}", "{name: times, type: integer, default: 1, enum: [1, 2]}", 1), nil)
+	do(ctx, t, "submit a value the template no longer takes",
+		chromedp.SendKeys(chromedp.ID("param-who"), "world"),
+		chromedp.SetValue(chromedp.ID("param-times"), "3"),
+		chromedp.Click(chromedp.ID("run-submit")))
+	waitFor(ctx, t, "the server's problem next to times", `document.getElementById('param-times-error').textContent !== '' && document.getElementById('param-times').getAttribute('aria-invalid') === 'true'`)
+	if h := eval[string](ctx, t, `location.hash`); h != "#/templates/default/greet" {
+		t.Errorf("the page left for %s after a refused run", h)
+	}
+}
+
+// 3. A failed step shows red; "Retry from this step" runs it again, keeping what succeeded.
+func (e *env) testRetryFailedStep(t *testing.T) {
+	var hits atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if hits.Add(1) == 1 {
+			http.Error(w, "not ready yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok": true}`)
+	}))
+	t.Cleanup(backend.Close)
+	before := e.startRun(t, e.operator, fmt.Sprintf(`apiVersion: core.oam.dev/v1alpha1
+kind: WorkflowRun
+metadata: {name: flaky, namespace: default}
+spec:
+  workflowSpec:
+    steps:
+    - {name: first, type: print-message-in-status, properties: {message: one}}
+    - {name: call, type: request, properties: {url: %q}}
+    - {name: last, type: print-message-in-status, properties: {message: three}}
+`, backend.URL), "failed")
+
+	ctx := e.tab(t, e.operator)
+	goTo(ctx, t, "#/runs/default/flaky")
+	waitFor(ctx, t, "call failed", phase("call", "failed"))
+	waitFor(ctx, t, "first succeeded", phase("first", "succeeded"))
+	waitFor(ctx, t, "last skipped", phase("last", "skipped"))
+	waitFor(ctx, t, "the run failed", runPhase("failed"))
+	if fill := eval[string](ctx, t, `getComputedStyle(document.querySelector('[data-step="call"] rect.box')).fill`); fill != "rgb(220, 38, 38)" {
+		t.Errorf("the failed step is drawn %s, want red rgb(220, 38, 38)", fill)
+	}
+
+	do(ctx, t, "select the failed step", chromedp.Click(chromedp.CSS(node("call"))))
+	waitFor(ctx, t, "its message", `(document.getElementById('step-message')?.textContent || '').includes('not ready yet')`)
+	waitFor(ctx, t, "Retry enabled", enabled("op-retry"))
+	e.screenshot(ctx, t, "failed")
+	if eval[bool](ctx, t, `!document.getElementById('op-approve').disabled`) {
+		t.Error("Approve is enabled on a failed request step")
+	}
+	do(ctx, t, "retry from the failed step", chromedp.Click(chromedp.ID("op-retry")))
+	waitFor(ctx, t, "call succeeded", phase("call", "succeeded"))
+	waitFor(ctx, t, "last succeeded", phase("last", "succeeded"))
+	waitFor(ctx, t, "the run succeeded", runPhase("succeeded"))
+
+	var after run
+	e.mustCall(t, http.StatusOK, e.operator, http.MethodGet, "/runs/default/flaky", nil, &after)
+	if a, b := before.step("first").FirstExecuteTime, after.step("first").FirstExecuteTime; a == "" || a != b {
+		t.Errorf("first ran again (first executed %q, now %q): a retry from the failed step keeps what succeeded", a, b)
+	}
+	if n := hits.Load(); n != 2 {
+		t.Errorf("the backend was called %d times, want 2", n)
+	}
+}
+
+// 4. Text from the API is shown as text: a step message holding HTML runs nothing.
+func (e *env) testEscapesAPIText(t *testing.T) {
+	const payload = `<img src=x onerror="window.__xss=1">`
+	e.startRun(t, e.operator, map[string]any{
+		"apiVersion": "core.oam.dev/v1alpha1",
+		"kind":       "WorkflowRun",
+		"metadata":   map[string]any{"name": "xss", "namespace": "default"},
+		"spec": map[string]any{
+			"context": map[string]any{"note": payload},
+			"workflowSpec": map[string]any{"steps": []any{
+				map[string]any{"name": "say", "type": "print-message-in-status", "properties": map[string]any{"message": payload}},
+			}},
+		},
+	}, "succeeded")
+
+	ctx := e.tab(t, e.viewer)
+	goTo(ctx, t, "#/runs/default/xss")
+	waitFor(ctx, t, "say succeeded", phase("say", "succeeded"))
+	do(ctx, t, "select the step", chromedp.Click(chromedp.CSS(node("say"))))
+	waitFor(ctx, t, "the message shown as text", fmt.Sprintf(`document.getElementById('step-message')?.textContent === %q`, payload))
+	do(ctx, t, "open the context", chromedp.Evaluate[chromedp.Void](`document.querySelector('details.context').open = true`))
+	waitFor(ctx, t, "the context shown as text", `document.getElementById('run-context').textContent.includes('<img src=x')`)
+	// Give a planted image every chance to fail to load and fire its handler.
+	waitFor(ctx, t, "the page settled", `document.readyState === 'complete'`)
+	if n := eval[int](ctx, t, `document.querySelectorAll('img:not([src="favicon.svg"])').length`); n != 0 {
+		t.Errorf("the page has %d img elements from the API's text", n)
+	}
+	if got := eval[string](ctx, t, `typeof window.__xss`); got != "undefined" {
+		t.Errorf("window.__xss is %s: the message ran as HTML", got)
+	}
+}
+
+// 5. The editor shows a problem with its line and stores nothing; a valid template is saved.
+func (e *env) testEditor(t *testing.T) {
+	// A misspelt field, on line 9.
+	const invalid = `apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: edited
+  namespace: default
+steps:
+- name: a
+  type: print-message-in-status
+  propertes: {message: edited}
+`
+	const valid = `apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: edited
+  namespace: default
+steps:
+- name: a
+  type: print-message-in-status
+  properties: {message: edited}
+`
+	ctx := e.tab(t, e.admin)
+	goTo(ctx, t, "#/templates")
+	waitFor(ctx, t, "New template", `document.getElementById('new-template') !== null`)
+	do(ctx, t, "open the editor", chromedp.Click(chromedp.ID("new-template")))
+	waitFor(ctx, t, "the editor", `document.getElementById('editor') !== null && location.hash === '#/templates/new'`)
+
+	do(ctx, t, "save an invalid template", chromedp.SetValue(chromedp.ID("editor"), invalid), chromedp.Click(chromedp.ID("save")))
+	waitFor(ctx, t, "the problem at line 9", `(li => li !== null && li.textContent.includes('line 9') && li.textContent.includes('propertes'))(document.querySelector('#editor-problems li[data-line="9"]'))`)
+	waitFor(ctx, t, "nothing saved said", `document.getElementById('editor-status').textContent.includes('Nothing was saved')`)
+	e.screenshot(ctx, t, "problems")
+	if !eval[bool](ctx, t, `document.querySelector('.editor .gutter div:nth-child(9)').classList.contains('bad')`) {
+		t.Error("line 9 is not marked in the gutter")
+	}
+	if got := e.call(t, e.admin, http.MethodGet, "/templates/default/edited", nil, nil); got != http.StatusNotFound {
+		t.Fatalf("the invalid template was stored: GET answers %d", got)
+	}
+
+	do(ctx, t, "validate a valid one", chromedp.SetValue(chromedp.ID("editor"), valid), chromedp.Click(chromedp.ID("validate")))
+	waitFor(ctx, t, "valid", `document.getElementById('editor-status').textContent.includes('no problems found')`)
+	if eval[int](ctx, t, `document.querySelectorAll('#editor-problems li').length`) != 0 {
+		t.Error("the problems of the invalid text are still shown")
+	}
+	do(ctx, t, "save it", chromedp.Click(chromedp.ID("save")))
+	waitFor(ctx, t, "the template's page", `location.hash === '#/templates/default/edited'`)
+	waitFor(ctx, t, "its YAML", `(document.getElementById('template-yaml')?.textContent || '').includes('print-message-in-status')`)
+	e.mustCall(t, http.StatusOK, e.admin, http.MethodGet, "/templates/default/edited", nil, nil)
+}
+
+// 6. A viewer sees runs and templates but no operation it could start.
+func (e *env) testViewer(t *testing.T) {
+	e.ensureRelease(t)
+	e.mustCall(t, http.StatusCreated, e.admin, http.MethodPost, "/templates", `apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata: {name: viewed, namespace: default}
+parameters:
+- {name: who, type: string}
+steps:
+- {name: a, type: print-message-in-status, properties: {message: hi}}
+`, nil)
+	e.startRun(t, e.operator, map[string]any{"template": "release", "namespace": "default", "name": "held"}, "suspending")
+
+	ctx := e.tab(t, e.viewer)
+	if role := eval[string](ctx, t, `document.getElementById('whoami-role').textContent`); role != "viewer" {
+		t.Errorf("whoami shows role %q", role)
+	}
+	goTo(ctx, t, "#/runs/default/held")
+	waitFor(ctx, t, "approve suspending", phase("approve", "suspending"))
+	do(ctx, t, "select the suspend step", chromedp.Click(chromedp.CSS(node("approve"))))
+	waitFor(ctx, t, "the step panel", `document.getElementById('op-approve') !== null`)
+	ids := `['op-suspend', 'op-resume', 'op-terminate', 'op-restart', 'op-delete', 'op-approve', 'op-retry']`
+	if n := eval[int](ctx, t, ids+`.filter(id => document.getElementById(id) !== null).length`); n != 7 {
+		t.Errorf("%d of the 7 operation buttons are shown (disabled, with the reason)", n)
+	}
+	if on := eval[[]string](ctx, t, `[...document.querySelectorAll('main button[id^="op-"]')].filter(b => !b.disabled).map(b => b.id)`); len(on) != 0 {
+		t.Errorf("a viewer has operation buttons enabled: %v", on)
+	}
+	e.screenshot(ctx, t, "run")
+
+	// The graph works from the keyboard: down from prepare is the group, Enter selects it.
+	do(ctx, t, "focus prepare", chromedp.Focus(chromedp.CSS(node("prepare"))), chromedp.KeyEvent(kb.ArrowDown))
+	waitFor(ctx, t, "the group focused", `document.activeElement?.dataset?.step === 'checks'`)
+	do(ctx, t, "select it", chromedp.KeyEvent(kb.Enter))
+	waitFor(ctx, t, "the group's panel", `document.getElementById('step-title')?.textContent === 'checks'`)
+
+	goTo(ctx, t, "#/templates/default/viewed")
+	waitFor(ctx, t, "the template page", `document.getElementById('template-yaml') !== null`)
+	if eval[bool](ctx, t, `document.getElementById('run-submit') !== null || document.getElementById('edit-template') !== null || document.getElementById('delete-template') !== null`) {
+		t.Error("a viewer is offered to run, edit or delete a template")
+	}
+	if !eval[bool](ctx, t, `document.getElementById('run-form-disabled') !== null`) {
+		t.Error("the template page does not say why it cannot be run")
+	}
+	goTo(ctx, t, "#/templates")
+	waitFor(ctx, t, "the templates", `document.querySelector('#templates a[href="#/templates/default/viewed"]') !== null`)
+	if eval[bool](ctx, t, `document.getElementById('new-template') !== null`) {
+		t.Error("a viewer is offered a new template")
+	}
+	goTo(ctx, t, "#/templates/new")
+	waitFor(ctx, t, "the editor refused", `document.getElementById('editor-denied') !== null && document.getElementById('save') === null`)
+
+	// After logging out, the pages ask for a token again, and come back after it.
+	do(ctx, t, "log out", chromedp.Click(chromedp.ID("logout")))
+	waitFor(ctx, t, "the login page", `document.getElementById('token') !== null && document.getElementById('whoami') === null`)
+	goTo(ctx, t, "#/runs/default/held")
+	waitFor(ctx, t, "the login page, remembering where to go", `location.hash === '#/login?next=' + encodeURIComponent('#/runs/default/held')`)
+	do(ctx, t, "log in again",
+		chromedp.SendKeys(chromedp.ID("token"), e.viewer),
+		chromedp.Click(chromedp.ID("login-submit")))
+	waitFor(ctx, t, "the run again", `location.hash === '#/runs/default/held' && document.querySelector('svg.graph [data-step="approve"]') !== null`)
+}
+
+// layoutCheck lays out runs of 1 to 30 steps (chains, a wide fan-out and fan-in, a tangle of
+// dependencies, groups in both modes) with the page's own graph module, and lists what would
+// make one hard to read: boxes that overlap, sub-steps outside their group, edges that do not
+// lead downwards, a chain that is not one column, a graph that is not as wide as its widest layer.
+const layoutCheck = `(async () => {
+	const g = await import('./js/graph.js');
+	const step = (name, extra) => Object.assign({name, type: 'print-message-in-status'}, extra || {});
+	const names = (p, n) => Array.from({length: n}, (_, i) => p + i);
+	let seed = 7;
+	const rnd = (n) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+	const tangle = names('s', 30).map((name, i) => step(name, i < 3 ? {} : {dependsOn: [...new Set([names('s', 30)[rnd(i)], names('s', 30)[rnd(i)]])]}));
+	const group = (name, mode, n, chain) => ({name, type: 'step-group', mode, subSteps: names(name + '-', n).map((x, i) => step(x, chain && i ? {dependsOn: [name + '-' + (i - 1)]} : {}))});
+	const cases = {
+		one: ['StepByStep', [step('only')]],
+		chain30: ['StepByStep', names('c', 30).map((n) => step(n))],
+		fan30: ['DAG', [step('root'), ...names('t', 28).map((n) => step(n, {dependsOn: ['root']})), step('join', {dependsOn: names('t', 28)})]],
+		tangle30: ['DAG', tangle],
+		groups: ['StepByStep', [step('first'), group('ga', 'DAG', 6, false), group('gb', 'StepByStep', 5, false), group('gc', 'DAG', 5, true), step('last')]],
+	};
+	const problems = [];
+	for (const [name, [mode, steps]] of Object.entries(cases)) {
+		const model = g.buildModel({spec: {mode: {steps: mode}, workflowSpec: {steps}}, status: {}});
+		const L = g.layout(model);
+		const parent = {};
+		g.walk(model, (n, p) => { parent[n.name] = p && p.name; });
+		const box = Object.fromEntries(L.nodes.map((p) => [p.node.name, p]));
+		let count = 0;
+		g.walk(model, () => count++);
+		if (L.nodes.length !== count) problems.push(name + ': ' + L.nodes.length + ' boxes for ' + count + ' steps');
+		for (const a of L.nodes) {
+			if (a.x < 0 || a.y < 0 || a.x + a.w > L.width || a.y + a.h > L.height) problems.push(name + ': ' + a.node.name + ' is outside the drawing');
+			const p = parent[a.node.name] && box[parent[a.node.name]];
+			if (p && !(a.x >= p.x && a.y >= p.y && a.x + a.w <= p.x + p.w && a.y + a.h <= p.y + p.h)) problems.push(name + ': ' + a.node.name + ' is outside its group');
+			for (const b of L.nodes) {
+				if (a === b || a.depth !== b.depth || a.node.name > b.node.name) continue;
+				if (a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h) problems.push(name + ': ' + a.node.name + ' overlaps ' + b.node.name);
+			}
+		}
+		for (const e of L.edges) {
+			for (let k = 1; k < e.points.length; k++) {
+				if (e.points[k][1] < e.points[k - 1][1]) problems.push(name + ': the edge ' + e.from + ' -> ' + e.to + ' goes up');
+			}
+		}
+		if (name === 'chain30' && new Set(L.nodes.map((p) => p.x + p.w / 2)).size !== 1) problems.push('chain30 is not one column');
+		if (name === 'fan30' && L.width > 28 * (g.NODE_W + 28) + 200) problems.push('fan30 is ' + L.width + ' wide');
+	}
+	return problems;
+})()`
+
+// 7. The layout stays readable from 1 to 30 steps.
+func (e *env) testLayout(t *testing.T) {
+	ctx := e.tab(t, e.viewer)
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](layoutCheck, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("run the layout check: %v", err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
