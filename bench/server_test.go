@@ -24,7 +24,7 @@ func BenchmarkServerWaitRoundTrip(b *testing.B) {
 		"spec": {"workflowSpec": {"steps": [{"name": "only", "type": "print-message-in-status", "properties": {"message": "hi"}}]}}}`)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	call := func() time.Duration {
-		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/runs?wait=10s", bytes.NewReader(body))
+		req, _ := http.NewRequestWithContext(b.Context(), http.MethodPost, srv.URL+"/api/v1/runs?wait=10s", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		start := time.Now()

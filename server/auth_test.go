@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -84,7 +85,7 @@ func TestDashboardLoginAndCSRF(t *testing.T) {
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
 	post := func(path, body string, csrf bool) int {
-		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/yaml")
 		if csrf {
 			u, _ := url.Parse(srv.URL)
@@ -101,7 +102,7 @@ func TestDashboardLoginAndCSRF(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/login", strings.NewReader(`{"token": "wrong"}`))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/api/v1/login", strings.NewReader(`{"token": "wrong"}`))
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +111,8 @@ func TestDashboardLoginAndCSRF(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("login with a wrong token: %d", resp.StatusCode)
 	}
-	resp, err = client.Post(srv.URL+"/api/v1/login", "application/json", strings.NewReader(`{"token": "`+token+`"}`))
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/api/v1/login", strings.NewReader(`{"token": "`+token+`"}`))
+	resp, err = client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,8 +126,8 @@ func TestDashboardLoginAndCSRF(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !httpOnly {
 		t.Fatalf("login: %d, HttpOnly SameSite=Strict cookie: %v", resp.StatusCode, httpOnly)
 	}
-	if r, _ := client.Get(srv.URL + "/api/v1/whoami"); r.StatusCode != http.StatusOK {
-		t.Errorf("whoami with the cookie: %d", r.StatusCode)
+	if s := get(client, srv.URL+"/api/v1/whoami"); s != http.StatusOK {
+		t.Errorf("whoami with the cookie: %d", s)
 	}
 	if s := post("/api/v1/runs", approvalRun, false); s != http.StatusForbidden {
 		t.Errorf("a cookie POST without the CSRF header: %d, want 403", s)
@@ -136,8 +138,8 @@ func TestDashboardLoginAndCSRF(t *testing.T) {
 	if s := post("/api/v1/logout", "", true); s != http.StatusNoContent {
 		t.Errorf("logout: %d", s)
 	}
-	if r, _ := client.Get(srv.URL + "/api/v1/whoami"); r.StatusCode != http.StatusUnauthorized {
-		t.Errorf("whoami after logout: %d", r.StatusCode)
+	if s := get(client, srv.URL+"/api/v1/whoami"); s != http.StatusUnauthorized {
+		t.Errorf("whoami after logout: %d", s)
 	}
 }
 
@@ -154,4 +156,18 @@ func TestAnonymousReadAndLimits(t *testing.T) {
 	big := approvalRun + "#" + strings.Repeat("x", 5000) + "\n"
 	op.postYAML("/api/v1/runs", big).want(t, http.StatusRequestEntityTooLarge)
 	op.get("/api/v1/nothing-here").want(t, http.StatusNotFound)
+}
+
+// get answers the status of a GET with client.
+func get(client *http.Client, url string) int {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

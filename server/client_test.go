@@ -55,7 +55,7 @@ func (r reply) problems(t *testing.T) map[string]string {
 
 func (c caller) do(method, path, contentType string, body []byte) reply {
 	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(c.t.Context(), method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func (r reply) want(t *testing.T, status int) reply {
 
 // at digs a value out of decoded JSON by a dotted path of keys and indexes.
 func at(v any, path string) any {
-	for _, k := range strings.Split(path, ".") {
+	for k := range strings.SplitSeq(path, ".") {
 		switch x := v.(type) {
 		case map[string]any:
 			v = x[k]

@@ -37,8 +37,7 @@ func errorf(status int, format string, args ...any) *apiError {
 // invalid turns the problems of a check (a manifest.Errors, a field.ErrorList or any other
 // error) into a 400.
 func invalid(err error) *apiError {
-	var merrs manifest.Errors
-	if errors.As(err, &merrs) {
+	if merrs, ok := errors.AsType[manifest.Errors](err); ok {
 		e := &apiError{status: http.StatusBadRequest, msg: "invalid: " + err.Error()}
 		for _, m := range merrs {
 			e.problems = append(e.problems, problem{Field: m.Path, Line: m.Line, Column: m.Column, Message: m.Msg})
@@ -70,8 +69,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, engine.ErrInvalidOperation):
 		ae = errorf(http.StatusConflict, "%v", err)
 	default:
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		if tooBig, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			ae = errorf(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes", tooBig.Limit)
 			break
 		}

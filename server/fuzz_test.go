@@ -50,7 +50,7 @@ func FuzzRequests(f *testing.F) {
 		p := paths[int(route)%len(paths)]
 		method, path, _ := bytes.Cut([]byte(p), []byte(" "))
 		for _, ct := range []string{"application/json", "application/yaml"} {
-			req := httptest.NewRequest(string(method), string(path), bytes.NewReader(body))
+			req := httptest.NewRequestWithContext(t.Context(), string(method), string(path), bytes.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+secret)
 			req.Header.Set("Content-Type", ct)
 			rec := httptest.NewRecorder()

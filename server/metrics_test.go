@@ -20,7 +20,8 @@ func TestMetricsAreScraped(t *testing.T) {
 	waitPhase(t, op, "default/gated", "succeeded")
 	op.get("/api/v1/runs/default/missing").want(t, http.StatusNotFound)
 
-	resp, err := http.Get(srv.URL + "/metrics")
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

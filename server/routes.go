@@ -139,7 +139,8 @@ func (s *Server) buildMux() *http.ServeMux {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
 	if s.opts.Web != nil {
 		files := http.FileServerFS(s.opts.Web)
-		mux.Handle("GET /", securityHeaders(files))
+		// "/" rather than "GET /": the latter conflicts with the "/api/" fallback above.
+		mux.Handle("/", securityHeaders(files))
 	}
 	return mux
 }
@@ -148,7 +149,7 @@ func (s *Server) buildMux() *http.ServeMux {
 // elsewhere.
 func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "same-origin")
 		h.ServeHTTP(w, r)

@@ -127,12 +127,8 @@ func asTemplateRun(body []byte, yamlBody bool) (*templateRun, bool, error) {
 	if yamlBody || len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, false, nil
 	}
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &probe); err != nil {
-		return nil, false, nil // let the manifest decoder locate the syntax error
-	}
-	if _, ok := probe["template"]; !ok {
-		return nil, false, nil
+	if !hasTemplateKey(trimmed) {
+		return nil, false, nil // a WorkflowRun, or a syntax error the manifest decoder locates
 	}
 	var tr templateRun
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
@@ -141,6 +137,14 @@ func asTemplateRun(body []byte, yamlBody bool) (*templateRun, bool, error) {
 		return nil, false, errorf(http.StatusBadRequest, "a run of a template is {\"template\", \"namespace\", \"name\", \"context\"}: %v", err)
 	}
 	return &tr, true, nil
+}
+
+// hasTemplateKey reports whether body is a JSON object with a "template" key.
+func hasTemplateKey(body []byte) bool {
+	var probe map[string]json.RawMessage
+	ok := json.Unmarshal(body, &probe) == nil
+	_, has := probe["template"]
+	return ok && has
 }
 
 // templateRunObject makes the WorkflowRun of a run of a template: its context checked against

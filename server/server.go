@@ -134,7 +134,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Tracer != nil {
 		observers = append(observers, telemetry.NewTracer(opts.Tracer))
 	}
-	eopts.Observer = append(observers, opts.Observers...)
+	observers = append(observers, opts.Observers...)
+	eopts.Observer = observers
 	eopts.QueueObserver = metrics
 	if eopts.Logger == nil {
 		eopts.Logger = opts.Logger
@@ -161,14 +162,13 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Error("pick up unfinished runs", "err", err)
 	}
 	go func() { errc <- s.crons.run(ctx) }()
-	err := <-errc
-	if err2 := <-errc; err == nil {
-		err = err2
+	err := errors.Join(<-errc, <-errc)
+	select {
+	case <-ctx.Done():
+		return nil // stopped, not failed
+	default:
+		return err
 	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
 // recover queues the runs an earlier process left unfinished.

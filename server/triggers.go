@@ -9,9 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -240,18 +240,16 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) error {
 	if t.Type != triggerWebhook || !webhookAuthentic(r, body, t.Secret) {
 		return errorf(http.StatusUnauthorized, "unknown webhook or bad credentials: give ?token=SECRET or an X-Stepflow-Signature: sha256=HMAC header")
 	}
-	ctx := map[string]any{}
-	for k, v := range t.Context {
-		ctx[k] = v
+	ctx := maps.Clone(t.Context)
+	if ctx == nil {
+		ctx = map[string]any{}
 	}
 	if len(strings.TrimSpace(string(body))) > 0 {
 		var given map[string]any
 		if err := json.Unmarshal(body, &given); err != nil {
 			return errorf(http.StatusBadRequest, "the body must be a JSON object, which becomes the run's context: %v", err)
 		}
-		for k, v := range given {
-			ctx[k] = v
-		}
+		maps.Copy(ctx, given)
 	}
 	obj, err := s.templateRunObject(r.Context(), &templateRun{Template: t.Template, Namespace: t.Namespace, Context: ctx}, field.NewPath("context"))
 	if err != nil {
@@ -294,7 +292,6 @@ func webhookAuthentic(r *http.Request, body []byte, secret string) bool {
 // firing is claimed by a compare-and-swap of the trigger's record, so only one starts it.
 type scheduler struct {
 	s    *Server
-	mu   sync.Mutex
 	wake chan struct{}
 }
 
@@ -359,7 +356,7 @@ func (c *scheduler) tick(ctx context.Context) time.Time {
 		}
 		if !due.After(now) {
 			// Missed firings (the server was down) start one run, for the latest of them.
-			for n := 0; n < 10000; n++ {
+			for range 10000 {
 				later := sched.Next(due)
 				if later.IsZero() || later.After(now) {
 					break

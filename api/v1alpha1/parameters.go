@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 
@@ -58,9 +59,7 @@ func validateParameters(params []Parameter, base *field.Path) field.ErrorList {
 // at base.<name> (base is the context's path, context or spec.context).
 func ApplyParameters(params []Parameter, ctx map[string]any, base *field.Path) (map[string]any, field.ErrorList) {
 	out := make(map[string]any, len(ctx)+len(params))
-	for k, v := range ctx {
-		out[k] = v
-	}
+	maps.Copy(out, ctx)
 	if len(params) == 0 {
 		return out, nil
 	}

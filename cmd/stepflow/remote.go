@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -178,7 +179,7 @@ func (g *globals) remoteVet(ctx context.Context, r *remote, files []string) erro
 		if !ok || re.Status != http.StatusBadRequest {
 			return err
 		}
-		for _, line := range strings.Split(re.Error(), "\n") {
+		for line := range strings.SplitSeq(re.Error(), "\n") {
 			problems = append(problems, f+":"+line)
 		}
 	}
@@ -190,12 +191,7 @@ func (g *globals) remoteVet(ctx context.Context, r *remote, files []string) erro
 }
 
 func asRemoteError(err error) (*remoteError, bool) {
-	ee, ok := err.(*exitError)
-	if !ok {
-		return nil, false
-	}
-	re, ok := ee.err.(*remoteError)
-	return re, ok
+	return errors.AsType[*remoteError](err)
 }
 
 // remoteRunFiles stores the files' definitions and templates on the server, creates their
@@ -243,11 +239,7 @@ func (g *globals) follow(ctx context.Context, r *remote, keys []engine.Key) int 
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	for _, k := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.stream(ctx, k, w.update)
-		}()
+		wg.Go(func() { r.stream(ctx, k, w.update) })
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -271,7 +263,7 @@ func (g *globals) follow(ctx context.Context, r *remote, keys []engine.Key) int 
 // reconnects when the stream breaks, until ctx ends.
 func (r *remote) stream(ctx context.Context, key engine.Key, changed func(run *engine.Run, settled bool)) {
 	for ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, "GET", r.base+runPath(key.Namespace, key.Name)+"/events", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+runPath(key.Namespace, key.Name)+"/events", nil)
 		if err != nil {
 			return
 		}

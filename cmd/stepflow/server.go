@@ -21,6 +21,7 @@ import (
 	"github.com/stepflow/stepflow/store/postgres"
 	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/telemetry"
+	"github.com/stepflow/stepflow/web"
 )
 
 // serverFlags are the flags of `stepflow server`.
@@ -119,7 +120,7 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 			return invalidf("--otlp-endpoint: %v", err)
 		}
 		defer func() {
-			flush, stop := context.WithTimeout(context.Background(), 5*time.Second)
+			flush, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer stop()
 			_ = tp.Shutdown(flush)
 		}()
@@ -127,6 +128,7 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	}
 	srv, err := server.New(server.Options{
 		Tracer:             tracer,
+		Web:                web.Files(),
 		Store:              st,
 		Clusters:           &lazyClusters{g: g},
 		Logger:             log,
@@ -144,7 +146,8 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", f.listen)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", f.listen)
 	if err != nil {
 		return invalidf("--listen %s: %v", f.listen, err)
 	}
@@ -170,10 +173,9 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	case <-ctx.Done():
 	case err := <-serveDone:
 		cancel()
-		<-engineDone
-		return fmt.Errorf("serve: %w", err)
+		return errors.Join(fmt.Errorf("serve: %w", err), <-engineDone)
 	}
-	shutdown, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdown, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer stop()
 	_ = hs.Shutdown(shutdown)
 	if err := <-engineDone; err != nil {
