@@ -13,6 +13,8 @@ need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 # store/postgres runs initdb and postgres from /usr/lib/postgresql/<major>/bin (store/postgres/pgtest).
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
+# The dashboard's tests drive a real headless Chromium (web/dashboard_test.go).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq
