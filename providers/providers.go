@@ -3,6 +3,7 @@
 package providers
 
 import (
+	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/config"
 	"github.com/stepflow/stepflow/provider/email"
@@ -27,10 +28,27 @@ type Options struct {
 	Email        email.Options
 	Metrics      metrics.Options
 	Notification notification.Options
+	// Egress, when set, is where the HTTP, notification, metrics and email actions may connect:
+	// their clients and dialer go through it unless given one of their own.
+	Egress *egress.Policy
 }
 
 // Registry returns a registry holding every provider.
 func Registry(opts Options) *step.Registry {
+	if p := opts.Egress; p != nil {
+		if opts.HTTP.Client == nil {
+			opts.HTTP.Client = p.Client()
+		}
+		if opts.Notification.Client == nil {
+			opts.Notification.Client = p.Client()
+		}
+		if opts.Metrics.Client == nil {
+			opts.Metrics.Client = p.Client()
+		}
+		if opts.Email.Dial == nil {
+			opts.Email.Dial = p.DialContext
+		}
+	}
 	r := step.NewRegistry()
 	builtin.Register(r)
 	util.Register(r, util.Options{})

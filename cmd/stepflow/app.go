@@ -12,6 +12,7 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/cluster"
+	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/step"
@@ -38,8 +39,13 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
 	}
+	policy, err := egress.New(g.egressAllow, g.egressDeny)
+	if err != nil {
+		_ = st.Close()
+		return nil, invalidErr(err)
+	}
 	cat := catalog.New(st)
-	g.app = &app{store: st, catalog: cat, runner: newRunner(cat, &lazyClusters{g: g})}
+	g.app = &app{store: st, catalog: cat, runner: newRunner(cat, &lazyClusters{g: g}, policy)}
 	return g.app, nil
 }
 
@@ -51,8 +57,8 @@ func (a *app) close() {
 
 // newRunner wires the step runtime with every provider; kube and config actions reach the
 // clusters through clusters.
-func newRunner(defs step.Definitions, clusters *lazyClusters) *step.Runner {
-	reg := providers.Registry(providers.Options{Clusters: clusters})
+func newRunner(defs step.Definitions, clusters *lazyClusters, policy *egress.Policy) *step.Runner {
+	reg := providers.Registry(providers.Options{Clusters: clusters, Egress: policy})
 	return step.NewRunner(step.Options{Registry: reg, Definitions: defs})
 }
 

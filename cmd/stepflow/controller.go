@@ -19,6 +19,7 @@ import (
 
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
+	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/step"
@@ -121,8 +122,12 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	}
 	clusters := cluster.New(cfg, cluster.Options{Secrets: mgr.GetClient(), QPS: f.qps, Burst: f.burst, Scheme: scheme})
 	watches := controller.NewWatches(cfg, clusters, log)
+	policy, err := egress.New(g.egressAllow, g.egressDeny)
+	if err != nil {
+		return invalidErr(err)
+	}
 	runner := step.NewRunner(step.Options{
-		Registry:    providers.Registry(providers.Options{Clusters: clusters, Reads: watches}),
+		Registry:    providers.Registry(providers.Options{Clusters: clusters, Reads: watches, Egress: policy}),
 		Definitions: controller.Definitions(mgr.GetCache()),
 	})
 	_, err = controller.Setup(mgr, controller.Options{

@@ -91,6 +91,8 @@ type globals struct {
 	// `stepflow controller` drives, instead of the embedded store; kubeconfig names the cluster.
 	kube       bool
 	kubeconfig string
+	// egressAllow and egressDeny are the destinations steps may and may not connect to.
+	egressAllow, egressDeny []string
 	// server, when set, is the URL of a stepflow server the commands work through, with token.
 	server string
 	token  string
@@ -135,6 +137,10 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		"URL of a stepflow server to work through instead of the embedded store (env STEPFLOW_SERVER)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("STEPFLOW_TOKEN"),
 		"API token for --server (env STEPFLOW_TOKEN)")
+	root.PersistentFlags().StringArrayVar(&g.egressAllow, "egress-allow", nil,
+		"only let steps connect to this host, *.domain, address or CIDR (repeatable; default: anywhere)")
+	root.PersistentFlags().StringArrayVar(&g.egressDeny, "egress-deny", nil,
+		"never let steps connect to this host, *.domain, address or CIDR, e.g. 169.254.0.0/16 (repeatable; wins over --egress-allow)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalidErr(err) })
 	root.AddCommand(
 		newRunCommand(g),

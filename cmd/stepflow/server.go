@@ -16,7 +16,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/server"
 	"github.com/stepflow/stepflow/store/postgres"
 	"github.com/stepflow/stepflow/store/sqlite"
@@ -126,7 +128,12 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 		}()
 		tracer = tp
 	}
+	policy, err := egress.New(g.egressAllow, g.egressDeny)
+	if err != nil {
+		return invalidErr(err)
+	}
 	srv, err := server.New(server.Options{
+		Providers:          providers.Options{Egress: policy},
 		Tracer:             tracer,
 		Web:                web.Files(),
 		Store:              st,
