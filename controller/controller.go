@@ -43,6 +43,8 @@ type Options struct {
 	// Retry and Wait are the engine's backoffs.
 	Retry engine.RetryPolicy
 	Wait  engine.Backoff
+	// Limits bound what one run may hold (engine.Limits).
+	Limits engine.Limits
 	// Logger receives the controller's logs; discarded when nil.
 	Logger *slog.Logger
 }
@@ -85,6 +87,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		Workers:    opts.Workers,
 		Retry:      opts.Retry,
 		Wait:       opts.Wait,
+		Limits:     opts.Limits,
 		Check:      check(opts.Runner),
 	})
 	if c.watches != nil {

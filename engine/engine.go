@@ -53,6 +53,8 @@ type Options struct {
 	Retry RetryPolicy
 	// Wait spaces re-evaluations of a waiting step; default 1s doubling to 30s.
 	Wait Backoff
+	// Limits bound what one run may hold; zero fields take their defaults.
+	Limits Limits
 	// Check, when set, vets a run once its steps are resolved and before any step starts (step
 	// types exist, properties fit their parameters). An error fails the run with its message,
 	// so that nothing of a run that cannot be right is executed.
@@ -125,7 +127,7 @@ func New(opts Options) *Engine {
 	opts.Wait = defaultBackoff(opts.Wait, time.Second, 30*time.Second)
 	return &Engine{
 		opts: opts,
-		m:    machine{retry: opts.Retry, wait: opts.Wait, cond: opts.Conditions},
+		m:    machine{retry: opts.Retry, wait: opts.Wait, cond: opts.Conditions, limits: opts.Limits.withDefaults()},
 		q:    newQueue(opts.QueueObserver),
 		runs: map[Key]*runState{},
 	}
@@ -402,6 +404,9 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 		}
 	}
 	if err := initialize(run, wf, now); err != nil {
+		return err
+	}
+	if err := e.m.limits.checkSteps(run.Spec); err != nil {
 		return err
 	}
 	if e.opts.Check != nil {

@@ -278,18 +278,22 @@ func (h *harness) saved(key engine.Key) *engine.Run {
 	return run
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, configure ...func(*engine.Options)) *harness {
 	t.Helper()
 	h := &harness{
 		t: t, store: newMemStore(), clock: engine.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 		script: newScript(), last: map[engine.Key]*engine.Run{}, change: make(chan struct{}, 1),
 		templates: map[string]*v1alpha1.Workflow{},
 	}
-	h.eng = engine.New(engine.Options{
+	opts := engine.Options{
 		Store: h.store, Runner: h.script, Conditions: conds{}, Observer: h, Clock: h.clock, Workflows: h,
 		Retry: engine.RetryPolicy{Limit: 2, Backoff: engine.Backoff{Initial: time.Second, Factor: 2, Max: 10 * time.Second}},
 		Wait:  engine.Backoff{Initial: time.Second, Factor: 2, Max: 4 * time.Second},
-	})
+	}
+	for _, c := range configure {
+		c(&opts)
+	}
+	h.eng = engine.New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = h.eng.Start(ctx); close(done) }()

@@ -19,10 +19,13 @@ import (
 const statusEntries = 20
 
 // beginLoop resolves the items of a looping step that starts.
-func beginLoop(run *Run, n *node) error {
+func beginLoop(run *Run, n *node, limit int) error {
 	items, err := loopItems(run, n.spec)
 	if err != nil {
 		return err
+	}
+	if limit > 0 && len(items) > limit {
+		return fmt.Errorf("%d items, more than the limit of %d iterations per loop (the engine's Limits.Iterations, --max-iterations)", len(items), limit)
 	}
 	if run.Loops == nil {
 		run.Loops = map[string]*Loop{}

@@ -46,9 +46,10 @@ type RetryPolicy struct {
 
 // machine holds the rules of the run state machine; all state is in the Run it is given.
 type machine struct {
-	retry RetryPolicy
-	wait  Backoff
-	cond  ConditionEvaluator
+	retry  RetryPolicy
+	wait   Backoff
+	cond   ConditionEvaluator
+	limits Limits
 }
 
 // stepDone is the result of one evaluation of a step, waiting to be applied to its run.
@@ -259,6 +260,10 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 		return
 	}
 	r := d.result
+	if err := m.limits.checkResult(r); err != nil {
+		m.fail(run, n, v1alpha1.ReasonOutput, err.Error(), d.at, t)
+		return
+	}
 	for k, v := range r.VarWrites {
 		run.setVar(k, v)
 	}
@@ -407,7 +412,7 @@ func (m *machine) schedule(ctx context.Context, run *Run, g *graph, list []*node
 			m.start(run, n, now, t)
 			switch {
 			case n.looping:
-				if err := beginLoop(run, n); err != nil {
+				if err := beginLoop(run, n, m.limits.Iterations); err != nil {
 					m.fail(run, n, v1alpha1.ReasonInput, err.Error(), now, t)
 					continue
 				}

@@ -65,6 +65,8 @@ type Options struct {
 	Web fs.FS
 	// Observers are told about every transition, after the server's own.
 	Observers []engine.Observer
+	// EvalTimeout bounds one evaluation of a step (step.Options.EvalTimeout).
+	EvalTimeout time.Duration
 	// Tracer, when set, receives a span per run and per step (OpenTelemetry); nil traces
 	// nothing.
 	Tracer trace.TracerProvider
@@ -125,7 +127,7 @@ func New(opts Options) (*Server, error) {
 	s.catalog = catalog.NewCached(opts.Store, time.Second)
 	popts := opts.Providers
 	popts.Clusters = newClusters(opts.Store, opts.Clusters)
-	s.runner = step.NewRunner(step.Options{Registry: providers.Registry(popts), Definitions: s.catalog, ObserveEvaluation: metrics.ObserveEvaluation})
+	s.runner = step.NewRunner(step.Options{Registry: providers.Registry(popts), Definitions: s.catalog, ObserveEvaluation: metrics.ObserveEvaluation, EvalTimeout: opts.EvalTimeout})
 
 	eopts := opts.Engine
 	eopts.Store = metrics.Store(&publishing{Store: opts.Store, hub: s.hub})

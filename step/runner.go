@@ -32,6 +32,7 @@ const (
 	DefaultContextLifetime = 5000
 	DefaultMaxDefinitions  = 256
 	DefaultMaxActions      = 1000
+	DefaultEvalTimeout     = 5 * time.Minute
 )
 
 // compileWeight is what compiling an output expression counts for in a context's lifetime: the
@@ -55,6 +56,12 @@ type Options struct {
 	MaxDefinitions int
 	// MaxActions bounds the actions one evaluation of a step runs. 0 means DefaultMaxActions.
 	MaxActions int
+	// EvalTimeout bounds one evaluation of a step, its CUE and its actions: past it the step
+	// fails (only that step) and its actions' context is cancelled. 0 means
+	// DefaultEvalTimeout; a negative value sets none. CUE's evaluator cannot be interrupted,
+	// so a definition that never terminates keeps one goroutine busy until it does; the step
+	// and its run go on regardless.
+	EvalTimeout time.Duration
 	// ObserveEvaluation, when set, is called after each evaluation of a step's template with
 	// the step's type and the time the evaluation spent in CUE: compiling the definition when
 	// it was not compiled yet, filling and checking the parameter, walking the template,
@@ -88,6 +95,9 @@ func NewRunner(opts Options) *Runner {
 	}
 	if opts.MaxActions <= 0 {
 		opts.MaxActions = DefaultMaxActions
+	}
+	if opts.EvalTimeout == 0 {
+		opts.EvalTimeout = DefaultEvalTimeout
 	}
 	return &Runner{opts: opts}
 }
@@ -175,7 +185,11 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	maps.Copy(e.memo, req.Memo)
 	released, err := e.releaseSuspend(ctx)
 	if !released {
-		err = e.run(ctx)
+		var timedOut bool
+		if timedOut, err = r.bounded(ctx, e); timedOut {
+			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: fmt.Sprintf(
+				"evaluating the step took longer than %s, the limit of one evaluation (step.Options.EvalTimeout, --eval-timeout)", r.opts.EvalTimeout)}, nil
+		}
 		r.observe(req.Step.Type, time.Since(began)-e.actions)
 	}
 	res := e.result()
@@ -184,6 +198,31 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		return res, nil
 	}
 	return res, err
+}
+
+// errEvalTimeout is the cause of an evaluation's context ending at Options.EvalTimeout.
+var errEvalTimeout = errors.New("the evaluation's time limit passed")
+
+// bounded runs the evaluation within Options.EvalTimeout. When the time passes first it
+// returns timedOut and leaves the evaluation to end on its own with its context cancelled;
+// the caller must not read e then.
+func (r *Runner) bounded(ctx context.Context, e *evaluation) (timedOut bool, err error) {
+	if r.opts.EvalTimeout < 0 {
+		return false, e.run(ctx)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, r.opts.EvalTimeout, errEvalTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.run(ctx) }()
+	select {
+	case err := <-done:
+		return false, err
+	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), errEvalTimeout) {
+			return true, nil
+		}
+		return false, <-done // cancelled by the engine: the actions see it and return
+	}
 }
 
 // observe reports the CUE time of an evaluation of a step of type typ to

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -45,7 +46,7 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 		return nil, invalidErr(err)
 	}
 	cat := catalog.New(st)
-	g.app = &app{store: st, catalog: cat, runner: newRunner(cat, &lazyClusters{g: g}, policy)}
+	g.app = &app{store: st, catalog: cat, runner: newRunner(cat, &lazyClusters{g: g}, policy, g.evalTimeout)}
 	return g.app, nil
 }
 
@@ -57,9 +58,9 @@ func (a *app) close() {
 
 // newRunner wires the step runtime with every provider; kube and config actions reach the
 // clusters through clusters.
-func newRunner(defs step.Definitions, clusters *lazyClusters, policy *egress.Policy) *step.Runner {
+func newRunner(defs step.Definitions, clusters *lazyClusters, policy *egress.Policy, evalTimeout time.Duration) *step.Runner {
 	reg := providers.Registry(providers.Options{Clusters: clusters, Egress: policy})
-	return step.NewRunner(step.Options{Registry: reg, Definitions: defs})
+	return step.NewRunner(step.Options{Registry: reg, Definitions: defs, EvalTimeout: evalTimeout})
 }
 
 // lazyClusters builds the cluster registry on the first kube or config action, so that a run

@@ -128,6 +128,7 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	}
 	runner := step.NewRunner(step.Options{
 		Registry:    providers.Registry(providers.Options{Clusters: clusters, Reads: watches, Egress: policy}),
+		EvalTimeout: g.evalTimeout,
 		Definitions: controller.Definitions(mgr.GetCache()),
 	})
 	_, err = controller.Setup(mgr, controller.Options{
@@ -137,6 +138,7 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 		Retry: engine.RetryPolicy{Limit: g.retryLimit,
 			Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
 		Wait:   engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
+		Limits: g.limits,
 		Logger: log,
 	})
 	if err != nil {

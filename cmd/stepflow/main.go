@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/step"
 )
 
 // Exit codes, the same for every command.
@@ -91,6 +94,9 @@ type globals struct {
 	// `stepflow controller` drives, instead of the embedded store; kubeconfig names the cluster.
 	kube       bool
 	kubeconfig string
+	// limits bound a run; evalTimeout bounds one evaluation of a step.
+	limits      engine.Limits
+	evalTimeout time.Duration
 	// egressAllow and egressDeny are the destinations steps may and may not connect to.
 	egressAllow, egressDeny []string
 	// server, when set, is the URL of a stepflow server the commands work through, with token.
@@ -137,6 +143,10 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		"URL of a stepflow server to work through instead of the embedded store (env STEPFLOW_SERVER)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("STEPFLOW_TOKEN"),
 		"API token for --server (env STEPFLOW_TOKEN)")
+	root.PersistentFlags().IntVar(&g.limits.Steps, "max-steps", engine.DefaultMaxSteps, "most steps in one run, sub-steps included (-1: no limit)")
+	root.PersistentFlags().IntVar(&g.limits.Iterations, "max-iterations", engine.DefaultMaxIterations, "most items of one forEach or matrix step (-1: no limit)")
+	root.PersistentFlags().IntVar(&g.limits.OutputBytes, "max-output-bytes", engine.DefaultMaxOutputBytes, "largest output or variable one step may write, in bytes (-1: no limit)")
+	root.PersistentFlags().DurationVar(&g.evalTimeout, "eval-timeout", step.DefaultEvalTimeout, "longest one evaluation of a step may take, CUE and actions (-1s: no limit)")
 	root.PersistentFlags().StringArrayVar(&g.egressAllow, "egress-allow", nil,
 		"only let steps connect to this host, *.domain, address or CIDR (repeatable; default: anywhere)")
 	root.PersistentFlags().StringArrayVar(&g.egressDeny, "egress-deny", nil,

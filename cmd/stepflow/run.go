@@ -169,8 +169,9 @@ func (a *app) newDriver(g *globals) *driver {
 	w := &watcher{progress: newProgress(g.stdout, tty), last: map[engine.Key]*runView{}, changed: make(chan struct{}, 1)}
 	eng := engine.New(engine.Options{
 		Store: a.store, Runner: a.runner, Conditions: a.runner, Workflows: a.store, Observer: w,
-		Retry: engine.RetryPolicy{Limit: g.retryLimit, Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
-		Wait:  engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
+		Retry:  engine.RetryPolicy{Limit: g.retryLimit, Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
+		Wait:   engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
+		Limits: g.limits,
 	})
 	return &driver{app: a, eng: eng, watch: w}
 }

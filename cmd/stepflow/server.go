@@ -147,8 +147,10 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 			Workers: f.workers,
 			Retry: engine.RetryPolicy{Limit: g.retryLimit,
 				Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
-			Wait: engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
+			Wait:   engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
+			Limits: g.limits,
 		},
+		EvalTimeout: g.evalTimeout,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,59 @@
+package engine_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+)
+
+// Each limit fails what is over it, naming the limit, and nothing else.
+func TestLimits(t *testing.T) {
+	h := newHarness(t, func(o *engine.Options) {
+		o.Limits = engine.Limits{Steps: 3, Iterations: 2, OutputBytes: 20}
+	})
+	tooMany := h.start(`
+metadata: {name: too-many}
+spec:
+  workflowSpec:
+    steps:
+    - {name: a, type: ok}
+    - {name: g, type: step-group, subSteps: [{name: b, type: ok}, {name: c, type: ok}]}`)
+	run := h.waitSettled(tooMany)
+	if st := run.Object.Status; st.Phase != v1alpha1.RunFailed || !strings.Contains(st.Message, "4 steps, more than the limit of 3 steps per run") {
+		t.Errorf("too many steps: %s %q", st.Phase, st.Message)
+	}
+	if h.script.count("a") != 0 {
+		t.Error("a step of a run over the limit ran")
+	}
+
+	loop := h.start(`
+metadata: {name: loop}
+spec:
+  workflowSpec:
+    steps:
+    - {name: each, type: ok, forEach: {items: [1, 2, 3]}}`)
+	run = h.waitSettled(loop)
+	if s := run.Object.Status.Steps[0]; s.Phase != v1alpha1.StepFailed || !strings.Contains(s.Message, "3 items, more than the limit of 2 iterations") {
+		t.Errorf("loop: %s %q", s.Phase, s.Message)
+	}
+
+	big := h.start(`
+metadata: {name: big}
+spec:
+  workflowSpec:
+    steps:
+    - {name: small, type: ok, properties: {value: tiny}, outputs: [{name: s, valueFrom: x}]}
+    - {name: large, type: ok, properties: {value: "a value much longer than twenty bytes"}, outputs: [{name: l, valueFrom: x}]}`)
+	run = h.waitSettled(big)
+	if got := phases(run); got != "small=succeeded large=failed/Output" {
+		t.Errorf("outputs: %s", got)
+	}
+	if s := run.Object.Status.Steps[1]; !strings.Contains(s.Message, `output "l" is 39 bytes, more than the limit of 20 bytes`) {
+		t.Errorf("large's message %q", s.Message)
+	}
+	if _, ok := run.Vars["l"]; ok {
+		t.Error("the output over the limit was stored")
+	}
+}
