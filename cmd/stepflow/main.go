@@ -168,6 +168,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		newControllerCommand(g),
 		newServerCommand(g),
 		newTokenCommand(g),
+		newBackupCommand(g),
 	)
 	return root
 }

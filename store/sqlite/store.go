@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -143,6 +144,20 @@ func (s *Store) Close() error {
 	}
 	if err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Backup writes a consistent copy of the database to path, which must not exist, while the
+// store goes on being used: SQLite's VACUUM INTO reads one snapshot. The copy is a database
+// file that Open opens as it is (restoring is putting it in the place of stepflow.db while no
+// process has the store open).
+func (s *Store) Backup(ctx context.Context, path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("back up to %s: the file exists", path)
+	}
+	if _, err := s.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("back up to %s: %w", path, err)
 	}
 	return nil
 }
