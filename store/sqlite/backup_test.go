@@ -18,7 +18,7 @@ func TestBackupWhileOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	run := &engine.Run{Object: &v1alpha1.WorkflowRun{}}
 	run.Object.Namespace, run.Object.Name = "default", "kept"
 	run.Object.Status.Phase = v1alpha1.RunSucceeded
@@ -36,7 +36,7 @@ func TestBackupWhileOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer restored.Close()
+	defer func() { _ = restored.Close() }()
 	got, err := restored.Load(ctx, engine.Key{Namespace: "default", Name: "kept"})
 	if err != nil || got.Object.Status.Phase != v1alpha1.RunSucceeded {
 		t.Errorf("the backup's run: %v, %v", got, err)
