@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -85,25 +84,12 @@ func (c *Catalog) checkRun(ctx context.Context, cue CUE, run *v1alpha1.WorkflowR
 	if errs := v1alpha1.ValidateSteps(wf.Steps, v1alpha1.EffectiveMode(&run.Spec, wf), ref); len(errs) > 0 {
 		return errs
 	}
-	errs := CheckContext(run, wf)
+	var errs field.ErrorList
+	if len(wf.Parameters) > 0 {
+		_, errs = v1alpha1.RunContext(run, wf)
+	}
 	errs = append(errs, c.checkSubWorkflows(ctx, run.Namespace, wf.Steps, ref)...)
 	return append(errs, cue.CheckSteps(ctx, run.Namespace, wf.Steps, ref)...)
-}
-
-// CheckContext checks the spec.context of a run of wf against wf's parameters.
-func CheckContext(run *v1alpha1.WorkflowRun, wf *v1alpha1.Workflow) field.ErrorList {
-	if len(wf.Parameters) == 0 {
-		return nil
-	}
-	path := field.NewPath("spec", "context")
-	given := map[string]any{}
-	if c := run.Spec.Context; c != nil && len(bytes.TrimSpace(c.Raw)) > 0 {
-		if err := json.Unmarshal(c.Raw, &given); err != nil {
-			return field.ErrorList{field.Invalid(path, string(c.Raw), "an object is expected")}
-		}
-	}
-	_, errs := v1alpha1.ApplyParameters(wf.Parameters, given, path)
-	return errs
 }
 
 // checkSubWorkflows checks the `workflow` steps of a list of steps: each names a Workflow

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
@@ -112,7 +110,11 @@ func initialize(run *Run, wf *v1alpha1.Workflow, now time.Time) error {
 
 	run.Context = nil
 	if wf != nil && len(wf.Parameters) > 0 && obj.Spec.WorkflowSpec == nil {
-		c, err := templateContext(obj, wf)
+		full, errs := v1alpha1.RunContext(obj, wf)
+		if len(errs) > 0 {
+			return fmt.Errorf("the parameters of Workflow %s: %w", wf.Name, errs.ToAggregate())
+		}
+		c, err := json.Marshal(full)
 		if err != nil {
 			return err
 		}
@@ -797,20 +799,4 @@ func (r *Run) contextRaw() []byte {
 		return c.Raw
 	}
 	return nil
-}
-
-// templateContext checks a run's spec.context against the parameters of the template it
-// refers to and returns it with their defaults filled in.
-func templateContext(obj *v1alpha1.WorkflowRun, wf *v1alpha1.Workflow) (json.RawMessage, error) {
-	given := map[string]any{}
-	if c := obj.Spec.Context; c != nil && len(bytes.TrimSpace(c.Raw)) > 0 {
-		if err := json.Unmarshal(c.Raw, &given); err != nil {
-			return nil, fmt.Errorf("spec.context: %w", err)
-		}
-	}
-	full, errs := v1alpha1.ApplyParameters(wf.Parameters, given, field.NewPath("spec", "context"))
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("the parameters of Workflow %s: %w", wf.Name, errs.ToAggregate())
-	}
-	return json.Marshal(full)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -306,7 +307,7 @@ func (s *Server) listIn(ctx context.Context, opts store.ListOptions, namespaces 
 		all, total = append(all, runs...), total+n
 	}
 	if len(namespaces) > 1 {
-		sortNewest(all)
+		slices.SortFunc(all, newest)
 		all = all[min(opts.Offset, len(all)):]
 		all = all[:min(opts.Limit, len(all))]
 	}
@@ -317,22 +318,16 @@ func (s *Server) listIn(ctx context.Context, opts store.ListOptions, namespaces 
 	return items, total, nil
 }
 
-func sortNewest(runs []store.RunSummary) {
-	for i := 1; i < len(runs); i++ {
-		for j := i; j > 0 && newer(runs[j], runs[j-1]); j-- {
-			runs[j], runs[j-1] = runs[j-1], runs[j]
-		}
+// newest orders runs by creation, newest first, then by namespace and name, as the stores'
+// List does with ListOptions.Newest.
+func newest(a, b store.RunSummary) int {
+	if c := b.Created.Compare(a.Created); c != 0 {
+		return c
 	}
-}
-
-func newer(a, b store.RunSummary) bool {
-	if !a.Created.Equal(b.Created) {
-		return a.Created.After(b.Created)
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
 	}
-	if a.Namespace != b.Namespace {
-		return a.Namespace < b.Namespace
-	}
-	return a.Name < b.Name
+	return strings.Compare(a.Name, b.Name)
 }
 
 func queryTime(v, name string) (time.Time, error) {

@@ -189,3 +189,16 @@ func decodeValue(raw []byte) (any, error) {
 	}
 	return v, nil
 }
+
+// RunContext checks the spec.context of a run of wf against wf's parameters and returns it
+// with their defaults filled in; problems are reported at spec.context.<name>.
+func RunContext(run *WorkflowRun, wf *Workflow) (map[string]any, field.ErrorList) {
+	path := field.NewPath("spec", "context")
+	given := map[string]any{}
+	if c := run.Spec.Context; c != nil && len(bytes.TrimSpace(c.Raw)) > 0 {
+		if err := json.Unmarshal(c.Raw, &given); err != nil {
+			return nil, field.ErrorList{field.Invalid(path, string(c.Raw), "an object is expected")}
+		}
+	}
+	return ApplyParameters(wf.Parameters, given, path)
+}

@@ -52,24 +52,29 @@ the step, as the store keeps them, with the child run of each when the step is a
 			obj := run.Object.DeepCopy()
 			obj.APIVersion = v1alpha1.GroupVersion.String()
 			obj.Kind = v1alpha1.KindWorkflowRun
-			b, err := json.MarshalIndent(obj, "", "  ")
-			if err != nil {
-				return err
-			}
-			if output == "yaml" {
-				if b, err = yaml.JSONToYAML(b); err != nil {
-					return err
-				}
-			} else {
-				b = append(b, '\n')
-			}
-			_, err = g.stdout.Write(b)
-			return err
+			return printObject(g, obj, output)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
 	cmd.Flags().StringVar(&iterationsOf, "iterations", "", "list every iteration of this looping step")
 	return cmd
+}
+
+// printObject prints v as indented JSON, or as YAML when output is "yaml".
+func printObject(g *globals, v any, output string) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if output == "yaml" {
+		if b, err = yaml.JSONToYAML(b); err != nil {
+			return err
+		}
+	} else {
+		b = append(b, '\n')
+	}
+	_, err = g.stdout.Write(b)
+	return err
 }
 
 // printIterations lists every iteration of a looping step, with its sub-steps for a group.

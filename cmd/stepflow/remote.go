@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/term"
-	"sigs.k8s.io/yaml"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -304,19 +303,7 @@ func (g *globals) remoteGet(ctx context.Context, r *remote, name, output string)
 		return err
 	}
 	delete(rr, "stepflow")
-	b, err := json.MarshalIndent(rr, "", "  ")
-	if err != nil {
-		return err
-	}
-	if output == "yaml" {
-		if b, err = yaml.JSONToYAML(b); err != nil {
-			return err
-		}
-	} else {
-		b = append(b, '\n')
-	}
-	_, err = g.stdout.Write(b)
-	return err
+	return printObject(g, rr, output)
 }
 
 // remoteOperate applies an operation on the server and, for those that let the run go on,
