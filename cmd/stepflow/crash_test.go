@@ -127,7 +127,7 @@ func TestCrashRecovery(t *testing.T) {
 	var storeMu sync.Mutex
 	var st *sqlite.Store
 	// The store is opened once the first process has made it.
-	store := func() (*sqlite.Store, error) {
+	store := func() (runLoader, error) {
 		storeMu.Lock()
 		defer storeMu.Unlock()
 		if st == nil {
@@ -239,7 +239,7 @@ func crashRunName(i int) string { return fmt.Sprintf("crash-%03d", i) }
 type crashServer struct {
 	next *testServer
 	// store reads the runs, as the processes write them.
-	store func() (*sqlite.Store, error)
+	store func() (runLoader, error)
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -255,7 +255,13 @@ type crashServer struct {
 	again []string
 }
 
-func newCrashServer(next *testServer, store func() (*sqlite.Store, error)) *crashServer {
+// runLoader reads a run as the processes under test stored it: the embedded store, PostgreSQL
+// or the Kubernetes API.
+type runLoader interface {
+	Load(ctx context.Context, key engine.Key) (*engine.Run, error)
+}
+
+func newCrashServer(next *testServer, store func() (runLoader, error)) *crashServer {
 	s := &crashServer{next: next, store: store, succeeded: map[string]bool{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
