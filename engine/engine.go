@@ -62,6 +62,18 @@ type Options struct {
 	// QueueObserver, when set, is told each time a run's key joins the work queue or a worker
 	// takes it (its depth, and how long the key waited).
 	QueueObserver QueueObserver
+	// Owner, when set, says which runs this engine advances: processes sharing one store
+	// divide the runs among them. A run it does not own is handed to the Owner instead.
+	Owner Owner
+}
+
+// Owner divides runs among engines sharing a store (server replicas holding leases).
+type Owner interface {
+	// Owns reports whether this engine may advance the run now.
+	Owns(key Key) bool
+	// Elsewhere is told of a run this engine was asked to advance but does not own, so that
+	// the engine that owns it does.
+	Elsewhere(ctx context.Context, key Key)
 }
 
 // DefaultWorkers is the number of workers when Options.Workers is zero (or 4 × GOMAXPROCS if
@@ -223,6 +235,11 @@ func (e *Engine) state(key Key) *runState {
 
 // process advances one run: load it, apply what finished, decide, save, then act on the decision.
 func (e *Engine) process(ctx context.Context, key Key) {
+	if o := e.opts.Owner; o != nil && !o.Owns(key) {
+		e.disown(key)
+		o.Elsewhere(ctx, key)
+		return
+	}
 	rs := e.state(key)
 	e.mu.Lock()
 	rs.processing = true
@@ -469,6 +486,26 @@ func (e *Engine) forget(key Key, rs *runState) {
 	defer e.mu.Unlock()
 	for _, cancel := range rs.inflight {
 		cancel()
+	}
+	if rs.stop != nil {
+		rs.stop()
+	}
+	delete(e.runs, key)
+}
+
+// disown drops what the engine holds of a run another engine owns now: its evaluations under
+// way are cancelled and their results, like those not applied yet, are dropped. The owner
+// evaluates those steps again in a try of its own.
+func (e *Engine) disown(key Key) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs := e.runs[key]
+	if rs == nil {
+		return
+	}
+	for name, cancel := range rs.inflight {
+		cancel()
+		delete(rs.inflight, name)
 	}
 	if rs.stop != nil {
 		rs.stop()

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -31,12 +32,20 @@ type Options struct {
 	// MaxConns bounds the connections the Store keeps open; zero means pgx's default, the
 	// larger of 4 and the number of CPUs.
 	MaxConns int32
+	// Replica, when set, names this process among the servers sharing the database: every
+	// write of a run then notifies the others (Leases), naming this replica as its origin.
+	// A name holds no spaces.
+	Replica string
 }
 
 // Store is a PostgreSQL database holding runs, logs, definitions and Workflows. It
 // implements engine.Store. Its methods may be called concurrently; Close it when done.
 type Store struct {
 	pool *pgxpool.Pool
+	// replica is Options.Replica; saveNew and saveLoaded are Save's statements, notifying
+	// when replica is set.
+	replica             string
+	saveNew, saveLoaded string
 }
 
 var _ engine.Store = (*Store)(nil)
@@ -57,6 +66,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
+	if strings.ContainsAny(opts.Replica, " \t\n") {
+		return nil, fmt.Errorf("open store: replica name %q holds a space", opts.Replica)
+	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -66,7 +78,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store %s: %w", where, err)
 	}
-	return &Store{pool: pool}, nil
+	notify := opts.Replica != ""
+	return &Store{pool: pool, replica: opts.Replica,
+		saveNew: saveStatement(saveNew, notify), saveLoaded: saveStatement(saveLoaded, notify)}, nil
 }
 
 // Close waits for the queries in flight and closes the connections. It returns an error

@@ -41,25 +41,31 @@ const (
 // an update at the loaded version $17 otherwise), whose RETURNING row exists only if it
 // wrote; the log entries ($15 the steps, $16 the entries, in order), inserted once per row the
 // write returned, so none when it did not; and the new version. One statement is one
-// transaction.
-const (
-	saveLogs = `, logged AS (
+// transaction. With notify, the statement also tells the replicas listening (Leases) that the
+// run changed, as replica $18: PostgreSQL delivers the notification when it commits.
+func saveStatement(write string, notify bool) string {
+	q := `WITH saved AS (` + write + `), logged AS (
 		INSERT INTO logs (namespace, name, step, entry)
 		SELECT $1, $2, l.step, l.entry
 		FROM saved, unnest($15::text[], $16::bytea[]) WITH ORDINALITY AS l (step, entry, n)
 		ORDER BY l.n
+	)`
+	if !notify {
+		return q + ` SELECT version FROM saved`
+	}
+	return q + `, notified AS (
+		SELECT pg_notify('` + runsChannel + `', $18 || ' ' || version || ' ' || $1 || '/' || $2) FROM saved
 	)
-	SELECT version FROM saved`
-	saveNew = `WITH saved AS (
-		INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `, $17)
+	SELECT version FROM saved LEFT JOIN notified ON true`
+}
+
+const (
+	saveNew = `INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `, $17)
 		ON CONFLICT (namespace, name) DO NOTHING
-		RETURNING version
-	)` + saveLogs
-	saveLoaded = `WITH saved AS (
-		UPDATE runs SET ` + runSet + `
+		RETURNING version`
+	saveLoaded = `UPDATE runs SET ` + runSet + `
 		WHERE namespace = $1 AND name = $2 AND version = $17
-		RETURNING version
-	)` + saveLogs
+		RETURNING version`
 )
 
 // runRow is a run encoded for writing: its JSON and the summary List reads.
@@ -166,9 +172,12 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		return fmt.Errorf("save run: %w", err)
 	}
 	old := run.Version
-	q, args := saveNew, append(row.values(), steps, entries, row.created)
+	q, args := s.saveNew, append(row.values(), steps, entries, row.created)
 	if old != 0 {
-		q, args = saveLoaded, append(row.values(), steps, entries, old)
+		q, args = s.saveLoaded, append(row.values(), steps, entries, old)
+	}
+	if s.replica != "" {
+		args = append(args, s.replica)
 	}
 	var version int64
 	err = s.pool.QueryRow(ctx, q, args...).Scan(&version)
@@ -231,6 +240,7 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error
 		return fmt.Errorf("create run %s: %w", row.key, err)
 	}
 	run.Version = version
+	s.notify(ctx, version, row.key)
 	return nil
 }
 
@@ -251,6 +261,7 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 	if err != nil {
 		return fmt.Errorf("delete run %s: %w", key, err)
 	}
+	s.notify(ctx, Deleted, key)
 	return nil
 }
 

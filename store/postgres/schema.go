@@ -42,6 +42,10 @@ import (
 //	records       the server's generic records (API tokens, triggers, clusters), keyed
 //	              (kind, key) in byte order (COLLATE "C", as SQLite compares): version (from
 //	              run_versions) and opaque data.
+//	replicas      the servers sharing the database (Leases): id, and when it last renewed
+//	              its leases (seen, the database's clock).
+//	leases        which replica drives the runs of each shard (Shard) until when (expires,
+//	              the database's clock); a shard with no row, or an expired one, is free.
 var migrations = []string{
 	`CREATE SEQUENCE run_versions AS bigint;
 	CREATE TABLE runs (
@@ -99,6 +103,16 @@ var migrations = []string{
 	CREATE INDEX runs_template ON runs (template, namespace, name);
 	CREATE INDEX runs_start ON runs (start_time);
 	CREATE INDEX runs_created ON runs (created DESC, namespace, name);`,
+	// 3: replicas and their leases on shards of the runs.
+	`CREATE TABLE replicas (
+		id   text        PRIMARY KEY,
+		seen timestamptz NOT NULL
+	);
+	CREATE TABLE leases (
+		shard   integer     PRIMARY KEY,
+		owner   text        NOT NULL,
+		expires timestamptz NOT NULL
+	);`,
 }
 
 // fills are the steps of migrations done in Go, by the schema version they belong to: each
