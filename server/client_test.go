@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // caller calls the API over HTTP with a token.
@@ -118,4 +120,53 @@ func at(v any, path string) any {
 		}
 	}
 	return v
+}
+
+// events opens a run's event stream and returns a function that reads events until one
+// satisfies ok, failing the test when none does within 20 seconds.
+func (c caller) events(path string) (next func(what string, ok func(name, data string) bool)) {
+	c.t.Helper()
+	req, _ := http.NewRequestWithContext(c.t.Context(), http.MethodGet, c.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = resp.Body.Close() })
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+		c.t.Fatalf("events: %d %s", resp.StatusCode, ct)
+	}
+	events := make(chan [2]string, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var name string
+		for sc.Scan() {
+			line := sc.Text()
+			if n, ok := strings.CutPrefix(line, "event: "); ok {
+				name = n
+			} else if d, ok := strings.CutPrefix(line, "data: "); ok {
+				events <- [2]string{name, d}
+			}
+		}
+		close(events)
+	}()
+	t := c.t
+	return func(what string, ok func(name, data string) bool) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case ev, open := <-events:
+				if !open {
+					t.Fatalf("stream ended waiting for %s", what)
+				}
+				if ok(ev[0], ev[1]) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no event: %s", what)
+			}
+		}
+	}
 }

@@ -130,6 +130,18 @@ func (h *hub) RunChanged(run *engine.Run) {
 	}
 }
 
+// remote passes on a run another server saved: word to the event streams to read the log
+// entries that came with it from the store, then the run as RunChanged does (the order of a
+// local save's events).
+func (h *hub) remote(run *engine.Run) {
+	h.publish(run.Key(), event{name: syncLogs, version: run.Version})
+	h.RunChanged(run)
+}
+
+// syncLogs is the event that has a stream read the run's log from the store and send the
+// entries it has not sent: another server appended them. It is not sent to the client.
+const syncLogs = "sync-logs"
+
 // deleted tells the streams of key that the run is gone.
 func (h *hub) deleted(key engine.Key) {
 	h.publish(key, event{name: "deleted", data: []byte("{}")})

@@ -468,11 +468,16 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	writeEvent(w, "run", data)
-	for _, l := range logs {
-		if b, err := json.Marshal(l); err == nil {
-			writeEvent(w, "log", b)
+	sent := 0 // log entries sent
+	sendLogs := func(logs []engine.LogEntry) {
+		for _, l := range logs[min(sent, len(logs)):] {
+			if b, err := json.Marshal(l); err == nil {
+				writeEvent(w, "log", b)
+			}
 		}
+		sent = max(sent, len(logs))
 	}
+	sendLogs(logs)
 	flusher.Flush()
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
@@ -487,6 +492,15 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 		case ev := <-sub.events:
 			if ev.version != 0 && ev.version <= from {
 				continue
+			}
+			if ev.name == syncLogs {
+				if logs, err := s.store.Logs(r.Context(), key, ""); err == nil {
+					sendLogs(logs)
+				}
+				break
+			}
+			if ev.name == "log" {
+				sent++
 			}
 			writeEvent(w, ev.name, ev.data)
 			if ev.name == "deleted" {

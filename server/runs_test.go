@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -152,48 +151,7 @@ func TestOperationsAndTheEventStream(t *testing.T) {
 		t.Fatalf("not suspended: %v", at(r, "status"))
 	}
 
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, op.base+"/api/v1/runs/default/gated/events", nil)
-	req.Header.Set("Authorization", "Bearer "+op.token)
-	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed by the defer below, after the reading goroutine
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
-		t.Fatalf("events: %d %s", resp.StatusCode, ct)
-	}
-	events := make(chan [2]string, 100)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		var name string
-		for sc.Scan() {
-			line := sc.Text()
-			if n, ok := strings.CutPrefix(line, "event: "); ok {
-				name = n
-			} else if d, ok := strings.CutPrefix(line, "data: "); ok {
-				events <- [2]string{name, d}
-			}
-		}
-		close(events)
-	}()
-	next := func(what string, ok func(name, data string) bool) {
-		t.Helper()
-		deadline := time.After(20 * time.Second)
-		for {
-			select {
-			case ev, open := <-events:
-				if !open {
-					t.Fatalf("stream ended waiting for %s", what)
-				}
-				if ok(ev[0], ev[1]) {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("no event: %s", what)
-			}
-		}
-	}
+	next := op.events("/api/v1/runs/default/gated/events")
 	next("the snapshot", func(n, d string) bool { return n == "run" && strings.Contains(d, `"status":"suspending"`) })
 
 	op.postJSON("/api/v1/runs/default/gated/resume", map[string]string{"step": "approve"}).want(t, http.StatusOK)

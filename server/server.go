@@ -82,6 +82,20 @@ type Options struct {
 	MaxWait time.Duration
 	// SecureCookies marks the dashboard's cookies Secure (when served over HTTPS).
 	SecureCookies bool
+	// Replicas, when set, shares the store with other servers: this one drives only the runs
+	// it holds leases on, and hears of what the others write (store/postgres.Leases). When
+	// nil, the server drives every run of the store.
+	Replicas Replicas
+}
+
+// Replicas divides the runs of a store among the servers sharing it.
+type Replicas interface {
+	engine.Owner
+	// Run holds this server's share until ctx ends, calling gained with the unfinished runs
+	// it takes over and changed with each write of a run by another server.
+	Run(ctx context.Context, gained func([]engine.Key), changed func(store.Change)) error
+	// Release gives the share up at once, once the engine has stopped.
+	Release(ctx context.Context) error
 }
 
 // Server serves the API. Start runs its engine and triggers; Handler answers requests.
@@ -139,6 +153,9 @@ func New(opts Options) (*Server, error) {
 	observers = append(observers, opts.Observers...)
 	eopts.Observer = observers
 	eopts.QueueObserver = metrics
+	if opts.Replicas != nil {
+		eopts.Owner = opts.Replicas
+	}
 	if eopts.Logger == nil {
 		eopts.Logger = opts.Logger
 	}
@@ -156,21 +173,66 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Start runs the engine and the cron triggers until ctx ends. Runs left unfinished by an
-// earlier process are picked up first.
+// earlier process are picked up first; with Replicas, those of the shards this server takes.
 func (s *Server) Start(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- s.eng.Start(ctx) }()
-	if err := s.recover(ctx); err != nil {
+	waits := 2
+	if r := s.opts.Replicas; r != nil {
+		waits++
+		go func() { errc <- r.Run(ctx, s.takeOver, s.remoteChange) }()
+	} else if err := s.recover(ctx); err != nil {
 		s.log.Error("pick up unfinished runs", "err", err)
 	}
 	go func() { errc <- s.crons.run(ctx) }()
-	err := errors.Join(<-errc, <-errc)
+	var errs []error
+	for range waits {
+		errs = append(errs, <-errc)
+	}
+	if r := s.opts.Replicas; r != nil {
+		// The engine has stopped: the other servers may take its runs at once.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		errs = append(errs, r.Release(rctx))
+	}
+	err := errors.Join(errs...)
 	select {
 	case <-ctx.Done():
 		return nil // stopped, not failed
 	default:
 		return err
 	}
+}
+
+// takeOver queues the runs of the shards this server took.
+func (s *Server) takeOver(keys []engine.Key) {
+	for _, k := range keys {
+		s.eng.Enqueue(k)
+	}
+}
+
+// remoteChange acts on another server's write of a run: the run's owner looks at it again,
+// and the requests following it here are told.
+func (s *Server) remoteChange(c store.Change) {
+	if c.Version == store.Deleted {
+		s.hub.deleted(c.Key)
+		return
+	}
+	if s.opts.Replicas.Owns(c.Key) {
+		if c.Version == store.Nudge {
+			s.eng.Wake(c.Key)
+		}
+		s.eng.Enqueue(c.Key)
+		return
+	}
+	if c.Version == store.Nudge || !s.hub.following(c.Key) {
+		return
+	}
+	run, err := s.store.Load(context.Background(), c.Key)
+	if err != nil {
+		return
+	}
+	s.hub.remote(run)
 }
 
 // recover queues the runs an earlier process left unfinished.

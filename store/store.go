@@ -1,7 +1,8 @@
 // Package store holds what the run stores share beyond engine.Store: the summaries their List
 // returns, the selection it takes, the error of creating a run that is stored already, the
-// generic records they keep, and how they tell a changed Workflow template from a re-applied
-// one, so that the CLI and the server work the same way whichever store they use.
+// generic records they keep, how they tell a changed Workflow template from a re-applied
+// one, and the changes replicas sharing a store tell each other of, so that the CLI and the
+// server work the same way whichever store they use.
 package store
 
 import (
@@ -21,6 +22,22 @@ import (
 // ErrExists is returned, wrapped, by a store's Create when the run is stored already and
 // replace is false, and by PutRecord when it is to create a record that is stored already.
 var ErrExists = errors.New("already exists")
+
+// Change is a write of a run by another process sharing the store (a server replica), as
+// the store's notifications tell of it.
+type Change struct {
+	Key engine.Key
+	// Version is the run's new version, or Nudge, or Deleted.
+	Version int64
+}
+
+// The versions of changes that are not saves.
+const (
+	// Nudge asks the run's owner to look at the run: another replica was asked to advance it.
+	Nudge int64 = 0
+	// Deleted says that the run was deleted.
+	Deleted int64 = -1
+)
 
 // Record is one of the stores' generic records, kept by kind and key for the server (API
 // tokens, triggers, named clusters): opaque data with the version the store gave it.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +40,8 @@ type serverFlags struct {
 	tlsCert, tlsKey    string
 	otlpEndpoint       string
 	otlpInsecure       bool
+	replica            string
+	lease              time.Duration
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -49,6 +53,10 @@ func newServerCommand(g *globals) *cobra.Command {
 document at /api/v1/openapi.json), the dashboard at /, Prometheus metrics at /metrics, the
 webhook and cron triggers, and the engine that drives the runs. The store is the embedded
 SQLite one in --data-dir, or PostgreSQL with --store postgres://...
+
+Several servers may share one PostgreSQL store: each drives its share of the runs, held by
+leases in the database (--lease), and serves every run. When one stops, the others take its
+runs within the lease time.
 
 Every request needs an API token. When the store has none, the server makes an admin token
 named bootstrap and prints it once; make others with stepflow token create or the API.`,
@@ -69,13 +77,16 @@ named bootstrap and prints it once; make others with stepflow token create or th
 	fl.StringVar(&f.tlsKey, "tls-key", "", "... and this key")
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "send a trace per run (a span per step) to this OTLP/HTTP collector: host:port or a URL (default: no tracing)")
 	fl.BoolVar(&f.otlpInsecure, "otlp-insecure", false, "plain HTTP to a host:port --otlp-endpoint")
+	fl.StringVar(&f.replica, "replica", "", "this server's name among those sharing a PostgreSQL store (default: the host name and a random suffix)")
+	fl.DurationVar(&f.lease, "lease", 10*time.Second, "with PostgreSQL: how long a server's lease on its share of the runs lasts unrenewed; a stopped server's runs move to the others within it")
 	return cmd
 }
 
-// openServerStore opens the store a server or a token command works on.
-func (g *globals) openServerStore(ctx context.Context, url string) (server.Store, func(), error) {
-	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
-		st, err := postgres.Open(ctx, postgres.Options{URL: url})
+// openServerStore opens the store a server or a token command works on; a server's
+// PostgreSQL store is opened as the named replica.
+func (g *globals) openServerStore(ctx context.Context, url, replica string) (server.Store, func(), error) {
+	if isPostgres(url) {
+		st, err := postgres.Open(ctx, postgres.Options{URL: url, Replica: replica})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -107,11 +118,27 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 		return invalidf("--log-format %q: want text or json", f.logFormat)
 	}
 	log := slog.New(handler)
-	st, closeStore, err := g.openServerStore(ctx, f.store)
+	var replica string
+	if isPostgres(f.store) {
+		var err error
+		if replica, err = replicaName(f.replica); err != nil {
+			return err
+		}
+	}
+	st, closeStore, err := g.openServerStore(ctx, f.store, replica)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
+	var replicas server.Replicas
+	if pg, ok := st.(*postgres.Store); ok {
+		if f.lease < time.Second {
+			return invalidf("--lease %s: want at least 1s", f.lease)
+		}
+		if replicas, err = pg.Leases(postgres.LeaseOptions{TTL: f.lease, Logger: log}); err != nil {
+			return err
+		}
+	}
 	if err := bootstrapToken(ctx, st, g.stderr); err != nil {
 		return err
 	}
@@ -151,6 +178,7 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 			Limits: g.limits,
 		},
 		EvalTimeout: g.evalTimeout,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return err
@@ -177,7 +205,7 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	if f.tlsCert != "" {
 		scheme = "https"
 	}
-	log.Info("stepflow server listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "store", storeName(f.store))
+	log.Info("stepflow server listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "store", storeName(f.store), "replica", replica)
 	select {
 	case <-ctx.Done():
 	case err := <-serveDone:
@@ -192,6 +220,28 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	}
 	log.Info("stepflow server stopped")
 	return nil
+}
+
+func isPostgres(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
+// replicaName is the --replica name, checked, or the host name with a random suffix: two
+// servers must never share a name.
+func replicaName(name string) (string, error) {
+	if name != "" {
+		if strings.ContainsAny(name, " \t\n") {
+			return "", invalidf("--replica %q: no spaces", name)
+		}
+		return name, nil
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "stepflow"
+	}
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	return strings.ReplaceAll(host, " ", "-") + "-" + hex.EncodeToString(suffix[:]), nil
 }
 
 func storeName(url string) string {
@@ -240,7 +290,7 @@ func newTokenCommand(g *globals) *cobra.Command {
 			if name == "" {
 				return invalidf("--name is required")
 			}
-			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL)
+			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL, "")
 			if err != nil {
 				return err
 			}
@@ -261,7 +311,7 @@ func newTokenCommand(g *globals) *cobra.Command {
 		Short: "List the tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL)
+			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL, "")
 			if err != nil {
 				return err
 			}
@@ -285,7 +335,7 @@ func newTokenCommand(g *globals) *cobra.Command {
 		Short: "Delete a token",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL)
+			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL, "")
 			if err != nil {
 				return err
 			}

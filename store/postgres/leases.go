@@ -16,20 +16,13 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 )
 
 // runsChannel is the PostgreSQL notification channel of run writes. A payload is
 // "REPLICA VERSION NAMESPACE/NAME": the replica that wrote, and the run's new version, or
-// Nudge or Deleted.
+// store.Nudge or store.Deleted.
 const runsChannel = "stepflow_runs"
-
-// The versions of notifications that are not saves.
-const (
-	// Nudge asks the run's owner to look at the run: another replica was asked to advance it.
-	Nudge int64 = 0
-	// Deleted says that the run was deleted.
-	Deleted int64 = -1
-)
 
 // Shards is how many parts the runs are divided into for leases; a replica drives the runs
 // of the shards it holds.
@@ -44,21 +37,14 @@ func Shard(key engine.Key) int {
 	return int(h.Sum32() % Shards)
 }
 
-// notify tells the other replicas that this one wrote the run at version (or Nudge, or
-// Deleted). It does nothing for a store that is not a replica's. A failure is logged by the
+// notify tells the other replicas that this one wrote the run at version (or store.Nudge,
+// or store.Deleted). It does nothing for a store that is not a replica's. A failure is logged by the
 // caller's next look: a lost notification delays the owner until it next reads the run.
 func (s *Store) notify(ctx context.Context, version int64, key engine.Key) {
 	if s.replica == "" {
 		return
 	}
 	_, _ = s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, runsChannel, s.replica+" "+strconv.FormatInt(version, 10)+" "+key.String())
-}
-
-// Change is a write of a run by another replica, as Leases hear of it.
-type Change struct {
-	Key engine.Key
-	// Version is the run's new version, or Nudge, or Deleted.
-	Version int64
 }
 
 // LeaseOptions configure Leases.
@@ -114,7 +100,7 @@ func (l *Leases) Owns(key engine.Key) bool {
 
 // Elsewhere nudges the owner of a run this replica does not own.
 func (l *Leases) Elsewhere(ctx context.Context, key engine.Key) {
-	l.store.notify(ctx, Nudge, key)
+	l.store.notify(ctx, store.Nudge, key)
 }
 
 // Shards returns the shards this replica holds.
@@ -136,7 +122,7 @@ func (l *Leases) Shards() []int {
 // of the shards it takes (also of all its shards after its notifications were interrupted,
 // which may have lost some); changed with each write of a run by another replica. Both are
 // called from Run's goroutines, one call at a time each.
-func (l *Leases) Run(ctx context.Context, gained func([]engine.Key), changed func(Change)) error {
+func (l *Leases) Run(ctx context.Context, gained func([]engine.Key), changed func(store.Change)) error {
 	conn, err := l.listen(ctx)
 	if err != nil {
 		return err
@@ -178,7 +164,7 @@ func (l *Leases) listen(ctx context.Context) (*pgx.Conn, error) {
 // hear passes other replicas' notifications to changed until ctx ends, listening again when
 // the connection breaks; notifications sent meanwhile are lost, so the runs of the shards it
 // holds are passed to gained again then.
-func (l *Leases) hear(ctx context.Context, conn *pgx.Conn, gained func([]engine.Key), changed func(Change)) {
+func (l *Leases) hear(ctx context.Context, conn *pgx.Conn, gained func([]engine.Key), changed func(store.Change)) {
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	for {
 		n, err := conn.WaitForNotification(ctx)
@@ -207,17 +193,17 @@ func (l *Leases) hear(ctx context.Context, conn *pgx.Conn, gained func([]engine.
 }
 
 // parse reads a notification's payload, dropping this replica's own.
-func (l *Leases) parse(payload string) (Change, bool) {
+func (l *Leases) parse(payload string) (store.Change, bool) {
 	parts := strings.SplitN(payload, " ", 3)
 	if len(parts) != 3 || parts[0] == l.store.replica {
-		return Change{}, false
+		return store.Change{}, false
 	}
 	version, err := strconv.ParseInt(parts[1], 10, 64)
 	ns, name, ok := strings.Cut(parts[2], "/")
 	if err != nil || !ok {
-		return Change{}, false
+		return store.Change{}, false
 	}
-	return Change{Key: engine.Key{Namespace: ns, Name: name}, Version: version}, true
+	return store.Change{Key: engine.Key{Namespace: ns, Name: name}, Version: version}, true
 }
 
 // renew records this replica as alive, renews its leases, gives up those beyond its share or

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/postgres"
 	"github.com/stepflow/stepflow/store/storetest"
 )
@@ -37,7 +38,7 @@ type replica struct {
 
 	mu      sync.Mutex
 	gained  []engine.Key
-	changes []postgres.Change
+	changes []store.Change
 }
 
 func startReplica(t *testing.T, st *postgres.Store, ttl time.Duration) *replica {
@@ -52,7 +53,7 @@ func startReplica(t *testing.T, st *postgres.Store, ttl time.Duration) *replica 
 		defer close(r.done)
 		err := l.Run(ctx,
 			func(keys []engine.Key) { r.mu.Lock(); r.gained = append(r.gained, keys...); r.mu.Unlock() },
-			func(c postgres.Change) { r.mu.Lock(); r.changes = append(r.changes, c); r.mu.Unlock() })
+			func(c store.Change) { r.mu.Lock(); r.changes = append(r.changes, c); r.mu.Unlock() })
 		if err != nil {
 			t.Error(err)
 		}
@@ -133,7 +134,7 @@ func TestLeasesDivideShardsAndMoveWhenAReplicaStops(t *testing.T) {
 		rb.mu.Lock()
 		defer rb.mu.Unlock()
 		for _, c := range rb.changes {
-			if c.Key == keys[4] && c.Version == postgres.Nudge {
+			if c.Key == keys[4] && c.Version == store.Nudge {
 				return true
 			}
 		}

@@ -261,7 +261,7 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 	if err != nil {
 		return fmt.Errorf("delete run %s: %w", key, err)
 	}
-	s.notify(ctx, Deleted, key)
+	s.notify(ctx, store.Deleted, key)
 	return nil
 }
 
