@@ -31,7 +31,9 @@ kube-assets:
 fuzz:
 	FUZZTIME=60s ./scripts/fuzz.sh
 
-## bench: the benchmarks recorded in docs/performance.md.
+## bench: issue 7's benchmarks (CUE per step, embedded engine, wake-up, controller) in one table
+## beside their targets; see docs/performance.md. `make bench BENCHFLAGS=-quick` for a short run,
+## BENCHFLAGS=-only=cue,embedded for some sections.
+BENCHFLAGS ?=
 bench:
-	go test -run '^$$' -bench . -benchmem ./step/ ./store/sqlite/
-	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/
+	go run ./bench/table $(BENCHFLAGS)
