@@ -199,34 +199,7 @@ func TestCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repeated := 0
-	for i := range crashRuns {
-		key := engine.Key{Namespace: "default", Name: crashRunName(i)}
-		run, err := runs.Load(t.Context(), key)
-		if err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
-		if s := run.Object.Status; !s.Finished || s.Phase != v1alpha1.RunSucceeded {
-			t.Errorf("%s: %s (finished %v): %s", key, s.Phase, s.Finished, s.Message)
-		}
-		for _, step := range crashSteps {
-			calls := srv.count("POST /hook/" + key.Name + "-" + step)
-			rec := run.Steps[step]
-			switch {
-			case rec == nil:
-				t.Errorf("%s step %s: no record, %d requests", key, step, calls)
-			case rec.Attempt != 1:
-				t.Errorf("%s step %s: attempt %d, want 1 (it never failed)", key, step, rec.Attempt)
-			case calls < 1:
-				t.Errorf("%s step %s: recorded as %+v, but made no request", key, step, rec)
-			case calls > rec.Tries:
-				t.Errorf("%s step %s: %d requests for %d recorded tries", key, step, calls, rec.Tries)
-			}
-			if calls > 1 {
-				repeated++
-			}
-		}
-	}
+	repeated := checkCrashRuns(t, runs, srv)
 	t.Logf("%d kills; %d of %d side effects were made again by a recovery, each in a try of its own",
 		crashKills, repeated, crashRuns*len(crashSteps))
 }

@@ -72,6 +72,9 @@ type Leases struct {
 	// valid is when the owned shards stop being this replica's unless renewed (the local
 	// clock, from before the renewal was sent: earlier than the database's expiry).
 	valid time.Time
+	// renewed is set once this process has renewed: the leases its replica name held before
+	// (a restart under the same name) are new to it, and their runs to be taken up.
+	renewed bool
 }
 
 var _ engine.Owner = (*Leases)(nil)
@@ -227,12 +230,16 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Dur
 	}
 	share := (Shards + max(live, 1) - 1) / max(live, 1)
 	var took []int
+	if !l.renewed {
+		took = slices.Clone(mine)
+	}
 	if len(mine) > share {
 		// Another replica joined: give it the extra shards, stopping work on them first.
 		slices.Sort(mine)
 		extra := mine[share:]
 		mine = mine[:share]
 		l.hold(mine, sent)
+		took = slices.DeleteFunc(took, func(s int) bool { return slices.Contains(extra, s) })
 		if _, err := db.Exec(ctx, `DELETE FROM leases WHERE owner = $1 AND shard = ANY($2)`, me, extra); err != nil {
 			return 0, fmt.Errorf("give up leases: %w", err)
 		}
@@ -244,7 +251,7 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Dur
 		if err != nil {
 			return 0, fmt.Errorf("take expired leases: %w", err)
 		}
-		took = expired
+		took = append(took, expired...)
 		if need := share - len(mine) - len(expired); need > 0 {
 			free, err := shards(db.Query(ctx, `INSERT INTO leases (shard, owner, expires)
 				SELECT s, $1, now() + make_interval(secs => $2) FROM generate_series(0, $3 - 1) AS s
@@ -256,7 +263,7 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Dur
 			}
 			took = append(took, free...)
 		}
-		l.hold(append(mine, took...), sent)
+		l.hold(append(slices.Clone(mine), took...), sent)
 	}
 	if _, err := db.Exec(ctx, `DELETE FROM replicas WHERE seen < now() - make_interval(secs => $1)`, 10*ttl); err != nil {
 		return 0, fmt.Errorf("forget stopped replicas: %w", err)
@@ -269,6 +276,7 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Dur
 		l.log.Info("took leases", "shards", len(took), "runs", len(keys))
 		gained(keys)
 	}
+	l.renewed = true
 	next := l.ttl / 3
 	var soonest *float64
 	if err := db.QueryRow(ctx, `SELECT extract(epoch FROM min(expires) - now())::float8 FROM leases WHERE owner <> $1`, me).Scan(&soonest); err != nil {

@@ -199,3 +199,24 @@ func newRun(name string) *engine.Run {
 	obj.Namespace, obj.Name = "default", name
 	return &engine.Run{Object: obj}
 }
+
+// A replica restarted under the same name renews the leases it held, and takes up their
+// runs: to the new process they are new.
+func TestARestartUnderTheSameNameTakesUpItsRuns(t *testing.T) {
+	url := newDatabase(t)
+	a := openReplica(t, url, "a")
+	run := newRun("pending")
+	if err := a.Create(t.Context(), run, false); err != nil {
+		t.Fatal(err)
+	}
+	first := startReplica(t, a, time.Minute)
+	eventually(t, 5*time.Second, "a holds every shard", func() bool { return len(first.leases.Shards()) == postgres.Shards })
+	first.stop()
+	<-first.done
+	again := startReplica(t, openReplica(t, url, "a"), time.Minute)
+	eventually(t, 5*time.Second, "the restarted a takes up the run", func() bool {
+		again.mu.Lock()
+		defer again.mu.Unlock()
+		return len(again.gained) == 1 && again.gained[0] == run.Key()
+	})
+}

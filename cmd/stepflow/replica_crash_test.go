@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/server"
+	"github.com/stepflow/stepflow/store/postgres"
+	"github.com/stepflow/stepflow/store/postgres/pgtest"
+)
+
+// Sizes of the replica crash test: servers sharing the database, kills, and the lease time.
+const (
+	replicaServers = 3
+	replicaKills   = 8
+	replicaLease   = time.Second
+)
+
+// TestReplicaCrashRecovery runs three `stepflow server` processes on one PostgreSQL, starts
+// the crash test's 200 runs through them (each through any of the three), and kills one
+// (SIGKILL) at a random point 8 times, starting a new one in its place each time. The killed
+// server's leases expire and the others take its runs. At the end every run has succeeded,
+// no step recorded as succeeded made its request again, and every side effect was made at
+// most once per try the store recorded for it: the guarantees of one process, across
+// processes. STEPFLOW_CRASH_SEED replays a seed.
+func TestReplicaCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PostgreSQL and kills stepflow servers")
+	}
+	exe, err := exec.LookPath("stepflow-exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("STEPFLOW_CRASH_SEED"); s != "" {
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("STEPFLOW_CRASH_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (STEPFLOW_CRASH_SEED=%d replays the kill points)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+
+	pg, err := pgtest.Start(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	url := pg.NewDatabase(t)
+	st, err := postgres.Open(t.Context(), postgres.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	_, token, err := server.CreateToken(t.Context(), st, "test", server.RoleAdmin, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv := newTestServer()
+	cs := newCrashServer(srv, func() (runLoader, error) { return st, nil })
+	hs := httptest.NewServer(cs)
+	t.Cleanup(hs.Close)
+	t.Cleanup(srv.releaseAll)
+
+	// replica is one server process and its address.
+	type replica struct {
+		proc *process
+		url  string
+	}
+	start := func() replica {
+		port := freePort(t)
+		p := startProcess(t, exe, "--wait-backoff", "10ms", "--retry-backoff", "10ms",
+			"server", "--store", url, "--lease", replicaLease.String(), "--listen", "127.0.0.1:"+port)
+		r := replica{proc: p, url: "http://127.0.0.1:" + port}
+		waitHealthy(t, r.url, p)
+		return r
+	}
+	replicas := make([]replica, replicaServers)
+	for i := range replicas {
+		replicas[i] = start()
+	}
+	api := func(r replica, path, doc string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.url+path, strings.NewReader(doc))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/yaml")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s to %s: %v", path, r.url, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %s to %s: %s", path, r.url, resp.Status)
+		}
+	}
+	api(replicas[0], "/api/v1/definitions", crashDefinition)
+	// The runs start in batches, one before each kill, so that every kill lands while runs
+	// are going: three servers finish 200 runs faster than eight kills take.
+	batch := (crashRuns + replicaKills) / (replicaKills + 1)
+	next := 0
+	// Each batch is started through the servers that are not to be killed, the kill armed
+	// first: the runs of a batch are done in about a second.
+	startBatch := func(victim int) {
+		for end := min(next+batch, crashRuns); next < end; next++ {
+			doc := strings.NewReplacer("$RUN", crashRunName(next), "$SERVER", hs.URL).Replace(crashWorkflow)
+			through := next % len(replicas)
+			if through == victim {
+				through = (through + 1) % len(replicas)
+			}
+			api(replicas[through], "/api/v1/runs", doc)
+		}
+	}
+	for kill := range replicaKills {
+		victim := rng.IntN(len(replicas))
+		gap := 1 + rng.IntN(crashMaxGap)
+		fired := cs.arm(replicas[victim].proc.cmd.Process, gap, rng.IntN(2) == 0)
+		startBatch(victim)
+		select {
+		case <-fired:
+		case <-replicas[victim].proc.exited:
+			if !isKilled(replicas[victim].proc.err) { // else killed, and exited seen before fired
+				t.Fatalf("kill %d: the server ended before it was killed:\n%s", kill+1, replicas[victim].proc.output())
+			}
+		case <-time.After(time.Minute):
+			left := unfinishedRuns(t.Context(), t, st, next)
+			for _, r := range replicas {
+				_ = r.proc.cmd.Process.Kill()
+				t.Logf("server %s:\n%s", r.url, r.proc.output())
+			}
+			t.Fatalf("kill %d: no %d-th request within a minute; %d runs unfinished, among them %v", kill+1, gap, len(left), left[:min(len(left), 5)])
+		}
+		<-replicas[victim].proc.exited
+		if p := replicas[victim].proc; !isKilled(p.err) {
+			t.Fatalf("kill %d: the server ended with %v, not by SIGKILL:\n%s", kill+1, p.err, p.output())
+		}
+		replicas[victim] = start()
+	}
+	startBatch(-1)
+
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		left := unfinishedRuns(t.Context(), t, st, crashRuns)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d runs never finished, among them %v", len(left), left[:min(len(left), 5)])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	repeated := checkCrashRuns(t, st, srv)
+	for _, p := range cs.problems() {
+		t.Error(p)
+	}
+	t.Logf("%d kills of %d servers; %d of %d side effects were made again after a server died, each in a try of its own",
+		replicaKills, replicaServers, repeated, crashRuns*len(crashSteps))
+}
+
+// unfinishedRuns lists those of the crash test's first n runs that have not finished.
+func unfinishedRuns(ctx context.Context, t *testing.T, runs runLoader, n int) []string {
+	t.Helper()
+	var left []string
+	for i := range n {
+		run, err := runs.Load(ctx, engine.Key{Namespace: "default", Name: crashRunName(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !run.Object.Status.Finished {
+			left = append(left, run.Object.Name+" "+string(run.Object.Status.Phase))
+		}
+	}
+	return left
+}
+
+// checkCrashRuns checks the crash test's runs as stored: each succeeded, and each step with a
+// side effect ran in one attempt and made its request at least once and at most once per
+// recorded try. It returns how many side effects were made more than once.
+func checkCrashRuns(t *testing.T, runs runLoader, srv *testServer) (repeated int) {
+	t.Helper()
+	for i := range crashRuns {
+		key := engine.Key{Namespace: "default", Name: crashRunName(i)}
+		run, err := runs.Load(t.Context(), key)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if s := run.Object.Status; !s.Finished || s.Phase != v1alpha1.RunSucceeded {
+			t.Errorf("%s: %s (finished %v): %s", key, s.Phase, s.Finished, s.Message)
+		}
+		for _, step := range crashSteps {
+			calls := srv.count("POST /hook/" + key.Name + "-" + step)
+			rec := run.Steps[step]
+			switch {
+			case rec == nil:
+				t.Errorf("%s step %s: no record, %d requests", key, step, calls)
+			case rec.Attempt != 1:
+				t.Errorf("%s step %s: attempt %d, want 1 (it never failed)", key, step, rec.Attempt)
+			case calls < 1:
+				t.Errorf("%s step %s: recorded as %+v, but made no request", key, step, rec)
+			case calls > rec.Tries:
+				t.Errorf("%s step %s: %d requests for %d recorded tries", key, step, calls, rec.Tries)
+			}
+			if calls > 1 {
+				repeated++
+			}
+		}
+	}
+	return repeated
+}
+
+// freePort returns a loopback port nothing listens on.
+func freePort(t *testing.T) string {
+	t.Helper()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// waitHealthy waits until the server at base answers /healthz.
+func waitHealthy(t *testing.T, base string, p *process) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/healthz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("the server at %s ended:\n%s", base, p.output())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server at %s did not answer /healthz within 30s", base)
+		}
+	}
+}
