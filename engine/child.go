@@ -198,7 +198,7 @@ func (e *Engine) passToChildren(ctx context.Context, run *Run) {
 	}
 	for _, name := range childRuns(run) {
 		key := Key{Namespace: run.Object.Namespace, Name: name}
-		_, err := e.Operate(ctx, key, run.pass)
+		_, err := e.operateStored(ctx, key, run.pass)
 		if err != nil && !errors.Is(err, ErrInvalidOperation) && !errors.Is(err, ErrNotFound) {
 			e.opts.Logger.Error("pass an operation to a child run", "run", run.Key(), "child", key, "err", err)
 		}
@@ -215,7 +215,7 @@ func (e *Engine) wakeParent(ctx context.Context, run *Run) {
 	}
 	parent := Key{Namespace: run.Object.Namespace, Name: p}
 	if run.Object.Status.Finished {
-		_, err := e.Operate(ctx, parent, func(r *Run, _ time.Time) error { return releaseChildStep(r, run.Object.Name) })
+		_, err := e.operateStored(ctx, parent, func(r *Run, _ time.Time) error { return releaseChildStep(r, run.Object.Name) })
 		if err != nil && !errors.Is(err, errNothingToRelease) && !errors.Is(err, ErrNotFound) {
 			e.opts.Logger.Error("release the step of a child run", "run", parent, "child", run.Key(), "err", err)
 		}

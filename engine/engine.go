@@ -92,6 +92,9 @@ type Engine struct {
 	mu    sync.Mutex
 	runs  map[Key]*runState
 	steps sync.WaitGroup
+	// life is Start's context: the evaluations launched live as long as the engine, even
+	// those an operation launched for a caller whose context ends sooner.
+	life context.Context
 }
 
 // runState is what the engine holds in memory for a run it is advancing.
@@ -160,6 +163,10 @@ func defaultBackoff(b Backoff, initial, maxDelay time.Duration) Backoff {
 
 // Start runs the workers until ctx ends, then waits for the evaluations under way to return.
 func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	e.life = ctx
+	e.mu.Unlock()
+	e.q.open()
 	var wg sync.WaitGroup
 	for range e.opts.Workers {
 		wg.Go(func() {
@@ -168,7 +175,7 @@ func (e *Engine) Start(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				e.process(ctx, key)
+				_, _ = e.process(ctx, key, nil)
 				e.q.done(key)
 			}
 		})
@@ -233,12 +240,15 @@ func (e *Engine) state(key Key) *runState {
 	return rs
 }
 
-// process advances one run: load it, apply what finished, decide, save, then act on the decision.
-func (e *Engine) process(ctx context.Context, key Key) {
+// process advances one run: load it, apply op (an operation, when Operate calls), apply what
+// finished, decide, save, then act on the decision. The caller holds the key. It returns the
+// run as saved, and for an operation the error that kept it from being saved; a worker's
+// failures are logged and the run is looked at again later.
+func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now time.Time) error) (*Run, error) {
 	if o := e.opts.Owner; o != nil && !o.Owns(key) {
 		e.disown(key)
 		o.Elsewhere(ctx, key)
-		return
+		return nil, errNotOwned
 	}
 	rs := e.state(key)
 	e.mu.Lock()
@@ -269,24 +279,35 @@ func (e *Engine) process(ctx context.Context, key Key) {
 	var t *transition
 	saved := false
 	for attempt := 0; ; attempt++ {
-		if ctx.Err() != nil {
+		if err := ctx.Err(); err != nil {
 			e.requeueDone(rs, done)
-			return
+			return nil, err
 		}
 		if run == nil {
 			var err error
 			run, err = e.opts.Store.Load(ctx, key)
 			if errors.Is(err, ErrNotFound) {
 				e.forget(key, rs)
-				return
+				return nil, err
 			}
 			if err != nil {
+				if op != nil {
+					e.requeueDone(rs, done)
+					return nil, err
+				}
 				e.opts.Logger.Error("load run", "run", key, "err", err)
 				e.retryLater(key, rs, done)
-				return
+				return nil, err
 			}
 		}
 		now := e.opts.Clock.Now()
+		if op != nil {
+			if err := op(run, now); err != nil {
+				// run may be half changed: it is not kept.
+				e.requeueDone(rs, done)
+				return nil, err
+			}
+		}
 		e.wakeWaiting(rs, run, now)
 		var initErr error
 		if run.Spec == nil {
@@ -300,10 +321,11 @@ func (e *Engine) process(ctx context.Context, key Key) {
 		} else {
 			t = e.m.advance(ctx, run, done, now, inflight)
 			e.recordTries(rs, run, t)
+			t = e.releaseQuick(ctx, rs, run, t, now, inflight)
 		}
 		// An operation the store found written into the run by someone else (run.pass: a
 		// kubectl patch of the status, for one) is saved as applied, and passed to the children.
-		if !t.changed && len(t.logs) == 0 && run.pass == nil {
+		if !t.changed && len(t.logs) == 0 && run.pass == nil && op == nil {
 			break
 		}
 		err := e.opts.Store.Save(ctx, run, t.logs)
@@ -312,9 +334,13 @@ func (e *Engine) process(ctx context.Context, key Key) {
 			continue
 		}
 		if err != nil {
+			if op != nil {
+				e.requeueDone(rs, done)
+				return nil, err
+			}
 			e.opts.Logger.Error("save run", "run", key, "err", err)
 			e.retryLater(key, rs, done)
-			return
+			return nil, err
 		}
 		saved = true
 		break
@@ -322,8 +348,8 @@ func (e *Engine) process(ctx context.Context, key Key) {
 
 	now := e.opts.Clock.Now()
 	e.mu.Lock()
-	if rs.gen == gen {
-		rs.run = run
+	if rs.gen == gen && op == nil {
+		rs.run = run // an operation's run is its caller's: the next worker loads its own
 	}
 	for _, name := range t.cancel {
 		if cancel := rs.inflight[name]; cancel != nil {
@@ -332,7 +358,7 @@ func (e *Engine) process(ctx context.Context, key Key) {
 		}
 	}
 	for _, n := range t.launch {
-		e.launch(ctx, key, rs, run, n, now)
+		e.launch(e.life, key, rs, run, n, now) //nolint:contextcheck // an evaluation belongs to the engine, not to the caller of an operation
 	}
 	if rs.stop != nil && (t.wake.IsZero() || !t.wake.Equal(rs.wake)) {
 		rs.stop()
@@ -362,9 +388,66 @@ func (e *Engine) process(ctx context.Context, key Key) {
 		if run.pass != nil {
 			e.passToChildren(ctx, run)
 			run.pass = nil
+			if op != nil {
+				e.q.add(key) // to see the children as the operation left them
+			}
 		}
 		e.wakeParent(ctx, run)
 	}
+	return run, nil
+}
+
+// errNotOwned is process's answer for a run another engine owns (Options.Owner).
+var errNotOwned = errors.New("the run is owned by another engine")
+
+// QuickRunner is a StepRunner that can tell the evaluations it makes at once, with no CUE
+// and no I/O beyond looking the step type up: a resumed step that is nothing but a suspend.
+// The engine makes such an evaluation before it saves the transition that launched the step,
+// so that a resume and the start of the step after it are one durable transition.
+type QuickRunner interface {
+	Quick(ctx context.Context, req *StepRequest) bool
+}
+
+// releaseQuick makes the quick evaluations among the steps t launches (QuickRunner) at once
+// and advances the run with their results, until none is left: t and what followed, as one
+// transition.
+func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *transition, now time.Time, inflight func(string) bool) *transition {
+	quick, ok := e.opts.Runner.(QuickRunner)
+	if !ok {
+		return t
+	}
+	for range 8 {
+		var done []stepDone
+		var rest []*node
+		for _, n := range t.launch {
+			req, err := request(run, n, now)
+			if err != nil || n.spec.Type == v1alpha1.TypeWorkflow || !quick.Quick(ctx, req) {
+				rest = append(rest, n)
+				continue
+			}
+			rec := run.record(n.name)
+			res, err := e.opts.Runner.RunStep(ctx, req)
+			if err == nil && res == nil {
+				err = Terminal(v1alpha1.ReasonExecute, errors.New("step runner returned no result"))
+			}
+			done = append(done, stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt, result: res, err: err, at: e.opts.Clock.Now()})
+			e.mu.Lock()
+			rs.tried[n.name] = try{epoch: run.Epoch, attempt: rec.Attempt}
+			rs.seen[n.name] = rs.wakes
+			e.mu.Unlock()
+		}
+		if len(done) == 0 {
+			return t
+		}
+		next := e.m.advance(ctx, run, done, now, inflight)
+		e.recordTries(rs, run, next)
+		next.changed = next.changed || t.changed
+		next.logs = append(t.logs, next.logs...)
+		next.launch = append(rest, next.launch...)
+		next.cancel = append(t.cancel, next.cancel...)
+		t = next
+	}
+	return t
 }
 
 // wakeWaiting makes the waiting steps that were not evaluated since the last Wake due now.
@@ -515,7 +598,26 @@ func (e *Engine) disown(key Key) {
 
 // Operate applies an operation (SuspendRun, ResumeRun, TerminateRun, RestartRun, or any change
 // of the same kind) to the stored run, retrying on conflicting writes, and has the run advanced.
+// On a running engine that owns the run, the operation and what follows from it at once (a
+// resumed step released, the next step started) are one transition, saved before Operate
+// returns; otherwise the operation is saved and the run queued.
 func (e *Engine) Operate(ctx context.Context, key Key, op func(run *Run, now time.Time) error) (*Run, error) {
+	if o := e.opts.Owner; o == nil || o.Owns(key) {
+		if e.q.acquire(key) {
+			run, err := e.process(ctx, key, op)
+			e.q.done(key)
+			if !errors.Is(err, errNotOwned) {
+				return run, err
+			}
+		}
+	}
+	return e.operateStored(ctx, key, op)
+}
+
+// operateStored applies an operation to the stored run and queues it, without holding the
+// run's key: for an engine not running, a run another engine owns, and the operations a
+// worker passes between parent and child runs (it holds one of the two keys already).
+func (e *Engine) operateStored(ctx context.Context, key Key, op func(run *Run, now time.Time) error) (*Run, error) {
 	for {
 		run, err := e.opts.Store.Load(ctx, key)
 		if err != nil {

@@ -163,8 +163,10 @@ func (m *machine) advance(ctx context.Context, run *Run, done []stepDone, now ti
 	}
 	m.enforceTimeouts(run, g, now, t)
 	if st.Terminated {
+		// What was active when the run was terminated failed then (TerminateRun); what is
+		// active now and runs always (a clean-up step) started after, and goes on.
 		g.each(func(n *node) {
-			if n.active() {
+			if n.active() && !runsAlways(n) {
 				m.fail(run, n, v1alpha1.ReasonTerminate, "the run was terminated", now, t)
 			}
 		})
@@ -468,6 +470,17 @@ func ready(n *node) bool {
 		}
 	}
 	return true
+}
+
+// runsAlways reports whether a node runs whatever happened before it (`if: always`), by its
+// own condition or its group's.
+func runsAlways(n *node) bool {
+	for ; n != nil; n = n.group {
+		if n.spec != nil && strings.TrimSpace(n.spec.If) == "always" {
+			return true
+		}
+	}
+	return false
 }
 
 type gateVerdict int

@@ -24,8 +24,12 @@ type QueueObserver interface {
 // it is queued is not queued twice, and a key added while a worker holds it is queued again when
 // that worker is done with it.
 type queue struct {
-	mu         sync.Mutex
-	cond       *sync.Cond
+	mu   sync.Mutex
+	cond *sync.Cond
+	// released is signalled when a worker or an operation lets a key go.
+	released *sync.Cond
+	// running is set once workers take keys, until the queue is closed.
+	running    bool
 	items      []queued
 	dirty      map[Key]struct{}
 	processing map[Key]struct{}
@@ -42,7 +46,35 @@ type queued struct {
 func newQueue(obs QueueObserver) *queue {
 	q := &queue{dirty: map[Key]struct{}{}, processing: map[Key]struct{}{}, obs: obs}
 	q.cond = sync.NewCond(&q.mu)
+	q.released = sync.NewCond(&q.mu)
 	return q
+}
+
+// open marks the queue as served by workers: acquire works from now on.
+func (q *queue) open() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.running = !q.closed
+}
+
+// acquire holds key as a worker does, waiting while a worker holds it, so that the caller may
+// advance the run itself; done lets it go. It reports false, holding nothing, when no workers
+// serve the queue (not started, or closed).
+func (q *queue) acquire(key Key) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		if !q.running || q.closed {
+			return false
+		}
+		if _, busy := q.processing[key]; !busy {
+			break
+		}
+		q.released.Wait()
+	}
+	q.processing[key] = struct{}{}
+	delete(q.dirty, key)
+	return true
 }
 
 // push puts key in line for a worker; q.mu is held.
@@ -79,22 +111,29 @@ func (q *queue) add(key Key) {
 func (q *queue) get() (key Key, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.items) == 0 && !q.closed {
-		q.cond.Wait()
+	for {
+		for len(q.items) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.items) == 0 {
+			return Key{}, false
+		}
+		item := q.items[0]
+		q.items[0] = queued{}
+		q.items = q.items[1:]
+		key = item.key
+		if _, busy := q.processing[key]; busy {
+			// Held by an operation since it joined the line: done puts it back in line if it
+			// was added meanwhile.
+			continue
+		}
+		q.processing[key] = struct{}{}
+		delete(q.dirty, key)
+		if q.obs != nil {
+			q.obs.Taken(len(q.items), time.Since(item.at))
+		}
+		return key, true
 	}
-	if len(q.items) == 0 {
-		return Key{}, false
-	}
-	item := q.items[0]
-	q.items[0] = queued{}
-	q.items = q.items[1:]
-	key = item.key
-	q.processing[key] = struct{}{}
-	delete(q.dirty, key)
-	if q.obs != nil {
-		q.obs.Taken(len(q.items), time.Since(item.at))
-	}
-	return key, true
 }
 
 // done releases key; if it was added meanwhile it is queued again.
@@ -102,6 +141,7 @@ func (q *queue) done(key Key) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.processing, key)
+	q.released.Broadcast()
 	if _, ok := q.dirty[key]; ok && !q.closed {
 		q.push(key)
 	}
@@ -121,6 +161,8 @@ func (q *queue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
+	q.running = false
 	q.items = nil
 	q.cond.Broadcast()
+	q.released.Broadcast()
 }

@@ -200,6 +200,27 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	return res, err
 }
 
+// Quick reports whether the evaluation of req is a resumed step whose template is a lone
+// suspend, released without evaluating it (evaluation.releaseSuspend): no CUE and no I/O
+// beyond finding the step type, so the engine makes it before saving the resume's transition
+// (engine.QuickRunner).
+func (r *Runner) Quick(ctx context.Context, req *engine.StepRequest) bool {
+	if !req.Resumed || len(req.Step.Outputs) > 0 {
+		return false
+	}
+	gen := r.generation()
+	src, err := r.template(ctx, req.Run.Namespace, req.Step.Type)
+	if err != nil {
+		return false
+	}
+	d, err := r.compile(gen, req.Step.Type, src)
+	if err != nil || d.loneSuspend == "" {
+		return false
+	}
+	_, ok := suspendParams(req.Memo[d.loneSuspend+"#suspend"])
+	return ok
+}
+
 // errEvalTimeout is the cause of an evaluation's context ending at Options.EvalTimeout.
 var errEvalTimeout = errors.New("the evaluation's time limit passed")
 

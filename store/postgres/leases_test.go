@@ -94,11 +94,12 @@ func TestLeasesDivideShardsAndMoveWhenAReplicaStops(t *testing.T) {
 	const ttl = time.Second
 	ra := startReplica(t, a, ttl)
 	eventually(t, 5*time.Second, "a holds every shard", func() bool { return len(ra.leases.Shards()) == postgres.Shards })
-	ra.mu.Lock()
-	if len(ra.gained) != len(keys) {
-		t.Errorf("a was given %d runs to pick up, want the %d unfinished", len(ra.gained), len(keys))
-	}
-	ra.mu.Unlock()
+	// The runs are handed over just after the shards are held.
+	eventually(t, 5*time.Second, "a is given the unfinished runs", func() bool {
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		return len(ra.gained) >= len(keys)
+	})
 
 	rb := startReplica(t, b, ttl)
 	eventually(t, 5*time.Second, "a and b share the shards", func() bool {
@@ -110,6 +111,11 @@ func TestLeasesDivideShardsAndMoveWhenAReplicaStops(t *testing.T) {
 			t.Fatalf("%s: owned by a %v, by b %v: want exactly one", k, ra.leases.Owns(k), rb.leases.Owns(k))
 		}
 	}
+	ra.mu.Lock()
+	if len(ra.gained) != len(keys) {
+		t.Errorf("a was given %d runs to pick up, want the %d unfinished, once", len(ra.gained), len(keys))
+	}
+	ra.mu.Unlock()
 
 	// A write by a reaches b as a change, and b's own writes do not come back to it.
 	run, err := a.Load(t.Context(), keys[3])
