@@ -23,7 +23,9 @@ func TestEveryRouteChecksTheRole(t *testing.T) {
 		t.Fatalf("the OpenAPI document has %d paths", len(paths))
 	}
 	rank := map[string]int{"": 0, "viewer": 1, "operator": 2, "admin": 3}
-	checked := 0
+	// An admin of another namespace: every route naming namespace default denies it.
+	elsewhere := srv.Token(t, "admin", "elsewhere")
+	checked, fenced := 0, 0
 	for path, ops := range paths {
 		for method, op := range ops.(map[string]any) {
 			role, _ := at(op, "x-stepflow-role").(string)
@@ -36,6 +38,13 @@ func TestEveryRouteChecksTheRole(t *testing.T) {
 			if r := (caller{t: t, base: srv.URL}).do(m, concrete, "application/json", []byte(`{}`)); r.status != http.StatusUnauthorized {
 				t.Errorf("%s %s without a token: %d", m, concrete, r.status)
 			}
+			if strings.Contains(path, "{namespace}") {
+				fenced++
+				r := (caller{t: t, base: srv.URL, token: elsewhere}).do(m, concrete, "application/json", []byte(`{}`))
+				if r.status != http.StatusForbidden && r.status != http.StatusNotFound {
+					t.Errorf("%s %s as an admin of namespace elsewhere: %d, want 403 or 404: %s", m, concrete, r.status, r.body)
+				}
+			}
 			for name, tok := range tokens {
 				r := (caller{t: t, base: srv.URL, token: tok}).do(m, concrete, "application/json", []byte(`{}`))
 				switch {
@@ -47,8 +56,8 @@ func TestEveryRouteChecksTheRole(t *testing.T) {
 			}
 		}
 	}
-	if checked < 25 {
-		t.Errorf("checked %d routes", checked)
+	if checked < 25 || fenced < 10 {
+		t.Errorf("checked %d routes, %d of them in a namespace", checked, fenced)
 	}
 	caller{t: t, base: srv.URL, token: "sfp_not-a-token"}.get("/api/v1/runs").want(t, http.StatusUnauthorized)
 }

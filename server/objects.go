@@ -116,6 +116,9 @@ func (s *Server) createTemplate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) putTemplate(w http.ResponseWriter, r *http.Request) error {
+	if err := seesOrNotFound(r.Context(), "template", r.PathValue("namespace"), r.PathValue("name")); err != nil {
+		return err // before the body is read: another namespace's token learns nothing from it
+	}
 	wf, err := s.oneWorkflow(r)
 	if err != nil {
 		return err
@@ -260,6 +263,9 @@ func (s *Server) createDefinition(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) putDefinition(w http.ResponseWriter, r *http.Request) error {
+	if err := seesOrNotFound(r.Context(), "definition", r.PathValue("namespace"), r.PathValue("name")); err != nil {
+		return err
+	}
 	d, err := s.oneDefinition(r)
 	if err != nil {
 		return err
