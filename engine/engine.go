@@ -118,10 +118,18 @@ type runState struct {
 	tried map[string]try
 }
 
-// try names a step's attempt: the run's epoch and the attempt's number.
+// try names what a step's evaluations are tried as: the run's epoch, the attempt's number and
+// its retries after provider errors. A retry is a try of its own: the action that failed may
+// have acted without answering (a timeout), so what it runs again counts as another try.
 type try struct {
 	epoch   int64
 	attempt int
+	retries int
+}
+
+// triedAs is the try a step's next evaluation belongs to.
+func triedAs(run *Run, rec *StepRecord) try {
+	return try{epoch: run.Epoch, attempt: rec.Attempt, retries: rec.Retries}
 }
 
 // New returns an engine; call Start to run its workers.
@@ -432,7 +440,7 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 			}
 			done = append(done, stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt, result: res, err: err, at: e.opts.Clock.Now()})
 			e.mu.Lock()
-			rs.tried[n.name] = try{epoch: run.Epoch, attempt: rec.Attempt}
+			rs.tried[n.name] = triedAs(run, rec)
 			rs.seen[n.name] = rs.wakes
 			e.mu.Unlock()
 		}
@@ -477,7 +485,7 @@ func (e *Engine) recordTries(rs *runState, run *Run, t *transition) {
 	defer e.mu.Unlock()
 	for _, n := range t.launch {
 		rec := run.record(n.name)
-		if rs.tried[n.name] != (try{epoch: run.Epoch, attempt: rec.Attempt}) {
+		if rs.tried[n.name] != (triedAs(run, rec)) {
 			rec.Tries++
 			t.changed = true
 		}
@@ -533,7 +541,7 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	stepCtx, cancel := context.WithCancel(ctx)
 	rs.inflight[n.name] = cancel
 	rs.seen[n.name] = rs.wakes
-	rs.tried[n.name] = try{epoch: run.Epoch, attempt: rec.Attempt}
+	rs.tried[n.name] = triedAs(run, rec)
 	e.steps.Go(func() {
 		defer cancel()
 		res, err := runStep(stepCtx, req)

@@ -79,11 +79,13 @@ func (r *Run) Key() Key {
 type StepRecord struct {
 	// Attempt counts executions from the start: restarts begin a new attempt.
 	Attempt int `json:"attempt,omitempty"`
-	// Tries counts the processes that took up this attempt: 1 for the one that started it, one
-	// more each time another process (after a crash, or to drive a resume) evaluates the step
-	// again. A try is recorded before its first evaluation begins, so that a side-effecting
-	// action runs at most once per recorded try: the memo replays the ones whose results were
-	// recorded, but one whose try ended unrecorded (the process died) may run again in the next.
+	// Tries counts the tries of this attempt: 1 for the process that started it, one more each
+	// time another process (after a crash, or to drive a resume) evaluates the step again, and
+	// one more for each retry after a provider error. A try is recorded before its first
+	// evaluation begins, so that a side-effecting action runs at most once per recorded try:
+	// the memo replays the ones whose results were recorded, but one whose try ended without
+	// its result recorded (the process died, or the action failed without an answer, as on a
+	// timeout) may run again in the next.
 	Tries int `json:"tries,omitempty"`
 	// Retries counts provider errors in this attempt.
 	Retries int `json:"retries,omitempty"`

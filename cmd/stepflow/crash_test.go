@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -99,8 +100,8 @@ spec:
 // recover`, which takes the unfinished runs up from the store; a last recover drives them to
 // their end. Then every run has succeeded, and every step with a side effect has made its
 // request at least once and at most once per try the store recorded for it, in its first and
-// only attempt: no step recorded as succeeded ran again, and no side effect was repeated
-// without the store knowing.
+// only attempt: no step recorded as succeeded ran again, no side effect the store had recorded
+// was made again, and none was repeated without the store knowing.
 //
 // The kill points are the n-th request to the test server after a start (n random up to
 // crashMaxGap), killing before or after it is answered: a side effect whose answer the process
@@ -113,14 +114,7 @@ func TestCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("STEPFLOW_CRASH_SEED"); s != "" {
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("STEPFLOW_CRASH_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (STEPFLOW_CRASH_SEED=%d replays the kill points)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	plan := newCrashPlan(t, crashKills, crashMaxGap)
 
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -139,13 +133,7 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		return st, nil
 	}
-	srv := newTestServer()
-	cs := newCrashServer(srv, store)
-	hs := httptest.NewUnstartedServer(cs)
-	hs.Config.ConnState = cs.connState
-	hs.Start()
-	t.Cleanup(hs.Close)
-	t.Cleanup(srv.releaseAll)
+	cs, url := startCrashServer(t, store)
 	t.Cleanup(func() {
 		storeMu.Lock()
 		defer storeMu.Unlock()
@@ -159,7 +147,7 @@ func TestCrashRecovery(t *testing.T) {
 	var docs []string
 	docs = append(docs, crashDefinition)
 	for i := range crashRuns {
-		docs = append(docs, strings.NewReplacer("$RUN", crashRunName(i), "$SERVER", hs.URL).Replace(crashWorkflow))
+		docs = append(docs, strings.NewReplacer("$RUN", crashRunName(i), "$SERVER", url).Replace(crashWorkflow))
 	}
 	file := filepath.Join(dir, "runs.yaml")
 	if err := os.WriteFile(file, []byte(strings.Join(docs, "---")), 0o644); err != nil {
@@ -170,45 +158,135 @@ func TestCrashRecovery(t *testing.T) {
 		return startProcess(t, exe, args...)
 	}
 
-	p := start("run", file)
-	for kill := range crashKills {
-		gap := 1 + rng.IntN(crashMaxGap)
-		before := rng.IntN(2) == 0
+	p := plan.killAndRestart(t, cs, start("run", file), func() *process { return start("recover") })
+	<-p.exited
+	if p.err != nil {
+		t.Fatalf("the last recover ended with %v:\n%s", p.err, p.output())
+	}
+
+	runs, err := store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repeated := checkCrashRuns(t, runs, cs, crashRuns)
+	t.Logf("%d kills; %d of %d side effects were made again by a recovery, each in a try of its own",
+		crashKills, repeated, crashRuns*len(crashSteps))
+}
+
+// checkCrashRuns checks what a crash test promises once its runs are done: no step recorded
+// as succeeded, or with its side effect recorded, made its request again; every run succeeded; each side-effecting step has its
+// record, in its first and only attempt, and made its request at least once and at most once
+// per try the store recorded. n is the number of runs. It returns how many side effects were
+// made more than once.
+func checkCrashRuns(t *testing.T, runs runLoader, cs *crashServer, n int) (repeated int) {
+	t.Helper()
+	for _, p := range cs.problems() {
+		t.Error(p)
+	}
+	for i := range n {
+		key := engine.Key{Namespace: "default", Name: crashRunName(i)}
+		run, err := runs.Load(t.Context(), key)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if s := run.Object.Status; !s.Finished || s.Phase != v1alpha1.RunSucceeded {
+			t.Errorf("%s: %s (finished %v): %s", key, s.Phase, s.Finished, s.Message)
+		}
+		for _, step := range crashSteps {
+			calls := cs.next.count("POST /hook/" + key.Name + "-" + step)
+			rec := run.Steps[step]
+			switch {
+			case rec == nil:
+				t.Errorf("%s step %s: no record, %d requests", key, step, calls)
+			case rec.Attempt != 1:
+				t.Errorf("%s step %s: attempt %d, want 1 (it never failed)", key, step, rec.Attempt)
+			case calls < 1:
+				t.Errorf("%s step %s: recorded as %+v, but made no request", key, step, rec)
+			case calls > rec.Tries:
+				t.Errorf("%s step %s: %d requests for %d recorded tries", key, step, calls, rec.Tries)
+			}
+			if calls > 1 {
+				repeated++
+			}
+		}
+	}
+	return repeated
+}
+
+func crashRunName(i int) string { return fmt.Sprintf("crash-%03d", i) }
+
+// crashPlan is where a crash test kills its processes: kills times, each at a random request
+// up to maxGap after the process started, drawn from rng.
+type crashPlan struct {
+	rng    *rand.Rand
+	kills  int
+	maxGap int
+}
+
+// newCrashPlan seeds the plan from the clock, or from STEPFLOW_CRASH_SEED to replay a failed
+// run's kill points; the seed is logged.
+func newCrashPlan(t *testing.T, kills, maxGap int) crashPlan {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("STEPFLOW_CRASH_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("STEPFLOW_CRASH_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (STEPFLOW_CRASH_SEED=%d replays the kill points)", seed, seed)
+	return crashPlan{rng: rand.New(rand.NewPCG(seed, 0)), kills: kills, maxGap: maxGap}
+}
+
+// startCrashServer starts a test server behind a crashServer reading runs from store, for the
+// test's duration, and returns it with the server's URL.
+func startCrashServer(t *testing.T, store func() (runLoader, error)) (*crashServer, string) {
+	srv := newTestServer()
+	cs := newCrashServer(srv, store)
+	hs := httptest.NewUnstartedServer(cs)
+	hs.Config.ConnState = cs.connState
+	hs.Start()
+	t.Cleanup(hs.Close)
+	t.Cleanup(srv.releaseAll)
+	return cs, hs.URL
+}
+
+// crashKillWait bounds the wait for an armed kill: a process that makes no more requests
+// (its runs all ended, or it hangs) fails the test rather than block it.
+const crashKillWait = time.Minute
+
+// killAndRestart kills p with SIGKILL at a random request of the plan, before or after it is
+// answered, waits until the test server has served every request of the dead process, starts
+// the next process with restart, and so on, as many times as the plan says. It returns the
+// last process started, which runs on.
+func (c crashPlan) killAndRestart(t *testing.T, cs *crashServer, p *process, restart func() *process) *process {
+	t.Helper()
+	for kill := range c.kills {
+		gap := 1 + c.rng.IntN(c.maxGap)
+		before := c.rng.IntN(2) == 0
 		fired := cs.arm(p.cmd.Process, gap, before)
 		select {
 		case <-fired:
 		case <-p.exited:
 			t.Fatalf("kill %d: the process ended before its %d-th request:\n%s", kill+1, gap, p.output())
+		case <-time.After(crashKillWait):
+			_ = p.cmd.Process.Kill()
+			t.Fatalf("kill %d: no %d-th request in %s:\n%s", kill+1, gap, crashKillWait, p.output())
 		}
 		<-p.exited
 		if p.err == nil || !isKilled(p.err) {
 			t.Fatalf("kill %d: the process ended with %v, not by SIGKILL:\n%s", kill+1, p.err, p.output())
 		}
 		cs.drained()
-		p = start("recover")
+		p = restart()
 	}
-	<-p.exited
-	if p.err != nil {
-		t.Fatalf("the last recover ended with %v:\n%s", p.err, p.output())
-	}
-
-	for _, p := range cs.problems() {
-		t.Error(p)
-	}
-	runs, err := store()
-	if err != nil {
-		t.Fatal(err)
-	}
-	repeated := checkCrashRuns(t, runs, srv)
-	t.Logf("%d kills; %d of %d side effects were made again by a recovery, each in a try of its own",
-		crashKills, repeated, crashRuns*len(crashSteps))
+	return p
 }
 
-func crashRunName(i int) string { return fmt.Sprintf("crash-%03d", i) }
-
 // crashServer passes requests on to the test server and, on the way, kills a process at the
-// armed request and checks that no step recorded as succeeded makes its request again. It
-// tracks its connections so that the test can wait for those of a killed process to end.
+// armed request and checks that no step recorded as succeeded, or with its side effect
+// recorded, makes its request again. It tracks its connections so that the test can wait for
+// those of a killed process to end.
 type crashServer struct {
 	next *testServer
 	// store reads the runs, as the processes write them.
@@ -224,7 +302,7 @@ type crashServer struct {
 	fired  chan struct{}
 	// succeeded holds the steps seen succeeded in the store, as RUN/STEP.
 	succeeded map[string]bool
-	// again lists the requests of steps already recorded as succeeded.
+	// again lists the requests of steps already recorded as succeeded or as having made them.
 	again []string
 }
 
@@ -293,7 +371,9 @@ func (s *crashServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // observe reads the run a request is for (/hook/RUN-STEP, /ready/RUN) from the store and
 // notes the steps it finds succeeded; a request of a step noted so, now or earlier, is a
 // step that ran again after its success was recorded (the process that sent it can only have
-// read the store after that).
+// read the store after that). A POST of a step whose record holds a memoized result is a side
+// effect made again although the store had recorded it: each of the crash test's steps makes
+// one, and only side effects are memoized.
 func (s *crashServer) observe(ctx context.Context, r *http.Request) {
 	var run, step string
 	if name, ok := strings.CutPrefix(r.URL.Path, "/hook/"); ok {
@@ -305,6 +385,9 @@ func (s *crashServer) observe(ctx context.Context, r *http.Request) {
 	} else if run, ok = strings.CutPrefix(r.URL.Path, "/ready/"); !ok {
 		return
 	}
+	// The store is read even when the process that sent the request has just been killed,
+	// which cancels the request's context.
+	ctx = context.WithoutCancel(ctx)
 	st, err := s.store()
 	var stored *engine.Run
 	if err == nil {
@@ -324,6 +407,9 @@ func (s *crashServer) observe(ctx context.Context, r *http.Request) {
 	if step != "" && s.succeeded[run+"/"+step] {
 		s.again = append(s.again, fmt.Sprintf("%s %s: step %s of %s was recorded as succeeded already", r.Method, r.URL.Path, step, run))
 	}
+	if rec := stored.Steps[step]; step != "" && rec != nil && len(rec.Memo) > 0 {
+		s.again = append(s.again, fmt.Sprintf("%s %s: step %s of %s had its side effect recorded already (memo %v)", r.Method, r.URL.Path, step, run, slices.Sorted(maps.Keys(rec.Memo))))
+	}
 }
 
 func (s *crashServer) kill() {
@@ -334,7 +420,8 @@ func (s *crashServer) kill() {
 	close(s.fired)
 }
 
-// problems are the requests of steps recorded as succeeded.
+// problems are the requests of steps recorded as succeeded or as having made them, and the
+// requests whose run could not be read.
 func (s *crashServer) problems() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,18 +2,14 @@ package main
 
 import (
 	"context"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/server"
 	"github.com/stepflow/stepflow/store/postgres"
@@ -42,14 +38,7 @@ func TestReplicaCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("STEPFLOW_CRASH_SEED"); s != "" {
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("STEPFLOW_CRASH_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (STEPFLOW_CRASH_SEED=%d replays the kill points)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	plan := newCrashPlan(t, replicaKills, crashMaxGap)
 
 	pg, err := pgtest.Start(t.Context())
 	if err != nil {
@@ -67,11 +56,7 @@ func TestReplicaCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv := newTestServer()
-	cs := newCrashServer(srv, func() (runLoader, error) { return st, nil })
-	hs := httptest.NewServer(cs)
-	t.Cleanup(hs.Close)
-	t.Cleanup(srv.releaseAll)
+	cs, hsURL := startCrashServer(t, func() (runLoader, error) { return st, nil })
 
 	// replica is one server process and its address.
 	type replica struct {
@@ -113,7 +98,7 @@ func TestReplicaCrashRecovery(t *testing.T) {
 	// first: the runs of a batch are done in about a second.
 	startBatch := func(victim int) {
 		for end := min(next+batch, crashRuns); next < end; next++ {
-			doc := strings.NewReplacer("$RUN", crashRunName(next), "$SERVER", hs.URL).Replace(crashWorkflow)
+			doc := strings.NewReplacer("$RUN", crashRunName(next), "$SERVER", hsURL).Replace(crashWorkflow)
 			through := next % len(replicas)
 			if through == victim {
 				through = (through + 1) % len(replicas)
@@ -122,9 +107,9 @@ func TestReplicaCrashRecovery(t *testing.T) {
 		}
 	}
 	for kill := range replicaKills {
-		victim := rng.IntN(len(replicas))
-		gap := 1 + rng.IntN(crashMaxGap)
-		fired := cs.arm(replicas[victim].proc.cmd.Process, gap, rng.IntN(2) == 0)
+		victim := plan.rng.IntN(len(replicas))
+		gap := 1 + plan.rng.IntN(crashMaxGap)
+		fired := cs.arm(replicas[victim].proc.cmd.Process, gap, plan.rng.IntN(2) == 0)
 		startBatch(victim)
 		select {
 		case <-fired:
@@ -133,7 +118,7 @@ func TestReplicaCrashRecovery(t *testing.T) {
 				t.Fatalf("kill %d: the server ended before it was killed:\n%s", kill+1, replicas[victim].proc.output())
 			}
 		case <-time.After(time.Minute):
-			left := unfinishedRuns(t.Context(), t, st, next)
+			left := unfinishedCrashRuns(t.Context(), t, st, next)
 			for _, r := range replicas {
 				_ = r.proc.cmd.Process.Kill()
 				t.Logf("server %s:\n%s", r.url, r.proc.output())
@@ -150,7 +135,7 @@ func TestReplicaCrashRecovery(t *testing.T) {
 
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		left := unfinishedRuns(t.Context(), t, st, crashRuns)
+		left := unfinishedCrashRuns(t.Context(), t, st, crashRuns)
 		if len(left) == 0 {
 			break
 		}
@@ -159,16 +144,13 @@ func TestReplicaCrashRecovery(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	repeated := checkCrashRuns(t, st, srv)
-	for _, p := range cs.problems() {
-		t.Error(p)
-	}
+	repeated := checkCrashRuns(t, st, cs, crashRuns)
 	t.Logf("%d kills of %d servers; %d of %d side effects were made again after a server died, each in a try of its own",
 		replicaKills, replicaServers, repeated, crashRuns*len(crashSteps))
 }
 
 // unfinishedRuns lists those of the crash test's first n runs that have not finished.
-func unfinishedRuns(ctx context.Context, t *testing.T, runs runLoader, n int) []string {
+func unfinishedCrashRuns(ctx context.Context, t *testing.T, runs runLoader, n int) []string {
 	t.Helper()
 	var left []string
 	for i := range n {
@@ -181,41 +163,6 @@ func unfinishedRuns(ctx context.Context, t *testing.T, runs runLoader, n int) []
 		}
 	}
 	return left
-}
-
-// checkCrashRuns checks the crash test's runs as stored: each succeeded, and each step with a
-// side effect ran in one attempt and made its request at least once and at most once per
-// recorded try. It returns how many side effects were made more than once.
-func checkCrashRuns(t *testing.T, runs runLoader, srv *testServer) (repeated int) {
-	t.Helper()
-	for i := range crashRuns {
-		key := engine.Key{Namespace: "default", Name: crashRunName(i)}
-		run, err := runs.Load(t.Context(), key)
-		if err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
-		if s := run.Object.Status; !s.Finished || s.Phase != v1alpha1.RunSucceeded {
-			t.Errorf("%s: %s (finished %v): %s", key, s.Phase, s.Finished, s.Message)
-		}
-		for _, step := range crashSteps {
-			calls := srv.count("POST /hook/" + key.Name + "-" + step)
-			rec := run.Steps[step]
-			switch {
-			case rec == nil:
-				t.Errorf("%s step %s: no record, %d requests", key, step, calls)
-			case rec.Attempt != 1:
-				t.Errorf("%s step %s: attempt %d, want 1 (it never failed)", key, step, rec.Attempt)
-			case calls < 1:
-				t.Errorf("%s step %s: recorded as %+v, but made no request", key, step, rec)
-			case calls > rec.Tries:
-				t.Errorf("%s step %s: %d requests for %d recorded tries", key, step, calls, rec.Tries)
-			}
-			if calls > 1 {
-				repeated++
-			}
-		}
-	}
-	return repeated
 }
 
 // freePort returns a loopback port nothing listens on.
