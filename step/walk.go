@@ -48,6 +48,10 @@ func (e *evaluation) run(ctx context.Context) error {
 		in.(map[string]any)["context"] = plain(e.req.Context)
 	}
 	v := e.def.file.FillPath(cue.Path{}, in)
+	if e.def.sensitive {
+		// Before the check: its messages may quote the values.
+		e.Sensitive(sensitiveValues(v.LookupPath(pp))...)
+	}
 	if err := checkParameter(v, pp, e.req.Properties, nil); err != nil {
 		return failf(v1alpha1.ReasonParameter, "%v", err)
 	}
