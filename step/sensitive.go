@@ -9,8 +9,10 @@ import (
 	"github.com/stepflow/stepflow/redact"
 )
 
-// attrSensitive is the attribute that marks a parameter field of a definition as a secret:
-// `token: string @sensitive()`. CUE, and so KubeVela, ignores attributes it does not know.
+// attrSensitive is the attribute that marks a field of a definition as a secret: a parameter
+// (`token: string @sensitive()`), or any field of the template, such as one computed from an
+// action's result (`token: json.Unmarshal(get.$returns.body).token @sensitive()`). CUE, and so
+// KubeVela, ignores attributes it does not know.
 const attrSensitive = "sensitive"
 
 // hasAttribute reports whether the file has a field attribute named key anywhere.
@@ -27,7 +29,15 @@ func hasAttribute(f *ast.File, key string) bool {
 	return found
 }
 
-// sensitiveValues returns the values of the fields of v, a filled parameter, that carry the
+// markSensitive marks the values of the template's fields that carry @sensitive() and are
+// concrete in v, the template as filled so far. Templates without the attribute cost nothing.
+func (e *evaluation) markSensitive(v cue.Value) {
+	if e.def.sensitive {
+		e.Sensitive(sensitiveValues(e.def.rootOf(v))...)
+	}
+}
+
+// sensitiveValues returns the values of the fields of v, a filled template, that carry the
 // @sensitive() attribute, at any depth: every string and number in a marked field, whatever
 // its type. Fields that are not concrete yet are left out.
 func sensitiveValues(v cue.Value) []string {

@@ -13,8 +13,8 @@ import (
 	"github.com/stepflow/stepflow/step"
 )
 
-// vault is a fake provider of secrets: #Get returns the secret of a key, marked sensitive, or
-// fails quoting it when the key is "broken".
+// vault is a fake provider of secrets: #Get returns the secret of a key, marked sensitive
+// unless the key starts with "plain", or fails quoting it when the key is "broken".
 const vaultPackage = `
 #Get: {
 	#provider: "vault"
@@ -32,7 +32,9 @@ func vaultRunner(templates defs) *step.Runner {
 	reg.Register(step.Action{Provider: "vault", Do: "get", Run: func(_ context.Context, c *step.Call) (any, error) {
 		key, _ := c.Params["key"].(string)
 		secret := "s3cr3t-of-" + key
-		c.Session.Sensitive(secret)
+		if !strings.HasPrefix(key, "plain") {
+			c.Sensitive(secret)
+		}
 		if key == "broken" {
 			return nil, errors.New("the vault refused " + secret)
 		}
@@ -117,5 +119,21 @@ msg: builtin.#Message & {$params: message: "deploying as \(parameter.user)"}
 	r = vaultRunner(defs{"plain": `parameter: token: string`})
 	if res := mustRun(t, r, request("plain", map[string]any{"token": "tok-111111"})); len(res.Sensitive) != 0 {
 		t.Errorf("Sensitive = %q without @sensitive()", res.Sensitive)
+	}
+}
+
+// A field of the template computed from an action's result is marked by its attribute as
+// soon as it is concrete, before the actions after it run.
+func TestSensitiveAttributeMarksComputedFields(t *testing.T) {
+	r := vaultRunner(defs{"read": `
+import ("vela/builtin", "vela/vault")
+get: vault.#Get & {$params: key: "plain-db"}
+token: "Bearer \(get.$returns.value)" @sensitive()
+show: builtin.#Fail & {$params: message: "cannot use \(token)"}
+`})
+	res := mustRun(t, r, request("read", nil))
+	wantOutcome(t, res, engine.Failed, v1alpha1.ReasonAction)
+	if !slices.Equal(res.Sensitive, []string{"Bearer s3cr3t-of-plain-db"}) {
+		t.Errorf("Sensitive = %q (message %q)", res.Sensitive, res.Message)
 	}
 }
