@@ -125,3 +125,39 @@ spec: {workflowRef: strict, context: {token: tok-5d5d5d5d}}`)
 		t.Errorf("phase %s, message %q", st.Phase, st.Message)
 	}
 }
+
+// A child run hides what its parent learned (its context may hold it), and the parent hides
+// what its child learned (its outputs may hold it).
+func TestSensitiveValuesCrossChildRuns(t *testing.T) {
+	h := newHarness(t)
+	h.template("child", `
+steps:
+- {name: echo, type: leak, outputs: [{name: echoed, valueFrom: x}]}
+- {name: learn, type: leak, properties: {secret: tok-child-1e1e, mark: true}, outputs: [{name: learned, valueFrom: x}]}`)
+	key := h.start(`
+metadata: {name: parent}
+spec:
+  workflowSpec:
+    steps:
+    - {name: read, type: leak, properties: {secret: tok-parent-2f2f, mark: true}, outputs: [{name: token, valueFrom: x}]}
+    - name: sub
+      type: workflow
+      properties: {name: child}
+      inputs: [{from: token, parameterKey: context.token}]
+      outputs: [{name: fromChild, valueFrom: variables.learned}]
+    - {name: show, type: leak, inputs: [{from: fromChild, parameterKey: secret}]}`)
+	run := h.waitSettled(key)
+	if run.Object.Status.Phase != v1alpha1.RunSucceeded {
+		t.Fatalf("%s", dump(run))
+	}
+	child := h.saved(engine.Key{Namespace: "default", Name: "parent-sub"})
+	if msg := child.Object.Status.Steps[0].Message; msg != "the secret is <redacted>" {
+		t.Errorf("the child's echo: %q", msg)
+	}
+	if msg := run.Object.Status.Steps[2].Message; msg != "the secret is <redacted>" {
+		t.Errorf("the parent's show: %q", msg)
+	}
+	if got := h.saved(key).Sensitive; !slices.Equal(got, []string{"tok-child-1e1e", "tok-parent-2f2f"}) {
+		t.Errorf("the parent's Sensitive = %q", got)
+	}
+}
