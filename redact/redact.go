@@ -8,6 +8,7 @@ package redact
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"io"
 	"slices"
@@ -42,7 +43,7 @@ func New(values ...string) *Redactor {
 			}
 		}
 	}
-	slices.SortFunc(needles, func(a, b string) int { return len(b) - len(a) })
+	slices.SortFunc(needles, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
 	return &Redactor{needles: slices.Compact(needles)}
 }
 
