@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -120,7 +121,13 @@ func TestNotificationReadsTheURLFromASecret(t *testing.T) {
 	if !strings.Contains(got, "shop v2 is deployed") {
 		t.Errorf("Slack received %q", got)
 	}
-	all, _ := json.Marshal(res)
+	// Marked sensitive (the run hides it wherever it shows it), and nowhere else in the result.
+	if !slices.Contains(res.Sensitive, secretURL) {
+		t.Errorf("the secret URL is not marked sensitive: %q", res.Sensitive)
+	}
+	shown := *res
+	shown.Sensitive = nil
+	all, _ := json.Marshal(shown)
 	if strings.Contains(string(all), "very-secret-token") {
 		t.Errorf("the secret URL leaks into the step result or log: %s", all)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,8 +39,11 @@ func (e *Engine) childRunner(run *Run, n *node) func(context.Context, *StepReque
 	}
 	marker := fmt.Sprintf("%s/%d/%d", n.status.ID, run.Epoch, run.record(n.name).Attempt)
 	parent := run.Object.Name
+	// The child's context may hold the parent's secrets (an input from a variable read from
+	// a Secret): the child hides them too.
+	sensitive := slices.Clone(run.Sensitive)
 	return func(ctx context.Context, req *StepRequest) (*StepResult, error) {
-		return e.runChild(ctx, req, parent, key, marker)
+		return e.runChild(ctx, req, parent, key, marker, sensitive)
 	}
 }
 
@@ -47,7 +51,7 @@ func (e *Engine) childRunner(run *Run, n *node) func(context.Context, *StepReque
 // exist (or restarts it when the step runs again), and has the engine drive it; the step waits
 // until the child finishes, then succeeds or fails with it. The child's completion wakes the
 // parent (see Engine.process).
-func (e *Engine) runChild(ctx context.Context, req *StepRequest, parent string, key Key, marker string) (*StepResult, error) {
+func (e *Engine) runChild(ctx context.Context, req *StepRequest, parent string, key Key, marker string, sensitive []string) (*StepResult, error) {
 	template, _ := req.Properties["name"].(string)
 	if template == "" {
 		return &StepResult{Outcome: Failed, Reason: v1alpha1.ReasonParameter, Message: "properties.name: the Workflow template to run is required"}, nil
@@ -72,7 +76,7 @@ func (e *Engine) runChild(ctx context.Context, req *StepRequest, parent string, 
 				Labels:      map[string]string{v1alpha1.LabelParentRun: parent},
 				Annotations: map[string]string{annotationParentStep: marker}},
 			Spec: v1alpha1.WorkflowRunSpec{WorkflowRef: template, Context: childCtx},
-		}}
+		}, Sensitive: sensitive}
 		if err := e.opts.Store.Save(ctx, child, nil); err != nil && !errors.Is(err, ErrConflict) {
 			return nil, fmt.Errorf("step %s: create child run %s: %w", req.Step.Name, key, err)
 		}
@@ -92,6 +96,7 @@ func (e *Engine) runChild(ctx context.Context, req *StepRequest, parent string, 
 		}
 		obj.Annotations[annotationParentStep] = marker
 		obj.Spec.WorkflowRef, obj.Spec.WorkflowSpec, obj.Spec.Context = template, nil, childCtx
+		child.learn(sensitive...)
 		if err := RestartRun(child, ""); err != nil {
 			return nil, fmt.Errorf("step %s: restart child run %s: %w", req.Step.Name, key, err)
 		}
@@ -101,35 +106,45 @@ func (e *Engine) runChild(ctx context.Context, req *StepRequest, parent string, 
 		e.Enqueue(key)
 		return childWaiting(key, "restarted"), nil
 	}
-	st := &obj.Status
-	if !st.Finished {
+	if !obj.Status.Finished {
 		e.Enqueue(key) // drive it here, in case no one else does (this process was restarted)
+	}
+	res := childResult(req, child, key)
+	// What the child learned is secret in the parent too: its outputs may hold it.
+	res.Sensitive = child.Sensitive
+	return res, nil
+}
+
+// childResult is the outcome of a `workflow` step whose child run exists and belongs to it.
+func childResult(req *StepRequest, child *Run, key Key) *StepResult {
+	st := &child.Object.Status
+	if !st.Finished {
 		if Settled(child) && !req.Resumed {
 			// Held until someone resumes it: so is this step, and the run, which a resume
 			// of this run passes on to the child.
-			return &StepResult{Outcome: Suspended, Message: fmt.Sprintf("child run %s is suspended", key.Name)}, nil
+			return &StepResult{Outcome: Suspended, Message: fmt.Sprintf("child run %s is suspended", key.Name)}
 		}
-		return childWaiting(key, "is "+orDefault(string(st.Phase), "starting")), nil
+		return childWaiting(key, "is "+orDefault(string(st.Phase), "starting"))
 	}
 	if st.Phase != v1alpha1.RunSucceeded {
 		msg := fmt.Sprintf("child run %s %s", key.Name, st.Phase)
 		if st.Message != "" {
 			msg += ": " + st.Message
 		}
-		return &StepResult{Outcome: Failed, Reason: v1alpha1.ReasonExecute, Message: msg}, nil
+		return &StepResult{Outcome: Failed, Reason: v1alpha1.ReasonExecute, Message: msg}
 	}
 	res := &StepResult{Outcome: Succeeded, Message: fmt.Sprintf("child run %s succeeded", key.Name)}
 	for _, o := range req.Step.Outputs {
 		v, err := childOutput(child, o.ValueFrom)
 		if err != nil {
-			return &StepResult{Outcome: Failed, Reason: v1alpha1.ReasonOutput, Message: fmt.Sprintf("output %s: %v", o.Name, err)}, nil
+			return &StepResult{Outcome: Failed, Reason: v1alpha1.ReasonOutput, Message: fmt.Sprintf("output %s: %v", o.Name, err)}
 		}
 		if res.Outputs == nil {
 			res.Outputs = map[string]json.RawMessage{}
 		}
 		res.Outputs[o.Name] = v
 	}
-	return res, nil
+	return res
 }
 
 func childWaiting(key Key, what string) *StepResult {

@@ -336,6 +336,7 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		if !t.changed && len(t.logs) == 0 && run.pass == nil && op == nil {
 			break
 		}
+		redactForSave(run, t.logs)
 		err := e.opts.Store.Save(ctx, run, t.logs)
 		if errors.Is(err, ErrConflict) && attempt < 100 {
 			run = nil // someone else changed it: start again from what is stored

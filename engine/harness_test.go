@@ -70,6 +70,9 @@ func (s *memStore) Save(_ context.Context, run *engine.Run, logs []engine.LogEnt
 //	break    breaks
 //	block    blocks until the test releases the step by name
 //	by-item  behaves as the type named by property "kind" (an iteration fills it from its item)
+//	leak     shows property "secret" (or context.token) in its message, its log and its
+//	         outputs; marks it sensitive when property "mark" is true; fails when "fail" is
+//	         true, quoting it
 //
 // Evaluations are counted by step name and, in an iteration, by step name and index: a[2].
 type script struct {
@@ -174,6 +177,27 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		return &engine.StepResult{Outcome: engine.Succeeded}, nil
 	case "break":
 		return &engine.StepResult{Outcome: engine.Broke, Message: "enough"}, nil
+	case "leak":
+		secret, _ := req.Properties["secret"].(string)
+		if secret == "" {
+			secret, _ = req.Context["token"].(string)
+		}
+		b, _ := json.Marshal(secret)
+		res := &engine.StepResult{
+			Outcome: engine.Succeeded, Message: "the secret is " + secret,
+			Logs:    []engine.LogEntry{{Time: req.Now, Step: req.Step.Name, Message: "read " + secret, Data: json.RawMessage(`{"got":` + string(b) + `}`)}},
+			Outputs: map[string]json.RawMessage{},
+		}
+		for _, item := range req.Step.Outputs {
+			res.Outputs[item.Name] = b
+		}
+		if req.Properties["mark"] == true {
+			res.Sensitive = []string{secret}
+		}
+		if req.Properties["fail"] == true {
+			res.Outcome, res.Reason, res.Message = engine.Failed, v1alpha1.ReasonAction, "refused "+secret
+		}
+		return res, nil
 	case "block":
 		s.mu.Lock()
 		if s.released[req.Step.Name] {

@@ -42,6 +42,13 @@ type Run struct {
 	// Loops are the iterations of the forEach and matrix steps that started, by step name: every
 	// iteration in full, where the WorkflowRun status keeps counts and a bounded number of them.
 	Loops map[string]*Loop `json:"loops,omitempty"`
+	// Sensitive are the values the run learned are secrets (read from Secrets, given for
+	// parameters declared sensitive, marked by actions), sorted, none shorter than
+	// redact.MinLength. Variables, outputs and the context keep them for the steps; the status
+	// and the log are saved with them redacted (see Redactor), and whatever shows a run
+	// redacts them too. A store keeps them with the run's variables, never in a status a user
+	// reads.
+	Sensitive []string `json:"sensitive,omitempty"`
 	// Version is the store's version of this record; Save succeeds only on the version it loaded.
 	Version int64 `json:"-"`
 
@@ -220,6 +227,9 @@ type StepResult struct {
 	SuspendUntil time.Time
 	// WaitHint, when set, is how soon a Waiting step is worth evaluating again.
 	WaitHint time.Duration
+	// Sensitive are the values the evaluation learned are secrets; the run keeps them
+	// (Run.Sensitive) whatever the outcome, also when the result comes with an error.
+	Sensitive []string
 }
 
 // TerminalError marks a step error that trying again cannot mend; the step fails at once.

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/redact"
 )
 
 // Backoff spaces repeated attempts: Initial, then multiplied by Factor each time, at most Max.
@@ -111,6 +112,8 @@ func initialize(run *Run, wf *v1alpha1.Workflow, now time.Time) error {
 	run.Context = nil
 	if wf != nil && len(wf.Parameters) > 0 && obj.Spec.WorkflowSpec == nil {
 		full, errs := v1alpha1.RunContext(obj, wf)
+		// Learned before the errors are reported: their messages may quote the values.
+		run.learn(redact.Leaves(v1alpha1.SensitiveValues(wf.Parameters, full))...)
 		if len(errs) > 0 {
 			return fmt.Errorf("the parameters of Workflow %s: %w", wf.Name, errs.ToAggregate())
 		}
@@ -227,6 +230,8 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 	n := g.byName[d.step]
 	rec := run.Steps[d.step]
 	if d.result != nil {
+		// Learned whatever became of the evaluation: its log lines and messages may show them.
+		run.learn(d.result.Sensitive...)
 		for _, l := range d.result.Logs {
 			if l.Step == "" || (n != nil && n.it != nil) {
 				l.Step = d.step // an iteration's lines name it: deploy[3]

@@ -43,6 +43,9 @@ func TestExtensionShapes(t *testing.T) {
 		if wf.Steps[0].Mode != v1alpha1.ModeSwitch || wf.Steps[0].SubSteps[0].If != `context.stage == "canary"` {
 			t.Errorf("Switch group decoded as %+v", wf.Steps[0])
 		}
+		if p := wf.Parameters; len(p) != 3 || p[0].Sensitive || !p[2].Sensitive {
+			t.Errorf("parameters decoded as %+v, want token sensitive", p)
+		}
 	}
 
 	fleet := runs["fleet-rollout"].Spec.WorkflowSpec.Steps

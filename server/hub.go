@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 
 	"github.com/stepflow/stepflow/engine"
@@ -113,7 +112,7 @@ func (h *hub) RunChanged(run *engine.Run) {
 	if !h.following(key) {
 		return
 	}
-	data, err := json.Marshal(newRunView(run))
+	data, err := ofRun(run, newRunView(run))
 	if err != nil {
 		return
 	}
@@ -162,7 +161,7 @@ func (p *publishing) Save(ctx context.Context, run *engine.Run, logs []engine.Lo
 	if len(logs) > 0 && p.hub.following(run.Key()) {
 		evs := make([]event, 0, len(logs))
 		for _, l := range logs {
-			if data, err := json.Marshal(l); err == nil {
+			if data, err := ofRun(run, l); err == nil {
 				evs = append(evs, event{name: "log", data: data, version: run.Version})
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
+	"github.com/stepflow/stepflow/redact"
 	"github.com/stepflow/stepflow/store"
 )
 
@@ -95,8 +96,7 @@ func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if wait == 0 {
-		writeJSON(w, http.StatusCreated, newRunView(run))
-		return nil
+		return writeRun(w, http.StatusCreated, run)
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -118,8 +118,7 @@ func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error 
 	if engine.Settled(run) {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, newRunView(run))
-	return nil
+	return writeRun(w, status, run)
 }
 
 // asTemplateRun tells a run of a template ({"template": ...}) from a WorkflowRun.
@@ -205,12 +204,19 @@ func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs 
 	if obj.Name == "" {
 		obj.Name = generateName(obj.GenerateName)
 	}
-	if obj.Spec.WorkflowSpec == nil && obj.Spec.WorkflowRef != "" && obj.Annotations[AnnotationTemplateVersion] == "" {
+	var sensitive []string
+	if obj.Spec.WorkflowSpec == nil && obj.Spec.WorkflowRef != "" {
 		if wf, err := s.store.Workflow(ctx, obj.Namespace, obj.Spec.WorkflowRef); err == nil {
-			if obj.Annotations == nil {
-				obj.Annotations = map[string]string{}
+			if obj.Annotations[AnnotationTemplateVersion] == "" {
+				if obj.Annotations == nil {
+					obj.Annotations = map[string]string{}
+				}
+				obj.Annotations[AnnotationTemplateVersion] = strconv.FormatInt(wf.Generation, 10)
 			}
-			obj.Annotations[AnnotationTemplateVersion] = strconv.FormatInt(wf.Generation, 10)
+			// Known now, so that the answer to this request hides them already (the engine
+			// learns them again when the run starts).
+			full, _ := v1alpha1.RunContext(obj, wf)
+			sensitive = redact.Merge(nil, redact.Leaves(v1alpha1.SensitiveValues(wf.Parameters, full))...)
 		}
 	}
 	if objs == nil {
@@ -220,7 +226,7 @@ func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs 
 		return nil, invalid(err)
 	}
 	obj.Status = v1alpha1.WorkflowRunStatus{}
-	run := &engine.Run{Object: obj}
+	run := &engine.Run{Object: obj, Sensitive: sensitive}
 	key := run.Key()
 	replace := false
 	old, err := s.store.Load(ctx, key)
@@ -355,11 +361,9 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 		if l == nil {
 			return errorf(http.StatusNotFound, "run %s: step %q has no iterations (not a looping step, or not started)", key, stepName)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"items": l.Iterations, "total": len(l.Items)})
-		return nil
+		return writeOfRun(w, http.StatusOK, run, map[string]any{"items": l.Iterations, "total": len(l.Items)})
 	}
-	writeJSON(w, http.StatusOK, newRunView(run))
-	return nil
+	return writeRun(w, http.StatusOK, run)
 }
 
 func (s *Server) deleteRun(w http.ResponseWriter, r *http.Request) error {
@@ -412,8 +416,7 @@ func (s *Server) operateRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, newRunView(run))
-	return nil
+	return writeRun(w, http.StatusOK, run)
 }
 
 func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
@@ -421,7 +424,8 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.Load(r.Context(), key); err != nil {
+	run, err := s.store.Load(r.Context(), key)
+	if err != nil {
 		return err
 	}
 	logs, err := s.store.Logs(r.Context(), key, r.URL.Query().Get("step"))
@@ -431,8 +435,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	if logs == nil {
 		logs = []engine.LogEntry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": logs})
-	return nil
+	return writeOfRun(w, http.StatusOK, run, map[string]any{"items": logs})
 }
 
 // runEvents streams a run: a snapshot and its log so far, then each change as it is saved.
@@ -463,21 +466,21 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	from := run.Version
-	data, err := json.Marshal(newRunView(run))
+	data, err := ofRun(run, newRunView(run))
 	if err != nil {
 		return nil
 	}
 	writeEvent(w, "run", data)
 	sent := 0 // log entries sent
-	sendLogs := func(logs []engine.LogEntry) {
+	sendLogs := func(run *engine.Run, logs []engine.LogEntry) {
 		for _, l := range logs[min(sent, len(logs)):] {
-			if b, err := json.Marshal(l); err == nil {
+			if b, err := ofRun(run, l); err == nil {
 				writeEvent(w, "log", b)
 			}
 		}
 		sent = max(sent, len(logs))
 	}
-	sendLogs(logs)
+	sendLogs(run, logs)
 	flusher.Flush()
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
@@ -494,8 +497,11 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 				continue
 			}
 			if ev.name == syncLogs {
-				if logs, err := s.store.Logs(r.Context(), key, ""); err == nil {
-					sendLogs(logs)
+				// Redacted with the run as stored now: it knows every value the entries may hold.
+				latest, err := s.store.Load(r.Context(), key)
+				logs, lerr := s.store.Logs(r.Context(), key, "")
+				if err == nil && lerr == nil {
+					sendLogs(latest, logs)
 				}
 				break
 			}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/redact"
 )
 
 // recordTrigger is the record kind of triggers, keyed by their id.
@@ -106,10 +107,21 @@ func (s *Server) listTriggers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items := []trigger{}
+	var params []v1alpha1.Parameter
+	if wf, err := s.store.Workflow(r.Context(), ns, name); err == nil {
+		params = wf.Parameters
+	}
+	items := []json.RawMessage{}
 	for _, t := range all {
 		if t.Namespace == ns && t.Template == name {
-			items = append(items, t.public())
+			item, err := json.Marshal(t.public())
+			if err != nil {
+				return err
+			}
+			// The values its context gives the template's sensitive parameters, as the
+			// runs it starts hide them (lastError may quote them too).
+			rd := redact.New(redact.Leaves(v1alpha1.SensitiveValues(params, t.Context))...)
+			items = append(items, rd.JSON(item))
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -44,6 +45,36 @@ func newRunView(run *engine.Run) runView {
 		v.Stepflow.TemplateVersion = tv
 	}
 	return v
+}
+
+// writeRun answers with the run as the API shows it (runView), its sensitive values redacted.
+func writeRun(w http.ResponseWriter, status int, run *engine.Run) error {
+	return writeOfRun(w, status, run, newRunView(run))
+}
+
+// writeOfRun answers with v, something shown of run (the run, its log, its iterations), as
+// JSON with the run's sensitive values redacted.
+func writeOfRun(w http.ResponseWriter, status int, run *engine.Run, v any) error {
+	data, err := ofRun(run, v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+	return nil
+}
+
+// ofRun encodes v, something shown of run, as JSON with the run's sensitive values redacted:
+// every answer, event and waiting request about a run goes through it. The status and the log
+// were saved redacted already; this also hides them in the outputs, the context, the
+// iterations' outputs, and log lines saved before a value was known to be sensitive.
+func ofRun(run *engine.Run, v any) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return run.Redactor().JSON(data), nil
 }
 
 // summaryView is a run in a list.

@@ -60,6 +60,9 @@ type definition struct {
 	filename string
 	// usesContext is set when the template refers to `context`: only then is it filled.
 	usesContext bool
+	// sensitive is set when the template marks a field @sensitive(): only then are the
+	// parameter's fields searched for the attribute at every evaluation.
+	sensitive bool
 	// loneSuspend is the path of the template's only action when that is a builtin suspend
 	// and the template has nothing else but its parameter: a resume releases such a step
 	// without evaluating it again.
@@ -132,7 +135,7 @@ func (g *generation) compile(reg *Registry, typ, template string) *definition {
 	if err := v.Validate(); err != nil {
 		return &definition{err: describe(err)}
 	}
-	d := &definition{file: v, filename: filename, usesContext: refersTo(f, "context")}
+	d := &definition{file: v, filename: filename, usesContext: refersTo(f, "context"), sensitive: hasAttribute(f, attrSensitive)}
 	// KubeVela's definition files wrap the template: `template: {parameter: ..., ...}`.
 	if t := v.LookupPath(cue.MakePath(cue.Str("template"))); t.Exists() && !t.LookupPath(providerPath).Exists() &&
 		!v.LookupPath(cue.MakePath(cue.Str("parameter"))).Exists() {

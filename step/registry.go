@@ -75,6 +75,14 @@ func (c *Call) Decode(into any) error {
 	return nil
 }
 
+// Sensitive marks values as secrets through the call's session (Session.Sensitive); a call
+// without a session, as a test may make, marks nothing.
+func (c *Call) Sensitive(values ...string) {
+	if c.Session != nil {
+		c.Session.Sensitive(values...)
+	}
+}
+
 // Session is what an action may do to the step evaluating it besides returning a value.
 type Session interface {
 	// Now is the engine clock's time.
@@ -96,6 +104,11 @@ type Session interface {
 	SetVar(name string, value json.RawMessage)
 	// Log adds an entry to the step's log.
 	Log(level int, message string, data any)
+	// Sensitive marks values as secrets: the run keeps them for the steps (in variables,
+	// outputs, results) but redacts them in its status, its log and whatever shows it. An
+	// action that reads a secret marks it before anything could show it, also when it then
+	// fails. Values shorter than redact.MinLength are ignored.
+	Sensitive(values ...string)
 }
 
 // Package is a CUE package supplied to definitions under an import path such as "vela/http".

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/redact"
 )
 
 // Now implements Session: the engine clock's time at the start of the evaluation.
@@ -93,6 +94,11 @@ func (e *evaluation) SetVar(name string, value json.RawMessage) {
 		e.res.VarWrites = map[string]json.RawMessage{}
 	}
 	e.res.VarWrites[name] = value
+}
+
+// Sensitive implements Session.
+func (e *evaluation) Sensitive(values ...string) {
+	e.res.Sensitive = redact.Merge(e.res.Sensitive, values...)
 }
 
 // Log implements Session.

@@ -48,6 +48,8 @@ func (e *evaluation) run(ctx context.Context) error {
 		in.(map[string]any)["context"] = plain(e.req.Context)
 	}
 	v := e.def.file.FillPath(cue.Path{}, in)
+	// Before the check: its messages may quote the values.
+	e.markSensitive(v)
 	if err := checkParameter(v, pp, e.req.Properties, nil); err != nil {
 		return failf(v1alpha1.ReasonParameter, "%v", err)
 	}
@@ -69,7 +71,13 @@ func (e *evaluation) run(ctx context.Context) error {
 			return failf(v1alpha1.ReasonRendering, "more than %d actions in one evaluation", e.r.opts.MaxActions)
 		}
 		fills := e.fills
-		if v, err = e.call(ctx, v, s); err != nil || e.stopped {
+		v, err = e.call(ctx, v, s)
+		if e.fills > fills {
+			// A result may have made a marked field concrete: marked before any action
+			// that could show it runs.
+			e.markSensitive(v)
+		}
+		if err != nil || e.stopped {
 			return err
 		}
 		if last && e.fills == fills {

@@ -46,6 +46,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("RunFromForm", e.testRunFromForm)
 	t.Run("RetryFailedStep", e.testRetryFailedStep)
 	t.Run("EscapesAPIText", e.testEscapesAPIText)
+	t.Run("SecretsStayHidden", e.testSecretsStayHidden)
 	t.Run("Editor", e.testEditor)
 	t.Run("ViewerCannotOperate", e.testViewer)
 	t.Run("LayoutStaysReadable", e.testLayout)
@@ -620,6 +621,94 @@ func (e *env) testEscapesAPIText(t *testing.T) {
 	}
 	if got := eval[string](ctx, t, `typeof window.__xss`); got != "undefined" {
 		t.Errorf("window.__xss is %s: the message ran as HTML", got)
+	}
+}
+
+// secretDefinitions show the token they are given in a message and a log line, output it,
+// and fail quoting it.
+const secretDefinitions = `apiVersion: core.oam.dev/v1beta1
+kind: WorkflowStepDefinition
+metadata: {name: leak-web, namespace: default}
+spec:
+  schematic:
+    cue:
+      template: |
+        import ("vela/builtin", "vela/util")
+        parameter: {}
+        log: util.#Log & {$params: data: {token: context.token}}
+        msg: builtin.#Message & {$params: message: "token \(context.token)"}
+---
+apiVersion: core.oam.dev/v1beta1
+kind: WorkflowStepDefinition
+metadata: {name: refuse-web, namespace: default}
+spec:
+  schematic:
+    cue:
+      template: |
+        import "vela/builtin"
+        parameter: token: string
+        fail: builtin.#Fail & {$params: message: "refused \(parameter.token)"}
+`
+
+const secretTemplate = `apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata: {name: secret-deploy, namespace: default}
+parameters:
+- {name: token, type: string, required: true, sensitive: true}
+steps:
+- {name: show, type: leak-web, outputs: [{name: token, valueFrom: context.token}]}
+- {name: refuse, type: refuse-web, inputs: [{from: token, parameterKey: token}]}
+`
+
+// 4b. A run whose template parameter is sensitive shows it nowhere on its page (the context,
+// the steps' messages, logs and outputs), nor in the list; the form does not echo it.
+func (e *env) testSecretsStayHidden(t *testing.T) {
+	const planted = "PLANTED"
+	for doc := range strings.SplitSeq(secretDefinitions, "---\n") {
+		e.mustCall(t, http.StatusCreated, e.admin, http.MethodPost, "/definitions", doc, nil)
+	}
+	e.mustCall(t, http.StatusCreated, e.admin, http.MethodPost, "/templates", secretTemplate, nil)
+	e.startRun(t, e.operator, map[string]any{
+		"template": "secret-deploy", "namespace": "default", "name": "secret-1",
+		"context": map[string]any{"token": "web-PLANTED-9a8b7c6d"},
+	}, "failed")
+
+	ctx := e.tab(t, e.viewer)
+	var seen []string
+	look := func(where string) {
+		t.Helper()
+		text := eval[string](ctx, t, `document.body.innerText + "\n" + document.documentElement.outerHTML`)
+		if i := strings.Index(text, planted); i >= 0 {
+			t.Errorf("%s shows the secret: ...%s...", where, text[max(0, i-200):min(len(text), i+100)])
+		}
+		seen = append(seen, text)
+	}
+	goTo(ctx, t, "#/runs/default/secret-1")
+	waitFor(ctx, t, "refuse failed", phase("refuse", "failed"))
+	do(ctx, t, "open the context", chromedp.Evaluate[chromedp.Void](`document.querySelector('details.context').open = true`))
+	waitFor(ctx, t, "the context", `document.getElementById('run-context').textContent.includes('token')`)
+	look("the run page")
+	for _, step := range []string{"show", "refuse"} {
+		do(ctx, t, "select "+step, chromedp.Click(chromedp.CSS(node(step))))
+		waitFor(ctx, t, step+"'s panel", fmt.Sprintf(`document.getElementById('step-title')?.textContent === %q && document.querySelectorAll('#step-log li').length > 0`, step))
+		e.screenshot(ctx, t, step)
+		look("the panel of " + step)
+	}
+	if msg := eval[string](ctx, t, `document.getElementById('step-message').textContent`); msg != "refused <redacted>" {
+		t.Errorf("refuse's message shows %q", msg)
+	}
+	goTo(ctx, t, "#/runs")
+	waitFor(ctx, t, "the run in the list", `document.querySelector('tr[data-run="default/secret-1"]') !== null`)
+	look("the list of runs")
+	if !strings.Contains(strings.Join(seen, "\n"), "<redacted>") {
+		t.Error("the pages never showed <redacted>: the test saw nothing to hide")
+	}
+
+	op := e.tab(t, e.operator)
+	goTo(op, t, "#/templates/default/secret-deploy")
+	waitFor(op, t, "the run form", `document.getElementById('param-token') !== null`)
+	if typ := eval[string](op, t, `document.getElementById('param-token').type`); typ != "password" {
+		t.Errorf("the sensitive parameter's input is of type %q, want password", typ)
 	}
 }
 

@@ -202,3 +202,15 @@ func RunContext(run *WorkflowRun, wf *Workflow) (map[string]any, field.ErrorList
 	}
 	return ApplyParameters(wf.Parameters, given, path)
 }
+
+// SensitiveValues returns the values ctx gives the parameters declared sensitive, in the
+// order of params; parameters ctx does not give are left out.
+func SensitiveValues(params []Parameter, ctx map[string]any) []any {
+	var out []any
+	for _, p := range params {
+		if v, ok := ctx[p.Name]; ok && p.Sensitive && v != nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}

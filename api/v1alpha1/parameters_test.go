@@ -78,3 +78,17 @@ func TestValidateParameters(t *testing.T) {
 func equalJSON(a, b map[string]any) bool {
 	return fmt.Sprint(a) == fmt.Sprint(b)
 }
+
+func TestSensitiveValues(t *testing.T) {
+	params := []Parameter{
+		{Name: "token", Sensitive: true},
+		{Name: "image"},
+		{Name: "creds", Type: ParamObject, Sensitive: true},
+		{Name: "absent", Sensitive: true},
+	}
+	ctx := map[string]any{"token": "t0k3n", "image": "nginx", "creds": map[string]any{"user": "u"}}
+	got := SensitiveValues(params, ctx)
+	if want := []any{"t0k3n", map[string]any{"user": "u"}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("SensitiveValues = %v, want %v", got, want)
+	}
+}

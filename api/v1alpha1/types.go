@@ -383,6 +383,9 @@ type Parameter struct {
 	Enum []runtime.RawExtension `json:"enum,omitempty"`
 	// Description says what the parameter is for, for forms and docs.
 	Description string `json:"description,omitempty"`
+	// Sensitive marks the parameter's value as a secret: stepflow redacts it in the status,
+	// the logs, the API's answers and the dashboard. The run's context keeps it for the steps.
+	Sensitive bool `json:"sensitive,omitempty"`
 }
 
 // ParameterType is the JSON type of a template parameter.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/redact"
 	"github.com/stepflow/stepflow/store"
 )
 
@@ -52,7 +54,8 @@ the step, as the store keeps them, with the child run of each when the step is a
 			obj := run.Object.DeepCopy()
 			obj.APIVersion = v1alpha1.GroupVersion.String()
 			obj.Kind = v1alpha1.KindWorkflowRun
-			return printObject(g, obj, output)
+			// Its spec.context may hold a sensitive parameter's value.
+			return printRedacted(g, run.Redactor(), obj, output)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
@@ -62,10 +65,20 @@ the step, as the store keeps them, with the child run of each when the step is a
 
 // printObject prints v as indented JSON, or as YAML when output is "yaml".
 func printObject(g *globals, v any, output string) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	return printRedacted(g, nil, v, output)
+}
+
+// printRedacted is printObject with the values rd hides redacted.
+func printRedacted(g *globals, rd *redact.Redactor, v any, output string) error {
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, rd.JSON(raw), "", "  "); err != nil {
+		return err
+	}
+	b := indented.Bytes()
 	if output == "yaml" {
 		if b, err = yaml.JSONToYAML(b); err != nil {
 			return err
@@ -85,12 +98,13 @@ func printIterations(g *globals, run *engine.Run, step string) error {
 	}
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tPHASE\tREASON\tDURATION\tCHILD\tMESSAGE")
+	rd := run.Redactor()
 	row := func(s v1alpha1.StepStatus, indent string) {
 		took := "-"
 		if !s.FirstExecuteTime.IsZero() && s.Phase.Finished() {
 			took = roundDuration(s.LastExecuteTime.Sub(s.FirstExecuteTime.Time))
 		}
-		fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, s.Name, s.Phase, orDash(s.Reason), took, orDash(s.ChildRun), oneLine(s.Message))
+		fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, s.Name, s.Phase, orDash(rd.String(s.Reason)), took, orDash(s.ChildRun), oneLine(rd.String(s.Message)))
 	}
 	for _, it := range l.Iterations {
 		row(it.Status, "")
@@ -191,14 +205,21 @@ func newLogsCommand(g *globals) *cobra.Command {
 				}
 				store = a.store
 			}
-			if _, err := store.Load(ctx, key); errors.Is(err, engine.ErrNotFound) {
+			run, err := store.Load(ctx, key)
+			if errors.Is(err, engine.ErrNotFound) {
 				return invalidf("run %s not found", key)
+			}
+			if err != nil {
+				return err
 			}
 			entries, err := store.Logs(ctx, key, stepName)
 			if err != nil {
 				return err
 			}
+			// Lines saved before a value was known to be sensitive are hidden here.
+			rd := run.Redactor()
 			for _, e := range entries {
+				engine.RedactLog(rd, &e)
 				fmt.Fprintln(g.stdout, formatLog(e))
 			}
 			return nil

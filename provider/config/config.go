@@ -22,6 +22,7 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/kube"
+	"github.com/stepflow/stepflow/redact"
 	"github.com/stepflow/stepflow/step"
 )
 
@@ -120,6 +121,8 @@ func (p *provider) create(ctx context.Context, call *step.Call) (any, error) {
 	if content == nil {
 		content = map[string]any{}
 	}
+	// A configuration is kept in a Secret because it holds credentials.
+	call.Sensitive(redact.Leaves(content)...)
 	data, err := json.Marshal(content)
 	if err != nil {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("%s: config: %w", in.describe("create"), err))
@@ -164,6 +167,7 @@ func (p *provider) read(ctx context.Context, call *step.Call) (any, error) {
 	if err != nil {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("%s: %w", in.describe("read"), err))
 	}
+	call.Sensitive(redact.Leaves(content)...)
 	return map[string]any{"config": content}, nil
 }
 
@@ -187,6 +191,7 @@ func (p *provider) list(ctx context.Context, call *step.Call) (any, error) {
 		if err != nil {
 			continue // not one this provider can read; KubeVela skips them too
 		}
+		call.Sensitive(redact.Leaves(content)...)
 		configs = append(configs, map[string]any{"name": list.Items[i].Name, "config": content})
 	}
 	return map[string]any{"configs": configs}, nil

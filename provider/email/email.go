@@ -86,6 +86,7 @@ func (s *sender) send(ctx context.Context, call *step.Call) (any, error) {
 	if err := call.Decode(&m); err != nil {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/email: %w", err))
 	}
+	call.Sensitive(m.From.Password)
 	if err := s.sendMessage(ctx, &m, time.Now()); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ func (s *session) Message(string)                          {}
 func (s *session) Var(string) (json.RawMessage, bool)      { return nil, false }
 func (s *session) SetVar(string, json.RawMessage)          {}
 func (s *session) Log(level int, message string, data any) {}
+func (s *session) Sensitive(...string)                     {}
 
 // result is the action's result as a definition sees it.
 type result struct {

@@ -12,6 +12,7 @@ package kube
 import (
 	"context"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,10 +151,12 @@ func (p *provider) apply(ctx context.Context, call *step.Call) (any, error) {
 	if in.Patch != nil {
 		in.Value = merge(in.Value, in.Patch)
 	}
+	markSecrets(call, in.Value)
 	u, err := p.applyOne(ctx, cl, call, in.Cluster, in.Value, "value")
 	if err != nil {
 		return nil, err
 	}
+	markSecrets(call, u.Object)
 	return map[string]any{"value": u.Object}, nil
 }
 
@@ -165,6 +168,7 @@ func (p *provider) applyInParallel(ctx context.Context, call *step.Call) (any, e
 	if err := p.decode(call, "ApplyInParallel", &in); err != nil {
 		return nil, err
 	}
+	markSecrets(call, in.Value...)
 	cl, err := p.client(ctx, in.Cluster)
 	if err != nil {
 		return nil, err
@@ -187,6 +191,11 @@ func (p *provider) applyInParallel(ctx context.Context, call *step.Call) (any, e
 		}()
 	}
 	wg.Wait()
+	for _, o := range out {
+		if o, ok := o.(map[string]any); ok {
+			markSecrets(call, o) // here, not in the goroutines: the session is not for concurrent use
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -227,6 +236,9 @@ func (p *provider) patch(ctx context.Context, call *step.Call) (any, error) {
 	if err := place(cl, u, call.Run.Namespace); err != nil {
 		return nil, failure("patch", u, in.Cluster, err)
 	}
+	if isSecret(u.Object) {
+		markSecretData(call, in.Patch)
+	}
 	change := merge(map[string]any{"metadata": map[string]any{"labels": map[string]any{
 		LabelRunName: call.Run.Name, LabelRunNamespace: call.Run.Namespace,
 	}}}, in.Patch)
@@ -244,6 +256,7 @@ func (p *provider) patch(ctx context.Context, call *step.Call) (any, error) {
 		return nil, failure("patch", u, in.Cluster, err)
 	}
 	u.SetManagedFields(nil)
+	markSecrets(call, u.Object)
 	return map[string]any{"result": u.Object}, nil
 }
 
@@ -274,6 +287,7 @@ func (p *provider) read(ctx context.Context, call *step.Call) (any, error) {
 		return nil, failure("read", want, in.Cluster, err)
 	}
 	u.SetManagedFields(nil)
+	markSecrets(call, u.Object)
 	return map[string]any{"value": u.Object}, nil
 }
 
@@ -327,6 +341,9 @@ func (p *provider) list(ctx context.Context, call *step.Call) (any, error) {
 	for i := range list.Items {
 		list.Items[i].SetManagedFields(nil)
 		items[i] = list.Items[i].Object
+		if isSecretKind(gvk) {
+			markSecretData(call, list.Items[i].Object)
+		}
 	}
 	values := list.UnstructuredContent()
 	values["items"] = items
@@ -374,6 +391,53 @@ func (p *provider) delete(ctx context.Context, call *step.Call) (any, error) {
 		return nil, failure("delete", u, in.Cluster, err)
 	}
 	return nil, nil
+}
+
+// markSecrets marks the data of the Secrets among objs sensitive, so that a step that reads or
+// writes a Secret never shows its values.
+func markSecrets(call *step.Call, objs ...map[string]any) {
+	for _, o := range objs {
+		if isSecret(o) {
+			markSecretData(call, o)
+		}
+	}
+}
+
+// isSecret reports whether obj is a core/v1 Secret.
+func isSecret(obj map[string]any) bool {
+	apiVersion, _ := obj["apiVersion"].(string)
+	kind, _ := obj["kind"].(string)
+	return apiVersion == "v1" && kind == "Secret"
+}
+
+func isSecretKind(gvk schema.GroupVersionKind) bool {
+	return gvk.Group == "" && gvk.Version == "v1" && gvk.Kind == "Secret"
+}
+
+// markSecretData marks the values of a Secret (or of a patch of one): each value of data, as
+// the base64 text the API carries and as the text it decodes to, and each value of stringData.
+func markSecretData(call *step.Call, secret map[string]any) {
+	var values []string
+	if data, ok := secret["data"].(map[string]any); ok {
+		for _, v := range data {
+			s, ok := v.(string)
+			if !ok {
+				continue
+			}
+			values = append(values, s)
+			if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+				values = append(values, string(b))
+			}
+		}
+	}
+	if data, ok := secret["stringData"].(map[string]any); ok {
+		for _, v := range data {
+			if s, ok := v.(string); ok {
+				values = append(values, s)
+			}
+		}
+	}
+	call.Sensitive(values...)
 }
 
 func (p *provider) observe(ctx context.Context, call *step.Call, ref ObjectRef) {

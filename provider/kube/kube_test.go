@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -572,5 +573,70 @@ func TestWithoutClustersEveryActionSaysSo(t *testing.T) {
 		if got := a.SideEffect != nil && a.SideEffect(nil); got != wantSideEffect {
 			t.Errorf("kube.%s side effect = %v", do, got)
 		}
+	}
+}
+
+// TestSecretsReadAndWrittenAreSensitive: the values of a Secret a step reads (#Read, #List,
+// op.#Read) or writes (#Apply) are marked sensitive, as base64 and decoded, and the step can
+// still use them.
+func TestSecretsReadAndWrittenAreSensitive(t *testing.T) {
+	e := setup(t)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: e.namespace},
+		Data:       map[string][]byte{"token": []byte("tok-5e1f0a77")},
+	}
+	if err := e.hub.Create(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	encoded := "dG9rLTVlMWYwYTc3" // base64 of tok-5e1f0a77
+	for _, c := range []struct {
+		name, template string
+		want           []string
+	}{
+		{"read", `
+import ("vela/kube", "encoding/base64")
+read: kube.#Read & {$params: value: {apiVersion: "v1", kind: "Secret", metadata: name: "creds"}}
+token: "\(base64.Decode(null, read.$returns.value.data.token))"
+`, []string{encoded, "tok-5e1f0a77"}},
+		{"legacy read", `
+import "vela/op"
+read: op.#Read & {value: {apiVersion: "v1", kind: "Secret", metadata: name: "creds"}}
+token: read.value.data.token
+`, []string{encoded, "tok-5e1f0a77"}},
+		{"list", `
+import "vela/kube"
+list: kube.#List & {$params: {resource: {apiVersion: "v1", kind: "Secret"}, filter: namespace: context.namespace}}
+token: list.$returns.values.items[0].data.token
+`, []string{encoded, "tok-5e1f0a77"}},
+		{"apply", `
+import "vela/kube"
+apply: kube.#Apply & {$params: value: {apiVersion: "v1", kind: "Secret", metadata: name: "written", stringData: password: "pw-0c4d2b19"}}
+token: apply.$returns.value.data.password
+`, []string{"pw-0c4d2b19", "cHctMGM0ZDJiMTk="}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := e.run(c.template, map[string]string{"token": "token"}, nil)
+			if err != nil || res.Outcome != engine.Succeeded {
+				t.Fatalf("step: %v %+v", err, res)
+			}
+			for _, w := range c.want {
+				if !slices.Contains(res.Sensitive, w) {
+					t.Errorf("%q is not marked sensitive: %q", w, res.Sensitive)
+				}
+			}
+			if len(res.Outputs["token"]) < 6 {
+				t.Errorf("the step could not use the value: output %s", res.Outputs["token"])
+			}
+		})
+	}
+
+	// A ConfigMap's data is not secret.
+	e.createConfigMap(e.hub, "plain", nil, map[string]string{"k": "not-a-secret"})
+	res, err := e.run(`
+import "vela/kube"
+read: kube.#Read & {$params: value: {apiVersion: "v1", kind: "ConfigMap", metadata: name: "plain"}}
+`, nil, nil)
+	if err != nil || len(res.Sensitive) != 0 {
+		t.Errorf("reading a ConfigMap marked %q (err %v)", res.Sensitive, err)
 	}
 }

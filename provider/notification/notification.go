@@ -123,6 +123,8 @@ func (p *poster) post(ctx context.Context, call *step.Call) (any, error) {
 	if err := call.Decode(&in); err != nil {
 		return nil, terminal(fmt.Errorf("vela/notification: %s: %w", p.ch.name, err))
 	}
+	// Whoever has the URL can post: it is a secret wherever the run shows it, not only here.
+	call.Sensitive(in.URL)
 	u, err := url.Parse(in.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, terminal(fmt.Errorf("vela/notification: %s: the URL %s is not an absolute http or https URL", p.ch.name, Redact(in.URL)))

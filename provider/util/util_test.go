@@ -40,6 +40,7 @@ func (s *session) Break(string)                       {}
 func (s *session) Message(string)                     {}
 func (s *session) Var(string) (json.RawMessage, bool) { return nil, false }
 func (s *session) SetVar(string, json.RawMessage)     {}
+func (s *session) Sensitive(...string)                {}
 func (s *session) Log(level int, message string, data any) {
 	s.logs = append(s.logs, entry{level, message, data})
 }

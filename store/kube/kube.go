@@ -8,12 +8,24 @@
 // makes the save fail with engine.ErrConflict rather than be overwritten. The ConfigMap is
 // written only when the variables changed, or when log lines are pending and the run is at rest,
 // so that a three-step run costs a handful of requests.
+//
+// A run with sensitive values (engine.Run.Sensitive) keeps them out of its status: the
+// bookkeeping, which holds them and may hold them in its variables, memos, loop items and
+// context, is sealed. The status then holds only its SHA-256 under status.stepflow.sealed,
+// and the ConfigMap holds the record itself (data key stepflow, by hash), written before the
+// status at every save with the variables and the whole log. The ConfigMap keeps the record
+// the status refers to and the new one, so that a status write that fails leaves the status
+// referring to a record that is still there. Sealing costs a ConfigMap write per save, only
+// for such runs; the ConfigMap holds the variables in clear already, as KubeVela's does.
 package kube
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -44,6 +56,9 @@ const (
 const (
 	keyVars = "vars"
 	keyLogs = "logs"
+	// keySealed holds the sealed bookkeeping of a run with sensitive values: a JSON object
+	// of records by their SHA-256.
+	keySealed = "stepflow"
 )
 
 // DefaultMaxLogBytes bounds the log kept per run in its ConfigMap; the oldest lines go first.
@@ -105,9 +120,21 @@ type bookkeeping struct {
 	// written to the ConfigMap yet.
 	Vars     map[string]json.RawMessage `json:"vars,omitempty"`
 	VarsHeld bool                       `json:"varsHeld,omitempty"`
+	// Sensitive are the run's sensitive values: only ever in a sealed record.
+	Sensitive []string `json:"sensitive,omitempty"`
+	// Sealed, in the status of a run with sensitive values, is the SHA-256 of the run's
+	// bookkeeping, kept in the context ConfigMap instead; the status's bookkeeping then holds
+	// only Sealed, Suspend, Terminated and From.
+	Sealed string `json:"sealed,omitempty"`
 	// From is the version this save was made from, so that every save changes the object and
 	// moves its resourceVersion on, as the engine's compare-and-swap expects.
 	From int64 `json:"from"`
+}
+
+// seal is the bookkeeping of a run with sensitive values, to be written to its ConfigMap.
+type seal struct {
+	sum string // hex SHA-256 of raw
+	raw json.RawMessage
 }
 
 // New returns a store.
@@ -230,6 +257,13 @@ func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine
 		}
 	}
 	st.Engine = nil
+	if bk.Sealed != "" {
+		var err error
+		if bk, err = unseal(cm, bk.Sealed); err != nil {
+			return nil, fmt.Errorf("run %s: %w", run.Key(), err)
+		}
+		run.Sensitive = bk.Sensitive
+	}
 	if cm != nil && cm.Data[keyVars] != "" {
 		if err := json.Unmarshal([]byte(cm.Data[keyVars]), &run.Vars); err != nil {
 			return nil, fmt.Errorf("run %s: ConfigMap %s: data.vars: %w", run.Key(), cm.Name, err)
@@ -270,10 +304,41 @@ func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine
 	return run, nil
 }
 
+// unseal reads the sealed bookkeeping whose SHA-256 is sum from the context ConfigMap.
+func unseal(cm *corev1.ConfigMap, sum string) (bookkeeping, error) {
+	var bk bookkeeping
+	if cm == nil {
+		return bk, errors.New("status.stepflow is sealed in the run's context ConfigMap, which does not exist")
+	}
+	records, err := sealedRecords(cm)
+	if err != nil {
+		return bk, err
+	}
+	raw, ok := records[sum]
+	if !ok {
+		return bk, fmt.Errorf("ConfigMap %s: data.%s has no record %s, which status.stepflow refers to", cm.Name, keySealed, sum)
+	}
+	if err := json.Unmarshal(raw, &bk); err != nil {
+		return bk, fmt.Errorf("ConfigMap %s: data.%s: %w", cm.Name, keySealed, err)
+	}
+	return bk, nil
+}
+
+// sealedRecords are the sealed bookkeeping records of a context ConfigMap, by hash.
+func sealedRecords(cm *corev1.ConfigMap) (map[string]json.RawMessage, error) {
+	records := map[string]json.RawMessage{}
+	if text := cm.Data[keySealed]; text != "" {
+		if err := json.Unmarshal([]byte(text), &records); err != nil {
+			return nil, fmt.Errorf("ConfigMap %s: data.%s: %w", cm.Name, keySealed, err)
+		}
+	}
+	return records, nil
+}
+
 // Save implements engine.Store.
 func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntry) error {
 	key := run.Key()
-	obj, err := encode(run)
+	obj, sealed, err := encode(run)
 	if err != nil {
 		return err
 	}
@@ -307,7 +372,12 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		}
 	}
 
-	held, err := s.saveContext(ctx, run, base, logs)
+	var held map[string]json.RawMessage
+	if sealed != nil {
+		err = s.saveSealed(ctx, run, base, logs, sealed)
+	} else {
+		held, err = s.saveContext(ctx, run, base, logs)
+	}
 	if err != nil {
 		return err
 	}
@@ -418,12 +488,31 @@ func (s *Store) adopt(child *v1alpha1.WorkflowRun) {
 	}
 }
 
-// encode renders the run as the object to store: its status with the bookkeeping.
-func encode(run *engine.Run) (*v1alpha1.WorkflowRun, error) {
-	return encodeWith(run, nil)
+// encode renders the run as the object to store: its status with the bookkeeping. For a run
+// with sensitive values the bookkeeping is sealed: the status refers to it by hash, and the
+// seal returned is what the ConfigMap is to hold.
+func encode(run *engine.Run) (*v1alpha1.WorkflowRun, *seal, error) {
+	if len(run.Sensitive) == 0 {
+		obj, err := encodeWith(run, nil)
+		return obj, nil, err
+	}
+	var sealed *seal
+	obj, err := encodeWith(run, func(bk *bookkeeping) error {
+		// Sealed whole, with this version's variables: the record is exactly this save's.
+		bk.Sensitive, bk.Vars, bk.VarsHeld = run.Sensitive, run.Vars, true
+		raw, err := json.Marshal(bk)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(raw)
+		sealed = &seal{sum: hex.EncodeToString(sum[:]), raw: raw}
+		*bk = bookkeeping{Sealed: sealed.sum, Suspend: bk.Suspend, Terminated: bk.Terminated, From: bk.From}
+		return nil
+	})
+	return obj, sealed, err
 }
 
-func encodeWith(run *engine.Run, more func(*bookkeeping)) (*v1alpha1.WorkflowRun, error) {
+func encodeWith(run *engine.Run, more func(*bookkeeping) error) (*v1alpha1.WorkflowRun, error) {
 	obj := run.Object.DeepCopy()
 	st := &obj.Status
 	bk := bookkeeping{
@@ -434,7 +523,9 @@ func encodeWith(run *engine.Run, more func(*bookkeeping)) (*v1alpha1.WorkflowRun
 		bk.Spec = run.Spec
 	}
 	if more != nil {
-		more(&bk)
+		if err := more(&bk); err != nil {
+			return nil, fmt.Errorf("run %s: encode bookkeeping: %w", run.Key(), err)
+		}
 	}
 	raw, err := json.Marshal(bk)
 	if err != nil {
@@ -450,7 +541,54 @@ const maxHeldVars = 32 << 10
 
 // encodeHeld is encode with the variables held in the status.
 func encodeHeld(run *engine.Run, vars map[string]json.RawMessage) (*v1alpha1.WorkflowRun, error) {
-	return encodeWith(run, func(bk *bookkeeping) { bk.Vars, bk.VarsHeld = vars, true })
+	return encodeWith(run, func(bk *bookkeeping) error {
+		bk.Vars, bk.VarsHeld = vars, true
+		return nil
+	})
+}
+
+// saveSealed writes the context ConfigMap of a run with sensitive values: its variables, its
+// whole log, and its sealed bookkeeping beside the record the status (base) refers to now,
+// which a failed status write leaves it referring to. Nothing is held for later.
+func (s *Store) saveSealed(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun, logs []engine.LogEntry, sealed *seal) error {
+	vars, err := encodeVars(run)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e := s.entry(run.Key())
+	all := append(append([]engine.LogEntry(nil), e.logs...), logs...)
+	cm := e.cm
+	s.mu.Unlock()
+
+	records := map[string]json.RawMessage{sealed.sum: sealed.raw}
+	if prev := sealedSum(base); prev != "" && cm != nil {
+		if old, err := sealedRecords(cm); err == nil && old[prev] != nil {
+			records[prev] = old[prev]
+		}
+	}
+	text, err := json.Marshal(records)
+	if err != nil {
+		return fmt.Errorf("run %s: encode the sealed bookkeeping: %w", run.Key(), err)
+	}
+	all = s.trim(all)
+	if err := s.writeContext(ctx, run, base, cm, vars, all, string(text)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e.logs = all
+	s.mu.Unlock()
+	return nil
+}
+
+// sealedSum is the hash of the sealed bookkeeping obj's status refers to; "" when it is not
+// sealed.
+func sealedSum(obj *v1alpha1.WorkflowRun) string {
+	var bk bookkeeping
+	if e := obj.Status.Engine; e == nil || json.Unmarshal(e.Raw, &bk) != nil {
+		return ""
+	}
+	return bk.Sealed
 }
 
 // saveContext writes the context ConfigMap when the run comes to rest (waiting, suspended or
@@ -484,7 +622,7 @@ func (s *Store) saveContext(ctx context.Context, run *engine.Run, base *v1alpha1
 		return held, nil
 	}
 	all = s.trim(all)
-	if err := s.writeContext(ctx, run, base, cm, vars, all); err != nil {
+	if err := s.writeContext(ctx, run, base, cm, vars, all, ""); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -504,9 +642,13 @@ func encodeVars(run *engine.Run) (string, error) {
 	return string(b), nil
 }
 
-// writeContext creates or patches the context ConfigMap with the variables and the log.
-func (s *Store) writeContext(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun, cm *corev1.ConfigMap, vars string, logs []engine.LogEntry) error {
+// writeContext creates or patches the context ConfigMap with the variables and the log, and
+// the sealed bookkeeping records when sealed is not "".
+func (s *Store) writeContext(ctx context.Context, run *engine.Run, base *v1alpha1.WorkflowRun, cm *corev1.ConfigMap, vars string, logs []engine.LogEntry, sealed string) error {
 	data := map[string]string{keyVars: vars, keyLogs: encodeLogs(logs)}
+	if sealed != "" {
+		data[keySealed] = sealed
+	}
 	written, err := s.putContext(ctx, run, base, cm, data)
 	if err != nil {
 		return err

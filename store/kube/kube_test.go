@@ -2,6 +2,9 @@ package kube_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -9,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -59,9 +63,87 @@ func ensureNamespace(t *testing.T, c client.Client, name string) {
 func TestStoreSuite(t *testing.T) {
 	c := newClient(t)
 	storetest.Run(t, func(t *testing.T) engine.Store {
-		for _, ns := range []string{"round", "cas", "missing", "elsewhere", "logs", "concurrent", "race"} {
+		for _, ns := range []string{"round", "cas", "missing", "elsewhere", "logs", "concurrent", "race", "sensitive"} {
 			ensureNamespace(t, c, ns)
 		}
 		return kube.New(kube.Options{Client: c})
 	})
+}
+
+// A run with sensitive values keeps them, and everything that may hold them, out of the
+// WorkflowRun: its status refers to the bookkeeping sealed in the context ConfigMap, which
+// keeps the record the status refers to through a failed write.
+func TestSensitiveBookkeepingIsSealedInTheConfigMap(t *testing.T) {
+	c := newClient(t)
+	ensureNamespace(t, c, "sealed")
+	ctx := context.Background()
+	st := kube.New(kube.Options{Client: c})
+	run := storetest.SensitiveRun("sealed", "run")
+	if err := c.Create(ctx, &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: "sealed", Name: "run"}, Spec: run.Object.Spec}); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := st.Load(ctx, run.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Version = loaded.Version
+	logs := []engine.LogEntry{{Step: "fetch", Message: "read a secret"}}
+	if err := st.Save(ctx, run, logs); err != nil {
+		t.Fatal(err)
+	}
+
+	raw := func() (string, string) {
+		t.Helper()
+		var obj v1alpha1.WorkflowRun
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "sealed", Name: "run"}, &obj); err != nil {
+			t.Fatal(err)
+		}
+		var cm corev1.ConfigMap
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "sealed", Name: kube.ContextName("run")}, &cm); err != nil {
+			t.Fatal(err)
+		}
+		status, _ := json.Marshal(obj.Status)
+		data, _ := json.Marshal(cm.Data)
+		return string(status), string(data)
+	}
+	status, data := raw()
+	if strings.Contains(status, storetest.Secret) || !strings.Contains(status, `"sealed":"`) {
+		t.Errorf("the status holds the secret, or is not sealed: %s", status)
+	}
+	if !strings.Contains(data, storetest.Secret) || !strings.Contains(data, "read a secret") {
+		t.Errorf("the ConfigMap lacks the sealed bookkeeping or the log: %s", data)
+	}
+
+	// A status write that fails after the ConfigMap was written: a user's write came first.
+	stale, err := st.Load(ctx, run.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"message":"touched"}}`))
+	if err := c.Status().Patch(ctx, &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: "sealed", Name: "run"}}, patch); err != nil {
+		t.Fatal(err)
+	}
+	stale.Vars["late"] = json.RawMessage(`"lost"`)
+	if err := st.Save(ctx, stale, nil); !errors.Is(err, engine.ErrConflict) {
+		t.Fatalf("save over a user's write: %v, want a conflict", err)
+	}
+	fresh := kube.New(kube.Options{Client: c}) // no memory of the failed write
+	got, err := fresh.Load(ctx, run.Key())
+	if err != nil {
+		t.Fatalf("load after the failed write: %v", err)
+	}
+	if got.Vars["late"] != nil || string(got.Vars["token"]) != `"`+storetest.Secret+`"` || len(got.Sensitive) != 1 {
+		t.Errorf("after the failed write: vars %s, Sensitive %q", got.Vars, got.Sensitive)
+	}
+	got.Object.Status.Phase = v1alpha1.RunSucceeded
+	got.Object.Status.Finished = true
+	if err := fresh.Save(ctx, got, []engine.LogEntry{{Step: "notify", Message: "done"}}); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := raw(); strings.Contains(status, storetest.Secret) {
+		t.Errorf("the status holds the secret after more saves: %s", status)
+	}
+	if entries, err := fresh.Logs(ctx, run.Key(), ""); err != nil || len(entries) != 2 {
+		t.Errorf("logs %v, %v; want both lines", entries, err)
+	}
 }

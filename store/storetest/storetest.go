@@ -38,6 +38,52 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 	t.Run("LogsAtomicWithSave", func(t *testing.T) { testLogs(t, open(t)) })
 	t.Run("ConcurrentDistinctRuns", func(t *testing.T) { testConcurrentDistinct(t, open(t)) })
 	t.Run("ConcurrentSameRun", func(t *testing.T) { testConcurrentSame(t, open(t)) })
+	t.Run("SensitiveValues", func(t *testing.T) { testSensitive(t, open(t)) })
+}
+
+// Secret is the sensitive value of SensitiveRun.
+const Secret = "tok-storetest-8d7c6b5a"
+
+// SensitiveRun is NewRun with a sensitive value, which its context, a variable and a memo
+// hold, as a run that read a Secret does.
+func SensitiveRun(namespace, name string) *engine.Run {
+	run := NewRun(namespace, name)
+	run.Sensitive = []string{Secret}
+	run.Context = json.RawMessage(`{"token":"` + Secret + `"}`)
+	run.Vars["token"] = json.RawMessage(`"` + Secret + `"`)
+	run.Steps["notify"].Memo["read"] = json.RawMessage(`{"data":"` + Secret + `"}`)
+	return run
+}
+
+// testSensitive: a run's sensitive values survive saves and loads with it, and so do the
+// variables, memos and context that hold them, through conflicts too.
+func testSensitive(t *testing.T, st engine.Store) {
+	run := SensitiveRun("sensitive", "run")
+	mustSave(t, st, run, nil)
+	got := mustLoad(t, st, run.Key())
+	if a, b := canonicalRun(t, run), canonicalRun(t, got); !bytes.Equal(a, b) {
+		t.Errorf("loaded run differs from the saved one:\nsaved:  %s\nloaded: %s", a, b)
+	}
+	a, b := mustLoad(t, st, run.Key()), mustLoad(t, st, run.Key())
+	a.Vars["more"] = json.RawMessage(`"from a"`)
+	mustSave(t, st, a, []engine.LogEntry{{Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Step: "fetch", Message: "one"}})
+	b.Vars["more"] = json.RawMessage(`"from b"`)
+	if err := st.Save(t.Context(), b, nil); !errors.Is(err, engine.ErrConflict) {
+		t.Fatalf("Save of a stale run: err = %v, want ErrConflict", err)
+	}
+	got = mustLoad(t, st, run.Key())
+	if len(got.Sensitive) != 1 || got.Sensitive[0] != Secret {
+		t.Errorf("Sensitive = %q, want [%s]", got.Sensitive, Secret)
+	}
+	assertJSON(t, "variable token", got.Vars["token"], `"`+Secret+`"`)
+	assertJSON(t, "variable more", got.Vars["more"], `"from a"`)
+	assertJSON(t, "memo read", got.Steps["notify"].Memo["read"], `{"data":"`+Secret+`"}`)
+	assertJSON(t, "context", got.Context, `{"token":"`+Secret+`"}`)
+	got.Object.Status.Phase = v1alpha1.RunSucceeded
+	mustSave(t, st, got, nil)
+	if again := mustLoad(t, st, run.Key()); again.Object.Status.Phase != v1alpha1.RunSucceeded || len(again.Sensitive) != 1 {
+		t.Errorf("after a third save: phase %s, Sensitive %q", again.Object.Status.Phase, again.Sensitive)
+	}
 }
 
 // NewRun returns a run with every part the engine stores filled in: a WorkflowRun with inline

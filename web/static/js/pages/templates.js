@@ -126,14 +126,15 @@ function paramField(p, i) {
       return parsed;
     };
   } else {
-    control = h('input', {...common, type: 'text', value: has ? String(p.default) : '', autocomplete: 'off', spellcheck: 'false'});
+    // A sensitive value is not shown as it is typed; the runs redact it everywhere else.
+    control = h('input', {...common, type: p.sensitive ? 'password' : 'text', value: has ? String(p.default) : '', autocomplete: 'off', spellcheck: 'false'});
     read = () => (control.value === '' ? undefined : control.value);
   }
   const labelEl = h('label', {for: id},
     h('span', {class: 'param-name'}, p.name),
     p.required ? h('span', {class: 'req', 'aria-hidden': 'true', title: 'required'}, ' *') : null,
     p.required ? h('span', {class: 'visually-hidden'}, ' (required)') : null,
-    h('span', {class: 'param-type'}, ` ${Array.isArray(p.enum) && p.enum.length ? 'one of' : type}`));
+    h('span', {class: 'param-type'}, ` ${Array.isArray(p.enum) && p.enum.length ? 'one of' : type}${p.sensitive ? ', sensitive' : ''}`));
   const error = h('p', {class: 'field-error', id: errId});
   const hint = p.description ? h('p', {class: 'hint', id: hintId}, p.description) : null;
   const el = boolean
