@@ -429,8 +429,13 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 		var done []stepDone
 		var rest []*node
 		for _, n := range t.launch {
+			// Only a resumed step can be quick: the others cost nothing here.
+			if rec := run.Steps[n.name]; rec == nil || !rec.Resumed || n.spec.Type == v1alpha1.TypeWorkflow {
+				rest = append(rest, n)
+				continue
+			}
 			req, err := request(run, n, now)
-			if err != nil || n.spec.Type == v1alpha1.TypeWorkflow || !quick.Quick(ctx, req) {
+			if err != nil || !quick.Quick(ctx, req) {
 				rest = append(rest, n)
 				continue
 			}
