@@ -38,8 +38,9 @@ func Shard(key engine.Key) int {
 }
 
 // notify tells the other replicas that this one wrote the run at version (or store.Nudge,
-// or store.Deleted). It does nothing for a store that is not a replica's. A failure is logged by the
-// caller's next look: a lost notification delays the owner until it next reads the run.
+// or store.Deleted). It does nothing for a store that is not a replica's. It is best effort: a
+// lost notification delays the owner until it next looks at the run (a timer, a step's result,
+// or a renewal after the listening connection broke), and a follower elsewhere until the next.
 func (s *Store) notify(ctx context.Context, version int64, key engine.Key) {
 	if s.replica == "" {
 		return
