@@ -537,7 +537,7 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	if err != nil {
 		d.err, d.at = err, now
 		rs.done = append(rs.done, d)
-		e.q.add(key)
+		e.q.addFirst(key)
 		return
 	}
 	runStep := e.opts.Runner.RunStep
@@ -563,7 +563,7 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 		delete(rs.inflight, d.step)
 		rs.done = append(rs.done, d)
 		e.mu.Unlock()
-		e.q.add(key)
+		e.q.addFirst(key) // a run under way goes before runs to start
 	})
 }
 

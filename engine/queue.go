@@ -23,6 +23,13 @@ type QueueObserver interface {
 // queue hands out run keys to workers so that one worker owns a run at a time: a key added while
 // it is queued is not queued twice, and a key added while a worker holds it is queued again when
 // that worker is done with it.
+//
+// It has two lines. A key added with addFirst (a run with a step's result to apply: a run under
+// way) goes before every key added with add (a run to start, a timer, a change read from the
+// store): finishing the runs under way before starting others shortens the wait between one
+// step and the next and keeps fewer runs half done. Within a line, first come, first served.
+// A key in the second line that is added again with addFirst joins the first as well; whichever
+// of its places comes first takes it, and the other is passed over.
 type queue struct {
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -30,12 +37,20 @@ type queue struct {
 	released *sync.Cond
 	// running is set once workers take keys, until the queue is closed.
 	running    bool
-	items      []queued
-	dirty      map[Key]struct{}
+	lines      [2][]queued
+	dirty      map[Key]lineSet // the keys waiting, and in which lines
 	processing map[Key]struct{}
 	closed     bool
 	obs        QueueObserver
 }
+
+// lineSet says which of a queue's lines hold a key.
+type lineSet uint8
+
+const (
+	inFirst lineSet = 1 << iota
+	inSecond
+)
 
 // queued is a key in line, with when it joined the line (only when there is an observer).
 type queued struct {
@@ -44,7 +59,7 @@ type queued struct {
 }
 
 func newQueue(obs QueueObserver) *queue {
-	q := &queue{dirty: map[Key]struct{}{}, processing: map[Key]struct{}{}, obs: obs}
+	q := &queue{dirty: map[Key]lineSet{}, processing: map[Key]struct{}{}, obs: obs}
 	q.cond = sync.NewCond(&q.mu)
 	q.released = sync.NewCond(&q.mu)
 	return q
@@ -73,38 +88,51 @@ func (q *queue) acquire(key Key) bool {
 		q.released.Wait()
 	}
 	q.processing[key] = struct{}{}
-	delete(q.dirty, key)
+	delete(q.dirty, key) // its places in line are passed over
 	return true
 }
 
-// push puts key in line for a worker; q.mu is held.
-func (q *queue) push(key Key) {
+// depth is how many places in line are taken; q.mu is held.
+func (q *queue) depth() int { return len(q.lines[0]) + len(q.lines[1]) }
+
+// push puts key in the lines of set; q.mu is held.
+func (q *queue) push(key Key, set lineSet) {
 	item := queued{key: key}
 	if q.obs != nil {
 		item.at = time.Now()
 	}
-	q.items = append(q.items, item)
-	if q.obs != nil {
-		q.obs.Queued(len(q.items))
+	for i, in := range []lineSet{inFirst, inSecond} {
+		if set&in != 0 {
+			q.lines[i] = append(q.lines[i], item)
+			if q.obs != nil {
+				q.obs.Queued(q.depth())
+			}
+			q.cond.Signal()
+		}
 	}
-	q.cond.Signal()
 }
 
-// add queues key unless it is already waiting.
-func (q *queue) add(key Key) {
+// add queues key in the second line unless it is already waiting.
+func (q *queue) add(key Key) { q.addTo(key, inSecond) }
+
+// addFirst queues key in the first line unless it is there already: a run under way.
+func (q *queue) addFirst(key Key) { q.addTo(key, inFirst) }
+
+func (q *queue) addTo(key Key, in lineSet) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return
 	}
-	if _, ok := q.dirty[key]; ok {
-		return
+	set, waiting := q.dirty[key]
+	if set&in != 0 || (waiting && in == inSecond) {
+		return // waiting already, at least as early
 	}
-	q.dirty[key] = struct{}{}
+	q.dirty[key] = set | in
 	if _, ok := q.processing[key]; ok {
-		return
+		return // done puts it in line
 	}
-	q.push(key)
+	q.push(key, in)
 }
 
 // get blocks until a key is ready or the queue is closed (ok false).
@@ -112,16 +140,23 @@ func (q *queue) get() (key Key, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
-		for len(q.items) == 0 && !q.closed {
+		for q.depth() == 0 && !q.closed {
 			q.cond.Wait()
 		}
-		if len(q.items) == 0 {
+		if q.depth() == 0 {
 			return Key{}, false
 		}
-		item := q.items[0]
-		q.items[0] = queued{}
-		q.items = q.items[1:]
+		line := &q.lines[0]
+		if len(*line) == 0 {
+			line = &q.lines[1]
+		}
+		item := (*line)[0]
+		(*line)[0] = queued{}
+		*line = (*line)[1:]
 		key = item.key
+		if _, waiting := q.dirty[key]; !waiting {
+			continue // taken from its other place, or by an operation, since it joined
+		}
 		if _, busy := q.processing[key]; busy {
 			// Held by an operation since it joined the line: done puts it back in line if it
 			// was added meanwhile.
@@ -130,7 +165,7 @@ func (q *queue) get() (key Key, ok bool) {
 		q.processing[key] = struct{}{}
 		delete(q.dirty, key)
 		if q.obs != nil {
-			q.obs.Taken(len(q.items), time.Since(item.at))
+			q.obs.Taken(q.depth(), time.Since(item.at))
 		}
 		return key, true
 	}
@@ -142,8 +177,12 @@ func (q *queue) done(key Key) {
 	defer q.mu.Unlock()
 	delete(q.processing, key)
 	q.released.Broadcast()
-	if _, ok := q.dirty[key]; ok && !q.closed {
-		q.push(key)
+	if set, ok := q.dirty[key]; ok && !q.closed {
+		if set&inFirst != 0 {
+			set = inFirst
+		}
+		q.dirty[key] = set
+		q.push(key, set)
 	}
 }
 
@@ -162,7 +201,7 @@ func (q *queue) close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.running = false
-	q.items = nil
+	q.lines = [2][]queued{}
 	q.cond.Broadcast()
 	q.released.Broadcast()
 }

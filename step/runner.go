@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,6 +64,13 @@ type Options struct {
 	// so a definition that never terminates keeps one goroutine busy until it does; the step
 	// and its run go on regardless.
 	EvalTimeout time.Duration
+	// MaxEvaluating is how many evaluations run CUE at once; the others wait their turn, in
+	// the order they came. An evaluation lets its turn go while its actions run (their I/O),
+	// so this bounds CPU work, not steps in flight. 0 means runtime.GOMAXPROCS(0): more only
+	// shares the same cores among more evaluations, each holding its evaluator's memory
+	// longer. The wait before an evaluation starts does not count towards EvalTimeout; a
+	// wait after one of its actions does. Conditions (EvalIf) are short and do not wait.
+	MaxEvaluating int
 	// ObserveEvaluation, when set, is called after each evaluation of a step's template with
 	// the step's type and the time the evaluation spent in CUE: compiling the definition when
 	// it was not compiled yet, filling and checking the parameter, walking the template,
@@ -77,9 +86,67 @@ type Options struct {
 // Runner evaluates steps written in CUE. It implements engine.StepRunner and
 // engine.ConditionEvaluator, and is safe for concurrent use.
 type Runner struct {
-	opts Options
-	mu   sync.Mutex
-	gen  *generation
+	opts  Options
+	turns *turns
+	mu    sync.Mutex
+	gen   *generation
+}
+
+// turns admits evaluations to CUE, a fixed number at a time. An evaluation coming back from
+// its actions goes before one not started yet: finishing what is started keeps fewer evaluations
+// half done, each holding its evaluator's memory, and ends each step sooner. Within each kind,
+// first come, first served.
+type turns struct {
+	mu      sync.Mutex
+	free    int
+	waiting [2][]chan struct{} // [0] coming back from actions, [1] starting
+}
+
+// take waits for a turn, or for the end of ctx; back says the evaluation is coming back from
+// its actions.
+func (t *turns) take(ctx context.Context, back bool) error {
+	line := 1
+	if back {
+		line = 0
+	}
+	t.mu.Lock()
+	if t.free > 0 {
+		t.free--
+		t.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	t.waiting[line] = append(t.waiting[line], ch)
+	t.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	if i := slices.Index(t.waiting[line], ch); i >= 0 {
+		t.waiting[line] = slices.Delete(t.waiting[line], i, i+1)
+		t.mu.Unlock()
+		return ctx.Err()
+	}
+	t.mu.Unlock()
+	t.give() // handed over as ctx ended: passed on
+	return ctx.Err()
+}
+
+// give hands a turn back: to the first in line, if any.
+func (t *turns) give() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for line := range t.waiting {
+		if w := t.waiting[line]; len(w) > 0 {
+			close(w[0])
+			w[0] = nil
+			t.waiting[line] = w[1:]
+			return
+		}
+	}
+	t.free++
 }
 
 // NewRunner returns a Runner.
@@ -99,7 +166,10 @@ func NewRunner(opts Options) *Runner {
 	if opts.EvalTimeout == 0 {
 		opts.EvalTimeout = DefaultEvalTimeout
 	}
-	return &Runner{opts: opts}
+	if opts.MaxEvaluating <= 0 {
+		opts.MaxEvaluating = runtime.GOMAXPROCS(0)
+	}
+	return &Runner{opts: opts, turns: &turns{free: opts.MaxEvaluating}}
 }
 
 // generation returns the generation an evaluation runs in, starting a fresh one when the
@@ -185,12 +255,18 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	maps.Copy(e.memo, req.Memo)
 	released, err := e.releaseSuspend(ctx)
 	if !released {
+		waitFrom := time.Now()
+		if err := r.turns.take(ctx, false); err != nil {
+			return nil, err
+		}
+		e.turn = true // e.run gives it back
+		e.waited += time.Since(waitFrom)
 		var timedOut bool
 		if timedOut, err = r.bounded(ctx, e); timedOut {
 			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: fmt.Sprintf(
 				"evaluating the step took longer than %s, the limit of one evaluation (step.Options.EvalTimeout, --eval-timeout)", r.opts.EvalTimeout)}, nil
 		}
-		r.observe(req.Step.Type, time.Since(began)-e.actions)
+		r.observe(req.Step.Type, time.Since(began)-e.actions-e.waited)
 	}
 	res := e.result()
 	if errors.As(err, &f) {

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/step"
 )
 
@@ -50,5 +52,44 @@ got: test.#Get & {$params: key: "k"}
 out: 1`}})
 	if res, err := quick.RunStep(context.Background(), request("quick", nil)); err != nil || res.Outcome != engine.Succeeded {
 		t.Errorf("quick: %v %v", res, err)
+	}
+}
+
+// TestOneTurnIsNotHeldThroughActions: with one evaluation at a time in CUE
+// (Options.MaxEvaluating 1), a step whose action is waiting on its I/O does not keep another
+// step from being evaluated, and goes on once its action returns.
+func TestOneTurnIsNotHeldThroughActions(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	reg := step.NewRegistry()
+	builtin.Register(reg)
+	reg.AddPackage(step.Package{Path: "vela/test", Source: testPackage})
+	reg.Register(step.Action{Provider: "test", Do: "get", Run: func(context.Context, *step.Call) (any, error) {
+		close(entered)
+		<-release
+		return map[string]any{"v": "late"}, nil
+	}})
+	msg, _ := definitions.Template("print-message-in-status")
+	r := step.NewRunner(step.Options{Registry: reg, MaxEvaluating: 1, Definitions: defs{
+		"print-message-in-status": msg,
+		"slow": `import ("vela/test", "vela/builtin")
+get: test.#Get & {$params: key: "k"}
+say: builtin.#Message & {$params: message: get.$returns.v}`,
+	}})
+	slow := make(chan *engine.StepResult, 1)
+	go func() {
+		res, err := r.RunStep(context.Background(), request("slow", nil))
+		if err != nil {
+			t.Error(err)
+		}
+		slow <- res
+	}()
+	<-entered
+	res := mustRun(t, r, request("print-message-in-status", map[string]any{"message": "meanwhile"}))
+	if res.Outcome != engine.Succeeded || res.Message != "meanwhile" {
+		t.Fatalf("the other step, while the first one's action waits: %+v", res)
+	}
+	close(release)
+	if res := <-slow; res == nil || res.Outcome != engine.Succeeded || res.Message != "late" {
+		t.Fatalf("the first step once its action returned: %+v", res)
 	}
 }

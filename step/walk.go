@@ -32,11 +32,18 @@ type evaluation struct {
 	fills   int                        // results filled in since the template was validated
 	start   time.Time
 	actions time.Duration // the time the actions run in this evaluation took
+	waited  time.Duration // and the time it waited for its turns (Runner.turns)
+	turn    bool          // it holds a turn
 }
 
 // run evaluates the template: parameter first, then the actions, then the outputs. A *failure
 // ends the step as failed; another error is returned from RunStep.
 func (e *evaluation) run(ctx context.Context) error {
+	defer func() {
+		if e.turn {
+			e.r.turns.give()
+		}
+	}()
 	e.start = time.Now()
 	pp := e.def.paramPath()
 	// One fill of both: each fill evaluates the template again.
@@ -285,6 +292,11 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 	result, replayed := e.memo[s.key]
 	if !sideEffect || !replayed {
 		e.current, e.params = s.key, s.params
+		back := e.turn
+		if back { // others evaluate while the action waits on its I/O
+			e.turn = false
+			e.r.turns.give()
+		}
 		began := time.Now()
 		out, err := s.action.Run(ctx, &Call{Params: s.params, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
 		took := time.Since(began)
@@ -304,6 +316,14 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 		}
 		if sideEffect {
 			e.memo[s.key] = orNull(result)
+		}
+		if back {
+			waitFrom := time.Now()
+			if err := e.r.turns.take(ctx, true); err != nil {
+				return v, err
+			}
+			e.turn = true
+			e.waited += time.Since(waitFrom)
 		}
 	} else {
 		e.logAction(name, s, 0, "replayed")
