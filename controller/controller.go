@@ -40,6 +40,9 @@ type Options struct {
 	Watches *Watches
 	// Workers is how many runs advance at once (--concurrent-reconciles).
 	Workers int
+	// MaxEvaluations bounds the step evaluations under way before runs to start wait
+	// (engine.Options.MaxEvaluations, --max-evaluations).
+	MaxEvaluations int
 	// Retry and Wait are the engine's backoffs.
 	Retry engine.RetryPolicy
 	Wait  engine.Backoff
@@ -78,17 +81,18 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		log:     opts.Logger,
 	}
 	c.engine = engine.New(engine.Options{
-		Store:      c.store,
-		Runner:     opts.Runner,
-		Conditions: opts.Runner,
-		Workflows:  workflows{mgr.GetClient()},
-		Observer:   c,
-		Logger:     opts.Logger,
-		Workers:    opts.Workers,
-		Retry:      opts.Retry,
-		Wait:       opts.Wait,
-		Limits:     opts.Limits,
-		Check:      check(opts.Runner),
+		Store:          c.store,
+		Runner:         opts.Runner,
+		Conditions:     opts.Runner,
+		Workflows:      workflows{mgr.GetClient()},
+		Observer:       c,
+		Logger:         opts.Logger,
+		Workers:        opts.Workers,
+		MaxEvaluations: opts.MaxEvaluations,
+		Retry:          opts.Retry,
+		Wait:           opts.Wait,
+		Limits:         opts.Limits,
+		Check:          check(opts.Runner),
 	})
 	if c.watches != nil {
 		c.watches.wake = c.engine.Wake

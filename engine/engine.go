@@ -62,6 +62,12 @@ type Options struct {
 	// QueueObserver, when set, is told each time a run's key joins the work queue or a worker
 	// takes it (its depth, and how long the key waited).
 	QueueObserver QueueObserver
+	// MaxEvaluations is how many step evaluations may be under way (their CUE, or their
+	// actions' I/O) before the engine stops taking up other work than the runs under way:
+	// runs to start, timers, changes read from the store wait in line meanwhile, costing no
+	// memory beyond their key. A run under way always goes on to its next step. 0 means
+	// DefaultMaxEvaluations; a negative value sets no limit.
+	MaxEvaluations int
 	// Owner, when set, says which runs this engine advances: processes sharing one store
 	// divide the runs among them. A run it does not own is handed to the Owner instead.
 	Owner Owner
@@ -80,8 +86,14 @@ type Owner interface {
 // that is more). A worker advancing a run waits on the store for most of its time, and a
 // store that commits concurrent saves together (SQLite's group commit) writes one batch per
 // fsync: eight workers made batches of at most eight saves and left the CPUs idle while runs
-// waited in the queue.
-const DefaultWorkers = 64
+// waited in the queue, and with 64 a step's result waited while every worker waited on a
+// commit (41 ms at p99 between one step and the next at 10,000 runs, against 3 ms with 256).
+const DefaultWorkers = 256
+
+// DefaultMaxEvaluations is Options.MaxEvaluations when it is zero: far more than keep two
+// cores busy with CUE, and enough that steps waiting on slow services (a second each, say)
+// still start a thousand a second.
+const DefaultMaxEvaluations = 1024
 
 // Engine advances runs. A run is worked on by one worker at a time; its steps are evaluated in
 // their own goroutines, so independent steps of a run, and steps of many runs, run concurrently.
@@ -143,6 +155,9 @@ func New(opts Options) *Engine {
 	if opts.Workers <= 0 {
 		opts.Workers = max(DefaultWorkers, 4*runtime.GOMAXPROCS(0))
 	}
+	if opts.MaxEvaluations == 0 {
+		opts.MaxEvaluations = DefaultMaxEvaluations
+	}
 	if opts.Retry.Limit == 0 && opts.Retry.Backoff == (Backoff{}) {
 		opts.Retry = RetryPolicy{Limit: 10, Backoff: Backoff{Initial: time.Second, Factor: 2, Max: time.Minute}}
 	}
@@ -151,7 +166,7 @@ func New(opts Options) *Engine {
 	return &Engine{
 		opts: opts,
 		m:    machine{retry: opts.Retry, wait: opts.Wait, cond: opts.Conditions, limits: opts.Limits.withDefaults()},
-		q:    newQueue(opts.QueueObserver),
+		q:    newQueue(opts.QueueObserver, opts.MaxEvaluations),
 		runs: map[Key]*runState{},
 	}
 }
@@ -548,9 +563,11 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	rs.inflight[n.name] = cancel
 	rs.seen[n.name] = rs.wakes
 	rs.tried[n.name] = triedAs(run, rec)
+	e.q.began()
 	e.steps.Go(func() {
 		defer cancel()
 		res, err := runStep(stepCtx, req)
+		e.q.ended()
 		if err == nil && res == nil {
 			err = Terminal(v1alpha1.ReasonExecute, errors.New("step runner returned no result"))
 		}

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -597,4 +598,55 @@ type runnerFunc func(context.Context, *engine.StepRequest) (*engine.StepResult, 
 
 func (f runnerFunc) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.StepResult, error) {
 	return f(ctx, req)
+}
+
+// TestMaxEvaluationsHoldsBackRunsToStart: with two evaluations under way (MaxEvaluations 2),
+// the other runs wait to start; a run let go goes on to its next step and then lets one more
+// start, and every run finishes.
+func TestMaxEvaluationsHoldsBackRunsToStart(t *testing.T) {
+	h := newHarness(t, func(o *engine.Options) { o.MaxEvaluations, o.Workers = 2, 1 })
+	var keys []engine.Key
+	for i := range 4 {
+		keys = append(keys, h.start(fmt.Sprintf(`
+metadata: {name: r%d}
+spec:
+  workflowSpec:
+    steps:
+    - {name: block-%d, type: block}
+    - {name: then-%d, type: ok}`, i, i, i)))
+	}
+	started := func() (n int) {
+		for i := range 4 {
+			n += h.script.count(fmt.Sprintf("block-%d", i))
+		}
+		return n
+	}
+	waitUntil(t, "two runs started", func() bool { return started() == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if n := started(); n != 2 {
+		t.Fatalf("%d runs started with two evaluations under way, want 2", n)
+	}
+	for i := range 4 {
+		if h.script.count(fmt.Sprintf("block-%d", i)) == 1 {
+			h.script.release(fmt.Sprintf("block-%d", i))
+			break
+		}
+	}
+	waitUntil(t, "a third run started", func() bool { return started() == 3 })
+	for i := range 4 {
+		h.script.release(fmt.Sprintf("block-%d", i))
+	}
+	for _, k := range keys {
+		h.waitPhase(k, v1alpha1.RunSucceeded)
+	}
+}
+
+// waitUntil polls cond for up to five seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not in 5s: %s", what)
+		}
+	}
 }

@@ -30,6 +30,10 @@ type QueueObserver interface {
 // step and the next and keeps fewer runs half done. Within a line, first come, first served.
 // A key in the second line that is added again with addFirst joins the first as well; whichever
 // of its places comes first takes it, and the other is passed over.
+//
+// The second line waits while maxEvaluating step evaluations are under way (began, not ended):
+// a burst of runs is started as the ones before it free the evaluator, rather than all at once
+// and each holding its memory while it waits for the CPU. The first line never waits.
 type queue struct {
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -42,6 +46,9 @@ type queue struct {
 	processing map[Key]struct{}
 	closed     bool
 	obs        QueueObserver
+	// evaluating is how many step evaluations are under way; maxEvaluating, when positive,
+	// is how many hold back the second line.
+	evaluating, maxEvaluating int
 }
 
 // lineSet says which of a queue's lines hold a key.
@@ -58,8 +65,8 @@ type queued struct {
 	at  time.Time
 }
 
-func newQueue(obs QueueObserver) *queue {
-	q := &queue{dirty: map[Key]lineSet{}, processing: map[Key]struct{}{}, obs: obs}
+func newQueue(obs QueueObserver, maxEvaluating int) *queue {
+	q := &queue{dirty: map[Key]lineSet{}, processing: map[Key]struct{}{}, obs: obs, maxEvaluating: maxEvaluating}
 	q.cond = sync.NewCond(&q.mu)
 	q.released = sync.NewCond(&q.mu)
 	return q
@@ -94,6 +101,32 @@ func (q *queue) acquire(key Key) bool {
 
 // depth is how many places in line are taken; q.mu is held.
 func (q *queue) depth() int { return len(q.lines[0]) + len(q.lines[1]) }
+
+// next is the line a worker may take a key from now, nil for none; q.mu is held.
+func (q *queue) next() *[]queued {
+	switch {
+	case len(q.lines[0]) > 0:
+		return &q.lines[0]
+	case len(q.lines[1]) > 0 && (q.maxEvaluating <= 0 || q.evaluating < q.maxEvaluating):
+		return &q.lines[1]
+	}
+	return nil
+}
+
+// began counts a step evaluation under way.
+func (q *queue) began() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.evaluating++
+}
+
+// ended counts one less: the second line may move again.
+func (q *queue) ended() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.evaluating--
+	q.cond.Signal()
+}
 
 // push puts key in the lines of set; q.mu is held.
 func (q *queue) push(key Key, set lineSet) {
@@ -140,15 +173,13 @@ func (q *queue) get() (key Key, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
-		for q.depth() == 0 && !q.closed {
+		line := q.next()
+		for line == nil && !q.closed {
 			q.cond.Wait()
+			line = q.next()
 		}
-		if q.depth() == 0 {
+		if line == nil {
 			return Key{}, false
-		}
-		line := &q.lines[0]
-		if len(*line) == 0 {
-			line = &q.lines[1]
 		}
 		item := (*line)[0]
 		(*line)[0] = queued{}

@@ -1,13 +1,16 @@
 package engine
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestQueueRunsUnderWayGoFirst: a key added with addFirst (a step's result to apply) is taken
 // before keys added earlier with add; a key waiting in the second line that is added with
 // addFirst moves up and is taken once; a key added while held is queued again when let go, in
 // the first line if it was added there.
 func TestQueueRunsUnderWayGoFirst(t *testing.T) {
-	q := newQueue(nil)
+	q := newQueue(nil, 0)
 	k := func(name string) Key { return Key{Namespace: "default", Name: name} }
 	for _, n := range []string{"a", "b", "c", "d"} {
 		q.add(k(n))
@@ -54,7 +57,7 @@ func TestQueueRunsUnderWayGoFirst(t *testing.T) {
 // TestQueueTakesAKeyOnceFromTwoPlaces: a key in both lines is taken once; its place in the
 // second line is passed over.
 func TestQueueTakesAKeyOnceFromTwoPlaces(t *testing.T) {
-	q := newQueue(nil)
+	q := newQueue(nil, 0)
 	a, b := Key{Name: "a"}, Key{Name: "b"}
 	q.add(a)
 	q.add(b)
@@ -71,5 +74,36 @@ func TestQueueTakesAKeyOnceFromTwoPlaces(t *testing.T) {
 	q.add(Key{Name: "z"})
 	if key, _ := q.get(); key.Name != "z" {
 		t.Fatalf("a key already taken was handed out again: %s", key.Name)
+	}
+}
+
+// TestQueueHoldsBackTheSecondLine: while maxEvaluating evaluations are under way, keys in the
+// second line wait and keys in the first do not; the second line moves once one ends.
+func TestQueueHoldsBackTheSecondLine(t *testing.T) {
+	q := newQueue(nil, 1)
+	q.began()
+	q.add(Key{Name: "start"})
+	q.addFirst(Key{Name: "under-way"})
+	if key, _ := q.get(); key.Name != "under-way" {
+		t.Fatalf("taken first: %s", key.Name)
+	}
+	got := make(chan Key, 1)
+	go func() {
+		key, _ := q.get()
+		got <- key
+	}()
+	select {
+	case key := <-got:
+		t.Fatalf("%s taken while the evaluations under way are at the limit", key.Name)
+	case <-time.After(50 * time.Millisecond):
+	}
+	q.ended()
+	select {
+	case key := <-got:
+		if key.Name != "start" {
+			t.Fatalf("taken: %s", key.Name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second line did not move once an evaluation ended")
 	}
 }

@@ -29,6 +29,7 @@ import (
 // controllerFlags are the settings of `stepflow controller`.
 type controllerFlags struct {
 	workers         int
+	maxEvaluations  int
 	qps             float32
 	burst           int
 	leaderElect     bool
@@ -55,7 +56,8 @@ next start goes on from the stored status.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&f.workers, "concurrent-reconciles", 0, "runs advanced at once (default 64, or 4 × CPUs when more)")
+	fl.IntVar(&f.workers, "concurrent-reconciles", 0, "runs advanced at once (default 256, or 4 × CPUs when more)")
+	fl.IntVar(&f.maxEvaluations, "max-evaluations", engine.DefaultMaxEvaluations, "step evaluations under way (CUE or actions) before runs to start wait in line; runs under way always go on (-1: no limit)")
 	fl.Float32Var(&f.qps, "kube-api-qps", 200, "queries per second to the API server")
 	fl.IntVar(&f.burst, "kube-api-burst", 400, "burst of queries to the API server")
 	fl.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader drives runs")
@@ -132,9 +134,10 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 		Definitions: controller.Definitions(mgr.GetCache()),
 	})
 	_, err = controller.Setup(mgr, controller.Options{
-		Runner:  runner,
-		Watches: watches,
-		Workers: f.workers,
+		Runner:         runner,
+		Watches:        watches,
+		Workers:        f.workers,
+		MaxEvaluations: f.maxEvaluations,
 		Retry: engine.RetryPolicy{Limit: g.retryLimit,
 			Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
 		Wait:   engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},

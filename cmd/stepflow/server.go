@@ -36,6 +36,7 @@ type serverFlags struct {
 	maxBody            int64
 	maxWait            time.Duration
 	workers            int
+	maxEvaluations     int
 	logFormat          string
 	tlsCert, tlsKey    string
 	otlpEndpoint       string
@@ -71,7 +72,8 @@ named bootstrap and prints it once; make others with stepflow token create or th
 	fl.BoolVar(&f.allowAnonymousRead, "allow-anonymous-read", false, "let requests without a token read (as viewers)")
 	fl.Int64Var(&f.maxBody, "max-body", 1<<20, "largest request body, in bytes")
 	fl.DurationVar(&f.maxWait, "max-wait", 5*time.Minute, "longest ?wait on run creation")
-	fl.IntVar(&f.workers, "workers", 0, "runs advanced at once (default 64)")
+	fl.IntVar(&f.workers, "workers", 0, "runs advanced at once (default 256)")
+	fl.IntVar(&f.maxEvaluations, "max-evaluations", engine.DefaultMaxEvaluations, "step evaluations under way (CUE or actions) before runs to start wait in line; runs under way always go on (-1: no limit)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM) ...")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "... and this key")
@@ -171,7 +173,8 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 		MaxWait:            f.maxWait,
 		SecureCookies:      f.tlsCert != "",
 		Engine: engine.Options{
-			Workers: f.workers,
+			Workers:        f.workers,
+			MaxEvaluations: f.maxEvaluations,
 			Retry: engine.RetryPolicy{Limit: g.retryLimit,
 				Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
 			Wait:   engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
