@@ -60,9 +60,10 @@ func sections(sz sizes) []section {
 	return []section{cueSection(), embeddedSection(sz.engineRuns), wakeSection(sz.engineRuns), controllerSection(sz.controllerRuns)}
 }
 
-// cueSection is a warm evaluation of one step of each definition (step/bench_test.go).
+// cueSection is a warm evaluation of one step of each definition (step/bench_test.go), then
+// the bound under them: one fill in CUE's evaluator alone (BenchmarkCUEFill).
 func cueSection() section {
-	s := section{name: "cue", pkg: stepPkg, flags: []string{"-bench", "^BenchmarkWarmEval", "-benchmem", "-timeout", "10m"}}
+	s := section{name: "cue", pkg: stepPkg, flags: []string{"-bench", "^(BenchmarkWarmEval|BenchmarkCUEFill)", "-benchmem", "-timeout", "10m"}}
 	for _, d := range []struct{ bench, label string }{
 		{"BenchmarkWarmEvalApplyObject", "apply-object"},
 		{"BenchmarkWarmEvalRequest", "request"},
@@ -73,6 +74,15 @@ func cueSection() section {
 			measure{bench: d.bench, unit: "ns/op", label: d.label + ": time per step", show: nanos, target: below(100_000, "< 100 µs")},
 			measure{bench: d.bench, unit: "B/op", label: d.label + ": memory per step", show: bytesKB, target: below(30*1024, "< 30 KB")},
 			measure{bench: d.bench, unit: "allocs/op", label: d.label + ": allocations per step", show: count},
+		)
+	}
+	for _, d := range []struct{ bench, label string }{
+		{"BenchmarkCUEFill/tiny", "CUE alone, one fill of a two-field template"},
+		{"BenchmarkCUEFill/action", "CUE alone, one fill of a one-action template"},
+	} {
+		s.measures = append(s.measures,
+			measure{bench: d.bench, unit: "ns/op", label: d.label + ": time", show: nanos},
+			measure{bench: d.bench, unit: "B/op", label: d.label + ": memory", show: bytesKB},
 		)
 	}
 	return s
