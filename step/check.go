@@ -38,7 +38,7 @@ func (r *Runner) CheckProperties(ctx context.Context, namespace, typ string, pro
 	for i, k := range filled {
 		skip[i] = pp.String() + "." + k
 	}
-	v := d.file.FillPath(contextPath, plain(checkContext(namespace))).FillPath(pp, plain(props))
+	v := d.fill(props, checkContext(namespace))
 	return checkParameter(v, pp, props, skip)
 }
 

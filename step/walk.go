@@ -46,15 +46,7 @@ func (e *evaluation) run(ctx context.Context) error {
 	}()
 	e.start = time.Now()
 	pp := e.def.paramPath()
-	// One fill of both: each fill evaluates the template again.
-	var in any = map[string]any{"parameter": plain(e.req.Properties)}
-	for i := len(e.def.root.Selectors()) - 1; i >= 0; i-- {
-		in = map[string]any{e.def.root.Selectors()[i].Unquoted(): in}
-	}
-	if e.def.usesContext {
-		in.(map[string]any)["context"] = plain(e.req.Context)
-	}
-	v := e.def.file.FillPath(cue.Path{}, in)
+	v := e.def.fill(e.req.Properties, e.req.Context)
 	// Before the check: its messages may quote the values.
 	e.markSensitive(v)
 	if err := checkParameter(v, pp, e.req.Properties, nil); err != nil {
