@@ -69,7 +69,8 @@ type Options struct {
 	// so this bounds CPU work, not steps in flight. 0 means runtime.GOMAXPROCS(0): more only
 	// shares the same cores among more evaluations, each holding its evaluator's memory
 	// longer. The wait before an evaluation starts does not count towards EvalTimeout; a
-	// wait after one of its actions does. Conditions (EvalIf) are short and do not wait.
+	// wait after one of its actions does. An evaluation past EvalTimeout gives its turn up
+	// while its evaluator finishes. Conditions (EvalIf) are short and do not wait.
 	MaxEvaluating int
 	// ObserveEvaluation, when set, is called after each evaluation of a step's template with
 	// the step's type and the time the evaluation spent in CUE: compiling the definition when
@@ -132,6 +133,64 @@ func (t *turns) take(ctx context.Context, back bool) error {
 	t.mu.Unlock()
 	t.give() // handed over as ctx ended: passed on
 	return ctx.Err()
+}
+
+// hold is one evaluation's claim on a turn. The evaluation takes and gives its turn through
+// it; when the evaluation runs past EvalTimeout the step is failed and the hold abandoned: its
+// turn goes back at once, though the evaluator may go on computing (it cannot be interrupted),
+// and the evaluation takes no turn again. Two runaway definitions therefore cannot stop every
+// other step.
+type hold struct {
+	t         *turns
+	mu        sync.Mutex
+	held      bool
+	abandoned bool
+}
+
+// errAbandoned ends an evaluation whose step was already failed at EvalTimeout.
+var errAbandoned = errors.New("the evaluation ran past its time limit")
+
+// take waits for a turn for the evaluation (see turns.take).
+func (h *hold) take(ctx context.Context, back bool) error {
+	if err := h.t.take(ctx, back); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.abandoned {
+		h.t.give()
+		return errAbandoned
+	}
+	h.held = true
+	return nil
+}
+
+// give gives the evaluation's turn back, if it holds one.
+func (h *hold) give() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held {
+		h.held = false
+		h.t.give()
+	}
+}
+
+// holding reports whether the evaluation holds a turn.
+func (h *hold) holding() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.held
+}
+
+// abandon gives the turn back for good.
+func (h *hold) abandon() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.abandoned = true
+	if h.held {
+		h.held = false
+		h.t.give()
+	}
 }
 
 // give hands a turn back: to the first in line, if any.
@@ -251,16 +310,15 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	case err != nil:
 		return nil, fmt.Errorf("step %s: loading step type %s: %w", req.Step.Name, req.Step.Type, err)
 	}
-	e := &evaluation{r: r, gen: gen, def: d, req: req, memo: map[string]json.RawMessage{}, done: map[string]bool{}}
+	e := &evaluation{r: r, gen: gen, def: d, req: req, memo: map[string]json.RawMessage{}, done: map[string]bool{}, turn: &hold{t: r.turns}}
 	maps.Copy(e.memo, req.Memo)
 	released, err := e.releaseSuspend(ctx)
 	if !released {
 		waitFrom := time.Now()
-		if err := r.turns.take(ctx, false); err != nil {
+		if err := e.turn.take(ctx, false); err != nil {
 			return nil, err
 		}
-		e.turn = true // e.run gives it back
-		e.waited += time.Since(waitFrom)
+		e.waited += time.Since(waitFrom) // e.run gives the turn back
 		var timedOut bool
 		if timedOut, err = r.bounded(ctx, e); timedOut {
 			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: fmt.Sprintf(
@@ -316,6 +374,7 @@ func (r *Runner) bounded(ctx context.Context, e *evaluation) (timedOut bool, err
 		return false, err
 	case <-ctx.Done():
 		if errors.Is(context.Cause(ctx), errEvalTimeout) {
+			e.turn.abandon()
 			return true, nil
 		}
 		return false, <-done // cancelled by the engine: the actions see it and return

@@ -33,17 +33,13 @@ type evaluation struct {
 	start   time.Time
 	actions time.Duration // the time the actions run in this evaluation took
 	waited  time.Duration // and the time it waited for its turns (Runner.turns)
-	turn    bool          // it holds a turn
+	turn    *hold         // its claim on a turn at CUE
 }
 
 // run evaluates the template: parameter first, then the actions, then the outputs. A *failure
 // ends the step as failed; another error is returned from RunStep.
 func (e *evaluation) run(ctx context.Context) error {
-	defer func() {
-		if e.turn {
-			e.r.turns.give()
-		}
-	}()
+	defer e.turn.give()
 	e.start = time.Now()
 	pp := e.def.paramPath()
 	v := e.def.fill(e.req.Properties, e.req.Context)
@@ -284,10 +280,9 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 	result, replayed := e.memo[s.key]
 	if !sideEffect || !replayed {
 		e.current, e.params = s.key, s.params
-		back := e.turn
+		back := e.turn.holding()
 		if back { // others evaluate while the action waits on its I/O
-			e.turn = false
-			e.r.turns.give()
+			e.turn.give()
 		}
 		began := time.Now()
 		out, err := s.action.Run(ctx, &Call{Params: s.params, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
@@ -311,10 +306,9 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 		}
 		if back {
 			waitFrom := time.Now()
-			if err := e.r.turns.take(ctx, true); err != nil {
+			if err := e.turn.take(ctx, true); err != nil {
 				return v, err
 			}
-			e.turn = true
 			e.waited += time.Since(waitFrom)
 		}
 	} else {
