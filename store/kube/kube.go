@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"maps"
 	"slices"
 	"strconv"
@@ -422,13 +423,30 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 // statusPatch is the merge patch from base to obj, conditional on base's resourceVersion. A
 // status the API server does not hold yet (a new run, or one a user cleared to restart it) is
 // sent whole: a difference from Go's zero values would leave out required false booleans.
+//
+// The difference is taken between the two statuses alone: a status patch changes nothing else,
+// and marshalling and comparing the whole objects (spec, managed fields) was 8% of the
+// controller's CPU.
 func statusPatch(base, obj *v1alpha1.WorkflowRun) (client.Patch, error) {
+	var status any = obj.Status
 	if base.Status.Phase != "" {
-		return client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), nil
+		from, err := json.Marshal(&base.Status)
+		if err != nil {
+			return nil, err
+		}
+		to, err := json.Marshal(&obj.Status)
+		if err != nil {
+			return nil, err
+		}
+		diff, err := jsonpatch.CreateMergePatch(from, to)
+		if err != nil {
+			return nil, err
+		}
+		status = json.RawMessage(diff)
 	}
 	body, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"resourceVersion": base.ResourceVersion},
-		"status":   obj.Status,
+		"status":   status,
 	})
 	if err != nil {
 		return nil, err
