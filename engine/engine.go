@@ -166,7 +166,7 @@ func New(opts Options) *Engine {
 	return &Engine{
 		opts: opts,
 		m:    machine{retry: opts.Retry, wait: opts.Wait, cond: opts.Conditions, limits: opts.Limits.withDefaults()},
-		q:    newQueue(opts.QueueObserver, opts.MaxEvaluations),
+		q:    newQueue(opts.QueueObserver, opts.MaxEvaluations, max(1, opts.Workers*3/4)), // a quarter of the workers kept for runs under way
 		runs: map[Key]*runState{},
 	}
 }

@@ -33,7 +33,8 @@ type QueueObserver interface {
 //
 // The second line waits while maxEvaluating step evaluations are under way (began, not ended):
 // a burst of runs is started as the ones before it free the evaluator, rather than all at once
-// and each holding its memory while it waits for the CPU. The first line never waits.
+// and each holding its memory while it waits for the CPU. It also waits while maxSecond of its
+// keys are held, so that some workers are always free for the first line, which never waits.
 type queue struct {
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -43,12 +44,15 @@ type queue struct {
 	running    bool
 	lines      [2][]queued
 	dirty      map[Key]lineSet // the keys waiting, and in which lines
-	processing map[Key]struct{}
+	processing map[Key]bool    // held keys; true for those taken from the second line
 	closed     bool
 	obs        QueueObserver
 	// evaluating is how many step evaluations are under way; maxEvaluating, when positive,
 	// is how many hold back the second line.
 	evaluating, maxEvaluating int
+	// second is how many keys taken from the second line are held; maxSecond, when positive,
+	// is how many hold back that line.
+	second, maxSecond int
 }
 
 // lineSet says which of a queue's lines hold a key.
@@ -65,8 +69,8 @@ type queued struct {
 	at  time.Time
 }
 
-func newQueue(obs QueueObserver, maxEvaluating int) *queue {
-	q := &queue{dirty: map[Key]lineSet{}, processing: map[Key]struct{}{}, obs: obs, maxEvaluating: maxEvaluating}
+func newQueue(obs QueueObserver, maxEvaluating, maxSecond int) *queue {
+	q := &queue{dirty: map[Key]lineSet{}, processing: map[Key]bool{}, obs: obs, maxEvaluating: maxEvaluating, maxSecond: maxSecond}
 	q.cond = sync.NewCond(&q.mu)
 	q.released = sync.NewCond(&q.mu)
 	return q
@@ -94,7 +98,7 @@ func (q *queue) acquire(key Key) bool {
 		}
 		q.released.Wait()
 	}
-	q.processing[key] = struct{}{}
+	q.processing[key] = false
 	delete(q.dirty, key) // its places in line are passed over
 	return true
 }
@@ -107,7 +111,8 @@ func (q *queue) next() *[]queued {
 	switch {
 	case len(q.lines[0]) > 0:
 		return &q.lines[0]
-	case len(q.lines[1]) > 0 && (q.maxEvaluating <= 0 || q.evaluating < q.maxEvaluating):
+	case len(q.lines[1]) > 0 && (q.maxEvaluating <= 0 || q.evaluating < q.maxEvaluating) &&
+		(q.maxSecond <= 0 || q.second < q.maxSecond):
 		return &q.lines[1]
 	}
 	return nil
@@ -193,7 +198,11 @@ func (q *queue) get() (key Key, ok bool) {
 			// was added meanwhile.
 			continue
 		}
-		q.processing[key] = struct{}{}
+		fromSecond := line == &q.lines[1]
+		q.processing[key] = fromSecond
+		if fromSecond {
+			q.second++
+		}
 		delete(q.dirty, key)
 		if q.obs != nil {
 			q.obs.Taken(q.depth(), time.Since(item.at))
@@ -206,6 +215,10 @@ func (q *queue) get() (key Key, ok bool) {
 func (q *queue) done(key Key) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.processing[key] {
+		q.second--
+		q.cond.Signal() // the second line may move again
+	}
 	delete(q.processing, key)
 	q.released.Broadcast()
 	if set, ok := q.dirty[key]; ok && !q.closed {

@@ -10,7 +10,7 @@ import (
 // addFirst moves up and is taken once; a key added while held is queued again when let go, in
 // the first line if it was added there.
 func TestQueueRunsUnderWayGoFirst(t *testing.T) {
-	q := newQueue(nil, 0)
+	q := newQueue(nil, 0, 0)
 	k := func(name string) Key { return Key{Namespace: "default", Name: name} }
 	for _, n := range []string{"a", "b", "c", "d"} {
 		q.add(k(n))
@@ -57,7 +57,7 @@ func TestQueueRunsUnderWayGoFirst(t *testing.T) {
 // TestQueueTakesAKeyOnceFromTwoPlaces: a key in both lines is taken once; its place in the
 // second line is passed over.
 func TestQueueTakesAKeyOnceFromTwoPlaces(t *testing.T) {
-	q := newQueue(nil, 0)
+	q := newQueue(nil, 0, 0)
 	a, b := Key{Name: "a"}, Key{Name: "b"}
 	q.add(a)
 	q.add(b)
@@ -80,7 +80,7 @@ func TestQueueTakesAKeyOnceFromTwoPlaces(t *testing.T) {
 // TestQueueHoldsBackTheSecondLine: while maxEvaluating evaluations are under way, keys in the
 // second line wait and keys in the first do not; the second line moves once one ends.
 func TestQueueHoldsBackTheSecondLine(t *testing.T) {
-	q := newQueue(nil, 1)
+	q := newQueue(nil, 1, 0)
 	q.began()
 	q.add(Key{Name: "start"})
 	q.addFirst(Key{Name: "under-way"})
@@ -105,5 +105,37 @@ func TestQueueHoldsBackTheSecondLine(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the second line did not move once an evaluation ended")
+	}
+}
+
+// TestQueueKeepsWorkersForRunsUnderWay: while maxSecond keys taken from the second line are
+// held, the second line waits and the first does not; it moves once one of them is done.
+func TestQueueKeepsWorkersForRunsUnderWay(t *testing.T) {
+	q := newQueue(nil, 0, 1)
+	q.add(Key{Name: "a"})
+	q.add(Key{Name: "b"})
+	a, _ := q.get()
+	q.addFirst(Key{Name: "under-way"})
+	if key, _ := q.get(); key.Name != "under-way" {
+		t.Fatalf("taken: %s", key.Name)
+	}
+	got := make(chan Key, 1)
+	go func() {
+		key, _ := q.get()
+		got <- key
+	}()
+	select {
+	case key := <-got:
+		t.Fatalf("%s taken while a key of the second line is held", key.Name)
+	case <-time.After(50 * time.Millisecond):
+	}
+	q.done(a)
+	select {
+	case key := <-got:
+		if key.Name != "b" {
+			t.Fatalf("taken: %s", key.Name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second line did not move once its key was done")
 	}
 }
