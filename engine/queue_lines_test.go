@@ -87,25 +87,7 @@ func TestQueueHoldsBackTheSecondLine(t *testing.T) {
 	if key, _ := q.get(); key.Name != "under-way" {
 		t.Fatalf("taken first: %s", key.Name)
 	}
-	got := make(chan Key, 1)
-	go func() {
-		key, _ := q.get()
-		got <- key
-	}()
-	select {
-	case key := <-got:
-		t.Fatalf("%s taken while the evaluations under way are at the limit", key.Name)
-	case <-time.After(50 * time.Millisecond):
-	}
-	q.ended()
-	select {
-	case key := <-got:
-		if key.Name != "start" {
-			t.Fatalf("taken: %s", key.Name)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the second line did not move once an evaluation ended")
-	}
+	heldBack(t, q, "start", "the evaluations under way are at the limit", q.ended)
 }
 
 // TestQueueKeepsWorkersForRunsUnderWay: while maxSecond keys taken from the second line are
@@ -119,6 +101,13 @@ func TestQueueKeepsWorkersForRunsUnderWay(t *testing.T) {
 	if key, _ := q.get(); key.Name != "under-way" {
 		t.Fatalf("taken: %s", key.Name)
 	}
+	heldBack(t, q, "b", "a key of the second line is held", func() { q.done(a) })
+}
+
+// heldBack checks that no key is taken from q (while: why none may be), then that want is
+// taken once release has run.
+func heldBack(t *testing.T, q *queue, want, while string, release func()) {
+	t.Helper()
 	got := make(chan Key, 1)
 	go func() {
 		key, _ := q.get()
@@ -126,16 +115,16 @@ func TestQueueKeepsWorkersForRunsUnderWay(t *testing.T) {
 	}()
 	select {
 	case key := <-got:
-		t.Fatalf("%s taken while a key of the second line is held", key.Name)
+		t.Fatalf("%s taken while %s", key.Name, while)
 	case <-time.After(50 * time.Millisecond):
 	}
-	q.done(a)
+	release()
 	select {
 	case key := <-got:
-		if key.Name != "b" {
-			t.Fatalf("taken: %s", key.Name)
+		if key.Name != want {
+			t.Fatalf("taken: %s, want %s", key.Name, want)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("the second line did not move once its key was done")
+		t.Fatalf("%s not taken once released", want)
 	}
 }
