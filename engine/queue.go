@@ -12,7 +12,9 @@ import (
 type QueueObserver interface {
 	// Queued is called when a run's key joins the line for a worker; depth is how many keys
 	// wait in it now. A key added again while it waits does not join it twice and is not
-	// reported; one added while a worker holds it joins the line when the worker is done.
+	// reported; one added while a worker holds it joins the line when the worker is done. (A
+	// key moved up to the first line keeps its place in the second until a worker passes
+	// over it, and counts twice meanwhile.)
 	Queued(depth int)
 	// Taken is called when a worker takes a key; depth is how many keys still wait, and waited
 	// is how long the key waited since it joined the line (measured on the process's monotonic
@@ -133,21 +135,21 @@ func (q *queue) ended() {
 	q.cond.Signal()
 }
 
-// push puts key in the lines of set; q.mu is held.
-func (q *queue) push(key Key, set lineSet) {
+// push puts key at the end of line in (inFirst or inSecond); q.mu is held.
+func (q *queue) push(key Key, in lineSet) {
 	item := queued{key: key}
 	if q.obs != nil {
 		item.at = time.Now()
 	}
-	for i, in := range []lineSet{inFirst, inSecond} {
-		if set&in != 0 {
-			q.lines[i] = append(q.lines[i], item)
-			if q.obs != nil {
-				q.obs.Queued(q.depth())
-			}
-			q.cond.Signal()
-		}
+	i := 0
+	if in == inSecond {
+		i = 1
 	}
+	q.lines[i] = append(q.lines[i], item)
+	if q.obs != nil {
+		q.obs.Queued(q.depth())
+	}
+	q.cond.Signal()
 }
 
 // add queues key in the second line unless it is already waiting.

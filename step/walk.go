@@ -280,10 +280,7 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 	result, replayed := e.memo[s.key]
 	if !sideEffect || !replayed {
 		e.current, e.params = s.key, s.params
-		back := e.turn.holding()
-		if back { // others evaluate while the action waits on its I/O
-			e.turn.give()
-		}
+		back := e.turn.give() // others evaluate while the action waits on its I/O
 		began := time.Now()
 		out, err := s.action.Run(ctx, &Call{Params: s.params, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
 		took := time.Since(began)
