@@ -68,6 +68,7 @@ func (c *FakeClock) Advance(d time.Duration) {
 		switch {
 		case t.stopped:
 		case !t.at.After(c.now):
+			t.stopped = true // fired: under the lock its stop func reads it with
 			due = append(due, t)
 		default:
 			rest = append(rest, t)
@@ -77,7 +78,6 @@ func (c *FakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 	sort.Slice(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
 	for _, t := range due {
-		t.stopped = true
 		go t.f()
 	}
 }
