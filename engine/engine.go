@@ -424,13 +424,22 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 // errNotOwned is process's answer for a run another engine owns (Options.Owner).
 var errNotOwned = errors.New("the run is owned by another engine")
 
-// QuickRunner is a StepRunner that can tell the evaluations it makes at once, with no CUE
-// and no I/O beyond looking the step type up: a resumed step that is nothing but a suspend.
-// The engine makes such an evaluation before it saves the transition that launched the step,
-// so that a resume and the start of the step after it are one durable transition.
+// QuickRunner is a StepRunner that can make some evaluations at once, in the worker advancing
+// the run: those that need no I/O (a step that only sets its message, fails or suspends; a
+// resumed step that is nothing but a suspend). The engine makes them before it saves the
+// transition that launched them, so that the step's start and its result are one durable
+// transition: nothing outside the run could have seen the step run, and a process that dies
+// before the save evaluates it again to the same effect.
 type QuickRunner interface {
-	Quick(ctx context.Context, req *StepRequest) bool
+	// RunQuick evaluates the step as RunStep does when it can do so without I/O. It reports
+	// false when it cannot, having done nothing, with the reason as the error: the step is
+	// then launched as any other.
+	RunQuick(ctx context.Context, req *StepRequest) (res *StepResult, ok bool, err error)
 }
+
+// maxQuickRounds bounds how many times one advance makes quick evaluations and advances the
+// run with their results: a run of many quick steps in a row is saved every so many.
+const maxQuickRounds = 8
 
 // releaseQuick makes the quick evaluations among the steps t launches (QuickRunner) at once
 // and advances the run with their results, until none is left: t and what followed, as one
@@ -440,26 +449,30 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 	if !ok {
 		return t
 	}
-	for range 8 {
+	for range maxQuickRounds {
 		var done []stepDone
 		var rest []*node
 		for _, n := range t.launch {
-			// Only a resumed step can be quick: the others cost nothing here.
-			if rec := run.Steps[n.name]; rec == nil || !rec.Resumed || n.spec.Type == v1alpha1.TypeWorkflow {
+			if n.spec.Type == v1alpha1.TypeWorkflow {
 				rest = append(rest, n)
 				continue
 			}
 			req, err := request(run, n, now)
-			if err != nil || !quick.Quick(ctx, req) {
+			if err != nil {
 				rest = append(rest, n)
 				continue
 			}
-			rec := run.record(n.name)
-			res, err := e.opts.Runner.RunStep(ctx, req)
+			res, ok, err := quick.RunQuick(ctx, req)
+			if !ok {
+				rest = append(rest, n)
+				continue
+			}
 			if err == nil && res == nil {
 				err = Terminal(v1alpha1.ReasonExecute, errors.New("step runner returned no result"))
 			}
-			done = append(done, stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt, result: res, err: err, at: e.opts.Clock.Now()})
+			// At the transition's time: the step starts and ends in it.
+			rec := run.record(n.name)
+			done = append(done, stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt, result: res, err: err, at: now})
 			e.mu.Lock()
 			rs.tried[n.name] = triedAs(run, rec)
 			rs.seen[n.name] = rs.wakes

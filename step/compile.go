@@ -67,6 +67,9 @@ type definition struct {
 	// and the template has nothing else but its parameter: a resume releases such a step
 	// without evaluating it again.
 	loneSuspend string
+	// notLocal is set once a quick evaluation (Runner.RunQuick) reached an action that is not
+	// local: the step type's evaluations are no longer tried as quick ones.
+	notLocal atomic.Bool
 	// err is why the template does not compile; it is cached like a success.
 	err error
 }

@@ -30,6 +30,12 @@ type Action struct {
 	// step. Such a call runs once per step attempt; its result is replayed on re-evaluation.
 	// Nil means the action never has side effects (a read).
 	SideEffect func(params map[string]any) bool
+	// Local reports whether a call with these parameters does all its work within the step:
+	// no I/O, nothing outside the run read or changed (the builtin actions, conversions of
+	// strings and times). A step whose evaluation calls only local actions is made before the
+	// engine saves the transition that starts it (Runner.RunQuick), so that its start and its
+	// result are saved as one. Nil means never.
+	Local func(params map[string]any) bool
 	// LegacyResult says where the result goes in the flat vela/op form: "" spreads the fields of
 	// the result into the action (op.#Read's value), a name puts the whole result under that
 	// field (op.#HTTPGet's response).
@@ -43,7 +49,8 @@ type Action struct {
 	AcceptIncomplete bool
 }
 
-// Always is a SideEffect function for actions that always change something.
+// Always is true whatever the parameters: the SideEffect of an action that always changes
+// something, the Local of one that never leaves the step.
 func Always(map[string]any) bool { return true }
 
 // Call is one invocation of an action.

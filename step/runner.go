@@ -115,15 +115,21 @@ func NewRunner(opts Options) *Runner {
 	return &Runner{opts: opts, turns: &turns{free: opts.MaxEvaluating}}
 }
 
-// generation returns the generation an evaluation runs in, starting a fresh one when the
-// current one has served its evaluations or holds too many definitions.
+// generation returns the generation an evaluation runs in, counted as one of its evaluations.
 func (r *Runner) generation() *generation {
+	g := r.current()
+	g.evals.Add(1)
+	return g
+}
+
+// current returns the current generation, starting a fresh one when the current one has
+// served its evaluations or holds too many definitions.
+func (r *Runner) current() *generation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gen == nil || r.gen.evals.Load() >= int64(r.opts.ContextLifetime) || r.gen.size() >= r.opts.MaxDefinitions {
 		r.gen = newGeneration()
 	}
-	r.gen.evals.Add(1)
 	return r.gen
 }
 
@@ -194,12 +200,20 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	case err != nil:
 		return nil, fmt.Errorf("step %s: loading step type %s: %w", req.Step.Name, req.Step.Type, err)
 	}
-	e := &evaluation{r: r, gen: gen, def: d, req: req, memo: map[string]json.RawMessage{}, done: map[string]bool{}, turn: &hold{t: r.turns}}
+	return r.evaluate(ctx, gen, d, req, began, false)
+}
+
+// evaluate evaluates req with its definition d compiled in gen; began is when its CUE time
+// started. A quick evaluation (RunQuick) returns errNotLocal, and nothing else, when the
+// template calls an action that is not local.
+func (r *Runner) evaluate(ctx context.Context, gen *generation, d *definition, req *engine.StepRequest, began time.Time, quick bool) (*engine.StepResult, error) {
+	e := &evaluation{r: r, gen: gen, def: d, req: req, quick: quick, memo: map[string]json.RawMessage{}, done: map[string]bool{}, turn: &hold{t: r.turns}}
 	maps.Copy(e.memo, req.Memo)
 	released, err := e.releaseSuspend(ctx)
 	if !released {
 		waitFrom := time.Now()
-		if err := e.turn.take(ctx, false); err != nil {
+		// A quick evaluation holds the engine's worker: it goes before evaluations starting.
+		if err := e.turn.take(ctx, quick); err != nil {
 			return nil, err
 		}
 		e.waited += time.Since(waitFrom) // e.run gives the turn back
@@ -208,36 +222,52 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: fmt.Sprintf(
 				"evaluating the step took longer than %s, the limit of one evaluation (step.Options.EvalTimeout, --eval-timeout)", r.opts.EvalTimeout)}, nil
 		}
+		if errors.Is(err, errNotLocal) {
+			return nil, err
+		}
 		r.observe(req.Step.Type, time.Since(began)-e.actions-e.waited)
 	}
 	res := e.result()
-	if errors.As(err, &f) {
+	if f, ok := errors.AsType[*failure](err); ok {
 		res.Outcome, res.Reason, res.Message = engine.Failed, f.reason, f.msg
 		return res, nil
 	}
 	return res, err
 }
 
-// Quick reports whether the evaluation of req is a resumed step whose template is a lone
-// suspend, released without evaluating it (evaluation.releaseSuspend): no CUE and no I/O
-// beyond finding the step type, so the engine makes it before saving the resume's transition
-// (engine.QuickRunner).
-func (r *Runner) Quick(ctx context.Context, req *engine.StepRequest) bool {
-	if !req.Resumed || len(req.Step.Outputs) > 0 {
-		return false
+// RunQuick implements engine.QuickRunner: it makes the evaluation of req when that needs no
+// I/O, its template calling only local actions (Action.Local): a step that sets its message,
+// fails or suspends, a resumed suspend. For a step that reaches another action it reports
+// false, the evaluation abandoned before that action ran, and the step type is not tried
+// again while its definition stays compiled; so it does, with the error, for a step type
+// that cannot be loaded.
+func (r *Runner) RunQuick(ctx context.Context, req *engine.StepRequest) (*engine.StepResult, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
 	}
-	gen := r.generation()
+	gen := r.current() // counted only if the evaluation is made
 	src, err := r.template(ctx, req.Run.Namespace, req.Step.Type)
+	began := time.Now()
 	if err != nil {
-		return false
+		return nil, false, err
 	}
 	d, err := r.compile(gen, req.Step.Type, src)
-	if err != nil || d.loneSuspend == "" {
-		return false
+	if err != nil {
+		return nil, false, err
 	}
-	_, ok := suspendParams(req.Memo[d.loneSuspend+"#suspend"])
-	return ok
+	if d.notLocal.Load() {
+		return nil, false, errNotLocal
+	}
+	gen.evals.Add(1)
+	res, err := r.evaluate(ctx, gen, d, req, began, true)
+	if errors.Is(err, errNotLocal) {
+		return nil, false, err
+	}
+	return res, true, err
 }
+
+// errNotLocal ends a quick evaluation (RunQuick) at an action that is not local.
+var errNotLocal = errors.New("the step calls an action that is not local")
 
 // errEvalTimeout is the cause of an evaluation's context ending at Options.EvalTimeout.
 var errEvalTimeout = errors.New("the evaluation's time limit passed")

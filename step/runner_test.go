@@ -818,3 +818,57 @@ func TestResumedLoneSuspendIsReleasedAsEvaluated(t *testing.T) {
 		t.Errorf("logs %+v", got.Logs)
 	}
 }
+
+// RunQuick makes an evaluation whose actions are all local, as RunStep would; at an action
+// that is not local it gives up before the action runs, and does not try that type again.
+func TestRunQuickMakesOnlyLocalEvaluations(t *testing.T) {
+	say, _ := definitions.Template("print-message-in-status")
+	lone, _ := definitions.Template("suspend")
+	r, rec := newRunner(t, defs{
+		"say":     say,
+		"suspend": lone,
+		"read-then-say": `import ("vela/builtin", "vela/test")
+parameter: key: string
+get: test.#Get & {$params: key: parameter.key}
+say: builtin.#Message & {$params: message: "read " + parameter.key}
+`,
+	})
+	ctx := context.Background()
+
+	req := request("say", map[string]any{"message": "hello"})
+	res, ok, err := r.RunQuick(ctx, req)
+	if err != nil || !ok {
+		t.Fatalf("say: RunQuick = %v, %v; want it made", ok, err)
+	}
+	wantOutcome(t, res, engine.Succeeded, "")
+	if res.Message != "hello" {
+		t.Errorf("say: message %q, want hello", res.Message)
+	}
+
+	req = request("suspend", map[string]any{"message": "approve"})
+	res, ok, err = r.RunQuick(ctx, req)
+	if err != nil || !ok {
+		t.Fatalf("suspend: RunQuick = %v, %v; want it made", ok, err)
+	}
+	wantOutcome(t, res, engine.Suspended, v1alpha1.ReasonSuspend)
+	resumed := again(req, res)
+	resumed.Resumed = true
+	if res, ok, err = r.RunQuick(ctx, resumed); err != nil || !ok {
+		t.Fatalf("resumed suspend: RunQuick = %v, %v; want it made", ok, err)
+	}
+	wantOutcome(t, res, engine.Succeeded, "")
+
+	req = request("read-then-say", map[string]any{"key": "k"})
+	for i := range 2 {
+		if res, ok, err := r.RunQuick(ctx, req); ok || res != nil {
+			t.Fatalf("read-then-say, try %d: RunQuick = %v, %v (%v); want not made", i, res, ok, err)
+		}
+	}
+	if n := rec.count("test.get"); n != 0 {
+		t.Fatalf("RunQuick ran test.get %d times; it is not local", n)
+	}
+	res = mustRun(t, r, req)
+	if res.Message != "read k" || rec.count("test.get") != 1 {
+		t.Errorf("RunStep after RunQuick gave up: message %q, %d reads; want \"read k\", 1", res.Message, rec.count("test.get"))
+	}
+}

@@ -34,12 +34,16 @@ type evaluation struct {
 	actions time.Duration // the time the actions run in this evaluation took
 	waited  time.Duration // and the time it waited for its turns (Runner.turns)
 	turn    *hold         // its claim on a turn at CUE
+	quick   bool          // made in the engine's worker: it ends at an action that is not local
 }
 
 // run evaluates the template: parameter first, then the actions, then the outputs. A *failure
 // ends the step as failed; another error is returned from RunStep.
 func (e *evaluation) run(ctx context.Context) error {
 	defer e.turn.give()
+	if e.quick && e.def.notLocal.Load() {
+		return errNotLocal // another quick evaluation found out while this one waited its turn
+	}
 	e.start = time.Now()
 	pp := e.def.paramPath()
 	v := e.def.fill(e.req.Properties, e.req.Context)
@@ -274,6 +278,10 @@ func decode(v cue.Value, into any) error {
 // call runs an action, or replays the result a side-effecting one had earlier in the attempt,
 // and fills the result back into the template.
 func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value, error) {
+	if e.quick && (s.action.Local == nil || !s.action.Local(s.params)) {
+		e.def.notLocal.Store(true)
+		return v, errNotLocal
+	}
 	e.done[s.key] = true
 	name := s.action.Provider + "." + s.action.Do
 	sideEffect := s.action.SideEffect != nil && s.action.SideEffect(s.params)

@@ -24,21 +24,21 @@ func Register(r *step.Registry) {
 	r.AddPackage(step.Package{Path: "vela/builtin", Source: source})
 	// A condition that cannot be computed yet (it reads what an action has not returned) is a
 	// condition not met: the step waits rather than fails.
-	r.Register(step.Action{Provider: "builtin", Do: "wait", Run: wait, AcceptIncomplete: true})
-	r.Register(step.Action{Provider: "builtin", Do: "suspend", Run: suspend})
-	r.Register(step.Action{Provider: "builtin", Do: "break", Run: func(_ context.Context, c *step.Call) (any, error) {
+	r.Register(step.Action{Provider: "builtin", Do: "wait", Local: step.Always, Run: wait, AcceptIncomplete: true})
+	r.Register(step.Action{Provider: "builtin", Do: "suspend", Local: step.Always, Run: suspend})
+	r.Register(step.Action{Provider: "builtin", Do: "break", Local: step.Always, Run: func(_ context.Context, c *step.Call) (any, error) {
 		c.Session.Break(str(c.Params, "message"))
 		return nil, nil
 	}})
-	r.Register(step.Action{Provider: "builtin", Do: "fail", Run: func(_ context.Context, c *step.Call) (any, error) {
+	r.Register(step.Action{Provider: "builtin", Do: "fail", Local: step.Always, Run: func(_ context.Context, c *step.Call) (any, error) {
 		c.Session.Fail(str(c.Params, "message"))
 		return nil, nil
 	}})
-	r.Register(step.Action{Provider: "builtin", Do: "message", Run: func(_ context.Context, c *step.Call) (any, error) {
+	r.Register(step.Action{Provider: "builtin", Do: "message", Local: step.Always, Run: func(_ context.Context, c *step.Call) (any, error) {
 		c.Session.Message(str(c.Params, "message"))
 		return nil, nil
 	}})
-	r.Register(step.Action{Provider: "builtin", Do: "var", Run: doVar})
+	r.Register(step.Action{Provider: "builtin", Do: "var", Local: step.Always, Run: doVar})
 }
 
 // wait holds the step unless continue is true; a missing continue is false.

@@ -23,8 +23,8 @@ type Options struct{}
 // time.date to r.
 func Register(r *step.Registry, _ Options) {
 	r.AddPackage(step.Package{Path: "vela/time", Source: source})
-	r.Register(step.Action{Provider: "time", Do: "timestamp", Run: dateToTimestamp, LegacyOutputs: []string{"timestamp"}})
-	r.Register(step.Action{Provider: "time", Do: "date", Run: timestampToDate, LegacyOutputs: []string{"date"}})
+	r.Register(step.Action{Provider: "time", Do: "timestamp", Local: step.Always, Run: dateToTimestamp, LegacyOutputs: []string{"timestamp"}})
+	r.Register(step.Action{Provider: "time", Do: "date", Local: step.Always, Run: timestampToDate, LegacyOutputs: []string{"date"}})
 }
 
 // dateToTimestamp runs #DateToTimestamp.

@@ -54,9 +54,15 @@ func Register(r *step.Registry, opts Options) {
 		l.timeout = DefaultSourceTimeout
 	}
 	r.AddPackage(step.Package{Path: "vela/util", Source: source})
-	r.Register(step.Action{Provider: "util", Do: "log", Run: l.log})
-	r.Register(step.Action{Provider: "util", Do: "string", Run: convertString, LegacyOutputs: []string{"str"}})
-	r.Register(step.Action{Provider: "util", Do: "patch-k8s-object", Run: patchK8sObject, LegacyOutputs: []string{"result"}})
+	r.Register(step.Action{Provider: "util", Do: "log", Run: l.log, Local: logsData})
+	r.Register(step.Action{Provider: "util", Do: "string", Run: convertString, Local: step.Always, LegacyOutputs: []string{"str"}})
+	r.Register(step.Action{Provider: "util", Do: "patch-k8s-object", Run: patchK8sObject, Local: step.Always, LegacyOutputs: []string{"result"}})
+}
+
+// logsData says a #Log call logs its data alone: with a source it reads a URL or resources.
+func logsData(params map[string]any) bool {
+	_, hasSource := params["source"]
+	return !hasSource
 }
 
 // logger runs #Log.

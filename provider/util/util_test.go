@@ -243,6 +243,28 @@ func TestRegistration(t *testing.T) {
 	}
 }
 
+// A #Log of its data alone, a conversion, a patch are local (step.Action.Local): a quick
+// evaluation may make them. A #Log with a source reads a URL or a cluster: it is not.
+func TestLocalActions(t *testing.T) {
+	r := registry(util.Options{})
+	for _, c := range []struct {
+		do     string
+		params map[string]any
+		local  bool
+	}{
+		{"log", map[string]any{"data": "hello"}, true},
+		{"log", map[string]any{"data": "hello", "source": map[string]any{"url": "http://example.com"}}, false},
+		{"log", map[string]any{"source": map[string]any{"resources": []any{}}}, false},
+		{"string", map[string]any{"bt": "aGk="}, true},
+		{"patch-k8s-object", map[string]any{}, true},
+	} {
+		a, _ := r.Action("util", c.do)
+		if got := a.Local != nil && a.Local(c.params); got != c.local {
+			t.Errorf("util.%s %v: local %v, want %v", c.do, c.params, got, c.local)
+		}
+	}
+}
+
 func TestCUEPackage(t *testing.T) {
 	p, ok := registry(util.Options{}).Package("vela/util")
 	if !ok {
