@@ -29,7 +29,7 @@ func newApplyCommand(g *globals) *cobra.Command {
 				}
 				return g.remoteApply(ctx, r, objs)
 			}
-			a, objs, err := g.load(ctx, files)
+			a, objs, err := g.load(ctx, files, nil)
 			if err != nil {
 				return err
 			}
@@ -65,7 +65,7 @@ already stored are taken into account; nothing is written.`,
 			if r := g.remote(); r != nil {
 				return g.remoteVet(cmd.Context(), r, files)
 			}
-			_, objs, err := g.load(cmd.Context(), files)
+			_, objs, err := g.load(cmd.Context(), files, nil)
 			if err != nil {
 				return err
 			}

@@ -41,23 +41,20 @@ refused unless --replace is given.`,
 				}
 				return g.remoteRunFiles(ctx, r, files, setCtx)
 			}
-			a, objs, err := g.load(ctx, files)
+			setCtx, err := parseSets(sets)
+			if err != nil {
+				return err
+			}
+			a, objs, err := g.load(ctx, files, setCtx)
 			if err != nil {
 				return err
 			}
 			if len(objs.Runs) == 0 {
 				return invalidf("%s: no WorkflowRun to run (use stepflow apply to store definitions and Workflows)", strings.Join(files, ", "))
 			}
-			setCtx, err := parseSets(sets)
-			if err != nil {
-				return err
-			}
 			var keys []engine.Key
 			runs := make([]*engine.Run, 0, len(objs.Runs))
 			for _, obj := range objs.Runs {
-				if err := mergeContext(obj, setCtx); err != nil {
-					return err
-				}
 				obj.Status = v1alpha1.WorkflowRunStatus{}
 				runs = append(runs, &engine.Run{Object: obj})
 				keys = append(keys, engine.Key{Namespace: obj.Namespace, Name: obj.Name})
