@@ -181,11 +181,28 @@ func childOutput(child *Run, valueFrom string) (json.RawMessage, error) {
 // childRuns are the names of the runs the run's `workflow` steps started.
 func childRuns(run *Run) []string {
 	var out []string
-	add := func(s *v1alpha1.StepStatus) {
+	eachStatus(run, func(s *v1alpha1.StepStatus) {
 		if s.ChildRun != "" {
 			out = append(out, s.ChildRun)
 		}
-	}
+	})
+	return out
+}
+
+// stepsWithChildren are the names of the run's steps that started a child run.
+func stepsWithChildren(run *Run) map[string]bool {
+	out := map[string]bool{}
+	eachStatus(run, func(s *v1alpha1.StepStatus) {
+		if s.ChildRun != "" {
+			out[s.Name] = true
+		}
+	})
+	return out
+}
+
+// eachStatus calls add with every step status of the run: steps, their sub-steps, and the
+// loops' iterations and theirs.
+func eachStatus(run *Run, add func(s *v1alpha1.StepStatus)) {
 	for i := range run.Object.Status.Steps {
 		s := &run.Object.Status.Steps[i]
 		add(&s.StepStatus)
@@ -201,7 +218,6 @@ func childRuns(run *Run) []string {
 			}
 		}
 	}
-	return out
 }
 
 // passToChildren applies the operation just applied to run (suspend, resume, terminate) to its
@@ -244,27 +260,12 @@ var errNothingToRelease = errors.New("no step is suspended on the child run")
 // releaseChildStep resumes the step of run that is suspended on its child run named child.
 func releaseChildStep(run *Run, child string) error {
 	released := false
-	release := func(s *v1alpha1.StepStatus) {
+	eachStatus(run, func(s *v1alpha1.StepStatus) {
 		if rec := run.Steps[s.Name]; s.ChildRun == child && rec != nil && rec.Suspended && !rec.Resumed {
 			rec.Resumed = true
 			released = true
 		}
-	}
-	for i := range run.Object.Status.Steps {
-		s := &run.Object.Status.Steps[i]
-		release(&s.StepStatus)
-		for j := range s.SubStepsStatus {
-			release(&s.SubStepsStatus[j])
-		}
-	}
-	for _, l := range run.Loops {
-		for _, it := range l.Iterations {
-			release(&it.Status)
-			for j := range it.SubSteps {
-				release(&it.SubSteps[j])
-			}
-		}
-	}
+	})
 	if !released || run.Object.Status.Finished {
 		return errNothingToRelease
 	}

@@ -1,7 +1,9 @@
 package engine_test
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,5 +203,62 @@ spec:
 		if c := string(child.Object.Spec.Context.Raw); c != `{"cluster":"`+cluster+`"}` {
 			t.Errorf("%s context %s", name, c)
 		}
+	}
+}
+
+// gatedStore holds the first load of a run that finds it held by a suspend until the test
+// lets it go: the load a parent's `workflow` step makes of its child.
+type gatedStore struct {
+	*memStore
+	key     engine.Key
+	once    sync.Once
+	loaded  chan struct{}
+	release chan struct{}
+}
+
+func (s *gatedStore) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
+	run, err := s.memStore.Load(ctx, key)
+	if err == nil && key == s.key && run.Object.Status.Phase == v1alpha1.RunSuspending {
+		s.once.Do(func() {
+			close(s.loaded)
+			<-s.release
+		})
+	}
+	return run, err
+}
+
+// A child that finishes while its parent's step is looking at it, having found it suspended,
+// cannot release the step (it is not suspended yet): the parent looks again, and does not
+// stay suspended on a child that has finished.
+func TestAChildFinishingWhileItsParentLooksReleasesTheParent(t *testing.T) {
+	childKey := engine.Key{Namespace: "default", Name: "rel-sub"}
+	gate := &gatedStore{key: childKey, loaded: make(chan struct{}), release: make(chan struct{})}
+	h := newHarness(t, func(o *engine.Options) {
+		gate.memStore = o.Store.(*memStore)
+		o.Store = gate
+	})
+	h.template("gated", `
+steps:
+- {name: approve, type: suspend}
+- {name: go, type: ok}`)
+	key := h.start(`
+metadata: {name: rel}
+spec:
+  workflowSpec:
+    steps:
+    - {name: sub, type: workflow, properties: {name: gated}}`)
+	select {
+	case <-gate.loaded: // the parent's step found the child suspended
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parent's step never looked at its suspended child")
+	}
+	if err := h.operate(childKey, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
+		t.Fatal(err)
+	}
+	h.waitPhase(childKey, v1alpha1.RunSucceeded)
+	close(gate.release)
+	run := h.waitPhase(key, v1alpha1.RunSucceeded)
+	if got := phases(run); got != "sub=succeeded" {
+		t.Errorf("steps: %s", got)
 	}
 }

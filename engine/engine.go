@@ -492,21 +492,38 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 	return t
 }
 
-// wakeWaiting makes the waiting steps that were not evaluated since the last Wake due now.
+// wakeWaiting makes the waiting steps that were not evaluated since the last Wake due now, and
+// the steps suspended on a child run: the child that woke the run may have finished while
+// the step's evaluation looked at it, too late for wakeParent to release a step that was not
+// suspended yet.
 func (e *Engine) wakeWaiting(rs *runState, run *Run, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if rs.wakes == 0 {
 		return
 	}
+	var children map[string]bool
 	for name, rec := range run.Steps {
-		if rec.Waits == 0 || rec.Suspended || !now.Before(rec.NextTime) || rs.seen[name] >= rs.wakes {
+		if rs.seen[name] >= rs.wakes {
 			continue
 		}
 		if _, busy := rs.inflight[name]; busy {
 			continue
 		}
-		rec.NextTime = time.Time{}
+		switch {
+		case rec.Waits > 0 && !rec.Suspended && now.Before(rec.NextTime):
+			rec.NextTime = time.Time{}
+		case rec.Suspended && !rec.Resumed && rec.NextTime.IsZero():
+			if children == nil {
+				children = stepsWithChildren(run)
+			}
+			if !children[name] {
+				continue
+			}
+			rec.NextTime = now // a suspended step due is evaluated (machine.schedule)
+		default:
+			continue
+		}
 		rs.seen[name] = rs.wakes
 	}
 }
