@@ -260,7 +260,8 @@ func (r *Runner) RunQuick(ctx context.Context, req *engine.StepRequest) (*engine
 	}
 	gen.evals.Add(1)
 	res, err := r.evaluate(ctx, gen, d, req, began, true)
-	if errors.Is(err, errNotLocal) {
+	if errors.Is(err, errNotLocal) || ctx.Err() != nil {
+		// Not made: a caller gone (an operation's request) is not the step's error.
 		return nil, false, err
 	}
 	return res, true, err
