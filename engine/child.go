@@ -222,18 +222,20 @@ func eachStatus(run *Run, add func(s *v1alpha1.StepStatus)) {
 
 // passToChildren applies the operation just applied to run (suspend, resume, terminate) to its
 // child runs, and theirs in turn. A child the operation does not apply to (one that finished)
-// is left as it is.
-func (e *Engine) passToChildren(ctx context.Context, run *Run) {
+// is left as it is. It reports whether the run has child runs.
+func (e *Engine) passToChildren(ctx context.Context, run *Run) bool {
 	if run.pass == nil {
-		return
+		return false
 	}
-	for _, name := range childRuns(run) {
+	children := childRuns(run)
+	for _, name := range children {
 		key := Key{Namespace: run.Object.Namespace, Name: name}
 		_, err := e.operateStored(ctx, key, run.pass)
 		if err != nil && !errors.Is(err, ErrInvalidOperation) && !errors.Is(err, ErrNotFound) {
 			e.opts.Logger.Error("pass an operation to a child run", "run", run.Key(), "child", key, "err", err)
 		}
 	}
+	return len(children) > 0
 }
 
 // wakeParent tells the parent of a run that just settled (finished, or held by a suspend) to

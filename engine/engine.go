@@ -410,11 +410,10 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 	}
 	if saved {
 		if run.pass != nil {
-			e.passToChildren(ctx, run)
-			run.pass = nil
-			if op != nil {
+			if e.passToChildren(ctx, run) && op != nil {
 				e.q.add(key) // to see the children as the operation left them
 			}
+			run.pass = nil
 		}
 		e.wakeParent(ctx, run)
 	}

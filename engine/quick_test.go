@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -104,5 +105,55 @@ func TestARunOfQuickStepsIsSavedEveryEightOfThem(t *testing.T) {
 	if len(got) != 2 || !strings.Contains(got[0], "s8=succeeded s9=running s10=pending") ||
 		strings.Contains(got[1], "running") || strings.Contains(got[1], "pending") {
 		t.Errorf("saves:\n%s\nwant two: s1 to s8 made at once with s9 running, then the rest", strings.Join(got, "\n"))
+	}
+}
+
+// loadCounter counts the loads of each run.
+type loadCounter struct {
+	*memStore
+	mu    sync.Mutex
+	loads map[engine.Key]int
+}
+
+func (s *loadCounter) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
+	s.mu.Lock()
+	s.loads[key]++
+	s.mu.Unlock()
+	return s.memStore.Load(ctx, key)
+}
+
+func (s *loadCounter) count(key engine.Key) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loads[key]
+}
+
+// A resume that the run finishes from (its next steps quick) leaves nothing to do: a run with no
+// child runs is not queued again to see its children, which would load it for nothing.
+func TestAResumeFinishingTheRunLeavesNoWork(t *testing.T) {
+	loads := &loadCounter{loads: map[engine.Key]int{}}
+	h := newHarness(t, func(o *engine.Options) {
+		loads.memStore = o.Store.(*memStore)
+		o.Store = loads
+		o.Runner = quickScript{script: o.Runner.(*script), quick: map[string]bool{"ok": true, "suspend": true}}
+	})
+	key := h.start(`
+metadata: {name: approve-then-go}
+spec:
+  workflowSpec:
+    steps:
+    - {name: approve, type: suspend}
+    - {name: go, type: ok}`)
+	h.waitFor(key, "suspended", func(r *engine.Run) bool { return r.Object.Status.Phase == v1alpha1.RunSuspending && !h.eng.Busy(key) })
+	before := loads.count(key)
+	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
+		t.Fatal(err)
+	}
+	if got := phases(h.saved(key)); got != "approve=succeeded go=succeeded" {
+		t.Fatalf("after the resume: %s, want both steps made by it", got)
+	}
+	h.waitFor(key, "idle", func(*engine.Run) bool { return !h.eng.Busy(key) })
+	if n := loads.count(key) - before; n != 0 {
+		t.Errorf("the run was loaded %d times after its resume; it had finished in it", n)
 	}
 }
