@@ -91,20 +91,26 @@ spec:
 	}
 }
 
-// Suspend and resume of the parent pass through to the child; the child's own suspend step is
-// released by resuming the parent.
-func TestSubWorkflowSuspendResumePassThrough(t *testing.T) {
-	h := newHarness(t)
+// startGated starts run rel, whose one step runs template gated as its child run rel-sub: a
+// suspend step, then one that succeeds.
+func startGated(h *harness) engine.Key {
 	h.template("gated", `
 steps:
 - {name: approve, type: suspend}
 - {name: go, type: ok}`)
-	key := h.start(`
+	return h.start(`
 metadata: {name: rel}
 spec:
   workflowSpec:
     steps:
     - {name: sub, type: workflow, properties: {name: gated}}`)
+}
+
+// Suspend and resume of the parent pass through to the child; the child's own suspend step is
+// released by resuming the parent.
+func TestSubWorkflowSuspendResumePassThrough(t *testing.T) {
+	h := newHarness(t)
+	key := startGated(h)
 	childKey := engine.Key{Namespace: "default", Name: "rel-sub"}
 	h.waitFor(childKey, "child suspended", func(r *engine.Run) bool { return r.Object.Status.Phase == v1alpha1.RunSuspending })
 	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.SuspendRun(r) }); err != nil {
@@ -237,16 +243,7 @@ func TestAChildFinishingWhileItsParentLooksReleasesTheParent(t *testing.T) {
 		gate.memStore = o.Store.(*memStore)
 		o.Store = gate
 	})
-	h.template("gated", `
-steps:
-- {name: approve, type: suspend}
-- {name: go, type: ok}`)
-	key := h.start(`
-metadata: {name: rel}
-spec:
-  workflowSpec:
-    steps:
-    - {name: sub, type: workflow, properties: {name: gated}}`)
+	key := startGated(h)
 	select {
 	case <-gate.loaded: // the parent's step found the child suspended
 	case <-time.After(10 * time.Second):
