@@ -49,15 +49,21 @@ func (s *saves) list() []string {
 // records every save.
 func quickHarness(t *testing.T, types ...string) (*harness, *saves) {
 	rec := &saves{}
-	h := newHarness(t, func(o *engine.Options) {
+	h := newHarness(t, quickTypes(types...), func(o *engine.Options) {
+		o.Observer = engine.Observers{o.Observer, rec}
+	})
+	return h, rec
+}
+
+// quickTypes makes the harness's runner a quickScript that makes the steps of the types given.
+func quickTypes(types ...string) func(*engine.Options) {
+	return func(o *engine.Options) {
 		q := quickScript{script: o.Runner.(*script), quick: map[string]bool{}}
 		for _, typ := range types {
 			q.quick[typ] = true
 		}
 		o.Runner = q
-		o.Observer = engine.Observers{o.Observer, rec}
-	})
-	return h, rec
+	}
 }
 
 func TestQuickStepsAreSavedWithTheTransitionThatStartsThem(t *testing.T) {
@@ -132,10 +138,9 @@ func (s *loadCounter) count(key engine.Key) int {
 // child runs is not queued again to see its children, which would load it for nothing.
 func TestAResumeFinishingTheRunLeavesNoWork(t *testing.T) {
 	loads := &loadCounter{loads: map[engine.Key]int{}}
-	h := newHarness(t, func(o *engine.Options) {
+	h := newHarness(t, quickTypes("ok", "suspend"), func(o *engine.Options) {
 		loads.memStore = o.Store.(*memStore)
 		o.Store = loads
-		o.Runner = quickScript{script: o.Runner.(*script), quick: map[string]bool{"ok": true, "suspend": true}}
 	})
 	key := h.start(`
 metadata: {name: approve-then-go}
