@@ -2,12 +2,12 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stepflow/stepflow/store"
 )
 
 // migrations are the schema changes in the order they apply; the table schema_migrations
@@ -141,7 +141,7 @@ func fillRunColumns(ctx context.Context, tx pgx.Tx) error {
 		if err := rows.Scan(&ns, &name, &data, &start); err != nil {
 			return fmt.Errorf("read runs: %w", err)
 		}
-		template, at := runOrigin(data)
+		template, at := store.RunOrigin(data)
 		if at.IsZero() && start != nil {
 			at = *start
 		}
@@ -164,25 +164,6 @@ func fillRunColumns(ctx context.Context, tx pgx.Tx) error {
 		return fmt.Errorf("fill in runs' template and created: %w", err)
 	}
 	return nil
-}
-
-// runOrigin is the template (spec.workflowRef) and creation time (metadata.creationTimestamp)
-// of the stored run JSON, or "" and the zero time for what it cannot tell.
-func runOrigin(data []byte) (template string, created time.Time) {
-	var run struct {
-		Object struct {
-			Metadata struct {
-				CreationTimestamp metav1.Time `json:"creationTimestamp"`
-			} `json:"metadata"`
-			Spec struct {
-				WorkflowRef string `json:"workflowRef"`
-			} `json:"spec"`
-		} `json:"object"`
-	}
-	if err := json.Unmarshal(data, &run); err != nil {
-		return "", time.Time{}
-	}
-	return run.Object.Spec.WorkflowRef, run.Object.Metadata.CreationTimestamp.Time
 }
 
 // migrateLock is the key of the transaction-scoped advisory lock that makes two processes

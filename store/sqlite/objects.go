@@ -183,33 +183,7 @@ func (s *Store) Template(ctx context.Context, namespace, typ string) (string, er
 // Definitions returns the stored definitions of the namespace (of every namespace when it is
 // empty), ordered by namespace and name.
 func (s *Store) Definitions(ctx context.Context, namespace string) ([]*v1beta1.WorkflowStepDefinition, error) {
-	q := `SELECT object FROM definitions`
-	var args []any
-	if namespace != "" {
-		q += ` WHERE namespace = ?`
-		args = append(args, namespace)
-	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY namespace, name`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list definitions: %w", err)
-	}
-	defer rows.Close()
-	var out []*v1beta1.WorkflowStepDefinition
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return nil, fmt.Errorf("list definitions: %w", err)
-		}
-		d := new(v1beta1.WorkflowStepDefinition)
-		if err := json.Unmarshal(data, d); err != nil {
-			return nil, fmt.Errorf("list definitions: decode: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list definitions: %w", err)
-	}
-	return out, nil
+	return listObjects(ctx, s, "definitions", "object", namespace, store.ReadDefinition)
 }
 
 // Workflow returns the stored Workflow template namespace/name, with its generation, or an
@@ -224,45 +198,27 @@ func (s *Store) Workflow(ctx context.Context, namespace, name string) (*v1alpha1
 	if err != nil {
 		return nil, fmt.Errorf("workflow %s/%s: %w", namespace, name, err)
 	}
-	wf := new(v1alpha1.Workflow)
-	if err := json.Unmarshal(data, wf); err != nil {
-		return nil, fmt.Errorf("workflow %s/%s: decode: %w", namespace, name, err)
-	}
-	wf.Generation = gen
-	return wf, nil
+	return store.DecodeWorkflow(namespace, name, data, gen)
 }
 
 // Workflows returns the stored Workflow templates of the namespace (of every namespace when
 // it is empty), with their generations, ordered by namespace and name.
 func (s *Store) Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error) {
-	q := `SELECT namespace, name, object, generation FROM workflows`
+	return listObjects(ctx, s, "workflows", "namespace, name, object, generation", namespace, store.ReadWorkflow)
+}
+
+// listObjects reads the columns of the rows of table (definitions or workflows) with read: those
+// of the namespace (of every namespace when it is empty), ordered by namespace and name.
+func listObjects[T any](ctx context.Context, s *Store, table, columns, namespace string, read func(store.Scanner) (T, error)) ([]T, error) {
+	query := "SELECT " + columns + " FROM " + table
 	var args []any
 	if namespace != "" {
-		q += ` WHERE namespace = ?`
+		query += ` WHERE namespace = ?`
 		args = append(args, namespace)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY namespace, name`, args...)
+	out, err := queryAll(ctx, s, read, query+` ORDER BY namespace, name`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list workflows: %w", err)
-	}
-	defer rows.Close()
-	var out []*v1alpha1.Workflow
-	for rows.Next() {
-		var ns, name string
-		var data []byte
-		var gen int64
-		if err := rows.Scan(&ns, &name, &data, &gen); err != nil {
-			return nil, fmt.Errorf("list workflows: %w", err)
-		}
-		wf := new(v1alpha1.Workflow)
-		if err := json.Unmarshal(data, wf); err != nil {
-			return nil, fmt.Errorf("list workflows: decode %s/%s: %w", ns, name, err)
-		}
-		wf.Generation = gen
-		out = append(out, wf)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list workflows: %w", err)
+		return nil, fmt.Errorf("list %s: %w", table, err)
 	}
 	return out, nil
 }

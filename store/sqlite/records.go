@@ -88,22 +88,10 @@ func (s *Store) Record(ctx context.Context, kind, key string) (store.Record, err
 func (s *Store) Records(ctx context.Context, kind, prefix string) ([]store.Record, error) {
 	// The range starts the index scan at prefix; substr, unlike LIKE, gives no character of
 	// prefix a meaning.
-	rows, err := s.db.QueryContext(ctx, `SELECT key, version, data FROM records
+	out, err := queryAll(ctx, s, store.ReadRecord, `SELECT key, version, data FROM records
 		WHERE kind = ? AND key >= ? AND substr(key, 1, length(?)) = ?
 		ORDER BY key`, kind, prefix, prefix, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("list records %s/%s*: %w", kind, prefix, err)
-	}
-	defer rows.Close()
-	var out []store.Record
-	for rows.Next() {
-		var r store.Record
-		if err := rows.Scan(&r.Key, &r.Version, &r.Data); err != nil {
-			return nil, fmt.Errorf("list records %s/%s*: %w", kind, prefix, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list records %s/%s*: %w", kind, prefix, err)
 	}
 	return out, nil

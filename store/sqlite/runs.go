@@ -273,26 +273,17 @@ func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSu
 	q += " LIMIT ? OFFSET ?"
 	args = append(args, limit, opts.Offset)
 
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	defer rows.Close()
-	var out []store.RunSummary
-	for rows.Next() {
-		var r store.RunSummary
+	out, err := queryAll(ctx, s, func(rows store.Scanner) (r store.RunSummary, err error) {
 		var start, end, created int64
 		c := &r.Steps
-		if err := rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
+		err = rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
 			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped,
-			&r.Template, &created); err != nil {
-			return nil, fmt.Errorf("list runs: %w", err)
-		}
+			&r.Template, &created)
 		r.StartTime, r.EndTime, r.Created = fromUnixNano(start), fromUnixNano(end), fromUnixNano(created)
 		c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+		return r, err
+	}, q, args...)
+	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	return out, nil

@@ -3,11 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/stepflow/stepflow/store"
 )
 
 // migrations are the schema changes in the order they apply. The database's PRAGMA
@@ -131,7 +130,7 @@ func fillRunColumns(ctx context.Context, conn *sql.Conn) error {
 			return fmt.Errorf("read runs: %w", err)
 		}
 		var created time.Time
-		f.template, created = runOrigin(data)
+		f.template, created = store.RunOrigin(data)
 		f.created = unixNano(created)
 		if f.created == 0 {
 			f.created = start
@@ -153,25 +152,6 @@ func fillRunColumns(ctx context.Context, conn *sql.Conn) error {
 		}
 	}
 	return nil
-}
-
-// runOrigin is the template (spec.workflowRef) and creation time (metadata.creationTimestamp)
-// of the stored run JSON, or "" and the zero time for what it cannot tell.
-func runOrigin(data []byte) (template string, created time.Time) {
-	var run struct {
-		Object struct {
-			Metadata struct {
-				CreationTimestamp metav1.Time `json:"creationTimestamp"`
-			} `json:"metadata"`
-			Spec struct {
-				WorkflowRef string `json:"workflowRef"`
-			} `json:"spec"`
-		} `json:"object"`
-	}
-	if err := json.Unmarshal(data, &run); err != nil {
-		return "", time.Time{}
-	}
-	return run.Object.Spec.WorkflowRef, run.Object.Metadata.CreationTimestamp.Time
 }
 
 // migrate brings the schema of the database behind conn up to date, in one immediate
