@@ -1,8 +1,8 @@
 // Package store holds what the run stores share beyond engine.Store: the summaries their List
 // returns, the selection it takes, the error of creating a run that is stored already, the
 // generic records they keep, how they tell a changed Workflow template from a re-applied
-// one, and the changes replicas sharing a store tell each other of, so that the CLI and the
-// server work the same way whichever store they use.
+// one, the changes replicas sharing a store tell each other of, and how the SQL stores read
+// their rows, so that the CLI and the server work the same way whichever store they use.
 package store
 
 import (
