@@ -130,18 +130,22 @@ type runState struct {
 	tried map[string]try
 }
 
-// try names what a step's evaluations are tried as: the run's epoch, the attempt's number and
-// its retries after provider errors. A retry is a try of its own: the action that failed may
-// have acted without answering (a timeout), so what it runs again counts as another try.
+// try names what a step's evaluations are tried as: the run's epoch, the attempt's number,
+// its retries after provider errors, and the number of the try recorded. A retry is a try of
+// its own: the action that failed may have acted without answering (a timeout), so what it
+// runs again counts as another try. So is a try another engine recorded since (a replica that
+// took the run over while this one still held it): this engine's next evaluation is not
+// part of it.
 type try struct {
 	epoch   int64
 	attempt int
 	retries int
+	tries   int
 }
 
 // triedAs is the try a step's next evaluation belongs to.
 func triedAs(run *Run, rec *StepRecord) try {
-	return try{epoch: run.Epoch, attempt: rec.Attempt, retries: rec.Retries}
+	return try{epoch: run.Epoch, attempt: rec.Attempt, retries: rec.Retries, tries: rec.Tries}
 }
 
 // New returns an engine; call Start to run its workers.
@@ -268,9 +272,7 @@ func (e *Engine) state(key Key) *runState {
 // run as saved, and for an operation the error that kept it from being saved; a worker's
 // failures are logged and the run is looked at again later.
 func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now time.Time) error) (*Run, error) {
-	if o := e.opts.Owner; o != nil && !o.Owns(key) {
-		e.disown(key)
-		o.Elsewhere(ctx, key)
+	if !e.owns(ctx, key) {
 		return nil, errNotOwned
 	}
 	rs := e.state(key)
@@ -351,6 +353,13 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		if !t.changed && len(t.logs) == 0 && run.pass == nil && op == nil {
 			break
 		}
+		// Asked again before each save: a lease lost while the run was advanced means another
+		// engine may have taken it up already. Saves are versioned, so one that lands all the
+		// same either precedes the new owner's first (which then conflicts and reloads), or
+		// conflicts itself and is dropped here on its next attempt.
+		if !e.owns(ctx, key) {
+			return nil, errNotOwned
+		}
 		redactForSave(run, t.logs)
 		err := e.opts.Store.Save(ctx, run, t.logs)
 		if errors.Is(err, ErrConflict) && attempt < 100 {
@@ -423,6 +432,18 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 // errNotOwned is process's answer for a run another engine owns (Options.Owner).
 var errNotOwned = errors.New("the run is owned by another engine")
 
+// owns reports whether this engine may advance the run now (Options.Owner); when it may not,
+// it drops what it holds of the run and hands the run to its owner.
+func (e *Engine) owns(ctx context.Context, key Key) bool {
+	o := e.opts.Owner
+	if o == nil || o.Owns(key) {
+		return true
+	}
+	e.disown(key)
+	o.Elsewhere(ctx, key)
+	return false
+}
+
 // QuickRunner is a StepRunner that can make some evaluations at once, in the worker advancing
 // the run: those that need no I/O (a step that only sets its message, fails or suspends; a
 // resumed step that is nothing but a suspend). The engine makes them before it saves the
@@ -471,7 +492,7 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 			}
 			// At the transition's time: the step starts and ends in it.
 			rec := run.record(n.name)
-			done = append(done, stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt, result: res, err: err, at: now})
+			done = append(done, stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt, tries: rec.Tries, result: res, err: err, at: now})
 			e.mu.Lock()
 			rs.tried[n.name] = triedAs(run, rec)
 			rs.seen[n.name] = rs.wakes
@@ -576,7 +597,7 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 // launch starts the evaluation of a step in its own goroutine; e.mu is held.
 func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n *node, now time.Time) {
 	rec := run.record(n.name)
-	d := stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt}
+	d := stepDone{epoch: run.Epoch, step: n.name, attempt: rec.Attempt, tries: rec.Tries}
 	req, err := request(run, n, now)
 	if err != nil {
 		d.err, d.at = err, now

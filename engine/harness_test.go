@@ -69,6 +69,9 @@ func (s *memStore) Save(_ context.Context, run *engine.Run, logs []engine.LogEnt
 //	suspend  suspends (property "duration" for a timed one); succeeds once resumed or expired
 //	break    breaks
 //	block    blocks until the test releases the step by name
+//	post     a side effect: without one in its memo, blocks until the test releases the step
+//	         by name, then makes it (counted as NAME!, after calling onPost) and waits with
+//	         it memoized; with it memoized, waits
 //	by-item  behaves as the type named by property "kind" (an iteration fills it from its item)
 //	leak     shows property "secret" (or context.token) in its message, its log and its
 //	         outputs; marks it sensitive when property "mark" is true; fails when "fail" is
@@ -82,6 +85,8 @@ type script struct {
 	blocked  map[string]chan struct{}
 	active   int
 	peak     int
+	// onPost, when set, is called as a post step makes its side effect.
+	onPost func(step string)
 }
 
 func newScript() *script {
@@ -198,23 +203,46 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 			res.Outcome, res.Reason, res.Message = engine.Failed, v1alpha1.ReasonAction, "refused "+secret
 		}
 		return res, nil
-	case "block":
+	case "post":
+		if req.Memo["posted"] != nil {
+			return &engine.StepResult{Outcome: engine.Waiting, Message: "posted already", Memo: req.Memo}, nil
+		}
+		if err := s.blockUntilReleased(ctx, req.Step.Name); err != nil {
+			return nil, err
+		}
 		s.mu.Lock()
-		if s.released[req.Step.Name] {
-			s.mu.Unlock()
-			return &engine.StepResult{Outcome: engine.Succeeded, Outputs: out()}, nil
-		}
-		ch := make(chan struct{})
-		s.blocked[req.Step.Name] = ch
+		onPost := s.onPost
+		s.runs[req.Step.Name+"!"]++
 		s.mu.Unlock()
-		select {
-		case <-ch:
-			return &engine.StepResult{Outcome: engine.Succeeded, Outputs: out()}, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if onPost != nil {
+			onPost(req.Step.Name)
 		}
+		return &engine.StepResult{Outcome: engine.Waiting, Message: "posted", Memo: map[string]json.RawMessage{"posted": json.RawMessage("true")}}, nil
+	case "block":
+		if err := s.blockUntilReleased(ctx, req.Step.Name); err != nil {
+			return nil, err
+		}
+		return &engine.StepResult{Outcome: engine.Succeeded, Outputs: out()}, nil
 	}
 	return nil, engine.Terminal("Rendering", fmt.Errorf("unknown step type %q", req.Step.Type))
+}
+
+// blockUntilReleased returns once the test has released the step by name, or with ctx's error.
+func (s *script) blockUntilReleased(ctx context.Context, name string) error {
+	s.mu.Lock()
+	if s.released[name] {
+		s.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	s.blocked[name] = ch
+	s.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func mustTime(raw json.RawMessage) time.Time {

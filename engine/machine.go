@@ -56,9 +56,11 @@ type stepDone struct {
 	epoch   int64
 	step    string
 	attempt int
-	at      time.Time
-	result  *StepResult
-	err     error
+	// tries is the try the evaluation belonged to (StepRecord.Tries when it was launched).
+	tries  int
+	at     time.Time
+	result *StepResult
+	err    error
 }
 
 // transition is what one advance decided, to act on once it is saved.
@@ -239,8 +241,10 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 			t.logs = append(t.logs, l)
 		}
 	}
-	if d.epoch != run.Epoch || n == nil || rec == nil || rec.Attempt != d.attempt || !n.active() {
-		return // the step moved on (terminated, timed out, restarted) while it was evaluated
+	if d.epoch != run.Epoch || n == nil || rec == nil || rec.Attempt != d.attempt || rec.Tries != d.tries || !n.active() {
+		// The step moved on while it was evaluated: terminated, timed out, restarted, or
+		// taken up in a try of its own by an engine that took the run over.
+		return
 	}
 	t.changed = true
 	n.status.LastExecuteTime = metav1.NewTime(d.at)

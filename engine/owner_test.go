@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,9 @@ import (
 type prefixOwner struct {
 	mu     sync.Mutex
 	prefix string
+	// stale is how many more times Owns answers yes whatever the prefix: the checks an
+	// engine makes just before it learns that its lease is lost.
+	stale  int
 	other  *harness
 	handed []string
 }
@@ -25,10 +30,28 @@ func (o *prefixOwner) set(prefix string) {
 	o.mu.Unlock()
 }
 
+// lose moves the owner to prefix, answering yes stale more times first.
+func (o *prefixOwner) lose(prefix string, stale int) {
+	o.mu.Lock()
+	o.prefix, o.stale = prefix, stale
+	o.mu.Unlock()
+}
+
 func (o *prefixOwner) Owns(key engine.Key) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.stale > 0 {
+		o.stale--
+		return true
+	}
 	return strings.HasPrefix(key.Name, o.prefix)
+}
+
+// wasHanded reports whether the owner handed the run named name to the other engine.
+func (o *prefixOwner) wasHanded(name string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Contains(o.handed, name)
 }
 
 func (o *prefixOwner) Elsewhere(_ context.Context, key engine.Key) {
@@ -102,5 +125,95 @@ spec:
 	}
 	if n := a.script.count("after"); n != 0 {
 		t.Errorf("the old owner ran the next step %d times", n)
+	}
+}
+
+// TestALeaseLostWhileAdvancingSavesNothing: an engine that owned the run when it began to
+// apply a result, and lost it before saving, saves nothing: the new owner, which took the step
+// up in a try of its own meanwhile, is the only one to record its result and go on.
+func TestALeaseLostWhileAdvancingSavesNothing(t *testing.T) {
+	a, b, oa, ob := twoOwners(t)
+	key := a.start(`
+metadata: {name: a-run}
+spec:
+  workflowSpec:
+    steps:
+    - {name: slow, type: block}
+    - {name: after, type: ok}`)
+	a.waitFor(key, "slow running in the first owner", func(*engine.Run) bool { return a.script.count("slow") == 1 })
+
+	oa.lose("none-", 1) // the check at the start of applying slow's result still says yes
+	ob.set("a-")
+	b.eng.Enqueue(key)
+	b.waitFor(key, "slow evaluated by the new owner", func(*engine.Run) bool { return b.script.count("slow") == 1 })
+
+	a.script.release("slow")
+	waitUntil(t, "the first owner to hand the run over", func() bool { return oa.wasHanded("a-run") })
+	run := a.saved(key)
+	if got := phases(run); got != "slow=running after=pending" {
+		t.Errorf("after the first owner applied its result: %s, want slow still running in the new owner's try", got)
+	}
+	if rec := run.Steps["slow"]; rec == nil || rec.Tries != 2 {
+		t.Errorf("slow's record %+v: want the new owner's try, 2", rec)
+	}
+
+	b.script.release("slow")
+	run = b.waitPhase(key, v1alpha1.RunSucceeded)
+	if rec := run.Steps["slow"]; rec == nil || rec.Tries != 2 {
+		t.Errorf("slow's record %+v: want 2 tries, one per engine", rec)
+	}
+	if n := a.script.count("after"); n != 0 {
+		t.Errorf("the engine that lost the run ran the next step %d times", n)
+	}
+	if n := b.script.count("after"); n != 1 {
+		t.Errorf("the owner ran the next step %d times, want 1", n)
+	}
+}
+
+// TestAResultIsAppliedOnlyToItsTry: when two engines both believe they own a run (the worst a
+// lease lost mid-advance can come to), each evaluates the step in a try it recorded, and the
+// result of a try that another has superseded is dropped. A side effect's memo therefore
+// never stands in the record of a try that did not make it: the evaluation of that try, still
+// under way, does not make a side effect the store shows as made in it.
+func TestAResultIsAppliedOnlyToItsTry(t *testing.T) {
+	a, b, _, ob := twoOwners(t)
+	key := a.start(`
+metadata: {name: a-run}
+spec:
+  workflowSpec:
+    steps:
+    - {name: deploy, type: post}`)
+	a.waitFor(key, "deploy running in the first engine", func(*engine.Run) bool { return a.script.count("deploy") == 1 })
+
+	ob.set("a-") // the second engine takes the run up; the first goes on believing it owns it
+	b.eng.Enqueue(key)
+	b.waitFor(key, "deploy evaluated by the second engine", func(*engine.Run) bool { return b.script.count("deploy") == 1 })
+	const secondTry = 2
+	var mu sync.Mutex
+	var problems []string
+	b.script.mu.Lock()
+	b.script.onPost = func(step string) {
+		rec := a.saved(key).Steps[step]
+		if rec != nil && rec.Tries == secondTry && rec.Memo["posted"] != nil {
+			mu.Lock()
+			problems = append(problems, fmt.Sprintf("the second engine made %s's side effect in try %d, whose record shows it made already", step, secondTry))
+			mu.Unlock()
+		}
+	}
+	b.script.mu.Unlock()
+
+	a.script.release("deploy") // the first try's side effect, and its result
+	a.waitFor(key, "the first engine's side effect recorded", func(r *engine.Run) bool {
+		return r.Steps["deploy"] != nil && r.Steps["deploy"].Memo["posted"] != nil
+	})
+	b.script.release("deploy")
+	waitUntil(t, "the second engine's side effect", func() bool { return b.script.count("deploy!") == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if rec := a.saved(key).Steps["deploy"]; rec == nil || rec.Tries < 3 {
+		t.Errorf("deploy's record %+v: want the first engine's second side effect in a try of its own, 3 or later", rec)
 	}
 }
