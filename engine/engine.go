@@ -379,9 +379,37 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		break
 	}
 
-	now := e.opts.Clock.Now()
 	e.mu.Lock()
-	if rs.gen == gen && op == nil {
+	// A run dropped meanwhile (DropUnowned: its lease was lost) is left to its new owner:
+	// nothing decided here is launched or timed.
+	if e.runs[key] == rs {
+		e.actLocked(key, rs, run, t, done, gen, op == nil)
+	}
+	e.mu.Unlock()
+	// Told last, once the steps are launched and the timers set, so that what an observer sees
+	// is already being acted on.
+	if saved && e.opts.Observer != nil {
+		e.opts.Observer.RunChanged(run)
+	}
+	if saved {
+		if run.pass != nil {
+			if e.passToChildren(ctx, run) && op != nil {
+				e.q.add(key) // to see the children as the operation left them
+			}
+			run.pass = nil
+		}
+		e.wakeParent(ctx, run)
+	}
+	return run, nil
+}
+
+// actLocked acts on a saved transition of a run: it caches the run (cache: not an
+// operation's, whose run is its caller's), cancels and launches evaluations, sets the run's
+// timer, forgets a finished run, and queues the run again when it was woken while one of the
+// evaluations applied (done) ran. e.mu is held.
+func (e *Engine) actLocked(key Key, rs *runState, run *Run, t *transition, done []stepDone, gen int, cache bool) {
+	now := e.opts.Clock.Now()
+	if rs.gen == gen && cache {
 		rs.run = run // an operation's run is its caller's: the next worker loads its own
 	}
 	for _, name := range t.cancel {
@@ -391,7 +419,7 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		}
 	}
 	for _, n := range t.launch {
-		e.launch(e.life, key, rs, run, n, now) //nolint:contextcheck // an evaluation belongs to the engine, not to the caller of an operation
+		e.launch(e.life, key, rs, run, n, now) // an evaluation belongs to the engine, not to the caller of an operation
 	}
 	if rs.stop != nil && (t.wake.IsZero() || !t.wake.Equal(rs.wake)) {
 		rs.stop()
@@ -411,22 +439,6 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 			break
 		}
 	}
-	e.mu.Unlock()
-	// Told last, once the steps are launched and the timers set, so that what an observer sees
-	// is already being acted on.
-	if saved && e.opts.Observer != nil {
-		e.opts.Observer.RunChanged(run)
-	}
-	if saved {
-		if run.pass != nil {
-			if e.passToChildren(ctx, run) && op != nil {
-				e.q.add(key) // to see the children as the operation left them
-			}
-			run.pass = nil
-		}
-		e.wakeParent(ctx, run)
-	}
-	return run, nil
 }
 
 // errNotOwned is process's answer for a run another engine owns (Options.Owner).
@@ -663,17 +675,42 @@ func (e *Engine) forget(key Key, rs *runState) {
 func (e *Engine) disown(key Key) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	rs := e.runs[key]
-	if rs == nil {
+	if rs := e.runs[key]; rs != nil {
+		e.dropLocked(key, rs)
+	}
+}
+
+// DropUnowned drops what the engine holds of the runs it no longer owns (Options.Owner) at
+// once, rather than when it next looks at each: their evaluations under way are cancelled, so
+// that none goes on acting after another engine may have taken the run up, and their timers
+// are stopped. Call it when ownership shrinks (a lease given up or lapsed); the new owner
+// learns of the runs from its own leases.
+func (e *Engine) DropUnowned() {
+	o := e.opts.Owner
+	if o == nil {
 		return
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for key, rs := range e.runs {
+		if !o.Owns(key) {
+			e.dropLocked(key, rs)
+		}
+	}
+}
+
+// dropLocked cancels a run's evaluations and timer and forgets it; e.mu is held. A worker
+// advancing it meanwhile finds its state gone and acts on nothing it decided.
+func (e *Engine) dropLocked(key Key, rs *runState) {
 	for name, cancel := range rs.inflight {
 		cancel()
 		delete(rs.inflight, name)
 	}
 	if rs.stop != nil {
 		rs.stop()
+		rs.stop = nil
 	}
+	rs.done = nil
 	delete(e.runs, key)
 }
 

@@ -68,7 +68,8 @@ func (s *memStore) Save(_ context.Context, run *engine.Run, logs []engine.LogEnt
 //	wait     waits until property "until" (a counter name) has been released by the test
 //	suspend  suspends (property "duration" for a timed one); succeeds once resumed or expired
 //	break    breaks
-//	block    blocks until the test releases the step by name
+//	block    blocks until the test releases the step by name (counted as "NAME cancelled"
+//	         when its evaluation is cancelled first)
 //	post     a side effect: without one in its memo, blocks until the test releases the step
 //	         by name, then makes it (counted as NAME!, after calling onPost) and waits with
 //	         it memoized; with it memoized, waits
@@ -241,6 +242,9 @@ func (s *script) blockUntilReleased(ctx context.Context, name string) error {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
+		s.mu.Lock()
+		s.runs[name+" cancelled"]++
+		s.mu.Unlock()
 		return ctx.Err()
 	}
 }

@@ -217,3 +217,39 @@ spec:
 		t.Errorf("deploy's record %+v: want the first engine's second side effect in a try of its own, 3 or later", rec)
 	}
 }
+
+// TestDropUnownedCancelsEvaluationsAtOnce: an engine told that its ownership shrank cancels the
+// evaluations of the runs it lost at once, before another engine may take them up, rather
+// than when it next looks at each; the runs it still owns go on.
+func TestDropUnownedCancelsEvaluationsAtOnce(t *testing.T) {
+	a, _, oa, _ := twoOwners(t)
+	lost := a.start(`
+metadata: {name: a-lost}
+spec:
+  workflowSpec:
+    steps:
+    - {name: slow, type: block}`)
+	kept := a.start(`
+metadata: {name: a-kept}
+spec:
+  workflowSpec:
+    steps:
+    - {name: kept, type: block}`)
+	a.waitFor(lost, "slow running", func(*engine.Run) bool { return a.script.count("slow") == 1 })
+	a.waitFor(kept, "kept running", func(*engine.Run) bool { return a.script.count("kept") == 1 })
+
+	oa.set("a-kept")
+	a.eng.DropUnowned()
+	waitUntil(t, "slow's evaluation cancelled", func() bool { return a.script.count("slow cancelled") == 1 })
+	if a.eng.Busy(lost) {
+		t.Error("the engine still holds the run it lost")
+	}
+	if got := phases(a.saved(lost)); got != "slow=running" {
+		t.Errorf("the lost run: %s, want it left running for its new owner", got)
+	}
+	if n := a.script.count("kept cancelled"); n != 0 {
+		t.Errorf("the evaluation of the run still owned was cancelled %d times", n)
+	}
+	a.script.release("kept")
+	a.waitPhase(kept, v1alpha1.RunSucceeded)
+}

@@ -92,8 +92,9 @@ type Options struct {
 type Replicas interface {
 	engine.Owner
 	// Run holds this server's share until ctx ends, calling gained with the unfinished runs
-	// it takes over and changed with each write of a run by another server.
-	Run(ctx context.Context, gained func([]engine.Key), changed func(store.Change)) error
+	// it takes over, lost when it stops owning some (before another server may take them),
+	// and changed with each write of a run by another server.
+	Run(ctx context.Context, gained func([]engine.Key), lost func(), changed func(store.Change)) error
 	// Release gives the share up at once, once the engine has stopped.
 	Release(ctx context.Context) error
 }
@@ -180,7 +181,7 @@ func (s *Server) Start(ctx context.Context) error {
 	waits := 2
 	if r := s.opts.Replicas; r != nil {
 		waits++
-		go func() { errc <- r.Run(ctx, s.takeOver, s.remoteChange) }()
+		go func() { errc <- r.Run(ctx, s.takeOver, s.eng.DropUnowned, s.remoteChange) }()
 	} else if err := s.recover(ctx); err != nil {
 		s.log.Error("pick up unfinished runs", "err", err)
 	}

@@ -70,12 +70,15 @@ type Leases struct {
 
 	mu    sync.Mutex
 	owned [Shards]bool
-	// valid is when the owned shards stop being this replica's unless renewed (the local
-	// clock, from before the renewal was sent: earlier than the database's expiry).
+	// valid is when the owned shards stop being this replica's unless renewed: a quarter of
+	// the TTL before the database's expiry could pass (the local clock, from before the
+	// renewal was sent), so that what this replica began while it held them has that long
+	// to end before another may take them.
 	valid time.Time
-	// renewed is set once this process has renewed: the leases its replica name held before
-	// (a restart under the same name) are new to it, and their runs to be taken up.
-	renewed bool
+
+	// untaken are shards held whose runs are new to this process and not yet passed to
+	// gained (also when the renewal that held them failed before it could).
+	untaken []int
 }
 
 var _ engine.Owner = (*Leases)(nil)
@@ -124,15 +127,19 @@ func (l *Leases) Shards() []int {
 
 // Run holds this replica's leases until ctx ends. gained is called with the unfinished runs
 // of the shards it takes (also of all its shards after its notifications were interrupted,
-// which may have lost some); changed with each write of a run by another replica. Both are
-// called from Run's goroutines, one call at a time each.
-func (l *Leases) Run(ctx context.Context, gained func([]engine.Key), changed func(store.Change)) error {
+// which may have lost some, or its leases lapsed); lost when it stops holding some shards,
+// given up to a replica that joined or lapsed unrenewed, once Owns says so, before another
+// replica can take them; changed with each write of a run by another replica. They are
+// called from Run's goroutines: gained and changed one call at a time each, lost from either
+// of two.
+func (l *Leases) Run(ctx context.Context, gained func([]engine.Key), lost func(), changed func(store.Change)) error {
 	conn, err := l.listen(ctx)
 	if err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { l.hear(ctx, conn, gained, changed) })
+	wg.Go(func() { l.watch(ctx, lost) })
 	defer wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -142,13 +149,47 @@ func (l *Leases) Run(ctx context.Context, gained func([]engine.Key), changed fun
 			return nil
 		case <-timer.C:
 		}
-		next, err := l.renew(ctx, gained)
+		next, err := l.renew(ctx, gained, lost)
 		if err != nil && ctx.Err() == nil {
 			l.log.Error("renew leases", "err", err)
 			next = time.Second
 		}
 		timer.Reset(next)
 	}
+}
+
+// watch calls lost when the leases lapse unrenewed (a renewal stuck on the database, or
+// failing), at the moment Owns stops answering yes for them, until ctx ends.
+func (l *Leases) watch(ctx context.Context, lost func()) {
+	for {
+		l.mu.Lock()
+		wait := time.Until(l.valid)
+		l.mu.Unlock()
+		if wait <= 0 {
+			if l.lapsed() {
+				lost()
+			}
+			wait = l.ttl / 10 // until a renewal holds shards again
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// lapsed drops the shards whose leases were not renewed in time and reports whether there
+// were any. The next renewal takes their runs up again, as if new.
+func (l *Leases) lapsed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Now().Before(l.valid) || l.owned == [Shards]bool{} {
+		return false
+	}
+	l.owned = [Shards]bool{}
+	l.log.Warn("leases lapsed unrenewed: their runs are left to whichever replica renews first")
+	return true
 }
 
 // listen takes a connection of its own out of the pool and listens on it.
@@ -213,7 +254,7 @@ func (l *Leases) parse(payload string) (store.Change, bool) {
 // renew records this replica as alive, renews its leases, gives up those beyond its share or
 // takes free and expired ones, and returns when to renew next: a third of the TTL, or sooner
 // when another replica's lease expires before that.
-func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Duration, error) {
+func (l *Leases) renew(ctx context.Context, gained func([]engine.Key), lost func()) (time.Duration, error) {
 	sent := time.Now()
 	db, me, ttl := l.store.pool, l.store.replica, l.ttl.Seconds()
 	if _, err := db.Exec(ctx, `INSERT INTO replicas (id, seen) VALUES ($1, now())
@@ -230,17 +271,13 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Dur
 		return 0, fmt.Errorf("renew: %w", err)
 	}
 	share := (Shards + max(live, 1) - 1) / max(live, 1)
-	var took []int
-	if !l.renewed {
-		took = slices.Clone(mine)
-	}
 	if len(mine) > share {
 		// Another replica joined: give it the extra shards, stopping work on them first.
 		slices.Sort(mine)
 		extra := mine[share:]
-		mine = mine[:share]
-		l.hold(mine, sent)
-		took = slices.DeleteFunc(took, func(s int) bool { return slices.Contains(extra, s) })
+		if l.hold(mine[:share], sent) {
+			lost()
+		}
 		if _, err := db.Exec(ctx, `DELETE FROM leases WHERE owner = $1 AND shard = ANY($2)`, me, extra); err != nil {
 			return 0, fmt.Errorf("give up leases: %w", err)
 		}
@@ -252,8 +289,8 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Dur
 		if err != nil {
 			return 0, fmt.Errorf("take expired leases: %w", err)
 		}
-		took = append(took, expired...)
-		if need := share - len(mine) - len(expired); need > 0 {
+		held := append(slices.Clone(mine), expired...)
+		if need := share - len(held); need > 0 {
 			free, err := shards(db.Query(ctx, `INSERT INTO leases (shard, owner, expires)
 				SELECT s, $1, now() + make_interval(secs => $2) FROM generate_series(0, $3 - 1) AS s
 				WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.shard = s)
@@ -262,22 +299,29 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Dur
 			if err != nil {
 				return 0, fmt.Errorf("take free leases: %w", err)
 			}
-			took = append(took, free...)
+			held = append(held, free...)
 		}
-		l.hold(append(slices.Clone(mine), took...), sent)
+		if l.hold(held, sent) {
+			lost() // leases this replica held were taken as expired by another
+		}
 	}
 	if _, err := db.Exec(ctx, `DELETE FROM replicas WHERE seen < now() - make_interval(secs => $1)`, 10*ttl); err != nil {
 		return 0, fmt.Errorf("forget stopped replicas: %w", err)
 	}
+	l.mu.Lock()
+	took := l.untaken
+	l.mu.Unlock()
 	if len(took) > 0 {
 		keys, err := l.unfinished(ctx, took)
 		if err != nil {
 			return 0, err
 		}
 		l.log.Info("took leases", "shards", len(took), "runs", len(keys))
+		l.mu.Lock()
+		l.untaken = slices.DeleteFunc(l.untaken, func(s int) bool { return slices.Contains(took, s) })
+		l.mu.Unlock()
 		gained(keys)
 	}
-	l.renewed = true
 	next := l.ttl / 3
 	var soonest *float64
 	if err := db.QueryRow(ctx, `SELECT extract(epoch FROM min(expires) - now())::float8 FROM leases WHERE owner <> $1`, me).Scan(&soonest); err != nil {
@@ -290,17 +334,34 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key)) (time.Dur
 	return next, nil
 }
 
-// hold records the shards this replica holds from now on, valid for a TTL from sent.
-func (l *Leases) hold(held []int, sent time.Time) {
+// hold records the shards this replica holds from now on, valid until a quarter of the TTL
+// before the database's expiry, and reports whether it held shards until now that it holds no
+// more. The shards whose runs are new to this process are added to untaken, to be taken up:
+// those it did not hold, or held only until they lapsed (Owns said no meanwhile, so their
+// runs may have been dropped).
+func (l *Leases) hold(held []int, sent time.Time) (dropped bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	was := l.owned
+	active := was
+	if !time.Now().Before(l.valid) {
+		active = [Shards]bool{}
+	}
 	l.owned = [Shards]bool{}
 	for _, s := range held {
-		if s >= 0 && s < Shards {
+		if s >= 0 && s < Shards && !l.owned[s] {
 			l.owned[s] = true
+			if !active[s] && !slices.Contains(l.untaken, s) {
+				l.untaken = append(l.untaken, s)
+			}
 		}
 	}
-	l.valid = sent.Add(l.ttl)
+	for s := range was {
+		dropped = dropped || was[s] && !l.owned[s]
+	}
+	l.untaken = slices.DeleteFunc(l.untaken, func(s int) bool { return !l.owned[s] })
+	l.valid = sent.Add(l.ttl - l.ttl/4)
+	return dropped
 }
 
 // unfinished returns the runs of the shards that have not finished.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/store"
@@ -39,6 +41,10 @@ type replica struct {
 	mu      sync.Mutex
 	gained  []engine.Key
 	changes []store.Change
+	// lost counts the times it was told it stopped owning shards, and owned how many shards
+	// it held then: the call must come once Owns says so.
+	lost  int
+	owned []int
 }
 
 func startReplica(t *testing.T, st *postgres.Store, ttl time.Duration) *replica {
@@ -53,6 +59,13 @@ func startReplica(t *testing.T, st *postgres.Store, ttl time.Duration) *replica 
 		defer close(r.done)
 		err := l.Run(ctx,
 			func(keys []engine.Key) { r.mu.Lock(); r.gained = append(r.gained, keys...); r.mu.Unlock() },
+			func() {
+				held := len(l.Shards())
+				r.mu.Lock()
+				r.lost++
+				r.owned = append(r.owned, held)
+				r.mu.Unlock()
+			},
 			func(c store.Change) { r.mu.Lock(); r.changes = append(r.changes, c); r.mu.Unlock() })
 		if err != nil {
 			t.Error(err)
@@ -114,6 +127,10 @@ func TestLeasesDivideShardsAndMoveWhenAReplicaStops(t *testing.T) {
 	ra.mu.Lock()
 	if len(ra.gained) != len(keys) {
 		t.Errorf("a was given %d runs to pick up, want the %d unfinished, once", len(ra.gained), len(keys))
+	}
+	// a gave up half its shards to b, and was told so once it held only its share.
+	if ra.lost != 1 || ra.owned[0] != postgres.Shards/2 {
+		t.Errorf("a was told %d times that it lost shards (holding %v then), want once, holding %d", ra.lost, ra.owned, postgres.Shards/2)
 	}
 	ra.mu.Unlock()
 
@@ -225,4 +242,68 @@ func TestARestartUnderTheSameNameTakesUpItsRuns(t *testing.T) {
 		defer again.mu.Unlock()
 		return len(again.gained) == 1 && again.gained[0] == run.Key()
 	})
+}
+
+// A replica whose renewals stall (here: its database locked) stops owning its shards before
+// their leases can expire in the database, and is told so; once it renews, it takes their
+// runs up again.
+func TestLeasesLapseWhenRenewalsStall(t *testing.T) {
+	url := newDatabase(t)
+	a := openReplica(t, url, "a")
+	run := newRun("pending")
+	if err := a.Create(t.Context(), run, false); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = time.Second
+	ra := startReplica(t, a, ttl)
+	eventually(t, 5*time.Second, "a holds every shard", func() bool { return len(ra.leases.Shards()) == postgres.Shards })
+	eventually(t, 5*time.Second, "a takes the run up", func() bool {
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		return len(ra.gained) == 1
+	})
+
+	// Another session locks the table of replicas: a's next heartbeat waits on it.
+	locker, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = locker.Close(context.WithoutCancel(t.Context())) }()
+	tx, err := locker.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(t.Context()) }()
+	if _, err := tx.Exec(t.Context(), `LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	locked := time.Now()
+	eventually(t, 3*ttl, "a's leases lapse", func() bool {
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		return ra.lost == 1
+	})
+	if lapsed := time.Since(locked); lapsed > ttl {
+		t.Errorf("a stopped owning its shards %s after its renewals stalled, later than the TTL (%s) after which another may take them", lapsed, ttl)
+	}
+	ra.mu.Lock()
+	if ra.owned[0] != 0 {
+		t.Errorf("a was told it lost its shards while it still held %d", ra.owned[0])
+	}
+	ra.mu.Unlock()
+	if ra.leases.Owns(run.Key()) {
+		t.Error("a still owns the run after its leases lapsed")
+	}
+
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a renews and takes the run up again", func() bool {
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		return len(ra.gained) == 2 && ra.gained[1] == run.Key()
+	})
+	if !ra.leases.Owns(run.Key()) {
+		t.Error("a does not own the run after renewing")
+	}
 }
