@@ -58,10 +58,7 @@ func setup(t *testing.T) *env {
 		t.Skip("starts kube-apiservers")
 	}
 	e := &env{t: t, hub: direct(t, hub.Config), spoke: direct(t, spoke.Config), reads: &recorder{}}
-	e.namespace = strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	if len(e.namespace) > 60 {
-		e.namespace = e.namespace[:60]
-	}
+	e.namespace = kubetest.Namespace(t)
 	for _, c := range []client.Client{e.hub, e.spoke} {
 		for _, ns := range []string{e.namespace, "vela-system"} {
 			err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})

@@ -48,14 +48,22 @@ func newClient(t *testing.T) client.Client {
 
 var namespaces sync.Map
 
-func ensureNamespace(t *testing.T, c client.Client, name string) {
+// freshNamespace makes the namespace, or empties it of the WorkflowRuns and ConfigMaps an
+// earlier test (or an earlier -count) left there: the API server lives as long as the package's
+// tests.
+func freshNamespace(t *testing.T, c client.Client, name string) {
 	t.Helper()
-	if _, done := namespaces.LoadOrStore(name, true); done {
-		return
+	ctx := context.Background()
+	if _, done := namespaces.LoadOrStore(name, true); !done {
+		err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
 	}
-	err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
+	for _, obj := range []client.Object{&v1alpha1.WorkflowRun{}, &corev1.ConfigMap{}} {
+		if err := c.DeleteAllOf(ctx, obj, client.InNamespace(name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -64,7 +72,7 @@ func TestStoreSuite(t *testing.T) {
 	c := newClient(t)
 	storetest.Run(t, func(t *testing.T) engine.Store {
 		for _, ns := range []string{"round", "cas", "missing", "elsewhere", "logs", "concurrent", "race", "sensitive"} {
-			ensureNamespace(t, c, ns)
+			freshNamespace(t, c, ns)
 		}
 		return kube.New(kube.Options{Client: c})
 	})
@@ -75,7 +83,7 @@ func TestStoreSuite(t *testing.T) {
 // keeps the record the status refers to through a failed write.
 func TestSensitiveBookkeepingIsSealedInTheConfigMap(t *testing.T) {
 	c := newClient(t)
-	ensureNamespace(t, c, "sealed")
+	freshNamespace(t, c, "sealed")
 	ctx := context.Background()
 	st := kube.New(kube.Options{Client: c})
 	run := storetest.SensitiveRun("sealed", "run")
