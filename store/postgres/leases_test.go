@@ -43,8 +43,9 @@ type replica struct {
 	changes []store.Change
 	// lost counts the times it was told it stopped owning shards, and owned how many shards
 	// it held then: the call must come once Owns says so.
-	lost  int
-	owned []int
+	lost   int
+	owned  []int
+	lostAt time.Time
 }
 
 func startReplica(t *testing.T, st *postgres.Store, ttl time.Duration) *replica {
@@ -64,6 +65,7 @@ func startReplica(t *testing.T, st *postgres.Store, ttl time.Duration) *replica 
 				r.mu.Lock()
 				r.lost++
 				r.owned = append(r.owned, held)
+				r.lostAt = time.Now()
 				r.mu.Unlock()
 			},
 			func(c store.Change) { r.mu.Lock(); r.changes = append(r.changes, c); r.mu.Unlock() })
@@ -277,18 +279,22 @@ func TestLeasesLapseWhenRenewalsStall(t *testing.T) {
 	if _, err := tx.Exec(t.Context(), `LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
-	locked := time.Now()
 	eventually(t, 3*ttl, "a's leases lapse", func() bool {
 		ra.mu.Lock()
 		defer ra.mu.Unlock()
 		return ra.lost == 1
 	})
-	if lapsed := time.Since(locked); lapsed > ttl {
-		t.Errorf("a stopped owning its shards %s after its renewals stalled, later than the TTL (%s) after which another may take them", lapsed, ttl)
+	// Before another replica could take them: the leases had not expired in the database.
+	var expires time.Time
+	if err := locker.QueryRow(t.Context(), `SELECT min(expires) FROM leases WHERE owner = 'a'`).Scan(&expires); err != nil {
+		t.Fatal(err)
 	}
 	ra.mu.Lock()
 	if ra.owned[0] != 0 {
 		t.Errorf("a was told it lost its shards while it still held %d", ra.owned[0])
+	}
+	if !ra.lostAt.Before(expires) {
+		t.Errorf("a stopped owning its shards at %s, not before their leases expired in the database (%s)", ra.lostAt.Format(time.StampMicro), expires.Format(time.StampMicro))
 	}
 	ra.mu.Unlock()
 	if ra.leases.Owns(run.Key()) {
