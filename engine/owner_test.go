@@ -98,23 +98,46 @@ spec:
 	}
 }
 
-// TestARunMovesWithItsOwnership: an engine that loses a run cancels the evaluation it had
-// under way; the new owner evaluates the step again, in a try of its own.
-func TestARunMovesWithItsOwnership(t *testing.T) {
-	a, b, oa, ob := twoOwners(t)
-	key := a.start(`
+// slowThenAfter is a run the engine owning a-… starts: slow, blocked until the test releases
+// it, then after.
+const slowThenAfter = `
 metadata: {name: a-run}
 spec:
   workflowSpec:
     steps:
     - {name: slow, type: block}
-    - {name: after, type: ok}`)
-	a.waitFor(key, "slow running in the first owner", func(*engine.Run) bool { return a.script.count("slow") == 1 })
+    - {name: after, type: ok}`
+
+// evaluating starts the run doc in h and waits until h evaluates its step.
+func evaluating(h *harness, doc, step string) engine.Key {
+	key := h.start(doc)
+	waitEvaluated(h, key, step)
+	return key
+}
+
+// waitEvaluated waits until h has evaluated the run's step once.
+func waitEvaluated(h *harness, key engine.Key, step string) {
+	h.waitFor(key, step+" evaluated", func(*engine.Run) bool { return h.script.count(step) == 1 })
+}
+
+// takeUp makes the engine of owner o (prefixOwner of harness h) the run's owner as well, has
+// it look at the run, and waits until it evaluates the step: in a try of its own.
+func takeUp(h *harness, o *prefixOwner, key engine.Key, step string) {
+	o.set("a-")
+	h.eng.Enqueue(key)
+	waitEvaluated(h, key, step)
+}
+
+// TestARunMovesWithItsOwnership: an engine that loses a run cancels the evaluation it had
+// under way; the new owner evaluates the step again, in a try of its own.
+func TestARunMovesWithItsOwnership(t *testing.T) {
+	a, b, oa, ob := twoOwners(t)
+	key := evaluating(a, slowThenAfter, "slow")
 
 	oa.set("none-")
 	ob.set("a-")
 	a.eng.Enqueue(key) // what a lost lease comes to: the next look at the run finds it owned elsewhere
-	b.waitFor(key, "slow evaluated by the new owner", func(*engine.Run) bool { return b.script.count("slow") == 1 })
+	waitEvaluated(b, key, "slow")
 	b.script.release("slow")
 	run := b.waitPhase(key, v1alpha1.RunSucceeded)
 	if got := phases(run); got != "slow=succeeded after=succeeded" {
@@ -133,19 +156,10 @@ spec:
 // up in a try of its own meanwhile, is the only one to record its result and go on.
 func TestALeaseLostWhileAdvancingSavesNothing(t *testing.T) {
 	a, b, oa, ob := twoOwners(t)
-	key := a.start(`
-metadata: {name: a-run}
-spec:
-  workflowSpec:
-    steps:
-    - {name: slow, type: block}
-    - {name: after, type: ok}`)
-	a.waitFor(key, "slow running in the first owner", func(*engine.Run) bool { return a.script.count("slow") == 1 })
+	key := evaluating(a, slowThenAfter, "slow")
 
 	oa.lose("none-", 1) // the check at the start of applying slow's result still says yes
-	ob.set("a-")
-	b.eng.Enqueue(key)
-	b.waitFor(key, "slow evaluated by the new owner", func(*engine.Run) bool { return b.script.count("slow") == 1 })
+	takeUp(b, ob, key, "slow")
 
 	a.script.release("slow")
 	waitUntil(t, "the first owner to hand the run over", func() bool { return oa.wasHanded("a-run") })
@@ -177,17 +191,13 @@ spec:
 // under way, does not make a side effect the store shows as made in it.
 func TestAResultIsAppliedOnlyToItsTry(t *testing.T) {
 	a, b, _, ob := twoOwners(t)
-	key := a.start(`
+	key := evaluating(a, `
 metadata: {name: a-run}
 spec:
   workflowSpec:
     steps:
-    - {name: deploy, type: post}`)
-	a.waitFor(key, "deploy running in the first engine", func(*engine.Run) bool { return a.script.count("deploy") == 1 })
-
-	ob.set("a-") // the second engine takes the run up; the first goes on believing it owns it
-	b.eng.Enqueue(key)
-	b.waitFor(key, "deploy evaluated by the second engine", func(*engine.Run) bool { return b.script.count("deploy") == 1 })
+    - {name: deploy, type: post}`, "deploy")
+	takeUp(b, ob, key, "deploy") // the first engine goes on believing it owns the run
 	const secondTry = 2
 	var mu sync.Mutex
 	var problems []string
@@ -235,8 +245,8 @@ spec:
   workflowSpec:
     steps:
     - {name: kept, type: block}`)
-	a.waitFor(lost, "slow running", func(*engine.Run) bool { return a.script.count("slow") == 1 })
-	a.waitFor(kept, "kept running", func(*engine.Run) bool { return a.script.count("kept") == 1 })
+	waitEvaluated(a, lost, "slow")
+	waitEvaluated(a, kept, "kept")
 
 	oa.set("a-kept")
 	a.eng.DropUnowned()
