@@ -309,7 +309,7 @@ func (l *Leases) renew(ctx context.Context, gained func([]engine.Key), lost func
 		return 0, fmt.Errorf("forget stopped replicas: %w", err)
 	}
 	l.mu.Lock()
-	took := l.untaken
+	took := slices.Clone(l.untaken) // not aliased: the DeleteFunc below compacts untaken in place
 	l.mu.Unlock()
 	if len(took) > 0 {
 		keys, err := l.unfinished(ctx, took)

@@ -184,6 +184,13 @@ func TestLeasesDivideShardsAndMoveWhenAReplicaStops(t *testing.T) {
 			t.Errorf("%s: not owned by b", k)
 		}
 	}
+	// The runs are passed on just after the shards are held.
+	eventually(t, 5*time.Second, "b is given a's runs", func() bool {
+		rb.mu.Lock()
+		defer rb.mu.Unlock()
+		return len(rb.gained) >= len(keys)
+	})
+	time.Sleep(ttl / 3) // a renewal more, which must pass on none again
 	rb.mu.Lock()
 	if len(rb.gained) != len(keys) {
 		t.Errorf("b was given %d runs in all, want each unfinished run once: %d", len(rb.gained), len(keys))
