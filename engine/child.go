@@ -97,7 +97,7 @@ func (e *Engine) runChild(ctx context.Context, req *StepRequest, parent string, 
 		obj.Annotations[annotationParentStep] = marker
 		obj.Spec.WorkflowRef, obj.Spec.WorkflowSpec, obj.Spec.Context = template, nil, childCtx
 		child.learn(sensitive...)
-		if err := RestartRun(child, ""); err != nil {
+		if err := restart(child, ""); err != nil {
 			return nil, fmt.Errorf("step %s: restart child run %s: %w", req.Step.Name, key, err)
 		}
 		if err := e.opts.Store.Save(ctx, child, nil); err != nil {
@@ -230,7 +230,7 @@ func (e *Engine) passToChildren(ctx context.Context, run *Run) bool {
 	children := childRuns(run)
 	for _, name := range children {
 		key := Key{Namespace: run.Object.Namespace, Name: name}
-		_, err := e.operateStored(ctx, key, run.pass)
+		_, err := e.operateStored(ctx, key, run.pass.Apply)
 		if err != nil && !errors.Is(err, ErrInvalidOperation) && !errors.Is(err, ErrNotFound) {
 			e.opts.Logger.Error("pass an operation to a child run", "run", run.Key(), "child", key, "err", err)
 		}

@@ -113,13 +113,13 @@ func TestSubWorkflowSuspendResumePassThrough(t *testing.T) {
 	key := startGated(h)
 	childKey := engine.Key{Namespace: "default", Name: "rel-sub"}
 	h.waitFor(childKey, "child suspended", func(r *engine.Run) bool { return r.Object.Status.Phase == v1alpha1.RunSuspending })
-	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.SuspendRun(r) }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpSuspend}); err != nil {
 		t.Fatal(err)
 	}
 	if child := h.saved(childKey); !child.ManualSuspend {
 		t.Error("suspending the parent did not suspend the child")
 	}
-	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpResume, }); err != nil {
 		t.Fatal(err)
 	}
 	run := h.waitPhase(key, v1alpha1.RunSucceeded)
@@ -145,7 +145,7 @@ spec:
     - {name: sub, type: workflow, properties: {name: slow}}`)
 	childKey := engine.Key{Namespace: "default", Name: "rel-sub"}
 	h.waitFor(childKey, "child waiting", func(r *engine.Run) bool { return strings.Contains(phases(r), "hold=running/Wait") })
-	if err := h.operate(key, engine.TerminateRun); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpTerminate}); err != nil {
 		t.Fatal(err)
 	}
 	run := h.waitPhase(key, v1alpha1.RunTerminated)
@@ -171,7 +171,7 @@ spec:
     steps:
     - {name: sub, type: workflow, properties: {name: once}}`)
 	h.waitPhase(key, v1alpha1.RunSucceeded)
-	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.RestartRun(r, "") }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpRestart, }); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor(key, "ran again", func(r *engine.Run) bool {
@@ -249,7 +249,7 @@ func TestAChildFinishingWhileItsParentLooksReleasesTheParent(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the parent's step never looked at its suspended child")
 	}
-	if err := h.operate(childKey, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
+	if err := h.operate(childKey, engine.Operation{Kind: engine.OpResume, }); err != nil {
 		t.Fatal(err)
 	}
 	h.waitPhase(childKey, v1alpha1.RunSucceeded)

@@ -714,22 +714,25 @@ func (e *Engine) dropLocked(key Key, rs *runState) {
 	delete(e.runs, key)
 }
 
-// Operate applies an operation (SuspendRun, ResumeRun, TerminateRun, RestartRun, or any change
-// of the same kind) to the stored run, retrying on conflicting writes, and has the run advanced.
-// On a running engine that owns the run, the operation and what follows from it at once (a
-// resumed step released, the next step started) are one transition, saved before Operate
-// returns; otherwise the operation is saved and the run queued.
-func (e *Engine) Operate(ctx context.Context, key Key, op func(run *Run, now time.Time) error) (*Run, error) {
+// Operate applies op to the stored run, retrying on conflicting writes, and has the run
+// advanced. On a running engine that owns the run, the operation and what follows from it at
+// once (a resumed step released, the next step started) are one transition, saved before
+// Operate returns; otherwise the operation is saved and the run queued. An operation that does
+// not apply to the run as it is fails with an error wrapping ErrInvalidOperation.
+func (e *Engine) Operate(ctx context.Context, key Key, op Operation) (*Run, error) {
+	if err := op.Validate(); err != nil {
+		return nil, err
+	}
 	if o := e.opts.Owner; o == nil || o.Owns(key) {
 		if e.q.acquire(key) {
-			run, err := e.process(ctx, key, op)
+			run, err := e.process(ctx, key, op.Apply)
 			e.q.done(key)
 			if !errors.Is(err, errNotOwned) {
 				return run, err
 			}
 		}
 	}
-	return e.operateStored(ctx, key, op)
+	return e.operateStored(ctx, key, op.Apply)
 }
 
 // operateStored applies an operation to the stored run and queues it, without holding the

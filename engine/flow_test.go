@@ -555,7 +555,7 @@ spec:
 		t.Fatalf("steps: %s", got)
 	}
 	h.script.release("go") // before the restart, which evaluates each[1] at once
-	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.RestartRun(r, "each[1]") }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpRestart, Step: "each[1]"}); err != nil {
 		t.Fatal(err)
 	}
 	run = h.waitPhase(key, v1alpha1.RunSucceeded)

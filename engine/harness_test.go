@@ -399,7 +399,7 @@ func (h *harness) start(doc string) engine.Key {
 }
 
 // operate applies an operation to the stored run, as a user's command does.
-func (h *harness) operate(key engine.Key, op func(*engine.Run, time.Time) error) error {
+func (h *harness) operate(key engine.Key, op engine.Operation) error {
 	_, err := h.eng.Operate(context.Background(), key, op)
 	return err
 }

@@ -52,9 +52,9 @@ type Run struct {
 	// Version is the store's version of this record; Save succeeds only on the version it loaded.
 	Version int64 `json:"-"`
 
-	// pass is the operation last applied by SuspendRun, ResumeRun or TerminateRun, which
+	// pass is the operation last applied (suspend, resume of the whole run, terminate), which
 	// Engine.Operate passes on to the run's child runs.
-	pass func(child *Run, now time.Time) error
+	pass *Operation
 }
 
 // Loop is the engine's record of a looping step (forEach or matrix).

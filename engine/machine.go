@@ -168,7 +168,7 @@ func (m *machine) advance(ctx context.Context, run *Run, done []stepDone, now ti
 	}
 	m.enforceTimeouts(run, g, now, t)
 	if st.Terminated {
-		// What was active when the run was terminated failed then (TerminateRun); what is
+		// What was active when the run was terminated failed then (terminate); what is
 		// active now and runs always (a clean-up step) started after, and goes on.
 		g.each(func(n *node) {
 			if n.active() && !runsAlways(n) {

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -151,7 +150,7 @@ spec:
     - {name: go, type: ok}`)
 	h.waitFor(key, "suspended", func(r *engine.Run) bool { return r.Object.Status.Phase == v1alpha1.RunSuspending && !h.eng.Busy(key) })
 	before := loads.count(key)
-	if err := h.operate(key, func(r *engine.Run, _ time.Time) error { return engine.ResumeRun(r, "") }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpResume, }); err != nil {
 		t.Fatal(err)
 	}
 	if got := phases(h.saved(key)); got != "approve=succeeded go=succeeded" {

@@ -376,7 +376,8 @@ func (s *Server) deleteRun(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !run.Object.Status.Finished {
-		if _, err := s.eng.Operate(r.Context(), key, engine.TerminateRun); err != nil && !errors.Is(err, engine.ErrInvalidOperation) {
+		op := engine.Operation{Kind: engine.OpTerminate, By: identityOf(r.Context()).Name, Reason: "the run was deleted"}
+		if _, err := s.eng.Operate(r.Context(), key, op); err != nil && !errors.Is(err, engine.ErrInvalidOperation) {
 			return err
 		}
 	}
@@ -393,25 +394,17 @@ func (s *Server) operateRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		Step string `json:"step,omitempty"`
-	}
-	if err := decodeJSON(r, &body); err != nil {
+	// The body is the operation's other fields (step, reason); its kind is the route's, and who
+	// asks is the token's name.
+	var op engine.Operation
+	if err := decodeJSON(r, &op); err != nil {
 		return err
 	}
-	var op func(*engine.Run, time.Time) error
-	switch name := r.PathValue("operation"); name {
-	case "suspend":
-		op = func(run *engine.Run, _ time.Time) error { return engine.SuspendRun(run) }
-	case "resume":
-		op = func(run *engine.Run, _ time.Time) error { return engine.ResumeRun(run, body.Step) }
-	case "terminate":
-		op = engine.TerminateRun
-	case "restart":
-		op = func(run *engine.Run, _ time.Time) error { return engine.RestartRun(run, body.Step) }
-	default:
-		return errorf(http.StatusNotFound, "no operation %q: want suspend, resume, terminate or restart", name)
+	op.Kind = engine.OperationKind(r.PathValue("operation"))
+	if !slices.Contains(engine.OperationKinds, op.Kind) {
+		return errorf(http.StatusNotFound, "%v", op.Validate())
 	}
+	op.By = identityOf(r.Context()).Name
 	run, err := s.eng.Operate(r.Context(), key, op)
 	if err != nil {
 		return err

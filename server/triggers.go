@@ -415,7 +415,8 @@ func (c *scheduler) fire(ctx context.Context, t trigger, version int64, due time
 		return
 	}
 	if running && t.ConcurrencyPolicy == policyReplace {
-		if _, err := s.eng.Operate(ctx, engine.Key{Namespace: t.Namespace, Name: prev}, engine.TerminateRun); err != nil && !errors.Is(err, engine.ErrInvalidOperation) {
+		op := engine.Operation{Kind: engine.OpTerminate, By: "trigger " + t.ID, Reason: "replaced by the next scheduled run"}
+		if _, err := s.eng.Operate(ctx, engine.Key{Namespace: t.Namespace, Name: prev}, op); err != nil && !errors.Is(err, engine.ErrInvalidOperation) {
 			s.log.Error("cron trigger: terminate the last run", "trigger", t.ID, "run", prev, "err", err)
 		}
 	}

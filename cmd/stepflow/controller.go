@@ -174,7 +174,7 @@ func (g *globals) kubeStore() (*kubestore.Store, error) {
 // kubeOperate applies an operation to a WorkflowRun in the cluster, as the controller's engine
 // would: a compare-and-swap on its status, passed on to the child runs of its workflow steps.
 // The controller notices and goes on.
-func (g *globals) kubeOperate(ctx context.Context, name string, op func(*engine.Run, time.Time) error) error {
+func (g *globals) kubeOperate(ctx context.Context, name string, op engine.Operation) error {
 	st, err := g.kubeStore()
 	if err != nil {
 		return err
@@ -184,13 +184,10 @@ func (g *globals) kubeOperate(ctx context.Context, name string, op func(*engine.
 	// drives what follows.
 	eng := engine.New(engine.Options{Store: st})
 	if _, err := eng.Operate(ctx, key, op); err != nil {
-		switch {
-		case errors.Is(err, engine.ErrNotFound):
+		if errors.Is(err, engine.ErrNotFound) {
 			return invalidf("WorkflowRun %s not found", key)
-		case errors.Is(err, engine.ErrInvalidOperation):
-			return invalidErr(err)
 		}
-		return err
+		return operationErr(key, err)
 	}
 	fmt.Fprintf(g.stdout, "%s: done\n", name)
 	return nil

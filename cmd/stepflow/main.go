@@ -159,17 +159,16 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		newGetCommand(g),
 		newListCommand(g),
 		newLogsCommand(g),
-		newSuspendCommand(g),
-		newResumeCommand(g),
 		newRecoverCommand(g),
-		newTerminateCommand(g),
-		newRestartCommand(g),
 		newDefCommand(g),
 		newControllerCommand(g),
 		newServerCommand(g),
 		newTokenCommand(g),
 		newBackupCommand(g),
 	)
+	for _, oc := range operationCommands {
+		root.AddCommand(newOperationCommand(g, oc))
+	}
 	return root
 }
 

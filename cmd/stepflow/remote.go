@@ -306,11 +306,15 @@ func (g *globals) remoteGet(ctx context.Context, r *remote, name, output string)
 	return printObject(g, rr, output)
 }
 
-// remoteOperate applies an operation on the server and, for those that let the run go on,
-// follows it to its end.
-func (g *globals) remoteOperate(ctx context.Context, r *remote, name, op, step string, follow bool) error {
-	body, _ := json.Marshal(map[string]string{"step": step})
-	if err := r.call(ctx, "POST", runPath(g.namespace, name)+"/"+op, "application/json", body, nil); err != nil {
+// remoteOperate sends an operation to the server and, for those that let the run go on,
+// follows the run to its end. The server names who asks by the token, so op.By stays here.
+func (g *globals) remoteOperate(ctx context.Context, r *remote, name string, op engine.Operation, follow bool) error {
+	op.By = ""
+	body, err := json.Marshal(op)
+	if err != nil {
+		return err
+	}
+	if err := r.call(ctx, "POST", runPath(g.namespace, name)+"/"+string(op.Kind), "application/json", body, nil); err != nil {
 		return err
 	}
 	if !follow {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"strings"
 	"sync"
 	"time"
@@ -296,15 +297,17 @@ func (w *watcher) verdict(keys []engine.Key, eng *engine.Engine) (int, bool) {
 	return code, true
 }
 
-// operate applies an operation to a stored run and, when the run can go on, drives it to its end.
-func (g *globals) operate(cmd *cobra.Command, name string, drive bool, op func(*engine.Run, time.Time) error) error {
-	ctx := cmd.Context()
+// operate applies an operation to a stored run (here, through the server, or to a WorkflowRun in
+// the cluster) and, when drive is set and the run can go on, drives or follows it to its end.
+func (g *globals) operate(ctx context.Context, name string, op engine.Operation, drive bool) error {
+	if op.By == "" {
+		op.By = localUser()
+	}
 	if g.kube {
 		return g.kubeOperate(ctx, name, op)
 	}
 	if r := g.remote(); r != nil {
-		step, _ := cmd.Flags().GetString("step")
-		return g.remoteOperate(ctx, r, name, cmd.Name(), step, drive)
+		return g.remoteOperate(ctx, r, name, op, drive)
 	}
 	a, err := g.open(ctx)
 	if err != nil {
@@ -317,13 +320,7 @@ func (g *globals) operate(cmd *cobra.Command, name string, drive bool, op func(*
 		defer d.stop()
 	}
 	if _, err := d.eng.Operate(ctx, key, op); err != nil {
-		switch {
-		case errors.Is(err, engine.ErrNotFound):
-			return invalidf("run %s not found", key)
-		case errors.Is(err, engine.ErrInvalidOperation):
-			return invalidErr(err)
-		}
-		return err
+		return operationErr(key, err)
 	}
 	if !drive {
 		fmt.Fprintf(g.stdout, "%s: done\n", key.Name)
@@ -331,4 +328,24 @@ func (g *globals) operate(cmd *cobra.Command, name string, drive bool, op func(*
 	}
 	g.code = d.drive(ctx, g, []engine.Key{key})
 	return nil
+}
+
+// operationErr gives an operation's failure its exit code: a run not found or an operation that
+// does not apply is the user's input.
+func operationErr(key engine.Key, err error) error {
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		return invalidf("run %s not found", key)
+	case errors.Is(err, engine.ErrInvalidOperation):
+		return invalidErr(err)
+	}
+	return err
+}
+
+// localUser names who runs this command, for the operations it sends: the login name, or "".
+func localUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
 }

@@ -292,17 +292,31 @@ func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine
 	}
 	// Operations a user wrote into the status directly, as KubeVela's CLI does.
 	if !st.Finished {
-		switch {
-		case st.Terminated && !bk.Terminated:
-			st.Terminated = false
-			_ = engine.TerminateRun(run, s.opts.Clock.Now())
-		case st.Suspend && !bk.Suspend:
-			_ = engine.SuspendRun(run)
-		case !st.Suspend && bk.Suspend:
-			_ = engine.ResumeRun(run, "")
+		if op, ok := statusOperation(st, bk); ok {
+			if op.Kind == engine.OpTerminate {
+				st.Terminated = false // as it was: the operation sets it
+			}
+			if err := op.Apply(run, s.opts.Clock.Now()); err != nil {
+				return nil, fmt.Errorf("run %s: the %s written into its status: %w", run.Key(), op.Kind, err)
+			}
 		}
 	}
 	return run, nil
+}
+
+// statusOperation is the operation a user wrote into a run's status directly, as KubeVela's CLI
+// does (status.terminated, status.suspend set or cleared), told from the controller's own state
+// by what it wrote last (bk).
+func statusOperation(st *v1alpha1.WorkflowRunStatus, bk bookkeeping) (engine.Operation, bool) {
+	switch {
+	case st.Terminated && !bk.Terminated:
+		return engine.Operation{Kind: engine.OpTerminate}, true
+	case st.Suspend && !bk.Suspend:
+		return engine.Operation{Kind: engine.OpSuspend}, true
+	case !st.Suspend && bk.Suspend:
+		return engine.Operation{Kind: engine.OpResume}, true
+	}
+	return engine.Operation{}, false
 }
 
 // unseal reads the sealed bookkeeping whose SHA-256 is sum from the context ConfigMap.

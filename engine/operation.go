@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,21 +13,106 @@ import (
 )
 
 // ErrInvalidOperation is returned, wrapped, when an operation does not apply to the run as it is
-// (resuming a step that is not suspended, restarting from a step that did not fail, ...).
+// (resuming a step that is not suspended, restarting from a step that did not fail, an unknown
+// kind, ...).
 var ErrInvalidOperation = errors.New("invalid operation")
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidOperation, fmt.Sprintf(format, args...))
 }
 
-// SuspendRun holds a run: no step starts and no waiting step is evaluated until it is resumed.
-func SuspendRun(run *Run) error {
+// OperationKind names what an operation does to a run.
+type OperationKind string
+
+// The operations on a run. Adding one means adding its kind here and its case in Apply: the
+// API, the CLI, store/kube and child runs carry the value as it is.
+const (
+	// OpSuspend holds a run: no step starts until it is resumed.
+	OpSuspend OperationKind = "suspend"
+	// OpResume releases a held run, or with Step only that suspended step; it also continues a
+	// run whose process died.
+	OpResume OperationKind = "resume"
+	// OpTerminate ends a run: running steps fail, only `if: always` steps still run.
+	OpTerminate OperationKind = "terminate"
+	// OpRestart runs a run again from the start, or with Step from that failed step, keeping
+	// what succeeded.
+	OpRestart OperationKind = "restart"
+)
+
+// OperationKinds are the kinds Apply knows, in the order they are documented.
+var OperationKinds = []OperationKind{OpSuspend, OpResume, OpTerminate, OpRestart}
+
+// Operation is a change that a person (through the API, the CLI or a WorkflowRun's status) or a
+// parent run asks of a run. It is a value, sent as JSON, so that every front end and the engine
+// mean the same thing by it.
+type Operation struct {
+	Kind OperationKind `json:"kind"`
+	// Step narrows resume to one suspended step, and restart to the failed step to run again from.
+	Step string `json:"step,omitempty"`
+	// By is who asked (a token's name, a user); shown in the run's message where it says why.
+	By string `json:"by,omitempty"`
+	// Reason is why, in the asker's words.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Validate reports an operation that no run could take: an unknown kind, or a step given to one
+// that takes none.
+func (op Operation) Validate() error {
+	switch op.Kind {
+	case OpSuspend, OpTerminate:
+		if op.Step != "" {
+			return invalid("%s applies to a whole run, not to step %q", op.Kind, op.Step)
+		}
+	case OpResume, OpRestart:
+	default:
+		kinds := make([]string, len(OperationKinds))
+		for i, k := range OperationKinds {
+			kinds[i] = string(k)
+		}
+		return invalid("no operation %q: want %s", op.Kind, strings.Join(kinds, ", "))
+	}
+	return nil
+}
+
+// Apply applies the operation to run at now. It fails, wrapping ErrInvalidOperation, when the
+// operation does not apply to the run as it is.
+func (op Operation) Apply(run *Run, now time.Time) error {
+	if err := op.Validate(); err != nil {
+		return err
+	}
+	switch op.Kind {
+	case OpSuspend:
+		return suspend(run)
+	case OpResume:
+		return resume(run, op.Step)
+	case OpTerminate:
+		return terminate(run, now, op)
+	default: // OpRestart
+		return restart(run, op.Step)
+	}
+}
+
+// describe says what happened for a run's message: "terminated by alice: a bad release".
+func (op Operation) describe(done string) string {
+	by := op.By
+	if by == "" {
+		by = "a user"
+	}
+	msg := done + " by " + by
+	if op.Reason != "" {
+		msg += ": " + op.Reason
+	}
+	return msg
+}
+
+// suspend holds a run: no step starts and no waiting step is evaluated until it is resumed.
+func suspend(run *Run) error {
 	st := &run.Object.Status
 	if st.Finished {
 		return invalid("run %s has finished (%s)", run.Key(), st.Phase)
 	}
 	run.ManualSuspend = true
-	run.pass = func(child *Run, _ time.Time) error { return SuspendRun(child) }
+	run.pass = &Operation{Kind: OpSuspend}
 	st.Suspend = true
 	if st.Phase != v1alpha1.RunInitializing && st.Phase != "" {
 		st.Phase = v1alpha1.RunSuspending
@@ -34,10 +120,10 @@ func SuspendRun(run *Run) error {
 	return nil
 }
 
-// ResumeRun releases a run: a user's suspend, and the suspend steps waiting for a resume (only
+// resume releases a run: a user's suspend, and the suspend steps waiting for a resume (only
 // the named one when step is not empty). A run that is not held is left as it is, so that resume
 // also serves to continue a run whose process died.
-func ResumeRun(run *Run, step string) error {
+func resume(run *Run, step string) error {
 	st := &run.Object.Status
 	if st.Finished {
 		return invalid("run %s has finished (%s)", run.Key(), st.Phase)
@@ -58,23 +144,24 @@ func ResumeRun(run *Run, step string) error {
 	run.ManualSuspend = false
 	st.Suspend = run.suspended()
 	if step == "" {
-		run.pass = func(child *Run, _ time.Time) error { return ResumeRun(child, "") }
+		run.pass = &Operation{Kind: OpResume}
 	}
 	return nil
 }
 
-// TerminateRun ends a run: running and suspended steps fail with reason Terminate, and only
-// `if: always` steps still run.
-func TerminateRun(run *Run, now time.Time) error {
+// terminate ends a run: running and suspended steps fail with reason Terminate, and only
+// `if: always` steps still run. The run's message says who ended it and why; its child runs are
+// ended by the same operation.
+func terminate(run *Run, now time.Time, op Operation) error {
 	st := &run.Object.Status
 	if st.Finished {
 		return invalid("run %s has finished (%s)", run.Key(), st.Phase)
 	}
 	st.Terminated = true
 	st.Suspend = false
-	st.Message = "terminated by a user"
+	st.Message = op.describe("terminated")
 	run.ManualSuspend = false
-	run.pass = TerminateRun
+	run.pass = &op
 	if run.Spec == nil {
 		return nil
 	}
@@ -89,10 +176,10 @@ func TerminateRun(run *Run, now time.Time) error {
 	return nil
 }
 
-// RestartRun clears a run so that it runs again. With step empty it starts over from the
+// restart clears a run so that it runs again. With step empty it starts over from the
 // beginning, forgetting its status and variables. Otherwise step must have failed: it, the steps
 // that come after it or depend on it, and their outputs are cleared, and what succeeded stays.
-func RestartRun(run *Run, step string) error {
+func restart(run *Run, step string) error {
 	if step == "" || run.Spec == nil {
 		if step != "" {
 			return invalid("run %s has not started", run.Key())
