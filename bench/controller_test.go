@@ -26,11 +26,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
 	"github.com/stepflow/stepflow/kubetest"
-	"github.com/stepflow/stepflow/providers"
-	"github.com/stepflow/stepflow/step"
 )
 
 // BenchmarkController is the three-step WorkflowRun benchmark of ../shared/bench/wr-bench.sh
@@ -128,11 +127,8 @@ func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string
 	}
 	clusters := cluster.New(cfg, cluster.Options{Secrets: mgr.GetClient(), QPS: 1000, Burst: 2000, Scheme: scheme})
 	watches := controller.NewWatches(cfg, clusters, nil)
-	runner := step.NewRunner(step.Options{
-		Registry:    providers.Registry(providers.Options{Clusters: clusters, Reads: watches}),
-		Definitions: controller.Definitions(mgr.GetCache()),
-	})
-	if _, err := controller.Setup(mgr, controller.Options{Runner: runner, Watches: watches, Workers: 256}); err != nil {
+	settings := assembly.Config{Workers: 256, Providers: assembly.Providers{Clusters: clusters}}
+	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Watches: watches}); err != nil {
 		b.Fatal(err)
 	}
 	clientCfg := rest.CopyConfig(c.Config)

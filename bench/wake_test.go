@@ -119,7 +119,7 @@ func wakeUp(b *testing.B, runs int) {
 		wg.Go(func() {
 			for i := range jobs {
 				resumed[i] = time.Now()
-				if _, err := eng.Operate(ctx, keys[i], engine.Operation{Kind: engine.OpResume, }); err != nil {
+				if _, err := eng.Operate(ctx, keys[i], engine.Operation{Kind: engine.OpResume}); err != nil {
 					b.Error(err)
 				}
 			}

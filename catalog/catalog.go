@@ -18,9 +18,6 @@ import (
 	"github.com/stepflow/stepflow/step"
 )
 
-// SystemNamespace is where step types shared by every namespace live, as in KubeVela.
-const SystemNamespace = "vela-system"
-
 // Store is where stored step types and templates are found. Both return an error wrapping
 // engine.ErrNotFound for what is not stored.
 type Store interface {
@@ -107,7 +104,7 @@ func objectsOf(ctx context.Context) *manifest.Objects {
 // namespace.
 func (c *Catalog) Template(ctx context.Context, namespace, typ string) (string, error) {
 	objs := objectsOf(ctx)
-	for _, ns := range []string{namespace, SystemNamespace} {
+	for _, ns := range []string{namespace, v1alpha1.SystemNamespace} {
 		if objs != nil {
 			for _, d := range objs.Definitions {
 				if d.Namespace == ns && d.Name == typ && d.Spec.Schematic != nil && d.Spec.Schematic.CUE != nil {
@@ -128,7 +125,7 @@ func (c *Catalog) Template(ctx context.Context, namespace, typ string) (string, 
 	if t, ok := definitions.Template(typ); ok {
 		return t, nil
 	}
-	return "", fmt.Errorf("step type %q: %w (looked in namespace %q, %s and the built-ins)", typ, step.ErrUnknownType, namespace, SystemNamespace)
+	return "", fmt.Errorf("step type %q: %w (looked in namespace %q, %s and the built-ins)", typ, step.ErrUnknownType, namespace, v1alpha1.SystemNamespace)
 }
 
 // Workflow implements engine.Workflows: the template namespace/name, or an error wrapping

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
 )
 
@@ -162,4 +164,27 @@ func workflowSteps(steps []v1alpha1.WorkflowStep, base *field.Path) []workflowRe
 		}
 	}
 	return out
+}
+
+// CheckRun checks a run whose steps the engine resolved (run.Spec), as Check checks one sent in
+// a file or a request: its fields, its `workflow` steps and each step against its step type.
+// It is the engine's check before a run starts (engine.Options.Check), in every mode.
+func (c *Catalog) CheckRun(ctx context.Context, cue CUE, run *engine.Run) error {
+	obj := run.Object
+	errs := v1alpha1.ValidateWorkflowRun(obj)
+	if len(errs) == 0 && run.Spec != nil {
+		base := field.NewPath("spec", "workflowSpec", "steps")
+		if obj.Spec.WorkflowSpec == nil {
+			base = field.NewPath("spec", "workflowRef")
+		}
+		errs = append(c.checkSubWorkflows(ctx, obj.Namespace, run.Spec.Steps, base), cue.CheckSteps(ctx, obj.Namespace, run.Spec.Steps, base)...)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New("invalid WorkflowRun: " + strings.Join(msgs, "; "))
 }

@@ -35,7 +35,7 @@ const (
 	// LocalName is KubeVela's name for the cluster it runs in; it means the same as "".
 	LocalName = "local"
 	// DefaultSecretNamespace is where cluster Secrets are kept.
-	DefaultSecretNamespace = "vela-system"
+	DefaultSecretNamespace = v1alpha1.SystemNamespace
 	// LabelCredentialType marks a Secret as a cluster Secret; its value is X509Certificate or
 	// ServiceAccountToken (or anything else for a Secret holding a kubeconfig).
 	LabelCredentialType = "cluster.core.oam.dev/cluster-credential-type"

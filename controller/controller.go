@@ -6,13 +6,10 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -21,35 +18,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/engine"
 	kubestore "github.com/stepflow/stepflow/store/kube"
 )
 
-// Runner evaluates steps and conditions, and checks a run's steps before it starts.
-type Runner interface {
-	engine.StepRunner
-	engine.ConditionEvaluator
-	CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList
-}
-
-// Options configure a Controller. Runner is required.
+// Options configure a Controller; the zero value works.
 type Options struct {
-	Runner Runner
-	// Watches is the index of objects waiting steps read; the kube provider of Runner reports
-	// reads into it. Nil means runs wait for their backoff.
+	// Assembly is the engine's, the step runtime's and the providers' configuration, as in
+	// every mode; the controller sets its Providers.Reads to Watches. Its Providers.Clusters
+	// should resolve the clusters steps name (cluster.Registry over the manager's client).
+	Assembly assembly.Config
+	// Watches is the index of objects waiting steps read; the kube provider reports reads into
+	// it. Nil means runs wait for their backoff.
 	Watches *Watches
-	// Workers is how many runs advance at once (--concurrent-reconciles).
-	Workers int
-	// MaxEvaluations bounds the step evaluations under way before runs to start wait
-	// (engine.Options.MaxEvaluations, --max-evaluations).
-	MaxEvaluations int
-	// Retry and Wait are the engine's backoffs.
-	Retry engine.RetryPolicy
-	Wait  engine.Backoff
-	// Limits bound what one run may hold (engine.Limits).
-	Limits engine.Limits
-	// Logger receives the controller's logs; discarded when nil.
-	Logger *slog.Logger
 }
 
 // Controller is the WorkflowRun controller.
@@ -65,8 +48,8 @@ type Controller struct {
 // Workflows, WorkflowStepDefinitions and the runs' context ConfigMaps (see CacheOptions); its
 // scheme must know the core and core.oam.dev kinds (see NewScheme).
 func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+	if opts.Assembly.Logger == nil {
+		opts.Assembly.Logger = slog.New(slog.DiscardHandler)
 	}
 	direct, err := client.New(mgr.GetConfig(), client.Options{
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
@@ -78,22 +61,21 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		store:   kubestore.New(kubestore.Options{Client: direct, Cache: mgr.GetCache()}),
 		cache:   mgr.GetCache(),
 		watches: opts.Watches,
-		log:     opts.Logger,
+		log:     opts.Assembly.Logger,
 	}
-	c.engine = engine.New(engine.Options{
-		Store:          c.store,
-		Runner:         opts.Runner,
-		Conditions:     opts.Runner,
-		Workflows:      workflows{mgr.GetClient()},
-		Observer:       c,
-		Logger:         opts.Logger,
-		Workers:        opts.Workers,
-		MaxEvaluations: opts.MaxEvaluations,
-		Retry:          opts.Retry,
-		Wait:           opts.Wait,
-		Limits:         opts.Limits,
-		Check:          check(opts.Runner),
+	cfg := opts.Assembly
+	if c.watches != nil {
+		cfg.Providers.Reads = c.watches
+	}
+	a, err := assembly.New(cfg, assembly.Mode{
+		Store:       c.store,
+		Definitions: cachedDefinitions{mgr.GetCache()},
+		Observers:   []engine.Observer{c},
 	})
+	if err != nil {
+		return nil, err
+	}
+	c.engine = a.Engine
 	if c.watches != nil {
 		c.watches.wake = c.engine.Wake
 		if err := mgr.Add(c.watches); err != nil {
@@ -145,39 +127,31 @@ func (c *Controller) RunChanged(run *engine.Run) {
 // Engine is the engine the controller drives, for operations and tests.
 func (c *Controller) Engine() *engine.Engine { return c.engine }
 
-// check vets a run before its first step starts: the run's own fields, then each step against
-// its step type. A run that fails is marked failed with every problem and its field path.
-func check(r Runner) func(ctx context.Context, run *engine.Run) error {
-	return func(ctx context.Context, run *engine.Run) error {
-		obj := run.Object
-		errs := v1alpha1.ValidateWorkflowRun(obj)
-		if len(errs) == 0 {
-			base := field.NewPath("spec", "workflowSpec", "steps")
-			if obj.Spec.WorkflowSpec == nil {
-				base = field.NewPath("spec", "workflowRef")
-			}
-			errs = r.CheckSteps(ctx, obj.Namespace, run.Spec.Steps, base)
+// cachedDefinitions finds the stored step types and Workflow templates through the manager's
+// cache, so that a look-up costs no request; the catalog adds vela-system and the built-ins.
+type cachedDefinitions struct{ r client.Reader }
+
+// Template implements catalog.Store: the template of the WorkflowStepDefinition namespace/typ.
+func (d cachedDefinitions) Template(ctx context.Context, namespace, typ string) (string, error) {
+	var def v1beta1.WorkflowStepDefinition
+	if err := d.r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: typ}, &def); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("WorkflowStepDefinition %s/%s: %w", namespace, typ, engine.ErrNotFound)
 		}
-		if len(errs) == 0 {
-			return nil
-		}
-		msgs := make([]string, len(errs))
-		for i, e := range errs {
-			msgs[i] = e.Error()
-		}
-		return errors.New("invalid WorkflowRun: " + strings.Join(msgs, "; "))
+		return "", fmt.Errorf("step type %q: %w", typ, err)
 	}
+	if def.Spec.Schematic == nil || def.Spec.Schematic.CUE == nil {
+		return "", fmt.Errorf("step type %q: WorkflowStepDefinition %s/%s has no spec.schematic.cue.template", typ, namespace, typ)
+	}
+	return def.Spec.Schematic.CUE.Template, nil
 }
 
-// workflows finds Workflow templates through the manager's cache.
-type workflows struct{ r client.Reader }
-
-// Workflow implements engine.Workflows.
-func (w workflows) Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error) {
+// Workflow implements catalog.Store: the Workflow template namespace/name.
+func (d cachedDefinitions) Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error) {
 	var wf v1alpha1.Workflow
-	if err := w.r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &wf); err != nil {
+	if err := d.r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &wf); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("no Workflow %q in namespace %q", name, namespace)
+			return nil, fmt.Errorf("no Workflow %q in namespace %q: %w", name, namespace, engine.ErrNotFound)
 		}
 		return nil, err
 	}

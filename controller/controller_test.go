@@ -27,12 +27,11 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/assembly"
 	stepcluster "github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/kubetest"
-	"github.com/stepflow/stepflow/providers"
-	"github.com/stepflow/stepflow/step"
 )
 
 var cluster *kubetest.Cluster
@@ -105,17 +104,17 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	}
 	clusters := stepcluster.New(cluster.Config, stepcluster.Options{Secrets: mgr.GetClient(), Scheme: scheme})
 	watches := controller.NewWatches(cluster.Config, clusters, nil)
-	reg := providers.Registry(providers.Options{Clusters: clusters, Reads: watches})
-	runner := step.NewRunner(step.Options{Registry: reg, Definitions: controller.Definitions(mgr.GetCache())})
 	wait := o.wait
 	if wait.Initial == 0 {
 		wait = engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}
 	}
 	if _, err := controller.Setup(mgr, controller.Options{
-		Runner:  runner,
+		Assembly: assembly.Config{
+			Providers: assembly.Providers{Clusters: clusters},
+			Wait:      wait,
+			Retry:     engine.RetryPolicy{Limit: 3, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
+		},
 		Watches: watches,
-		Wait:    wait,
-		Retry:   engine.RetryPolicy{Limit: 3, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
 	}); err != nil {
 		e.t.Fatal(err)
 	}

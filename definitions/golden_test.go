@@ -17,17 +17,9 @@ import (
 	"github.com/rogpeppe/go-internal/txtar"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/provider/builtin"
-	"github.com/stepflow/stepflow/provider/config"
-	"github.com/stepflow/stepflow/provider/email"
-	httpprovider "github.com/stepflow/stepflow/provider/http"
-	"github.com/stepflow/stepflow/provider/kube"
-	"github.com/stepflow/stepflow/provider/metrics"
-	"github.com/stepflow/stepflow/provider/notification"
-	"github.com/stepflow/stepflow/provider/op"
-	"github.com/stepflow/stepflow/provider/util"
 	"github.com/stepflow/stepflow/step"
 )
 
@@ -175,33 +167,20 @@ func (builtins) Template(_ context.Context, _, typ string) (string, error) {
 // builtin actions are real; the http and util ones keep their real settings (side effects,
 // legacy results) but call a fake. Every call is recorded.
 func fakeRegistry(record func(name string, c *step.Call) (any, error)) *step.Registry {
-	full := step.NewRegistry()
-	builtin.Register(full)
-	op.Register(full)
-	httpprovider.Register(full, httpprovider.Options{})
-	util.Register(full, util.Options{})
-	kube.Register(full, kube.Options{})
-	config.Register(full, config.Options{})
-	email.Register(full, email.Options{})
-	metrics.Register(full, metrics.Options{})
-	notification.Register(full, notification.Options{})
+	// Every package and action the modes offer (assembly.Registry), each action replaced by
+	// one that records its call; the builtin ones still act, since they steer the evaluation.
+	full := assembly.Registry(assembly.Providers{})
 	reg := step.NewRegistry()
 	for _, path := range full.PackagePaths() {
 		p, _ := full.Package(path)
 		reg.AddPackage(p)
 	}
-	for _, id := range []string{"builtin.wait", "builtin.suspend", "builtin.break", "builtin.fail", "builtin.message",
-		"builtin.var", "http.do", "util.string", "util.log", "util.patch-k8s-object",
-		"kube.apply", "kube.apply-in-parallel", "kube.patch", "kube.read", "kube.list", "kube.delete",
-		"config.create", "config.read", "config.list", "config.delete",
-		"email.send", "metrics.promCheck",
-		"notification.slack", "notification.dingtalk", "notification.lark", "notification.webhook"} {
-		provider, do, _ := strings.Cut(id, ".")
-		a, _ := full.Action(provider, do)
+	for _, a := range full.Actions() {
+		id := a.Provider + "." + a.Do
 		fake := *a
 		fake.Run = func(ctx context.Context, c *step.Call) (any, error) {
 			out, err := record(id, c)
-			if provider == "builtin" {
+			if a.Provider == "builtin" {
 				return a.Run(ctx, c)
 			}
 			return out, err

@@ -119,7 +119,7 @@ func TestSubWorkflowSuspendResumePassThrough(t *testing.T) {
 	if child := h.saved(childKey); !child.ManualSuspend {
 		t.Error("suspending the parent did not suspend the child")
 	}
-	if err := h.operate(key, engine.Operation{Kind: engine.OpResume, }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpResume}); err != nil {
 		t.Fatal(err)
 	}
 	run := h.waitPhase(key, v1alpha1.RunSucceeded)
@@ -171,7 +171,7 @@ spec:
     steps:
     - {name: sub, type: workflow, properties: {name: once}}`)
 	h.waitPhase(key, v1alpha1.RunSucceeded)
-	if err := h.operate(key, engine.Operation{Kind: engine.OpRestart, }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpRestart}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor(key, "ran again", func(r *engine.Run) bool {
@@ -249,7 +249,7 @@ func TestAChildFinishingWhileItsParentLooksReleasesTheParent(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the parent's step never looked at its suspended child")
 	}
-	if err := h.operate(childKey, engine.Operation{Kind: engine.OpResume, }); err != nil {
+	if err := h.operate(childKey, engine.Operation{Kind: engine.OpResume}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitPhase(childKey, v1alpha1.RunSucceeded)

@@ -56,8 +56,9 @@ type Options struct {
 	// Limits bound what one run may hold; zero fields take their defaults.
 	Limits Limits
 	// Check, when set, vets a run once its steps are resolved and before any step starts (step
-	// types exist, properties fit their parameters). An error fails the run with its message,
-	// so that nothing of a run that cannot be right is executed.
+	// types exist, properties fit their parameters), unless a front end checked it already
+	// (Run.Checked). An error fails the run with its message, so that nothing of a run that
+	// cannot be right is executed.
 	Check func(ctx context.Context, run *Run) error
 	// QueueObserver, when set, is told each time a run's key joins the work queue or a worker
 	// takes it (its depth, and how long the key waited).
@@ -173,19 +174,6 @@ func New(opts Options) *Engine {
 		q:    newQueue(opts.QueueObserver, opts.MaxEvaluations, max(1, opts.Workers*3/4)), // a quarter of the workers kept for runs under way
 		runs: map[Key]*runState{},
 	}
-}
-
-func defaultBackoff(b Backoff, initial, maxDelay time.Duration) Backoff {
-	if b.Initial <= 0 {
-		b.Initial = initial
-	}
-	if b.Factor < 1 {
-		b.Factor = 2
-	}
-	if b.Max < b.Initial {
-		b.Max = max(maxDelay, b.Initial)
-	}
-	return b
 }
 
 // Start runs the workers until ctx ends, then waits for the evaluations under way to return.
@@ -600,7 +588,7 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 	if err := e.m.limits.checkSteps(run.Spec); err != nil {
 		return err
 	}
-	if e.opts.Check != nil {
+	if e.opts.Check != nil && !run.Checked {
 		return e.opts.Check(ctx, run)
 	}
 	return nil

@@ -275,7 +275,7 @@ spec:
 	if err := h.operate(key, engine.Operation{Kind: engine.OpResume, Step: "deploy"}); err == nil {
 		t.Error("resuming a step that is not suspended must fail")
 	}
-	if err := h.operate(key, engine.Operation{Kind: engine.OpResume, }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpResume}); err != nil {
 		t.Fatal(err)
 	}
 	run = h.waitPhase(key, v1alpha1.RunSucceeded)
@@ -403,7 +403,7 @@ spec:
 	if got := phases(run); got != "a=succeeded b=pending" || run.Object.Status.Phase != v1alpha1.RunSuspending {
 		t.Fatalf("a suspended run starts nothing: %s", dump(run))
 	}
-	if err := h.operate(key, engine.Operation{Kind: engine.OpResume, }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpResume}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitPhase(key, v1alpha1.RunSucceeded)
@@ -457,7 +457,7 @@ spec:
     - {name: a, type: ok, outputs: [{name: v, valueFrom: x}]}
     - {name: b, type: fail}`)
 	first := h.waitPhase(key, v1alpha1.RunFailed)
-	if err := h.operate(key, engine.Operation{Kind: engine.OpRestart, }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpRestart}); err != nil {
 		t.Fatal(err)
 	}
 	run := h.waitFor(key, "second attempt done", func(r *engine.Run) bool {

@@ -49,6 +49,10 @@ type Run struct {
 	// redacts them too. A store keeps them with the run's variables, never in a status a user
 	// reads.
 	Sensitive []string `json:"sensitive,omitempty"`
+	// Checked is set by a front end that checked the run against its catalog when it was sent
+	// (the CLI's run, the API's create), so that the engine does not check it again when it
+	// starts (Options.Check).
+	Checked bool `json:"checked,omitempty"`
 	// Version is the store's version of this record; Save succeeds only on the version it loaded.
 	Version int64 `json:"-"`
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"strings"
 	"time"
 
@@ -16,32 +15,6 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/redact"
 )
-
-// Backoff spaces repeated attempts: Initial, then multiplied by Factor each time, at most Max.
-type Backoff struct {
-	Initial time.Duration
-	Factor  float64
-	Max     time.Duration
-}
-
-// Delay is the wait before attempt n+1 after n failed ones (n >= 1).
-func (b Backoff) Delay(n int) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	d := float64(b.Initial) * math.Pow(b.Factor, float64(n-1))
-	if d > float64(b.Max) || math.IsInf(d, 0) || math.IsNaN(d) {
-		return b.Max
-	}
-	return time.Duration(d)
-}
-
-// RetryPolicy bounds the retries of a step whose provider call errors.
-type RetryPolicy struct {
-	// Limit is how many errors a step attempt survives; the next one fails it FailedAfterRetries.
-	Limit   int
-	Backoff Backoff
-}
 
 // machine holds the rules of the run state machine; all state is in the Run it is given.
 type machine struct {
@@ -564,32 +537,6 @@ func (m *machine) start(run *Run, n *node, now time.Time, t *transition) {
 	if n.spec.Type == v1alpha1.TypeWorkflow && !n.isGroup && !n.looping {
 		n.status.ChildRun = childName(run, n)
 	}
-}
-
-// finishGroup ends a group whose sub-steps have all finished.
-func (m *machine) finishGroup(n *node, now time.Time, t *transition) {
-	if !n.active() {
-		return
-	}
-	failed := ""
-	for _, s := range n.subs {
-		if !s.finished() {
-			return
-		}
-		if s.status.Phase == v1alpha1.StepFailed && failed == "" {
-			failed = s.name
-		}
-	}
-	t.changed = true
-	n.status.LastExecuteTime = metav1.NewTime(now)
-	if failed != "" {
-		n.status.Phase = v1alpha1.StepFailed
-		n.status.Reason = v1alpha1.ReasonExecute
-		n.status.Message = fmt.Sprintf("sub-step %s failed", failed)
-		return
-	}
-	n.status.Phase = v1alpha1.StepSucceeded
-	n.status.Reason = ""
 }
 
 // settle sets the phases shown for active steps and for the run.

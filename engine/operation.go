@@ -185,6 +185,7 @@ func restart(run *Run, step string) error {
 			return invalid("run %s has not started", run.Key())
 		}
 		run.Epoch++
+		run.Checked = false // what it refers to may have changed since
 		run.Spec = nil
 		run.Steps = nil
 		run.Vars = nil

@@ -150,7 +150,7 @@ spec:
     - {name: go, type: ok}`)
 	h.waitFor(key, "suspended", func(r *engine.Run) bool { return r.Object.Status.Phase == v1alpha1.RunSuspending && !h.eng.Busy(key) })
 	before := loads.count(key)
-	if err := h.operate(key, engine.Operation{Kind: engine.OpResume, }); err != nil {
+	if err := h.operate(key, engine.Operation{Kind: engine.OpResume}); err != nil {
 		t.Fatal(err)
 	}
 	if got := phases(h.saved(key)); got != "approve=succeeded go=succeeded" {

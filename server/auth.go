@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 )
 
 // Role is what a token may do; each role may do what the smaller ones may.
@@ -88,7 +89,7 @@ func randomString(n int) string {
 }
 
 // CreateToken stores a new token and returns it with its secret, which is not kept.
-func CreateToken(ctx context.Context, st Store, name string, role Role, namespaces []string, now time.Time) (Token, string, error) {
+func CreateToken(ctx context.Context, st store.Records, name string, role Role, namespaces []string, now time.Time) (Token, string, error) {
 	if name == "" {
 		return Token{}, "", errors.New("a token needs a name")
 	}
@@ -108,7 +109,7 @@ func CreateToken(ctx context.Context, st Store, name string, role Role, namespac
 }
 
 // Tokens lists the stored tokens, with the keys they are stored under.
-func Tokens(ctx context.Context, st Store) ([]Token, []string, error) {
+func Tokens(ctx context.Context, st store.Records) ([]Token, []string, error) {
 	recs, err := st.Records(ctx, recordToken, "")
 	if err != nil {
 		return nil, nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/kube"
+	"github.com/stepflow/stepflow/store"
 )
 
 // recordCluster is the record kind of the clusters stored through the API, keyed by name;
@@ -25,7 +26,7 @@ type clusters struct {
 	fallback kube.Clusters
 }
 
-func newClusters(st Store, fallback kube.Clusters) *clusters {
+func newClusters(st store.Records, fallback kube.Clusters) *clusters {
 	return &clusters{stored: cluster.New(nil, cluster.Options{Kubeconfigs: kubeconfigs{st}}), fallback: fallback}
 }
 
@@ -45,7 +46,7 @@ func (c *clusters) Client(ctx context.Context, name string) (client.Client, erro
 }
 
 // kubeconfigs reads the stored clusters' kubeconfigs.
-type kubeconfigs struct{ st Store }
+type kubeconfigs struct{ st store.Records }
 
 // Kubeconfig implements cluster.KubeconfigStore.
 func (k kubeconfigs) Kubeconfig(ctx context.Context, name string) ([]byte, string, error) {

@@ -18,7 +18,7 @@ func TestEgressDenyListStopsASteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, op, _ := start(t, servertest.Options{Configure: func(o *server.Options) { o.Providers.Egress = policy }})
+	_, op, _ := start(t, servertest.Options{Configure: func(o *server.Options) { o.Assembly.Providers.Egress = policy }})
 	svc, calls := service(t)
 	r := op.postYAML("/api/v1/runs?wait=30s", fmt.Sprintf(`
 apiVersion: core.oam.dev/v1alpha1

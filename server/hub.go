@@ -149,7 +149,7 @@ func (h *hub) deleted(key engine.Key) {
 // publishing is the store the engine writes through: after each save it passes the new log
 // entries to the run's streams.
 type publishing struct {
-	Store
+	engine.Store
 	hub *hub
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
+	"github.com/stepflow/stepflow/store"
 )
 
 // builtinNamespace names the built-in step types in the definitions' paths.
@@ -361,7 +362,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 
 // DeleteToken deletes the token with that id; the error wraps engine.ErrNotFound when there
 // is none.
-func DeleteToken(ctx context.Context, st Store, id string) error {
+func DeleteToken(ctx context.Context, st store.Records, id string) error {
 	tokens, keys, err := Tokens(ctx, st)
 	if err != nil {
 		return err

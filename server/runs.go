@@ -226,7 +226,7 @@ func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs 
 		return nil, invalid(err)
 	}
 	obj.Status = v1alpha1.WorkflowRunStatus{}
-	run := &engine.Run{Object: obj, Sensitive: sensitive}
+	run := &engine.Run{Object: obj, Sensitive: sensitive, Checked: true}
 	key := run.Key()
 	replace := false
 	old, err := s.store.Load(ctx, key)

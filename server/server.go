@@ -15,65 +15,28 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
-	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/provider/kube"
-	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store"
-	"github.com/stepflow/stepflow/telemetry"
 )
-
-// Store is what the server keeps its state in: runs and their logs, templates and
-// definitions, and records (tokens, triggers, clusters). store/sqlite and store/postgres
-// implement it.
-type Store interface {
-	engine.Store
-	Create(ctx context.Context, run *engine.Run, replace bool) error
-	Delete(ctx context.Context, key engine.Key) error
-	List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error)
-	Count(ctx context.Context, opts store.ListOptions) (int, error)
-	Logs(ctx context.Context, key engine.Key, step string) ([]engine.LogEntry, error)
-
-	PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefinition, wfs []*v1alpha1.Workflow) error
-	Template(ctx context.Context, namespace, typ string) (string, error)
-	Definitions(ctx context.Context, namespace string) ([]*v1beta1.WorkflowStepDefinition, error)
-	DeleteDefinition(ctx context.Context, namespace, name string) error
-	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
-	Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error)
-	DeleteWorkflow(ctx context.Context, namespace, name string) error
-
-	PutRecord(ctx context.Context, kind, key string, data []byte, version int64) (int64, error)
-	Record(ctx context.Context, kind, key string) (store.Record, error)
-	Records(ctx context.Context, kind, prefix string) ([]store.Record, error)
-	DeleteRecord(ctx context.Context, kind, key string) error
-}
 
 // Options configure a Server. Store is required; every other zero value works.
 type Options struct {
-	Store Store
-	// Clusters resolves the clusters steps name that are not stored through the API (the
-	// local one among them); nil knows none.
-	Clusters kube.Clusters
-	// Providers configures the providers beyond the clusters (HTTP, email, ...).
-	Providers providers.Options
+	Store store.Store
+	// Assembly is the engine's, the step runtime's and the providers' configuration, as in
+	// every mode. Its Providers.Clusters resolves the clusters steps name that are not stored
+	// through the API (the local one among them); nil knows none. Its Metrics is the server's
+	// own registry, served at /metrics, whatever is set here.
+	Assembly assembly.Config
 	// Web is the dashboard's files, served at /; nil serves none.
 	Web fs.FS
 	// Observers are told about every transition, after the server's own.
 	Observers []engine.Observer
-	// EvalTimeout bounds one evaluation of a step (step.Options.EvalTimeout).
-	EvalTimeout time.Duration
-	// Tracer, when set, receives a span per run and per step (OpenTelemetry); nil traces
-	// nothing.
-	Tracer trace.TracerProvider
-	// Engine's Store, Runner, Conditions, Workflows and Observer are set by the server; its
-	// other fields (retries, waits, workers, clock) are used as given.
-	Engine engine.Options
-	Logger *slog.Logger
+	Logger    *slog.Logger
 	// AllowAnonymousRead lets requests without a token read, as viewers of every namespace.
 	AllowAnonymousRead bool
 	// MaxBody bounds a request body; default 1 MiB.
@@ -102,7 +65,7 @@ type Replicas interface {
 // Server serves the API. Start runs its engine and triggers; Handler answers requests.
 type Server struct {
 	opts    Options
-	store   Store
+	store   store.Store
 	catalog *catalog.Catalog
 	runner  *step.Runner
 	eng     *engine.Engine
@@ -133,34 +96,28 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, store: opts.Store, log: opts.Logger, hub: newHub(), registry: prometheus.NewRegistry()}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := telemetry.NewMetrics(s.registry)
 	s.http = newHTTPMetrics(s.registry)
-	s.clock = opts.Engine.Clock
+	s.clock = opts.Assembly.Clock
 	if s.clock == nil {
 		s.clock = engine.RealClock{}
 	}
-	s.catalog = catalog.NewCached(opts.Store, time.Second)
-	popts := opts.Providers
-	popts.Clusters = newClusters(opts.Store, opts.Clusters)
-	s.runner = step.NewRunner(step.Options{Registry: providers.Registry(popts), Definitions: s.catalog, ObserveEvaluation: metrics.ObserveEvaluation, EvalTimeout: opts.EvalTimeout})
-
-	eopts := opts.Engine
-	eopts.Store = metrics.Store(&publishing{Store: opts.Store, hub: s.hub})
-	eopts.Runner, eopts.Conditions, eopts.Workflows = s.runner, s.runner, s.catalog
-	observers := engine.Observers{s.hub, metrics}
-	if opts.Tracer != nil {
-		observers = append(observers, telemetry.NewTracer(opts.Tracer))
+	cfg := opts.Assembly
+	cfg.Providers.Clusters = newClusters(opts.Store, cfg.Providers.Clusters)
+	cfg.Metrics = s.registry
+	if cfg.Logger == nil {
+		cfg.Logger = opts.Logger
 	}
-	observers = append(observers, opts.Observers...)
-	eopts.Observer = observers
-	eopts.QueueObserver = metrics
-	if opts.Replicas != nil {
-		eopts.Owner = opts.Replicas
+	a, err := assembly.New(cfg, assembly.Mode{
+		Store:          &publishing{Store: opts.Store, hub: s.hub},
+		Definitions:    opts.Store,
+		DefinitionsTTL: time.Second,
+		Observers:      append([]engine.Observer{s.hub}, opts.Observers...),
+		Owner:          ownerOf(opts.Replicas),
+	})
+	if err != nil {
+		return nil, err
 	}
-	if eopts.Logger == nil {
-		eopts.Logger = opts.Logger
-	}
-	s.eng = engine.New(eopts)
+	s.catalog, s.runner, s.eng = a.Catalog, a.Runner, a.Engine
 	s.crons = newScheduler(s)
 	s.routes = s.routeTable()
 	s.mux = s.buildMux()
@@ -250,4 +207,13 @@ func (s *Server) recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ownerOf is the engine's Owner of a server with replicas, nil without: a nil Replicas must not
+// become a non-nil interface.
+func ownerOf(r Replicas) engine.Owner {
+	if r == nil {
+		return nil
+	}
+	return r
 }

@@ -177,3 +177,18 @@ func (r *Registry) PackagePaths() []string {
 	sort.Strings(paths)
 	return paths
 }
+
+// Actions lists the registered actions, sorted by provider and do.
+func (r *Registry) Actions() []*Action {
+	out := make([]*Action, 0, len(r.actions))
+	for _, a := range r.actions {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Provider != out[j].Provider {
+			return out[i].Provider < out[j].Provider
+		}
+		return out[i].Do < out[j].Do
+	})
+	return out
+}

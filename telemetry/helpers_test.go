@@ -14,9 +14,9 @@ import (
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
@@ -112,7 +112,7 @@ func newEnv(t *testing.T, opts engine.Options, wrap func(engine.Store) engine.St
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	t.Cleanup(srv.Close)
-	runner := step.NewRunner(step.Options{Registry: providers.Registry(providers.Options{}), Definitions: builtins{}, ObserveEvaluation: observe})
+	runner := step.NewRunner(step.Options{Registry: assembly.Registry(assembly.Providers{}), Definitions: builtins{}, ObserveEvaluation: observe})
 	e := &env{store: st, watch: newWatch(), server: srv}
 	opts.Store = st
 	if wrap != nil {

@@ -143,7 +143,7 @@ func TestMetricsOfARealEngine(t *testing.T) {
 	got := scrape(t, metricsSrv.URL)
 	wantValue(t, got, 1, "stepflow_steps_waiting")
 	time.Sleep(held)
-	if _, err := e.eng.Operate(ctx, approval, engine.Operation{Kind: engine.OpResume, }); err != nil {
+	if _, err := e.eng.Operate(ctx, approval, engine.Operation{Kind: engine.OpResume}); err != nil {
 		t.Fatal(err)
 	}
 	e.watch.finished(t, approval)

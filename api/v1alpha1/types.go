@@ -16,6 +16,10 @@ import (
 // Group is the API group of every stepflow kind, shared with KubeVela.
 const Group = "core.oam.dev"
 
+// SystemNamespace is KubeVela's own namespace: step types there are shared by every namespace,
+// and cluster Secrets and configurations are kept there.
+const SystemNamespace = "vela-system"
+
 // GroupVersion is the group and version of the kinds in this package.
 var GroupVersion = schema.GroupVersion{Group: Group, Version: "v1alpha1"}
 

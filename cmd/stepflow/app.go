@@ -6,32 +6,33 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
-	"github.com/stepflow/stepflow/catalog"
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/providers"
-	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
-// app is what a command works with: the store, the step runtime, and the definitions it sees.
+// app is what a command works with: the store, and stepflow assembled over it (the catalog of
+// step types and templates, the step runtime, the engine whose transitions the watcher follows).
 type app struct {
-	store  *sqlite.Store
-	runner *step.Runner
-	// catalog finds step types and templates: in the store, then among the built-ins.
-	catalog *catalog.Catalog
+	store *sqlite.Store
+	*assembly.Assembly
+	watch *watcher
 }
 
-// open opens the store under the data directory and wires the step runtime.
+// open opens the store under the data directory and assembles stepflow over it.
 func (g *globals) open(ctx context.Context) (*app, error) {
 	if g.app != nil {
 		return g.app, nil
+	}
+	cfg, err := g.assemblyConfig()
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(g.dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -40,13 +41,14 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
 	}
-	policy, err := egress.New(g.egressAllow, g.egressDeny)
+	cfg.Providers.Clusters = &lazyClusters{g: g}
+	w := newWatcher(g)
+	asm, err := assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{w}})
 	if err != nil {
 		_ = st.Close()
-		return nil, invalidErr(err)
+		return nil, err
 	}
-	cat := catalog.New(st)
-	g.app = &app{store: st, catalog: cat, runner: newRunner(cat, &lazyClusters{g: g}, policy, g.evalTimeout)}
+	g.app = &app{store: st, Assembly: asm, watch: w}
 	return g.app, nil
 }
 
@@ -56,11 +58,20 @@ func (a *app) close() {
 	}
 }
 
-// newRunner wires the step runtime with every provider; kube and config actions reach the
-// clusters through clusters.
-func newRunner(defs step.Definitions, clusters *lazyClusters, policy *egress.Policy, evalTimeout time.Duration) *step.Runner {
-	reg := providers.Registry(providers.Options{Clusters: clusters, Egress: policy})
-	return step.NewRunner(step.Options{Registry: reg, Definitions: defs, EvalTimeout: evalTimeout})
+// assemblyConfig is the configuration every mode shares, from the global flags; a mode adds
+// its own (workers, clusters, telemetry).
+func (g *globals) assemblyConfig() (assembly.Config, error) {
+	policy, err := egress.New(g.egressAllow, g.egressDeny)
+	if err != nil {
+		return assembly.Config{}, invalidErr(err)
+	}
+	return assembly.Config{
+		Retry:       engine.RetryPolicy{Limit: g.retryLimit, Backoff: engine.Backoff{Initial: g.retryBackoff}},
+		Wait:        engine.Backoff{Initial: g.waitBackoff},
+		Limits:      g.limits,
+		EvalTimeout: g.evalTimeout,
+		Providers:   assembly.Providers{Egress: policy},
+	}, nil
 }
 
 // lazyClusters builds the cluster registry on the first kube or config action, so that a run

@@ -30,7 +30,7 @@ func (a *app) decode(ctx context.Context, files []string, set map[string]any) (*
 			return nil, err
 		}
 	}
-	if err := a.catalog.Check(ctx, a.runner, objs); err != nil {
+	if err := a.Catalog.Check(ctx, a.Runner, objs); err != nil {
 		return nil, invalidErr(err)
 	}
 	return objs, nil

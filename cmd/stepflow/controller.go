@@ -15,14 +15,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
-	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/providers"
-	"github.com/stepflow/stepflow/step"
 	kubestore "github.com/stepflow/stepflow/store/kube"
 )
 
@@ -124,27 +122,15 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	}
 	clusters := cluster.New(cfg, cluster.Options{Secrets: mgr.GetClient(), QPS: f.qps, Burst: f.burst, Scheme: scheme})
 	watches := controller.NewWatches(cfg, clusters, log)
-	policy, err := egress.New(g.egressAllow, g.egressDeny)
+	settings, err := g.assemblyConfig()
 	if err != nil {
-		return invalidErr(err)
+		return err
 	}
-	runner := step.NewRunner(step.Options{
-		Registry:    providers.Registry(providers.Options{Clusters: clusters, Reads: watches, Egress: policy}),
-		EvalTimeout: g.evalTimeout,
-		Definitions: controller.Definitions(mgr.GetCache()),
-	})
-	_, err = controller.Setup(mgr, controller.Options{
-		Runner:         runner,
-		Watches:        watches,
-		Workers:        f.workers,
-		MaxEvaluations: f.maxEvaluations,
-		Retry: engine.RetryPolicy{Limit: g.retryLimit,
-			Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
-		Wait:   engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
-		Limits: g.limits,
-		Logger: log,
-	})
-	if err != nil {
+	settings.Workers, settings.MaxEvaluations, settings.Logger = f.workers, f.maxEvaluations, log
+	settings.Providers.Clusters = clusters
+	// The controller's metrics beside controller-runtime's, on --metrics-bind-address.
+	settings.Metrics = ctrlmetrics.Registry
+	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Watches: watches}); err != nil {
 		return err
 	}
 	log.Info("stepflow controller starting", "shard", f.shardID, "leaderElection", f.leaderElect)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
-	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/step"
 )
@@ -37,7 +37,7 @@ func newDefListCommand(g *globals) *cobra.Command {
 			type row struct{ name, source, description string }
 			seen := map[string]bool{}
 			var rows []row
-			for _, ns := range []string{g.namespace, catalog.SystemNamespace} {
+			for _, ns := range []string{g.namespace, v1alpha1.SystemNamespace} {
 				defs, err := a.store.Definitions(ctx, ns)
 				if err != nil {
 					return err
@@ -79,7 +79,7 @@ func newDefShowCommand(g *globals) *cobra.Command {
 				return err
 			}
 			typ := args[0]
-			src, err := a.catalog.Template(ctx, g.namespace, typ)
+			src, err := a.Catalog.Template(ctx, g.namespace, typ)
 			if errors.Is(err, step.ErrUnknownType) {
 				return invalidErr(err)
 			}

@@ -55,7 +55,7 @@ outcome of the runs it drove (0 when there was nothing to recover).`,
 				return nil
 			}
 			fmt.Fprintf(g.stdout, "recovering %d unfinished runs\n", len(unfinished))
-			d := a.newDriver(g)
+			d := a.newDriver()
 			keys := make([]engine.Key, len(unfinished))
 			for i, run := range unfinished {
 				keys[i] = run.Key()

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/term"
-
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
@@ -229,11 +227,7 @@ func (g *globals) remoteRunFiles(ctx context.Context, r *remote, files []string,
 // follow shows the runs' progress from their event streams until each has settled, and
 // returns the exit code they call for.
 func (g *globals) follow(ctx context.Context, r *remote, keys []engine.Key) int {
-	tty := false
-	if f, ok := g.stdout.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
-	w := &watcher{progress: newProgress(g.stdout, tty), last: map[engine.Key]*runView{}, changed: make(chan struct{}, 1)}
+	w := newWatcher(g)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()

@@ -57,7 +57,7 @@ refused unless --replace is given.`,
 			runs := make([]*engine.Run, 0, len(objs.Runs))
 			for _, obj := range objs.Runs {
 				obj.Status = v1alpha1.WorkflowRunStatus{}
-				runs = append(runs, &engine.Run{Object: obj})
+				runs = append(runs, &engine.Run{Object: obj, Checked: true}) // g.load checked them
 				keys = append(keys, engine.Key{Namespace: obj.Namespace, Name: obj.Name})
 			}
 			if err := a.store.PutObjects(ctx, objs.Definitions, objs.Workflows); err != nil {
@@ -68,7 +68,7 @@ refused unless --replace is given.`,
 					return err
 				}
 			}
-			d := a.newDriver(g)
+			d := a.newDriver()
 			d.start()
 			defer d.stop()
 			g.code = d.drive(ctx, g, keys)
@@ -157,21 +157,18 @@ type driver struct {
 	stopped chan struct{}
 }
 
-// newDriver makes an engine over the store whose transitions feed the progress display; it
-// advances runs once started.
-func (a *app) newDriver(g *globals) *driver {
+// newDriver drives the app's engine, whose transitions feed the progress display, once started.
+func (a *app) newDriver() *driver {
+	return &driver{app: a, eng: a.Engine, watch: a.watch}
+}
+
+// newWatcher follows runs onto this command's output.
+func newWatcher(g *globals) *watcher {
 	tty := false
 	if f, ok := g.stdout.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	w := &watcher{progress: newProgress(g.stdout, tty), last: map[engine.Key]*runView{}, changed: make(chan struct{}, 1)}
-	eng := engine.New(engine.Options{
-		Store: a.store, Runner: a.runner, Conditions: a.runner, Workflows: a.store, Observer: w,
-		Retry:  engine.RetryPolicy{Limit: g.retryLimit, Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
-		Wait:   engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
-		Limits: g.limits,
-	})
-	return &driver{app: a, eng: eng, watch: w}
+	return &watcher{progress: newProgress(g.stdout, tty), last: map[engine.Key]*runView{}, changed: make(chan struct{}, 1)}
 }
 
 // start runs the engine's workers until stop.
@@ -314,7 +311,7 @@ func (g *globals) operate(ctx context.Context, name string, op engine.Operation,
 		return err
 	}
 	key := engine.Key{Namespace: g.namespace, Name: name}
-	d := a.newDriver(g)
+	d := a.newDriver()
 	if drive {
 		d.start()
 		defer d.stop()

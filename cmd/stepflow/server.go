@@ -18,10 +18,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/providers"
 	"github.com/stepflow/stepflow/server"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/postgres"
 	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/telemetry"
@@ -86,7 +85,7 @@ named bootstrap and prints it once; make others with stepflow token create or th
 
 // openServerStore opens the store a server or a token command works on; a server's
 // PostgreSQL store is opened as the named replica.
-func (g *globals) openServerStore(ctx context.Context, url, replica string) (server.Store, func(), error) {
+func (g *globals) openServerStore(ctx context.Context, url, replica string) (store.Store, func(), error) {
 	if isPostgres(url) {
 		st, err := postgres.Open(ctx, postgres.Options{URL: url, Replica: replica})
 		if err != nil {
@@ -157,31 +156,23 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 		}()
 		tracer = tp
 	}
-	policy, err := egress.New(g.egressAllow, g.egressDeny)
+	cfg, err := g.assemblyConfig()
 	if err != nil {
-		return invalidErr(err)
+		return err
 	}
+	cfg.Workers, cfg.MaxEvaluations = f.workers, f.maxEvaluations
+	cfg.Providers.Clusters = &lazyClusters{g: g}
+	cfg.Tracer = tracer
 	srv, err := server.New(server.Options{
-		Providers:          providers.Options{Egress: policy},
-		Tracer:             tracer,
+		Assembly:           cfg,
 		Web:                web.Files(),
 		Store:              st,
-		Clusters:           &lazyClusters{g: g},
 		Logger:             log,
 		AllowAnonymousRead: f.allowAnonymousRead,
 		MaxBody:            f.maxBody,
 		MaxWait:            f.maxWait,
 		SecureCookies:      f.tlsCert != "",
-		Engine: engine.Options{
-			Workers:        f.workers,
-			MaxEvaluations: f.maxEvaluations,
-			Retry: engine.RetryPolicy{Limit: g.retryLimit,
-				Backoff: engine.Backoff{Initial: g.retryBackoff, Factor: 2, Max: time.Minute}},
-			Wait:   engine.Backoff{Initial: g.waitBackoff, Factor: 2, Max: 30 * time.Second},
-			Limits: g.limits,
-		},
-		EvalTimeout: g.evalTimeout,
-		Replicas:    replicas,
+		Replicas:           replicas,
 	})
 	if err != nil {
 		return err
@@ -256,7 +247,7 @@ func storeName(url string) string {
 
 // bootstrapToken makes the first admin token when the store has none and prints it: without
 // it nobody could make the others.
-func bootstrapToken(ctx context.Context, st server.Store, w io.Writer) error {
+func bootstrapToken(ctx context.Context, st store.Records, w io.Writer) error {
 	tokens, _, err := server.Tokens(ctx, st)
 	if err != nil {
 		return fmt.Errorf("read the tokens: %w", err)

@@ -38,7 +38,7 @@ const (
 )
 
 // DefaultNamespace is where configurations are kept when an action names no namespace.
-const DefaultNamespace = "vela-system"
+const DefaultNamespace = v1alpha1.SystemNamespace
 
 // Clusters gives the client of a cluster by name ("" is the local cluster); *cluster.Registry
 // implements it.

@@ -11,15 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/server"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
 // Options adjust the server a test starts; the zero value is a server on a new SQLite store.
 type Options struct {
 	// Store, when set, is used instead of a new SQLite store; the test owns it.
-	Store server.Store
+	Store store.Store
 	// Web is the dashboard's files; nil serves none.
 	Web fs.FS
 	// Clock, when set, is the engine's and the triggers' clock.
@@ -33,7 +35,7 @@ type Server struct {
 	// URL is the server's address, http://127.0.0.1:PORT.
 	URL    string
 	Server *server.Server
-	Store  server.Store
+	Store  store.Store
 }
 
 // Start starts a server and stops it when the test ends.
@@ -51,7 +53,7 @@ func Start(t testing.TB, opts Options) *Server {
 	sopts := server.Options{
 		Store: st,
 		Web:   opts.Web,
-		Engine: engine.Options{
+		Assembly: assembly.Config{
 			Clock: opts.Clock,
 			Retry: engine.RetryPolicy{Limit: 2, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
 			Wait:  engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/postgres"
 	"github.com/stepflow/stepflow/store/postgres/pgtest"
 	"github.com/stepflow/stepflow/store/storetest"
@@ -44,7 +45,7 @@ func TestStoreSuite(t *testing.T) {
 }
 
 func TestCatalogSuite(t *testing.T) {
-	storetest.RunCatalog(t, func(t *testing.T) storetest.Catalog { return open(t, newDatabase(t)) })
+	storetest.RunStore(t, func(t *testing.T) store.Store { return open(t, newDatabase(t)) })
 }
 
 func TestTwoStoresOnOneDatabase(t *testing.T) {
@@ -54,7 +55,7 @@ func TestTwoStoresOnOneDatabase(t *testing.T) {
 
 func TestReopenKeepsRunsLogsAndObjects(t *testing.T) {
 	url := newDatabase(t)
-	storetest.Reopen(t, func() (storetest.Catalog, error) { return postgres.Open(t.Context(), postgres.Options{URL: url}) })
+	storetest.Reopen(t, func() (store.Store, error) { return postgres.Open(t.Context(), postgres.Options{URL: url}) })
 }
 
 // A run's JSON comes back byte for byte, even a variable holding a NUL character, which a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/store/storetest"
 )
@@ -38,7 +39,7 @@ func TestStoreSuite(t *testing.T) {
 }
 
 func TestCatalogSuite(t *testing.T) {
-	storetest.RunCatalog(t, func(t *testing.T) storetest.Catalog { return open(t, tempPath(t)) })
+	storetest.RunStore(t, func(t *testing.T) store.Store { return open(t, tempPath(t)) })
 }
 
 func TestTwoStoresOnOneFile(t *testing.T) {
@@ -70,7 +71,7 @@ func checkIntegrity(t *testing.T, path string) {
 
 func TestReopenKeepsRunsLogsAndObjects(t *testing.T) {
 	path := tempPath(t)
-	storetest.Reopen(t, func() (storetest.Catalog, error) { return sqlite.Open(t.Context(), sqlite.Options{Path: path}) })
+	storetest.Reopen(t, func() (store.Store, error) { return sqlite.Open(t.Context(), sqlite.Options{Path: path}) })
 }
 
 func TestClosedStoreRefusesWrites(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 )
 
 // listNames is what List returns for opts, as "namespace/name ..." in its order.
-func listNames(t *testing.T, st Catalog, opts store.ListOptions) string {
+func listNames(t *testing.T, st store.Store, opts store.ListOptions) string {
 	t.Helper()
 	runs, err := st.List(t.Context(), opts)
 	if err != nil {
@@ -27,7 +27,7 @@ func listNames(t *testing.T, st Catalog, opts store.ListOptions) string {
 }
 
 // summary is List's summary of the run key.
-func summary(t *testing.T, st Catalog, key engine.Key) store.RunSummary {
+func summary(t *testing.T, st store.Store, key engine.Key) store.RunSummary {
 	t.Helper()
 	runs, err := st.List(t.Context(), store.ListOptions{Namespace: key.Namespace})
 	if err != nil {
@@ -44,7 +44,7 @@ func summary(t *testing.T, st Catalog, key engine.Key) store.RunSummary {
 
 // List selects by template and start time, orders newest first on request, and Count counts
 // what it selects whatever the page.
-func testListFilters(t *testing.T, st Catalog) {
+func testListFilters(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	t0 := time.Date(2025, 3, 14, 15, 0, 0, 0, time.UTC)
 	const notStarted = -1
@@ -132,7 +132,7 @@ func testListFilters(t *testing.T, st Catalog) {
 
 // A run's creation time is set when it is created, by Create or a first Save, kept by later
 // Saves, and set anew when Create replaces the run.
-func testListCreated(t *testing.T, st Catalog) {
+func testListCreated(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	before := time.Now()
 	a, b := NewRun("default", "a"), NewRun("default", "b")

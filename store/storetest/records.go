@@ -10,7 +10,7 @@ import (
 )
 
 // mustRecord is the stored record kind/key.
-func mustRecord(t *testing.T, st Catalog, kind, key string) store.Record {
+func mustRecord(t *testing.T, st store.Store, kind, key string) store.Record {
 	t.Helper()
 	r, err := st.Record(t.Context(), kind, key)
 	if err != nil {
@@ -19,7 +19,7 @@ func mustRecord(t *testing.T, st Catalog, kind, key string) store.Record {
 	return r
 }
 
-func testRecords(t *testing.T, st Catalog) {
+func testRecords(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	v1, err := st.PutRecord(ctx, "token", "t1", []byte(`{"role":"admin"}`), 0)
 	if err != nil {
@@ -112,7 +112,7 @@ func testRecords(t *testing.T, st Catalog) {
 
 // Records selects by a prefix taken literally, LIKE's wildcards included, and orders by key
 // byte by byte.
-func testRecordPrefixes(t *testing.T, st Catalog) {
+func testRecordPrefixes(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	keys := []string{"b", "ab", "a_b", "a%c", "axb", "a", "a%", "a%b", "B", "a\\b", "é", "default/deploy/1", "default/deploy/2", "default/deploy2/1"}
 	for _, k := range keys {
@@ -159,7 +159,7 @@ func testRecordPrefixes(t *testing.T, st Catalog) {
 
 // Records' versions and runs' come from one counter: none is handed out twice, not even
 // after a delete.
-func testRecordVersions(t *testing.T, st Catalog) {
+func testRecordVersions(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	seen := map[int64]string{}
 	note := func(v int64, what string) {

@@ -11,10 +11,11 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 )
 
 // putWorkflow stores wf alone and returns the generation PutObjects set on it.
-func putWorkflow(t *testing.T, st Catalog, wf *v1alpha1.Workflow) int64 {
+func putWorkflow(t *testing.T, st store.Store, wf *v1alpha1.Workflow) int64 {
 	t.Helper()
 	if err := st.PutObjects(t.Context(), nil, []*v1alpha1.Workflow{wf}); err != nil {
 		t.Fatal(err)
@@ -23,7 +24,7 @@ func putWorkflow(t *testing.T, st Catalog, wf *v1alpha1.Workflow) int64 {
 }
 
 // storedGeneration is the generation Workflow returns.
-func storedGeneration(t *testing.T, st Catalog, namespace, name string) int64 {
+func storedGeneration(t *testing.T, st store.Store, namespace, name string) int64 {
 	t.Helper()
 	wf, err := st.Workflow(t.Context(), namespace, name)
 	if err != nil {
@@ -34,7 +35,7 @@ func storedGeneration(t *testing.T, st Catalog, namespace, name string) int64 {
 
 // A Workflow's generation is 1 when new, and grows by one with each put that changes it, but
 // not with one that changes only what stores and API servers set.
-func testWorkflowGenerations(t *testing.T, st Catalog) {
+func testWorkflowGenerations(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	deploy := func() *v1alpha1.Workflow {
 		wf := Workflow("default", "deploy")
@@ -117,7 +118,7 @@ func wfNames(wfs []*v1alpha1.Workflow) string {
 	return fmt.Sprint(names)
 }
 
-func testWorkflows(t *testing.T, st Catalog) {
+func testWorkflows(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	if wfs, err := st.Workflows(ctx, ""); err != nil || len(wfs) != 0 {
 		t.Errorf("Workflows of an empty store = %v, %v; want none", wfs, err)
@@ -153,7 +154,7 @@ func testWorkflows(t *testing.T, st Catalog) {
 	}
 }
 
-func testDeleteObjects(t *testing.T, st Catalog) {
+func testDeleteObjects(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	if err := st.PutObjects(ctx,
 		[]*v1beta1.WorkflowStepDefinition{Definition("default", "notify", "parameter: {}"), Definition("vela-system", "notify", "parameter: {x: int}")},

@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,33 +16,9 @@ import (
 	"github.com/stepflow/stepflow/store"
 )
 
-// Catalog is what a store that serves the CLI and the server offers beyond engine.Store:
-// creating, deleting, listing and counting runs, their logs, the step definitions and
-// Workflow templates users apply, and the server's generic records.
-type Catalog interface {
-	engine.Store
-	LogReader
-	Create(ctx context.Context, run *engine.Run, replace bool) error
-	Delete(ctx context.Context, key engine.Key) error
-	List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error)
-	Count(ctx context.Context, opts store.ListOptions) (int, error)
-	PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefinition, wfs []*v1alpha1.Workflow) error
-	Template(ctx context.Context, namespace, typ string) (string, error)
-	Definitions(ctx context.Context, namespace string) ([]*v1beta1.WorkflowStepDefinition, error)
-	DeleteDefinition(ctx context.Context, namespace, name string) error
-	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
-	Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error)
-	DeleteWorkflow(ctx context.Context, namespace, name string) error
-	PutRecord(ctx context.Context, kind, key string, data []byte, version int64) (int64, error)
-	Record(ctx context.Context, kind, key string) (store.Record, error)
-	Records(ctx context.Context, kind, prefix string) ([]store.Record, error)
-	DeleteRecord(ctx context.Context, kind, key string) error
-	Close() error
-}
-
-// RunCatalog runs the suite of the Catalog methods, so that the embedded store and PostgreSQL
+// RunStore runs the suite of the store.Store methods beyond engine.Store, so that the embedded store and PostgreSQL
 // list, create and delete runs alike. open returns a new, empty store for one subtest.
-func RunCatalog(t *testing.T, open func(t *testing.T) Catalog) {
+func RunStore(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Create", func(t *testing.T) { testCreate(t, open(t)) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, open(t)) })
 	t.Run("DeleteRacingSave", func(t *testing.T) { testDeleteRacingSave(t, open(t)) })
@@ -60,7 +35,7 @@ func RunCatalog(t *testing.T, open func(t *testing.T) Catalog) {
 	t.Run("RecordVersionsAreUnique", func(t *testing.T) { testRecordVersions(t, open(t)) })
 }
 
-func testCreate(t *testing.T, st Catalog) {
+func testCreate(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	run := NewRun("default", "deploy")
 	run.Version = 99 // ignored
@@ -105,7 +80,7 @@ func testCreate(t *testing.T, st Catalog) {
 	}
 }
 
-func testDelete(t *testing.T, st Catalog) {
+func testDelete(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	run := NewRun("default", "gone")
 	if err := st.Save(ctx, run, []engine.LogEntry{{Step: "fetch", Message: "one"}}); err != nil {
@@ -146,7 +121,7 @@ func testDelete(t *testing.T, st Catalog) {
 
 // A delete and a save of the same run at once: whichever goes first, no log entry of the run
 // outlives it.
-func testDeleteRacingSave(t *testing.T, st Catalog) {
+func testDeleteRacingSave(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	for i := range 20 {
 		run := NewRun("race", fmt.Sprintf("run-%d", i))
@@ -170,7 +145,7 @@ func testDeleteRacingSave(t *testing.T, st Catalog) {
 	}
 }
 
-func testList(t *testing.T, st Catalog) {
+func testList(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	start := NewRun("x", "y").Object.Status.StartTime.Time
 	end := time.Date(2025, 3, 14, 16, 0, 0, 0, time.UTC)
@@ -297,7 +272,7 @@ func defNames(defs []*v1beta1.WorkflowStepDefinition) string {
 	return fmt.Sprint(names)
 }
 
-func testPutObjects(t *testing.T, st Catalog) {
+func testPutObjects(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	defs := []*v1beta1.WorkflowStepDefinition{
 		Definition("default", "notify", "parameter: {to: string}"),
@@ -363,7 +338,7 @@ func testPutObjects(t *testing.T, st Catalog) {
 	}
 }
 
-func testPutObjectsIsAllOrNothing(t *testing.T, st Catalog) {
+func testPutObjectsIsAllOrNothing(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	if err := st.PutObjects(ctx, []*v1beta1.WorkflowStepDefinition{Definition("default", "notify", "parameter: {}")}, nil); err != nil {
 		t.Fatal(err)
@@ -405,9 +380,9 @@ func testPutObjectsIsAllOrNothing(t *testing.T, st Catalog) {
 // TwoStores checks two stores of one backend sharing one place (a file, a database), as two
 // processes do: each sees what the other saves, and the version checks of runs and records,
 // and the generations of Workflows, hold across them.
-func TwoStores(t *testing.T, first, second Catalog) {
+func TwoStores(t *testing.T, first, second store.Store) {
 	ctx := t.Context()
-	stores := []Catalog{first, second}
+	stores := []store.Store{first, second}
 
 	// Both save their own runs at once; each sees the other's.
 	const runs, saves = 8, 10
@@ -473,7 +448,7 @@ func TwoStores(t *testing.T, first, second Catalog) {
 
 // twoStoresRecords has both stores update one record at the same version at once, again and
 // again: each time exactly one wins, and the other gets a conflict.
-func twoStoresRecords(t *testing.T, stores []Catalog) {
+func twoStoresRecords(t *testing.T, stores []store.Store) {
 	ctx := t.Context()
 	version, err := stores[0].PutRecord(ctx, "token", "shared", []byte("start"), 0)
 	if err != nil {
@@ -516,7 +491,7 @@ func twoStoresRecords(t *testing.T, stores []Catalog) {
 
 // twoStoresWorkflows has both stores put a different version of one Workflow at once, again
 // and again: each put changes it, so each round adds two generations, one per put.
-func twoStoresWorkflows(t *testing.T, stores []Catalog) {
+func twoStoresWorkflows(t *testing.T, stores []store.Store) {
 	ctx := t.Context()
 	const rounds = 100
 	if err := stores[0].PutObjects(ctx, nil, []*v1alpha1.Workflow{Workflow("shared", "deploy")}); err != nil {
@@ -560,7 +535,7 @@ func twoStoresWorkflows(t *testing.T, stores []Catalog) {
 // Reopen checks that what a store saved is there when the same place is opened again: the
 // run at its version, its log, the objects, and versions that keep growing. open opens a store
 // on the place; Reopen closes what it opens.
-func Reopen(t *testing.T, open func() (Catalog, error)) {
+func Reopen(t *testing.T, open func() (store.Store, error)) {
 	ctx := t.Context()
 	st, err := open()
 	if err != nil {

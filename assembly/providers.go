@@ -1,6 +1,4 @@
-// Package providers assembles every vela/* package stepflow supplies into one step.Registry,
-// so that the CLI, the server and the controller offer definitions the same actions.
-package providers
+package assembly
 
 import (
 	"github.com/stepflow/stepflow/egress"
@@ -17,9 +15,9 @@ import (
 	"github.com/stepflow/stepflow/step"
 )
 
-// Options configure the providers that reach outside the process; the zero value works, with
+// Providers configure the providers that reach outside the process; the zero value works, with
 // the kube and config actions failing clearly for want of a cluster.
-type Options struct {
+type Providers struct {
 	// Clusters resolves the `cluster` parameter of kube and config actions.
 	Clusters kube.Clusters
 	// Reads is told of every kube read, so that a waiting step can be woken by a change.
@@ -33,8 +31,9 @@ type Options struct {
 	Egress *egress.Policy
 }
 
-// Registry returns a registry holding every provider.
-func Registry(opts Options) *step.Registry {
+// Registry returns a registry holding every vela/* package stepflow supplies, so that the CLI,
+// the server and the controller offer definitions the same actions.
+func Registry(opts Providers) *step.Registry {
 	if p := opts.Egress; p != nil {
 		if opts.HTTP.Client == nil {
 			opts.HTTP.Client = p.Client()

@@ -1,0 +1,136 @@
+// Package assembly builds stepflow from one Config for every way of running it: the provider
+// registry, the catalog of step types and templates, the step runtime, the engine and its
+// telemetry. `stepflow run`, `stepflow server` and `stepflow controller` differ only in the Mode
+// they plug in (the store, where stored definitions are found, what watches the runs, who owns
+// which run); everything else is wired here once, so a new setting or capability lands in one
+// place for all three.
+package assembly
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/stepflow/stepflow/catalog"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/step"
+	"github.com/stepflow/stepflow/telemetry"
+)
+
+// Config is what an operator sets, the same for every mode; the zero value works, with the
+// engine's and the step runtime's defaults.
+type Config struct {
+	// Workers is how many runs advance at once (engine.Options.Workers).
+	Workers int
+	// MaxEvaluations bounds the step evaluations under way (engine.Options.MaxEvaluations).
+	MaxEvaluations int
+	// Retry and Wait are the engine's backoffs; the zero fields take the engine's defaults.
+	Retry engine.RetryPolicy
+	Wait  engine.Backoff
+	// Limits bound what one run may hold (engine.Limits).
+	Limits engine.Limits
+	// EvalTimeout bounds one evaluation of a step (step.Options.EvalTimeout).
+	EvalTimeout time.Duration
+	// Providers configure the actions that reach outside the process.
+	Providers Providers
+	// Metrics, when set, receives stepflow's metrics (runs, steps, queue, CUE time, saves).
+	Metrics prometheus.Registerer
+	// Tracer, when set, receives a span per run and per step (OpenTelemetry).
+	Tracer trace.TracerProvider
+	// Clock is the engine's time; nil is the real one.
+	Clock engine.Clock
+	// Logger receives the engine's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Mode is what one way of running plugs in. Store is required.
+type Mode struct {
+	// Store keeps the runs.
+	Store engine.Store
+	// Definitions is where stored step types and Workflow templates are found (the embedded
+	// store, PostgreSQL, the controller's cache); nil has none stored, only the built-ins.
+	Definitions catalog.Store
+	// DefinitionsTTL, when positive, keeps what was found in Definitions that long
+	// (catalog.NewCached): for a store that costs a query per look-up.
+	DefinitionsTTL time.Duration
+	// Observers are told of every saved transition, after the telemetry.
+	Observers []engine.Observer
+	// Owner, when set, says which runs this process drives (server replicas).
+	Owner engine.Owner
+}
+
+// Assembly is stepflow wired for one mode.
+type Assembly struct {
+	// Catalog finds step types and templates: the mode's stored ones, then the built-ins. The
+	// front ends check what they are sent with it, as the engine checks each run it starts.
+	Catalog *catalog.Catalog
+	// Registry holds every provider's actions.
+	Registry *step.Registry
+	// Runner evaluates steps and conditions.
+	Runner *step.Runner
+	// Engine drives the runs; call its Start.
+	Engine *engine.Engine
+	// Metrics are the engine's metrics; nil without Config.Metrics.
+	Metrics *telemetry.Metrics
+}
+
+// New wires stepflow for mode from cfg.
+func New(cfg Config, mode Mode) (*Assembly, error) {
+	if mode.Store == nil {
+		return nil, errors.New("assembly: a store is required")
+	}
+	a := &Assembly{}
+	if mode.DefinitionsTTL > 0 && mode.Definitions != nil {
+		a.Catalog = catalog.NewCached(mode.Definitions, mode.DefinitionsTTL)
+	} else {
+		a.Catalog = catalog.New(mode.Definitions)
+	}
+	a.Registry = Registry(cfg.Providers)
+	ropts := step.Options{Registry: a.Registry, Definitions: a.Catalog, EvalTimeout: cfg.EvalTimeout}
+	st := mode.Store
+	var observers engine.Observers
+	var queue engine.QueueObserver
+	if cfg.Metrics != nil {
+		a.Metrics = telemetry.NewMetrics(cfg.Metrics)
+		ropts.ObserveEvaluation = a.Metrics.ObserveEvaluation
+		st = a.Metrics.Store(st)
+		observers = append(observers, a.Metrics)
+		queue = a.Metrics
+	}
+	if cfg.Tracer != nil {
+		observers = append(observers, telemetry.NewTracer(cfg.Tracer))
+	}
+	observers = append(observers, mode.Observers...)
+	a.Runner = step.NewRunner(ropts)
+	eopts := engine.Options{
+		Store:          st,
+		Runner:         a.Runner,
+		Conditions:     a.Runner,
+		Workflows:      a.Catalog,
+		Clock:          cfg.Clock,
+		Logger:         cfg.Logger,
+		Workers:        cfg.Workers,
+		Retry:          cfg.Retry,
+		Wait:           cfg.Wait,
+		Limits:         cfg.Limits,
+		QueueObserver:  queue,
+		MaxEvaluations: cfg.MaxEvaluations,
+		Owner:          mode.Owner,
+		Check: func(ctx context.Context, run *engine.Run) error {
+			return a.Catalog.CheckRun(ctx, a.Runner, run)
+		},
+	}
+	switch len(observers) {
+	case 0:
+	case 1:
+		eopts.Observer = observers[0]
+	default:
+		eopts.Observer = observers
+	}
+	a.Engine = engine.New(eopts)
+	return a, nil
+}
