@@ -26,10 +26,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
-	"github.com/stepflow/stepflow/kubetest"
 )
 
 // BenchmarkController is the three-step WorkflowRun benchmark of ../shared/bench/wr-bench.sh
@@ -45,8 +45,8 @@ func BenchmarkController(b *testing.B) {
 	if testing.Short() {
 		b.Skip("needs kube-apiserver and etcd")
 	}
-	c, err := kubetest.Start()
-	if errors.Is(err, kubetest.ErrNoAssets) {
+	c, err := apiservertest.Start()
+	if errors.Is(err, apiservertest.ErrNoAssets) {
 		b.Skip(err)
 	}
 	if err != nil {
@@ -105,7 +105,7 @@ func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func benchControllerOnce(b *testing.B, c *kubetest.Cluster, n int, prefix string) {
+func benchControllerOnce(b *testing.B, c *apiservertest.Cluster, n int, prefix string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	scheme, err := controller.NewScheme()

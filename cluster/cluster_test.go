@@ -16,15 +16,15 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/kubetest"
 )
 
 // hub is the cluster the registry runs in; spoke is a second API server it reaches by name.
-var hub, spoke *kubetest.Cluster
+var hub, spoke *apiservertest.Cluster
 
-func TestMain(m *testing.M) { kubetest.Main(m, &hub, &spoke) }
+func TestMain(m *testing.M) { apiservertest.Main(m, &hub, &spoke) }
 
 func needClusters(t *testing.T) {
 	t.Helper()

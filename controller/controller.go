@@ -1,6 +1,6 @@
 // Package controller drives WorkflowRun custom resources with the engine: a controller-runtime
 // reconciler hands each changed run to the engine's work queue, the engine keeps the run in its
-// status and context ConfigMap (store/kube), and the objects that waiting steps read are watched
+// status and context ConfigMap (store/crd), and the objects that waiting steps read are watched
 // so that a change wakes the run at once instead of after a backoff.
 package controller
 
@@ -21,7 +21,7 @@ import (
 	"github.com/stepflow/stepflow/api/v1beta1"
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/engine"
-	kubestore "github.com/stepflow/stepflow/store/kube"
+	crdstore "github.com/stepflow/stepflow/store/crd"
 )
 
 // Options configure a Controller; the zero value works.
@@ -37,7 +37,7 @@ type Options struct {
 
 // Controller is the WorkflowRun controller.
 type Controller struct {
-	store   *kubestore.Store
+	store   *crdstore.Store
 	cache   client.Reader
 	engine  *engine.Engine
 	watches *Watches
@@ -58,7 +58,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		return nil, fmt.Errorf("API client: %w", err)
 	}
 	c := &Controller{
-		store:   kubestore.New(kubestore.Options{Client: direct, Cache: mgr.GetCache()}),
+		store:   crdstore.New(crdstore.Options{Client: direct, Cache: mgr.GetCache()}),
 		cache:   mgr.GetCache(),
 		watches: opts.Watches,
 		log:     opts.Assembly.Logger,

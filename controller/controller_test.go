@@ -27,16 +27,16 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/assembly"
 	stepcluster "github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/kubetest"
 )
 
-var cluster *kubetest.Cluster
+var cluster *apiservertest.Cluster
 
-func TestMain(m *testing.M) { kubetest.Main(m, &cluster) }
+func TestMain(m *testing.M) { apiservertest.Main(m, &cluster) }
 
 // env is one test's controller and its client; runs of the test carry its shard label, so the
 // controllers of other tests leave them alone.
@@ -428,7 +428,7 @@ func TestKubectlEndToEnd(t *testing.T) {
 	kubectl := func(args ...string) string {
 		t.Helper()
 		args = append([]string{"--kubeconfig", cluster.Kubeconfig, "-n", e.ns}, args...)
-		out, err := exec.CommandContext(t.Context(), filepath.Join(kubetest.AssetsDir(), "kubectl"), args...).CombinedOutput()
+		out, err := exec.CommandContext(t.Context(), filepath.Join(apiservertest.AssetsDir(), "kubectl"), args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -10,11 +10,11 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
-	kubestore "github.com/stepflow/stepflow/store/kube"
+	crdstore "github.com/stepflow/stepflow/store/crd"
 )
 
 // ShardLabel assigns a WorkflowRun to one of several controllers, as KubeVela does.
-const ShardLabel = kubestore.ShardLabel
+const ShardLabel = crdstore.ShardLabel
 
 // NewScheme returns a scheme with the core Kubernetes kinds and stepflow's.
 func NewScheme() (*runtime.Scheme, error) {
@@ -32,7 +32,7 @@ func NewScheme() (*runtime.Scheme, error) {
 // of vela-system (where cluster credentials are).
 func CacheOptions(shardID string) cache.Options {
 	byObject := map[client.Object]cache.ByObject{
-		&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{kubestore.LabelContext: "true"})},
+		&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{crdstore.LabelContext: "true"})},
 		&corev1.Secret{}:    {Namespaces: map[string]cache.Config{v1alpha1.SystemNamespace: {}}},
 	}
 	if shardID != "" {

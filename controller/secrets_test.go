@@ -16,7 +16,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
-	kubestore "github.com/stepflow/stepflow/store/kube"
+	crdstore "github.com/stepflow/stepflow/store/crd"
 )
 
 // A run whose steps read a Secret, show its value in a message and a log line, send it to a
@@ -108,7 +108,7 @@ spec:
 		t.Errorf("an Event shows the secret:\n%s", b)
 	}
 	var cm corev1.ConfigMap
-	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: kubestore.ContextName("with-secret")}, &cm); err != nil {
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: crdstore.ContextName("with-secret")}, &cm); err != nil {
 		t.Fatal(err)
 	}
 	if logs := cm.Data["logs"]; strings.Contains(logs, planted) || !strings.Contains(logs, `"token":"\u003credacted\u003e"`) {

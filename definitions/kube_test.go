@@ -21,9 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/kubetest"
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/config"
 	"github.com/stepflow/stepflow/provider/email"
@@ -35,7 +35,7 @@ import (
 
 // api is a real API server for the step types that need a cluster; it serves a minimal
 // Application CRD (KubeVela's core.oam.dev/v1beta1 Application) besides stepflow's.
-var api *kubetest.Cluster
+var api *apiservertest.Cluster
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	var err error
-	if api, err = kubetest.Start(); err != nil {
+	if api, err = apiservertest.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -93,7 +93,7 @@ func newKubeEnv(t *testing.T) *kubeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := kubetest.Namespace(t)
+	ns := apiservertest.Namespace(t)
 	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}

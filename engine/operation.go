@@ -25,7 +25,7 @@ func invalid(format string, args ...any) error {
 type OperationKind string
 
 // The operations on a run. Adding one means adding its kind here and its case in Apply: the
-// API, the CLI, store/kube and child runs carry the value as it is.
+// API, the CLI, store/crd and child runs carry the value as it is.
 const (
 	// OpSuspend holds a run: no step starts until it is resumed.
 	OpSuspend OperationKind = "suspend"

@@ -3,7 +3,7 @@
 #   etcd            Debian's etcd-server package
 #   kube-apiserver  built from the published Kubernetes Go modules (tools/kube-apiserver), cached
 #   kubectl         Debian's kubernetes-client, unless a kubectl is already installed
-# The directory is $STEPFLOW_KUBE_ASSETS, or ~/.cache/stepflow/kube-<version> (see package kubetest).
+# The directory is $STEPFLOW_KUBE_ASSETS, or ~/.cache/stepflow/kube-<version> (see package apiservertest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=v1.36.3

@@ -1,4 +1,4 @@
-// Command kube-up starts the tests' kube-apiserver and etcd (package kubetest) with stepflow's
+// Command kube-up starts the tests' kube-apiserver and etcd (package apiservertest) with stepflow's
 // CRDs, writes an administrator's kubeconfig to the path given, and serves until interrupted:
 // the cluster ../shared/bench/wr-bench.sh and manual trials run against.
 //
@@ -14,7 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/stepflow/stepflow/kubetest"
+	"github.com/stepflow/stepflow/apiservertest"
 )
 
 func main() {
@@ -31,7 +31,7 @@ func main() {
 func run(path string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := kubetest.Start()
+	c, err := apiservertest.Start()
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func run(path string) (err error) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return err
 	}
-	fmt.Printf("kube-apiserver %s is up; kubeconfig: %s\n", kubetest.KubernetesVersion, path)
+	fmt.Printf("kube-apiserver %s is up; kubeconfig: %s\n", apiservertest.KubernetesVersion, path)
 	<-ctx.Done()
 	return nil
 }

@@ -147,7 +147,7 @@ func shellWords(args []string) string {
 }
 
 // skipped reports whether go test's output says the benchmarks were skipped for want of the
-// kube-apiserver and etcd binaries (kubetest.ErrNoAssets).
+// kube-apiserver and etcd binaries (apiservertest.ErrNoAssets).
 func skipped(output string) bool {
 	return strings.Contains(output, "kube-apiserver or etcd not found")
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/controller"
 	"github.com/stepflow/stepflow/engine"
-	kubestore "github.com/stepflow/stepflow/store/kube"
+	crdstore "github.com/stepflow/stepflow/store/crd"
 )
 
 // controllerFlags are the settings of `stepflow controller`.
@@ -141,7 +141,7 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 }
 
 // kubeStore is a store over the cluster's WorkflowRuns for this command's operations.
-func (g *globals) kubeStore() (*kubestore.Store, error) {
+func (g *globals) kubeStore() (*crdstore.Store, error) {
 	cfg, err := g.restConfig()
 	if err != nil {
 		return nil, err
@@ -154,7 +154,7 @@ func (g *globals) kubeStore() (*kubestore.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the cluster: %w", err)
 	}
-	return kubestore.New(kubestore.Options{Client: c}), nil
+	return crdstore.New(crdstore.Options{Client: c}), nil
 }
 
 // kubeOperate applies an operation to a WorkflowRun in the cluster, as the controller's engine

@@ -17,9 +17,9 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/controller"
-	"github.com/stepflow/stepflow/kubetest"
-	kubestore "github.com/stepflow/stepflow/store/kube"
+	crdstore "github.com/stepflow/stepflow/store/crd"
 )
 
 // Sizes of the controller's crash test.
@@ -54,7 +54,7 @@ func TestControllerCrashRecovery(t *testing.T) {
 	plan := newCrashPlan(t, crashKills, controllerCrashMaxGap)
 	// The cluster of the kube scripts belongs to TestScripts and ends with it: this test
 	// starts its own, so that the controllers see no runs but the test's.
-	cluster, err := kubetest.Start()
+	cluster, err := apiservertest.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +66,14 @@ func TestControllerCrashRecovery(t *testing.T) {
 		}
 	})
 	c := crashClient(t, cluster.Config)
-	// The test server reads the runs as the controller does, through store/kube over an
+	// The test server reads the runs as the controller does, through store/crd over an
 	// informer cache: a read costs no request, so its answers are not held up by a busy API
 	// server (the HTTP actions give up after 3s and try the step again, which would repeat a
 	// side effect for a reason other than a crash). A write reaches the cache a moment after
 	// it is made: a step run again within that moment would go unnoticed, while what the cache
 	// shows when a request comes was written before it. The checks at the end read the API
 	// server.
-	observed := kubestore.New(kubestore.Options{Client: c, Cache: startCache(t, cluster.Config)})
+	observed := crdstore.New(crdstore.Options{Client: c, Cache: startCache(t, cluster.Config)})
 	cs, url := startCrashServer(t, func() (runLoader, error) { return observed, nil })
 
 	var def v1beta1.WorkflowStepDefinition
@@ -100,7 +100,7 @@ func TestControllerCrashRecovery(t *testing.T) {
 		t.Fatalf("the last controller ended with %v on SIGTERM:\n%s", p.err, p.output())
 	}
 
-	repeated := checkCrashRuns(t, kubestore.New(kubestore.Options{Client: c}), cs, controllerCrashRuns)
+	repeated := checkCrashRuns(t, crdstore.New(crdstore.Options{Client: c}), cs, controllerCrashRuns)
 	t.Logf("%d kills; %d of %d side effects were made again by a new controller, each in a try of its own",
 		crashKills, repeated, controllerCrashRuns*len(crashSteps))
 }

@@ -6,14 +6,14 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/stepflow/stepflow/kubetest"
+	"github.com/stepflow/stepflow/apiservertest"
 )
 
 // scriptCluster is one kube-apiserver shared by the scripts that ask for it, started by the
 // first of them and stopped when the scripts are done.
 type scriptCluster struct {
 	once sync.Once
-	c    *kubetest.Cluster
+	c    *apiservertest.Cluster
 	err  error
 }
 
@@ -32,7 +32,7 @@ func (s *scriptCluster) cmdKube(ts *testscript.TestScript, neg bool, args []stri
 	if testing.Short() {
 		ts.Fatalf("kube starts kube-apiserver: put [short] skip before it")
 	}
-	s.once.Do(func() { s.c, s.err = kubetest.Start() })
+	s.once.Do(func() { s.c, s.err = apiservertest.Start() })
 	if s.err != nil {
 		ts.Fatalf("starting kube-apiserver: %v", s.err)
 	}

@@ -14,18 +14,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/kubetest"
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/config"
 	"github.com/stepflow/stepflow/provider/op"
 	"github.com/stepflow/stepflow/step"
 )
 
-var api *kubetest.Cluster
+var api *apiservertest.Cluster
 
-func TestMain(m *testing.M) { kubetest.Main(m, &api) }
+func TestMain(m *testing.M) { apiservertest.Main(m, &api) }
 
 type env struct {
 	t         *testing.T

@@ -24,9 +24,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/kubetest"
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/provider/op"
@@ -34,9 +34,9 @@ import (
 )
 
 // hub is the local cluster of the runs; spoke is a second API server reached by name.
-var hub, spoke *kubetest.Cluster
+var hub, spoke *apiservertest.Cluster
 
-func TestMain(m *testing.M) { kubetest.Main(m, &hub, &spoke) }
+func TestMain(m *testing.M) { apiservertest.Main(m, &hub, &spoke) }
 
 // env is what a test works with: clients of both API servers, the registry, and a fresh
 // namespace (the run's) in both.
@@ -58,7 +58,7 @@ func setup(t *testing.T) *env {
 		t.Skip("starts kube-apiservers")
 	}
 	e := &env{t: t, hub: direct(t, hub.Config), spoke: direct(t, spoke.Config), reads: &recorder{}}
-	e.namespace = kubetest.Namespace(t)
+	e.namespace = apiservertest.Namespace(t)
 	for _, c := range []client.Client{e.hub, e.spoke} {
 		for _, ns := range []string{e.namespace, "vela-system"} {
 			err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})

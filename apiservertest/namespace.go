@@ -1,4 +1,4 @@
-package kubetest
+package apiservertest
 
 import (
 	"math/rand/v2"

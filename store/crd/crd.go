@@ -1,4 +1,4 @@
-// Package kube keeps runs in Kubernetes, where KubeVela Workflow keeps them: the WorkflowRun's
+// Package crd keeps runs in Kubernetes custom resources, where KubeVela Workflow keeps them: the WorkflowRun's
 // status holds where the run is (with stepflow's own bookkeeping under status.stepflow), and the
 // ConfigMap workflow-<run>-context, named by status.contextBackend, holds the run variables and
 // the steps' log.
@@ -17,7 +17,7 @@
 // the status refers to and the new one, so that a status write that fails leaves the status
 // referring to a record that is still there. Sealing costs a ConfigMap write per save, only
 // for such runs; the ConfigMap holds the variables in clear already, as KubeVela's does.
-package kube
+package crd
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package kube_test
+package crd_test
 
 import (
 	"context"
@@ -17,15 +17,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/kubetest"
-	"github.com/stepflow/stepflow/store/kube"
+	"github.com/stepflow/stepflow/store/crd"
 	"github.com/stepflow/stepflow/store/storetest"
 )
 
-var cluster *kubetest.Cluster
+var cluster *apiservertest.Cluster
 
-func TestMain(m *testing.M) { kubetest.Main(m, &cluster) }
+func TestMain(m *testing.M) { apiservertest.Main(m, &cluster) }
 
 func newClient(t *testing.T) client.Client {
 	t.Helper()
@@ -74,7 +74,7 @@ func TestStoreSuite(t *testing.T) {
 		for _, ns := range []string{"round", "cas", "missing", "elsewhere", "logs", "concurrent", "race", "sensitive"} {
 			freshNamespace(t, c, ns)
 		}
-		return kube.New(kube.Options{Client: c})
+		return crd.New(crd.Options{Client: c})
 	})
 }
 
@@ -85,7 +85,7 @@ func TestSensitiveBookkeepingIsSealedInTheConfigMap(t *testing.T) {
 	c := newClient(t)
 	freshNamespace(t, c, "sealed")
 	ctx := context.Background()
-	st := kube.New(kube.Options{Client: c})
+	st := crd.New(crd.Options{Client: c})
 	run := storetest.SensitiveRun("sealed", "run")
 	if err := c.Create(ctx, &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: "sealed", Name: "run"}, Spec: run.Object.Spec}); err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestSensitiveBookkeepingIsSealedInTheConfigMap(t *testing.T) {
 			t.Fatal(err)
 		}
 		var cm corev1.ConfigMap
-		if err := c.Get(ctx, client.ObjectKey{Namespace: "sealed", Name: kube.ContextName("run")}, &cm); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "sealed", Name: crd.ContextName("run")}, &cm); err != nil {
 			t.Fatal(err)
 		}
 		status, _ := json.Marshal(obj.Status)
@@ -135,7 +135,7 @@ func TestSensitiveBookkeepingIsSealedInTheConfigMap(t *testing.T) {
 	if err := st.Save(ctx, stale, nil); !errors.Is(err, engine.ErrConflict) {
 		t.Fatalf("save over a user's write: %v, want a conflict", err)
 	}
-	fresh := kube.New(kube.Options{Client: c}) // no memory of the failed write
+	fresh := crd.New(crd.Options{Client: c}) // no memory of the failed write
 	got, err := fresh.Load(ctx, run.Key())
 	if err != nil {
 		t.Fatalf("load after the failed write: %v", err)

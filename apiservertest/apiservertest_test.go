@@ -1,4 +1,4 @@
-package kubetest_test
+package apiservertest_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stepflow/stepflow/kubetest"
+	"github.com/stepflow/stepflow/apiservertest"
 )
 
 // The API server serves stepflow's CRDs and kubectl can reach it with the written kubeconfig.
@@ -19,7 +19,7 @@ func TestStart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kube-apiserver and etcd")
 	}
-	c, err := kubetest.Start()
+	c, err := apiservertest.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestStart(t *testing.T) {
 	if got := crd.Spec.Names.ShortNames; len(got) != 1 || got[0] != "wr" {
 		t.Errorf("short names = %v, want [wr]", got)
 	}
-	out, err := exec.CommandContext(t.Context(), filepath.Join(kubetest.AssetsDir(), "kubectl"), "--kubeconfig", c.Kubeconfig, "get", "wr", "-A").CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), filepath.Join(apiservertest.AssetsDir(), "kubectl"), "--kubeconfig", c.Kubeconfig, "get", "wr", "-A").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "No resources found") {
 		t.Fatalf("kubectl get wr: %v\n%s", err, out)
 	}

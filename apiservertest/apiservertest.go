@@ -1,8 +1,8 @@
-// Package kubetest starts a real kube-apiserver backed by a real etcd for tests, with stepflow's
+// Package apiservertest starts a real kube-apiserver backed by a real etcd for tests, with stepflow's
 // custom resource definitions installed. It wraps controller-runtime's envtest; the binaries come
 // from scripts/kube-assets.sh, which installs Debian's etcd and builds kube-apiserver from the
 // published Kubernetes modules (tools/kube-apiserver).
-package kubetest
+package apiservertest
 
 import (
 	"errors"
@@ -107,7 +107,7 @@ func (c *Cluster) writeKubeconfig() error {
 	if err != nil {
 		return fmt.Errorf("render kubeconfig: %w", err)
 	}
-	dir, err := os.MkdirTemp("", "stepflow-kubetest-")
+	dir, err := os.MkdirTemp("", "stepflow-apiservertest-")
 	if err != nil {
 		return err
 	}
