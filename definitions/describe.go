@@ -7,8 +7,9 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/cuecontext"
-	"cuelang.org/go/cue/format"
 	"cuelang.org/go/cue/parser"
+
+	"github.com/stepflow/stepflow/step"
 )
 
 // Parameter documents one field of a step type's parameter.
@@ -85,7 +86,7 @@ func describeValue(v cue.Value, prefix string, out *[]Parameter, seen map[string
 		}
 		for it.Next() {
 			f := it.Value()
-			p := Parameter{Name: prefix + it.Selector().Unquoted(), Type: typeOf(f), Usage: usage(f)}
+			p := Parameter{Name: prefix + it.Selector().Unquoted(), Type: typeOf(f), Usage: step.Usage(f)}
 			if seen[p.Name] {
 				continue
 			}
@@ -131,8 +132,9 @@ func alternatives(v cue.Value) []cue.Value {
 	return nil
 }
 
-// typeOf renders a field's type on one line: as written when short, "struct" for a struct
-// with fields, "{a, b} | {c}" for a choice of structs, else its kind.
+// typeOf renders a field's type on one line: a choice of structs as "{a, b} | {c}", the names
+// of each one's fields (a choice of a struct and another type as "{a} | string"), anything
+// else as step.TypeOf does.
 func typeOf(v cue.Value) string {
 	if args, ok := choices(v); ok {
 		var parts []string
@@ -149,21 +151,7 @@ func typeOf(v cue.Value) string {
 			return strings.Join(parts, " | ")
 		}
 	}
-	if fieldNames(v) != nil {
-		return "struct"
-	}
-	src := v.Source()
-	if f, ok := src.(*ast.Field); ok {
-		src = f.Value
-	}
-	if src != nil {
-		if b, err := format.Node(src); err == nil {
-			if s := strings.Join(strings.Fields(string(b)), " "); len(s) <= 60 {
-				return s
-			}
-		}
-	}
-	return v.IncompleteKind().String()
+	return step.TypeOf(v)
 }
 
 // fieldNames lists the fields of a struct that has some; nil otherwise.
@@ -180,16 +168,4 @@ func fieldNames(v cue.Value) []string {
 		names = append(names, it.Selector().Unquoted())
 	}
 	return names
-}
-
-// usage is the text of a `// +usage=` comment on a field.
-func usage(v cue.Value) string {
-	for _, cg := range v.Doc() {
-		for line := range strings.SplitSeq(cg.Text(), "\n") {
-			if _, after, ok := strings.Cut(line, "+usage="); ok {
-				return strings.TrimSpace(after)
-			}
-		}
-	}
-	return ""
 }

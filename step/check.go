@@ -161,7 +161,7 @@ func describeFields(s cue.Value, prefix string, out *[]Parameter) {
 	}
 	for it.Next() {
 		v := it.Value()
-		p := Parameter{Name: prefix + it.Selector().Unquoted(), Type: typeOf(v), Usage: usage(v)}
+		p := Parameter{Name: prefix + it.Selector().Unquoted(), Type: TypeOf(v), Usage: Usage(v)}
 		if d, ok := v.Default(); ok && d.IsConcrete() {
 			if b, err := d.MarshalJSON(); err == nil {
 				p.Default = string(b)
@@ -176,9 +176,12 @@ func describeFields(s cue.Value, prefix string, out *[]Parameter) {
 	}
 }
 
-// typeOf renders a field's type as written, on one line; a struct with fields, or a type too
-// long to read in a table, is given by its kind.
-func typeOf(v cue.Value) string {
+// TypeOf returns the type of v, a field of a CUE schema, on one line: "struct" for a struct
+// with at least one field; else the field's value as written (formatted, white space folded)
+// when that is 60 characters or fewer, e.g. `*"GET" | "POST"` or "#Secret"; else its kind,
+// e.g. "string" or "(string|struct)". A choice of structs is one of these too: a caller that
+// lists the alternatives' fields (definitions.Describe) does so before calling TypeOf.
+func TypeOf(v cue.Value) string {
 	if v.IncompleteKind() == cue.StructKind {
 		if it, err := v.Fields(cue.Optional(true)); err == nil && it.Next() {
 			return "struct"
@@ -198,8 +201,9 @@ func typeOf(v cue.Value) string {
 	return v.IncompleteKind().String()
 }
 
-// usage is the text of a `// +usage=` comment on a field.
-func usage(v cue.Value) string {
+// Usage returns the text of the `// +usage=` comment on v, a field of a CUE schema, trimmed;
+// "" when it has none.
+func Usage(v cue.Value) string {
 	for _, cg := range v.Doc() {
 		for line := range strings.SplitSeq(cg.Text(), "\n") {
 			if _, after, ok := strings.Cut(line, "+usage="); ok {

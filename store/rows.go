@@ -79,3 +79,24 @@ func RunOrigin(data []byte) (template string, created time.Time) {
 	}
 	return run.Object.Spec.WorkflowRef, run.Object.Metadata.CreationTimestamp.Time
 }
+
+// ReadRunSummary reads a row of the query of ListRuns. Its start_time and end_time are
+// read as T, the store's type for them, and made times by times, which gives the zero time
+// for unset; its created, Unix nanoseconds, gives the zero time for 0.
+func ReadRunSummary[T any](rows Scanner, times func(T) time.Time) (RunSummary, error) {
+	var r RunSummary
+	var start, end T
+	var created int64
+	c := &r.Steps
+	if err := rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
+		&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped,
+		&r.Template, &created); err != nil {
+		return r, err
+	}
+	r.StartTime, r.EndTime = times(start), times(end)
+	if created != 0 {
+		r.Created = time.Unix(0, created).UTC()
+	}
+	c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
+	return r, nil
+}

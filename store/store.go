@@ -1,7 +1,8 @@
 // Package store holds what the run stores share beyond engine.Store: the summaries their List
 // returns, the selection it takes, the error of creating a run that is stored already, the
 // generic records they keep, how they tell a changed Workflow template from a re-applied
-// one, the changes replicas sharing a store tell each other of, and how the SQL stores read
+// one, the changes replicas sharing a store tell each other of, and the queries the SQL stores
+// share (ListRuns, CountRuns, ListObjects, each given the store's Dialect) and how they read
 // their rows, so that the CLI and the server work the same way whichever store they use.
 package store
 

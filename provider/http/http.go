@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/step"
 )
@@ -157,17 +158,17 @@ var methods = map[string]bool{
 func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 	var in params
 	if err := call.Decode(&in); err != nil {
-		return nil, engine.Terminal("Execute", fmt.Errorf("vela/http: %w", err))
+		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/http: %w", err))
 	}
 	req, err := p.newRequest(ctx, &in)
 	if err != nil {
-		return nil, engine.Terminal("Execute", fmt.Errorf("vela/http: %w", err))
+		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/http: %w", err))
 	}
 	timeout := p.timeout
 	if in.Request != nil && in.Request.Timeout != "" {
 		timeout, err = time.ParseDuration(in.Request.Timeout)
 		if err != nil || timeout <= 0 {
-			return nil, engine.Terminal("Execute", fmt.Errorf("vela/http: request.timeout %q is not a positive Go duration such as \"10s\"", in.Request.Timeout))
+			return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/http: request.timeout %q is not a positive Go duration such as \"10s\"", in.Request.Timeout))
 		}
 	}
 	if in.Request != nil && in.Request.RateLimiter != nil {
@@ -194,7 +195,7 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 		return nil, fmt.Errorf("vela/http: %s %s: reading the response body: %w", req.Method, shown(req.URL), err)
 	}
 	if int64(len(body)) > p.maxBody {
-		return nil, engine.Terminal("Execute", fmt.Errorf("vela/http: %s %s: the response body is larger than %d bytes, the provider's bound; raise it with the http provider's MaxBodyBytes option", req.Method, shown(req.URL), p.maxBody))
+		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/http: %s %s: the response body is larger than %d bytes, the provider's bound; raise it with the http provider's MaxBodyBytes option", req.Method, shown(req.URL), p.maxBody))
 	}
 	return &response{
 		Body:       string(body),
@@ -263,10 +264,10 @@ func (p *provider) newRequest(ctx context.Context, in *params) (*nethttp.Request
 func (p *provider) checkRate(call *step.Call, req *nethttp.Request, rl *rateLimit) error {
 	period, err := time.ParseDuration(rl.Period)
 	if err != nil || period <= 0 {
-		return engine.Terminal("Execute", fmt.Errorf("vela/http: request.ratelimiter.period %q is not a positive Go duration such as \"1m\"", rl.Period))
+		return engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/http: request.ratelimiter.period %q is not a positive Go duration such as \"1m\"", rl.Period))
 	}
 	if rl.Limit <= 0 {
-		return engine.Terminal("Execute", fmt.Errorf("vela/http: request.ratelimiter.limit must be at least 1, got %d", rl.Limit))
+		return engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/http: request.ratelimiter.limit must be at least 1, got %d", rl.Limit))
 	}
 	key := rl.Key
 	if key == "" {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/step"
 )
@@ -70,5 +71,5 @@ func timestampToDate(_ context.Context, call *step.Call) (any, error) {
 }
 
 func terminal(action string, err error) error {
-	return engine.Terminal("Execute", fmt.Errorf("vela/time: %s: %w", action, err))
+	return engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/time: %s: %w", action, err))
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/step"
 )
@@ -209,5 +210,5 @@ func mergePatch(target, patch any) any {
 }
 
 func terminal(action string, err error) error {
-	return engine.Terminal("Execute", fmt.Errorf("vela/util: %s: %w", action, err))
+	return engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/util: %s: %w", action, err))
 }

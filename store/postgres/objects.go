@@ -174,7 +174,7 @@ func (s *Store) Template(ctx context.Context, namespace, typ string) (string, er
 // Definitions returns the stored definitions of the namespace (of every namespace when it is
 // empty), ordered by namespace and name.
 func (s *Store) Definitions(ctx context.Context, namespace string) ([]*v1beta1.WorkflowStepDefinition, error) {
-	return listObjects(ctx, s, "definitions", "object", namespace, store.ReadDefinition)
+	return store.ListObjects(dialect, "definitions", "object", namespace, query(ctx, s, store.ReadDefinition))
 }
 
 // Workflow returns the stored Workflow template namespace/name, with its generation, or an
@@ -195,21 +195,5 @@ func (s *Store) Workflow(ctx context.Context, namespace, name string) (*v1alpha1
 // Workflows returns the stored Workflow templates of the namespace (of every namespace when
 // it is empty), with their generations, ordered by namespace and name.
 func (s *Store) Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error) {
-	return listObjects(ctx, s, "workflows", "namespace, name, object, generation", namespace, store.ReadWorkflow)
-}
-
-// listObjects reads the columns of the rows of table (definitions or workflows) with read: those
-// of the namespace (of every namespace when it is empty), ordered by namespace and name.
-func listObjects[T any](ctx context.Context, s *Store, table, columns, namespace string, read func(store.Scanner) (T, error)) ([]T, error) {
-	query := "SELECT " + columns + " FROM " + table
-	var args []any
-	if namespace != "" {
-		query += ` WHERE namespace = $1`
-		args = append(args, namespace)
-	}
-	out, err := queryAll(ctx, s, read, query+` ORDER BY namespace, name`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", table, err)
-	}
-	return out, nil
+	return store.ListObjects(dialect, "workflows", "namespace, name, object, generation", namespace, query(ctx, s, store.ReadWorkflow))
 }

@@ -14,7 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -90,6 +92,19 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
+}
+
+// dialect is how PostgreSQL writes the queries the SQL stores share: $n parameters,
+// start_time a timestamptz with NULL for unset, and NULL for no limit.
+var dialect = store.Dialect{
+	Param:     func(n int) string { return "$" + strconv.Itoa(n) },
+	StartTime: func(t time.Time) any { return t },
+	NoLimit:   nil,
+}
+
+// query is queryAll on the store with read, as the shared queries of package store take it.
+func query[T any](ctx context.Context, s *Store, read func(store.Scanner) (T, error)) store.Query[T] {
+	return func(q string, args ...any) ([]T, error) { return queryAll(ctx, s, read, q, args...) }
 }
 
 // queryAll runs query and reads each row of its result with read, in order.

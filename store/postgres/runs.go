@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -268,85 +267,22 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 // List returns summaries of the selected runs, ordered by namespace and name, or by creation,
 // newest first, then namespace and name when opts.Newest is set.
 func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error) {
-	if opts.Limit < 0 || opts.Offset < 0 {
-		return nil, fmt.Errorf("list runs: negative limit %d or offset %d", opts.Limit, opts.Offset)
-	}
-	where, args := selectRuns(opts)
-	q := `SELECT namespace, name, version, phase, message, start_time, end_time, steps_total,
-		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped,
-		template, created FROM runs` + where
-	var limit *int // NULL: no limit
-	if opts.Limit > 0 {
-		limit = &opts.Limit
-	}
-	if opts.Newest {
-		q += " ORDER BY created DESC, namespace, name"
-	} else {
-		q += " ORDER BY namespace, name"
-	}
-	args = append(args, limit, opts.Offset)
-	q += fmt.Sprintf(" LIMIT $%d OFFSET $%d", len(args)-1, len(args))
+	return store.ListRuns(dialect, opts, query(ctx, s, readRunSummary))
+}
 
-	out, err := queryAll(ctx, s, func(rows store.Scanner) (r store.RunSummary, err error) {
-		var start, end *time.Time
-		var created int64
-		c := &r.Steps
-		err = rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
-			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped,
-			&r.Template, &created)
-		r.StartTime, r.EndTime = utcOrZero(start), utcOrZero(end)
-		if created != 0 {
-			r.Created = time.Unix(0, created).UTC()
-		}
-		c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
-		return r, err
-	}, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	return out, nil
+// readRunSummary reads a row of List, whose start_time and end_time are timestamptz, NULL
+// when unset.
+func readRunSummary(rows store.Scanner) (store.RunSummary, error) {
+	return store.ReadRunSummary(rows, utcOrZero)
 }
 
 // Count returns the number of runs List selects with opts, ignoring opts.Limit and
 // opts.Offset.
 func (s *Store) Count(ctx context.Context, opts store.ListOptions) (int, error) {
-	where, args := selectRuns(opts)
-	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM runs`+where, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count runs: %w", err)
-	}
-	return n, nil
-}
-
-// selectRuns is the WHERE clause ("" when it selects every run) and its parameters, from $1,
-// for the selection of opts, without its order and paging. A run not started has no
-// start_time, so a bound on it leaves the run out.
-func selectRuns(opts store.ListOptions) (string, []any) {
-	var where []string
-	var args []any
-	add := func(cond string, arg any) {
-		args = append(args, arg)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if opts.Namespace != "" {
-		add("namespace = $%d", opts.Namespace)
-	}
-	if opts.Phase != "" {
-		add("phase = $%d", opts.Phase)
-	}
-	if opts.Template != "" {
-		add("template = $%d", opts.Template)
-	}
-	if !opts.StartedAfter.IsZero() {
-		add("start_time >= $%d", opts.StartedAfter)
-	}
-	if !opts.StartedBefore.IsZero() {
-		add("start_time < $%d", opts.StartedBefore)
-	}
-	if len(where) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(where, " AND "), args
+	return store.CountRuns(dialect, opts, func(q string, args ...any) (n int, err error) {
+		err = s.pool.QueryRow(ctx, q, args...).Scan(&n)
+		return n, err
+	})
 }
 
 func utcOrZero(t *time.Time) time.Time {

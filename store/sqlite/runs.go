@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/stepflow/stepflow/engine"
@@ -254,84 +253,21 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 // List returns summaries of the selected runs, ordered by namespace and name, or by creation,
 // newest first, then namespace and name when opts.Newest is set.
 func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]store.RunSummary, error) {
-	if opts.Limit < 0 || opts.Offset < 0 {
-		return nil, fmt.Errorf("list runs: negative limit %d or offset %d", opts.Limit, opts.Offset)
-	}
-	where, args := selectRuns(opts)
-	q := `SELECT namespace, name, version, phase, message, start_time, end_time, steps_total,
-		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped,
-		template, created FROM runs` + where
-	limit := -1 // SQLite: no limit
-	if opts.Limit > 0 {
-		limit = opts.Limit
-	}
-	if opts.Newest {
-		q += " ORDER BY created DESC, namespace, name"
-	} else {
-		q += " ORDER BY namespace, name"
-	}
-	q += " LIMIT ? OFFSET ?"
-	args = append(args, limit, opts.Offset)
+	return store.ListRuns(dialect, opts, query(ctx, s, readRunSummary))
+}
 
-	out, err := queryAll(ctx, s, func(rows store.Scanner) (r store.RunSummary, err error) {
-		var start, end, created int64
-		c := &r.Steps
-		err = rows.Scan(&r.Namespace, &r.Name, &r.Version, &r.Phase, &r.Message, &start, &end,
-			&c.Total, &c.Running, &c.Suspending, &c.Succeeded, &c.Failed, &c.Skipped,
-			&r.Template, &created)
-		r.StartTime, r.EndTime, r.Created = fromUnixNano(start), fromUnixNano(end), fromUnixNano(created)
-		c.Pending = c.Total - c.Running - c.Suspending - c.Succeeded - c.Failed - c.Skipped
-		return r, err
-	}, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	return out, nil
+// readRunSummary reads a row of List, whose start_time and end_time are Unix nanoseconds.
+func readRunSummary(rows store.Scanner) (store.RunSummary, error) {
+	return store.ReadRunSummary(rows, fromUnixNano)
 }
 
 // Count returns the number of runs List selects with opts, ignoring opts.Limit and
 // opts.Offset.
 func (s *Store) Count(ctx context.Context, opts store.ListOptions) (int, error) {
-	where, args := selectRuns(opts)
-	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM runs`+where, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count runs: %w", err)
-	}
-	return n, nil
-}
-
-// selectRuns is the WHERE clause ("" when it selects every run) and its arguments for the
-// selection of opts, without its order and paging.
-func selectRuns(opts store.ListOptions) (string, []any) {
-	var where []string
-	var args []any
-	if opts.Namespace != "" {
-		where = append(where, "namespace = ?")
-		args = append(args, opts.Namespace)
-	}
-	if opts.Phase != "" {
-		where = append(where, "phase = ?")
-		args = append(args, opts.Phase)
-	}
-	if opts.Template != "" {
-		where = append(where, "template = ?")
-		args = append(args, opts.Template)
-	}
-	if !opts.StartedAfter.IsZero() || !opts.StartedBefore.IsZero() {
-		where = append(where, "start_time <> 0") // not started
-	}
-	if !opts.StartedAfter.IsZero() {
-		where = append(where, "start_time >= ?")
-		args = append(args, boundNano(opts.StartedAfter))
-	}
-	if !opts.StartedBefore.IsZero() {
-		where = append(where, "start_time < ?")
-		args = append(args, boundNano(opts.StartedBefore))
-	}
-	if len(where) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(where, " AND "), args
+	return store.CountRuns(dialect, opts, func(q string, args ...any) (n int, err error) {
+		err = s.db.QueryRowContext(ctx, q, args...).Scan(&n)
+		return n, err
+	})
 }
 
 // boundNano is t in Unix nanoseconds, a time outside their range (years 1678 to 2262) taken

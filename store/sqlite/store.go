@@ -163,6 +163,20 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 	return nil
 }
 
+// dialect is how SQLite writes the queries the SQL stores share: ? parameters, start_time
+// in Unix nanoseconds with 0 for unset, and -1 for no limit.
+var dialect = store.Dialect{
+	Param:     func(int) string { return "?" },
+	StartTime: func(t time.Time) any { return boundNano(t) },
+	Started:   "start_time <> 0",
+	NoLimit:   -1,
+}
+
+// query is queryAll on the store with read, as the shared queries of package store take it.
+func query[T any](ctx context.Context, s *Store, read func(store.Scanner) (T, error)) store.Query[T] {
+	return func(q string, args ...any) ([]T, error) { return queryAll(ctx, s, read, q, args...) }
+}
+
 // queryAll runs query and reads each row of its result with read, in order.
 func queryAll[T any](ctx context.Context, s *Store, read func(store.Scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
