@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -25,22 +26,48 @@ import (
 	"github.com/stepflow/stepflow/web"
 )
 
-// chromium is where Debian installs the browser the dashboard tests drive.
-const chromium = "/usr/bin/chromium"
+// browserNames are the names the browser the dashboard tests drive has on PATH: Debian's,
+// Ubuntu's and Google's.
+var browserNames = []string{"chromium", "chromium-browser", "google-chrome"}
+
+// findBrowser answers the browser to drive: $STEPFLOW_CHROMIUM when set, else the first of
+// browserNames on PATH.
+func findBrowser() (string, error) {
+	if p := os.Getenv("STEPFLOW_CHROMIUM"); p != "" {
+		found, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("STEPFLOW_CHROMIUM=%s: %w", p, err)
+		}
+		return found, nil
+	}
+	for _, name := range browserNames {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("none of %s is on PATH", strings.Join(browserNames, ", "))
+}
 
 // TestDashboard drives the dashboard in a real headless Chromium against a real server: what
 // a user sees after logging in, approving, starting a run from a form, retrying a failed step,
 // editing a template, and what a viewer may not do. One browser serves every subtest, each in
 // a tab of its own; each subtest ends with a screenshot in $STEPFLOW_ARTIFACTS (or a temporary
 // directory), its path logged.
+//
+// -short skips it, as STEPFLOW_SKIP_BROWSER=1 does; otherwise a missing browser is a failure
+// (see findBrowser for where it is looked for).
 func TestDashboard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the browser tests are skipped")
+	}
 	if os.Getenv("STEPFLOW_SKIP_BROWSER") == "1" {
 		t.Skip("STEPFLOW_SKIP_BROWSER=1: the browser tests are skipped")
 	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("the dashboard tests need Chromium at %s (Debian: apt-get install chromium), or STEPFLOW_SKIP_BROWSER=1 to skip them: %v", chromium, err)
+	browserPath, err := findBrowser()
+	if err != nil {
+		t.Fatalf("the dashboard tests need Chromium (Debian: apt-get install chromium; or its path in STEPFLOW_CHROMIUM), or STEPFLOW_SKIP_BROWSER=1 or -short to skip them: %v", err)
 	}
-	e := newEnv(t)
+	e := newEnv(t, browserPath)
 
 	t.Run("ApproveLive", e.testApproveLive)
 	t.Run("RunFromForm", e.testRunFromForm)
@@ -61,7 +88,7 @@ type env struct {
 	viewer    string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, browserPath string) *env {
 	srv := servertest.Start(t, servertest.Options{Web: web.Files()})
 	e := &env{srv: srv, artifacts: os.Getenv("STEPFLOW_ARTIFACTS")}
 	if e.artifacts == "" {
@@ -74,7 +101,7 @@ func newEnv(t *testing.T) *env {
 	e.viewer = srv.Token(t, "viewer")
 
 	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
+		chromedp.ExecPath(browserPath),
 		chromedp.Headless,
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,

@@ -53,6 +53,18 @@ export function replace(el, ...children) {
   return el;
 }
 
+// keepFocus runs draw, which draws container's content again, and gives focus back to the
+// control that had it (found again by its id), so that a live update does not take the
+// keyboard's place away.
+export function keepFocus(container, draw) {
+  const id = container.contains(document.activeElement) ? document.activeElement.id : '';
+  draw();
+  if (id) {
+    const el = document.getElementById(id);
+    if (el && container.contains(el) && !el.disabled) el.focus({preventScroll: true});
+  }
+}
+
 // link builds a hash route from path segments, each encoded: link('runs', ns, name).
 export function link(...segments) {
   return '#/' + segments.map((x) => encodeURIComponent(x)).join('/');

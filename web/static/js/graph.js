@@ -106,12 +106,13 @@ export function findNode(model, name) {
   return found;
 }
 
-// The run variable an input reads: its first path element (`tag` of `tag.version`).
-function rootVar(from) {
+// rootVar is the run variable an input reads: its first path element (`tag` of `tag.version`).
+export function rootVar(from) {
   return String(from).split(/[.[]/)[0];
 }
 
-function producers(model) {
+// producers maps each run variable to the step that outputs it (the first, when several do).
+export function producers(model) {
   const out = new Map();
   walk(model, (n) => {
     for (const o of n.outputs) if (!out.has(o)) out.set(o, n.name);

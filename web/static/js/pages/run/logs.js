@@ -1,0 +1,71 @@
+// The run's log as the page shows it: the whole log in a table at the foot of the page, and a
+// step's lines as a list in the step panel.
+
+import {h, pretty} from '../../dom.js';
+import {clock, hasData, logTitle, tookText} from './logic.js';
+
+function dataDetails(entry) {
+  return h('details', null, h('summary', null, 'data'), h('pre', null, pretty(entry.data)));
+}
+
+// logRow is a log entry as a row of the log table; withStep adds the step's column.
+export function logRow(entry, withStep) {
+  const msg = h('td', {class: 'message'}, entry.message || '');
+  if (hasData(entry)) msg.append(dataDetails(entry));
+  return h('tr', {class: `log level-${entry.level || 'info'}`},
+    h('td', null, h('time', {datetime: entry.time || '', title: entry.time || ''}, clock(entry.time))),
+    withStep ? h('td', null, entry.step || '') : null,
+    h('td', null, entry.level || ''),
+    h('td', null, entry.action || ''),
+    h('td', null, entry.outcome || ''),
+    h('td', {class: 'num'}, tookText(entry)),
+    msg);
+}
+
+// logItem is a log entry in the narrow step panel: when, what and how it went, its message
+// below; an iteration's lines name the iteration.
+export function logItem(entry, step) {
+  return h('li', {class: `log level-${entry.level || 'info'}`},
+    h('div', {class: 'log-meta'},
+      h('time', {datetime: entry.time || '', title: entry.time || ''}, clock(entry.time)),
+      entry.step && entry.step !== step ? h('span', {class: 'log-step'}, entry.step) : null,
+      entry.level && entry.level !== 'info' ? h('span', {class: 'log-level'}, entry.level) : null,
+      entry.action ? h('code', null, entry.action) : null,
+      entry.outcome ? h('span', {class: `log-outcome outcome-${entry.outcome}`}, entry.outcome) : null,
+      Number(entry.duration) ? h('span', {class: 'muted'}, tookText(entry)) : null),
+    entry.message ? h('div', {class: 'log-message'}, entry.message) : null,
+    hasData(entry) ? dataDetails(entry) : null);
+}
+
+// logList is a step's log in the panel: {table, body, step, item(entry)}, more lines appended
+// to body as they arrive.
+export function logList(entries, step) {
+  const body = h('ol', {class: 'log-list', id: 'step-log'}, entries.map((e) => logItem(e, step)));
+  return {table: body, body, step, item: (e) => logItem(e, step)};
+}
+
+// logTable is a log as a table: {table, body}.
+export function logTable(entries, withStep, id) {
+  const cols = ['Time', ...(withStep ? ['Step'] : []), 'Level', 'Action', 'Outcome', 'Took', 'Message'];
+  const body = h('tbody', null, entries.map((e) => logRow(e, withStep)));
+  return {table: h('table', {class: 'data log-table', id}, h('thead', null, h('tr', null, cols.map((c) => h('th', {scope: 'col'}, c)))), body), body};
+}
+
+// runLog is the whole run's log, folded at the foot of the page: {el, add(entry, count),
+// reset()}, count being the number of lines with entry.
+export function runLog() {
+  const all = logTable([], true, 'run-log-table');
+  const summary = h('summary', null, 'Log');
+  const el = h('details', {class: 'run-log', id: 'run-log'}, summary, h('div', {class: 'scroll-x'}, all.table));
+  return {
+    el,
+    add(entry, count) {
+      all.body.append(logRow(entry, true));
+      summary.textContent = logTitle(count);
+    },
+    reset() {
+      all.body.replaceChildren();
+      summary.textContent = 'Log';
+    },
+  };
+}
