@@ -122,6 +122,13 @@ test('outputValues and inputValue read the run variables', () => {
   assert.deepEqual(logic.outputValues({}), {});
 });
 
+test('panelKey follows an input that reads a path of a variable', () => {
+  const unit = {...findNode(release, 'unit'), inputs: ['tag.v']};
+  const st = {finished: false, deleted: false};
+  assert.notEqual(logic.panelKey(unit, st, {}), logic.panelKey(unit, st, {tag: {v: 1}}), 'the value once output');
+  assert.notEqual(logic.panelKey(unit, st, {tag: {v: 1}}), logic.panelKey(unit, st, {tag: {v: 2}}));
+});
+
 test('panelKey changes with what the panel shows of a step, not with the rest of the run', () => {
   const unit = {...findNode(release, 'unit'), inputs: ['tag']};
   const prepare = findNode(release, 'prepare');

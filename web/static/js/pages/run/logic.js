@@ -127,7 +127,7 @@ export function inputValue(vars, from) {
 // panelKey identifies what the step panel shows of a node: when it is unchanged, a run update
 // leaves the panel (its open details, its scroll, its log) alone.
 export function panelKey(node, {finished, deleted}, vars) {
-  return JSON.stringify([node.name, node.status, node.spec, node.phase, finished, deleted, node.outputs.map((o) => vars[o]), node.inputs.map((i) => vars[i]),
+  return JSON.stringify([node.name, node.status, node.spec, node.phase, finished, deleted, node.outputs.map((o) => vars[o]), node.inputs.map((i) => inputValue(vars, i)),
     (node.children || []).map((c) => [c.name, c.phase])]);
 }
 
