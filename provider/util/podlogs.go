@@ -1,7 +1,6 @@
 package util
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -94,7 +93,7 @@ func (l *logger) podLogs(ctx context.Context, call *step.Call, level int, resour
 					cur = state.Read[id]
 				}
 				if state.Full {
-					read[id] = cur
+					read[id] = cur // kept, so that the step does not read it again
 					continue
 				}
 				cur, err := l.readContainer(ctx, call, c, &state, level, r.Cluster, &pod, container, cur)
@@ -169,71 +168,94 @@ func startedContainers(pod *corev1.Pod) []string {
 // nanoseconds, and a space).
 const stampLen = len("2006-01-02T15:04:05.999999999Z07:00 ")
 
-// readContainer adds the lines container wrote after cur to the step's log, at most what the
-// step's bounds leave (the last ones when there are more), and returns where the next read
+// stampedLine is a line of a container's log and when it was written.
+type stampedLine struct {
+	at   time.Time
+	text string
+}
+
+// readContainer adds the lines container wrote after cur to the step's log, the last of them
+// when they are more than the step's bounds leave room for, and returns where the next read
 // starts. It marks state full, and says so in the log, when the bounds are reached.
 func (l *logger) readContainer(ctx context.Context, call *step.Call, c corev1client.CoreV1Interface, state *podLogState, level int, cluster string, pod *corev1.Pod, container string, cur logCursor) (logCursor, error) {
-	lines := int64(l.maxLines - state.Lines)
-	limit := l.maxBytes - state.Bytes + lines*int64(stampLen)
-	opts := &corev1.PodLogOptions{Container: container, Timestamps: true, TailLines: &lines, LimitBytes: &limit}
-	if !cur.Time.IsZero() {
-		since := metav1.NewTime(cur.Time.Truncate(time.Second)) // the API takes seconds
-		opts.SinceTime = &since
+	roomLines, roomBytes := l.maxLines-state.Lines, l.maxBytes-state.Bytes
+	if roomLines <= 0 || roomBytes <= 0 {
+		state.Full = true // bounds lowered since the last evaluation
+		return cur, nil
 	}
-	stream, err := c.Pods(pod.Namespace).GetLogs(pod.Name, opts).Stream(ctx)
-	if apierrors.IsNotFound(err) {
-		return cur, nil // the pod went away meanwhile
-	}
-	if err != nil {
+	lines, err := l.fetchLog(ctx, c, pod, container, cur, roomLines, roomBytes)
+	if err != nil || len(lines) == 0 {
 		return cur, err
 	}
-	defer stream.Close()
-	body, err := io.ReadAll(io.LimitReader(stream, limit))
-	if err != nil {
-		return cur, fmt.Errorf("reading the log: %w", err)
-	}
-	if i := bytes.LastIndexByte(body, '\n'); i+1 < len(body) {
-		body = body[:i+1] // a line cut short is read whole next time
-	}
-	prefix := "[" + prefixOf(cluster, pod, container) + "] "
-	next, skip := cur, cur.Same
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, len(body)+1)
-	for sc.Scan() {
-		at, text := splitStamp(sc.Text())
-		if at.Before(cur.Time) {
-			continue
-		}
-		if at.Equal(cur.Time) && skip > 0 {
-			skip--
-			continue
-		}
-		if state.Lines >= l.maxLines || state.Bytes+int64(len(text)) > l.maxBytes {
-			l.full(call, state, level)
-			break
-		}
-		call.Session.Log(level, prefix+text, nil)
-		state.Lines++
-		state.Bytes += int64(len(text))
-		if at.Equal(next.Time) {
+	// Where the next read starts: after the last line read, kept or not.
+	next := cur
+	for _, line := range lines {
+		if line.at.Equal(next.Time) {
 			next.Same++
 		} else {
-			next = logCursor{Time: at, Same: 1}
+			next = logCursor{Time: line.at, Same: 1}
 		}
 	}
+	// The last lines that fit.
+	first, size := len(lines), int64(0)
+	for first > 0 && len(lines)-first < roomLines && size+int64(len(lines[first-1].text)) <= roomBytes {
+		first--
+		size += int64(len(lines[first].text))
+	}
+	prefix := prefixOf(cluster, pod, container)
+	if first > 0 {
+		call.Session.Log(level, fmt.Sprintf("pod logs: %d earlier lines of %s are left out: this step's log holds at most %d lines and %d bytes of pods' logs", first, prefix, l.maxLines, l.maxBytes), nil)
+	}
+	for _, line := range lines[first:] {
+		call.Session.Log(level, "["+prefix+"] "+line.text, nil)
+	}
+	state.Lines += len(lines) - first
+	state.Bytes += size
 	if state.Lines >= l.maxLines || state.Bytes >= l.maxBytes {
-		l.full(call, state, level)
+		state.Full = true
+		call.Session.Log(level, fmt.Sprintf("pod logs: this step's log holds the %d lines or %d bytes of pods' logs it may; later lines are not collected (read them with kubectl logs)", l.maxLines, l.maxBytes), nil)
 	}
 	return next, nil
 }
 
-// full says once in the step's log that its bounds on pods' logs are reached.
-func (l *logger) full(call *step.Call, state *podLogState, level int) {
-	if state.Full {
-		return
+// fetchLog reads the lines container wrote after cur, through the API server's pods/log: at
+// most roomLines of them (the last), and as many bytes as the caller could keep of them several
+// times over. A line the read cut short is left for the next read.
+func (l *logger) fetchLog(ctx context.Context, c corev1client.CoreV1Interface, pod *corev1.Pod, container string, cur logCursor, roomLines int, roomBytes int64) ([]stampedLine, error) {
+	tail := int64(roomLines)
+	limit := 4*roomBytes + tail*int64(stampLen)
+	opts := &corev1.PodLogOptions{Container: container, Timestamps: true, TailLines: &tail, LimitBytes: &limit}
+	if !cur.Time.IsZero() {
+		since := metav1.NewTime(cur.Time.Truncate(time.Second)) // the API takes whole seconds
+		opts.SinceTime = &since
 	}
-	state.Full = true
-	call.Session.Log(level, fmt.Sprintf("pod logs: this step's log holds the %d lines or %d bytes of pods' logs it may; later lines are not collected (read them with kubectl logs)", l.maxLines, l.maxBytes), nil)
+	stream, err := c.Pods(pod.Namespace).GetLogs(pod.Name, opts).Stream(ctx)
+	if apierrors.IsNotFound(err) {
+		return nil, nil // the pod went away meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer stream.Close()
+	body, err := io.ReadAll(io.LimitReader(stream, limit))
+	if err != nil {
+		return nil, fmt.Errorf("reading the log: %w", err)
+	}
+	body = body[:bytes.LastIndexByte(body, '\n')+1]
+	var lines []stampedLine
+	skip := cur.Same
+	for raw := range strings.Lines(string(body)) {
+		at, text := splitStamp(strings.TrimSuffix(raw, "\n"))
+		switch {
+		case at.Before(cur.Time):
+			continue
+		case at.Equal(cur.Time) && skip > 0:
+			skip--
+			continue
+		}
+		lines = append(lines, stampedLine{at, text})
+	}
+	return lines, nil
 }
 
 // splitStamp splits a line the API stamped into its time and its text; a line without a
