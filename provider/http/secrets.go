@@ -62,7 +62,7 @@ func (p *provider) withSecrets(ctx context.Context, call *step.Call, in *params,
 		}
 		names[i] = name
 	}
-	r, err := p.secretReader(ctx, call, in)
+	r, err := p.secrets(ctx, call, in)
 	if err != nil {
 		return nil, err
 	}
@@ -89,8 +89,8 @@ type secretReader struct {
 	namespace string // the run's
 }
 
-// secretReader gives a reader of the local cluster's Secrets, or says why there is none.
-func (p *provider) secretReader(ctx context.Context, call *step.Call, in *params) (*secretReader, error) {
+// secrets gives a reader of the local cluster's Secrets, or says why there is none.
+func (p *provider) secrets(ctx context.Context, call *step.Call, in *params) (*secretReader, error) {
 	what := "tls_config"
 	if in.Request != nil && len(in.Request.HeadersFromSecret) > 0 {
 		what = "request.headersFromSecret"

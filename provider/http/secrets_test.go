@@ -209,8 +209,8 @@ func TestSecretsGiveTheHeaderAndTheClientCertificate(t *testing.T) {
 	srv := mtlsServer(t, p, nil)
 	opts := http.Options{Clusters: cluster.New(api.Config, cluster.Options{})}
 
-	for _, secret := range []string{"mtls", "mtls-b64", namespace + "/mtls"} {
-		t.Run(strings.ReplaceAll(secret, "/", "_"), func(t *testing.T) {
+	for form, secret := range map[string]string{"pem": "mtls", "base64 pem": "mtls-b64", "namespace/name": namespace + "/mtls"} {
+		t.Run(form, func(t *testing.T) {
 			res, err := runStep(t, opts, namespace, callTemplate(srv.URL+"/deploy", secret))
 			if err != nil {
 				t.Fatal(err)
