@@ -117,7 +117,7 @@ func (l *logger) podLogs(ctx context.Context, call *step.Call, level int, resour
 func (l *logger) podClient(ctx context.Context, cluster string) (corev1client.CoreV1Interface, error) {
 	cfg, err := l.clusters.Config(ctx, cluster)
 	if err != nil {
-		return nil, fmt.Errorf("vela/util: #Log: source.resources: %w", err)
+		return nil, fmt.Errorf("vela/util: #Log: source.resources reads pods' logs: %w", err)
 	}
 	c, err := corev1client.NewForConfig(cfg)
 	if err != nil {
