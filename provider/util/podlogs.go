@@ -40,8 +40,10 @@ type podLogState struct {
 	// Lines and Bytes are what it added to its log, counted against the bounds.
 	Lines int   `json:"lines"`
 	Bytes int64 `json:"bytes"`
-	// Full says the bounds were reached and the step's log said so.
+	// Full says the bounds were reached and the step's log said so: nothing more is read.
 	Full bool `json:"full,omitempty"`
+	// Capped says the log said that an item matched more pods than are read.
+	Capped bool `json:"capped,omitempty"`
 	// Read is, by container ("<pod uid>/<container>"), the last line read.
 	Read map[string]logCursor `json:"read,omitempty"`
 }
@@ -68,6 +70,9 @@ func (l *logger) podLogs(ctx context.Context, call *step.Call, level int, resour
 	if raw, ok := call.Session.Var(key); ok {
 		_ = json.Unmarshal(raw, &state) // an unreadable record starts again
 	}
+	if state.Full {
+		return nil
+	}
 	read := map[string]logCursor{}
 	for i, r := range resources {
 		if r.Namespace == "" {
@@ -82,7 +87,10 @@ func (l *logger) podLogs(ctx context.Context, call *step.Call, level int, resour
 			return kube.Failure(fmt.Sprintf("vela/util: #Log: source.resources[%d]: listing pods in %s", i, where(r)), err)
 		}
 		if len(pods) > l.maxPods {
-			call.Session.Log(level, fmt.Sprintf("pod logs: %d pods match source.resources[%d] in %s; only the first %d by name are read", len(pods), i, where(r), l.maxPods), nil)
+			if !state.Capped {
+				state.Capped = true
+				call.Session.Log(level, fmt.Sprintf("pod logs: %d pods match source.resources[%d] in %s; only the first %d by name are read", len(pods), i, where(r), l.maxPods), nil)
+			}
 			pods = pods[:l.maxPods]
 		}
 		for _, pod := range pods {
@@ -93,8 +101,7 @@ func (l *logger) podLogs(ctx context.Context, call *step.Call, level int, resour
 					cur = state.Read[id]
 				}
 				if state.Full {
-					read[id] = cur // kept, so that the step does not read it again
-					continue
+					continue // reached in this evaluation
 				}
 				cur, err := l.readContainer(ctx, call, c, &state, level, r.Cluster, &pod, container, cur)
 				if err != nil {

@@ -313,4 +313,17 @@ log: util.#Log & {$params: source: resources: [{labelSelector: app: "noisy"}]}
 		got[1] != "[pod/noisy/main] line 7" || got[2] != "[pod/noisy/main] line 8" || !strings.Contains(got[3], "12 bytes") {
 		t.Errorf("logged %q, want a word on the lines left out, the last two lines and a word on the bound", got)
 	}
+
+	// So are the pods an item reads: the first by name, and the log says so once.
+	e.pod("noisy-2", map[string]string{"app": "noisy"}, "main")
+	k.write(e.namespace+"/noisy-2/main", t0, "from the second pod")
+	r = e.runner(util.Options{MaxPods: 1})
+	vars = map[string]json.RawMessage{}
+	got = e.step(r, template, vars)
+	if len(got) != 10 || !strings.Contains(got[0], "2 pods match source.resources[0]") || got[9] != "[pod/noisy/main] line 8" {
+		t.Errorf("logged %q, want a word on the pods left out, then the first pod's lines", got)
+	}
+	if got := e.step(r, template, vars); len(got) != 0 {
+		t.Errorf("evaluated again, the step logged %q", got)
+	}
 }
