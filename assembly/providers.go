@@ -1,6 +1,11 @@
 package assembly
 
 import (
+	"context"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/config"
@@ -15,19 +20,29 @@ import (
 	"github.com/stepflow/stepflow/step"
 )
 
+// Clusters resolves the clusters actions reach by name ("" is the local one): a client for the
+// kube and config actions and the Secrets of the http action, a REST config for the pods' logs
+// of util's #Log. *cluster.Registry implements it.
+type Clusters interface {
+	Client(ctx context.Context, name string) (client.Client, error)
+	Config(ctx context.Context, name string) (*rest.Config, error)
+}
+
 // Providers configure the providers that reach outside the process; the zero value works, with
-// the kube and config actions failing clearly for want of a cluster.
+// the actions that need a cluster failing clearly for want of one.
 type Providers struct {
-	// Clusters resolves the `cluster` parameter of kube and config actions.
-	Clusters kube.Clusters
+	// Clusters resolves the `cluster` parameter of kube and config actions, the Secrets of
+	// http's headersFromSecret and tls_config, and the pods of util's #Log source.resources.
+	Clusters Clusters
 	// Reads is told of every kube read, so that a waiting step can be woken by a change.
 	Reads        kube.ReadObserver
 	HTTP         httpprovider.Options
 	Email        email.Options
 	Metrics      metrics.Options
 	Notification notification.Options
-	// Egress, when set, is where the HTTP, notification, metrics and email actions may connect:
-	// their clients and dialer go through it unless given one of their own.
+	// Egress, when set, is where the HTTP, notification, metrics and email actions and #Log's
+	// source.url may connect: their clients and dialer go through it unless given one of their
+	// own.
 	Egress *egress.Policy
 }
 
@@ -48,9 +63,16 @@ func Registry(opts Providers) *step.Registry {
 			opts.Email.Dial = p.DialContext
 		}
 	}
+	utilOpts := util.Options{Clusters: opts.Clusters}
+	if p := opts.Egress; p != nil {
+		utilOpts.Client = p.Client()
+	}
+	if opts.HTTP.Clusters == nil {
+		opts.HTTP.Clusters = opts.Clusters
+	}
 	r := step.NewRegistry()
 	builtin.Register(r)
-	util.Register(r, util.Options{})
+	util.Register(r, utilOpts)
 	httpprovider.Register(r, opts.HTTP)
 	timeprovider.Register(r, timeprovider.Options{})
 	kube.Register(r, kube.Options{Clusters: opts.Clusters, Reads: opts.Reads})

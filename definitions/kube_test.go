@@ -30,6 +30,7 @@ import (
 	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/provider/notification"
 	"github.com/stepflow/stepflow/provider/op"
+	"github.com/stepflow/stepflow/provider/util"
 	"github.com/stepflow/stepflow/step"
 )
 
@@ -103,6 +104,7 @@ func newKubeEnv(t *testing.T) *kubeEnv {
 	op.Register(reg)
 	kube.Register(reg, kube.Options{Clusters: clusters})
 	config.Register(reg, config.Options{Clusters: clusters})
+	util.Register(reg, util.Options{Clusters: clusters})
 	notification.Register(reg, notification.Options{})
 	email.Register(reg, email.Options{})
 	return &kubeEnv{t: t, c: c, namespace: ns, runner: step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})}

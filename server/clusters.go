@@ -6,12 +6,13 @@ import (
 	"net/http"
 	"strconv"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/store"
 )
 
@@ -23,26 +24,37 @@ const recordCluster = "cluster"
 // started with (the local one, a --clusters file).
 type clusters struct {
 	stored   *cluster.Registry
-	fallback kube.Clusters
+	fallback assembly.Clusters
 }
 
-func newClusters(st store.Records, fallback kube.Clusters) *clusters {
+func newClusters(st store.Records, fallback assembly.Clusters) *clusters {
 	return &clusters{stored: cluster.New(nil, cluster.Options{Kubeconfigs: kubeconfigs{st}}), fallback: fallback}
 }
 
-// Client implements kube.Clusters and config.Clusters.
+// Client implements assembly.Clusters.
 func (c *clusters) Client(ctx context.Context, name string) (client.Client, error) {
+	return resolve(c, ctx, name, assembly.Clusters.Client)
+}
+
+// Config implements assembly.Clusters.
+func (c *clusters) Config(ctx context.Context, name string) (*rest.Config, error) {
+	return resolve(c, ctx, name, assembly.Clusters.Config)
+}
+
+// resolve gets what get gives of the named cluster from the stored clusters, else from the
+// fallback.
+func resolve[T any](c *clusters, ctx context.Context, name string, get func(assembly.Clusters, context.Context, string) (T, error)) (T, error) {
 	if name != "" && name != cluster.LocalName {
-		cl, err := c.stored.Client(ctx, name)
+		v, err := get(c.stored, ctx, name)
 		var unknown *cluster.UnknownError
 		if err == nil || !errors.As(err, &unknown) || c.fallback == nil {
-			return cl, err
+			return v, err
 		}
 	}
 	if c.fallback == nil {
-		return c.stored.Client(ctx, name)
+		return get(c.stored, ctx, name)
 	}
-	return c.fallback.Client(ctx, name)
+	return get(c.fallback, ctx, name)
 }
 
 // kubeconfigs reads the stored clusters' kubeconfigs.

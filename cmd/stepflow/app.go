@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -84,12 +85,31 @@ type lazyClusters struct {
 	localErr error
 }
 
-// Client implements kube.Clusters and config.Clusters.
+// Client implements assembly.Clusters.
 func (l *lazyClusters) Client(ctx context.Context, name string) (client.Client, error) {
+	reg, err := l.registry(name)
+	if err != nil {
+		return nil, err
+	}
+	return reg.Client(ctx, name)
+}
+
+// Config implements assembly.Clusters.
+func (l *lazyClusters) Config(ctx context.Context, name string) (*rest.Config, error) {
+	reg, err := l.registry(name)
+	if err != nil {
+		return nil, err
+	}
+	return reg.Config(ctx, name)
+}
+
+// registry builds the registry on first use, and says why the local cluster cannot be named
+// when it could not be found.
+func (l *lazyClusters) registry(name string) (*cluster.Registry, error) {
 	l.once.Do(func() {
 		local, err := l.g.restConfig()
 		if err != nil {
-			l.localErr = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("the local cluster: %w", err))
+			l.localErr = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("no local cluster (give stepflow a kubeconfig with --kubeconfig): %w", err))
 		}
 		var file string
 		if l.g.clustersFile != "" {
@@ -100,5 +120,5 @@ func (l *lazyClusters) Client(ctx context.Context, name string) (client.Client, 
 	if (name == "" || name == cluster.LocalName) && l.localErr != nil {
 		return nil, l.localErr
 	}
-	return l.reg.Client(ctx, name)
+	return l.reg, nil
 }

@@ -77,6 +77,8 @@ func TestDefinitionsWrittenForKubeVelaBuild(t *testing.T) {
 		`#HTTPDo & {$params: {url: "http://x", tls_config: {secret: "certs", namespace: "default"}}}`,
 		`#HTTPDo & {$params: {url: "http://x"}, $returns: {body: "", statusCode: 200, header: {A: ["1"]}}}`,
 		`#HTTPDo & {$params: {url: "http://x", request: {somethingNew: 1}}}`,
+		`#HTTPDo & {$params: {url: "http://x", request: headersFromSecret: [{header: "Authorization", secret: "api", key: "token"}]}}`,
+		`#HTTPDo & {$params: {url: "http://x", request: headersFromSecret: [{name: "Authorization", secret: "api", key: "token"}]}}`,
 	} {
 		if _, err := use(t, p, expr); err != nil {
 			t.Errorf("%s: %v", expr, err)
@@ -86,6 +88,7 @@ func TestDefinitionsWrittenForKubeVelaBuild(t *testing.T) {
 		`#HTTPDo & {$params: {url: "http://x", method: "BREW"}}`,
 		`#HTTPDo & {$params: {url: "http://x", unknown: 1}}`,
 		`#HTTPDo & {$params: {url: "http://x"}, $returns: {body: "", statusCode: 200, header: null}}`,
+		`#HTTPDo & {$params: {url: "http://x", request: headersFromSecret: [{header: "A", secretRef: {name: "s", key: "k"}}]}}`,
 	} {
 		if _, err := use(t, p, expr); err == nil {
 			t.Errorf("%s: accepted, want an error", expr)

@@ -6,6 +6,11 @@
 // request that could not be sent or answered (connection refused, DNS, timeout) and a request over
 // its rate limit are plain errors, which the engine retries with backoff. Parameters that can never
 // work (a malformed URL, an unknown method, a body over the bound) fail the step at once.
+//
+// request.headersFromSecret and tls_config read Secrets of the local cluster through
+// Options.Clusters, as the kube provider reaches it; without a cluster they fail the step
+// saying so. What they read is marked sensitive. A request with tls_config goes through a copy of
+// the client's transport, so it dials as every other request does (through the egress policy).
 package http
 
 import (
@@ -22,6 +27,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/step"
 )
 
@@ -41,8 +47,13 @@ type Options struct {
 	// DefaultTimeout bounds a request that sets no request.timeout; 0 means DefaultTimeout.
 	DefaultTimeout time.Duration
 	// Client sends the requests; nil means a client with Go's default transport, which
-	// verifies TLS certificates.
+	// verifies TLS certificates. A request with tls_config is sent through a copy of its
+	// transport, which must then be an *http.Transport.
 	Client *nethttp.Client
+	// Clusters reaches the local cluster ("") whose Secrets request.headersFromSecret and
+	// tls_config read; nil means those parameters fail the step saying no cluster is
+	// configured.
+	Clusters kube.Clusters
 }
 
 // shown is how a URL appears in errors: its scheme and host only, as a webhook's path or query
@@ -59,6 +70,7 @@ func shown(u *url.URL) string {
 func Register(r *step.Registry, opts Options) {
 	p := &provider{
 		client:   opts.Client,
+		clusters: opts.Clusters,
 		maxBody:  opts.MaxBodyBytes,
 		timeout:  opts.DefaultTimeout,
 		limiters: newRateLimiter(),
@@ -97,6 +109,7 @@ func changesSomething(params map[string]any) bool {
 // provider holds what the action keeps between calls: the client and the rate limiters.
 type provider struct {
 	client   *nethttp.Client
+	clusters kube.Clusters
 	maxBody  int64
 	timeout  time.Duration
 	limiters *rateLimiter
@@ -112,11 +125,9 @@ type params struct {
 		Header            map[string]values `json:"header"`
 		Trailer           map[string]values `json:"trailer"`
 		RateLimiter       *rateLimit        `json:"ratelimiter"`
-		HeadersFromSecret []json.RawMessage `json:"headersFromSecret"`
+		HeadersFromSecret []headerSecret    `json:"headersFromSecret"`
 	} `json:"request"`
-	TLSConfig *struct {
-		Secret string `json:"secret"`
-	} `json:"tls_config"`
+	TLSConfig *tlsParams `json:"tls_config"`
 }
 
 type rateLimit struct {
@@ -164,6 +175,10 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 	if err != nil {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/http: %w", err))
 	}
+	client, err := p.withSecrets(ctx, call, &in, req)
+	if err != nil {
+		return nil, err
+	}
 	timeout := p.timeout
 	if in.Request != nil && in.Request.Timeout != "" {
 		timeout, err = time.ParseDuration(in.Request.Timeout)
@@ -179,7 +194,7 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := p.client.Do(req.WithContext(ctx))
+	resp, err := client.Do(req.WithContext(ctx))
 	if err != nil {
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err // its text repeats the method and URL, which the message below gives
@@ -207,12 +222,6 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 
 // newRequest checks the parameters that no retry can mend and builds the request.
 func (p *provider) newRequest(ctx context.Context, in *params) (*nethttp.Request, error) {
-	if in.TLSConfig != nil {
-		return nil, errors.New("tls_config needs a cluster: not available in this mode")
-	}
-	if in.Request != nil && len(in.Request.HeadersFromSecret) > 0 {
-		return nil, errors.New("request.headersFromSecret needs a cluster: not available in this mode")
-	}
 	method := strings.ToUpper(in.Method)
 	if method == "" {
 		method = nethttp.MethodGet

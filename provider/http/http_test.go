@@ -448,9 +448,16 @@ func TestParametersThatCannotWorkAreTerminal(t *testing.T) {
 		"zero limit":         {map[string]any{"url": srv.URL, "request": map[string]any{"ratelimiter": map[string]any{"limit": 0, "period": "1s"}}}, "ratelimiter.limit"},
 		"url not a string":   {map[string]any{"url": 42}, "parameter url"},
 		"bad header value":   {map[string]any{"url": srv.URL, "request": map[string]any{"header": map[string]any{"A": 1}}}, "header value"},
-		"tls_config":         {map[string]any{"url": srv.URL, "tls_config": map[string]any{"secret": "certs"}}, "tls_config needs a cluster: not available in this mode"},
-		"headersFromSecret": {map[string]any{"url": srv.URL, "request": map[string]any{"headersFromSecret": []any{
-			map[string]any{"name": "Authorization", "secret": "s", "key": "k"}}}}, "needs a cluster"},
+		// Without a cluster, what reads Secrets says so and which flag gives one.
+		"tls_config without a cluster": {map[string]any{"url": srv.URL, "tls_config": map[string]any{"secret": "certs"}},
+			"tls_config reads Secrets, which needs a cluster, and none is configured (give stepflow one with --kubeconfig)"},
+		"headersFromSecret without a cluster": {map[string]any{"url": srv.URL, "request": map[string]any{"headersFromSecret": []any{
+			map[string]any{"header": "Authorization", "secret": "s", "key": "k"}}}},
+			"request.headersFromSecret reads Secrets, which needs a cluster, and none is configured (give stepflow one with --kubeconfig)"},
+		"headersFromSecret without a header name": {map[string]any{"url": srv.URL, "request": map[string]any{"headersFromSecret": []any{
+			map[string]any{"secret": "s", "key": "k"}}}}, "request.headersFromSecret[0]: header (the header's name) is required"},
+		"headersFromSecret with two names": {map[string]any{"url": srv.URL, "request": map[string]any{"headersFromSecret": []any{
+			map[string]any{"header": "A", "name": "B", "secret": "s", "key": "k"}}}}, "not both"},
 	} {
 		_, err := do(t, a, nil, tc.params)
 		var te *engine.TerminalError

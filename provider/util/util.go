@@ -1,9 +1,15 @@
-// Package util supplies the CUE package vela/util: #Log writes to the step's log (data, or the
-// text a URL returns), #ConvertString turns bytes into a string and #PatchK8sObject applies a
-// JSON merge patch to an object.
+// Package util supplies the CUE package vela/util: #Log writes to the step's log (data, the
+// text a URL returns, or what pods wrote to their logs), #ConvertString turns bytes into a
+// string and #PatchK8sObject applies a JSON merge patch to an object.
+//
+// #Log's source.resources reads pods' logs through the API server (pods/log) of a cluster of
+// Options.Clusters. Each evaluation of the step adds what the containers wrote since the last
+// one, within the step's bounds (Options.MaxPodLogLines, MaxPodLogBytes); what it read is kept
+// in the run variable stepflow.podlogs/<step>.
 package util
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -14,6 +20,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"k8s.io/client-go/rest"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -27,7 +35,16 @@ var source string
 const (
 	DefaultMaxSourceBytes = 1 << 20
 	DefaultSourceTimeout  = 3 * time.Second
+	DefaultMaxPodLogLines = 1000
+	DefaultMaxPodLogBytes = 256 << 10
+	DefaultMaxPods        = 20
 )
+
+// Clusters gives the REST config of a cluster by name ("" is the local cluster);
+// *cluster.Registry implements it. An unknown name should be an engine.Terminal error.
+type Clusters interface {
+	Config(ctx context.Context, name string) (*rest.Config, error)
+}
 
 // Options configure the provider; the zero value works.
 type Options struct {
@@ -39,21 +56,34 @@ type Options struct {
 	MaxSourceBytes int64
 	// SourceTimeout bounds fetching a source URL; 0 means DefaultSourceTimeout.
 	SourceTimeout time.Duration
+	// Clusters reaches the clusters whose pods' logs source.resources reads; nil means
+	// source.resources fails the step saying no cluster is configured.
+	Clusters Clusters
+	// MaxPodLogLines and MaxPodLogBytes bound the lines, and the bytes of their text, that
+	// source.resources adds to one step's log over all its evaluations; when a read has more,
+	// its last lines are kept. 0 means DefaultMaxPodLogLines and DefaultMaxPodLogBytes.
+	MaxPodLogLines int
+	MaxPodLogBytes int64
+	// MaxPods bounds the pods whose logs one item of source.resources reads (the first by
+	// name); 0 means DefaultMaxPods.
+	MaxPods int
 }
 
 // Register adds the package (import path "vela/util") and its actions util.log, util.string
 // and util.patch-k8s-object to r.
 func Register(r *step.Registry, opts Options) {
-	l := &logger{client: opts.Client, maxBytes: opts.MaxSourceBytes, timeout: opts.SourceTimeout}
+	l := &logger{
+		client: opts.Client, maxSource: opts.MaxSourceBytes, timeout: opts.SourceTimeout,
+		clusters: opts.Clusters, maxLines: opts.MaxPodLogLines, maxBytes: opts.MaxPodLogBytes, maxPods: opts.MaxPods,
+	}
 	if l.client == nil {
 		l.client = &http.Client{}
 	}
-	if l.maxBytes <= 0 {
-		l.maxBytes = DefaultMaxSourceBytes
-	}
-	if l.timeout <= 0 {
-		l.timeout = DefaultSourceTimeout
-	}
+	l.maxSource = cmp.Or(max(l.maxSource, 0), DefaultMaxSourceBytes)
+	l.timeout = cmp.Or(max(l.timeout, 0), DefaultSourceTimeout)
+	l.maxLines = cmp.Or(max(l.maxLines, 0), DefaultMaxPodLogLines)
+	l.maxBytes = cmp.Or(max(l.maxBytes, 0), DefaultMaxPodLogBytes)
+	l.maxPods = cmp.Or(max(l.maxPods, 0), DefaultMaxPods)
 	r.AddPackage(step.Package{Path: "vela/util", Source: source})
 	r.Register(step.Action{Provider: "util", Do: "log", Run: l.log, Local: logsData})
 	r.Register(step.Action{Provider: "util", Do: "string", Run: convertString, Local: step.Always, LegacyOutputs: []string{"str"}})
@@ -68,22 +98,26 @@ func logsData(params map[string]any) bool {
 
 // logger runs #Log.
 type logger struct {
-	client   *http.Client
-	maxBytes int64
-	timeout  time.Duration
+	client    *http.Client
+	maxSource int64
+	timeout   time.Duration
+	clusters  Clusters
+	maxLines  int
+	maxBytes  int64
+	maxPods   int
 }
 
 type logParams struct {
 	Data   json.RawMessage `json:"data"`
 	Level  *int            `json:"level"`
 	Source *struct {
-		URL       *string         `json:"url"`
-		Resources json.RawMessage `json:"resources"`
+		URL       *string       `json:"url"`
+		Resources []podResource `json:"resources"`
 	} `json:"source"`
 }
 
-// log writes data, then the source URL's text, to the step's log: a string as the entry's
-// message, a struct as its data.
+// log writes data, then the source URL's text or the pods' logs, to the step's log: a string as
+// the entry's message, a struct as its data, a line of a pod's log as an entry of its own.
 func (l *logger) log(ctx context.Context, call *step.Call) (any, error) {
 	var in logParams
 	if err := call.Decode(&in); err != nil {
@@ -95,9 +129,6 @@ func (l *logger) log(ctx context.Context, call *step.Call) (any, error) {
 	level := 3
 	if in.Level != nil {
 		level = *in.Level
-	}
-	if src := in.Source; src != nil && len(src.Resources) > 0 && string(src.Resources) != "null" {
-		return nil, terminal("#Log", errors.New("source.resources needs a cluster: not available in this mode"))
 	}
 	if len(in.Data) > 0 && string(in.Data) != "null" {
 		var text string
@@ -118,9 +149,14 @@ func (l *logger) log(ctx context.Context, call *step.Call) (any, error) {
 		}
 		data := map[string]any{"url": *in.Source.URL}
 		if truncated {
-			data["truncatedAfterBytes"] = l.maxBytes
+			data["truncatedAfterBytes"] = l.maxSource
 		}
 		call.Session.Log(level, text, data)
+	}
+	if in.Source != nil && len(in.Source.Resources) > 0 {
+		if err := l.podLogs(ctx, call, level, in.Source.Resources); err != nil {
+			return nil, err
+		}
 	}
 	return nil, nil
 }
@@ -145,12 +181,12 @@ func (l *logger) fetch(ctx context.Context, rawURL string) (text string, truncat
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return "", false, fmt.Errorf("vela/util: #Log: fetching source.url %s: status %s", u.Redacted(), resp.Status)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, l.maxBytes+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, l.maxSource+1))
 	if err != nil {
 		return "", false, fmt.Errorf("vela/util: #Log: reading source.url %s: %w", u.Redacted(), err)
 	}
-	if int64(len(b)) > l.maxBytes {
-		return string(b[:l.maxBytes]), true, nil
+	if int64(len(b)) > l.maxSource {
+		return string(b[:l.maxSource]), true, nil
 	}
 	return string(b), false, nil
 }

@@ -149,7 +149,7 @@ func TestLogSourceURL(t *testing.T) {
 	_, err = run(t, r, "log", s, map[string]any{"level": 3, "source": map[string]any{"url": "not a url"}})
 	wantTerminal(t, err, "source.url")
 	_, err = run(t, r, "log", s, map[string]any{"level": 3, "source": map[string]any{"resources": []any{map[string]any{"name": "pod"}}}})
-	wantTerminal(t, err, "source.resources needs a cluster")
+	wantTerminal(t, err, "source.resources reads pods' logs from a cluster, and none is configured (give stepflow one with --kubeconfig)")
 }
 
 func TestConvertString(t *testing.T) {
