@@ -195,8 +195,8 @@ func generateName(prefix string) string {
 	return prefix + string(b)
 }
 
-// createRun checks a new run and stores it, replacing a finished run of the same name, and
-// queues it. objs, when the run came as a document, locates the problems found in it.
+// createRun checks a new run and stores it, replacing a finished run of the same name (a
+// compare-and-swap on the version found finished), and queues it. objs, when the run came as a document, locates the problems found in it.
 func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs *manifest.Objects) (*engine.Run, error) {
 	if obj.Namespace == "" {
 		obj.Namespace = manifest.DefaultNamespace
@@ -228,19 +228,21 @@ func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs 
 	obj.Status = v1alpha1.WorkflowRunStatus{}
 	run := &engine.Run{Object: obj, Sensitive: sensitive, Checked: true}
 	key := run.Key()
-	replace := false
+	// A finished run of the name is replaced only at the version found finished here: of
+	// requests racing for the name, one is answered 201, the others 409.
+	replaces := store.CreateNew
 	old, err := s.store.Load(ctx, key)
 	switch {
 	case err == nil && !old.Object.Status.Finished:
 		return nil, errorf(http.StatusConflict, "run %s exists and is %s: terminate or delete it first", key, orUnstarted(old.Object.Status.Phase))
 	case err == nil:
-		replace = true
+		replaces = old.Version
 	case !errors.Is(err, engine.ErrNotFound):
 		return nil, err
 	}
-	if err := s.store.Create(ctx, run, replace); err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return nil, errorf(http.StatusConflict, "run %s exists", key)
+	if err := s.store.Create(ctx, run, replaces); err != nil {
+		if errors.Is(err, store.ErrExists) || errors.Is(err, engine.ErrConflict) {
+			return nil, errorf(http.StatusConflict, "run %s exists: another request created it meanwhile", key)
 		}
 		return nil, err
 	}
