@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,12 +35,9 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(g.dataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(g.dataDir, "stepflow.db")})
+	st, err := g.openSQLite(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
+		return nil, err
 	}
 	cfg.Providers.Clusters = &lazyClusters{g: g}
 	w := newWatcher(g)
@@ -50,6 +48,29 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	}
 	g.app = &app{store: st, Assembly: asm, watch: w}
 	return g.app, nil
+}
+
+// openSQLite opens the embedded store in the data directory, which it creates for its owner
+// only (the database holds every run's variables and the server's secrets), and warns on
+// stderr when an existing store is open to other users.
+func (g *globals) openSQLite(ctx context.Context) (*sqlite.Store, error) {
+	if err := os.MkdirAll(g.dataDir, sqlite.DirMode); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(g.dataDir, "stepflow.db")
+	st, err := sqlite.Open(ctx, sqlite.Options{Path: path})
+	if err != nil {
+		return nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
+	}
+	open, err := sqlite.OpenToOthers(path)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	if len(open) > 0 {
+		fmt.Fprintf(g.stderr, "warning: other users may read the store (%s): chmod 700 the directory and 600 its files; docs/operations.md\n", strings.Join(open, ", "))
+	}
+	return st, nil
 }
 
 func (a *app) close() {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 	"github.com/stepflow/stepflow/server"
 	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/postgres"
-	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/telemetry"
 	"github.com/stepflow/stepflow/web"
 )
@@ -96,12 +94,9 @@ func (g *globals) openServerStore(ctx context.Context, url, replica string) (sto
 	if url != "" {
 		return nil, nil, invalidf("--store %q: want postgres://... (or nothing, for the embedded store)", url)
 	}
-	if err := os.MkdirAll(g.dataDir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("data directory: %w", err)
-	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(g.dataDir, "stepflow.db")})
+	st, err := g.openSQLite(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
+		return nil, nil, err
 	}
 	return st, func() { _ = st.Close() }, nil
 }
