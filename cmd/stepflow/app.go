@@ -31,7 +31,7 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	if g.app != nil {
 		return g.app, nil
 	}
-	cfg, err := g.assemblyConfig()
+	cfg, err := g.assemblyConfig(false)
 	if err != nil {
 		return nil, err
 	}
@@ -80,9 +80,10 @@ func (a *app) close() {
 }
 
 // assemblyConfig is the configuration every mode shares, from the global flags; a mode adds
-// its own (workers, clusters, telemetry).
-func (g *globals) assemblyConfig() (assembly.Config, error) {
-	policy, err := egress.New(g.egressAllow, g.egressDeny)
+// its own (workers, clusters, telemetry). denyLinkLocal refuses steps link-local destinations
+// (the server and the controller, unless --egress-allow-link-local).
+func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
+	policy, err := egress.New(egress.Options{Allow: g.egressAllow, Deny: g.egressDeny, DenyLinkLocal: denyLinkLocal})
 	if err != nil {
 		return assembly.Config{}, invalidErr(err)
 	}

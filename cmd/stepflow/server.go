@@ -40,6 +40,7 @@ type serverFlags struct {
 	otlpInsecure       bool
 	replica            string
 	lease              time.Duration
+	allowLinkLocal     bool
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -77,6 +78,7 @@ named bootstrap and prints it once; make others with stepflow token create or th
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "send a trace per run (a span per step) to this OTLP/HTTP collector: host:port or a URL (default: no tracing)")
 	fl.BoolVar(&f.otlpInsecure, "otlp-insecure", false, "plain HTTP to a host:port --otlp-endpoint")
 	fl.StringVar(&f.replica, "replica", "", "this server's name among those sharing a PostgreSQL store (default: the host name and a random suffix)")
+	fl.BoolVar(&f.allowLinkLocal, "egress-allow-link-local", false, linkLocalUsage)
 	fl.DurationVar(&f.lease, "lease", 10*time.Second, "with PostgreSQL: how long a server's lease on its share of the runs lasts unrenewed; a stopped server's runs move to the others within it")
 	return cmd
 }
@@ -151,7 +153,7 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 		}()
 		tracer = tp
 	}
-	cfg, err := g.assemblyConfig()
+	cfg, err := g.assemblyConfig(!f.allowLinkLocal)
 	if err != nil {
 		return err
 	}
