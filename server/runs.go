@@ -60,6 +60,10 @@ func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if wait > 0 {
+		// The body is read: the answer may come up to wait later than the server's timeouts.
+		extendDeadlines(w, time.Now().Add(wait+time.Minute))
+	}
 	var obj *v1alpha1.WorkflowRun
 	var objs *manifest.Objects
 	if tr, ok, err := asTemplateRun(body, isYAML(r)); err != nil {
@@ -453,8 +457,11 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// The stream is open from here: errors end it rather than answer.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	// The stream is open from here: errors end it rather than answer. It outlives the
+	// server's timeouts; each write has streamWriteTimeout to reach the client.
+	extendDeadlines(w, time.Time{})
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -480,6 +487,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
 	for {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		select {
 		case <-r.Context().Done():
 			return nil
@@ -511,6 +519,20 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		flusher.Flush()
 	}
+}
+
+// streamWriteTimeout bounds each write of an event stream: a client that stops reading loses
+// its stream (and its connection) rather than holding them.
+const streamWriteTimeout = time.Minute
+
+// extendDeadlines lets a request that answers late, an event stream or a ?wait, outlive the
+// server's read and write timeouts (http.Server's, which bound the others): its body is read,
+// and it has until until to answer (zero: no bound). Without it, the connection's read
+// deadline would cancel the request as it passed.
+func extendDeadlines(w http.ResponseWriter, until time.Time) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(until)
+	_ = rc.SetWriteDeadline(until)
 }
 
 func writeEvent(w http.ResponseWriter, name string, data []byte) {

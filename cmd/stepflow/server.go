@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -41,6 +40,7 @@ type serverFlags struct {
 	replica            string
 	lease              time.Duration
 	allowLinkLocal     bool
+	conns              connLimits
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -79,6 +79,7 @@ named bootstrap and prints it once; make others with stepflow token create or th
 	fl.BoolVar(&f.otlpInsecure, "otlp-insecure", false, "plain HTTP to a host:port --otlp-endpoint")
 	fl.StringVar(&f.replica, "replica", "", "this server's name among those sharing a PostgreSQL store (default: the host name and a random suffix)")
 	fl.BoolVar(&f.allowLinkLocal, "egress-allow-link-local", false, linkLocalUsage)
+	f.conns.addFlags(cmd)
 	fl.DurationVar(&f.lease, "lease", 10*time.Second, "with PostgreSQL: how long a server's lease on its share of the runs lasts unrenewed; a stopped server's runs move to the others within it")
 	return cmd
 }
@@ -106,6 +107,9 @@ func (g *globals) openServerStore(ctx context.Context, url, replica string) (sto
 func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return invalidf("--tls-cert and --tls-key go together")
+	}
+	if err := f.conns.check(); err != nil {
+		return err
 	}
 	var handler slog.Handler = slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
 	switch f.logFormat {
@@ -179,7 +183,8 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	if err != nil {
 		return invalidf("--listen %s: %v", f.listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
+	ln = f.conns.listener(ln)
+	hs := f.conns.server(srv.Handler(), slog.NewLogLogger(handler, slog.LevelWarn))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	engineDone := make(chan error, 1)
