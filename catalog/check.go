@@ -154,7 +154,7 @@ type workflowRef struct {
 // workflowSteps lists the templates the `workflow` steps of steps run.
 func workflowSteps(steps []v1alpha1.WorkflowStep, base *field.Path) []workflowRef {
 	var out []workflowRef
-	add := func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
+	v1alpha1.EachStep(steps, base, func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
 		if s.Type != v1alpha1.TypeWorkflow {
 			return
 		}
@@ -165,14 +165,7 @@ func workflowSteps(steps []v1alpha1.WorkflowStep, base *field.Path) []workflowRe
 			_ = json.Unmarshal(s.Properties.Raw, &props)
 		}
 		out = append(out, workflowRef{name: props.Name, path: p.Child("properties", "name")})
-	}
-	for i := range steps {
-		p := base.Index(i)
-		add(&steps[i].WorkflowStepBase, p)
-		for j := range steps[i].SubSteps {
-			add(&steps[i].SubSteps[j], p.Child("subSteps").Index(j))
-		}
-	}
+	})
 	return out
 }
 

@@ -94,7 +94,7 @@ func (l Limits) CheckLoops(steps []v1alpha1.WorkflowStep, base *field.Path) fiel
 		return nil
 	}
 	var errs field.ErrorList
-	check := func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
+	v1alpha1.EachStep(steps, base, func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
 		switch {
 		case s.Matrix != nil:
 			n, err := v1alpha1.MatrixSize(s.Matrix)
@@ -113,13 +113,6 @@ func (l Limits) CheckLoops(steps []v1alpha1.WorkflowStep, base *field.Path) fiel
 				errs = append(errs, field.Invalid(p.Child("forEach", "items"), fmt.Sprintf("%d items", len(items)), err.Error()))
 			}
 		}
-	}
-	for i := range steps {
-		p := base.Index(i)
-		check(&steps[i].WorkflowStepBase, p)
-		for j := range steps[i].SubSteps {
-			check(&steps[i].SubSteps[j], p.Child("subSteps").Index(j))
-		}
-	}
+	})
 	return errs
 }

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/stepflow/stepflow/server/servertest"
-	"github.com/stepflow/stepflow/store/postgres"
 )
 
 // Two hundred concurrent creates of one name, a finished run of that name stored: each is
@@ -23,15 +21,7 @@ func TestConcurrentCreatesOfOneNameRunWhatTheyAcknowledge(t *testing.T) {
 }
 
 func TestConcurrentCreatesOfOneNameRunWhatTheyAcknowledgeOnPostgres(t *testing.T) {
-	if pg == nil {
-		t.Skip("-short: no PostgreSQL")
-	}
-	st, err := postgres.Open(context.Background(), postgres.Options{URL: pg.NewDatabase(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	testConcurrentCreates(t, servertest.Options{Store: st})
+	testConcurrentCreates(t, onPostgres(t))
 }
 
 func testConcurrentCreates(t *testing.T, opts servertest.Options) {
