@@ -85,9 +85,9 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 	}
 	a := &Assembly{}
 	if mode.DefinitionsTTL > 0 && mode.Definitions != nil {
-		a.Catalog = catalog.NewCached(mode.Definitions, mode.DefinitionsTTL)
+		a.Catalog = catalog.NewCached(mode.Definitions, mode.DefinitionsTTL, cfg.Limits)
 	} else {
-		a.Catalog = catalog.New(mode.Definitions)
+		a.Catalog = catalog.New(mode.Definitions, cfg.Limits)
 	}
 	a.Registry = Registry(cfg.Providers)
 	ropts := step.Options{Registry: a.Registry, Definitions: a.Catalog, EvalTimeout: cfg.EvalTimeout}

@@ -13,6 +13,7 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
@@ -49,7 +50,7 @@ func start(t *testing.T, cfg assembly.Config, doc string, checked bool) (*assemb
 	if err := yaml.UnmarshalStrict([]byte(doc), &obj); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Create(ctx, &engine.Run{Object: &obj, Checked: checked}, false); err != nil {
+	if err := st.Create(ctx, &engine.Run{Object: &obj, Checked: checked}, store.CreateNew); err != nil {
 		t.Fatal(err)
 	}
 	engCtx, cancel := context.WithCancel(ctx)

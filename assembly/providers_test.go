@@ -51,7 +51,7 @@ func TestEgressPolicyCoversTheURLsStepsFetch(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { calls.Add(1) }))
 	defer srv.Close()
-	policy, err := egress.New(nil, []string{"127.0.0.0/8"})
+	policy, err := egress.New(egress.Options{Deny: []string{"127.0.0.0/8"}})
 	if err != nil {
 		t.Fatal(err)
 	}

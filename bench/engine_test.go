@@ -27,6 +27,7 @@ import (
 	"github.com/stepflow/stepflow/provider/builtin"
 	httpprovider "github.com/stepflow/stepflow/provider/http"
 	"github.com/stepflow/stepflow/step"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/telemetry"
 )
@@ -161,7 +162,7 @@ func throughput(b *testing.B, runs, steps int, withTel bool) {
 	for i := range runs {
 		obj := &v1alpha1.WorkflowRun{Spec: v1alpha1.WorkflowRunSpec{WorkflowSpec: spec.DeepCopy()}}
 		obj.Name, obj.Namespace = fmt.Sprintf("run-%d", i), "default"
-		if err := st.Create(ctx, &engine.Run{Object: obj}, false); err != nil {
+		if err := st.Create(ctx, &engine.Run{Object: obj}, store.CreateNew); err != nil {
 			b.Fatal(err)
 		}
 		keys = append(keys, engine.Key{Namespace: "default", Name: obj.Name})

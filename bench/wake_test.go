@@ -15,6 +15,7 @@ import (
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/step"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
@@ -93,7 +94,7 @@ func wakeUp(b *testing.B, runs int) {
 	for i := range keys {
 		obj := &v1alpha1.WorkflowRun{Spec: v1alpha1.WorkflowRunSpec{WorkflowSpec: spec.DeepCopy()}}
 		obj.Name, obj.Namespace = fmt.Sprintf("run-%d", i), "default"
-		if err := st.Create(ctx, &engine.Run{Object: obj}, false); err != nil {
+		if err := st.Create(ctx, &engine.Run{Object: obj}, store.CreateNew); err != nil {
 			b.Fatal(err)
 		}
 		keys[i] = engine.Key{Namespace: obj.Namespace, Name: obj.Name}

@@ -29,9 +29,11 @@ type Store interface {
 // (WithObjects), then in the store, then among the built-ins.
 type Catalog struct {
 	store Store
-	ttl   time.Duration
-	mu    sync.Mutex
-	cache map[[2]string]cached
+	// limits bound the loops of the runs and templates Check checks.
+	limits engine.Limits
+	ttl    time.Duration
+	mu     sync.Mutex
+	cache  map[[2]string]cached
 }
 
 // cached is a step type's template as looked up in the store ("" when none is stored), and
@@ -41,15 +43,18 @@ type cached struct {
 	until    time.Time
 }
 
-// New returns a catalog over store; a nil store has nothing stored.
-func New(store Store) *Catalog { return &Catalog{store: store} }
+// New returns a catalog over store; a nil store has nothing stored. Check refuses loops of
+// more items than limits allow (engine.Limits.CheckLoops), as the engine would.
+func New(store Store, limits engine.Limits) *Catalog {
+	return &Catalog{store: store, limits: limits}
+}
 
 // NewCached returns a catalog that keeps what it found in the store for ttl: a step type
 // stored or changed by another process is seen within ttl, and one changed through this
 // process at once if it calls Invalidate. A server evaluating many runs saves two store
 // queries per step this way.
-func NewCached(store Store, ttl time.Duration) *Catalog {
-	return &Catalog{store: store, ttl: ttl, cache: map[[2]string]cached{}}
+func NewCached(store Store, ttl time.Duration, limits engine.Limits) *Catalog {
+	return &Catalog{store: store, limits: limits, ttl: ttl, cache: map[[2]string]cached{}}
 }
 
 // Invalidate forgets what the catalog keeps: a step type was stored or deleted.

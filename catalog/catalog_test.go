@@ -38,7 +38,7 @@ func (s *store) Workflow(_ context.Context, ns, name string) (*v1alpha1.Workflow
 // the objects of the request come before the store.
 func TestLookupOrder(t *testing.T) {
 	st := &store{defs: map[string]string{"team/greet": "team", "vela-system/greet": "system", "vela-system/suspend": "shadowed"}}
-	c := catalog.New(st)
+	c := catalog.New(st, engine.Limits{})
 	ctx := context.Background()
 	for _, tc := range []struct{ ns, typ, want string }{
 		{"team", "greet", "team"}, {"other", "greet", "system"}, {"other", "suspend", "shadowed"},
@@ -68,7 +68,7 @@ func TestLookupOrder(t *testing.T) {
 // again after Invalidate.
 func TestCachedLookups(t *testing.T) {
 	st := &store{defs: map[string]string{"team/greet": "v1"}}
-	c := catalog.NewCached(st, time.Hour)
+	c := catalog.NewCached(st, time.Hour, engine.Limits{})
 	ctx := context.Background()
 	for range 5 {
 		if got, _ := c.Template(ctx, "team", "greet"); got != "v1" {

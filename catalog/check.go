@@ -24,8 +24,9 @@ type CUE interface {
 
 // Check checks everything in objs that can be checked without running: the definitions' CUE,
 // the templates and runs against the API, the runs' steps against the step types they name
-// (those of objs included), `workflow` steps against the templates they run, and a run's
-// context against its template's parameters. It returns nil or a manifest.Errors, each
+// (those of objs included), `workflow` steps against the templates they run, a run's
+// context against its template's parameters, and loops against the limit of iterations
+// (counted from their lists' lengths, never built). It returns nil or a manifest.Errors, each
 // problem at its file, line and field path.
 func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) error {
 	ctx = WithObjects(ctx, objs)
@@ -49,6 +50,9 @@ func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) er
 	}
 	for _, wf := range objs.Workflows {
 		errs := v1alpha1.ValidateWorkflow(wf)
+		if len(errs) == 0 {
+			errs = c.limits.CheckLoops(wf.Steps, field.NewPath("steps"))
+		}
 		if len(errs) == 0 {
 			base := field.NewPath("steps")
 			errs = append(c.checkSubWorkflows(ctx, wf.Namespace, wf.Steps, base), cue.CheckSteps(ctx, wf.Namespace, wf.Steps, base)...)
@@ -75,6 +79,9 @@ func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) er
 func (c *Catalog) checkRun(ctx context.Context, cue CUE, run *v1alpha1.WorkflowRun) field.ErrorList {
 	if run.Spec.WorkflowSpec != nil {
 		steps, base := run.Spec.WorkflowSpec.Steps, field.NewPath("spec", "workflowSpec", "steps")
+		if errs := c.limits.CheckLoops(steps, base); len(errs) > 0 {
+			return errs
+		}
 		return append(c.checkSubWorkflows(ctx, run.Namespace, steps, base), cue.CheckSteps(ctx, run.Namespace, steps, base)...)
 	}
 	ref := field.NewPath("spec", "workflowRef")
@@ -84,6 +91,9 @@ func (c *Catalog) checkRun(ctx context.Context, cue CUE, run *v1alpha1.WorkflowR
 	}
 	// The referenced Workflow's steps run under the run's mode: check them as such.
 	if errs := v1alpha1.ValidateSteps(wf.Steps, v1alpha1.EffectiveMode(&run.Spec, wf), ref); len(errs) > 0 {
+		return errs
+	}
+	if errs := c.limits.CheckLoops(wf.Steps, ref); len(errs) > 0 {
 		return errs
 	}
 	var errs field.ErrorList
@@ -144,7 +154,7 @@ type workflowRef struct {
 // workflowSteps lists the templates the `workflow` steps of steps run.
 func workflowSteps(steps []v1alpha1.WorkflowStep, base *field.Path) []workflowRef {
 	var out []workflowRef
-	add := func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
+	v1alpha1.EachStep(steps, base, func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
 		if s.Type != v1alpha1.TypeWorkflow {
 			return
 		}
@@ -155,14 +165,7 @@ func workflowSteps(steps []v1alpha1.WorkflowStep, base *field.Path) []workflowRe
 			_ = json.Unmarshal(s.Properties.Raw, &props)
 		}
 		out = append(out, workflowRef{name: props.Name, path: p.Child("properties", "name")})
-	}
-	for i := range steps {
-		p := base.Index(i)
-		add(&steps[i].WorkflowStepBase, p)
-		for j := range steps[i].SubSteps {
-			add(&steps[i].SubSteps[j], p.Child("subSteps").Index(j))
-		}
-	}
+	})
 	return out
 }
 

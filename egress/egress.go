@@ -1,5 +1,6 @@
 // Package egress decides which network destinations steps may reach. A server operator gives
-// allow and deny lists of hosts and CIDRs (--egress-allow, --egress-deny); the HTTP, webhook,
+// allow and deny lists of hosts and CIDRs (--egress-allow, --egress-deny), and the server and
+// the controller refuse link-local addresses unless told otherwise; the HTTP, webhook,
 // notification, metrics and email actions then dial through a Policy, which checks the host
 // name asked for and every address it resolves to, and dials only an address it checked, so
 // that a name re-pointed between the check and the dial (DNS rebinding) cannot slip through.
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -61,26 +63,40 @@ func (r rule) matchesAddr(a netip.Addr) bool {
 
 // Policy is the lists. A destination is allowed when the allow list is empty or one of its
 // entries matches the host name or the address, and no entry of the deny list matches
-// either: deny wins.
+// either: deny wins. An unspecified address (0.0.0.0, ::), which reaches the local host, is
+// checked as the loopback address too. With denyLinkLocal, link-local addresses are refused
+// before the lists are consulted.
 type Policy struct {
-	allow, deny []rule
+	allow, deny   []rule
+	denyLinkLocal bool
 	// Resolver looks host names up; nil means net.DefaultResolver.
 	resolver *net.Resolver
 	dialer   net.Dialer
 }
 
-// New parses the lists; an entry is a CIDR (10.0.0.0/8, fd00::/8), an address, a host name, or
-// *.example.com for its subdomains. With both lists empty it returns nil: no policy.
-func New(allow, deny []string) (*Policy, error) {
-	if len(allow) == 0 && len(deny) == 0 {
+// Options are an operator's settings: the lists, whose entries are CIDRs (10.0.0.0/8,
+// fd00::/8), addresses, host names, or *.example.com for its subdomains, and whether
+// link-local addresses are refused.
+type Options struct {
+	Allow, Deny []string
+	// DenyLinkLocal refuses link-local destinations (169.254.0.0/16, fe80::/10), where cloud
+	// providers serve instance metadata and credentials, whatever the lists say. The server
+	// and the controller set it unless their operator gives --egress-allow-link-local.
+	DenyLinkLocal bool
+}
+
+// New parses the lists. With nothing to check (both lists empty, link-local allowed) it
+// returns nil: no policy.
+func New(opts Options) (*Policy, error) {
+	if len(opts.Allow) == 0 && len(opts.Deny) == 0 && !opts.DenyLinkLocal {
 		return nil, nil
 	}
-	p := &Policy{resolver: net.DefaultResolver}
+	p := &Policy{resolver: net.DefaultResolver, denyLinkLocal: opts.DenyLinkLocal}
 	for _, list := range []struct {
 		name  string
 		in    []string
 		rules *[]rule
-	}{{"allow", allow, &p.allow}, {"deny", deny, &p.deny}} {
+	}{{"allow", opts.Allow, &p.allow}, {"deny", opts.Deny, &p.deny}} {
 		for _, s := range list.in {
 			r, err := parseRule(s)
 			if err != nil {
@@ -98,6 +114,8 @@ type DeniedError struct {
 	Addr netip.Addr
 	// Rule is the deny entry that matched, or "" when no allow entry did.
 	Rule string
+	// LinkLocal says that the address is link-local, refused by default.
+	LinkLocal bool
 }
 
 func (e *DeniedError) Error() string {
@@ -105,26 +123,47 @@ func (e *DeniedError) Error() string {
 	if e.Addr.IsValid() && e.Addr.String() != e.Host {
 		dest += " (" + e.Addr.String() + ")"
 	}
-	if e.Rule != "" {
+	if e.Addr.IsUnspecified() {
+		dest += ", which reaches this host's loopback,"
+	}
+	switch {
+	case e.LinkLocal:
+		return fmt.Sprintf("destination %s is link-local (cloud instance metadata), denied by default; the server's operator allows it with --egress-allow-link-local", dest)
+	case e.Rule != "":
 		return fmt.Sprintf("destination %s is denied by the egress deny entry %q; the server's operator sets --egress-deny", dest, e.Rule)
 	}
 	return fmt.Sprintf("destination %s is not in the egress allow list; the server's operator sets --egress-allow", dest)
 }
 
+// asChecked are the addresses a is checked as: itself, and for an unspecified address, which
+// a connection takes for the local host, the loopback address of its family.
+func asChecked(a netip.Addr) []netip.Addr {
+	switch {
+	case !a.IsUnspecified():
+		return []netip.Addr{a}
+	case a.Is4():
+		return []netip.Addr{a, netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+	default:
+		return []netip.Addr{a, netip.IPv6Loopback()}
+	}
+}
+
 // check decides one resolved address of host.
 func (p *Policy) check(host string, a netip.Addr) error {
+	if p.denyLinkLocal && a.IsLinkLocalUnicast() {
+		return &DeniedError{Host: host, Addr: a, LinkLocal: true}
+	}
+	addrs := asChecked(a)
+	matches := func(r rule) bool {
+		return r.matchesHost(host) || slices.ContainsFunc(addrs, r.matchesAddr)
+	}
 	for _, r := range p.deny {
-		if r.matchesHost(host) || r.matchesAddr(a) {
+		if matches(r) {
 			return &DeniedError{Host: host, Addr: a, Rule: r.text}
 		}
 	}
-	if len(p.allow) == 0 {
+	if len(p.allow) == 0 || slices.ContainsFunc(p.allow, matches) {
 		return nil
-	}
-	for _, r := range p.allow {
-		if r.matchesHost(host) || r.matchesAddr(a) {
-			return nil
-		}
 	}
 	return &DeniedError{Host: host, Addr: a}
 }

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
@@ -69,4 +72,47 @@ func (l Limits) checkResult(r *StepResult) error {
 		}
 	}
 	return nil
+}
+
+// iterationsError is the refusal of a loop of n items, n counted as v1alpha1.MatrixSize counts.
+func (l Limits) iterationsError(n int) error {
+	if l.Iterations < 0 || n <= l.Iterations {
+		return nil
+	}
+	return fmt.Errorf("%s items, more than the limit of %d iterations per loop (the engine's Limits.Iterations, --max-iterations)", v1alpha1.CountText(n), l.Iterations)
+}
+
+// CheckLoops refuses the loops among steps (sub-steps included) with more items than the
+// limit of iterations: a matrix's combinations and a forEach's inline items, counted before
+// any item is built. A forEach over a run variable (forEach.from) is counted when its step
+// starts. base is the field path of steps; the problems are at each loop's matrix or
+// forEach.items. The catalog checks runs and templates with it before they are stored; the
+// engine counts a loop's items the same way when its step starts, and fails the step.
+func (l Limits) CheckLoops(steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList {
+	l = l.withDefaults()
+	if l.Iterations < 0 {
+		return nil
+	}
+	var errs field.ErrorList
+	v1alpha1.EachStep(steps, base, func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
+		switch {
+		case s.Matrix != nil:
+			n, err := v1alpha1.MatrixSize(s.Matrix)
+			if err == nil {
+				err = l.iterationsError(n)
+			}
+			if err != nil {
+				errs = append(errs, field.Invalid(p.Child("matrix"), fmt.Sprintf("%s combinations", v1alpha1.CountText(n)), err.Error()))
+			}
+		case s.ForEach != nil && s.ForEach.Items != nil && len(bytes.TrimSpace(s.ForEach.Items.Raw)) > 0:
+			var items []json.RawMessage
+			if json.Unmarshal(s.ForEach.Items.Raw, &items) != nil {
+				return // not a list: validation says so
+			}
+			if err := l.iterationsError(len(items)); err != nil {
+				errs = append(errs, field.Invalid(p.Child("forEach", "items"), fmt.Sprintf("%d items", len(items)), err.Error()))
+			}
+		}
+	})
+	return errs
 }

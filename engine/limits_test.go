@@ -1,6 +1,8 @@
 package engine_test
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -55,5 +57,33 @@ spec:
 	}
 	if _, ok := run.Vars["l"]; ok {
 		t.Error("the output over the limit was stored")
+	}
+}
+
+// A matrix of 1000^7 combinations fails its step from the lists' lengths, at once, naming the
+// limit and its flag: nothing is built (before, the engine expanded the product first).
+func TestAHugeMatrixFailsItsStepWithoutBeingBuilt(t *testing.T) {
+	h := newHarness(t, func(o *engine.Options) { o.Limits = engine.Limits{Iterations: 100} })
+	var lists []string
+	for i := range 7 {
+		items := make([]string, 1000)
+		for j := range items {
+			items[j] = strconv.Itoa(j)
+		}
+		lists = append(lists, fmt.Sprintf("l%d: [%s]", i, strings.Join(items, ", ")))
+	}
+	key := h.start(fmt.Sprintf(`
+metadata: {name: huge}
+spec:
+  workflowSpec:
+    steps:
+    - {name: each, type: ok, matrix: {%s}}`, strings.Join(lists, ", ")))
+	run := h.waitSettled(key)
+	s := run.Object.Status.Steps[0]
+	if s.Phase != v1alpha1.StepFailed || !strings.Contains(s.Message, "more than the limit of 100 iterations per loop") || !strings.Contains(s.Message, "--max-iterations") {
+		t.Errorf("huge matrix: %s %q", s.Phase, s.Message)
+	}
+	if h.script.count("each") != 0 {
+		t.Error("an iteration of the huge matrix ran")
 	}
 }

@@ -18,14 +18,14 @@ import (
 // failed ones first, then the most recent. Run.Loops keeps them all.
 const statusEntries = 20
 
-// beginLoop resolves the items of a looping step that starts.
-func beginLoop(run *Run, n *node, limit int) error {
-	items, err := loopItems(run, n.spec)
+// beginLoop resolves the items of a looping step that starts, refusing more than the limit.
+func beginLoop(run *Run, n *node, limits Limits) error {
+	items, err := loopItems(run, n.spec, limits)
 	if err != nil {
 		return err
 	}
-	if limit > 0 && len(items) > limit {
-		return fmt.Errorf("%d items, more than the limit of %d iterations per loop (the engine's Limits.Iterations, --max-iterations)", len(items), limit)
+	if err := limits.iterationsError(len(items)); err != nil {
+		return err
 	}
 	if run.Loops == nil {
 		run.Loops = map[string]*Loop{}
@@ -38,12 +38,20 @@ func beginLoop(run *Run, n *node, limit int) error {
 }
 
 // loopItems are the values a looping step iterates over: its forEach items, the run variable its
-// forEach reads, or the combinations of its matrix.
-func loopItems(run *Run, s *v1alpha1.WorkflowStepBase) ([]json.RawMessage, error) {
+// forEach reads, or the combinations of its matrix, which are counted first: a matrix of more
+// combinations than the limit is refused before any is built.
+func loopItems(run *Run, s *v1alpha1.WorkflowStepBase, limits Limits) ([]json.RawMessage, error) {
 	var items []json.RawMessage
 	switch f := s.ForEach; {
 	case s.Matrix != nil:
-		combos, err := v1alpha1.MatrixItems(s.Matrix)
+		size, err := v1alpha1.MatrixSize(s.Matrix)
+		if err != nil {
+			return nil, fmt.Errorf("matrix: %w", err)
+		}
+		if err := limits.iterationsError(size); err != nil {
+			return nil, fmt.Errorf("matrix: %w", err)
+		}
+		combos, err := v1alpha1.MatrixItems(s.Matrix, limits.Iterations)
 		if err != nil {
 			return nil, fmt.Errorf("matrix: %w", err)
 		}

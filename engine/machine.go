@@ -398,7 +398,7 @@ func (m *machine) schedule(ctx context.Context, run *Run, g *graph, list []*node
 			m.start(run, n, now, t)
 			switch {
 			case n.looping:
-				if err := beginLoop(run, n, m.limits.Iterations); err != nil {
+				if err := beginLoop(run, n, m.limits); err != nil {
 					m.fail(run, n, v1alpha1.ReasonInput, err.Error(), now, t)
 					continue
 				}

@@ -55,7 +55,7 @@ func TestExtensionShapes(t *testing.T) {
 	if f := fleet[2].ForEach; f == nil || string(f.Items.Raw) != `[{"name":"api","path":"/healthz"},{"name":"worker","path":"/ready"}]` {
 		t.Errorf("smoke forEach items are %s", f.Items.Raw)
 	}
-	combos, err := v1alpha1.MatrixItems(fleet[3].Matrix)
+	combos, err := v1alpha1.MatrixItems(fleet[3].Matrix, -1)
 	if err != nil || len(combos) != 4 || string(combos[1]["tier"]) != `"silver"` {
 		t.Errorf("soak matrix expands to %v, %v", combos, err)
 	}

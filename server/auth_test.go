@@ -180,3 +180,57 @@ func get(client *http.Client, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// A token of team-a validating objects of team-b is answered 403, the same whether team-b holds
+// what they name or not: before, /validate told a template's existence and its parameters'
+// names, and a step type's parameters, to any namespaced viewer.
+func TestValidateKeepsOtherNamespacesHidden(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	admin := caller{t: t, base: srv.URL, token: srv.Token(t, "admin")}
+	viewer := caller{t: t, base: srv.URL, token: srv.Token(t, "viewer", "team-a")}
+	admin.postYAML("/api/v1/templates", `
+apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata: {name: payroll, namespace: team-b}
+parameters:
+- {name: bankAccount, type: string, required: true}
+steps:
+- {name: pay, type: print-message-in-status, properties: {message: paid}}
+`).want(t, http.StatusCreated)
+	admin.postYAML("/api/v1/definitions", `
+apiVersion: core.oam.dev/v1beta1
+kind: WorkflowStepDefinition
+metadata: {name: wire-money, namespace: team-b}
+spec: {schematic: {cue: {template: 'parameter: {swiftCode: string}'}}}
+`).want(t, http.StatusCreated)
+
+	run := func(ns, ref, typ string) string {
+		steps := "spec: {workflowRef: " + ref + "}"
+		if typ != "" {
+			steps = "spec: {workflowSpec: {steps: [{name: s, type: " + typ + "}]}}"
+		}
+		return "apiVersion: core.oam.dev/v1alpha1\nkind: WorkflowRun\nmetadata: {name: probe, namespace: " + ns + "}\n" + steps + "\n"
+	}
+	var answers []string
+	for _, doc := range []string{
+		run("team-b", "payroll", ""), run("team-b", "no-such-template", ""),
+		run("team-b", "", "wire-money"), run("team-b", "", "no-such-type"),
+		"apiVersion: core.oam.dev/v1alpha1\nkind: Workflow\nmetadata: {name: probe, namespace: team-b}\nsteps: [{name: s, type: wire-money}]\n",
+	} {
+		r := viewer.postYAML("/api/v1/validate", doc).want(t, http.StatusForbidden)
+		for _, secret := range []string{"bankAccount", "swiftCode", "payroll", "wire-money", "no Workflow", "step type"} {
+			if strings.Contains(string(r.body), secret) {
+				t.Errorf("the answer tells %q: %s", secret, r.body)
+			}
+		}
+		answers = append(answers, string(r.body))
+	}
+	for _, a := range answers[1:] {
+		if a != answers[0] {
+			t.Errorf("answers differ, so they tell what team-b holds:\n%s\n%s", answers[0], a)
+		}
+	}
+	// Its own namespace is validated as before.
+	viewer.postYAML("/api/v1/validate", run("team-a", "", "no-such-type")).want(t, http.StatusBadRequest)
+	viewer.postYAML("/api/v1/validate", run("team-a", "", "suspend")).want(t, http.StatusOK)
+}

@@ -14,7 +14,7 @@ import (
 // A server whose operator denies the loopback network fails a step that calls a local
 // service at once, naming the entry; nothing reaches the service.
 func TestEgressDenyListStopsASteps(t *testing.T) {
-	policy, err := egress.New(nil, []string{"127.0.0.0/8"})
+	policy, err := egress.New(egress.Options{Deny: []string{"127.0.0.0/8"}})
 	if err != nil {
 		t.Fatal(err)
 	}

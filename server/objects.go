@@ -20,7 +20,9 @@ import (
 const builtinNamespace = "builtin"
 
 // decodeObjects reads a body of Kubernetes-shaped objects (JSON or YAML) and checks them as
-// `stepflow vet` does; problems answer 400 with their lines and field paths.
+// `stepflow vet` does; problems answer 400 with their lines and field paths. An object in a
+// namespace the caller may not see answers 403 before anything is checked: the checks look
+// the namespace's templates and step types up, and their answers would tell what it holds.
 func (s *Server) decodeObjects(r *http.Request) (*manifest.Objects, error) {
 	body, err := readBody(r)
 	if err != nil {
@@ -29,6 +31,9 @@ func (s *Server) decodeObjects(r *http.Request) (*manifest.Objects, error) {
 	objs, err := manifest.Decode(bodyName, body)
 	if err != nil {
 		return nil, invalid(err)
+	}
+	if err := seesAll(r.Context(), objs); err != nil {
+		return nil, err
 	}
 	if err := s.catalog.Check(r.Context(), s.runner, objs); err != nil {
 		return nil, invalid(err)
@@ -42,6 +47,28 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "runs": len(objs.Runs), "templates": len(objs.Workflows), "definitions": len(objs.Definitions)})
+	return nil
+}
+
+// seesAll answers 403 for objects of a namespace the caller may not see, as a create there
+// does.
+func seesAll(ctx context.Context, objs *manifest.Objects) error {
+	id := identityOf(ctx)
+	var namespaces []string
+	for _, o := range objs.Runs {
+		namespaces = append(namespaces, o.Namespace)
+	}
+	for _, o := range objs.Workflows {
+		namespaces = append(namespaces, o.Namespace)
+	}
+	for _, o := range objs.Definitions {
+		namespaces = append(namespaces, o.Namespace)
+	}
+	for _, ns := range namespaces {
+		if !id.sees(ns) {
+			return errorf(http.StatusForbidden, "the token may not use namespace %q", ns)
+		}
+	}
 	return nil
 }
 
@@ -87,7 +114,8 @@ func (s *Server) getTemplate(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// oneWorkflow reads a body holding one Workflow, checked, in a namespace the caller may write.
+// oneWorkflow reads a body holding one Workflow, checked, in a namespace the caller may write
+// (decodeObjects).
 func (s *Server) oneWorkflow(r *http.Request) (*v1alpha1.Workflow, error) {
 	objs, err := s.decodeObjects(r)
 	if err != nil {
@@ -96,11 +124,7 @@ func (s *Server) oneWorkflow(r *http.Request) (*v1alpha1.Workflow, error) {
 	if len(objs.Workflows) != 1 || len(objs.Runs)+len(objs.Definitions) > 0 {
 		return nil, errorf(http.StatusBadRequest, "the body must be one Workflow (apiVersion core.oam.dev/v1alpha1, kind Workflow)")
 	}
-	wf := objs.Workflows[0]
-	if !identityOf(r.Context()).sees(wf.Namespace) {
-		return nil, errorf(http.StatusForbidden, "the token may not write namespace %q", wf.Namespace)
-	}
-	return wf, nil
+	return objs.Workflows[0], nil
 }
 
 func (s *Server) createTemplate(w http.ResponseWriter, r *http.Request) error {
@@ -243,11 +267,7 @@ func (s *Server) oneDefinition(r *http.Request) (*v1beta1.WorkflowStepDefinition
 	if len(objs.Definitions) != 1 || len(objs.Runs)+len(objs.Workflows) > 0 {
 		return nil, errorf(http.StatusBadRequest, "the body must be one WorkflowStepDefinition (apiVersion core.oam.dev/v1beta1)")
 	}
-	d := objs.Definitions[0]
-	if !identityOf(r.Context()).sees(d.Namespace) {
-		return nil, errorf(http.StatusForbidden, "the token may not write namespace %q", d.Namespace)
-	}
-	return d, nil
+	return objs.Definitions[0], nil
 }
 
 func (s *Server) createDefinition(w http.ResponseWriter, r *http.Request) error {

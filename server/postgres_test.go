@@ -13,8 +13,10 @@ var pg *pgtest.Server
 
 func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
 
-// The API over a real PostgreSQL: the same run, from creation to deletion.
-func TestRunOverTheAPIOnPostgres(t *testing.T) {
+// onPostgres is a server's options over a new database of the real PostgreSQL; the test is
+// skipped under -short, which has none.
+func onPostgres(t *testing.T) servertest.Options {
+	t.Helper()
 	if pg == nil {
 		t.Skip("-short: no PostgreSQL")
 	}
@@ -23,5 +25,10 @@ func TestRunOverTheAPIOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	testRunOverTheAPI(t, servertest.Options{Store: st})
+	return servertest.Options{Store: st}
+}
+
+// The API over a real PostgreSQL: the same run, from creation to deletion.
+func TestRunOverTheAPIOnPostgres(t *testing.T) {
+	testRunOverTheAPI(t, onPostgres(t))
 }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"log/slog"
 	"mime"
@@ -186,9 +188,13 @@ func (s *Server) serve(rt route) http.HandlerFunc {
 	}
 }
 
-// readBody reads a request's body whole.
+// readBody reads a request's body whole. A body that does not arrive within the server's read
+// timeout answers 408.
 func readBody(r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(r.Body)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, errorf(http.StatusRequestTimeout, "the body did not arrive in time")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read the body: %w", err)
 	}

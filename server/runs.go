@@ -60,6 +60,10 @@ func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if wait > 0 {
+		// The body is read: the answer may come up to wait later than the server's timeouts.
+		extendDeadlines(w, time.Now().Add(wait+time.Minute))
+	}
 	var obj *v1alpha1.WorkflowRun
 	var objs *manifest.Objects
 	if tr, ok, err := asTemplateRun(body, isYAML(r)); err != nil {
@@ -195,8 +199,8 @@ func generateName(prefix string) string {
 	return prefix + string(b)
 }
 
-// createRun checks a new run and stores it, replacing a finished run of the same name, and
-// queues it. objs, when the run came as a document, locates the problems found in it.
+// createRun checks a new run and stores it, replacing a finished run of the same name (a
+// compare-and-swap on the version found finished), and queues it. objs, when the run came as a document, locates the problems found in it.
 func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs *manifest.Objects) (*engine.Run, error) {
 	if obj.Namespace == "" {
 		obj.Namespace = manifest.DefaultNamespace
@@ -228,19 +232,21 @@ func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs 
 	obj.Status = v1alpha1.WorkflowRunStatus{}
 	run := &engine.Run{Object: obj, Sensitive: sensitive, Checked: true}
 	key := run.Key()
-	replace := false
+	// A finished run of the name is replaced only at the version found finished here: of
+	// requests racing for the name, one is answered 201, the others 409.
+	replaces := store.CreateNew
 	old, err := s.store.Load(ctx, key)
 	switch {
 	case err == nil && !old.Object.Status.Finished:
 		return nil, errorf(http.StatusConflict, "run %s exists and is %s: terminate or delete it first", key, orUnstarted(old.Object.Status.Phase))
 	case err == nil:
-		replace = true
+		replaces = old.Version
 	case !errors.Is(err, engine.ErrNotFound):
 		return nil, err
 	}
-	if err := s.store.Create(ctx, run, replace); err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return nil, errorf(http.StatusConflict, "run %s exists", key)
+	if err := s.store.Create(ctx, run, replaces); err != nil {
+		if errors.Is(err, store.ErrExists) || errors.Is(err, engine.ErrConflict) {
+			return nil, errorf(http.StatusConflict, "run %s exists: another request created it meanwhile", key)
 		}
 		return nil, err
 	}
@@ -451,8 +457,11 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// The stream is open from here: errors end it rather than answer.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	// The stream is open from here: errors end it rather than answer. It outlives the
+	// server's timeouts; each write has streamWriteTimeout to reach the client.
+	extendDeadlines(w, time.Time{})
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -478,6 +487,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
 	for {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		select {
 		case <-r.Context().Done():
 			return nil
@@ -509,6 +519,20 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		flusher.Flush()
 	}
+}
+
+// streamWriteTimeout bounds each write of an event stream: a client that stops reading loses
+// its stream (and its connection) rather than holding them.
+const streamWriteTimeout = time.Minute
+
+// extendDeadlines lets a request that answers late, an event stream or a ?wait, outlive the
+// server's read and write timeouts (http.Server's, which bound the others): its body is read,
+// and it has until until to answer (zero: no bound). Without it, the connection's read
+// deadline would cancel the request as it passed.
+func extendDeadlines(w http.ResponseWriter, until time.Time) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(until)
+	_ = rc.SetWriteDeadline(until)
 }
 
 func writeEvent(w http.ResponseWriter, name string, data []byte) {

@@ -231,7 +231,9 @@ func (s *Server) deleteTriggersOf(ctx context.Context, namespace, template strin
 	return nil
 }
 
-// webhook starts a run of a webhook trigger's template, its JSON body as the context.
+// webhook starts a run of a webhook trigger's template, its JSON body as the context. A
+// request that carries a delivery id, or signs a timestamp, is a delivery: its repeats are
+// answered as it was, and start nothing.
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	body, err := readBody(r)
@@ -249,9 +251,45 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeRecord(recordTrigger, id, rec.Data, &t); err != nil {
 		return err
 	}
-	if t.Type != triggerWebhook || !webhookAuthentic(r, body, t.Secret) {
+	ts, timed, err := signedTime(r, s.clock.Now())
+	if err != nil {
+		return err
+	}
+	sig, ok := webhookAuthentic(r, body, t.Secret, ts)
+	if t.Type != triggerWebhook || !ok {
 		return errorf(http.StatusUnauthorized, "unknown webhook or bad credentials: give ?token=SECRET or an X-Stepflow-Signature: sha256=HMAC header")
 	}
+	delivery, err := deliveryID(r, timed, sig)
+	if err != nil {
+		return err
+	}
+	if delivery == "" {
+		return s.startFromHook(w, r, &t, body)
+	}
+	ttl := deliveryTTL
+	if timed {
+		ttl = timedDeliveryTTL
+	}
+	first, version, err := s.claimDelivery(r.Context(), t.ID, delivery, ttl)
+	if err != nil {
+		return err
+	}
+	if first != nil {
+		send(w, first.Status, first.Body)
+		return nil
+	}
+	a := newAnswer()
+	if err := s.startFromHook(a, r, &t, body); err != nil {
+		s.writeError(a, r, err)
+	}
+	s.answerDelivery(r.Context(), t.ID, delivery, version, ttl, a)
+	send(w, a.status, a.body.Bytes())
+	return nil
+}
+
+// startFromHook starts the run of an authenticated webhook request and answers 202 with its
+// name.
+func (s *Server) startFromHook(w http.ResponseWriter, r *http.Request, t *trigger, body []byte) error {
 	ctx := maps.Clone(t.Context)
 	if ctx == nil {
 		ctx = map[string]any{}
@@ -275,13 +313,15 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// webhookAuthentic checks a webhook request's token or signature against the secret.
-func webhookAuthentic(r *http.Request, body []byte, secret string) bool {
+// webhookAuthentic checks a webhook request's token or signature against the secret, and
+// returns the signature it checked. With a timestamp (ts, X-Stepflow-Timestamp), the signature
+// is of "TIMESTAMP.BODY", so that the time cannot be changed or left out.
+func webhookAuthentic(r *http.Request, body []byte, secret, ts string) ([]byte, bool) {
 	if secret == "" {
-		return false
+		return nil, false
 	}
 	if tok := r.URL.Query().Get("token"); tok != "" {
-		return subtle.ConstantTimeCompare([]byte(tok), []byte(secret)) == 1
+		return nil, subtle.ConstantTimeCompare([]byte(tok), []byte(secret)) == 1
 	}
 	sig := r.Header.Get("X-Stepflow-Signature")
 	if sig == "" {
@@ -289,22 +329,28 @@ func webhookAuthentic(r *http.Request, body []byte, secret string) bool {
 	}
 	hexSig, ok := strings.CutPrefix(sig, "sha256=")
 	if !ok {
-		return false
+		return nil, false
 	}
 	got, err := hex.DecodeString(hexSig)
 	if err != nil {
-		return false
+		return nil, false
 	}
 	mac := hmac.New(sha256.New, []byte(secret))
+	if ts != "" {
+		mac.Write([]byte(ts + "."))
+	}
 	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
+	return got, hmac.Equal(got, mac.Sum(nil))
 }
 
-// scheduler starts the runs of cron triggers. Several servers may share a store: each
-// firing is claimed by a compare-and-swap of the trigger's record, so only one starts it.
+// scheduler starts the runs of cron triggers, and deletes the expired webhook deliveries every
+// pruneEvery. Several servers may share a store: each firing is claimed by a compare-and-swap
+// of the trigger's record, so only one starts it.
 type scheduler struct {
 	s    *Server
 	wake chan struct{}
+	// pruned is when the expired webhook deliveries were last deleted.
+	pruned time.Time
 }
 
 func newScheduler(s *Server) *scheduler {
@@ -326,6 +372,12 @@ func (c *scheduler) run(ctx context.Context) error {
 	for {
 		next := c.tick(ctx)
 		now := c.s.clock.Now()
+		if now.Sub(c.pruned) >= pruneEvery {
+			c.pruned = now
+			if err := c.s.pruneDeliveries(ctx); err != nil {
+				c.s.log.Error("webhook deliveries", "err", err)
+			}
+		}
 		wait := rescan
 		if !next.IsZero() && next.Sub(now) < wait {
 			wait = max(next.Sub(now), 0)

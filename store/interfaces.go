@@ -24,9 +24,15 @@ type Store interface {
 // list and read the log of.
 type Runs interface {
 	engine.Store
-	// Create stores a new run, or replaces a stored one when replace is set; without it, a run
-	// stored already fails with an error wrapping ErrExists.
-	Create(ctx context.Context, run *engine.Run, replace bool) error
+	// Create stores a new run and sets run.Version, in one compare-and-swap: replaces says
+	// which stored run it may take the place of. With 0 (CreateNew) there must be none: a run
+	// stored already fails with an error wrapping ErrExists. With a version, the stored run
+	// must be at that version (the one its caller loaded and found finished): another, or
+	// none, fails with an error wrapping engine.ErrConflict and writes nothing, so that of
+	// concurrent creates replacing one run only one succeeds. With ReplaceAny, whatever is
+	// stored is replaced. A replaced run's log is deleted with it, and a holder of its version
+	// gets a conflict when it saves.
+	Create(ctx context.Context, run *engine.Run, replaces int64) error
 	// Delete removes a run and its log.
 	Delete(ctx context.Context, key engine.Key) error
 	// List returns the runs opts selects, as summaries.

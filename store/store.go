@@ -20,9 +20,17 @@ import (
 	"github.com/stepflow/stepflow/engine"
 )
 
-// ErrExists is returned, wrapped, by a store's Create when the run is stored already and
-// replace is false, and by PutRecord when it is to create a record that is stored already.
+// ErrExists is returned, wrapped, by a store's Create of a run stored already (with
+// CreateNew), and by PutRecord when it is to create a record that is stored already.
 var ErrExists = errors.New("already exists")
+
+// What Runs.Create may replace, besides a stored run's version.
+const (
+	// CreateNew creates a run that is not stored yet.
+	CreateNew int64 = 0
+	// ReplaceAny replaces whatever run is stored under the name, finished or not.
+	ReplaceAny int64 = -1
+)
 
 // Change is a write of a run by another process sharing the store (a server replica), as
 // the store's notifications tell of it.

@@ -18,6 +18,7 @@ import (
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/step"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
@@ -144,7 +145,7 @@ func (e *env) start(t *testing.T, name, ref, spec string) engine.Key {
 		}
 	}
 	run := &engine.Run{Object: obj}
-	if err := e.store.Create(context.Background(), run, false); err != nil {
+	if err := e.store.Create(context.Background(), run, store.CreateNew); err != nil {
 		t.Fatal(err)
 	}
 	e.eng.Enqueue(run.Key())

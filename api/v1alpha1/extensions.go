@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,30 +33,82 @@ func IsIterationVar(from string) bool {
 	return from == VarItem || from == VarIndex || strings.HasPrefix(from, VarItem+".")
 }
 
-// MatrixItems expands a matrix, an object of named lists, to its combinations: one object per
-// combination with a value of each list, the names taken in alphabetical order, the first
-// varying slowest. The error says which name does not hold a list.
-func MatrixItems(m *runtime.RawExtension) ([]map[string]json.RawMessage, error) {
-	var lists map[string]json.RawMessage
+// matrixLists decodes a matrix, an object of named lists, and returns its names in
+// alphabetical order with their lists. The error says which name does not hold a list.
+func matrixLists(m *runtime.RawExtension) ([]string, map[string][]json.RawMessage, error) {
+	var raw map[string]json.RawMessage
 	if m == nil || len(bytes.TrimSpace(m.Raw)) == 0 {
-		return nil, fmt.Errorf("a matrix is an object of named lists")
+		return nil, nil, fmt.Errorf("a matrix is an object of named lists")
 	}
-	if err := json.Unmarshal(m.Raw, &lists); err != nil || lists == nil {
-		return nil, fmt.Errorf("a matrix is an object of named lists")
+	if err := json.Unmarshal(m.Raw, &raw); err != nil || raw == nil {
+		return nil, nil, fmt.Errorf("a matrix is an object of named lists")
 	}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range lists {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-	out := []map[string]json.RawMessage{{}}
+	names := slices.Sorted(maps.Keys(raw))
+	lists := make(map[string][]json.RawMessage, len(raw))
 	for _, name := range names {
 		var values []json.RawMessage
-		if err := json.Unmarshal(lists[name], &values); err != nil || values == nil {
-			return nil, fmt.Errorf("matrix %s: not a list", name)
+		if err := json.Unmarshal(raw[name], &values); err != nil || values == nil {
+			return nil, nil, fmt.Errorf("matrix %s: not a list", name)
 		}
+		lists[name] = values
+	}
+	return names, lists, nil
+}
+
+// MatrixSize counts the combinations of a matrix, the product of its lists' lengths, without
+// building any: math.MaxInt stands for a product too large for an int. A matrix without lists
+// has none.
+func MatrixSize(m *runtime.RawExtension) (int, error) {
+	names, lists, err := matrixLists(m)
+	if err != nil {
+		return 0, err
+	}
+	return matrixSize(names, lists), nil
+}
+
+func matrixSize(names []string, lists map[string][]json.RawMessage) int {
+	if len(names) == 0 {
+		return 0
+	}
+	n := 1
+	for _, name := range names {
+		l := len(lists[name])
+		if l == 0 {
+			return 0
+		}
+		if n > math.MaxInt/l {
+			n = math.MaxInt // and it stays there, unless a later list is empty
+			continue
+		}
+		n *= l
+	}
+	return n
+}
+
+// MatrixItems expands a matrix, an object of named lists, to its combinations: one object per
+// combination with a value of each list, the names taken in alphabetical order, the first
+// varying slowest. The error says which name does not hold a list. A matrix of more than max
+// combinations (max < 0: no bound) is refused before any combination is built, counted as
+// MatrixSize counts them.
+func MatrixItems(m *runtime.RawExtension, maxItems int) ([]map[string]json.RawMessage, error) {
+	names, lists, err := matrixLists(m)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	size := matrixSize(names, lists)
+	if maxItems >= 0 && size > maxItems {
+		return nil, fmt.Errorf("%s combinations, more than %d", CountText(size), maxItems)
+	}
+	if size == 0 {
+		return []map[string]json.RawMessage{}, nil
+	}
+	out := make([]map[string]json.RawMessage, 1, size)
+	out[0] = map[string]json.RawMessage{}
+	for _, name := range names {
+		values := lists[name]
 		next := make([]map[string]json.RawMessage, 0, len(out)*len(values))
 		for _, combo := range out {
 			for _, v := range values {
@@ -66,10 +120,16 @@ func MatrixItems(m *runtime.RawExtension) ([]map[string]json.RawMessage, error) 
 		}
 		out = next
 	}
-	if len(names) == 0 {
-		return nil, nil
-	}
 	return out, nil
+}
+
+// CountText writes a count of MatrixSize: math.MaxInt, which stands for any larger one, as
+// "more than" it.
+func CountText(n int) string {
+	if n == math.MaxInt {
+		return fmt.Sprintf("more than %d", math.MaxInt)
+	}
+	return strconv.Itoa(n)
 }
 
 // checkExtensions checks the stepflow extensions a step may carry: forEach, matrix, retry, and
@@ -95,7 +155,8 @@ func (c *stepChecker) checkExtensions(s *stepRef, inLoop bool) {
 		}
 	}
 	if b.Matrix != nil {
-		if _, err := MatrixItems(b.Matrix); err != nil {
+		// Counted, not built: the limit of iterations (engine.Limits) is checked on the size.
+		if _, err := MatrixSize(b.Matrix); err != nil {
 			c.errs = append(c.errs, field.Invalid(s.path.Child("matrix"), clip(string(b.Matrix.Raw)), err.Error()))
 		}
 	}

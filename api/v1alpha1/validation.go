@@ -34,6 +34,18 @@ func DefaultStepNames(steps []WorkflowStep) {
 	}
 }
 
+// EachStep calls f with each of steps and each of their sub-steps, in order, with its field
+// path under base.
+func EachStep(steps []WorkflowStep, base *field.Path, f func(s *WorkflowStepBase, path *field.Path)) {
+	for i := range steps {
+		p := base.Index(i)
+		f(&steps[i].WorkflowStepBase, p)
+		for j := range steps[i].SubSteps {
+			f(&steps[i].SubSteps[j], p.Child("subSteps").Index(j))
+		}
+	}
+}
+
 func defaultStepName(i int) string       { return fmt.Sprintf("step-%d", i) }
 func defaultSubStepName(i, j int) string { return fmt.Sprintf("step-%d-%d", i, j) }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"k8s.io/client-go/rest"
@@ -31,16 +32,13 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	if g.app != nil {
 		return g.app, nil
 	}
-	cfg, err := g.assemblyConfig()
+	cfg, err := g.assemblyConfig(false)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(g.dataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(g.dataDir, "stepflow.db")})
+	st, err := g.openSQLite(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
+		return nil, err
 	}
 	cfg.Providers.Clusters = &lazyClusters{g: g}
 	w := newWatcher(g)
@@ -53,6 +51,29 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	return g.app, nil
 }
 
+// openSQLite opens the embedded store in the data directory, which it creates for its owner
+// only (the database holds every run's variables and the server's secrets), and warns on
+// stderr when an existing store is open to other users.
+func (g *globals) openSQLite(ctx context.Context) (*sqlite.Store, error) {
+	if err := os.MkdirAll(g.dataDir, sqlite.DirMode); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(g.dataDir, "stepflow.db")
+	st, err := sqlite.Open(ctx, sqlite.Options{Path: path})
+	if err != nil {
+		return nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
+	}
+	open, err := sqlite.OpenToOthers(path)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	if len(open) > 0 {
+		fmt.Fprintf(g.stderr, "warning: other users may read the store (%s): chmod 700 the directory and 600 its files; docs/operations.md\n", strings.Join(open, ", "))
+	}
+	return st, nil
+}
+
 func (a *app) close() {
 	if a.store != nil {
 		_ = a.store.Close()
@@ -60,9 +81,10 @@ func (a *app) close() {
 }
 
 // assemblyConfig is the configuration every mode shares, from the global flags; a mode adds
-// its own (workers, clusters, telemetry).
-func (g *globals) assemblyConfig() (assembly.Config, error) {
-	policy, err := egress.New(g.egressAllow, g.egressDeny)
+// its own (workers, clusters, telemetry). denyLinkLocal refuses steps link-local destinations
+// (the server and the controller, unless --egress-allow-link-local).
+func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
+	policy, err := egress.New(egress.Options{Allow: g.egressAllow, Deny: g.egressDeny, DenyLinkLocal: denyLinkLocal})
 	if err != nil {
 		return assembly.Config{}, invalidErr(err)
 	}

@@ -36,6 +36,7 @@ type controllerFlags struct {
 	shardID         string
 	metricsAddr     string
 	healthAddr      string
+	allowLinkLocal  bool
 }
 
 func newControllerCommand(g *globals) *cobra.Command {
@@ -63,6 +64,7 @@ next start goes on from the stored status.`,
 	fl.StringVar(&f.leaderID, "leader-election-id", "stepflow-workflowrun-controller", "name of the election Lease")
 	fl.StringVar(&f.shardID, "shard-id", "", "drive only WorkflowRuns labelled "+controller.ShardLabel+"=ID")
 	fl.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", `address of /metrics ("0" turns it off)`)
+	fl.BoolVar(&f.allowLinkLocal, "egress-allow-link-local", false, linkLocalUsage)
 	fl.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz ("0" turns it off)`)
 	return cmd
 }
@@ -122,7 +124,7 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	}
 	clusters := cluster.New(cfg, cluster.Options{Secrets: mgr.GetClient(), QPS: f.qps, Burst: f.burst, Scheme: scheme})
 	watches := controller.NewWatches(cfg, clusters, log)
-	settings, err := g.assemblyConfig()
+	settings, err := g.assemblyConfig(!f.allowLinkLocal)
 	if err != nil {
 		return err
 	}

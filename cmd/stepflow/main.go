@@ -80,6 +80,10 @@ func runIn(dir string, args []string, stdout, stderr io.Writer) int {
 	return exitInternal
 }
 
+// linkLocalUsage describes --egress-allow-link-local, a flag of the server and the controller,
+// which refuse link-local destinations by default; `stepflow run` does not.
+const linkLocalUsage = "let steps connect to link-local addresses (169.254.0.0/16, fe80::/10: cloud instance metadata and credentials), refused by default; the egress lists still apply"
+
 // globals are the flags every command shares and what they open.
 type globals struct {
 	// dir is where relative file names are found; "" is the working directory.

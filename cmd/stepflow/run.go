@@ -18,6 +18,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 )
 
 func newRunCommand(g *globals) *cobra.Command {
@@ -80,20 +81,30 @@ refused unless --replace is given.`,
 	return cmd
 }
 
-// createRun stores a new run, replacing a finished one of the same name.
+// createRun stores a new run, replacing a finished (or never started) one of the same name
+// at the version found here, so that a run another process started meanwhile stays; with
+// replace, whatever is stored.
 func (a *app) createRun(ctx context.Context, r *engine.Run, replace bool) error {
 	key := r.Key()
+	replaces := store.ReplaceAny
 	if !replace {
+		replaces = store.CreateNew
 		old, err := a.store.Load(ctx, key)
 		switch {
 		case err == nil && !old.Object.Status.Finished && old.Object.Status.Phase != "":
 			return invalidf("run %s already exists and is %s: resume, restart or terminate it, or run with --replace",
 				key, old.Object.Status.Phase)
-		case err != nil && !errors.Is(err, engine.ErrNotFound):
+		case err == nil:
+			replaces = old.Version
+		case !errors.Is(err, engine.ErrNotFound):
 			return err
 		}
 	}
-	if err := a.store.Create(ctx, r, true); err != nil {
+	err := a.store.Create(ctx, r, replaces)
+	if errors.Is(err, engine.ErrConflict) || errors.Is(err, store.ErrExists) {
+		return invalidf("run %s was created by another process meanwhile: run again, or with --replace", key)
+	}
+	if err != nil {
 		return fmt.Errorf("store run %s: %w", key, err)
 	}
 	return nil

@@ -9,9 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,7 +20,6 @@ import (
 	"github.com/stepflow/stepflow/server"
 	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/postgres"
-	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/telemetry"
 	"github.com/stepflow/stepflow/web"
 )
@@ -42,6 +39,8 @@ type serverFlags struct {
 	otlpInsecure       bool
 	replica            string
 	lease              time.Duration
+	allowLinkLocal     bool
+	conns              connLimits
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -79,6 +78,8 @@ named bootstrap and prints it once; make others with stepflow token create or th
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "send a trace per run (a span per step) to this OTLP/HTTP collector: host:port or a URL (default: no tracing)")
 	fl.BoolVar(&f.otlpInsecure, "otlp-insecure", false, "plain HTTP to a host:port --otlp-endpoint")
 	fl.StringVar(&f.replica, "replica", "", "this server's name among those sharing a PostgreSQL store (default: the host name and a random suffix)")
+	fl.BoolVar(&f.allowLinkLocal, "egress-allow-link-local", false, linkLocalUsage)
+	f.conns.addFlags(cmd)
 	fl.DurationVar(&f.lease, "lease", 10*time.Second, "with PostgreSQL: how long a server's lease on its share of the runs lasts unrenewed; a stopped server's runs move to the others within it")
 	return cmd
 }
@@ -96,12 +97,9 @@ func (g *globals) openServerStore(ctx context.Context, url, replica string) (sto
 	if url != "" {
 		return nil, nil, invalidf("--store %q: want postgres://... (or nothing, for the embedded store)", url)
 	}
-	if err := os.MkdirAll(g.dataDir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("data directory: %w", err)
-	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(g.dataDir, "stepflow.db")})
+	st, err := g.openSQLite(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open the store in %s: %w", g.dataDir, err)
+		return nil, nil, err
 	}
 	return st, func() { _ = st.Close() }, nil
 }
@@ -109,6 +107,9 @@ func (g *globals) openServerStore(ctx context.Context, url, replica string) (sto
 func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return invalidf("--tls-cert and --tls-key go together")
+	}
+	if err := f.conns.check(); err != nil {
+		return err
 	}
 	var handler slog.Handler = slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
 	switch f.logFormat {
@@ -156,7 +157,7 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 		}()
 		tracer = tp
 	}
-	cfg, err := g.assemblyConfig()
+	cfg, err := g.assemblyConfig(!f.allowLinkLocal)
 	if err != nil {
 		return err
 	}
@@ -182,7 +183,8 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	if err != nil {
 		return invalidf("--listen %s: %v", f.listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
+	ln = f.conns.listener(ln)
+	hs := f.conns.server(srv.Handler(), slog.NewLogLogger(handler, slog.LevelWarn))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	engineDone := make(chan error, 1)

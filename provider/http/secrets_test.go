@@ -282,7 +282,7 @@ func TestTLSConfigRequestsStayBehindTheEgressPolicy(t *testing.T) {
 	namespace, _ := secretsEnv(t, p)
 	var conns atomic.Int32
 	srv := mtlsServer(t, p, &conns)
-	policy, err := egress.New(nil, []string{"127.0.0.0/8"})
+	policy, err := egress.New(egress.Options{Deny: []string{"127.0.0.0/8"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func TestLeasesDivideShardsAndMoveWhenAReplicaStops(t *testing.T) {
 		} else {
 			keys = append(keys, run.Key())
 		}
-		if err := a.Create(t.Context(), run, false); err != nil {
+		if err := a.Create(t.Context(), run, store.CreateNew); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -238,7 +238,7 @@ func TestARestartUnderTheSameNameTakesUpItsRuns(t *testing.T) {
 	url := newDatabase(t)
 	a := openReplica(t, url, "a")
 	run := newRun("pending")
-	if err := a.Create(t.Context(), run, false); err != nil {
+	if err := a.Create(t.Context(), run, store.CreateNew); err != nil {
 		t.Fatal(err)
 	}
 	first := startReplica(t, a, time.Minute)
@@ -260,7 +260,7 @@ func TestLeasesLapseWhenRenewalsStall(t *testing.T) {
 	url := newDatabase(t)
 	a := openReplica(t, url, "a")
 	run := newRun("pending")
-	if err := a.Create(t.Context(), run, false); err != nil {
+	if err := a.Create(t.Context(), run, store.CreateNew); err != nil {
 		t.Fatal(err)
 	}
 	const ttl = time.Second

@@ -205,34 +205,47 @@ func isSerializationFailure(err error) bool {
 // writes of the transaction that held the lock.
 var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 
-// Create stores a new run and sets run.Version; run.Version on entry is ignored. When the
-// run is stored already, Create returns an error wrapping store.ErrExists, unless replace is set:
-// then the stored run is replaced and its log deleted, in the same transaction, and a holder
-// of the old run's version gets a conflict when it saves.
-func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error {
+// Create stores a new run and sets run.Version; run.Version on entry is ignored. replaces
+// says which stored run it may replace (store.Runs.Create): none (store.CreateNew), the
+// stored run at that version, or any (store.ReplaceAny). A replacement is one transaction
+// that writes the row, holding its lock, then deletes the replaced run's log.
+func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) error {
 	row, err := encodeRun(run)
 	if err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
 	var version int64
-	if replace {
+	args := append(row.values(), row.created)
+	switch replaces {
+	case store.CreateNew:
+		err = s.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $15)
+			ON CONFLICT (namespace, name) DO NOTHING
+			RETURNING version`, args...).Scan(&version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = store.ErrExists
+		}
+	default:
+		// The upsert takes the row's lock first, so that the delete, a statement of its own,
+		// sees the entries of a save that held the lock before. The update at a version
+		// writes nothing when another write came first.
+		write := `INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `, $15)
+			ON CONFLICT (namespace, name) DO UPDATE SET ` + runFromExcluded + `
+			RETURNING version`
+		if replaces != store.ReplaceAny {
+			write = `UPDATE runs SET ` + runSet + `, created = $15
+				WHERE namespace = $1 AND name = $2 AND version = $16
+				RETURNING version`
+			args = append(args, replaces)
+		}
 		err = pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
-			// The upsert takes the row's lock first, so that the delete, a statement of its
-			// own, sees the entries of a save that held the lock before.
-			if err := tx.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $15)
-				ON CONFLICT (namespace, name) DO UPDATE SET `+runFromExcluded+`
-				RETURNING version`, append(row.values(), row.created)...).Scan(&version); err != nil {
+			if err := tx.QueryRow(ctx, write, args...).Scan(&version); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, row.key.Namespace, row.key.Name)
 			return err
 		})
-	} else {
-		err = s.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $15)
-			ON CONFLICT (namespace, name) DO NOTHING
-			RETURNING version`, append(row.values(), row.created)...).Scan(&version)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = store.ErrExists
+		if errors.Is(err, pgx.ErrNoRows) || isSerializationFailure(err) {
+			err = engine.ErrConflict
 		}
 	}
 	if err != nil {

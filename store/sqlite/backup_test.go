@@ -7,6 +7,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
@@ -22,7 +23,7 @@ func TestBackupWhileOpen(t *testing.T) {
 	run := &engine.Run{Object: &v1alpha1.WorkflowRun{}}
 	run.Object.Namespace, run.Object.Name = "default", "kept"
 	run.Object.Status.Phase = v1alpha1.RunSucceeded
-	if err := st.Create(ctx, run, false); err != nil {
+	if err := st.Create(ctx, run, store.CreateNew); err != nil {
 		t.Fatal(err)
 	}
 	copyPath := filepath.Join(dir, "backup.db")

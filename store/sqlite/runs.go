@@ -60,6 +60,13 @@ func (r *runRow) updateValues(version, old int64) []any {
 		r.template, r.key.Namespace, r.key.Name, old}
 }
 
+// replaceValues are the parameters of replaceRunAt: updateValues with created, which a
+// replacing Create sets anew.
+func (r *runRow) replaceValues(version, old int64) []any {
+	v := r.updateValues(version, old)
+	return append(v[:13:13], r.created, r.key.Namespace, r.key.Name, old)
+}
+
 // logRow is a log entry encoded for writing.
 type logRow struct {
 	step  string
@@ -193,11 +200,11 @@ func saveOp(row *runRow, logs []logRow, old int64, version *int64) func(b *batch
 	}
 }
 
-// Create stores a new run and sets run.Version; run.Version on entry is ignored. When the
-// run is stored already, Create returns an error wrapping store.ErrExists, unless replace is set:
-// then the stored run is replaced and its log deleted, in the same transaction, and a holder
-// of the old run's version gets a conflict when it saves.
-func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error {
+// Create stores a new run and sets run.Version; run.Version on entry is ignored. replaces
+// says which stored run it may replace (store.Runs.Create): none (store.CreateNew), the
+// stored run at that version, or any (store.ReplaceAny). The check and the write are one
+// transaction of the writer; a replaced run's log is deleted in it.
+func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) error {
 	row, err := encodeRun(run)
 	if err != nil {
 		return fmt.Errorf("create run: %w", err)
@@ -205,20 +212,31 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replace bool) error
 	var version int64
 	err = s.w.submit(ctx, func(b *batch) error {
 		v := b.nextVersion()
-		if replace {
-			if _, err := b.exec("deleteLogs", row.key.Namespace, row.key.Name); err != nil {
-				return err
-			}
-			if _, err := b.exec("replaceRun", row.values(v)...); err != nil {
-				return err
-			}
-		} else {
+		switch replaces {
+		case store.CreateNew:
 			created, err := b.changed("insertRun", row.values(v)...)
 			if err != nil {
 				return err
 			}
 			if !created {
 				return reject(store.ErrExists)
+			}
+		case store.ReplaceAny:
+			if _, err := b.exec("replaceRun", row.values(v)...); err != nil {
+				return err
+			}
+		default:
+			replaced, err := b.changed("replaceRunAt", row.replaceValues(v, replaces)...)
+			if err != nil {
+				return err
+			}
+			if !replaced {
+				return reject(engine.ErrConflict)
+			}
+		}
+		if replaces != store.CreateNew {
+			if _, err := b.exec("deleteLogs", row.key.Namespace, row.key.Name); err != nil {
+				return err
 			}
 		}
 		version = v

@@ -31,7 +31,8 @@ var ErrClosed = errors.New("store closed")
 
 // Options configure a Store. Path is required; the zero value of every other field works.
 type Options struct {
-	// Path is the database file, created if missing. Its directory must exist.
+	// Path is the database file, created if missing (with FileMode; SQLite gives its -wal and
+	// -shm files the same). Its directory must exist.
 	Path string
 	// Synchronous is SQLite's synchronous setting: "" or "FULL" make every write reach the
 	// disk before it returns; "NORMAL" keeps writes across a crash of the process but may lose
@@ -65,6 +66,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	dsn, err := dataSource(opts)
 	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", opts.Path, err)
+	}
+	// Created here rather than by SQLite, which would make it readable by everyone.
+	if _, err := createPrivate(opts.Path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", opts.Path, err)
 	}
 	db, err := sql.Open("sqlite", dsn)
@@ -152,12 +157,18 @@ func (s *Store) Close() error {
 // Backup writes a consistent copy of the database to path, which must not exist, while the
 // store goes on being used: SQLite's VACUUM INTO reads one snapshot. The copy is a database
 // file that Open opens as it is (restoring is putting it in the place of stepflow.db while no
-// process has the store open).
+// process has the store open), readable by its owner only (FileMode).
 func (s *Store) Backup(ctx context.Context, path string) error {
-	if _, err := os.Stat(path); err == nil {
+	// Created empty first, which VACUUM INTO accepts: it would make it readable by everyone.
+	created, err := createPrivate(path)
+	if err != nil {
+		return fmt.Errorf("back up to %s: %w", path, err)
+	}
+	if !created {
 		return fmt.Errorf("back up to %s: the file exists", path)
 	}
 	if _, err := s.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		_ = os.Remove(path)
 		return fmt.Errorf("back up to %s: %w", path, err)
 	}
 	return nil

@@ -57,6 +57,8 @@ var writeSQL = map[string]string{
 		ON CONFLICT (namespace, name) DO UPDATE SET ` + runFromExcluded,
 	"updateRun": `UPDATE runs SET ` + runFromParams + `
 		WHERE namespace = ? AND name = ? AND version = ?`,
+	"replaceRunAt": `UPDATE runs SET ` + runFromParams + `, created = ?
+		WHERE namespace = ? AND name = ? AND version = ?`,
 	"deleteRun":  `DELETE FROM runs WHERE namespace = ? AND name = ?`,
 	"insertLog":  `INSERT INTO logs (namespace, name, step, entry) VALUES (?, ?, ?, ?)`,
 	"deleteLogs": `DELETE FROM logs WHERE namespace = ? AND name = ?`,

@@ -70,7 +70,7 @@ func testListFilters(t *testing.T, st store.Store) {
 		// Create and a first Save both create a run.
 		var err error
 		if i%2 == 0 {
-			err = st.Create(ctx, run, false)
+			err = st.Create(ctx, run, store.CreateNew)
 		} else {
 			err = st.Save(ctx, run, nil)
 		}
@@ -136,7 +136,7 @@ func testListCreated(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	before := time.Now()
 	a, b := NewRun("default", "a"), NewRun("default", "b")
-	if err := st.Create(ctx, a, false); err != nil {
+	if err := st.Create(ctx, a, store.CreateNew); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Save(ctx, b, nil); err != nil {
@@ -174,7 +174,7 @@ func testListCreated(t *testing.T, st store.Store) {
 	}
 
 	// A Create that replaces the run creates it anew.
-	if err := st.Create(ctx, NewRun("default", "a"), true); err != nil {
+	if err := st.Create(ctx, NewRun("default", "a"), store.ReplaceAny); err != nil {
 		t.Fatal(err)
 	}
 	if got := summary(t, st, a.Key()).Created; !got.After(cb) {

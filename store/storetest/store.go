@@ -39,7 +39,7 @@ func testCreate(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	run := NewRun("default", "deploy")
 	run.Version = 99 // ignored
-	if err := st.Create(ctx, run, false); err != nil {
+	if err := st.Create(ctx, run, store.CreateNew); err != nil {
 		t.Fatal(err)
 	}
 	if run.Version == 0 || run.Version == 99 {
@@ -53,30 +53,82 @@ func testCreate(t *testing.T, st store.Store) {
 		t.Fatal(err)
 	}
 
-	// Without replace, a stored run stays.
+	// Created anew, a stored run stays.
 	again := NewRun("default", "deploy")
 	again.Object.Status.Message = "second"
-	if err := st.Create(ctx, again, false); !errors.Is(err, store.ErrExists) {
-		t.Errorf("Create of a stored run without replace: err = %v, want store.ErrExists", err)
+	if err := st.Create(ctx, again, store.CreateNew); !errors.Is(err, store.ErrExists) {
+		t.Errorf("Create of a stored run without replacing: err = %v, want store.ErrExists", err)
 	}
 	if got, _ := st.Load(ctx, run.Key()); got.Object.Status.Message == "second" {
 		t.Error("a refused Create changed the stored run")
 	}
 
-	// With replace, the run and its log are new.
-	if err := st.Create(ctx, again, true); err != nil {
+	// Replacing a version that is not the stored one writes nothing.
+	if err := st.Create(ctx, again, run.Version); !errors.Is(err, engine.ErrConflict) {
+		t.Errorf("Create replacing version %d, stored at %d: err = %v, want ErrConflict", run.Version, stored.Version, err)
+	}
+	if err := st.Create(ctx, NewRun("default", "none"), stored.Version); !errors.Is(err, engine.ErrConflict) {
+		t.Errorf("Create replacing a version of a run not stored: err = %v, want ErrConflict", err)
+	}
+	if _, err := st.Load(ctx, engine.Key{Namespace: "default", Name: "none"}); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("a refused replacement stored a run: %v", err)
+	}
+	if got, _ := st.Load(ctx, run.Key()); got.Object.Status.Message == "second" || got.Version != stored.Version {
+		t.Error("a refused replacement changed the stored run")
+	}
+
+	// Replacing the stored version, the run and its log are new.
+	if err := st.Create(ctx, again, stored.Version); err != nil {
 		t.Fatal(err)
 	}
 	got, err := st.Load(ctx, run.Key())
 	if err != nil || got.Object.Status.Message != "second" || got.Version != again.Version {
-		t.Errorf("after Create with replace: %v at %v (%v), want %q at %d", got.Object.Status.Message, got.Version, err, "second", again.Version)
+		t.Errorf("after Create replacing: %v at %v (%v), want %q at %d", got.Object.Status.Message, got.Version, err, "second", again.Version)
 	}
 	if logs, err := st.Logs(ctx, run.Key(), ""); err != nil || len(logs) != 0 {
-		t.Errorf("log after Create with replace = %v (%v), want empty", logs, err)
+		t.Errorf("log after Create replacing = %v (%v), want empty", logs, err)
 	}
 	// Whoever still holds the replaced run cannot overwrite the new one.
 	if err := st.Save(ctx, stored, nil); !errors.Is(err, engine.ErrConflict) {
 		t.Errorf("Save of the replaced run: err = %v, want ErrConflict", err)
+	}
+
+	// Creates racing to replace one version: exactly one wins.
+	const racers = 8
+	var wg sync.WaitGroup
+	errs := make([]error, racers)
+	for i := range racers {
+		wg.Go(func() {
+			r := NewRun("default", "deploy")
+			r.Object.Status.Message = fmt.Sprintf("racer %d", i)
+			errs[i] = st.Create(ctx, r, again.Version)
+		})
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+			if got, _ := st.Load(ctx, run.Key()); got.Object.Status.Message != fmt.Sprintf("racer %d", i) {
+				t.Errorf("racer %d won, the stored run is %q", i, got.Object.Status.Message)
+			}
+		case !errors.Is(err, engine.ErrConflict):
+			t.Errorf("racer %d: %v, want ErrConflict", i, err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d creates replacing one version succeeded, want 1", won, racers)
+	}
+
+	// ReplaceAny replaces whatever is stored.
+	last := NewRun("default", "deploy")
+	last.Object.Status.Message = "forced"
+	if err := st.Create(ctx, last, store.ReplaceAny); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.Load(ctx, run.Key()); got.Object.Status.Message != "forced" {
+		t.Errorf("after ReplaceAny: %q", got.Object.Status.Message)
 	}
 }
 
