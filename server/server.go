@@ -45,6 +45,11 @@ type Options struct {
 	MaxWait time.Duration
 	// SecureCookies marks the dashboard's cookies Secure (when served over HTTPS).
 	SecureCookies bool
+	// AllowKubeconfigExec lets the kubeconfigs of clusters stored through the API run
+	// commands (exec credential plugins, auth-providers) and read files (certificate, key
+	// and token paths) on the server's host, as the server's user. Without it they are
+	// refused when stored, and when a step would use one stored before.
+	AllowKubeconfigExec bool
 	// Replicas, when set, shares the store with other servers: this one drives only the runs
 	// it holds leases on, and hears of what the others write (store/postgres.Leases). When
 	// nil, the server drives every run of the store.
@@ -102,7 +107,7 @@ func New(opts Options) (*Server, error) {
 		s.clock = engine.RealClock{}
 	}
 	cfg := opts.Assembly
-	cfg.Providers.Clusters = newClusters(opts.Store, cfg.Providers.Clusters)
+	cfg.Providers.Clusters = newClusters(opts.Store, cfg.Providers.Clusters, opts.AllowKubeconfigExec)
 	cfg.Metrics = s.registry
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger

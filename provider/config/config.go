@@ -97,7 +97,7 @@ func (p *provider) start(ctx context.Context, call *step.Call, action string, ne
 	if p.opts.Clusters == nil {
 		return nil, nil, engine.Terminal(v1alpha1.ReasonExecute, errors.New("vela/config: no cluster is configured (give a kubeconfig)"))
 	}
-	cl, err := p.opts.Clusters.Client(ctx, in.Cluster)
+	cl, err := kube.ClientFor(ctx, p.opts.Clusters, call.Run.Namespace, in.Cluster)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vela/config: %w", err)
 	}
