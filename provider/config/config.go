@@ -41,7 +41,7 @@ const (
 const DefaultNamespace = v1alpha1.SystemNamespace
 
 // Clusters gives the client of a cluster by name ("" is the local cluster); *cluster.Registry
-// implements it.
+// implements it. One that is also a kube.NamespacedClusters is asked with the run's namespace.
 type Clusters interface {
 	Client(ctx context.Context, name string) (client.Client, error)
 }
