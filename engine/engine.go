@@ -323,15 +323,20 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		}
 		e.wakeWaiting(rs, run, now)
 		var initErr error
-		if run.Spec == nil {
+		unstarted := run.Spec == nil
+		if unstarted && !run.Object.Status.Terminated {
 			initErr = e.initialize(ctx, run, now)
 		}
-		if initErr != nil {
+		switch {
+		case unstarted && run.Object.Status.Terminated:
+			// Terminated before it started: it ends so, and none of its steps runs.
+			t = &transition{changed: endUnstarted(run, now)}
+		case initErr != nil:
 			st := &run.Object.Status
 			st.Phase, st.Message, st.Finished = v1alpha1.RunFailed, initErr.Error(), true
 			st.EndTime = st.StartTime
 			t = &transition{changed: true}
-		} else {
+		default:
 			t = e.m.advance(ctx, run, done, now, inflight)
 			e.recordTries(rs, run, t)
 			t = e.releaseQuick(ctx, rs, run, t, now, inflight)
@@ -572,6 +577,9 @@ func (e *Engine) setProcessing(rs *runState, v bool) {
 func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error {
 	var wf *v1alpha1.Workflow
 	obj := run.Object
+	if err := e.checkParent(ctx, run); err != nil {
+		return err
+	}
 	if obj.Spec.WorkflowSpec == nil && obj.Spec.WorkflowRef != "" {
 		if e.opts.Workflows == nil {
 			return fmt.Errorf("spec.workflowRef: no Workflow templates are available to resolve %q", obj.Spec.WorkflowRef)
@@ -590,6 +598,28 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 	}
 	if e.opts.Check != nil && !run.Checked {
 		return e.opts.Check(ctx, run)
+	}
+	return nil
+}
+
+// checkParent refuses to start a child run whose parent run is gone or was terminated: one
+// stored before the terminate reached it, or taken up again by a process that recovers
+// unfinished runs, so that no descendant of a terminated run runs.
+func (e *Engine) checkParent(ctx context.Context, run *Run) error {
+	p := run.Object.Labels[v1alpha1.LabelParentRun]
+	if p == "" || run.Object.Status.Terminated {
+		return nil // a run terminated before it started ends as terminated
+	}
+	parent, err := e.opts.Store.Load(ctx, Key{Namespace: run.Object.Namespace, Name: p})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("its parent run %s does not exist: a child run runs only under its parent", p)
+	case err != nil:
+		// Not known: the run starts, as its parent's terminate, when there is one, reaches
+		// it through the parent's status.
+		e.opts.Logger.Warn("load the parent of a child run", "run", run.Key(), "parent", p, "err", err)
+	case parent.Object.Status.Terminated:
+		return fmt.Errorf("its parent run %s was terminated", p)
 	}
 	return nil
 }
