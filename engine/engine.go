@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
 
@@ -335,6 +337,9 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 			st := &run.Object.Status
 			st.Phase, st.Message, st.Finished = v1alpha1.RunFailed, initErr.Error(), true
 			st.EndTime = st.StartTime
+			if st.EndTime.IsZero() {
+				st.EndTime = metav1.NewTime(now) // what retention counts from
+			}
 			t = &transition{changed: true}
 		default:
 			t = e.m.advance(ctx, run, done, now, inflight)
@@ -577,6 +582,7 @@ func (e *Engine) setProcessing(rs *runState, v bool) {
 func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error {
 	var wf *v1alpha1.Workflow
 	obj := run.Object
+	run.TTLSecondsAfterFinished = obj.Spec.TTLSecondsAfterFinished
 	if err := e.checkParent(ctx, run); err != nil {
 		return err
 	}
@@ -588,6 +594,9 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 		wf, err = e.opts.Workflows.Workflow(ctx, obj.Namespace, obj.Spec.WorkflowRef)
 		if err != nil {
 			return fmt.Errorf("spec.workflowRef: %w", err)
+		}
+		if run.TTLSecondsAfterFinished == nil {
+			run.TTLSecondsAfterFinished = wf.TTLSecondsAfterFinished
 		}
 	}
 	if err := initialize(run, wf, now); err != nil {
