@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -292,6 +293,7 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 	}
 
 	var t *transition
+	var woken map[string]uint64
 	saved := false
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -323,7 +325,7 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 				return nil, err
 			}
 		}
-		e.wakeWaiting(rs, run, now)
+		woken = e.wakeWaiting(rs, run, done, now)
 		var initErr error
 		unstarted := run.Spec == nil
 		if unstarted && !run.Object.Status.Terminated {
@@ -378,6 +380,11 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 	}
 
 	e.mu.Lock()
+	// The wakes are spent once what they made due is saved: a conflict above loaded the run
+	// again, and woke its steps again.
+	for name, wakes := range woken {
+		rs.seen[name] = max(rs.seen[name], wakes)
+	}
 	// A run dropped meanwhile (DropUnowned: its lease was lost) is left to its new owner:
 	// nothing decided here is launched or timed.
 	if e.runs[key] == rs {
@@ -525,19 +532,28 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 // wakeWaiting makes the waiting steps that were not evaluated since the last Wake due now, and
 // the steps suspended on a child run: the child that woke the run may have finished while
 // the step's evaluation looked at it, too late for wakeParent to release a step that was not
-// suspended yet.
-func (e *Engine) wakeWaiting(rs *runState, run *Run, now time.Time) {
+// suspended yet. It returns the steps it woke with the count of wakes they saw, which the
+// caller marks seen once the run is saved: a save that conflicts drops this copy of the run,
+// and the next attempt wakes them again. A step whose evaluation's result is being applied
+// (done) or waits to be (rs.done) is left unseen: the result decides its next time, and the
+// wake, which may have come while it ran, has it evaluated again (actLocked).
+func (e *Engine) wakeWaiting(rs *runState, run *Run, done []stepDone, now time.Time) map[string]uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if rs.wakes == 0 {
-		return
+		return nil
 	}
+	woken := map[string]uint64{}
 	var children map[string]bool
 	for name, rec := range run.Steps {
 		if rs.seen[name] >= rs.wakes {
 			continue
 		}
 		if _, busy := rs.inflight[name]; busy {
+			continue
+		}
+		isStep := func(d stepDone) bool { return d.step == name }
+		if slices.ContainsFunc(done, isStep) || slices.ContainsFunc(rs.done, isStep) {
 			continue
 		}
 		switch {
@@ -554,8 +570,9 @@ func (e *Engine) wakeWaiting(rs *runState, run *Run, now time.Time) {
 		default:
 			continue
 		}
-		rs.seen[name] = rs.wakes
+		woken[name] = rs.wakes
 	}
+	return woken
 }
 
 // recordTries counts a new try of each step to launch that this process has not evaluated in

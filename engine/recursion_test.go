@@ -166,15 +166,7 @@ func TestTerminateReachesAChildStartedMeanwhile(t *testing.T) {
 		gate.memStore = o.Store.(*memStore)
 		o.Store = gate
 	})
-	h.template("slow", `
-steps:
-- {name: hold, type: wait, properties: {until: never}}`)
-	key := h.start(`
-metadata: {name: rel}
-spec:
-  workflowSpec:
-    steps:
-    - {name: sub, type: workflow, properties: {name: slow}}`)
+	key := startSlow(h)
 	select {
 	case <-gate.held:
 	case <-time.After(10 * time.Second):
@@ -199,9 +191,7 @@ spec:
 // up again by a process that recovers unfinished runs) does not start.
 func TestAChildOfATerminatedRunDoesNotStart(t *testing.T) {
 	h := newHarness(t)
-	h.template("slow", `
-steps:
-- {name: hold, type: wait, properties: {until: never}}`)
+	slowTemplate(h)
 	meta := func(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name, Namespace: "default"} }
 	parent := &engine.Run{Object: &v1alpha1.WorkflowRun{ObjectMeta: meta("rel"),
 		Status: v1alpha1.WorkflowRunStatus{Phase: v1alpha1.RunTerminated, Terminated: true, Finished: true}}}
