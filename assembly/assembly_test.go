@@ -135,4 +135,3 @@ func TestMetricsAreWiredWhenARegistryIsGiven(t *testing.T) {
 		t.Error("Metrics set without a registry")
 	}
 }
-
