@@ -35,6 +35,10 @@ type Config struct {
 	Limits engine.Limits
 	// EvalTimeout bounds one evaluation of a step (step.Options.EvalTimeout).
 	EvalTimeout time.Duration
+	// Retention says which finished runs are deleted with their logs; the front ends delete
+	// them (the server's sweep, `stepflow run`'s, the controller's timers). The zero value
+	// deletes only the runs with a ttlSecondsAfterFinished of their own or their template's.
+	Retention engine.Retention
 	// Providers configure the actions that reach outside the process.
 	Providers Providers
 	// Metrics, when set, receives stepflow's metrics (runs, steps, queue, CUE time, saves).

@@ -9,13 +9,17 @@ import (
 	"fmt"
 	"log/slog"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
@@ -39,9 +43,17 @@ type Options struct {
 type Controller struct {
 	store   *crdstore.Store
 	cache   client.Reader
+	direct  client.Client
 	engine  *engine.Engine
 	watches *Watches
 	log     *slog.Logger
+	// retention says when finished runs are deleted; clock tells the time for it.
+	retention engine.Retention
+	clock     engine.Clock
+	// finished hands the runs that finish to the reconciler, which deletes them when their
+	// retention has passed; stopped is closed when the manager stops reading it.
+	finished chan event.GenericEvent
+	stopped  chan struct{}
 }
 
 // Setup registers the controller with a manager. The manager's cache must cover WorkflowRuns,
@@ -58,10 +70,18 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		return nil, fmt.Errorf("API client: %w", err)
 	}
 	c := &Controller{
-		store:   crdstore.New(crdstore.Options{Client: direct, Cache: mgr.GetCache()}),
-		cache:   mgr.GetCache(),
-		watches: opts.Watches,
-		log:     opts.Assembly.Logger,
+		store:     crdstore.New(crdstore.Options{Client: direct, Cache: mgr.GetCache()}),
+		cache:     mgr.GetCache(),
+		direct:    direct,
+		watches:   opts.Watches,
+		log:       opts.Assembly.Logger,
+		retention: opts.Assembly.Retention,
+		clock:     opts.Assembly.Clock,
+		finished:  make(chan event.GenericEvent),
+		stopped:   make(chan struct{}),
+	}
+	if c.clock == nil {
+		c.clock = engine.RealClock{}
 	}
 	cfg := opts.Assembly
 	if c.watches != nil {
@@ -85,9 +105,17 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 	if err := mgr.Add(manager.RunnableFunc(c.engine.Start)); err != nil {
 		return nil, err
 	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		close(c.stopped)
+		return nil
+	})); err != nil {
+		return nil, err
+	}
 	err = builder.ControllerManagedBy(mgr).
 		Named("workflowrun").
 		For(&v1alpha1.WorkflowRun{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: c.changedByOthers})).
+		WatchesRawSource(source.Channel(c.finished, &handler.EnqueueRequestForObject{})).
 		Complete(c)
 	if err != nil {
 		return nil, fmt.Errorf("set up the WorkflowRun controller: %w", err)
@@ -102,26 +130,78 @@ func (c *Controller) changedByOthers(e event.UpdateEvent) bool {
 	return !c.store.Own(engine.Key{Namespace: o.GetNamespace(), Name: o.GetName()}, o.GetResourceVersion())
 }
 
-// Reconcile implements reconcile.Reconciler: it hands the run to the engine.
+// Reconcile implements reconcile.Reconciler: it hands the run to the engine, and deletes a
+// finished run whose retention has passed (or looks again when it will have).
 func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	key := engine.Key{Namespace: req.Namespace, Name: req.Name}
 	var wr v1alpha1.WorkflowRun
 	err := c.cache.Get(ctx, req.NamespacedName, &wr)
 	if apierrors.IsNotFound(err) {
-		c.store.Forget(key)
-		if c.watches != nil {
-			c.watches.Forget(key)
-		}
+		c.forget(key)
 	}
 	c.engine.Enqueue(key)
+	if err != nil || !wr.Status.Finished {
+		return reconcile.Result{}, nil
+	}
+	return c.expire(ctx, key, &wr)
+}
+
+// forget drops what the controller holds of a run that is gone.
+func (c *Controller) forget(key engine.Key) {
+	c.store.Forget(key)
+	if c.watches != nil {
+		c.watches.Forget(key)
+	}
+}
+
+// expire deletes the finished run wr, with its context ConfigMap, once its retention
+// (engine.Retention.ExpiresAt: its own TTL, its template's, or the controller's --retain) has
+// passed, and otherwise asks to be called again then. The delete is conditional on the
+// resourceVersion read, so that a run restarted meanwhile is kept.
+func (c *Controller) expire(ctx context.Context, key engine.Key, wr *v1alpha1.WorkflowRun) (reconcile.Result, error) {
+	run, err := c.store.Load(ctx, key)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("run %s: %w", key, err)
+	}
+	at := c.retention.ExpiresAt(run)
+	if at.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	if wait := at.Sub(c.clock.Now()); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	err = c.direct.Delete(ctx, wr, client.Preconditions{UID: &wr.UID, ResourceVersion: &wr.ResourceVersion})
+	switch {
+	case apierrors.IsConflict(err):
+		return reconcile.Result{Requeue: true}, nil // changed since: look again
+	case err != nil && !apierrors.IsNotFound(err):
+		return reconcile.Result{}, fmt.Errorf("delete run %s past its retention: %w", key, err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: crdstore.ContextName(key.Name)}}
+	if err := c.direct.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, fmt.Errorf("delete the context of run %s: %w", key, err)
+	}
+	c.forget(key)
+	c.log.Info("deleted a finished run past its retention", "run", key, "expired", at)
 	return reconcile.Result{}, nil
 }
 
-// RunChanged implements engine.Observer: a finished run needs no watches.
+// RunChanged implements engine.Observer: a finished run needs no watches, and is handed to
+// the reconciler, which deletes it when its retention has passed.
 func (c *Controller) RunChanged(run *engine.Run) {
-	if run.Object.Status.Finished && c.watches != nil {
+	if !run.Object.Status.Finished {
+		return
+	}
+	if c.watches != nil {
 		c.watches.Forget(run.Key())
 	}
+	obj := &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: run.Object.Namespace, Name: run.Object.Name}}
+	go func() { // the observer must not wait for the reconciler
+		select {
+		case c.finished <- event.GenericEvent{Object: obj}:
+		case <-c.stopped:
+		}
+	}()
 }
 
 // Engine is the engine the controller drives, for operations and tests.

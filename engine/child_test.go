@@ -131,18 +131,28 @@ func TestSubWorkflowSuspendResumePassThrough(t *testing.T) {
 	}
 }
 
-// Terminating the parent terminates the child.
-func TestSubWorkflowTerminatePassThrough(t *testing.T) {
-	h := newHarness(t)
+// slowTemplate stores template slow, whose one step, hold, waits for ever.
+func slowTemplate(h *harness) {
 	h.template("slow", `
 steps:
 - {name: hold, type: wait, properties: {until: never}}`)
-	key := h.start(`
+}
+
+// startSlow starts run rel, whose one step runs template slow as its child run rel-sub.
+func startSlow(h *harness) engine.Key {
+	slowTemplate(h)
+	return h.start(`
 metadata: {name: rel}
 spec:
   workflowSpec:
     steps:
     - {name: sub, type: workflow, properties: {name: slow}}`)
+}
+
+// Terminating the parent terminates the child.
+func TestSubWorkflowTerminatePassThrough(t *testing.T) {
+	h := newHarness(t)
+	key := startSlow(h)
 	childKey := engine.Key{Namespace: "default", Name: "rel-sub"}
 	h.waitFor(childKey, "child waiting", func(r *engine.Run) bool { return strings.Contains(phases(r), "hold=running/Wait") })
 	if err := h.operate(key, engine.Operation{Kind: engine.OpTerminate}); err != nil {

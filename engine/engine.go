@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
@@ -290,6 +293,7 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 	}
 
 	var t *transition
+	var woken map[string]uint64
 	saved := false
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -321,17 +325,25 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 				return nil, err
 			}
 		}
-		e.wakeWaiting(rs, run, now)
+		woken = e.wakeWaiting(rs, run, done, now)
 		var initErr error
-		if run.Spec == nil {
+		unstarted := run.Spec == nil
+		if unstarted && !run.Object.Status.Terminated {
 			initErr = e.initialize(ctx, run, now)
 		}
-		if initErr != nil {
+		switch {
+		case unstarted && run.Object.Status.Terminated:
+			// Terminated before it started: it ends so, and none of its steps runs.
+			t = &transition{changed: endUnstarted(run, now)}
+		case initErr != nil:
 			st := &run.Object.Status
 			st.Phase, st.Message, st.Finished = v1alpha1.RunFailed, initErr.Error(), true
 			st.EndTime = st.StartTime
+			if st.EndTime.IsZero() {
+				st.EndTime = metav1.NewTime(now) // what retention counts from
+			}
 			t = &transition{changed: true}
-		} else {
+		default:
 			t = e.m.advance(ctx, run, done, now, inflight)
 			e.recordTries(rs, run, t)
 			t = e.releaseQuick(ctx, rs, run, t, now, inflight)
@@ -368,6 +380,11 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 	}
 
 	e.mu.Lock()
+	// The wakes are spent once what they made due is saved: a conflict above loaded the run
+	// again, and woke its steps again.
+	for name, wakes := range woken {
+		rs.seen[name] = max(rs.seen[name], wakes)
+	}
 	// A run dropped meanwhile (DropUnowned: its lease was lost) is left to its new owner:
 	// nothing decided here is launched or timed.
 	if e.runs[key] == rs {
@@ -515,19 +532,28 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 // wakeWaiting makes the waiting steps that were not evaluated since the last Wake due now, and
 // the steps suspended on a child run: the child that woke the run may have finished while
 // the step's evaluation looked at it, too late for wakeParent to release a step that was not
-// suspended yet.
-func (e *Engine) wakeWaiting(rs *runState, run *Run, now time.Time) {
+// suspended yet. It returns the steps it woke with the count of wakes they saw, which the
+// caller marks seen once the run is saved: a save that conflicts drops this copy of the run,
+// and the next attempt wakes them again. A step whose evaluation's result is being applied
+// (done) or waits to be (rs.done) is left unseen: the result decides its next time, and the
+// wake, which may have come while it ran, has it evaluated again (actLocked).
+func (e *Engine) wakeWaiting(rs *runState, run *Run, done []stepDone, now time.Time) map[string]uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if rs.wakes == 0 {
-		return
+		return nil
 	}
+	woken := map[string]uint64{}
 	var children map[string]bool
 	for name, rec := range run.Steps {
 		if rs.seen[name] >= rs.wakes {
 			continue
 		}
 		if _, busy := rs.inflight[name]; busy {
+			continue
+		}
+		isStep := func(d stepDone) bool { return d.step == name }
+		if slices.ContainsFunc(done, isStep) || slices.ContainsFunc(rs.done, isStep) {
 			continue
 		}
 		switch {
@@ -544,8 +570,9 @@ func (e *Engine) wakeWaiting(rs *runState, run *Run, now time.Time) {
 		default:
 			continue
 		}
-		rs.seen[name] = rs.wakes
+		woken[name] = rs.wakes
 	}
+	return woken
 }
 
 // recordTries counts a new try of each step to launch that this process has not evaluated in
@@ -572,6 +599,10 @@ func (e *Engine) setProcessing(rs *runState, v bool) {
 func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error {
 	var wf *v1alpha1.Workflow
 	obj := run.Object
+	run.TTLSecondsAfterFinished = obj.Spec.TTLSecondsAfterFinished
+	if err := e.checkParent(ctx, run); err != nil {
+		return err
+	}
 	if obj.Spec.WorkflowSpec == nil && obj.Spec.WorkflowRef != "" {
 		if e.opts.Workflows == nil {
 			return fmt.Errorf("spec.workflowRef: no Workflow templates are available to resolve %q", obj.Spec.WorkflowRef)
@@ -580,6 +611,9 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 		wf, err = e.opts.Workflows.Workflow(ctx, obj.Namespace, obj.Spec.WorkflowRef)
 		if err != nil {
 			return fmt.Errorf("spec.workflowRef: %w", err)
+		}
+		if run.TTLSecondsAfterFinished == nil {
+			run.TTLSecondsAfterFinished = wf.TTLSecondsAfterFinished
 		}
 	}
 	if err := initialize(run, wf, now); err != nil {
@@ -590,6 +624,28 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 	}
 	if e.opts.Check != nil && !run.Checked {
 		return e.opts.Check(ctx, run)
+	}
+	return nil
+}
+
+// checkParent refuses to start a child run whose parent run is gone or was terminated: one
+// stored before the terminate reached it, or taken up again by a process that recovers
+// unfinished runs, so that no descendant of a terminated run runs.
+func (e *Engine) checkParent(ctx context.Context, run *Run) error {
+	p := run.Object.Labels[v1alpha1.LabelParentRun]
+	if p == "" || run.Object.Status.Terminated {
+		return nil // a run terminated before it started ends as terminated
+	}
+	parent, err := e.opts.Store.Load(ctx, Key{Namespace: run.Object.Namespace, Name: p})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("its parent run %s does not exist: a child run runs only under its parent", p)
+	case err != nil:
+		// Not known: the run starts, as its parent's terminate, when there is one, reaches
+		// it through the parent's status.
+		e.opts.Logger.Warn("load the parent of a child run", "run", run.Key(), "parent", p, "err", err)
+	case parent.Object.Status.Terminated:
+		return fmt.Errorf("its parent run %s was terminated", p)
 	}
 	return nil
 }

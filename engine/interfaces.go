@@ -53,6 +53,13 @@ type Run struct {
 	// (the CLI's run, the API's create), so that the engine does not check it again when it
 	// starts (Options.Check).
 	Checked bool `json:"checked,omitempty"`
+	// TTLSecondsAfterFinished is how long the run is kept once it has finished: its own
+	// spec.ttlSecondsAfterFinished, else its Workflow template's, fixed when it starts; nil
+	// leaves it to the operator's Retention.TTL.
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+	// ChildRuns counts, on a root run (one no `workflow` step started), the child runs
+	// started under it at every depth, against Limits.ChildRuns.
+	ChildRuns int `json:"childRuns,omitempty"`
 	// Version is the store's version of this record; Save succeeds only on the version it loaded.
 	Version int64 `json:"-"`
 

@@ -15,6 +15,10 @@ const (
 	DefaultMaxSteps       = 1000
 	DefaultMaxIterations  = 10000
 	DefaultMaxOutputBytes = 1 << 20
+	// DefaultMaxWorkflowDepth and DefaultMaxChildRuns bound `workflow` steps: how deep child
+	// runs nest, and how many one root run starts at every depth.
+	DefaultMaxWorkflowDepth = 10
+	DefaultMaxChildRuns     = 1000
 )
 
 // Limits bound what one run may hold, so that a run cannot grow its record without bound. A
@@ -29,6 +33,14 @@ type Limits struct {
 	// OutputBytes bounds the JSON of each output or variable one evaluation of a step writes;
 	// 0 means DefaultMaxOutputBytes, a negative value none.
 	OutputBytes int
+	// WorkflowDepth bounds how deep the child runs of `workflow` steps nest: a run's child
+	// is at depth 1, its grandchild at 2. A step that would start a child deeper fails. 0
+	// means DefaultMaxWorkflowDepth, a negative value none.
+	WorkflowDepth int
+	// ChildRuns bounds the child runs started under one root run, at every depth (restarts
+	// of a child are not new runs). A step that would start one more fails. 0 means
+	// DefaultMaxChildRuns, a negative value none.
+	ChildRuns int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -40,6 +52,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.OutputBytes == 0 {
 		l.OutputBytes = DefaultMaxOutputBytes
+	}
+	if l.WorkflowDepth == 0 {
+		l.WorkflowDepth = DefaultMaxWorkflowDepth
+	}
+	if l.ChildRuns == 0 {
+		l.ChildRuns = DefaultMaxChildRuns
 	}
 	return l
 }

@@ -176,6 +176,18 @@ func terminate(run *Run, now time.Time, op Operation) error {
 	return nil
 }
 
+// endUnstarted ends a run that was terminated before it started (its steps not resolved yet),
+// as terminated; it reports whether that changed anything.
+func endUnstarted(run *Run, now time.Time) bool {
+	st := &run.Object.Status
+	if st.Finished {
+		return false
+	}
+	st.Phase, st.Finished, st.Suspend = v1alpha1.RunTerminated, true, false
+	st.EndTime = metav1.NewTime(now)
+	return true
+}
+
 // restart clears a run so that it runs again. With step empty it starts over from the
 // beginning, forgetting its status and variables. Otherwise step must have failed: it, the steps
 // that come after it or depend on it, and their outputs are cleared, and what succeeded stays.

@@ -142,6 +142,35 @@ func (id *identity) sees(ns string) bool {
 	return len(id.Namespaces) == 0 || slices.Contains(id.Namespaces, ns)
 }
 
+// within reports whether the identity may change an object that is for namespaces (a
+// token, a cluster), none meaning every namespace: an identity of every namespace may change
+// any; one limited to namespaces only those for some of its own.
+func (id *identity) within(namespaces []string) bool {
+	if len(id.Namespaces) == 0 {
+		return true
+	}
+	if len(namespaces) == 0 {
+		return false
+	}
+	for _, ns := range namespaces {
+		if !id.sees(ns) {
+			return false
+		}
+	}
+	return true
+}
+
+// seesAny reports whether the identity may see an object that is for namespaces, none
+// meaning every namespace.
+func (id *identity) seesAny(namespaces []string) bool {
+	return len(namespaces) == 0 || slices.ContainsFunc(namespaces, id.sees)
+}
+
+// visible are those of namespaces the identity sees.
+func (id *identity) visible(namespaces []string) []string {
+	return slices.DeleteFunc(slices.Clone(namespaces), func(ns string) bool { return !id.sees(ns) })
+}
+
 type identityKey struct{}
 
 func identityOf(ctx context.Context) *identity {

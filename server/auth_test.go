@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,13 +24,27 @@ func TestEveryRouteChecksTheRole(t *testing.T) {
 		t.Fatalf("the OpenAPI document has %d paths", len(paths))
 	}
 	rank := map[string]int{"": 0, "viewer": 1, "operator": 2, "admin": 3}
-	// An admin of another namespace: every route naming namespace default denies it.
+	// An admin of another namespace: every route naming namespace default denies it, and so
+	// do the routes of the clusters and tokens of namespace default, which name no namespace.
 	elsewhere := srv.Token(t, "admin", "elsewhere")
+	root := caller{t: t, base: srv.URL, token: tokens["admin"]}
+	root.postJSON("/api/v1/clusters", map[string]any{"name": "default-cluster", "kubeconfig": kubeconfig(""), "namespaces": []string{"default"}}).want(t, http.StatusOK)
+	tokenID := at(root.postJSON("/api/v1/tokens", map[string]any{"name": "default-viewer", "role": "viewer", "namespaces": []string{"default"}}).want(t, http.StatusCreated).json(t), "id").(string)
+	outside := map[string]string{
+		"POST /api/v1/clusters":          `{"name": "default-cluster", "kubeconfig": ` + strconv.Quote(kubeconfig("")) + `}`,
+		"DELETE /api/v1/clusters/{name}": ``,
+		"POST /api/v1/tokens":            `{"name": "everywhere", "role": "admin"}`,
+		"DELETE /api/v1/tokens/{id}":     ``,
+	}
 	checked, fenced := 0, 0
 	for path, ops := range paths {
 		for method, op := range ops.(map[string]any) {
 			role, _ := at(op, "x-stepflow-role").(string)
-			concrete := strings.NewReplacer("{namespace}", "default", "{name}", "x", "{operation}", "suspend", "{id}", "x").Replace(path)
+			id := "x"
+			if strings.HasPrefix(path, "/api/v1/tokens/") {
+				id = tokenID
+			}
+			concrete := strings.NewReplacer("{namespace}", "default", "{name}", "default-cluster", "{operation}", "suspend", "{id}", id).Replace(path)
 			m := strings.ToUpper(method)
 			if role == "" {
 				continue
@@ -38,11 +53,21 @@ func TestEveryRouteChecksTheRole(t *testing.T) {
 			if r := (caller{t: t, base: srv.URL}).do(m, concrete, "application/json", []byte(`{}`)); r.status != http.StatusUnauthorized {
 				t.Errorf("%s %s without a token: %d", m, concrete, r.status)
 			}
-			if strings.Contains(path, "{namespace}") {
+			body, isOutside := outside[m+" "+path]
+			if strings.Contains(path, "{namespace}") || isOutside {
 				fenced++
-				r := (caller{t: t, base: srv.URL, token: elsewhere}).do(m, concrete, "application/json", []byte(`{}`))
+				if body == "" {
+					body = `{}`
+				}
+				r := (caller{t: t, base: srv.URL, token: elsewhere}).do(m, concrete, "application/json", []byte(body))
 				if r.status != http.StatusForbidden && r.status != http.StatusNotFound {
 					t.Errorf("%s %s as an admin of namespace elsewhere: %d, want 403 or 404: %s", m, concrete, r.status, r.body)
+				}
+			}
+			if m == http.MethodGet && !strings.Contains(path, "{") {
+				r := (caller{t: t, base: srv.URL, token: elsewhere}).get(concrete)
+				if strings.Contains(string(r.body), "default-cluster") || strings.Contains(string(r.body), "default-viewer") {
+					t.Errorf("GET %s as an admin of namespace elsewhere shows namespace default's cluster or token: %s", concrete, r.body)
 				}
 			}
 			for name, tok := range tokens {
@@ -56,7 +81,12 @@ func TestEveryRouteChecksTheRole(t *testing.T) {
 			}
 		}
 	}
-	if checked < 25 || fenced < 10 {
+	for route := range outside {
+		if _, ok := paths[strings.Fields(route)[1]]; !ok {
+			t.Errorf("no route %s", route)
+		}
+	}
+	if checked < 25 || fenced < 14 {
 		t.Errorf("checked %d routes, %d of them in a namespace", checked, fenced)
 	}
 	caller{t: t, base: srv.URL, token: "sfp_not-a-token"}.get("/api/v1/runs").want(t, http.StatusUnauthorized)

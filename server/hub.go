@@ -14,6 +14,8 @@ type hub struct {
 	mu      sync.Mutex
 	subs    map[engine.Key]map[*subscriber]struct{}
 	waiters map[engine.Key][]chan []byte
+	// retention says when the runs it shows expire.
+	retention engine.Retention
 }
 
 // event is one server-sent event: its name and its JSON data.
@@ -35,8 +37,8 @@ type subscriber struct {
 
 func (s *subscriber) drop() { s.once.Do(func() { close(s.gone) }) }
 
-func newHub() *hub {
-	return &hub{subs: map[engine.Key]map[*subscriber]struct{}{}, waiters: map[engine.Key][]chan []byte{}}
+func newHub(retention engine.Retention) *hub {
+	return &hub{subs: map[engine.Key]map[*subscriber]struct{}{}, waiters: map[engine.Key][]chan []byte{}, retention: retention}
 }
 
 func (h *hub) subscribe(key engine.Key) *subscriber {
@@ -112,7 +114,7 @@ func (h *hub) RunChanged(run *engine.Run) {
 	if !h.following(key) {
 		return
 	}
-	data, err := ofRun(run, newRunView(run))
+	data, err := ofRun(run, newRunView(run, h.retention))
 	if err != nil {
 		return
 	}

@@ -329,10 +329,16 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if tokens == nil {
-		tokens = []Token{}
+	// An admin limited to namespaces sees the tokens it could have made: those limited to
+	// some of its namespaces.
+	id := identityOf(r.Context())
+	items := []Token{}
+	for _, t := range tokens {
+		if id.within(t.Namespaces) {
+			items = append(items, t)
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": tokens})
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 	return nil
 }
 
@@ -352,17 +358,12 @@ func (s *Server) createTokenHandler(w http.ResponseWriter, r *http.Request) erro
 	if body.Name == "" {
 		return errorf(http.StatusBadRequest, "name: a token needs a name")
 	}
+	if err := checkNamespaces(body.Namespaces); err != nil {
+		return err
+	}
 	// A token limited to namespaces may not make one that sees more.
-	id := identityOf(r.Context())
-	if len(id.Namespaces) > 0 {
-		if len(body.Namespaces) == 0 {
-			return errorf(http.StatusForbidden, "the token is limited to namespaces %v: so must the new one be", id.Namespaces)
-		}
-		for _, ns := range body.Namespaces {
-			if !id.sees(ns) {
-				return errorf(http.StatusForbidden, "the token may not grant namespace %q", ns)
-			}
-		}
+	if id := identityOf(r.Context()); !id.within(body.Namespaces) {
+		return errorf(http.StatusForbidden, "namespaces: the token is limited to namespaces %v: so must the new one be, to some of them", id.Namespaces)
 	}
 	t, secret, err := CreateToken(r.Context(), s.store, body.Name, role, body.Namespaces, s.clock.Now())
 	if err != nil {
@@ -373,7 +374,15 @@ func (s *Server) createTokenHandler(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	if err := DeleteToken(r.Context(), s.store, r.PathValue("id")); err != nil {
+	t, key, err := findToken(r.Context(), s.store, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	// An admin limited to namespaces deletes only the tokens it lists.
+	if !identityOf(r.Context()).within(t.Namespaces) {
+		return errorf(http.StatusNotFound, "token %q: not found", t.ID)
+	}
+	if err := s.store.DeleteRecord(r.Context(), recordToken, key); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -383,16 +392,26 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 // DeleteToken deletes the token with that id; the error wraps engine.ErrNotFound when there
 // is none.
 func DeleteToken(ctx context.Context, st store.Records, id string) error {
-	tokens, keys, err := Tokens(ctx, st)
+	_, key, err := findToken(ctx, st, id)
 	if err != nil {
 		return err
 	}
+	return st.DeleteRecord(ctx, recordToken, key)
+}
+
+// findToken finds the token with that id and the key it is stored under; the error wraps
+// engine.ErrNotFound when there is none.
+func findToken(ctx context.Context, st store.Records, id string) (Token, string, error) {
+	tokens, keys, err := Tokens(ctx, st)
+	if err != nil {
+		return Token{}, "", err
+	}
 	for i, t := range tokens {
 		if t.ID == id {
-			return st.DeleteRecord(ctx, recordToken, keys[i])
+			return t, keys[i], nil
 		}
 	}
-	return fmt.Errorf("token %q: %w", id, engine.ErrNotFound)
+	return Token{}, "", fmt.Errorf("token %q: %w", id, engine.ErrNotFound)
 }
 
 // decodeRecord decodes a record's JSON into v, naming the record when it cannot.

@@ -100,7 +100,7 @@ func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if wait == 0 {
-		return writeRun(w, http.StatusCreated, run)
+		return s.writeRun(w, http.StatusCreated, run)
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -122,7 +122,7 @@ func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error 
 	if engine.Settled(run) {
 		status = http.StatusOK
 	}
-	return writeRun(w, status, run)
+	return s.writeRun(w, status, run)
 }
 
 // asTemplateRun tells a run of a template ({"template": ...}) from a WorkflowRun.
@@ -369,7 +369,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeOfRun(w, http.StatusOK, run, map[string]any{"items": l.Iterations, "total": len(l.Items)})
 	}
-	return writeRun(w, http.StatusOK, run)
+	return s.writeRun(w, http.StatusOK, run)
 }
 
 func (s *Server) deleteRun(w http.ResponseWriter, r *http.Request) error {
@@ -415,7 +415,7 @@ func (s *Server) operateRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeRun(w, http.StatusOK, run)
+	return s.writeRun(w, http.StatusOK, run)
 }
 
 func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
@@ -468,7 +468,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	from := run.Version
-	data, err := ofRun(run, newRunView(run))
+	data, err := ofRun(run, newRunView(run, s.hub.retention))
 	if err != nil {
 		return nil
 	}

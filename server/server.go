@@ -45,6 +45,11 @@ type Options struct {
 	MaxWait time.Duration
 	// SecureCookies marks the dashboard's cookies Secure (when served over HTTPS).
 	SecureCookies bool
+	// AllowKubeconfigExec lets the kubeconfigs of clusters stored through the API run
+	// commands (exec credential plugins, auth-providers) and read files (certificate, key
+	// and token paths) on the server's host, as the server's user. Without it they are
+	// refused when stored, and when a step would use one stored before.
+	AllowKubeconfigExec bool
 	// Replicas, when set, shares the store with other servers: this one drives only the runs
 	// it holds leases on, and hears of what the others write (store/postgres.Leases). When
 	// nil, the server drives every run of the store.
@@ -94,7 +99,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, store: opts.Store, log: opts.Logger, hub: newHub(), registry: prometheus.NewRegistry()}
+	s := &Server{opts: opts, store: opts.Store, log: opts.Logger, hub: newHub(opts.Assembly.Retention), registry: prometheus.NewRegistry()}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.http = newHTTPMetrics(s.registry)
 	s.clock = opts.Assembly.Clock
@@ -102,7 +107,7 @@ func New(opts Options) (*Server, error) {
 		s.clock = engine.RealClock{}
 	}
 	cfg := opts.Assembly
-	cfg.Providers.Clusters = newClusters(opts.Store, cfg.Providers.Clusters)
+	cfg.Providers.Clusters = newClusters(opts.Store, cfg.Providers.Clusters, opts.AllowKubeconfigExec)
 	cfg.Metrics = s.registry
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
@@ -133,9 +138,10 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Start runs the engine and the cron triggers until ctx ends. Runs left unfinished by an
 // earlier process are picked up first; with Replicas, those of the shards this server takes.
 func (s *Server) Start(ctx context.Context) error {
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- s.eng.Start(ctx) }()
-	waits := 2
+	go func() { errc <- s.sweep(ctx) }()
+	waits := 3
 	if r := s.opts.Replicas; r != nil {
 		waits++
 		go func() { errc <- r.Run(ctx, s.takeOver, s.eng.DropUnowned, s.remoteChange) }()
@@ -159,6 +165,41 @@ func (s *Server) Start(ctx context.Context) error {
 		return nil // stopped, not failed
 	default:
 		return err
+	}
+}
+
+// sweep deletes the finished runs past their retention (Assembly.Retention, and each run's
+// own TTL), with their logs, now and every store.SweepEvery until ctx ends; with Replicas,
+// only the runs of this server's leases, so that each run is deleted by one server.
+func (s *Server) sweep(ctx context.Context) error {
+	var owns func(engine.Key) bool
+	if r := s.opts.Replicas; r != nil {
+		owns = r.Owns
+	}
+	tick := make(chan struct{}, 1)
+	for {
+		keys, err := store.Sweep(ctx, s.store, s.opts.Assembly.Retention, s.clock.Now(), owns)
+		for _, k := range keys {
+			s.hub.deleted(k)
+		}
+		if len(keys) > 0 {
+			s.log.Info("deleted finished runs past their retention", "runs", len(keys))
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("delete the finished runs past their retention", "err", err)
+		}
+		stop := s.clock.AfterFunc(store.SweepEvery, func() {
+			select {
+			case tick <- struct{}{}:
+			default:
+			}
+		})
+		select {
+		case <-ctx.Done():
+			stop()
+			return nil
+		case <-tick:
+		}
 	}
 }
 

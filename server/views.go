@@ -31,13 +31,20 @@ type runExtra struct {
 	TemplateVersion int64                      `json:"templateVersion,omitempty"`
 	Steps           []v1alpha1.WorkflowStep    `json:"steps,omitempty"`
 	Outputs         map[string]json.RawMessage `json:"outputs,omitempty"`
+	// ExpiresAt is when the finished run is deleted with its log (engine.Retention); absent
+	// while it runs, and when it is kept for ever.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
-func newRunView(run *engine.Run) runView {
+func newRunView(run *engine.Run, retention engine.Retention) runView {
 	obj := run.Object.DeepCopy()
 	obj.APIVersion = v1alpha1.GroupVersion.String()
 	obj.Kind = v1alpha1.KindWorkflowRun
 	v := runView{WorkflowRun: obj, Stepflow: runExtra{Version: run.Version, Settled: engine.Settled(run), Template: obj.Spec.WorkflowRef, Outputs: run.Vars}}
+	if at := retention.ExpiresAt(run); !at.IsZero() {
+		at = at.UTC()
+		v.Stepflow.ExpiresAt = &at
+	}
 	if run.Spec != nil {
 		v.Stepflow.Steps = run.Spec.Steps
 	}
@@ -48,8 +55,8 @@ func newRunView(run *engine.Run) runView {
 }
 
 // writeRun answers with the run as the API shows it (runView), its sensitive values redacted.
-func writeRun(w http.ResponseWriter, status int, run *engine.Run) error {
-	return writeOfRun(w, status, run, newRunView(run))
+func (s *Server) writeRun(w http.ResponseWriter, status int, run *engine.Run) error {
+	return writeOfRun(w, status, run, newRunView(run, s.hub.retention))
 }
 
 // writeOfRun answers with v, something shown of run (the run, its log, its iterations), as

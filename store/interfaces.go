@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
@@ -41,6 +42,11 @@ type Runs interface {
 	Count(ctx context.Context, opts ListOptions) (int, error)
 	// Logs reads a run's log back: every step's entries when step is empty, else that step's.
 	Logs(ctx context.Context, key engine.Key, step string) ([]engine.LogEntry, error)
+	// DeleteExpired deletes, with their logs, at most limit of the finished runs retention r
+	// lets go at now (Dialect.ExpiredRuns says which), those that ended first first, and of
+	// them only those owns accepts (nil: all). A run that changed since it was found is kept.
+	// It returns the keys of the runs deleted.
+	DeleteExpired(ctx context.Context, r engine.Retention, now time.Time, limit int, owns func(engine.Key) bool) ([]engine.Key, error)
 }
 
 // Objects keeps the WorkflowStepDefinitions and Workflow templates users apply. A look-up of

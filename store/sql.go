@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
 )
 
 // Dialect is what the SQL stores write differently in the queries they share: List's and
@@ -14,8 +17,12 @@ type Dialect struct {
 	// Param is a statement's nth parameter, counted from 1: "?" in SQLite, "$1" in PostgreSQL.
 	Param func(n int) string
 	// StartTime is a bound of ListOptions on the runs' start_time as the parameter compared
-	// with the column: Unix nanoseconds in SQLite, the time itself in PostgreSQL.
+	// with the column: Unix nanoseconds in SQLite, the time itself in PostgreSQL. The other
+	// time columns (end_time, expires) take it alike.
 	StartTime func(time.Time) any
+	// Ended is the SQL expression of when a finished run ended: end_time, or created for
+	// a run stored without one.
+	Ended string
 	// Started is the condition that a run has started, which a bound on start_time adds so
 	// that it leaves out the runs not started: "start_time <> 0" in SQLite, which stores 0
 	// for unset; "" in PostgreSQL, which stores NULL, which no bound holds for.
@@ -120,4 +127,50 @@ func ListObjects[T any](d Dialect, table, columns, namespace string, query Query
 		return nil, fmt.Errorf("list %s: %w", table, err)
 	}
 	return out, nil
+}
+
+// Expired is a finished run that retention lets go, at the version it was found at: a store
+// deletes it only at that version, so that a run restarted meanwhile is kept.
+type Expired struct {
+	Key     engine.Key
+	Version int64
+}
+
+// ExpiredRuns is the SQL stores' query of the finished runs that r lets go at now, those that
+// ended first first, at most limit of them, with its parameters; ReadExpired reads its rows.
+// A run goes when its expires column (its own TTL, written with it) has passed; a run
+// without one when r.TTL has passed since it ended; and any that is not among the r.Count
+// that ended last of its template in its namespace. The counting reads every finished run,
+// so it is in the query only when r.Count is set.
+func (d Dialect) ExpiredRuns(r engine.Retention, now time.Time, limit int) (string, []any) {
+	var args []any
+	param := func(v any) string {
+		args = append(args, v)
+		return d.Param(len(args))
+	}
+	// Parameters in the order they are written: SQLite's are positional.
+	finished := make([]string, 0, 3)
+	for _, p := range []v1alpha1.WorkflowRunPhase{v1alpha1.RunSucceeded, v1alpha1.RunFailed, v1alpha1.RunTerminated} {
+		finished = append(finished, param(string(p)))
+	}
+	columns := "namespace, name, version, expires, " + d.Ended + " AS ended"
+	conds := []string{"expires <= " + param(d.StartTime(now))}
+	if r.TTL > 0 {
+		conds = append(conds, "(expires IS NULL AND ended <= "+param(d.StartTime(now.Add(-r.TTL)))+")")
+	}
+	if r.Count > 0 {
+		columns += ", row_number() OVER (PARTITION BY namespace, template ORDER BY " + d.Ended + " DESC, name DESC) AS newer"
+		conds = append(conds, "newer > "+param(r.Count))
+	}
+	q := `SELECT namespace, name, version FROM (SELECT ` + columns + ` FROM runs WHERE phase IN (` +
+		strings.Join(finished, ", ") + `)) finished WHERE ` + strings.Join(conds, " OR ") +
+		` ORDER BY ended, namespace, name LIMIT ` + param(limit)
+	return q, args
+}
+
+// ReadExpired reads a row of ExpiredRuns.
+func ReadExpired(rows Scanner) (Expired, error) {
+	var e Expired
+	err := rows.Scan(&e.Key.Namespace, &e.Key.Name, &e.Version)
+	return e, err
 }

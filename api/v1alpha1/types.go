@@ -134,6 +134,11 @@ type WorkflowRunSpec struct {
 	WorkflowSpec *WorkflowSpec `json:"workflowSpec,omitempty"`
 	// WorkflowRef names a Workflow in the run's namespace.
 	WorkflowRef string `json:"workflowRef,omitempty"`
+	// TTLSecondsAfterFinished is how long the run is kept once it has finished, as a
+	// Kubernetes Job's: it is then deleted with its log. It wins over its Workflow's; when
+	// neither has one, the operator's default applies (--retain). A stepflow extension.
+	// +kubebuilder:validation:Minimum=0
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }
 
 // WorkflowExecuteMode says how top-level steps and sub-steps run.
@@ -363,8 +368,12 @@ type Workflow struct {
 	Mode *WorkflowExecuteMode `json:"mode,omitempty"`
 	// Parameters are the values a run of this template takes in its spec.context, with their
 	// types and defaults, checked when the run is created. A stepflow extension.
-	Parameters   []Parameter `json:"parameters,omitempty"`
-	WorkflowSpec `json:",inline"`
+	Parameters []Parameter `json:"parameters,omitempty"`
+	// TTLSecondsAfterFinished is how long the runs of this template are kept once they have
+	// finished, unless a run has its own. A stepflow extension.
+	// +kubebuilder:validation:Minimum=0
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+	WorkflowSpec            `json:",inline"`
 }
 
 // Parameter is one value a Workflow template takes from the runs made of it, as a key of

@@ -90,6 +90,7 @@ func ValidateWorkflowRun(run *WorkflowRun) field.ErrorList {
 			errs = append(errs, field.Invalid(spec.Child("context"), clip(string(raw)), "context must be an object of keys for the steps' CUE context"))
 		}
 	}
+	errs = append(errs, validateTTL(run.Spec.TTLSecondsAfterFinished, spec.Child("ttlSecondsAfterFinished"))...)
 	if ref := run.Spec.WorkflowRef; ref != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(ref) {
 			errs = append(errs, field.Invalid(spec.Child("workflowRef"), ref, msg))
@@ -114,6 +115,7 @@ func ValidateWorkflow(wf *Workflow) field.ErrorList {
 	errs := validateMeta(wf.Name, "", wf.Namespace, false)
 	errs = append(errs, validateExecuteMode(wf.Mode, field.NewPath("mode"))...)
 	errs = append(errs, validateParameters(wf.Parameters, field.NewPath("parameters"))...)
+	errs = append(errs, validateTTL(wf.TTLSecondsAfterFinished, field.NewPath("ttlSecondsAfterFinished"))...)
 	errs = append(errs, ValidateSteps(wf.Steps, EffectiveMode(nil, wf), field.NewPath("steps"))...)
 	return errs
 }
@@ -145,6 +147,14 @@ func validateMeta(name, generateName, namespace string, mayGenerate bool) field.
 		}
 	}
 	return errs
+}
+
+// validateTTL refuses a negative ttlSecondsAfterFinished.
+func validateTTL(ttl *int32, path *field.Path) field.ErrorList {
+	if ttl != nil && *ttl < 0 {
+		return field.ErrorList{field.Invalid(path, *ttl, "seconds after the run finished: 0 or more")}
+	}
+	return nil
 }
 
 var modes = []string{string(ModeDAG), string(ModeStepByStep)}

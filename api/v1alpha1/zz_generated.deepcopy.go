@@ -289,6 +289,11 @@ func (in *Workflow) DeepCopyInto(out *Workflow) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.TTLSecondsAfterFinished != nil {
+		in, out := &in.TTLSecondsAfterFinished, &out.TTLSecondsAfterFinished
+		*out = new(int32)
+		**out = **in
+	}
 	in.WorkflowSpec.DeepCopyInto(&out.WorkflowSpec)
 }
 
@@ -433,6 +438,11 @@ func (in *WorkflowRunSpec) DeepCopyInto(out *WorkflowRunSpec) {
 		in, out := &in.WorkflowSpec, &out.WorkflowSpec
 		*out = new(WorkflowSpec)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.TTLSecondsAfterFinished != nil {
+		in, out := &in.TTLSecondsAfterFinished, &out.TTLSecondsAfterFinished
+		*out = new(int32)
+		**out = **in
 	}
 }
 

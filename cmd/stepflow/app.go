@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -16,6 +17,7 @@ import (
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
@@ -74,6 +76,16 @@ func (g *globals) openSQLite(ctx context.Context) (*sqlite.Store, error) {
 	return st, nil
 }
 
+// sweep deletes the finished runs of the embedded store past their retention (--retain,
+// --retain-count, their own ttlSecondsAfterFinished), with their logs: `stepflow run` and
+// `stepflow recover` do it as they start, no process of the CLI living long enough to do it
+// on a timer. A failure is reported and does not stop the command.
+func (g *globals) sweep(ctx context.Context, a *app) {
+	if _, err := store.Sweep(ctx, a.store, g.retention, time.Now(), nil); err != nil {
+		fmt.Fprintf(g.stderr, "stepflow: delete the finished runs past their retention: %v\n", err)
+	}
+}
+
 func (a *app) close() {
 	if a.store != nil {
 		_ = a.store.Close()
@@ -93,6 +105,7 @@ func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
 		Wait:        engine.Backoff{Initial: g.waitBackoff},
 		Limits:      g.limits,
 		EvalTimeout: g.evalTimeout,
+		Retention:   g.retention,
 		Providers:   assembly.Providers{Egress: policy},
 	}, nil
 }

@@ -101,6 +101,8 @@ type globals struct {
 	// limits bound a run; evalTimeout bounds one evaluation of a step.
 	limits      engine.Limits
 	evalTimeout time.Duration
+	// retention says which finished runs are deleted.
+	retention engine.Retention
 	// egressAllow and egressDeny are the destinations steps may and may not connect to.
 	egressAllow, egressDeny []string
 	// server, when set, is the URL of a stepflow server the commands work through, with token.
@@ -150,7 +152,11 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 	root.PersistentFlags().IntVar(&g.limits.Steps, "max-steps", engine.DefaultMaxSteps, "most steps in one run, sub-steps included (-1: no limit)")
 	root.PersistentFlags().IntVar(&g.limits.Iterations, "max-iterations", engine.DefaultMaxIterations, "most items of one forEach or matrix step (-1: no limit)")
 	root.PersistentFlags().IntVar(&g.limits.OutputBytes, "max-output-bytes", engine.DefaultMaxOutputBytes, "largest output or variable one step may write, in bytes (-1: no limit)")
+	root.PersistentFlags().IntVar(&g.limits.WorkflowDepth, "max-workflow-depth", engine.DefaultMaxWorkflowDepth, "deepest nesting of child runs started by workflow steps (-1: no limit)")
+	root.PersistentFlags().IntVar(&g.limits.ChildRuns, "max-child-runs", engine.DefaultMaxChildRuns, "most child runs started under one run by workflow steps, at every depth (-1: no limit)")
 	root.PersistentFlags().DurationVar(&g.evalTimeout, "eval-timeout", step.DefaultEvalTimeout, "longest one evaluation of a step may take, CUE and actions (-1s: no limit)")
+	root.PersistentFlags().DurationVar(&g.retention.TTL, "retain", engine.DefaultRetain, "how long finished runs are kept, with their logs, unless they or their template say (ttlSecondsAfterFinished); 0: for ever")
+	root.PersistentFlags().IntVar(&g.retention.Count, "retain-count", 0, "keep only this many finished runs per template and namespace, the newest (0: no limit)")
 	root.PersistentFlags().StringArrayVar(&g.egressAllow, "egress-allow", nil,
 		"only let steps connect to this host, *.domain, address or CIDR (repeatable; default: anywhere)")
 	root.PersistentFlags().StringArrayVar(&g.egressDeny, "egress-deny", nil,

@@ -31,6 +31,7 @@ outcome of the runs it drove (0 when there was nothing to recover).`,
 			if err != nil {
 				return err
 			}
+			g.sweep(ctx, a)
 			var opts store.ListOptions
 			if cmd.Flags().Changed("namespace") {
 				opts.Namespace = g.namespace

@@ -51,6 +51,7 @@ refused unless --replace is given.`,
 			if err != nil {
 				return err
 			}
+			g.sweep(ctx, a)
 			if len(objs.Runs) == 0 {
 				return invalidf("%s: no WorkflowRun to run (use stepflow apply to store definitions and Workflows)", strings.Join(files, ", "))
 			}

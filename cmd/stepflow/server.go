@@ -41,6 +41,7 @@ type serverFlags struct {
 	lease              time.Duration
 	allowLinkLocal     bool
 	conns              connLimits
+	allowKubeconfigExec bool
 }
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -68,6 +69,7 @@ named bootstrap and prints it once; make others with stepflow token create or th
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to serve on")
 	fl.StringVar(&f.store, "store", "", "postgres://... for PostgreSQL (default: the embedded SQLite store in --data-dir)")
 	fl.BoolVar(&f.allowAnonymousRead, "allow-anonymous-read", false, "let requests without a token read (as viewers)")
+	fl.BoolVar(&f.allowKubeconfigExec, "allow-kubeconfig-exec", false, "let the kubeconfigs of clusters stored through the API run commands (exec plugins, auth-providers) and read files (certificate, key and token paths) on this host, as the server's user")
 	fl.Int64Var(&f.maxBody, "max-body", 1<<20, "largest request body, in bytes")
 	fl.DurationVar(&f.maxWait, "max-wait", 5*time.Minute, "longest ?wait on run creation")
 	fl.IntVar(&f.workers, "workers", 0, "runs advanced at once (default 256)")
@@ -165,15 +167,16 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	cfg.Providers.Clusters = &lazyClusters{g: g}
 	cfg.Tracer = tracer
 	srv, err := server.New(server.Options{
-		Assembly:           cfg,
-		Web:                web.Files(),
-		Store:              st,
-		Logger:             log,
-		AllowAnonymousRead: f.allowAnonymousRead,
-		MaxBody:            f.maxBody,
-		MaxWait:            f.maxWait,
-		SecureCookies:      f.tlsCert != "",
-		Replicas:           replicas,
+		Assembly:            cfg,
+		Web:                 web.Files(),
+		Store:               st,
+		Logger:              log,
+		AllowAnonymousRead:  f.allowAnonymousRead,
+		AllowKubeconfigExec: f.allowKubeconfigExec,
+		MaxBody:             f.maxBody,
+		MaxWait:             f.maxWait,
+		SecureCookies:       f.tlsCert != "",
+		Replicas:            replicas,
 	})
 	if err != nil {
 		return err

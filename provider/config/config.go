@@ -41,7 +41,7 @@ const (
 const DefaultNamespace = v1alpha1.SystemNamespace
 
 // Clusters gives the client of a cluster by name ("" is the local cluster); *cluster.Registry
-// implements it.
+// implements it. One that is also a kube.NamespacedClusters is asked with the run's namespace.
 type Clusters interface {
 	Client(ctx context.Context, name string) (client.Client, error)
 }
@@ -97,7 +97,7 @@ func (p *provider) start(ctx context.Context, call *step.Call, action string, ne
 	if p.opts.Clusters == nil {
 		return nil, nil, engine.Terminal(v1alpha1.ReasonExecute, errors.New("vela/config: no cluster is configured (give a kubeconfig)"))
 	}
-	cl, err := p.opts.Clusters.Client(ctx, in.Cluster)
+	cl, err := kube.ClientFor(ctx, p.opts.Clusters, call.Run.Namespace, in.Cluster)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vela/config: %w", err)
 	}

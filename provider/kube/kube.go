@@ -55,6 +55,25 @@ type Clusters interface {
 	Client(ctx context.Context, name string) (client.Client, error)
 }
 
+// NamespacedClusters is Clusters that lets the runs of a namespace use only some of its
+// clusters (the server's clusters stored through its API, each for a list of namespaces): the
+// kube and config actions ask it with the run's namespace (ClientFor).
+type NamespacedClusters interface {
+	Clusters
+	// ClientIn is Client for a run in namespace; a cluster that namespace may not use should
+	// be an engine.Terminal error.
+	ClientIn(ctx context.Context, namespace, name string) (client.Client, error)
+}
+
+// ClientFor is the client of cluster name for a run in namespace: through ClientIn when
+// clusters is NamespacedClusters, else through Client.
+func ClientFor(ctx context.Context, clusters Clusters, namespace, name string) (client.Client, error) {
+	if nc, ok := clusters.(NamespacedClusters); ok {
+		return nc.ClientIn(ctx, namespace, name)
+	}
+	return clusters.Client(ctx, name)
+}
+
 // ObjectRef names what a #Read or #List looked at: one object (Name set) or the objects of a
 // kind matching Selector in Namespace ("" for every namespace, or a cluster-scoped kind).
 type ObjectRef struct {
@@ -128,11 +147,11 @@ func (p *provider) decode(call *step.Call, action string, into any) error {
 	return nil
 }
 
-func (p *provider) client(ctx context.Context, cluster string) (client.Client, error) {
+func (p *provider) client(ctx context.Context, call *step.Call, cluster string) (client.Client, error) {
 	if p.opts.Clusters == nil {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, errors.New("vela/kube: no cluster is configured (give a kubeconfig)"))
 	}
-	c, err := p.opts.Clusters.Client(ctx, cluster)
+	c, err := ClientFor(ctx, p.opts.Clusters, call.Run.Namespace, cluster)
 	if err != nil {
 		return nil, fmt.Errorf("vela/kube: %w", err)
 	}
@@ -144,7 +163,7 @@ func (p *provider) apply(ctx context.Context, call *step.Call) (any, error) {
 	if err := p.decode(call, "Apply", &in); err != nil {
 		return nil, err
 	}
-	cl, err := p.client(ctx, in.Cluster)
+	cl, err := p.client(ctx, call, in.Cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +188,7 @@ func (p *provider) applyInParallel(ctx context.Context, call *step.Call) (any, e
 		return nil, err
 	}
 	markSecrets(call, in.Value...)
-	cl, err := p.client(ctx, in.Cluster)
+	cl, err := p.client(ctx, call, in.Cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +244,7 @@ func (p *provider) patch(ctx context.Context, call *step.Call) (any, error) {
 	if err := p.decode(call, "Patch", &in); err != nil {
 		return nil, err
 	}
-	cl, err := p.client(ctx, in.Cluster)
+	cl, err := p.client(ctx, call, in.Cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +284,7 @@ func (p *provider) read(ctx context.Context, call *step.Call) (any, error) {
 	if err := p.decode(call, "Read", &in); err != nil {
 		return nil, err
 	}
-	cl, err := p.client(ctx, in.Cluster)
+	cl, err := p.client(ctx, call, in.Cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +326,7 @@ func (p *provider) list(ctx context.Context, call *step.Call) (any, error) {
 	if err != nil || in.Resource.APIVersion == "" || in.Resource.Kind == "" {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/kube: #List: resource needs an apiVersion and a kind, got %q and %q", in.Resource.APIVersion, in.Resource.Kind))
 	}
-	cl, err := p.client(ctx, in.Cluster)
+	cl, err := p.client(ctx, call, in.Cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +375,7 @@ func (p *provider) delete(ctx context.Context, call *step.Call) (any, error) {
 	if err := p.decode(call, "Delete", &in); err != nil {
 		return nil, err
 	}
-	cl, err := p.client(ctx, in.Cluster)
+	cl, err := p.client(ctx, call, in.Cluster)
 	if err != nil {
 		return nil, err
 	}

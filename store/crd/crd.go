@@ -111,6 +111,11 @@ type bookkeeping struct {
 	Steps         map[string]*engine.StepRecord `json:"steps,omitempty"`
 	ManualSuspend bool                          `json:"manualSuspend,omitempty"`
 	Context       json.RawMessage               `json:"context,omitempty"`
+	// ChildRuns counts the child runs started under a root run (engine.Run.ChildRuns).
+	ChildRuns int `json:"childRuns,omitempty"`
+	// TTLSecondsAfterFinished is the run's retention, its own or its template's
+	// (engine.Run.TTLSecondsAfterFinished).
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 	// Loops are the iterations of looping steps in full (the status keeps a bounded summary).
 	Loops map[string]*engine.Loop `json:"loops,omitempty"`
 	// Suspend and Terminated are status.suspend and status.terminated as stepflow last wrote
@@ -278,6 +283,7 @@ func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine
 		return run, nil
 	}
 	run.Epoch, run.Steps, run.ManualSuspend, run.Loops, run.Context = bk.Epoch, bk.Steps, bk.ManualSuspend, bk.Loops, bk.Context
+	run.ChildRuns, run.TTLSecondsAfterFinished = bk.ChildRuns, bk.TTLSecondsAfterFinished
 	switch {
 	case bk.Spec != nil:
 		run.Spec = bk.Spec
@@ -549,7 +555,7 @@ func encodeWith(run *engine.Run, more func(*bookkeeping) error) (*v1alpha1.Workf
 	st := &obj.Status
 	bk := bookkeeping{
 		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend, Loops: run.Loops, Context: run.Context,
-		Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
+		ChildRuns: run.ChildRuns, TTLSecondsAfterFinished: run.TTLSecondsAfterFinished, Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
 	}
 	if run.Object.Spec.WorkflowSpec == nil {
 		bk.Spec = run.Spec

@@ -99,6 +99,7 @@ func (s *Store) Close() error {
 var dialect = store.Dialect{
 	Param:     func(n int) string { return "$" + strconv.Itoa(n) },
 	StartTime: func(t time.Time) any { return t },
+	Ended:     "coalesce(end_time, to_timestamp(created::float8 / 1e9))",
 	NoLimit:   nil,
 }
 

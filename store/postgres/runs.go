@@ -22,48 +22,48 @@ import (
 const (
 	runColumns = `namespace, name, version, data, phase, message, start_time, end_time,
 		steps_total, steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped,
-		template, created`
-	runValues = `$1, $2, nextval('run_versions'), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14`
+		template, expires, created`
+	runValues = `$1, $2, nextval('run_versions'), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15`
 	runSet    = `version = nextval('run_versions'), data = $3, phase = $4, message = $5,
 		start_time = $6, end_time = $7, steps_total = $8, steps_running = $9,
 		steps_suspending = $10, steps_succeeded = $11, steps_failed = $12, steps_skipped = $13,
-		template = $14`
+		template = $14, expires = $15`
 	runFromExcluded = `version = excluded.version, data = excluded.data, phase = excluded.phase,
 		message = excluded.message, start_time = excluded.start_time, end_time = excluded.end_time,
 		steps_total = excluded.steps_total, steps_running = excluded.steps_running,
 		steps_suspending = excluded.steps_suspending, steps_succeeded = excluded.steps_succeeded,
 		steps_failed = excluded.steps_failed, steps_skipped = excluded.steps_skipped,
-		template = excluded.template, created = excluded.created`
+		template = excluded.template, expires = excluded.expires, created = excluded.created`
 )
 
-// Save's statements: the write of the run's row (an insert for a new run, with created $17;
-// an update at the loaded version $17 otherwise), whose RETURNING row exists only if it
-// wrote; the log entries ($15 the steps, $16 the entries, in order), inserted once per row the
+// Save's statements: the write of the run's row (an insert for a new run, with created $18;
+// an update at the loaded version $18 otherwise), whose RETURNING row exists only if it
+// wrote; the log entries ($16 the steps, $17 the entries, in order), inserted once per row the
 // write returned, so none when it did not; and the new version. One statement is one
 // transaction. With notify, the statement also tells the replicas listening (Leases) that the
-// run changed, as replica $18: PostgreSQL delivers the notification when it commits.
+// run changed, as replica $19: PostgreSQL delivers the notification when it commits.
 func saveStatement(write string, notify bool) string {
 	q := `WITH saved AS (` + write + `), logged AS (
 		INSERT INTO logs (namespace, name, step, entry)
 		SELECT $1, $2, l.step, l.entry
-		FROM saved, unnest($15::text[], $16::bytea[]) WITH ORDINALITY AS l (step, entry, n)
+		FROM saved, unnest($16::text[], $17::bytea[]) WITH ORDINALITY AS l (step, entry, n)
 		ORDER BY l.n
 	)`
 	if !notify {
 		return q + ` SELECT version FROM saved`
 	}
 	return q + `, notified AS (
-		SELECT pg_notify('` + runsChannel + `', $18 || ' ' || version || ' ' || $1 || '/' || $2) FROM saved
+		SELECT pg_notify('` + runsChannel + `', $19 || ' ' || version || ' ' || $1 || '/' || $2) FROM saved
 	)
 	SELECT version FROM saved LEFT JOIN notified ON true`
 }
 
 const (
-	saveNew = `INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `, $17)
+	saveNew = `INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `, $18)
 		ON CONFLICT (namespace, name) DO NOTHING
 		RETURNING version`
 	saveLoaded = `UPDATE runs SET ` + runSet + `
-		WHERE namespace = $1 AND name = $2 AND version = $17
+		WHERE namespace = $1 AND name = $2 AND version = $18
 		RETURNING version`
 )
 
@@ -77,14 +77,15 @@ type runRow struct {
 	end      *time.Time
 	steps    store.StepCounts
 	template string
-	created  int64 // Unix nanoseconds: when encoded, written only by an insert
+	expires  *time.Time // engine.Run.ExpiresAt, nil when the run has no own TTL or has not finished
+	created  int64      // Unix nanoseconds: when encoded, written only by an insert
 }
 
-// values are the row's parameters, $1 to $14; created is not among them.
+// values are the row's parameters, $1 to $15; created is not among them.
 func (r *runRow) values() []any {
 	return []any{r.key.Namespace, r.key.Name, r.data, r.phase, r.message, r.start, r.end,
 		r.steps.Total, r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped,
-		r.template}
+		r.template, r.expires}
 }
 
 // encodeRun encodes run for writing.
@@ -110,11 +111,12 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 		end:      timeOrNil(st.EndTime.Time),
 		steps:    store.CountSteps(run),
 		template: run.Object.Spec.WorkflowRef,
+		expires:  timeOrNil(run.ExpiresAt()),
 		created:  time.Now().UnixNano(),
 	}, nil
 }
 
-// encodeLogs encodes the entries as the parameters $15 and $16 of a save: their steps and
+// encodeLogs encodes the entries as the parameters $16 and $17 of a save: their steps and
 // their JSON, in order.
 func encodeLogs(key engine.Key, logs []engine.LogEntry) (steps []string, entries [][]byte, err error) {
 	steps = make([]string, len(logs))
@@ -218,7 +220,7 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 	args := append(row.values(), row.created)
 	switch replaces {
 	case store.CreateNew:
-		err = s.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $15)
+		err = s.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $16)
 			ON CONFLICT (namespace, name) DO NOTHING
 			RETURNING version`, args...).Scan(&version)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -228,12 +230,12 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 		// The upsert takes the row's lock first, so that the delete, a statement of its own,
 		// sees the entries of a save that held the lock before. The update at a version
 		// writes nothing when another write came first.
-		write := `INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `, $15)
+		write := `INSERT INTO runs (` + runColumns + `) VALUES (` + runValues + `, $16)
 			ON CONFLICT (namespace, name) DO UPDATE SET ` + runFromExcluded + `
 			RETURNING version`
 		if replaces != store.ReplaceAny {
-			write = `UPDATE runs SET ` + runSet + `, created = $15
-				WHERE namespace = $1 AND name = $2 AND version = $16
+			write = `UPDATE runs SET ` + runSet + `, created = $16
+				WHERE namespace = $1 AND name = $2 AND version = $17
 				RETURNING version`
 			args = append(args, replaces)
 		}
@@ -335,4 +337,43 @@ func (s *Store) Logs(ctx context.Context, key engine.Key, step string) ([]engine
 		return nil, fmt.Errorf("logs of run %s: %w", key, err)
 	}
 	return out, nil
+}
+
+// DeleteExpired deletes, with their logs, at most limit of the finished runs retention r lets
+// go at now that owns accepts (nil: all), each only at the version it was found at, in one
+// transaction, and tells the other replicas; it returns their keys.
+func (s *Store) DeleteExpired(ctx context.Context, r engine.Retention, now time.Time, limit int, owns func(engine.Key) bool) ([]engine.Key, error) {
+	q, args := dialect.ExpiredRuns(r, now, limit)
+	found, err := queryAll(ctx, s, store.ReadExpired, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("find the expired runs: %w", err)
+	}
+	var deleted []engine.Key
+	err = pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
+		deleted = deleted[:0]
+		for _, e := range found {
+			if owns != nil && !owns(e.Key) {
+				continue
+			}
+			tag, err := tx.Exec(ctx, `DELETE FROM runs WHERE namespace = $1 AND name = $2 AND version = $3`, e.Key.Namespace, e.Key.Name, e.Version)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				continue // changed since it was found: a restart, say
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, e.Key.Namespace, e.Key.Name); err != nil {
+				return err
+			}
+			deleted = append(deleted, e.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete the expired runs: %w", err)
+	}
+	for _, k := range deleted {
+		s.notify(ctx, store.Deleted, k)
+	}
+	return deleted, nil
 }

@@ -30,6 +30,9 @@ import (
 //	              that inserts the row, kept by later Saves; rows stored before it existed
 //	              took their creationTimestamp, else start_time, else 0 (fillRunColumns).
 //	              runs_created serves List's newest-first order.
+//	  expires     when the run is deleted by its own TTL (engine.Run.ExpiresAt), NULL when
+//	              it has none or has not finished; with runs_end, it serves the retention
+//	              sweep (DeleteExpired).
 //	logs          the runs' log entries; seq is the append order.
 //	  entry       the engine.LogEntry as JSON; step repeats its step for filtering.
 //	definitions   WorkflowStepDefinitions keyed (namespace, name): the CUE template, and the
@@ -113,6 +116,10 @@ var migrations = []string{
 		owner   text        NOT NULL,
 		expires timestamptz NOT NULL
 	);`,
+	// 4: the runs' own expiry, and the indexes of the retention sweep.
+	`ALTER TABLE runs ADD COLUMN expires timestamptz;
+	CREATE INDEX runs_expires ON runs (expires);
+	CREATE INDEX runs_end ON runs (phase, end_time);`,
 }
 
 // fills are the steps of migrations done in Go, by the schema version they belong to: each

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/stepflow/stepflow/engine"
@@ -19,17 +20,17 @@ import (
 const (
 	runColumns = `version, data, phase, message, start_time, end_time, steps_total,
 		steps_running, steps_suspending, steps_succeeded, steps_failed, steps_skipped,
-		template, created, namespace, name`
-	runParams       = `?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`
+		template, expires, created, namespace, name`
+	runParams       = `?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`
 	runFromExcluded = `version = excluded.version, data = excluded.data, phase = excluded.phase,
 		message = excluded.message, start_time = excluded.start_time, end_time = excluded.end_time,
 		steps_total = excluded.steps_total, steps_running = excluded.steps_running,
 		steps_suspending = excluded.steps_suspending, steps_succeeded = excluded.steps_succeeded,
 		steps_failed = excluded.steps_failed, steps_skipped = excluded.steps_skipped,
-		template = excluded.template, created = excluded.created`
+		template = excluded.template, expires = excluded.expires, created = excluded.created`
 	runFromParams = `version = ?, data = ?, phase = ?, message = ?, start_time = ?, end_time = ?,
 		steps_total = ?, steps_running = ?, steps_suspending = ?, steps_succeeded = ?,
-		steps_failed = ?, steps_skipped = ?, template = ?`
+		steps_failed = ?, steps_skipped = ?, template = ?, expires = ?`
 )
 
 // runRow is a run encoded for writing: its JSON and the summary List reads.
@@ -42,6 +43,7 @@ type runRow struct {
 	end      int64
 	steps    store.StepCounts
 	template string
+	expires  any   // Unix nanoseconds (engine.Run.ExpiresAt), nil when the run has no own TTL or has not finished
 	created  int64 // Unix nanoseconds: when encoded, written only by an insert
 }
 
@@ -49,7 +51,7 @@ type runRow struct {
 func (r *runRow) values(version int64) []any {
 	return []any{version, r.data, r.phase, r.message, r.start, r.end, r.steps.Total,
 		r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped,
-		r.template, r.created, r.key.Namespace, r.key.Name}
+		r.template, r.expires, r.created, r.key.Namespace, r.key.Name}
 }
 
 // updateValues are the parameters of updateRun: runFromParams with version, then the key
@@ -57,7 +59,7 @@ func (r *runRow) values(version int64) []any {
 func (r *runRow) updateValues(version, old int64) []any {
 	return []any{version, r.data, r.phase, r.message, r.start, r.end, r.steps.Total,
 		r.steps.Running, r.steps.Suspending, r.steps.Succeeded, r.steps.Failed, r.steps.Skipped,
-		r.template, r.key.Namespace, r.key.Name, old}
+		r.template, r.expires, r.key.Namespace, r.key.Name, old}
 }
 
 // replaceValues are the parameters of replaceRunAt: updateValues with created, which a
@@ -87,6 +89,10 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 		return nil, fmt.Errorf("encode run %s: %w", key, err)
 	}
 	st := &run.Object.Status
+	var expires any
+	if at := run.ExpiresAt(); !at.IsZero() {
+		expires = boundNano(at)
+	}
 	return &runRow{
 		key:      key,
 		data:     data,
@@ -96,6 +102,7 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 		end:      unixNano(st.EndTime.Time),
 		steps:    store.CountSteps(run),
 		template: run.Object.Spec.WorkflowRef,
+		expires:  expires,
 		created:  time.Now().UnixNano(),
 	}, nil
 }
@@ -330,4 +337,37 @@ func (s *Store) Logs(ctx context.Context, key engine.Key, step string) ([]engine
 		return nil, fmt.Errorf("logs of run %s: %w", key, err)
 	}
 	return out, nil
+}
+
+// DeleteExpired deletes, with their logs, at most limit of the finished runs retention r lets
+// go at now that owns accepts (nil: all), each only at the version it was found at, in one
+// transaction; it returns their keys.
+func (s *Store) DeleteExpired(ctx context.Context, r engine.Retention, now time.Time, limit int, owns func(engine.Key) bool) ([]engine.Key, error) {
+	q, args := dialect.ExpiredRuns(r, now, limit)
+	found, err := queryAll(ctx, s, store.ReadExpired, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("find the expired runs: %w", err)
+	}
+	found = slices.DeleteFunc(found, func(e store.Expired) bool { return owns != nil && !owns(e.Key) })
+	var deleted []engine.Key
+	err = s.w.submit(ctx, func(b *batch) error {
+		for _, e := range found {
+			gone, err := b.changed("deleteRunAt", e.Key.Namespace, e.Key.Name, e.Version)
+			if err != nil {
+				return err
+			}
+			if !gone {
+				continue // changed since it was found: a restart, say
+			}
+			if _, err := b.exec("deleteLogs", e.Key.Namespace, e.Key.Name); err != nil {
+				return err
+			}
+			deleted = append(deleted, e.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete the expired runs: %w", err)
+	}
+	return deleted, nil
 }

@@ -27,6 +27,9 @@ import (
 //	             their creationTimestamp, else start_time, else 0 (fillRunColumns).
 //	             runs_template, runs_start and runs_created serve List's filters and its
 //	             newest-first order.
+//	  expires    when the run is deleted by its own TTL (engine.Run.ExpiresAt, Unix
+//	             nanoseconds), NULL when it has none or has not finished; with runs_end,
+//	             it serves the retention sweep (DeleteExpired).
 //	logs         the runs' log entries; seq is the append order.
 //	  entry      the engine.LogEntry as JSON; step repeats its step for filtering.
 //	counters     named integers; 'version' is the last version handed to a run or record.
@@ -99,6 +102,10 @@ var migrations = []string{
 	CREATE INDEX runs_template ON runs (template, namespace, name);
 	CREATE INDEX runs_start ON runs (start_time);
 	CREATE INDEX runs_created ON runs (created DESC, namespace, name);`,
+	// 3: the runs' own expiry, and the indexes of the retention sweep.
+	`ALTER TABLE runs ADD COLUMN expires INTEGER;
+	CREATE INDEX runs_expires ON runs (expires);
+	CREATE INDEX runs_end ON runs (phase, end_time);`,
 }
 
 // fills are the steps of migrations done in Go, by the schema version they belong to: each

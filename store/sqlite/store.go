@@ -180,6 +180,7 @@ var dialect = store.Dialect{
 	Param:     func(int) string { return "?" },
 	StartTime: func(t time.Time) any { return boundNano(t) },
 	Started:   "start_time <> 0",
+	Ended:     "CASE WHEN end_time <> 0 THEN end_time ELSE created END",
 	NoLimit:   -1,
 }
 

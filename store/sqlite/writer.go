@@ -59,9 +59,10 @@ var writeSQL = map[string]string{
 		WHERE namespace = ? AND name = ? AND version = ?`,
 	"replaceRunAt": `UPDATE runs SET ` + runFromParams + `, created = ?
 		WHERE namespace = ? AND name = ? AND version = ?`,
-	"deleteRun":  `DELETE FROM runs WHERE namespace = ? AND name = ?`,
-	"insertLog":  `INSERT INTO logs (namespace, name, step, entry) VALUES (?, ?, ?, ?)`,
-	"deleteLogs": `DELETE FROM logs WHERE namespace = ? AND name = ?`,
+	"deleteRun":   `DELETE FROM runs WHERE namespace = ? AND name = ?`,
+	"deleteRunAt": `DELETE FROM runs WHERE namespace = ? AND name = ? AND version = ?`,
+	"insertLog":   `INSERT INTO logs (namespace, name, step, entry) VALUES (?, ?, ?, ?)`,
+	"deleteLogs":  `DELETE FROM logs WHERE namespace = ? AND name = ?`,
 	"putDefinition": `INSERT INTO definitions (namespace, name, template, object) VALUES (?, ?, ?, ?)
 		ON CONFLICT (namespace, name) DO UPDATE SET template = excluded.template, object = excluded.object`,
 	"readWorkflow": `SELECT object, generation FROM workflows WHERE namespace = ? AND name = ?`,

@@ -33,6 +33,7 @@ func RunStore(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Records", func(t *testing.T) { testRecords(t, open(t)) })
 	t.Run("RecordPrefixes", func(t *testing.T) { testRecordPrefixes(t, open(t)) })
 	t.Run("RecordVersionsAreUnique", func(t *testing.T) { testRecordVersions(t, open(t)) })
+	t.Run("Retention", func(t *testing.T) { testRetention(t, open(t)) })
 }
 
 func testCreate(t *testing.T, st store.Store) {
