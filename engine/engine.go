@@ -338,10 +338,12 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		case initErr != nil:
 			st := &run.Object.Status
 			st.Phase, st.Message, st.Finished = v1alpha1.RunFailed, initErr.Error(), true
-			st.EndTime = st.StartTime
-			if st.EndTime.IsZero() {
-				st.EndTime = metav1.NewTime(now) // what retention counts from
+			if st.StartTime.IsZero() {
+				// It starts and ends now: retention counts from its end, and what follows runs
+				// (telemetry) sees a run that finished in the transition that started it.
+				st.StartTime = metav1.NewTime(now)
 			}
+			st.EndTime = st.StartTime
 			t = &transition{changed: true}
 		default:
 			t = e.m.advance(ctx, run, done, now, inflight)

@@ -184,7 +184,10 @@ func endUnstarted(run *Run, now time.Time) bool {
 		return false
 	}
 	st.Phase, st.Finished, st.Suspend = v1alpha1.RunTerminated, true, false
-	st.EndTime = metav1.NewTime(now)
+	if st.StartTime.IsZero() {
+		st.StartTime = metav1.NewTime(now) // it starts and ends now, as a run whose start fails
+	}
+	st.EndTime = st.StartTime
 	return true
 }
 

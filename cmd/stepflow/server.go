@@ -26,21 +26,21 @@ import (
 
 // serverFlags are the flags of `stepflow server`.
 type serverFlags struct {
-	listen             string
-	store              string
-	allowAnonymousRead bool
-	maxBody            int64
-	maxWait            time.Duration
-	workers            int
-	maxEvaluations     int
-	logFormat          string
-	tlsCert, tlsKey    string
-	otlpEndpoint       string
-	otlpInsecure       bool
-	replica            string
-	lease              time.Duration
-	allowLinkLocal     bool
-	conns              connLimits
+	listen              string
+	store               string
+	allowAnonymousRead  bool
+	maxBody             int64
+	maxWait             time.Duration
+	workers             int
+	maxEvaluations      int
+	logFormat           string
+	tlsCert, tlsKey     string
+	otlpEndpoint        string
+	otlpInsecure        bool
+	replica             string
+	lease               time.Duration
+	allowLinkLocal      bool
+	conns               connLimits
 	allowKubeconfigExec bool
 }
 

@@ -66,7 +66,7 @@ func (r *runRow) updateValues(version, old int64) []any {
 // replacing Create sets anew.
 func (r *runRow) replaceValues(version, old int64) []any {
 	v := r.updateValues(version, old)
-	return append(v[:13:13], r.created, r.key.Namespace, r.key.Name, old)
+	return append(v[:14:14], r.created, r.key.Namespace, r.key.Name, old)
 }
 
 // logRow is a log entry encoded for writing.
