@@ -1,3 +1,6 @@
+// check.go: what runs nothing: Check compiles a template, CheckProperties checks properties
+// against a step type's parameter, Parameters describes the parameter.
+
 package step
 
 import (

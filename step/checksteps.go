@@ -1,3 +1,5 @@
+// checksteps.go: CheckSteps, the check of every step of a run before it starts.
+
 package step
 
 import (

@@ -1,3 +1,6 @@
+// compile.go: templates compiled into a generation's cue.Context (definition, generation),
+// with the registry's packages, and CUE errors rendered with positions (describe).
+
 package step
 
 import (

@@ -1,3 +1,5 @@
+// registry.go: what providers plug in: Action, Handler, Call, Session, Package, Registry.
+
 package step
 
 import (
