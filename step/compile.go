@@ -85,19 +85,6 @@ func (d *definition) rootOf(v cue.Value) cue.Value {
 	return v.LookupPath(d.root)
 }
 
-// fill returns the template with its parameter and, when it refers to it, its context filled
-// in: one fill, as each fill evaluates the whole template again.
-func (d *definition) fill(props, context map[string]any) cue.Value {
-	var in any = map[string]any{"parameter": plain(props)}
-	for i := len(d.root.Selectors()) - 1; i >= 0; i-- {
-		in = map[string]any{d.root.Selectors()[i].Unquoted(): in}
-	}
-	if d.usesContext {
-		in.(map[string]any)["context"] = plain(context)
-	}
-	return d.file.FillPath(cue.Path{}, in)
-}
-
 // paramPath is where the template's parameter is.
 func (d *definition) paramPath() cue.Path {
 	return cue.MakePath(append(d.root.Selectors(), cue.Str("parameter"))...)

@@ -33,7 +33,7 @@ type evaluation struct {
 	done    map[string]bool            // the actions run in this evaluation, by path
 	stopped bool                       // an action ended the evaluation
 	current string                     // the path of the action running
-	params  map[string]any             // and its parameters
+	params  json.RawMessage            // and its parameters' JSON
 	fills   int                        // results filled in since the template was validated
 	start   time.Time
 	actions time.Duration // the time the actions run in this evaluation took
@@ -111,11 +111,15 @@ func (e *evaluation) run(ctx context.Context) error {
 		return errNotLocal // another quick evaluation found out while this one waited its turn
 	}
 	e.start = time.Now()
+	props, err := readProperties(e.req.Properties)
+	if err != nil {
+		return failf(v1alpha1.ReasonParameter, "properties: %v", err)
+	}
 	pp := e.def.paramPath()
-	v := e.def.fill(e.req.Properties, e.req.Context)
+	v := e.def.fill(props, e.req.Context)
 	// Before the check: its messages may quote the values.
 	e.markSensitive(v)
-	if err := checkParameter(v, pp, e.req.Properties, nil); err != nil {
+	if err := checkParameter(v, pp, props, nil); err != nil {
 		return failf(v1alpha1.ReasonParameter, "%v", err)
 	}
 	if err := v.Validate(); err != nil {
@@ -172,11 +176,9 @@ func (e *evaluation) next(v cue.Value) (s *site, last bool, err error) {
 	}
 	for _, s := range w.blocked {
 		if s.action != nil && s.action.AcceptIncomplete {
-			params, err := s.readParams(true)
-			if err != nil {
+			if err := s.readParams(true); err != nil {
 				return nil, false, err
 			}
-			s.params = params
 			return s, false, nil
 		}
 	}
@@ -199,10 +201,10 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 	sideEffect := s.action.SideEffect != nil && s.action.SideEffect(s.params)
 	result, replayed := e.memo[s.key]
 	if !sideEffect || !replayed {
-		e.current, e.params = s.key, s.params
+		e.current, e.params = s.key, s.raw
 		back := e.turn.give() // others evaluate while the action waits on its I/O
 		began := time.Now()
-		out, err := s.action.Run(ctx, &Call{Params: s.params, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
+		out, err := s.action.Run(ctx, &Call{Params: s.params, raw: s.raw, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
 		took := time.Since(began)
 		e.actions += took
 		if err == nil && out != nil {
@@ -380,7 +382,7 @@ func (e *evaluation) Suspend(d time.Duration, message string) bool {
 		s.Released = e.req.Resumed || (!s.Until.IsZero() && !e.req.Now.Before(s.Until))
 	}
 	if !s.Released && s.Params == nil {
-		s.Params, _ = json.Marshal(e.params)
+		s.Params = e.params
 	}
 	e.memo[key], _ = json.Marshal(s)
 	if s.Released {
@@ -440,25 +442,25 @@ func (e *evaluation) releaseSuspend(ctx context.Context) (bool, error) {
 	if !ok || a.Run == nil {
 		return false, nil
 	}
-	params, ok := suspendParams(e.memo[key+"#suspend"])
+	raw, params, ok := suspendParams(e.memo[key+"#suspend"])
 	if !ok {
 		return false, nil
 	}
 	e.start = time.Now()
-	_, err := e.call(ctx, cue.Value{}, &site{key: key, action: a, params: params})
+	_, err := e.call(ctx, cue.Value{}, &site{key: key, action: a, raw: raw, params: params})
 	return true, err
 }
 
-// suspendParams reads the parameters a suspend recorded when it held a step; false when the
-// record is missing, released already, or holds none.
-func suspendParams(raw json.RawMessage) (map[string]any, bool) {
+// suspendParams reads the parameters a suspend recorded when it held a step, as JSON and
+// decoded; false when the record is missing, released already, or holds none.
+func suspendParams(raw json.RawMessage) (json.RawMessage, map[string]any, bool) {
 	var s suspension
 	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil || s.Released {
-		return nil, false
+		return nil, nil, false
 	}
 	var params map[string]any
 	if json.Unmarshal(s.Params, &params) != nil || params == nil {
-		return nil, false
+		return nil, nil, false
 	}
-	return params, true
+	return s.Params, params, true
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -241,28 +240,4 @@ func (r *Runner) observe(typ string, d time.Duration) {
 	if r.opts.ObserveEvaluation != nil {
 		r.opts.ObserveEvaluation(typ, max(d, 0))
 	}
-}
-
-// plain turns a JSON-like Go value into one that CUE reads as JSON would be: encoding/json
-// decodes every number as float64, which CUE would take as a float and not unify with int.
-func plain(x any) any {
-	switch x := x.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, v := range x {
-			out[k] = plain(v)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, v := range x {
-			out[i] = plain(v)
-		}
-		return out
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
-			return int64(x)
-		}
-	}
-	return x
 }

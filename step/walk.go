@@ -26,7 +26,9 @@ type site struct {
 	// they are paramsValue, the action's $params.
 	legacy      bool
 	paramsValue cue.Value
-	params      map[string]any
+	// raw is the parameters' JSON, read once from the template; params is raw decoded.
+	raw    json.RawMessage
+	params map[string]any
 	// incomplete says why the parameters are not all concrete yet.
 	incomplete error
 }
@@ -99,11 +101,10 @@ func (w *walker) action(v, providerValue cue.Value) {
 	}
 	s := &site{key: key, value: v, action: a, paramsValue: v.LookupPath(cue.MakePath(paramsSel))}
 	s.legacy = !s.paramsValue.Exists()
-	params, err := s.readParams(false)
+	err := s.readParams(false)
 	var f *failure
 	switch {
 	case err == nil:
-		s.params = params
 		w.ready = s
 	case errors.As(err, &f):
 		w.err = err
@@ -113,57 +114,61 @@ func (w *walker) action(v, providerValue cue.Value) {
 	}
 }
 
-// readParams reads the action's parameters: `$params`, or in the legacy form its regular
-// fields that are not results. An incomplete parameter is an error, or left out when partial;
-// a parameter in error is a *failure.
-func (s *site) readParams(partial bool) (map[string]any, error) {
+// readParams reads the action's parameters, `$params` or in the legacy form its regular fields
+// that are not results, as a JSON object into s.raw, once, and decoded into s.params. An
+// incomplete parameter is an error, or left out when partial; a parameter in error is a
+// *failure.
+func (s *site) readParams(partial bool) error {
 	src := s.value
 	if !s.legacy {
 		src = s.paramsValue
 	}
-	params := map[string]any{}
+	var raw []byte
 	if !s.legacy && src.Validate(cue.Concrete(true)) == nil {
-		if err := decode(src, &params); err != nil {
-			return nil, failf(v1alpha1.ReasonRendering, "%s: parameters: %v", s.key, err)
+		b, err := src.MarshalJSON()
+		if err != nil {
+			return failf(v1alpha1.ReasonRendering, "%s: parameters: %v", s.key, describe(err))
 		}
-		return params, nil
-	}
-	it, err := src.Fields()
-	if err != nil {
-		return nil, fmt.Errorf("parameters: %w", err)
-	}
-	for it.Next() {
-		name := it.Selector().Unquoted()
-		if s.legacy && slices.Contains(s.action.LegacyOutputs, name) {
-			continue
+		raw = b
+	} else {
+		it, err := src.Fields()
+		if err != nil {
+			return fmt.Errorf("parameters: %w", err)
 		}
-		f := it.Value()
-		if err := f.Validate(cue.Concrete(true)); err != nil {
-			if verr := f.Validate(); verr != nil {
-				return nil, failf(v1alpha1.ReasonRendering, "%s: %v", s.key, describe(verr))
-			}
-			if partial {
+		raw = append(raw, '{')
+		for it.Next() {
+			name := it.Selector().Unquoted()
+			if s.legacy && slices.Contains(s.action.LegacyOutputs, name) {
 				continue
 			}
-			return nil, err
+			f := it.Value()
+			if err := f.Validate(cue.Concrete(true)); err != nil {
+				if verr := f.Validate(); verr != nil {
+					return failf(v1alpha1.ReasonRendering, "%s: %v", s.key, describe(verr))
+				}
+				if partial {
+					continue
+				}
+				return err
+			}
+			b, err := f.MarshalJSON()
+			if err != nil {
+				return failf(v1alpha1.ReasonRendering, "%s: parameter %s: %v", s.key, name, describe(err))
+			}
+			if len(raw) > 1 {
+				raw = append(raw, ',')
+			}
+			raw = append(append(appendKey(raw, name), ':'), b...)
 		}
-		var x any
-		if err := decode(f, &x); err != nil {
-			return nil, failf(v1alpha1.ReasonRendering, "%s: parameter %s: %v", s.key, name, err)
-		}
-		params[name] = x
+		raw = append(raw, '}')
 	}
-	return params, nil
-}
-
-// decode turns a concrete CUE value into JSON-like Go values: bytes become base64 strings, as
-// in JSON. (This is less work than cue.Value.Decode.)
-func decode(v cue.Value, into any) error {
-	b, err := v.MarshalJSON()
-	if err != nil {
-		return describe(err)
+	// Bytes are base64 strings in JSON, as they are here. (Less work than cue.Value.Decode.)
+	params := map[string]any{}
+	if err := json.Unmarshal(raw, &params); err != nil {
+		return failf(v1alpha1.ReasonRendering, "%s: parameters: %v", s.key, err)
 	}
-	return json.Unmarshal(b, into)
+	s.raw, s.params = raw, params
+	return nil
 }
 
 // field is a regular field of a struct, with what orders it.
