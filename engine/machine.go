@@ -811,8 +811,8 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 	return req, nil
 }
 
-// propertiesJSON returns a step's properties as the JSON object they are written as, without
-// decoding them: the step runner reads them once. None, or null, is an empty object.
+// propertiesJSON returns a copy of a step's properties as the JSON object they are written as,
+// without decoding them: the step runner reads them once. None, or null, is an empty object.
 func propertiesJSON(p *runtime.RawExtension) (json.RawMessage, error) {
 	var raw []byte
 	if p != nil {
@@ -822,7 +822,9 @@ func propertiesJSON(p *runtime.RawExtension) (json.RawMessage, error) {
 		return json.RawMessage("{}"), nil
 	}
 	if raw[0] == '{' && json.Valid(raw) {
-		return raw, nil
+		// A copy: decoding into a RawExtension reuses its bytes, and the run may change
+		// while the step is evaluated.
+		return bytes.Clone(raw), nil
 	}
 	var props map[string]any // for its error, which says what is wrong
 	if err := json.Unmarshal(raw, &props); err != nil {

@@ -65,3 +65,16 @@ func TestFillInputsKeepsNumbers(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+// The properties given are a copy: the run's may change while the step is evaluated.
+func TestPropertiesJSONIsACopy(t *testing.T) {
+	p := &runtime.RawExtension{Raw: []byte(`{"a": 1}`)}
+	got, err := propertiesJSON(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(p.Raw, `{"b": 2}`)
+	if string(got) != `{"a": 1}` {
+		t.Errorf("got %s after the run's properties changed", got)
+	}
+}

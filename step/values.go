@@ -20,7 +20,8 @@ import (
 
 // readProperties reads a step's properties, a JSON object, into the Go values CUE takes them as
 // when it reads JSON: a number is an int when written without a fraction or an exponent and a
-// float otherwise, as written (3.0 is a float). Nothing, or null, is an empty object.
+// float otherwise (3.0 is a float), with the digits written. Nothing, or null, is an empty
+// object.
 func readProperties(raw json.RawMessage) (map[string]any, error) {
 	props := map[string]any{}
 	if len(bytes.TrimSpace(raw)) == 0 {
@@ -73,22 +74,42 @@ func numbers(x any) {
 
 // number is x, a number as readProperties decodes it, as CUE reads it; false when x is not a
 // number. A float64, which readProperties has only for a whole number, and most integers are
-// an int64; another number is its literal as written, which CUE compiles (a float keeps its
-// digits, which a float64 may not).
+// an int64; a float with at most 15 significant digits, which a float64 holds exactly, is a
+// float64 (CUE's float); another number is its literal, which CUE compiles with all its digits.
 func number(x any) (any, bool) {
 	switch x := x.(type) {
 	case float64:
 		return int64(x), true
 	case json.Number:
-		if !strings.ContainsAny(string(x), ".eE") {
-			if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+		s := string(x)
+		if !strings.ContainsAny(s, ".eE") {
+			if i, err := strconv.ParseInt(s, 10, 64); err == nil {
 				return i, true
 			}
-			return &ast.BasicLit{Kind: token.INT, Value: string(x)}, true
+			return &ast.BasicLit{Kind: token.INT, Value: s}, true
 		}
-		return &ast.BasicLit{Kind: token.FLOAT, Value: string(x)}, true
+		if significant(s) <= 15 {
+			if f, err := strconv.ParseFloat(s, 64); err == nil {
+				return f, true
+			}
+		}
+		return &ast.BasicLit{Kind: token.FLOAT, Value: s}, true
 	}
 	return nil, false
+}
+
+// significant counts the significant digits of a JSON number: those of its mantissa past its
+// leading zeros.
+func significant(s string) int {
+	n, lead := 0, true
+	for i := 0; i < len(s) && s[i] != 'e' && s[i] != 'E'; i++ {
+		switch c := s[i]; {
+		case c == '0' && lead:
+		case c >= '0' && c <= '9':
+			n, lead = n+1, false
+		}
+	}
+	return n
 }
 
 // fill returns the template with its parameter, props as readProperties gives them, and, when

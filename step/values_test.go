@@ -43,7 +43,8 @@ func rawRequest(typ, raw string, outputs ...string) *engine.StepRequest {
 }
 
 // The properties' numbers are what CUE makes of JSON numbers: an integer is an int, however
-// long, and a number with a fraction or an exponent is a float, 2.0 too, with the digits written.
+// long, and a number with a fraction or an exponent is a float, 2.0 too (CUE writes it 2), with
+// the digits written.
 func TestPropertiesNumbersAreCUEs(t *testing.T) {
 	type params struct {
 		N   int   `json:"n"`
@@ -55,7 +56,7 @@ func TestPropertiesNumbersAreCUEs(t *testing.T) {
 	res := mustRun(t, r, rawRequest("take", `{"n": 3, "big": 1234567890123456789, "f": 2.0, "e": 1e3, "list": [1, -0], "s": "a<b", "x": 0.10000000000000000001}`,
 		"n", "big", "f", "e", "list", "s", "x"))
 	wantOutcome(t, res, engine.Succeeded, "")
-	want := map[string]string{"n": `3`, "big": `1234567890123456789`, "f": `2.0`, "e": `1E+3`, "list": `[1,0]`, "s": `"a<b"`, "x": `0.10000000000000000001`}
+	want := map[string]string{"n": `3`, "big": `1234567890123456789`, "f": `2`, "e": `1E+3`, "list": `[1,0]`, "s": `"a<b"`, "x": `0.10000000000000000001`}
 	for name, w := range want {
 		if o := string(res.Outputs[name]); o != w {
 			t.Errorf("output %s = %s, want %s", name, o, w)
