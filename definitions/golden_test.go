@@ -29,7 +29,7 @@ var update = flag.Bool("update", false, "rewrite the want section of testdata/*.
 // return) and want (the actions called, with their parameters, and the step's result).
 type goldenRequest struct {
 	Type       string            `json:"type"`
-	Properties map[string]any    `json:"properties"`
+	Properties json.RawMessage   `json:"properties"`
 	Context    map[string]any    `json:"context"`
 	Outputs    map[string]string `json:"outputs"` // name: valueFrom
 	// Returns holds, by "provider.do", the results of successive calls (the last repeats);

@@ -113,10 +113,14 @@ func newKubeEnv(t *testing.T) *kubeEnv {
 // step evaluates a step of type typ once, with the memo of earlier evaluations of its attempt.
 func (e *kubeEnv) step(typ string, props map[string]any, outputs map[string]string, memo map[string]json.RawMessage) *engine.StepResult {
 	e.t.Helper()
+	raw, err := json.Marshal(props)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	req := &engine.StepRequest{
 		Run:        engine.Key{Namespace: e.namespace, Name: "wr"},
 		Step:       v1alpha1.WorkflowStepBase{Name: "s", Type: typ},
-		Properties: props,
+		Properties: raw,
 		Context:    map[string]any{"name": "wr", "namespace": e.namespace, "stepName": "s", "stepSessionID": "s-1"},
 		Memo:       memo,
 		Now:        time.Now(),

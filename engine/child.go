@@ -139,12 +139,18 @@ func (e *Engine) childRunner(run *Run, n *node) func(context.Context, *StepReque
 // until the child finishes, then succeeds or fails with it. The child's completion wakes the
 // parent (see Engine.process).
 func (e *Engine) runChild(ctx context.Context, req *StepRequest, c child) (*StepResult, error) {
-	template, _ := req.Properties["name"].(string)
+	var props map[string]any
+	if len(req.Properties) > 0 {
+		if err := json.Unmarshal(req.Properties, &props); err != nil {
+			return nil, Terminal(v1alpha1.ReasonParameter, fmt.Errorf("properties: %w", err))
+		}
+	}
+	template, _ := props["name"].(string)
 	if template == "" {
 		return &StepResult{Outcome: Failed, Reason: v1alpha1.ReasonParameter, Message: "properties.name: the Workflow template to run is required"}, nil
 	}
 	var childCtx *runtime.RawExtension
-	if cc, ok := req.Properties["context"]; ok && cc != nil {
+	if cc, ok := props["context"]; ok && cc != nil {
 		if _, isObject := cc.(map[string]any); !isObject {
 			return &StepResult{Outcome: Failed, Reason: v1alpha1.ReasonParameter, Message: "properties.context: the child run's context is an object"}, nil
 		}

@@ -111,6 +111,10 @@ func (s *script) release(name string) {
 }
 
 func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.StepResult, error) {
+	props := map[string]any{}
+	if err := json.Unmarshal(req.Properties, &props); err != nil {
+		return nil, fmt.Errorf("properties %s: %w", req.Properties, err)
+	}
 	s.mu.Lock()
 	s.runs[req.Step.Name]++
 	if i, ok := req.Context["index"]; ok {
@@ -127,7 +131,7 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		s.mu.Unlock()
 	}()
 	out := func() map[string]json.RawMessage {
-		v := req.Properties["value"]
+		v := props["value"]
 		if v == nil {
 			v = req.Step.Name
 		}
@@ -140,11 +144,11 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	}
 	typ := req.Step.Type
 	if typ == "by-item" {
-		typ, _ = req.Properties["kind"].(string)
+		typ, _ = props["kind"].(string)
 	}
 	switch typ {
 	case "ok":
-		msg, _ := req.Properties["message"].(string)
+		msg, _ := props["message"].(string)
 		logs := []engine.LogEntry{{Time: req.Now, Step: req.Step.Name, Message: "ran"}}
 		return &engine.StepResult{Outcome: engine.Succeeded, Outputs: out(), Message: msg, Logs: logs}, nil
 	case "fail":
@@ -153,7 +157,7 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		return nil, fmt.Errorf("connection refused")
 	case "wait":
 		s.mu.Lock()
-		ok := s.released[req.Properties["until"].(string)]
+		ok := s.released[props["until"].(string)]
 		s.mu.Unlock()
 		if !ok {
 			return &engine.StepResult{Outcome: engine.Waiting, Message: "not yet"}, nil
@@ -164,7 +168,7 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 			return &engine.StepResult{Outcome: engine.Succeeded}, nil
 		}
 		res := &engine.StepResult{Outcome: engine.Suspended, Message: "waiting for approval", Memo: req.Memo}
-		if d, ok := req.Properties["duration"].(string); ok {
+		if d, ok := props["duration"].(string); ok {
 			dd, _ := time.ParseDuration(d)
 			until := req.Now.Add(dd)
 			if req.Memo["until"] != nil {
@@ -184,7 +188,7 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	case "break":
 		return &engine.StepResult{Outcome: engine.Broke, Message: "enough"}, nil
 	case "leak":
-		secret, _ := req.Properties["secret"].(string)
+		secret, _ := props["secret"].(string)
 		if secret == "" {
 			secret, _ = req.Context["token"].(string)
 		}
@@ -197,10 +201,10 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		for _, item := range req.Step.Outputs {
 			res.Outputs[item.Name] = b
 		}
-		if req.Properties["mark"] == true {
+		if props["mark"] == true {
 			res.Sensitive = []string{secret}
 		}
-		if req.Properties["fail"] == true {
+		if props["fail"] == true {
 			res.Outcome, res.Reason, res.Message = engine.Failed, v1alpha1.ReasonAction, "refused "+secret
 		}
 		return res, nil

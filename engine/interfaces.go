@@ -176,8 +176,10 @@ type StepRequest struct {
 	StepID string
 	// GroupName is the enclosing step-group's name, empty at the top level.
 	GroupName string
-	// Properties is the parameter value: the step's properties with its inputs filled in.
-	Properties map[string]any
+	// Properties is the parameter value, a JSON object: the step's properties with its inputs
+	// filled in. It is the properties as written when no input sets a parameter, so that they
+	// reach the StepRunner as they are. Nil stands for an empty object.
+	Properties json.RawMessage
 	// Inputs are the step's inputs by variable name.
 	Inputs map[string]any
 	// Context is the CUE context: built-in keys and the run's spec.context.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/redact"
@@ -713,26 +715,24 @@ func stepContext(run *Run, n *node) map[string]any {
 // request builds what the StepRunner is given for one evaluation of n. It copies what the
 // evaluation reads so the run may change while the step is evaluated.
 func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
-	props := map[string]any{}
-	if p := n.spec.Properties; p != nil && len(p.Raw) > 0 {
-		if err := json.Unmarshal(p.Raw, &props); err != nil {
-			return nil, Terminal(v1alpha1.ReasonParameter, fmt.Errorf("properties: %w", err))
-		}
-		if props == nil {
-			props = map[string]any{}
-		}
+	props, err := propertiesJSON(n.spec.Properties)
+	if err != nil {
+		return nil, Terminal(v1alpha1.ReasonParameter, fmt.Errorf("properties: %w", err))
 	}
 	inputs := inputValues(run, n)
+	setsParameter := false
 	for _, in := range n.spec.Inputs {
-		v, ok := inputs[in.From]
-		if !ok {
+		if _, ok := inputs[in.From]; !ok {
 			if n.it != nil && v1alpha1.IsIterationVar(in.From) {
 				return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q: the item of iteration %d has no such field", in.From, n.it.index))
 			}
 			return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q is not available: no step has output it", in.From))
 		}
-		if in.ParameterKey != "" {
-			v1alpha1.SetDottedPath(props, in.ParameterKey, v)
+		setsParameter = setsParameter || in.ParameterKey != ""
+	}
+	if setsParameter {
+		if props, err = fillInputs(props, n.spec.Inputs, inputs); err != nil {
+			return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("filling the inputs into the properties: %w", err))
 		}
 	}
 	rec := run.record(n.name)
@@ -756,6 +756,46 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 		maps.Copy(req.Memo, rec.Memo)
 	}
 	return req, nil
+}
+
+// propertiesJSON returns a copy of a step's properties as the JSON object they are written as,
+// without decoding them: the step runner reads them once. None, or null, is an empty object.
+func propertiesJSON(p *runtime.RawExtension) (json.RawMessage, error) {
+	var raw []byte
+	if p != nil {
+		raw = bytes.TrimSpace(p.Raw)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return json.RawMessage("{}"), nil
+	}
+	if raw[0] == '{' && json.Valid(raw) {
+		// A copy: decoding into a RawExtension reuses its bytes, and the run may change
+		// while the step is evaluated.
+		return bytes.Clone(raw), nil
+	}
+	var props map[string]any // for its error, which says what is wrong
+	if err := json.Unmarshal(raw, &props); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("not a JSON object")
+}
+
+// fillInputs returns the properties props with the inputs that have a parameterKey set at
+// that path (replacing what is there). The properties' numbers are kept as they are written
+// (json.Number), so that an integer stays one; the inputs' values are encoded again.
+func fillInputs(props json.RawMessage, items []v1alpha1.InputItem, inputs map[string]any) (json.RawMessage, error) {
+	d := json.NewDecoder(bytes.NewReader(props))
+	d.UseNumber()
+	m := map[string]any{}
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	for _, in := range items {
+		if in.ParameterKey != "" {
+			v1alpha1.SetDottedPath(m, in.ParameterKey, inputs[in.From])
+		}
+	}
+	return json.Marshal(m)
 }
 
 // contextRaw is the run's user context: spec.context, with the template's parameter

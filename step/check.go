@@ -1,3 +1,6 @@
+// check.go: what runs nothing: Check compiles a template, CheckProperties checks properties
+// against a step type's parameter, Parameters describes the parameter.
+
 package step
 
 import (
@@ -26,6 +29,12 @@ func (r *Runner) Check(_ context.Context, typ, template string) error {
 // anything. Each problem names the parameter's path, e.g. parameter.url. Parameters at or under
 // the keys in filled (a step's inputs' parameterKeys) are filled at run time and taken as given.
 func (r *Runner) CheckProperties(ctx context.Context, namespace, typ string, props map[string]any, filled []string) error {
+	p, _ := plain(props).(map[string]any)
+	return r.checkProperties(ctx, namespace, typ, p, filled)
+}
+
+// checkProperties is CheckProperties with props as readProperties gives them.
+func (r *Runner) checkProperties(ctx context.Context, namespace, typ string, props map[string]any, filled []string) error {
 	d, err := r.load(ctx, r.generation(), namespace, typ)
 	if f, ok := errors.AsType[*failure](err); ok {
 		return errors.New(f.msg)

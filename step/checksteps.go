@@ -1,8 +1,9 @@
+// checksteps.go: CheckSteps, the check of every step of a run before it starts.
+
 package step
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	fieldpath "k8s.io/apimachinery/pkg/util/validation/field"
@@ -28,12 +29,14 @@ func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alp
 			errs = append(errs, fieldpath.Invalid(path.Child("type"), s.Type, err.Error()))
 			return
 		}
-		props := map[string]any{}
-		if s.Properties != nil && len(s.Properties.Raw) > 0 {
-			if err := json.Unmarshal(s.Properties.Raw, &props); err != nil {
-				errs = append(errs, fieldpath.Invalid(path.Child("properties"), "", err.Error()))
-				return
-			}
+		var raw []byte
+		if s.Properties != nil {
+			raw = s.Properties.Raw
+		}
+		props, err := readProperties(raw)
+		if err != nil {
+			errs = append(errs, fieldpath.Invalid(path.Child("properties"), "", err.Error()))
+			return
 		}
 		var filled []string
 		for _, in := range s.Inputs {
@@ -41,7 +44,7 @@ func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alp
 				filled = append(filled, in.ParameterKey)
 			}
 		}
-		if err := r.CheckProperties(ctx, namespace, s.Type, props, filled); err != nil {
+		if err := r.checkProperties(ctx, namespace, s.Type, props, filled); err != nil {
 			errs = append(errs, fieldpath.Invalid(path.Child("properties"), "", fmt.Sprintf("step %s: %v", s.Name, err)))
 		}
 	}

@@ -1,3 +1,6 @@
+// compile.go: templates compiled into a generation's cue.Context (definition, generation),
+// with the registry's packages, and CUE errors rendered with positions (describe).
+
 package step
 
 import (
@@ -80,19 +83,6 @@ func (d *definition) rootOf(v cue.Value) cue.Value {
 		return v
 	}
 	return v.LookupPath(d.root)
-}
-
-// fill returns the template with its parameter and, when it refers to it, its context filled
-// in: one fill, as each fill evaluates the whole template again.
-func (d *definition) fill(props, context map[string]any) cue.Value {
-	var in any = map[string]any{"parameter": plain(props)}
-	for i := len(d.root.Selectors()) - 1; i >= 0; i-- {
-		in = map[string]any{d.root.Selectors()[i].Unquoted(): in}
-	}
-	if d.usesContext {
-		in.(map[string]any)["context"] = plain(context)
-	}
-	return d.file.FillPath(cue.Path{}, in)
 }
 
 // paramPath is where the template's parameter is.

@@ -1,3 +1,5 @@
+// condition.go: a step's `if` expression, compiled once per generation and evaluated (EvalIf).
+
 package step
 
 import (

@@ -10,4 +10,10 @@
 // their results are kept in the step's memo and replayed when the step is evaluated again
 // after a wait. Control actions (wait, suspend, fail, break) end the evaluation through the
 // Session.
+//
+// A step's properties come as the JSON the engine was given (with its inputs set in it) and are
+// read once, into the values CUE reads from JSON: an integer stays an int. An action's
+// parameters come out of CUE as JSON once: Call.Params is that JSON decoded, and Call.Decode
+// reads it into a provider's struct. Each file says at its top what it holds; evaluation.go
+// follows one evaluation from start to end.
 package step

@@ -130,13 +130,18 @@ import "vela/test"
 #Loud: test.#Note & {$params: text: =~"!$"}
 `
 
-// request is a StepRequest for a step of type typ.
+// request is a StepRequest for a step of type typ with properties props, given as the engine
+// gives them: their JSON.
 func request(typ string, props map[string]any) *engine.StepRequest {
+	raw, err := json.Marshal(props)
+	if err != nil {
+		panic(err)
+	}
 	return &engine.StepRequest{
 		Run:        engine.Key{Namespace: "default", Name: "run"},
 		Step:       v1alpha1.WorkflowStepBase{Name: "s", Type: typ},
 		StepID:     "s-id",
-		Properties: props,
+		Properties: raw,
 		Context:    map[string]any{"name": "run", "namespace": "default", "stepName": "s"},
 		Now:        time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 	}

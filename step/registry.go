@@ -1,3 +1,5 @@
+// registry.go: what providers plug in: Action, Handler, Call, Session, Package, Registry.
+
 package step
 
 import (
@@ -64,14 +66,23 @@ type Call struct {
 	Step string
 	// Session gives access to the step evaluation: control outcomes, variables and the log.
 	Session Session
+
+	// raw is the JSON Params were decoded from, as the definition gave it; nil when the call
+	// was made otherwise (a test's).
+	raw json.RawMessage
 }
 
 // Decode reads the call's parameters into the struct into points at, through their JSON form;
-// a parameter of the wrong type is reported by name.
+// a parameter of the wrong type is reported by name. It decodes the JSON the definition gave
+// (changes made to Params are not seen), or, when that has a float, Params encoded again: a
+// whole float (CUE's 3.0) then fits an int field, as Params' float64 does.
 func (c *Call) Decode(into any) error {
-	b, err := json.Marshal(c.Params)
-	if err != nil {
-		return fmt.Errorf("reading parameters: %w", err)
+	b := c.raw
+	if fraction, _ := numberForms(b); b == nil || fraction {
+		var err error
+		if b, err = json.Marshal(c.Params); err != nil {
+			return fmt.Errorf("reading parameters: %w", err)
+		}
 	}
 	if err := json.Unmarshal(b, into); err != nil {
 		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {

@@ -1,17 +1,16 @@
+// runner.go: the Runner, its Options, and its entries for a step: RunStep and RunQuick load the
+// step type and hand over to an evaluation (evaluation.go). Also the CUE contexts' generations
+// as the Runner turns them over, and the failure a step ends with.
+
 package step
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"math"
 	"runtime"
 	"sync"
 	"time"
-
-	"cuelang.org/go/cue"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -203,38 +202,6 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	return r.evaluate(ctx, gen, d, req, began, false)
 }
 
-// evaluate evaluates req with its definition d compiled in gen; began is when its CUE time
-// started. A quick evaluation (RunQuick) returns errNotLocal, and nothing else, when the
-// template calls an action that is not local.
-func (r *Runner) evaluate(ctx context.Context, gen *generation, d *definition, req *engine.StepRequest, began time.Time, quick bool) (*engine.StepResult, error) {
-	e := &evaluation{r: r, gen: gen, def: d, req: req, quick: quick, memo: map[string]json.RawMessage{}, done: map[string]bool{}, turn: &hold{t: r.turns}}
-	maps.Copy(e.memo, req.Memo)
-	released, err := e.releaseSuspend(ctx)
-	if !released {
-		waitFrom := time.Now()
-		// A quick evaluation holds the engine's worker: it goes before evaluations starting.
-		if err := e.turn.take(ctx, quick); err != nil {
-			return nil, err
-		}
-		e.waited += time.Since(waitFrom) // e.run gives the turn back
-		var timedOut bool
-		if timedOut, err = r.bounded(ctx, e); timedOut {
-			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: fmt.Sprintf(
-				"evaluating the step took longer than %s, the limit of one evaluation (step.Options.EvalTimeout, --eval-timeout)", r.opts.EvalTimeout)}, nil
-		}
-		if errors.Is(err, errNotLocal) {
-			return nil, err
-		}
-		r.observe(req.Step.Type, time.Since(began)-e.actions-e.waited)
-	}
-	res := e.result()
-	if f, ok := errors.AsType[*failure](err); ok {
-		res.Outcome, res.Reason, res.Message = engine.Failed, f.reason, f.msg
-		return res, nil
-	}
-	return res, err
-}
-
 // RunQuick implements engine.QuickRunner: it makes the evaluation of req when that needs no
 // I/O, its template calling only local actions (Action.Local): a step that sets its message,
 // fails or suspends, a resumed suspend. For a step that reaches another action it reports
@@ -267,99 +234,10 @@ func (r *Runner) RunQuick(ctx context.Context, req *engine.StepRequest) (*engine
 	return res, true, err
 }
 
-// errNotLocal ends a quick evaluation (RunQuick) at an action that is not local.
-var errNotLocal = errors.New("the step calls an action that is not local")
-
-// errEvalTimeout is the cause of an evaluation's context ending at Options.EvalTimeout.
-var errEvalTimeout = errors.New("the evaluation's time limit passed")
-
-// bounded runs the evaluation within Options.EvalTimeout. When the time passes first it
-// returns timedOut and leaves the evaluation to end on its own with its context cancelled;
-// the caller must not read e then.
-func (r *Runner) bounded(ctx context.Context, e *evaluation) (timedOut bool, err error) {
-	if r.opts.EvalTimeout < 0 {
-		return false, e.run(ctx)
-	}
-	ctx, cancel := context.WithTimeoutCause(ctx, r.opts.EvalTimeout, errEvalTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- e.run(ctx) }()
-	select {
-	case err := <-done:
-		return false, err
-	case <-ctx.Done():
-		if errors.Is(context.Cause(ctx), errEvalTimeout) {
-			e.turn.abandon()
-			return true, nil
-		}
-		return false, <-done // cancelled by the engine: the actions see it and return
-	}
-}
-
 // observe reports the CUE time of an evaluation of a step of type typ to
 // Options.ObserveEvaluation.
 func (r *Runner) observe(typ string, d time.Duration) {
 	if r.opts.ObserveEvaluation != nil {
 		r.opts.ObserveEvaluation(typ, max(d, 0))
 	}
-}
-
-// outputs evaluates the step's outputs over the evaluated template.
-func (e *evaluation) outputs(v cue.Value) error {
-	if len(e.req.Step.Outputs) == 0 {
-		return nil
-	}
-	if !e.def.usesContext { // outputs may read it all the same
-		v = v.FillPath(contextPath, plain(e.req.Context))
-	}
-	scope := e.def.rootOf(v)
-	e.res.Outputs = make(map[string]json.RawMessage, len(e.req.Step.Outputs))
-	for _, o := range e.req.Step.Outputs {
-		// Most outputs are paths (response.tag); compiling an expression in the scope of the
-		// evaluated template keeps that evaluation in the context, so it is the fallback.
-		var val cue.Value
-		if p := cue.ParsePath(o.ValueFrom); p.Err() == nil {
-			val = scope.LookupPath(p)
-		}
-		if !val.Exists() {
-			e.gen.mu.Lock()
-			val = e.gen.ctx.CompileString(o.ValueFrom, cue.Scope(scope), cue.InferBuiltins(true), cue.Filename("valueFrom"))
-			e.gen.mu.Unlock()
-			e.gen.evals.Add(compileWeight)
-		}
-		err := val.Validate(cue.Concrete(true))
-		var b []byte
-		if err == nil {
-			b, err = val.MarshalJSON()
-		}
-		if err != nil {
-			return failf(v1alpha1.ReasonOutput, "output %s: valueFrom %q: %v", o.Name, o.ValueFrom, describe(err))
-		}
-		e.res.Outputs[o.Name] = b
-	}
-	return nil
-}
-
-// plain turns a JSON-like Go value into one that CUE reads as JSON would be: encoding/json
-// decodes every number as float64, which CUE would take as a float and not unify with int.
-func plain(x any) any {
-	switch x := x.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, v := range x {
-			out[k] = plain(v)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, v := range x {
-			out[i] = plain(v)
-		}
-		return out
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
-			return int64(x)
-		}
-	}
-	return x
 }

@@ -1,3 +1,6 @@
+// sensitive.go: the @sensitive() attribute: finding it in a template and collecting the values
+// it marks (evaluation.markSensitive uses them).
+
 package step
 
 import (
@@ -27,14 +30,6 @@ func hasAttribute(f *ast.File, key string) bool {
 		return !found
 	}, nil)
 	return found
-}
-
-// markSensitive marks the values of the template's fields that carry @sensitive() and are
-// concrete in v, the template as filled so far. Templates without the attribute cost nothing.
-func (e *evaluation) markSensitive(v cue.Value) {
-	if e.def.sensitive {
-		e.Sensitive(sensitiveValues(e.def.rootOf(v))...)
-	}
 }
 
 // sensitiveValues returns the values of the fields of v, a filled template, that carry the

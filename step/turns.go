@@ -1,3 +1,5 @@
+// turns.go: the turns at CUE that bound how many evaluations run CUE at once.
+
 package step
 
 import (

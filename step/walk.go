@@ -1,13 +1,14 @@
+// walk.go: one pass over a filled template (walker), finding the actions in field order, and
+// the reading of an action's parameters (site.readParams).
+
 package step
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
@@ -15,86 +16,6 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 )
-
-// evaluation is one evaluation of a step. It is the Session of the actions it runs.
-type evaluation struct {
-	r   *Runner
-	gen *generation
-	def *definition
-	req *engine.StepRequest
-	res engine.StepResult
-
-	memo    map[string]json.RawMessage // the attempt's memo, with what this evaluation added
-	done    map[string]bool            // the actions run in this evaluation, by path
-	stopped bool                       // an action ended the evaluation
-	current string                     // the path of the action running
-	params  map[string]any             // and its parameters
-	fills   int                        // results filled in since the template was validated
-	start   time.Time
-	actions time.Duration // the time the actions run in this evaluation took
-	waited  time.Duration // and the time it waited for its turns (Runner.turns)
-	turn    *hold         // its claim on a turn at CUE
-	quick   bool          // made in the engine's worker: it ends at an action that is not local
-}
-
-// run evaluates the template: parameter first, then the actions, then the outputs. A *failure
-// ends the step as failed; another error is returned from RunStep.
-func (e *evaluation) run(ctx context.Context) error {
-	defer e.turn.give()
-	if e.quick && e.def.notLocal.Load() {
-		return errNotLocal // another quick evaluation found out while this one waited its turn
-	}
-	e.start = time.Now()
-	pp := e.def.paramPath()
-	v := e.def.fill(e.req.Properties, e.req.Context)
-	// Before the check: its messages may quote the values.
-	e.markSensitive(v)
-	if err := checkParameter(v, pp, e.req.Properties, nil); err != nil {
-		return failf(v1alpha1.ReasonParameter, "%v", err)
-	}
-	if err := v.Validate(); err != nil {
-		return failf(v1alpha1.ReasonRendering, "%v", describe(err))
-	}
-	for n := 0; ; n++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		s, last, err := e.next(v)
-		if err != nil {
-			return err
-		}
-		if s == nil {
-			break
-		}
-		if n == e.r.opts.MaxActions {
-			return failf(v1alpha1.ReasonRendering, "more than %d actions in one evaluation", e.r.opts.MaxActions)
-		}
-		fills := e.fills
-		v, err = e.call(ctx, v, s)
-		if e.fills > fills {
-			// A result may have made a marked field concrete: marked before any action
-			// that could show it runs.
-			e.markSensitive(v)
-		}
-		if err != nil || e.stopped {
-			return err
-		}
-		if last && e.fills == fills {
-			break // nothing changed and nothing else was pending: another pass would find nothing
-		}
-	}
-	if e.fills > 0 {
-		if err := v.Validate(); err != nil {
-			return failf(v1alpha1.ReasonRendering, "%v", describe(err))
-		}
-	}
-	return e.outputs(v)
-}
-
-func (e *evaluation) result() *engine.StepResult {
-	e.res.Memo = e.memo
-	return &e.res
-}
 
 // site is an action found in the template.
 type site struct {
@@ -105,39 +26,11 @@ type site struct {
 	// they are paramsValue, the action's $params.
 	legacy      bool
 	paramsValue cue.Value
-	params      map[string]any
+	// raw is the parameters' JSON, read once from the template; params is raw decoded.
+	raw    json.RawMessage
+	params map[string]any
 	// incomplete says why the parameters are not all concrete yet.
 	incomplete error
-}
-
-// next finds the action to run: the first, depth first in field order, that has not run and
-// whose parameters are concrete. When there is none but some action or group is not complete,
-// the first incomplete action that accepts it runs; otherwise the evaluation fails naming what
-// is incomplete. Nil means every action ran. last says that nothing else was pending.
-func (e *evaluation) next(v cue.Value) (s *site, last bool, err error) {
-	w := &walker{e: e}
-	w.visit(e.def.rootOf(v), true)
-	switch {
-	case w.err != nil:
-		return nil, false, w.err
-	case w.ready != nil:
-		return w.ready, w.others == 0 && len(w.blocked) == 0, nil
-	}
-	for _, s := range w.blocked {
-		if s.action != nil && s.action.AcceptIncomplete {
-			params, err := s.readParams(true)
-			if err != nil {
-				return nil, false, err
-			}
-			s.params = params
-			return s, false, nil
-		}
-	}
-	if len(w.blocked) > 0 {
-		b := w.blocked[0]
-		return nil, false, failf(v1alpha1.ReasonRendering, "%s is incomplete: %v", b.key, describe(b.incomplete))
-	}
-	return nil, true, nil
 }
 
 // walker is one pass over the template's fields.
@@ -208,11 +101,10 @@ func (w *walker) action(v, providerValue cue.Value) {
 	}
 	s := &site{key: key, value: v, action: a, paramsValue: v.LookupPath(cue.MakePath(paramsSel))}
 	s.legacy = !s.paramsValue.Exists()
-	params, err := s.readParams(false)
+	err := s.readParams(false)
 	var f *failure
 	switch {
 	case err == nil:
-		s.params = params
 		w.ready = s
 	case errors.As(err, &f):
 		w.err = err
@@ -222,146 +114,62 @@ func (w *walker) action(v, providerValue cue.Value) {
 	}
 }
 
-// readParams reads the action's parameters: `$params`, or in the legacy form its regular
-// fields that are not results. An incomplete parameter is an error, or left out when partial;
-// a parameter in error is a *failure.
-func (s *site) readParams(partial bool) (map[string]any, error) {
+// readParams reads the action's parameters, `$params` or in the legacy form its regular fields
+// that are not results, as a JSON object into s.raw, once, and decoded into s.params. An
+// incomplete parameter is an error, or left out when partial; a parameter in error is a
+// *failure.
+func (s *site) readParams(partial bool) error {
 	src := s.value
 	if !s.legacy {
 		src = s.paramsValue
 	}
-	params := map[string]any{}
+	var raw []byte
 	if !s.legacy && src.Validate(cue.Concrete(true)) == nil {
-		if err := decode(src, &params); err != nil {
-			return nil, failf(v1alpha1.ReasonRendering, "%s: parameters: %v", s.key, err)
+		b, err := src.MarshalJSON()
+		if err != nil {
+			return failf(v1alpha1.ReasonRendering, "%s: parameters: %v", s.key, describe(err))
 		}
-		return params, nil
-	}
-	it, err := src.Fields()
-	if err != nil {
-		return nil, fmt.Errorf("parameters: %w", err)
-	}
-	for it.Next() {
-		name := it.Selector().Unquoted()
-		if s.legacy && slices.Contains(s.action.LegacyOutputs, name) {
-			continue
+		raw = b
+	} else {
+		it, err := src.Fields()
+		if err != nil {
+			return fmt.Errorf("parameters: %w", err)
 		}
-		f := it.Value()
-		if err := f.Validate(cue.Concrete(true)); err != nil {
-			if verr := f.Validate(); verr != nil {
-				return nil, failf(v1alpha1.ReasonRendering, "%s: %v", s.key, describe(verr))
-			}
-			if partial {
+		raw = append(raw, '{')
+		for it.Next() {
+			name := it.Selector().Unquoted()
+			if s.legacy && slices.Contains(s.action.LegacyOutputs, name) {
 				continue
 			}
-			return nil, err
-		}
-		var x any
-		if err := decode(f, &x); err != nil {
-			return nil, failf(v1alpha1.ReasonRendering, "%s: parameter %s: %v", s.key, name, err)
-		}
-		params[name] = x
-	}
-	return params, nil
-}
-
-// decode turns a concrete CUE value into JSON-like Go values: bytes become base64 strings, as
-// in JSON. (This is less work than cue.Value.Decode.)
-func decode(v cue.Value, into any) error {
-	b, err := v.MarshalJSON()
-	if err != nil {
-		return describe(err)
-	}
-	return json.Unmarshal(b, into)
-}
-
-// call runs an action, or replays the result a side-effecting one had earlier in the attempt,
-// and fills the result back into the template.
-func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value, error) {
-	if e.quick && (s.action.Local == nil || !s.action.Local(s.params)) {
-		e.def.notLocal.Store(true)
-		return v, errNotLocal
-	}
-	e.done[s.key] = true
-	name := s.action.Provider + "." + s.action.Do
-	sideEffect := s.action.SideEffect != nil && s.action.SideEffect(s.params)
-	result, replayed := e.memo[s.key]
-	if !sideEffect || !replayed {
-		e.current, e.params = s.key, s.params
-		back := e.turn.give() // others evaluate while the action waits on its I/O
-		began := time.Now()
-		out, err := s.action.Run(ctx, &Call{Params: s.params, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
-		took := time.Since(began)
-		e.actions += took
-		if err == nil && out != nil {
-			if result, err = json.Marshal(out); err != nil {
-				err = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("encoding the result: %w", err))
+			f := it.Value()
+			if err := f.Validate(cue.Concrete(true)); err != nil {
+				if verr := f.Validate(); verr != nil {
+					return failf(v1alpha1.ReasonRendering, "%s: %v", s.key, describe(verr))
+				}
+				if partial {
+					continue
+				}
+				return err
 			}
-		}
-		if err != nil {
-			e.logAction(name, s, took, "error: "+err.Error())
-			return v, fmt.Errorf("step %s: %s (%s): %w", e.req.Step.Name, s.key, name, err)
-		}
-		e.logAction(name, s, took, "ok")
-		if out == nil {
-			result = nil
-		}
-		if sideEffect {
-			e.memo[s.key] = orNull(result)
-		}
-		if back {
-			waitFrom := time.Now()
-			if err := e.turn.take(ctx, true); err != nil {
-				return v, err
+			b, err := f.MarshalJSON()
+			if err != nil {
+				return failf(v1alpha1.ReasonRendering, "%s: parameter %s: %v", s.key, name, describe(err))
 			}
-			e.waited += time.Since(waitFrom)
+			if len(raw) > 1 {
+				raw = append(raw, ',')
+			}
+			raw = append(append(appendKey(raw, name), ':'), b...)
 		}
-	} else {
-		e.logAction(name, s, 0, "replayed")
+		raw = append(raw, '}')
 	}
-	if e.stopped || result == nil || string(result) == "null" {
-		return v, nil
+	// Bytes are base64 strings in JSON, as they are here. (Less work than cue.Value.Decode.)
+	params := map[string]any{}
+	if err := json.Unmarshal(raw, &params); err != nil {
+		return failf(v1alpha1.ReasonRendering, "%s: parameters: %v", s.key, err)
 	}
-	path := s.value.Path()
-	at := path
-	switch {
-	case !s.legacy:
-		at = cue.MakePath(append(path.Selectors(), returnsSel)...)
-	case s.action.LegacyResult != "":
-		at = cue.MakePath(append(path.Selectors(), cue.Str(s.action.LegacyResult))...)
-	}
-	v = v.FillPath(at, result)
-	e.fills++
-	if err := v.LookupPath(path).Validate(); err != nil {
-		return v, failf(v1alpha1.ReasonRendering, "%s: the result of %s does not fit the definition: %v", s.key, name, describe(err))
-	}
-	return v, nil
+	s.raw, s.params = raw, params
+	return nil
 }
-
-func orNull(b json.RawMessage) json.RawMessage {
-	if b == nil {
-		return json.RawMessage("null")
-	}
-	return b
-}
-
-func (e *evaluation) logAction(name string, s *site, took time.Duration, outcome string) {
-	msg := s.key
-	if s.incomplete != nil {
-		msg += " (run with incomplete parameters: " + describe(s.incomplete).Error() + ")"
-	}
-	e.res.Logs = append(e.res.Logs, engine.LogEntry{
-		Time:     e.now(),
-		Step:     e.req.Step.Name,
-		Action:   name,
-		Duration: took,
-		Outcome:  outcome,
-		Message:  msg,
-	})
-}
-
-// now is the engine's time at the start of the evaluation plus the time it has taken.
-func (e *evaluation) now() time.Time { return e.req.Now.Add(time.Since(e.start)) }
 
 // field is a regular field of a struct, with what orders it.
 type field struct {

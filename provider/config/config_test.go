@@ -65,7 +65,7 @@ func (e *env) run(template string, outputs map[string]string) (map[string]any, e
 	req := &engine.StepRequest{
 		Run:        engine.Key{Namespace: e.namespace, Name: "wr"},
 		Step:       v1alpha1.WorkflowStepBase{Name: "s", Type: template},
-		Properties: map[string]any{},
+		Properties: json.RawMessage(`{}`),
 		Context:    map[string]any{"name": "wr", "namespace": e.namespace},
 	}
 	for name, from := range outputs {

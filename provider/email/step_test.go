@@ -2,6 +2,7 @@ package email_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func TestTheStepSendsOncePerAttempt(t *testing.T) {
 	req := &engine.StepRequest{
 		Run:        engine.Key{Namespace: "default", Name: "run"},
 		Step:       v1alpha1.WorkflowStepBase{Name: "notify", Type: "new"},
-		Properties: map[string]any{"port": ts.port, "go": false},
+		Properties: json.RawMessage(fmt.Sprintf(`{"port": %d, "go": false}`, ts.port)),
 		Now:        time.Now(),
 	}
 	res, err := r.RunStep(context.Background(), req)
@@ -67,7 +68,7 @@ func TestTheStepSendsOncePerAttempt(t *testing.T) {
 		t.Fatalf("first evaluation: %v, %+v", err, res)
 	}
 	wantMessage(t, ts)
-	req.Memo, req.Properties["go"] = res.Memo, true
+	req.Memo, req.Properties = res.Memo, json.RawMessage(fmt.Sprintf(`{"port": %d, "go": true}`, ts.port))
 	res, err = r.RunStep(context.Background(), req)
 	if err != nil || res.Outcome != engine.Succeeded {
 		t.Fatalf("second evaluation: %v, %+v", err, res)

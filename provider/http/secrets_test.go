@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -165,7 +166,7 @@ func runStep(t *testing.T, opts http.Options, namespace, template string) (*engi
 	return r.RunStep(context.Background(), &engine.StepRequest{
 		Run:        engine.Key{Namespace: namespace, Name: "wr"},
 		Step:       v1alpha1.WorkflowStepBase{Name: "call", Type: template, Outputs: v1alpha1.StepOutputs{{Name: "body", ValueFrom: "req.$returns.body"}}},
-		Properties: map[string]any{},
+		Properties: json.RawMessage(`{}`),
 		Context:    map[string]any{"name": "wr", "namespace": namespace, "stepName": "call"},
 	})
 }

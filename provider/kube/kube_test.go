@@ -156,7 +156,7 @@ func (e *env) run(template string, outputs map[string]string, memo map[string]js
 	req := &engine.StepRequest{
 		Run:        engine.Key{Namespace: e.namespace, Name: "wr"},
 		Step:       v1alpha1.WorkflowStepBase{Name: "s", Type: template},
-		Properties: map[string]any{},
+		Properties: json.RawMessage(`{}`),
 		Context:    map[string]any{"name": "wr", "namespace": e.namespace, "stepName": "s"},
 		Memo:       memo,
 	}

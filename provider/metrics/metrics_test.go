@@ -297,14 +297,15 @@ func checkMetricsStep(t *testing.T, prom *prometheus) {
 	r := step.NewRunner(step.Options{Registry: reg, Definitions: builtinDefs{}})
 	prom.show(t, 0.99)
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	props, _ := json.Marshal(map[string]any{"query": "app_success_ratio", "metricEndpoint": prom.url,
+		"condition": ">=0.95", "duration": "1m", "failDuration": "30s"})
 	req := &engine.StepRequest{
-		Run:  engine.Key{Namespace: "default", Name: "run"},
-		Step: v1alpha1.WorkflowStepBase{Name: "gate", Type: "check-metrics"},
-		Properties: map[string]any{"query": "app_success_ratio", "metricEndpoint": prom.url,
-			"condition": ">=0.95", "duration": "1m", "failDuration": "30s"},
-		Context: map[string]any{"name": "run", "namespace": "default", "stepName": "gate", "stepSessionID": "gate-1"},
-		Vars:    map[string]json.RawMessage{},
-		Now:     t0,
+		Run:        engine.Key{Namespace: "default", Name: "run"},
+		Step:       v1alpha1.WorkflowStepBase{Name: "gate", Type: "check-metrics"},
+		Properties: props,
+		Context:    map[string]any{"name": "run", "namespace": "default", "stepName": "gate", "stepSessionID": "gate-1"},
+		Vars:       map[string]json.RawMessage{},
+		Now:        t0,
 	}
 	eval := func(d time.Duration) *engine.StepResult {
 		t.Helper()

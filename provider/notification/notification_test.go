@@ -92,9 +92,10 @@ func notify(t *testing.T, props map[string]any) (*engine.StepResult, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, _ := json.Marshal(props)
-	var p map[string]any
-	_ = json.Unmarshal(b, &p)
+	p, err := json.Marshal(props)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return runner().RunStep(ctx, &engine.StepRequest{
 		Run:        engine.Key{Namespace: "default", Name: "run"},
 		Step:       v1alpha1.WorkflowStepBase{Name: "notify", Type: "notification"},

@@ -2,6 +2,7 @@ package op_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -120,7 +121,7 @@ apply: op.#Apply & {value: {apiVersion: "v1", kind: "ConfigMap", metadata: name:
 	if err := r.Check(context.Background(), "t", tmpl); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	req := &engine.StepRequest{Step: v1alpha1.WorkflowStepBase{Name: "s", Type: "t"}, Properties: map[string]any{"name": "x"}}
+	req := &engine.StepRequest{Step: v1alpha1.WorkflowStepBase{Name: "s", Type: "t"}, Properties: json.RawMessage(`{"name": "x"}`)}
 	_, err := r.RunStep(context.Background(), req)
 	var te *engine.TerminalError
 	if err == nil || !strings.Contains(err.Error(), "action kube.apply is not available in this build") || !errors.As(err, &te) {

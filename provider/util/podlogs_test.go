@@ -194,7 +194,7 @@ func (e *podEnv) step(r *step.Runner, template string, vars map[string]json.RawM
 	res, err := r.RunStep(context.Background(), &engine.StepRequest{
 		Run:        engine.Key{Namespace: e.namespace, Name: "wr"},
 		Step:       v1alpha1.WorkflowStepBase{Name: "build", Type: template},
-		Properties: map[string]any{},
+		Properties: json.RawMessage(`{}`),
 		Context:    map[string]any{"name": "wr", "namespace": e.namespace, "stepName": "build"},
 		Vars:       vars,
 		Now:        time.Now(),

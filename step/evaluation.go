@@ -1,0 +1,466 @@
+// evaluation.go: one evaluation of a step, in the order it goes: the Runner starts it (evaluate,
+// bounded), run fills the parameter and context and checks them, next finds the action to run
+// (its walk over the template is in walk.go), call runs it and fills its result back, outputs
+// evaluates the outputs; then what an action may do to the evaluation (Session), and the
+// release of a lone suspend without evaluating the template.
+
+package step
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"cuelang.org/go/cue"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/redact"
+)
+
+// evaluation is one evaluation of a step. It is the Session of the actions it runs.
+type evaluation struct {
+	r   *Runner
+	gen *generation
+	def *definition
+	req *engine.StepRequest
+	res engine.StepResult
+
+	memo    map[string]json.RawMessage // the attempt's memo, with what this evaluation added
+	done    map[string]bool            // the actions run in this evaluation, by path
+	stopped bool                       // an action ended the evaluation
+	current string                     // the path of the action running
+	params  json.RawMessage            // and its parameters' JSON
+	fills   int                        // results filled in since the template was validated
+	start   time.Time
+	actions time.Duration // the time the actions run in this evaluation took
+	waited  time.Duration // and the time it waited for its turns (Runner.turns)
+	turn    *hold         // its claim on a turn at CUE
+	quick   bool          // made in the engine's worker: it ends at an action that is not local
+}
+
+// evaluate evaluates req with its definition d compiled in gen; began is when its CUE time
+// started. A quick evaluation (RunQuick) returns errNotLocal, and nothing else, when the
+// template calls an action that is not local.
+func (r *Runner) evaluate(ctx context.Context, gen *generation, d *definition, req *engine.StepRequest, began time.Time, quick bool) (*engine.StepResult, error) {
+	e := &evaluation{r: r, gen: gen, def: d, req: req, quick: quick, memo: map[string]json.RawMessage{}, done: map[string]bool{}, turn: &hold{t: r.turns}}
+	maps.Copy(e.memo, req.Memo)
+	released, err := e.releaseSuspend(ctx)
+	if !released {
+		waitFrom := time.Now()
+		// A quick evaluation holds the engine's worker: it goes before evaluations starting.
+		if err := e.turn.take(ctx, quick); err != nil {
+			return nil, err
+		}
+		e.waited += time.Since(waitFrom) // e.run gives the turn back
+		var timedOut bool
+		if timedOut, err = r.bounded(ctx, e); timedOut {
+			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: fmt.Sprintf(
+				"evaluating the step took longer than %s, the limit of one evaluation (step.Options.EvalTimeout, --eval-timeout)", r.opts.EvalTimeout)}, nil
+		}
+		if errors.Is(err, errNotLocal) {
+			return nil, err
+		}
+		r.observe(req.Step.Type, time.Since(began)-e.actions-e.waited)
+	}
+	res := e.result()
+	if f, ok := errors.AsType[*failure](err); ok {
+		res.Outcome, res.Reason, res.Message = engine.Failed, f.reason, f.msg
+		return res, nil
+	}
+	return res, err
+}
+
+// errNotLocal ends a quick evaluation (RunQuick) at an action that is not local.
+var errNotLocal = errors.New("the step calls an action that is not local")
+
+// errEvalTimeout is the cause of an evaluation's context ending at Options.EvalTimeout.
+var errEvalTimeout = errors.New("the evaluation's time limit passed")
+
+// bounded runs the evaluation within Options.EvalTimeout. When the time passes first it
+// returns timedOut and leaves the evaluation to end on its own with its context cancelled;
+// the caller must not read e then.
+func (r *Runner) bounded(ctx context.Context, e *evaluation) (timedOut bool, err error) {
+	if r.opts.EvalTimeout < 0 {
+		return false, e.run(ctx)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, r.opts.EvalTimeout, errEvalTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.run(ctx) }()
+	select {
+	case err := <-done:
+		return false, err
+	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), errEvalTimeout) {
+			e.turn.abandon()
+			return true, nil
+		}
+		return false, <-done // cancelled by the engine: the actions see it and return
+	}
+}
+
+// run evaluates the template: parameter first, then the actions, then the outputs. A *failure
+// ends the step as failed; another error is returned from RunStep.
+func (e *evaluation) run(ctx context.Context) error {
+	defer e.turn.give()
+	if e.quick && e.def.notLocal.Load() {
+		return errNotLocal // another quick evaluation found out while this one waited its turn
+	}
+	e.start = time.Now()
+	props, err := readProperties(e.req.Properties)
+	if err != nil {
+		return failf(v1alpha1.ReasonParameter, "properties: %v", err)
+	}
+	pp := e.def.paramPath()
+	v := e.def.fill(props, e.req.Context)
+	// Before the check: its messages may quote the values.
+	e.markSensitive(v)
+	if err := checkParameter(v, pp, props, nil); err != nil {
+		return failf(v1alpha1.ReasonParameter, "%v", err)
+	}
+	if err := v.Validate(); err != nil {
+		return failf(v1alpha1.ReasonRendering, "%v", describe(err))
+	}
+	for n := 0; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s, last, err := e.next(v)
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			break
+		}
+		if n == e.r.opts.MaxActions {
+			return failf(v1alpha1.ReasonRendering, "more than %d actions in one evaluation", e.r.opts.MaxActions)
+		}
+		fills := e.fills
+		v, err = e.call(ctx, v, s)
+		if e.fills > fills {
+			// A result may have made a marked field concrete: marked before any action
+			// that could show it runs.
+			e.markSensitive(v)
+		}
+		if err != nil || e.stopped {
+			return err
+		}
+		if last && e.fills == fills {
+			break // nothing changed and nothing else was pending: another pass would find nothing
+		}
+	}
+	if e.fills > 0 {
+		if err := v.Validate(); err != nil {
+			return failf(v1alpha1.ReasonRendering, "%v", describe(err))
+		}
+	}
+	return e.outputs(v)
+}
+
+// next finds the action to run: the first, depth first in field order, that has not run and
+// whose parameters are concrete. When there is none but some action or group is not complete,
+// the first incomplete action that accepts it runs; otherwise the evaluation fails naming what
+// is incomplete. Nil means every action ran. last says that nothing else was pending.
+func (e *evaluation) next(v cue.Value) (s *site, last bool, err error) {
+	w := &walker{e: e}
+	w.visit(e.def.rootOf(v), true)
+	switch {
+	case w.err != nil:
+		return nil, false, w.err
+	case w.ready != nil:
+		return w.ready, w.others == 0 && len(w.blocked) == 0, nil
+	}
+	for _, s := range w.blocked {
+		if s.action != nil && s.action.AcceptIncomplete {
+			if err := s.readParams(true); err != nil {
+				return nil, false, err
+			}
+			return s, false, nil
+		}
+	}
+	if len(w.blocked) > 0 {
+		b := w.blocked[0]
+		return nil, false, failf(v1alpha1.ReasonRendering, "%s is incomplete: %v", b.key, describe(b.incomplete))
+	}
+	return nil, true, nil
+}
+
+// call runs an action, or replays the result a side-effecting one had earlier in the attempt,
+// and fills the result back into the template.
+func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value, error) {
+	if e.quick && (s.action.Local == nil || !s.action.Local(s.params)) {
+		e.def.notLocal.Store(true)
+		return v, errNotLocal
+	}
+	e.done[s.key] = true
+	name := s.action.Provider + "." + s.action.Do
+	sideEffect := s.action.SideEffect != nil && s.action.SideEffect(s.params)
+	result, replayed := e.memo[s.key]
+	if !sideEffect || !replayed {
+		e.current, e.params = s.key, s.raw
+		back := e.turn.give() // others evaluate while the action waits on its I/O
+		began := time.Now()
+		out, err := s.action.Run(ctx, &Call{Params: s.params, raw: s.raw, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
+		took := time.Since(began)
+		e.actions += took
+		if err == nil && out != nil {
+			if result, err = json.Marshal(out); err != nil {
+				err = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("encoding the result: %w", err))
+			}
+		}
+		if err != nil {
+			e.logAction(name, s, took, "error: "+err.Error())
+			return v, fmt.Errorf("step %s: %s (%s): %w", e.req.Step.Name, s.key, name, err)
+		}
+		e.logAction(name, s, took, "ok")
+		if out == nil {
+			result = nil
+		}
+		if sideEffect {
+			e.memo[s.key] = orNull(result)
+		}
+		if back {
+			waitFrom := time.Now()
+			if err := e.turn.take(ctx, true); err != nil {
+				return v, err
+			}
+			e.waited += time.Since(waitFrom)
+		}
+	} else {
+		e.logAction(name, s, 0, "replayed")
+	}
+	if e.stopped || result == nil || string(result) == "null" {
+		return v, nil
+	}
+	path := s.value.Path()
+	at := path
+	switch {
+	case !s.legacy:
+		at = cue.MakePath(append(path.Selectors(), returnsSel)...)
+	case s.action.LegacyResult != "":
+		at = cue.MakePath(append(path.Selectors(), cue.Str(s.action.LegacyResult))...)
+	}
+	v = v.FillPath(at, result)
+	e.fills++
+	if err := v.LookupPath(path).Validate(); err != nil {
+		return v, failf(v1alpha1.ReasonRendering, "%s: the result of %s does not fit the definition: %v", s.key, name, describe(err))
+	}
+	return v, nil
+}
+
+func orNull(b json.RawMessage) json.RawMessage {
+	if b == nil {
+		return json.RawMessage("null")
+	}
+	return b
+}
+
+func (e *evaluation) logAction(name string, s *site, took time.Duration, outcome string) {
+	msg := s.key
+	if s.incomplete != nil {
+		msg += " (run with incomplete parameters: " + describe(s.incomplete).Error() + ")"
+	}
+	e.res.Logs = append(e.res.Logs, engine.LogEntry{
+		Time:     e.now(),
+		Step:     e.req.Step.Name,
+		Action:   name,
+		Duration: took,
+		Outcome:  outcome,
+		Message:  msg,
+	})
+}
+
+// now is the engine's time at the start of the evaluation plus the time it has taken.
+func (e *evaluation) now() time.Time { return e.req.Now.Add(time.Since(e.start)) }
+
+// outputs evaluates the step's outputs over the evaluated template.
+func (e *evaluation) outputs(v cue.Value) error {
+	if len(e.req.Step.Outputs) == 0 {
+		return nil
+	}
+	if !e.def.usesContext { // outputs may read it all the same
+		v = v.FillPath(contextPath, plain(e.req.Context))
+	}
+	scope := e.def.rootOf(v)
+	e.res.Outputs = make(map[string]json.RawMessage, len(e.req.Step.Outputs))
+	for _, o := range e.req.Step.Outputs {
+		// Most outputs are paths (response.tag); compiling an expression in the scope of the
+		// evaluated template keeps that evaluation in the context, so it is the fallback.
+		var val cue.Value
+		if p := cue.ParsePath(o.ValueFrom); p.Err() == nil {
+			val = scope.LookupPath(p)
+		}
+		if !val.Exists() {
+			e.gen.mu.Lock()
+			val = e.gen.ctx.CompileString(o.ValueFrom, cue.Scope(scope), cue.InferBuiltins(true), cue.Filename("valueFrom"))
+			e.gen.mu.Unlock()
+			e.gen.evals.Add(compileWeight)
+		}
+		err := val.Validate(cue.Concrete(true))
+		var b []byte
+		if err == nil {
+			b, err = val.MarshalJSON()
+		}
+		if err != nil {
+			return failf(v1alpha1.ReasonOutput, "output %s: valueFrom %q: %v", o.Name, o.ValueFrom, describe(err))
+		}
+		e.res.Outputs[o.Name] = b
+	}
+	return nil
+}
+
+func (e *evaluation) result() *engine.StepResult {
+	e.res.Memo = e.memo
+	return &e.res
+}
+
+// markSensitive marks the values of the template's fields that carry @sensitive() and are
+// concrete in v, the template as filled so far. Templates without the attribute cost nothing.
+func (e *evaluation) markSensitive(v cue.Value) {
+	if e.def.sensitive {
+		e.Sensitive(sensitiveValues(e.def.rootOf(v))...)
+	}
+}
+
+// Now implements Session: the engine clock's time at the start of the evaluation.
+func (e *evaluation) Now() time.Time { return e.req.Now }
+
+// Wait implements Session.
+func (e *evaluation) Wait(message string) { e.stop(engine.Waiting, v1alpha1.ReasonWait, message) }
+
+// Fail implements Session.
+func (e *evaluation) Fail(message string) {
+	if message == "" {
+		message = "failed by the action at " + e.current
+	}
+	e.stop(engine.Failed, v1alpha1.ReasonAction, message)
+}
+
+// Break implements Session.
+func (e *evaluation) Break(message string) { e.stop(engine.Broke, "", message) }
+
+// Message implements Session.
+func (e *evaluation) Message(message string) { e.res.Message = message }
+
+func (e *evaluation) stop(o engine.Outcome, reason, message string) {
+	e.stopped = true
+	e.res.Outcome, e.res.Reason = o, reason
+	if message != "" {
+		e.res.Message = message
+	}
+}
+
+// suspension is what the memo keeps of a suspend action during an attempt.
+type suspension struct {
+	// Until is when the suspend releases itself; zero waits for a resume.
+	Until time.Time `json:"until,omitzero"`
+	// Released is set once a resume or the end of the duration released it.
+	Released bool `json:"released,omitempty"`
+	// Params are the parameters of the suspend action that held the step, for releasing it
+	// without evaluating the template again (evaluation.releaseSuspend).
+	Params json.RawMessage `json:"params,omitempty"`
+}
+
+// Suspend implements Session. The first time a suspend is reached it holds the step; on a later
+// evaluation a resume, or its duration having passed, releases it, and the memo remembers that
+// for the rest of the attempt so that the actions after it run.
+func (e *evaluation) Suspend(d time.Duration, message string) bool {
+	key := e.current + "#suspend"
+	var s suspension
+	raw, seen := e.memo[key]
+	if seen && json.Unmarshal(raw, &s) != nil {
+		seen = false
+	}
+	switch {
+	case !seen && d > 0:
+		s.Until = e.req.Now.Add(d)
+	case seen && !s.Released:
+		s.Released = e.req.Resumed || (!s.Until.IsZero() && !e.req.Now.Before(s.Until))
+	}
+	if !s.Released && s.Params == nil {
+		s.Params = e.params
+	}
+	e.memo[key], _ = json.Marshal(s)
+	if s.Released {
+		return true
+	}
+	e.stop(engine.Suspended, v1alpha1.ReasonSuspend, message)
+	e.res.SuspendUntil = s.Until
+	return false
+}
+
+// Var implements Session: the run variables, with the writes of this evaluation.
+func (e *evaluation) Var(name string) (json.RawMessage, bool) {
+	if v, ok := e.res.VarWrites[name]; ok {
+		return v, true
+	}
+	v, ok := e.req.Vars[name]
+	return v, ok
+}
+
+// SetVar implements Session.
+func (e *evaluation) SetVar(name string, value json.RawMessage) {
+	if e.res.VarWrites == nil {
+		e.res.VarWrites = map[string]json.RawMessage{}
+	}
+	e.res.VarWrites[name] = value
+}
+
+// Sensitive implements Session.
+func (e *evaluation) Sensitive(values ...string) {
+	e.res.Sensitive = redact.Merge(e.res.Sensitive, values...)
+}
+
+// Log implements Session.
+func (e *evaluation) Log(level int, message string, data any) {
+	entry := engine.LogEntry{Time: e.now(), Step: e.req.Step.Name, Level: level, Message: message}
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil {
+			b, _ = json.Marshal(map[string]string{"error": "data cannot be encoded: " + err.Error()})
+		}
+		entry.Data = b
+	}
+	e.res.Logs = append(e.res.Logs, entry)
+}
+
+// releaseSuspend evaluates a resumed step whose template is a lone builtin suspend
+// (definition.loneSuspend) held by that suspend without evaluating the template again: it
+// runs the suspend action with the parameters it had when it suspended the step, which
+// releases it, and nothing follows it. It reports false, having done nothing, for any other
+// step (and for a suspend recorded without its parameters).
+func (e *evaluation) releaseSuspend(ctx context.Context) (bool, error) {
+	key := e.def.loneSuspend
+	if key == "" || !e.req.Resumed || len(e.req.Step.Outputs) > 0 {
+		return false, nil
+	}
+	a, ok := e.r.opts.Registry.Action("builtin", "suspend")
+	if !ok || a.Run == nil {
+		return false, nil
+	}
+	raw, params, ok := suspendParams(e.memo[key+"#suspend"])
+	if !ok {
+		return false, nil
+	}
+	e.start = time.Now()
+	_, err := e.call(ctx, cue.Value{}, &site{key: key, action: a, raw: raw, params: params})
+	return true, err
+}
+
+// suspendParams reads the parameters a suspend recorded when it held a step, as JSON and
+// decoded; false when the record is missing, released already, or holds none.
+func suspendParams(raw json.RawMessage) (json.RawMessage, map[string]any, bool) {
+	var s suspension
+	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil || s.Released {
+		return nil, nil, false
+	}
+	var params map[string]any
+	if json.Unmarshal(s.Params, &params) != nil || params == nil {
+		return nil, nil, false
+	}
+	return s.Params, params, true
+}
