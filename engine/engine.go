@@ -15,31 +15,6 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
 
-// Workflows resolves a run's workflowRef to the Workflow template it names.
-type Workflows interface {
-	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
-}
-
-// Observer is told about every transition the engine saved. It is called from the worker that
-// owns the run and must neither keep nor change run.
-type Observer interface {
-	RunChanged(run *Run)
-}
-
-// Observers is an Observer that tells each of its observers in turn, in order; nil entries are
-// skipped. Options.Observer takes one observer: this is how several (the server's live view,
-// metrics, traces) share it.
-type Observers []Observer
-
-// RunChanged implements Observer.
-func (o Observers) RunChanged(run *Run) {
-	for _, obs := range o {
-		if obs != nil {
-			obs.RunChanged(run)
-		}
-	}
-}
-
 // Options configure an Engine. Store and Runner are required; every other zero value works.
 type Options struct {
 	Store      Store
@@ -75,15 +50,6 @@ type Options struct {
 	// Owner, when set, says which runs this engine advances: processes sharing one store
 	// divide the runs among them. A run it does not own is handed to the Owner instead.
 	Owner Owner
-}
-
-// Owner divides runs among engines sharing a store (server replicas holding leases).
-type Owner interface {
-	// Owns reports whether this engine may advance the run now.
-	Owns(key Key) bool
-	// Elsewhere is told of a run this engine was asked to advance but does not own, so that
-	// the engine that owns it does.
-	Elsewhere(ctx context.Context, key Key)
 }
 
 // DefaultWorkers is the number of workers when Options.Workers is zero (or 4 × GOMAXPROCS if
@@ -461,19 +427,6 @@ func (e *Engine) owns(ctx context.Context, key Key) bool {
 	e.disown(key)
 	o.Elsewhere(ctx, key)
 	return false
-}
-
-// QuickRunner is a StepRunner that can make some evaluations at once, in the worker advancing
-// the run: those that need no I/O (a step that only sets its message, fails or suspends; a
-// resumed step that is nothing but a suspend). The engine makes them before it saves the
-// transition that launched them, so that the step's start and its result are one durable
-// transition: nothing outside the run could have seen the step run, and a process that dies
-// before the save evaluates it again to the same effect.
-type QuickRunner interface {
-	// RunQuick evaluates the step as RunStep does when it can do so without I/O. It reports
-	// false when it cannot, having done nothing, with the reason as the error: the step is
-	// then launched as any other.
-	RunQuick(ctx context.Context, req *StepRequest) (res *StepResult, ok bool, err error)
 }
 
 // maxQuickRounds bounds how many times one advance makes quick evaluations and advances the

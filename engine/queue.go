@@ -5,23 +5,6 @@ import (
 	"time"
 )
 
-// QueueObserver is told how the engine's work queue moves: the keys of runs waiting for a worker.
-// It is called with the queue's lock held, on the path of every transition, so it must be quick
-// (an atomic update, no I/O) and must not call the Engine. Telemetry implements it to export the
-// queue's depth and how long runs wait for a worker.
-type QueueObserver interface {
-	// Queued is called when a run's key joins the line for a worker; depth is how many keys
-	// wait in it now. A key added again while it waits does not join it twice and is not
-	// reported; one added while a worker holds it joins the line when the worker is done. (A
-	// key moved up to the first line keeps its place in the second until a worker passes
-	// over it, and counts twice meanwhile.)
-	Queued(depth int)
-	// Taken is called when a worker takes a key; depth is how many keys still wait, and waited
-	// is how long the key waited since it joined the line (measured on the process's monotonic
-	// clock, not the engine's Clock: it measures the workers, not the runs' logic).
-	Taken(depth int, waited time.Duration)
-}
-
 // queue hands out run keys to workers so that one worker owns a run at a time: a key added while
 // it is queued is not queued twice, and a key added while a worker holds it is queued again when
 // that worker is done with it.

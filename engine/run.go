@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+)
+
+// Key names a run: its namespace and name.
+type Key struct {
+	Namespace string
+	Name      string
+}
+
+// String renders the key as namespace/name.
+func (k Key) String() string { return k.Namespace + "/" + k.Name }
+
+// Run is everything the engine keeps about one run: the object the user wrote with its
+// KubeVela-shaped status, the run variables, and the engine's own bookkeeping per step.
+type Run struct {
+	// Object is the WorkflowRun, spec and status.
+	Object *v1alpha1.WorkflowRun `json:"object"`
+	// Spec is the steps the run executes, resolved when it starts: the inline steps or the
+	// referenced Workflow's, with empty names filled in. Nil until the run is initialized.
+	Spec *v1alpha1.WorkflowSpec `json:"spec,omitempty"`
+	// Epoch counts restarts, so that a result of an evaluation started before a restart is
+	// recognized and dropped.
+	Epoch int64 `json:"epoch,omitempty"`
+	// Vars are the run variables by name, as JSON.
+	Vars map[string]json.RawMessage `json:"vars,omitempty"`
+	// Steps is the engine's bookkeeping by step name.
+	Steps map[string]*StepRecord `json:"steps,omitempty"`
+	// Context is the run's spec.context as its template's parameters make it, with their
+	// defaults filled in; nil when the template declares no parameters (spec.context is used).
+	Context json.RawMessage `json:"context,omitempty"`
+	// ManualSuspend is set while a user's suspend operation holds the run.
+	ManualSuspend bool `json:"manualSuspend,omitempty"`
+	// Loops are the iterations of the forEach and matrix steps that started, by step name: every
+	// iteration in full, where the WorkflowRun status keeps counts and a bounded number of them.
+	Loops map[string]*Loop `json:"loops,omitempty"`
+	// Sensitive are the values the run learned are secrets (read from Secrets, given for
+	// parameters declared sensitive, marked by actions), sorted, none shorter than
+	// redact.MinLength. Variables, outputs and the context keep them for the steps; the status
+	// and the log are saved with them redacted (see Redactor), and whatever shows a run
+	// redacts them too. A store keeps them with the run's variables, never in a status a user
+	// reads.
+	Sensitive []string `json:"sensitive,omitempty"`
+	// Checked is set by a front end that checked the run against its catalog when it was sent
+	// (the CLI's run, the API's create), so that the engine does not check it again when it
+	// starts (Options.Check).
+	Checked bool `json:"checked,omitempty"`
+	// TTLSecondsAfterFinished is how long the run is kept once it has finished: its own
+	// spec.ttlSecondsAfterFinished, else its Workflow template's, fixed when it starts; nil
+	// leaves it to the operator's Retention.TTL.
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+	// ChildRuns counts, on a root run (one no `workflow` step started), the child runs
+	// started under it at every depth, against Limits.ChildRuns.
+	ChildRuns int `json:"childRuns,omitempty"`
+	// Version is the store's version of this record; Save succeeds only on the version it loaded.
+	Version int64 `json:"-"`
+
+	// pass is the operation last applied (suspend, resume of the whole run, terminate), which
+	// Engine.Operate passes on to the run's child runs.
+	pass *Operation
+}
+
+// Loop is the engine's record of a looping step (forEach or matrix).
+type Loop struct {
+	// Items are the values iterated over, fixed when the step starts.
+	Items []json.RawMessage `json:"items"`
+	// Iterations are the iterations started so far, by index; the others have not started.
+	Iterations []*Iteration `json:"iterations,omitempty"`
+}
+
+// Iteration is one iteration of a looping step. Its steps' bookkeeping is in Run.Steps under
+// the name of the step and the index, as deploy[3].
+type Iteration struct {
+	// Status is the iteration's status: the step's, or the step-group's.
+	Status v1alpha1.StepStatus `json:"status"`
+	// SubSteps are, for a step-group, the status of its sub-steps in this iteration.
+	SubSteps []v1alpha1.StepStatus `json:"subSteps,omitempty"`
+	// Outputs are the outputs of the iteration's steps, by variable name; the step's outputs
+	// gather them, in order, when the loop ends.
+	Outputs map[string]json.RawMessage `json:"outputs,omitempty"`
+}
+
+// Key returns the run's key.
+func (r *Run) Key() Key {
+	return Key{Namespace: r.Object.Namespace, Name: r.Object.Name}
+}
+
+// StepRecord is the engine's bookkeeping of one step across evaluations of an attempt.
+type StepRecord struct {
+	// Attempt counts executions from the start: restarts begin a new attempt.
+	Attempt int `json:"attempt,omitempty"`
+	// Tries counts the tries of this attempt: 1 for the process that started it, one more each
+	// time another process (after a crash, or to drive a resume) evaluates the step again, and
+	// one more for each retry after a provider error. A try is recorded before its first
+	// evaluation begins, so that a side-effecting action runs at most once per recorded try:
+	// the memo replays the ones whose results were recorded, but one whose try ended without
+	// its result recorded (the process died, or the action failed without an answer, as on a
+	// timeout) may run again in the next.
+	Tries int `json:"tries,omitempty"`
+	// Retries counts provider errors in this attempt.
+	Retries int `json:"retries,omitempty"`
+	// Waits counts evaluations that ended waiting, to space the next one.
+	Waits int `json:"waits,omitempty"`
+	// NextTime is when the step should be evaluated again; zero means now.
+	NextTime time.Time `json:"nextTime,omitzero"`
+	// Suspended is set while the step waits for a resume.
+	Suspended bool `json:"suspended,omitempty"`
+	// Resumed is set when a resume released the step and it has not been evaluated since.
+	Resumed bool `json:"resumed,omitempty"`
+	// Memo holds the results of side-effecting actions already run in this attempt, by action
+	// path, in any of its tries.
+	Memo map[string]json.RawMessage `json:"memo,omitempty"`
+}
+
+// LogEntry is one line of a step's log: an action the engine ran, or data a definition logged.
+type LogEntry struct {
+	Time     time.Time       `json:"time"`
+	Step     string          `json:"step"`
+	Level    int             `json:"level,omitempty"`
+	Action   string          `json:"action,omitempty"`
+	Duration time.Duration   `json:"duration,omitempty"`
+	Outcome  string          `json:"outcome,omitempty"`
+	Message  string          `json:"message,omitempty"`
+	Data     json.RawMessage `json:"data,omitempty"`
+}
