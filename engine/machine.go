@@ -258,22 +258,11 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 	}
 	switch r.Outcome {
 	case Succeeded, Broke:
-		for k, v := range r.Outputs {
-			if n.it != nil {
-				// Gathered over the iterations when the loop ends; meanwhile the iteration's
-				// other steps see it.
-				if n.it.rec.Outputs == nil {
-					n.it.rec.Outputs = map[string]json.RawMessage{}
-				}
-				n.it.rec.Outputs[k] = v
-				continue
-			}
-			run.setVar(k, v)
-		}
+		setOutputs(run, n, r.Outputs)
 		n.status.Phase = v1alpha1.StepSucceeded
 		n.status.Reason = ""
 		n.status.Message = r.Message
-		rec.Memo, rec.NextTime, rec.Retries, rec.Waits = nil, time.Time{}, 0, 0
+		rec.Memo, rec.NextTime, rec.Retries, rec.Waits, rec.Outputs = nil, time.Time{}, 0, 0, nil
 		if r.Outcome == Broke {
 			st := &run.Object.Status
 			st.Terminated = true
@@ -283,8 +272,12 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 			}
 		}
 	case Failed:
+		// As KubeVela: a failed step's outputs stay available to the steps that take them.
+		setOutputs(run, n, r.Outputs)
+		rec.Outputs = nil
 		m.fail(run, n, orDefault(r.Reason, v1alpha1.ReasonExecute), r.Message, d.at, t)
 	case Waiting:
+		rec.Outputs = r.Outputs // taken if the step times out
 		n.status.Reason = v1alpha1.ReasonWait
 		n.status.Message = r.Message
 		rec.Retries = 0
@@ -347,6 +340,21 @@ func (m *machine) fail(run *Run, n *node, reason, message string, now time.Time,
 	}
 }
 
+// setOutputs stores a step's outputs as run variables; an iteration's are gathered over the
+// iterations when the loop ends, and meanwhile the iteration's other steps see them.
+func setOutputs(run *Run, n *node, outputs map[string]json.RawMessage) {
+	for k, v := range outputs {
+		if n.it == nil {
+			run.setVar(k, v)
+			continue
+		}
+		if n.it.rec.Outputs == nil {
+			n.it.rec.Outputs = map[string]json.RawMessage{}
+		}
+		n.it.rec.Outputs[k] = v
+	}
+}
+
 func skip(n *node, message string, t *transition) {
 	t.changed = true
 	n.status.Phase = v1alpha1.StepSkipped
@@ -372,6 +380,12 @@ func (m *machine) enforceTimeouts(run *Run, g *graph, now time.Time, t *transiti
 		}
 		deadline := n.status.FirstExecuteTime.Add(d)
 		if !now.Before(deadline) {
+			// KubeVela evaluates a timed-out step once more and takes its outputs; here the
+			// outputs of its last evaluation, which left it waiting, are taken.
+			if rec := run.Steps[n.name]; rec != nil && rec.Outputs != nil {
+				setOutputs(run, n, rec.Outputs)
+				rec.Outputs = nil
+			}
 			m.fail(run, n, v1alpha1.ReasonTimeout, fmt.Sprintf("timed out after %s", n.spec.Timeout), now, t)
 			return
 		}
