@@ -283,17 +283,23 @@ func checkParameter(v cue.Value, pp cue.Path, props map[string]any, skip []strin
 
 // given reports whether props hold a value at path.
 func given(props map[string]any, path []string) bool {
+	_, ok := propertyAt(props, path)
+	return ok
+}
+
+// propertyAt returns the value props hold at path, and whether they hold one.
+func propertyAt(props map[string]any, path []string) (any, bool) {
 	var x any = props
 	for _, p := range path {
 		m, ok := x.(map[string]any)
 		if !ok {
-			return false
+			return nil, false
 		}
 		if x, ok = m[p]; !ok {
-			return false
+			return nil, false
 		}
 	}
-	return true
+	return x, true
 }
 
 // related reports whether path is one of paths, under one, or above one.

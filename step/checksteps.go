@@ -51,7 +51,8 @@ func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alp
 		err = r.checkProperties(ctx, namespace, s.Type, props, filled)
 		if pe, ok := errors.AsType[PropertyErrors](err); ok {
 			for _, p := range pe {
-				errs = append(errs, fieldpath.Invalid(path.Child("properties", p.Path...), propertyValue(props, p.Path),
+				v, _ := propertyAt(props, p.Path)
+				errs = append(errs, fieldpath.Invalid(path.Child("properties", p.Path...), v,
 					fmt.Sprintf("step %s: %s", s.Name, p.Message)))
 			}
 			return
@@ -68,18 +69,4 @@ func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alp
 		}
 	}
 	return errs
-}
-
-// propertyValue is the value of the property at path, shown in a field error; nil when there
-// is none there.
-func propertyValue(props map[string]any, path []string) any {
-	var x any = props
-	for _, p := range path {
-		m, ok := x.(map[string]any)
-		if !ok {
-			return nil
-		}
-		x = m[p]
-	}
-	return x
 }
