@@ -110,7 +110,8 @@ type StepResult struct {
 	Reason string
 	// Message becomes the step's status message.
 	Message string
-	// Outputs are the step's outputs by name, evaluated after success.
+	// Outputs are the step's outputs by name, evaluated after success, and as far as they
+	// can be (null otherwise) when the step failed or waits.
 	Outputs map[string]json.RawMessage
 	// VarWrites are run variables the step wrote (#DoVar Put).
 	VarWrites map[string]json.RawMessage

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -257,22 +258,11 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 	}
 	switch r.Outcome {
 	case Succeeded, Broke:
-		for k, v := range r.Outputs {
-			if n.it != nil {
-				// Gathered over the iterations when the loop ends; meanwhile the iteration's
-				// other steps see it.
-				if n.it.rec.Outputs == nil {
-					n.it.rec.Outputs = map[string]json.RawMessage{}
-				}
-				n.it.rec.Outputs[k] = v
-				continue
-			}
-			run.setVar(k, v)
-		}
+		setOutputs(run, n, r.Outputs)
 		n.status.Phase = v1alpha1.StepSucceeded
 		n.status.Reason = ""
 		n.status.Message = r.Message
-		rec.Memo, rec.NextTime, rec.Retries, rec.Waits = nil, time.Time{}, 0, 0
+		rec.Memo, rec.NextTime, rec.Retries, rec.Waits, rec.Outputs = nil, time.Time{}, 0, 0, nil
 		if r.Outcome == Broke {
 			st := &run.Object.Status
 			st.Terminated = true
@@ -282,8 +272,12 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 			}
 		}
 	case Failed:
+		// As KubeVela: a failed step's outputs stay available to the steps that take them.
+		setOutputs(run, n, r.Outputs)
+		rec.Outputs = nil
 		m.fail(run, n, orDefault(r.Reason, v1alpha1.ReasonExecute), r.Message, d.at, t)
 	case Waiting:
+		rec.Outputs = r.Outputs // taken if the step times out
 		n.status.Reason = v1alpha1.ReasonWait
 		n.status.Message = r.Message
 		rec.Retries = 0
@@ -346,6 +340,21 @@ func (m *machine) fail(run *Run, n *node, reason, message string, now time.Time,
 	}
 }
 
+// setOutputs stores a step's outputs as run variables; an iteration's are gathered over the
+// iterations when the loop ends, and meanwhile the iteration's other steps see them.
+func setOutputs(run *Run, n *node, outputs map[string]json.RawMessage) {
+	for k, v := range outputs {
+		if n.it == nil {
+			run.setVar(k, v)
+			continue
+		}
+		if n.it.rec.Outputs == nil {
+			n.it.rec.Outputs = map[string]json.RawMessage{}
+		}
+		n.it.rec.Outputs[k] = v
+	}
+}
+
 func skip(n *node, message string, t *transition) {
 	t.changed = true
 	n.status.Phase = v1alpha1.StepSkipped
@@ -371,6 +380,12 @@ func (m *machine) enforceTimeouts(run *Run, g *graph, now time.Time, t *transiti
 		}
 		deadline := n.status.FirstExecuteTime.Add(d)
 		if !now.Before(deadline) {
+			// KubeVela evaluates a timed-out step once more and takes its outputs; here the
+			// outputs of its last evaluation, which left it waiting, are taken.
+			if rec := run.Steps[n.name]; rec != nil && rec.Outputs != nil {
+				setOutputs(run, n, rec.Outputs)
+				rec.Outputs = nil
+			}
 			m.fail(run, n, v1alpha1.ReasonTimeout, fmt.Sprintf("timed out after %s", n.spec.Timeout), now, t)
 			return
 		}
@@ -511,10 +526,11 @@ func (m *machine) evalIf(ctx context.Context, run *Run, g *graph, n *node, cond 
 	if m.cond == nil {
 		return gateFail, "if: no condition evaluator is configured"
 	}
+	stepCtx := stepContext(run, n)
 	scope := map[string]any{
 		"status":  statusScope(g, n),
-		"inputs":  inputValues(run, n),
-		"context": stepContext(run, n),
+		"inputs":  inputValues(run, n, stepCtx),
+		"context": stepCtx,
 	}
 	ok, err := m.cond.EvalIf(ctx, cond, scope)
 	if err != nil {
@@ -655,8 +671,10 @@ func statusOf(s *v1alpha1.StepStatus) map[string]any {
 }
 
 // inputValues decodes the variables a step takes as inputs, by variable name: in an iteration,
-// item, index and item.<path>, then the outputs of the iteration's steps, then run variables.
-func inputValues(run *Run, n *node) map[string]any {
+// item, index and item.<path>, then the outputs of the iteration's steps, then run variables,
+// then, for context.<path>, the step's context, as KubeVela looks an input up in the step's
+// context when no variable holds it.
+func inputValues(run *Run, n *node, ctx map[string]any) map[string]any {
 	s := n.spec
 	out := make(map[string]any, len(s.Inputs))
 	for _, in := range s.Inputs {
@@ -674,6 +692,11 @@ func inputValues(run *Run, n *node) map[string]any {
 			raw, ok = run.Vars[in.From]
 		}
 		if !ok {
+			if path, isCtx := v1alpha1.ContextPath(in.From); isCtx {
+				if v, found := lookupPath(ctx, path); found {
+					out[in.From] = v
+				}
+			}
 			continue
 		}
 		var v any
@@ -694,7 +717,7 @@ func stepContext(run *Run, n *node) map[string]any {
 		"publishVersion": obj.Annotations["app.oam.dev/publishVersion"],
 		"stepName":       n.spec.Name,
 		"stepSessionID":  n.status.ID,
-		"spanID":         n.status.ID,
+		"spanID":         run.SpanPrefix() + "." + n.status.ID,
 	}
 	if n.group != nil {
 		c["stepGroupName"] = n.group.spec.Name
@@ -719,12 +742,16 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 	if err != nil {
 		return nil, Terminal(v1alpha1.ReasonParameter, fmt.Errorf("properties: %w", err))
 	}
-	inputs := inputValues(run, n)
+	ctx := stepContext(run, n)
+	inputs := inputValues(run, n, ctx)
 	setsParameter := false
 	for _, in := range n.spec.Inputs {
 		if _, ok := inputs[in.From]; !ok {
 			if n.it != nil && v1alpha1.IsIterationVar(in.From) {
 				return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q: the item of iteration %d has no such field", in.From, n.it.index))
+			}
+			if _, isCtx := v1alpha1.ContextPath(in.From); isCtx {
+				return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q is not available: no step has output it and the step's context has no such field", in.From))
 			}
 			return nil, Terminal(v1alpha1.ReasonInput, fmt.Errorf("input %q is not available: no step has output it", in.From))
 		}
@@ -742,7 +769,7 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 		StepID:     n.status.ID,
 		Properties: props,
 		Inputs:     inputs,
-		Context:    stepContext(run, n),
+		Context:    ctx,
 		Vars:       make(map[string]json.RawMessage, len(run.Vars)),
 		Resumed:    rec.Resumed,
 		Now:        now,
@@ -796,6 +823,22 @@ func fillInputs(props json.RawMessage, items []v1alpha1.InputItem, inputs map[st
 		}
 	}
 	return json.Marshal(m)
+}
+
+// SpanPrefix is the run's trace id, which each step's context.spanID begins with, followed by
+// a dot and the step's id, as in KubeVela, whose step tracers are forks of the run's
+// ("i-" and eight letters or digits). Here it is derived from the run's identity (namespace,
+// name and UID) rather than drawn at random, so that every evaluation of a step, in any
+// process, sees the same spanID.
+func (r *Run) SpanPrefix() string {
+	o := r.Object
+	sum := sha256.Sum256([]byte(o.Namespace + "/" + o.Name + "/" + string(o.UID)))
+	const digits = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := []byte("i-")
+	for _, c := range sum[:8] {
+		b = append(b, digits[int(c)%len(digits)])
+	}
+	return string(b)
 }
 
 // contextRaw is the run's user context: spec.context, with the template's parameter

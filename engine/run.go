@@ -115,6 +115,9 @@ type StepRecord struct {
 	// Memo holds the results of side-effecting actions already run in this attempt, by action
 	// path, in any of its tries.
 	Memo map[string]json.RawMessage `json:"memo,omitempty"`
+	// Outputs are the outputs of the evaluation that left the step waiting last; they become
+	// run variables if the step times out, as KubeVela takes a timed-out step's outputs.
+	Outputs map[string]json.RawMessage `json:"outputs,omitempty"`
 }
 
 // LogEntry is one line of a step's log: an action the engine ran, or data a definition logged.

@@ -8,7 +8,10 @@ import (
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
+	"k8s.io/apimachinery/pkg/runtime"
+	fieldpath "k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/builtin"
@@ -176,4 +179,40 @@ req: {
 			}
 		})
 	}
+}
+
+// BenchmarkCheckSteps checks a run of four steps against their types as the engine does at
+// every create (catalog.CheckRun): two requests and two print-message-in-status, with the
+// properties of each step the same from one run to the next.
+func BenchmarkCheckSteps(b *testing.B) {
+	r, _ := newRunner(b, defs{"request": mustTemplate(b, "request"), "print-message-in-status": mustTemplate(b, "print-message-in-status")})
+	steps := []v1alpha1.WorkflowStep{
+		checkStep("a", "request", `{"url": "http://example.com/a", "method": "POST", "body": {"n": 1}}`),
+		checkStep("b", "print-message-in-status", `{"message": "hello"}`),
+		checkStep("c", "request", `{"url": "http://example.com/c"}`),
+		checkStep("d", "print-message-in-status", `{"message": "bye"}`),
+	}
+	ctx := context.Background()
+	if errs := r.CheckSteps(ctx, "default", steps, fieldpath.NewPath("steps")); len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if errs := r.CheckSteps(ctx, "default", steps, fieldpath.NewPath("steps")); len(errs) > 0 {
+			b.Fatal(errs)
+		}
+	}
+}
+
+func mustTemplate(b *testing.B, typ string) string {
+	t, ok := definitions.Template(typ)
+	if !ok {
+		b.Fatalf("no built-in step type %s", typ)
+	}
+	return t
+}
+
+func checkStep(name, typ, props string) v1alpha1.WorkflowStep {
+	return v1alpha1.WorkflowStep{WorkflowStepBase: v1alpha1.WorkflowStepBase{
+		Name: name, Type: typ, Properties: &runtime.RawExtension{Raw: []byte(props)}}}
 }

@@ -5,9 +5,11 @@ package step
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -35,11 +37,16 @@ func (r *Runner) CheckProperties(ctx context.Context, namespace, typ string, pro
 
 // checkProperties is CheckProperties with props as readProperties gives them.
 func (r *Runner) checkProperties(ctx context.Context, namespace, typ string, props map[string]any, filled []string) error {
-	d, err := r.load(ctx, r.generation(), namespace, typ)
+	gen := r.generation()
+	d, err := r.load(ctx, gen, namespace, typ)
 	if f, ok := errors.AsType[*failure](err); ok {
 		return errors.New(f.msg)
 	}
 	if err != nil {
+		return err
+	}
+	key, keyed := checkKeyOf(d, namespace, props, filled)
+	if err, ok := gen.checked(key); keyed && ok {
 		return err
 	}
 	pp := d.paramPath()
@@ -48,7 +55,172 @@ func (r *Runner) checkProperties(ctx context.Context, namespace, typ string, pro
 		skip[i] = pp.String() + "." + k
 	}
 	v := d.fill(props, checkContext(namespace))
-	return checkParameter(v, pp, props, skip)
+	err = checkParameter(v, pp, props, skip)
+	if err == nil {
+		err = checkTemplate(v, pp, skip)
+	}
+	if keyed {
+		gen.check(key, err)
+	}
+	return err
+}
+
+// checkKey identifies one check of properties: the same definition, namespace, properties
+// and inputs give the same answer, which the generation keeps (a run created again and
+// again, the steps of a loop's template).
+type checkKey struct {
+	def                    *definition
+	namespace, props, fill string
+}
+
+// checkKeyOf returns the key of a check; ok is false when the properties cannot be encoded or
+// are too long to be worth keeping.
+func checkKeyOf(d *definition, namespace string, props map[string]any, filled []string) (checkKey, bool) {
+	b, err := json.Marshal(props) // map keys sorted: the same properties, the same text
+	if err != nil || len(b) > maxCheckedProps {
+		return checkKey{}, false
+	}
+	return checkKey{def: d, namespace: namespace, props: string(b), fill: strings.Join(filled, "\x00")}, true
+}
+
+// maxChecks bounds the checks a generation remembers, past which they are forgotten at once,
+// and maxCheckedProps the properties' JSON of a check it remembers: at most 16 MiB of keys.
+const (
+	maxChecks       = 1024
+	maxCheckedProps = 16 << 10
+)
+
+// checked returns the answer of a check made before in this generation.
+func (g *generation) checked(k checkKey) (error, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	err, ok := g.checks[k]
+	return err, ok
+}
+
+// check remembers the answer of a check.
+func (g *generation) check(k checkKey, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.checks) >= maxChecks {
+		clear(g.checks)
+	}
+	g.checks[k] = err
+}
+
+// PropertyErrors are the values of a step's properties that its template refuses before any
+// action runs: most often a value an action's $params does not accept (a field it does not
+// have, a wrong type or shape), which would fail the step when it runs.
+type PropertyErrors []PropertyError
+
+// PropertyError is one refused value of a step's properties.
+type PropertyError struct {
+	// Path is the property's path under properties, e.g. ["request", "header"]; empty when the
+	// refused value does not come from one property.
+	Path []string
+	// Message says what refuses it and why, e.g. `refused by req.$params.method: ...`.
+	Message string
+}
+
+func (e PropertyErrors) Error() string {
+	out := make([]string, len(e))
+	for i, p := range e {
+		out[i] = p.Message
+		if len(p.Path) > 0 {
+			out[i] = strings.Join(p.Path, ".") + ": " + p.Message
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// checkTemplate reports what the template v, filled with the properties, refuses as a whole,
+// without running an action: the conflicts the evaluation would fail on (with reason
+// Rendering) before its first action, most often in an action's $params. Each conflict is put
+// on the property its value comes from, found by following the template's references to the
+// parameter at pp; problems at, under or above a path in skip (filled by inputs) are not
+// reported.
+func checkTemplate(v cue.Value, pp cue.Path, skip []string) error {
+	err := v.Validate()
+	if err == nil {
+		return nil
+	}
+	var out PropertyErrors
+	index := map[string]int{}
+	for _, e := range cueerrors.Errors(err) {
+		at := e.Path()
+		prop, ok := propertyOf(v, pp, at)
+		if ok && related(pp.String()+"."+strings.Join(prop, "."), skip) {
+			continue
+		}
+		format, args := e.Msg()
+		msg := fmt.Sprintf(format, args...)
+		if strings.HasSuffix(msg, "errors in empty disjunction:") {
+			msg = "no alternative fits" // the alternatives' errors follow
+		}
+		where := strings.Join(at, ".")
+		k := strings.Join(prop, ".") + "\x00" + where
+		if i, seen := index[k]; seen {
+			if !strings.Contains(out[i].Message, msg) {
+				out[i].Message += "; " + msg
+			}
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, PropertyError{Path: prop, Message: "refused by " + where + ": " + msg})
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// propertyOf returns the path under the parameter at pp that the value at path in v comes
+// from: the nearest field at or above path that refers to a field of the parameter, followed
+// by the rest of path. ok is false when no field on the way refers to the parameter.
+func propertyOf(v cue.Value, pp cue.Path, path []string) (prop []string, ok bool) {
+	sels := make([]cue.Selector, len(path))
+	for i, p := range path {
+		switch n, err := strconv.Atoi(p); {
+		case err == nil:
+			sels[i] = cue.Index(n)
+		case strings.HasPrefix(p, "#"):
+			sels[i] = cue.Def(p)
+		default:
+			sels[i] = cue.Str(p)
+		}
+	}
+	params := pp.Selectors()
+	under := func(x cue.Value) ([]string, bool) {
+		_, ref := x.ReferencePath()
+		rs := ref.Selectors()
+		if len(rs) < len(params) || !slices.Equal(rs[:len(params)], params) {
+			return nil, false
+		}
+		var out []string
+		for _, s := range rs[len(params):] {
+			out = append(out, s.Unquoted())
+		}
+		return out, true
+	}
+	if len(sels) >= len(params) && slices.Equal(sels[:len(params)], params) {
+		return path[len(params):], true // the parameter's own field
+	}
+	for k := len(sels); k > 0; k-- {
+		x := v.LookupPath(cue.MakePath(sels[:k]...))
+		if !x.Exists() {
+			continue
+		}
+		refs := []cue.Value{x}
+		if op, args := x.Expr(); op == cue.AndOp {
+			refs = append(refs, args...)
+		}
+		for _, r := range refs {
+			if p, found := under(r); found {
+				return append(p, path[k:]...), true
+			}
+		}
+	}
+	return nil, false
 }
 
 // checkContext stands in for a step's context when its properties are checked before the run:
@@ -111,17 +283,23 @@ func checkParameter(v cue.Value, pp cue.Path, props map[string]any, skip []strin
 
 // given reports whether props hold a value at path.
 func given(props map[string]any, path []string) bool {
+	_, ok := propertyAt(props, path)
+	return ok
+}
+
+// propertyAt returns the value props hold at path, and whether they hold one.
+func propertyAt(props map[string]any, path []string) (any, bool) {
 	var x any = props
 	for _, p := range path {
 		m, ok := x.(map[string]any)
 		if !ok {
-			return false
+			return nil, false
 		}
 		if x, ok = m[p]; !ok {
-			return false
+			return nil, false
 		}
 	}
-	return true
+	return x, true
 }
 
 // related reports whether path is one of paths, under one, or above one.

@@ -4,6 +4,7 @@ package step
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	fieldpath "k8s.io/apimachinery/pkg/util/validation/field"
@@ -12,8 +13,11 @@ import (
 )
 
 // CheckSteps checks each step of a run in namespace against its step type: that the type
-// exists, and that its properties fit the type's parameter (parameters filled by inputs are
-// taken as given). Errors name the step's field path under base. Step groups are containers and
+// exists, that its properties fit the type's parameter (parameters filled by inputs are
+// taken as given), and that the template filled with them refuses nothing before its first
+// action runs, such as a value an action's $params does not accept, which is reported at the
+// property it comes from (steps[0].properties.method). Errors name the step's field path under
+// base. Step groups are containers and
 // are checked through their sub-steps.
 func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *fieldpath.Path) fieldpath.ErrorList {
 	var errs fieldpath.ErrorList
@@ -44,7 +48,16 @@ func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alp
 				filled = append(filled, in.ParameterKey)
 			}
 		}
-		if err := r.checkProperties(ctx, namespace, s.Type, props, filled); err != nil {
+		err = r.checkProperties(ctx, namespace, s.Type, props, filled)
+		if pe, ok := errors.AsType[PropertyErrors](err); ok {
+			for _, p := range pe {
+				v, _ := propertyAt(props, p.Path)
+				errs = append(errs, fieldpath.Invalid(path.Child("properties", p.Path...), v,
+					fmt.Sprintf("step %s: %s", s.Name, p.Message)))
+			}
+			return
+		}
+		if err != nil {
 			errs = append(errs, fieldpath.Invalid(path.Child("properties"), "", fmt.Sprintf("step %s: %v", s.Name, err)))
 		}
 	}

@@ -42,14 +42,17 @@ type generation struct {
 	pkgs  map[string]*build.Instance
 	defs  map[[32]byte]*definition
 	conds map[string]cue.Value
+	// checks are the answers of checkProperties, by definition, namespace and properties.
+	checks map[checkKey]error
 }
 
 func newGeneration() *generation {
 	return &generation{
-		ctx:   cuecontext.New(),
-		pkgs:  map[string]*build.Instance{},
-		defs:  map[[32]byte]*definition{},
-		conds: map[string]cue.Value{},
+		ctx:    cuecontext.New(),
+		pkgs:   map[string]*build.Instance{},
+		defs:   map[[32]byte]*definition{},
+		conds:  map[string]cue.Value{},
+		checks: map[checkKey]error{},
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"cuelang.org/go/cue"
@@ -147,6 +148,11 @@ func (e *evaluation) run(ctx context.Context) error {
 			e.markSensitive(v)
 		}
 		if err != nil || e.stopped {
+			if err == nil && (e.res.Outcome == engine.Failed || e.res.Outcome == engine.Waiting) {
+				// KubeVela takes the outputs of a step that failed or timed out, so that a
+				// later step can say why; the engine keeps a waiting step's for its timeout.
+				e.outputs(v, false)
+			}
 			return err
 		}
 		if last && e.fills == fills {
@@ -158,7 +164,7 @@ func (e *evaluation) run(ctx context.Context) error {
 			return failf(v1alpha1.ReasonRendering, "%v", describe(err))
 		}
 	}
-	return e.outputs(v)
+	return e.outputs(v, true)
 }
 
 // next finds the action to run: the first, depth first in field order, that has not run and
@@ -277,8 +283,10 @@ func (e *evaluation) logAction(name string, s *site, took time.Duration, outcome
 // now is the engine's time at the start of the evaluation plus the time it has taken.
 func (e *evaluation) now() time.Time { return e.req.Now.Add(time.Since(e.start)) }
 
-// outputs evaluates the step's outputs over the evaluated template.
-func (e *evaluation) outputs(v cue.Value) error {
+// outputs evaluates the step's outputs over the evaluated template. Strict, an output that
+// cannot be evaluated fails the step; otherwise (a step that failed or waits) it is null, as
+// KubeVela stores it.
+func (e *evaluation) outputs(v cue.Value, strict bool) error {
 	if len(e.req.Step.Outputs) == 0 {
 		return nil
 	}
@@ -292,7 +300,7 @@ func (e *evaluation) outputs(v cue.Value) error {
 		// evaluated template keeps that evaluation in the context, so it is the fallback.
 		var val cue.Value
 		if p := cue.ParsePath(o.ValueFrom); p.Err() == nil {
-			val = scope.LookupPath(p)
+			val = lookupOutput(scope, p)
 		}
 		if !val.Exists() {
 			e.gen.mu.Lock()
@@ -305,12 +313,35 @@ func (e *evaluation) outputs(v cue.Value) error {
 		if err == nil {
 			b, err = val.MarshalJSON()
 		}
-		if err != nil {
+		switch {
+		case err != nil && strict:
 			return failf(v1alpha1.ReasonOutput, "output %s: valueFrom %q: %v", o.Name, o.ValueFrom, describe(err))
+		case err != nil:
+			b = json.RawMessage("null")
 		}
 		e.res.Outputs[o.Name] = b
 	}
 	return nil
+}
+
+// lookupOutput finds the value at p in the evaluated template. A path written against an
+// action's legacy shape (output.value.data) finds what the action returned under $returns
+// (output.$returns.value.data), as valueFrom does in KubeVela on definitions of either form.
+func lookupOutput(scope cue.Value, p cue.Path) cue.Value {
+	if v := scope.LookupPath(p); v.Exists() {
+		return v
+	}
+	sels := p.Selectors()
+	for i := 1; i < len(sels); i++ {
+		if sels[i] == returnsSel {
+			break
+		}
+		at := append(slices.Clone(sels[:i]), returnsSel)
+		if scope.LookupPath(cue.MakePath(at...)).Exists() {
+			return scope.LookupPath(cue.MakePath(append(at, sels[i:]...)...))
+		}
+	}
+	return cue.Value{}
 }
 
 func (e *evaluation) result() *engine.StepResult {

@@ -33,6 +33,14 @@ func IsIterationVar(from string) bool {
 	return from == VarItem || from == VarIndex || strings.HasPrefix(from, VarItem+".")
 }
 
+// ContextPath returns the path into the step's context that an input's from names
+// (context.<path>), and whether it names one. KubeVela resolves an input that no run variable
+// holds from the step's context, so `from: context.name` reads the run's name.
+func ContextPath(from string) (string, bool) {
+	path, ok := strings.CutPrefix(from, "context.")
+	return path, ok && path != ""
+}
+
 // matrixLists decodes a matrix, an object of named lists, and returns its names in
 // alphabetical order with their lists. The error says which name does not hold a list.
 func matrixLists(m *runtime.RawExtension) ([]string, map[string][]json.RawMessage, error) {

@@ -425,6 +425,9 @@ func (c *stepChecker) checkInputs() {
 			}
 			p := s.path.Child("inputs").Index(k).Child("from")
 			producers := c.producers[in.From]
+			if _, ctx := ContextPath(in.From); ctx && len(producers) == 0 {
+				continue // read from the step's context when it starts
+			}
 			if len(producers) == 0 {
 				c.errs = append(c.errs, field.Invalid(p, in.From, "no step of the run outputs this variable"))
 				continue

@@ -139,3 +139,18 @@ func TestValidateNilObjects(t *testing.T) {
 		t.Errorf("nil Workflow: %s", messages(errs))
 	}
 }
+
+// An input from context.<path> needs no producing step: the engine reads it from the step's
+// context. Other names still need one, context alone included.
+func TestValidateStepsAcceptsContextInputs(t *testing.T) {
+	in := func(s WorkflowStep, from string) WorkflowStep {
+		s.Inputs = append(s.Inputs, InputItem{From: from, ParameterKey: "p"})
+		return s
+	}
+	steps := []WorkflowStep{in(step("a", "t"), "context.name"), in(step("b", "t"), "context.env.tier"), in(step("c", "t"), "context")}
+	got := messages(ValidateSteps(steps, EffectiveMode(nil, nil), field.NewPath("steps")))
+	want := `steps[2].inputs[0].from: Invalid value: "context": no step of the run outputs this variable`
+	if got != want {
+		t.Errorf("problems are\n%s\nwant\n%s", got, want)
+	}
+}
