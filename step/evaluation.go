@@ -198,7 +198,9 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 	}
 	e.done[s.key] = true
 	name := s.action.Provider + "." + s.action.Do
-	sideEffect := s.action.SideEffect != nil && s.action.SideEffect(s.params)
+	// An idempotent action runs again (a stored memo of it, from before it was marked so, is
+	// not replayed); other side effects run once per try.
+	sideEffect := !s.action.Idempotent && s.action.SideEffect != nil && s.action.SideEffect(s.params)
 	result, replayed := e.memo[s.key]
 	if !sideEffect || !replayed {
 		e.current, e.params = s.key, s.raw
