@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"cuelang.org/go/cue"
+	cueerrors "cuelang.org/go/cue/errors"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -122,8 +124,18 @@ func (e *evaluation) run(ctx context.Context) error {
 	if err := checkParameter(v, pp, props, nil); err != nil {
 		return failf(v1alpha1.ReasonParameter, "%v", err)
 	}
+	// An error that needs the parameter to show fails before any action runs, unless an
+	// action's result may resolve it: a reference to a field of what an apply returns
+	// (KubeVela's apply-app waits on app.apply.value.metadata.generation), which a closed
+	// struct reports as undefined until the result is filled. KubeVela evaluates in order and
+	// meets such a reference only after the action ran; so does the walk, which fails at an
+	// error where it reaches it, and the whole is validated again at the end.
+	invalid := false
 	if err := v.Validate(); err != nil {
-		return failf(v1alpha1.ReasonRendering, "%v", describe(err))
+		if !onlyUndefinedFields(err) {
+			return failf(v1alpha1.ReasonRendering, "%v", describe(err))
+		}
+		invalid = true
 	}
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
@@ -153,7 +165,7 @@ func (e *evaluation) run(ctx context.Context) error {
 			break // nothing changed and nothing else was pending: another pass would find nothing
 		}
 	}
-	if e.fills > 0 {
+	if e.fills > 0 || invalid {
 		if err := v.Validate(); err != nil {
 			return failf(v1alpha1.ReasonRendering, "%v", describe(err))
 		}
@@ -465,4 +477,15 @@ func suspendParams(raw json.RawMessage) (json.RawMessage, map[string]any, bool) 
 		return nil, nil, false
 	}
 	return s.Params, params, true
+}
+
+// onlyUndefinedFields reports whether every error of err is a reference to a field that is not
+// there (yet): one that filling a result may resolve, where a conflict cannot be.
+func onlyUndefinedFields(err error) bool {
+	for _, e := range cueerrors.Errors(err) {
+		if format, _ := e.Msg(); !strings.HasPrefix(format, "undefined field") {
+			return false
+		}
+	}
+	return true
 }
