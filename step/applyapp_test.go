@@ -1,6 +1,7 @@
 package step_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -79,5 +80,33 @@ func TestAReferenceToWhatAnApplyReturnsWaitsForTheApply(t *testing.T) {
 	wantOutcome(t, res, engine.Succeeded, "")
 	if n := rec.count("kube.apply"); n != 2 {
 		t.Errorf("applied %d times in two evaluations, want 2 (an apply is idempotent)", n)
+	}
+}
+
+// An idempotent action runs at every evaluation and is not memoized; a memo of it stored
+// before (by a build where it was not idempotent) is not replayed. A side effect that is not
+// idempotent still runs once per try.
+func TestIdempotentActionsRunEveryEvaluation(t *testing.T) {
+	r, rec := newRunner(t, defs{"both": `
+import "vela/test"
+
+apply: test.#Apply & {$params: value: {kind: "ConfigMap"}}
+put: test.#Put & {$params: x: 1}
+`})
+	rec.returns["kube.apply"] = []any{map[string]any{"value": map[string]any{"kind": "ConfigMap", "n": 1}}}
+	req := request("both", nil)
+	req.Memo = map[string]json.RawMessage{"apply": json.RawMessage(`{"value":{"kind":"ConfigMap","n":0}}`)}
+	res := mustRun(t, r, req)
+	wantOutcome(t, res, engine.Succeeded, "")
+	res = mustRun(t, r, again(req, res))
+	wantOutcome(t, res, engine.Succeeded, "")
+	if n := rec.count("kube.apply"); n != 2 {
+		t.Errorf("the idempotent apply ran %d times in two evaluations, want 2", n)
+	}
+	if n := rec.count("test.put"); n != 1 {
+		t.Errorf("the side effect ran %d times in two evaluations of one try, want 1", n)
+	}
+	if _, ok := res.Memo["apply"]; ok {
+		t.Errorf("the idempotent apply was memoized: %s", res.Memo["apply"])
 	}
 }

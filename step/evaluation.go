@@ -236,6 +236,8 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 		}
 		if sideEffect {
 			e.memo[s.key] = orNull(result)
+		} else if s.action.Idempotent {
+			delete(e.memo, s.key) // a memo kept from before it was idempotent is stale now
 		}
 		if back {
 			waitFrom := time.Now()
