@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"cuelang.org/go/cue"
+	cueerrors "cuelang.org/go/cue/errors"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -123,8 +125,18 @@ func (e *evaluation) run(ctx context.Context) error {
 	if err := checkParameter(v, pp, props, nil); err != nil {
 		return failf(v1alpha1.ReasonParameter, "%v", err)
 	}
+	// An error that needs the parameter to show fails before any action runs, unless an
+	// action's result may resolve it: a reference to a field of what an apply returns
+	// (KubeVela's apply-app waits on app.apply.value.metadata.generation), which a closed
+	// struct reports as undefined until the result is filled. KubeVela evaluates in order and
+	// meets such a reference only after the action ran; so does the walk, which fails at an
+	// error where it reaches it, and the whole is validated again at the end.
+	invalid := false
 	if err := v.Validate(); err != nil {
-		return failf(v1alpha1.ReasonRendering, "%v", describe(err))
+		if !onlyUndefinedFields(err) {
+			return failf(v1alpha1.ReasonRendering, "%v", describe(err))
+		}
+		invalid = true
 	}
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
@@ -159,7 +171,7 @@ func (e *evaluation) run(ctx context.Context) error {
 			break // nothing changed and nothing else was pending: another pass would find nothing
 		}
 	}
-	if e.fills > 0 {
+	if e.fills > 0 || invalid {
 		if err := v.Validate(); err != nil {
 			return failf(v1alpha1.ReasonRendering, "%v", describe(err))
 		}
@@ -204,7 +216,9 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 	}
 	e.done[s.key] = true
 	name := s.action.Provider + "." + s.action.Do
-	sideEffect := s.action.SideEffect != nil && s.action.SideEffect(s.params)
+	// An idempotent action runs again (a stored memo of it, from before it was marked so, is
+	// not replayed); other side effects run once per try.
+	sideEffect := !s.action.Idempotent && s.action.SideEffect != nil && s.action.SideEffect(s.params)
 	result, replayed := e.memo[s.key]
 	if !sideEffect || !replayed {
 		e.current, e.params = s.key, s.raw
@@ -228,6 +242,8 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 		}
 		if sideEffect {
 			e.memo[s.key] = orNull(result)
+		} else if s.action.Idempotent {
+			delete(e.memo, s.key) // a memo kept from before it was idempotent is stale now
 		}
 		if back {
 			waitFrom := time.Now()
@@ -494,4 +510,15 @@ func suspendParams(raw json.RawMessage) (json.RawMessage, map[string]any, bool) 
 		return nil, nil, false
 	}
 	return s.Params, params, true
+}
+
+// onlyUndefinedFields reports whether every error of err is a reference to a field that is not
+// there (yet): one that filling a result may resolve, where a conflict cannot be.
+func onlyUndefinedFields(err error) bool {
+	for _, e := range cueerrors.Errors(err) {
+		if format, _ := e.Msg(); !strings.HasPrefix(format, "undefined field") {
+			return false
+		}
+	}
+	return true
 }

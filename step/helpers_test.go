@@ -78,7 +78,7 @@ func newRunner(t testing.TB, templates defs) (*step.Runner, *recorder) {
 	op.Register(reg)
 	httpprovider.Register(reg, httpprovider.Options{})
 	reg.Register(step.Action{Provider: "kube", Do: "read", Run: rec.handler("kube.read")})
-	reg.Register(step.Action{Provider: "kube", Do: "apply", Run: rec.handler("kube.apply"), SideEffect: step.Always})
+	reg.Register(step.Action{Provider: "kube", Do: "apply", Run: rec.handler("kube.apply"), SideEffect: step.Always, Idempotent: true})
 	reg.AddPackage(step.Package{Path: "vela/test", Source: testPackage})
 	reg.AddPackage(step.Package{Path: "vela/test/more", Source: morePackage})
 	for _, do := range []string{"get", "put", "note"} {

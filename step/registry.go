@@ -32,6 +32,12 @@ type Action struct {
 	// step. Such a call runs once per step attempt; its result is replayed on re-evaluation.
 	// Nil means the action never has side effects (a read).
 	SideEffect func(params map[string]any) bool
+	// Idempotent says that a repeat with the same parameters changes nothing more (a
+	// server-side apply): the action runs on every evaluation and is not memoized, so that
+	// what it returns is the world as it is now (an applied object's current status), as
+	// KubeVela's actions are. It overrides SideEffect's memo; the once-per-try guarantee
+	// stays with the actions that are not idempotent (HTTP writes, notifications, deletes).
+	Idempotent bool
 	// Local reports whether a call with these parameters does all its work within the step:
 	// no I/O, nothing outside the run read or changed (the builtin actions, conversions of
 	// strings and times). A step whose evaluation calls only local actions is made before the

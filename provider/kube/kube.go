@@ -85,8 +85,9 @@ type ObjectRef struct {
 	Selector labels.Selector
 }
 
-// ReadObserver is told of every #Read and #List, whether or not the object was found, so that
-// a waiting step can be woken when what it read changes.
+// ReadObserver is told of every #Read and #List, whether or not the object was found, and of
+// every object an #Apply, #ApplyInParallel or #Patch wrote, so that a waiting step can be woken
+// when what it read or applied changes.
 type ReadObserver interface {
 	ObjectRead(ctx context.Context, run engine.Key, step string, ref ObjectRef)
 }
@@ -115,9 +116,13 @@ func Register(r *step.Registry, opts Options) {
 	}
 	p := &provider{opts: opts}
 	r.AddPackage(step.Package{Path: "vela/kube", Source: source})
-	r.Register(step.Action{Provider: "kube", Do: "apply", Run: p.apply, SideEffect: step.Always})
-	r.Register(step.Action{Provider: "kube", Do: "apply-in-parallel", Run: p.applyInParallel, SideEffect: step.Always})
-	r.Register(step.Action{Provider: "kube", Do: "patch", Run: p.patch, SideEffect: step.Always, LegacyOutputs: []string{"result"}})
+	// Applies and patches are idempotent: they run on every evaluation, so that a step waiting
+	// on what they returned sees the object as it is now; a repeat that changes nothing writes
+	// nothing (the resourceVersion stays). Deletes run once per try: a second one could delete
+	// an object someone made again since.
+	r.Register(step.Action{Provider: "kube", Do: "apply", Run: p.apply, SideEffect: step.Always, Idempotent: true})
+	r.Register(step.Action{Provider: "kube", Do: "apply-in-parallel", Run: p.applyInParallel, SideEffect: step.Always, Idempotent: true})
+	r.Register(step.Action{Provider: "kube", Do: "patch", Run: p.patch, SideEffect: step.Always, Idempotent: true, LegacyOutputs: []string{"result"}})
 	r.Register(step.Action{Provider: "kube", Do: "read", Run: p.read, LegacyOutputs: []string{"err"}})
 	r.Register(step.Action{Provider: "kube", Do: "list", Run: p.list, LegacyOutputs: []string{"list", "err"}})
 	r.Register(step.Action{Provider: "kube", Do: "delete", Run: p.delete, SideEffect: step.Always, LegacyOutputs: []string{"err"}})
@@ -175,6 +180,7 @@ func (p *provider) apply(ctx context.Context, call *step.Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.observe(ctx, call, refOf(in.Cluster, u))
 	markSecrets(call, u.Object)
 	return map[string]any{"value": u.Object}, nil
 }
@@ -212,7 +218,9 @@ func (p *provider) applyInParallel(ctx context.Context, call *step.Call) (any, e
 	wg.Wait()
 	for _, o := range out {
 		if o, ok := o.(map[string]any); ok {
-			markSecrets(call, o) // here, not in the goroutines: the session is not for concurrent use
+			// here, not in the goroutines: the session is not for concurrent use
+			p.observe(ctx, call, refOf(in.Cluster, &unstructured.Unstructured{Object: o}))
+			markSecrets(call, o)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -275,6 +283,7 @@ func (p *provider) patch(ctx context.Context, call *step.Call) (any, error) {
 		return nil, failure("patch", u, in.Cluster, err)
 	}
 	u.SetManagedFields(nil)
+	p.observe(ctx, call, refOf(in.Cluster, u))
 	markSecrets(call, u.Object)
 	return map[string]any{"result": u.Object}, nil
 }
@@ -457,6 +466,11 @@ func markSecretData(call *step.Call, secret map[string]any) {
 		}
 	}
 	call.Sensitive(values...)
+}
+
+// refOf names an object the API server returned.
+func refOf(cluster string, u *unstructured.Unstructured) ObjectRef {
+	return ObjectRef{Cluster: cluster, GVK: u.GroupVersionKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
 }
 
 func (p *provider) observe(ctx context.Context, call *step.Call, ref ObjectRef) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -426,33 +427,143 @@ batch: op.#Delete & {
 	}
 }
 
-func TestSideEffectsRunOncePerAttemptReadsEveryTime(t *testing.T) {
+func TestAppliesRunEveryEvaluationDeletesOncePerAttempt(t *testing.T) {
 	e := setup(t)
+	e.createConfigMap(e.hub, "doomed", nil, nil)
 	tmpl := `
 import "vela/kube"
 import "vela/builtin"
 
-apply: kube.#Apply & {$params: value: {apiVersion: "v1", kind: "ConfigMap", metadata: name: "once"}}
-read: kube.#Read & {$params: value: {apiVersion: "v1", kind: "ConfigMap", metadata: name: "once"}}
+apply: kube.#Apply & {$params: value: {apiVersion: "v1", kind: "ConfigMap", metadata: name: "kept"}}
+del: kube.#Delete & {$params: value: {apiVersion: "v1", kind: "ConfigMap", metadata: name: "doomed"}}
+read: kube.#Read & {$params: value: {apiVersion: "v1", kind: "ConfigMap", metadata: name: "kept"}}
 wait: builtin.#ConditionalWait & {$params: continue: read.$returns.value.data.go != _|_}
 `
 	res, err := e.run(tmpl, nil, nil)
 	if err != nil || res.Outcome != engine.Waiting {
 		t.Fatalf("first evaluation: %v %v", res, err)
 	}
-	// Someone deletes the object; the next evaluation of the same attempt does not apply again.
-	if err := e.hub.Delete(context.Background(), e.configMap(e.hub, "once")); err != nil {
+	// Someone deletes the applied object and makes the deleted one again: the next evaluation
+	// of the same attempt applies again (as KubeVela does) but does not delete again.
+	if err := e.hub.Delete(context.Background(), e.configMap(e.hub, "kept")); err != nil {
 		t.Fatal(err)
 	}
+	e.createConfigMap(e.hub, "doomed", nil, nil)
 	res, err = e.run(tmpl, nil, res.Memo)
 	if err != nil || res.Outcome != engine.Waiting {
 		t.Fatalf("second evaluation: %v %v", res, err)
 	}
-	if e.configMap(e.hub, "once") != nil {
-		t.Error("the apply ran again within the attempt")
+	if e.configMap(e.hub, "kept") == nil {
+		t.Error("the apply did not run again")
 	}
-	if n := len(e.reads.refs); n != 2 {
-		t.Errorf("the read ran %d times in two evaluations, want 2", n)
+	if e.configMap(e.hub, "doomed") == nil {
+		t.Error("the delete ran again within the attempt")
+	}
+	if _, ok := res.Memo["apply"]; ok {
+		t.Error("the apply was memoized")
+	}
+	e.reads.mu.Lock()
+	defer e.reads.mu.Unlock()
+	if n := len(e.reads.refs); n != 4 {
+		t.Errorf("%d applies and reads reported in two evaluations, want 4: %v", n, e.reads.refs)
+	}
+}
+
+// requestCounter counts the requests a client sends, by method.
+type requestCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *requestCounter) wrap(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			c.mu.Lock()
+			c.n[r.Method]++
+			c.mu.Unlock()
+			return rt.RoundTrip(r)
+		})
+	})
+	return cfg
+}
+
+func (c *requestCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.n
+	c.n = map[string]int{}
+	return n
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A wait on the status an apply returned (issue 17 item 1) sees the object as it is at each
+// evaluation, in both forms; an apply that changes nothing writes nothing and costs one request.
+func TestAWaitOnWhatTheApplyReturnedSeesTheObjectNow(t *testing.T) {
+	e := setup(t)
+	requests := &requestCounter{n: map[string]int{}}
+	e.runner = newRunner(cluster.New(requests.wrap(hub.Config), cluster.Options{Secrets: e.hub}), e.reads)
+	deployment := func(name string) string {
+		return fmt.Sprintf(`{apiVersion: "apps/v1", kind: "Deployment", metadata: name: %q, spec: {
+		replicas: 2
+		selector: matchLabels: app: %[1]q
+		template: {metadata: labels: app: %[1]q, spec: containers: [{name: "c", image: "busybox"}]}
+	}}`, name)
+	}
+	for _, c := range []struct{ form, tmpl string }{
+		{"new", `
+import ("vela/kube", "vela/builtin")
+
+apply: kube.#Apply & {$params: value: ` + deployment("fresh") + `}
+wait: builtin.#ConditionalWait & {$params: continue: apply.$returns.value.status.readyReplicas == 2}
+`},
+		{"legacy", `
+import "vela/op"
+
+apply: op.#Apply & {value: ` + deployment("legacy") + `}
+wait: op.#ConditionalWait & {continue: apply.value.status.readyReplicas == 2}
+`},
+	} {
+		t.Run(c.form, func(t *testing.T) {
+			name := map[string]string{"new": "fresh", "legacy": "legacy"}[c.form]
+			res, err := e.run(c.tmpl, nil, nil)
+			if err != nil || res.Outcome != engine.Waiting {
+				t.Fatalf("first evaluation: %+v %v", res, err)
+			}
+			var d appsv1.Deployment
+			if err := e.hub.Get(context.Background(), client.ObjectKey{Namespace: e.namespace, Name: name}, &d); err != nil {
+				t.Fatal(err)
+			}
+			first := requests.take()
+			res, err = e.run(c.tmpl, nil, res.Memo)
+			if err != nil || res.Outcome != engine.Waiting {
+				t.Fatalf("second evaluation: %+v %v", res, err)
+			}
+			again := requests.take()
+			var same appsv1.Deployment
+			if err := e.hub.Get(context.Background(), client.ObjectKey{Namespace: e.namespace, Name: name}, &same); err != nil {
+				t.Fatal(err)
+			}
+			if same.ResourceVersion != d.ResourceVersion {
+				t.Errorf("an apply that changed nothing wrote: resourceVersion %s, then %s", d.ResourceVersion, same.ResourceVersion)
+			}
+			if again["PATCH"] != 1 || len(again) != 1 {
+				t.Errorf("a repeated evaluation sent %v, want one PATCH", again)
+			}
+			t.Logf("requests: first evaluation %v, each later one %v", first, again)
+			// The Deployment becomes ready (the kube-controller-manager is not running here).
+			d.Status = appsv1.DeploymentStatus{Replicas: 2, ReadyReplicas: 2, UpdatedReplicas: 2, AvailableReplicas: 2, ObservedGeneration: d.Generation}
+			if err := e.hub.Status().Update(context.Background(), &d); err != nil {
+				t.Fatal(err)
+			}
+			res, err = e.run(c.tmpl, nil, res.Memo)
+			if err != nil || res.Outcome != engine.Succeeded {
+				t.Fatalf("once the Deployment is ready: %+v %v", res, err)
+			}
+		})
 	}
 }
 
@@ -470,7 +581,10 @@ read: op.#Read & {cluster: "spoke-secret", value: {apiVersion: "v1", kind: "Conf
 	if out["where"] != "spoke" {
 		t.Errorf("read from the Secret-registered cluster: %v", out)
 	}
-	if ref := e.reads.refs[0]; ref.Cluster != "spoke-secret" || ref.Name != "far" || ref.Namespace != e.namespace || ref.Selector != nil {
+	if ref := e.reads.refs[0]; ref.Cluster != "spoke" || ref.Name != "far" {
+		t.Errorf("the apply reported %+v", ref)
+	}
+	if ref := e.reads.refs[1]; ref.Cluster != "spoke-secret" || ref.Name != "far" || ref.Namespace != e.namespace || ref.Selector != nil {
 		t.Errorf("reported %+v", ref)
 	}
 }
