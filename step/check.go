@@ -135,7 +135,9 @@ func (e PropertyErrors) Error() string {
 
 // checkTemplate reports what the template v, filled with the properties, refuses as a whole,
 // without running an action: the conflicts the evaluation would fail on (with reason
-// Rendering) before its first action, most often in an action's $params. Each conflict is put
+// Rendering) before its first action, most often in an action's $params. A reference to a
+// field not there yet is left out, as the evaluation leaves it to the walk: an action's result
+// may bring it (onlyUndefinedFields). Each conflict is put
 // on the property its value comes from, found by following the template's references to the
 // parameter at pp; problems at, under or above a path in skip (filled by inputs) are not
 // reported.
@@ -147,6 +149,9 @@ func checkTemplate(v cue.Value, pp cue.Path, skip []string) error {
 	var out PropertyErrors
 	index := map[string]int{}
 	for _, e := range cueerrors.Errors(err) {
+		if onlyUndefinedFields(e) {
+			continue
+		}
 		at := e.Path()
 		prop, ok := propertyOf(v, pp, at)
 		if ok && related(pp.String()+"."+strings.Join(prop, "."), skip) {
