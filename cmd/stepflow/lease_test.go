@@ -1,0 +1,253 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store/sqlite"
+)
+
+// leaseSteps are the steps of leaseWorkflow that POST, each to /hook/RUN-STEP.
+var leaseSteps = []string{"one", "two", "three"}
+
+// leaseWorkflow is held by a suspend (when $HOLD is "true"), then makes three POSTs in a row.
+const leaseWorkflow = `
+apiVersion: core.oam.dev/v1alpha1
+kind: WorkflowRun
+metadata:
+  name: $RUN
+spec:
+  workflowSpec:
+    steps:
+    - name: hold
+      type: suspend
+      if: "$HOLD"
+    - name: one
+      type: request
+      properties: {url: "$SERVER/hook/$RUN-one", method: POST, body: {run: $RUN}}
+    - name: two
+      type: request
+      properties: {url: "$SERVER/hook/$RUN-two", method: POST, body: {run: $RUN}}
+    - name: three
+      type: request
+      properties: {url: "$SERVER/hook/$RUN-three", method: POST, body: {run: $RUN}}
+`
+
+// postCounter counts the POSTs to each path, answering each after delay so that two
+// processes driving a run would both be in its steps at once; the first POST to a /block/...
+// path is answered only when its client goes away.
+type postCounter struct {
+	delay time.Duration
+	mu    sync.Mutex
+	posts map[string]int
+	first chan struct{} // closed at the first POST
+	done  chan struct{} // closed when the test ends
+	once  sync.Once
+}
+
+func (c *postCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body) // so that the request's context ends when its client goes
+	n := 0
+	if r.Method == http.MethodPost {
+		c.mu.Lock()
+		c.posts[r.URL.Path]++
+		n = c.posts[r.URL.Path]
+		c.mu.Unlock()
+		c.once.Do(func() { close(c.first) })
+	}
+	if strings.HasPrefix(r.URL.Path, "/block/") && n == 1 {
+		select {
+		case <-r.Context().Done():
+		case <-c.done:
+		}
+		return
+	}
+	time.Sleep(c.delay)
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, `{"ok": true}`)
+}
+
+func (c *postCounter) count(path string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.posts[path]
+}
+
+// leaseSetup is a data directory, a counting server and a way to start stepflow on them.
+type leaseSetup struct {
+	t      *testing.T
+	exe    string
+	dir    string
+	data   string
+	server *postCounter
+	url    string
+}
+
+func newLeaseSetup(t *testing.T) *leaseSetup {
+	t.Helper()
+	exe, err := exec.LookPath("stepflow-exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &postCounter{delay: 150 * time.Millisecond, posts: map[string]int{}, first: make(chan struct{}), done: make(chan struct{})}
+	hs := httptest.NewServer(c)
+	t.Cleanup(hs.Close)
+	t.Cleanup(func() { close(c.done) })
+	dir := t.TempDir()
+	return &leaseSetup{t: t, exe: exe, dir: dir, data: filepath.Join(dir, "data"), server: c, url: hs.URL}
+}
+
+// file writes the run's file; hold starts it held by a suspend.
+func (s *leaseSetup) file(run string, hold bool) string {
+	s.t.Helper()
+	doc := strings.NewReplacer("$RUN", run, "$SERVER", s.url, "$HOLD", fmt.Sprint(hold)).Replace(leaseWorkflow)
+	path := filepath.Join(s.dir, run+".yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	return path
+}
+
+func (s *leaseSetup) start(args ...string) *process {
+	return startProcess(s.t, s.exe, append([]string{"--data-dir", s.data, "--retry-backoff", "10ms"}, args...)...)
+}
+
+// check fails the test unless the run succeeded and each of its POSTs was made exactly once.
+func (s *leaseSetup) check(run string) {
+	s.t.Helper()
+	st, err := sqlite.Open(s.t.Context(), sqlite.Options{Path: filepath.Join(s.data, "stepflow.db")})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := st.Load(s.t.Context(), engine.Key{Namespace: "default", Name: run})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if got := r.Object.Status.Phase; got != v1alpha1.RunSucceeded {
+		s.t.Errorf("run %s: %s: %s", run, got, r.Object.Status.Message)
+	}
+	for _, step := range leaseSteps {
+		n := s.server.count("/hook/" + run + "-" + step)
+		tries := 0
+		if rec := r.Steps[step]; rec != nil {
+			tries = rec.Tries
+		}
+		if n != 1 || tries != 1 {
+			s.t.Errorf("run %s step %s: %d POSTs for %d recorded tries, want 1 and 1 (no process crashed)", run, step, n, tries)
+		}
+	}
+}
+
+// waitAll waits for the processes and fails the test unless each exited 0.
+func waitAll(t *testing.T, ps ...*process) {
+	t.Helper()
+	for _, p := range ps {
+		<-p.exited
+		if p.err != nil {
+			t.Errorf("%v: %v\n%s", p.cmd.Args[3:], p.err, p.output())
+		}
+	}
+}
+
+// TestTwoProcessesOneRun starts two `stepflow resume R` at once on one data directory, three
+// times, and then `stepflow run` with a `stepflow recover` while it runs: one process drives
+// each run and the other follows it (or leaves it), so that each POST is made once.
+func TestTwoProcessesOneRun(t *testing.T) {
+	s := newLeaseSetup(t)
+	for i := range 3 {
+		run := fmt.Sprintf("twice-%d", i)
+		held := s.start("run", s.file(run, true))
+		<-held.exited
+		if !strings.Contains(held.output(), "suspend") {
+			t.Fatalf("run %s did not stop at its suspend: %v\n%s", run, held.err, held.output())
+		}
+		a, b := s.start("resume", run), s.start("resume", run)
+		waitAll(t, a, b)
+		s.check(run)
+		if out := a.output() + b.output(); !strings.Contains(out, "is driven by process") {
+			t.Logf("run %s: neither resume followed the other (one ended before the other began):\n%s", run, out)
+		}
+	}
+
+	run := "run-and-recover"
+	p := s.start("run", s.file(run, false))
+	select {
+	case <-s.server.first:
+	case <-p.exited:
+		t.Fatalf("run ended before its first POST: %v\n%s", p.err, p.output())
+	}
+	r := s.start("recover")
+	waitAll(t, p, r)
+	s.check(run)
+	if out := r.output(); !strings.Contains(out, "run default/"+run+" is driven by process") {
+		t.Errorf("recover did not leave the run to the process running it:\n%s", out)
+	}
+}
+
+// TestRecoverTakesKilledRunAtOnce kills (SIGKILL) the process driving a run in the middle of a
+// POST: `stepflow recover` takes the run up at once, not when its lease expires, and drives it
+// to its end.
+func TestRecoverTakesKilledRunAtOnce(t *testing.T) {
+	s := newLeaseSetup(t)
+	run := "killed"
+	doc := strings.Replace(strings.NewReplacer("$RUN", run, "$SERVER", s.url, "$HOLD", "false").Replace(leaseWorkflow),
+		s.url+"/hook/"+run+"-one", s.url+"/block/"+run+"-one", 1)
+	file := filepath.Join(s.dir, run+".yaml")
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := s.start("run", file)
+	select {
+	case <-s.server.first:
+	case <-p.exited:
+		t.Fatalf("run ended before its first POST: %v\n%s", p.err, p.output())
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+
+	began := time.Now()
+	r := s.start("recover")
+	waitAll(t, r)
+	took := time.Since(began)
+	if out := r.output(); strings.Contains(out, "driven by") {
+		t.Errorf("recover left the killed process's run alone:\n%s", out)
+	}
+	if took >= sqlite.DefaultLeaseTTL/2 {
+		t.Errorf("recover took %v: it waited for the lease to expire", took)
+	}
+	st, err := sqlite.Open(t.Context(), sqlite.Options{Path: filepath.Join(s.data, "stepflow.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got, err := st.Load(t.Context(), engine.Key{Namespace: "default", Name: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Object.Status.Phase != v1alpha1.RunSucceeded {
+		t.Errorf("run %s: %s: %s", run, got.Object.Status.Phase, got.Object.Status.Message)
+	}
+	// The killed try and the recovery's: two POSTs of step one, each recorded; one of the others.
+	if n, rec := s.server.count("/block/"+run+"-one"), got.Steps["one"]; rec == nil || n != 2 || rec.Tries != 2 {
+		t.Errorf("step one: %d POSTs, record %+v; want 2 POSTs in 2 recorded tries", n, rec)
+	}
+	for _, step := range leaseSteps[1:] {
+		if n := s.server.count("/hook/" + run + "-" + step); n != 1 {
+			t.Errorf("step %s: %d POSTs, want 1", step, n)
+		}
+	}
+}
