@@ -46,14 +46,13 @@ spec:
 
 // postCounter counts the POSTs to each path, answering each after delay so that two
 // processes driving a run would both be in its steps at once; the first POST to a /block/...
-// path is answered only when its client goes away.
+// path is answered only when its client goes away, a POST to /gate/... once the gate opens.
 type postCounter struct {
 	delay time.Duration
 	mu    sync.Mutex
 	posts map[string]int
-	first chan struct{} // closed at the first POST
 	done  chan struct{} // closed when the test ends
-	once  sync.Once
+	gate  chan struct{} // POSTs to /gate/... wait until it is closed
 }
 
 func (c *postCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -64,7 +63,6 @@ func (c *postCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.posts[r.URL.Path]++
 		n = c.posts[r.URL.Path]
 		c.mu.Unlock()
-		c.once.Do(func() { close(c.first) })
 	}
 	if strings.HasPrefix(r.URL.Path, "/block/") && n == 1 {
 		select {
@@ -72,6 +70,12 @@ func (c *postCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-c.done:
 		}
 		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/gate/") {
+		select {
+		case <-c.gate:
+		case <-c.done:
+		}
 	}
 	time.Sleep(c.delay)
 	w.Header().Set("Content-Type", "application/json")
@@ -100,7 +104,7 @@ func newLeaseSetup(t *testing.T) *leaseSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &postCounter{delay: 150 * time.Millisecond, posts: map[string]int{}, first: make(chan struct{}), done: make(chan struct{})}
+	c := &postCounter{delay: 150 * time.Millisecond, posts: map[string]int{}, done: make(chan struct{}), gate: make(chan struct{})}
 	hs := httptest.NewServer(c)
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { close(c.done) })
@@ -150,6 +154,18 @@ func (s *leaseSetup) check(run string) {
 	}
 }
 
+// waitPost waits until p has POSTed to path, failing the test if p exits first.
+func (s *leaseSetup) waitPost(p *process, path string) {
+	s.t.Helper()
+	for s.server.count(path) == 0 {
+		select {
+		case <-p.exited:
+			s.t.Fatalf("%v ended before it POSTed to %s: %v\n%s", p.cmd.Args[3:], path, p.err, p.output())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // waitAll waits for the processes and fails the test unless each exited 0.
 func waitAll(t *testing.T, ps ...*process) {
 	t.Helper()
@@ -181,18 +197,34 @@ func TestTwoProcessesOneRun(t *testing.T) {
 		}
 	}
 
+	// The run's first step waits at the gate while recover starts: recover finds it going.
 	run := "run-and-recover"
-	p := s.start("run", s.file(run, false))
-	select {
-	case <-s.server.first:
-	case <-p.exited:
-		t.Fatalf("run ended before its first POST: %v\n%s", p.err, p.output())
+	doc := strings.Replace(strings.NewReplacer("$RUN", run, "$SERVER", s.url, "$HOLD", "false").Replace(leaseWorkflow),
+		s.url+"/hook/"+run+"-one", s.url+"/gate/"+run+"-one", 1)
+	file := filepath.Join(s.dir, run+".yaml")
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	p := s.start("run", file)
+	s.waitPost(p, "/gate/"+run+"-one")
 	r := s.start("recover")
+	select {
+	case <-r.exited:
+	case <-time.After(5 * time.Second): // recover drives the run too, and waits at the gate
+	}
+	close(s.server.gate)
 	waitAll(t, p, r)
-	s.check(run)
 	if out := r.output(); !strings.Contains(out, "run default/"+run+" is driven by process") {
 		t.Errorf("recover did not leave the run to the process running it:\n%s", out)
+	}
+	for _, step := range leaseSteps {
+		path := "/hook/" + run + "-" + step
+		if step == "one" {
+			path = "/gate/" + run + "-one"
+		}
+		if n := s.server.count(path); n != 1 {
+			t.Errorf("run %s step %s: %d POSTs, want 1", run, step, n)
+		}
 	}
 }
 
@@ -209,11 +241,7 @@ func TestRecoverTakesKilledRunAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := s.start("run", file)
-	select {
-	case <-s.server.first:
-	case <-p.exited:
-		t.Fatalf("run ended before its first POST: %v\n%s", p.err, p.output())
-	}
+	s.waitPost(p, "/block/"+run+"-one")
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
