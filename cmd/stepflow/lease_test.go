@@ -18,10 +18,12 @@ import (
 	"github.com/stepflow/stepflow/store/sqlite"
 )
 
-// leaseSteps are the steps of leaseWorkflow that POST, each to /hook/RUN-STEP.
+// leaseSteps are the steps of leaseWorkflow that POST, each to /hook/RUN-STEP but the first,
+// to /$FIRST/RUN-one.
 var leaseSteps = []string{"one", "two", "three"}
 
-// leaseWorkflow is held by a suspend (when $HOLD is "true"), then makes three POSTs in a row.
+// leaseWorkflow is held by a suspend (when $HOLD is "true"), then makes three POSTs in a row,
+// the first to a path under $FIRST (hook, gate or block: see postCounter).
 const leaseWorkflow = `
 apiVersion: core.oam.dev/v1alpha1
 kind: WorkflowRun
@@ -35,7 +37,7 @@ spec:
       if: "$HOLD"
     - name: one
       type: request
-      properties: {url: "$SERVER/hook/$RUN-one", method: POST, body: {run: $RUN}}
+      properties: {url: "$SERVER/$FIRST/$RUN-one", method: POST, body: {run: $RUN}}
     - name: two
       type: request
       properties: {url: "$SERVER/hook/$RUN-two", method: POST, body: {run: $RUN}}
@@ -112,10 +114,11 @@ func newLeaseSetup(t *testing.T) *leaseSetup {
 	return &leaseSetup{t: t, exe: exe, dir: dir, data: filepath.Join(dir, "data"), server: c, url: hs.URL}
 }
 
-// file writes the run's file; hold starts it held by a suspend.
-func (s *leaseSetup) file(run string, hold bool) string {
+// file writes the run's file; hold starts it held by a suspend, first is where its first step
+// POSTs.
+func (s *leaseSetup) file(run string, hold bool, first string) string {
 	s.t.Helper()
-	doc := strings.NewReplacer("$RUN", run, "$SERVER", s.url, "$HOLD", fmt.Sprint(hold)).Replace(leaseWorkflow)
+	doc := strings.NewReplacer("$RUN", run, "$SERVER", s.url, "$HOLD", fmt.Sprint(hold), "$FIRST", first).Replace(leaseWorkflow)
 	path := filepath.Join(s.dir, run+".yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		s.t.Fatal(err)
@@ -127,8 +130,16 @@ func (s *leaseSetup) start(args ...string) *process {
 	return startProcess(s.t, s.exe, append([]string{"--data-dir", s.data, "--retry-backoff", "10ms"}, args...)...)
 }
 
+// postPath is where a step of leaseWorkflow POSTs.
+func postPath(run, step, first string) string {
+	if step == leaseSteps[0] {
+		return "/" + first + "/" + run + "-" + step
+	}
+	return "/hook/" + run + "-" + step
+}
+
 // check fails the test unless the run succeeded and each of its POSTs was made exactly once.
-func (s *leaseSetup) check(run string) {
+func (s *leaseSetup) check(run, first string) {
 	s.t.Helper()
 	st, err := sqlite.Open(s.t.Context(), sqlite.Options{Path: filepath.Join(s.data, "stepflow.db")})
 	if err != nil {
@@ -143,7 +154,7 @@ func (s *leaseSetup) check(run string) {
 		s.t.Errorf("run %s: %s: %s", run, got, r.Object.Status.Message)
 	}
 	for _, step := range leaseSteps {
-		n := s.server.count("/hook/" + run + "-" + step)
+		n := s.server.count(postPath(run, step, first))
 		tries := 0
 		if rec := r.Steps[step]; rec != nil {
 			tries = rec.Tries
@@ -184,14 +195,14 @@ func TestTwoProcessesOneRun(t *testing.T) {
 	s := newLeaseSetup(t)
 	for i := range 3 {
 		run := fmt.Sprintf("twice-%d", i)
-		held := s.start("run", s.file(run, true))
+		held := s.start("run", s.file(run, true, "hook"))
 		<-held.exited
 		if !strings.Contains(held.output(), "suspend") {
 			t.Fatalf("run %s did not stop at its suspend: %v\n%s", run, held.err, held.output())
 		}
 		a, b := s.start("resume", run), s.start("resume", run)
 		waitAll(t, a, b)
-		s.check(run)
+		s.check(run, "hook")
 		if out := a.output() + b.output(); !strings.Contains(out, "is driven by process") {
 			t.Logf("run %s: neither resume followed the other (one ended before the other began):\n%s", run, out)
 		}
@@ -199,13 +210,7 @@ func TestTwoProcessesOneRun(t *testing.T) {
 
 	// The run's first step waits at the gate while recover starts: recover finds it going.
 	run := "run-and-recover"
-	doc := strings.Replace(strings.NewReplacer("$RUN", run, "$SERVER", s.url, "$HOLD", "false").Replace(leaseWorkflow),
-		s.url+"/hook/"+run+"-one", s.url+"/gate/"+run+"-one", 1)
-	file := filepath.Join(s.dir, run+".yaml")
-	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := s.start("run", file)
+	p := s.start("run", s.file(run, false, "gate"))
 	s.waitPost(p, "/gate/"+run+"-one")
 	r := s.start("recover")
 	select {
@@ -217,15 +222,7 @@ func TestTwoProcessesOneRun(t *testing.T) {
 	if out := r.output(); !strings.Contains(out, "run default/"+run+" is driven by process") {
 		t.Errorf("recover did not leave the run to the process running it:\n%s", out)
 	}
-	for _, step := range leaseSteps {
-		path := "/hook/" + run + "-" + step
-		if step == "one" {
-			path = "/gate/" + run + "-one"
-		}
-		if n := s.server.count(path); n != 1 {
-			t.Errorf("run %s step %s: %d POSTs, want 1", run, step, n)
-		}
-	}
+	s.check(run, "gate")
 }
 
 // TestRecoverTakesKilledRunAtOnce kills (SIGKILL) the process driving a run in the middle of a
@@ -234,13 +231,7 @@ func TestTwoProcessesOneRun(t *testing.T) {
 func TestRecoverTakesKilledRunAtOnce(t *testing.T) {
 	s := newLeaseSetup(t)
 	run := "killed"
-	doc := strings.Replace(strings.NewReplacer("$RUN", run, "$SERVER", s.url, "$HOLD", "false").Replace(leaseWorkflow),
-		s.url+"/hook/"+run+"-one", s.url+"/block/"+run+"-one", 1)
-	file := filepath.Join(s.dir, run+".yaml")
-	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := s.start("run", file)
+	p := s.start("run", s.file(run, false, "block"))
 	s.waitPost(p, "/block/"+run+"-one")
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -274,7 +265,7 @@ func TestRecoverTakesKilledRunAtOnce(t *testing.T) {
 		t.Errorf("step one: %d POSTs, record %+v; want 2 POSTs in 2 recorded tries", n, rec)
 	}
 	for _, step := range leaseSteps[1:] {
-		if n := s.server.count("/hook/" + run + "-" + step); n != 1 {
+		if n := s.server.count(postPath(run, step, "block")); n != 1 {
 			t.Errorf("step %s: %d POSTs, want 1", step, n)
 		}
 	}
