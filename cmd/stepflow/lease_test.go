@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -267,6 +268,32 @@ func TestRecoverTakesKilledRunAtOnce(t *testing.T) {
 	for _, step := range leaseSteps[1:] {
 		if n := s.server.count(postPath(run, step, "block")); n != 1 {
 			t.Errorf("step %s: %d POSTs, want 1", step, n)
+		}
+	}
+}
+
+// TestOperationFromAnotherProcess suspends a run from a second process while the first drives
+// it: the second writes the suspend to the store without driving the run, and the first takes it
+// up, stops before the next step and exits as suspended.
+func TestOperationFromAnotherProcess(t *testing.T) {
+	s := newLeaseSetup(t)
+	run := "suspended-elsewhere"
+	p := s.start("run", s.file(run, false, "gate"))
+	s.waitPost(p, postPath(run, "one", "gate"))
+	op := s.start("suspend", run)
+	waitAll(t, op)
+	close(s.server.gate)
+	<-p.exited
+	if ee, ok := errors.AsType[*exec.ExitError](p.err); !ok || ee.ExitCode() != exitSuspended {
+		t.Errorf("run exited with %v, want code %d (suspended):\n%s", p.err, exitSuspended, p.output())
+	}
+	for _, step := range leaseSteps {
+		want := 0
+		if step == leaseSteps[0] {
+			want = 1
+		}
+		if n := s.server.count(postPath(run, step, "gate")); n != want {
+			t.Errorf("step %s: %d POSTs, want %d", step, n, want)
 		}
 	}
 }
