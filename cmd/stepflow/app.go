@@ -23,8 +23,11 @@ import (
 
 // app is what a command works with: the store, and stepflow assembled over it (the catalog of
 // step types and templates, the step runtime, the engine whose transitions the watcher follows).
+// The engine advances only the runs whose leases this process holds, so that of the processes
+// sharing the data directory one at a time drives a run.
 type app struct {
-	store *sqlite.Store
+	store  *sqlite.Store
+	leases *sqlite.Leases
 	*assembly.Assembly
 	watch *watcher
 }
@@ -42,14 +45,19 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Providers.Clusters = &lazyClusters{g: g}
-	w := newWatcher(g)
-	asm, err := assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{w}})
+	leases, err := st.Leases(sqlite.LeaseOptions{})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	g.app = &app{store: st, Assembly: asm, watch: w}
+	cfg.Providers.Clusters = &lazyClusters{g: g}
+	w := newWatcher(g)
+	asm, err := assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{w}, Owner: leases})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	g.app = &app{store: st, leases: leases, Assembly: asm, watch: w}
 	return g.app, nil
 }
 
@@ -86,7 +94,11 @@ func (g *globals) sweep(ctx context.Context, a *app) {
 	}
 }
 
+// close gives up the runs this process held, for others to take at once, and closes the store.
 func (a *app) close() {
+	if a.leases != nil {
+		_ = a.leases.Release(context.Background())
+	}
 	if a.store != nil {
 		_ = a.store.Close()
 	}

@@ -17,7 +17,9 @@ func newRecoverCommand(g *globals) *cobra.Command {
 resume NAME does for one, after the process that drove them died (kill -9, a reboot, an
 out-of-memory kill): steps recorded as finished are not run again, a step that was
 running is evaluated again as a new recorded try, and timers are set again from the
-store. Unlike resume, it releases nothing: a run held by a suspend stays held.
+store. Unlike resume, it releases nothing: a run held by a suspend stays held. A run
+another live process on the data directory drives (a run, resume or recover still going)
+is left to it, and named.
 
 It covers every namespace unless -n is given, and exits as run does with the worst
 outcome of the runs it drove (0 when there was nothing to recover).`,
@@ -41,18 +43,34 @@ outcome of the runs it drove (0 when there was nothing to recover).`,
 				return err
 			}
 			var unfinished []*engine.Run
+			skipped := 0
 			for _, s := range runs {
 				key := engine.Key{Namespace: s.Namespace, Name: s.Name}
 				run, err := a.store.Load(ctx, key)
 				if err != nil {
 					return fmt.Errorf("recover run %s: %w", key, err)
 				}
-				if !run.Object.Status.Finished {
-					unfinished = append(unfinished, run)
+				if run.Object.Status.Finished {
+					continue
 				}
+				// A run another live process drives is left to it.
+				holder, ok, err := a.leases.Claim(ctx, key)
+				if err != nil {
+					return fmt.Errorf("recover run %s: %w", key, err)
+				}
+				if !ok {
+					fmt.Fprintf(g.stdout, "run %s is driven by %s; leaving it to that process\n", key, holder)
+					skipped++
+					continue
+				}
+				unfinished = append(unfinished, run)
 			}
 			if len(unfinished) == 0 {
-				fmt.Fprintln(g.stdout, "no unfinished runs")
+				if skipped > 0 {
+					fmt.Fprintln(g.stdout, "no unfinished runs left to recover")
+				} else {
+					fmt.Fprintln(g.stdout, "no unfinished runs")
+				}
 				return nil
 			}
 			fmt.Fprintf(g.stdout, "recovering %d unfinished runs\n", len(unfinished))

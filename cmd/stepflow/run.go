@@ -19,6 +19,7 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/store"
+	"github.com/stepflow/stepflow/store/sqlite"
 )
 
 func newRunCommand(g *globals) *cobra.Command {
@@ -160,18 +161,21 @@ func deepMerge(dst, src map[string]any) {
 	}
 }
 
-// driver runs an engine in this process and follows the runs it advances.
+// driver runs an engine in this process and follows the runs it advances. It drives the runs
+// whose leases it takes; a run another process drives it follows in the store until it can
+// take it (that process ended) or the run has settled.
 type driver struct {
-	app     *app
-	eng     *engine.Engine
-	watch   *watcher
-	cancel  context.CancelFunc
-	stopped chan struct{}
+	app      *app
+	eng      *engine.Engine
+	watch    *watcher
+	cancel   context.CancelFunc
+	stopped  chan struct{}
+	followed map[engine.Key]sqlite.Holder // the runs another process drives, by who drives them
 }
 
 // newDriver drives the app's engine, whose transitions feed the progress display, once started.
 func (a *app) newDriver() *driver {
-	return &driver{app: a, eng: a.Engine, watch: a.watch}
+	return &driver{app: a, eng: a.Engine, watch: a.watch, followed: map[engine.Key]sqlite.Holder{}}
 }
 
 // newWatcher follows runs onto this command's output.
@@ -183,18 +187,26 @@ func newWatcher(g *globals) *watcher {
 	return &watcher{progress: newProgress(g.stdout, tty), last: map[engine.Key]*runView{}, changed: make(chan struct{}, 1)}
 }
 
-// start runs the engine's workers until stop.
+// start runs the engine's workers, and renews the leases of the runs they drive, until stop.
 func (d *driver) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel, d.stopped = cancel, make(chan struct{})
-	go func() { _ = d.eng.Start(ctx); close(d.stopped) }()
+	kept := make(chan struct{})
+	go func() {
+		// A lease another process took while this one stalled: what the engine holds of that
+		// run is dropped at once, its evaluations cancelled.
+		d.app.leases.Keep(ctx, func([]engine.Key) { d.eng.DropUnowned() })
+		close(kept)
+	}()
+	go func() { _ = d.eng.Start(ctx); <-kept; close(d.stopped) }()
 }
 
-// stop ends the workers and waits for the evaluations under way.
+// stop ends the workers, waits for the evaluations under way and gives up the runs' leases.
 func (d *driver) stop() {
 	if d.cancel != nil {
 		d.cancel()
 		<-d.stopped
+		_ = d.app.leases.Release(context.Background())
 	}
 }
 
@@ -202,7 +214,7 @@ func (d *driver) stop() {
 // call for: the worst of them.
 func (d *driver) drive(ctx context.Context, g *globals, keys []engine.Key) int {
 	for _, k := range keys {
-		d.eng.Enqueue(k)
+		d.take(ctx, g, k)
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -222,16 +234,56 @@ func (d *driver) drive(ctx context.Context, g *globals, keys []engine.Key) int {
 			d.watch.progress.Tick()
 			polls++
 			if polls%5 == 0 {
-				d.pickUpOutsideChanges(ctx, keys)
+				d.pickUpOutsideChanges(ctx, g, keys)
 			}
 		}
 	}
 }
 
+// take claims a run's lease and has the engine drive it; when another process drives it, it
+// follows the run in the store instead, saying once who drives it.
+func (d *driver) take(ctx context.Context, g *globals, k engine.Key) {
+	holder, ok, err := d.app.leases.Claim(ctx, k)
+	if err == nil && ok {
+		if was, followed := d.followed[k]; followed {
+			fmt.Fprintf(g.stdout, "run %s: %s no longer drives it; driving it here\n", k.Name, was)
+			delete(d.followed, k)
+		}
+		d.eng.Enqueue(k)
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(g.stderr, "stepflow: %v (following the run meanwhile)\n", err)
+	} else if was, followed := d.followed[k]; !followed || was != holder {
+		fmt.Fprintf(g.stdout, "run %s is driven by %s; following it\n", k.Name, holder)
+	}
+	d.followed[k] = holder
+	d.follow(ctx, k)
+}
+
+// follow shows the stored run when it is newer than what was shown, and reports it.
+func (d *driver) follow(ctx context.Context, k engine.Key) (*engine.Run, bool) {
+	run, err := d.app.store.Load(ctx, k)
+	if err != nil {
+		return nil, false
+	}
+	if last := d.watch.view(k); last == nil || run.Version > last.version {
+		d.watch.RunChanged(run)
+	}
+	return run, true
+}
+
 // pickUpOutsideChanges has the engine re-read runs that another process changed (a suspend or
-// terminate from a second terminal).
-func (d *driver) pickUpOutsideChanges(ctx context.Context, keys []engine.Key) {
+// terminate from a second terminal), follows those another process drives, and takes them up
+// once it no longer does.
+func (d *driver) pickUpOutsideChanges(ctx context.Context, g *globals, keys []engine.Key) {
 	for _, k := range keys {
+		if _, followed := d.followed[k]; followed || !d.app.leases.Owns(k) {
+			if run, ok := d.follow(ctx, k); ok && !engine.Settled(run) {
+				d.take(ctx, g, k)
+			}
+			continue
+		}
 		run, err := d.app.store.Load(ctx, k)
 		if err != nil {
 			continue

@@ -42,6 +42,9 @@ import (
 //	             start at 1.
 //	records      the server's generic records (API tokens, triggers, clusters), keyed
 //	             (kind, key): version (from the counter above, like runs') and opaque data.
+//	leases       which process drives a run (Leases), keyed (namespace, name): the holder's
+//	             host, pid and start token (host, pid, token), and when the lease lapses
+//	             (expires, Unix nanoseconds) unless its holder renews it.
 var migrations = []string{
 	`CREATE TABLE runs (
 		namespace        TEXT    NOT NULL,
@@ -106,6 +109,16 @@ var migrations = []string{
 	`ALTER TABLE runs ADD COLUMN expires INTEGER;
 	CREATE INDEX runs_expires ON runs (expires);
 	CREATE INDEX runs_end ON runs (phase, end_time);`,
+	// 4: the leases of the processes driving runs.
+	`CREATE TABLE leases (
+		namespace TEXT    NOT NULL,
+		name      TEXT    NOT NULL,
+		host      TEXT    NOT NULL,
+		pid       INTEGER NOT NULL,
+		token     TEXT    NOT NULL,
+		expires   INTEGER NOT NULL,
+		PRIMARY KEY (namespace, name)
+	);`,
 }
 
 // fills are the steps of migrations done in Go, by the schema version they belong to: each

@@ -75,6 +75,12 @@ var writeSQL = map[string]string{
 	"updateRecord": `UPDATE records SET version = ?, data = ? WHERE kind = ? AND key = ? AND version = ?`,
 	"recordExists": `SELECT count(*) FROM records WHERE kind = ? AND key = ?`,
 	"deleteRecord": `DELETE FROM records WHERE kind = ? AND key = ?`,
+	"readLease":    `SELECT host, pid, token, expires FROM leases WHERE namespace = ? AND name = ?`,
+	"putLease": `INSERT INTO leases (namespace, name, host, pid, token, expires) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (namespace, name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+		token = excluded.token, expires = excluded.expires`,
+	"renewLease": `UPDATE leases SET expires = ? WHERE namespace = ? AND name = ? AND host = ? AND pid = ? AND token = ?`,
+	"dropLease":  `DELETE FROM leases WHERE namespace = ? AND name = ? AND host = ? AND pid = ? AND token = ?`,
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
