@@ -195,13 +195,20 @@ func (c *Controller) RunChanged(run *engine.Run) {
 	if c.watches != nil {
 		c.watches.Forget(run.Key())
 	}
+	at := c.retention.ExpiresAt(run)
+	if at.IsZero() {
+		return // kept for ever: nothing for the reconciler to do
+	}
 	obj := &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: run.Object.Namespace, Name: run.Object.Name}}
-	go func() { // the observer must not wait for the reconciler
-		select {
+	// Handed to the reconciler when its retention has passed, not now: the cache has seen the
+	// run finish by then, so the reconciler's look at it costs no request. A controller
+	// restarted meanwhile finds it among the runs it reconciles as it starts.
+	c.clock.AfterFunc(at.Sub(c.clock.Now()), func() {
+		select { // the observer must not wait for the reconciler
 		case c.finished <- event.GenericEvent{Object: obj}:
 		case <-c.stopped:
 		}
-	}()
+	})
 }
 
 // Engine is the engine the controller drives, for operations and tests.

@@ -53,9 +53,16 @@ steps:
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: crd.ContextName(name)}, &corev1.ConfigMap{})
-		if !apierrors.IsNotFound(err) {
-			t.Errorf("run %s's context ConfigMap: %v", name, err)
+		// The ConfigMap goes right after the run (a second request).
+		for {
+			err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: crd.ContextName(name)}, &corev1.ConfigMap{})
+			if apierrors.IsNotFound(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run %s's context ConfigMap was not deleted with it: %v", name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	time.Sleep(2 * time.Second)
