@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -140,7 +141,10 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		c.forget(key)
 	}
 	c.engine.Enqueue(key)
-	if err != nil || !wr.Status.Finished {
+	if err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !wr.Status.Finished {
 		return reconcile.Result{}, nil
 	}
 	return c.expire(ctx, key, &wr)
@@ -173,7 +177,7 @@ func (c *Controller) expire(ctx context.Context, key engine.Key, wr *v1alpha1.Wo
 	err = c.direct.Delete(ctx, wr, client.Preconditions{UID: &wr.UID, ResourceVersion: &wr.ResourceVersion})
 	switch {
 	case apierrors.IsConflict(err):
-		return reconcile.Result{Requeue: true}, nil // changed since: look again
+		return reconcile.Result{RequeueAfter: time.Second}, nil // changed since: look again
 	case err != nil && !apierrors.IsNotFound(err):
 		return reconcile.Result{}, fmt.Errorf("delete run %s past its retention: %w", key, err)
 	}

@@ -119,8 +119,8 @@ func TestImportTableIsTrue(t *testing.T) {
 		}
 		var own []string
 		for _, imp := range p.Imports {
-			if strings.HasPrefix(imp, module) {
-				own = append(own, strings.TrimPrefix(imp, module))
+			if rest, ok := strings.CutPrefix(imp, module); ok {
+				own = append(own, rest)
 			}
 		}
 		slices.Sort(own)

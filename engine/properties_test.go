@@ -14,11 +14,12 @@ import (
 
 // A step's properties reach the runner as they are written, unless they are not an object.
 func TestPropertiesJSONPassesThemAsWritten(t *testing.T) {
-	for raw, want := range map[string]string{
-		``:                           `{}`,
-		`null`:                       `{}`,
-		" \n{\"a\": 1.0, \"b\": 3} ": `{"a": 1.0, "b": 3}`,
+	for _, c := range []struct{ raw, want string }{
+		{``, `{}`},
+		{`null`, `{}`},
+		{" \n{\"a\": 1.0, \"b\": 3} ", `{"a": 1.0, "b": 3}`},
 	} {
+		raw, want := c.raw, c.want
 		got, err := propertiesJSON(&runtime.RawExtension{Raw: []byte(raw)})
 		if err != nil || string(got) != want {
 			t.Errorf("%q: %s, %v; want %s", raw, got, err, want)

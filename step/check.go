@@ -46,7 +46,7 @@ func (r *Runner) checkProperties(ctx context.Context, namespace, typ string, pro
 		return err
 	}
 	key, keyed := checkKeyOf(d, namespace, props, filled)
-	if err, ok := gen.checked(key); keyed && ok {
+	if ok, err := gen.checked(key); keyed && ok {
 		return err
 	}
 	pp := d.paramPath()
@@ -91,11 +91,11 @@ const (
 )
 
 // checked returns the answer of a check made before in this generation.
-func (g *generation) checked(k checkKey) (error, bool) {
+func (g *generation) checked(k checkKey) (found bool, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	err, ok := g.checks[k]
-	return err, ok
+	err, found = g.checks[k]
+	return found, err
 }
 
 // check remembers the answer of a check.

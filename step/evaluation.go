@@ -163,7 +163,7 @@ func (e *evaluation) run(ctx context.Context) error {
 			if err == nil && (e.res.Outcome == engine.Failed || e.res.Outcome == engine.Waiting) {
 				// KubeVela takes the outputs of a step that failed or timed out, so that a
 				// later step can say why; the engine keeps a waiting step's for its timeout.
-				e.outputs(v, false)
+				_ = e.outputs(v, false) // not strict: what cannot be evaluated is null, never an error
 			}
 			return err
 		}

@@ -146,7 +146,7 @@ func (s *leaseSetup) check(run, first string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	r, err := st.Load(s.t.Context(), engine.Key{Namespace: "default", Name: run})
 	if err != nil {
 		s.t.Fatal(err)
@@ -253,7 +253,7 @@ func TestRecoverTakesKilledRunAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	got, err := st.Load(t.Context(), engine.Key{Namespace: "default", Name: run})
 	if err != nil {
 		t.Fatal(err)

@@ -83,11 +83,11 @@ func (s *limitedServer) request(client *http.Client, method, path, body string) 
 // server answered and when.
 func (s *limitedServer) slowBody(path string) (int, time.Duration) {
 	s.t.Helper()
-	conn, err := net.Dial("tcp", s.addr)
+	conn, err := (&net.Dialer{}).DialContext(s.t.Context(), "tcp", s.addr)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	start := time.Now()
 	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: stepflow\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", path)
 	go func() {
@@ -127,11 +127,11 @@ func TestSlowClientsAreCut(t *testing.T) {
 	}
 
 	// An idle keep-alive connection is closed.
-	conn, err := net.Dial("tcp", s.addr)
+	conn, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", s.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	fmt.Fprint(conn, "GET /healthz HTTP/1.1\r\nHost: stepflow\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
@@ -198,7 +198,7 @@ func (s *limitedServer) stream(path string) *eventStream {
 	}
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	// A transport of its own: the stream is a connection of its own.
-	resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+	resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req) //nolint:bodyclose // es.close closes it when the test ends
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func (e *eventStream) until(want string, d time.Duration) error {
 		select {
 		case line, ok := <-e.lines:
 			if !ok {
-				return fmt.Errorf("the stream ended: %v", <-e.ended)
+				return fmt.Errorf("the stream ended: %w", <-e.ended)
 			}
 			if strings.Contains(line, want) {
 				return nil

@@ -278,7 +278,7 @@ func (d *driver) follow(ctx context.Context, k engine.Key) (*engine.Run, bool) {
 // once it no longer does.
 func (d *driver) pickUpOutsideChanges(ctx context.Context, g *globals, keys []engine.Key) {
 	for _, k := range keys {
-		if _, followed := d.followed[k]; followed || !d.app.leases.Owns(k) {
+		if _, followed := d.followed[k]; followed || !d.app.leases.Owns(k) { //nolint:contextcheck // engine.Owner answers without a context: a claim it makes has a bound of its own
 			if run, ok := d.follow(ctx, k); ok && !engine.Settled(run) {
 				d.take(ctx, g, k)
 			}
@@ -377,8 +377,8 @@ func (g *globals) operate(ctx context.Context, name string, op engine.Operation,
 	key := engine.Key{Namespace: g.namespace, Name: name}
 	d := a.newDriver()
 	if drive {
-		d.start()
-		defer d.stop()
+		d.start()      //nolint:contextcheck // the engine runs until stop, whatever the command's context does
+		defer d.stop() //nolint:contextcheck // as start
 	}
 	if _, err := d.eng.Operate(ctx, key, op); err != nil {
 		return operationErr(key, err)

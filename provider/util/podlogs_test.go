@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -205,9 +206,7 @@ func (e *podEnv) step(r *step.Runner, template string, vars map[string]json.RawM
 	if res.Outcome != engine.Succeeded {
 		e.t.Fatalf("step %v: %s %s", res.Outcome, res.Reason, res.Message)
 	}
-	for k, v := range res.VarWrites {
-		vars[k] = v
-	}
+	maps.Copy(vars, res.VarWrites)
 	var out []string
 	for _, l := range res.Logs {
 		if l.Action == "" && l.Message != "" {

@@ -36,7 +36,7 @@ func TestLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A process of this host that has exited: its pid is gone.
-	done := exec.Command("true")
+	done := exec.CommandContext(t.Context(), "true")
 	if err := done.Run(); err != nil {
 		t.Fatal(err)
 	}
