@@ -2,6 +2,7 @@ package definitions_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -88,5 +89,40 @@ func TestDescribeShowsNestedAndAlternativeFields(t *testing.T) {
 	}
 	if p := byName["slack"]; p.Required {
 		t.Errorf("slack is optional: %+v", p)
+	}
+}
+
+// Describe lists nested fields under their parent with their types, defaults, whether they are
+// required and their +usage text, in the order written.
+func TestDescribeListsFieldsInOrder(t *testing.T) {
+	ps, err := definitions.Describe(`
+parameter: {
+	// +usage=The URL to call
+	url: string
+	// +usage=The HTTP method
+	method: *"GET" | "POST"
+	body?: {...}
+	target: {
+		// +usage=Its name
+		name: string
+	}
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range ps {
+		got = append(got, fmt.Sprintf("%s|%s|%s|%t|%s", p.Name, p.Type, p.Default, p.Required, p.Usage))
+	}
+	want := []string{
+		"url|string||true|The URL to call",
+		`method|*"GET" | "POST"|"GET"|false|The HTTP method`,
+		"body|{...}||false|",
+		"target|struct||true|",
+		"target.name|string||true|Its name",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("parameters:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -226,7 +226,7 @@ func TestBuiltinDefinitionsCompileAndDescribeThemselves(t *testing.T) {
 		if err := r.Check(context.Background(), d.Name, d.Spec.Schematic.CUE.Template); err != nil {
 			t.Errorf("%s does not compile: %v", d.Name, err)
 		}
-		params, err := r.Parameters(context.Background(), "", d.Name)
+		params, err := definitions.Describe(d.Spec.Schematic.CUE.Template)
 		if err != nil {
 			t.Errorf("%s: %v", d.Name, err)
 		}

@@ -317,57 +317,6 @@ func related(path string, paths []string) bool {
 	return false
 }
 
-// Parameter describes one field of a step type's parameter.
-type Parameter struct {
-	// Name is the field's path under parameter, e.g. "url" or "url.value".
-	Name string `json:"name"`
-	// Type is the field's CUE type as written, e.g. `*"GET" | "POST"`, or its kind when long.
-	Type string `json:"type"`
-	// Default is the default value as JSON, empty when there is none.
-	Default string `json:"default,omitempty"`
-	// Required is set for a field that must be given: not optional and without a default.
-	Required bool `json:"required"`
-	// Usage is the text of the field's `// +usage=` comment.
-	Usage string `json:"usage,omitempty"`
-}
-
-// Parameters describes the fields of a step type's parameter, nested structs included, for
-// `stepflow def show`.
-func (r *Runner) Parameters(ctx context.Context, namespace, typ string) ([]Parameter, error) {
-	d, err := r.load(ctx, r.generation(), namespace, typ)
-	if f, ok := errors.AsType[*failure](err); ok {
-		return nil, errors.New(f.msg)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []Parameter
-	describeFields(d.file.LookupPath(d.paramPath()), "", &out)
-	return out, nil
-}
-
-func describeFields(s cue.Value, prefix string, out *[]Parameter) {
-	it, err := s.Fields(cue.Optional(true))
-	if err != nil {
-		return
-	}
-	for it.Next() {
-		v := it.Value()
-		p := Parameter{Name: prefix + it.Selector().Unquoted(), Type: TypeOf(v), Usage: Usage(v)}
-		if d, ok := v.Default(); ok && d.IsConcrete() {
-			if b, err := d.MarshalJSON(); err == nil {
-				p.Default = string(b)
-			}
-		}
-		p.Required = it.Selector().ConstraintType() != cue.OptionalConstraint && p.Default == "" &&
-			v.Validate(cue.Concrete(true)) != nil
-		*out = append(*out, p)
-		if p.Type == "struct" {
-			describeFields(v, p.Name+".", out)
-		}
-	}
-}
-
 // TypeOf returns the type of v, a field of a CUE schema, on one line: "struct" for a struct
 // with at least one field; else the field's value as written (formatted, white space folded)
 // when that is 60 characters or fewer, e.g. `*"GET" | "POST"` or "#Secret"; else its kind,

@@ -708,40 +708,6 @@ got: test.#Get & {$params: key: parameter.key}
 	}
 }
 
-func TestParameters(t *testing.T) {
-	r, _ := newRunner(t, defs{"p": `
-parameter: {
-	// +usage=The URL to call
-	url: string
-	// +usage=The HTTP method
-	method: *"GET" | "POST"
-	body?: {...}
-	target: {
-		// +usage=Its name
-		name: string
-	}
-}
-`})
-	ps, err := r.Parameters(context.Background(), "default", "p")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, p := range ps {
-		got = append(got, fmt.Sprintf("%s|%s|%s|%t|%s", p.Name, p.Type, p.Default, p.Required, p.Usage))
-	}
-	want := []string{
-		"url|string||true|The URL to call",
-		`method|*"GET" | "POST"|"GET"|false|The HTTP method`,
-		"body|{...}||false|",
-		"target|struct||true|",
-		"target.name|string||true|Its name",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("parameters:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-}
-
 // CUE reorders fields once a comprehension adds some, or a fill comes in; actions still run in
 // the order they are written.
 func TestFieldOrderIsTheOrderWritten(t *testing.T) {
