@@ -6,8 +6,11 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -147,7 +150,49 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if !wr.Status.Finished {
 		return reconcile.Result{}, nil
 	}
+	if c.retention.Count > 0 {
+		gone, err := c.keepNewest(ctx, &wr)
+		if err != nil || gone {
+			return reconcile.Result{}, err
+		}
+	}
 	return c.expire(ctx, key, &wr)
+}
+
+// keepNewest deletes the finished runs of wr's template in its namespace (the runs with inline
+// steps counting as one template, as in the SQL stores) that are not among the
+// engine.Retention.Count that ended last; gone says that wr was one of them. The runs are
+// listed from the cache, so only those of the controller's shard count.
+func (c *Controller) keepNewest(ctx context.Context, wr *v1alpha1.WorkflowRun) (gone bool, err error) {
+	var list v1alpha1.WorkflowRunList
+	if err := c.cache.List(ctx, &list, client.InNamespace(wr.Namespace)); err != nil {
+		return false, fmt.Errorf("list the runs of namespace %s: %w", wr.Namespace, err)
+	}
+	finished := slices.DeleteFunc(list.Items, func(o v1alpha1.WorkflowRun) bool {
+		return !o.Status.Finished || o.Spec.WorkflowRef != wr.Spec.WorkflowRef
+	})
+	if len(finished) <= c.retention.Count {
+		return false, nil
+	}
+	ended := func(o *v1alpha1.WorkflowRun) time.Time { return engine.Ended(&engine.Run{Object: o}) }
+	slices.SortFunc(finished, func(a, b v1alpha1.WorkflowRun) int {
+		if n := ended(&b).Compare(ended(&a)); n != 0 {
+			return n
+		}
+		return strings.Compare(b.Name, a.Name)
+	})
+	for i := c.retention.Count; i < len(finished); i++ {
+		o := &finished[i]
+		if err := c.remove(ctx, o); errors.Is(err, errChanged) {
+			continue // restarted since: kept, and counted again when it finishes
+		} else if err != nil {
+			return false, fmt.Errorf("delete run %s/%s beyond the runs kept: %w", o.Namespace, o.Name, err)
+		}
+		c.log.Info("deleted a finished run beyond the runs kept of its template", "run", engine.Key{Namespace: o.Namespace, Name: o.Name},
+			"template", o.Spec.WorkflowRef, "kept", c.retention.Count)
+		gone = gone || o.Name == wr.Name
+	}
+	return gone, nil
 }
 
 // forget drops what the controller holds of a run that is gone.
@@ -174,20 +219,34 @@ func (c *Controller) expire(ctx context.Context, key engine.Key, wr *v1alpha1.Wo
 	if wait := at.Sub(c.clock.Now()); wait > 0 {
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
-	err = c.direct.Delete(ctx, wr, client.Preconditions{UID: &wr.UID, ResourceVersion: &wr.ResourceVersion})
-	switch {
-	case apierrors.IsConflict(err):
+	if err := c.remove(ctx, wr); errors.Is(err, errChanged) {
 		return reconcile.Result{RequeueAfter: time.Second}, nil // changed since: look again
-	case err != nil && !apierrors.IsNotFound(err):
+	} else if err != nil {
 		return reconcile.Result{}, fmt.Errorf("delete run %s past its retention: %w", key, err)
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: crdstore.ContextName(key.Name)}}
-	if err := c.direct.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
-		return reconcile.Result{}, fmt.Errorf("delete the context of run %s: %w", key, err)
-	}
-	c.forget(key)
 	c.log.Info("deleted a finished run past its retention", "run", key, "expired", at)
 	return reconcile.Result{}, nil
+}
+
+// errChanged is remove's answer for a run that changed since it was read: it is kept.
+var errChanged = errors.New("the run changed since it was read")
+
+// remove deletes the run wr as it was read (its UID and resourceVersion), then its context
+// ConfigMap, and forgets it. A run changed since (restarted, say) is kept: errChanged.
+func (c *Controller) remove(ctx context.Context, wr *v1alpha1.WorkflowRun) error {
+	err := c.direct.Delete(ctx, wr, client.Preconditions{UID: &wr.UID, ResourceVersion: &wr.ResourceVersion})
+	switch {
+	case apierrors.IsConflict(err):
+		return errChanged
+	case err != nil && !apierrors.IsNotFound(err):
+		return err
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: wr.Namespace, Name: crdstore.ContextName(wr.Name)}}
+	if err := c.direct.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete the context of run %s/%s: %w", wr.Namespace, wr.Name, err)
+	}
+	c.forget(engine.Key{Namespace: wr.Namespace, Name: wr.Name})
+	return nil
 }
 
 // RunChanged implements engine.Observer: a finished run needs no watches, and is handed to
@@ -199,15 +258,22 @@ func (c *Controller) RunChanged(run *engine.Run) {
 	if c.watches != nil {
 		c.watches.Forget(run.Key())
 	}
-	at := c.retention.ExpiresAt(run)
-	if at.IsZero() {
-		return // kept for ever: nothing for the reconciler to do
+	if c.retention.Count > 0 {
+		// The reconciler deletes the runs of its template beyond the count: after a second,
+		// when the cache has seen this one finish.
+		c.handOver(run, time.Second)
 	}
+	if at := c.retention.ExpiresAt(run); !at.IsZero() {
+		c.handOver(run, at.Sub(c.clock.Now()))
+	}
+}
+
+// handOver hands the finished run to the reconciler after d, not now: the cache has seen the
+// run finish by then, so the reconciler's look at it costs no request. A controller restarted
+// meanwhile finds it among the runs it reconciles as it starts.
+func (c *Controller) handOver(run *engine.Run, d time.Duration) {
 	obj := &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: run.Object.Namespace, Name: run.Object.Name}}
-	// Handed to the reconciler when its retention has passed, not now: the cache has seen the
-	// run finish by then, so the reconciler's look at it costs no request. A controller
-	// restarted meanwhile finds it among the runs it reconciles as it starts.
-	c.clock.AfterFunc(at.Sub(c.clock.Now()), func() {
+	c.clock.AfterFunc(d, func() {
 		select { // the observer must not wait for the reconciler
 		case c.finished <- event.GenericEvent{Object: obj}:
 		case <-c.stopped:

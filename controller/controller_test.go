@@ -80,6 +80,7 @@ var envs atomic.Int64
 type controllerOptions struct {
 	leaderElect bool
 	wait        engine.Backoff
+	retention   engine.Retention
 }
 
 // start runs a controller for the test's shard until the returned function stops it.
@@ -112,6 +113,7 @@ func (e *env) start(o controllerOptions) (stop func()) {
 		Assembly: assembly.Config{
 			Providers: assembly.Providers{Clusters: clusters},
 			Wait:      wait,
+			Retention: o.retention,
 			Retry:     engine.RetryPolicy{Limit: 3, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
 		},
 		Watches: watches,

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/store/crd"
 )
 
@@ -67,4 +68,56 @@ steps:
 	}
 	time.Sleep(2 * time.Second)
 	e.waitPhase("kept", v1alpha1.RunSucceeded)
+}
+
+// With --retain-count, of the finished runs of one template in one namespace only the newest
+// are kept, as the SQL stores keep them; the runs of another template (here: inline steps) are
+// counted apart.
+func TestOnlyTheNewestFinishedRunsOfATemplateAreKept(t *testing.T) {
+	e := newEnv(t)
+	e.start(controllerOptions{retention: engine.Retention{Count: 2}})
+	var wf v1alpha1.Workflow
+	if err := yaml.UnmarshalStrict([]byte(`
+metadata: {name: nightly}
+steps:
+- {name: hello, type: print-message-in-status, properties: {message: hi}}
+`), &wf); err != nil {
+		t.Fatal(err)
+	}
+	wf.Namespace = e.ns
+	if err := e.c.Create(context.Background(), &wf); err != nil {
+		t.Fatal(err)
+	}
+	e.create("metadata: {name: inline}\nspec:\n  workflowSpec:\n    steps:\n    - {name: hello, type: print-message-in-status, properties: {message: hi}}")
+	e.waitPhase("inline", v1alpha1.RunSucceeded)
+	// One after the other, so that they end in this order (ties in endTime's seconds go by
+	// name, the greater newer, as in the SQL stores).
+	for _, name := range []string{"nightly-1", "nightly-2", "nightly-3", "nightly-4"} {
+		e.create("metadata: {name: " + name + "}\nspec:\n  workflowRef: nightly")
+		e.waitPhase(name, v1alpha1.RunSucceeded)
+	}
+	exists := func(name string) bool {
+		err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: name}, &v1alpha1.WorkflowRun{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for exists("nightly-1") || exists("nightly-2") {
+		if time.Now().After(deadline) {
+			t.Fatal("the two oldest runs of the template were not deleted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // a handover after the last run finished has come and gone
+	for _, name := range []string{"inline", "nightly-3", "nightly-4"} {
+		if !exists(name) {
+			t.Errorf("run %s was deleted; only the runs beyond the newest two of a template go", name)
+		}
+	}
+	err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: crd.ContextName("nightly-1")}, &corev1.ConfigMap{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("the context ConfigMap of a deleted run is still there: %v", err)
+	}
 }
