@@ -50,9 +50,10 @@ type Options struct {
 	// and token paths) on the server's host, as the server's user. Without it they are
 	// refused when stored, and when a step would use one stored before.
 	AllowKubeconfigExec bool
-	// Replicas, when set, shares the store with other servers: this one drives only the runs
-	// it holds leases on, and hears of what the others write (store/postgres.Leases). When
-	// nil, the server drives every run of the store.
+	// Replicas, when set, shares the store with other processes: this one drives only the
+	// runs it holds leases on, and hears of what the others write (store/postgres.Leases
+	// among servers; store/sqlite.ServerLeases beside the CLI's processes on one data
+	// directory). When nil, the server drives every run of the store.
 	Replicas Replicas
 }
 
@@ -65,6 +66,9 @@ type Replicas interface {
 	Run(ctx context.Context, gained func([]engine.Key), lost func(), changed func(store.Change)) error
 	// Release gives the share up at once, once the engine has stopped.
 	Release(ctx context.Context) error
+	// Sweeps reports whether this server deletes the finished run key when its retention has
+	// passed, so that each run is deleted by one server.
+	Sweeps(key engine.Key) bool
 }
 
 // Server serves the API. Start runs its engine and triggers; Handler answers requests.
@@ -170,11 +174,11 @@ func (s *Server) Start(ctx context.Context) error {
 
 // sweep deletes the finished runs past their retention (Assembly.Retention, and each run's
 // own TTL), with their logs, now and every store.SweepEvery until ctx ends; with Replicas,
-// only the runs of this server's leases, so that each run is deleted by one server.
+// only the runs it Sweeps.
 func (s *Server) sweep(ctx context.Context) error {
 	var owns func(engine.Key) bool
 	if r := s.opts.Replicas; r != nil {
-		owns = r.Owns
+		owns = r.Sweeps
 	}
 	tick := make(chan struct{}, 1)
 	for {

@@ -297,3 +297,38 @@ func TestOperationFromAnotherProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestServerAndCLIOnOneDataDirectory runs `stepflow server` on the data directory of a `stepflow
+// run` that is in the middle of a step: the server leaves the run to the process driving it.
+// Then a run held by a suspend, taken up by the server, is resumed from the CLI: the CLI writes
+// the operation and follows, and the server drives the run on. Each POST is made once.
+func TestServerAndCLIOnOneDataDirectory(t *testing.T) {
+	s := newLeaseSetup(t)
+	run := "cli-then-server"
+	p := s.start("run", s.file(run, false, "gate"))
+	s.waitPost(p, postPath(run, "one", "gate"))
+
+	port := freePort(t)
+	srv := s.start("server", "--listen", "127.0.0.1:"+port)
+	waitHealthy(t, "http://127.0.0.1:"+port, srv)
+	time.Sleep(500 * time.Millisecond) // the server's first look at the runs is done
+	close(s.server.gate)
+	waitAll(t, p)
+	s.check(run, "gate")
+
+	held := "held-by-server"
+	h := s.start("run", s.file(held, true, "hook"))
+	<-h.exited // stopped at its suspend; the server takes it up at its next look
+	time.Sleep(sqlite.DefaultLeaseTTL / 3)
+	r := s.start("resume", held)
+	waitAll(t, r)
+	if out := r.output(); !strings.Contains(out, "is driven by process") {
+		t.Errorf("resume drove the run the server holds:\n%s", out)
+	}
+	s.check(held, "hook")
+	select {
+	case <-srv.exited:
+		t.Fatalf("the server stopped: %v\n%s", srv.err, srv.output())
+	default:
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/stepflow/stepflow/server"
 	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/postgres"
+	"github.com/stepflow/stepflow/store/sqlite"
 	"github.com/stepflow/stepflow/telemetry"
 	"github.com/stepflow/stepflow/web"
 )
@@ -135,13 +136,23 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	}
 	defer closeStore()
 	var replicas server.Replicas
-	if pg, ok := st.(*postgres.Store); ok {
+	var observers []engine.Observer
+	switch st := st.(type) {
+	case *postgres.Store:
 		if f.lease < time.Second {
 			return invalidf("--lease %s: want at least 1s", f.lease)
 		}
-		if replicas, err = pg.Leases(postgres.LeaseOptions{TTL: f.lease, Logger: log}); err != nil {
+		if replicas, err = st.Leases(postgres.LeaseOptions{TTL: f.lease, Logger: log}); err != nil {
 			return err
 		}
+	case *sqlite.Store:
+		// The CLI's processes on the same data directory take leases on the runs they drive:
+		// the server takes them too, so that one process at a time drives a run.
+		leases, err := st.ServerLeases(sqlite.LeaseOptions{}, log)
+		if err != nil {
+			return err
+		}
+		replicas, observers = leases, []engine.Observer{leases}
 	}
 	if err := bootstrapToken(ctx, st, g.stderr); err != nil {
 		return err
@@ -177,6 +188,7 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 		MaxWait:             f.maxWait,
 		SecureCookies:       f.tlsCert != "",
 		Replicas:            replicas,
+		Observers:           observers,
 	})
 	if err != nil {
 		return err

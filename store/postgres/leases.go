@@ -394,6 +394,10 @@ func (l *Leases) unfinished(ctx context.Context, of []int) ([]engine.Key, error)
 	return keys, nil
 }
 
+// Sweeps reports whether this replica deletes the finished run key when its retention has
+// passed: the replica owning it, so that each run is deleted by one.
+func (l *Leases) Sweeps(key engine.Key) bool { return l.Owns(key) }
+
 // Release gives up this replica's leases and its place among the replicas, so that the
 // others take its runs at once rather than when the leases expire. Call it once the engine
 // has stopped.

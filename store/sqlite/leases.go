@@ -185,6 +185,15 @@ func (l *Leases) Claim(ctx context.Context, key engine.Key) (Holder, bool, error
 // before it can expire, so that this process stops before another may start.
 func (l *Leases) until(now time.Time) time.Time { return now.Add(l.ttl - l.ttl/4) }
 
+// holds reports whether this process holds the run's lease (until a quarter of the TTL before
+// it could expire).
+func (l *Leases) holds(key engine.Key) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	until, ok := l.held[key]
+	return ok && time.Now().Before(until)
+}
+
 func (l *Leases) drop(key engine.Key) {
 	l.mu.Lock()
 	delete(l.held, key)
@@ -280,6 +289,11 @@ func (l *Leases) Release(ctx context.Context) error {
 	}
 	clear(l.held)
 	l.mu.Unlock()
+	return l.release(ctx, keys)
+}
+
+// release deletes the lease rows of keys that are this process's, in one transaction.
+func (l *Leases) release(ctx context.Context, keys []engine.Key) error {
 	if len(keys) == 0 {
 		return nil
 	}
