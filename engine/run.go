@@ -2,6 +2,8 @@ package engine
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -88,6 +90,32 @@ type Iteration struct {
 // Key returns the run's key.
 func (r *Run) Key() Key {
 	return Key{Namespace: r.Object.Namespace, Name: r.Object.Name}
+}
+
+// HasStep reports whether the run has a step or sub-step named name, in its steps (as
+// resolved from its template, or written inline) or in its status; an iteration of a looping
+// step ("each[1]") counts as its step.
+func (r *Run) HasStep(name string) bool {
+	if base, _, ok := strings.Cut(name, "["); ok && strings.HasSuffix(name, "]") {
+		name = base
+	}
+	spec := r.Spec
+	if spec == nil {
+		spec = r.Object.Spec.WorkflowSpec
+	}
+	if spec != nil {
+		for _, s := range spec.Steps {
+			if s.Name == name || slices.ContainsFunc(s.SubSteps, func(sub v1alpha1.WorkflowStepBase) bool { return sub.Name == name }) {
+				return true
+			}
+		}
+	}
+	for _, s := range r.Object.Status.Steps {
+		if s.Name == name || slices.ContainsFunc(s.SubStepsStatus, func(sub v1alpha1.StepStatus) bool { return sub.Name == name }) {
+			return true
+		}
+	}
+	return false
 }
 
 // StepRecord is the engine's bookkeeping of one step across evaluations of an attempt.

@@ -427,7 +427,11 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	logs, err := s.store.Logs(r.Context(), key, r.URL.Query().Get("step"))
+	step := r.URL.Query().Get("step")
+	if step != "" && !run.HasStep(step) {
+		return fmt.Errorf("run %s has no step %q: %w", key, step, engine.ErrNotFound)
+	}
+	logs, err := s.store.Logs(r.Context(), key, step)
 	if err != nil {
 		return err
 	}

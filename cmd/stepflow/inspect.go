@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,8 +30,8 @@ status counts its iterations and lists a few; --iterations STEP lists every iter
 the step, as the store keeps them, with the child run of each when the step is a workflow.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "yaml" && output != "json" {
-				return invalidf("-o %q: want yaml or json", output)
+			if !slices.Contains([]string{"yaml", "json", "table", "wide"}, output) {
+				return invalidf("-o %q: want yaml, json, table or wide", output)
 			}
 			ctx := cmd.Context()
 			if r := g.remote(); r != nil && iterationsOf == "" {
@@ -51,6 +52,9 @@ the step, as the store keeps them, with the child run of each when the step is a
 			if iterationsOf != "" {
 				return printIterations(g, run, iterationsOf)
 			}
+			if output == "table" || output == "wide" {
+				return printRunTable(g, run, output == "wide")
+			}
 			obj := run.Object.DeepCopy()
 			obj.APIVersion = v1alpha1.GroupVersion.String()
 			obj.Kind = v1alpha1.KindWorkflowRun
@@ -58,7 +62,7 @@ the step, as the store keeps them, with the child run of each when the step is a
 			return printRedacted(g, run.Redactor(), obj, output)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml, json, table (the run and its steps) or wide (the table with each step's type, id and times)")
 	cmd.Flags().StringVar(&iterationsOf, "iterations", "", "list every iteration of this looping step")
 	return cmd
 }
@@ -169,6 +173,91 @@ func printRuns(g *globals, runs []store.RunSummary) error {
 	return w.Flush()
 }
 
+// printRunTable prints the run on one line and its steps in a table, sub-steps indented under
+// their group, the steps that have not started as pending; wide adds each step's type, id and
+// first and last execution times.
+func printRunTable(g *globals, run *engine.Run, wide bool) error {
+	rd := run.Redactor()
+	st := &run.Object.Status
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAMESPACE\tNAME\tPHASE\tSTARTED\tDURATION\tMESSAGE")
+	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", run.Object.Namespace, run.Object.Name, orDash(string(st.Phase)),
+		orDash(formatTime(st.StartTime.Time)), orDash(span(st.StartTime.Time, st.EndTime.Time)), rd.String(oneLine(st.Message)))
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(g.stdout)
+	w = tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	if wide {
+		fmt.Fprintln(w, "STEP\tTYPE\tPHASE\tREASON\tID\tFIRST EXECUTED\tLAST EXECUTED\tDURATION\tMESSAGE")
+	} else {
+		fmt.Fprintln(w, "STEP\tPHASE\tREASON\tDURATION\tMESSAGE")
+	}
+	row := func(indent string, s v1alpha1.StepStatus) {
+		phase := orDash(string(s.Phase))
+		if s.Iterations != nil {
+			phase = fmt.Sprintf("%s (%d/%d)", phase, s.Iterations.Succeeded+s.Iterations.Failed+s.Iterations.Skipped, s.Iterations.Total)
+		}
+		took := orDash(span(s.FirstExecuteTime.Time, s.LastExecuteTime.Time))
+		msg := rd.String(oneLine(s.Message))
+		if wide {
+			fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", indent, s.Name, orDash(s.Type), phase, orDash(s.Reason), orDash(s.ID),
+				orDash(formatTime(s.FirstExecuteTime.Time)), orDash(formatTime(s.LastExecuteTime.Time)), took, msg)
+			return
+		}
+		fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%s\n", indent, s.Name, phase, orDash(s.Reason), took, msg)
+	}
+	byName := map[string]v1alpha1.WorkflowStepStatus{}
+	for _, s := range st.Steps {
+		byName[s.Name] = s
+	}
+	spec := run.Spec
+	if spec == nil {
+		spec = run.Object.Spec.WorkflowSpec
+	}
+	var steps []v1alpha1.WorkflowStepStatus
+	if spec != nil {
+		for _, step := range spec.Steps {
+			s, ok := byName[step.Name]
+			if !ok {
+				s.Name, s.Type, s.Phase = step.Name, step.Type, v1alpha1.StepPending
+				for _, sub := range step.SubSteps {
+					s.SubStepsStatus = append(s.SubStepsStatus, v1alpha1.StepStatus{Name: sub.Name, Type: sub.Type, Phase: v1alpha1.StepPending})
+				}
+			}
+			steps = append(steps, s)
+		}
+	} else {
+		steps = st.Steps
+	}
+	for _, s := range steps {
+		row("", s.StepStatus)
+		for _, sub := range s.SubStepsStatus {
+			row("  ", sub)
+		}
+	}
+	return w.Flush()
+}
+
+// formatTime is t in the local time zone to the second, "" when zero.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Local().Format(time.DateTime)
+}
+
+// span is the time from start to end (to now when end is zero), "" when start is zero.
+func span(start, end time.Time) string {
+	if start.IsZero() {
+		return ""
+	}
+	if end.IsZero() {
+		end = time.Now()
+	}
+	return end.Sub(start).Round(time.Second).String()
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -211,6 +300,9 @@ func newLogsCommand(g *globals) *cobra.Command {
 			}
 			if err != nil {
 				return err
+			}
+			if stepName != "" && !run.HasStep(stepName) {
+				return invalidf("run %s has no step %q", key, stepName)
 			}
 			entries, err := store.Logs(ctx, key, stepName)
 			if err != nil {

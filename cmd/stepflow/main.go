@@ -140,7 +140,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 	root.PersistentFlags().DurationVar(&g.waitBackoff, "wait-backoff", time.Second,
 		"first delay before evaluating a waiting step again; doubles up to 30s")
 	root.PersistentFlags().BoolVar(&g.kube, "kube", false,
-		"operate on the WorkflowRuns of a Kubernetes cluster (driven by `stepflow controller`) instead of the embedded store")
+		"operate on the WorkflowRuns of a Kubernetes cluster (driven by stepflow controller) instead of the embedded store")
 	root.PersistentFlags().StringVar(&g.kubeconfig, "kubeconfig", "",
 		"kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	root.PersistentFlags().StringVar(&g.clustersFile, "clusters", "",

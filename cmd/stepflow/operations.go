@@ -27,7 +27,9 @@ var operationCommands = []operationCommand{
 step named by --step, if given) and drives it on in this process. It also continues a run
 whose process died (kill -9, a reboot) from where the store says it was.`,
 		step: "resume only this suspended step"},
-	{kind: engine.OpTerminate, drive: true, short: "End a run: running steps fail, only `if: always` steps still run"},
+	{kind: engine.OpTerminate, drive: true, short: "End a run: running steps fail, only `if: always` steps still run",
+		long: `Terminate ends a run: its running steps fail, and only its if: always steps still run,
+driven to their end in this process. It exits 0 once the run has ended terminated.`},
 	{kind: engine.OpRestart, drive: true,
 		short: "Run a run again from the start, or from its failed step with --step",
 		long: `Restart clears a run and drives it again from the start. With --step, the step

@@ -292,6 +292,13 @@ func (r *remote) stream(ctx context.Context, key engine.Key, changed func(run *e
 
 // remoteGet prints a run as the local get does.
 func (g *globals) remoteGet(ctx context.Context, r *remote, name, output string) error {
+	if output == "table" || output == "wide" {
+		var rr remoteRun
+		if err := r.call(ctx, "GET", runPath(g.namespace, name), "", nil, &rr); err != nil {
+			return err
+		}
+		return printRunTable(g, rr.engineRun(), output == "wide") // the server has redacted it
+	}
 	var rr map[string]any
 	if err := r.call(ctx, "GET", runPath(g.namespace, name), "", nil, &rr); err != nil {
 		return err
@@ -315,7 +322,7 @@ func (g *globals) remoteOperate(ctx context.Context, r *remote, name string, op 
 		fmt.Fprintf(g.stdout, "%s: done\n", name)
 		return nil
 	}
-	g.code = g.follow(ctx, r, []engine.Key{{Namespace: g.namespace, Name: name}})
+	g.code = asked(op, g.follow(ctx, r, []engine.Key{{Namespace: g.namespace, Name: name}}))
 	return nil
 }
 

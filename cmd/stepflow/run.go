@@ -387,8 +387,17 @@ func (g *globals) operate(ctx context.Context, name string, op engine.Operation,
 		fmt.Fprintf(g.stdout, "%s: done\n", key.Name)
 		return nil
 	}
-	g.code = d.drive(ctx, g, []engine.Key{key})
+	g.code = asked(op, d.drive(ctx, g, []engine.Key{key}))
 	return nil
+}
+
+// asked is the exit code of an operation whose run was followed to an end with code: a run
+// terminated by a terminate ended as asked (0), not failed.
+func asked(op engine.Operation, code int) int {
+	if op.Kind == engine.OpTerminate && code == exitFailed {
+		return 0
+	}
+	return code
 }
 
 // operationErr gives an operation's failure its exit code: a run not found or an operation that

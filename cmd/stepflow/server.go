@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -123,6 +125,14 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 		return invalidf("--log-format %q: want text or json", f.logFormat)
 	}
 	log := slog.New(handler)
+	// The address first: a server that cannot serve must not have made a bootstrap token
+	// (shown once) nor touched the store.
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", f.listen)
+	if err != nil {
+		return invalidf("--listen %s: %v", f.listen, err)
+	}
+	defer func() { _ = ln.Close() }() // on the ways out before it serves; closed again after
 	var replica string
 	if isPostgres(f.store) {
 		var err error
@@ -192,11 +202,6 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	})
 	if err != nil {
 		return err
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", f.listen)
-	if err != nil {
-		return invalidf("--listen %s: %v", f.listen, err)
 	}
 	ln = f.conns.listener(ln)
 	hs := f.conns.server(srv.Handler(), slog.NewLogLogger(handler, slog.LevelWarn))
@@ -285,8 +290,18 @@ func newTokenCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Make, list and delete the API tokens of stepflow server",
+		Long: `Token makes, lists and deletes the API tokens of stepflow server: through the server
+given by --server (or STEPFLOW_SERVER), with an admin --token; without one, in the server's
+store directly (--store, else the embedded store in --data-dir).`,
 	}
-	cmd.PersistentFlags().StringVar(&storeURL, "store", "", "the server's store: postgres://... (default: the embedded store in --data-dir)")
+	cmd.PersistentFlags().StringVar(&storeURL, "store", "", "the server's store: postgres://... (default: the embedded store in --data-dir); wins over --server")
+	// remote is the server to go through: --server unless --store names the store.
+	remote := func() *remote {
+		if storeURL != "" || g.server == "" {
+			return nil
+		}
+		return g.remote()
+	}
 	var name, role string
 	var namespaces []string
 	create := &cobra.Command{
@@ -300,6 +315,20 @@ func newTokenCommand(g *globals) *cobra.Command {
 			}
 			if name == "" {
 				return invalidf("--name is required")
+			}
+			if rm := remote(); rm != nil {
+				body, err := json.Marshal(map[string]any{"name": name, "role": string(r), "namespaces": namespaces})
+				if err != nil {
+					return err
+				}
+				var made struct {
+					Token string `json:"token"`
+				}
+				if err := rm.call(cmd.Context(), "POST", "/api/v1/tokens", "application/json", body, &made); err != nil {
+					return err
+				}
+				fmt.Fprintln(g.stdout, made.Token)
+				return nil
 			}
 			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL, "")
 			if err != nil {
@@ -322,14 +351,24 @@ func newTokenCommand(g *globals) *cobra.Command {
 		Short: "List the tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL, "")
-			if err != nil {
-				return err
-			}
-			defer closeStore()
-			tokens, _, err := server.Tokens(cmd.Context(), st)
-			if err != nil {
-				return err
+			var tokens []server.Token
+			if rm := remote(); rm != nil {
+				var list struct {
+					Items []server.Token `json:"items"`
+				}
+				if err := rm.call(cmd.Context(), "GET", "/api/v1/tokens", "", nil, &list); err != nil {
+					return err
+				}
+				tokens = list.Items
+			} else {
+				st, closeStore, err := g.openServerStore(cmd.Context(), storeURL, "")
+				if err != nil {
+					return err
+				}
+				defer closeStore()
+				if tokens, _, err = server.Tokens(cmd.Context(), st); err != nil {
+					return err
+				}
 			}
 			for _, t := range tokens {
 				ns := "*"
@@ -346,6 +385,9 @@ func newTokenCommand(g *globals) *cobra.Command {
 		Short: "Delete a token",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if rm := remote(); rm != nil {
+				return rm.call(cmd.Context(), "DELETE", "/api/v1/tokens/"+url.PathEscape(args[0]), "", nil, nil)
+			}
 			st, closeStore, err := g.openServerStore(cmd.Context(), storeURL, "")
 			if err != nil {
 				return err
