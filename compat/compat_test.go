@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -66,6 +67,8 @@ type theCase struct {
 	objects     []byte // objects created before the run
 	run         []byte
 	want        want
+	// podLogs are the lines the kubelet stand-in serves, by "<pod>/<container>".
+	podLogs map[string][]string
 }
 
 // want is what the run must end as.
@@ -74,31 +77,53 @@ type want struct {
 	Steps   map[string]string          `json:"steps"`
 	Message string                     `json:"message"`
 	Outputs map[string]json.RawMessage `json:"outputs"`
+	// Log is, by step, regular expressions that entries of the step's log must match, in
+	// this order (other entries may come between them).
+	Log map[string][]string `json:"log"`
 }
 
-func readCase(t *testing.T, path string) theCase {
+// podLogsPrefix starts the name of a section holding a container's log: pod-logs/<pod>/<container>.
+const podLogsPrefix = "pod-logs/"
+
+// readCase reads the case at path, its ${NAME} placeholders replaced by subst's values.
+func readCase(t *testing.T, path string, subst map[string]string) theCase {
 	t.Helper()
 	a, err := txtar.ParseFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := theCase{name: strings.TrimSuffix(filepath.Base(path), ".txtar")}
+	c := theCase{name: strings.TrimSuffix(filepath.Base(path), ".txtar"), podLogs: map[string][]string{}}
 	seen := map[string]bool{}
 	for _, f := range a.Files {
 		seen[f.Name] = true
+		data, err := substitute(f.Data, subst)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", path, f.Name, err)
+		}
 		switch f.Name {
 		case "definitions.yaml":
-			c.definitions = f.Data
+			c.definitions = data
 		case "objects.yaml":
-			c.objects = f.Data
+			c.objects = data
 		case "run.yaml":
-			c.run = f.Data
+			c.run = data
 		case "want":
-			if err := yaml.UnmarshalStrict(f.Data, &c.want); err != nil {
+			if err := yaml.UnmarshalStrict(data, &c.want); err != nil {
 				t.Fatalf("%s: want: %v", path, err)
 			}
+			for step, res := range c.want.Log {
+				for _, re := range res {
+					if _, err := regexp.Compile(re); err != nil {
+						t.Fatalf("%s: want: log.%s: %v", path, step, err)
+					}
+				}
+			}
 		default:
-			t.Fatalf("%s: unknown section %q (definitions.yaml, objects.yaml, run.yaml, want)", path, f.Name)
+			id, ok := strings.CutPrefix(f.Name, podLogsPrefix)
+			if !ok || strings.Count(id, "/") != 1 {
+				t.Fatalf("%s: unknown section %q (definitions.yaml, objects.yaml, run.yaml, want, %s<pod>/<container>)", path, f.Name, podLogsPrefix)
+			}
+			c.podLogs[id] = strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 		}
 	}
 	if !seen["run.yaml"] || !seen["want"] || c.want.Phase == "" {
@@ -108,6 +133,27 @@ func readCase(t *testing.T, path string) theCase {
 		t.Fatalf("%s: the comment must say what KubeVela behaviour the case checks", path)
 	}
 	return c
+}
+
+// placeholder is a ${NAME} the harness replaces in every section of a case.
+var placeholder = regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)\}`)
+
+// substitute replaces each ${NAME} of data by subst[NAME]; a name subst lacks is an error.
+func substitute(data []byte, subst map[string]string) ([]byte, error) {
+	var missing []string
+	out := placeholder.ReplaceAllFunc(data, func(m []byte) []byte {
+		name := string(placeholder.FindSubmatch(m)[1])
+		v, ok := subst[name]
+		if !ok {
+			missing = append(missing, name)
+			return m
+		}
+		return []byte(v)
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("unknown placeholders %v (the harness gives %v)", missing, slices.Sorted(maps.Keys(subst)))
+	}
+	return out, nil
 }
 
 // documents splits multi-document YAML.
@@ -132,24 +178,24 @@ func TestCases(t *testing.T) {
 	}
 	c := newClient(t)
 	installApplicationCRD(t, c)
+	kubelet := apiservertest.NewKubelet(t)
+	kubelet.Register(t, c, kubeletNode)
+	https := startHTTPS(t)
+	subst := map[string]string{"KUBELET_NODE": kubeletNode}
+	maps.Copy(subst, https.placeholders())
 	for _, path := range paths {
-		tc := readCase(t, path)
+		tc := readCase(t, path, subst)
 		t.Run(tc.name, func(t *testing.T) {
 			for _, mode := range []struct {
 				name string
-				run  func(*testing.T, client.Client, string, theCase, *v1alpha1.WorkflowRun) *engine.Run
+				run  func(*testing.T, client.Client, string, theCase, *v1alpha1.WorkflowRun) result
 			}{{"controller", runInController}, {"embedded", runEmbedded}} {
 				t.Run(mode.name, func(t *testing.T) {
 					ns := namespace(t, c)
-					for _, doc := range documents(tc.objects) {
-						var u unstructured.Unstructured
-						if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-							t.Fatalf("objects.yaml: %v", err)
-						}
-						u.SetNamespace(ns)
-						if err := c.Create(context.Background(), &u); err != nil {
-							t.Fatalf("objects.yaml: %v", err)
-						}
+					createObjects(t, c, ns, tc.objects)
+					for id, lines := range tc.podLogs {
+						pod, container, _ := strings.Cut(id, "/")
+						kubelet.Write(ns, pod, container, time.Now().Add(-time.Minute), lines...)
 					}
 					var wr v1alpha1.WorkflowRun
 					if err := yaml.UnmarshalStrict(tc.run, &wr); err != nil {
@@ -158,13 +204,50 @@ func TestCases(t *testing.T) {
 					wr.Namespace = ns
 					standIn(t, c, ns)
 					began := time.Now()
-					run := mode.run(t, c, ns, tc, &wr)
+					res := mode.run(t, c, ns, tc, &wr)
 					t.Logf("finished in %v", time.Since(began).Round(time.Millisecond))
-					check(t, tc.want, run)
+					check(t, tc.want, res)
 				})
 			}
 		})
 	}
+}
+
+// kubeletNode is the Node whose kubelet is the harness's stand-in (apiservertest.Kubelet); a
+// case's Pods name it as spec.nodeName: ${KUBELET_NODE}.
+const kubeletNode = "compat-kubelet"
+
+// createObjects creates the objects of objects.yaml in ns. A Pod is then reported running with
+// its containers started, as its node's kubelet would (apiservertest.Started): nothing runs it.
+func createObjects(t *testing.T, c client.Client, ns string, objects []byte) {
+	t.Helper()
+	ctx := context.Background()
+	for _, doc := range documents(objects) {
+		var u unstructured.Unstructured
+		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+			t.Fatalf("objects.yaml: %v", err)
+		}
+		u.SetNamespace(ns)
+		if err := c.Create(ctx, &u); err != nil {
+			t.Fatalf("objects.yaml: %v", err)
+		}
+		if u.GetAPIVersion() != "v1" || u.GetKind() != "Pod" {
+			continue
+		}
+		var pod corev1.Pod
+		if err := c.Get(ctx, client.ObjectKeyFromObject(&u), &pod); err != nil {
+			t.Fatal(err)
+		}
+		if err := apiservertest.Started(ctx, c, &pod); err != nil {
+			t.Fatalf("objects.yaml: %v", err)
+		}
+	}
+}
+
+// result is how a run ended: the run as stored and its log.
+type result struct {
+	run  *engine.Run
+	logs []engine.LogEntry
 }
 
 func newClient(t *testing.T) client.Client {
@@ -216,7 +299,7 @@ func definitions(t *testing.T, tc theCase, ns string) []*v1beta1.WorkflowStepDef
 
 // runInController runs the case as `stepflow controller` does: a manager with controller.Setup,
 // the run a WorkflowRun of its own shard.
-func runInController(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alpha1.WorkflowRun) *engine.Run {
+func runInController(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alpha1.WorkflowRun) result {
 	t.Helper()
 	ctx := context.Background()
 	for _, d := range definitions(t, tc, ns) {
@@ -274,11 +357,17 @@ func runInController(t *testing.T, c client.Client, ns string, tc theCase, wr *v
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The store reads the status and the context ConfigMap (the run variables) as the engine does.
-	run, err := crdstore.New(crdstore.Options{Client: c}).Load(ctx, engine.Key{Namespace: ns, Name: wr.Name})
+	st := crdstore.New(crdstore.Options{Client: c})
+	key := engine.Key{Namespace: ns, Name: wr.Name}
+	run, err := st.Load(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return run
+	logs, err := st.Logs(ctx, key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return result{run, logs}
 }
 
 // finished is told of every transition and passes on the run once it has finished.
@@ -295,7 +384,7 @@ func (f finished) RunChanged(run *engine.Run) {
 
 // runEmbedded runs the case as `stepflow run` and `stepflow server` do: the engine over SQLite,
 // reaching the same API server as its local cluster.
-func runEmbedded(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alpha1.WorkflowRun) *engine.Run {
+func runEmbedded(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alpha1.WorkflowRun) result {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
@@ -324,7 +413,11 @@ func runEmbedded(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alp
 	a.Engine.Enqueue(engine.Key{Namespace: ns, Name: wr.Name})
 	select {
 	case run := <-done:
-		return run
+		logs, err := st.Logs(ctx, engine.Key{Namespace: ns, Name: wr.Name}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return result{run, logs}
 	case <-time.After(25 * time.Second):
 		run, _ := st.Load(ctx, engine.Key{Namespace: ns, Name: wr.Name})
 		var y []byte
@@ -333,12 +426,13 @@ func runEmbedded(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alp
 		}
 		t.Fatalf("the run did not finish in 25 s; status:\n%s", y)
 	}
-	return nil
+	return result{}
 }
 
 // check compares the finished run with the case's want.
-func check(t *testing.T, w want, run *engine.Run) {
+func check(t *testing.T, w want, res result) {
 	t.Helper()
+	run := res.run
 	st := run.Object.Status
 	if st.Phase != w.Phase {
 		t.Errorf("phase %s, want %s (message %q)", st.Phase, w.Phase, st.Message)
@@ -372,7 +466,7 @@ func check(t *testing.T, w want, run *engine.Run) {
 		}
 		v, ok := run.Vars[name]
 		if !ok {
-			t.Errorf("no run variable %s (have %v)", name, slices.Sorted(mapsKeys(run.Vars)))
+			t.Errorf("no run variable %s (have %v)", name, slices.Sorted(maps.Keys(run.Vars)))
 			continue
 		}
 		if err := json.Unmarshal(v, &have); err != nil {
@@ -382,16 +476,34 @@ func check(t *testing.T, w want, run *engine.Run) {
 			t.Errorf("run variable %s = %s, want %s", name, v, raw)
 		}
 	}
-}
-
-func mapsKeys(m map[string]json.RawMessage) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
+	for step, patterns := range w.Log {
+		var messages []string
+		for _, e := range res.logs {
+			if e.Step == step {
+				messages = append(messages, e.Message)
 			}
 		}
+		if missing := inOrder(messages, patterns); missing != "" {
+			t.Errorf("the log of step %s has no entry matching %q where it should; its entries:\n%s", step, missing, strings.Join(messages, "\n"))
+		}
 	}
+}
+
+// inOrder returns the first of the regular expressions res that no message matches after the
+// message the one before it matched, or "" when each has its message, in order.
+func inOrder(messages, res []string) string {
+	i := 0
+	for _, re := range res {
+		r := regexp.MustCompile(re)
+		for i < len(messages) && !r.MatchString(messages[i]) {
+			i++
+		}
+		if i == len(messages) {
+			return re
+		}
+		i++
+	}
+	return ""
 }
 
 var installOnce sync.Once
