@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -69,6 +70,8 @@ type theCase struct {
 	want        want
 	// podLogs are the lines the kubelet stand-in serves, by "<pod>/<container>".
 	podLogs map[string][]string
+	// jobPodLogs are the lines of every container of the pods the stand-in makes for Jobs.
+	jobPodLogs []string
 }
 
 // want is what the run must end as.
@@ -118,12 +121,14 @@ func readCase(t *testing.T, path string, subst map[string]string) theCase {
 					}
 				}
 			}
+		case "job-pod-logs":
+			c.jobPodLogs = lines(data)
 		default:
 			id, ok := strings.CutPrefix(f.Name, podLogsPrefix)
 			if !ok || strings.Count(id, "/") != 1 {
-				t.Fatalf("%s: unknown section %q (definitions.yaml, objects.yaml, run.yaml, want, %s<pod>/<container>)", path, f.Name, podLogsPrefix)
+				t.Fatalf("%s: unknown section %q (definitions.yaml, objects.yaml, run.yaml, want, %s<pod>/<container>, job-pod-logs)", path, f.Name, podLogsPrefix)
 			}
-			c.podLogs[id] = strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+			c.podLogs[id] = lines(data)
 		}
 	}
 	if !seen["run.yaml"] || !seen["want"] || c.want.Phase == "" {
@@ -133,6 +138,11 @@ func readCase(t *testing.T, path string, subst map[string]string) theCase {
 		t.Fatalf("%s: the comment must say what KubeVela behaviour the case checks", path)
 	}
 	return c
+}
+
+// lines splits a section into its lines.
+func lines(data []byte) []string {
+	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 }
 
 // placeholder is a ${NAME} the harness replaces in every section of a case.
@@ -202,7 +212,7 @@ func TestCases(t *testing.T) {
 						t.Fatalf("run.yaml: %v", err)
 					}
 					wr.Namespace = ns
-					standIn(t, c, ns)
+					standIn(t, c, ns, jobPods{kubelet: kubelet, lines: tc.jobPodLogs, made: map[types.UID]bool{}})
 					began := time.Now()
 					res := mode.run(t, c, ns, tc, &wr)
 					t.Logf("finished in %v", time.Since(began).Round(time.Millisecond))
@@ -553,8 +563,10 @@ var applicationGVK = schema.GroupVersionKind{Group: "core.oam.dev", Version: "v1
 // standIn stands in for the kubelet and the kube-controller-manager (and for KubeVela's
 // application controller), which cannot run here: until the test ends it marks the
 // namespace's Deployments ready, its Jobs complete and its Applications running, each
-// `ready` after it first saw them, as those controllers would once pods had started.
-func standIn(t *testing.T, c client.Client, ns string) {
+// `ready` after it first saw them, as those controllers would once pods had started. A Job
+// gets its pod at once, as the Job controller would make it: on the kubelet stand-in's node,
+// reported running, with the case's job-pod-logs as the log of each of its containers.
+func standIn(t *testing.T, c client.Client, ns string, pods jobPods) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
@@ -570,7 +582,7 @@ func standIn(t *testing.T, c client.Client, ns string) {
 		}
 		for ctx.Err() == nil {
 			markDeployments(ctx, t, c, ns, due)
-			markJobs(ctx, t, c, ns, due)
+			markJobs(ctx, t, c, ns, due, pods)
 			markApplications(ctx, t, c, ns, due)
 			select {
 			case <-ctx.Done():
@@ -604,13 +616,30 @@ func markDeployments(ctx context.Context, t *testing.T, c client.Client, ns stri
 	}
 }
 
-func markJobs(ctx context.Context, t *testing.T, c client.Client, ns string, due func(string, metav1.Object) bool) {
+// jobPods is what the stand-in needs to make a Job's pod: the kubelet that serves its
+// containers' logs, and their lines.
+type jobPods struct {
+	kubelet *apiservertest.Kubelet
+	lines   []string
+	made    map[types.UID]bool // the Jobs whose pod was made
+}
+
+func markJobs(ctx context.Context, t *testing.T, c client.Client, ns string, due func(string, metav1.Object) bool, pods jobPods) {
 	var list batchv1.JobList
 	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return
 	}
 	for i := range list.Items {
 		j := &list.Items[i]
+		if !pods.made[j.UID] {
+			if err := pods.make(ctx, c, j); err != nil {
+				if ctx.Err() == nil {
+					t.Logf("stand-in: Job %s: %v", j.Name, err)
+				}
+				continue
+			}
+			pods.made[j.UID] = true
+		}
 		if j.Status.Succeeded > 0 || !due("Job", j) {
 			continue
 		}
@@ -631,6 +660,32 @@ func markJobs(ctx context.Context, t *testing.T, c client.Client, ns string, due
 			t.Logf("stand-in: Job %s: %v", j.Name, err)
 		}
 	}
+}
+
+// make makes the pod of Job j, <job>-pod, labelled as the Job controller labels it, on the
+// kubelet stand-in's node, and reports it running.
+func (p jobPods) make(ctx context.Context, c client.Client, j *batchv1.Job) error {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: j.Name + "-pod", Namespace: j.Namespace,
+			Labels:          maps.Clone(j.Spec.Template.Labels),
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(j, batchv1.SchemeGroupVersion.WithKind("Job"))},
+		},
+		Spec: *j.Spec.Template.Spec.DeepCopy(),
+	}
+	if pod.Labels == nil {
+		pod.Labels = map[string]string{}
+	}
+	pod.Labels["job-name"] = j.Name
+	pod.Labels["batch.kubernetes.io/job-name"] = j.Name
+	pod.Spec.NodeName = kubeletNode
+	if err := c.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("making its pod: %w", err)
+	}
+	for _, ct := range pod.Spec.Containers {
+		p.kubelet.Write(pod.Namespace, pod.Name, ct.Name, time.Now().Add(-time.Second), p.lines...)
+	}
+	return apiservertest.Started(ctx, c, pod)
 }
 
 func markApplications(ctx context.Context, t *testing.T, c client.Client, ns string, due func(string, metav1.Object) bool) {
