@@ -83,6 +83,8 @@ type want struct {
 	// Log is, by step, regular expressions that entries of the step's log must match, in
 	// this order (other entries may come between them).
 	Log map[string][]string `json:"log"`
+	// LogNot is, by step, regular expressions that no entry of the step's log may match.
+	LogNot map[string][]string `json:"logNot"`
 }
 
 // podLogsPrefix starts the name of a section holding a container's log: pod-logs/<pod>/<container>.
@@ -114,10 +116,12 @@ func readCase(t *testing.T, path string, subst map[string]string) theCase {
 			if err := yaml.UnmarshalStrict(data, &c.want); err != nil {
 				t.Fatalf("%s: want: %v", path, err)
 			}
-			for step, res := range c.want.Log {
-				for _, re := range res {
-					if _, err := regexp.Compile(re); err != nil {
-						t.Fatalf("%s: want: log.%s: %v", path, step, err)
+			for field, m := range map[string]map[string][]string{"log": c.want.Log, "logNot": c.want.LogNot} {
+				for step, res := range m {
+					for _, re := range res {
+						if _, err := regexp.Compile(re); err != nil {
+							t.Fatalf("%s: want: %s.%s: %v", path, field, step, err)
+						}
 					}
 				}
 			}
@@ -486,15 +490,28 @@ func check(t *testing.T, w want, res result) {
 			t.Errorf("run variable %s = %s, want %s", name, v, raw)
 		}
 	}
-	for step, patterns := range w.Log {
-		var messages []string
+	messages := func(step string) []string {
+		var out []string
 		for _, e := range res.logs {
 			if e.Step == step {
-				messages = append(messages, e.Message)
+				out = append(out, e.Message)
 			}
 		}
-		if missing := inOrder(messages, patterns); missing != "" {
-			t.Errorf("the log of step %s has no entry matching %q where it should; its entries:\n%s", step, missing, strings.Join(messages, "\n"))
+		return out
+	}
+	for step, patterns := range w.Log {
+		m := messages(step)
+		if missing := inOrder(m, patterns); missing != "" {
+			t.Errorf("the log of step %s has no entry matching %q where it should; its entries:\n%s", step, missing, strings.Join(m, "\n"))
+		}
+	}
+	for step, patterns := range w.LogNot {
+		for _, msg := range messages(step) {
+			for _, re := range patterns {
+				if regexp.MustCompile(re).MatchString(msg) {
+					t.Errorf("the log of step %s has an entry matching %q: %q", step, re, msg)
+				}
+			}
 		}
 	}
 }

@@ -22,7 +22,8 @@
 //     steps, a step's phase by name, or "phase/reason" (failed/Timeout) to check the reason
 //     too; outputs, the value of a run variable (JSON) by name; log, by step, regular
 //     expressions that entries of the step's log (stepflow logs) must match, in that order,
-//     with other entries allowed between them.
+//     with other entries allowed between them; logNot, by step, regular expressions that no
+//     entry of the step's log may match.
 //
 // # Placeholders
 //
