@@ -163,7 +163,8 @@ log: util.#Log & {$params: source: resources: [{labelSelector: app: "build"}]}
 }
 
 // A pod named in its namespace is read as one a selector matches; a name that matches nothing
-// (the pod not made yet) logs nothing and is no error.
+// (the pod not made yet) logs nothing and is no error. The local cluster named "local", as
+// KubeVela names it, is not named in the lines.
 func TestPodLogsOfANamedPod(t *testing.T) {
 	k := apiservertest.NewKubelet(t)
 	e := newPodEnv(t, k)
@@ -172,7 +173,7 @@ func TestPodLogsOfANamedPod(t *testing.T) {
 	r := e.runner(util.Options{})
 	got := e.step(r, fmt.Sprintf(`
 import "vela/util"
-log: util.#Log & {$params: source: resources: [{name: "kaniko", namespace: %q}, {name: "not-yet"}]}
+log: util.#Log & {$params: source: resources: [{name: "kaniko", namespace: %q, cluster: "local"}, {name: "not-yet"}]}
 `, e.namespace), map[string]json.RawMessage{})
 	if want := []string{"[pod/kaniko/kaniko] building"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("logged %q, want %q", got, want)
