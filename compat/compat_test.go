@@ -144,6 +144,12 @@ func readCase(t *testing.T, path string, subst map[string]string) theCase {
 	return c
 }
 
+// written is when the first of lines was written, for the last (Kubelet.Write stamps them
+// 100ms apart) to be written now.
+func written(lines []string) time.Time {
+	return time.Now().Add(-time.Duration(len(lines)) * 100 * time.Millisecond)
+}
+
 // lines splits a section into its lines.
 func lines(data []byte) []string {
 	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
@@ -209,7 +215,7 @@ func TestCases(t *testing.T) {
 					createObjects(t, c, ns, tc.objects)
 					for id, lines := range tc.podLogs {
 						pod, container, _ := strings.Cut(id, "/")
-						kubelet.Write(ns, pod, container, time.Now().Add(-time.Minute), lines...)
+						kubelet.Write(ns, pod, container, written(lines), lines...)
 					}
 					var wr v1alpha1.WorkflowRun
 					if err := yaml.UnmarshalStrict(tc.run, &wr); err != nil {
@@ -700,7 +706,7 @@ func (p jobPods) make(ctx context.Context, c client.Client, j *batchv1.Job) erro
 		return fmt.Errorf("making its pod: %w", err)
 	}
 	for _, ct := range pod.Spec.Containers {
-		p.kubelet.Write(pod.Namespace, pod.Name, ct.Name, time.Now().Add(-time.Second), p.lines...)
+		p.kubelet.Write(pod.Namespace, pod.Name, ct.Name, written(p.lines), p.lines...)
 	}
 	return apiservertest.Started(ctx, c, pod)
 }
