@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -25,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -66,6 +68,10 @@ type theCase struct {
 	objects     []byte // objects created before the run
 	run         []byte
 	want        want
+	// podLogs are the lines the kubelet stand-in serves, by "<pod>/<container>".
+	podLogs map[string][]string
+	// jobPodLogs are the lines of every container of the pods the stand-in makes for Jobs.
+	jobPodLogs []string
 }
 
 // want is what the run must end as.
@@ -74,31 +80,59 @@ type want struct {
 	Steps   map[string]string          `json:"steps"`
 	Message string                     `json:"message"`
 	Outputs map[string]json.RawMessage `json:"outputs"`
+	// Log is, by step, regular expressions that entries of the step's log must match, in
+	// this order (other entries may come between them).
+	Log map[string][]string `json:"log"`
+	// LogNot is, by step, regular expressions that no entry of the step's log may match.
+	LogNot map[string][]string `json:"logNot"`
 }
 
-func readCase(t *testing.T, path string) theCase {
+// podLogsPrefix starts the name of a section holding a container's log: pod-logs/<pod>/<container>.
+const podLogsPrefix = "pod-logs/"
+
+// readCase reads the case at path, its ${NAME} placeholders replaced by subst's values.
+func readCase(t *testing.T, path string, subst map[string]string) theCase {
 	t.Helper()
 	a, err := txtar.ParseFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := theCase{name: strings.TrimSuffix(filepath.Base(path), ".txtar")}
+	c := theCase{name: strings.TrimSuffix(filepath.Base(path), ".txtar"), podLogs: map[string][]string{}}
 	seen := map[string]bool{}
 	for _, f := range a.Files {
 		seen[f.Name] = true
+		data, err := substitute(f.Data, subst)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", path, f.Name, err)
+		}
 		switch f.Name {
 		case "definitions.yaml":
-			c.definitions = f.Data
+			c.definitions = data
 		case "objects.yaml":
-			c.objects = f.Data
+			c.objects = data
 		case "run.yaml":
-			c.run = f.Data
+			c.run = data
 		case "want":
-			if err := yaml.UnmarshalStrict(f.Data, &c.want); err != nil {
+			if err := yaml.UnmarshalStrict(data, &c.want); err != nil {
 				t.Fatalf("%s: want: %v", path, err)
 			}
+			for field, m := range map[string]map[string][]string{"log": c.want.Log, "logNot": c.want.LogNot} {
+				for step, res := range m {
+					for _, re := range res {
+						if _, err := regexp.Compile(re); err != nil {
+							t.Fatalf("%s: want: %s.%s: %v", path, field, step, err)
+						}
+					}
+				}
+			}
+		case "job-pod-logs":
+			c.jobPodLogs = lines(data)
 		default:
-			t.Fatalf("%s: unknown section %q (definitions.yaml, objects.yaml, run.yaml, want)", path, f.Name)
+			id, ok := strings.CutPrefix(f.Name, podLogsPrefix)
+			if !ok || strings.Count(id, "/") != 1 {
+				t.Fatalf("%s: unknown section %q (definitions.yaml, objects.yaml, run.yaml, want, %s<pod>/<container>, job-pod-logs)", path, f.Name, podLogsPrefix)
+			}
+			c.podLogs[id] = lines(data)
 		}
 	}
 	if !seen["run.yaml"] || !seen["want"] || c.want.Phase == "" {
@@ -108,6 +142,38 @@ func readCase(t *testing.T, path string) theCase {
 		t.Fatalf("%s: the comment must say what KubeVela behaviour the case checks", path)
 	}
 	return c
+}
+
+// written is when the first of lines was written, for the last (Kubelet.Write stamps them
+// 100ms apart) to be written now.
+func written(lines []string) time.Time {
+	return time.Now().Add(-time.Duration(len(lines)) * 100 * time.Millisecond)
+}
+
+// lines splits a section into its lines.
+func lines(data []byte) []string {
+	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+}
+
+// placeholder is a ${NAME} the harness replaces in every section of a case.
+var placeholder = regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)\}`)
+
+// substitute replaces each ${NAME} of data by subst[NAME]; a name subst lacks is an error.
+func substitute(data []byte, subst map[string]string) ([]byte, error) {
+	var missing []string
+	out := placeholder.ReplaceAllFunc(data, func(m []byte) []byte {
+		name := string(placeholder.FindSubmatch(m)[1])
+		v, ok := subst[name]
+		if !ok {
+			missing = append(missing, name)
+			return m
+		}
+		return []byte(v)
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("unknown placeholders %v (the harness gives %v)", missing, slices.Sorted(maps.Keys(subst)))
+	}
+	return out, nil
 }
 
 // documents splits multi-document YAML.
@@ -132,39 +198,76 @@ func TestCases(t *testing.T) {
 	}
 	c := newClient(t)
 	installApplicationCRD(t, c)
+	kubelet := apiservertest.NewKubelet(t)
+	kubelet.Register(t, c, kubeletNode)
+	https := startHTTPS(t)
+	subst := map[string]string{"KUBELET_NODE": kubeletNode}
+	maps.Copy(subst, https.placeholders())
 	for _, path := range paths {
-		tc := readCase(t, path)
+		tc := readCase(t, path, subst)
 		t.Run(tc.name, func(t *testing.T) {
 			for _, mode := range []struct {
 				name string
-				run  func(*testing.T, client.Client, string, theCase, *v1alpha1.WorkflowRun) *engine.Run
+				run  func(*testing.T, client.Client, string, theCase, *v1alpha1.WorkflowRun) result
 			}{{"controller", runInController}, {"embedded", runEmbedded}} {
 				t.Run(mode.name, func(t *testing.T) {
 					ns := namespace(t, c)
-					for _, doc := range documents(tc.objects) {
-						var u unstructured.Unstructured
-						if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-							t.Fatalf("objects.yaml: %v", err)
-						}
-						u.SetNamespace(ns)
-						if err := c.Create(context.Background(), &u); err != nil {
-							t.Fatalf("objects.yaml: %v", err)
-						}
+					createObjects(t, c, ns, tc.objects)
+					for id, lines := range tc.podLogs {
+						pod, container, _ := strings.Cut(id, "/")
+						kubelet.Write(ns, pod, container, written(lines), lines...)
 					}
 					var wr v1alpha1.WorkflowRun
 					if err := yaml.UnmarshalStrict(tc.run, &wr); err != nil {
 						t.Fatalf("run.yaml: %v", err)
 					}
 					wr.Namespace = ns
-					standIn(t, c, ns)
+					standIn(t, c, ns, jobPods{kubelet: kubelet, lines: tc.jobPodLogs, made: map[types.UID]bool{}})
 					began := time.Now()
-					run := mode.run(t, c, ns, tc, &wr)
+					res := mode.run(t, c, ns, tc, &wr)
 					t.Logf("finished in %v", time.Since(began).Round(time.Millisecond))
-					check(t, tc.want, run)
+					check(t, tc.want, res)
 				})
 			}
 		})
 	}
+}
+
+// kubeletNode is the Node whose kubelet is the harness's stand-in (apiservertest.Kubelet); a
+// case's Pods name it as spec.nodeName: ${KUBELET_NODE}.
+const kubeletNode = "compat-kubelet"
+
+// createObjects creates the objects of objects.yaml in ns. A Pod is then reported running with
+// its containers started, as its node's kubelet would (apiservertest.Started): nothing runs it.
+func createObjects(t *testing.T, c client.Client, ns string, objects []byte) {
+	t.Helper()
+	ctx := context.Background()
+	for _, doc := range documents(objects) {
+		var u unstructured.Unstructured
+		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+			t.Fatalf("objects.yaml: %v", err)
+		}
+		u.SetNamespace(ns)
+		if err := c.Create(ctx, &u); err != nil {
+			t.Fatalf("objects.yaml: %v", err)
+		}
+		if u.GetAPIVersion() != "v1" || u.GetKind() != "Pod" {
+			continue
+		}
+		var pod corev1.Pod
+		if err := c.Get(ctx, client.ObjectKeyFromObject(&u), &pod); err != nil {
+			t.Fatal(err)
+		}
+		if err := apiservertest.Started(ctx, c, &pod); err != nil {
+			t.Fatalf("objects.yaml: %v", err)
+		}
+	}
+}
+
+// result is how a run ended: the run as stored and its log.
+type result struct {
+	run  *engine.Run
+	logs []engine.LogEntry
 }
 
 func newClient(t *testing.T) client.Client {
@@ -216,7 +319,7 @@ func definitions(t *testing.T, tc theCase, ns string) []*v1beta1.WorkflowStepDef
 
 // runInController runs the case as `stepflow controller` does: a manager with controller.Setup,
 // the run a WorkflowRun of its own shard.
-func runInController(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alpha1.WorkflowRun) *engine.Run {
+func runInController(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alpha1.WorkflowRun) result {
 	t.Helper()
 	ctx := context.Background()
 	for _, d := range definitions(t, tc, ns) {
@@ -274,11 +377,17 @@ func runInController(t *testing.T, c client.Client, ns string, tc theCase, wr *v
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The store reads the status and the context ConfigMap (the run variables) as the engine does.
-	run, err := crdstore.New(crdstore.Options{Client: c}).Load(ctx, engine.Key{Namespace: ns, Name: wr.Name})
+	st := crdstore.New(crdstore.Options{Client: c})
+	key := engine.Key{Namespace: ns, Name: wr.Name}
+	run, err := st.Load(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return run
+	logs, err := st.Logs(ctx, key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return result{run, logs}
 }
 
 // finished is told of every transition and passes on the run once it has finished.
@@ -295,7 +404,7 @@ func (f finished) RunChanged(run *engine.Run) {
 
 // runEmbedded runs the case as `stepflow run` and `stepflow server` do: the engine over SQLite,
 // reaching the same API server as its local cluster.
-func runEmbedded(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alpha1.WorkflowRun) *engine.Run {
+func runEmbedded(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alpha1.WorkflowRun) result {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
@@ -324,7 +433,11 @@ func runEmbedded(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alp
 	a.Engine.Enqueue(engine.Key{Namespace: ns, Name: wr.Name})
 	select {
 	case run := <-done:
-		return run
+		logs, err := st.Logs(ctx, engine.Key{Namespace: ns, Name: wr.Name}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return result{run, logs}
 	case <-time.After(25 * time.Second):
 		run, _ := st.Load(ctx, engine.Key{Namespace: ns, Name: wr.Name})
 		var y []byte
@@ -333,12 +446,13 @@ func runEmbedded(t *testing.T, c client.Client, ns string, tc theCase, wr *v1alp
 		}
 		t.Fatalf("the run did not finish in 25 s; status:\n%s", y)
 	}
-	return nil
+	return result{}
 }
 
 // check compares the finished run with the case's want.
-func check(t *testing.T, w want, run *engine.Run) {
+func check(t *testing.T, w want, res result) {
 	t.Helper()
+	run := res.run
 	st := run.Object.Status
 	if st.Phase != w.Phase {
 		t.Errorf("phase %s, want %s (message %q)", st.Phase, w.Phase, st.Message)
@@ -372,7 +486,7 @@ func check(t *testing.T, w want, run *engine.Run) {
 		}
 		v, ok := run.Vars[name]
 		if !ok {
-			t.Errorf("no run variable %s (have %v)", name, slices.Sorted(mapsKeys(run.Vars)))
+			t.Errorf("no run variable %s (have %v)", name, slices.Sorted(maps.Keys(run.Vars)))
 			continue
 		}
 		if err := json.Unmarshal(v, &have); err != nil {
@@ -382,16 +496,47 @@ func check(t *testing.T, w want, run *engine.Run) {
 			t.Errorf("run variable %s = %s, want %s", name, v, raw)
 		}
 	}
-}
-
-func mapsKeys(m map[string]json.RawMessage) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
+	messages := func(step string) []string {
+		var out []string
+		for _, e := range res.logs {
+			if e.Step == step {
+				out = append(out, e.Message)
+			}
+		}
+		return out
+	}
+	for step, patterns := range w.Log {
+		m := messages(step)
+		if missing := inOrder(m, patterns); missing != "" {
+			t.Errorf("the log of step %s has no entry matching %q where it should; its entries:\n%s", step, missing, strings.Join(m, "\n"))
+		}
+	}
+	for step, patterns := range w.LogNot {
+		for _, msg := range messages(step) {
+			for _, re := range patterns {
+				if regexp.MustCompile(re).MatchString(msg) {
+					t.Errorf("the log of step %s has an entry matching %q: %q", step, re, msg)
+				}
 			}
 		}
 	}
+}
+
+// inOrder returns the first of the regular expressions res that no message matches after the
+// message the one before it matched, or "" when each has its message, in order.
+func inOrder(messages, res []string) string {
+	i := 0
+	for _, re := range res {
+		r := regexp.MustCompile(re)
+		for i < len(messages) && !r.MatchString(messages[i]) {
+			i++
+		}
+		if i == len(messages) {
+			return re
+		}
+		i++
+	}
+	return ""
 }
 
 var installOnce sync.Once
@@ -441,8 +586,10 @@ var applicationGVK = schema.GroupVersionKind{Group: "core.oam.dev", Version: "v1
 // standIn stands in for the kubelet and the kube-controller-manager (and for KubeVela's
 // application controller), which cannot run here: until the test ends it marks the
 // namespace's Deployments ready, its Jobs complete and its Applications running, each
-// `ready` after it first saw them, as those controllers would once pods had started.
-func standIn(t *testing.T, c client.Client, ns string) {
+// `ready` after it first saw them, as those controllers would once pods had started. A Job
+// gets its pod at once, as the Job controller would make it: on the kubelet stand-in's node,
+// reported running, with the case's job-pod-logs as the log of each of its containers.
+func standIn(t *testing.T, c client.Client, ns string, pods jobPods) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
@@ -458,7 +605,7 @@ func standIn(t *testing.T, c client.Client, ns string) {
 		}
 		for ctx.Err() == nil {
 			markDeployments(ctx, t, c, ns, due)
-			markJobs(ctx, t, c, ns, due)
+			markJobs(ctx, t, c, ns, due, pods)
 			markApplications(ctx, t, c, ns, due)
 			select {
 			case <-ctx.Done():
@@ -492,13 +639,30 @@ func markDeployments(ctx context.Context, t *testing.T, c client.Client, ns stri
 	}
 }
 
-func markJobs(ctx context.Context, t *testing.T, c client.Client, ns string, due func(string, metav1.Object) bool) {
+// jobPods is what the stand-in needs to make a Job's pod: the kubelet that serves its
+// containers' logs, and their lines.
+type jobPods struct {
+	kubelet *apiservertest.Kubelet
+	lines   []string
+	made    map[types.UID]bool // the Jobs whose pod was made
+}
+
+func markJobs(ctx context.Context, t *testing.T, c client.Client, ns string, due func(string, metav1.Object) bool, pods jobPods) {
 	var list batchv1.JobList
 	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return
 	}
 	for i := range list.Items {
 		j := &list.Items[i]
+		if !pods.made[j.UID] {
+			if err := pods.make(ctx, c, j); err != nil {
+				if ctx.Err() == nil {
+					t.Logf("stand-in: Job %s: %v", j.Name, err)
+				}
+				continue
+			}
+			pods.made[j.UID] = true
+		}
 		if j.Status.Succeeded > 0 || !due("Job", j) {
 			continue
 		}
@@ -519,6 +683,32 @@ func markJobs(ctx context.Context, t *testing.T, c client.Client, ns string, due
 			t.Logf("stand-in: Job %s: %v", j.Name, err)
 		}
 	}
+}
+
+// make makes the pod of Job j, <job>-pod, labelled as the Job controller labels it, on the
+// kubelet stand-in's node, and reports it running.
+func (p jobPods) make(ctx context.Context, c client.Client, j *batchv1.Job) error {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: j.Name + "-pod", Namespace: j.Namespace,
+			Labels:          maps.Clone(j.Spec.Template.Labels),
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(j, batchv1.SchemeGroupVersion.WithKind("Job"))},
+		},
+		Spec: *j.Spec.Template.Spec.DeepCopy(),
+	}
+	if pod.Labels == nil {
+		pod.Labels = map[string]string{}
+	}
+	pod.Labels["job-name"] = j.Name
+	pod.Labels["batch.kubernetes.io/job-name"] = j.Name
+	pod.Spec.NodeName = kubeletNode
+	if err := c.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("making its pod: %w", err)
+	}
+	for _, ct := range pod.Spec.Containers {
+		p.kubelet.Write(pod.Namespace, pod.Name, ct.Name, written(p.lines), p.lines...)
+	}
+	return apiservertest.Started(ctx, c, pod)
 }
 
 func markApplications(ctx context.Context, t *testing.T, c client.Client, ns string, due func(string, metav1.Object) bool) {

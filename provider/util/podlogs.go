@@ -31,6 +31,9 @@ type podResource struct {
 	LabelSelector map[string]string `json:"labelSelector"`
 }
 
+// localCluster is KubeVela's name of the local cluster, which "" names too.
+const localCluster = "local"
+
 // podLogVar is the prefix of the run variable where a step keeps what it has collected of
 // pods' logs (podLogState), so that an evaluation adds only what the last one did not see.
 const podLogVar = "stepflow.podlogs/"
@@ -77,6 +80,9 @@ func (l *logger) podLogs(ctx context.Context, call *step.Call, level int, resour
 	for i, r := range resources {
 		if r.Namespace == "" {
 			r.Namespace = call.Run.Namespace
+		}
+		if r.Cluster == localCluster {
+			r.Cluster = "" // so that its lines are not prefixed with a cluster's name
 		}
 		c, err := l.podClient(ctx, r.Cluster)
 		if err != nil {

@@ -1,20 +1,12 @@
 package util_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"reflect"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,79 +28,8 @@ var api *apiservertest.Cluster
 
 func TestMain(m *testing.M) { apiservertest.Main(m, &api) }
 
-// kubelet stands in for the kubelet of a node: no kubelet can run here, so a loopback HTTPS
-// server answers the kubelet's containerLogs API (GET /containerLogs/<namespace>/<pod>/<container>,
-// with timestamps, sinceTime, tailLines and limitBytes), which the API server calls for
-// GET /api/v1/namespaces/<namespace>/pods/<pod>/log. It serves what the test wrote.
-type kubelet struct {
-	*httptest.Server
-	mu    sync.Mutex
-	logs  map[string][]logLine // by namespace/pod/container
-	asked []url.Values         // the queries of the requests, in order
-}
-
-type logLine struct {
-	at   time.Time
-	text string
-}
-
-func newKubelet(t *testing.T) *kubelet {
-	t.Helper()
-	k := &kubelet{logs: map[string][]logLine{}}
-	k.Server = httptest.NewTLSServer(http.HandlerFunc(k.containerLogs))
-	t.Cleanup(k.Close)
-	return k
-}
-
-// write adds lines to a container's log, stamped from at on, 100ms apart.
-func (k *kubelet) write(container string, at time.Time, lines ...string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for i, text := range lines {
-		k.logs[container] = append(k.logs[container], logLine{at.Add(time.Duration(i) * 100 * time.Millisecond), text})
-	}
-}
-
-func (k *kubelet) containerLogs(w http.ResponseWriter, r *http.Request) {
-	id, ok := strings.CutPrefix(r.URL.Path, "/containerLogs/")
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	q := r.URL.Query()
-	k.mu.Lock()
-	k.asked = append(k.asked, q)
-	lines := slices.Clone(k.logs[id])
-	k.mu.Unlock()
-	if s := q.Get("sinceTime"); s != "" {
-		since, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		lines = slices.DeleteFunc(lines, func(l logLine) bool { return l.at.Before(since) })
-	}
-	if s := q.Get("tailLines"); s != "" {
-		n, _ := strconv.Atoi(s)
-		lines = lines[max(0, len(lines)-n):]
-	}
-	var b bytes.Buffer
-	for _, l := range lines {
-		if q.Get("timestamps") == "true" {
-			b.WriteString(l.at.Format(time.RFC3339Nano) + " ")
-		}
-		b.WriteString(l.text + "\n")
-	}
-	out := b.Bytes()
-	if s := q.Get("limitBytes"); s != "" {
-		n, _ := strconv.Atoi(s)
-		out = out[:min(n, len(out))]
-	}
-	_, _ = w.Write(out)
-}
-
-// podEnv is a fresh namespace with a node whose kubelet is k, and what the test needs to make
-// pods on it and run steps.
+// podEnv is a fresh namespace with a node whose kubelet is k (apiservertest.Kubelet, which
+// stands in for the kubelet), and what the test needs to make pods on it and run steps.
 type podEnv struct {
 	t         *testing.T
 	c         client.Client
@@ -117,7 +38,7 @@ type podEnv struct {
 	clusters  *cluster.Registry
 }
 
-func newPodEnv(t *testing.T, k *kubelet) *podEnv {
+func newPodEnv(t *testing.T, k *apiservertest.Kubelet) *podEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a kube-apiserver")
@@ -132,20 +53,7 @@ func newPodEnv(t *testing.T, k *kubelet) *podEnv {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.namespace}}); err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(k.Listener.Addr().String())
-	p, _ := strconv.Atoi(port)
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.node}}
-	if err := c.Create(ctx, node); err != nil {
-		t.Fatal(err)
-	}
-	node.Status = corev1.NodeStatus{
-		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
-		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(p)}},
-	}
-	if err := c.Status().Update(ctx, node); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Delete(context.Background(), node) })
+	k.Register(t, c, e.node)
 	return e
 }
 
@@ -163,14 +71,7 @@ func (e *podEnv) pod(name string, labels map[string]string, containers ...string
 	if err := e.c.Create(ctx, p); err != nil {
 		e.t.Fatal(err)
 	}
-	p.Status = corev1.PodStatus{Phase: corev1.PodRunning}
-	for _, c := range containers {
-		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
-			Name: c, Image: "example.com/" + c, Ready: true,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
-		})
-	}
-	if err := e.c.Status().Update(ctx, p); err != nil {
+	if err := apiservertest.Started(ctx, e.c, p); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -222,13 +123,13 @@ var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 // pods/log, from a kubelet on their node; each evaluation of the step adds the lines written
 // since the last one, each an entry naming its pod and container.
 func TestPodLogsOfMatchingPodsGoIntoTheStepLog(t *testing.T) {
-	k := newKubelet(t)
+	k := apiservertest.NewKubelet(t)
 	e := newPodEnv(t, k)
 	e.pod("build-1", map[string]string{"app": "build"}, "kaniko", "sidecar")
 	e.pod("other", map[string]string{"app": "web"}, "web")
-	k.write(e.namespace+"/build-1/kaniko", t0, "step 1/3", "step 2/3")
-	k.write(e.namespace+"/build-1/sidecar", t0, "ready")
-	k.write(e.namespace+"/other/web", t0, "not this one")
+	k.Write(e.namespace, "build-1", "kaniko", t0, "step 1/3", "step 2/3")
+	k.Write(e.namespace, "build-1", "sidecar", t0, "ready")
+	k.Write(e.namespace, "other", "web", t0, "not this one")
 
 	r := e.runner(util.Options{})
 	template := `
@@ -243,7 +144,7 @@ log: util.#Log & {$params: source: resources: [{labelSelector: app: "build"}]}
 	}
 
 	// Later lines, two of them in the second of the last one read and one with its very stamp.
-	k.write(e.namespace+"/build-1/kaniko", t0.Add(100*time.Millisecond), "step 2/3 again, same stamp", "step 3/3", "pushed")
+	k.Write(e.namespace, "build-1", "kaniko", t0.Add(100*time.Millisecond), "step 2/3 again, same stamp", "step 3/3", "pushed")
 	got = e.step(r, template, vars)
 	want = []string{"[pod/build-1/kaniko] step 2/3 again, same stamp", "[pod/build-1/kaniko] step 3/3", "[pod/build-1/kaniko] pushed"}
 	if !reflect.DeepEqual(got, want) {
@@ -255,24 +156,24 @@ log: util.#Log & {$params: source: resources: [{labelSelector: app: "build"}]}
 	if _, ok := vars["stepflow.podlogs/build"]; !ok {
 		t.Errorf("no run variable records what was read: %v", vars)
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if len(k.asked) == 0 || k.asked[len(k.asked)-1].Get("timestamps") != "true" || k.asked[len(k.asked)-1].Get("sinceTime") == "" {
-		t.Errorf("the kubelet was asked %v, want stamped reads since the last line", k.asked)
+	asked := k.Asked()
+	if len(asked) == 0 || asked[len(asked)-1].Get("timestamps") != "true" || asked[len(asked)-1].Get("sinceTime") == "" {
+		t.Errorf("the kubelet was asked %v, want stamped reads since the last line", asked)
 	}
 }
 
 // A pod named in its namespace is read as one a selector matches; a name that matches nothing
-// (the pod not made yet) logs nothing and is no error.
+// (the pod not made yet) logs nothing and is no error. The local cluster named "local", as
+// KubeVela names it, is not named in the lines.
 func TestPodLogsOfANamedPod(t *testing.T) {
-	k := newKubelet(t)
+	k := apiservertest.NewKubelet(t)
 	e := newPodEnv(t, k)
 	e.pod("kaniko", nil, "kaniko")
-	k.write(e.namespace+"/kaniko/kaniko", t0, "building")
+	k.Write(e.namespace, "kaniko", "kaniko", t0, "building")
 	r := e.runner(util.Options{})
 	got := e.step(r, fmt.Sprintf(`
 import "vela/util"
-log: util.#Log & {$params: source: resources: [{name: "kaniko", namespace: %q}, {name: "not-yet"}]}
+log: util.#Log & {$params: source: resources: [{name: "kaniko", namespace: %q, cluster: "local"}, {name: "not-yet"}]}
 `, e.namespace), map[string]json.RawMessage{})
 	if want := []string{"[pod/kaniko/kaniko] building"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("logged %q, want %q", got, want)
@@ -282,14 +183,14 @@ log: util.#Log & {$params: source: resources: [{name: "kaniko", namespace: %q}, 
 // A step adds at most its bounds of pods' logs: a read with more keeps its last lines, the log
 // says the bounds are reached, and later evaluations add nothing more.
 func TestPodLogsAreBoundedPerStep(t *testing.T) {
-	k := newKubelet(t)
+	k := apiservertest.NewKubelet(t)
 	e := newPodEnv(t, k)
 	e.pod("noisy", map[string]string{"app": "noisy"}, "main")
 	var lines []string
 	for i := range 8 {
 		lines = append(lines, fmt.Sprintf("line %d", i))
 	}
-	k.write(e.namespace+"/noisy/main", t0, lines...)
+	k.Write(e.namespace, "noisy", "main", t0, lines...)
 	r := e.runner(util.Options{MaxPodLogLines: 5})
 	template := `
 import "vela/util"
@@ -300,7 +201,7 @@ log: util.#Log & {$params: source: resources: [{labelSelector: app: "noisy"}]}
 	if len(got) != 6 || got[0] != "[pod/noisy/main] line 3" || got[4] != "[pod/noisy/main] line 7" || !strings.Contains(got[5], "holds the 5 lines") {
 		t.Errorf("logged %q, want lines 3 to 7 and a word on the bound", got)
 	}
-	k.write(e.namespace+"/noisy/main", t0.Add(time.Minute), "line 8")
+	k.Write(e.namespace, "noisy", "main", t0.Add(time.Minute), "line 8")
 	if got := e.step(r, template, vars); len(got) != 0 {
 		t.Errorf("past its bound the step logged %q", got)
 	}
@@ -315,7 +216,7 @@ log: util.#Log & {$params: source: resources: [{labelSelector: app: "noisy"}]}
 
 	// So are the pods an item reads: the first by name, and the log says so once.
 	e.pod("noisy-2", map[string]string{"app": "noisy"}, "main")
-	k.write(e.namespace+"/noisy-2/main", t0, "from the second pod")
+	k.Write(e.namespace, "noisy-2", "main", t0, "from the second pod")
 	r = e.runner(util.Options{MaxPods: 1})
 	vars = map[string]json.RawMessage{}
 	got = e.step(r, template, vars)
