@@ -80,6 +80,11 @@ func (c *clusters) Config(ctx context.Context, name string) (*rest.Config, error
 	return resolve(ctx, c, "", name, assembly.Clusters.Config)
 }
 
+// ConfigIn implements util.NamespacedClusters: Config for a run in namespace.
+func (c *clusters) ConfigIn(ctx context.Context, namespace, name string) (*rest.Config, error) {
+	return resolve(ctx, c, namespace, name, assembly.Clusters.Config)
+}
+
 // resolve gets what get gives of the named cluster for the runs of namespace: from the stored
 // clusters when one is stored under that name and namespace may use it, else from the fallback.
 func resolve[T any](ctx context.Context, c *clusters, namespace, name string, get func(assembly.Clusters, context.Context, string) (T, error)) (T, error) {

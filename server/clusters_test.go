@@ -78,6 +78,37 @@ func TestStoredClustersAreForTheirNamespacesAndRunNothingOnTheHost(t *testing.T)
 		t.Errorf("team-b may not use its cluster: %s", msg)
 	}
 
+	// A #Log of pods' logs looks its cluster up for the run's namespace too.
+	admin.postYAML("/api/v1/definitions", `
+apiVersion: core.oam.dev/v1beta1
+kind: WorkflowStepDefinition
+metadata: {name: pod-logs, namespace: vela-system}
+spec:
+  schematic:
+    cue:
+      template: |
+        import "vela/util"
+        parameter: cluster: string
+        log: util.#Log & {$params: source: resources: [{name: "web", cluster: parameter.cluster}]}
+`).want(t, http.StatusCreated)
+	for _, tc := range []struct{ namespace, want string }{
+		{"team-a", `cluster "b-only" is not for the runs of namespace "team-a"`},
+		{"team-b", "127.0.0.1:1"}, // as far as the API server, which is not there
+	} {
+		r := admin.postYAML("/api/v1/runs?wait=30s", fmt.Sprintf(`
+apiVersion: core.oam.dev/v1alpha1
+kind: WorkflowRun
+metadata: {name: logs, namespace: %s}
+spec:
+  workflowSpec:
+    steps:
+    - {name: logs, type: pod-logs, properties: {cluster: b-only}}
+`, tc.namespace)).want(t, http.StatusOK).json(t)
+		if msg, _ := at(r, "status.steps.0.message").(string); at(r, "status.status") != "failed" || !strings.Contains(msg, tc.want) {
+			t.Errorf("pod logs of cluster b-only in %s: %v: %s; want %q", tc.namespace, at(r, "status.status"), msg, tc.want)
+		}
+	}
+
 	marker := filepath.Join(t.TempDir(), "ran")
 	r := admin.postJSON("/api/v1/clusters", map[string]any{"name": "plugin", "kubeconfig": execKubeconfig(marker)}).want(t, http.StatusBadRequest)
 	if _, ok := r.problems(t)["kubeconfig.users[name=u].user.exec"]; !ok || !strings.Contains(string(r.body), "--allow-kubeconfig-exec") {

@@ -79,6 +79,8 @@ func TestDefinitionsWrittenForKubeVelaBuild(t *testing.T) {
 		`#HTTPDo & {$params: {url: "http://x", request: {somethingNew: 1}}}`,
 		`#HTTPDo & {$params: {url: "http://x", request: headersFromSecret: [{header: "Authorization", secret: "api", key: "token"}]}}`,
 		`#HTTPDo & {$params: {url: "http://x", request: headersFromSecret: [{name: "Authorization", secret: "api", key: "token"}]}}`,
+		// The issue's spelling (header, secretRef: {name, key}) beside KubeVela's provider's.
+		`#HTTPDo & {$params: {url: "http://x", request: headersFromSecret: [{header: "A", secretRef: {name: "s", key: "k"}}]}}`,
 	} {
 		if _, err := use(t, p, expr); err != nil {
 			t.Errorf("%s: %v", expr, err)
@@ -88,7 +90,7 @@ func TestDefinitionsWrittenForKubeVelaBuild(t *testing.T) {
 		`#HTTPDo & {$params: {url: "http://x", method: "BREW"}}`,
 		`#HTTPDo & {$params: {url: "http://x", unknown: 1}}`,
 		`#HTTPDo & {$params: {url: "http://x"}, $returns: {body: "", statusCode: 200, header: null}}`,
-		`#HTTPDo & {$params: {url: "http://x", request: headersFromSecret: [{header: "A", secretRef: {name: "s", key: "k"}}]}}`,
+		`#HTTPDo & {$params: {url: "http://x", request: headersFromSecret: [{header: "A", secret: "s", key: "k", secretRef: {name: "s", key: "k"}}]}}`,
 	} {
 		if _, err := use(t, p, expr); err == nil {
 			t.Errorf("%s: accepted, want an error", expr)

@@ -28,12 +28,31 @@ const (
 )
 
 // headerSecret is one item of request.headersFromSecret: the header Header (or Name, its older
-// spelling) gets the value under Key of the Secret named Secret, in the run's namespace.
+// spelling) gets the value under Key of the Secret named Secret, in the run's namespace; or
+// under SecretRef's key of the Secret it names.
 type headerSecret struct {
-	Header string `json:"header"`
-	Name   string `json:"name"`
-	Secret string `json:"secret"`
-	Key    string `json:"key"`
+	Header    string     `json:"header"`
+	Name      string     `json:"name"`
+	Secret    string     `json:"secret"`
+	Key       string     `json:"key"`
+	SecretRef *secretRef `json:"secretRef"`
+}
+
+// secretRef names a Secret of the run's namespace and one of its keys.
+type secretRef struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+}
+
+// ref is the Secret and key h reads: secret and key, or secretRef.
+func (h headerSecret) ref(field string) (secret, key string, err error) {
+	if h.SecretRef == nil {
+		return h.Secret, h.Key, nil
+	}
+	if h.Secret != "" || h.Key != "" {
+		return "", "", terminalf("%s: give the Secret once, as secret and key or as secretRef, not both", field)
+	}
+	return h.SecretRef.Name, h.SecretRef.Key, nil
 }
 
 // tlsParams is tls_config: the Secret holding the CAs and the client certificate. Secret may
@@ -141,18 +160,22 @@ func headerName(h headerSecret, field string) (string, error) {
 // setHeader sets the header name to the value of h's Secret's key. A trailing newline, which a
 // Secret made from a file often has, is dropped.
 func (r *secretReader) setHeader(ctx context.Context, header nethttp.Header, name string, h headerSecret, field string) error {
-	s, err := r.get(ctx, r.namespace, h.Secret, field)
+	secret, key, err := h.ref(field)
 	if err != nil {
 		return err
 	}
-	raw, ok := s.Data[h.Key]
+	s, err := r.get(ctx, r.namespace, secret, field)
+	if err != nil {
+		return err
+	}
+	raw, ok := s.Data[key]
 	if !ok {
-		return terminalf("%s: Secret %s/%s has no key %q", field, s.Namespace, s.Name, h.Key)
+		return terminalf("%s: Secret %s/%s has no key %q", field, s.Namespace, s.Name, key)
 	}
 	value := strings.TrimRight(string(raw), "\r\n")
 	r.call.Sensitive(value)
 	if i := strings.IndexFunc(value, func(c rune) bool { return (c < ' ' && c != '\t') || c == 0x7f }); i >= 0 {
-		return terminalf("%s: the value of key %q of Secret %s/%s is not a valid header value: it holds a control character at byte %d", field, h.Key, s.Namespace, s.Name, i)
+		return terminalf("%s: the value of key %q of Secret %s/%s is not a valid header value: it holds a control character at byte %d", field, key, s.Namespace, s.Name, i)
 	}
 	header.Set(name, value)
 	return nil

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/step"
@@ -84,7 +85,7 @@ func (l *logger) podLogs(ctx context.Context, call *step.Call, level int, resour
 		if r.Cluster == localCluster {
 			r.Cluster = "" // so that its lines are not prefixed with a cluster's name
 		}
-		c, err := l.podClient(ctx, r.Cluster)
+		c, err := l.podClient(ctx, call.Run.Namespace, r.Cluster)
 		if err != nil {
 			return err
 		}
@@ -126,9 +127,15 @@ func (l *logger) podLogs(ctx context.Context, call *step.Call, level int, resour
 	return nil
 }
 
-// podClient gives a client of the core API of the named cluster.
-func (l *logger) podClient(ctx context.Context, cluster string) (corev1client.CoreV1Interface, error) {
-	cfg, err := l.clusters.Config(ctx, cluster)
+// podClient gives a client of the core API of the named cluster, for a run in namespace.
+func (l *logger) podClient(ctx context.Context, namespace, cluster string) (corev1client.CoreV1Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if nc, ok := l.clusters.(NamespacedClusters); ok {
+		cfg, err = nc.ConfigIn(ctx, namespace, cluster)
+	} else {
+		cfg, err = l.clusters.Config(ctx, cluster)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("vela/util: #Log: source.resources reads pods' logs: %w", err)
 	}

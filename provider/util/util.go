@@ -46,6 +46,13 @@ type Clusters interface {
 	Config(ctx context.Context, name string) (*rest.Config, error)
 }
 
+// NamespacedClusters are Clusters of which some are for the runs of some namespaces only
+// (the server's stored clusters); ConfigIn is Config for a run in namespace.
+type NamespacedClusters interface {
+	Clusters
+	ConfigIn(ctx context.Context, namespace, name string) (*rest.Config, error)
+}
+
 // Options configure the provider; the zero value works.
 type Options struct {
 	// Client fetches a #Log source URL; nil means a client with Go's default transport, which
