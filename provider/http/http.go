@@ -200,7 +200,7 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 			err = ue.Err // its text repeats the method and URL, which the message below gives
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("vela/http: %s %s: no answer within %s (set request.timeout to wait longer): %w", req.Method, shown(req.URL), timeout, err)
+			return nil, fmt.Errorf("vela/http: %s %s: no answer within %s (set request.timeout, or the request step's timeout, to wait longer): %w", req.Method, shown(req.URL), timeout, err)
 		}
 		return nil, fmt.Errorf("vela/http: %s %s: %w", req.Method, shown(req.URL), err)
 	}
