@@ -15,6 +15,8 @@ command -v prometheus >/dev/null || need+=(prometheus)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 # The dashboard's tests drive a real headless Chromium (web/dashboard_test.go).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The live tree of `stepflow run` is tested in a real terminal (cmd/stepflow/terminal_test.go).
+command -v tmux >/dev/null || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq

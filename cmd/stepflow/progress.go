@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -17,6 +18,9 @@ type progress struct {
 	w   io.Writer
 	tty bool
 	now func() time.Time
+	// width is the terminal's width in columns (0: unknown, taken as 80), asked at each
+	// redraw so that a resized window is drawn to its new width.
+	width func() int
 
 	mu    sync.Mutex
 	order []engine.Key
@@ -105,9 +109,17 @@ func (p *progress) redraw() {
 		fmt.Fprintf(&b, "\x1b[%dA", p.drawn)
 	}
 	n := 0
+	// A line wider than the terminal would wrap onto the next row, and the next redraw, which
+	// moves up one row per line, would start below the tree's top: each line is cut to fit.
+	width := 80
+	if p.width != nil {
+		if w := p.width(); w > 0 {
+			width = w
+		}
+	}
 	line := func(format string, args ...any) {
 		b.WriteString("\x1b[2K")
-		fmt.Fprintf(&b, format, args...)
+		b.WriteString(fit(fmt.Sprintf(format, args...), width-1))
 		b.WriteByte('\n')
 		n++
 	}
@@ -143,6 +155,15 @@ func (p *progress) redraw() {
 	p.drawn = n
 	// Progress is shown as well as it can be: a terminal that cannot be drawn on stops no run.
 	_, _ = io.WriteString(p.w, b.String())
+}
+
+// fit cuts s to at most width characters, ending it with "…" when it was cut.
+func fit(s string, width int) string {
+	if width < 1 || utf8.RuneCountInString(s) <= width {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:width-1]) + "…"
 }
 
 func icon(phase v1alpha1.WorkflowStepPhase) string {

@@ -180,11 +180,18 @@ func (a *app) newDriver() *driver {
 
 // newWatcher follows runs onto this command's output.
 func newWatcher(g *globals) *watcher {
-	tty := false
-	if f, ok := g.stdout.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
+	p := newProgress(g.stdout, false)
+	if f, ok := g.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.tty = true
+		p.width = func() int {
+			w, _, err := term.GetSize(int(f.Fd()))
+			if err != nil {
+				return 0
+			}
+			return w
+		}
 	}
-	return &watcher{progress: newProgress(g.stdout, tty), last: map[engine.Key]*runView{}, changed: make(chan struct{}, 1)}
+	return &watcher{progress: p, last: map[engine.Key]*runView{}, changed: make(chan struct{}, 1)}
 }
 
 // start runs the engine's workers, and renews the leases of the runs they drive, until stop.
