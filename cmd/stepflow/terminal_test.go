@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +61,7 @@ func TestLiveTreeInATerminal(t *testing.T) {
 	}
 	shell := exe + " --data-dir " + filepath.Join(dir, "data") + " run " + file + "; touch " + done + "; sleep 60"
 	tmux("new-session", "-d", "-x", "80", "-y", "30", "sh", "-c", shell)
-	t.Cleanup(func() { _ = exec.Command("tmux", "-S", socket, "kill-server").Run() })
+	t.Cleanup(func() { _ = exec.CommandContext(context.Background(), "tmux", "-S", socket, "kill-server").Run() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(done); err == nil {
