@@ -466,3 +466,24 @@ func (s *Store) DeleteExpired(ctx context.Context, r engine.Retention, now time.
 	}
 	return deleted, nil
 }
+
+// RecordBytes is the size of the run's JSON: what a save of it writes, its blobs aside. It is
+// 0 for a run not stored.
+func (s *Store) RecordBytes(ctx context.Context, key engine.Key) (int, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(length(data)), 0) FROM runs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("size of run %s: %w", key, err)
+	}
+	return int(n), nil
+}
+
+// BlobBytes is the size of the blobs kept for the run (engine.Run.SpillVars).
+func (s *Store) BlobBytes(ctx context.Context, key engine.Key) (int, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(length(data)), 0) FROM run_blobs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("size of the blobs of run %s: %w", key, err)
+	}
+	return int(n), nil
+}
