@@ -158,7 +158,8 @@ func (c *Controller) forget(key engine.Key) {
 	}
 }
 
-// expire deletes the finished run wr, with its context ConfigMap, once its retention
+// expire deletes the finished run wr, with its context ConfigMap and the ConfigMaps of its large
+// variables, once its retention
 // (engine.Retention.ExpiresAt: its own TTL, its template's, or the controller's --retain) has
 // passed, and otherwise asks to be called again then. The delete is conditional on the
 // resourceVersion read, so that a run restarted meanwhile is kept.
@@ -184,6 +185,9 @@ func (c *Controller) expire(ctx context.Context, key engine.Key, wr *v1alpha1.Wo
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: crdstore.ContextName(key.Name)}}
 	if err := c.direct.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, fmt.Errorf("delete the context of run %s: %w", key, err)
+	}
+	if err := crdstore.DeleteBlobs(ctx, c.direct, key); err != nil {
+		return reconcile.Result{}, err
 	}
 	c.forget(key)
 	c.log.Info("deleted a finished run past its retention", "run", key, "expired", at)

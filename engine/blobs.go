@@ -17,9 +17,10 @@ import (
 const (
 	// BlobThreshold is the size above which a variable is kept as a blob.
 	BlobThreshold = 64 << 10
-	// InlineBudget bounds the variables a record holds inline: beyond it, the largest of
-	// those above minBlob are kept as blobs too, so that many values just under
-	// BlobThreshold do not make the record large either.
+	// InlineBudget is the default bound of the variables a record holds inline: beyond it, the
+	// largest of those above minBlob are kept as blobs too, so that many values just under
+	// BlobThreshold do not make the record large either. A store may ask for less
+	// (SpillVars).
 	InlineBudget = 256 << 10
 	// minBlob is the smallest value kept as a blob to keep within InlineBudget.
 	minBlob = 1 << 10
@@ -69,10 +70,14 @@ func BlobHash(data []byte) string {
 }
 
 // SpillVars says how a store writes the run's variables: those above BlobThreshold, and the
-// largest of the others when together they exceed InlineBudget, as blobs; the rest inline.
-// Each value is hashed once for as long as the run holds it, and a blob is New only until
-// SpillSaved says a store has it. It does not change the run's variables.
-func (r *Run) SpillVars() Spill {
+// largest of the others when together they exceed budget (InlineBudget when it is 0 or
+// less), as blobs; the rest inline. Each value is hashed once for as long as the run holds
+// it, and a blob is New only until SpillSaved says a store has it. It does not change the
+// run's variables.
+func (r *Run) SpillVars(budget int) Spill {
+	if budget <= 0 {
+		budget = InlineBudget
+	}
 	var s Spill
 	if len(r.Vars) == 0 && len(r.blobs) == 0 {
 		return s
@@ -95,12 +100,12 @@ func (r *Run) SpillVars() Spill {
 			}
 		}
 	}
-	if inline > InlineBudget {
+	if inline > budget {
 		slices.SortFunc(small, func(a, b sized) int {
 			return cmp.Or(cmp.Compare(b.n, a.n), cmp.Compare(a.name, b.name))
 		})
 		for _, v := range small {
-			if inline <= InlineBudget {
+			if inline <= budget {
 				break
 			}
 			out[v.name] = true

@@ -19,7 +19,7 @@ type record struct {
 // which it may delete (Unused). Once the write is committed, the store tells the run
 // (engine.Run.SpillSaved).
 func EncodeRun(run *engine.Run) ([]byte, engine.Spill, error) {
-	spill := run.SpillVars()
+	spill := run.SpillVars(engine.InlineBudget)
 	c := *run
 	c.Vars = spill.Vars
 	data, err := json.Marshal(record{Run: &c, Blobs: spill.Blobs})
