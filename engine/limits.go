@@ -15,8 +15,9 @@ const (
 	DefaultMaxSteps       = 1000
 	DefaultMaxIterations  = 10000
 	DefaultMaxOutputBytes = 1 << 20
-	// DefaultMaxRunDataBytes bounds a run's outputs and variables together.
-	DefaultMaxRunDataBytes = 16 << 20
+	// DefaultMaxRunDataBytes bounds a run's outputs and variables together: enough for 30
+	// outputs of 1 MB, the run that made a record of 28 MB when they were all in it.
+	DefaultMaxRunDataBytes = 32 << 20
 	// DefaultMaxWorkflowDepth and DefaultMaxChildRuns bound `workflow` steps: how deep child
 	// runs nest, and how many one root run starts at every depth.
 	DefaultMaxWorkflowDepth = 10
