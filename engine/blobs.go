@@ -163,12 +163,15 @@ func (r *Run) SpillVars(budget int) Spill {
 // SpillSaved tells the run that a store wrote s (its record and its New blobs), so that the
 // next SpillVars does not ask for them again.
 func (r *Run) SpillSaved(s Spill) {
+	// A new map: a copy of the run (a stale one kept by a caller) may share the old one.
+	saved := make(map[string]spilled, len(r.blobs))
 	for name, b := range r.blobs {
 		if ref, ok := s.Blobs[name]; ok && ref == b.ref {
 			b.stored = true
-			r.blobs[name] = b
 		}
+		saved[name] = b
 	}
+	r.blobs = saved
 }
 
 // FillVars sets the run's variables from a stored record's: the inline ones, and those kept

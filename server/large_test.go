@@ -55,7 +55,7 @@ func TestLargeOutputsStayOutOfTheRecord(t *testing.T) {
 
 func testLargeOutputs(t *testing.T, opts servertest.Options) {
 	srv, op, admin := start(t, opts)
-	for _, def := range strings.Split(largeDefinitions, "---") {
+	for def := range strings.SplitSeq(largeDefinitions, "---") {
 		admin.postYAML("/api/v1/definitions", def).want(t, http.StatusCreated)
 	}
 	const n = 900_000

@@ -173,7 +173,9 @@ func (s *Store) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
 	defer func() { _ = tx.Rollback() }()
 	var version int64
 	var data []byte
-	err = tx.StmtContext(ctx, s.load).QueryRowContext(ctx, key.Namespace, key.Name).Scan(&version, &data)
+	load := tx.StmtContext(ctx, s.load)
+	defer func() { _ = load.Close() }()
+	err = load.QueryRowContext(ctx, key.Namespace, key.Name).Scan(&version, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("load run %s: %w", key, engine.ErrNotFound)
 	}
