@@ -203,7 +203,8 @@ func (c *Controller) forget(key engine.Key) {
 	}
 }
 
-// expire deletes the finished run wr, with its context ConfigMap, once its retention
+// expire deletes the finished run wr, with its context ConfigMap and the ConfigMaps of its large
+// variables, once its retention
 // (engine.Retention.ExpiresAt: its own TTL, its template's, or the controller's --retain) has
 // passed, and otherwise asks to be called again then. The delete is conditional on the
 // resourceVersion read, so that a run restarted meanwhile is kept.
@@ -232,7 +233,7 @@ func (c *Controller) expire(ctx context.Context, key engine.Key, wr *v1alpha1.Wo
 var errChanged = errors.New("the run changed since it was read")
 
 // remove deletes the run wr as it was read (its UID and resourceVersion), then its context
-// ConfigMap, and forgets it. A run changed since (restarted, say) is kept: errChanged.
+// ConfigMap and its large values' ConfigMaps, and forgets it. A run changed since (restarted, say) is kept: errChanged.
 func (c *Controller) remove(ctx context.Context, wr *v1alpha1.WorkflowRun) error {
 	err := c.direct.Delete(ctx, wr, client.Preconditions{UID: &wr.UID, ResourceVersion: &wr.ResourceVersion})
 	switch {
@@ -245,7 +246,11 @@ func (c *Controller) remove(ctx context.Context, wr *v1alpha1.WorkflowRun) error
 	if err := c.direct.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete the context of run %s/%s: %w", wr.Namespace, wr.Name, err)
 	}
-	c.forget(engine.Key{Namespace: wr.Namespace, Name: wr.Name})
+	key := engine.Key{Namespace: wr.Namespace, Name: wr.Name}
+	if err := crdstore.DeleteBlobs(ctx, c.direct, key); err != nil {
+		return err
+	}
+	c.forget(key)
 	return nil
 }
 

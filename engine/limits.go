@@ -15,6 +15,9 @@ const (
 	DefaultMaxSteps       = 1000
 	DefaultMaxIterations  = 10000
 	DefaultMaxOutputBytes = 1 << 20
+	// DefaultMaxRunDataBytes bounds a run's outputs and variables together: enough for 30
+	// outputs of 1 MB, the run that made a record of 28 MB when they were all in it.
+	DefaultMaxRunDataBytes = 32 << 20
 	// DefaultMaxWorkflowDepth and DefaultMaxChildRuns bound `workflow` steps: how deep child
 	// runs nest, and how many one root run starts at every depth.
 	DefaultMaxWorkflowDepth = 10
@@ -33,6 +36,12 @@ type Limits struct {
 	// OutputBytes bounds the JSON of each output or variable one evaluation of a step writes;
 	// 0 means DefaultMaxOutputBytes, a negative value none.
 	OutputBytes int
+	// RunDataBytes bounds the JSON of everything a run holds of its steps' outputs and
+	// variables together: its run variables (which a step's outputs become), its loops'
+	// iterations' outputs, and the outputs kept of waiting steps. An evaluation whose outputs
+	// or variables would take the run beyond it fails, and none of them is kept. 0 means
+	// DefaultMaxRunDataBytes, a negative value none.
+	RunDataBytes int
 	// WorkflowDepth bounds how deep the child runs of `workflow` steps nest: a run's child
 	// is at depth 1, its grandchild at 2. A step that would start a child deeper fails. 0
 	// means DefaultMaxWorkflowDepth, a negative value none.
@@ -52,6 +61,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.OutputBytes == 0 {
 		l.OutputBytes = DefaultMaxOutputBytes
+	}
+	if l.RunDataBytes == 0 {
+		l.RunDataBytes = DefaultMaxRunDataBytes
 	}
 	if l.WorkflowDepth == 0 {
 		l.WorkflowDepth = DefaultMaxWorkflowDepth
@@ -88,6 +100,77 @@ func (l Limits) checkResult(r *StepResult) error {
 				return fmt.Errorf("output %q is %d bytes, more than the limit of %d bytes per output (the engine's Limits.OutputBytes, --max-output-bytes)", name, len(v), l.OutputBytes)
 			}
 		}
+	}
+	return nil
+}
+
+// RunDataBytes is the size of the JSON of a run's outputs and variables, as Limits.RunDataBytes
+// counts it: its variables, its iterations' outputs, and its waiting steps' outputs.
+func RunDataBytes(run *Run) int {
+	n := sumBytes(run.Vars)
+	for _, l := range run.Loops {
+		for _, it := range l.Iterations {
+			if it != nil {
+				n += sumBytes(it.Outputs)
+			}
+		}
+	}
+	for _, rec := range run.Steps {
+		if rec != nil {
+			n += sumBytes(rec.Outputs)
+		}
+	}
+	return n
+}
+
+func sumBytes(m map[string]json.RawMessage) int {
+	n := 0
+	for _, v := range m {
+		n += len(v)
+	}
+	return n
+}
+
+// checkRunData refuses the result of an evaluation of n that would take the run's outputs and
+// variables beyond the limit: its variable writes replace run variables, and its outputs
+// replace run variables (or, in an iteration, the iteration's outputs) when the step ends,
+// or the outputs kept of the step when it waits.
+func (l Limits) checkRunData(run *Run, n *node, r *StepResult) error {
+	if l.RunDataBytes < 0 || r == nil {
+		return nil
+	}
+	before := RunDataBytes(run)
+	vars := map[string]int{}
+	for k, v := range run.Vars {
+		vars[k] = len(v)
+	}
+	delta := 0
+	set := func(k string, size int) {
+		delta += size - vars[k]
+		vars[k] = size
+	}
+	for k, v := range r.VarWrites {
+		set(k, len(v))
+	}
+	switch r.Outcome {
+	case Succeeded, Broke, Failed:
+		if n.it == nil {
+			for k, v := range r.Outputs {
+				set(k, len(v))
+			}
+			break
+		}
+		for k, v := range r.Outputs {
+			delta += len(v) - len(n.it.rec.Outputs[k])
+		}
+	case Waiting:
+		if rec := run.Steps[n.name]; rec != nil {
+			delta -= sumBytes(rec.Outputs)
+		}
+		delta += sumBytes(r.Outputs)
+	}
+	if after := before + delta; delta > 0 && after > l.RunDataBytes {
+		return fmt.Errorf("the run's outputs and variables would be %d bytes, more than the limit of %d bytes per run (the engine's Limits.RunDataBytes, --max-run-data)", after, l.RunDataBytes)
 	}
 	return nil
 }

@@ -87,3 +87,34 @@ spec:
 		t.Error("an iteration of the huge matrix ran")
 	}
 }
+
+// A run's outputs and variables are bounded together: the step whose outputs would take the
+// run beyond --max-run-data fails naming it, and none of its outputs is kept; one that sets
+// an output anew counts only its new size.
+func TestRunDataBound(t *testing.T) {
+	h := newHarness(t, func(o *engine.Options) { o.Limits = engine.Limits{RunDataBytes: 100} })
+	forty := strings.Repeat("x", 38) // 40 bytes as JSON
+	key := h.start(fmt.Sprintf(`
+metadata: {name: bound}
+spec:
+  workflowSpec:
+    steps:
+    - {name: a, type: ok, properties: {value: %[1]q}, outputs: [{name: o1, valueFrom: x}]}
+    - {name: b, type: ok, properties: {value: %[1]q}, outputs: [{name: o2, valueFrom: x}]}
+    - {name: again, type: ok, properties: {value: %[1]q}, outputs: [{name: o1, valueFrom: x}]}
+    - {name: c, type: ok, properties: {value: %[1]q}, outputs: [{name: o3, valueFrom: x}]}`, forty))
+	run := h.waitSettled(key)
+	if got := phases(run); got != "a=succeeded b=succeeded again=succeeded c=failed/Output" {
+		t.Errorf("phases: %s", got)
+	}
+	msg := run.Object.Status.Steps[3].Message
+	if !strings.Contains(msg, "would be 120 bytes, more than the limit of 100 bytes per run") || !strings.Contains(msg, "--max-run-data") {
+		t.Errorf("c's message %q", msg)
+	}
+	if _, ok := run.Vars["o3"]; ok {
+		t.Error("the output over the bound was stored")
+	}
+	if got := engine.RunDataBytes(run); got != 80 {
+		t.Errorf("the run holds %d bytes of outputs, want 80", got)
+	}
+}

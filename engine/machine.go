@@ -249,7 +249,11 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 		return
 	}
 	r := d.result
-	if err := m.limits.checkResult(r); err != nil {
+	err := m.limits.checkResult(r)
+	if err == nil {
+		err = m.limits.checkRunData(run, n, r)
+	}
+	if err != nil {
 		m.fail(run, n, v1alpha1.ReasonOutput, err.Error(), d.at, t)
 		return
 	}

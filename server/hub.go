@@ -111,7 +111,14 @@ func (h *hub) wait(key engine.Key) (<-chan []byte, func()) {
 // waiting for it once it has settled.
 func (h *hub) RunChanged(run *engine.Run) {
 	key := run.Key()
-	if !h.following(key) {
+	// The run is encoded only for someone who reads it now: an event stream, or a request
+	// waiting for it to settle. A run with large outputs is tens of megabytes of JSON, which a
+	// request waiting alone need not have encoded at every transition.
+	h.mu.Lock()
+	streams := len(h.subs[key]) > 0
+	h.mu.Unlock()
+	settled := engine.Settled(run)
+	if !streams && !(settled && h.following(key)) {
 		return
 	}
 	data, err := ofRun(run, newRunView(run, h.retention))
@@ -119,7 +126,7 @@ func (h *hub) RunChanged(run *engine.Run) {
 		return
 	}
 	h.publish(key, event{name: "run", data: data, version: run.Version})
-	if !engine.Settled(run) {
+	if !settled {
 		return
 	}
 	h.mu.Lock()

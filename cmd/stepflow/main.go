@@ -152,6 +152,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 	root.PersistentFlags().IntVar(&g.limits.Steps, "max-steps", engine.DefaultMaxSteps, "most steps in one run, sub-steps included (-1: no limit)")
 	root.PersistentFlags().IntVar(&g.limits.Iterations, "max-iterations", engine.DefaultMaxIterations, "most items of one forEach or matrix step (-1: no limit)")
 	root.PersistentFlags().IntVar(&g.limits.OutputBytes, "max-output-bytes", engine.DefaultMaxOutputBytes, "largest output or variable one step may write, in bytes (-1: no limit)")
+	root.PersistentFlags().IntVar(&g.limits.RunDataBytes, "max-run-data", engine.DefaultMaxRunDataBytes, "most bytes of outputs and variables one run may hold, all together (-1: no limit)")
 	root.PersistentFlags().IntVar(&g.limits.WorkflowDepth, "max-workflow-depth", engine.DefaultMaxWorkflowDepth, "deepest nesting of child runs started by workflow steps (-1: no limit)")
 	root.PersistentFlags().IntVar(&g.limits.ChildRuns, "max-child-runs", engine.DefaultMaxChildRuns, "most child runs started under one run by workflow steps, at every depth (-1: no limit)")
 	root.PersistentFlags().DurationVar(&g.evalTimeout, "eval-timeout", step.DefaultEvalTimeout, "longest one evaluation of a step may take, CUE and actions (-1s: no limit)")

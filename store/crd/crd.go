@@ -27,12 +27,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	jsonpatch "github.com/evanphx/json-patch/v5"
 	"maps"
 	"slices"
 	"strconv"
 	"sync"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -126,6 +126,9 @@ type bookkeeping struct {
 	// written to the ConfigMap yet.
 	Vars     map[string]json.RawMessage `json:"vars,omitempty"`
 	VarsHeld bool                       `json:"varsHeld,omitempty"`
+	// Blobs refer to the variables kept as blobs (engine.Run.SpillVars), wherever the others
+	// are: their values are in ConfigMaps of their own (blobName).
+	Blobs map[string]engine.BlobRef `json:"blobs,omitempty"`
 	// Sensitive are the run's sensitive values: only ever in a sealed record.
 	Sensitive []string `json:"sensitive,omitempty"`
 	// Sealed, in the status of a run with sensitive values, is the SHA-256 of the run's
@@ -230,7 +233,7 @@ func (s *Store) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
 		}
 		cm = nil
 	}
-	run, err := s.decode(obj, cm)
+	run, err := s.decode(ctx, obj, cm)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +255,7 @@ func (s *Store) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
 }
 
 // decode assembles the engine's run from the object and its context ConfigMap.
-func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine.Run, error) {
+func (s *Store) decode(ctx context.Context, obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine.Run, error) {
 	run := &engine.Run{Object: obj.DeepCopy(), Version: int64(version(obj.ResourceVersion))}
 	run.Object.APIVersion, run.Object.Kind = v1alpha1.GroupVersion.String(), "WorkflowRun"
 	st := &run.Object.Status
@@ -277,6 +280,11 @@ func (s *Store) decode(obj *v1alpha1.WorkflowRun, cm *corev1.ConfigMap) (*engine
 	}
 	if bk.VarsHeld {
 		run.Vars = bk.Vars
+	}
+	if err := run.FillVars(run.Vars, bk.Blobs, func([]string) (map[string][]byte, error) {
+		return s.readBlobs(ctx, run.Key(), bk.Blobs)
+	}); err != nil {
+		return nil, err
 	}
 	if st.Phase == "" {
 		// Never started, or its status was cleared (KubeVela's restart): the engine starts it.
@@ -359,7 +367,13 @@ func sealedRecords(cm *corev1.ConfigMap) (map[string]json.RawMessage, error) {
 // Save implements engine.Store.
 func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntry) error {
 	key := run.Key()
-	obj, sealed, err := encode(run)
+	// The large variables are written as blobs first, and the rest of the save sees only the
+	// others, with the blobs' references.
+	spill := run.SpillVars(maxHeldVars)
+	all := run.Vars
+	run.Vars = spill.Vars
+	defer func() { run.Vars = all }()
+	obj, sealed, err := encode(run, spill.Blobs)
 	if err != nil {
 		return err
 	}
@@ -393,6 +407,9 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		}
 	}
 
+	if err := s.writeBlobs(ctx, key, base, spill.New); err != nil {
+		return err
+	}
 	var held map[string]json.RawMessage
 	if sealed != nil {
 		err = s.saveSealed(ctx, run, base, logs, sealed)
@@ -403,7 +420,7 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		return err
 	}
 	if held != nil {
-		if obj, err = encodeHeld(run, held); err != nil {
+		if obj, err = encodeHeld(run, spill.Blobs, held); err != nil {
 			return err
 		}
 	}
@@ -437,6 +454,9 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 	run.Version = int64(version(obj.ResourceVersion))
 	run.Object.ResourceVersion = obj.ResourceVersion
 	run.Object.UID = obj.UID
+	run.SpillSaved(spill)
+	// The status no longer refers to them: a failure leaves them to be deleted with the run.
+	s.deleteBlobs(ctx, key, spill.Unused)
 	return nil
 }
 
@@ -529,13 +549,13 @@ func (s *Store) adopt(child *v1alpha1.WorkflowRun) {
 // encode renders the run as the object to store: its status with the bookkeeping. For a run
 // with sensitive values the bookkeeping is sealed: the status refers to it by hash, and the
 // seal returned is what the ConfigMap is to hold.
-func encode(run *engine.Run) (*v1alpha1.WorkflowRun, *seal, error) {
+func encode(run *engine.Run, blobs map[string]engine.BlobRef) (*v1alpha1.WorkflowRun, *seal, error) {
 	if len(run.Sensitive) == 0 {
-		obj, err := encodeWith(run, nil)
+		obj, err := encodeWith(run, blobs, nil)
 		return obj, nil, err
 	}
 	var sealed *seal
-	obj, err := encodeWith(run, func(bk *bookkeeping) error {
+	obj, err := encodeWith(run, blobs, func(bk *bookkeeping) error {
 		// Sealed whole, with this version's variables: the record is exactly this save's.
 		bk.Sensitive, bk.Vars, bk.VarsHeld = run.Sensitive, run.Vars, true
 		raw, err := json.Marshal(bk)
@@ -550,12 +570,13 @@ func encode(run *engine.Run) (*v1alpha1.WorkflowRun, *seal, error) {
 	return obj, sealed, err
 }
 
-func encodeWith(run *engine.Run, more func(*bookkeeping) error) (*v1alpha1.WorkflowRun, error) {
+func encodeWith(run *engine.Run, blobs map[string]engine.BlobRef, more func(*bookkeeping) error) (*v1alpha1.WorkflowRun, error) {
 	obj := run.Object.DeepCopy()
 	st := &obj.Status
 	bk := bookkeeping{
 		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend, Loops: run.Loops, Context: run.Context,
 		ChildRuns: run.ChildRuns, TTLSecondsAfterFinished: run.TTLSecondsAfterFinished, Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
+		Blobs: blobs,
 	}
 	if run.Object.Spec.WorkflowSpec == nil {
 		bk.Spec = run.Spec
@@ -578,8 +599,8 @@ func encodeWith(run *engine.Run, more func(*bookkeeping) error) (*v1alpha1.Workf
 const maxHeldVars = 32 << 10
 
 // encodeHeld is encode with the variables held in the status.
-func encodeHeld(run *engine.Run, vars map[string]json.RawMessage) (*v1alpha1.WorkflowRun, error) {
-	return encodeWith(run, func(bk *bookkeeping) error {
+func encodeHeld(run *engine.Run, blobs map[string]engine.BlobRef, vars map[string]json.RawMessage) (*v1alpha1.WorkflowRun, error) {
+	return encodeWith(run, blobs, func(bk *bookkeeping) error {
 		bk.Vars, bk.VarsHeld = vars, true
 		return nil
 	})

@@ -71,7 +71,7 @@ func freshNamespace(t *testing.T, c client.Client, name string) {
 func TestStoreSuite(t *testing.T) {
 	c := newClient(t)
 	storetest.Run(t, func(t *testing.T) engine.Store {
-		for _, ns := range []string{"round", "cas", "missing", "elsewhere", "logs", "concurrent", "race", "sensitive"} {
+		for _, ns := range []string{"round", "cas", "missing", "elsewhere", "logs", "concurrent", "race", "sensitive", "large"} {
 			freshNamespace(t, c, ns)
 		}
 		return crd.New(crd.Options{Client: c})
@@ -153,5 +153,82 @@ func TestSensitiveBookkeepingIsSealedInTheConfigMap(t *testing.T) {
 	}
 	if entries, err := fresh.Logs(ctx, run.Key(), ""); err != nil || len(entries) != 2 {
 		t.Errorf("logs %v, %v; want both lines", entries, err)
+	}
+}
+
+// A run's large variables are ConfigMaps of their own, owned by the WorkflowRun, written before
+// the status that refers to them, split when over a ConfigMap's size, read back whole by a
+// store that never saw them, sealed runs' too; the WorkflowRun stays small, and DeleteBlobs
+// (what the controller calls when it deletes a run) leaves none.
+func TestLargeVariablesAreOwnedConfigMaps(t *testing.T) {
+	c := newClient(t)
+	freshNamespace(t, c, "blobs")
+	ctx := context.Background()
+	for _, sensitive := range []bool{false, true} {
+		name := "plain"
+		run := storetest.NewRun("blobs", name)
+		if sensitive {
+			name = "sealed"
+			run = storetest.SensitiveRun("blobs", name)
+		}
+		st := crd.New(crd.Options{Client: c})
+		if err := c.Create(ctx, &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: "blobs", Name: name}, Spec: run.Object.Spec}); err != nil {
+			t.Fatal(err)
+		}
+		loaded, err := st.Load(ctx, run.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		run.Version = loaded.Version
+		big := storetest.LargeValue(1, 1_500_000) // two parts
+		run.Vars["big"] = big
+		run.Vars["other"] = storetest.LargeValue(2, 900_000)
+		if err := st.Save(ctx, run, nil); err != nil {
+			t.Fatal(err)
+		}
+
+		var obj v1alpha1.WorkflowRun
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "blobs", Name: name}, &obj); err != nil {
+			t.Fatal(err)
+		}
+		var list corev1.ConfigMapList
+		if err := c.List(ctx, &list, client.InNamespace("blobs"), client.MatchingLabels{crd.LabelBlob: "true", crd.LabelRunName: name}); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) != 4 {
+			t.Errorf("%s: %d blob ConfigMaps, want 4 (two parts each)", name, len(list.Items))
+		}
+		for _, cm := range list.Items {
+			if refs := cm.OwnerReferences; len(refs) != 1 || refs[0].UID != obj.UID || refs[0].Kind != "WorkflowRun" {
+				t.Errorf("%s: ConfigMap %s is owned by %+v, want the WorkflowRun %s", name, cm.Name, refs, obj.UID)
+			}
+		}
+		if n, err := st.RecordBytes(ctx, run.Key()); err != nil || n > 64<<10 {
+			t.Errorf("%s: the WorkflowRun is %d bytes (%v): its large variables are in it", name, n, err)
+		}
+		var cm corev1.ConfigMap
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "blobs", Name: crd.ContextName(name)}, &cm); err == nil {
+			if data, _ := json.Marshal(cm.Data); len(data) > 64<<10 {
+				t.Errorf("%s: the context ConfigMap is %d bytes: the large variables are in it", name, len(data))
+			}
+		}
+
+		got, err := crd.New(crd.Options{Client: c}).Load(ctx, run.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Vars["big"]) != string(big) || string(got.Vars["other"]) != string(run.Vars["other"]) {
+			t.Errorf("%s: the large variables do not load as saved (%d and %d bytes)", name, len(got.Vars["big"]), len(got.Vars["other"]))
+		}
+		if sensitive && string(got.Vars["token"]) != `"`+storetest.Secret+`"` {
+			t.Errorf("%s: token = %s", name, got.Vars["token"])
+		}
+
+		if err := crd.DeleteBlobs(ctx, c, run.Key()); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := st.BlobBytes(ctx, run.Key()); err != nil || n != 0 {
+			t.Errorf("%s: %d bytes of blobs after DeleteBlobs (%v)", name, n, err)
+		}
 	}
 }

@@ -57,3 +57,35 @@ func benchmarkSave(b *testing.B, st *postgres.Store, runs int) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "saves/s")
 }
+
+// BenchmarkSaveLargeOutputs is the per-transition cost of the run: 30 outputs of
+// 0.9 MB held, and one save per transition that changes only the status. Before the outputs
+// were kept as blobs, each save rewrote the 27 MB.
+func BenchmarkSaveLargeOutputs(b *testing.B) {
+	ctx := b.Context()
+	st, err := postgres.Open(ctx, postgres.Options{URL: newDatabase(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	run := storetest.NewRun("bench", "large")
+	for i := range 30 {
+		v := make([]byte, 900_000)
+		for j := range v {
+			v[j] = 'a' + byte(i%26)
+		}
+		v[0], v[len(v)-1] = '"', '"'
+		run.Vars["out"+strconv.Itoa(i)] = v
+	}
+	if err := st.Save(ctx, run, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := range b.N {
+		run.Object.Status.Message = strconv.Itoa(n)
+		if err := st.Save(ctx, run, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

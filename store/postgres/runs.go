@@ -40,20 +40,29 @@ const (
 // an update at the loaded version $18 otherwise), whose RETURNING row exists only if it
 // wrote; the log entries ($16 the steps, $17 the entries, in order), inserted once per row the
 // write returned, so none when it did not; and the new version. One statement is one
-// transaction. With notify, the statement also tells the replicas listening (Leases) that the
-// run changed, as replica $19: PostgreSQL delivers the notification when it commits.
+// transaction. The run's new blobs ($19 their hashes, $20 their data) are inserted, and
+// those it no longer refers to ($21 their hashes) deleted, only if it wrote too. With notify,
+// the statement also tells the replicas listening (Leases) that the run changed, as replica
+// $22: PostgreSQL delivers the notification when it commits.
 func saveStatement(write string, notify bool) string {
 	q := `WITH saved AS (` + write + `), logged AS (
 		INSERT INTO logs (namespace, name, step, entry)
 		SELECT $1, $2, l.step, l.entry
 		FROM saved, unnest($16::text[], $17::bytea[]) WITH ORDINALITY AS l (step, entry, n)
 		ORDER BY l.n
+	), blobbed AS (
+		INSERT INTO run_blobs (namespace, name, hash, data)
+		SELECT $1, $2, b.hash, b.data FROM saved, unnest($19::text[], $20::bytea[]) AS b (hash, data)
+		ON CONFLICT (namespace, name, hash) DO NOTHING
+	), unblobbed AS (
+		DELETE FROM run_blobs WHERE namespace = $1 AND name = $2 AND hash = ANY($21::text[])
+			AND EXISTS (SELECT 1 FROM saved)
 	)`
 	if !notify {
 		return q + ` SELECT version FROM saved`
 	}
 	return q + `, notified AS (
-		SELECT pg_notify('` + runsChannel + `', $19 || ' ' || version || ' ' || $1 || '/' || $2) FROM saved
+		SELECT pg_notify('` + runsChannel + `', $22 || ' ' || version || ' ' || $1 || '/' || $2) FROM saved
 	)
 	SELECT version FROM saved LEFT JOIN notified ON true`
 }
@@ -79,6 +88,24 @@ type runRow struct {
 	template string
 	expires  *time.Time // engine.Run.ExpiresAt, nil when the run has no own TTL or has not finished
 	created  int64      // Unix nanoseconds: when encoded, written only by an insert
+	// spill says which of the run's large variables the write stores (New) and deletes
+	// (Unused) as blobs.
+	spill engine.Spill
+}
+
+// blobValues are the parameters of a write's blobs: the new blobs' hashes and data, and the
+// hashes of those to delete.
+func (r *runRow) blobValues() []any {
+	hashes := make([]string, len(r.spill.New))
+	data := make([][]byte, len(r.spill.New))
+	for i, b := range r.spill.New {
+		hashes[i], data[i] = b.Hash, b.Data
+	}
+	unused := r.spill.Unused
+	if unused == nil {
+		unused = []string{}
+	}
+	return []any{hashes, data, unused}
 }
 
 // values are the row's parameters, $1 to $15; created is not among them.
@@ -97,9 +124,9 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 	if key.Name == "" {
 		return nil, errors.New("run has no name")
 	}
-	data, err := json.Marshal(run)
+	data, spill, err := store.EncodeRun(run)
 	if err != nil {
-		return nil, fmt.Errorf("encode run %s: %w", key, err)
+		return nil, err
 	}
 	st := &run.Object.Status
 	return &runRow{
@@ -113,6 +140,7 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 		template: run.Object.Spec.WorkflowRef,
 		expires:  timeOrNil(run.ExpiresAt()),
 		created:  time.Now().UnixNano(),
+		spill:    spill,
 	}, nil
 }
 
@@ -140,22 +168,52 @@ func timeOrNil(t time.Time) *time.Time {
 
 // Load returns the stored run with its version, or an error wrapping engine.ErrNotFound.
 func (s *Store) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
-	var version int64
-	var data []byte
-	err := s.pool.QueryRow(ctx, `SELECT version, data FROM runs WHERE namespace = $1 AND name = $2`,
-		key.Namespace, key.Name).Scan(&version, &data)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("load run %s: %w", key, engine.ErrNotFound)
-	}
+	var run *engine.Run
+	// One snapshot: the blobs are those of the version read.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var version int64
+		var data []byte
+		err := tx.QueryRow(ctx, `SELECT version, data FROM runs WHERE namespace = $1 AND name = $2`,
+			key.Namespace, key.Name).Scan(&version, &data)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return engine.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		run, err = store.DecodeRun(data, func(hashes []string) (map[string][]byte, error) {
+			return readBlobs(ctx, tx, key, hashes)
+		})
+		if err != nil {
+			return err
+		}
+		run.Version = version
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load run %s: %w", key, err)
 	}
-	run := new(engine.Run)
-	if err := json.Unmarshal(data, run); err != nil {
-		return nil, fmt.Errorf("load run %s: decode: %w", key, err)
-	}
-	run.Version = version
 	return run, nil
+}
+
+// readBlobs reads the blobs of a run by hash.
+func readBlobs(ctx context.Context, tx pgx.Tx, key engine.Key, hashes []string) (map[string][]byte, error) {
+	rows, err := tx.Query(ctx, `SELECT hash, data FROM run_blobs WHERE namespace = $1 AND name = $2 AND hash = ANY($3::text[])`,
+		key.Namespace, key.Name, hashes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string][]byte, len(hashes))
+	for rows.Next() {
+		var h string
+		var data []byte
+		if err := rows.Scan(&h, &data); err != nil {
+			return nil, err
+		}
+		out[h] = data
+	}
+	return out, rows.Err()
 }
 
 // Save writes the run and appends logs to its log in one transaction, if the stored version
@@ -177,6 +235,7 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 	if old != 0 {
 		q, args = s.saveLoaded, append(row.values(), steps, entries, old)
 	}
+	args = append(args, row.blobValues()...)
 	if s.replica != "" {
 		args = append(args, s.replica)
 	}
@@ -191,6 +250,18 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		return fmt.Errorf("save run %s at version %d: %w", row.key, old, err)
 	}
 	run.Version = version
+	run.SpillSaved(row.spill)
+	return nil
+}
+
+// writeBlobs stores the row's new blobs in tx.
+func writeBlobs(ctx context.Context, tx pgx.Tx, row *runRow) error {
+	for _, b := range row.spill.New {
+		if _, err := tx.Exec(ctx, `INSERT INTO run_blobs (namespace, name, hash, data) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (namespace, name, hash) DO NOTHING`, row.key.Namespace, row.key.Name, b.Hash, b.Data); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -216,13 +287,19 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 	if err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
+	row.spill.New, row.spill.Unused = store.AllBlobs(run, row.spill), nil
 	var version int64
 	args := append(row.values(), row.created)
 	switch replaces {
 	case store.CreateNew:
-		err = s.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $16)
-			ON CONFLICT (namespace, name) DO NOTHING
-			RETURNING version`, args...).Scan(&version)
+		err = pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (`+runValues+`, $16)
+				ON CONFLICT (namespace, name) DO NOTHING
+				RETURNING version`, args...).Scan(&version); err != nil {
+				return err
+			}
+			return writeBlobs(ctx, tx, row)
+		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = store.ErrExists
 		}
@@ -243,8 +320,13 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 			if err := tx.QueryRow(ctx, write, args...).Scan(&version); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, row.key.Namespace, row.key.Name)
-			return err
+			if _, err := tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, row.key.Namespace, row.key.Name); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM run_blobs WHERE namespace = $1 AND name = $2`, row.key.Namespace, row.key.Name); err != nil {
+				return err
+			}
+			return writeBlobs(ctx, tx, row)
 		})
 		if errors.Is(err, pgx.ErrNoRows) || isSerializationFailure(err) {
 			err = engine.ErrConflict
@@ -254,6 +336,7 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 		return fmt.Errorf("create run %s: %w", row.key, err)
 	}
 	run.Version = version
+	run.SpillSaved(row.spill)
 	s.notify(ctx, version, row.key)
 	return nil
 }
@@ -269,7 +352,10 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 		if tag.RowsAffected() == 0 {
 			return engine.ErrNotFound
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name)
+		if _, err = tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM run_blobs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name)
 		return err
 	})
 	if err != nil {
@@ -365,6 +451,9 @@ func (s *Store) DeleteExpired(ctx context.Context, r engine.Retention, now time.
 			if _, err := tx.Exec(ctx, `DELETE FROM logs WHERE namespace = $1 AND name = $2`, e.Key.Namespace, e.Key.Name); err != nil {
 				return err
 			}
+			if _, err := tx.Exec(ctx, `DELETE FROM run_blobs WHERE namespace = $1 AND name = $2`, e.Key.Namespace, e.Key.Name); err != nil {
+				return err
+			}
 			deleted = append(deleted, e.Key)
 		}
 		return nil
@@ -376,4 +465,25 @@ func (s *Store) DeleteExpired(ctx context.Context, r engine.Retention, now time.
 		s.notify(ctx, store.Deleted, k)
 	}
 	return deleted, nil
+}
+
+// RecordBytes is the size of the run's JSON: what a save of it writes, its blobs aside. It is
+// 0 for a run not stored.
+func (s *Store) RecordBytes(ctx context.Context, key engine.Key) (int, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(length(data)), 0) FROM runs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("size of run %s: %w", key, err)
+	}
+	return int(n), nil
+}
+
+// BlobBytes is the size of the blobs kept for the run (engine.Run.SpillVars).
+func (s *Store) BlobBytes(ctx context.Context, key engine.Key) (int, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(length(data)), 0) FROM run_blobs WHERE namespace = $1 AND name = $2`, key.Namespace, key.Name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("size of the blobs of run %s: %w", key, err)
+	}
+	return int(n), nil
 }

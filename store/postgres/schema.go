@@ -45,6 +45,10 @@ import (
 //	records       the server's generic records (API tokens, triggers, clusters), keyed
 //	              (kind, key) in byte order (COLLATE "C", as SQLite compares): version (from
 //	              run_versions) and opaque data.
+//	run_blobs     the runs' large variables (engine.Run.SpillVars), keyed (namespace, name,
+//	              hash): each value once per run, by the hex SHA-256 of its JSON (data); the
+//	              run's JSON refers to them. Written by the Save that first refers to one,
+//	              deleted by the Save that no longer does, and with the run.
 //	replicas      the servers sharing the database (Leases): id, and when it last renewed
 //	              its leases (seen, the database's clock).
 //	leases        which replica drives the runs of each shard (Shard) until when (expires,
@@ -120,6 +124,14 @@ var migrations = []string{
 	`ALTER TABLE runs ADD COLUMN expires timestamptz;
 	CREATE INDEX runs_expires ON runs (expires);
 	CREATE INDEX runs_end ON runs (phase, end_time);`,
+	// 5: the runs' large variables, kept apart from their JSON.
+	`CREATE TABLE run_blobs (
+		namespace text  NOT NULL,
+		name      text  NOT NULL,
+		hash      text  NOT NULL,
+		data      bytea NOT NULL,
+		PRIMARY KEY (namespace, name, hash)
+	);`,
 }
 
 // fills are the steps of migrations done in Go, by the schema version they belong to: each

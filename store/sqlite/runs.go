@@ -45,6 +45,9 @@ type runRow struct {
 	template string
 	expires  any   // Unix nanoseconds (engine.Run.ExpiresAt), nil when the run has no own TTL or has not finished
 	created  int64 // Unix nanoseconds: when encoded, written only by an insert
+	// spill says which of the run's large variables the write stores (New) and deletes
+	// (Unused) as blobs.
+	spill engine.Spill
 }
 
 // values are the row's column values in runColumns order, with version.
@@ -84,9 +87,9 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 	if key.Name == "" {
 		return nil, errors.New("run has no name")
 	}
-	data, err := json.Marshal(run)
+	data, spill, err := store.EncodeRun(run)
 	if err != nil {
-		return nil, fmt.Errorf("encode run %s: %w", key, err)
+		return nil, err
 	}
 	st := &run.Object.Status
 	var expires any
@@ -104,7 +107,24 @@ func encodeRun(run *engine.Run) (*runRow, error) {
 		template: run.Object.Spec.WorkflowRef,
 		expires:  expires,
 		created:  time.Now().UnixNano(),
+		spill:    spill,
 	}, nil
+}
+
+// writeBlobs stores the row's new blobs and deletes those it no longer refers to, in the
+// transaction that writes the row.
+func (b *batch) writeBlobs(row *runRow) error {
+	for _, blob := range row.spill.New {
+		if _, err := b.exec("insertBlob", row.key.Namespace, row.key.Name, blob.Hash, blob.Data); err != nil {
+			return err
+		}
+	}
+	for _, hash := range row.spill.Unused {
+		if _, err := b.exec("deleteBlob", row.key.Namespace, row.key.Name, hash); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func encodeLogs(key engine.Key, logs []engine.LogEntry) ([]logRow, error) {
@@ -145,21 +165,48 @@ func (b *batch) appendLogs(key engine.Key, logs []logRow) error {
 
 // Load returns the stored run with its version, or an error wrapping engine.ErrNotFound.
 func (s *Store) Load(ctx context.Context, key engine.Key) (*engine.Run, error) {
+	// One read transaction: the blobs are those of the version read.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("load run %s: %w", key, err)
+	}
+	defer func() { _ = tx.Rollback() }()
 	var version int64
 	var data []byte
-	err := s.load.QueryRowContext(ctx, key.Namespace, key.Name).Scan(&version, &data)
+	load := tx.StmtContext(ctx, s.load)
+	defer func() { _ = load.Close() }()
+	err = load.QueryRowContext(ctx, key.Namespace, key.Name).Scan(&version, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("load run %s: %w", key, engine.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load run %s: %w", key, err)
 	}
-	run := new(engine.Run)
-	if err := json.Unmarshal(data, run); err != nil {
-		return nil, fmt.Errorf("load run %s: decode: %w", key, err)
+	run, err := store.DecodeRun(data, func(hashes []string) (map[string][]byte, error) {
+		return readBlobs(ctx, tx, key, hashes)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load run %s: %w", key, err)
 	}
 	run.Version = version
 	return run, nil
+}
+
+// readBlobs reads the blobs of a run by hash.
+func readBlobs(ctx context.Context, tx *sql.Tx, key engine.Key, hashes []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(hashes))
+	for _, h := range hashes {
+		var data []byte
+		err := tx.QueryRowContext(ctx, `SELECT data FROM run_blobs WHERE namespace = ? AND name = ? AND hash = ?`, key.Namespace, key.Name, h).Scan(&data)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[h] = data
+	}
+	return out, nil
 }
 
 // Save writes the run and appends logs to its log in one transaction, if the stored version
@@ -181,6 +228,7 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		return fmt.Errorf("save run %s at version %d: %w", row.key, old, err)
 	}
 	run.Version = version
+	run.SpillSaved(row.spill)
 	return nil
 }
 
@@ -203,6 +251,9 @@ func saveOp(row *runRow, logs []logRow, old int64, version *int64) func(b *batch
 			return reject(engine.ErrConflict)
 		}
 		*version = v
+		if err := b.writeBlobs(row); err != nil {
+			return err
+		}
 		return b.appendLogs(row.key, logs)
 	}
 }
@@ -216,6 +267,7 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 	if err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
+	row.spill.New, row.spill.Unused = store.AllBlobs(run, row.spill), nil
 	var version int64
 	err = s.w.submit(ctx, func(b *batch) error {
 		v := b.nextVersion()
@@ -245,14 +297,18 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 			if _, err := b.exec("deleteLogs", row.key.Namespace, row.key.Name); err != nil {
 				return err
 			}
+			if _, err := b.exec("deleteBlobs", row.key.Namespace, row.key.Name); err != nil {
+				return err
+			}
 		}
 		version = v
-		return nil
+		return b.writeBlobs(row)
 	})
 	if err != nil {
 		return fmt.Errorf("create run %s: %w", row.key, err)
 	}
 	run.Version = version
+	run.SpillSaved(row.spill)
 	return nil
 }
 
@@ -266,7 +322,10 @@ func (s *Store) Delete(ctx context.Context, key engine.Key) error {
 		if !deleted {
 			return reject(engine.ErrNotFound)
 		}
-		_, err = b.exec("deleteLogs", key.Namespace, key.Name)
+		if _, err = b.exec("deleteLogs", key.Namespace, key.Name); err != nil {
+			return err
+		}
+		_, err = b.exec("deleteBlobs", key.Namespace, key.Name)
 		return err
 	})
 	if err != nil {
@@ -362,6 +421,9 @@ func (s *Store) DeleteExpired(ctx context.Context, r engine.Retention, now time.
 			if _, err := b.exec("deleteLogs", e.Key.Namespace, e.Key.Name); err != nil {
 				return err
 			}
+			if _, err := b.exec("deleteBlobs", e.Key.Namespace, e.Key.Name); err != nil {
+				return err
+			}
 			deleted = append(deleted, e.Key)
 		}
 		return nil
@@ -370,4 +432,25 @@ func (s *Store) DeleteExpired(ctx context.Context, r engine.Retention, now time.
 		return nil, fmt.Errorf("delete the expired runs: %w", err)
 	}
 	return deleted, nil
+}
+
+// RecordBytes is the size of the run's JSON: what a save of it writes, its blobs aside. It is
+// 0 for a run not stored.
+func (s *Store) RecordBytes(ctx context.Context, key engine.Key) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(length(data)), 0) FROM runs WHERE namespace = ? AND name = ?`, key.Namespace, key.Name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("size of run %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// BlobBytes is the size of the blobs kept for the run (engine.Run.SpillVars).
+func (s *Store) BlobBytes(ctx context.Context, key engine.Key) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(length(data)), 0) FROM run_blobs WHERE namespace = ? AND name = ?`, key.Namespace, key.Name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("size of the blobs of run %s: %w", key, err)
+	}
+	return n, nil
 }

@@ -42,6 +42,10 @@ import (
 //	             start at 1.
 //	records      the server's generic records (API tokens, triggers, clusters), keyed
 //	             (kind, key): version (from the counter above, like runs') and opaque data.
+//	run_blobs    the runs' large variables (engine.Run.SpillVars), keyed (namespace, name,
+//	             hash): each value once per run, by the hex SHA-256 of its JSON (data); the
+//	             run's JSON refers to them. Written with the Save that first refers to one,
+//	             deleted by the Save that no longer does, and with the run.
 //	leases       which process drives a run (Leases), keyed (namespace, name): the holder's
 //	             host, pid and start token (host, pid, token), and when the lease lapses
 //	             (expires, Unix nanoseconds) unless its holder renews it.
@@ -118,6 +122,14 @@ var migrations = []string{
 		token     TEXT    NOT NULL,
 		expires   INTEGER NOT NULL,
 		PRIMARY KEY (namespace, name)
+	);`,
+	// 5: the runs' large variables, kept apart from their JSON.
+	`CREATE TABLE run_blobs (
+		namespace TEXT NOT NULL,
+		name      TEXT NOT NULL,
+		hash      TEXT NOT NULL,
+		data      BLOB NOT NULL,
+		PRIMARY KEY (namespace, name, hash)
 	);`,
 }
 

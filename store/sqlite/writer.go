@@ -63,6 +63,10 @@ var writeSQL = map[string]string{
 	"deleteRunAt": `DELETE FROM runs WHERE namespace = ? AND name = ? AND version = ?`,
 	"insertLog":   `INSERT INTO logs (namespace, name, step, entry) VALUES (?, ?, ?, ?)`,
 	"deleteLogs":  `DELETE FROM logs WHERE namespace = ? AND name = ?`,
+	"insertBlob": `INSERT INTO run_blobs (namespace, name, hash, data) VALUES (?, ?, ?, ?)
+		ON CONFLICT (namespace, name, hash) DO NOTHING`,
+	"deleteBlob":  `DELETE FROM run_blobs WHERE namespace = ? AND name = ? AND hash = ?`,
+	"deleteBlobs": `DELETE FROM run_blobs WHERE namespace = ? AND name = ?`,
 	"putDefinition": `INSERT INTO definitions (namespace, name, template, object) VALUES (?, ?, ?, ?)
 		ON CONFLICT (namespace, name) DO UPDATE SET template = excluded.template, object = excluded.object`,
 	"readWorkflow": `SELECT object, generation FROM workflows WHERE namespace = ? AND name = ?`,

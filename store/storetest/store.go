@@ -136,12 +136,18 @@ func testCreate(t *testing.T, st store.Store) {
 func testDelete(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	run := NewRun("default", "gone")
+	run.Vars["large"] = LargeValue(0, 2*engine.BlobThreshold)
 	if err := st.Save(ctx, run, []engine.LogEntry{{Step: "fetch", Message: "one"}}); err != nil {
 		t.Fatal(err)
 	}
 	stale := *run
 	if err := st.Delete(ctx, run.Key()); err != nil {
 		t.Fatal(err)
+	}
+	if sizer, ok := st.(Sizer); ok {
+		if n, err := sizer.BlobBytes(ctx, run.Key()); err != nil || n != 0 {
+			t.Errorf("blobs after Delete: %d bytes (%v), want none", n, err)
+		}
 	}
 	if _, err := st.Load(ctx, run.Key()); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("Load after Delete: err = %v, want ErrNotFound", err)
