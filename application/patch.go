@@ -18,7 +18,8 @@ import (
 //	// +patchKey=name              a list of objects is merged by the key: an element of the
 //	                               patch with the key of an element of the workload is merged
 //	                               into it, the others are appended
-//	// +patchStrategy=retainKeys   the object keeps only the fields the patch has, merged
+//	// +patchStrategy=retainKeys   the object keeps only the fields the patch has, merged, the
+//	                               patch's values replacing the workload's
 //	// +patchStrategy=replace      the patch's value replaces the workload's
 //	// +patchStrategy=jsonMergePatch  (on `patch` itself) the patch is an RFC 7386 merge patch
 //	// +patchStrategy=jsonPatch       (on `patch` itself) `patch.operations` is an RFC 6902 patch
@@ -58,11 +59,18 @@ func strategyOf(v cue.Value) strategy {
 
 // applyPatch applies a trait's `patch` to the workload. defaults holds the paths of the
 // workload's values that are defaults; those a patch changes are removed from it.
-func applyPatch(workload map[string]any, patch cue.Value, defaults map[string]bool) (map[string]any, error) {
+//
+// top is the strategy written before the template's top-level `patch`, which CUE takes for the
+// file's comment when `patch` is the template's first field.
+func applyPatch(workload map[string]any, patch cue.Value, top string, defaults map[string]bool) (map[string]any, error) {
 	if err := patch.Validate(cue.Concrete(true)); err != nil {
 		return nil, fmt.Errorf("patch: %w", describe(err))
 	}
-	switch s := strategyOf(patch); s.strategy {
+	s := strategyOf(patch)
+	if s.strategy == "" {
+		s.strategy = top
+	}
+	switch s.strategy {
 	case strategyJSONMergePatch:
 		return jsonPatched(workload, patch, false)
 	case strategyJSONPatch:
@@ -117,9 +125,34 @@ func jsonPatched(workload map[string]any, patch cue.Value, ops bool) (map[string
 	return obj, nil
 }
 
+// topStrategy is the +patchStrategy of the comment lines right before the template's
+// top-level `patch:` field, or "".
+func topStrategy(tmpl string) string {
+	lines := strings.Split(tmpl, "\n")
+	for i, line := range lines {
+		if !strings.HasPrefix(line, "patch:") && !strings.HasPrefix(line, "patch :") {
+			continue
+		}
+		for j := i - 1; j >= 0; j-- {
+			c, ok := strings.CutPrefix(strings.TrimSpace(lines[j]), "//")
+			if !ok {
+				break
+			}
+			if v, ok := strings.CutPrefix(strings.TrimSpace(c), "+patchStrategy="); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	return ""
+}
+
 // patcher merges a patch into a workload, following the strategies of the patch's comments.
 type patcher struct {
 	defaults map[string]bool
+	// override is set under +patchStrategy=retainKeys: the patch's values replace the
+	// workload's, as in a Kubernetes strategic merge patch.
+	override bool
 }
 
 // merge returns base with p merged in; path is where base is, for errors and defaults.
@@ -136,7 +169,9 @@ func (m patcher) merge(base any, p cue.Value, path string) (any, error) {
 			return nil, conflict(path, base, p)
 		}
 		out := map[string]any{}
-		if s.strategy != strategyRetainKeys {
+		if s.strategy == strategyRetainKeys {
+			m.override = true
+		} else {
 			for k, v := range b {
 				out[k] = v
 			}
@@ -185,7 +220,7 @@ func (m patcher) merge(base any, p cue.Value, path string) (any, error) {
 		if reflect.DeepEqual(v, base) {
 			return base, nil
 		}
-		if m.defaults[path] {
+		if m.defaults[path] || m.override {
 			m.forget(path)
 			return v, nil
 		}

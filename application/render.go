@@ -249,7 +249,7 @@ func renderTrait(rc *Component, def *v1beta1.TraitDefinition, base map[string]an
 		if workload == nil {
 			return nil, errors.New("patch: the component has no workload to patch")
 		}
-		if workload, err = applyPatch(workload, p, defaults); err != nil {
+		if workload, err = applyPatch(workload, p, topStrategy(tmpl), defaults); err != nil {
 			return nil, err
 		}
 	}
@@ -280,7 +280,7 @@ func patchOutputs(rc *Component, p cue.Value) error {
 		if i < 0 {
 			return fmt.Errorf("patchOutputs.%s: no output of that name", name)
 		}
-		patched, err := applyPatch(rc.Outputs[i].Object.Object, it.Value(), nil)
+		patched, err := applyPatch(rc.Outputs[i].Object.Object, it.Value(), "", nil)
 		if err != nil {
 			return fmt.Errorf("patchOutputs.%s: %w", name, err)
 		}
@@ -637,6 +637,9 @@ func describe(err error) error {
 	for _, e := range errs {
 		format, args := e.Msg()
 		msg := fmt.Sprintf(format, args...)
+		if strings.HasSuffix(msg, "errors in empty disjunction:") {
+			continue // the alternatives' own errors follow
+		}
 		if p := strings.Join(e.Path(), "."); p != "" {
 			msg = p + ": " + msg
 		}
