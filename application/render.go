@@ -488,6 +488,11 @@ func evaluate(tmpl string, context map[string]any, params json.RawMessage) (cue.
 	return v, nil
 }
 
+// preamble goes before every template, on its first line so that line numbers stay right:
+// KubeVela's definitions rely on && and || short-circuiting (`x != _|_ && x.y == 1`), which CUE
+// v0.17 does only under this experiment (as the step runtime does).
+const preamble = "@experiment(shortcircuit), "
+
 // source is the CUE text of a template with its context and parameter.
 func source(tmpl string, context map[string]any, params json.RawMessage) (string, error) {
 	ctxJSON, err := json.Marshal(context)
@@ -495,6 +500,7 @@ func source(tmpl string, context map[string]any, params json.RawMessage) (string
 		return "", fmt.Errorf("context: %w", err)
 	}
 	var b strings.Builder
+	b.WriteString(preamble)
 	b.WriteString(tmpl)
 	b.WriteString("\ncontext: ")
 	b.Write(ctxJSON)

@@ -431,3 +431,19 @@ func TestHealth(t *testing.T) {
 		t.Errorf("a wrong health policy: %v", err)
 	}
 }
+
+// && and || short-circuit, as KubeVela's definitions expect: the right side is not evaluated
+// when the left decides.
+func TestShortCircuit(t *testing.T) {
+	c, err := renderOne(t, `parameter: {x?: {y: string}}
+patch: metadata: labels: {
+	if parameter.x != _|_ && parameter.x.y == "a" {set: "yes"}
+	if parameter.x == _|_ || parameter.x.y == "b" {unset: "yes"}
+}`, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := jsonOf(withoutOAMLabels(c.Workload.Object["metadata"].(map[string]any)["labels"])); got != `{"keep":"yes","tier":"web","unset":"yes"}` {
+		t.Errorf("labels %s", got)
+	}
+}

@@ -2,6 +2,7 @@ package definitions
 
 import (
 	"embed"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -79,6 +80,72 @@ func Policies() []*v1beta1.PolicyDefinition {
 		})
 	}
 	return out
+}
+
+// XDefinition is a built-in X-Definition as `stepflow def show` and the reference show it.
+type XDefinition struct {
+	// Kind is component, trait or policy.
+	Kind     string
+	Name     string
+	Template string
+	// Workload, AppliesTo, PodDisruptive, HealthPolicy and CustomStatus are what the
+	// definition declares beside its template.
+	Workload      string
+	AppliesTo     []string
+	PodDisruptive bool
+	HealthPolicy  string
+	CustomStatus  string
+}
+
+// Attributes describes what the definition declares beside its template, one line each.
+func (x XDefinition) Attributes() []string {
+	var out []string
+	if x.Workload != "" {
+		out = append(out, "workload: "+x.Workload)
+	}
+	if len(x.AppliesTo) > 0 {
+		out = append(out, "applies to: "+strings.Join(x.AppliesTo, ", "))
+	}
+	if x.Kind == "trait" {
+		out = append(out, fmt.Sprintf("pod disruptive: %t", x.PodDisruptive))
+	}
+	if x.HealthPolicy != "" {
+		out = append(out, "health policy: yes")
+	}
+	return out
+}
+
+// XDefinitions returns the built-in X-Definitions of a kind (component, trait or policy),
+// sorted by name.
+func XDefinitions(kind string) []XDefinition {
+	dirs := map[string]string{"component": "components", "trait": "traits", "policy": "policies"}
+	var out []XDefinition
+	for _, x := range readX(dirs[kind]) {
+		d := XDefinition{Kind: kind, Name: x.name, Template: x.template, PodDisruptive: x.attrs["podDisruptive"] == "true"}
+		if kind == "component" {
+			d.Workload = x.attrs["workload"]
+		}
+		if a := x.attrs["appliesTo"]; a != "" && kind == "trait" {
+			d.AppliesTo = strings.Split(a, ",")
+		}
+		if x.status != nil {
+			d.HealthPolicy, d.CustomStatus = x.status.HealthPolicy, x.status.CustomStatus
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// LookupX finds a built-in X-Definition by name, components first, then traits, then policies.
+func LookupX(name string) (XDefinition, bool) {
+	for _, kind := range []string{"component", "trait", "policy"} {
+		for _, x := range XDefinitions(kind) {
+			if x.Name == name {
+				return x, true
+			}
+		}
+	}
+	return XDefinition{}, false
 }
 
 // xdef is one X-Definition as its files hold it.

@@ -50,6 +50,35 @@ type Objects struct {
 	declared map[string]string
 }
 
+// Delivery names the application delivery objects of o (Applications, X-Definitions,
+// ApplicationRevisions, ResourceTrackers) as "Kind namespace/name", for the commands that store
+// or run only workflow objects to refuse them by name.
+func (o *Objects) Delivery() []string {
+	var out []string
+	add := func(kind string, m metav1.Object) {
+		out = append(out, kind+" "+m.GetNamespace()+"/"+m.GetName())
+	}
+	for _, x := range o.Applications {
+		add(v1beta1.KindApplication, x)
+	}
+	for _, x := range o.ComponentDefinitions {
+		add(v1beta1.KindComponentDefinition, x)
+	}
+	for _, x := range o.TraitDefinitions {
+		add(v1beta1.KindTraitDefinition, x)
+	}
+	for _, x := range o.PolicyDefinitions {
+		add(v1beta1.KindPolicyDefinition, x)
+	}
+	for _, x := range o.ApplicationRevisions {
+		add(v1beta1.KindApplicationRevision, x)
+	}
+	for _, x := range o.ResourceTrackers {
+		add(v1beta1.KindResourceTracker, x)
+	}
+	return out
+}
+
 // Decode reads the objects of one file, whose documents are separated by "---". JSON is read as
 // the YAML it is. Empty documents are skipped.
 //
@@ -348,6 +377,10 @@ func (o *Objects) add(w *walker, obj any, kind string, root *yaml.Node) {
 		}
 	case *v1alpha1.Workflow:
 		v1alpha1.DefaultStepNames(obj.Steps)
+	case *v1beta1.Application:
+		if obj.Spec.Workflow != nil {
+			v1alpha1.DefaultStepNames(obj.Spec.Workflow.Steps)
+		}
 	case *v1beta1.WorkflowStepDefinition:
 		if name == "" {
 			n, _ := locate(root, namePath.String())
