@@ -72,7 +72,7 @@ func evaluateForCheck(tmpl string, props json.RawMessage) (cue.Value, error) {
 		"name": "component", "appName": "app", "namespace": "default", "appRevision": "app-v1",
 		"appRevisionNum": 1, "revision": "app-v1", "cluster": "", "components": []any{},
 		"clusterVersion": map[string]any{"major": "1", "minor": "0", "gitVersion": "v1.0.0", "platform": ""},
-		"appLabels": map[string]any{}, "appAnnotations": map[string]any{}, "workflowName": "app",
+		"appLabels":      map[string]any{}, "appAnnotations": map[string]any{}, "workflowName": "app",
 		"stepName": "deploy", "publishVersion": "", "replicaKey": "",
 	}
 	src, err := source(tmpl, ctx, props)

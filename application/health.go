@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -86,9 +87,7 @@ func evalStatus(status *v1beta1.Status, base map[string]any, workload map[string
 		return present && outputs != nil, "", nil
 	}
 	ctx := make(map[string]any, len(base)+2)
-	for k, v := range base {
-		ctx[k] = v
-	}
+	maps.Copy(ctx, base)
 	if workload != nil {
 		ctx["output"] = workload
 	}

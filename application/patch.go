@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ type strategy struct {
 func strategyOf(v cue.Value) strategy {
 	var s strategy
 	for _, cg := range v.Doc() {
-		for _, line := range strings.Split(cg.Text(), "\n") {
+		for line := range strings.SplitSeq(cg.Text(), "\n") {
 			line = strings.TrimSpace(line)
 			if k, ok := strings.CutPrefix(line, "+patchKey="); ok {
 				s.patchKey = strings.TrimSpace(k)
@@ -172,9 +173,7 @@ func (m patcher) merge(base any, p cue.Value, path string) (any, error) {
 		if s.strategy == strategyRetainKeys {
 			m.override = true
 		} else {
-			for k, v := range b {
-				out[k] = v
-			}
+			maps.Copy(out, b)
 		}
 		it, err := p.Fields()
 		if err != nil {

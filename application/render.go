@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -380,9 +381,7 @@ func revision(req Request) (string, int64) {
 // withObjects is base with context.output (when there is a workload) and context.outputs.
 func withObjects(base map[string]any, workload map[string]any, outputs []Output) map[string]any {
 	ctx := make(map[string]any, len(base)+2)
-	for k, v := range base {
-		ctx[k] = v
-	}
+	maps.Copy(ctx, base)
 	if workload != nil {
 		ctx["output"] = workload
 	}
@@ -412,9 +411,7 @@ func setLabels(obj *unstructured.Unstructured, sets ...map[string]string) {
 		labels = map[string]string{}
 	}
 	for _, set := range sets {
-		for k, v := range set {
-			labels[k] = v
-		}
+		maps.Copy(labels, set)
 	}
 	obj.SetLabels(labels)
 }

@@ -82,7 +82,7 @@ func renderOne(t *testing.T, tmpl, props string) (*application.Component, error)
 func at(t *testing.T, obj *unstructured.Unstructured, path string) any {
 	t.Helper()
 	var x any = obj.Object
-	for _, p := range strings.Split(path, ".") {
+	for p := range strings.SplitSeq(path, ".") {
 		switch v := x.(type) {
 		case map[string]any:
 			x = v[p]

@@ -102,7 +102,7 @@ func renderCase(t *testing.T, file string, ar *txtar.Archive, covered map[string
 		return b.String()
 	}
 	live := map[string]*unstructured.Unstructured{}
-	for _, doc := range strings.Split(string(liveYAML), "\n---\n") {
+	for doc := range strings.SplitSeq(string(liveYAML), "\n---\n") {
 		var m map[string]any
 		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
 			t.Fatalf("live.yaml: %v", err)
@@ -110,7 +110,9 @@ func renderCase(t *testing.T, file string, ar *txtar.Archive, covered map[string
 		u := &unstructured.Unstructured{Object: m}
 		live[u.GetKind()+"/"+u.GetName()] = u
 	}
-	find := func(r *unstructured.Unstructured) *unstructured.Unstructured { return live[r.GetKind()+"/"+r.GetName()] }
+	find := func(r *unstructured.Unstructured) *unstructured.Unstructured {
+		return live[r.GetKind()+"/"+r.GetName()]
+	}
 	b.WriteString("# health\n")
 	for _, c := range comps {
 		st, err := app.Health(context.Background(), set, a.Namespace, c, find)

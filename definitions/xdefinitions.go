@@ -187,7 +187,7 @@ func readX(dir string) []xdef {
 // attributes reads the `// +key=value` lines at the head of a template.
 func attributes(tmpl string) map[string]string {
 	out := map[string]string{}
-	for _, line := range strings.Split(tmpl, "\n") {
+	for line := range strings.SplitSeq(tmpl, "\n") {
 		rest, ok := strings.CutPrefix(line, "//")
 		if !ok {
 			break
