@@ -191,7 +191,7 @@ func renderComponent(ctx context.Context, req Request, c *v1beta1.ApplicationCom
 		if err != nil {
 			return nil, fmt.Errorf("traits[%d] (%s): %w", i, t.Type, err)
 		}
-		if !appliesTo(tdef, c.Type, def) {
+		if !appliesTo(tdef, c.Type, def, workload) {
 			return nil, fmt.Errorf("traits[%d] (%s): the trait applies to %s, not to component type %s", i, t.Type,
 				strings.Join(tdef.Spec.AppliesToWorkloads, ", "), c.Type)
 		}
@@ -300,12 +300,17 @@ func componentTemplate(def *v1beta1.ComponentDefinition) string {
 
 // appliesTo reports whether a trait may be put on a component of type typ, whose definition is
 // def: appliesToWorkloads empty or holding "*", the component type, the workload's type, its
-// kind, or its resource as kind-plural.group ("deployments.apps").
-func appliesTo(t *v1beta1.TraitDefinition, typ string, def *v1beta1.ComponentDefinition) bool {
+// kind, or its resource as kind-plural.group ("deployments.apps"). A definition that does not
+// name its workload's kind (autodetects.core.oam.dev) is judged by the workload it rendered.
+func appliesTo(t *v1beta1.TraitDefinition, typ string, def *v1beta1.ComponentDefinition, workload map[string]any) bool {
 	if len(t.Spec.AppliesToWorkloads) == 0 {
 		return true
 	}
 	gvk := def.Spec.Workload.Definition
+	if gvk.Kind == "" && workload != nil {
+		gvk.APIVersion, _ = workload["apiVersion"].(string)
+		gvk.Kind, _ = workload["kind"].(string)
+	}
 	group, _, _ := strings.Cut(gvk.APIVersion, "/")
 	if !strings.Contains(gvk.APIVersion, "/") {
 		group = ""

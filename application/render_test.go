@@ -447,3 +447,23 @@ patch: metadata: labels: {
 		t.Errorf("labels %s", got)
 	}
 }
+
+// A trait's appliesToWorkloads is judged by the workload a definition renders when the
+// definition does not name its kind (autodetects.core.oam.dev, as k8s-objects).
+func TestAppliesToAutodetectedWorkload(t *testing.T) {
+	auto := component("raw", `parameter: kind: string
+output: {apiVersion: "apps/v1", kind: parameter.kind, metadata: name: "x"}`)
+	auto.Spec.Workload = v1beta1.WorkloadTypeDescriptor{Type: "autodetects.core.oam.dev"}
+	set := application.NewSet().Add([]*v1beta1.ComponentDefinition{auto},
+		[]*v1beta1.TraitDefinition{trait("scale", `patch: spec: replicas: 2`, "deployments.apps")}, nil)
+	for kind, ok := range map[string]bool{"Deployment": true, "DaemonSet": false} {
+		app := &v1beta1.Application{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "team"},
+			Spec: v1beta1.ApplicationSpec{Components: []v1beta1.ApplicationComponent{{
+				Name: "c", Type: "raw", Properties: raw(`{"kind":"` + kind + `"}`), Traits: []v1beta1.ApplicationTrait{{Type: "scale"}},
+			}}}}
+		_, err := application.Render(context.Background(), application.Request{App: app, Definitions: set})
+		if (err == nil) != ok {
+			t.Errorf("%s: %v", kind, err)
+		}
+	}
+}
