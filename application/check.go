@@ -23,7 +23,8 @@ type PropertyError struct {
 
 // CheckTemplate reports whether an X-Definition's template (or a health policy or custom
 // status) compiles, with `context` and `parameter` left open as they are before rendering.
-func CheckTemplate(tmpl string) error {
+func CheckTemplate(tmpl string) (err error) {
+	defer guard(&err)
 	src := preamble + tmpl + "\ncontext: _\nparameter: _\n"
 	v := cuecontext.New().CompileString(src, cue.Filename("template.cue"))
 	if err := v.Err(); err != nil {
@@ -37,7 +38,12 @@ func CheckTemplate(tmpl string) error {
 // parameter does not declare (where the parameter is a plain struct that declares its fields,
 // without `...` or patterns). Paths at or under one of filled (dotted, as inputs'
 // parameterKey) are taken as given by inputs when the workflow runs.
-func CheckProperties(tmpl string, props json.RawMessage, filled []string) []PropertyError {
+func CheckProperties(tmpl string, props json.RawMessage, filled []string) (out []PropertyError) {
+	defer func() {
+		if r := recover(); r != nil { // as guard does
+			out = []PropertyError{{Message: fmt.Sprintf("the CUE evaluator failed: %v", r)}}
+		}
+	}()
 	if len(props) == 0 {
 		props = json.RawMessage("{}")
 	}
@@ -49,7 +55,6 @@ func CheckProperties(tmpl string, props json.RawMessage, filled []string) []Prop
 	if err != nil {
 		return []PropertyError{{Message: err.Error()}}
 	}
-	var out []PropertyError
 	if p := v.LookupPath(cue.ParsePath("parameter")); p.Exists() {
 		out = parameterErrors(p, given, filled)
 	}

@@ -26,7 +26,8 @@ type Live func(rendered *unstructured.Unstructured) *unstructured.Unstructured
 // properties. A definition without a health policy is healthy; a policy that cannot be decided
 // yet (a field of the live object not there yet, or the object itself missing) is unhealthy.
 // The error names the component, the trait and the field path of a policy that is wrong.
-func Health(ctx context.Context, defs Definitions, namespace string, c *Component, live Live) (v1beta1.ApplicationComponentStatus, error) {
+func Health(ctx context.Context, defs Definitions, namespace string, c *Component, live Live) (_ v1beta1.ApplicationComponentStatus, err error) {
+	defer guard(&err)
 	st := v1beta1.ApplicationComponentStatus{
 		Name: c.Name, WorkloadDefinition: c.WorkloadDefinition,
 		Namespace: stringOf(c.Context["namespace"]), Cluster: stringOf(c.Context["cluster"]),

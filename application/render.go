@@ -114,7 +114,8 @@ func (c *Component) Objects() []*unstructured.Unstructured {
 
 // Render renders the components of an Application for one target. The error names the
 // component, the trait and the template's field path.
-func Render(ctx context.Context, req Request) ([]*Component, error) {
+func Render(ctx context.Context, req Request) (_ []*Component, err error) {
+	defer guard(&err)
 	app := req.App
 	if app == nil {
 		return nil, errors.New("render: no Application")
@@ -633,6 +634,14 @@ func join(path, name string) string {
 		return name
 	}
 	return path + "." + name
+}
+
+// guard turns a panic of the CUE evaluator into an error: a template or properties a user wrote
+// must not crash the process.
+func guard(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("the CUE evaluator failed: %v", r)
+	}
 }
 
 // describe turns CUE errors into one error naming each problem's field path.

@@ -467,3 +467,28 @@ output: {apiVersion: "apps/v1", kind: parameter.kind, metadata: name: "x"}`)
 		}
 	}
 }
+
+// Bad input is an error, never a crash: properties that are not an object, a component type
+// whose template has no output and outputs that are not objects.
+func TestRenderRefusesBadInput(t *testing.T) {
+	set := application.NewSet().Add([]*v1beta1.ComponentDefinition{
+		component("base", base),
+		component("scalar", `output: 3`),
+		component("nokind", `output: {metadata: name: "x"}`),
+	}, nil, nil)
+	for _, tc := range []struct {
+		comp v1beta1.ApplicationComponent
+		want string
+	}{
+		{v1beta1.ApplicationComponent{Name: "a", Type: "base", Properties: raw(`[1]`)}, "properties must be an object"},
+		{v1beta1.ApplicationComponent{Name: "a", Type: "scalar"}, "output: an object must be a struct"},
+		{v1beta1.ApplicationComponent{Name: "a", Type: "nokind"}, "output: the object needs apiVersion and kind"},
+	} {
+		app := &v1beta1.Application{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "team"},
+			Spec: v1beta1.ApplicationSpec{Components: []v1beta1.ApplicationComponent{tc.comp}}}
+		_, err := application.Render(context.Background(), application.Request{App: app, Definitions: set})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.comp.Type, err, tc.want)
+		}
+	}
+}
