@@ -5,6 +5,7 @@
 // also judges health: a definition's `status.healthPolicy` and `customStatus` evaluated
 // against the live objects the caller read.
 //
-// Render and Health are the only functions that evaluate CUE, so that evaluation can later be
-// moved behind the step runtime's bounded evaluator without changing their callers.
+// Render and Health are the evaluations delivery makes (CheckTemplate and CheckProperties are
+// vet's), each compiling its templates in a fresh cue.Context, so that they can later be moved
+// behind the step runtime's bounded evaluator without changing their callers.
 package application
