@@ -26,8 +26,9 @@ type CUE interface {
 // the templates and runs against the API, the runs' steps against the step types they name
 // (those of objs included), `workflow` steps against the templates they run, a run's
 // context against its template's parameters, and loops against the limit of iterations
-// (counted from their lists' lengths, never built). It returns nil or a manifest.Errors, each
-// problem at its file, line and field path.
+// (counted from their lists' lengths, never built), and Applications against their
+// X-Definitions (checkApplications). It returns nil or a manifest.Errors, each problem at its
+// file, line and field path.
 func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) error {
 	ctx = WithObjects(ctx, objs)
 	var problems manifest.Errors
@@ -66,6 +67,7 @@ func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) er
 		}
 		add(run, errs)
 	}
+	problems = append(problems, c.checkApplications(ctx, cue, objs)...)
 	if len(problems) == 0 {
 		return nil
 	}

@@ -58,7 +58,49 @@ func Reference() ([]byte, error) {
 			b.WriteString("\nNo example yet.\n")
 		}
 	}
+	if err := xReference(&b); err != nil {
+		return nil, err
+	}
 	return b.Bytes(), nil
+}
+
+// xReference renders the built-in X-Definitions of application delivery: components, traits
+// and policies, each with its description, attributes and parameters.
+func xReference(b *bytes.Buffer) error {
+	b.WriteString("\n# Built-in X-Definitions\n\n")
+	b.WriteString("An Application's components, traits and policies name these types, KubeVela's, with its names and\n")
+	b.WriteString("parameters. A ComponentDefinition, TraitDefinition or PolicyDefinition of the same name in the\n")
+	b.WriteString("files given takes precedence. definitions/testdata/app/ holds a golden render of each component and\n")
+	b.WriteString("trait. `stepflow def show TYPE` prints the same table.\n")
+	for _, kind := range []string{"component", "trait", "policy"} {
+		xs := XDefinitions(kind)
+		fmt.Fprintf(b, "\n## %s types\n\n", strings.ToUpper(kind[:1])+kind[1:])
+		for _, x := range xs {
+			fmt.Fprintf(b, "- [%s](#%s-%s)\n", x.Name, kind, x.Name)
+		}
+		for _, x := range xs {
+			params, err := Describe(x.Template)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", kind, x.Name, err)
+			}
+			fmt.Fprintf(b, "\n### %s %s\n\n%s\n\n", kind, x.Name, description(x.Template))
+			for _, a := range x.Attributes() {
+				fmt.Fprintf(b, "- %s\n", a)
+			}
+			if len(x.Attributes()) > 0 {
+				b.WriteString("\n")
+			}
+			if len(params) == 0 {
+				b.WriteString("No parameters.\n")
+				continue
+			}
+			b.WriteString("| parameter | type | required | default | usage |\n|---|---|---|---|---|\n")
+			for _, p := range params {
+				fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", p.Name, cell("`"+p.Type+"`"), yesNo(p.Required), cell(orNone(p.Default)), cell(p.Usage))
+			}
+		}
+	}
+	return nil
 }
 
 // cell escapes text for a Markdown table cell.

@@ -156,8 +156,8 @@ func TestDecodeRejects(t *testing.T) {
 		want: []wantErr{{"t.yaml:5:0", "", "invalid YAML: found character that cannot start any token"}},
 	}, {
 		name: "an unknown kind",
-		yaml: "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata: {name: a}\n",
-		want: []wantErr{{"t.yaml:2:7", "kind", "unsupported kind Application (apiVersion core.oam.dev/v1beta1)"}},
+		yaml: "apiVersion: core.oam.dev/v1beta1\nkind: Component\nmetadata: {name: a}\n",
+		want: []wantErr{{"t.yaml:2:7", "kind", "unsupported kind Component (apiVersion core.oam.dev/v1beta1)"}},
 	}, {
 		name: "a known kind in another version",
 		yaml: "apiVersion: core.oam.dev/v1beta1\nkind: WorkflowRun\nmetadata: {name: a}\n",

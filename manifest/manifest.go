@@ -1,5 +1,7 @@
-// Package manifest reads the files a user writes - WorkflowRuns, Workflows and
-// WorkflowStepDefinitions in YAML or JSON, several documents to a file - into the api types,
+// Package manifest reads the files a user writes - WorkflowRuns, Workflows,
+// WorkflowStepDefinitions, and the application delivery kinds (Applications, their
+// ComponentDefinitions, TraitDefinitions and PolicyDefinitions, ApplicationRevisions and
+// ResourceTrackers) in YAML or JSON, several documents to a file - into the api types,
 // strictly: an unknown field, a value of the wrong type, a duplicate key or malformed YAML is an
 // error located at its file, line, column and field path, and all the errors of a document are
 // reported together. It remembers where each decoded field was written, so that later checks
@@ -34,11 +36,47 @@ type Objects struct {
 	Runs        []*v1alpha1.WorkflowRun
 	Workflows   []*v1alpha1.Workflow
 	Definitions []*v1beta1.WorkflowStepDefinition
+
+	Applications         []*v1beta1.Application
+	ComponentDefinitions []*v1beta1.ComponentDefinition
+	TraitDefinitions     []*v1beta1.TraitDefinition
+	PolicyDefinitions    []*v1beta1.PolicyDefinition
+	ApplicationRevisions []*v1beta1.ApplicationRevision
+	ResourceTrackers     []*v1beta1.ResourceTracker
 	// Positions lets a later error (validation, CUE) be reported at file:line of a field path.
 	Positions *Positions
 
 	// declared maps kind/namespace/name to where the object was first declared.
 	declared map[string]string
+}
+
+// Delivery names the application delivery objects of o (Applications, X-Definitions,
+// ApplicationRevisions, ResourceTrackers) as "Kind namespace/name", for the commands that store
+// or run only workflow objects to refuse them by name.
+func (o *Objects) Delivery() []string {
+	var out []string
+	add := func(kind string, m metav1.Object) {
+		out = append(out, kind+" "+m.GetNamespace()+"/"+m.GetName())
+	}
+	for _, x := range o.Applications {
+		add(v1beta1.KindApplication, x)
+	}
+	for _, x := range o.ComponentDefinitions {
+		add(v1beta1.KindComponentDefinition, x)
+	}
+	for _, x := range o.TraitDefinitions {
+		add(v1beta1.KindTraitDefinition, x)
+	}
+	for _, x := range o.PolicyDefinitions {
+		add(v1beta1.KindPolicyDefinition, x)
+	}
+	for _, x := range o.ApplicationRevisions {
+		add(v1beta1.KindApplicationRevision, x)
+	}
+	for _, x := range o.ResourceTrackers {
+		add(v1beta1.KindResourceTracker, x)
+	}
+	return out
 }
 
 // Decode reads the objects of one file, whose documents are separated by "---". JSON is read as
@@ -224,6 +262,18 @@ func newObject(apiVersion, kind string) any {
 		return &v1alpha1.Workflow{}
 	case kindKey{v1beta1.GroupVersion.String(), v1beta1.KindWorkflowStepDefinition}:
 		return &v1beta1.WorkflowStepDefinition{}
+	case kindKey{v1beta1.GroupVersion.String(), v1beta1.KindApplication}:
+		return &v1beta1.Application{}
+	case kindKey{v1beta1.GroupVersion.String(), v1beta1.KindComponentDefinition}:
+		return &v1beta1.ComponentDefinition{}
+	case kindKey{v1beta1.GroupVersion.String(), v1beta1.KindTraitDefinition}:
+		return &v1beta1.TraitDefinition{}
+	case kindKey{v1beta1.GroupVersion.String(), v1beta1.KindPolicyDefinition}:
+		return &v1beta1.PolicyDefinition{}
+	case kindKey{v1beta1.GroupVersion.String(), v1beta1.KindApplicationRevision}:
+		return &v1beta1.ApplicationRevision{}
+	case kindKey{v1beta1.GroupVersion.String(), v1beta1.KindResourceTracker}:
+		return &v1beta1.ResourceTracker{}
 	}
 	return nil
 }
@@ -233,7 +283,9 @@ func servedAs(kind string) string {
 	switch kind {
 	case v1alpha1.KindWorkflowRun, v1alpha1.KindWorkflow:
 		return v1alpha1.GroupVersion.String()
-	case v1beta1.KindWorkflowStepDefinition:
+	case v1beta1.KindWorkflowStepDefinition, v1beta1.KindApplication, v1beta1.KindComponentDefinition,
+		v1beta1.KindTraitDefinition, v1beta1.KindPolicyDefinition, v1beta1.KindApplicationRevision,
+		v1beta1.KindResourceTracker:
 		return v1beta1.GroupVersion.String()
 	}
 	return ""
@@ -304,7 +356,7 @@ func (w *walker) objectFor(root *yaml.Node) (any, string) {
 		w.errorf(apiVersion, field.NewPath("apiVersion"), "kind %s is read as apiVersion %s, not %s", k, want, av)
 		return nil, ""
 	}
-	w.errorf(kind, field.NewPath("kind"), "unsupported kind %s (apiVersion %s): stepflow reads WorkflowRun and Workflow (%s) and WorkflowStepDefinition (%s)",
+	w.errorf(kind, field.NewPath("kind"), "unsupported kind %s (apiVersion %s): stepflow reads WorkflowRun and Workflow (%s) and WorkflowStepDefinition, Application, ComponentDefinition, TraitDefinition, PolicyDefinition, ApplicationRevision and ResourceTracker (%s)",
 		k, av, v1alpha1.GroupVersion, v1beta1.GroupVersion)
 	return nil, ""
 }
@@ -313,7 +365,7 @@ func (w *walker) objectFor(root *yaml.Node) (any, string) {
 // repeats an object already declared.
 func (o *Objects) add(w *walker, obj any, kind string, root *yaml.Node) {
 	meta := obj.(metav1.Object) // every kind embeds ObjectMeta
-	if meta.GetNamespace() == "" {
+	if _, clusterScoped := obj.(*v1beta1.ResourceTracker); meta.GetNamespace() == "" && !clusterScoped {
 		meta.SetNamespace(DefaultNamespace)
 	}
 	namePath := field.NewPath("metadata", "name")
@@ -325,10 +377,20 @@ func (o *Objects) add(w *walker, obj any, kind string, root *yaml.Node) {
 		}
 	case *v1alpha1.Workflow:
 		v1alpha1.DefaultStepNames(obj.Steps)
+	case *v1beta1.Application:
+		if obj.Spec.Workflow != nil {
+			v1alpha1.DefaultStepNames(obj.Spec.Workflow.Steps)
+		}
 	case *v1beta1.WorkflowStepDefinition:
 		if name == "" {
 			n, _ := locate(root, namePath.String())
 			w.errorf(n, namePath, "a WorkflowStepDefinition needs a name: the step type it declares")
+			return
+		}
+	case *v1beta1.ComponentDefinition, *v1beta1.TraitDefinition, *v1beta1.PolicyDefinition:
+		if name == "" {
+			n, _ := locate(root, namePath.String())
+			w.errorf(n, namePath, "a %s needs a name: the type it declares", kind)
 			return
 		}
 	}
@@ -348,6 +410,18 @@ func (o *Objects) add(w *walker, obj any, kind string, root *yaml.Node) {
 		o.Workflows = append(o.Workflows, obj)
 	case *v1beta1.WorkflowStepDefinition:
 		o.Definitions = append(o.Definitions, obj)
+	case *v1beta1.Application:
+		o.Applications = append(o.Applications, obj)
+	case *v1beta1.ComponentDefinition:
+		o.ComponentDefinitions = append(o.ComponentDefinitions, obj)
+	case *v1beta1.TraitDefinition:
+		o.TraitDefinitions = append(o.TraitDefinitions, obj)
+	case *v1beta1.PolicyDefinition:
+		o.PolicyDefinitions = append(o.PolicyDefinitions, obj)
+	case *v1beta1.ApplicationRevision:
+		o.ApplicationRevisions = append(o.ApplicationRevisions, obj)
+	case *v1beta1.ResourceTracker:
+		o.ResourceTrackers = append(o.ResourceTrackers, obj)
 	}
 	o.Positions.add(obj, w.file, root)
 }

@@ -64,6 +64,21 @@ func seesAll(ctx context.Context, objs *manifest.Objects) error {
 	for _, o := range objs.Definitions {
 		namespaces = append(namespaces, o.Namespace)
 	}
+	for _, o := range objs.Applications {
+		namespaces = append(namespaces, o.Namespace)
+	}
+	for _, o := range objs.ComponentDefinitions {
+		namespaces = append(namespaces, o.Namespace)
+	}
+	for _, o := range objs.TraitDefinitions {
+		namespaces = append(namespaces, o.Namespace)
+	}
+	for _, o := range objs.PolicyDefinitions {
+		namespaces = append(namespaces, o.Namespace)
+	}
+	for _, o := range objs.ApplicationRevisions {
+		namespaces = append(namespaces, o.Namespace)
+	}
 	for _, ns := range namespaces {
 		if !id.sees(ns) {
 			return errorf(http.StatusForbidden, "the token may not use namespace %q", ns)
@@ -121,7 +136,7 @@ func (s *Server) oneWorkflow(r *http.Request) (*v1alpha1.Workflow, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(objs.Workflows) != 1 || len(objs.Runs)+len(objs.Definitions) > 0 {
+	if len(objs.Workflows) != 1 || len(objs.Runs)+len(objs.Definitions)+len(objs.Delivery()) > 0 {
 		return nil, errorf(http.StatusBadRequest, "the body must be one Workflow (apiVersion core.oam.dev/v1alpha1, kind Workflow)")
 	}
 	return objs.Workflows[0], nil
@@ -264,7 +279,7 @@ func (s *Server) oneDefinition(r *http.Request) (*v1beta1.WorkflowStepDefinition
 	if err != nil {
 		return nil, err
 	}
-	if len(objs.Definitions) != 1 || len(objs.Runs)+len(objs.Workflows) > 0 {
+	if len(objs.Definitions) != 1 || len(objs.Runs)+len(objs.Workflows)+len(objs.Delivery()) > 0 {
 		return nil, errorf(http.StatusBadRequest, "the body must be one WorkflowStepDefinition (apiVersion core.oam.dev/v1beta1)")
 	}
 	return objs.Definitions[0], nil

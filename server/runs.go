@@ -78,7 +78,7 @@ func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error 
 		if err != nil {
 			return invalid(err)
 		}
-		if len(objs.Runs) != 1 || len(objs.Workflows)+len(objs.Definitions) > 0 {
+		if len(objs.Runs) != 1 || len(objs.Workflows)+len(objs.Definitions)+len(objs.Delivery()) > 0 {
 			return errorf(http.StatusBadRequest, "the body must be one WorkflowRun, or {\"template\": NAME, \"context\": {...}}")
 		}
 		obj = objs.Runs[0]

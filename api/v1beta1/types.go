@@ -1,5 +1,8 @@
-// Package v1beta1 holds the core.oam.dev/v1beta1 kind WorkflowStepDefinition: a step type written
-// in CUE, shaped as KubeVela declares it so that published definitions load unchanged.
+// Package v1beta1 holds the core.oam.dev/v1beta1 kinds, shaped as KubeVela declares them so that
+// published files load unchanged: WorkflowStepDefinition (a step type written in CUE), the
+// application delivery model (Application; its X-Definitions ComponentDefinition,
+// TraitDefinition and PolicyDefinition), and what delivering one records (ApplicationRevision,
+// ResourceTracker).
 //
 // +kubebuilder:object:generate=true
 // +groupName=core.oam.dev

@@ -27,6 +27,9 @@ func newApplyCommand(g *globals) *cobra.Command {
 				if len(objs.Runs) > 0 {
 					return invalidf("apply stores definitions and Workflows; run WorkflowRuns with stepflow run (found %s)", objs.Runs[0].Name)
 				}
+				if err := refuseDelivery("apply", objs); err != nil {
+					return err
+				}
 				return g.remoteApply(ctx, r, objs)
 			}
 			a, objs, err := g.load(ctx, files, nil)
@@ -35,6 +38,9 @@ func newApplyCommand(g *globals) *cobra.Command {
 			}
 			if len(objs.Runs) > 0 {
 				return invalidf("apply stores definitions and Workflows; run WorkflowRuns with stepflow run (found %s)", objs.Runs[0].Name)
+			}
+			if err := refuseDelivery("apply", objs); err != nil {
+				return err
 			}
 			if err := a.store.PutObjects(ctx, objs.Definitions, objs.Workflows); err != nil {
 				return err
@@ -58,7 +64,9 @@ func newVetCommand(g *globals) *cobra.Command {
 		Short: "Check runs, Workflows and definitions without running anything",
 		Long: `Vet checks what run would check before running: the YAML against the API (unknown
 fields, types), step names, dependencies and cycles, timeouts, inputs, each step's type and
-properties against the type's parameter, and the definitions' CUE. Step types and Workflows
+properties against the type's parameter, and the definitions' CUE. Applications are checked
+against their X-Definitions (the built-in ones and those in the files): component, trait and
+policy types, properties against each parameter, dependsOn, and the workflow's steps. Step types and Workflows
 already stored are taken into account; nothing is written.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
@@ -69,9 +77,22 @@ already stored are taken into account; nothing is written.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "ok: %d run(s), %d workflow(s), %d definition(s)\n",
-				len(objs.Runs), len(objs.Workflows), len(objs.Definitions))
+			fmt.Fprintf(g.stdout, "ok: %d run(s), %d workflow(s), %d definition(s)", len(objs.Runs), len(objs.Workflows), len(objs.Definitions))
+			if n := len(objs.Delivery()); n > 0 {
+				fmt.Fprintf(g.stdout, ", %d application object(s)", n)
+			}
+			fmt.Fprintln(g.stdout)
 			return nil
 		},
 	}
+}
+
+// refuseDelivery refuses Applications and X-Definitions in the files of a command that stores or
+// runs only workflow objects: stepflow checks them (vet) and renders them, but does not yet
+// store or deliver them.
+func refuseDelivery(command string, objs *manifest.Objects) error {
+	if d := objs.Delivery(); len(d) > 0 {
+		return invalidf("%s: %s: Applications and X-Definitions are checked by stepflow vet but not stored or delivered yet", command, d[0])
+	}
+	return nil
 }

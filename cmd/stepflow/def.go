@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,7 @@ import (
 func newDefCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "def",
-		Short: "List and describe step types",
+		Short: "List and describe step types and the built-in component, trait and policy types",
 	}
 	cmd.AddCommand(newDefListCommand(g), newDefShowCommand(g))
 	return cmd
@@ -55,6 +56,14 @@ func newDefListCommand(g *globals) *cobra.Command {
 					rows = append(rows, row{d.Name, "built-in", d.Annotations[v1beta1.AnnotationDescription]})
 				}
 			}
+			for _, kind := range []string{"component", "trait", "policy"} {
+				for _, x := range definitions.XDefinitions(kind) {
+					if !seen[x.Name] {
+						seen[x.Name] = true
+						rows = append(rows, row{x.Name, "built-in " + kind, description(x.Template)})
+					}
+				}
+			}
 			sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
 			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tFROM\tDESCRIPTION")
@@ -70,7 +79,7 @@ func newDefShowCommand(g *globals) *cobra.Command {
 	var template bool
 	cmd := &cobra.Command{
 		Use:   "show TYPE",
-		Short: "Describe a step type's parameters (from its // +usage= comments)",
+		Short: "Describe a step type's, or a built-in component, trait or policy type's, parameters (from its // +usage= comments)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -79,9 +88,18 @@ func newDefShowCommand(g *globals) *cobra.Command {
 				return err
 			}
 			typ := args[0]
+			title := typ
 			src, err := a.Catalog.Template(ctx, g.namespace, typ)
 			if errors.Is(err, step.ErrUnknownType) {
-				return invalidErr(err)
+				x, ok := definitions.LookupX(typ)
+				if !ok {
+					return invalidErr(fmt.Errorf("%w; nor is it a built-in component, trait or policy type", err))
+				}
+				src, title = x.Template, fmt.Sprintf("%s (%s)", typ, x.Kind)
+				for _, attr := range x.Attributes() {
+					title += "\n" + attr
+				}
+				err = nil
 			}
 			if err != nil {
 				return err
@@ -96,7 +114,7 @@ func newDefShowCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return invalidErr(fmt.Errorf("step type %s: %w", typ, err))
 			}
-			fmt.Fprintf(g.stdout, "%s\n\n", typ)
+			fmt.Fprintf(g.stdout, "%s\n\n", title)
 			if len(params) == 0 {
 				_, err := fmt.Fprintln(g.stdout, "No parameters.")
 				return err
@@ -111,4 +129,13 @@ func newDefShowCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&template, "template", false, "print the CUE template instead")
 	return cmd
+}
+
+// description is the text of a template's first line when it is a comment.
+func description(tmpl string) string {
+	first, _, _ := strings.Cut(tmpl, "\n")
+	if d, ok := strings.CutPrefix(first, "//"); ok {
+		return strings.TrimSpace(d)
+	}
+	return ""
 }

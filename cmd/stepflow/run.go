@@ -56,6 +56,9 @@ refused unless --replace is given.`,
 			if len(objs.Runs) == 0 {
 				return invalidf("%s: no WorkflowRun to run (use stepflow apply to store definitions and Workflows)", strings.Join(files, ", "))
 			}
+			if err := refuseDelivery("run", objs); err != nil {
+				return err
+			}
 			var keys []engine.Key
 			runs := make([]*engine.Run, 0, len(objs.Runs))
 			for _, obj := range objs.Runs {
