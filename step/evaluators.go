@@ -251,7 +251,9 @@ func (c *child) stop() { c.in.Close() }
 // errEncoding is a request that could not be encoded: the child is well.
 type errEncoding struct{ err error }
 
-func (e *errEncoding) Error() string { return "encoding a request to the CUE evaluator: " + e.err.Error() }
+func (e *errEncoding) Error() string {
+	return "encoding a request to the CUE evaluator: " + e.err.Error()
+}
 
 // exchange sends req and reads the reply. On an error the child is to be ended.
 func (c *child) exchange(req *request, rep *reply) error {
