@@ -62,7 +62,7 @@ func TestValidateCancelledByTheClientStopsEvaluating(t *testing.T) {
 	srv := servertest.Start(t, servertest.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/api/v1/validate", bytes.NewReader([]byte(rangeDoc)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/api/v1/validate", bytes.NewReader([]byte(rangeDoc)))
 	if err != nil {
 		t.Fatal(err)
 	}

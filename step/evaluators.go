@@ -174,11 +174,12 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		inR.Close()
-		inW.Close()
+		_ = inR.Close()
+		_ = inW.Close()
 		return nil, fmt.Errorf("starting a CUE evaluator: %w", err)
 	}
-	cmd := exec.Command(p.exe)
+	// The child outlives the request that started it: it serves the next ones.
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), p.exe)
 	cmd.Env = append(os.Environ(), evaluatorEnv+"=1")
 	cmd.Stdin, cmd.Stdout = inR, outW
 	c := &child{cmd: cmd, in: inW, enc: json.NewEncoder(inW), dec: json.NewDecoder(outR), stderr: &tail{}, sent: map[[32]byte]bool{}, done: make(chan struct{})}
@@ -186,16 +187,16 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 	cmd.Stderr = c.stderr
 	cmd.SysProcAttr = childAttr()
 	err = cmd.Start()
-	inR.Close()
-	outW.Close()
+	_ = inR.Close()
+	_ = outW.Close()
 	if err != nil {
-		inW.Close()
-		outR.Close()
+		_ = inW.Close()
+		_ = outR.Close()
 		return nil, fmt.Errorf("starting a CUE evaluator: %w", err)
 	}
 	go func() {
 		_ = cmd.Wait()
-		outR.Close()
+		_ = outR.Close()
 		close(c.done)
 	}()
 	ready := make(chan error, 1)
@@ -242,11 +243,11 @@ func (c *child) kill() {
 	c.killed = true
 	c.mu.Unlock()
 	_ = c.cmd.Process.Kill()
-	c.in.Close()
+	_ = c.in.Close()
 }
 
 // stop ends an idle child: it exits when its stdin closes.
-func (c *child) stop() { c.in.Close() }
+func (c *child) stop() { _ = c.in.Close() }
 
 // errEncoding is a request that could not be encoded: the child is well.
 type errEncoding struct{ err error }
