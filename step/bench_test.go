@@ -40,7 +40,7 @@ func BenchmarkWarmEval(b *testing.B) {
 //
 //	go test -run '^$' -bench Isolation -benchmem -count 4 ./step/
 //
-// B/op and allocs/op count this process only, not the child's.
+// B/op and allocs/op count this process only, not the child's; cpu-µs/op counts both.
 func BenchmarkIsolation(b *testing.B) {
 	msg, _ := definitions.Template("print-message-in-status")
 	templates := defs{"print-message-in-status": msg, "notify20": disjunction20}
@@ -52,14 +52,18 @@ func BenchmarkIsolation(b *testing.B) {
 		r, _ := newRunnerWith(b, step.Options{Definitions: templates, InProcess: inProcess})
 		b.Run("print-message/"+place, func(b *testing.B) {
 			req := request("print-message-in-status", map[string]any{"message": "hello"})
+			cpu := cpuTime(b)
 			warmEval(b, r, req, func(res *engine.StepResult) bool { return res.Message == "hello" })
+			b.ReportMetric(float64((cpuTime(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 		b.Run("disjunction20/"+place, func(b *testing.B) {
 			req := request("notify20", map[string]any{
 				"target":  map[string]any{"kind": "syslog", "address": "10.0.0.1:514"},
 				"message": "deployed",
 			})
+			cpu := cpuTime(b)
 			warmEval(b, r, req, func(res *engine.StepResult) bool { return res.Message == "[info] syslog: deployed" })
+			b.ReportMetric(float64((cpuTime(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

@@ -158,7 +158,7 @@ func assertCPUFree(t *testing.T) {
 }
 
 // cpuTime is the CPU time of this process and of its children still running.
-func cpuTime(t *testing.T) time.Duration {
+func cpuTime(t testing.TB) time.Duration {
 	t.Helper()
 	var self syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {

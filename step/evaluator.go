@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -48,6 +49,9 @@ func serveEvaluator(in io.Reader, out io.Writer) int {
 		fmt.Fprintln(os.Stderr, "stepflow evaluator: no hello of this build")
 		return exitProtocol
 	}
+	// One evaluation at a time: one thread runs it; more would spin looking for work between
+	// the messages, which costs CPU and gains nothing.
+	runtime.GOMAXPROCS(1)
 	h := first.Hello
 	if h.Memory > 0 {
 		limitMemory(h.Memory)
