@@ -421,6 +421,9 @@ func (p *pool) step(ctx context.Context, e *evaluation) (err error) {
 	var actErr error // the error of the action that ended the evaluation, returned as it is
 	for rep.Action != nil {
 		e.Sensitive(rep.Sensitive...)
+		if err := ctx.Err(); err != nil {
+			return err // cancelled between actions: the next does not run (the child is killed)
+		}
 		out, err := e.act(ctx, rep.Action)
 		req := &request{Acted: &out}
 		if err != nil {
