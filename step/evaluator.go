@@ -237,6 +237,11 @@ func (ch *childSide) check(req *checkRequest) reply {
 // limitMemory has the Go runtime collect garbage harder as the heap nears the bound, so that
 // only what an evaluation holds counts towards it, and sets the address-space backstop.
 func limitMemory(limit int64) {
+	// A child's live heap is small (the compiled packages and definitions, the evaluation
+	// under way) beside what each evaluation allocates: at the default GOGC it would collect
+	// every few evaluations, each time marking all it keeps. Collecting at 4× the live heap
+	// costs less CPU per evaluation; the bound stays on what is live.
+	debug.SetGCPercent(400)
 	debug.SetMemoryLimit(limit)
 	setAddressSpaceLimit(limit)
 }
