@@ -168,11 +168,11 @@ type child struct {
 
 // start starts a child evaluator, sends it the hello and waits for it to be ready.
 func (p *pool) start(ctx context.Context) (*child, error) {
-	inR, inW, err := blockingPipe()
+	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("starting a CUE evaluator: %w", err)
 	}
-	outR, outW, err := blockingPipe()
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		_ = inR.Close()
 		_ = inW.Close()
@@ -226,16 +226,6 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 		return nil, fmt.Errorf("starting a CUE evaluator: %w", err)
 	}
 	return c, nil
-}
-
-// blockingPipe is os.Pipe without the runtime's poller: a read waits in its own thread and
-// wakes as soon as the child writes, where a poller's wake-up waits for the scheduler.
-func blockingPipe() (r, w *os.File, err error) {
-	var fds [2]int
-	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
-		return nil, nil, err
-	}
-	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
 func (c *child) ended() bool {
