@@ -310,11 +310,11 @@ func (s *session) end(healthy bool) {
 	s.p.put(s.c, healthy)
 }
 
-// send sends a request naming the definition src, with its text when the child may not have
+// send sends a request naming the definition src (key: the hash of its type and text, from
+// definitionKey), with its text when the child may not have
 // it, and reads the reply; a reply asking for the text has it sent. An error names why the
 // child did not answer: the end of the caller's context, the time bound, or the child's end.
-func (s *session) send(req *request, src *source, text string, rep *reply) error {
-	key := sha256.Sum256([]byte(src.Type + "\x00" + text))
+func (s *session) send(req *request, src *source, key [32]byte, text string, rep *reply) error {
 	src.Key = hex.EncodeToString(key[:])
 	if !s.c.sent[key] {
 		src.Source = text
@@ -405,7 +405,7 @@ func (p *pool) step(ctx context.Context, e *evaluation) (err error) {
 	}
 	sr := &stepRequest{source: source{Type: e.t.typ}, Properties: props, Context: cx, Outputs: e.req.Step.Outputs}
 	var rep reply
-	if err := s.send(&request{Step: sr}, &sr.source, e.t.src, &rep); err != nil {
+	if err := s.send(&request{Step: sr}, &sr.source, e.t.key, e.t.src, &rep); err != nil {
 		return err
 	}
 	var actErr error // the error of the action that ended the evaluation, returned as it is
@@ -444,6 +444,9 @@ func (p *pool) step(ctx context.Context, e *evaluation) (err error) {
 	return nil
 }
 
+// definitionKey identifies a definition by its type and text.
+func definitionKey(typ, text string) [32]byte { return sha256.Sum256([]byte(typ + "\x00" + text)) }
+
 // condition evaluates an `if` in a child.
 func (p *pool) condition(ctx context.Context, limit time.Duration, expr string, scope map[string]any) (bool, error) {
 	b, err := json.Marshal(scope)
@@ -481,7 +484,7 @@ func (p *pool) check(ctx context.Context, limit time.Duration, req *checkRequest
 	}
 	defer cancel()
 	var rep reply
-	err = s.send(&request{Check: req}, &req.source, text, &rep)
+	err = s.send(&request{Check: req}, &req.source, definitionKey(req.Type, text), text, &rep)
 	s.end(err == nil && rep.Check != nil)
 	switch {
 	case err != nil:

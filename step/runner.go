@@ -6,7 +6,6 @@ package step
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -147,7 +146,7 @@ func NewRunner(opts Options) *Runner {
 // *failure; a child reports its own.
 func (r *Runner) target(typ, src string) (target, error) {
 	if r.pool != nil {
-		key := sha256.Sum256([]byte(typ + "\x00" + src))
+		key := definitionKey(typ, src)
 		return target{info: r.pool.info(key), typ: typ, src: src, key: key}, nil
 	}
 	gen := r.generation()
