@@ -33,8 +33,15 @@ type Config struct {
 	Wait  engine.Backoff
 	// Limits bound what one run may hold (engine.Limits).
 	Limits engine.Limits
-	// EvalTimeout bounds one evaluation of a step (step.Options.EvalTimeout).
+	// EvalTimeout bounds one evaluation of a step, an `if` or a check (step.Options.EvalTimeout).
 	EvalTimeout time.Duration
+	// EvalMemory bounds the memory of one CUE evaluation, in bytes (step.Options.EvalMemory).
+	EvalMemory int64
+	// Evaluators bounds the child CUE evaluators (step.Options.Evaluators).
+	Evaluators int
+	// EvalInProcess evaluates CUE in this process, without the memory bound
+	// (step.Options.InProcess): for debugging.
+	EvalInProcess bool
 	// Retention says which finished runs are deleted with their logs; the front ends delete
 	// them (the server's sweep, `stepflow run`'s, the controller's timers). The zero value
 	// deletes only the runs with a ttlSecondsAfterFinished of their own or their template's.
@@ -94,7 +101,8 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 		a.Catalog = catalog.New(mode.Definitions, cfg.Limits)
 	}
 	a.Registry = Registry(cfg.Providers)
-	ropts := step.Options{Registry: a.Registry, Definitions: a.Catalog, EvalTimeout: cfg.EvalTimeout}
+	ropts := step.Options{Registry: a.Registry, Definitions: a.Catalog, EvalTimeout: cfg.EvalTimeout,
+		EvalMemory: cfg.EvalMemory, Evaluators: cfg.Evaluators, InProcess: cfg.EvalInProcess}
 	st := mode.Store
 	var observers engine.Observers
 	var queue engine.QueueObserver

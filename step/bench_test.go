@@ -34,6 +34,40 @@ func BenchmarkWarmEval(b *testing.B) {
 	warmEval(b, r, req, func(res *engine.StepResult) bool { return res.Message == "hello" })
 }
 
+// BenchmarkIsolation is what evaluating in a child evaluator costs a step: print-message-in-status
+// and the 20-way disjunction, each in this process (Options.InProcess) and in a child, in one
+// binary so that both see the same machine:
+//
+//	go test -run '^$' -bench Isolation -benchmem -count 4 ./step/
+//
+// B/op and allocs/op count this process only, not the child's; cpu-µs/op counts both.
+func BenchmarkIsolation(b *testing.B) {
+	msg, _ := definitions.Template("print-message-in-status")
+	templates := defs{"print-message-in-status": msg, "notify20": disjunction20}
+	for _, inProcess := range []bool{true, false} {
+		place := "child"
+		if inProcess {
+			place = "in-process"
+		}
+		r, _ := newRunnerWith(b, step.Options{Definitions: templates, InProcess: inProcess})
+		b.Run("print-message/"+place, func(b *testing.B) {
+			req := request("print-message-in-status", map[string]any{"message": "hello"})
+			cpu := cpuTime(b)
+			warmEval(b, r, req, func(res *engine.StepResult) bool { return res.Message == "hello" })
+			b.ReportMetric(float64((cpuTime(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+		b.Run("disjunction20/"+place, func(b *testing.B) {
+			req := request("notify20", map[string]any{
+				"target":  map[string]any{"kind": "syslog", "address": "10.0.0.1:514"},
+				"message": "deployed",
+			})
+			cpu := cpuTime(b)
+			warmEval(b, r, req, func(res *engine.StepResult) bool { return res.Message == "[info] syslog: deployed" })
+			b.ReportMetric(float64((cpuTime(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
+
 // BenchmarkWarmEvalRequest evaluates the built-in request step against a local HTTP server with
 // its definition compiled: parameter check, one HTTP call, its result filled back, the status
 // check and the decoded response.

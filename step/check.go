@@ -20,7 +20,10 @@ import (
 
 // Check compiles a template as `stepflow vet` and apply do: the error gives each CUE problem
 // with its position in the template (file named typ.cue).
-func (r *Runner) Check(_ context.Context, typ, template string) error {
+func (r *Runner) Check(ctx context.Context, typ, template string) error {
+	if r.pool != nil {
+		return r.pool.check(ctx, r.opts.EvalTimeout, &checkRequest{source: source{Type: typ}, Compile: true}, template)
+	}
 	if d := r.generation().definition(r.opts.Registry, typ, template); d.err != nil {
 		return d.err
 	}
@@ -32,13 +35,31 @@ func (r *Runner) Check(_ context.Context, typ, template string) error {
 // the keys in filled (a step's inputs' parameterKeys) are filled at run time and taken as given.
 func (r *Runner) CheckProperties(ctx context.Context, namespace, typ string, props map[string]any, filled []string) error {
 	p, _ := plain(props).(map[string]any)
-	return r.checkProperties(ctx, namespace, typ, p, filled)
+	return r.checkProperties(ctx, namespace, typ, nil, p, filled)
 }
 
-// checkProperties is CheckProperties with props as readProperties gives them.
-func (r *Runner) checkProperties(ctx context.Context, namespace, typ string, props map[string]any, filled []string) error {
-	gen := r.generation()
-	d, err := r.load(ctx, gen, namespace, typ)
+// checkProperties is CheckProperties with props as readProperties gives them from raw, their
+// JSON (nil: props encoded again).
+func (r *Runner) checkProperties(ctx context.Context, namespace, typ string, raw json.RawMessage, props map[string]any, filled []string) error {
+	src, err := r.template(ctx, namespace, typ)
+	if err != nil {
+		return err
+	}
+	if r.pool != nil {
+		if raw == nil {
+			if raw, err = json.Marshal(props); err != nil {
+				return fmt.Errorf("properties: %w", err)
+			}
+		}
+		req := &checkRequest{source: source{Type: typ}, Namespace: namespace, Properties: raw, Filled: filled}
+		return r.pool.check(ctx, r.opts.EvalTimeout, req, src)
+	}
+	return r.checkCompiled(r.generation(), typ, src, namespace, props, filled)
+}
+
+// checkCompiled checks props against the template src of typ, compiled in gen.
+func (r *Runner) checkCompiled(gen *generation, typ, src, namespace string, props map[string]any, filled []string) error {
+	d, err := r.compile(gen, typ, src)
 	if f, ok := errors.AsType[*failure](err); ok {
 		return errors.New(f.msg)
 	}

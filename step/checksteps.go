@@ -48,7 +48,7 @@ func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alp
 				filled = append(filled, in.ParameterKey)
 			}
 		}
-		err = r.checkProperties(ctx, namespace, s.Type, props, filled)
+		err = r.checkProperties(ctx, namespace, s.Type, raw, props, filled)
 		if pe, ok := errors.AsType[PropertyErrors](err); ok {
 			for _, p := range pe {
 				v, _ := propertyAt(props, p.Path)

@@ -69,16 +69,32 @@ type definition struct {
 	// sensitive is set when the template marks a field @sensitive(): only then are the
 	// parameter's fields searched for the attribute at every evaluation.
 	sensitive bool
-	// loneSuspend is the path of the template's only action when that is a builtin suspend
-	// and the template has nothing else but its parameter: a resume releases such a step
-	// without evaluating it again.
-	loneSuspend string
-	// notLocal is set once a quick evaluation (Runner.RunQuick) reached an action that is not
-	// local: the step type's evaluations are no longer tried as quick ones.
-	notLocal atomic.Bool
+	// info is what the Runner keeps of the template between evaluations.
+	info *defInfo
 	// err is why the template does not compile; it is cached like a success.
 	err error
 }
+
+// defInfo is what the Runner learns of a definition by evaluating it, in its process or in a
+// child evaluator, and keeps for its next evaluations.
+type defInfo struct {
+	// loneSuspend is the path of the template's only action when that is a builtin suspend
+	// and the template has nothing else but its parameter: a resume releases such a step
+	// without evaluating it again. "" when not, or not known yet.
+	loneSuspend atomic.Pointer[string]
+	// notLocal is set once a quick evaluation (Runner.RunQuick) reached an action that is not
+	// local: the step type's evaluations are no longer tried as quick ones.
+	notLocal atomic.Bool
+}
+
+func (i *defInfo) lone() string {
+	if p := i.loneSuspend.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (i *defInfo) setLone(path string) { i.loneSuspend.Store(&path) }
 
 // rootOf returns the template's fields in v, a filled copy of file.
 func (d *definition) rootOf(v cue.Value) cue.Value {
@@ -150,7 +166,8 @@ func (g *generation) compile(reg *Registry, typ, template string) *definition {
 		!v.LookupPath(cue.MakePath(cue.Str("parameter"))).Exists() {
 		d.root = t.Path()
 	}
-	d.loneSuspend = loneSuspend(f, d)
+	d.info = &defInfo{}
+	d.info.setLone(loneSuspend(f, d))
 	return d
 }
 

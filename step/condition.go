@@ -30,6 +30,14 @@ func (r *Runner) EvalIf(ctx context.Context, expr string, scope map[string]any) 
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
+	if r.pool != nil {
+		return r.pool.condition(ctx, r.opts.EvalTimeout, expr, scope)
+	}
+	return r.evalIf(scope, expr)
+}
+
+// evalIf is EvalIf in this process.
+func (r *Runner) evalIf(scope map[string]any, expr string) (bool, error) {
 	gen := r.generation()
 	c, err := gen.condition(expr)
 	if err != nil {

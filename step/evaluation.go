@@ -24,45 +24,63 @@ import (
 	"github.com/stepflow/stepflow/redact"
 )
 
-// evaluation is one evaluation of a step. It is the Session of the actions it runs.
+// evaluation is one evaluation of a step, as the Runner sees it: the Session of the actions it
+// runs, with the memo, the log and the outcome. Its CUE half (cueEval) runs in the Runner's
+// process or in a child evaluator (evaluators.go), calling the actions back through act.
 type evaluation struct {
 	r   *Runner
-	gen *generation
-	def *definition
+	t   target
 	req *engine.StepRequest
 	res engine.StepResult
 
 	memo    map[string]json.RawMessage // the attempt's memo, with what this evaluation added
-	done    map[string]bool            // the actions run in this evaluation, by path
 	stopped bool                       // an action ended the evaluation
 	current string                     // the path of the action running
 	params  json.RawMessage            // and its parameters' JSON
-	fills   int                        // results filled in since the template was validated
 	start   time.Time
 	actions time.Duration // the time the actions run in this evaluation took
 	waited  time.Duration // and the time it waited for its turns (Runner.turns)
 	turn    *hold         // its claim on a turn at CUE
+	child   *child        // the child evaluator taken for it, until pool.step takes it over
 	quick   bool          // made in the engine's worker: it ends at an action that is not local
 }
 
-// evaluate evaluates req with its definition d compiled in gen; began is when its CUE time
-// started. A quick evaluation (RunQuick) returns errNotLocal, and nothing else, when the
-// template calls an action that is not local.
-func (r *Runner) evaluate(ctx context.Context, gen *generation, d *definition, req *engine.StepRequest, began time.Time, quick bool) (*engine.StepResult, error) {
-	e := &evaluation{r: r, gen: gen, def: d, req: req, quick: quick, memo: map[string]json.RawMessage{}, done: map[string]bool{}, turn: &hold{t: r.turns}}
+// target is the definition an evaluation evaluates: compiled in this process (gen and def), or
+// its type and source, which a child evaluator compiles (key is their hash).
+type target struct {
+	info *defInfo
+	gen  *generation
+	def  *definition
+	typ  string
+	src  string
+	key  [32]byte
+}
+
+// evaluate evaluates req with its definition t; began is when its CUE time started. A quick
+// evaluation (RunQuick) returns errNotLocal, and nothing else, when the template calls an
+// action that is not local.
+func (r *Runner) evaluate(ctx context.Context, t target, req *engine.StepRequest, began time.Time, quick bool) (*engine.StepResult, error) {
+	e := &evaluation{r: r, t: t, req: req, quick: quick, memo: map[string]json.RawMessage{}, turn: &hold{t: r.turns}}
 	maps.Copy(e.memo, req.Memo)
 	released, err := e.releaseSuspend(ctx)
 	if !released {
 		waitFrom := time.Now()
+		if t.def == nil { // a child evaluator's start is not the evaluation's time
+			if e.child, err = r.pool.get(ctx); err != nil {
+				return nil, err
+			}
+		}
 		// A quick evaluation holds the engine's worker: it goes before evaluations starting.
 		if err := e.turn.take(ctx, quick); err != nil {
+			if e.child != nil {
+				r.pool.put(e.child, true)
+			}
 			return nil, err
 		}
 		e.waited += time.Since(waitFrom) // e.run gives the turn back
 		var timedOut bool
 		if timedOut, err = r.bounded(ctx, e); timedOut {
-			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: fmt.Sprintf(
-				"evaluating the step took longer than %s, the limit of one evaluation (step.Options.EvalTimeout, --eval-timeout)", r.opts.EvalTimeout)}, nil
+			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: r.timeLimit("the step")}, nil
 		}
 		if errors.Is(err, errNotLocal) {
 			return nil, err
@@ -96,6 +114,9 @@ func (r *Runner) bounded(ctx context.Context, e *evaluation) (timedOut bool, err
 	go func() { done <- e.run(ctx) }()
 	select {
 	case err := <-done:
+		if errors.Is(context.Cause(ctx), errEvalTimeout) {
+			return true, nil // a child evaluator killed at the limit
+		}
 		return false, err
 	case <-ctx.Done():
 		if errors.Is(context.Cause(ctx), errEvalTimeout) {
@@ -106,20 +127,87 @@ func (r *Runner) bounded(ctx context.Context, e *evaluation) (timedOut bool, err
 	}
 }
 
-// run evaluates the template: parameter first, then the actions, then the outputs. A *failure
-// ends the step as failed; another error is returned from RunStep.
+// timeLimit is the message of an evaluation of what that ran past Options.EvalTimeout.
+func (r *Runner) timeLimit(what string) string {
+	return fmt.Sprintf("evaluating %s took longer than %s, the limit of one evaluation (step.Options.EvalTimeout, --eval-timeout)", what, r.opts.EvalTimeout)
+}
+
+// run evaluates the template, in this process or in a child evaluator. A *failure ends the
+// step as failed; another error is returned from RunStep.
 func (e *evaluation) run(ctx context.Context) error {
 	defer e.turn.give()
-	if e.quick && e.def.notLocal.Load() {
+	defer func() {
+		if e.child != nil { // not taken by pool.step
+			e.r.pool.put(e.child, true)
+		}
+	}()
+	if e.quick && e.t.info.notLocal.Load() {
 		return errNotLocal // another quick evaluation found out while this one waited its turn
 	}
 	e.start = time.Now()
-	props, err := readProperties(e.req.Properties)
+	if e.t.def == nil {
+		return e.r.pool.step(ctx, e)
+	}
+	c := &cueEval{r: e.r, gen: e.t.gen, def: e.t.def, props: e.req.Properties, context: e.req.Context, wants: e.req.Step.Outputs, act: e}
+	err := c.run(ctx)
+	e.res.Outputs = c.results
+	return err
+}
+
+// cueEval is the CUE half of an evaluation of a step: it fills the template, finds the actions,
+// has them run by act and fills their results back, then evaluates the outputs. It runs where
+// the CUE runs: in the Runner's process, or in a child evaluator, whose act calls the Runner.
+type cueEval struct {
+	r       *Runner
+	gen     *generation
+	def     *definition
+	props   json.RawMessage
+	context map[string]any
+	wants   v1alpha1.StepOutputs // the step's outputs
+	act     actor
+
+	done    map[string]bool // the actions run in this evaluation, by path
+	fills   int             // results filled in since the template was validated
+	results map[string]json.RawMessage
+}
+
+// actor runs the actions of an evaluation: the evaluation itself, or in a child evaluator its
+// messages to the Runner.
+type actor interface {
+	// act runs an action (or replays its memo) and says what to fill back.
+	act(ctx context.Context, c *actionCall) (acted, error)
+	// sensitive marks values as secrets.
+	sensitive(values ...string)
+}
+
+// actionCall is an action the walk found: its path, its action and its parameters' JSON.
+type actionCall struct {
+	Path       string          `json:"path"`
+	Provider   string          `json:"provider"`
+	Do         string          `json:"do"`
+	Params     json.RawMessage `json:"params"`
+	Incomplete string          `json:"incomplete,omitempty"` // why some parameters were left out
+	params     map[string]any  // Params decoded, when the walk decoded them
+}
+
+// acted is what an action did to the evaluation: the result to fill back (none when nil or
+// null), whether it ended the evaluation, and whether the outputs are still to be evaluated,
+// not strictly (a step that failed or waits).
+type acted struct {
+	Result  json.RawMessage `json:"result,omitempty"`
+	Stopped bool            `json:"stopped,omitempty"`
+	Outputs bool            `json:"outputs,omitempty"`
+}
+
+// run evaluates the template: parameter first, then the actions, then the outputs.
+func (e *cueEval) run(ctx context.Context) error {
+	e.done = map[string]bool{}
+	props, err := readProperties(e.props)
 	if err != nil {
 		return failf(v1alpha1.ReasonParameter, "properties: %v", err)
 	}
 	pp := e.def.paramPath()
-	v := e.def.fill(props, e.req.Context)
+	v := e.def.fill(props, e.context)
 	// Before the check: its messages may quote the values.
 	e.markSensitive(v)
 	if err := checkParameter(v, pp, props, nil); err != nil {
@@ -153,14 +241,15 @@ func (e *evaluation) run(ctx context.Context) error {
 			return failf(v1alpha1.ReasonRendering, "more than %d actions in one evaluation", e.r.opts.MaxActions)
 		}
 		fills := e.fills
-		v, err = e.call(ctx, v, s)
+		var out acted
+		v, out, err = e.call(ctx, v, s)
 		if e.fills > fills {
 			// A result may have made a marked field concrete: marked before any action
 			// that could show it runs.
 			e.markSensitive(v)
 		}
-		if err != nil || e.stopped {
-			if err == nil && (e.res.Outcome == engine.Failed || e.res.Outcome == engine.Waiting) {
+		if err != nil || out.Stopped {
+			if err == nil && out.Outputs {
 				// KubeVela takes the outputs of a step that failed or timed out, so that a
 				// later step can say why; the engine keeps a waiting step's for its timeout.
 				_ = e.outputs(v, false) // not strict: what cannot be evaluated is null, never an error
@@ -183,7 +272,7 @@ func (e *evaluation) run(ctx context.Context) error {
 // whose parameters are concrete. When there is none but some action or group is not complete,
 // the first incomplete action that accepts it runs; otherwise the evaluation fails naming what
 // is incomplete. Nil means every action ran. last says that nothing else was pending.
-func (e *evaluation) next(v cue.Value) (s *site, last bool, err error) {
+func (e *cueEval) next(v cue.Value) (s *site, last bool, err error) {
 	w := &walker{e: e}
 	w.visit(e.def.rootOf(v), true)
 	switch {
@@ -207,56 +296,12 @@ func (e *evaluation) next(v cue.Value) (s *site, last bool, err error) {
 	return nil, true, nil
 }
 
-// call runs an action, or replays the result a side-effecting one had earlier in the attempt,
-// and fills the result back into the template.
-func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value, error) {
-	if e.quick && (s.action.Local == nil || !s.action.Local(s.params)) {
-		e.def.notLocal.Store(true)
-		return v, errNotLocal
-	}
+// call has the action at s run (act) and fills its result back into the template.
+func (e *cueEval) call(ctx context.Context, v cue.Value, s *site) (cue.Value, acted, error) {
 	e.done[s.key] = true
-	name := s.action.Provider + "." + s.action.Do
-	// An idempotent action runs again (a stored memo of it, from before it was marked so, is
-	// not replayed); other side effects run once per try.
-	sideEffect := !s.action.Idempotent && s.action.SideEffect != nil && s.action.SideEffect(s.params)
-	result, replayed := e.memo[s.key]
-	if !sideEffect || !replayed {
-		e.current, e.params = s.key, s.raw
-		back := e.turn.give() // others evaluate while the action waits on its I/O
-		began := time.Now()
-		out, err := s.action.Run(ctx, &Call{Params: s.params, raw: s.raw, Path: s.key, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
-		took := time.Since(began)
-		e.actions += took
-		if err == nil && out != nil {
-			if result, err = json.Marshal(out); err != nil {
-				err = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("encoding the result: %w", err))
-			}
-		}
-		if err != nil {
-			e.logAction(name, s, took, "error: "+err.Error())
-			return v, fmt.Errorf("step %s: %s (%s): %w", e.req.Step.Name, s.key, name, err)
-		}
-		e.logAction(name, s, took, "ok")
-		if out == nil {
-			result = nil
-		}
-		if sideEffect {
-			e.memo[s.key] = orNull(result)
-		} else if s.action.Idempotent {
-			delete(e.memo, s.key) // a memo kept from before it was idempotent is stale now
-		}
-		if back {
-			waitFrom := time.Now()
-			if err := e.turn.take(ctx, true); err != nil {
-				return v, err
-			}
-			e.waited += time.Since(waitFrom)
-		}
-	} else {
-		e.logAction(name, s, 0, "replayed")
-	}
-	if e.stopped || result == nil || string(result) == "null" {
-		return v, nil
+	out, err := e.act.act(ctx, s.call())
+	if err != nil || out.Stopped || out.Result == nil || string(out.Result) == "null" {
+		return v, out, err
 	}
 	path := s.value.Path()
 	at := path
@@ -266,13 +311,80 @@ func (e *evaluation) call(ctx context.Context, v cue.Value, s *site) (cue.Value,
 	case s.action.LegacyResult != "":
 		at = cue.MakePath(append(path.Selectors(), cue.Str(s.action.LegacyResult))...)
 	}
-	v = v.FillPath(at, result)
+	v = v.FillPath(at, out.Result)
 	e.fills++
 	if err := v.LookupPath(path).Validate(); err != nil {
-		return v, failf(v1alpha1.ReasonRendering, "%s: the result of %s does not fit the definition: %v", s.key, name, describe(err))
+		name := s.action.Provider + "." + s.action.Do
+		return v, out, failf(v1alpha1.ReasonRendering, "%s: the result of %s does not fit the definition: %v", s.key, name, describe(err))
 	}
-	return v, nil
+	return v, out, nil
 }
+
+// act runs an action, or replays the result a side-effecting one had earlier in the attempt:
+// the evaluation is the actor of its CUE half.
+func (e *evaluation) act(ctx context.Context, c *actionCall) (acted, error) {
+	a, ok := e.r.opts.Registry.Action(c.Provider, c.Do)
+	if !ok || a.Run == nil {
+		return acted{}, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("%s: action %s.%s is not available in this build", c.Path, c.Provider, c.Do))
+	}
+	params := c.params
+	if params == nil {
+		if err := json.Unmarshal(c.Params, &params); err != nil || params == nil {
+			return acted{}, failf(v1alpha1.ReasonRendering, "%s: parameters: not a JSON object", c.Path)
+		}
+	}
+	if e.quick && (a.Local == nil || !a.Local(params)) {
+		e.t.info.notLocal.Store(true)
+		return acted{}, errNotLocal
+	}
+	name := a.Provider + "." + a.Do
+	// An idempotent action runs again (a stored memo of it, from before it was marked so, is
+	// not replayed); other side effects run once per try.
+	sideEffect := !a.Idempotent && a.SideEffect != nil && a.SideEffect(params)
+	result, replayed := e.memo[c.Path]
+	if !sideEffect || !replayed {
+		e.current, e.params = c.Path, c.Params
+		back := e.turn.give() // others evaluate while the action waits on its I/O
+		began := time.Now()
+		out, err := a.Run(ctx, &Call{Params: params, raw: c.Params, Path: c.Path, Run: e.req.Run, Step: e.req.Step.Name, Session: e})
+		took := time.Since(began)
+		e.actions += took
+		if err == nil && out != nil {
+			if result, err = json.Marshal(out); err != nil {
+				err = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("encoding the result: %w", err))
+			}
+		}
+		if err != nil {
+			e.logAction(name, c, took, "error: "+err.Error())
+			return acted{}, fmt.Errorf("step %s: %s (%s): %w", e.req.Step.Name, c.Path, name, err)
+		}
+		e.logAction(name, c, took, "ok")
+		if out == nil {
+			result = nil
+		}
+		if sideEffect {
+			e.memo[c.Path] = orNull(result)
+		} else if a.Idempotent {
+			delete(e.memo, c.Path) // a memo kept from before it was idempotent is stale now
+		}
+		if back {
+			waitFrom := time.Now()
+			if err := e.turn.take(ctx, true); err != nil {
+				return acted{}, err
+			}
+			e.waited += time.Since(waitFrom)
+		}
+	} else {
+		e.logAction(name, c, 0, "replayed")
+	}
+	if e.stopped {
+		return acted{Stopped: true, Outputs: e.res.Outcome == engine.Failed || e.res.Outcome == engine.Waiting}, nil
+	}
+	return acted{Result: result}, nil
+}
+
+// sensitive implements actor.
+func (e *evaluation) sensitive(values ...string) { e.Sensitive(values...) }
 
 func orNull(b json.RawMessage) json.RawMessage {
 	if b == nil {
@@ -281,10 +393,10 @@ func orNull(b json.RawMessage) json.RawMessage {
 	return b
 }
 
-func (e *evaluation) logAction(name string, s *site, took time.Duration, outcome string) {
-	msg := s.key
-	if s.incomplete != nil {
-		msg += " (run with incomplete parameters: " + describe(s.incomplete).Error() + ")"
+func (e *evaluation) logAction(name string, c *actionCall, took time.Duration, outcome string) {
+	msg := c.Path
+	if c.Incomplete != "" {
+		msg += " (run with incomplete parameters: " + c.Incomplete + ")"
 	}
 	e.res.Logs = append(e.res.Logs, engine.LogEntry{
 		Time:     e.now(),
@@ -302,16 +414,16 @@ func (e *evaluation) now() time.Time { return e.req.Now.Add(time.Since(e.start))
 // outputs evaluates the step's outputs over the evaluated template. Strict, an output that
 // cannot be evaluated fails the step; otherwise (a step that failed or waits) it is null, as
 // KubeVela stores it.
-func (e *evaluation) outputs(v cue.Value, strict bool) error {
-	if len(e.req.Step.Outputs) == 0 {
+func (e *cueEval) outputs(v cue.Value, strict bool) error {
+	if len(e.wants) == 0 {
 		return nil
 	}
 	if !e.def.usesContext { // outputs may read it all the same
-		v = v.FillPath(contextPath, plain(e.req.Context))
+		v = v.FillPath(contextPath, plain(e.context))
 	}
 	scope := e.def.rootOf(v)
-	e.res.Outputs = make(map[string]json.RawMessage, len(e.req.Step.Outputs))
-	for _, o := range e.req.Step.Outputs {
+	e.results = make(map[string]json.RawMessage, len(e.wants))
+	for _, o := range e.wants {
 		// Most outputs are paths (response.tag); compiling an expression in the scope of the
 		// evaluated template keeps that evaluation in the context, so it is the fallback.
 		var val cue.Value
@@ -335,7 +447,7 @@ func (e *evaluation) outputs(v cue.Value, strict bool) error {
 		case err != nil:
 			b = json.RawMessage("null")
 		}
-		e.res.Outputs[o.Name] = b
+		e.results[o.Name] = b
 	}
 	return nil
 }
@@ -367,9 +479,9 @@ func (e *evaluation) result() *engine.StepResult {
 
 // markSensitive marks the values of the template's fields that carry @sensitive() and are
 // concrete in v, the template as filled so far. Templates without the attribute cost nothing.
-func (e *evaluation) markSensitive(v cue.Value) {
+func (e *cueEval) markSensitive(v cue.Value) {
 	if e.def.sensitive {
-		e.Sensitive(sensitiveValues(e.def.rootOf(v))...)
+		e.act.sensitive(sensitiveValues(e.def.rootOf(v))...)
 	}
 }
 
@@ -481,7 +593,7 @@ func (e *evaluation) Log(level int, message string, data any) {
 // releases it, and nothing follows it. It reports false, having done nothing, for any other
 // step (and for a suspend recorded without its parameters).
 func (e *evaluation) releaseSuspend(ctx context.Context) (bool, error) {
-	key := e.def.loneSuspend
+	key := e.t.info.lone()
 	if key == "" || !e.req.Resumed || len(e.req.Step.Outputs) > 0 {
 		return false, nil
 	}
@@ -494,7 +606,7 @@ func (e *evaluation) releaseSuspend(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	e.start = time.Now()
-	_, err := e.call(ctx, cue.Value{}, &site{key: key, action: a, raw: raw, params: params})
+	_, err := e.act(ctx, &actionCall{Path: key, Provider: a.Provider, Do: a.Do, Params: raw, params: params})
 	return true, err
 }
 

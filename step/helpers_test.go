@@ -72,6 +72,12 @@ func (r *recorder) count(prefix string) int {
 // and a fake "test" package whose actions record their calls.
 func newRunner(t testing.TB, templates defs) (*step.Runner, *recorder) {
 	t.Helper()
+	return newRunnerWith(t, step.Options{Definitions: templates})
+}
+
+// newRunnerWith is newRunner with options, whose Registry it sets.
+func newRunnerWith(t testing.TB, opts step.Options) (*step.Runner, *recorder) {
+	t.Helper()
 	rec := &recorder{returns: map[string][]any{}, errs: map[string]error{}}
 	reg := step.NewRegistry()
 	builtin.Register(reg)
@@ -88,7 +94,8 @@ func newRunner(t testing.TB, templates defs) (*step.Runner, *recorder) {
 		}
 		reg.Register(a)
 	}
-	return step.NewRunner(step.Options{Registry: reg, Definitions: templates}), rec
+	opts.Registry = reg
+	return step.NewRunner(opts), rec
 }
 
 const testPackage = `

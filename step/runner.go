@@ -70,6 +70,22 @@ type Options struct {
 	// wait after one of its actions does. An evaluation past EvalTimeout gives its turn up
 	// while its evaluator finishes. Conditions (EvalIf) are short and do not wait.
 	MaxEvaluating int
+	// InProcess evaluates CUE in this process, as goroutines, instead of in child evaluators:
+	// for debugging. Nothing then bounds an evaluation's memory, and an evaluation past
+	// EvalTimeout fails its step but its CUE goes on computing until it ends; conditions and
+	// checks have no time bound.
+	InProcess bool
+	// Evaluators bounds the child evaluators: processes of this same binary (started again
+	// with an environment marker, caught by this package's init) that evaluate the CUE of one
+	// step, condition or check at a time, while the actions run in this process. A child is
+	// reused until its caller goes away or a bound is passed: then it is killed, and another
+	// is started for the next evaluation. 0 means DefaultEvaluators().
+	Evaluators int
+	// EvalMemory bounds the memory of one child evaluator: its live heap (the definitions it
+	// keeps compiled and the evaluation under way). Past it the child ends and the evaluation
+	// fails, naming the bound; the child's address space is limited too (4×EvalMemory + 4 GiB),
+	// a backstop. 0 means DefaultEvalMemory.
+	EvalMemory int64
 	// ObserveEvaluation, when set, is called after each evaluation of a step's template with
 	// the step's type and the time the evaluation spent in CUE: compiling the definition when
 	// it was not compiled yet, filling and checking the parameter, walking the template,
@@ -86,6 +102,7 @@ type Options struct {
 // engine.ConditionEvaluator, and is safe for concurrent use.
 type Runner struct {
 	opts  Options
+	pool  *pool // nil with Options.InProcess
 	turns *turns
 	mu    sync.Mutex
 	gen   *generation
@@ -111,7 +128,33 @@ func NewRunner(opts Options) *Runner {
 	if opts.MaxEvaluating <= 0 {
 		opts.MaxEvaluating = runtime.GOMAXPROCS(0)
 	}
-	return &Runner{opts: opts, turns: &turns{free: opts.MaxEvaluating}}
+	r := &Runner{opts: opts, turns: &turns{free: opts.MaxEvaluating}}
+	if !opts.InProcess {
+		if r.opts.Evaluators <= 0 {
+			r.opts.Evaluators = DefaultEvaluators()
+		}
+		if r.opts.EvalMemory <= 0 {
+			r.opts.EvalMemory = DefaultEvalMemory
+		}
+		r.pool = newPool(r.opts)
+	}
+	return r
+}
+
+// target returns what an evaluation of step type typ, of template src, evaluates: the
+// definition compiled here, or with child evaluators its source. A compile error here is a
+// *failure; a child reports its own.
+func (r *Runner) target(typ, src string) (target, error) {
+	if r.pool != nil {
+		key := definitionKey(typ, src)
+		return target{info: r.pool.info(key), typ: typ, src: src, key: key}, nil
+	}
+	gen := r.generation()
+	d, err := r.compile(gen, typ, src)
+	if err != nil {
+		return target{}, err
+	}
+	return target{info: d.info, gen: gen, def: d, typ: typ, src: src}, nil
 }
 
 // generation returns the generation an evaluation runs in, counted as one of its evaluations.
@@ -182,12 +225,11 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	gen := r.generation()
 	src, err := r.template(ctx, req.Run.Namespace, req.Step.Type)
 	began := time.Now() // CUE's time starts once the definition is read
-	var d *definition
+	var t target
 	if err == nil {
-		d, err = r.compile(gen, req.Step.Type, src)
+		t, err = r.target(req.Step.Type, src)
 	}
 	var f *failure
 	switch {
@@ -199,7 +241,7 @@ func (r *Runner) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 	case err != nil:
 		return nil, fmt.Errorf("step %s: loading step type %s: %w", req.Step.Name, req.Step.Type, err)
 	}
-	return r.evaluate(ctx, gen, d, req, began, false)
+	return r.evaluate(ctx, t, req, began, false)
 }
 
 // RunQuick implements engine.QuickRunner: it makes the evaluation of req when that needs no
@@ -212,21 +254,19 @@ func (r *Runner) RunQuick(ctx context.Context, req *engine.StepRequest) (*engine
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
-	gen := r.current() // counted only if the evaluation is made
 	src, err := r.template(ctx, req.Run.Namespace, req.Step.Type)
 	began := time.Now()
 	if err != nil {
 		return nil, false, err
 	}
-	d, err := r.compile(gen, req.Step.Type, src)
+	t, err := r.target(req.Step.Type, src)
 	if err != nil {
 		return nil, false, err
 	}
-	if d.notLocal.Load() {
+	if t.info.notLocal.Load() {
 		return nil, false, errNotLocal
 	}
-	gen.evals.Add(1)
-	res, err := r.evaluate(ctx, gen, d, req, began, true)
+	res, err := r.evaluate(ctx, t, req, began, true)
 	if errors.Is(err, errNotLocal) || ctx.Err() != nil {
 		// Not made: a caller gone (an operation's request) is not the step's error.
 		return nil, false, err

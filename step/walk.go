@@ -35,7 +35,7 @@ type site struct {
 
 // walker is one pass over the template's fields.
 type walker struct {
-	e       *evaluation
+	e       *cueEval
 	ready   *site
 	blocked []*site // incomplete actions, and groups whose fields cannot all be computed yet
 	others  int     // actions not run yet past the ready one
@@ -112,6 +112,15 @@ func (w *walker) action(v, providerValue cue.Value) {
 		s.incomplete = err
 		w.blocked = append(w.blocked, s)
 	}
+}
+
+// call is the action's call, for an actor to run.
+func (s *site) call() *actionCall {
+	c := &actionCall{Path: s.key, Provider: s.action.Provider, Do: s.action.Do, Params: s.raw, params: s.params}
+	if s.incomplete != nil {
+		c.Incomplete = describe(s.incomplete).Error()
+	}
+	return c
 }
 
 // readParams reads the action's parameters, `$params` or in the legacy form its regular fields

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -112,13 +113,27 @@ func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
 	if err != nil {
 		return assembly.Config{}, invalidErr(err)
 	}
+	var inProcess bool
+	switch g.evalIsolation {
+	case "process":
+	case "none":
+		inProcess = true
+	default:
+		return assembly.Config{}, invalidErr(fmt.Errorf("--eval-isolation: %q is neither process nor none", g.evalIsolation))
+	}
+	if g.evalMemory < 0 || g.evaluators < 0 {
+		return assembly.Config{}, invalidErr(errors.New("--eval-memory and --evaluators cannot be negative"))
+	}
 	return assembly.Config{
-		Retry:       engine.RetryPolicy{Limit: g.retryLimit, Backoff: engine.Backoff{Initial: g.retryBackoff}},
-		Wait:        engine.Backoff{Initial: g.waitBackoff},
-		Limits:      g.limits,
-		EvalTimeout: g.evalTimeout,
-		Retention:   g.retention,
-		Providers:   assembly.Providers{Egress: policy},
+		Retry:         engine.RetryPolicy{Limit: g.retryLimit, Backoff: engine.Backoff{Initial: g.retryBackoff}},
+		Wait:          engine.Backoff{Initial: g.waitBackoff},
+		Limits:        g.limits,
+		EvalTimeout:   g.evalTimeout,
+		EvalMemory:    int64(g.evalMemory) << 20,
+		Evaluators:    g.evaluators,
+		EvalInProcess: inProcess,
+		Retention:     g.retention,
+		Providers:     assembly.Providers{Egress: policy},
 	}, nil
 }
 

@@ -98,9 +98,14 @@ type globals struct {
 	// `stepflow controller` drives, instead of the embedded store; kubeconfig names the cluster.
 	kube       bool
 	kubeconfig string
-	// limits bound a run; evalTimeout bounds one evaluation of a step.
-	limits      engine.Limits
-	evalTimeout time.Duration
+	// limits bound a run; evalTimeout bounds one evaluation of a step, evalMemory (MiB) the
+	// memory of one child evaluator; evaluators bounds the child evaluators, evalIsolation
+	// says where CUE runs ("process": in them; "none": in this process).
+	limits        engine.Limits
+	evalTimeout   time.Duration
+	evalMemory    int
+	evaluators    int
+	evalIsolation string
 	// retention says which finished runs are deleted.
 	retention engine.Retention
 	// egressAllow and egressDeny are the destinations steps may and may not connect to.
@@ -155,7 +160,10 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 	root.PersistentFlags().IntVar(&g.limits.RunDataBytes, "max-run-data", engine.DefaultMaxRunDataBytes, "most bytes of outputs and variables one run may hold, all together (-1: no limit)")
 	root.PersistentFlags().IntVar(&g.limits.WorkflowDepth, "max-workflow-depth", engine.DefaultMaxWorkflowDepth, "deepest nesting of child runs started by workflow steps (-1: no limit)")
 	root.PersistentFlags().IntVar(&g.limits.ChildRuns, "max-child-runs", engine.DefaultMaxChildRuns, "most child runs started under one run by workflow steps, at every depth (-1: no limit)")
-	root.PersistentFlags().DurationVar(&g.evalTimeout, "eval-timeout", step.DefaultEvalTimeout, "longest one evaluation of a step may take, CUE and actions (-1s: no limit)")
+	root.PersistentFlags().DurationVar(&g.evalTimeout, "eval-timeout", step.DefaultEvalTimeout, "longest one evaluation may take: a step's (CUE and actions), an if's, a check's (-1s: no limit)")
+	root.PersistentFlags().IntVar(&g.evalMemory, "eval-memory", step.DefaultEvalMemory>>20, "most memory one CUE evaluation may use, in MiB (its child evaluator's heap)")
+	root.PersistentFlags().IntVar(&g.evaluators, "evaluators", 0, "most child CUE evaluator processes at once (0: four per core, at least 8)")
+	root.PersistentFlags().StringVar(&g.evalIsolation, "eval-isolation", "process", "where CUE is evaluated: process (child evaluators, bounded) or none (in this process, for debugging: no memory bound, a timed-out evaluation keeps computing)")
 	root.PersistentFlags().DurationVar(&g.retention.TTL, "retain", engine.DefaultRetain, "how long finished runs are kept, with their logs, unless they or their template say (ttlSecondsAfterFinished); 0: for ever")
 	root.PersistentFlags().IntVar(&g.retention.Count, "retain-count", 0, "keep only this many finished runs per template and namespace, the newest (0: no limit)")
 	root.PersistentFlags().StringArrayVar(&g.egressAllow, "egress-allow", nil,

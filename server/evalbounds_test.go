@@ -1,0 +1,115 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stepflow/stepflow/server"
+	"github.com/stepflow/stepflow/server/servertest"
+)
+
+// rangeDoc is issue 19's inline definition, whose work grows with parameter.n, and a run
+// giving n: checking the run evaluates the template with it.
+const rangeDoc = `
+apiVersion: core.oam.dev/v1beta1
+kind: WorkflowStepDefinition
+metadata: {name: range}
+spec:
+  schematic:
+    cue:
+      template: |
+        import "list"
+
+        parameter: n: int
+        numbers: list.Range(0, parameter.n, 1)
+        total: list.Sum([for i in numbers {i * 2}])
+---
+apiVersion: core.oam.dev/v1alpha1
+kind: WorkflowRun
+metadata: {name: range}
+spec:
+  workflowSpec:
+    steps:
+    - {name: sum, type: range, properties: {n: 1000000}}
+`
+
+// A viewer's POST /api/v1/validate of that definition with n = 1e6 answers 400 at the time
+// bound, naming it and its flag; before, the server kept a core busy for minutes.
+func TestValidateOfABombAnswersAtTheTimeBound(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Configure: func(o *server.Options) { o.Assembly.EvalTimeout = 2 * time.Second }})
+	viewer := caller{t: t, base: srv.URL, token: srv.Token(t, "viewer")}
+	begin := time.Now()
+	r := viewer.postYAML("/api/v1/validate", rangeDoc).want(t, http.StatusBadRequest)
+	if d := time.Since(begin); d > 30*time.Second {
+		t.Errorf("answered after %s", d)
+	}
+	if !strings.Contains(string(r.body), "took longer than 2s, the limit of one evaluation") || !strings.Contains(string(r.body), "--eval-timeout") {
+		t.Errorf("answer %s", r.body)
+	}
+	assertCPUFree(t)
+}
+
+// A client that leaves before the answer cancels the evaluation: its evaluator is killed at
+// once, though the time bound is minutes away.
+func TestValidateCancelledByTheClientStopsEvaluating(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/api/v1/validate", bytes.NewReader([]byte(rangeDoc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+srv.Token(t, "viewer"))
+	req.Header.Set("Content-Type", "application/yaml")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("answered %s before the client left", resp.Status)
+	}
+	time.Sleep(500 * time.Millisecond) // the server sees the connection closed
+	assertCPUFree(t)
+}
+
+// assertCPUFree checks that this process and its children use less than a third of a core
+// over a second: no evaluation goes on computing.
+func assertCPUFree(t *testing.T) {
+	t.Helper()
+	before := cpuTime(t)
+	time.Sleep(time.Second)
+	if used := cpuTime(t) - before; used > 300*time.Millisecond {
+		t.Errorf("%s of CPU used in a second with nothing to evaluate", used)
+	}
+}
+
+// cpuTime is the CPU time of this process and of its children still running (from /proc).
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var self syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
+		t.Fatal(err)
+	}
+	total := time.Duration(self.Utime.Nano() + self.Stime.Nano())
+	entries, _ := os.ReadDir("/proc")
+	me := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime stime, in clock ticks (100 per second)
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(f) < 13 || f[1] != me {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return total
+}

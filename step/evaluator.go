@@ -1,0 +1,266 @@
+// evaluator.go: the child evaluator, the same binary started again with evaluatorEnv set: its
+// init takes the process over before main (or a test binary's TestMain), sets its memory
+// bound, and serves the Runner's requests on stdin and stdout until stdin closes. It holds
+// the CUE and nothing else: actions run in the Runner, called back by messages.
+
+package step
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+
+	"github.com/stepflow/stepflow/engine"
+)
+
+// evaluatorEnv, set to "1" in a process's environment, makes it a child evaluator.
+const evaluatorEnv = "STEPFLOW_CUE_EVALUATOR"
+
+// Exit codes of a child evaluator that ended on its own.
+const (
+	exitMemory   = 86 // its heap passed the memory bound
+	exitProtocol = 87 // a request it could not read, or a Runner of another build
+)
+
+func init() {
+	if os.Getenv(evaluatorEnv) != "1" {
+		return
+	}
+	os.Exit(serveEvaluator(os.Stdin, os.Stdout))
+}
+
+// serveEvaluator serves one Runner: a hello, then requests one at a time. It returns the
+// process's exit code.
+func serveEvaluator(in io.Reader, out io.Writer) int {
+	dec := json.NewDecoder(bufio.NewReaderSize(in, 64<<10))
+	w := bufio.NewWriterSize(out, 64<<10)
+	ch := &childSide{dec: dec, w: w, enc: json.NewEncoder(w), sources: map[string]string{}}
+	ch.enc.SetEscapeHTML(false)
+	var first request
+	if err := dec.Decode(&first); err != nil || first.Hello == nil || first.Hello.Version != wireVersion {
+		fmt.Fprintln(os.Stderr, "stepflow evaluator: no hello of this build")
+		return exitProtocol
+	}
+	// One evaluation at a time: one thread runs it; more would spin looking for work between
+	// the messages, which costs CPU and gains nothing.
+	runtime.GOMAXPROCS(1)
+	h := first.Hello
+	if h.Memory > 0 {
+		limitMemory(h.Memory)
+		go watchMemory(h.Memory, os.Getppid())
+	}
+	reg := NewRegistry()
+	for _, p := range h.Packages {
+		reg.AddPackage(p)
+	}
+	for _, a := range h.Actions {
+		reg.Register(Action{Provider: a.Provider, Do: a.Do, LegacyResult: a.LegacyResult, LegacyOutputs: a.LegacyOutputs,
+			AcceptIncomplete: a.AcceptIncomplete, Run: func(context.Context, *Call) (any, error) {
+				return nil, errors.New("runs in the Runner") // never called: childSide.act calls the Runner
+			}})
+	}
+	ch.r = NewRunner(Options{Registry: reg, InProcess: true, ContextLifetime: h.ContextLifetime,
+		MaxDefinitions: h.MaxDefinitions, MaxActions: h.MaxActions, EvalTimeout: -1})
+	if err := ch.send(reply{}); err != nil { // ready
+		return exitProtocol
+	}
+	for {
+		var req request
+		if err := dec.Decode(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0
+			}
+			fmt.Fprintln(os.Stderr, "stepflow evaluator: reading a request:", err)
+			return exitProtocol
+		}
+		var rep reply
+		switch {
+		case req.Step != nil:
+			rep = ch.step(req.Step)
+		case req.If != nil:
+			rep = ch.condition(req.If)
+		case req.Check != nil:
+			rep = ch.check(req.Check)
+		default:
+			rep = reply{Failure: &wireFailure{Message: "unexpected request"}}
+		}
+		if err := ch.send(rep); err != nil {
+			return exitProtocol
+		}
+	}
+}
+
+// childSide is a child evaluator's state: its Runner, evaluating in process, and the
+// definitions' sources it was sent.
+type childSide struct {
+	r       *Runner
+	dec     *json.Decoder
+	w       *bufio.Writer
+	enc     *json.Encoder
+	sources map[string]string
+	marked  []string // sensitive values not sent yet
+}
+
+// maxSources bounds the definitions' sources a child keeps; past it they are forgotten and
+// sent again when needed.
+const maxSources = 1024
+
+func (ch *childSide) send(rep reply) error {
+	rep.Sensitive, ch.marked = ch.marked, nil
+	if err := ch.enc.Encode(rep); err != nil {
+		return err
+	}
+	return ch.w.Flush()
+}
+
+// source returns the source of s, from s or from those sent before; false when unknown.
+func (ch *childSide) source(s source) (string, bool) {
+	if s.Source != "" {
+		if len(ch.sources) >= maxSources {
+			clear(ch.sources)
+		}
+		ch.sources[s.Key] = s.Source
+		return s.Source, true
+	}
+	src, ok := ch.sources[s.Key]
+	return src, ok
+}
+
+// step evaluates a step, calling the Runner for each action.
+func (ch *childSide) step(req *stepRequest) reply {
+	src, ok := ch.source(req.source)
+	if !ok {
+		return reply{Missing: true}
+	}
+	gen := ch.r.generation()
+	d, err := ch.r.compile(gen, req.Type, src)
+	done := &stepDone{}
+	if err == nil {
+		done.LoneSuspend = d.info.lone()
+		var cx map[string]any
+		if len(req.Context) > 0 {
+			err = json.Unmarshal(req.Context, &cx)
+		}
+		if err == nil {
+			c := &cueEval{r: ch.r, gen: gen, def: d, props: req.Properties, context: cx, wants: req.Outputs, act: ch}
+			err = c.run(context.Background())
+			done.Outputs = c.results
+		}
+	}
+	var f *failure
+	var te *engine.TerminalError
+	switch {
+	case err == nil:
+	case errors.Is(err, errAborted):
+		done.Aborted = true
+	case errors.As(err, &f):
+		done.Failure = &wireFailure{Reason: f.reason, Message: f.msg}
+	case errors.As(err, &te):
+		done.Terminal = &wireFailure{Reason: te.Reason, Message: te.Err.Error()}
+	default:
+		done.Error = err.Error()
+	}
+	return reply{Done: done}
+}
+
+// errAborted ends an evaluation in a child whose action failed in the Runner, which returns
+// the action's error itself.
+var errAborted = errors.New("the action failed")
+
+// act implements actor: the Runner runs the action and answers with what to fill back.
+func (ch *childSide) act(_ context.Context, c *actionCall) (acted, error) {
+	if err := ch.send(reply{Action: c}); err != nil {
+		return acted{}, err
+	}
+	var req request
+	if err := ch.dec.Decode(&req); err != nil {
+		return acted{}, err
+	}
+	if req.Acted == nil {
+		return acted{}, errAborted
+	}
+	return *req.Acted, nil
+}
+
+// sensitive implements actor: the values go with the next reply, before the action that
+// could show them runs.
+func (ch *childSide) sensitive(values ...string) { ch.marked = append(ch.marked, values...) }
+
+// condition evaluates an `if`.
+func (ch *childSide) condition(req *ifRequest) reply {
+	var scope map[string]any
+	if err := json.Unmarshal(req.Scope, &scope); err != nil {
+		return reply{If: &ifDone{Error: "reading the scope: " + err.Error()}}
+	}
+	b, err := ch.r.evalIf(scope, req.Expr)
+	if err != nil {
+		return reply{If: &ifDone{Error: err.Error()}}
+	}
+	return reply{If: &ifDone{Value: b}}
+}
+
+// check compiles a definition or checks properties against it.
+func (ch *childSide) check(req *checkRequest) reply {
+	src, ok := ch.source(req.source)
+	if !ok {
+		return reply{Missing: true}
+	}
+	gen := ch.r.generation()
+	var err error
+	if req.Compile {
+		if d := gen.definition(ch.r.opts.Registry, req.Type, src); d.err != nil {
+			err = d.err
+		}
+	} else {
+		var props map[string]any
+		if props, err = readProperties(req.Properties); err == nil {
+			err = ch.r.checkCompiled(gen, req.Type, src, req.Namespace, props, req.Filled)
+		}
+	}
+	if pe, ok := errors.AsType[PropertyErrors](err); ok {
+		return reply{Check: &checkDone{Properties: pe}}
+	}
+	if err != nil {
+		return reply{Check: &checkDone{Error: err.Error()}}
+	}
+	return reply{Check: &checkDone{}}
+}
+
+// limitMemory has the Go runtime collect garbage harder as the heap nears the bound, so that
+// only what an evaluation holds counts towards it, and sets the address-space backstop.
+func limitMemory(limit int64) {
+	// A child's live heap is small (the compiled packages and definitions, the evaluation
+	// under way) beside what each evaluation allocates: at the default GOGC it would collect
+	// every few evaluations, each time marking all it keeps. Collecting at 4× the live heap
+	// costs less CPU per evaluation; the bound stays on what is live.
+	debug.SetGCPercent(400)
+	debug.SetMemoryLimit(limit)
+	setAddressSpaceLimit(limit)
+}
+
+// watchMemory ends the process with exitMemory once the live heap (as of the last collection)
+// or the memory the runtime holds passes the bound, and ends it when the Runner's process
+// is gone (a child evaluating does not read its stdin).
+func watchMemory(limit int64, parent int) {
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	for range time.Tick(10 * time.Millisecond) {
+		metrics.Read(samples)
+		live := int64(samples[0].Value.Uint64())
+		held := int64(samples[1].Value.Uint64() - samples[2].Value.Uint64())
+		if live > limit || held > limit+limit/2 {
+			fmt.Fprintf(os.Stderr, "stepflow evaluator: memory bound of %d bytes passed\n", limit)
+			os.Exit(exitMemory)
+		}
+		if os.Getppid() != parent {
+			os.Exit(exitProtocol)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+// wire.go: the messages between the Runner and its child evaluators (evaluators.go,
+// evaluator.go), one JSON value per line on the child's stdin and stdout.
+
+package step
+
+import (
+	"encoding/json"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+)
+
+// wireVersion changes with the messages: a child of another build refuses the hello.
+const wireVersion = 1
+
+// request is a message from the Runner to a child: exactly one field is set.
+type request struct {
+	Hello *hello        `json:"hello,omitempty"`
+	Step  *stepRequest  `json:"step,omitempty"`
+	Acted *acted        `json:"acted,omitempty"` // the answer to the child's action
+	Abort bool          `json:"abort,omitempty"` // the action failed: the evaluation ends
+	If    *ifRequest    `json:"if,omitempty"`
+	Check *checkRequest `json:"check,omitempty"`
+}
+
+// hello is the first message to a child: what its Runner is made of.
+type hello struct {
+	Version         int           `json:"version"`
+	Packages        []Package     `json:"packages"`
+	Actions         []actionShape `json:"actions"`
+	ContextLifetime int           `json:"contextLifetime"`
+	MaxDefinitions  int           `json:"maxDefinitions"`
+	MaxActions      int           `json:"maxActions"`
+	Memory          int64         `json:"memory"`
+}
+
+// actionShape is what the CUE half of an evaluation needs of an action: how its template
+// looks. The action runs in the Runner.
+type actionShape struct {
+	Provider         string   `json:"provider"`
+	Do               string   `json:"do"`
+	LegacyResult     string   `json:"legacyResult,omitempty"`
+	LegacyOutputs    []string `json:"legacyOutputs,omitempty"`
+	AcceptIncomplete bool     `json:"acceptIncomplete,omitempty"`
+}
+
+// source is a definition as a child receives it: by key, with its text the first time a
+// child is sent it.
+type source struct {
+	Type   string `json:"type"`
+	Key    string `json:"key"`
+	Source string `json:"source,omitempty"`
+}
+
+// stepRequest starts the evaluation of a step.
+type stepRequest struct {
+	source
+	Properties json.RawMessage      `json:"properties,omitempty"`
+	Context    json.RawMessage      `json:"context,omitempty"`
+	Outputs    v1alpha1.StepOutputs `json:"outputs,omitempty"`
+}
+
+// ifRequest evaluates a step's `if`.
+type ifRequest struct {
+	Expr  string          `json:"expr"`
+	Scope json.RawMessage `json:"scope"`
+}
+
+// checkRequest compiles a definition (Compile) or checks properties against it.
+type checkRequest struct {
+	source
+	Compile    bool            `json:"compile,omitempty"`
+	Namespace  string          `json:"namespace,omitempty"`
+	Properties json.RawMessage `json:"properties,omitempty"`
+	Filled     []string        `json:"filled,omitempty"`
+}
+
+// reply is a message from a child to the Runner.
+type reply struct {
+	// Missing asks for the request again with the definition's source.
+	Missing bool `json:"missing,omitempty"`
+	// Sensitive are values found marked @sensitive() since the last reply.
+	Sensitive []string     `json:"sensitive,omitempty"`
+	Action    *actionCall  `json:"action,omitempty"`
+	Done      *stepDone    `json:"done,omitempty"`
+	If        *ifDone      `json:"if,omitempty"`
+	Check     *checkDone   `json:"check,omitempty"`
+	Failure   *wireFailure `json:"failure,omitempty"` // a request the child could not read
+}
+
+// stepDone ends the evaluation of a step.
+type stepDone struct {
+	Outputs     map[string]json.RawMessage `json:"outputs,omitempty"`
+	Failure     *wireFailure               `json:"failure,omitempty"`  // the step fails
+	Terminal    *wireFailure               `json:"terminal,omitempty"` // an engine.TerminalError
+	Error       string                     `json:"error,omitempty"`    // another error
+	Aborted     bool                       `json:"aborted,omitempty"`  // ended by Abort
+	LoneSuspend string                     `json:"loneSuspend,omitempty"`
+}
+
+// wireFailure is a failure or a terminal error: a reason and a message.
+type wireFailure struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+type ifDone struct {
+	Value bool   `json:"value"`
+	Error string `json:"error,omitempty"`
+}
+
+type checkDone struct {
+	Error      string         `json:"error,omitempty"`
+	Properties PropertyErrors `json:"properties,omitempty"`
+}
