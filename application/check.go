@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -110,7 +111,7 @@ func parameterErrors(p cue.Value, given map[string]any, filled []string) []Prope
 			continue
 		}
 		if want, ok := strings.CutPrefix(msg, "incomplete value "); ok {
-			if _, set := lookup(given, path); set {
+			if _, set := ValueAt(given, path); set {
 				msg = "the value given matches more than one alternative: " + want
 			} else {
 				msg = "required, not set (want " + want + ")"
@@ -139,8 +140,9 @@ func isFilled(path string, filled []string) bool {
 	return false
 }
 
-// lookup finds the value at path in a decoded JSON value.
-func lookup(x any, path []string) (any, bool) {
+// ValueAt finds the value at path in a decoded JSON value (a list's items by their index);
+// ok is false when there is none.
+func ValueAt(x any, path []string) (v any, ok bool) {
 	for _, p := range path {
 		switch v := x.(type) {
 		case map[string]any:
@@ -149,9 +151,8 @@ func lookup(x any, path []string) (any, bool) {
 				return nil, false
 			}
 		case []any:
-			i := -1
-			_, _ = fmt.Sscan(p, &i)
-			if i < 0 || i >= len(v) {
+			i, err := strconv.Atoi(p)
+			if err != nil || i < 0 || i >= len(v) {
 				return nil, false
 			}
 			x = v[i]

@@ -184,7 +184,7 @@ func properties(at *field.Path, what, tmpl string, raw *runtime.RawExtension, fi
 	for _, pe := range application.CheckProperties(tmpl, b, filled) {
 		p := propertyPath(at.Child("properties"), given, pe.Path)
 		msg := what + ": " + pe.Message
-		switch v, ok := valueAt(given, pe.Path); {
+		switch v, ok := application.ValueAt(given, pe.Path); {
 		case !ok && strings.HasPrefix(pe.Message, "required"):
 			errs = append(errs, field.Required(p, msg))
 		case ok && len(pe.Path) > 0:
@@ -200,7 +200,7 @@ func properties(at *field.Path, what, tmpl string, raw *runtime.RawExtension, fi
 func propertyPath(base *field.Path, given any, path []string) *field.Path {
 	p := base
 	for i, seg := range path {
-		v, _ := valueAt(given, path[:i])
+		v, _ := application.ValueAt(given, path[:i])
 		if _, isList := v.([]any); isList {
 			if n, err := strconv.Atoi(seg); err == nil {
 				p = p.Index(n)
@@ -210,28 +210,6 @@ func propertyPath(base *field.Path, given any, path []string) *field.Path {
 		p = p.Child(seg)
 	}
 	return p
-}
-
-// valueAt is the value at path in decoded JSON.
-func valueAt(x any, path []string) (any, bool) {
-	for _, p := range path {
-		switch v := x.(type) {
-		case map[string]any:
-			var ok bool
-			if x, ok = v[p]; !ok {
-				return nil, false
-			}
-		case []any:
-			i, err := strconv.Atoi(p)
-			if err != nil || i < 0 || i >= len(v) {
-				return nil, false
-			}
-			x = v[i]
-		default:
-			return nil, false
-		}
-	}
-	return x, true
 }
 
 // templateOf is a schematic's CUE template, or "".
