@@ -181,15 +181,6 @@ func (g *generation) size() int {
 	return len(g.defs)
 }
 
-// load finds step type typ and compiles it. A compile error is returned as a *failure.
-func (r *Runner) load(ctx context.Context, gen *generation, namespace, typ string) (*definition, error) {
-	src, err := r.template(ctx, namespace, typ)
-	if err != nil {
-		return nil, err
-	}
-	return r.compile(gen, typ, src)
-}
-
 // template reads the template of step type typ from the definitions.
 func (r *Runner) template(ctx context.Context, namespace, typ string) (string, error) {
 	if r.opts.Definitions == nil {
