@@ -5,20 +5,15 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +21,7 @@ import (
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/cputime"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/builtin"
@@ -221,32 +217,11 @@ wait:
 	rss.report(b, runs)
 }
 
-// cpuTime is the CPU time the process and its child CUE evaluators have used, user and
-// system: those that ended (RUSAGE_CHILDREN) and those still running (from /proc).
+// cpuTime is the CPU time the process and its child CUE evaluators have used (package cputime).
 func cpuTime(b *testing.B) time.Duration {
-	var self, ended syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
+	d, err := cputime.Total()
+	if err != nil {
 		b.Fatal(err)
 	}
-	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ended); err != nil {
-		b.Fatal(err)
-	}
-	total := time.Duration(self.Utime.Nano() + self.Stime.Nano() + ended.Utime.Nano() + ended.Stime.Nano())
-	entries, _ := os.ReadDir("/proc")
-	me := strconv.Itoa(os.Getpid())
-	for _, e := range entries {
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ... utime stime, in clock ticks (100 per second)
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-		if len(f) < 13 || f[1] != me {
-			continue
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(ut+st) * 10 * time.Millisecond
-	}
-	return total
+	return d
 }

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stepflow/stepflow/cputime"
 	"github.com/stepflow/stepflow/server"
 	"github.com/stepflow/stepflow/server/servertest"
 )
@@ -87,29 +85,12 @@ func assertCPUFree(t *testing.T) {
 	}
 }
 
-// cpuTime is the CPU time of this process and of its children still running (from /proc).
+// cpuTime is the CPU time of this process and of its child evaluators (package cputime).
 func cpuTime(t *testing.T) time.Duration {
 	t.Helper()
-	var self syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
+	d, err := cputime.Live()
+	if err != nil {
 		t.Fatal(err)
 	}
-	total := time.Duration(self.Utime.Nano() + self.Stime.Nano())
-	entries, _ := os.ReadDir("/proc")
-	me := strconv.Itoa(os.Getpid())
-	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ... utime stime, in clock ticks (100 per second)
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		if len(f) < 13 || f[1] != me {
-			continue
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(ut+st) * 10 * time.Millisecond
-	}
-	return total
+	return d
 }

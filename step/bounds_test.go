@@ -3,7 +3,6 @@ package step_test
 import (
 	"context"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/cputime"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/step"
 )
@@ -157,30 +157,12 @@ func assertCPUFree(t *testing.T) {
 	}
 }
 
-// cpuTime is the CPU time of this process and of its children still running.
+// cpuTime is the CPU time of this process and of its child evaluators (package cputime).
 func cpuTime(t testing.TB) time.Duration {
 	t.Helper()
-	var self syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
+	d, err := cputime.Live()
+	if err != nil {
 		t.Fatal(err)
 	}
-	total := time.Duration(self.Utime.Nano() + self.Stime.Nano())
-	entries, _ := os.ReadDir("/proc")
-	me := strconv.Itoa(os.Getpid())
-	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ... utime(14) stime(15), in clock ticks (100 per second)
-		rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
-		f := strings.Fields(rest)
-		if len(f) < 13 || f[1] != me {
-			continue
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(ut+st) * 10 * time.Millisecond
-	}
-	return total
+	return d
 }
