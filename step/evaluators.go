@@ -131,7 +131,7 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 		p.children = live
 		var best *child
 		for _, c := range p.children {
-			if c.held < maxParked && !c.computing() && (best == nil || c.held > best.held) {
+			if c.held < maxParked && !c.computing() && !c.failed() && (best == nil || c.held > best.held) {
 				best = c // the fullest: the others end when unused
 			}
 		}
@@ -304,6 +304,13 @@ func (c *child) ended() bool {
 
 // computing says that a message to the child is unanswered.
 func (c *child) computing() bool { return len(c.cpu) > 0 }
+
+// failed says that an exchange with the child failed: it ended, or is to be ended.
+func (c *child) failed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.holder != 0 && len(c.cpu) == 0
+}
 
 // kill ends the child at once (SIGKILL), whatever it is doing.
 func (c *child) kill() {
