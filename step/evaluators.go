@@ -539,7 +539,7 @@ func (p *pool) stepIn(ctx context.Context, e *evaluation, c *child) (err error) 
 	healthy, parked := false, false
 	defer func() {
 		if parked && !s.c.ended() {
-			go s.abandon() // the child holds it parked: ended there, without the caller
+			go s.abandon(context.WithoutCancel(ctx)) // parked in the child: ended there, without the caller
 			return
 		}
 		s.end(healthy)
@@ -595,9 +595,9 @@ func (p *pool) stepIn(ctx context.Context, e *evaluation, c *child) (err error) 
 const abandonTimeout = 30 * time.Second
 
 // abandon ends, in the child, an evaluation its caller left while it was parked at an action,
-// and gives the child back.
-func (s *session) abandon() {
-	ctx, cancel := context.WithTimeout(context.Background(), abandonTimeout)
+// and gives the child back. ctx carries the caller's values, not its end.
+func (s *session) abandon(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, abandonTimeout)
 	defer cancel()
 	var rep reply
 	err := s.c.exchange(ctx, s.id, &request{Abort: true}, &rep)
