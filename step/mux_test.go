@@ -105,10 +105,38 @@ func TestStepsWaitingForActionsShareEvaluators(t *testing.T) {
 // alone, naming the bound; the parked steps start again in another child and succeed, and
 // the POST each made before the child died is not made again (it replays from the memo).
 func TestMemoryBombSparesTheStepsParkedWithIt(t *testing.T) {
+	parkedWith(t, step.Options{EvalMemory: 256 << 20, EvalTimeout: 2 * time.Minute}, func(r *step.Runner) {
+		res, err := r.RunStep(context.Background(), request("bomb", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Outcome != engine.Failed || !strings.Contains(res.Message, "used more than 256 MiB, the limit of one evaluation") {
+			t.Errorf("the bomb: %v %q", res.Outcome, res.Message)
+		}
+	}, bomb(t, "memory"))
+}
+
+// A step cancelled while its CUE computes has its child killed (as at its time bound); the
+// steps parked in that child start again in another and succeed, their POSTs not repeated.
+func TestKillingAChildSparesTheStepsParkedInIt(t *testing.T) {
+	parkedWith(t, step.Options{EvalTimeout: 2 * time.Minute}, func(r *step.Runner) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(500*time.Millisecond, cancel)
+		if _, err := r.RunStep(ctx, request("bomb", map[string]any{"n": 100000000})); err == nil {
+			t.Error("no error from the cancelled step")
+		}
+	}, bomb(t, "cpu"))
+}
+
+// parkedWith parks three steps in the one child evaluator of a Runner (each made a POST and
+// waits for its GET), runs breaker, which evaluates the definition bomb in that child, then
+// lets the GETs answer: the three steps must succeed with one POST each.
+func parkedWith(t *testing.T, opts step.Options, breaker func(*step.Runner), bomb string) {
 	const parked = 3
-	g := newGate(t, parked+1, 2*time.Minute) // released by the test
-	r, _ := newRunnerWith(t, step.Options{Evaluators: 1, EvalMemory: 256 << 20, EvalTimeout: 2 * time.Minute,
-		Definitions: defs{"slow": postThenHold, "bomb": bomb(t, "memory")}})
+	g := newGate(t, parked+1, 2*time.Minute) // released below
+	opts.Evaluators = 1
+	opts.Definitions = defs{"slow": postThenHold, "bomb": bomb}
+	r, _ := newRunnerWith(t, opts)
 	var wg sync.WaitGroup
 	results := make([]*engine.StepResult, parked)
 	errs := make([]error, parked)
@@ -122,21 +150,19 @@ func TestMemoryBombSparesTheStepsParkedWithIt(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			g.open()
 			t.Fatal("the steps did not reach their GET")
 		}
 	}
-	res, err := r.RunStep(context.Background(), request("bomb", nil))
+	breaker(r)
 	g.open()
 	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Outcome != engine.Failed || !strings.Contains(res.Message, "used more than 256 MiB, the limit of one evaluation") {
-		t.Errorf("the bomb: %v %q", res.Outcome, res.Message)
-	}
 	for i := range parked {
-		if errs[i] != nil || results[i].Outcome != engine.Succeeded {
-			t.Errorf("parked step %d: %+v %v", i, results[i], errs[i])
+		switch {
+		case errs[i] != nil:
+			t.Errorf("parked step %d: %v", i, errs[i])
+		case results[i].Outcome != engine.Succeeded:
+			t.Errorf("parked step %d: %v %q", i, results[i].Outcome, results[i].Message)
 		}
 	}
 	if n := g.posts.Load(); n != parked {
