@@ -61,7 +61,7 @@ type pool struct {
 	mu       sync.Mutex
 	children []*child
 	starting int           // children being started
-	changed  chan struct{} // closed, and made again, when a child may have room
+	changed  chan struct{} // a signal (one buffered) that a child may have room
 	reap     *time.Timer
 	infos    map[[32]byte]*defInfo
 }
@@ -85,7 +85,7 @@ func newPool(opts Options) *pool {
 		exe, _ = os.Executable()
 	}
 	return &pool{exe: exe, hello: append(b, '\n'), memory: opts.EvalMemory, max: max(1, opts.Evaluators),
-		changed: make(chan struct{}), infos: map[[32]byte]*defInfo{}}
+		changed: make(chan struct{}, 1), infos: map[[32]byte]*defInfo{}}
 }
 
 // info returns what the Runner keeps of the definition of key.
@@ -103,17 +103,13 @@ func (p *pool) info(key [32]byte) *defInfo {
 	return i
 }
 
-// wake tells those waiting in get that a child may have room. p.mu is held.
+// wake tells one of those waiting in get that a child may have room; that one passes it on
+// when it took a child, so that a release does not wake every waiter.
 func (p *pool) wake() {
-	close(p.changed)
-	p.changed = make(chan struct{})
-}
-
-// woken is wake taking p.mu.
-func (p *pool) woken() {
-	p.mu.Lock()
-	p.wake()
-	p.mu.Unlock()
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
 }
 
 // get returns a child for one more evaluation: one not computing with room for it, or a new
@@ -131,13 +127,15 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 		p.children = live
 		var best *child
 		for _, c := range p.children {
-			if c.held < maxParked && !c.computing() && !c.failed() && (best == nil || c.held > best.held) {
+			if c.held < maxParked && c.fresh == 0 && !c.computing() && !c.failed() && (best == nil || c.held > best.held) {
 				best = c // the fullest: the others end when unused
 			}
 		}
 		if best != nil {
 			best.held++
+			best.fresh++
 			p.mu.Unlock()
+			p.wake()
 			return best, nil
 		}
 		if len(p.children)+p.starting < p.max {
@@ -147,17 +145,16 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 			p.mu.Lock()
 			p.starting--
 			if err == nil {
-				c.held = 1
+				c.held, c.fresh = 1, 1
 				p.children = append(p.children, c)
 			}
 			p.wake()
 			p.mu.Unlock()
 			return c, err
 		}
-		wait := p.changed
 		p.mu.Unlock()
 		select {
-		case <-wait:
+		case <-p.changed:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(time.Second): // a child that ended
@@ -165,15 +162,27 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 	}
 }
 
-// put gives back a child an evaluation was done with; one that ended, or that is not to be
-// trusted (healthy false), is ended and forgotten, which starts its other evaluations again
-// elsewhere.
-func (p *pool) put(c *child, healthy bool) {
+// began tells the pool that an evaluation given the child c sent it its first message: until
+// then, c is not given to another new evaluation, which would wait for the child's CPU while
+// another child is free.
+func (p *pool) began(c *child) {
+	p.mu.Lock()
+	c.fresh--
+	p.mu.Unlock()
+}
+
+// put gives back a child an evaluation was done with (fresh: it sent nothing); one that
+// ended, or that is not to be trusted (healthy false), is ended and forgotten, which starts
+// its other evaluations again elsewhere.
+func (p *pool) put(c *child, healthy, fresh bool) {
 	if !healthy || c.ended() {
 		c.kill()
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if fresh {
+		c.fresh--
+	}
 	c.held--
 	c.used = time.Now()
 	if c.held == 0 && p.reap == nil {
@@ -218,6 +227,7 @@ type child struct {
 	done   chan struct{} // closed once the process ended
 	cpu    chan struct{} // holds one value while a message to the child is unanswered
 	held   int           // the evaluations it holds (pool.mu)
+	fresh  int           // of which those that sent it nothing yet (pool.mu)
 	used   time.Time     // (pool.mu)
 
 	mu      sync.Mutex
@@ -262,7 +272,7 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 		c.culprit = c.holder
 		c.mu.Unlock()
 		close(c.done)
-		p.woken()
+		p.wake()
 	}()
 	ready := make(chan error, 1)
 	go func() {
@@ -355,7 +365,7 @@ func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *repl
 	}
 	defer func() {
 		<-c.cpu
-		c.p.woken()
+		c.p.wake()
 	}()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -396,6 +406,7 @@ type session struct {
 	ctx   context.Context
 	what  string // what is evaluated, for messages: "the step"
 	limit time.Duration
+	sent  bool // a message, the first of the evaluation in the child
 }
 
 // with starts a session in the child c, taken before (get). The time bound is the caller's
@@ -409,7 +420,7 @@ func (p *pool) with(ctx context.Context, c *child, what string, limit time.Durat
 }
 
 // end gives the child back, healthy unless the exchange failed.
-func (s *session) end(healthy bool) { s.p.put(s.c, healthy) }
+func (s *session) end(healthy bool) { s.p.put(s.c, healthy, !s.sent) }
 
 // send sends a request naming the definition src (key: the hash of its type and text, from
 // definitionKey), with its text when the child may not have
@@ -440,6 +451,10 @@ func (s *session) send(req *request, src *source, key [32]byte, text string, rep
 
 // exchange sends req and reads the reply, explaining a child that did not answer.
 func (s *session) exchange(req *request, rep *reply) error {
+	if !s.sent {
+		s.sent = true
+		s.p.began(s.c)
+	}
 	if err := s.c.exchange(s.ctx, s.id, req, rep); err != nil {
 		return s.why(err)
 	}
