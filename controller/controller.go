@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -58,6 +59,10 @@ type Controller struct {
 	// retention has passed; stopped is closed when the manager stops reading it.
 	finished chan event.GenericEvent
 	stopped  chan struct{}
+	// handed are the runs handed to the reconciler that it has not yet seen finished in the
+	// cache, which may lag behind the engine's write under load: it looks again a second later.
+	handedMu sync.Mutex
+	handed   map[engine.Key]bool
 }
 
 // Setup registers the controller with a manager. The manager's cache must cover WorkflowRuns,
@@ -82,6 +87,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		retention: opts.Assembly.Retention,
 		clock:     opts.Assembly.Clock,
 		finished:  make(chan event.GenericEvent),
+		handed:    map[engine.Key]bool{},
 		stopped:   make(chan struct{}),
 	}
 	if c.clock == nil {
@@ -147,7 +153,16 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	c.handedMu.Lock()
+	handed := c.handed[key]
+	if wr.Status.Finished {
+		delete(c.handed, key)
+	}
+	c.handedMu.Unlock()
 	if !wr.Status.Finished {
+		if handed {
+			return reconcile.Result{RequeueAfter: time.Second}, nil // the cache has not seen it finish yet
+		}
 		return reconcile.Result{}, nil
 	}
 	if c.retention.Count > 0 {
@@ -197,6 +212,9 @@ func (c *Controller) keepNewest(ctx context.Context, wr *v1alpha1.WorkflowRun) (
 
 // forget drops what the controller holds of a run that is gone.
 func (c *Controller) forget(key engine.Key) {
+	c.handedMu.Lock()
+	delete(c.handed, key)
+	c.handedMu.Unlock()
 	c.store.Forget(key)
 	if c.watches != nil {
 		c.watches.Forget(key)
@@ -279,6 +297,9 @@ func (c *Controller) RunChanged(run *engine.Run) {
 func (c *Controller) handOver(run *engine.Run, d time.Duration) {
 	obj := &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: run.Object.Namespace, Name: run.Object.Name}}
 	c.clock.AfterFunc(d, func() {
+		c.handedMu.Lock()
+		c.handed[engine.Key{Namespace: obj.Namespace, Name: obj.Name}] = true
+		c.handedMu.Unlock()
 		select { // the observer must not wait for the reconciler
 		case c.finished <- event.GenericEvent{Object: obj}:
 		case <-c.stopped:
