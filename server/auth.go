@@ -259,9 +259,7 @@ func safeMethod(m string) bool {
 // login checks a token and hands it to the browser in an HttpOnly cookie, with the CSRF
 // cookie beside it.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Token string `json:"token"`
-	}
+	var body loginRequest
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}

@@ -153,16 +153,12 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) error {
 			items = append(items, clusterView{Name: rec.Key, Namespaces: id.visible(c.Namespaces)})
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	writeJSON(w, http.StatusOK, listOf[clusterView]{Items: items})
 	return nil
 }
 
 func (s *Server) putCluster(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Name       string   `json:"name"`
-		Kubeconfig string   `json:"kubeconfig"`
-		Namespaces []string `json:"namespaces,omitempty"`
-	}
+	var body clusterRequest
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "runs": len(objs.Runs), "templates": len(objs.Workflows), "definitions": len(objs.Definitions)})
+	writeJSON(w, http.StatusOK, validateAnswer{OK: true, Runs: len(objs.Runs), Templates: len(objs.Workflows), Definitions: len(objs.Definitions)})
 	return nil
 }
 
@@ -107,7 +107,7 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 			items = append(items, withWorkflowKind(wf))
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	writeJSON(w, http.StatusOK, listOf[*v1alpha1.Workflow]{Items: items})
 	return nil
 }
 
@@ -228,7 +228,7 @@ func (s *Server) listDefinitions(w http.ResponseWriter, r *http.Request) error {
 		}
 		return items[i].Namespace+"/"+items[i].Name < items[j].Namespace+"/"+items[j].Name
 	})
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	writeJSON(w, http.StatusOK, listOf[definitionSummary]{Items: items})
 	return nil
 }
 
@@ -268,7 +268,7 @@ func (s *Server) getDefinition(w http.ResponseWriter, r *http.Request) error {
 			params = p
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"definition": def, "parameters": params})
+	writeJSON(w, http.StatusOK, definitionAnswer{Definition: def, Parameters: params})
 	return nil
 }
 
@@ -353,16 +353,12 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 			items = append(items, t)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	writeJSON(w, http.StatusOK, listOf[Token]{Items: items})
 	return nil
 }
 
 func (s *Server) createTokenHandler(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Name       string   `json:"name"`
-		Role       string   `json:"role"`
-		Namespaces []string `json:"namespaces,omitempty"`
-	}
+	var body tokenRequest
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
@@ -384,7 +380,7 @@ func (s *Server) createTokenHandler(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "name": t.Name, "role": t.Role, "namespaces": t.Namespaces, "token": secret})
+	writeJSON(w, http.StatusCreated, tokenCreated{ID: t.ID, Name: t.Name, Role: t.Role, Namespaces: t.Namespaces, Token: secret})
 	return nil
 }
 

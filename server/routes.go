@@ -17,6 +17,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/engine"
 )
 
 // httpMetrics count the API's requests by route and status, and time them by route.
@@ -78,50 +82,66 @@ type route struct {
 	query []string
 	// body says what the request carries: "" nothing, "json" a JSON object, "object" a
 	// Kubernetes-shaped object in JSON or YAML.
-	body   string
+	body string
+	// in is a value of the body's type (anyOf for one of several), for the OpenAPI document.
+	in any
+	// ok are the answers other than errors, by status.
+	ok answers
+	// fails are the error statuses it answers beyond those of every route like it
+	// (route.errorStatuses).
+	fails  []int
 	handle func(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Server) routeTable() []route {
+	var (
+		run       = &runView{}
+		workflow  = &v1alpha1.Workflow{}
+		stepType  = &v1beta1.WorkflowStepDefinition{}
+		conflict  = []int{http.StatusConflict}
+		noContent = answers{http.StatusNoContent: nil}
+	)
 	return []route{
-		{method: "GET", path: "/api/v1/openapi.json", summary: "This API's OpenAPI document", handle: s.openAPI},
-		{method: "POST", path: "/api/v1/login", summary: "Check a token and set the dashboard's cookies", body: "json", handle: s.login},
-		{method: "POST", path: "/api/v1/logout", summary: "Clear the dashboard's cookies", handle: s.logout},
-		{method: "GET", path: "/api/v1/whoami", role: RoleViewer, summary: "The caller's token name, role and namespaces", handle: s.whoami},
+		{method: "GET", path: "/api/v1/openapi.json", summary: "This API's OpenAPI document", ok: answers{200: anyObject{}}, handle: s.openAPI},
+		{method: "POST", path: "/api/v1/login", summary: "Check a token and set the dashboard's cookies", body: "json", in: loginRequest{}, ok: answers{200: identity{}}, fails: []int{http.StatusUnauthorized}, handle: s.login},
+		{method: "POST", path: "/api/v1/logout", summary: "Clear the dashboard's cookies", ok: noContent, handle: s.logout},
+		{method: "GET", path: "/api/v1/whoami", role: RoleViewer, summary: "The caller's token name, role and namespaces", ok: answers{200: identity{}}, handle: s.whoami},
 
-		{method: "POST", path: "/api/v1/runs", role: RoleOperator, summary: "Create a run, inline or from a template; ?wait answers when it settles", query: []string{"wait"}, body: "object", handle: s.createRunHandler},
-		{method: "GET", path: "/api/v1/runs", role: RoleViewer, summary: "List runs, newest first", query: []string{"namespace", "phase", "template", "since", "until", "limit", "offset"}, handle: s.listRuns},
-		{method: "GET", path: "/api/v1/runs/{namespace}/{name}", role: RoleViewer, summary: "A run (or, with ?iterations=STEP, a looping step's iterations)", query: []string{"iterations"}, handle: s.getRun},
-		{method: "DELETE", path: "/api/v1/runs/{namespace}/{name}", role: RoleOperator, summary: "Delete a run, terminating it first", handle: s.deleteRun},
-		{method: "POST", path: "/api/v1/runs/{namespace}/{name}/{operation}", role: RoleOperator, summary: "suspend, resume, terminate or restart a run ({\"step\"} for resume and restart)", body: "json", handle: s.operateRun},
-		{method: "GET", path: "/api/v1/runs/{namespace}/{name}/logs", role: RoleViewer, summary: "A run's log", query: []string{"step"}, handle: s.runLogs},
-		{method: "GET", path: "/api/v1/runs/{namespace}/{name}/events", role: RoleViewer, summary: "Server-sent events of a run's changes and log", handle: s.runEvents},
+		{method: "POST", path: "/api/v1/runs", role: RoleOperator, summary: "Create a run, inline or from a template; ?wait answers when it settles (200), or with the run as it is when the wait ends (202)", query: []string{"wait"}, body: "object",
+			in: anyOf{"RunRequest", []any{&v1alpha1.WorkflowRun{}, templateRun{}}}, ok: answers{201: run, 200: run, 202: run}, fails: []int{http.StatusNotFound, http.StatusConflict}, handle: s.createRunHandler},
+		{method: "GET", path: "/api/v1/runs", role: RoleViewer, summary: "List runs, newest first", query: []string{"namespace", "phase", "template", "since", "until", "limit", "offset"}, ok: answers{200: listOf[summaryView]{}}, handle: s.listRuns},
+		{method: "GET", path: "/api/v1/runs/{namespace}/{name}", role: RoleViewer, summary: "A run (or, with ?iterations=STEP, a looping step's iterations)", query: []string{"iterations"}, ok: answers{200: anyOf{"RunOrIterations", []any{run, listOf[*engine.Iteration]{}}}}, handle: s.getRun},
+		{method: "DELETE", path: "/api/v1/runs/{namespace}/{name}", role: RoleOperator, summary: "Delete a run, terminating it first", ok: noContent, fails: conflict, handle: s.deleteRun},
+		{method: "POST", path: "/api/v1/runs/{namespace}/{name}/{operation}", role: RoleOperator, summary: "suspend, resume, terminate or restart a run ({\"step\"} for resume and restart)", body: "json", in: operationRequest{}, ok: answers{200: run}, fails: conflict, handle: s.operateRun},
+		{method: "GET", path: "/api/v1/runs/{namespace}/{name}/logs", role: RoleViewer, summary: "A run's log", query: []string{"step"}, ok: answers{200: listOf[engine.LogEntry]{}}, handle: s.runLogs},
+		{method: "GET", path: "/api/v1/runs/{namespace}/{name}/events", role: RoleViewer, summary: "Server-sent events of a run's changes and log", ok: answers{200: eventStream{}}, handle: s.runEvents},
 
-		{method: "GET", path: "/api/v1/templates", role: RoleViewer, summary: "List Workflow templates", query: []string{"namespace"}, handle: s.listTemplates},
-		{method: "POST", path: "/api/v1/templates", role: RoleAdmin, summary: "Create a Workflow template", body: "object", handle: s.createTemplate},
-		{method: "GET", path: "/api/v1/templates/{namespace}/{name}", role: RoleViewer, summary: "A Workflow template", handle: s.getTemplate},
-		{method: "PUT", path: "/api/v1/templates/{namespace}/{name}", role: RoleAdmin, summary: "Create or update a Workflow template", body: "object", handle: s.putTemplate},
-		{method: "DELETE", path: "/api/v1/templates/{namespace}/{name}", role: RoleAdmin, summary: "Delete a Workflow template and its triggers", handle: s.deleteTemplate},
-		{method: "POST", path: "/api/v1/validate", role: RoleViewer, summary: "Check runs, templates and definitions without storing them", body: "object", handle: s.validate},
+		{method: "GET", path: "/api/v1/templates", role: RoleViewer, summary: "List Workflow templates", query: []string{"namespace"}, ok: answers{200: listOf[*v1alpha1.Workflow]{}}, handle: s.listTemplates},
+		{method: "POST", path: "/api/v1/templates", role: RoleAdmin, summary: "Create a Workflow template", body: "object", in: workflow, ok: answers{201: workflow}, fails: conflict, handle: s.createTemplate},
+		{method: "GET", path: "/api/v1/templates/{namespace}/{name}", role: RoleViewer, summary: "A Workflow template", ok: answers{200: workflow}, handle: s.getTemplate},
+		{method: "PUT", path: "/api/v1/templates/{namespace}/{name}", role: RoleAdmin, summary: "Create or update a Workflow template", body: "object", in: workflow, ok: answers{200: workflow}, fails: conflict, handle: s.putTemplate},
+		{method: "DELETE", path: "/api/v1/templates/{namespace}/{name}", role: RoleAdmin, summary: "Delete a Workflow template and its triggers", ok: noContent, handle: s.deleteTemplate},
+		{method: "POST", path: "/api/v1/validate", role: RoleViewer, summary: "Check runs, templates and definitions without storing them", body: "object", in: anyOf{"ValidateRequest", []any{&v1alpha1.WorkflowRun{}, workflow, stepType, &v1beta1.Application{}}}, ok: answers{200: validateAnswer{}}, handle: s.validate},
 
-		{method: "GET", path: "/api/v1/definitions", role: RoleViewer, summary: "List step types, the built-ins too", query: []string{"namespace"}, handle: s.listDefinitions},
-		{method: "POST", path: "/api/v1/definitions", role: RoleAdmin, summary: "Create a step type", body: "object", handle: s.createDefinition},
-		{method: "GET", path: "/api/v1/definitions/{namespace}/{name}", role: RoleViewer, summary: "A step type and its parameters (namespace builtin for the built-ins)", handle: s.getDefinition},
-		{method: "PUT", path: "/api/v1/definitions/{namespace}/{name}", role: RoleAdmin, summary: "Create or update a step type", body: "object", handle: s.putDefinition},
-		{method: "DELETE", path: "/api/v1/definitions/{namespace}/{name}", role: RoleAdmin, summary: "Delete a step type", handle: s.deleteDefinition},
+		{method: "GET", path: "/api/v1/definitions", role: RoleViewer, summary: "List step types, the built-ins too", query: []string{"namespace"}, ok: answers{200: listOf[definitionSummary]{}}, handle: s.listDefinitions},
+		{method: "POST", path: "/api/v1/definitions", role: RoleAdmin, summary: "Create a step type", body: "object", in: stepType, ok: answers{201: stepType}, fails: conflict, handle: s.createDefinition},
+		{method: "GET", path: "/api/v1/definitions/{namespace}/{name}", role: RoleViewer, summary: "A step type and its parameters (namespace builtin for the built-ins)", ok: answers{200: definitionAnswer{}}, handle: s.getDefinition},
+		{method: "PUT", path: "/api/v1/definitions/{namespace}/{name}", role: RoleAdmin, summary: "Create or update a step type", body: "object", in: stepType, ok: answers{200: stepType}, fails: conflict, handle: s.putDefinition},
+		{method: "DELETE", path: "/api/v1/definitions/{namespace}/{name}", role: RoleAdmin, summary: "Delete a step type", ok: noContent, handle: s.deleteDefinition},
 
-		{method: "GET", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleViewer, summary: "A template's triggers", handle: s.listTriggers},
-		{method: "POST", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleAdmin, summary: "Add a webhook or cron trigger to a template", body: "json", handle: s.createTrigger},
-		{method: "DELETE", path: "/api/v1/triggers/{id}", role: RoleAdmin, summary: "Delete a trigger", handle: s.deleteTrigger},
-		{method: "POST", path: "/api/v1/hooks/{id}", summary: "A webhook trigger: starts a run (its token or signature is the authentication)", query: []string{"token"}, body: "json", handle: s.webhook},
+		{method: "GET", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleViewer, summary: "A template's triggers", ok: answers{200: listOf[trigger]{}}, handle: s.listTriggers},
+		{method: "POST", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleAdmin, summary: "Add a webhook or cron trigger to a template", body: "json", in: triggerRequest{}, ok: answers{201: triggerCreated{}}, handle: s.createTrigger},
+		{method: "DELETE", path: "/api/v1/triggers/{id}", role: RoleAdmin, summary: "Delete a trigger", ok: noContent, handle: s.deleteTrigger},
+		{method: "POST", path: "/api/v1/hooks/{id}", summary: "A webhook trigger: starts a run (its token or signature is the authentication)", query: []string{"token"}, body: "json", in: map[string]any{},
+			ok: answers{202: runRef{}}, fails: []int{http.StatusUnauthorized, http.StatusConflict}, handle: s.webhook},
 
-		{method: "GET", path: "/api/v1/clusters", role: RoleViewer, summary: "The clusters stored for steps to name", handle: s.listClusters},
-		{method: "POST", path: "/api/v1/clusters", role: RoleAdmin, summary: "Store a cluster: its name and kubeconfig", body: "json", handle: s.putCluster},
-		{method: "DELETE", path: "/api/v1/clusters/{name}", role: RoleAdmin, summary: "Delete a stored cluster", handle: s.deleteCluster},
+		{method: "GET", path: "/api/v1/clusters", role: RoleViewer, summary: "The clusters stored for steps to name", ok: answers{200: listOf[clusterView]{}}, handle: s.listClusters},
+		{method: "POST", path: "/api/v1/clusters", role: RoleAdmin, summary: "Store a cluster: its name and kubeconfig", body: "json", in: clusterRequest{}, ok: answers{200: clusterView{}}, fails: conflict, handle: s.putCluster},
+		{method: "DELETE", path: "/api/v1/clusters/{name}", role: RoleAdmin, summary: "Delete a stored cluster", ok: noContent, handle: s.deleteCluster},
 
-		{method: "GET", path: "/api/v1/tokens", role: RoleAdmin, summary: "List API tokens (never their secrets)", handle: s.listTokens},
-		{method: "POST", path: "/api/v1/tokens", role: RoleAdmin, summary: "Create an API token; its secret is shown once", body: "json", handle: s.createTokenHandler},
-		{method: "DELETE", path: "/api/v1/tokens/{id}", role: RoleAdmin, summary: "Delete an API token", handle: s.deleteToken},
+		{method: "GET", path: "/api/v1/tokens", role: RoleAdmin, summary: "List API tokens (never their secrets)", ok: answers{200: listOf[Token]{}}, handle: s.listTokens},
+		{method: "POST", path: "/api/v1/tokens", role: RoleAdmin, summary: "Create an API token; its secret is shown once", body: "json", in: tokenRequest{}, ok: answers{201: tokenCreated{}}, handle: s.createTokenHandler},
+		{method: "DELETE", path: "/api/v1/tokens/{id}", role: RoleAdmin, summary: "Delete an API token", ok: noContent, handle: s.deleteToken},
 	}
 }
 
@@ -225,79 +245,6 @@ func isYAML(r *http.Request) bool {
 }
 
 var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
-
-// openAPI serves the OpenAPI 3.1 document of the route table.
-func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) error {
-	writeJSON(w, http.StatusOK, s.openAPIDocument())
-	return nil
-}
-
-func (s *Server) openAPIDocument() map[string]any {
-	paths := map[string]map[string]any{}
-	for _, rt := range s.routes {
-		op := map[string]any{"summary": rt.summary, "operationId": operationID(rt)}
-		var params []map[string]any
-		for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {
-			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
-		}
-		for _, q := range rt.query {
-			params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
-		}
-		if len(params) > 0 {
-			op["parameters"] = params
-		}
-		switch rt.body {
-		case "json":
-			op["requestBody"] = map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}}
-		case "object":
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				"application/json": map[string]any{"schema": map[string]any{"type": "object"}},
-				"application/yaml": map[string]any{"schema": map[string]any{"type": "string"}},
-			}}
-		}
-		responses := map[string]any{
-			"200":     map[string]any{"description": "OK", "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}},
-			"default": map[string]any{"description": "An error", "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}}},
-		}
-		op["responses"] = responses
-		if rt.role != "" {
-			op["security"] = []map[string]any{{"bearer": []string{}}, {"cookie": []string{}}}
-			op["x-stepflow-role"] = string(rt.role)
-		} else {
-			op["security"] = []map[string]any{}
-		}
-		if paths[rt.path] == nil {
-			paths[rt.path] = map[string]any{}
-		}
-		paths[rt.path][strings.ToLower(rt.method)] = op
-	}
-	return map[string]any{
-		"openapi": "3.1.0",
-		"info": map[string]any{
-			"title":       "stepflow",
-			"version":     "v1",
-			"description": "The REST API of stepflow server: runs of KubeVela-compatible workflows, their templates, step types and triggers. docs/api.md describes it for people.",
-		},
-		"paths": paths,
-		"components": map[string]any{
-			"securitySchemes": map[string]any{
-				"bearer": map[string]any{"type": "http", "scheme": "bearer"},
-				"cookie": map[string]any{"type": "apiKey", "in": "cookie", "name": cookieToken},
-			},
-			"schemas": map[string]any{
-				"Error": map[string]any{"type": "object", "properties": map[string]any{"error": map[string]any{
-					"type": "object", "properties": map[string]any{
-						"status":  map[string]any{"type": "integer"},
-						"message": map[string]any{"type": "string"},
-						"problems": map[string]any{"type": "array", "items": map[string]any{"type": "object", "properties": map[string]any{
-							"field": map[string]any{"type": "string"}, "line": map[string]any{"type": "integer"},
-							"column": map[string]any{"type": "integer"}, "message": map[string]any{"type": "string"},
-						}}},
-					}}}},
-			},
-		},
-	}
-}
 
 func operationID(rt route) string {
 	p := pathParam.ReplaceAllString(strings.TrimPrefix(rt.path, "/api/v1/"), "by-$1")

@@ -285,7 +285,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	namespaces := []string{opts.Namespace}
 	switch {
 	case opts.Namespace != "" && !id.sees(opts.Namespace):
-		writeJSON(w, http.StatusOK, map[string]any{"items": []summaryView{}, "total": 0})
+		writeJSON(w, http.StatusOK, listOf[summaryView]{Items: []summaryView{}, Total: new(0)})
 		return nil
 	case opts.Namespace == "" && len(id.Namespaces) > 0:
 		namespaces = id.Namespaces
@@ -294,7 +294,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total": total})
+	writeJSON(w, http.StatusOK, listOf[summaryView]{Items: items, Total: &total})
 	return nil
 }
 
@@ -367,7 +367,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 		if l == nil {
 			return errorf(http.StatusNotFound, "run %s: step %q has no iterations (not a looping step, or not started)", key, stepName)
 		}
-		return writeOfRun(w, http.StatusOK, run, map[string]any{"items": l.Iterations, "total": len(l.Items)})
+		return writeOfRun(w, http.StatusOK, run, listOf[*engine.Iteration]{Items: l.Iterations, Total: new(len(l.Items))})
 	}
 	return s.writeRun(w, http.StatusOK, run)
 }
@@ -438,7 +438,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	if logs == nil {
 		logs = []engine.LogEntry{}
 	}
-	return writeOfRun(w, http.StatusOK, run, map[string]any{"items": logs})
+	return writeOfRun(w, http.StatusOK, run, listOf[engine.LogEntry]{Items: logs})
 }
 
 // runEvents streams a run: a snapshot and its log so far, then each change as it is saved.

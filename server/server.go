@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -84,6 +86,8 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	routes  []route
+	// doc is the OpenAPI document of routes.
+	doc *openapi3.T
 	// registry holds the metrics served at /metrics; http counts the API's requests.
 	registry *prometheus.Registry
 	http     *httpMetrics
@@ -129,6 +133,9 @@ func New(opts Options) (*Server, error) {
 	s.catalog, s.runner, s.eng = a.Catalog, a.Runner, a.Engine
 	s.crons = newScheduler(s)
 	s.routes = s.routeTable()
+	if s.doc, err = openAPIDocument(s.routes); err != nil {
+		return nil, err
+	}
 	s.mux = s.buildMux()
 	return s, nil
 }

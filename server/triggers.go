@@ -133,13 +133,7 @@ func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
 	if err := seesOrNotFound(r.Context(), "template", ns, name); err != nil {
 		return err
 	}
-	var body struct {
-		Type              string         `json:"type"`
-		Context           map[string]any `json:"context,omitempty"`
-		Schedule          string         `json:"schedule,omitempty"`
-		TimeZone          string         `json:"timeZone,omitempty"`
-		ConcurrencyPolicy string         `json:"concurrencyPolicy,omitempty"`
-	}
+	var body triggerRequest
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
@@ -180,14 +174,14 @@ func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.crons.poke()
-	out := map[string]any{"id": t.ID, "type": t.Type}
+	out := triggerCreated{ID: t.ID, Type: t.Type}
 	if t.Type == triggerWebhook {
 		scheme := "http"
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		out["url"] = fmt.Sprintf("%s://%s/api/v1/hooks/%s", scheme, r.Host, t.ID)
-		out["secret"] = t.Secret
+		out.URL = fmt.Sprintf("%s://%s/api/v1/hooks/%s", scheme, r.Host, t.ID)
+		out.Secret = t.Secret
 	}
 	writeJSON(w, http.StatusCreated, out)
 	return nil
@@ -309,7 +303,7 @@ func (s *Server) startFromHook(w http.ResponseWriter, r *http.Request, t *trigge
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"namespace": run.Object.Namespace, "name": run.Object.Name})
+	writeJSON(w, http.StatusAccepted, runRef{Namespace: run.Object.Namespace, Name: run.Object.Name})
 	return nil
 }
 

@@ -1,6 +1,7 @@
 // Package servertest starts a real `stepflow server` for tests: the server package's handler
 // on a loopback port, over the embedded SQLite store in a temporary directory (or a store the
-// test gives), with its engine running until the test ends.
+// test gives), with its engine running until the test ends. Every answer of the API is
+// checked against the server's OpenAPI document, and a mismatch fails the test.
 package servertest
 
 import (
@@ -69,10 +70,15 @@ func Start(t testing.TB, opts Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = srv.Start(ctx); close(done) }()
-	hs := httptest.NewServer(srv.Handler())
+	checked, err := newAnswerChecker(t, srv.OpenAPI(), srv.Handler())
+	if err != nil {
+		t.Fatalf("route the OpenAPI document: %v", err)
+	}
+	hs := httptest.NewServer(checked)
 	t.Cleanup(func() {
 		hs.CloseClientConnections()
 		hs.Close()
+		checked.end()
 		cancel()
 		<-done
 	})
