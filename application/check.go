@@ -163,6 +163,17 @@ func ValueAt(x any, path []string) (v any, ok bool) {
 	return x, true
 }
 
+// Undeclared lists the properties (a JSON object) that the template's parameter does not
+// declare. It reads the template's text and evaluates nothing, so it is bounded by the
+// template's size: see undeclared.
+func Undeclared(tmpl string, props json.RawMessage) []PropertyError {
+	var given map[string]any
+	if len(props) == 0 || json.Unmarshal(props, &given) != nil {
+		return nil
+	}
+	return undeclared(tmpl, given)
+}
+
 // undeclared lists the properties the template's parameter does not declare, read from the
 // template's text: only where the parameter is written as struct literals (and lists of
 // them) is a field known to be undeclared; a reference, a pattern, `...` or a comprehension

@@ -46,6 +46,10 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// As vet does: a property its step type does not declare is refused here, taken by create.
+	if err := s.catalog.Undeclared(r.Context(), objs); err != nil {
+		return invalid(err)
+	}
 	writeJSON(w, http.StatusOK, validateAnswer{OK: true, Runs: len(objs.Runs), Templates: len(objs.Workflows), Definitions: len(objs.Definitions)})
 	return nil
 }

@@ -64,7 +64,8 @@ func newVetCommand(g *globals) *cobra.Command {
 		Short: "Check runs, Workflows and definitions without running anything",
 		Long: `Vet checks what run would check before running: the YAML against the API (unknown
 fields, types), step names, dependencies and cycles, timeouts, inputs, each step's type and
-properties against the type's parameter, and the definitions' CUE. Applications are checked
+properties against the type's parameter (and, unlike run, refuses a property the type does not
+declare), and the definitions' CUE. Applications are checked
 against their X-Definitions (the built-in ones and those in the files): component, trait and
 policy types, properties against each parameter, dependsOn, and the workflow's steps. Step types and Workflows
 already stored are taken into account; nothing is written.`,
@@ -73,9 +74,12 @@ already stored are taken into account; nothing is written.`,
 			if r := g.remote(); r != nil {
 				return g.remoteVet(cmd.Context(), r, files)
 			}
-			_, objs, err := g.load(cmd.Context(), files, nil)
+			a, objs, err := g.load(cmd.Context(), files, nil)
 			if err != nil {
 				return err
+			}
+			if err := a.Catalog.Undeclared(cmd.Context(), objs); err != nil {
+				return invalidErr(err)
 			}
 			fmt.Fprintf(g.stdout, "ok: %d run(s), %d workflow(s), %d definition(s)", len(objs.Runs), len(objs.Workflows), len(objs.Definitions))
 			if n := len(objs.Delivery()); n > 0 {
