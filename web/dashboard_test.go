@@ -601,10 +601,15 @@ spec:
 	waitFor(ctx, t, "its message", `(document.getElementById('step-message')?.textContent || '').includes('not ready yet')`)
 	waitFor(ctx, t, "Retry enabled", enabled("op-retry"))
 	e.screenshot(ctx, t, "failed")
-	if eval[bool](ctx, t, `!document.getElementById('op-approve').disabled`) {
-		t.Error("Approve is enabled on a failed request step")
+	if eval[bool](ctx, t, `document.getElementById('op-approve') !== null`) {
+		t.Error("Approve is shown on a request step: only a suspend step waits for approval")
 	}
 	do(ctx, t, "retry from the failed step", chromedp.Click(chromedp.ID("op-retry")))
+	waitFor(ctx, t, "the retry asks first", `document.getElementById('confirm').open && document.getElementById('confirm-title').textContent.includes('from step call')`)
+	if n := hits.Load(); n != 1 {
+		t.Errorf("the backend was called %d times before the retry was confirmed, want 1", n)
+	}
+	do(ctx, t, "confirm the retry", chromedp.Click(chromedp.ID("confirm-ok")))
 	waitFor(ctx, t, "call succeeded", phase("call", "succeeded"))
 	waitFor(ctx, t, "last succeeded", phase("last", "succeeded"))
 	waitFor(ctx, t, "the run succeeded", runPhase("succeeded"))

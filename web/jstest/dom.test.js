@@ -2,7 +2,7 @@
 
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
-import {link, parseTime, fmtTime, fmtDuration, between, pretty} from '../static/js/dom.js';
+import {link, parseTime, fmtTime, fmtAgo, fmtDuration, between, pretty} from '../static/js/dom.js';
 
 // The helpers show local time; the tests read it in UTC wherever they run.
 process.env.TZ = 'UTC';
@@ -18,6 +18,19 @@ test('parseTime answers a Date, and null for no time or the zero time', () => {
   for (const t of [undefined, null, '', 'not a time', '0001-01-01T00:00:00Z']) {
     assert.equal(parseTime(t), null, String(t));
   }
+});
+
+test('fmtAgo says how long ago, as a person would, and the date past a week', () => {
+  const now = new Date('2026-12-07T12:00:00Z');
+  assert.equal(fmtAgo('2026-12-07T11:59:58Z', now), 'just now');
+  assert.equal(fmtAgo('2026-12-07T12:00:30Z', now), 'just now');
+  assert.equal(fmtAgo('2026-12-07T11:59:18Z', now), '42s ago');
+  assert.equal(fmtAgo('2026-12-07T11:55:00Z', now), '5 min ago');
+  assert.equal(fmtAgo('2026-12-07T09:00:00Z', now), '3 h ago');
+  assert.equal(fmtAgo('2026-12-06T10:00:00Z', now), 'yesterday');
+  assert.equal(fmtAgo('2026-12-03T12:00:00Z', now), '4 days ago');
+  assert.equal(fmtAgo('2026-11-20T12:00:00Z', now), '2026-11-20');
+  assert.equal(fmtAgo('', now), '');
 });
 
 test('fmtTime shows a time to the second, and nothing for none', () => {

@@ -87,11 +87,31 @@ export function parseTime(t) {
   return d;
 }
 
-// timeEl is a <time> element showing t, with the exact value as its title.
+// fmtAgo shows how long before now t was, as a person says it: "just now", "42s ago",
+// "5 min ago", "3 h ago", "yesterday", "4 days ago"; older than a week, the date. A time
+// ahead of now (a clock apart) is "just now". '' for none.
+export function fmtAgo(t, now = new Date()) {
+  const d = parseTime(t);
+  if (!d) return '';
+  const sec = Math.floor((now - d) / 1000);
+  if (sec < 5) return 'just now';
+  if (sec < 60) return `${sec}s ago`;
+  const min = Math.floor(sec / 60);
+  if (min < 60) return `${min} min ago`;
+  const hr = Math.floor(min / 60);
+  if (hr < 24) return `${hr} h ago`;
+  const days = Math.floor(hr / 24);
+  if (days === 1) return 'yesterday';
+  if (days < 7) return `${days} days ago`;
+  return fmtTime(t).slice(0, 10);
+}
+
+// timeEl is a <time> element showing t relative to now ("5 min ago"), with the local time
+// to the second and the exact value as its title.
 export function timeEl(t) {
   const d = parseTime(t);
   if (!d) return h('span', {class: 'muted'}, '—');
-  return h('time', {datetime: d.toISOString(), title: d.toISOString()}, fmtTime(t));
+  return h('time', {datetime: d.toISOString(), title: `${fmtTime(t)} (${d.toISOString()})`}, fmtAgo(t));
 }
 
 // fmtDuration shows milliseconds as 1h 2m, 3m 4s, 5.2s or 120ms.

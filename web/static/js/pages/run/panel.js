@@ -81,13 +81,19 @@ export function stepPanel(page) {
   };
 }
 
-// stepActions approve a suspend step and retry the run from a failed step.
+// stepActions approve a suspend step (shown on suspend steps only) and retry the run from a
+// failed step, once confirmed as Restart is.
 function stepActions(page, node, finished) {
   const who = {canOperate: page.canOperate, deleted: page.state.deleted};
+  const retry = async () => {
+    const ok = await page.ctx.confirm(`Retry run ${page.name} from step ${node.name}?`,
+      `Step ${node.name} and the steps after it run again; the steps that succeeded keep their results and outputs.`, 'Retry');
+    if (ok) await page.operate('restart', {step: node.name}, `Retrying from step ${node.name}.`, `Retrying from ${node.name} failed`);
+  };
   return h('div', {class: 'actions', role: 'group', 'aria-label': 'Step operations'},
-    actionButton('op-approve', 'Approve', () => page.operate('resume', {step: node.name}, `Step ${node.name} approved.`, `Approving ${node.name} failed`),
-      {reason: approveReason(who, node, finished)}),
-    actionButton('op-retry', 'Retry from this step', () => page.operate('restart', {step: node.name}, `Retrying from step ${node.name}.`, `Retrying from ${node.name} failed`),
+    node.type === 'suspend' ? actionButton('op-approve', 'Approve', () => page.operate('resume', {step: node.name}, `Step ${node.name} approved.`, `Approving ${node.name} failed`),
+      {reason: approveReason(who, node, finished)}) : null,
+    actionButton('op-retry', 'Retry from this step', retry,
       {reason: retryReason(who, node, finished), kind: 'secondary'}));
 }
 
