@@ -833,6 +833,10 @@ steps:
 
 	goTo(ctx, t, "#/templates/default/viewed")
 	waitFor(ctx, t, "the template page", `document.getElementById('template-yaml') !== null`)
+	waitFor(ctx, t, "the template's steps drawn", `document.querySelectorAll('svg.graph [data-step]').length > 0`)
+	if said := eval[[]string](ctx, t, `[...document.querySelectorAll('svg.graph [data-step]')].map(n => n.textContent + ' ' + n.getAttribute('aria-label')).filter(s => /pending/.test(s))`); len(said) > 0 {
+		t.Errorf("the template page draws its steps as pending, which a template never is: %q", said)
+	}
 	if eval[bool](ctx, t, `document.getElementById('run-submit') !== null || document.getElementById('edit-template') !== null || document.getElementById('delete-template') !== null`) {
 		t.Error("a viewer is offered to run, edit or delete a template")
 	}

@@ -45,6 +45,14 @@ test('buildModel merges the spec with the status, groups holding their sub-steps
   assert.equal(m.nodes[2].type, 'suspend');
 });
 
+test('buildModel of a template gives its steps no phase: they never run', () => {
+  const r = run('StepByStep', [step('a'), {name: 'g', type: 'step-group', subSteps: [step('g1')]}], {});
+  const m = buildModel(r, {template: true});
+  const phases = [];
+  walk(m, (n) => phases.push([n.name, n.phase]));
+  assert.deepEqual(phases, [['a', ''], ['g', ''], ['g1', '']]);
+});
+
 test('buildModel takes the modes from the status, then the spec, then the defaults', () => {
   assert.equal(buildModel({spec: {}, status: {}}).mode, 'StepByStep');
   assert.equal(buildModel(run('DAG', [])).mode, 'DAG');

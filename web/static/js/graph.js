@@ -53,7 +53,9 @@ function isGroup(spec, status) {
 
 // buildModel merges a run's steps with their status: {mode, nodes}, each node
 // {name, type, phase, spec, status, children (sub-step nodes of a group, else null), mode, deps, inputs, outputs}.
-export function buildModel(run) {
+// With {template: true} the steps are a template's, which never run: their phase is '' and
+// they are drawn and named without one.
+export function buildModel(run, {template = false} = {}) {
   const mode = runMode(run);
   const statusSteps = (run.status && Array.isArray(run.status.steps) && run.status.steps) || [];
   const byName = new Map(statusSteps.map((x) => [x.name, x]));
@@ -86,7 +88,9 @@ export function buildModel(run) {
     if (isGroup({}, status)) group(node, {}, status, i);
     nodes.push(node);
   });
-  return {mode: mode.steps, nodes};
+  const model = {mode: mode.steps, nodes};
+  if (template) walk(model, (n) => { n.phase = ''; });
+  return model;
 }
 
 // walk calls fn for every node, sub-steps after their group.
@@ -338,7 +342,7 @@ function iterationText(node) {
 
 // metaText is the small line under a node's name: type, mode, phase, loop progress.
 function metaText(node) {
-  const parts = [node.phase];
+  const parts = node.phase ? [node.phase] : [];
   const it = iterationText(node);
   if (it) parts.push(it);
   if (node.children) parts.push(node.mode === 'Switch' ? 'switch' : `group · ${node.mode}`);
@@ -348,7 +352,7 @@ function metaText(node) {
 
 function label(node) {
   const kind = node.children ? 'Step group' : 'Step';
-  let text = `${kind} ${node.name}, ${node.phase}`;
+  let text = node.phase ? `${kind} ${node.name}, ${node.phase}` : `${kind} ${node.name}`;
   if (node.type && !node.children) text += `, type ${node.type}`;
   const it = iterationText(node);
   if (it) text += `, iterations ${it}`;
@@ -356,7 +360,7 @@ function label(node) {
 }
 
 function paintNode(g, node, w) {
-  g.setAttribute('class', `node ${node.children ? 'group' : 'step'} phase-${node.phase}${g.classList.contains('selected') ? ' selected' : ''}`);
+  g.setAttribute('class', `node ${node.children ? 'group' : 'step'} phase-${node.phase || 'none'}${g.classList.contains('selected') ? ' selected' : ''}`);
   g.dataset.phase = node.phase;
   g.setAttribute('aria-label', label(node));
   const meta = g.querySelector('.meta');

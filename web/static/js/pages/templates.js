@@ -262,7 +262,7 @@ export async function renderTemplate(ctx, ns, name) {
   // The steps drawn as a run that has not started.
   const graph = new Graph(null);
   ctx.onCleanup(() => graph.destroy());
-  graph.update(buildModel({spec: {mode: wf.mode, workflowSpec: {steps: wf.steps || []}}, status: {}}));
+  graph.update(buildModel({spec: {mode: wf.mode, workflowSpec: {steps: wf.steps || []}}, status: {}}, {template: true}));
 
   const recent = h('div', {id: 'template-runs'}, h('p', {class: 'muted'}, 'Loading…'));
   replace(ctx.main,
