@@ -217,6 +217,7 @@ type InputItem struct {
 
 // Iteration defines model for Iteration.
 type Iteration struct {
+	Item     *string                 `json:"item,omitempty"`
 	Outputs  *map[string]interface{} `json:"outputs,omitempty"`
 	Status   *StepStatus             `json:"status,omitempty"`
 	SubSteps *[]StepStatus           `json:"subSteps,omitempty"`
@@ -234,6 +235,7 @@ type IterationStatus struct {
 	FirstExecuteTime *Time                  `json:"firstExecuteTime,omitempty"`
 	Id               *string                `json:"id,omitempty"`
 	Index            *int                   `json:"index,omitempty"`
+	Item             *string                `json:"item,omitempty"`
 	LastExecuteTime  *Time                  `json:"lastExecuteTime,omitempty"`
 	Message          *string                `json:"message,omitempty"`
 	Name             *string                `json:"name,omitempty"`

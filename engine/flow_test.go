@@ -3,6 +3,7 @@ package engine_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -478,6 +479,35 @@ spec:
 	}
 	if got := strings.Join(steps, " "); got != "each[0] each[1]" {
 		t.Errorf("log lines name %q, want each[0] each[1]", got)
+	}
+}
+
+// Each iteration is named for people by its item, in the status's entries and the loop's
+// records: strings as they are, objects by their name or fields, long ones cut.
+func TestIterationsAreNamedByTheirItems(t *testing.T) {
+	h := newHarness(t)
+	long := strings.Repeat("x", 100)
+	key := h.start(`
+metadata: {name: r}
+spec:
+  workflowSpec:
+    steps:
+    - {name: each, type: ok, forEach: {items: [us-east-1, 3, {name: web, port: 80}, {region: eu, env: prod, tags: [a]}, ` + long + `]}}`)
+	run := h.waitPhase(key, v1alpha1.RunSucceeded)
+	want := []string{"us-east-1", "3", "web", "env=prod, region=eu", strings.Repeat("x", 61) + "…"}
+	var got []string
+	for _, e := range run.Object.Status.Steps[0].Iterations.Entries {
+		got = append(got, e.Item)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the status names the iterations %q, want %q", got, want)
+	}
+	got = got[:0]
+	for _, it := range run.Loops["each"].Iterations {
+		got = append(got, it.Item)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the loop's records name the iterations %q, want %q", got, want)
 	}
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -156,6 +158,9 @@ func btoi(b bool) int {
 func (m *machine) newIteration(run *Run, g *graph, n *node) *node {
 	i := len(n.loop.Iterations)
 	rec := &Iteration{Status: v1alpha1.StepStatus{ID: newID(), Name: iterationName(n.name, i), Type: n.spec.Type, Phase: v1alpha1.StepPending}}
+	if i < len(n.loop.Items) {
+		rec.Item = itemLabel(n.loop.Items[i])
+	}
 	for _, s := range n.subs {
 		rec.SubSteps = append(rec.SubSteps, v1alpha1.StepStatus{ID: newID(), Name: iterationName(s.name, i), Type: s.spec.Type, Phase: v1alpha1.StepPending})
 	}
@@ -311,12 +316,88 @@ func summarizeLoop(n *node) {
 	for _, i := range keep {
 		it := n.iters[i]
 		e := v1alpha1.IterationStatus{Index: i, IterationStepStatus: iterationStep(it.status)}
+		if i < len(n.loop.Iterations) {
+			e.Item = n.loop.Iterations[i].Item
+		}
 		for _, s := range it.subs {
 			e.SubSteps = append(e.SubSteps, iterationStep(s.status))
 		}
 		sum.Entries = append(sum.Entries, e)
 	}
 	n.status.Iterations = sum
+}
+
+// maxItemLabel is the longest itemLabel, in bytes.
+const maxItemLabel = 64
+
+// itemLabel is how a person names an iteration's item: a string, number or boolean as it is;
+// an object by its name field (name, or metadata.name), else by its scalar fields in order as
+// key=value; anything else as compact JSON; cut at maxItemLabel bytes.
+func itemLabel(raw json.RawMessage) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return ""
+	}
+	var label string
+	switch x := v.(type) {
+	case string:
+		label = x
+	case float64, bool:
+		label = string(bytes.TrimSpace(raw))
+	case map[string]any:
+		if name, ok := x["name"].(string); ok {
+			label = name
+		} else if meta, ok := x["metadata"].(map[string]any); ok && meta["name"] != nil {
+			label = fmt.Sprint(meta["name"])
+		} else {
+			label = fieldsLabel(raw)
+		}
+	default:
+		var buf bytes.Buffer
+		if json.Compact(&buf, raw) == nil {
+			label = buf.String()
+		}
+	}
+	if len(label) > maxItemLabel {
+		cut := maxItemLabel - len("…")
+		for cut > 0 && !utf8.RuneStart(label[cut]) {
+			cut--
+		}
+		label = label[:cut] + "…"
+	}
+	return label
+}
+
+// fieldsLabel writes an object's scalar fields, in the order the item holds them (by key once
+// decoded from YAML), as key=value joined by commas (a matrix combination: env=prod,
+// region=us-east-1).
+func fieldsLabel(raw json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil {
+		return ""
+	}
+	var parts []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			break
+		}
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			break
+		}
+		var scalar any
+		if json.Unmarshal(val, &scalar) != nil {
+			continue
+		}
+		switch s := scalar.(type) {
+		case string:
+			parts = append(parts, fmt.Sprintf("%v=%s", k, s))
+		case float64, bool:
+			parts = append(parts, fmt.Sprintf("%v=%s", k, bytes.TrimSpace(val)))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func iterationStep(s *v1alpha1.StepStatus) v1alpha1.IterationStepStatus {

@@ -80,6 +80,8 @@ type Loop struct {
 // Iteration is one iteration of a looping step. Its steps' bookkeeping is in Run.Steps under
 // the name of the step and the index, as deploy[3].
 type Iteration struct {
+	// Item names the iteration's item for people (v1alpha1.IterationStatus.Item).
+	Item string `json:"item,omitempty"`
 	// Status is the iteration's status: the step's, or the step-group's.
 	Status v1alpha1.StepStatus `json:"status"`
 	// SubSteps are, for a step-group, the status of its sub-steps in this iteration.

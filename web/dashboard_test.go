@@ -76,6 +76,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("SecretsStayHidden", e.testSecretsStayHidden)
 	t.Run("Editor", e.testEditor)
 	t.Run("ViewerCannotOperate", e.testViewer)
+	t.Run("IterationsByItem", e.testIterationsByItem)
 	t.Run("LayoutStaysReadable", e.testLayout)
 }
 
@@ -389,6 +390,25 @@ func (e *env) startRun(t *testing.T, token string, body any, wantPhase string) r
 		t.Fatalf("run %s settled %s, want %s: %+v", r.Metadata.Name, r.Status.Phase, wantPhase, r.Status)
 	}
 	return r
+}
+
+// 9. A loop's iterations are named by their items, in the table of the kept ones and in all.
+func (e *env) testIterationsByItem(t *testing.T) {
+	e.startRun(t, e.operator, map[string]any{
+		"apiVersion": "core.oam.dev/v1alpha1", "kind": "WorkflowRun",
+		"metadata": map[string]any{"name": "regions", "namespace": "default"},
+		"spec": map[string]any{"workflowSpec": map[string]any{"steps": []any{map[string]any{
+			"name": "deploy", "type": "print-message-in-status", "properties": map[string]any{"message": "deploying"},
+			"forEach": map[string]any{"items": []any{"us-east-1", "eu-west-1"}},
+		}}}},
+	}, "succeeded")
+	ctx := e.tab(t, e.viewer)
+	goTo(ctx, t, "#/runs/default/regions")
+	waitFor(ctx, t, "deploy succeeded", phase("deploy", "succeeded"))
+	do(ctx, t, "select the loop", chromedp.Click(chromedp.CSS(node("deploy"))))
+	waitFor(ctx, t, "the iterations named by their items", `[...document.querySelectorAll('table.iterations strong.item')].map(x => x.textContent).join(' ') === 'us-east-1 eu-west-1'`)
+	do(ctx, t, "show all", chromedp.Click(chromedp.CSS(".iterations-all ~ button, button.secondary.small"), chromedp.NodeVisible))
+	waitFor(ctx, t, "all of them too", `(document.querySelector('.iterations-all')?.textContent || '').includes('eu-west-1')`)
 }
 
 // releaseTemplate has a step, a DAG group, a suspend step waiting for approval, and a last

@@ -338,7 +338,10 @@ type IterationsStatus struct {
 // IterationStatus is the status of one iteration, with its sub-steps' for a step-group.
 type IterationStatus struct {
 	// Index is the iteration's position in the list, from 0.
-	Index               int `json:"index"`
+	Index int `json:"index"`
+	// Item names the iteration's item for people: a string or number as it is, an object by
+	// its name field or its fields (region=us-east-1), cut short.
+	Item                string `json:"item,omitempty"`
 	IterationStepStatus `json:",inline"`
 	SubSteps            []IterationStepStatus `json:"subSteps,omitempty"`
 }

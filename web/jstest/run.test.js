@@ -150,8 +150,8 @@ test('isActive: running and suspending steps', () => {
 
 test('iterationSummary, allIterations and loopAndRetry', () => {
   assert.equal(logic.iterationSummary({total: 5, succeeded: 2, failed: 1}), '5 in all: 2 succeeded, 1 failed, 0 running, 0 skipped.');
-  assert.deepEqual(logic.allIterations({items: [{status: {name: 'a', phase: 'succeeded'}}, {}]}),
-    {total: 2, rows: [{index: 0, name: 'a', phase: 'succeeded'}, {index: 1}]});
+  assert.deepEqual(logic.allIterations({items: [{item: 'us-east-1', status: {name: 'a[0]', phase: 'succeeded'}}, {}]}),
+    {total: 2, rows: [{index: 0, item: 'us-east-1', name: 'a[0]', phase: 'succeeded'}, {index: 1, item: ''}]});
   assert.equal(logic.allIterations({items: [], total: 9}).total, 9);
   assert.deepEqual(logic.allIterations({}), {total: 0, rows: []});
   assert.deepEqual(logic.loopAndRetry({type: 'x', forEach: [1], retry: {limit: 2}, properties: {}}), {forEach: [1], retry: {limit: 2}});

@@ -145,7 +145,7 @@ export function iterationSummary(it) {
 // numbered from 0.
 export function allIterations(data) {
   const items = (data && data.items) || [];
-  return {total: data.total ?? items.length, rows: items.map((x, i) => ({index: i, ...(x.status || {})}))};
+  return {total: data.total ?? items.length, rows: items.map((x, i) => ({index: i, item: x.item || '', ...(x.status || {})}))};
 }
 
 // loopAndRetry picks the loop and retry fields of a step's spec; {} when it has none.

@@ -154,9 +154,12 @@ function iterations(page, node) {
     all];
 }
 
+// iterationTable lists iterations, each named by its item (us-east-1) before its step name
+// (deploy[2]).
 function iterationTable(entries) {
-  return table(null, ['#', 'Name', 'Phase', 'Reason', 'Message', 'Took'], entries.map((e) => [
+  return table(null, ['#', 'Item', 'Name', 'Phase', 'Reason', 'Message', 'Took'], entries.map((e) => [
     String(e.index ?? ''),
+    e.item ? h('strong', {class: 'item'}, e.item) : h('span', {class: 'muted'}, '—'),
     e.name || '',
     badge(e.phase),
     e.reason || '',
