@@ -407,7 +407,9 @@ func (e *env) testIterationsByItem(t *testing.T) {
 	waitFor(ctx, t, "deploy succeeded", phase("deploy", "succeeded"))
 	do(ctx, t, "select the loop", chromedp.Click(chromedp.CSS(node("deploy"))))
 	waitFor(ctx, t, "the iterations named by their items", `[...document.querySelectorAll('table.iterations strong.item')].map(x => x.textContent).join(' ') === 'us-east-1 eu-west-1'`)
-	do(ctx, t, "show all", chromedp.Click(chromedp.CSS(".iterations-all ~ button, button.secondary.small"), chromedp.NodeVisible))
+	if !eval[bool](ctx, t, `(() => { const b = [...document.querySelectorAll('main button')].find(b => b.textContent === 'Show all iterations'); b?.click(); return !!b; })()`) {
+		t.Fatal("no Show all iterations button")
+	}
 	waitFor(ctx, t, "all of them too", `(document.querySelector('.iterations-all')?.textContent || '').includes('eu-west-1')`)
 }
 
