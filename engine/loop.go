@@ -159,7 +159,8 @@ func (m *machine) newIteration(run *Run, g *graph, n *node) *node {
 	i := len(n.loop.Iterations)
 	rec := &Iteration{Status: v1alpha1.StepStatus{ID: newID(), Name: iterationName(n.name, i), Type: n.spec.Type, Phase: v1alpha1.StepPending}}
 	if i < len(n.loop.Items) {
-		rec.Item = itemLabel(n.loop.Items[i])
+		// Redacted whole before it is cut, so that no part of a sensitive item shows.
+		rec.Item = itemLabel(run.Redactor().JSON(n.loop.Items[i]))
 	}
 	for _, s := range n.subs {
 		rec.SubSteps = append(rec.SubSteps, v1alpha1.StepStatus{ID: newID(), Name: iterationName(s.name, i), Type: s.spec.Type, Phase: v1alpha1.StepPending})

@@ -101,19 +101,19 @@ func printIterations(g *globals, run *engine.Run, step string) error {
 		return invalidf("run %s: step %q has no iterations (not a looping step, or not started)", run.Key(), step)
 	}
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tPHASE\tREASON\tDURATION\tCHILD\tMESSAGE")
+	fmt.Fprintln(w, "NAME\tITEM\tPHASE\tREASON\tDURATION\tCHILD\tMESSAGE")
 	rd := run.Redactor()
-	row := func(s v1alpha1.StepStatus, indent string) {
+	row := func(s v1alpha1.StepStatus, item, indent string) {
 		took := "-"
 		if !s.FirstExecuteTime.IsZero() && s.Phase.Finished() {
 			took = roundDuration(s.LastExecuteTime.Sub(s.FirstExecuteTime.Time))
 		}
-		fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, s.Name, s.Phase, orDash(rd.String(s.Reason)), took, orDash(s.ChildRun), oneLine(rd.String(s.Message)))
+		fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\n", indent, s.Name, orDash(item), s.Phase, orDash(rd.String(s.Reason)), took, orDash(s.ChildRun), oneLine(rd.String(s.Message)))
 	}
 	for _, it := range l.Iterations {
-		row(it.Status, "")
+		row(it.Status, it.Item, "")
 		for _, sub := range it.SubSteps {
-			row(sub, "  ")
+			row(sub, "", "  ")
 		}
 	}
 	if n := len(l.Items) - len(l.Iterations); n > 0 {
