@@ -70,6 +70,11 @@ type Outcome struct {
 	Run *v1alpha1.WorkflowRun
 }
 
+// ErrUndeliverable is returned, wrapped, when an Application cannot be rendered into its
+// delivery run (a type without a definition, properties its template refuses): the caller's
+// input is wrong, nothing was written.
+var ErrUndeliverable = errors.New("cannot be delivered")
+
 // RunName is the name of the run delivering revision n of an Application, the revision's.
 func RunName(app string, n int64) string { return fmt.Sprintf("%s-v%d", app, n) }
 
@@ -92,7 +97,7 @@ func (m *Manager) Up(ctx context.Context, app *v1beta1.Application, defs Definit
 	}
 	snap, err := snapshot(ctx, app, defs)
 	if err != nil {
-		return nil, fmt.Errorf("application %s: %w", key, err)
+		return nil, fmt.Errorf("application %s %w: %w", key, ErrUndeliverable, err)
 	}
 	hash, err := specHash(app, snap)
 	if err != nil {
@@ -130,7 +135,7 @@ func (m *Manager) Up(ctx context.Context, app *v1beta1.Application, defs Definit
 
 	steps, mode, err := application.Workflow(ctx, next, snap)
 	if err != nil {
-		return nil, fmt.Errorf("application %s: %w", key, err)
+		return nil, fmt.Errorf("application %s %w: %w", key, ErrUndeliverable, err)
 	}
 	run := deliveryRun(next, name, steps, mode)
 	next.Status.Workflow = &v1beta1.WorkflowStatus{AppRevision: name, Mode: modeString(mode), Phase: v1alpha1.RunInitializing}

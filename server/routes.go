@@ -115,6 +115,13 @@ func (s *Server) routeTable() []route {
 		{method: "DELETE", path: "/api/v1/triggers/{id}", role: RoleAdmin, summary: "Delete a trigger", handle: s.deleteTrigger},
 		{method: "POST", path: "/api/v1/hooks/{id}", summary: "A webhook trigger: starts a run (its token or signature is the authentication)", query: []string{"token"}, body: "json", handle: s.webhook},
 
+		{method: "GET", path: "/api/v1/applications", role: RoleViewer, summary: "List Applications with their status", query: []string{"namespace"}, handle: s.listApplications},
+		{method: "POST", path: "/api/v1/applications", role: RoleOperator, summary: "Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision", body: "object", handle: s.upApplications},
+		{method: "GET", path: "/api/v1/applications/{namespace}/{name}", role: RoleViewer, summary: "An Application with its status: phase, workflow, services' health, applied resources", handle: s.getApplication},
+		{method: "DELETE", path: "/api/v1/applications/{namespace}/{name}", role: RoleOperator, summary: "Delete what an Application applied, in every cluster, then the Application", handle: s.deleteApplication},
+		{method: "GET", path: "/api/v1/applications/{namespace}/{name}/revisions", role: RoleViewer, summary: "An Application's revisions, oldest first", handle: s.appRevisions},
+		{method: "POST", path: "/api/v1/applications/{namespace}/{name}/rollback", role: RoleOperator, summary: "Deliver an earlier revision's spec again as a new revision ({\"revision\": N})", body: "json", handle: s.rollbackApplication},
+
 		{method: "GET", path: "/api/v1/clusters", role: RoleViewer, summary: "The clusters stored for steps to name", handle: s.listClusters},
 		{method: "POST", path: "/api/v1/clusters", role: RoleAdmin, summary: "Store a cluster: its name and kubeconfig", body: "json", handle: s.putCluster},
 		{method: "DELETE", path: "/api/v1/clusters/{name}", role: RoleAdmin, summary: "Delete a stored cluster", handle: s.deleteCluster},

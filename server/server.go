@@ -79,6 +79,8 @@ type Server struct {
 	runner  *step.Runner
 	eng     *engine.Engine
 	hub     *hub
+	// clusters are the clusters runs reach, stored ones included; Applications' too.
+	clusters *clusters
 	crons   *scheduler
 	clock   engine.Clock
 	log     *slog.Logger
@@ -111,7 +113,8 @@ func New(opts Options) (*Server, error) {
 		s.clock = engine.RealClock{}
 	}
 	cfg := opts.Assembly
-	cfg.Providers.Clusters = newClusters(opts.Store, cfg.Providers.Clusters, opts.AllowKubeconfigExec)
+	s.clusters = newClusters(opts.Store, cfg.Providers.Clusters, opts.AllowKubeconfigExec)
+	cfg.Providers.Clusters = s.clusters
 	cfg.Metrics = s.registry
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
@@ -120,7 +123,7 @@ func New(opts Options) (*Server, error) {
 		Store:          &publishing{Store: opts.Store, hub: s.hub},
 		Definitions:    opts.Store,
 		DefinitionsTTL: time.Second,
-		Observers:      append([]engine.Observer{s.hub}, opts.Observers...),
+		Observers:      append([]engine.Observer{s.hub, appSyncer{s}}, opts.Observers...),
 		Owner:          ownerOf(opts.Replicas),
 	})
 	if err != nil {
