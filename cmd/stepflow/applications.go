@@ -295,14 +295,15 @@ func (a *app) lifecycle() *lifecycle.Manager {
 	return &lifecycle.Manager{Store: a.store, Runs: embeddedRuns{a}, Clusters: a.clusters}
 }
 
-// deliver drives the delivery runs to their end, showing their steps, and returns the exit
-// code they call for.
+// deliver drives the delivery runs that have not settled to their end, showing their steps,
+// and returns the exit code they call for.
 func (a *app) deliver(ctx context.Context, g *globals, keys []engine.Key) (int, error) {
 	var live []engine.Key
 	for _, k := range keys {
-		if _, err := a.store.Load(ctx, k); err == nil {
+		run, err := a.store.Load(ctx, k)
+		if err == nil && !engine.Settled(run) {
 			live = append(live, k)
-		} else if !errors.Is(err, engine.ErrNotFound) {
+		} else if err != nil && !errors.Is(err, engine.ErrNotFound) {
 			return 0, err
 		}
 	}
