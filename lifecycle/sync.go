@@ -27,6 +27,18 @@ import (
 // It writes only what changed: an Application whose run, objects and health did not change
 // since the last Sync is not written.
 func (m *Manager) Sync(ctx context.Context, namespace, name string) (*v1beta1.Application, error) {
+	// Two syncs of one Application (a request's and the run's observer's) may race: the one
+	// whose write conflicts reads again and finds the other's status.
+	for attempt := 0; ; attempt++ {
+		app, err := m.sync(ctx, namespace, name)
+		if errors.Is(err, engine.ErrConflict) && attempt < 3 {
+			continue
+		}
+		return app, err
+	}
+}
+
+func (m *Manager) sync(ctx context.Context, namespace, name string) (*v1beta1.Application, error) {
 	app, version, err := m.Store.Application(ctx, namespace, name)
 	if err != nil {
 		return nil, err
