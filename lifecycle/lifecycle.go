@@ -121,12 +121,16 @@ func (m *Manager) Up(ctx context.Context, app *v1beta1.Application, defs Definit
 	next.Status = v1beta1.AppStatus{}
 	if stored != nil {
 		next.Status = *stored.Status.DeepCopy()
-		next.Generation = stored.Generation + 1
 		next.CreationTimestamp = stored.CreationTimestamp
 		next.UID = stored.UID
 	} else {
-		next.Generation = 1
 		next.CreationTimestamp = metav1.Now()
+	}
+	if next.Generation == 0 { // a store that keeps no generation of its own (the SQL stores)
+		next.Generation = 1
+		if stored != nil {
+			next.Generation = stored.Generation + 1
+		}
 	}
 	next.Status.LatestRevision = &v1beta1.Revision{Name: name, Revision: n, RevisionHash: hash}
 	next.Status.Phase = v1beta1.ApplicationRunningWorkflow
