@@ -27,11 +27,11 @@ type AppUp struct {
 
 // AppRevision is one revision as GET .../revisions lists it.
 type AppRevision struct {
-	Number    int64                         `json:"number"`
-	Hash      string                        `json:"hash"`
-	Run       string                        `json:"run"`
-	Resources []v1beta1.ManagedResource     `json:"resources"`
-	Object    *v1beta1.ApplicationRevision  `json:"object"`
+	Number    int64                        `json:"number"`
+	Hash      string                       `json:"hash"`
+	Run       string                       `json:"run"`
+	Resources []v1beta1.ManagedResource    `json:"resources"`
+	Object    *v1beta1.ApplicationRevision `json:"object"`
 }
 
 // lifecycle is the Applications' lifecycle over the server's store, engine and clusters.
@@ -218,4 +218,3 @@ func (s *Server) deleteApplication(w http.ResponseWriter, r *http.Request) error
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
-

@@ -115,7 +115,7 @@ func TestApplicationsOverTheAPI(t *testing.T) {
 	if err := kc.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, &d); !apierrors.IsNotFound(err) {
 		t.Errorf("cache Deployment after v2: err = %v, want NotFound (garbage-collected)", err)
 	}
-	revs := op.get(path + "/revisions").want(t, 200).json(t)
+	revs := op.get(path+"/revisions").want(t, 200).json(t)
 	if at(revs, "items.0.object.metadata.name") != "shop-v1" || at(revs, "items.1.object.metadata.name") != "shop-v2" || at(revs, "items.2") != nil {
 		t.Errorf("revisions = %v", revs)
 	}

@@ -81,11 +81,11 @@ type Server struct {
 	hub     *hub
 	// clusters are the clusters runs reach, stored ones included; Applications' too.
 	clusters *clusters
-	crons   *scheduler
-	clock   engine.Clock
-	log     *slog.Logger
-	mux     *http.ServeMux
-	routes  []route
+	crons    *scheduler
+	clock    engine.Clock
+	log      *slog.Logger
+	mux      *http.ServeMux
+	routes   []route
 	// registry holds the metrics served at /metrics; http counts the API's requests.
 	registry *prometheus.Registry
 	http     *httpMetrics

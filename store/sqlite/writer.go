@@ -94,7 +94,7 @@ var writeSQL = map[string]string{
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (namespace, app, number) DO UPDATE SET name = excluded.name, hash = excluded.hash,
 		run = excluded.run, object = excluded.object, resources = excluded.resources`,
-	"dropLease":  `DELETE FROM leases WHERE namespace = ? AND name = ? AND host = ? AND pid = ? AND token = ?`,
+	"dropLease": `DELETE FROM leases WHERE namespace = ? AND name = ? AND host = ? AND pid = ? AND token = ?`,
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
