@@ -174,8 +174,8 @@ func SameResource(a, b v1beta1.ManagedResource) bool {
 		return c
 	}
 	group := func(apiVersion string) string {
-		if i := strings.Index(apiVersion, "/"); i >= 0 {
-			return apiVersion[:i]
+		if g, _, ok := strings.Cut(apiVersion, "/"); ok {
+			return g
 		}
 		return ""
 	}

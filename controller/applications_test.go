@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,12 +73,8 @@ func (e *env) waitApp(revision string, phases ...v1beta1.ApplicationPhase) *v1be
 	var app v1beta1.Application
 	for {
 		err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: "shop"}, &app)
-		if err == nil && app.Status.LatestRevision != nil && app.Status.LatestRevision.Name == revision {
-			for _, p := range phases {
-				if app.Status.Phase == p {
-					return &app
-				}
-			}
+		if err == nil && app.Status.LatestRevision != nil && app.Status.LatestRevision.Name == revision && slices.Contains(phases, app.Status.Phase) {
+			return &app
 		}
 		if time.Now().After(deadline) {
 			y, _ := yaml.Marshal(app.Status)

@@ -94,12 +94,12 @@ func (m *Manager) settle(ctx context.Context, app *v1beta1.Application, revs []*
 		Suspend: rs.Suspend, SuspendState: rs.SuspendState, Terminated: rs.Terminated, Finished: rs.Finished,
 		Steps: rs.Steps, StartTime: rs.StartTime, EndTime: rs.EndTime,
 	}
-	switch {
-	case rs.Phase == v1alpha1.RunSuspending:
+	switch rs.Phase {
+	case v1alpha1.RunSuspending:
 		status.Phase = v1beta1.ApplicationWorkflowSuspended
-	case rs.Phase == v1alpha1.RunFailed || rs.Phase == v1alpha1.RunTerminated:
+	case v1alpha1.RunFailed, v1alpha1.RunTerminated:
 		status.Phase = v1beta1.ApplicationWorkflowFailed
-	case rs.Phase == v1alpha1.RunSucceeded:
+	case v1alpha1.RunSucceeded:
 		status.Phase = v1beta1.ApplicationRunning
 	default:
 		status.Phase = v1beta1.ApplicationRunningWorkflow

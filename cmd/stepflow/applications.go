@@ -311,8 +311,8 @@ func (a *app) deliver(ctx context.Context, g *globals, keys []engine.Key) (int, 
 		return exitOK, nil
 	}
 	d := a.newDriver()
-	d.start()
-	defer d.stop()
+	d.start()      //nolint:contextcheck // the engine runs until stop, whatever the command's context does
+	defer d.stop() //nolint:contextcheck // as start
 	return d.drive(ctx, g, live), nil
 }
 
