@@ -1,7 +1,8 @@
 package application
 
 // placeholder until t18-deliver lands: this file turns an Application into the steps of its
-// delivery run with one `apply-object` step per rendered object, in the local cluster, and
+// delivery run with one `apply-object` step per rendered object, in each cluster a topology
+// policy names by name (else the local one), and
 // reads back from the run what it applied. t18-deliver's Workflow (deploy and apply-component
 // steps, topology across clusters) replaces it; Applied is the one place the lifecycle reads a
 // run's applied objects from, so that only it changes with the run's record.
@@ -24,9 +25,10 @@ import (
 const stepApplyObject = "apply-object"
 
 // Workflow turns an Application into the steps of the run that delivers it, and their mode:
-// the components in dependsOn order, each rendered (for the Application's namespace in the
-// local cluster, at the revision its status.latestRevision names) and each of its objects
-// applied by one apply-object step.
+// the components in dependsOn order, each rendered (at the revision its status.latestRevision
+// names) for every place its topology policies name (clusters by name, and their namespace;
+// the Application's namespace in the local cluster without one), each of its objects applied
+// by one apply-object step.
 //
 // placeholder until t18-deliver lands.
 func Workflow(ctx context.Context, app *v1beta1.Application, defs Definitions) ([]v1alpha1.WorkflowStep, *v1alpha1.WorkflowExecuteMode, error) {
@@ -34,30 +36,74 @@ func Workflow(ctx context.Context, app *v1beta1.Application, defs Definitions) (
 	if err != nil {
 		return nil, nil, err
 	}
-	comps, err := Render(ctx, Request{App: app, Definitions: defs})
+	targets, err := placements(app)
 	if err != nil {
 		return nil, nil, err
 	}
-	byName := map[string]*Component{}
-	for _, c := range comps {
-		byName[c.Name] = c
+	byTarget := make([]map[string]*Component, len(targets))
+	for i, target := range targets {
+		comps, err := Render(ctx, Request{App: app, Definitions: defs, Target: target})
+		if err != nil {
+			return nil, nil, err
+		}
+		byTarget[i] = map[string]*Component{}
+		for _, c := range comps {
+			byTarget[i][c.Name] = c
+		}
 	}
 	var steps []v1alpha1.WorkflowStep
 	used := map[string]bool{}
 	for _, name := range order {
-		for _, obj := range byName[name].Objects() {
-			props, err := json.Marshal(map[string]any{"value": obj.Object, "cluster": ""})
-			if err != nil {
-				return nil, nil, fmt.Errorf("component %s: %w", name, err)
+		for i, target := range targets {
+			for _, obj := range byTarget[i][name].Objects() {
+				props, err := json.Marshal(map[string]any{"value": obj.Object, "cluster": target.Cluster})
+				if err != nil {
+					return nil, nil, fmt.Errorf("component %s: %w", name, err)
+				}
+				steps = append(steps, v1alpha1.WorkflowStep{WorkflowStepBase: v1alpha1.WorkflowStepBase{
+					Name: stepName(used, name, target.Cluster, obj), Type: stepApplyObject,
+					Properties: &runtime.RawExtension{Raw: props},
+				}})
 			}
-			step := v1alpha1.WorkflowStep{WorkflowStepBase: v1alpha1.WorkflowStepBase{
-				Name: stepName(used, name, obj), Type: stepApplyObject,
-				Properties: &runtime.RawExtension{Raw: props},
-			}}
-			steps = append(steps, step)
 		}
 	}
 	return steps, &v1alpha1.WorkflowExecuteMode{Steps: v1alpha1.ModeStepByStep}, nil
+}
+
+// placements are the places the topology policies name: each of their clusters, by name, with
+// their namespace; the local cluster when there is no topology policy.
+func placements(app *v1beta1.Application) ([]Target, error) {
+	var out []Target
+	for i, p := range app.Spec.Policies {
+		if p.Type != "topology" {
+			continue
+		}
+		var props struct {
+			Clusters  []string `json:"clusters"`
+			Namespace string   `json:"namespace"`
+		}
+		if p.Properties != nil && len(p.Properties.Raw) > 0 {
+			if err := json.Unmarshal(p.Properties.Raw, &props); err != nil {
+				return nil, fmt.Errorf("spec.policies[%d] (%s).properties: %w", i, p.Name, err)
+			}
+		}
+		if len(props.Clusters) == 0 {
+			return nil, fmt.Errorf("spec.policies[%d] (%s): only clusters by name are delivered yet", i, p.Name)
+		}
+		for _, c := range props.Clusters {
+			t := Target{Cluster: c, Namespace: props.Namespace}
+			if c == "local" {
+				t.Cluster = ""
+			}
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = []Target{{}}
+	}
+	return out, nil
 }
 
 // dependencyOrder is the components' names, each after those it dependsOn, else in the
@@ -98,8 +144,8 @@ func dependencyOrder(app *v1beta1.Application) ([]string, error) {
 	return out, nil
 }
 
-// stepName names the step applying obj of a component, unique among used.
-func stepName(used map[string]bool, component string, obj *unstructured.Unstructured) string {
+// stepName names the step applying obj of a component in a cluster, unique among used.
+func stepName(used map[string]bool, component, cluster string, obj *unstructured.Unstructured) string {
 	clean := func(s string) string {
 		return strings.Trim(strings.Map(func(r rune) rune {
 			switch {
@@ -112,6 +158,9 @@ func stepName(used map[string]bool, component string, obj *unstructured.Unstruct
 		}, s), "-")
 	}
 	base := clean("apply-" + component + "-" + obj.GetKind() + "-" + obj.GetName())
+	if cluster != "" {
+		base = clean("apply-" + cluster + "-" + component + "-" + obj.GetKind() + "-" + obj.GetName())
+	}
 	name := base
 	for i := 2; used[name]; i++ {
 		name = fmt.Sprintf("%s-%d", base, i)

@@ -217,8 +217,8 @@ func (m *Manager) deleteObject(ctx context.Context, res v1beta1.ManagedResource)
 	return nil
 }
 
-// health renders the revision's components again for each cluster they were applied to and
-// judges them against the live objects.
+// health renders the revision's components again for each cluster and namespace they were
+// applied to and judges them against the live objects.
 func (m *Manager) health(ctx context.Context, rev *store.AppRevision) ([]v1beta1.ApplicationComponentStatus, []v1beta1.ObjectReference, error) {
 	app := rev.Object.Spec.Application.DeepCopy()
 	app.Status.LatestRevision = &v1beta1.Revision{Name: rev.Object.Name, Revision: rev.Number}
@@ -226,18 +226,21 @@ func (m *Manager) health(ctx context.Context, rev *store.AppRevision) ([]v1beta1
 	var services []v1beta1.ApplicationComponentStatus
 	var workloads []v1beta1.ObjectReference
 	for _, c := range app.Spec.Components {
-		clusters := []string{}
+		// The places the component's objects were applied to: cluster and namespace.
+		var places []application.Target
 		for _, res := range rev.Resources {
-			if res.Component == c.Name && !slices.Contains(clusters, clusterName(res.Cluster)) {
-				clusters = append(clusters, clusterName(res.Cluster))
+			p := application.Target{Cluster: clusterName(res.Cluster), Namespace: res.Namespace}
+			if res.Component == c.Name && res.Namespace != "" && !slices.Contains(places, p) {
+				places = append(places, p)
 			}
 		}
-		if len(clusters) == 0 {
-			clusters = []string{""}
+		if len(places) == 0 {
+			places = []application.Target{{}}
 		}
-		for _, cl := range clusters {
+		for i, place := range places {
+			cl := place.Cluster
 			comps, err := application.Render(ctx, application.Request{
-				App: app, Definitions: defs, Target: application.Target{Cluster: cl},
+				App: app, Definitions: defs, Target: place,
 				Revision: rev.Object.Name, RevisionNum: rev.Number, Components: []string{c.Name},
 			})
 			if err != nil {
@@ -262,7 +265,7 @@ func (m *Manager) health(ctx context.Context, rev *store.AppRevision) ([]v1beta1
 				}
 				st.Cluster = cl
 				services = append(services, st)
-				if rc.Workload != nil && cl == clusters[0] {
+				if rc.Workload != nil && i == 0 {
 					w := rc.Workload
 					workloads = append(workloads, v1beta1.ObjectReference{APIVersion: w.GetAPIVersion(), Kind: w.GetKind(), Namespace: w.GetNamespace(), Name: w.GetName()})
 				}
