@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -116,7 +118,8 @@ func benchApplicationsOnce(b *testing.B, east, west *apiservertest.Cluster, n in
 		east: cluster.New(eastCfg, cluster.Options{QPS: 1000, Burst: 2000}),
 		west: cluster.New(westCfg, cluster.Options{QPS: 1000, Burst: 2000}),
 	}
-	settings := assembly.Config{Workers: 64, Providers: assembly.Providers{Clusters: clusters}}
+	settings := assembly.Config{Workers: 64, Providers: assembly.Providers{Clusters: clusters},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Applications: true}); err != nil {
 		b.Fatal(err)
 	}
@@ -173,9 +176,13 @@ func benchApplicationsOnce(b *testing.B, east, west *apiservertest.Cluster, n in
 		if err := clients[0].List(ctx, &list, client.InNamespace(ns)); err != nil {
 			b.Fatal(err)
 		}
+		was := phases[v1beta1.ApplicationRunning]
 		phases = map[v1beta1.ApplicationPhase]int{}
 		for _, a := range list.Items {
 			phases[a.Status.Phase]++
+		}
+		if now := phases[v1beta1.ApplicationRunning]; now/10 != was/10 {
+			b.Logf("%s: %d running", time.Since(start).Round(100*time.Millisecond), now)
 		}
 		if phases[v1beta1.ApplicationRunning] == n || phases[v1beta1.ApplicationWorkflowFailed] > 0 || time.Now().After(deadline) {
 			break

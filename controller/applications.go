@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -51,15 +53,21 @@ type appReconciler struct {
 	cache    client.Reader
 	clusters lifecycle.Clusters
 	runs     *Controller
+	log      *slog.Logger
 }
+
+// appWorkers is how many Applications are reconciled at once: each reconcile renders CUE and
+// waits on the API server.
+const appWorkers = 8
 
 // setupApplications registers the Application reconciler with the manager.
 func (c *Controller) setupApplications(mgr manager.Manager, clusters lifecycle.Clusters) error {
-	r := &appReconciler{direct: c.direct, cache: mgr.GetCache(), clusters: clusters, runs: c}
+	r := &appReconciler{direct: c.direct, cache: mgr.GetCache(), clusters: clusters, runs: c, log: c.log}
 	err := builder.ControllerManagedBy(mgr).
 		Named("application").
 		For(&v1beta1.Application{}).
 		Owns(&v1alpha1.WorkflowRun{}).
+		WithOptions(ctrlcontroller.Options{MaxConcurrentReconciles: appWorkers}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("set up the Application controller: %w", err)
@@ -67,8 +75,17 @@ func (c *Controller) setupApplications(mgr manager.Manager, clusters lifecycle.C
 	return nil
 }
 
-// Reconcile implements reconcile.Reconciler.
+// Reconcile implements reconcile.Reconciler; an error is logged before controller-runtime
+// retries.
 func (r *appReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	res, err := r.reconcile(ctx, req)
+	if err != nil {
+		r.log.Error("reconcile application", "application", req.NamespacedName.String(), "err", err)
+	}
+	return res, err
+}
+
+func (r *appReconciler) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var app v1beta1.Application
 	if err := r.cache.Get(ctx, req.NamespacedName, &app); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
