@@ -82,7 +82,7 @@ func BenchmarkApplications(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer func() { _ = c.Stop() }()
+		b.Cleanup(func() { _ = c.Stop() })
 		apis = append(apis, c)
 	}
 	for i := range b.N {

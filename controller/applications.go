@@ -80,7 +80,7 @@ func (c *Controller) setupApplications(mgr manager.Manager, clusters lifecycle.C
 func (r *appReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	res, err := r.reconcile(ctx, req)
 	if err != nil {
-		r.log.Error("reconcile application", "application", req.NamespacedName.String(), "err", err)
+		r.log.Error("reconcile application", "application", req.String(), "err", err)
 	}
 	return res, err
 }
