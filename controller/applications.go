@@ -54,6 +54,8 @@ type appReconciler struct {
 	clusters lifecycle.Clusters
 	runs     *Controller
 	log      *slog.Logger
+	// rendered keeps the components health renders across reconciles.
+	rendered lifecycle.Rendered
 }
 
 // appWorkers is how many Applications are reconciled at once: each reconcile renders CUE and
@@ -90,7 +92,7 @@ func (r *appReconciler) reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := r.cache.Get(ctx, req.NamespacedName, &app); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	m := &lifecycle.Manager{Store: &kubeApps{c: r.direct}, Runs: &kubeRuns{c: r.direct, ctrl: r.runs, owner: &app}, Clusters: r.clusters}
+	m := &lifecycle.Manager{Store: &kubeApps{c: r.direct}, Runs: &kubeRuns{c: r.direct, ctrl: r.runs, owner: &app}, Clusters: r.clusters, Rendered: &r.rendered}
 	if !app.DeletionTimestamp.IsZero() {
 		if !controllerutil.ContainsFinalizer(&app, FinalizerResourceTracker) {
 			return reconcile.Result{}, nil

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -57,6 +58,49 @@ type Manager struct {
 	Store    store.Applications
 	Runs     Runs
 	Clusters Clusters
+	// Rendered, when set, keeps the components health renders, by revision and place, across
+	// the Manager's calls: a revision renders the same each time.
+	Rendered *Rendered
+}
+
+// Rendered keeps the components rendered for health checks, by revision (its name and hash),
+// cluster, namespace and component; at most maxRendered, the oldest dropped first.
+type Rendered struct {
+	mu    sync.Mutex
+	comps map[string][]*application.Component
+	order []string
+}
+
+const maxRendered = 4096
+
+func (r *Rendered) get(key string) ([]*application.Component, bool) {
+	if r == nil {
+		return nil, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.comps[key]
+	return c, ok
+}
+
+func (r *Rendered) put(key string, comps []*application.Component) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.comps == nil {
+		r.comps = map[string][]*application.Component{}
+	}
+	if _, ok := r.comps[key]; ok {
+		return
+	}
+	r.comps[key] = comps
+	r.order = append(r.order, key)
+	if len(r.order) > maxRendered {
+		delete(r.comps, r.order[0])
+		r.order = r.order[1:]
+	}
 }
 
 // Outcome is what Up did.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -239,12 +240,18 @@ func (m *Manager) health(ctx context.Context, rev *store.AppRevision) ([]v1beta1
 		}
 		for i, place := range places {
 			cl := place.Cluster
-			comps, err := application.Render(ctx, application.Request{
-				App: app, Definitions: defs, Target: place,
-				Revision: rev.Object.Name, RevisionNum: rev.Number, Components: []string{c.Name},
-			})
-			if err != nil {
-				return nil, nil, err
+			key := strings.Join([]string{app.Namespace, rev.Object.Name, rev.Hash, place.Cluster, place.Namespace, c.Name}, "\x00")
+			comps, ok := m.Rendered.get(key)
+			if !ok {
+				var err error
+				comps, err = application.Render(ctx, application.Request{
+					App: app, Definitions: defs, Target: place,
+					Revision: rev.Object.Name, RevisionNum: rev.Number, Components: []string{c.Name},
+				})
+				if err != nil {
+					return nil, nil, err
+				}
+				m.Rendered.put(key, comps)
 			}
 			kc, err := m.Clusters.Client(ctx, cl)
 			if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/lifecycle"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store"
 )
@@ -81,6 +82,8 @@ type Server struct {
 	hub     *hub
 	// clusters are the clusters runs reach, stored ones included; Applications' too.
 	clusters *clusters
+	// rendered keeps the components Applications' health checks render.
+	rendered lifecycle.Rendered
 	crons    *scheduler
 	clock    engine.Clock
 	log      *slog.Logger
