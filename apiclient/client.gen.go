@@ -24,6 +24,21 @@ type AppPolicy struct {
 	Type       *string       `json:"type,omitempty"`
 }
 
+// AppRevision defines model for AppRevision.
+type AppRevision struct {
+	Hash      *string              `json:"hash,omitempty"`
+	Number    *int64               `json:"number,omitempty"`
+	Object    *ApplicationRevision `json:"object,omitempty"`
+	Resources *[]ManagedResource   `json:"resources,omitempty"`
+	Run       *string              `json:"run,omitempty"`
+}
+
+// AppRevisionList defines model for AppRevisionList.
+type AppRevisionList struct {
+	Items *[]AppRevision `json:"items,omitempty"`
+	Total *int           `json:"total,omitempty"`
+}
+
 // AppStatus defines model for AppStatus.
 type AppStatus struct {
 	AppliedResources   *[]ClusterObjectReference     `json:"appliedResources,omitempty"`
@@ -35,6 +50,21 @@ type AppStatus struct {
 	Services           *[]ApplicationComponentStatus `json:"services,omitempty"`
 	Status             *string                       `json:"status,omitempty"`
 	Workflow           *WorkflowStatus               `json:"workflow,omitempty"`
+}
+
+// AppUp defines model for AppUp.
+type AppUp struct {
+	Name      *string `json:"name,omitempty"`
+	Namespace *string `json:"namespace,omitempty"`
+	Revision  *string `json:"revision,omitempty"`
+	Run       *string `json:"run,omitempty"`
+	Unchanged *bool   `json:"unchanged,omitempty"`
+}
+
+// AppUpList defines model for AppUpList.
+type AppUpList struct {
+	Items *[]AppUp `json:"items,omitempty"`
+	Total *int     `json:"total,omitempty"`
 }
 
 // Application defines model for Application.
@@ -73,6 +103,43 @@ type ApplicationComponentStatus struct {
 	WorkloadDefinition *WorkloadGVK              `json:"workloadDefinition,omitempty"`
 }
 
+// ApplicationList defines model for ApplicationList.
+type ApplicationList struct {
+	Items *[]Application `json:"items,omitempty"`
+	Total *int           `json:"total,omitempty"`
+}
+
+// ApplicationRequest defines model for ApplicationRequest.
+type ApplicationRequest struct {
+	union json.RawMessage
+}
+
+// ApplicationRevision defines model for ApplicationRevision.
+type ApplicationRevision struct {
+	ApiVersion *string                    `json:"apiVersion,omitempty"`
+	Kind       *string                    `json:"kind,omitempty"`
+	Metadata   *ObjectMeta                `json:"metadata,omitempty"`
+	Spec       *ApplicationRevisionSpec   `json:"spec,omitempty"`
+	Status     *ApplicationRevisionStatus `json:"status,omitempty"`
+}
+
+// ApplicationRevisionSpec defines model for ApplicationRevisionSpec.
+type ApplicationRevisionSpec struct {
+	Application             *Application                       `json:"application,omitempty"`
+	ComponentDefinitions    *map[string]ComponentDefinition    `json:"componentDefinitions,omitempty"`
+	PolicyDefinitions       *map[string]PolicyDefinition       `json:"policyDefinitions,omitempty"`
+	ReferredObjects         *[]RawExtension                    `json:"referredObjects,omitempty"`
+	TraitDefinitions        *map[string]TraitDefinition        `json:"traitDefinitions,omitempty"`
+	Workflow                *Workflow                          `json:"workflow,omitempty"`
+	WorkflowStepDefinitions *map[string]WorkflowStepDefinition `json:"workflowStepDefinitions,omitempty"`
+}
+
+// ApplicationRevisionStatus defines model for ApplicationRevisionStatus.
+type ApplicationRevisionStatus struct {
+	Succeeded *bool           `json:"succeeded,omitempty"`
+	Workflow  *WorkflowStatus `json:"workflow,omitempty"`
+}
+
 // ApplicationSpec defines model for ApplicationSpec.
 type ApplicationSpec struct {
 	Components *[]ApplicationComponent `json:"components,omitempty"`
@@ -103,6 +170,13 @@ type ApplicationWorkflow struct {
 // CUE defines model for CUE.
 type CUE struct {
 	Template *string `json:"template,omitempty"`
+}
+
+// ChildResourceKind defines model for ChildResourceKind.
+type ChildResourceKind struct {
+	ApiVersion *string            `json:"apiVersion,omitempty"`
+	Kind       *string            `json:"kind,omitempty"`
+	Selector   *map[string]string `json:"selector,omitempty"`
 }
 
 // ClusterObjectReference defines model for ClusterObjectReference.
@@ -137,6 +211,27 @@ type ClusterViewList struct {
 	Total *int           `json:"total,omitempty"`
 }
 
+// ComponentDefinition defines model for ComponentDefinition.
+type ComponentDefinition struct {
+	ApiVersion *string                  `json:"apiVersion,omitempty"`
+	Kind       *string                  `json:"kind,omitempty"`
+	Metadata   *ObjectMeta              `json:"metadata,omitempty"`
+	Spec       *ComponentDefinitionSpec `json:"spec,omitempty"`
+	Status     *DefinitionStatus        `json:"status,omitempty"`
+}
+
+// ComponentDefinitionSpec defines model for ComponentDefinitionSpec.
+type ComponentDefinitionSpec struct {
+	ChildResourceKinds *[]ChildResourceKind    `json:"childResourceKinds,omitempty"`
+	Extension          *RawExtension           `json:"extension,omitempty"`
+	PodSpecPath        *string                 `json:"podSpecPath,omitempty"`
+	RevisionLabel      *string                 `json:"revisionLabel,omitempty"`
+	Schematic          *Schematic              `json:"schematic,omitempty"`
+	Status             *Status                 `json:"status,omitempty"`
+	Version            *string                 `json:"version,omitempty"`
+	Workload           *WorkloadTypeDescriptor `json:"workload,omitempty"`
+}
+
 // Condition defines model for Condition.
 type Condition struct {
 	LastTransitionTime *Time   `json:"lastTransitionTime,omitempty"`
@@ -157,6 +252,13 @@ type DefinitionAnswer struct {
 type DefinitionReference struct {
 	Name    *string `json:"name,omitempty"`
 	Version *string `json:"version,omitempty"`
+}
+
+// DefinitionStatus defines model for DefinitionStatus.
+type DefinitionStatus struct {
+	Conditions     *[]Condition `json:"conditions,omitempty"`
+	ConfigMapRef   *string      `json:"configMapRef,omitempty"`
+	LatestRevision *Revision    `json:"latestRevision,omitempty"`
 }
 
 // DefinitionSummary defines model for DefinitionSummary.
@@ -300,6 +402,25 @@ type ManagedFieldsEntry struct {
 	Time        *Time     `json:"time,omitempty"`
 }
 
+// ManagedResource defines model for ManagedResource.
+type ManagedResource struct {
+	ApiVersion      *string       `json:"apiVersion,omitempty"`
+	Cluster         *string       `json:"cluster,omitempty"`
+	Component       *string       `json:"component,omitempty"`
+	Creator         *string       `json:"creator,omitempty"`
+	Deleted         *bool         `json:"deleted,omitempty"`
+	Env             *string       `json:"env,omitempty"`
+	FieldPath       *string       `json:"fieldPath,omitempty"`
+	Kind            *string       `json:"kind,omitempty"`
+	Name            *string       `json:"name,omitempty"`
+	Namespace       *string       `json:"namespace,omitempty"`
+	Raw             *RawExtension `json:"raw,omitempty"`
+	ResourceVersion *string       `json:"resourceVersion,omitempty"`
+	SkipGC          *bool         `json:"skipGC,omitempty"`
+	Trait           *string       `json:"trait,omitempty"`
+	Uid             *string       `json:"uid,omitempty"`
+}
+
 // ObjectMeta defines model for ObjectMeta.
 type ObjectMeta struct {
 	Annotations                *map[string]string    `json:"annotations,omitempty"`
@@ -361,6 +482,23 @@ type Parameter struct {
 	Type        *string         `json:"type,omitempty"`
 }
 
+// PolicyDefinition defines model for PolicyDefinition.
+type PolicyDefinition struct {
+	ApiVersion *string               `json:"apiVersion,omitempty"`
+	Kind       *string               `json:"kind,omitempty"`
+	Metadata   *ObjectMeta           `json:"metadata,omitempty"`
+	Spec       *PolicyDefinitionSpec `json:"spec,omitempty"`
+	Status     *DefinitionStatus     `json:"status,omitempty"`
+}
+
+// PolicyDefinitionSpec defines model for PolicyDefinitionSpec.
+type PolicyDefinitionSpec struct {
+	DefinitionRef     *DefinitionReference `json:"definitionRef,omitempty"`
+	ManageHealthCheck *bool                `json:"manageHealthCheck,omitempty"`
+	Schematic         *Schematic           `json:"schematic,omitempty"`
+	Version           *string              `json:"version,omitempty"`
+}
+
 // PolicyStatus defines model for PolicyStatus.
 type PolicyStatus struct {
 	Name   *string       `json:"name,omitempty"`
@@ -395,6 +533,11 @@ type Revision struct {
 	Name         *string `json:"name,omitempty"`
 	Revision     *int64  `json:"revision,omitempty"`
 	RevisionHash *string `json:"revisionHash,omitempty"`
+}
+
+// RollbackRequest defines model for RollbackRequest.
+type RollbackRequest struct {
+	Revision *int64 `json:"revision,omitempty"`
 }
 
 // RunExtra defines model for RunExtra.
@@ -437,6 +580,13 @@ type RunView struct {
 // Schematic defines model for Schematic.
 type Schematic struct {
 	Cue *CUE `json:"cue,omitempty"`
+}
+
+// Status defines model for Status.
+type Status struct {
+	CustomStatus *string `json:"customStatus,omitempty"`
+	Details      *string `json:"details,omitempty"`
+	HealthPolicy *string `json:"healthPolicy,omitempty"`
 }
 
 // StepBackoff defines model for StepBackoff.
@@ -536,6 +686,32 @@ type TokenRequest struct {
 	Name       *string   `json:"name,omitempty"`
 	Namespaces *[]string `json:"namespaces,omitempty"`
 	Role       *string   `json:"role,omitempty"`
+}
+
+// TraitDefinition defines model for TraitDefinition.
+type TraitDefinition struct {
+	ApiVersion *string              `json:"apiVersion,omitempty"`
+	Kind       *string              `json:"kind,omitempty"`
+	Metadata   *ObjectMeta          `json:"metadata,omitempty"`
+	Spec       *TraitDefinitionSpec `json:"spec,omitempty"`
+	Status     *DefinitionStatus    `json:"status,omitempty"`
+}
+
+// TraitDefinitionSpec defines model for TraitDefinitionSpec.
+type TraitDefinitionSpec struct {
+	AppliesToWorkloads *[]string            `json:"appliesToWorkloads,omitempty"`
+	ConflictsWith      *[]string            `json:"conflictsWith,omitempty"`
+	ControlPlaneOnly   *bool                `json:"controlPlaneOnly,omitempty"`
+	DefinitionRef      *DefinitionReference `json:"definitionRef,omitempty"`
+	Extension          *RawExtension        `json:"extension,omitempty"`
+	ManageWorkload     *bool                `json:"manageWorkload,omitempty"`
+	PodDisruptive      *bool                `json:"podDisruptive,omitempty"`
+	RevisionEnabled    *bool                `json:"revisionEnabled,omitempty"`
+	Schematic          *Schematic           `json:"schematic,omitempty"`
+	Stage              *string              `json:"stage,omitempty"`
+	Status             *Status              `json:"status,omitempty"`
+	Version            *string              `json:"version,omitempty"`
+	WorkloadRefPath    *string              `json:"workloadRefPath,omitempty"`
 }
 
 // Trigger defines model for Trigger.
@@ -756,6 +932,17 @@ type WorkloadGVK struct {
 	Kind       *string `json:"kind,omitempty"`
 }
 
+// WorkloadTypeDescriptor defines model for WorkloadTypeDescriptor.
+type WorkloadTypeDescriptor struct {
+	Definition *WorkloadGVK `json:"definition,omitempty"`
+	Type       *string      `json:"type,omitempty"`
+}
+
+// GetApplicationsParams defines parameters for GetApplications.
+type GetApplicationsParams struct {
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+}
+
 // GetDefinitionsParams defines parameters for GetDefinitions.
 type GetDefinitionsParams struct {
 	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
@@ -800,6 +987,12 @@ type GetTemplatesParams struct {
 	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
 }
 
+// PostApplicationsJSONRequestBody defines body for PostApplications for application/json ContentType.
+type PostApplicationsJSONRequestBody = ApplicationRequest
+
+// PostApplicationsByNamespaceByNameRollbackJSONRequestBody defines body for PostApplicationsByNamespaceByNameRollback for application/json ContentType.
+type PostApplicationsByNamespaceByNameRollbackJSONRequestBody = RollbackRequest
+
 // PostClustersJSONRequestBody defines body for PostClusters for application/json ContentType.
 type PostClustersJSONRequestBody = ClusterRequest
 
@@ -835,6 +1028,120 @@ type PostTokensJSONRequestBody = TokenRequest
 
 // PostValidateJSONRequestBody defines body for PostValidate for application/json ContentType.
 type PostValidateJSONRequestBody = ValidateRequest
+
+// AsApplication returns the union data inside the ApplicationRequest as a Application
+func (t ApplicationRequest) AsApplication() (Application, error) {
+	var body Application
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromApplication overwrites any union data inside the ApplicationRequest as the provided Application
+func (t *ApplicationRequest) FromApplication(v Application) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeApplication performs a merge with any union data inside the ApplicationRequest, using the provided Application
+func (t *ApplicationRequest) MergeApplication(v Application) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsComponentDefinition returns the union data inside the ApplicationRequest as a ComponentDefinition
+func (t ApplicationRequest) AsComponentDefinition() (ComponentDefinition, error) {
+	var body ComponentDefinition
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromComponentDefinition overwrites any union data inside the ApplicationRequest as the provided ComponentDefinition
+func (t *ApplicationRequest) FromComponentDefinition(v ComponentDefinition) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeComponentDefinition performs a merge with any union data inside the ApplicationRequest, using the provided ComponentDefinition
+func (t *ApplicationRequest) MergeComponentDefinition(v ComponentDefinition) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTraitDefinition returns the union data inside the ApplicationRequest as a TraitDefinition
+func (t ApplicationRequest) AsTraitDefinition() (TraitDefinition, error) {
+	var body TraitDefinition
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTraitDefinition overwrites any union data inside the ApplicationRequest as the provided TraitDefinition
+func (t *ApplicationRequest) FromTraitDefinition(v TraitDefinition) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeTraitDefinition performs a merge with any union data inside the ApplicationRequest, using the provided TraitDefinition
+func (t *ApplicationRequest) MergeTraitDefinition(v TraitDefinition) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPolicyDefinition returns the union data inside the ApplicationRequest as a PolicyDefinition
+func (t ApplicationRequest) AsPolicyDefinition() (PolicyDefinition, error) {
+	var body PolicyDefinition
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPolicyDefinition overwrites any union data inside the ApplicationRequest as the provided PolicyDefinition
+func (t *ApplicationRequest) FromPolicyDefinition(v PolicyDefinition) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePolicyDefinition performs a merge with any union data inside the ApplicationRequest, using the provided PolicyDefinition
+func (t *ApplicationRequest) MergePolicyDefinition(v PolicyDefinition) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ApplicationRequest) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ApplicationRequest) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // AsQuantity0 returns the union data inside the Quantity as a Quantity0
 func (t Quantity) AsQuantity0() (Quantity0, error) {
@@ -1210,6 +1517,54 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// GetApplications List Applications with their status
+	//
+	// Corresponds with GET /api/v1/applications (the `GetApplications` operationId).
+	GetApplications(ctx context.Context, params *GetApplicationsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostApplicationsWithBody Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/applications (the `PostApplications` operationId).
+	PostApplicationsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostApplications Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/applications (the `PostApplications` operationId).
+	PostApplications(ctx context.Context, body PostApplicationsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteApplicationsByNamespaceByName Delete what an Application applied, in every cluster, then the Application
+	//
+	// Corresponds with DELETE /api/v1/applications/{namespace}/{name} (the `DeleteApplicationsByNamespaceByName` operationId).
+	DeleteApplicationsByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetApplicationsByNamespaceByName An Application with its status: phase, workflow, services' health, applied resources
+	//
+	// Corresponds with GET /api/v1/applications/{namespace}/{name} (the `GetApplicationsByNamespaceByName` operationId).
+	GetApplicationsByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetApplicationsByNamespaceByNameRevisions An Application's revisions, oldest first
+	//
+	// Corresponds with GET /api/v1/applications/{namespace}/{name}/revisions (the `GetApplicationsByNamespaceByNameRevisions` operationId).
+	GetApplicationsByNamespaceByNameRevisions(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostApplicationsByNamespaceByNameRollbackWithBody Deliver an earlier revision's spec again as a new revision ({"revision": N})
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
+	PostApplicationsByNamespaceByNameRollbackWithBody(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostApplicationsByNamespaceByNameRollback Deliver an earlier revision's spec again as a new revision ({"revision": N})
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
+	PostApplicationsByNamespaceByNameRollback(ctx context.Context, namespace string, name string, body PostApplicationsByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetClusters The clusters stored for steps to name
 	//
 	// Corresponds with GET /api/v1/clusters (the `GetClusters` operationId).
@@ -1477,6 +1832,134 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/whoami (the `GetWhoami` operationId).
 	GetWhoami(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// GetApplications List Applications with their status
+//
+// Corresponds with GET /api/v1/applications (the `GetApplications` operationId).
+func (c *Client) GetApplications(ctx context.Context, params *GetApplicationsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetApplicationsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostApplicationsWithBody Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/applications (the `PostApplications` operationId).
+func (c *Client) PostApplicationsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostApplicationsRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostApplications Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/applications (the `PostApplications` operationId).
+func (c *Client) PostApplications(ctx context.Context, body PostApplicationsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostApplicationsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteApplicationsByNamespaceByName Delete what an Application applied, in every cluster, then the Application
+//
+// Corresponds with DELETE /api/v1/applications/{namespace}/{name} (the `DeleteApplicationsByNamespaceByName` operationId).
+func (c *Client) DeleteApplicationsByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteApplicationsByNamespaceByNameRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetApplicationsByNamespaceByName An Application with its status: phase, workflow, services' health, applied resources
+//
+// Corresponds with GET /api/v1/applications/{namespace}/{name} (the `GetApplicationsByNamespaceByName` operationId).
+func (c *Client) GetApplicationsByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetApplicationsByNamespaceByNameRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetApplicationsByNamespaceByNameRevisions An Application's revisions, oldest first
+//
+// Corresponds with GET /api/v1/applications/{namespace}/{name}/revisions (the `GetApplicationsByNamespaceByNameRevisions` operationId).
+func (c *Client) GetApplicationsByNamespaceByNameRevisions(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetApplicationsByNamespaceByNameRevisionsRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostApplicationsByNamespaceByNameRollbackWithBody Deliver an earlier revision's spec again as a new revision ({"revision": N})
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
+func (c *Client) PostApplicationsByNamespaceByNameRollbackWithBody(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostApplicationsByNamespaceByNameRollbackRequestWithBody(c.Server, namespace, name, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostApplicationsByNamespaceByNameRollback Deliver an earlier revision's spec again as a new revision ({"revision": N})
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
+func (c *Client) PostApplicationsByNamespaceByNameRollback(ctx context.Context, namespace string, name string, body PostApplicationsByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostApplicationsByNamespaceByNameRollbackRequest(c.Server, namespace, name, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetClusters The clusters stored for steps to name
@@ -2185,6 +2668,277 @@ func (c *Client) GetWhoami(ctx context.Context, reqEditors ...RequestEditorFn) (
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewGetApplicationsRequest constructs an http.Request for the GetApplications method
+func NewGetApplicationsRequest(server string, params *GetApplicationsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/applications")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPostApplicationsRequest calls the generic PostApplications builder with application/json body
+func NewPostApplicationsRequest(server string, body PostApplicationsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPostApplicationsRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewPostApplicationsRequestWithBody constructs an http.Request for the PostApplications method, with any body, and a specified content type
+func NewPostApplicationsRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/applications")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteApplicationsByNamespaceByNameRequest constructs an http.Request for the DeleteApplicationsByNamespaceByName method
+func NewDeleteApplicationsByNamespaceByNameRequest(server string, namespace string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/applications/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetApplicationsByNamespaceByNameRequest constructs an http.Request for the GetApplicationsByNamespaceByName method
+func NewGetApplicationsByNamespaceByNameRequest(server string, namespace string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/applications/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetApplicationsByNamespaceByNameRevisionsRequest constructs an http.Request for the GetApplicationsByNamespaceByNameRevisions method
+func NewGetApplicationsByNamespaceByNameRevisionsRequest(server string, namespace string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/applications/%s/%s/revisions", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPostApplicationsByNamespaceByNameRollbackRequest calls the generic PostApplicationsByNamespaceByNameRollback builder with application/json body
+func NewPostApplicationsByNamespaceByNameRollbackRequest(server string, namespace string, name string, body PostApplicationsByNamespaceByNameRollbackJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPostApplicationsByNamespaceByNameRollbackRequestWithBody(server, namespace, name, "application/json", bodyReader)
+}
+
+// NewPostApplicationsByNamespaceByNameRollbackRequestWithBody constructs an http.Request for the PostApplicationsByNamespaceByNameRollback method, with any body, and a specified content type
+func NewPostApplicationsByNamespaceByNameRollbackRequestWithBody(server string, namespace string, name string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/applications/%s/%s/rollback", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
 }
 
 // NewGetClustersRequest constructs an http.Request for the GetClusters method
@@ -3729,6 +4483,62 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// GetApplicationsWithResponse List Applications with their status
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/applications (the `GetApplications` operationId).
+	GetApplicationsWithResponse(ctx context.Context, params *GetApplicationsParams, reqEditors ...RequestEditorFn) (*GetApplicationsResponse, error)
+
+	// PostApplicationsWithBodyWithResponse Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/applications (the `PostApplications` operationId).
+	PostApplicationsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostApplicationsResponse, error)
+
+	// PostApplicationsWithResponse Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/applications (the `PostApplications` operationId).
+	PostApplicationsWithResponse(ctx context.Context, body PostApplicationsJSONRequestBody, reqEditors ...RequestEditorFn) (*PostApplicationsResponse, error)
+
+	// DeleteApplicationsByNamespaceByNameWithResponse Delete what an Application applied, in every cluster, then the Application
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/applications/{namespace}/{name} (the `DeleteApplicationsByNamespaceByName` operationId).
+	DeleteApplicationsByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*DeleteApplicationsByNamespaceByNameResponse, error)
+
+	// GetApplicationsByNamespaceByNameWithResponse An Application with its status: phase, workflow, services' health, applied resources
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/applications/{namespace}/{name} (the `GetApplicationsByNamespaceByName` operationId).
+	GetApplicationsByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetApplicationsByNamespaceByNameResponse, error)
+
+	// GetApplicationsByNamespaceByNameRevisionsWithResponse An Application's revisions, oldest first
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/applications/{namespace}/{name}/revisions (the `GetApplicationsByNamespaceByNameRevisions` operationId).
+	GetApplicationsByNamespaceByNameRevisionsWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetApplicationsByNamespaceByNameRevisionsResponse, error)
+
+	// PostApplicationsByNamespaceByNameRollbackWithBodyWithResponse Deliver an earlier revision's spec again as a new revision ({"revision": N})
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
+	PostApplicationsByNamespaceByNameRollbackWithBodyWithResponse(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostApplicationsByNamespaceByNameRollbackResponse, error)
+
+	// PostApplicationsByNamespaceByNameRollbackWithResponse Deliver an earlier revision's spec again as a new revision ({"revision": N})
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
+	PostApplicationsByNamespaceByNameRollbackWithResponse(ctx context.Context, namespace string, name string, body PostApplicationsByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*PostApplicationsByNamespaceByNameRollbackResponse, error)
+
 	// GetClustersWithResponse The clusters stored for steps to name
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -4036,6 +4846,448 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/whoami (the `GetWhoami` operationId).
 	GetWhoamiWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetWhoamiResponse, error)
+}
+
+type GetApplicationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ApplicationList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetApplicationsResponse) GetJSON200() *ApplicationList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetApplicationsResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetApplicationsResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetApplicationsResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetApplicationsResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetApplicationsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetApplicationsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetApplicationsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetApplicationsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PostApplicationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AppUpList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON408 the response for an HTTP 408 `application/json` response
+	JSON408 *ErrorAnswer
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PostApplicationsResponse) GetJSON200() *AppUpList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PostApplicationsResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PostApplicationsResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PostApplicationsResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON408 returns the response for an HTTP 408 `application/json` response
+func (r PostApplicationsResponse) GetJSON408() *ErrorAnswer {
+	return r.JSON408
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PostApplicationsResponse) GetJSON413() *ErrorAnswer {
+	return r.JSON413
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PostApplicationsResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r PostApplicationsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PostApplicationsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PostApplicationsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PostApplicationsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteApplicationsByNamespaceByNameResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteApplicationsByNamespaceByNameResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteApplicationsByNamespaceByNameResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteApplicationsByNamespaceByNameResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteApplicationsByNamespaceByNameResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteApplicationsByNamespaceByNameResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteApplicationsByNamespaceByNameResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteApplicationsByNamespaceByNameResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteApplicationsByNamespaceByNameResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetApplicationsByNamespaceByNameResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Application
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetApplicationsByNamespaceByNameResponse) GetJSON200() *Application {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetApplicationsByNamespaceByNameResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetApplicationsByNamespaceByNameResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetApplicationsByNamespaceByNameResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetApplicationsByNamespaceByNameResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetApplicationsByNamespaceByNameResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetApplicationsByNamespaceByNameResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetApplicationsByNamespaceByNameResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetApplicationsByNamespaceByNameResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetApplicationsByNamespaceByNameRevisionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AppRevisionList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) GetJSON200() *AppRevisionList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetApplicationsByNamespaceByNameRevisionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PostApplicationsByNamespaceByNameRollbackResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AppUp
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON408 the response for an HTTP 408 `application/json` response
+	JSON408 *ErrorAnswer
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetJSON200() *AppUp {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON408 returns the response for an HTTP 408 `application/json` response
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetJSON408() *ErrorAnswer {
+	return r.JSON408
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetJSON413() *ErrorAnswer {
+	return r.JSON413
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r PostApplicationsByNamespaceByNameRollbackResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PostApplicationsByNamespaceByNameRollbackResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PostApplicationsByNamespaceByNameRollbackResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PostApplicationsByNamespaceByNameRollbackResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type GetClustersResponse struct {
@@ -6414,6 +7666,110 @@ func (r GetWhoamiResponse) ContentType() string {
 	return ""
 }
 
+// GetApplicationsWithResponse List Applications with their status
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/applications (the `GetApplications` operationId).
+func (c *ClientWithResponses) GetApplicationsWithResponse(ctx context.Context, params *GetApplicationsParams, reqEditors ...RequestEditorFn) (*GetApplicationsResponse, error) {
+	rsp, err := c.GetApplications(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetApplicationsResponse(rsp)
+}
+
+// PostApplicationsWithBodyWithResponse Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/applications (the `PostApplications` operationId).
+func (c *ClientWithResponses) PostApplicationsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostApplicationsResponse, error) {
+	rsp, err := c.PostApplicationsWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostApplicationsResponse(rsp)
+}
+
+// PostApplicationsWithResponse Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/applications (the `PostApplications` operationId).
+func (c *ClientWithResponses) PostApplicationsWithResponse(ctx context.Context, body PostApplicationsJSONRequestBody, reqEditors ...RequestEditorFn) (*PostApplicationsResponse, error) {
+	rsp, err := c.PostApplications(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostApplicationsResponse(rsp)
+}
+
+// DeleteApplicationsByNamespaceByNameWithResponse Delete what an Application applied, in every cluster, then the Application
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/applications/{namespace}/{name} (the `DeleteApplicationsByNamespaceByName` operationId).
+func (c *ClientWithResponses) DeleteApplicationsByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*DeleteApplicationsByNamespaceByNameResponse, error) {
+	rsp, err := c.DeleteApplicationsByNamespaceByName(ctx, namespace, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteApplicationsByNamespaceByNameResponse(rsp)
+}
+
+// GetApplicationsByNamespaceByNameWithResponse An Application with its status: phase, workflow, services' health, applied resources
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/applications/{namespace}/{name} (the `GetApplicationsByNamespaceByName` operationId).
+func (c *ClientWithResponses) GetApplicationsByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetApplicationsByNamespaceByNameResponse, error) {
+	rsp, err := c.GetApplicationsByNamespaceByName(ctx, namespace, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetApplicationsByNamespaceByNameResponse(rsp)
+}
+
+// GetApplicationsByNamespaceByNameRevisionsWithResponse An Application's revisions, oldest first
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/applications/{namespace}/{name}/revisions (the `GetApplicationsByNamespaceByNameRevisions` operationId).
+func (c *ClientWithResponses) GetApplicationsByNamespaceByNameRevisionsWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetApplicationsByNamespaceByNameRevisionsResponse, error) {
+	rsp, err := c.GetApplicationsByNamespaceByNameRevisions(ctx, namespace, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetApplicationsByNamespaceByNameRevisionsResponse(rsp)
+}
+
+// PostApplicationsByNamespaceByNameRollbackWithBodyWithResponse Deliver an earlier revision's spec again as a new revision ({"revision": N})
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
+func (c *ClientWithResponses) PostApplicationsByNamespaceByNameRollbackWithBodyWithResponse(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostApplicationsByNamespaceByNameRollbackResponse, error) {
+	rsp, err := c.PostApplicationsByNamespaceByNameRollbackWithBody(ctx, namespace, name, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostApplicationsByNamespaceByNameRollbackResponse(rsp)
+}
+
+// PostApplicationsByNamespaceByNameRollbackWithResponse Deliver an earlier revision's spec again as a new revision ({"revision": N})
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
+func (c *ClientWithResponses) PostApplicationsByNamespaceByNameRollbackWithResponse(ctx context.Context, namespace string, name string, body PostApplicationsByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*PostApplicationsByNamespaceByNameRollbackResponse, error) {
+	rsp, err := c.PostApplicationsByNamespaceByNameRollback(ctx, namespace, name, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostApplicationsByNamespaceByNameRollbackResponse(rsp)
+}
+
 // GetClustersWithResponse The clusters stored for steps to name
 //
 // Returns a wrapper object for the known response body format(s).
@@ -6984,6 +8340,361 @@ func (c *ClientWithResponses) GetWhoamiWithResponse(ctx context.Context, reqEdit
 		return nil, err
 	}
 	return ParseGetWhoamiResponse(rsp)
+}
+
+// ParseGetApplicationsResponse parses an HTTP response from a GetApplicationsWithResponse call
+func ParseGetApplicationsResponse(rsp *http.Response) (*GetApplicationsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetApplicationsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ApplicationList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePostApplicationsResponse parses an HTTP response from a PostApplicationsWithResponse call
+func ParsePostApplicationsResponse(rsp *http.Response) (*PostApplicationsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PostApplicationsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AppUpList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteApplicationsByNamespaceByNameResponse parses an HTTP response from a DeleteApplicationsByNamespaceByNameWithResponse call
+func ParseDeleteApplicationsByNamespaceByNameResponse(rsp *http.Response) (*DeleteApplicationsByNamespaceByNameResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteApplicationsByNamespaceByNameResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetApplicationsByNamespaceByNameResponse parses an HTTP response from a GetApplicationsByNamespaceByNameWithResponse call
+func ParseGetApplicationsByNamespaceByNameResponse(rsp *http.Response) (*GetApplicationsByNamespaceByNameResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetApplicationsByNamespaceByNameResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Application
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetApplicationsByNamespaceByNameRevisionsResponse parses an HTTP response from a GetApplicationsByNamespaceByNameRevisionsWithResponse call
+func ParseGetApplicationsByNamespaceByNameRevisionsResponse(rsp *http.Response) (*GetApplicationsByNamespaceByNameRevisionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetApplicationsByNamespaceByNameRevisionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AppRevisionList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePostApplicationsByNamespaceByNameRollbackResponse parses an HTTP response from a PostApplicationsByNamespaceByNameRollbackWithResponse call
+func ParsePostApplicationsByNamespaceByNameRollbackResponse(rsp *http.Response) (*PostApplicationsByNamespaceByNameRollbackResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PostApplicationsByNamespaceByNameRollbackResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AppUp
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseGetClustersResponse parses an HTTP response from a GetClustersWithResponse call

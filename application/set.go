@@ -3,6 +3,8 @@ package application
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/stepflow/stepflow/api/v1beta1"
 )
@@ -60,4 +62,21 @@ func (s *Set) PolicyDefinition(_ context.Context, _, name string) (*v1beta1.Poli
 		return d, nil
 	}
 	return nil, fmt.Errorf("policy type %q: %w", name, ErrUnknownType)
+}
+
+// All returns the set's definitions, each kind by name.
+func (s *Set) All() ([]*v1beta1.ComponentDefinition, []*v1beta1.TraitDefinition, []*v1beta1.PolicyDefinition) {
+	var comps []*v1beta1.ComponentDefinition
+	var traits []*v1beta1.TraitDefinition
+	var policies []*v1beta1.PolicyDefinition
+	for _, k := range slices.Sorted(maps.Keys(s.components)) {
+		comps = append(comps, s.components[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.traits)) {
+		traits = append(traits, s.traits[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.policies)) {
+		policies = append(policies, s.policies[k])
+	}
+	return comps, traits, policies
 }

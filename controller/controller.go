@@ -42,6 +42,11 @@ type Options struct {
 	// Watches is the index of objects waiting steps read; the kube provider reports reads into
 	// it. Nil means runs wait for their backoff.
 	Watches *Watches
+	// Applications has the controller reconcile Application objects too (their CRDs must be
+	// installed): a revision and a WorkflowRun for every change of the spec, the status written
+	// back, what they applied deleted with them. Its Assembly.Providers.Clusters reaches the
+	// clusters their objects are in.
+	Applications bool
 }
 
 // Controller is the WorkflowRun controller.
@@ -129,6 +134,14 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		Complete(c)
 	if err != nil {
 		return nil, fmt.Errorf("set up the WorkflowRun controller: %w", err)
+	}
+	if opts.Applications {
+		if cfg.Providers.Clusters == nil {
+			return nil, errors.New("set up the Application controller: Assembly.Providers.Clusters is required")
+		}
+		if err := c.setupApplications(mgr, cfg.Providers.Clusters); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -81,13 +82,29 @@ type controllerOptions struct {
 	leaderElect bool
 	wait        engine.Backoff
 	retention   engine.Retention
+	// applications has the controller reconcile Applications too.
+	applications bool
+	// writes, when set, counts the requests of the manager's clients that write (every
+	// method but GET).
+	writes *atomic.Int64
 }
 
 // start runs a controller for the test's shard until the returned function stops it.
 func (e *env) start(o controllerOptions) (stop func()) {
 	e.t.Helper()
 	scheme, _ := controller.NewScheme()
-	mgr, err := ctrl.NewManager(cluster.Config, manager.Options{
+	cfg := rest.CopyConfig(cluster.Config)
+	if o.writes != nil {
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.Method != http.MethodGet {
+					o.writes.Add(1)
+				}
+				return rt.RoundTrip(r)
+			})
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                        scheme,
 		Cache:                         controller.CacheOptions(e.shard),
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
@@ -116,7 +133,8 @@ func (e *env) start(o controllerOptions) (stop func()) {
 			Retention: o.retention,
 			Retry:     engine.RetryPolicy{Limit: 3, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
 		},
-		Watches: watches,
+		Watches:      watches,
+		Applications: o.applications,
 	}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -133,6 +151,11 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	e.t.Cleanup(stop)
 	return stop
 }
+
+// roundTripFunc is an http.RoundTripper of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // create applies a WorkflowRun written in YAML to the test's namespace and shard.
 func (e *env) create(doc string) *v1alpha1.WorkflowRun {

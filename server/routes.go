@@ -135,6 +135,14 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/v1/hooks/{id}", summary: "A webhook trigger: starts a run (its token or signature is the authentication)", query: []string{"token"}, body: "json", in: map[string]any{},
 			ok: answers{202: runRef{}}, fails: []int{http.StatusUnauthorized, http.StatusConflict}, handle: s.webhook},
 
+		{method: "GET", path: "/api/v1/applications", role: RoleViewer, summary: "List Applications with their status", query: []string{"namespace"}, ok: answers{200: listOf[*v1beta1.Application]{}}, handle: s.listApplications},
+		{method: "POST", path: "/api/v1/applications", role: RoleOperator, summary: "Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision", body: "object",
+			in: anyOf{"ApplicationRequest", []any{&v1beta1.Application{}, &v1beta1.ComponentDefinition{}, &v1beta1.TraitDefinition{}, &v1beta1.PolicyDefinition{}}}, ok: answers{200: listOf[AppUp]{}}, handle: s.upApplications},
+		{method: "GET", path: "/api/v1/applications/{namespace}/{name}", role: RoleViewer, summary: "An Application with its status: phase, workflow, services' health, applied resources", ok: answers{200: &v1beta1.Application{}}, handle: s.getApplication},
+		{method: "DELETE", path: "/api/v1/applications/{namespace}/{name}", role: RoleOperator, summary: "Delete what an Application applied, in every cluster, then the Application", ok: noContent, handle: s.deleteApplication},
+		{method: "GET", path: "/api/v1/applications/{namespace}/{name}/revisions", role: RoleViewer, summary: "An Application's revisions, oldest first", ok: answers{200: listOf[AppRevision]{}}, handle: s.appRevisions},
+		{method: "POST", path: "/api/v1/applications/{namespace}/{name}/rollback", role: RoleOperator, summary: "Deliver an earlier revision's spec again as a new revision ({\"revision\": N})", body: "json", in: rollbackRequest{}, ok: answers{200: AppUp{}}, handle: s.rollbackApplication},
+
 		{method: "GET", path: "/api/v1/clusters", role: RoleViewer, summary: "The clusters stored for steps to name", ok: answers{200: listOf[clusterView]{}}, handle: s.listClusters},
 		{method: "POST", path: "/api/v1/clusters", role: RoleAdmin, summary: "Store a cluster: its name and kubeconfig", body: "json", in: clusterRequest{}, ok: answers{200: clusterView{}}, fails: conflict, handle: s.putCluster},
 		{method: "DELETE", path: "/api/v1/clusters/{name}", role: RoleAdmin, summary: "Delete a stored cluster", ok: noContent, handle: s.deleteCluster},

@@ -22,6 +22,7 @@ import (
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/lifecycle"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/store"
 )
@@ -81,11 +82,15 @@ type Server struct {
 	runner  *step.Runner
 	eng     *engine.Engine
 	hub     *hub
-	crons   *scheduler
-	clock   engine.Clock
-	log     *slog.Logger
-	mux     *http.ServeMux
-	routes  []route
+	// clusters are the clusters runs reach, stored ones included; Applications' too.
+	clusters *clusters
+	// rendered keeps the components Applications' health checks render.
+	rendered lifecycle.Rendered
+	crons    *scheduler
+	clock    engine.Clock
+	log      *slog.Logger
+	mux      *http.ServeMux
+	routes   []route
 	// doc is the OpenAPI document of routes.
 	doc *openapi3.T
 	// registry holds the metrics served at /metrics; http counts the API's requests.
@@ -115,7 +120,8 @@ func New(opts Options) (*Server, error) {
 		s.clock = engine.RealClock{}
 	}
 	cfg := opts.Assembly
-	cfg.Providers.Clusters = newClusters(opts.Store, cfg.Providers.Clusters, opts.AllowKubeconfigExec)
+	s.clusters = newClusters(opts.Store, cfg.Providers.Clusters, opts.AllowKubeconfigExec)
+	cfg.Providers.Clusters = s.clusters
 	cfg.Metrics = s.registry
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
@@ -124,7 +130,7 @@ func New(opts Options) (*Server, error) {
 		Store:          &publishing{Store: opts.Store, hub: s.hub},
 		Definitions:    opts.Store,
 		DefinitionsTTL: time.Second,
-		Observers:      append([]engine.Observer{s.hub}, opts.Observers...),
+		Observers:      append([]engine.Observer{s.hub, appSyncer{s}}, opts.Observers...),
 		Owner:          ownerOf(opts.Replicas),
 	})
 	if err != nil {

@@ -10,13 +10,14 @@ import (
 )
 
 // Store is everything a stepflow process keeps: its runs, the definitions and templates users
-// apply, and the server's records. The embedded store (store/sqlite) and PostgreSQL
+// apply, the server's records, and the Applications delivered with their revisions. The embedded store (store/sqlite) and PostgreSQL
 // (store/postgres) implement it and pass the same suites (store/storetest); the CLI and the
 // server work on it alike.
 type Store interface {
 	Runs
 	Objects
 	Records
+	Applications
 	// Close releases the store.
 	Close() error
 }

@@ -31,6 +31,8 @@ type app struct {
 	leases *sqlite.Leases
 	*assembly.Assembly
 	watch *watcher
+	// clusters are the clusters the runs reach, which the Applications' lifecycle reaches too.
+	clusters *lazyClusters
 }
 
 // open opens the store under the data directory and assembles stepflow over it.
@@ -51,14 +53,15 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	cfg.Providers.Clusters = &lazyClusters{g: g}
+	clusters := &lazyClusters{g: g}
+	cfg.Providers.Clusters = clusters
 	w := newWatcher(g)
 	asm, err := assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{w}, Owner: leases})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	g.app = &app{store: st, leases: leases, Assembly: asm, watch: w}
+	g.app = &app{store: st, leases: leases, Assembly: asm, watch: w, clusters: clusters}
 	return g.app, nil
 }
 

@@ -37,6 +37,7 @@ type controllerFlags struct {
 	metricsAddr     string
 	healthAddr      string
 	allowLinkLocal  bool
+	applications    bool
 }
 
 func newControllerCommand(g *globals) *cobra.Command {
@@ -65,6 +66,7 @@ next start goes on from the stored status.`,
 	fl.StringVar(&f.shardID, "shard-id", "", "drive only WorkflowRuns labelled "+controller.ShardLabel+"=ID")
 	fl.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", `address of /metrics ("0" turns it off)`)
 	fl.BoolVar(&f.allowLinkLocal, "egress-allow-link-local", false, linkLocalUsage)
+	fl.BoolVar(&f.applications, "applications", true, "reconcile KubeVela Applications too (needs the Application, ApplicationRevision and ResourceTracker CRDs of config/crd)")
 	fl.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz ("0" turns it off)`)
 	return cmd
 }
@@ -132,7 +134,7 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	settings.Providers.Clusters = clusters
 	// The controller's metrics beside controller-runtime's, on --metrics-bind-address.
 	settings.Metrics = ctrlmetrics.Registry
-	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Watches: watches}); err != nil {
+	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Watches: watches, Applications: f.applications}); err != nil {
 		return err
 	}
 	log.Info("stepflow controller starting", "shard", f.shardID, "leaderElection", f.leaderElect)

@@ -173,6 +173,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalidErr(err) })
 	root.AddCommand(
 		newRunCommand(g),
+		newAppCommand(g),
 		newApplyCommand(g),
 		newVetCommand(g),
 		newGetCommand(g),

@@ -53,6 +53,12 @@ import (
 //	              its leases (seen, the database's clock).
 //	leases        which replica drives the runs of each shard (Shard) until when (expires,
 //	              the database's clock); a shard with no row, or an expired one, is free.
+//	applications  the Applications delivered, keyed (namespace, name) in byte order: version
+//	              (from run_versions) and the Application as JSON (object), status included.
+//	app_revisions their revisions, keyed (namespace, app, number): the revision's name
+//	              (<app>-v<number>), the hash of what it delivers, the run delivering it, the
+//	              ApplicationRevision as JSON (object) and the objects its run applied
+//	              (resources, JSON: []v1beta1.ManagedResource).
 var migrations = []string{
 	`CREATE SEQUENCE run_versions AS bigint;
 	CREATE TABLE runs (
@@ -131,6 +137,25 @@ var migrations = []string{
 		hash      text  NOT NULL,
 		data      bytea NOT NULL,
 		PRIMARY KEY (namespace, name, hash)
+	);`,
+	// 6: Applications and their revisions.
+	`CREATE TABLE applications (
+		namespace text   COLLATE "C" NOT NULL,
+		name      text   COLLATE "C" NOT NULL,
+		version   bigint NOT NULL,
+		object    bytea  NOT NULL,
+		PRIMARY KEY (namespace, name)
+	);
+	CREATE TABLE app_revisions (
+		namespace text   NOT NULL,
+		app       text   NOT NULL,
+		number    bigint NOT NULL,
+		name      text   NOT NULL,
+		hash      text   NOT NULL,
+		run       text   NOT NULL,
+		object    bytea  NOT NULL,
+		resources bytea  NOT NULL,
+		PRIMARY KEY (namespace, app, number)
 	);`,
 }
 

@@ -49,6 +49,12 @@ import (
 //	leases       which process drives a run (Leases), keyed (namespace, name): the holder's
 //	             host, pid and start token (host, pid, token), and when the lease lapses
 //	             (expires, Unix nanoseconds) unless its holder renews it.
+//	applications the Applications delivered, keyed (namespace, name): version (from the
+//	             counter above) and the Application as JSON (object), status included.
+//	app_revisions their revisions, keyed (namespace, app, number): the revision's name
+//	             (<app>-v<number>), the hash of what it delivers, the run delivering it, the
+//	             ApplicationRevision as JSON (object) and the objects its run applied
+//	             (resources, JSON: []v1beta1.ManagedResource).
 var migrations = []string{
 	`CREATE TABLE runs (
 		namespace        TEXT    NOT NULL,
@@ -130,6 +136,25 @@ var migrations = []string{
 		hash      TEXT NOT NULL,
 		data      BLOB NOT NULL,
 		PRIMARY KEY (namespace, name, hash)
+	);`,
+	// 6: Applications and their revisions.
+	`CREATE TABLE applications (
+		namespace TEXT    NOT NULL,
+		name      TEXT    NOT NULL,
+		version   INTEGER NOT NULL,
+		object    BLOB    NOT NULL,
+		PRIMARY KEY (namespace, name)
+	);
+	CREATE TABLE app_revisions (
+		namespace TEXT    NOT NULL,
+		app       TEXT    NOT NULL,
+		number    INTEGER NOT NULL,
+		name      TEXT    NOT NULL,
+		hash      TEXT    NOT NULL,
+		run       TEXT    NOT NULL,
+		object    BLOB    NOT NULL,
+		resources BLOB    NOT NULL,
+		PRIMARY KEY (namespace, app, number)
 	);`,
 }
 

@@ -84,7 +84,17 @@ var writeSQL = map[string]string{
 		ON CONFLICT (namespace, name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
 		token = excluded.token, expires = excluded.expires`,
 	"renewLease": `UPDATE leases SET expires = ? WHERE namespace = ? AND name = ? AND host = ? AND pid = ? AND token = ?`,
-	"dropLease":  `DELETE FROM leases WHERE namespace = ? AND name = ? AND host = ? AND pid = ? AND token = ?`,
+	"insertApp": `INSERT INTO applications (namespace, name, version, object) VALUES (?, ?, ?, ?)
+		ON CONFLICT (namespace, name) DO NOTHING`,
+	"updateApp":  `UPDATE applications SET version = ?, object = ? WHERE namespace = ? AND name = ? AND version = ?`,
+	"appExists":  `SELECT count(*) FROM applications WHERE namespace = ? AND name = ?`,
+	"deleteApp":  `DELETE FROM applications WHERE namespace = ? AND name = ?`,
+	"deleteRevs": `DELETE FROM app_revisions WHERE namespace = ? AND app = ?`,
+	"putRev": `INSERT INTO app_revisions (namespace, app, number, name, hash, run, object, resources)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (namespace, app, number) DO UPDATE SET name = excluded.name, hash = excluded.hash,
+		run = excluded.run, object = excluded.object, resources = excluded.resources`,
+	"dropLease": `DELETE FROM leases WHERE namespace = ? AND name = ? AND host = ? AND pid = ? AND token = ?`,
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {

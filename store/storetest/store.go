@@ -34,6 +34,8 @@ func RunStore(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("RecordPrefixes", func(t *testing.T) { testRecordPrefixes(t, open(t)) })
 	t.Run("RecordVersionsAreUnique", func(t *testing.T) { testRecordVersions(t, open(t)) })
 	t.Run("Retention", func(t *testing.T) { testRetention(t, open(t)) })
+	t.Run("Applications", func(t *testing.T) { testApplications(t, open(t)) })
+	t.Run("AppRevisions", func(t *testing.T) { testAppRevisions(t, open(t)) })
 }
 
 func testCreate(t *testing.T, st store.Store) {
