@@ -147,7 +147,16 @@ func TestImage(t *testing.T) {
 	if h := files["usr/local/bin/stepflow"]; h == nil || h.Mode&0o111 == 0 {
 		t.Fatalf("the binary is missing or not executable: %+v", h)
 	}
-	path := filepath.Join(t.TempDir(), "stepflow")
+	// Where the image's user can reach it: t.TempDir's parent is the test's user's only.
+	runDir, err := os.MkdirTemp("", "stepflow-image-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	if err := os.Chmod(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(runDir, "stepflow")
 	if err := os.WriteFile(path, exe, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -161,10 +170,7 @@ func TestImage(t *testing.T) {
 		}
 	}
 	_ = f.Close()
-	// Readable and runnable by the image's user, as the image runs it.
-	if err := os.Chmod(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// Runnable by the image's user, as the image runs it.
 	cmd := exec.Command(path, "version")
 	if os.Getuid() == 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65532, Gid: 65532}}
