@@ -13,8 +13,9 @@ need=()
 # Prometheus and promtool: the dashboard's queries and the alert rules (deploy/deploy_test.go).
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
-# systemd-analyze checks the server's unit (deploy/systemd).
+# systemd-analyze checks the server's unit (deploy/systemd); docs/operations.md's commands use curl.
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v curl >/dev/null || need+=(curl)
 # store/postgres runs initdb and postgres from /usr/lib/postgresql/<major>/bin (store/postgres/pgtest).
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 # The dashboard's tests drive a real headless Chromium (web/dashboard_test.go).
