@@ -30,11 +30,12 @@ lint:
 test-quick:
 	go test -short -count=1 ./...
 
-## generate: deepcopy and CRDs from the api types, and docs/step-types.md from the definitions.
+## generate: deepcopy and CRDs from the api types (config/crd and the chart's crds/), and docs/step-types.md from the definitions.
 CONTROLLER_GEN = go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 generate:
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=config/crd
+	cp config/crd/*.yaml charts/stepflow/crds/
 	go generate ./definitions
 
 ## kube-assets: etcd and kube-apiserver for the Kubernetes tests (built once, cached).

@@ -55,7 +55,7 @@ func helmPath(t *testing.T) string {
 // helm runs helm and returns its standard output.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(helmPath(t), args...)
+	cmd := exec.CommandContext(t.Context(), helmPath(t), args...)
 	// helm's own cache and config, away from the user's.
 	home := t.TempDir()
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
@@ -245,7 +245,7 @@ func TestREADMEOnAPIServer(t *testing.T) {
 	env = append(env, "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
 	started := false
 	for _, line := range commands {
-		cmd := exec.Command("bash", "-c", line)
+		cmd := exec.CommandContext(t.Context(), "bash", "-c", line)
 		cmd.Dir = ".." // the repository's root
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
@@ -289,7 +289,8 @@ func startController(t *testing.T, objs []*unstructured.Unstructured, name strin
 			args[i] = fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", healthPort)
 		}
 	}
-	cmd := exec.Command(binary(t), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	// Not t.Context(): the cleanup reads its metrics before it stops it.
+	cmd := exec.CommandContext(context.WithoutCancel(t.Context()), binary(t), append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	// The container's environment, and a HOME it cannot write, as under a read-only root.
 	cmd.Env = []string{"HOME=/nonexistent", "PATH=/usr/bin:/bin"}
 	for _, e := range pod.Containers[0].Env {
@@ -367,7 +368,7 @@ var stepflowBinary = sync.OnceValues(func() (string, error) {
 	bin := filepath.Join(dir, "stepflow")
 	// Static, as `make image` builds it (and as the other tests that build it do, sharing the
 	// build cache).
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-test", "-o", bin, "../cmd/stepflow")
+	cmd := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-test", "-o", bin, "../cmd/stepflow")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
@@ -392,7 +393,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port
 }
 

@@ -28,7 +28,7 @@ var stepflowBinary = sync.OnceValues(func() (string, error) {
 	bin := filepath.Join(dir, "stepflow")
 	// Static, as `make image` builds it (and as the other tests that build it do, sharing the
 	// build cache).
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-test -X main.commit=deadbeef", "-o", bin, "../cmd/stepflow")
+	cmd := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-test -X main.commit=deadbeef", "-o", bin, "../cmd/stepflow")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
@@ -71,7 +71,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
@@ -98,7 +98,7 @@ func waitHTTP(t *testing.T, url string, within time.Duration) {
 // start runs a long-lived process until the test ends, its output in the test's log on failure.
 func start(t *testing.T, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	cmd := exec.CommandContext(context.WithoutCancel(t.Context()), name, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -121,7 +121,7 @@ func TestAlertRules(t *testing.T) {
 		{"check", "rules", "rules.yaml"},
 		{"test", "rules", "rules_test.yaml"},
 	} {
-		cmd := exec.Command(promtool, args...)
+		cmd := exec.CommandContext(t.Context(), promtool, args...)
 		cmd.Dir = "prometheus"
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -240,7 +240,7 @@ scrape_configs:
 	if err := os.WriteFile(runsFile, bytes.ReplaceAll(runs, []byte("$SLOW_URL"), []byte(slow.URL+"/never")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run := exec.Command(bin, "--server", srvURL, "--token", token, "run", runsFile)
+	run := exec.CommandContext(t.Context(), bin, "--server", srvURL, "--token", token, "run", runsFile)
 	out, err := run.CombinedOutput()
 	if code := run.ProcessState.ExitCode(); code != 1 && code != 3 {
 		t.Fatalf("stepflow run: %v (exit code %d)\n%s", err, code, out)
@@ -322,7 +322,7 @@ scrape_configs:
 // stepflowOut runs the binary and returns its standard output, trimmed.
 func stepflowOut(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd := exec.CommandContext(t.Context(), bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -395,7 +395,7 @@ func TestSystemdUnit(t *testing.T) {
 	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/stepflow"), []byte(bin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), analyze, "verify", path).CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}

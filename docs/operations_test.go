@@ -100,13 +100,13 @@ func TestOperationsCommands(t *testing.T) {
 	}
 	root := t.TempDir()
 	work := filepath.Join(root, "work")
-	for _, d := range []string{work, filepath.Join(root, "usr/local/bin"), filepath.Join(root, "etc/systemd/system")} {
+	for _, d := range []string{work, filepath.Join(root, "usr", "local", "bin"), filepath.Join(root, "etc", "systemd", "system")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The directory the doc's commands run in: the binary to install, and the repository's files.
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-doc -X main.commit=c0ffee", "-o", filepath.Join(work, "stepflow"), "../cmd/stepflow")
+	build := exec.CommandContext(t.Context(), "go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-doc -X main.commit=c0ffee", "-o", filepath.Join(work, "stepflow"), "../cmd/stepflow")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -146,7 +146,7 @@ func TestOperationsCommands(t *testing.T) {
 	for i, b := range blocks {
 		fmt.Fprintf(&script, "echo '== block %d'\nset -x\n%s\nset +x\n", i+1, rewrite.Replace(b))
 	}
-	cmd := exec.Command("bash", "-c", script.String())
+	cmd := exec.CommandContext(t.Context(), "bash", "-c", script.String())
 	cmd.Dir = work
 	cmd.Env = append(os.Environ(), "STEPFLOW_SERVER=", "STEPFLOW_TOKEN=", "HOME="+root)
 	out, err := cmd.CombinedOutput()
@@ -170,7 +170,7 @@ func TestOperationsCommands(t *testing.T) {
 	if n := len(regexp.MustCompile(`(?m)^default +hello +succeeded`).FindAllString(got, -1)); n < 3 {
 		t.Errorf("hello listed %d times, want after the install, the restore and the upgrade:\n%s", n, got)
 	}
-	if _, err := os.Stat(filepath.Join(root, "var/backups/stepflow/before-upgrade.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(root, "var", "backups", "stepflow", "before-upgrade.db")); err != nil {
 		t.Errorf("no backup before the upgrade: %v", err)
 	}
 	journal, _ := os.ReadFile(filepath.Join(root, "journal"))

@@ -8,10 +8,12 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +29,7 @@ func TestImage(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "stepflow")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=v1.2.3 -X main.commit=0123abcd", "-o", bin, "../stepflow")
+	build := exec.CommandContext(t.Context(), "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=v1.2.3 -X main.commit=0123abcd", "-o", bin, "../stepflow")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -103,7 +105,7 @@ func TestImage(t *testing.T) {
 			t.Errorf("label %s = %q, want %q", k, c.Labels[k], v)
 		}
 	}
-	if !contains(c.Env, "STEPFLOW_DATA_DIR=/var/lib/stepflow") {
+	if !slices.Contains(c.Env, "STEPFLOW_DATA_DIR=/var/lib/stepflow") {
 		t.Errorf("env %q has no data directory", c.Env)
 	}
 
@@ -125,7 +127,7 @@ func TestImage(t *testing.T) {
 	tr := tar.NewReader(bytes.NewReader(raw))
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -147,14 +149,12 @@ func TestImage(t *testing.T) {
 	if h := files["usr/local/bin/stepflow"]; h == nil || h.Mode&0o111 == 0 {
 		t.Fatalf("the binary is missing or not executable: %+v", h)
 	}
-	// Where the image's user can reach it: t.TempDir's parent is the test's user's only.
-	runDir, err := os.MkdirTemp("", "stepflow-image-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
-	if err := os.Chmod(runDir, 0o755); err != nil {
-		t.Fatal(err)
+	// Where the image's user can reach it: t.TempDir's directories are the test's user's only.
+	runDir := t.TempDir()
+	for _, d := range []string{filepath.Dir(runDir), runDir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	path := filepath.Join(runDir, "stepflow")
 	if err := os.WriteFile(path, exe, 0o755); err != nil {
@@ -171,7 +171,7 @@ func TestImage(t *testing.T) {
 	}
 	_ = f.Close()
 	// Runnable by the image's user, as the image runs it.
-	cmd := exec.Command(path, "version")
+	cmd := exec.CommandContext(t.Context(), path, "version")
 	if os.Getuid() == 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65532, Gid: 65532}}
 	}
@@ -207,13 +207,4 @@ func readJSON(t *testing.T, path string, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
