@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stepflow/stepflow/apiservertest"
+	"github.com/stepflow/stepflow/store/postgres/pgtest"
 )
 
 // helmVersion is the helm scripts/helm.sh builds.
@@ -397,9 +400,10 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// get reads url; it is called from cleanups too, after the test's context ended.
 func get(t *testing.T, url string) string {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	req, _ := http.NewRequestWithContext(context.WithoutCancel(t.Context()), http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -444,4 +448,91 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// kubeVar is a reference to an environment variable in a container's arguments, $(NAME).
+var kubeVar = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_]*\)`)
+
+// TestServerAsTheChartRunsIt starts `stepflow server` with the arguments and environment the
+// chart's server Deployment gives it, on a real PostgreSQL (store/postgres/pgtest) whose URL
+// is the Secret's value, as the kubelet would resolve it ($(VAR) in the arguments, the Secret's
+// key, the pod's name), and runs a workflow through its API with the bootstrap token it logs.
+func TestServerAsTheChartRunsIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs helm, PostgreSQL and stepflow server")
+	}
+	pg, err := pgtest.Start(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	dsn := pg.NewDatabase(t)
+	objs := objects(t, mustHelm(t, "template", "sf", "stepflow", "--namespace", "stepflow-system",
+		"--set", "server.enabled=true", "--set", "server.postgres.existingSecret=stepflow-postgres"))
+	var srv *appsv1.Deployment
+	for _, u := range find(objs, "Deployment") {
+		if u.GetName() == "sf-stepflow-server" {
+			srv = deployment(t, u)
+		}
+	}
+	if srv == nil {
+		t.Fatal("no server Deployment")
+	}
+	c := srv.Spec.Template.Spec.Containers[0]
+	vars := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			vars[e.Name] = e.Value
+		case e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == "stepflow-postgres" && e.ValueFrom.SecretKeyRef.Key == "dsn":
+			vars[e.Name] = dsn // the Secret of the README holds the URL under dsn
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			vars[e.Name] = "sf-stepflow-server-0"
+		default:
+			t.Fatalf("env %s: a source the test does not resolve", e.Name)
+		}
+	}
+	port := freePort(t)
+	args := make([]string, len(c.Args))
+	for i, a := range c.Args {
+		a = kubeVar.ReplaceAllStringFunc(a, func(m string) string { return vars[m[2:len(m)-1]] })
+		if strings.HasPrefix(a, "--listen=") {
+			a = fmt.Sprintf("--listen=127.0.0.1:%d", port) // the container's port, moved
+		}
+		args[i] = a
+	}
+	if !slices.Contains(args, "--store="+dsn) {
+		t.Fatalf("the server's arguments %q do not take the store from the Secret", args)
+	}
+	data := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), binary(t), args...)
+	cmd.Env = []string{"HOME=/nonexistent", "PATH=/usr/bin:/bin", "STEPFLOW_DATA_DIR=" + data, "TMPDIR=" + os.TempDir()}
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("server:\n%s", out.String())
+		}
+	}()
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitHTTP(t, url+"/healthz", time.Minute)
+	token := ""
+	for line := range strings.Lines(out.String()) {
+		if f := strings.Fields(line); len(f) == 1 && strings.HasPrefix(f[0], "sfp_") {
+			token = f[0]
+		}
+	}
+	if token == "" {
+		t.Fatalf("no bootstrap token in the server's log:\n%s", out.String())
+	}
+	run := exec.CommandContext(t.Context(), binary(t), "--server", url, "--token", token, "run", "../examples/hello.yaml")
+	got, err := run.CombinedOutput()
+	if err != nil || !strings.Contains(string(got), "hello succeeded") {
+		t.Fatalf("stepflow run through the server: %v\n%s", err, got)
+	}
 }
