@@ -362,30 +362,16 @@ func impersonating(t *testing.T, user, ns string) string {
 	return path
 }
 
-// stepflowBinary builds the stepflow command once for this package's tests.
-var stepflowBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "stepflow-chart-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "stepflow")
-	// Static, as `make image` builds it (and as the other tests that build it do, sharing the
-	// build cache).
-	cmd := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-test", "-o", bin, "../cmd/stepflow")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return bin, nil
-})
-
+// binary builds the stepflow command for a test, static as `make image` builds it (and as the
+// other tests that build it do, sharing the build cache: after the first, only the link).
 func binary(t *testing.T) string {
 	t.Helper()
-	bin, err := stepflowBinary()
-	if err != nil {
-		t.Fatal(err)
+	bin := filepath.Join(t.TempDir(), "stepflow")
+	cmd := exec.CommandContext(t.Context(), "go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-test", "-o", bin, "../cmd/stepflow")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(bin)) })
 	return bin
 }
 
@@ -505,7 +491,8 @@ func TestServerAsTheChartRunsIt(t *testing.T) {
 		t.Fatalf("the server's arguments %q do not take the store from the Secret", args)
 	}
 	data := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), binary(t), args...)
+	bin := binary(t)
+	cmd := exec.CommandContext(t.Context(), bin, args...)
 	cmd.Env = []string{"HOME=/nonexistent", "PATH=/usr/bin:/bin", "STEPFLOW_DATA_DIR=" + data, "TMPDIR=" + os.TempDir()}
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -530,7 +517,7 @@ func TestServerAsTheChartRunsIt(t *testing.T) {
 	if token == "" {
 		t.Fatalf("no bootstrap token in the server's log:\n%s", out.String())
 	}
-	run := exec.CommandContext(t.Context(), binary(t), "--server", url, "--token", token, "run", "../examples/hello.yaml")
+	run := exec.CommandContext(t.Context(), bin, "--server", url, "--token", token, "run", "../examples/hello.yaml")
 	got, err := run.CombinedOutput()
 	if err != nil || !strings.Contains(string(got), "hello succeeded") {
 		t.Fatalf("stepflow run through the server: %v\n%s", err, got)
