@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -36,16 +37,22 @@ var stepflowBinary = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// built says that a test built the binary, for TestMain to remove it (and not build it).
+var built atomic.Bool
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin, err := stepflowBinary(); err == nil {
-		_ = os.RemoveAll(filepath.Dir(bin))
+	if built.Load() {
+		if bin, err := stepflowBinary(); err == nil {
+			_ = os.RemoveAll(filepath.Dir(bin))
+		}
 	}
 	os.Exit(code)
 }
 
 func binary(t *testing.T) string {
 	t.Helper()
+	built.Store(true)
 	bin, err := stepflowBinary()
 	if err != nil {
 		t.Fatal(err)
