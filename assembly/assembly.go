@@ -50,6 +50,9 @@ type Config struct {
 	Providers Providers
 	// Metrics, when set, receives stepflow's metrics (runs, steps, queue, CUE time, saves).
 	Metrics prometheus.Registerer
+	// Build is the version and commit of this binary, exported with Metrics as
+	// stepflow_build_info.
+	Build telemetry.Build
 	// Tracer, when set, receives a span per run and per step (OpenTelemetry).
 	Tracer trace.TracerProvider
 	// Clock is the engine's time; nil is the real one.
@@ -108,7 +111,11 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 	var queue engine.QueueObserver
 	if cfg.Metrics != nil {
 		a.Metrics = telemetry.NewMetrics(cfg.Metrics)
+		if err := telemetry.RegisterBuild(cfg.Metrics, cfg.Build); err != nil {
+			return nil, err
+		}
 		ropts.ObserveEvaluation = a.Metrics.ObserveEvaluation
+		ropts.ObserveBound = a.Metrics.ObserveBound
 		st = a.Metrics.Store(st)
 		observers = append(observers, a.Metrics)
 		queue = a.Metrics

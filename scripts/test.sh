@@ -10,7 +10,12 @@ go mod download
 echo "== test servers"
 # Debian packages the tests start as real servers, installed when missing.
 need=()
+# Prometheus and promtool: the dashboard's queries and the alert rules (deploy/deploy_test.go).
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v promtool >/dev/null || need+=(prometheus)
+# systemd-analyze checks the server's unit (deploy/systemd); docs/operations.md's commands use curl.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v curl >/dev/null || need+=(curl)
 # store/postgres runs initdb and postgres from /usr/lib/postgresql/<major>/bin (store/postgres/pgtest).
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 # The dashboard's tests drive a real headless Chromium (web/dashboard_test.go).
@@ -24,6 +29,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # etcd and a kube-apiserver built from the published Kubernetes modules (cached after the first run).
 ./scripts/kube-assets.sh
+# helm for the chart's tests, built from its module (cached after the first run).
+./scripts/helm.sh
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))

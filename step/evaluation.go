@@ -80,6 +80,7 @@ func (r *Runner) evaluate(ctx context.Context, t target, req *engine.StepRequest
 		e.waited += time.Since(waitFrom) // e.run gives the turn back
 		var timedOut bool
 		if timedOut, err = r.bounded(ctx, e); timedOut {
+			r.opts.bound("timeout")
 			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonExecute, Message: r.timeLimit("the step")}, nil
 		}
 		if errors.Is(err, errNotLocal) {

@@ -50,6 +50,8 @@ type pool struct {
 	idle  []*child
 	reap  *time.Timer
 	infos map[[32]byte]*defInfo
+	// opts are the runner's options, for ObserveBound.
+	opts *Options
 }
 
 func newPool(opts Options) *pool {
@@ -71,7 +73,7 @@ func newPool(opts Options) *pool {
 		exe, _ = os.Executable()
 	}
 	return &pool{exe: exe, hello: append(b, '\n'), memory: opts.EvalMemory, slots: make(chan struct{}, opts.Evaluators),
-		infos: map[[32]byte]*defInfo{}}
+		infos: map[[32]byte]*defInfo{}, opts: &opts}
 }
 
 // info returns what the Runner keeps of the definition of key.
@@ -361,22 +363,31 @@ func (s *session) why(err error) error {
 		}
 		return s.ctx.Err()
 	}
+	hung := false // killed here after not ending: not a death by another's signal
 	select {
 	case <-s.c.done:
 	case <-time.After(5 * time.Second):
 		s.c.kill()
 		<-s.c.done
+		hung = true
 	}
 	code := s.c.cmd.ProcessState.ExitCode()
 	text := s.c.stderr.String()
 	if code == exitMemory || strings.Contains(text, "out of memory") {
+		s.p.opts.bound("memory")
 		return &failure{reason: v1alpha1.ReasonExecute, msg: fmt.Sprintf(
 			"evaluating %s used more than %s, the limit of one evaluation (step.Options.EvalMemory, --eval-memory)", s.what, size(s.p.memory))}
 	}
 	if st, ok := s.c.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+		if hung {
+			s.p.opts.bound("crash")
+		} else {
+			s.p.opts.bound("signal")
+		}
 		return &failure{reason: v1alpha1.ReasonExecute, msg: fmt.Sprintf(
 			"evaluating %s: the CUE evaluator was ended by signal %s (the system's memory limit?)", s.what, st.Signal())}
 	}
+	s.p.opts.bound("crash")
 	if line := lastLine(text); line != "" {
 		return &failure{reason: v1alpha1.ReasonExecute, msg: fmt.Sprintf("evaluating %s: the CUE evaluator failed: %s", s.what, line)}
 	}

@@ -96,6 +96,12 @@ type Options struct {
 	// builtin suspend released without evaluating the template. It is called from the
 	// evaluating goroutine, concurrently for concurrent steps, and should be quick.
 	ObserveEvaluation func(typ string, d time.Duration)
+	// ObserveBound, when set, is called when an evaluation ends at a bound or loses its child
+	// evaluator: "timeout" when a step's evaluation passed EvalTimeout; "memory" when a child
+	// evaluator passed EvalMemory, "signal" when one was ended by a signal it was not sent by
+	// this process (the kernel's OOM killer, a cgroup), "crash" when one failed otherwise. It
+	// is called from the evaluating goroutine and should be quick.
+	ObserveBound func(bound string)
 }
 
 // Runner evaluates steps written in CUE. It implements engine.StepRunner and
@@ -263,6 +269,13 @@ func (r *Runner) RunQuick(ctx context.Context, req *engine.StepRequest) (*engine
 		return nil, false, err
 	}
 	return res, true, err
+}
+
+// bound reports an evaluation ended at a bound to Options.ObserveBound.
+func (o *Options) bound(kind string) {
+	if o.ObserveBound != nil {
+		o.ObserveBound(kind)
+	}
 }
 
 // observe reports the CUE time of an evaluation of a step of type typ to

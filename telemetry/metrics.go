@@ -32,6 +32,8 @@ type Metrics struct {
 	queueWait      prometheus.Histogram
 	cueEvaluation  *prometheus.HistogramVec
 	providerErrors *prometheus.CounterVec
+	timeouts       prometheus.Counter
+	deaths         *prometheus.CounterVec
 
 	mu   sync.Mutex
 	runs *follower[runMetrics]
@@ -53,7 +55,7 @@ type runMetrics struct {
 // holds metrics of the same names.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		runsStarted: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "stepflow_runs_started_total",
 			Help: "Runs this process started or took up, by template (the Workflow of spec.workflowRef; empty for inline steps).",
@@ -90,8 +92,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "stepflow_provider_errors_total",
 			Help: "Action calls that ended in an error (each try of a retried step counts), by action (provider.do).",
 		}, []string{"action"}),
+		timeouts: f.NewCounter(prometheus.CounterOpts{
+			Name: "stepflow_evaluation_timeouts_total",
+			Help: "Step evaluations that ran past the limit of one evaluation (--eval-timeout) and failed the step.",
+		}),
+		deaths: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepflow_evaluator_deaths_total",
+			Help: "Child CUE evaluators that ended under an evaluation, by cause: memory (past --eval-memory), signal (killed by the system: the OOM killer, a cgroup), crash.",
+		}, []string{"cause"}),
 		runs: newFollower[runMetrics](),
 	}
+	// Each cause from zero, so that an alert on its increase sees the first death.
+	for _, cause := range []string{"memory", "signal", "crash"} {
+		m.deaths.WithLabelValues(cause)
+	}
+	return m
 }
 
 // RunChanged implements engine.Observer. A run is counted started at its first report with a
@@ -238,4 +253,15 @@ func (c *countingStore) Save(ctx context.Context, run *engine.Run, logs []engine
 		}
 	}
 	return nil
+}
+
+// ObserveBound counts an evaluation ended at a bound, as step.Options.ObserveBound reports it:
+// "timeout" in stepflow_evaluation_timeouts_total, the others ("memory", "signal", "crash") in
+// stepflow_evaluator_deaths_total by cause.
+func (m *Metrics) ObserveBound(bound string) {
+	if bound == "timeout" {
+		m.timeouts.Inc()
+		return
+	}
+	m.deaths.WithLabelValues(bound).Inc()
 }

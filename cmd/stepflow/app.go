@@ -137,6 +137,7 @@ func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
 		EvalInProcess: inProcess,
 		Retention:     g.retention,
 		Providers:     assembly.Providers{Egress: policy},
+		Build:         build(),
 	}, nil
 }
 

@@ -47,6 +47,11 @@ func TestScripts(t *testing.T) {
 			env.Setenv("STEPFLOW_DATA_DIR", filepath.Join(env.WorkDir, "data"))
 			examples, err := filepath.Abs(filepath.Join("..", "..", "examples"))
 			env.Setenv("EXAMPLES", examples)
+			if err != nil {
+				return err
+			}
+			testdata, err := filepath.Abs("testdata")
+			env.Setenv("TESTDATA", testdata)
 			return err
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

@@ -205,6 +205,11 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	}
 	ln = f.conns.listener(ln)
 	hs := f.conns.server(srv.Handler(), slog.NewLogLogger(handler, slog.LevelWarn))
+	// Requests' contexts end requestGrace after shutdown begins: a short request finishes, an
+	// event stream or a ?wait (which would hold the shutdown for its whole 10 s) ends.
+	reqCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer endRequests()
+	hs.BaseContext = func(net.Listener) context.Context { return reqCtx }
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	engineDone := make(chan error, 1)
@@ -230,6 +235,8 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	}
 	shutdown, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer stop()
+	ending := time.AfterFunc(requestGrace, endRequests)
+	defer ending.Stop()
 	_ = hs.Shutdown(shutdown)
 	if err := <-engineDone; err != nil {
 		return err
@@ -237,6 +244,10 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	log.Info("stepflow server stopped")
 	return nil
 }
+
+// requestGrace is how long a stopping server lets requests under way go on before it ends
+// their contexts: enough for any but a long-lived one (an event stream, a ?wait).
+const requestGrace = 2 * time.Second
 
 func isPostgres(url string) bool {
 	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
