@@ -124,6 +124,7 @@ func Placements(ctx context.Context, app *v1beta1.Application, topologies []stri
 			if known, err = clusters.Names(ctx); err != nil {
 				return nil, fmt.Errorf("policy %s: listing clusters: %w", name, err)
 			}
+			slices.Sort(known)
 		}
 		switch {
 		case len(t.Clusters) > 0:
@@ -343,7 +344,7 @@ func GCPolicy(app *v1beta1.Application) (*GarbageCollect, error) {
 // MayDelete answers whether a tracked object that the current revision no longer applies
 // (appDeleted false) or whose Application is being deleted (appDeleted true) may be deleted
 // now. The first rule selecting it decides: never keeps it, onAppDelete keeps it until the
-// Application is deleted, onAppUpdate deletes it. Without a rule, keepLegacyResource keeps
+// Application is deleted, onAppUpdate deletes it (whatever keepLegacyResource). Without a rule, keepLegacyResource keeps
 // it on an update; otherwise it is deleted.
 func (gc *GarbageCollect) MayDelete(r *Applied, appDeleted bool) bool {
 	if gc == nil {
@@ -360,7 +361,7 @@ func (gc *GarbageCollect) MayDelete(r *Applied, appDeleted bool) bool {
 		case GCOnAppDelete:
 			return appDeleted
 		default:
-			return appDeleted || !gc.KeepLegacyResource
+			return true
 		}
 	}
 	return appDeleted || !gc.KeepLegacyResource

@@ -74,7 +74,7 @@ func newWorld(t *testing.T, extraNamespaces ...string) *world {
 	if err := clientcmd.WriteToFile(*kc, w.file); err != nil {
 		t.Fatal(err)
 	}
-	w.registry = cluster.New(eu.Config, cluster.Options{File: w.file})
+	w.registry = cluster.New(eu.Config, cluster.Options{File: w.file, Secrets: w.clients["eu"]})
 	w.ready = startReadiness(t, w.clients, append([]string{w.ns}, extraNamespaces...))
 	return w
 }
@@ -190,7 +190,7 @@ type delivery struct {
 	out settled
 }
 
-func (w *world) deliver(appYAML string) *delivery {
+func (w *world) deliver(appYAML string, stored ...*v1beta1.WorkflowStepDefinition) *delivery {
 	t := w.t
 	t.Helper()
 	app := &v1beta1.Application{}
@@ -216,6 +216,11 @@ func (w *world) deliver(appYAML string) *delivery {
 	}, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{d.out}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(stored) > 0 {
+		if err := st.PutObjects(ctx, stored, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := st.Create(ctx, &engine.Run{Object: wr}, store.CreateNew); err != nil {
 		t.Fatal(err)
@@ -562,6 +567,127 @@ spec:
 	for _, s := range []string{"preload-region-a", "preload-region-b", "deploy-service"} {
 		if len(applied(t, run, s)) == 0 {
 			t.Errorf("step %s recorded nothing applied", s)
+		}
+	}
+}
+
+// KubeVela: a topology policy selects clusters by the labels of their cluster Secrets in
+// vela-system.
+func TestTopologyByClusterLabels(t *testing.T) {
+	w := newWorld(t)
+	name := w.ns + "-us"
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "vela-system", Name: name, Labels: map[string]string{
+			cluster.LabelCredentialType: "X509Certificate", "region": "us", "suite": w.ns,
+		}},
+		Data: map[string][]byte{
+			cluster.KeyEndpoint: []byte(us.Config.Host), cluster.KeyCA: us.Config.CAData,
+			cluster.KeyCert: us.Config.CertData, cluster.KeyKey: us.Config.KeyData,
+		},
+	}
+	hub := w.clients["eu"]
+	if err := hub.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vela-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if err := hub.Create(t.Context(), secret); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hub.Delete(context.Background(), secret) })
+	run := w.deliver(`
+metadata: {name: labelled}
+spec:
+  components:
+  - {name: api, type: webservice, properties: {image: api:1}}
+  policies:
+  - {name: in-us, type: topology, properties: {clusterLabelSelector: {suite: ` + w.ns + `}}}
+`).succeeded()
+	recs := applied(t, run, "deploy-in-us")
+	if len(recs) != 1 || recs[0].Cluster != name {
+		t.Fatalf("applied %+v, want the Deployment in cluster %s", recs, name)
+	}
+	w.deployment("us", w.ns, "api")
+	if w.has("eu", &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "api"}}) {
+		t.Error("eu, whose labels do not match, has the Deployment")
+	}
+}
+
+// KubeVela's apply-once policy: a delivery again of the same revision keeps what others changed
+// in the cluster; a change of the Application is applied.
+func TestApplyOnceKeepsDrift(t *testing.T) {
+	w := newWorld(t)
+	app := `
+metadata: {name: once}
+spec:
+  components:
+  - {name: api, type: webservice, properties: {image: api:1}}
+  policies:
+  - {name: once, type: apply-once, properties: {enable: true}}
+`
+	w.deliver(app).succeeded()
+	hub := w.clients["eu"]
+	d := w.deployment("eu", w.ns, "api")
+	d.Spec.Template.Spec.Containers[0].Image = "api:hotfix"
+	if err := hub.Update(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	w.deliver(app).succeeded()
+	if img := w.deployment("eu", w.ns, "api").Spec.Template.Spec.Containers[0].Image; img != "api:hotfix" {
+		t.Errorf("image %s after a second delivery, want the drifted api:hotfix kept", img)
+	}
+	w.deliver(strings.Replace(app, "api:1", "api:2", 1)).succeeded()
+	if img := w.deployment("eu", w.ns, "api").Spec.Template.Spec.Containers[0].Image; img != "api:2" {
+		t.Errorf("image %s after the Application changed, want api:2", img)
+	}
+}
+
+// A step definition written as KubeVela's older ones are, in the legacy vela/op form, runs
+// unchanged: op.#Load, op.#ApplyComponent (output back in the action), op.#ListClusters and
+// op.#GetPlacementsFromTopologyPolicies.
+func TestLegacyOpDefinition(t *testing.T) {
+	w := newWorld(t)
+	def := &v1beta1.WorkflowStepDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "legacy-apply", Namespace: w.ns},
+		Spec: v1beta1.WorkflowStepDefinitionSpec{Schematic: &v1beta1.Schematic{CUE: &v1beta1.CUE{Template: `
+import "vela/op"
+
+parameter: {component: string, cluster: *"" | string}
+load: op.#Load @step(1)
+apply: op.#ApplyComponent & {
+	value:   load.value[parameter.component]
+	cluster: parameter.cluster
+} @step(2)
+clusters: op.#ListClusters @step(3)
+where: op.#GetPlacementsFromTopologyPolicies & {policies: ["both"]} @step(4)
+`}}},
+	}
+	run := w.deliver(`
+metadata: {name: legacy}
+spec:
+  components:
+  - {name: api, type: webservice, properties: {image: api:1}}
+  policies:
+  - {name: both, type: topology, properties: {clusters: [eu, us]}}
+  workflow:
+    steps:
+    - name: apply
+      type: legacy-apply
+      properties: {component: api, cluster: us}
+      outputs:
+      - name: image
+        valueFrom: apply.output.spec.template.spec.containers[0].image
+      - name: clusters
+        valueFrom: clusters.outputs.clusters
+      - name: where
+        valueFrom: where.placements
+`, def).succeeded()
+	w.deployment("us", w.ns, "api")
+	for name, want := range map[string]string{
+		"image":    `"api:1"`,
+		"clusters": `["eu","us"]`,
+		"where":    `[{"cluster":"eu","namespace":"` + w.ns + `"},{"cluster":"us","namespace":"` + w.ns + `"}]`,
+	} {
+		if got := string(run.Vars[name]); got != want {
+			t.Errorf("output %s = %s, want %s", name, got, want)
 		}
 	}
 }
