@@ -71,7 +71,7 @@ func Policy(app *v1beta1.Application, name string, types ...string) (*v1beta1.Ap
 		}
 		return p, nil
 	}
-	return nil, fmt.Errorf("Application %s has no policy %s", app.Name, name)
+	return nil, fmt.Errorf("application %s has no policy %s", app.Name, name)
 }
 
 func decodeProperties(p *v1beta1.AppPolicy, into any) error {

@@ -38,7 +38,7 @@ func Workflow(app *v1beta1.Application) ([]v1alpha1.WorkflowStep, *v1alpha1.Work
 	}
 	if wf := app.Spec.Workflow; wf != nil {
 		if wf.Ref != "" {
-			return nil, wf.Mode, fmt.Errorf("Application %s: %w (%s)", app.Name, ErrWorkflowRef, wf.Ref)
+			return nil, wf.Mode, fmt.Errorf("application %s: %w (%s)", app.Name, ErrWorkflowRef, wf.Ref)
 		}
 		if len(wf.Steps) > 0 {
 			steps := make([]v1alpha1.WorkflowStep, len(wf.Steps))
@@ -73,7 +73,7 @@ func Workflow(app *v1beta1.Application) ([]v1alpha1.WorkflowStep, *v1alpha1.Work
 	}
 	order, err := InOrder(app.Spec.Components)
 	if err != nil {
-		return nil, nil, fmt.Errorf("Application %s: %w", app.Name, err)
+		return nil, nil, fmt.Errorf("application %s: %w", app.Name, err)
 	}
 	steps := make([]v1alpha1.WorkflowStep, 0, len(order))
 	for _, c := range order {
@@ -158,7 +158,8 @@ const (
 	ContextDefinitions = "applicationDefinitions"
 )
 
-// Definitions of a delivery, as ContextDefinitions carries them.
+// DeliveryDefinitions are the X-Definitions a delivering run carries (ContextDefinitions), by
+// name, as an ApplicationRevision keeps them.
 type DeliveryDefinitions struct {
 	ComponentDefinitions map[string]*v1beta1.ComponentDefinition `json:"componentDefinitions,omitempty"`
 	TraitDefinitions     map[string]*v1beta1.TraitDefinition     `json:"traitDefinitions,omitempty"`
@@ -206,7 +207,7 @@ func DeliveryContext(app *v1beta1.Application, revision string, defs *DeliveryDe
 	}
 	raw, err := json.Marshal(c)
 	if err != nil {
-		return nil, fmt.Errorf("Application %s: its run's context: %w", app.Name, err)
+		return nil, fmt.Errorf("application %s: its run's context: %w", app.Name, err)
 	}
 	return raw, nil
 }

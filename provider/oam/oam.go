@@ -43,8 +43,8 @@ var source string
 // before it fails with their health message, when the step gives no timeout.
 const DefaultHealthTimeout = 5 * time.Minute
 
-// AnnotationApplyOnce, on an object applied under an apply-once policy, is the hash of what was
-// rendered for it: the object is applied again only when that changes.
+// AnnotationApplyOnce is the annotation of an object applied under an apply-once policy: the
+// hash of what was rendered for it. The object is applied again only when that changes.
 const AnnotationApplyOnce = "app.oam.dev/apply-once-hash"
 
 // healthSinceVar is the prefix of the run variable holding when a step began waiting for its
