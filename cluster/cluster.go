@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -83,6 +84,9 @@ type Options struct {
 	Burst int
 	// Timeout bounds one request; zero means DefaultTimeout.
 	Timeout time.Duration
+	// WrapTransport, when set, wraps the transport of every cluster's client and REST config
+	// (to count or trace their requests).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Scheme maps Go types to kinds for typed objects; nil means client-go's scheme. Unstructured
 	// objects work with any scheme.
 	Scheme *runtime.Scheme
@@ -320,6 +324,9 @@ func (r *Registry) tune(cfg *rest.Config) *rest.Config {
 	}
 	if cfg.WarningHandler == nil && cfg.WarningHandlerWithContext == nil {
 		cfg.WarningHandler = rest.NoWarnings{}
+	}
+	if r.opts.WrapTransport != nil {
+		cfg.Wrap(r.opts.WrapTransport)
 	}
 	return cfg
 }

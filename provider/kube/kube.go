@@ -138,9 +138,11 @@ func newProvider(opts Options) *provider {
 
 // Objects applies and reads objects as #Apply and #Read do (the same cluster scoping, labels,
 // field manager, marking of Secrets' values and ReadObserver), for the actions of other
-// providers that write what they render (vela/oam, vela/multicluster).
+// providers that write what they render (vela/oam, vela/multicluster). Its methods may be
+// called concurrently for one call: what they tell the call's session is told one at a time.
 type Objects struct {
-	p *provider
+	p  *provider
+	mu sync.Mutex // guards the sessions' use
 }
 
 // NewObjects returns Objects working with the options a Register is given.
@@ -155,11 +157,15 @@ func (o *Objects) Apply(ctx context.Context, call *step.Call, cluster string, va
 	if err != nil {
 		return nil, err
 	}
+	o.mu.Lock()
 	markSecrets(call, value)
+	o.mu.Unlock()
 	u, err := o.p.applyOne(ctx, cl, call, cluster, value, "value")
 	if err != nil {
 		return nil, err
 	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	o.p.observe(ctx, call, refOf(cluster, u))
 	markSecrets(call, u.Object)
 	return u, nil
@@ -176,7 +182,9 @@ func (o *Objects) Get(ctx context.Context, call *step.Call, cluster string, want
 	if err := place(cl, want, call.Run.Namespace); err != nil {
 		return nil, failure("read", want, cluster, err)
 	}
+	o.mu.Lock()
 	o.p.observe(ctx, call, ObjectRef{Cluster: cluster, GVK: want.GroupVersionKind(), Namespace: want.GetNamespace(), Name: want.GetName()})
+	o.mu.Unlock()
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(want.GroupVersionKind())
 	err = cl.Get(ctx, client.ObjectKeyFromObject(want), u)
@@ -187,6 +195,8 @@ func (o *Objects) Get(ctx context.Context, call *step.Call, cluster string, want
 		return nil, failure("read", want, cluster, err)
 	}
 	u.SetManagedFields(nil)
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	markSecrets(call, u.Object)
 	return u, nil
 }

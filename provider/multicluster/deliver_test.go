@@ -39,7 +39,7 @@ func TestMain(m *testing.M) { apiservertest.Main(m, &eu, &us) }
 // world is two clusters named eu and us (contexts of a kubeconfig file), a namespace in both,
 // and a readiness stand-in in both.
 type world struct {
-	t        *testing.T
+	t        testing.TB
 	ns       string
 	clients  map[string]client.Client
 	file     string
@@ -47,7 +47,13 @@ type world struct {
 	registry *cluster.Registry
 }
 
-func newWorld(t *testing.T, extraNamespaces ...string) *world {
+func newWorld(t testing.TB, extraNamespaces ...string) *world {
+	t.Helper()
+	return newWorldWith(t, readyAfter, extraNamespaces...)
+}
+
+// newWorldWith is newWorld with Deployments made ready after instead of readyAfter.
+func newWorldWith(t testing.TB, after time.Duration, extraNamespaces ...string) *world {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts kube-apiserver")
@@ -75,14 +81,15 @@ func newWorld(t *testing.T, extraNamespaces ...string) *world {
 		t.Fatal(err)
 	}
 	w.registry = cluster.New(eu.Config, cluster.Options{File: w.file, Secrets: w.clients["eu"]})
-	w.ready = startReadiness(t, w.clients, append([]string{w.ns}, extraNamespaces...))
+	w.ready = startReadiness(t, w.clients, append([]string{w.ns}, extraNamespaces...), after)
 	return w
 }
 
 // readiness stands in for kube-controller-manager and the kubelets (a Deployment's status
-// made ready readyAfter after it is first seen, unless its image says never-ready) and for an
+// made ready a while (after) after it is first seen, unless its image says never-ready) and for an
 // ingress controller (an Ingress gets an address). It polls the API servers.
 type readiness struct {
+	after     time.Duration
 	mu        sync.Mutex
 	firstSeen map[string]time.Time // cluster/namespace/name of Deployments
 	readyAt   map[string]time.Time
@@ -90,8 +97,8 @@ type readiness struct {
 
 const readyAfter = 700 * time.Millisecond
 
-func startReadiness(t *testing.T, clients map[string]client.Client, namespaces []string) *readiness {
-	r := &readiness{firstSeen: map[string]time.Time{}, readyAt: map[string]time.Time{}}
+func startReadiness(t testing.TB, clients map[string]client.Client, namespaces []string, after time.Duration) *readiness {
+	r := &readiness{after: after, firstSeen: map[string]time.Time{}, readyAt: map[string]time.Time{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
@@ -128,7 +135,7 @@ func (r *readiness) pass(ctx context.Context, clusterName string, c client.Clien
 				r.firstSeen[key] = first
 			}
 			r.mu.Unlock()
-			if time.Since(first) < readyAfter || strings.Contains(d.Spec.Template.Spec.Containers[0].Image, "never-ready") {
+			if time.Since(first) < r.after || strings.Contains(d.Spec.Template.Spec.Containers[0].Image, "never-ready") {
 				continue
 			}
 			want := int32(1)
@@ -278,7 +285,7 @@ func (w *world) has(clusterName string, obj client.Object) bool {
 	return err == nil
 }
 
-func applied(t *testing.T, run *engine.Run, step string) []application.Applied {
+func applied(t testing.TB, run *engine.Run, step string) []application.Applied {
 	t.Helper()
 	raw, ok := run.Vars[application.AppliedVar+step]
 	if !ok {

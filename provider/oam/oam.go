@@ -260,13 +260,12 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 	errs := make([]error, len(placements))
 	sem := make(chan struct{}, parallelism)
 	var wg sync.WaitGroup
-	var mu sync.Mutex // the call's session is not for concurrent use
 	for i, pl := range placements {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[i], errs[i] = d.applyAt(ctx, call, &mu, del, ordered, pl, once, patch)
+			results[i], errs[i] = d.applyAt(ctx, call, del, ordered, pl, once, patch)
 		}()
 	}
 	wg.Wait()
@@ -280,7 +279,7 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 	return out, nil
 }
 
-func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, mu *sync.Mutex, del *Delivery, comps []v1beta1.ApplicationComponent, pl application.Placement, once *application.ApplyOnce, patch map[string]any) ([]*Applied, error) {
+func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery, comps []v1beta1.ApplicationComponent, pl application.Placement, once *application.ApplyOnce, patch map[string]any) ([]*Applied, error) {
 	app := del.App.DeepCopy()
 	app.Spec.Components = comps
 	rendered, err := application.Render(ctx, application.Request{
@@ -313,7 +312,7 @@ func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, mu *sync.Mutex
 		if patch != nil && c.Workload != nil {
 			c.Workload.Object = mergePatch(c.Workload.Object, patch)
 		}
-		if err := d.applyComponent1(ctx, call, mu, del, a, once); err != nil {
+		if err := d.applyComponent1(ctx, call, del, a, once); err != nil {
 			return nil, err
 		}
 		healthy[c.Name] = a.Healthy
@@ -322,7 +321,7 @@ func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, mu *sync.Mutex
 }
 
 // applyComponent1 applies one rendered component's objects and judges its health.
-func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, mu *sync.Mutex, del *Delivery, a *Applied, once *application.ApplyOnce) error {
+func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *Delivery, a *Applied, once *application.ApplyOnce) error {
 	if d.opts.Objects == nil {
 		return engine.Terminal(v1alpha1.ReasonExecute, errors.New("vela/oam: no cluster is configured"))
 	}
@@ -341,11 +340,9 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, mu *sy
 		var got *unstructured.Unstructured
 		var err error
 		if once.Once(&rec) {
-			got, err = d.applyOnce(ctx, call, mu, cluster, obj)
+			got, err = d.applyOnce(ctx, call, cluster, obj)
 		} else {
-			mu.Lock()
 			got, err = d.opts.Objects.Apply(ctx, call, cluster, obj.DeepCopy().Object)
-			mu.Unlock()
 		}
 		if err != nil {
 			return fmt.Errorf("component %s: %w", c.Name, err)
@@ -367,15 +364,13 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, mu *sy
 
 // applyOnce applies obj unless the cluster holds it as applied from the same rendering, so
 // that what others changed in it since is kept.
-func (d *Deliverer) applyOnce(ctx context.Context, call *step.Call, mu *sync.Mutex, cluster string, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+func (d *Deliverer) applyOnce(ctx context.Context, call *step.Call, cluster string, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	b, err := json.Marshal(obj.Object)
 	if err != nil {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, err)
 	}
 	sum := sha256.Sum256(b)
 	hash := hex.EncodeToString(sum[:16])
-	mu.Lock()
-	defer mu.Unlock()
 	cur, err := d.opts.Objects.Get(ctx, call, cluster, obj)
 	if err != nil {
 		return nil, err
