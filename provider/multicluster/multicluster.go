@@ -27,9 +27,9 @@ const DefaultParallelism = 5
 func Register(r *step.Registry, d *oam.Deliverer) {
 	p := &provider{d: d}
 	r.AddPackage(step.Package{Path: "vela/multicluster", Source: source})
-	r.Register(step.Action{Provider: "multicluster", Do: "deploy", Run: p.deploy, SideEffect: step.Always, Idempotent: true})
-	r.Register(step.Action{Provider: "multicluster", Do: "list-clusters", Run: p.listClusters, LegacyOutputs: []string{"outputs"}})
-	r.Register(step.Action{Provider: "multicluster", Do: "get-placements-from-topology-policies", Run: p.placements, LegacyOutputs: []string{"placements"}})
+	r.Register(step.Action{Provider: "multicluster", Do: "deploy", Run: oam.Guard(p.deploy), SideEffect: step.Always, Idempotent: true})
+	r.Register(step.Action{Provider: "multicluster", Do: "list-clusters", Run: oam.Guard(p.listClusters), LegacyOutputs: []string{"outputs"}})
+	r.Register(step.Action{Provider: "multicluster", Do: "get-placements-from-topology-policies", Run: oam.Guard(p.placements), LegacyOutputs: []string{"placements"}})
 }
 
 type provider struct {

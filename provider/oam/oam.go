@@ -72,16 +72,29 @@ type Definitions interface {
 func Register(r *step.Registry, opts Options) *Deliverer {
 	d := &Deliverer{opts: opts}
 	r.AddPackage(step.Package{Path: "vela/oam", Source: source})
-	apply := step.Action{Provider: "oam", Do: "component-apply", Run: d.applyComponent, SideEffect: step.Always, Idempotent: true,
+	apply := step.Action{Provider: "oam", Do: "component-apply", Run: Guard(d.applyComponent), SideEffect: step.Always, Idempotent: true,
 		LegacyOutputs: []string{"output", "outputs"}}
 	r.Register(apply)
-	r.Register(step.Action{Provider: "oam", Do: "component-render", Run: d.renderComponent, LegacyOutputs: []string{"output", "outputs"}})
-	r.Register(step.Action{Provider: "oam", Do: "load", Run: d.load, LegacyOutputs: []string{"value"}})
-	r.Register(step.Action{Provider: "oam", Do: "load-comps-in-order", Run: d.loadInOrder, LegacyOutputs: []string{"value"}})
-	r.Register(step.Action{Provider: "oam", Do: "load-policies", Run: d.loadPolicies, LegacyOutputs: []string{"value"}})
-	r.Register(step.Action{Provider: "oam", Do: "load-policies-in-order", Run: d.loadPoliciesInOrder, LegacyOutputs: []string{"output"}})
-	r.Register(step.Action{Provider: "oam", Do: "apply-remaining", Run: d.applyRemaining, SideEffect: step.Always, Idempotent: true})
+	r.Register(step.Action{Provider: "oam", Do: "component-render", Run: Guard(d.renderComponent), LegacyOutputs: []string{"output", "outputs"}})
+	r.Register(step.Action{Provider: "oam", Do: "load", Run: Guard(d.load), LegacyOutputs: []string{"value"}})
+	r.Register(step.Action{Provider: "oam", Do: "load-comps-in-order", Run: Guard(d.loadInOrder), LegacyOutputs: []string{"value"}})
+	r.Register(step.Action{Provider: "oam", Do: "load-policies", Run: Guard(d.loadPolicies), LegacyOutputs: []string{"value"}})
+	r.Register(step.Action{Provider: "oam", Do: "load-policies-in-order", Run: Guard(d.loadPoliciesInOrder), LegacyOutputs: []string{"output"}})
+	r.Register(step.Action{Provider: "oam", Do: "apply-remaining", Run: Guard(d.applyRemaining), SideEffect: step.Always, Idempotent: true})
 	return d
+}
+
+// Guard runs h, turning a panic into a terminal error of the step, so that nothing an
+// Application holds can end the process.
+func Guard(h step.Handler) step.Handler {
+	return func(ctx context.Context, call *step.Call) (out any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				out, err = nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("%s: internal error: %v", call.Path, r))
+			}
+		}()
+		return h(ctx, call)
+	}
 }
 
 // Deliverer renders, applies and judges the components of the Application a run carries. The
@@ -256,6 +269,7 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 	if parallelism <= 0 {
 		parallelism = 5
 	}
+	parallelism = min(parallelism, max(len(placements), 1))
 	results := make([][]*Applied, len(placements))
 	errs := make([]error, len(placements))
 	sem := make(chan struct{}, parallelism)
@@ -264,7 +278,13 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer func() {
+				if r := recover(); r != nil {
+					errs[i] = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("cluster %s, namespace %s: internal error: %v", clusterName(pl.Cluster), pl.Namespace, r))
+				}
+				<-sem
+				wg.Done()
+			}()
 			results[i], errs[i] = d.applyAt(ctx, call, del, ordered, pl, once, patch)
 		}()
 	}
@@ -544,6 +564,9 @@ func (d *Deliverer) applyComponent(ctx context.Context, call *step.Call) (any, e
 	if err != nil {
 		return nil, err
 	}
+	if len(applied) != 1 {
+		return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("vela/oam: #ApplyComponent: component %s rendered %d times", in.Value.Name, len(applied)))
+	}
 	Record(call, applied)
 	if in.WaitHealthy == nil || *in.WaitHealthy {
 		Settle(call, applied, timeout)
@@ -566,6 +589,9 @@ func (d *Deliverer) renderComponent(ctx context.Context, call *step.Call) (any, 
 	})
 	if err != nil {
 		return nil, engine.Terminal(v1alpha1.ReasonRendering, err)
+	}
+	if len(rendered) != 1 {
+		return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("vela/oam: #RenderComponent: component %s rendered %d times", in.Value.Name, len(rendered)))
 	}
 	c := rendered[0]
 	if in.Patch != nil && c.Workload != nil {
