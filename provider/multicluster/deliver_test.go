@@ -698,3 +698,43 @@ spec:
 		}
 	}
 }
+
+// A deploy step type written as KubeVela's own (vela/multicluster's #Deploy and
+// vela/builtin's #Suspend, no stepflow parameter), stored in the Application's namespace, takes
+// the built-in's place and delivers as it does.
+func TestKubeVelaStyleDeployDefinition(t *testing.T) {
+	w := newWorld(t)
+	def := &v1beta1.WorkflowStepDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "deploy", Namespace: w.ns},
+		Spec: v1beta1.WorkflowStepDefinitionSpec{Schematic: &v1beta1.Schematic{CUE: &v1beta1.CUE{Template: `
+import (
+	"vela/multicluster"
+	"vela/builtin"
+)
+
+if parameter.auto == false {
+	suspend: builtin.#Suspend & {$params: message: "Waiting approval to the deploy step \"\(context.stepName)\""}
+}
+deploy: multicluster.#Deploy & {
+	$params: {
+		policies:                 parameter.policies
+		parallelism:              parameter.parallelism
+		ignoreTerraformComponent: parameter.ignoreTerraformComponent
+	}
+}
+parameter: {
+	auto:                     *true | bool
+	policies:                 *[] | [...string]
+	parallelism:              *5 | int
+	ignoreTerraformComponent: *true | bool
+}
+`}}},
+	}
+	run := w.deliver(shop, def).succeeded()
+	for _, c := range []string{"eu", "us"} {
+		w.deployment(c, w.ns, "frontend")
+	}
+	if len(applied(t, run, "deploy-both")) == 0 {
+		t.Error("nothing recorded as applied")
+	}
+}
