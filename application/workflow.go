@@ -1,213 +1,240 @@
 package application
 
-// placeholder until t18-deliver lands: this file turns an Application into the steps of its
-// delivery run with one `apply-object` step per rendered object, in each cluster a topology
-// policy names by name (else the local one), and
-// reads back from the run what it applied. t18-deliver's Workflow (deploy and apply-component
-// steps, topology across clusters) replaces it; Applied is the one place the lifecycle reads a
-// run's applied objects from, so that only it changes with the run's record.
-
 import (
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 )
 
-// stepApplyObject is the step type the placeholder workflow applies each object with.
-const stepApplyObject = "apply-object"
+// The step types and policy types the default workflow is made of.
+const (
+	StepDeploy         = "deploy"
+	StepApplyComponent = "apply-component"
+	PolicyTopology     = "topology"
+	PolicyOverride     = "override"
+	PolicyApplyOnce    = "apply-once"
+	PolicyGC           = "garbage-collect"
+)
 
-// Workflow turns an Application into the steps of the run that delivers it, and their mode:
-// the components in dependsOn order, each rendered (at the revision its status.latestRevision
-// names) for every place its topology policies name (clusters by name, and their namespace;
-// the Application's namespace in the local cluster without one), each of its objects applied
-// by one apply-object step.
-//
-// placeholder until t18-deliver lands.
-func Workflow(ctx context.Context, app *v1beta1.Application, defs Definitions) ([]v1alpha1.WorkflowStep, *v1alpha1.WorkflowExecuteMode, error) {
-	order, err := dependencyOrder(app)
-	if err != nil {
-		return nil, nil, err
+// ErrWorkflowRef is returned, wrapped, by Workflow for an Application whose workflow is a
+// Workflow template named in spec.workflow.ref: its steps are the template's (RunSpec refers
+// to it).
+var ErrWorkflowRef = errors.New("the workflow is a Workflow template named by spec.workflow.ref")
+
+// Workflow turns an Application into the steps of the run that delivers it: its own
+// spec.workflow when it has one, else KubeVela's default (one deploy per topology policy,
+// else one apply-component per component in dependsOn order). The mode is the Application's
+// own, or nil for the engine's default; the default workflow of apply-component steps runs as
+// a DAG, each component's step after those of the components it dependsOn.
+func Workflow(app *v1beta1.Application) ([]v1alpha1.WorkflowStep, *v1alpha1.WorkflowExecuteMode, error) {
+	if app == nil {
+		return nil, nil, errors.New("workflow: no Application")
 	}
-	targets, err := placements(app)
-	if err != nil {
-		return nil, nil, err
-	}
-	byTarget := make([]map[string]*Component, len(targets))
-	for i, target := range targets {
-		comps, err := Render(ctx, Request{App: app, Definitions: defs, Target: target})
-		if err != nil {
-			return nil, nil, err
+	if wf := app.Spec.Workflow; wf != nil {
+		if wf.Ref != "" {
+			return nil, wf.Mode, fmt.Errorf("application %s: %w (%s)", app.Name, ErrWorkflowRef, wf.Ref)
 		}
-		byTarget[i] = map[string]*Component{}
-		for _, c := range comps {
-			byTarget[i][c.Name] = c
-		}
-	}
-	var steps []v1alpha1.WorkflowStep
-	used := map[string]bool{}
-	for _, name := range order {
-		for i, target := range targets {
-			for _, obj := range byTarget[i][name].Objects() {
-				props, err := json.Marshal(map[string]any{"value": obj.Object, "cluster": target.Cluster})
-				if err != nil {
-					return nil, nil, fmt.Errorf("component %s: %w", name, err)
-				}
-				steps = append(steps, v1alpha1.WorkflowStep{WorkflowStepBase: v1alpha1.WorkflowStepBase{
-					Name: stepName(used, name, target.Cluster, obj), Type: stepApplyObject,
-					Properties: &runtime.RawExtension{Raw: props},
-				}})
+		if len(wf.Steps) > 0 {
+			steps := make([]v1alpha1.WorkflowStep, len(wf.Steps))
+			for i := range wf.Steps {
+				wf.Steps[i].DeepCopyInto(&steps[i])
 			}
+			var mode *v1alpha1.WorkflowExecuteMode
+			if wf.Mode != nil {
+				mode = wf.Mode.DeepCopy()
+			}
+			return steps, mode, nil
 		}
 	}
-	return steps, &v1alpha1.WorkflowExecuteMode{Steps: v1alpha1.ModeStepByStep}, nil
+	var topologies, overrides []string
+	for _, p := range app.Spec.Policies {
+		switch p.Type {
+		case PolicyTopology:
+			topologies = append(topologies, p.Name)
+		case PolicyOverride:
+			overrides = append(overrides, p.Name)
+		}
+	}
+	switch {
+	case len(topologies) > 0:
+		steps := make([]v1alpha1.WorkflowStep, 0, len(topologies))
+		for _, t := range topologies {
+			steps = append(steps, deployStep("deploy-"+t, append(slices.Clone(overrides), t)))
+		}
+		return steps, nil, nil
+	case len(overrides) > 0:
+		return []v1alpha1.WorkflowStep{deployStep("deploy", overrides)}, nil, nil
+	}
+	order, err := InOrder(app.Spec.Components)
+	if err != nil {
+		return nil, nil, fmt.Errorf("application %s: %w", app.Name, err)
+	}
+	steps := make([]v1alpha1.WorkflowStep, 0, len(order))
+	for _, c := range order {
+		props, _ := json.Marshal(map[string]string{"component": c.Name})
+		s := v1alpha1.WorkflowStep{WorkflowStepBase: v1alpha1.WorkflowStepBase{
+			Name: c.Name, Type: StepApplyComponent,
+			Properties: &runtime.RawExtension{Raw: props},
+			DependsOn:  slices.Clone(c.DependsOn),
+		}}
+		steps = append(steps, s)
+	}
+	return steps, &v1alpha1.WorkflowExecuteMode{Steps: v1alpha1.ModeDAG}, nil
 }
 
-// placements are the places the topology policies name: each of their clusters, by name, with
-// their namespace; the local cluster when there is no topology policy.
-func placements(app *v1beta1.Application) ([]Target, error) {
-	var out []Target
-	for i, p := range app.Spec.Policies {
-		if p.Type != "topology" {
-			continue
-		}
-		var props struct {
-			Clusters  []string `json:"clusters"`
-			Namespace string   `json:"namespace"`
-		}
-		if p.Properties != nil && len(p.Properties.Raw) > 0 {
-			if err := json.Unmarshal(p.Properties.Raw, &props); err != nil {
-				return nil, fmt.Errorf("spec.policies[%d] (%s).properties: %w", i, p.Name, err)
-			}
-		}
-		if len(props.Clusters) == 0 {
-			return nil, fmt.Errorf("spec.policies[%d] (%s): only clusters by name are delivered yet", i, p.Name)
-		}
-		for _, c := range props.Clusters {
-			t := Target{Cluster: c, Namespace: props.Namespace}
-			if c == "local" {
-				t.Cluster = ""
-			}
-			if !slices.Contains(out, t) {
-				out = append(out, t)
-			}
-		}
-	}
-	if len(out) == 0 {
-		out = []Target{{}}
-	}
-	return out, nil
+func deployStep(name string, policies []string) v1alpha1.WorkflowStep {
+	props, _ := json.Marshal(map[string]any{"policies": policies})
+	return v1alpha1.WorkflowStep{WorkflowStepBase: v1alpha1.WorkflowStepBase{
+		Name: name, Type: StepDeploy, Properties: &runtime.RawExtension{Raw: props},
+	}}
 }
 
-// dependencyOrder is the components' names, each after those it dependsOn, else in the
-// Application's order.
-func dependencyOrder(app *v1beta1.Application) ([]string, error) {
-	deps := map[string][]string{}
-	for _, c := range app.Spec.Components {
-		deps[c.Name] = c.DependsOn
+// InOrder returns the components so that each comes after those it dependsOn, otherwise in
+// the order written. A dependsOn naming no component, or a cycle, is an error.
+func InOrder(comps []v1beta1.ApplicationComponent) ([]v1beta1.ApplicationComponent, error) {
+	index := map[string]int{}
+	for i, c := range comps {
+		index[c.Name] = i
 	}
-	var out []string
-	state := map[string]int{} // 1 visiting, 2 done
-	var visit func(name string, path []string) error
-	visit = func(name string, path []string) error {
-		switch state[name] {
-		case 1:
-			return fmt.Errorf("components depend on each other in a cycle: %s", strings.Join(append(path, name), " -> "))
-		case 2:
+	for _, c := range comps {
+		for _, d := range c.DependsOn {
+			if _, ok := index[d]; !ok {
+				return nil, fmt.Errorf("component %s dependsOn %s, which is not a component", c.Name, d)
+			}
+		}
+	}
+	const (
+		unseen = iota
+		visiting
+		done
+	)
+	state := make([]int, len(comps))
+	out := make([]v1beta1.ApplicationComponent, 0, len(comps))
+	var visit func(i int, path []string) error
+	visit = func(i int, path []string) error {
+		switch state[i] {
+		case done:
 			return nil
+		case visiting:
+			return fmt.Errorf("components depend on each other in a cycle: %v", append(path, comps[i].Name))
 		}
-		if _, ok := deps[name]; !ok {
-			return fmt.Errorf("component %s depends on %s, which the Application does not declare", path[len(path)-1], name)
-		}
-		state[name] = 1
-		for _, d := range deps[name] {
-			if err := visit(d, append(path, name)); err != nil {
+		state[i] = visiting
+		for _, d := range comps[i].DependsOn {
+			if err := visit(index[d], append(path, comps[i].Name)); err != nil {
 				return err
 			}
 		}
-		state[name] = 2
-		out = append(out, name)
+		state[i] = done
+		out = append(out, comps[i])
 		return nil
 	}
-	for _, c := range app.Spec.Components {
-		if err := visit(c.Name, nil); err != nil {
+	for i := range comps {
+		if err := visit(i, nil); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// stepName names the step applying obj of a component in a cluster, unique among used.
-func stepName(used map[string]bool, component, cluster string, obj *unstructured.Unstructured) string {
-	clean := func(s string) string {
-		return strings.Trim(strings.Map(func(r rune) rune {
-			switch {
-			case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-				return r
-			case r >= 'A' && r <= 'Z':
-				return r + 'a' - 'A'
-			}
-			return '-'
-		}, s), "-")
-	}
-	base := clean("apply-" + component + "-" + obj.GetKind() + "-" + obj.GetName())
-	if cluster != "" {
-		base = clean("apply-" + cluster + "-" + component + "-" + obj.GetKind() + "-" + obj.GetName())
-	}
-	name := base
-	for i := 2; used[name]; i++ {
-		name = fmt.Sprintf("%s-%d", base, i)
-	}
-	used[name] = true
-	return name
+// The keys of a delivering run's spec.context (and so of its steps' CUE context).
+const (
+	// ContextAppName is the Application's name (context.appName; context.name too, as
+	// KubeVela's application workflows see it).
+	ContextAppName = "appName"
+	// ContextAppRevision is the ApplicationRevision the run delivers (context.appRevision).
+	ContextAppRevision = "appRevision"
+	// ContextApplication is the Application itself (metadata and spec), which the vela/oam and
+	// vela/multicluster actions render.
+	ContextApplication = "application"
+	// ContextDefinitions holds the X-Definitions the Application uses that are not built in:
+	// {componentDefinitions, traitDefinitions, policyDefinitions}, each by name, as an
+	// ApplicationRevision keeps them.
+	ContextDefinitions = "applicationDefinitions"
+)
+
+// DeliveryDefinitions are the X-Definitions a delivering run carries (ContextDefinitions), by
+// name, as an ApplicationRevision keeps them.
+type DeliveryDefinitions struct {
+	ComponentDefinitions map[string]*v1beta1.ComponentDefinition `json:"componentDefinitions,omitempty"`
+	TraitDefinitions     map[string]*v1beta1.TraitDefinition     `json:"traitDefinitions,omitempty"`
+	PolicyDefinitions    map[string]*v1beta1.PolicyDefinition    `json:"policyDefinitions,omitempty"`
 }
 
-// Applied reads what a delivery run applied: for each of its apply-object steps that
-// succeeded, the object's cluster, namespace, apiVersion, kind and name, and the component
-// whose label it carries. The order is the steps'.
-//
-// placeholder until t18-deliver lands: its runs record what they applied themselves.
-func Applied(run *v1alpha1.WorkflowRun) ([]v1beta1.ManagedResource, error) {
-	if run.Spec.WorkflowSpec == nil {
-		return nil, nil
+// RunSpec is the spec of the WorkflowRun that delivers revision of app: Workflow's steps and
+// mode (or the Workflow template the Application names), and the context the vela/oam and
+// vela/multicluster actions read the Application from. defs are the X-Definitions it uses
+// that are not built in (nil for none).
+func RunSpec(app *v1beta1.Application, revision string, defs *DeliveryDefinitions) (v1alpha1.WorkflowRunSpec, error) {
+	var spec v1alpha1.WorkflowRunSpec
+	steps, mode, err := Workflow(app)
+	switch {
+	case errors.Is(err, ErrWorkflowRef):
+		spec.WorkflowRef = app.Spec.Workflow.Ref
+	case err != nil:
+		return spec, err
+	default:
+		spec.WorkflowSpec = &v1alpha1.WorkflowSpec{Steps: steps}
 	}
-	succeeded := map[string]bool{}
-	for _, s := range run.Status.Steps {
-		succeeded[s.Name] = s.Phase == v1alpha1.StepSucceeded
+	spec.Mode = mode
+	raw, err := DeliveryContext(app, revision, defs)
+	if err != nil {
+		return spec, err
 	}
+	spec.Context = &runtime.RawExtension{Raw: raw}
+	return spec, nil
+}
+
+// DeliveryContext is the spec.context of a run delivering revision of app (see RunSpec).
+func DeliveryContext(app *v1beta1.Application, revision string, defs *DeliveryDefinitions) (json.RawMessage, error) {
+	carried := &v1beta1.Application{TypeMeta: app.TypeMeta, Spec: app.Spec}
+	carried.Name, carried.Namespace = app.Name, app.Namespace
+	carried.Labels, carried.Annotations = app.Labels, app.Annotations
+	carried.Generation, carried.UID = app.Generation, app.UID
+	c := map[string]any{
+		"name":             app.Name,
+		ContextAppName:     app.Name,
+		ContextAppRevision: revision,
+		ContextApplication: carried,
+	}
+	if defs != nil {
+		c[ContextDefinitions] = defs
+	}
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("application %s: its run's context: %w", app.Name, err)
+	}
+	return raw, nil
+}
+
+// AppliedBy reads what a delivery run applied from its variables (AppliedVar, which the
+// vela/oam and vela/multicluster actions write at each evaluation of a delivering step): every
+// object, once, in the order of the steps' names. It is the one place the lifecycle reads a
+// run's applied objects from.
+func AppliedBy(vars map[string]json.RawMessage) ([]v1beta1.ManagedResource, error) {
+	names := make([]string, 0, len(vars))
+	for name := range vars {
+		if strings.HasPrefix(name, AppliedVar) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
 	var out []v1beta1.ManagedResource
-	for _, s := range run.Spec.WorkflowSpec.Steps {
-		if s.Type != stepApplyObject || !succeeded[s.Name] || s.Properties == nil {
-			continue
+	for _, name := range names {
+		var list []Applied
+		if err := json.Unmarshal(vars[name], &list); err != nil {
+			return nil, fmt.Errorf("run variable %s: %w", name, err)
 		}
-		var p struct {
-			Value   map[string]any `json:"value"`
-			Cluster string         `json:"cluster"`
-		}
-		if err := json.Unmarshal(s.Properties.Raw, &p); err != nil {
-			return nil, fmt.Errorf("run %s: step %s: %w", run.Name, s.Name, err)
-		}
-		obj := unstructured.Unstructured{Object: p.Value}
-		r := v1beta1.ManagedResource{
-			ClusterObjectReference: v1beta1.ClusterObjectReference{
-				Cluster: p.Cluster, Creator: "workflow",
-				ObjectReference: v1beta1.ObjectReference{
-					APIVersion: obj.GetAPIVersion(), Kind: obj.GetKind(),
-					Namespace: obj.GetNamespace(), Name: obj.GetName(),
-				},
-			},
-			Component: obj.GetLabels()[LabelAppComponent],
-			Trait:     obj.GetLabels()[LabelTraitType],
-		}
-		if !slices.ContainsFunc(out, func(m v1beta1.ManagedResource) bool { return SameResource(m, r) }) {
-			out = append(out, r)
+		for _, a := range list {
+			if !slices.ContainsFunc(out, func(m v1beta1.ManagedResource) bool { return SameResource(m, a.ManagedResource) }) {
+				out = append(out, a.ManagedResource)
+			}
 		}
 	}
 	return out, nil

@@ -6,6 +6,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/stepflow/stepflow/application"
+	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/config"
@@ -13,7 +15,9 @@ import (
 	httpprovider "github.com/stepflow/stepflow/provider/http"
 	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/provider/metrics"
+	"github.com/stepflow/stepflow/provider/multicluster"
 	"github.com/stepflow/stepflow/provider/notification"
+	"github.com/stepflow/stepflow/provider/oam"
 	"github.com/stepflow/stepflow/provider/op"
 	timeprovider "github.com/stepflow/stepflow/provider/time"
 	"github.com/stepflow/stepflow/provider/util"
@@ -75,7 +79,16 @@ func Registry(opts Providers) *step.Registry {
 	util.Register(r, utilOpts)
 	httpprovider.Register(r, opts.HTTP)
 	timeprovider.Register(r, timeprovider.Options{})
-	kube.Register(r, kube.Options{Clusters: opts.Clusters, Reads: opts.Reads})
+	kubeOpts := kube.Options{Clusters: opts.Clusters, Reads: opts.Reads}
+	kube.Register(r, kubeOpts)
+	oamOpts := oam.Options{
+		Objects:     kube.NewObjects(kubeOpts),
+		Definitions: application.NewSet().Add(definitions.Components(), definitions.Traits(), definitions.Policies()),
+	}
+	if cl, ok := opts.Clusters.(application.Clusters); ok {
+		oamOpts.Clusters = cl
+	}
+	multicluster.Register(r, oam.Register(r, oamOpts))
 	config.Register(r, config.Options{Clusters: opts.Clusters})
 	email.Register(r, opts.Email)
 	metrics.Register(r, opts.Metrics)

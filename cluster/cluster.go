@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -83,6 +84,9 @@ type Options struct {
 	Burst int
 	// Timeout bounds one request; zero means DefaultTimeout.
 	Timeout time.Duration
+	// WrapTransport, when set, wraps the transport of every cluster's client and REST config
+	// (to count or trace their requests).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Scheme maps Go types to kinds for typed objects; nil means client-go's scheme. Unstructured
 	// objects work with any scheme.
 	Scheme *runtime.Scheme
@@ -200,6 +204,32 @@ func (r *Registry) Names(ctx context.Context) ([]string, error) {
 	return slices.Compact(names), nil
 }
 
+// Labels returns a named cluster's labels, which topology policies select clusters by: a
+// cluster Secret's labels; none for the local cluster and a kubeconfig's contexts.
+func (r *Registry) Labels(ctx context.Context, name string) (map[string]string, error) {
+	if name == "" || name == LocalName || r.opts.Secrets == nil {
+		return nil, nil
+	}
+	if r.opts.File != "" {
+		file, err := r.loadFile()
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := file[name]; ok {
+			return nil, nil
+		}
+	}
+	var s corev1.Secret
+	err := r.opts.Secrets.Get(ctx, client.ObjectKey{Namespace: r.opts.SecretNamespace, Name: name}, &s)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("cluster %q: reading its Secret in %s: %w", name, r.opts.SecretNamespace, err)
+	}
+	return s.Labels, nil
+}
+
 // resolve finds the cluster's entry, building or rebuilding it when needed.
 func (r *Registry) resolve(ctx context.Context, name string) (*entry, error) {
 	if name == "" || name == LocalName {
@@ -294,6 +324,9 @@ func (r *Registry) tune(cfg *rest.Config) *rest.Config {
 	}
 	if cfg.WarningHandler == nil && cfg.WarningHandlerWithContext == nil {
 		cfg.WarningHandler = rest.NoWarnings{}
+	}
+	if r.opts.WrapTransport != nil {
+		cfg.Wrap(r.opts.WrapTransport)
 	}
 	return cfg
 }

@@ -212,8 +212,9 @@ func (k *kubeRuns) Start(ctx context.Context, run *v1alpha1.WorkflowRun) error {
 	return nil
 }
 
-// Run implements lifecycle.Runs.
-func (k *kubeRuns) Run(ctx context.Context, namespace, name string) (*v1alpha1.WorkflowRun, error) {
+// Run implements lifecycle.Runs: the WorkflowRun, and its variables from its context
+// ConfigMap once it has finished (what it applied is read from them then).
+func (k *kubeRuns) Run(ctx context.Context, namespace, name string) (*engine.Run, error) {
 	var wr v1alpha1.WorkflowRun
 	err := k.ctrl.cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &wr)
 	if apierrors.IsNotFound(err) {
@@ -226,7 +227,10 @@ func (k *kubeRuns) Run(ctx context.Context, namespace, name string) (*v1alpha1.W
 	if err != nil {
 		return nil, err
 	}
-	return &wr, nil
+	if !wr.Status.Finished {
+		return &engine.Run{Object: &wr}, nil
+	}
+	return k.ctrl.store.Load(ctx, engine.Key{Namespace: namespace, Name: name})
 }
 
 // Delete implements lifecycle.Runs: the run, its context and its large values.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/controller"
 )
 
@@ -84,23 +85,6 @@ func (e *env) waitApp(revision string, phases ...v1beta1.ApplicationPhase) *v1be
 	}
 }
 
-// markReady sets the Deployments' status as kube-controller-manager would once their pods run
-// (a stand-in: it does not run here).
-func (e *env) markReady(names ...string) {
-	e.t.Helper()
-	ctx := context.Background()
-	for _, name := range names {
-		var d appsv1.Deployment
-		if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: name}, &d); err != nil {
-			e.t.Fatal(err)
-		}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, ReadyReplicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1}
-		if err := e.c.Status().Update(ctx, &d); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-}
-
 func (e *env) deploymentGone(name string) bool {
 	var d appsv1.Deployment
 	return apierrors.IsNotFound(e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: name}, &d))
@@ -148,12 +132,13 @@ func TestApplicationLifecycle(t *testing.T) {
 	e := newEnv(t)
 	stop := e.start(controllerOptions{applications: true})
 	e.applyApp(shopSpec(true))
-	e.waitApp("shop-v1", v1beta1.ApplicationUnhealthy)
+	// The deploy step waits until the components are healthy: the workflow runs until then.
+	e.waitApp("shop-v1", v1beta1.ApplicationRunningWorkflow)
+	apiservertest.MarkReady(t, e.c, e.ns)
 	wr := e.waitPhase("shop-v1", v1alpha1.RunSucceeded)
 	if len(wr.OwnerReferences) != 1 || wr.OwnerReferences[0].Kind != "Application" || wr.OwnerReferences[0].Name != "shop" {
 		t.Errorf("run owners = %+v, want the Application", wr.OwnerReferences)
 	}
-	e.markReady("web", "cache")
 	app := e.waitApp("shop-v1", v1beta1.ApplicationRunning)
 	if len(app.Status.Services) != 2 || !app.Status.Services[0].Healthy || app.Status.Services[0].Message != "Ready:1/1" {
 		t.Errorf("services = %+v", app.Status.Services)

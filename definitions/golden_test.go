@@ -212,9 +212,9 @@ func setSection(ar *txtar.Archive, name, data string) {
 func TestBuiltinDefinitionsCompileAndDescribeThemselves(t *testing.T) {
 	reg := fakeRegistry(nil)
 	r := step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})
-	want := []string{"addon-operation", "apply-app", "apply-deployment", "apply-job", "apply-object",
+	want := []string{"addon-operation", "apply-app", "apply-component", "apply-deployment", "apply-job", "apply-object",
 		"apply-terraform-config", "apply-terraform-provider", "build-push-image", "chat-gpt", "check-metrics",
-		"clean-jobs", "create-config", "delete-config", "export2config", "export2secret", "list-config",
+		"clean-jobs", "create-config", "delete-config", "deploy", "export2config", "export2secret", "list-config",
 		"notification", "print-message-in-status", "read-app", "read-config", "read-object", "request",
 		"step-group", "suspend", "vela-cli", "webhook"}
 	var names []string

@@ -36,8 +36,9 @@ import (
 type Runs interface {
 	// Start stores a new delivery run and has it driven.
 	Start(ctx context.Context, run *v1alpha1.WorkflowRun) error
-	// Run returns a stored run, or an error wrapping engine.ErrNotFound.
-	Run(ctx context.Context, namespace, name string) (*v1alpha1.WorkflowRun, error)
+	// Run returns a stored run with its variables (what it applied is read from them), or an
+	// error wrapping engine.ErrNotFound.
+	Run(ctx context.Context, namespace, name string) (*engine.Run, error)
 	// Delete deletes a run; one not stored is no error.
 	Delete(ctx context.Context, namespace, name string) error
 }
@@ -181,12 +182,11 @@ func (m *Manager) Up(ctx context.Context, app *v1beta1.Application, defs Definit
 	next.Status.ObservedGeneration = next.Generation
 	next.Status.Services = nil
 
-	steps, mode, err := application.Workflow(ctx, next, snap)
+	run, err := deliveryRun(next, name, snap)
 	if err != nil {
 		return nil, fmt.Errorf("application %s %w: %w", key, ErrUndeliverable, err)
 	}
-	run := deliveryRun(next, name, steps, mode)
-	next.Status.Workflow = &v1beta1.WorkflowStatus{AppRevision: name, Mode: modeString(mode), Phase: v1alpha1.RunInitializing}
+	next.Status.Workflow = &v1beta1.WorkflowStatus{AppRevision: name, Mode: modeString(run.Spec.Mode), Phase: v1alpha1.RunInitializing}
 
 	rev := &store.AppRevision{App: app.Name, Number: n, Hash: hash, Run: name, Object: revisionObject(next, name, n, hash, snap)}
 	if stored == nil {
@@ -244,17 +244,22 @@ func (m *Manager) Delete(ctx context.Context, namespace, name string) error {
 	if err != nil {
 		return err
 	}
+	gc, err := application.GCPolicy(app)
+	if err != nil {
+		return err
+	}
 	for _, r := range revs {
 		resources := r.Resources
 		if run, err := m.Runs.Run(ctx, namespace, r.Run); err == nil {
-			applied, err := application.Applied(run)
+			applied, err := application.AppliedBy(run.Vars)
 			if err != nil {
 				return err
 			}
 			resources = union(resources, applied)
 		}
 		for _, res := range resources {
-			if res.Deleted {
+			// A garbage-collect rule with strategy never keeps the object past the Application.
+			if res.Deleted || !gc.MayDelete(&application.Applied{ManagedResource: res}, true) {
 				continue
 			}
 			if err := m.deleteObject(ctx, res); err != nil {
@@ -391,8 +396,26 @@ const (
 )
 
 // deliveryRun is the WorkflowRun delivering an Application's revision.
-func deliveryRun(app *v1beta1.Application, name string, steps []v1alpha1.WorkflowStep, mode *v1alpha1.WorkflowExecuteMode) *v1alpha1.WorkflowRun {
-	ctx, _ := json.Marshal(map[string]any{"appName": app.Name, "appRevision": name, "namespace": app.Namespace})
+func deliveryRun(app *v1beta1.Application, name string, snap *application.Set) (*v1alpha1.WorkflowRun, error) {
+	comps, traits, policies := snap.All()
+	defs := &application.DeliveryDefinitions{
+		ComponentDefinitions: map[string]*v1beta1.ComponentDefinition{},
+		TraitDefinitions:     map[string]*v1beta1.TraitDefinition{},
+		PolicyDefinitions:    map[string]*v1beta1.PolicyDefinition{},
+	}
+	for _, d := range comps {
+		defs.ComponentDefinitions[d.Name] = d
+	}
+	for _, d := range traits {
+		defs.TraitDefinitions[d.Name] = d
+	}
+	for _, d := range policies {
+		defs.PolicyDefinitions[d.Name] = d
+	}
+	spec, err := application.RunSpec(app, name, defs)
+	if err != nil {
+		return nil, err
+	}
 	return &v1alpha1.WorkflowRun{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "WorkflowRun"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -402,12 +425,8 @@ func deliveryRun(app *v1beta1.Application, name string, steps []v1alpha1.Workflo
 				application.LabelAppRevision: name,
 			},
 		},
-		Spec: v1alpha1.WorkflowRunSpec{
-			Mode:         mode,
-			Context:      rawJSON(ctx),
-			WorkflowSpec: &v1alpha1.WorkflowSpec{Steps: steps},
-		},
-	}
+		Spec: spec,
+	}, nil
 }
 
 func modeString(m *v1alpha1.WorkflowExecuteMode) string {

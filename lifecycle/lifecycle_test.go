@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +41,14 @@ func (c clusters) Config(_ context.Context, name string) (*rest.Config, error) {
 	return nil, fmt.Errorf("no cluster %q", name)
 }
 
+// Names implements application.Clusters: the deploy step places by these names.
+func (c clusters) Names(context.Context) ([]string, error) {
+	return slices.Sorted(maps.Keys(c)), nil
+}
+
+// Labels implements application.Clusters: these clusters have none.
+func (c clusters) Labels(context.Context, string) (map[string]string, error) { return nil, nil }
+
 func (c clusters) Client(ctx context.Context, name string) (client.Client, error) {
 	cfg, err := c.Config(ctx, name)
 	if err != nil {
@@ -60,12 +71,8 @@ func (r runs) Start(ctx context.Context, run *v1alpha1.WorkflowRun) error {
 	return nil
 }
 
-func (r runs) Run(ctx context.Context, namespace, name string) (*v1alpha1.WorkflowRun, error) {
-	run, err := r.st.Load(ctx, engine.Key{Namespace: namespace, Name: name})
-	if err != nil {
-		return nil, err
-	}
-	return run.Object, nil
+func (r runs) Run(ctx context.Context, namespace, name string) (*engine.Run, error) {
+	return r.st.Load(ctx, engine.Key{Namespace: namespace, Name: name})
 }
 
 func (r runs) Delete(ctx context.Context, namespace, name string) error {
@@ -125,6 +132,8 @@ func TestGarbageCollectionAcrossClusters(t *testing.T) {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)
 		}
+		// The deploy step waits for the components to be healthy.
+		apiservertest.MarkReady(t, c, ns)
 	}
 	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
 	if err != nil {
@@ -159,7 +168,11 @@ func TestGarbageCollectionAcrossClusters(t *testing.T) {
 			}
 			if wf := synced.Status.Workflow; wf != nil && wf.Finished {
 				if wf.Phase != v1alpha1.RunSucceeded {
-					t.Fatalf("run %s: %s %s", revision, wf.Phase, wf.Message)
+					var steps []string
+					for _, st := range wf.Steps {
+						steps = append(steps, st.Name+": "+st.Message)
+					}
+					t.Fatalf("run %s: %s %s (%s)", revision, wf.Phase, wf.Message, strings.Join(steps, "; "))
 				}
 				return synced
 			}

@@ -11,7 +11,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -87,11 +86,11 @@ func (m *Manager) sync(ctx context.Context, namespace, name string) (*v1beta1.Ap
 // settle fills status from the revision's run, records what a finished run applied, and
 // collects garbage and reads health once it succeeded.
 func (m *Manager) settle(ctx context.Context, app *v1beta1.Application, revs []*store.AppRevision, idx int,
-	run *v1alpha1.WorkflowRun, status *v1beta1.AppStatus) error {
+	run *engine.Run, status *v1beta1.AppStatus) error {
 	rev := revs[idx]
-	rs := run.Status
+	rs := run.Object.Status
 	status.Workflow = &v1beta1.WorkflowStatus{
-		AppRevision: rev.Object.Name, Mode: modeString(run.Spec.Mode), Phase: rs.Phase, Message: rs.Message,
+		AppRevision: rev.Object.Name, Mode: modeString(run.Object.Spec.Mode), Phase: rs.Phase, Message: rs.Message,
 		Suspend: rs.Suspend, SuspendState: rs.SuspendState, Terminated: rs.Terminated, Finished: rs.Finished,
 		Steps: rs.Steps, StartTime: rs.StartTime, EndTime: rs.EndTime,
 	}
@@ -106,7 +105,7 @@ func (m *Manager) settle(ctx context.Context, app *v1beta1.Application, revs []*
 		status.Phase = v1beta1.ApplicationRunningWorkflow
 	}
 	if rs.Finished && (rev.Object.Status.Workflow == nil || !rev.Object.Status.Workflow.Finished) {
-		applied, err := application.Applied(run)
+		applied, err := application.AppliedBy(run.Vars)
 		if err != nil {
 			return err
 		}
@@ -149,22 +148,20 @@ func (m *Manager) settle(ctx context.Context, app *v1beta1.Application, revs []*
 }
 
 // collect deletes, in every cluster, what earlier revisions applied and revision idx did not,
-// unless a garbage-collect policy keeps legacy resources, and marks it deleted in their
-// trackers.
+// as the Application's garbage-collect policy allows (application.GCPolicy: its rules, then
+// keepLegacyResource), and marks it deleted in their trackers.
 func (m *Manager) collect(ctx context.Context, app *v1beta1.Application, revs []*store.AppRevision, idx int) error {
-	keep, err := keepLegacy(app)
+	gc, err := application.GCPolicy(app)
 	if err != nil {
 		return err
-	}
-	if keep {
-		return nil
 	}
 	current := revs[idx].Resources
 	for _, old := range revs[:idx] {
 		changed := false
 		for i := range old.Resources {
 			res := &old.Resources[i]
-			if res.Deleted || res.SkipGC || slices.ContainsFunc(current, func(c v1beta1.ManagedResource) bool { return application.SameResource(c, *res) }) {
+			if res.Deleted || res.SkipGC || slices.ContainsFunc(current, func(c v1beta1.ManagedResource) bool { return application.SameResource(c, *res) }) ||
+				!gc.MayDelete(&application.Applied{ManagedResource: *res}, false) {
 				continue
 			}
 			if err := m.deleteObject(ctx, *res); err != nil {
@@ -179,25 +176,6 @@ func (m *Manager) collect(ctx context.Context, app *v1beta1.Application, revs []
 		}
 	}
 	return nil
-}
-
-// keepLegacy reads the keepLegacyResource of the Application's garbage-collect policy.
-func keepLegacy(app *v1beta1.Application) (bool, error) {
-	for i, p := range app.Spec.Policies {
-		if p.Type != "garbage-collect" || p.Properties == nil || len(p.Properties.Raw) == 0 {
-			continue
-		}
-		var props struct {
-			KeepLegacyResource bool `json:"keepLegacyResource"`
-		}
-		if err := json.Unmarshal(p.Properties.Raw, &props); err != nil {
-			return false, fmt.Errorf("spec.policies[%d] (%s).properties: %w", i, p.Name, err)
-		}
-		if props.KeepLegacyResource {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // deleteObject deletes a tracked object in its cluster; one already gone is no error.
@@ -313,5 +291,3 @@ func sameJSON(a, b any) (bool, error) {
 	}
 	return bytes.Equal(ja, jb), nil
 }
-
-func rawJSON(b []byte) *runtime.RawExtension { return &runtime.RawExtension{Raw: b} }

@@ -49,12 +49,8 @@ func (r serverRuns) Start(ctx context.Context, run *v1alpha1.WorkflowRun) error 
 }
 
 // Run implements lifecycle.Runs.
-func (r serverRuns) Run(ctx context.Context, namespace, name string) (*v1alpha1.WorkflowRun, error) {
-	run, err := r.s.store.Load(ctx, engine.Key{Namespace: namespace, Name: name})
-	if err != nil {
-		return nil, err
-	}
-	return run.Object, nil
+func (r serverRuns) Run(ctx context.Context, namespace, name string) (*engine.Run, error) {
+	return r.s.store.Load(ctx, engine.Key{Namespace: namespace, Name: name})
 }
 
 // Delete implements lifecycle.Runs: an unfinished run is terminated first.

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -48,8 +47,8 @@ spec:
 // revision v1, reaches running once its Deployments are ready, an unchanged POST makes no
 // revision, dropping a component makes v2 and deletes the dropped Deployment, rollback
 // delivers v1's spec as v3, a token of another namespace sees nothing, and DELETE removes what
-// the app applied. The Deployments' readiness is set by the test as kube-controller-manager
-// would (a stand-in: it does not run here).
+// the app applied. The Deployments' readiness is set by apiservertest.MarkReady, a stand-in for
+// kube-controller-manager.
 func TestApplicationsOverTheAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kube-apiserver")
@@ -94,8 +93,9 @@ func TestApplicationsOverTheAPI(t *testing.T) {
 	if at(up, "items.0.revision") != "shop-v1" || at(up, "items.0.unchanged") != false {
 		t.Fatalf("first POST: %v", up)
 	}
-	waitPhase("shop-v1", "unhealthy")
-	markReady(ctx, t, kc, ns, "web", "cache")
+	// The deploy step waits until the components are healthy: the workflow runs until then.
+	waitPhase("shop-v1", "runningWorkflow")
+	apiservertest.MarkReady(t, kc, ns)
 	app := waitPhase("shop-v1", "running")
 	if at(app, "status.services.0.healthy") != true || at(app, "status.services.0.message") != "Ready:1/1" {
 		t.Errorf("services = %v", at(app, "status.services"))
@@ -140,19 +140,4 @@ func TestApplicationsOverTheAPI(t *testing.T) {
 		}
 	}
 	op.get(path).want(t, 404)
-}
-
-// markReady sets Deployments' status as kube-controller-manager would once their pods run.
-func markReady(ctx context.Context, t *testing.T, c client.Client, ns string, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		var d appsv1.Deployment
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
-			t.Fatal(err)
-		}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, ReadyReplicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1}
-		if err := c.Status().Update(ctx, &d); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

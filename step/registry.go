@@ -70,6 +70,10 @@ type Call struct {
 	// Run is the run the step belongs to; Step is the step's name.
 	Run  engine.Key
 	Step string
+	// Context is the step's CUE context (the built-in keys and the run's spec.context), for
+	// actions that act on what the run was started for (vela/oam reads the Application a
+	// delivering run carries); read it, never change it. Nil in a call made otherwise.
+	Context map[string]any
 	// Session gives access to the step evaluation: control outcomes, variables and the log.
 	Session Session
 

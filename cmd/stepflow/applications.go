@@ -325,12 +325,8 @@ func (r embeddedRuns) Start(ctx context.Context, run *v1alpha1.WorkflowRun) erro
 }
 
 // Run implements lifecycle.Runs.
-func (r embeddedRuns) Run(ctx context.Context, namespace, name string) (*v1alpha1.WorkflowRun, error) {
-	run, err := r.a.store.Load(ctx, engine.Key{Namespace: namespace, Name: name})
-	if err != nil {
-		return nil, err
-	}
-	return run.Object, nil
+func (r embeddedRuns) Run(ctx context.Context, namespace, name string) (*engine.Run, error) {
+	return r.a.store.Load(ctx, engine.Key{Namespace: namespace, Name: name})
 }
 
 // Delete implements lifecycle.Runs.

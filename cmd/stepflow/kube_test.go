@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/apiservertest"
 )
@@ -37,4 +39,24 @@ func (s *scriptCluster) cmdKube(ts *testscript.TestScript, neg bool, args []stri
 		ts.Fatalf("starting kube-apiserver: %v", s.err)
 	}
 	ts.Setenv("KUBECONFIG_FILE", s.c.Kubeconfig)
+}
+
+// cmdKready keeps the Deployments in the namespaces ready, and gives Ingresses an address, until
+// the script ends (apiservertest.KeepReady, a stand-in for kube-controller-manager and an
+// ingress controller): kready NAMESPACE...
+func (s *scriptCluster) cmdKready(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) == 0 || s.c == nil {
+		ts.Fatalf("usage: kready NAMESPACE... (after kube)")
+	}
+	c, err := client.New(s.c.Config, client.Options{})
+	if err != nil {
+		ts.Fatalf("client: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		apiservertest.KeepReady(ctx, c, args...)
+	}()
+	ts.Defer(func() { cancel(); <-done })
 }

@@ -62,6 +62,7 @@ func TestScripts(t *testing.T) {
 			"lastbody":  cmdLastBody,
 			"subst":     cmdSubst,
 			"kube":      kube.cmdKube,
+			"kready":    kube.cmdKready,
 			"filesize":  cmdFileSize,
 			"envfile":   cmdEnvFile,
 			"freeport":  cmdFreePort,

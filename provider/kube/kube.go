@@ -108,13 +108,7 @@ type Options struct {
 // Register adds the package (import path "vela/kube") and its actions kube.apply,
 // kube.apply-in-parallel, kube.patch, kube.read, kube.list and kube.delete to r.
 func Register(r *step.Registry, opts Options) {
-	if opts.FieldManager == "" {
-		opts.FieldManager = DefaultFieldManager
-	}
-	if opts.Parallelism <= 0 {
-		opts.Parallelism = DefaultParallelism
-	}
-	p := &provider{opts: opts}
+	p := newProvider(opts)
 	r.AddPackage(step.Package{Path: "vela/kube", Source: source})
 	// Applies and patches are idempotent: they run on every evaluation, so that a step waiting
 	// on what they returned sees the object as it is now; a repeat that changes nothing writes
@@ -130,6 +124,81 @@ func Register(r *step.Registry, opts Options) {
 
 type provider struct {
 	opts Options
+}
+
+func newProvider(opts Options) *provider {
+	if opts.FieldManager == "" {
+		opts.FieldManager = DefaultFieldManager
+	}
+	if opts.Parallelism <= 0 {
+		opts.Parallelism = DefaultParallelism
+	}
+	return &provider{opts: opts}
+}
+
+// Objects applies and reads objects as #Apply and #Read do (the same cluster scoping, labels,
+// field manager, marking of Secrets' values and ReadObserver), for the actions of other
+// providers that write what they render (vela/oam, vela/multicluster). Its methods may be
+// called concurrently for one call: what they tell the call's session is told one at a time.
+type Objects struct {
+	p  *provider
+	mu sync.Mutex // guards the sessions' use
+}
+
+// NewObjects returns Objects working with the options a Register is given.
+func NewObjects(opts Options) *Objects {
+	return &Objects{p: newProvider(opts)}
+}
+
+// Apply applies value, as #Apply does, in cluster ("" the local one) for the run of call, and
+// returns the object as stored.
+func (o *Objects) Apply(ctx context.Context, call *step.Call, cluster string, value map[string]any) (*unstructured.Unstructured, error) {
+	cl, err := o.p.client(ctx, call, cluster)
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	markSecrets(call, value)
+	o.mu.Unlock()
+	u, err := o.p.applyOne(ctx, cl, call, cluster, value, "value")
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.p.observe(ctx, call, refOf(cluster, u))
+	markSecrets(call, u.Object)
+	return u, nil
+}
+
+// Get reads the object want names (apiVersion, kind, metadata.name and namespace, the run's
+// namespace when it has none) in cluster, as #Read does; nil when it does not exist.
+func (o *Objects) Get(ctx context.Context, call *step.Call, cluster string, want *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	cl, err := o.p.client(ctx, call, cluster)
+	if err != nil {
+		return nil, err
+	}
+	want = want.DeepCopy()
+	if err := place(cl, want, call.Run.Namespace); err != nil {
+		return nil, failure("read", want, cluster, err)
+	}
+	o.mu.Lock()
+	o.p.observe(ctx, call, ObjectRef{Cluster: cluster, GVK: want.GroupVersionKind(), Namespace: want.GetNamespace(), Name: want.GetName()})
+	o.mu.Unlock()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(want.GroupVersionKind())
+	err = cl.Get(ctx, client.ObjectKeyFromObject(want), u)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, failure("read", want, cluster, err)
+	}
+	u.SetManagedFields(nil)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	markSecrets(call, u.Object)
+	return u, nil
 }
 
 // objectParams are the parameters of the actions that name one object.

@@ -16,6 +16,8 @@ import (
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/builtin"
 	httpprovider "github.com/stepflow/stepflow/provider/http"
+	"github.com/stepflow/stepflow/provider/multicluster"
+	"github.com/stepflow/stepflow/provider/oam"
 	"github.com/stepflow/stepflow/provider/op"
 	timeprovider "github.com/stepflow/stepflow/provider/time"
 	"github.com/stepflow/stepflow/provider/util"
@@ -35,6 +37,7 @@ func registry() *step.Registry {
 	httpprovider.Register(r, httpprovider.Options{})
 	util.Register(r, util.Options{})
 	timeprovider.Register(r, timeprovider.Options{})
+	multicluster.Register(r, oam.Register(r, oam.Options{}))
 	op.Register(r)
 	return r
 }
