@@ -10,10 +10,14 @@ import (
 )
 
 // wireVersion changes with the messages: a child of another build refuses the hello.
-const wireVersion = 1
+const wireVersion = 2
 
-// request is a message from the Runner to a child: exactly one field is set.
+// request is a message from the Runner to a child: exactly one field is set besides ID.
+// A child holds several evaluations (those of steps parked at an action), computes one at a
+// time, and the Runner sends it a message only when it computes none: ID names the
+// evaluation a message is about, and its reply carries the same.
 type request struct {
+	ID    uint64        `json:"id,omitempty"`
 	Hello *hello        `json:"hello,omitempty"`
 	Step  *stepRequest  `json:"step,omitempty"`
 	Acted *acted        `json:"acted,omitempty"` // the answer to the child's action
@@ -76,6 +80,7 @@ type checkRequest struct {
 
 // reply is a message from a child to the Runner.
 type reply struct {
+	ID uint64 `json:"id,omitempty"` // the request's
 	// Missing asks for the request again with the definition's source.
 	Missing bool `json:"missing,omitempty"`
 	// Sensitive are values found marked @sensitive() since the last reply.
