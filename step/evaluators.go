@@ -125,11 +125,24 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 		}
 		clear(p.children[len(live):])
 		p.children = live
-		var best *child
+		// An idle child first; then a new one; a child holding parked evaluations only when
+		// no more may start: an evaluation placed beside parked ones computes while their
+		// actions' answers come back, and they wait for it (a bomb's whole time bound).
+		var idle, busy *child
 		for _, c := range p.children {
-			if c.held < maxParked && c.fresh == 0 && !c.computing() && !c.failed() && (best == nil || c.held > best.held) {
-				best = c // the fullest: the others end when unused
+			if c.held >= maxParked || c.fresh != 0 || c.computing() || c.failed() {
+				continue
 			}
+			switch {
+			case c.held == 0:
+				idle = c
+			case busy == nil || c.held < busy.held:
+				busy = c // the emptiest: the fewest evaluations to hold up
+			}
+		}
+		best := idle
+		if best == nil && len(p.children)+p.starting >= p.max {
+			best = busy
 		}
 		if best != nil {
 			best.held++
@@ -350,7 +363,7 @@ func (e *errGone) Error() string { return "the CUE evaluator ended: " + e.err.Er
 // exchange sends req about the evaluation id and reads the reply, once no other message to
 // the child is unanswered. While the child computes for it, the end of ctx kills the child.
 // On an error other than errEncoding or errGone the child is to be ended.
-func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *reply) error {
+func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *reply, turn func()) error {
 	req.ID = id
 	b, err := json.Marshal(req)
 	if err != nil {
@@ -358,6 +371,9 @@ func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *repl
 	}
 	select {
 	case c.cpu <- struct{}{}:
+		if turn != nil {
+			turn() // the child is computing from here: the pool gives it to no other new evaluation
+		}
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.done:
@@ -451,11 +467,17 @@ func (s *session) send(req *request, src *source, key [32]byte, text string, rep
 
 // exchange sends req and reads the reply, explaining a child that did not answer.
 func (s *session) exchange(req *request, rep *reply) error {
+	// The child stops being fresh once this first message holds its CPU, not before: in
+	// between, the pool would take it for a child free to compute and give it to another new
+	// evaluation, which would then wait behind this one's CUE (and its time bound).
+	var turn func()
 	if !s.sent {
-		s.sent = true
-		s.p.began(s.c)
+		turn = func() {
+			s.sent = true
+			s.p.began(s.c)
+		}
 	}
-	if err := s.c.exchange(s.ctx, s.id, req, rep); err != nil {
+	if err := s.c.exchange(s.ctx, s.id, req, rep, turn); err != nil {
 		return s.why(err)
 	}
 	if rep.Failure != nil {
@@ -615,7 +637,7 @@ func (s *session) abandon(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, abandonTimeout)
 	defer cancel()
 	var rep reply
-	err := s.c.exchange(ctx, s.id, &request{Abort: true}, &rep)
+	err := s.c.exchange(ctx, s.id, &request{Abort: true}, &rep, nil)
 	s.end(err == nil && rep.Done != nil)
 }
 
