@@ -33,10 +33,15 @@ func XDefinitions(objs *manifest.Objects) *application.Set {
 // checkApplications checks the X-Definitions' CUE and each Application against the
 // X-Definitions (XDefinitions): component, trait and policy types exist, properties fit their
 // parameter (with paths), component names are unique and dependsOn names components without a
-// cycle, and the workflow's steps are checked as a run's.
-func (c *Catalog) checkApplications(ctx context.Context, cue CUE, objs *manifest.Objects) manifest.Errors {
+// cycle, and the workflow's steps are checked as a run's. The error is an ErrUnchecked when a
+// check could not be made.
+func (c *Catalog) checkApplications(ctx context.Context, cue CUE, objs *manifest.Objects) (manifest.Errors, error) {
 	var problems manifest.Errors
+	var failed error // the first check that could not be made (ErrUnchecked)
 	add := func(obj any, errs field.ErrorList) {
+		if err := unchecked(errs); err != nil && failed == nil {
+			failed = err
+		}
 		problems = append(problems, objs.Explain(obj, errs)...)
 	}
 	tmplPath := field.NewPath("spec", "schematic", "cue", "template")
@@ -69,13 +74,13 @@ func (c *Catalog) checkApplications(ctx context.Context, cue CUE, objs *manifest
 		checkX(d, v1beta1.KindPolicyDefinition, d.Name, d.Spec.Schematic, nil)
 	}
 	if len(objs.Applications) == 0 {
-		return problems
+		return problems, failed
 	}
 	set := XDefinitions(objs)
 	for _, app := range objs.Applications {
 		add(app, c.checkApplication(ctx, cue, set, app))
 	}
-	return problems
+	return problems, failed
 }
 
 // checkApplication checks one Application against the X-Definitions in set.

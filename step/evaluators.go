@@ -40,6 +40,12 @@ const (
 // no child's CPU, and up to maxParked such steps share a child.
 func DefaultEvaluators() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
+// ErrUnavailable is returned, wrapped, when the child evaluators failed an evaluation for a
+// reason of their own (one could not start, one ended for other evaluations again and again,
+// a reply that makes no sense), not because of what was evaluated: the caller answers it as
+// its own failure (a 503), never as a problem of the input.
+var ErrUnavailable = errors.New("the CUE evaluators are unavailable")
+
 // maxParked bounds the evaluations a child holds at once.
 const maxParked = 64
 
@@ -130,7 +136,7 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 		// actions' answers come back, and they wait for it (a bomb's whole time bound).
 		var idle, busy *child
 		for _, c := range p.children {
-			if c.held >= maxParked || c.fresh != 0 || c.computing() || c.failed() {
+			if c.held >= maxParked || c.fresh != 0 || c.retired || c.computing() || c.failed() {
 				continue
 			}
 			switch {
@@ -155,6 +161,9 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 			p.starting++
 			p.mu.Unlock()
 			c, err := p.start(ctx)
+			if err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
 			p.mu.Lock()
 			p.starting--
 			if err == nil {
@@ -198,10 +207,20 @@ func (p *pool) put(c *child, healthy, fresh bool) {
 	}
 	c.held--
 	c.used = time.Now()
+	if c.retired && c.held == 0 {
+		c.stop()
+	}
 	if c.held == 0 && p.reap == nil {
 		p.reap = time.AfterFunc(evaluatorIdle, p.reapIdle)
 	}
 	p.wake()
+}
+
+// retire gives the child c no new evaluation, and ends it once it holds none.
+func (p *pool) retire(c *child) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.retired = true
 }
 
 // reapIdle ends the children unused for evaluatorIdle.
@@ -232,16 +251,17 @@ func (p *pool) reapIdle() {
 
 // child is one child evaluator process.
 type child struct {
-	p      *pool
-	cmd    *exec.Cmd
-	in     *os.File
-	dec    *json.Decoder
-	stderr *tail
-	done   chan struct{} // closed once the process ended
-	cpu    chan struct{} // holds one value while a message to the child is unanswered
-	held   int           // the evaluations it holds (pool.mu)
-	fresh  int           // of which those that sent it nothing yet (pool.mu)
-	used   time.Time     // (pool.mu)
+	p       *pool
+	cmd     *exec.Cmd
+	in      *os.File
+	dec     *json.Decoder
+	stderr  *tail
+	done    chan struct{} // closed once the process ended
+	cpu     chan struct{} // holds one value while a message to the child is unanswered
+	held    int           // the evaluations it holds (pool.mu)
+	retired bool          // given no new evaluation, ended when it holds none (pool.mu)
+	fresh   int           // of which those that sent it nothing yet (pool.mu)
+	used    time.Time     // (pool.mu)
 
 	mu      sync.Mutex
 	sent    map[[32]byte]bool // the definitions sent to it
@@ -328,11 +348,25 @@ func (c *child) ended() bool {
 // computing says that a message to the child is unanswered.
 func (c *child) computing() bool { return len(c.cpu) > 0 }
 
-// failed says that an exchange with the child failed: it ended, or is to be ended.
+// failed says that the child is ending: an exchange with it failed, or it was killed and
+// the process is not yet reaped. A new evaluation given it would fail at once (errGone),
+// over and over while it ends, or, written to it, be taken for the cause of its end.
 func (c *child) failed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.holder != 0 && len(c.cpu) == 0
+	return c.killed || c.holder != 0 && len(c.cpu) == 0
+}
+
+// killFor ends the child when the evaluation id still computes in it: the end of its context
+// kills the child only while the child computes for it, never after it answered, when
+// another evaluation may have the child.
+func (c *child) killFor(id uint64) {
+	c.mu.Lock()
+	mine := c.holder == id
+	c.mu.Unlock()
+	if mine {
+		c.kill()
+	}
 }
 
 // kill ends the child at once (SIGKILL), whatever it is doing.
@@ -362,12 +396,15 @@ func (e *errGone) Error() string { return "the CUE evaluator ended: " + e.err.Er
 
 // exchange sends req about the evaluation id and reads the reply, once no other message to
 // the child is unanswered. While the child computes for it, the end of ctx kills the child.
-// On an error other than errEncoding or errGone the child is to be ended.
-func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *reply, turn func()) error {
+// written says that the message reached the child: an error after that leaves the child in a
+// state nobody knows, and it is to be ended; an error before (the end of ctx while waiting
+// for the child, an errEncoding or errGone) leaves it as it was, to the other evaluations
+// it holds.
+func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *reply, turn func()) (written bool, err error) {
 	req.ID = id
 	b, err := json.Marshal(req)
 	if err != nil {
-		return &errEncoding{err}
+		return false, &errEncoding{err}
 	}
 	select {
 	case c.cpu <- struct{}{}:
@@ -375,41 +412,43 @@ func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *repl
 			turn() // the child is computing from here: the pool gives it to no other new evaluation
 		}
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-c.done:
-		return &errGone{errors.New("before the evaluation's turn")}
+		return false, &errGone{errors.New("before the evaluation's turn")}
 	}
 	defer func() {
 		<-c.cpu
 		c.p.wake()
 	}()
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
 	c.mu.Lock()
-	if c.ended() || c.holder != 0 { // ended, or ending for the holder of a failed exchange
+	// Ended, killed, or ending for the holder of a failed exchange: a message written now
+	// would make this evaluation the culprit of an end it did not cause.
+	if c.ended() || c.killed || c.holder != 0 {
 		c.mu.Unlock()
-		return &errGone{errors.New("before the evaluation's turn")}
+		return false, &errGone{errors.New("before the evaluation's turn")}
 	}
 	c.holder = id
 	c.mu.Unlock()
-	stop := context.AfterFunc(ctx, c.kill)
+	stop := context.AfterFunc(ctx, func() { c.killFor(id) })
 	defer stop()
 	// On an error the child ended, or is to be: it stays the holder's, the culprit.
 	if _, err := c.in.Write(append(b, '\n')); err != nil {
-		return err
+		return true, err
 	}
 	*rep = reply{}
 	if err := c.dec.Decode(rep); err != nil {
-		return err
+		return true, err
 	}
 	if rep.ID != id {
-		return fmt.Errorf("a reply about evaluation %d to a request about %d", rep.ID, id)
+		return true, fmt.Errorf("%w: a reply about evaluation %d to a request about %d", ErrUnavailable, rep.ID, id)
 	}
 	c.mu.Lock()
 	c.holder = 0
 	c.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 // session is one evaluation in a child: its requests and their replies, under the caller's
@@ -423,6 +462,11 @@ type session struct {
 	what  string // what is evaluated, for messages: "the step"
 	limit time.Duration
 	sent  bool // a message, the first of the evaluation in the child
+	// broken: an exchange failed after its message was written (the child ended, or is to
+	// be, with this evaluation its culprit); the child is ended when the session ends. Nothing else ends it: the child holds other
+	// evaluations, which an error of this one's caller (its context ending while it waited
+	// for the child) must not touch.
+	broken bool
 }
 
 // with starts a session in the child c, taken before (get). The time bound is the caller's
@@ -435,8 +479,8 @@ func (p *pool) with(ctx context.Context, c *child, what string, limit time.Durat
 	return &session{p: p, c: c, id: p.ids.Add(1), ctx: ctx, what: what, limit: limit}, cancel
 }
 
-// end gives the child back, healthy unless the exchange failed.
-func (s *session) end(healthy bool) { s.p.put(s.c, healthy, !s.sent) }
+// end gives the child back, to be ended when the session broke it.
+func (s *session) end() { s.p.put(s.c, !s.broken, !s.sent) }
 
 // send sends a request naming the definition src (key: the hash of its type and text, from
 // definitionKey), with its text when the child may not have
@@ -477,7 +521,11 @@ func (s *session) exchange(req *request, rep *reply) error {
 			s.p.began(s.c)
 		}
 	}
-	if err := s.c.exchange(s.ctx, s.id, req, rep, turn); err != nil {
+	written, err := s.c.exchange(s.ctx, s.id, req, rep, turn)
+	if err != nil {
+		if written {
+			s.broken = true
+		}
 		return s.why(err)
 	}
 	if rep.Failure != nil {
@@ -531,7 +579,7 @@ func (s *session) why(err error) error {
 	if line := lastLine(text); line != "" {
 		return &failure{reason: v1alpha1.ReasonExecute, msg: fmt.Sprintf("evaluating %s: the CUE evaluator failed: %s", s.what, line)}
 	}
-	return fmt.Errorf("evaluating %s: the CUE evaluator ended (exit code %d): %w", s.what, code, err)
+	return fmt.Errorf("evaluating %s: %w: one ended (exit code %d): %w", s.what, ErrUnavailable, code, err)
 }
 
 // restarting runs attempt, in another child each time again, while its child ends for
@@ -544,7 +592,7 @@ func (p *pool) restarting(ctx context.Context, c *child, attempt func(*child) er
 			return err
 		}
 		if n == maxRestarts {
-			return fmt.Errorf("the CUE evaluators holding the evaluation ended %d times for others: %w", n+1, gone)
+			return fmt.Errorf("%w: those holding the evaluation ended %d times for others: %w", ErrUnavailable, n+1, gone)
 		}
 		if c, err = p.get(ctx); err != nil {
 			return err
@@ -568,18 +616,18 @@ func (p *pool) stepIn(ctx context.Context, e *evaluation, c *child) (err error) 
 	props := e.req.Properties
 	if len(props) > 0 && !json.Valid(props) { // not sent: it would not encode
 		if _, err := readProperties(props); err != nil {
-			s.end(true)
+			s.end()
 			return failf(v1alpha1.ReasonParameter, "properties: %v", err)
 		}
 		props = nil // white space
 	}
-	healthy, parked := false, false
+	parked := false
 	defer func() {
-		if parked && !s.c.ended() {
+		if parked && !s.c.ended() && !s.broken {
 			go s.abandon(context.WithoutCancel(ctx)) // parked in the child: ended there, without the caller
 			return
 		}
-		s.end(healthy)
+		s.end()
 	}()
 	cx, err := json.Marshal(e.req.Context)
 	if err != nil {
@@ -610,9 +658,8 @@ func (p *pool) stepIn(ctx context.Context, e *evaluation, c *child) (err error) 
 	e.Sensitive(rep.Sensitive...)
 	d := rep.Done
 	if d == nil {
-		return errors.New("CUE evaluator: an unexpected reply")
+		return fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
 	}
-	healthy = true
 	e.t.info.setLone(d.LoneSuspend)
 	e.res.Outputs = d.Outputs
 	switch {
@@ -637,8 +684,17 @@ func (s *session) abandon(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, abandonTimeout)
 	defer cancel()
 	var rep reply
-	err := s.c.exchange(ctx, s.id, &request{Abort: true}, &rep, nil)
-	s.end(err == nil && rep.Done != nil)
+	written, err := s.c.exchange(ctx, s.id, &request{Abort: true}, &rep, nil)
+	switch {
+	case written && err != nil:
+		s.broken = true
+	case !written || rep.Done == nil:
+		// The evaluation stays parked in the child: the child takes no new evaluation and
+		// ends once the others it holds are done (killing it now would end the one it
+		// computes for, the culprit of nothing).
+		s.p.retire(s.c)
+	}
+	s.end()
 }
 
 // definitionKey identifies a definition by its type and text.
@@ -659,14 +715,14 @@ func (p *pool) condition(ctx context.Context, limit time.Duration, expr string, 
 		s, cancel := p.with(ctx, c, "the condition", limit)
 		defer cancel()
 		err := s.exchange(&request{If: &ifRequest{Expr: expr, Scope: b}}, &rep)
-		s.end(err == nil && rep.If != nil)
+		s.end()
 		return err
 	})
 	switch {
 	case err != nil:
 		return false, boundError(err)
 	case rep.If == nil:
-		return false, errors.New("CUE evaluator: an unexpected reply")
+		return false, fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
 	case rep.If.Error != "":
 		return false, errors.New(rep.If.Error)
 	}
@@ -688,14 +744,14 @@ func (p *pool) check(ctx context.Context, limit time.Duration, req *checkRequest
 		s, cancel := p.with(ctx, c, what, limit)
 		defer cancel()
 		err := s.send(&request{Check: req}, &req.source, definitionKey(req.Type, text), text, &rep)
-		s.end(err == nil && rep.Check != nil)
+		s.end()
 		return err
 	})
 	switch {
 	case err != nil:
 		return boundError(err)
 	case rep.Check == nil:
-		return errors.New("CUE evaluator: an unexpected reply")
+		return fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
 	case len(rep.Check.Properties) > 0:
 		return rep.Check.Properties
 	case rep.Check.Error != "":
