@@ -2,6 +2,7 @@ package catalog_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
@@ -99,6 +101,14 @@ func (unavailable) Check(context.Context, string, string) error {
 func (unavailable) CheckSteps(_ context.Context, _ string, steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList {
 	return field.ErrorList{field.InternalError(base.Index(0).Child("properties"),
 		fmt.Errorf("step %s: %w: those holding the evaluation ended 4 times for others", steps[0].Name, step.ErrUnavailable))}
+}
+
+func (unavailable) CheckXTemplate(context.Context, string) error {
+	return fmt.Errorf("%w: starting one: fork failed", step.ErrUnavailable)
+}
+
+func (unavailable) CheckXProperties(context.Context, string, json.RawMessage, []string) ([]application.PropertyError, error) {
+	return nil, fmt.Errorf("%w: starting one: fork failed", step.ErrUnavailable)
 }
 
 // A check the CUE evaluators could not make is not a problem of the objects: Check returns

@@ -11,16 +11,20 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
 	"github.com/stepflow/stepflow/step"
 )
 
-// CUE is the CUE side of the checks, which step.Runner provides: a definition's template
-// compiles, and steps fit the parameters of their types.
+// CUE is the CUE side of the checks, which step.Runner provides, each under the bounds of an
+// evaluation: a definition's template compiles, steps fit the parameters of their types, an
+// X-Definition's template compiles and properties fit its parameter.
 type CUE interface {
 	Check(ctx context.Context, typ, template string) error
 	CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList
+	CheckXTemplate(ctx context.Context, template string) error
+	CheckXProperties(ctx context.Context, template string, props json.RawMessage, filled []string) ([]application.PropertyError, error)
 }
 
 // ErrUnchecked is returned, wrapped, by Check when it could not make a check for a reason of

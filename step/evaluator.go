@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/engine"
 )
 
@@ -128,6 +129,15 @@ func (ch *childSide) serve(req *request) bool {
 		rep = ch.condition(req.If)
 	case req.Check != nil:
 		rep = ch.check(req.Check)
+	case req.X != nil:
+		rep = reply{X: xCheck(req.X)}
+	case req.Describe != nil:
+		d := &described{}
+		var err error
+		if d.Parameters, err = describeParameter(*req.Describe); err != nil {
+			d.Error = err.Error()
+		}
+		rep = reply{Described: d}
 	default:
 		rep = reply{Failure: &wireFailure{Message: "unexpected request"}}
 	}
@@ -297,6 +307,18 @@ func (ch *childSide) check(req *checkRequest) reply {
 		return reply{Check: &checkDone{Error: err.Error()}}
 	}
 	return reply{Check: &checkDone{}}
+}
+
+// xCheck checks an X-Definition's CUE with package application, in this process (a child
+// evaluator's, or the Runner's evaluating in process).
+func xCheck(req *xRequest) *xDone {
+	if req.Compile {
+		if err := application.CheckTemplate(req.Template); err != nil {
+			return &xDone{Error: err.Error()}
+		}
+		return &xDone{}
+	}
+	return &xDone{Properties: application.CheckProperties(req.Template, req.Properties, req.Filled)}
 }
 
 // limitMemory has the Go runtime collect garbage harder as the heap nears the bound, so that

@@ -760,6 +760,52 @@ func (p *pool) check(ctx context.Context, limit time.Duration, req *checkRequest
 	return nil
 }
 
+// x makes an X-Definition's check in a child; what names what it checks in messages.
+func (p *pool) x(ctx context.Context, limit time.Duration, req *xRequest, what string) (*xDone, error) {
+	c, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rep reply
+	err = p.restarting(ctx, c, func(c *child) error {
+		s, cancel := p.with(ctx, c, what+" of an X-Definition", limit)
+		defer cancel()
+		err := s.exchange(&request{X: req}, &rep)
+		s.end()
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, boundError(err)
+	case rep.X == nil:
+		return nil, fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
+	}
+	return rep.X, nil
+}
+
+// describe describes a template's parameter in a child.
+func (p *pool) describe(ctx context.Context, limit time.Duration, template string) (*described, error) {
+	c, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rep reply
+	err = p.restarting(ctx, c, func(c *child) error {
+		s, cancel := p.with(ctx, c, "the parameter of a definition", limit)
+		defer cancel()
+		err := s.exchange(&request{Describe: &template}, &rep)
+		s.end()
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, boundError(err)
+	case rep.Described == nil:
+		return nil, fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
+	}
+	return rep.Described, nil
+}
+
 // boundError is err, a *failure naming a bound as a plain error for the callers of checks and
 // conditions.
 func boundError(err error) error {

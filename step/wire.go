@@ -7,10 +7,11 @@ import (
 	"encoding/json"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/application"
 )
 
 // wireVersion changes with the messages: a child of another build refuses the hello.
-const wireVersion = 2
+const wireVersion = 3
 
 // request is a message from the Runner to a child: exactly one field is set besides ID.
 // A child holds several evaluations (those of steps parked at an action), computes one at a
@@ -24,6 +25,9 @@ type request struct {
 	Abort bool          `json:"abort,omitempty"` // the action failed: the evaluation ends
 	If    *ifRequest    `json:"if,omitempty"`
 	Check *checkRequest `json:"check,omitempty"`
+	X     *xRequest     `json:"x,omitempty"`
+	// Describe describes the parameter of the template it holds (Runner.Describe).
+	Describe *string `json:"describe,omitempty"`
 }
 
 // hello is the first message to a child: what its Runner is made of.
@@ -78,6 +82,15 @@ type checkRequest struct {
 	Filled     []string        `json:"filled,omitempty"`
 }
 
+// xRequest checks an X-Definition's CUE (package application): its template compiles
+// (Properties nil and Compile set), or properties fit its parameter.
+type xRequest struct {
+	Template   string          `json:"template"`
+	Compile    bool            `json:"compile,omitempty"`
+	Properties json.RawMessage `json:"properties,omitempty"`
+	Filled     []string        `json:"filled,omitempty"`
+}
+
 // reply is a message from a child to the Runner.
 type reply struct {
 	ID uint64 `json:"id,omitempty"` // the request's
@@ -89,6 +102,8 @@ type reply struct {
 	Done      *stepDone    `json:"done,omitempty"`
 	If        *ifDone      `json:"if,omitempty"`
 	Check     *checkDone   `json:"check,omitempty"`
+	X         *xDone       `json:"x,omitempty"`
+	Described *described   `json:"described,omitempty"`
 	Failure   *wireFailure `json:"failure,omitempty"` // a request the child could not read
 }
 
@@ -111,6 +126,16 @@ type wireFailure struct {
 type ifDone struct {
 	Value bool   `json:"value"`
 	Error string `json:"error,omitempty"`
+}
+
+type described struct {
+	Parameters []Parameter `json:"parameters,omitempty"`
+	Error      string      `json:"error,omitempty"`
+}
+
+type xDone struct {
+	Error      string                      `json:"error,omitempty"`
+	Properties []application.PropertyError `json:"properties,omitempty"`
 }
 
 type checkDone struct {
