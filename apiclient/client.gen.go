@@ -245,7 +245,7 @@ type Condition struct {
 // DefinitionAnswer defines model for DefinitionAnswer.
 type DefinitionAnswer struct {
 	Definition *WorkflowStepDefinition `json:"definition,omitempty"`
-	Parameters *[]DefinitionsParameter `json:"parameters,omitempty"`
+	Parameters *[]StepParameter        `json:"parameters,omitempty"`
 }
 
 // DefinitionReference defines model for DefinitionReference.
@@ -273,15 +273,6 @@ type DefinitionSummary struct {
 type DefinitionSummaryList struct {
 	Items *[]DefinitionSummary `json:"items,omitempty"`
 	Total *int                 `json:"total,omitempty"`
-}
-
-// DefinitionsParameter defines model for DefinitionsParameter.
-type DefinitionsParameter struct {
-	Default  *string `json:"default,omitempty"`
-	Name     *string `json:"name,omitempty"`
-	Required *bool   `json:"required,omitempty"`
-	Type     *string `json:"type,omitempty"`
-	Usage    *string `json:"usage,omitempty"`
 }
 
 // ErrorAnswer defines model for ErrorAnswer.
@@ -605,6 +596,15 @@ type StepCounts struct {
 	Succeeded  *int `json:"succeeded,omitempty"`
 	Suspending *int `json:"suspending,omitempty"`
 	Total      *int `json:"total,omitempty"`
+}
+
+// StepParameter defines model for StepParameter.
+type StepParameter struct {
+	Default  *string `json:"default,omitempty"`
+	Name     *string `json:"name,omitempty"`
+	Required *bool   `json:"required,omitempty"`
+	Type     *string `json:"type,omitempty"`
+	Usage    *string `json:"usage,omitempty"`
 }
 
 // StepRetry defines model for StepRetry.
@@ -4934,6 +4934,8 @@ type PostApplicationsResponse struct {
 	JSON413 *ErrorAnswer
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4969,6 +4971,11 @@ func (r PostApplicationsResponse) GetJSON413() *ErrorAnswer {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r PostApplicationsResponse) GetJSON500() *ErrorAnswer {
 	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PostApplicationsResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5592,6 +5599,8 @@ type PostDefinitionsResponse struct {
 	JSON413 *ErrorAnswer
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5632,6 +5641,11 @@ func (r PostDefinitionsResponse) GetJSON413() *ErrorAnswer {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r PostDefinitionsResponse) GetJSON500() *ErrorAnswer {
 	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PostDefinitionsResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5815,6 +5829,8 @@ type PutDefinitionsByNamespaceByNameResponse struct {
 	JSON413 *ErrorAnswer
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5860,6 +5876,11 @@ func (r PutDefinitionsByNamespaceByNameResponse) GetJSON413() *ErrorAnswer {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r PutDefinitionsByNamespaceByNameResponse) GetJSON500() *ErrorAnswer {
 	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PutDefinitionsByNamespaceByNameResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6240,6 +6261,8 @@ type PostRunsResponse struct {
 	JSON413 *ErrorAnswer
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6295,6 +6318,11 @@ func (r PostRunsResponse) GetJSON413() *ErrorAnswer {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r PostRunsResponse) GetJSON500() *ErrorAnswer {
 	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PostRunsResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6794,6 +6822,8 @@ type PostTemplatesResponse struct {
 	JSON413 *ErrorAnswer
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -6834,6 +6864,11 @@ func (r PostTemplatesResponse) GetJSON413() *ErrorAnswer {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r PostTemplatesResponse) GetJSON500() *ErrorAnswer {
 	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PostTemplatesResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -7017,6 +7052,8 @@ type PutTemplatesByNamespaceByNameResponse struct {
 	JSON413 *ErrorAnswer
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7062,6 +7099,11 @@ func (r PutTemplatesByNamespaceByNameResponse) GetJSON413() *ErrorAnswer {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r PutTemplatesByNamespaceByNameResponse) GetJSON500() *ErrorAnswer {
 	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PutTemplatesByNamespaceByNameResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -7538,6 +7580,8 @@ type PostValidateResponse struct {
 	JSON413 *ErrorAnswer
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7573,6 +7617,11 @@ func (r PostValidateResponse) GetJSON413() *ErrorAnswer {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r PostValidateResponse) GetJSON500() *ErrorAnswer {
 	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PostValidateResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -8459,6 +8508,13 @@ func ParsePostApplicationsResponse(rsp *http.Response) (*PostApplicationsRespons
 		}
 		response.JSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
 	}
 
 	return response, nil
@@ -8993,6 +9049,13 @@ func ParsePostDefinitionsResponse(rsp *http.Response) (*PostDefinitionsResponse,
 		}
 		response.JSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
 	}
 
 	return response, nil
@@ -9178,6 +9241,13 @@ func ParsePutDefinitionsByNamespaceByNameResponse(rsp *http.Response) (*PutDefin
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	}
 
@@ -9526,6 +9596,13 @@ func ParsePostRunsResponse(rsp *http.Response) (*PostRunsResponse, error) {
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	}
 
@@ -9964,6 +10041,13 @@ func ParsePostTemplatesResponse(rsp *http.Response) (*PostTemplatesResponse, err
 		}
 		response.JSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
 	}
 
 	return response, nil
@@ -10149,6 +10233,13 @@ func ParsePutTemplatesByNamespaceByNameResponse(rsp *http.Response) (*PutTemplat
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	}
 
@@ -10561,6 +10652,13 @@ func ParsePostValidateResponse(rsp *http.Response) (*PostValidateResponse, error
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	}
 

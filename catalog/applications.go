@@ -18,6 +18,7 @@ import (
 	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/manifest"
+	"github.com/stepflow/stepflow/step"
 )
 
 // XDefinitions is the set of X-Definitions an Application of objs is checked and rendered
@@ -33,10 +34,15 @@ func XDefinitions(objs *manifest.Objects) *application.Set {
 // checkApplications checks the X-Definitions' CUE and each Application against the
 // X-Definitions (XDefinitions): component, trait and policy types exist, properties fit their
 // parameter (with paths), component names are unique and dependsOn names components without a
-// cycle, and the workflow's steps are checked as a run's.
-func (c *Catalog) checkApplications(ctx context.Context, cue CUE, objs *manifest.Objects) manifest.Errors {
+// cycle, and the workflow's steps are checked as a run's. The error is an ErrUnchecked when a
+// check could not be made.
+func (c *Catalog) checkApplications(ctx context.Context, cue CUE, objs *manifest.Objects) (manifest.Errors, error) {
 	var problems manifest.Errors
+	var failed error // the first check that could not be made (ErrUnchecked)
 	add := func(obj any, errs field.ErrorList) {
+		if err := unchecked(errs); err != nil && failed == nil {
+			failed = err
+		}
 		problems = append(problems, objs.Explain(obj, errs)...)
 	}
 	tmplPath := field.NewPath("spec", "schematic", "cue", "template")
@@ -44,7 +50,9 @@ func (c *Catalog) checkApplications(ctx context.Context, cue CUE, objs *manifest
 		var errs field.ErrorList
 		if s == nil || s.CUE == nil || strings.TrimSpace(s.CUE.Template) == "" {
 			errs = append(errs, field.Required(tmplPath, fmt.Sprintf("a %s needs a CUE template", kind)))
-		} else if err := application.CheckTemplate(s.CUE.Template); err != nil {
+		} else if err := cue.CheckXTemplate(ctx, s.CUE.Template); step.NotTheInput(err) {
+			errs = append(errs, field.InternalError(tmplPath, fmt.Errorf("%s %s: %w", kind, name, err)))
+		} else if err != nil {
 			errs = append(errs, field.Invalid(tmplPath, "(CUE)", fmt.Sprintf("%s %s: %v", kind, name, err)))
 		}
 		if status != nil {
@@ -52,8 +60,11 @@ func (c *Catalog) checkApplications(ctx context.Context, cue CUE, objs *manifest
 				if src == "" {
 					continue
 				}
-				if err := application.CheckTemplate(src); err != nil {
-					errs = append(errs, field.Invalid(field.NewPath("spec", "status", p), "(CUE)", fmt.Sprintf("%s %s: %v", kind, name, err)))
+				at := field.NewPath("spec", "status", p)
+				if err := cue.CheckXTemplate(ctx, src); step.NotTheInput(err) {
+					errs = append(errs, field.InternalError(at, fmt.Errorf("%s %s: %w", kind, name, err)))
+				} else if err != nil {
+					errs = append(errs, field.Invalid(at, "(CUE)", fmt.Sprintf("%s %s: %v", kind, name, err)))
 				}
 			}
 		}
@@ -69,13 +80,13 @@ func (c *Catalog) checkApplications(ctx context.Context, cue CUE, objs *manifest
 		checkX(d, v1beta1.KindPolicyDefinition, d.Name, d.Spec.Schematic, nil)
 	}
 	if len(objs.Applications) == 0 {
-		return problems
+		return problems, failed
 	}
 	set := XDefinitions(objs)
 	for _, app := range objs.Applications {
 		add(app, c.checkApplication(ctx, cue, set, app))
 	}
-	return problems
+	return problems, failed
 }
 
 // checkApplication checks one Application against the X-Definitions in set.
@@ -112,7 +123,7 @@ func (c *Catalog) checkApplication(ctx context.Context, cue CUE, set *applicatio
 		} else if def, err := set.ComponentDefinition(ctx, app.Namespace, comp.Type); err != nil {
 			errs = append(errs, field.Invalid(p.Child("type"), comp.Type, unknownMessage("component", err)))
 		} else {
-			errs = append(errs, properties(p, "component "+comp.Name, templateOf(def.Spec.Schematic), comp.Properties, filled)...)
+			errs = append(errs, properties(ctx, cue, p, "component "+comp.Name, templateOf(def.Spec.Schematic), comp.Properties, filled)...)
 		}
 		for j, t := range comp.Traits {
 			tp := p.Child("traits").Index(j)
@@ -121,7 +132,7 @@ func (c *Catalog) checkApplication(ctx context.Context, cue CUE, set *applicatio
 				errs = append(errs, field.Invalid(tp.Child("type"), t.Type, unknownMessage("trait", err)))
 				continue
 			}
-			errs = append(errs, properties(tp, fmt.Sprintf("component %s, trait %s", comp.Name, t.Type), templateOf(def.Spec.Schematic), t.Properties, nil)...)
+			errs = append(errs, properties(ctx, cue, tp, fmt.Sprintf("component %s, trait %s", comp.Name, t.Type), templateOf(def.Spec.Schematic), t.Properties, nil)...)
 		}
 	}
 	if cycle := dependsOnCycle(app.Spec.Components); cycle != nil {
@@ -141,7 +152,7 @@ func (c *Catalog) checkApplication(ctx context.Context, cue CUE, set *applicatio
 			errs = append(errs, field.Invalid(p.Child("type"), pol.Type, unknownMessage("policy", err)))
 			continue
 		}
-		errs = append(errs, properties(p, "policy "+pol.Name, templateOf(def.Spec.Schematic), pol.Properties, nil)...)
+		errs = append(errs, properties(ctx, cue, p, "policy "+pol.Name, templateOf(def.Spec.Schematic), pol.Properties, nil)...)
 	}
 	if wf := app.Spec.Workflow; wf != nil {
 		base := field.NewPath("spec", "workflow")
@@ -169,8 +180,8 @@ func (c *Catalog) checkApplication(ctx context.Context, cue CUE, set *applicatio
 }
 
 // properties checks properties against a definition's parameter, each problem at its path
-// under at.properties.
-func properties(at *field.Path, what, tmpl string, raw *runtime.RawExtension, filled []string) field.ErrorList {
+// under at.properties; a check that could not be made is a field.ErrorTypeInternal.
+func properties(ctx context.Context, cue CUE, at *field.Path, what, tmpl string, raw *runtime.RawExtension, filled []string) field.ErrorList {
 	var b json.RawMessage
 	if raw != nil {
 		b = raw.Raw
@@ -180,8 +191,15 @@ func properties(at *field.Path, what, tmpl string, raw *runtime.RawExtension, fi
 	}
 	var given any
 	_ = json.Unmarshal(b, &given) // CheckProperties reports JSON that is not an object
+	found, err := cue.CheckXProperties(ctx, tmpl, b, filled)
+	if step.NotTheInput(err) {
+		return field.ErrorList{field.InternalError(at.Child("properties"), fmt.Errorf("%s: %w", what, err))}
+	}
+	if err != nil { // a bound passed
+		return field.ErrorList{field.Invalid(at.Child("properties"), "", what+": "+err.Error())}
+	}
 	var errs field.ErrorList
-	for _, pe := range application.CheckProperties(tmpl, b, filled) {
+	for _, pe := range found {
 		p := propertyPath(at.Child("properties"), given, pe.Path)
 		msg := what + ": " + pe.Message
 		switch v, ok := application.ValueAt(given, pe.Path); {

@@ -2,14 +2,18 @@ package catalog_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
@@ -83,5 +87,59 @@ func TestCachedLookups(t *testing.T) {
 	c.Invalidate()
 	if got, _ := c.Template(ctx, "team", "greet"); got != "v2" {
 		t.Errorf("after Invalidate: %q", got)
+	}
+}
+
+// unavailable stands in for step.Runner when its child evaluators fail (one could not
+// start, or those holding an evaluation kept ending for others): every check says so.
+type unavailable struct{}
+
+func (unavailable) Check(context.Context, string, string) error {
+	return fmt.Errorf("definition: %w: starting one: fork failed", step.ErrUnavailable)
+}
+
+func (unavailable) CheckSteps(_ context.Context, _ string, steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList {
+	return field.ErrorList{field.InternalError(base.Index(0).Child("properties"),
+		fmt.Errorf("step %s: %w: those holding the evaluation ended 4 times for others", steps[0].Name, step.ErrUnavailable))}
+}
+
+func (unavailable) CheckXTemplate(context.Context, string) error {
+	return fmt.Errorf("%w: starting one: fork failed", step.ErrUnavailable)
+}
+
+func (unavailable) CheckXProperties(context.Context, string, json.RawMessage, []string) ([]application.PropertyError, error) {
+	return nil, fmt.Errorf("%w: starting one: fork failed", step.ErrUnavailable)
+}
+
+// A check the CUE evaluators could not make is not a problem of the objects: Check returns
+// an ErrUnchecked (the server's 503), not a manifest.Errors (its 400), for a run's steps and
+// for a definition alike; CheckRun, the engine's check before a run starts, does not fail
+// the run for it either way but returns it as an error to retry.
+func TestEvaluatorsFailingAreNotInvalidInput(t *testing.T) {
+	c := catalog.New(&store{}, engine.Limits{})
+	objs, err := manifest.Decode("run.yaml", []byte(`
+apiVersion: core.oam.dev/v1alpha1
+kind: WorkflowRun
+metadata: {name: r}
+spec:
+  workflowSpec:
+    steps:
+    - {name: s, type: suspend}
+---
+apiVersion: core.oam.dev/v1beta1
+kind: WorkflowStepDefinition
+metadata: {name: t}
+spec: {schematic: {cue: {template: "parameter: {}"}}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Check(t.Context(), unavailable{}, objs)
+	if _, ok := errors.AsType[manifest.Errors](err); ok || !errors.Is(err, catalog.ErrUnchecked) {
+		t.Fatalf("Check: %T %v, want an ErrUnchecked", err, err)
+	}
+	run := &engine.Run{Object: objs.Runs[0], Spec: objs.Runs[0].Spec.WorkflowSpec}
+	if err := c.CheckRun(t.Context(), unavailable{}, run); !errors.Is(err, catalog.ErrUnchecked) {
+		t.Errorf("CheckRun: %v, want an ErrUnchecked", err)
 	}
 }

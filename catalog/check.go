@@ -11,15 +11,39 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
+	"github.com/stepflow/stepflow/step"
 )
 
-// CUE is the CUE side of the checks, which step.Runner provides: a definition's template
-// compiles, and steps fit the parameters of their types.
+// CUE is the CUE side of the checks, which step.Runner provides, each under the bounds of an
+// evaluation: a definition's template compiles, steps fit the parameters of their types, an
+// X-Definition's template compiles and properties fit its parameter.
 type CUE interface {
 	Check(ctx context.Context, typ, template string) error
 	CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList
+	CheckXTemplate(ctx context.Context, template string) error
+	CheckXProperties(ctx context.Context, template string, props json.RawMessage, filled []string) ([]application.PropertyError, error)
+}
+
+// ErrUnchecked is returned, wrapped, by Check when it could not make a check for a reason of
+// its own, not of the objects: the CUE evaluators failed (step.ErrUnavailable), a store did
+// not answer, the caller went away. The objects are neither valid nor invalid; the caller
+// answers it as its own failure (the server's 503, not a 400) and may try again. It wraps
+// engine.ErrTryLater, so that the engine's check before a run starts (CheckRun) is made
+// again later instead of failing the run.
+var ErrUnchecked = fmt.Errorf("the objects could not be checked (%w)", engine.ErrTryLater)
+
+// unchecked is the first problem of errs that is not about the objects (a
+// field.ErrorTypeInternal, as step.Runner.CheckSteps reports them), or nil.
+func unchecked(errs field.ErrorList) error {
+	for _, e := range errs {
+		if e != nil && e.Type == field.ErrorTypeInternal {
+			return fmt.Errorf("%w: %s: %s", ErrUnchecked, e.Field, e.Detail)
+		}
+	}
+	return nil
 }
 
 // Check checks everything in objs that can be checked without running: the definitions' CUE,
@@ -27,12 +51,16 @@ type CUE interface {
 // (those of objs included), `workflow` steps against the templates they run, a run's
 // context against its template's parameters, and loops against the limit of iterations
 // (counted from their lists' lengths, never built), and Applications against their
-// X-Definitions (checkApplications). It returns nil or a manifest.Errors, each problem at its
-// file, line and field path.
+// X-Definitions (checkApplications). It returns nil, a manifest.Errors, each problem at its
+// file, line and field path, or an ErrUnchecked when a check could not be made.
 func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) error {
 	ctx = WithObjects(ctx, objs)
 	var problems manifest.Errors
+	var failed error // the first check that could not be made
 	add := func(obj any, errs field.ErrorList) {
+		if err := unchecked(errs); err != nil && failed == nil {
+			failed = err
+		}
 		problems = append(problems, objs.Explain(obj, errs)...)
 	}
 	for _, d := range objs.Definitions {
@@ -45,7 +73,9 @@ func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) er
 			add(d, field.ErrorList{field.Required(path, "a step type needs a CUE template")})
 			continue
 		}
-		if err := cue.Check(ctx, d.Name, tmpl); err != nil {
+		if err := cue.Check(ctx, d.Name, tmpl); step.NotTheInput(err) {
+			add(d, field.ErrorList{field.InternalError(path, fmt.Errorf("definition %s: %w", d.Name, err))})
+		} else if err != nil {
 			add(d, field.ErrorList{field.Invalid(path, "(CUE)", fmt.Sprintf("definition %s: %v", d.Name, err))})
 		}
 	}
@@ -67,7 +97,14 @@ func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) er
 		}
 		add(run, errs)
 	}
-	problems = append(problems, c.checkApplications(ctx, cue, objs)...)
+	apps, err := c.checkApplications(ctx, cue, objs)
+	if failed == nil {
+		failed = err
+	}
+	if failed != nil {
+		return failed
+	}
+	problems = append(problems, apps...)
 	if len(problems) == 0 {
 		return nil
 	}
@@ -183,6 +220,9 @@ func (c *Catalog) CheckRun(ctx context.Context, cue CUE, run *engine.Run) error 
 			base = field.NewPath("spec", "workflowRef")
 		}
 		errs = append(c.checkSubWorkflows(ctx, obj.Namespace, run.Spec.Steps, base), cue.CheckSteps(ctx, obj.Namespace, run.Spec.Steps, base)...)
+	}
+	if err := unchecked(errs); err != nil {
+		return err // not the run's fault: it is not failed for it
 	}
 	if len(errs) == 0 {
 		return nil

@@ -36,7 +36,7 @@ type Options struct {
 	// Check, when set, vets a run once its steps are resolved and before any step starts (step
 	// types exist, properties fit their parameters), unless a front end checked it already
 	// (Run.Checked). An error fails the run with its message, so that nothing of a run that
-	// cannot be right is executed.
+	// cannot be right is executed; one wrapping ErrTryLater has the check made again later.
 	Check func(ctx context.Context, run *Run) error
 	// QueueObserver, when set, is told each time a run's key joins the work queue or a worker
 	// takes it (its depth, and how long the key waited).
@@ -296,6 +296,11 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		unstarted := run.Spec == nil
 		if unstarted && !run.Object.Status.Terminated {
 			initErr = e.initialize(ctx, run, now)
+		}
+		if errors.Is(initErr, ErrTryLater) {
+			e.opts.Logger.Warn("check a run before it starts", "run", key, "err", initErr)
+			e.retryLater(key, rs, done)
+			return nil, initErr
 		}
 		switch {
 		case unstarted && run.Object.Status.Terminated:

@@ -179,6 +179,10 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 			res.SuspendUntil = until
 		}
 		return res, nil
+	case "memo-wait":
+		// A side effect whose result (props' value) the memo keeps while the step waits.
+		b, _ := json.Marshal(props["value"])
+		return &engine.StepResult{Outcome: engine.Waiting, Message: "posted", Memo: map[string]json.RawMessage{"posted": b}}, nil
 	case "memo-then-error":
 		// The first evaluation records a side effect and then errors; the retry must see it.
 		if req.Memo["posted"] == nil {

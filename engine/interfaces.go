@@ -29,6 +29,11 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned, wrapped, by Store.Save when the run changed since it was loaded.
 var ErrConflict = errors.New("run changed since it was loaded")
 
+// ErrTryLater is returned, wrapped, by an Options.Check that could not check a run for a
+// reason of its own (its CUE evaluators failed), not of the run: the run is not failed for
+// it but looked at again a second later.
+var ErrTryLater = errors.New("try again later")
+
 // Clock is where the engine reads time and sets timers, so that tests control time.
 type Clock interface {
 	Now() time.Time

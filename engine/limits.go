@@ -104,11 +104,19 @@ func (l Limits) checkResult(r *StepResult) error {
 	return nil
 }
 
-// RunDataBytes is the size of the JSON of a run's outputs and variables, as Limits.RunDataBytes
-// counts it: its variables, its iterations' outputs, and its waiting steps' outputs.
+// RunDataBytes is the size of the JSON of a run's data, as Limits.RunDataBytes counts it: its
+// variables, its iterations' outputs, its waiting steps' outputs, the items of its loops
+// (forEach.from copies a variable's list into the loop's record) and the memos of its steps
+// (the results of the side effects of an attempt under way).
 func RunDataBytes(run *Run) int {
 	n := sumBytes(run.Vars)
 	for _, l := range run.Loops {
+		if l == nil {
+			continue
+		}
+		for _, item := range l.Items {
+			n += len(item)
+		}
 		for _, it := range l.Iterations {
 			if it != nil {
 				n += sumBytes(it.Outputs)
@@ -117,10 +125,44 @@ func RunDataBytes(run *Run) int {
 	}
 	for _, rec := range run.Steps {
 		if rec != nil {
-			n += sumBytes(rec.Outputs)
+			n += sumBytes(rec.Outputs) + sumBytes(rec.Memo)
 		}
 	}
 	return n
+}
+
+// runDataError is the refusal of a change that takes a run's data to after bytes.
+func (l Limits) runDataError(after int) error {
+	return fmt.Errorf("the run's outputs, variables, loop items and memos would be %d bytes, more than the limit of %d bytes per run (the engine's Limits.RunDataBytes, --max-run-data)", after, l.RunDataBytes)
+}
+
+// checkMemo refuses the memo of an evaluation of the step whose record is rec when it would
+// take the run's data beyond the limit.
+func (l Limits) checkMemo(run *Run, rec *StepRecord, memo map[string]json.RawMessage) error {
+	if l.RunDataBytes < 0 {
+		return nil
+	}
+	delta := sumBytes(memo) - sumBytes(rec.Memo)
+	if after := RunDataBytes(run) + delta; delta > 0 && after > l.RunDataBytes {
+		return l.runDataError(after)
+	}
+	return nil
+}
+
+// checkLoopItems refuses the items of a loop that starts when they would take the run's
+// data beyond the limit.
+func (l Limits) checkLoopItems(run *Run, items []json.RawMessage) error {
+	if l.RunDataBytes < 0 {
+		return nil
+	}
+	size := 0
+	for _, item := range items {
+		size += len(item)
+	}
+	if after := RunDataBytes(run) + size; size > 0 && after > l.RunDataBytes {
+		return l.runDataError(after)
+	}
+	return nil
 }
 
 func sumBytes(m map[string]json.RawMessage) int {
@@ -152,6 +194,9 @@ func (l Limits) checkRunData(run *Run, n *node, r *StepResult) error {
 	for k, v := range r.VarWrites {
 		set(k, len(v))
 	}
+	if rec := run.Steps[n.name]; rec != nil && (r.Outcome == Succeeded || r.Outcome == Broke) {
+		delta -= sumBytes(rec.Memo) // dropped as the step ends
+	}
 	switch r.Outcome {
 	case Succeeded, Broke, Failed:
 		if n.it == nil {
@@ -170,7 +215,7 @@ func (l Limits) checkRunData(run *Run, n *node, r *StepResult) error {
 		delta += sumBytes(r.Outputs)
 	}
 	if after := before + delta; delta > 0 && after > l.RunDataBytes {
-		return fmt.Errorf("the run's outputs and variables would be %d bytes, more than the limit of %d bytes per run (the engine's Limits.RunDataBytes, --max-run-data)", after, l.RunDataBytes)
+		return l.runDataError(after)
 	}
 	return nil
 }

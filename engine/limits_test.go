@@ -118,3 +118,58 @@ spec:
 		t.Errorf("the run holds %d bytes of outputs, want 80", got)
 	}
 }
+
+// The items a forEach.from copies from a run variable into its loop's record count towards
+// the run's bound: a loop over a list that would take the run beyond --max-run-data fails
+// as it starts, naming it, and none of its iterations runs.
+func TestRunDataBoundCountsLoopItems(t *testing.T) {
+	h := newHarness(t, func(o *engine.Options) { o.Limits = engine.Limits{RunDataBytes: 200} })
+	forty := strings.Repeat("x", 38) // 40 bytes as JSON
+	key := h.start(fmt.Sprintf(`
+metadata: {name: items}
+spec:
+  workflowSpec:
+    steps:
+    - {name: list, type: ok, properties: {value: [%[1]q, %[1]q, %[1]q]}, outputs: [{name: list, valueFrom: x}]}
+    - name: each
+      type: ok
+      forEach: {from: list}`, forty))
+	run := h.waitSettled(key)
+	if got := phases(run); got != "list=succeeded each=failed/Input" {
+		t.Errorf("phases: %s", got)
+	}
+	msg := run.Object.Status.Steps[1].Message
+	if !strings.Contains(msg, "3 items: the run's outputs, variables, loop items and memos would be 244 bytes, more than the limit of 200 bytes per run") ||
+		!strings.Contains(msg, "--max-run-data") {
+		t.Errorf("each's message %q", msg)
+	}
+	if got := engine.RunDataBytes(run); got != 124 {
+		t.Errorf("the run holds %d bytes, want 124 (the list alone)", got)
+	}
+}
+
+// The memo of a step's side effects counts towards the run's bound: a waiting step whose
+// memo would take the run beyond --max-run-data fails naming it, and its memo is not kept
+// in the record.
+func TestRunDataBoundCountsMemos(t *testing.T) {
+	h := newHarness(t, func(o *engine.Options) { o.Limits = engine.Limits{RunDataBytes: 100} })
+	key := h.start(fmt.Sprintf(`
+metadata: {name: memo}
+spec:
+  workflowSpec:
+    steps:
+    - {name: small, type: ok, properties: {value: %q}, outputs: [{name: o, valueFrom: x}]}
+    - {name: post, type: memo-wait, properties: {value: %q}}`, strings.Repeat("x", 38), strings.Repeat("y", 78)))
+	run := h.waitSettled(key)
+	if got := phases(run); got != "small=succeeded post=failed/Output" {
+		t.Errorf("phases: %s", got)
+	}
+	msg := run.Object.Status.Steps[1].Message
+	if !strings.Contains(msg, "the results of its side effects: the run's outputs, variables, loop items and memos would be 120 bytes, more than the limit of 100 bytes per run") ||
+		!strings.Contains(msg, "--max-run-data") {
+		t.Errorf("post's message %q", msg)
+	}
+	if got := engine.RunDataBytes(run); got != 40 {
+		t.Errorf("the run holds %d bytes, want 40", got)
+	}
+}

@@ -29,6 +29,9 @@ func beginLoop(run *Run, n *node, limits Limits) error {
 	if err := limits.iterationsError(len(items)); err != nil {
 		return err
 	}
+	if err := limits.checkLoopItems(run, items); err != nil {
+		return fmt.Errorf("%d items: %w", len(items), err)
+	}
 	if run.Loops == nil {
 		run.Loops = map[string]*Loop{}
 	}

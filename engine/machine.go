@@ -227,6 +227,12 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 	rec.Resumed = false
 	rec.Suspended = false
 	if d.result != nil && d.result.Memo != nil {
+		// A memo past the run's bound fails the step: kept, it would be rewritten with the
+		// record at every transition; dropped, a retry would repeat its side effects.
+		if err := m.limits.checkMemo(run, rec, d.result.Memo); err != nil {
+			m.fail(run, n, v1alpha1.ReasonOutput, "the results of its side effects: "+err.Error(), d.at, t)
+			return
+		}
 		// Kept on errors too: the side effects that ran before a failing action are not
 		// repeated when the step is tried again.
 		rec.Memo = d.result.Memo

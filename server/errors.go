@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
 	"github.com/stepflow/stepflow/store"
@@ -35,8 +36,13 @@ func errorf(status int, format string, args ...any) *apiError {
 }
 
 // invalid turns the problems of a check (a manifest.Errors, a field.ErrorList or any other
-// error) into a 400.
+// error) into a 400, except a check that could not be made (catalog.ErrUnchecked): a 503.
 func invalid(err error) *apiError {
+	if errors.Is(err, catalog.ErrUnchecked) {
+		// The server could not check (its CUE evaluators failed, a store did not answer):
+		// the input is not at fault, and the same request may succeed again.
+		return &apiError{status: http.StatusServiceUnavailable, msg: err.Error() + "; try again"}
+	}
 	if merrs, ok := errors.AsType[manifest.Errors](err); ok {
 		e := &apiError{status: http.StatusBadRequest, msg: "invalid: " + err.Error()}
 		for _, m := range merrs {

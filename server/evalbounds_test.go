@@ -54,6 +54,42 @@ func TestValidateOfABombAnswersAtTheTimeBound(t *testing.T) {
 	assertCPUFree(t)
 }
 
+// xBombDoc is a ComponentDefinition whose template builds a list of 200 million items, and
+// an Application of it: checking either evaluates the template.
+const xBombDoc = `
+apiVersion: core.oam.dev/v1beta1
+kind: ComponentDefinition
+metadata: {name: doubled}
+spec:
+  workload: {definition: {apiVersion: v1, kind: ConfigMap}}
+  schematic:
+    cue:
+      template: |
+        import "list"
+
+        parameter: {}
+        output: {
+        	apiVersion: "v1"
+        	kind:       "ConfigMap"
+        	data: n: "\(len([for i in list.Range(0, 200000000, 1) {i * 2}]))"
+        }
+`
+
+// A viewer's POST /api/v1/validate of a hostile ComponentDefinition answers 400 at the time
+// bound, naming it and its flag, and the server goes on answering with its CPU free; before,
+// the template was evaluated in the server's own process, for minutes and gigabytes.
+func TestValidateOfAnXDefinitionBombAnswersAtTheTimeBound(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Configure: func(o *server.Options) { o.Assembly.EvalTimeout = 2 * time.Second }})
+	viewer := caller{t: t, base: srv.URL, token: srv.Token(t, "viewer")}
+	r := viewer.postYAML("/api/v1/validate", xBombDoc).want(t, http.StatusBadRequest)
+	if body := string(r.body); !strings.Contains(body, "ComponentDefinition doubled: evaluating the template of an X-Definition took longer than 2s, the limit of one evaluation") ||
+		!strings.Contains(body, "--eval-timeout") {
+		t.Errorf("answer %s", body)
+	}
+	assertCPUFree(t)
+	viewer.postYAML("/api/v1/validate", strings.Replace(xBombDoc, "200000000", "2", 1)).want(t, http.StatusOK)
+}
+
 // A client that leaves before the answer cancels the evaluation: its evaluator is killed at
 // once, though the time bound is minutes away.
 func TestValidateCancelledByTheClientStopsEvaluating(t *testing.T) {

@@ -268,7 +268,7 @@ func (s *Server) getDefinition(w http.ResponseWriter, r *http.Request) error {
 	def.APIVersion, def.Kind = v1beta1.GroupVersion.String(), v1beta1.KindWorkflowStepDefinition
 	params := []definitions.Parameter{}
 	if def.Spec.Schematic != nil && def.Spec.Schematic.CUE != nil {
-		if p, err := definitions.Describe(def.Spec.Schematic.CUE.Template); err == nil {
+		if p, err := s.runner.Describe(r.Context(), def.Spec.Schematic.CUE.Template); err == nil {
 			params = p
 		}
 	}

@@ -126,7 +126,8 @@ type answers map[int]any
 type eventStream struct{}
 
 // errorStatuses are the error statuses rt may answer: its own, and those every route of its
-// kind may (a token's 401 and 403, a body's 400, 408 and 413, a path's 404, anyone's 500).
+// kind may (a token's 401 and 403, a body's 400, 408 and 413, an object's 503 when the
+// evaluators cannot check it, a path's 404, anyone's 500).
 func (rt route) errorStatuses() []int {
 	out := []int{http.StatusInternalServerError}
 	if rt.role != "" {
@@ -137,6 +138,10 @@ func (rt route) errorStatuses() []int {
 	}
 	if rt.body != "" {
 		out = append(out, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge)
+	}
+	if rt.body == "object" {
+		// Objects are checked by the CUE evaluators; when they cannot check, 503 (try again).
+		out = append(out, http.StatusServiceUnavailable)
 	}
 	if strings.Contains(rt.path, "{") {
 		out = append(out, http.StatusNotFound)

@@ -166,3 +166,29 @@ func cpuTime(t testing.TB) time.Duration {
 	}
 	return d
 }
+
+// describeBomb's parameter defaults to the length of a list of 10⁸ items: describing it
+// (stepflow def show, the API's definition) evaluates that.
+const describeBomb = `
+#l: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99]
+parameter: n: *len([for a in #l for b in #l for c in #l for d in #l {a}]) | int
+`
+
+// The description of a definition's parameter is evaluated under the time bound: a
+// hostile parameter fails naming it, and the CPU is free again.
+func TestDescribeBombIsBounded(t *testing.T) {
+	r := step.NewRunner(step.Options{EvalTimeout: 2 * time.Second})
+	begin := time.Now()
+	_, err := r.Describe(t.Context(), describeBomb)
+	if err == nil || !strings.Contains(err.Error(), "took longer than 2s, the limit of one evaluation") || !strings.Contains(err.Error(), "--eval-timeout") {
+		t.Errorf("Describe: %v", err)
+	}
+	if d := time.Since(begin); d > 30*time.Second {
+		t.Errorf("answered after %s", d)
+	}
+	assertCPUFree(t)
+	params, err := r.Describe(t.Context(), "parameter: {url: string, method: *\"GET\" | \"POST\"}\n")
+	if err != nil || len(params) != 2 || params[0].Name != "url" || !params[0].Required {
+		t.Errorf("a plain parameter: %+v %v", params, err)
+	}
+}

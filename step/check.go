@@ -16,6 +16,8 @@ import (
 	"cuelang.org/go/cue/ast"
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/format"
+
+	"github.com/stepflow/stepflow/application"
 )
 
 // Check compiles a template as `stepflow vet` and apply do: the error gives each CUE problem
@@ -28,6 +30,42 @@ func (r *Runner) Check(ctx context.Context, typ, template string) error {
 		return d.err
 	}
 	return nil
+}
+
+// CheckXTemplate checks that an X-Definition's template (or a health policy or custom
+// status) compiles, as application.CheckTemplate does, under the bounds of an evaluation
+// (Options.EvalTimeout, EvalMemory): a template that passes one fails naming it.
+func (r *Runner) CheckXTemplate(ctx context.Context, tmpl string) error {
+	d, err := r.xCheck(ctx, &xRequest{Template: tmpl, Compile: true}, "the template")
+	if err != nil {
+		return err
+	}
+	if d.Error != "" {
+		return errors.New(d.Error)
+	}
+	return nil
+}
+
+// CheckXProperties checks properties against an X-Definition's parameter, as
+// application.CheckProperties does, under the bounds of an evaluation. The error is a bound
+// passed (its message naming it) or one that is not about the input (NotTheInput).
+func (r *Runner) CheckXProperties(ctx context.Context, tmpl string, props json.RawMessage, filled []string) ([]application.PropertyError, error) {
+	if len(props) > 0 && !json.Valid(props) { // not sent: it would not encode
+		return application.CheckProperties(tmpl, props, filled), nil
+	}
+	d, err := r.xCheck(ctx, &xRequest{Template: tmpl, Properties: props, Filled: filled}, "the properties")
+	if err != nil {
+		return nil, err
+	}
+	return d.Properties, nil
+}
+
+// xCheck makes an X-Definition's check in a child evaluator, or here evaluating in process.
+func (r *Runner) xCheck(ctx context.Context, req *xRequest, what string) (*xDone, error) {
+	if r.pool == nil {
+		return xCheck(req), nil
+	}
+	return r.pool.x(ctx, r.opts.EvalTimeout, req, what)
 }
 
 // CheckProperties checks a step's properties against its type's parameter without running

@@ -12,12 +12,20 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
 
+// NotTheInput says that err, from a check, is not about what was checked: the evaluators
+// failed (ErrUnavailable) or the caller went away. Such an error is the checker's, never
+// answered as a problem of the input (a 400, vet's exit code 2).
+func NotTheInput(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // CheckSteps checks each step of a run in namespace against its step type: that the type
 // exists, that its properties fit the type's parameter (parameters filled by inputs are
 // taken as given), and that the template filled with them refuses nothing before its first
 // action runs, such as a value an action's $params does not accept, which is reported at the
 // property it comes from (steps[0].properties.method). Errors name the step's field path under
-// base. Step groups are containers and
+// base; one that is not about the steps (NotTheInput, a store that failed) is a
+// field.ErrorTypeInternal. Step groups are containers and
 // are checked through their sub-steps.
 func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *fieldpath.Path) fieldpath.ErrorList {
 	var errs fieldpath.ErrorList
@@ -30,6 +38,10 @@ func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alp
 			return
 		}
 		if _, err := r.opts.Definitions.Template(ctx, namespace, s.Type); err != nil {
+			if !errors.Is(err, ErrUnknownType) {
+				errs = append(errs, fieldpath.InternalError(path.Child("type"), err)) // a store that failed
+				return
+			}
 			errs = append(errs, fieldpath.Invalid(path.Child("type"), s.Type, err.Error()))
 			return
 		}
@@ -55,6 +67,10 @@ func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alp
 				errs = append(errs, fieldpath.Invalid(path.Child("properties", p.Path...), v,
 					fmt.Sprintf("step %s: %s", s.Name, p.Message)))
 			}
+			return
+		}
+		if NotTheInput(err) {
+			errs = append(errs, fieldpath.InternalError(path.Child("properties"), fmt.Errorf("step %s: %w", s.Name, err)))
 			return
 		}
 		if err != nil {

@@ -73,7 +73,7 @@ func (r *Runner) evaluate(ctx context.Context, t target, req *engine.StepRequest
 		// A quick evaluation holds the engine's worker: it goes before evaluations starting.
 		if err := e.turn.take(ctx, quick); err != nil {
 			if e.child != nil {
-				r.pool.put(e.child, true)
+				r.pool.put(e.child, true, true)
 			}
 			return nil, err
 		}
@@ -139,7 +139,7 @@ func (e *evaluation) run(ctx context.Context) error {
 	defer e.turn.give()
 	defer func() {
 		if e.child != nil { // not taken by pool.step
-			e.r.pool.put(e.child, true)
+			e.r.pool.put(e.child, true, true)
 		}
 	}()
 	if e.quick && e.t.info.notLocal.Load() {

@@ -16,8 +16,11 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
+	"sync"
 	"time"
 
+	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/engine"
 )
 
@@ -42,7 +45,7 @@ func init() {
 func serveEvaluator(in io.Reader, out io.Writer) int {
 	dec := json.NewDecoder(bufio.NewReaderSize(in, 64<<10))
 	w := bufio.NewWriterSize(out, 64<<10)
-	ch := &childSide{dec: dec, w: w, enc: json.NewEncoder(w), sources: map[string]string{}}
+	ch := &childSide{dec: dec, w: w, enc: json.NewEncoder(w), sources: map[string]string{}, parked: map[uint64]chan request{}}
 	ch.enc.SetEscapeHTML(false)
 	var first request
 	if err := dec.Decode(&first); err != nil || first.Hello == nil || first.Hello.Version != wireVersion {
@@ -81,26 +84,76 @@ func serveEvaluator(in io.Reader, out io.Writer) int {
 			fmt.Fprintln(os.Stderr, "stepflow evaluator: reading a request:", err)
 			return exitProtocol
 		}
-		var rep reply
-		switch {
-		case req.Step != nil:
-			rep = ch.step(req.Step)
-		case req.If != nil:
-			rep = ch.condition(req.If)
-		case req.Check != nil:
-			rep = ch.check(req.Check)
-		default:
-			rep = reply{Failure: &wireFailure{Message: "unexpected request"}}
-		}
-		if err := ch.send(rep); err != nil {
+		if !ch.serve(&req) {
 			return exitProtocol
 		}
 	}
 }
 
+// serve answers one request: a step starts its evaluation (which answers with its first
+// action or its end), an answer to an action resumes the evaluation parked at it, and
+// conditions and checks are answered at once. False when the reply could not be written.
+func (ch *childSide) serve(req *request) bool {
+	ch.cpu.Lock()
+	defer ch.cpu.Unlock()
+	var rep reply
+	switch {
+	case req.Step != nil:
+		src, ok := ch.source(req.Step.source)
+		if !ok {
+			rep = reply{Missing: true}
+			break
+		}
+		in := make(chan request, 1)
+		ch.parked[req.ID] = in
+		started := make(chan struct{})
+		go ch.step(req.ID, req.Step, src, in, started)
+		ch.cpu.Unlock()
+		<-started // it holds cpu until it parks or ends
+		ch.cpu.Lock()
+		return !ch.broken
+	case req.Acted != nil || req.Abort:
+		in, ok := ch.parked[req.ID]
+		if !ok {
+			rep = reply{Failure: &wireFailure{Message: "no evaluation " + strconv.FormatUint(req.ID, 10)}}
+			break
+		}
+		started := make(chan struct{})
+		ch.resumed = started
+		in <- *req
+		ch.cpu.Unlock()
+		<-started
+		ch.cpu.Lock()
+		return !ch.broken
+	case req.If != nil:
+		rep = ch.condition(req.If)
+	case req.Check != nil:
+		rep = ch.check(req.Check)
+	case req.X != nil:
+		rep = reply{X: xCheck(req.X)}
+	case req.Describe != nil:
+		d := &described{}
+		var err error
+		if d.Parameters, err = describeParameter(*req.Describe); err != nil {
+			d.Error = err.Error()
+		}
+		rep = reply{Described: d}
+	default:
+		rep = reply{Failure: &wireFailure{Message: "unexpected request"}}
+	}
+	rep.ID = req.ID
+	return ch.send(rep) == nil
+}
+
 // childSide is a child evaluator's state: its Runner, evaluating in process, and the
 // definitions' sources it was sent.
 type childSide struct {
+	// cpu is held by what computes: serve, or the evaluation it started or resumed, until
+	// that one parks at an action or ends.
+	cpu     sync.Mutex
+	parked  map[uint64]chan request // the evaluations under way, by ID
+	resumed chan struct{}           // closed by the evaluation resumed once it holds cpu
+	broken  bool                    // a reply could not be written
 	r       *Runner
 	dec     *json.Decoder
 	w       *bufio.Writer
@@ -134,12 +187,31 @@ func (ch *childSide) source(s source) (string, bool) {
 	return src, ok
 }
 
-// step evaluates a step, calling the Runner for each action.
-func (ch *childSide) step(req *stepRequest) reply {
-	src, ok := ch.source(req.source)
-	if !ok {
-		return reply{Missing: true}
+// step evaluates a step in its own goroutine, calling the Runner for each action (act), and
+// sends its end. It takes cpu before it closes started, and holds it while it computes.
+func (ch *childSide) step(id uint64, req *stepRequest, src string, in chan request, started chan struct{}) {
+	ch.cpu.Lock()
+	close(started)
+	a := &childEval{ch: ch, id: id, in: in}
+	rep := reply{Done: a.step(req, src)}
+	delete(ch.parked, id)
+	rep.ID = id
+	if ch.send(rep) != nil {
+		ch.broken = true
 	}
+	ch.cpu.Unlock()
+}
+
+// childEval is the actor of one evaluation in a child: its messages to the Runner.
+type childEval struct {
+	ch *childSide
+	id uint64
+	in chan request // the Runner's answers to its actions
+}
+
+// step evaluates the step.
+func (a *childEval) step(req *stepRequest, src string) *stepDone {
+	ch := a.ch
 	gen := ch.r.generation()
 	d, err := ch.r.compile(gen, req.Type, src)
 	done := &stepDone{}
@@ -150,7 +222,7 @@ func (ch *childSide) step(req *stepRequest) reply {
 			err = json.Unmarshal(req.Context, &cx)
 		}
 		if err == nil {
-			c := &cueEval{r: ch.r, gen: gen, def: d, props: req.Properties, context: cx, wants: req.Outputs, act: ch}
+			c := &cueEval{r: ch.r, gen: gen, def: d, props: req.Properties, context: cx, wants: req.Outputs, act: a}
 			err = c.run(context.Background())
 			done.Outputs = c.results
 		}
@@ -168,22 +240,25 @@ func (ch *childSide) step(req *stepRequest) reply {
 	default:
 		done.Error = err.Error()
 	}
-	return reply{Done: done}
+	return done
 }
 
 // errAborted ends an evaluation in a child whose action failed in the Runner, which returns
 // the action's error itself.
 var errAborted = errors.New("the action failed")
 
-// act implements actor: the Runner runs the action and answers with what to fill back.
-func (ch *childSide) act(_ context.Context, c *actionCall) (acted, error) {
-	if err := ch.send(reply{Action: c}); err != nil {
+// act implements actor: the Runner runs the action and answers with what to fill back. The
+// evaluation parks meanwhile: it gives cpu up, so that the child computes others.
+func (a *childEval) act(_ context.Context, c *actionCall) (acted, error) {
+	ch := a.ch
+	if err := ch.send(reply{ID: a.id, Action: c}); err != nil {
+		ch.broken = true
 		return acted{}, err
 	}
-	var req request
-	if err := ch.dec.Decode(&req); err != nil {
-		return acted{}, err
-	}
+	ch.cpu.Unlock()
+	req := <-a.in
+	ch.cpu.Lock()
+	close(ch.resumed)
 	if req.Acted == nil {
 		return acted{}, errAborted
 	}
@@ -192,7 +267,7 @@ func (ch *childSide) act(_ context.Context, c *actionCall) (acted, error) {
 
 // sensitive implements actor: the values go with the next reply, before the action that
 // could show them runs.
-func (ch *childSide) sensitive(values ...string) { ch.marked = append(ch.marked, values...) }
+func (a *childEval) sensitive(values ...string) { a.ch.marked = append(a.ch.marked, values...) }
 
 // condition evaluates an `if`.
 func (ch *childSide) condition(req *ifRequest) reply {
@@ -232,6 +307,18 @@ func (ch *childSide) check(req *checkRequest) reply {
 		return reply{Check: &checkDone{Error: err.Error()}}
 	}
 	return reply{Check: &checkDone{}}
+}
+
+// xCheck checks an X-Definition's CUE with package application, in this process (a child
+// evaluator's, or the Runner's evaluating in process).
+func xCheck(req *xRequest) *xDone {
+	if req.Compile {
+		if err := application.CheckTemplate(req.Template); err != nil {
+			return &xDone{Error: err.Error()}
+		}
+		return &xDone{}
+	}
+	return &xDone{Properties: application.CheckProperties(req.Template, req.Properties, req.Filled)}
 }
 
 // limitMemory has the Go runtime collect garbage harder as the heap nears the bound, so that

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,22 +35,41 @@ const (
 	maxInfos = 4096
 )
 
-// DefaultEvaluators is Options.Evaluators when it is zero: four per core, at least eight. A
-// child is held by its evaluation while the evaluation's actions run, so there are more
-// children than cores; Options.MaxEvaluating bounds those evaluating at once.
+// DefaultEvaluators is Options.Evaluators when it is zero: four per core, at least eight. It
+// bounds the children computing at once: a step parked at an action (HTTP, kube I/O) holds
+// no child's CPU, and up to maxParked such steps share a child.
 func DefaultEvaluators() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
-// pool holds a Runner's child evaluators.
+// ErrUnavailable is returned, wrapped, when the child evaluators failed an evaluation for a
+// reason of their own (one could not start, one ended for other evaluations again and again,
+// a reply that makes no sense), not because of what was evaluated: the caller answers it as
+// its own failure (a 503), never as a problem of the input.
+var ErrUnavailable = errors.New("the CUE evaluators are unavailable")
+
+// maxParked bounds the evaluations a child holds at once.
+const maxParked = 64
+
+// maxRestarts bounds how often an evaluation is started again in another child because the
+// one it was parked in ended for another evaluation.
+const maxRestarts = 3
+
+// pool holds a Runner's child evaluators. A child computes one evaluation at a time but holds
+// several: an evaluation waiting for an action run here (parked) leaves the child to others.
+// A new evaluation goes to a child not computing, with room for it; a child is started only
+// when every child computes, up to max.
 type pool struct {
 	exe    string
 	hello  []byte
 	memory int64
-	slots  chan struct{} // one per child started and not ended
+	max    int
+	ids    atomic.Uint64
 
-	mu    sync.Mutex
-	idle  []*child
-	reap  *time.Timer
-	infos map[[32]byte]*defInfo
+	mu       sync.Mutex
+	children []*child
+	starting int           // children being started
+	changed  chan struct{} // a signal (one buffered) that a child may have room
+	reap     *time.Timer
+	infos    map[[32]byte]*defInfo
 	// opts are the runner's options, for ObserveBound.
 	opts *Options
 }
@@ -72,8 +92,8 @@ func newPool(opts Options) *pool {
 	if _, err := os.Stat(exe); err != nil {
 		exe, _ = os.Executable()
 	}
-	return &pool{exe: exe, hello: append(b, '\n'), memory: opts.EvalMemory, slots: make(chan struct{}, opts.Evaluators),
-		infos: map[[32]byte]*defInfo{}, opts: &opts}
+	return &pool{exe: exe, hello: append(b, '\n'), memory: opts.EvalMemory, max: max(1, opts.Evaluators),
+		changed: make(chan struct{}, 1), infos: map[[32]byte]*defInfo{}, opts: &opts}
 }
 
 // info returns what the Runner keeps of the definition of key.
@@ -91,81 +111,165 @@ func (p *pool) info(key [32]byte) *defInfo {
 	return i
 }
 
-// get returns an idle child, or starts one, waiting while Options.Evaluators are in use.
-func (p *pool) get(ctx context.Context) (*child, error) {
+// wake tells one of those waiting in get that a child may have room; that one passes it on
+// when it took a child, so that a release does not wake every waiter.
+func (p *pool) wake() {
 	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case p.changed <- struct{}{}:
+	default:
 	}
-	p.mu.Lock()
-	for len(p.idle) > 0 {
-		c := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		if !c.ended() {
-			p.mu.Unlock()
-			return c, nil
-		}
-	}
-	p.mu.Unlock()
-	c, err := p.start(ctx)
-	if err != nil {
-		<-p.slots
-		return nil, err
-	}
-	return c, nil
 }
 
-// put gives back a child that served its request; one that ended, or whose request was cut
-// off, is ended and forgotten.
-func (p *pool) put(c *child, healthy bool) {
+// get returns a child for one more evaluation: one not computing with room for it, or a new
+// one, waiting while Options.Evaluators children all compute.
+func (p *pool) get(ctx context.Context) (*child, error) {
+	for {
+		p.mu.Lock()
+		live := p.children[:0]
+		for _, c := range p.children {
+			if !c.ended() {
+				live = append(live, c)
+			}
+		}
+		clear(p.children[len(live):])
+		p.children = live
+		// An idle child first; then a new one; a child holding parked evaluations only when
+		// no more may start: an evaluation placed beside parked ones computes while their
+		// actions' answers come back, and they wait for it (a bomb's whole time bound).
+		var idle, busy *child
+		for _, c := range p.children {
+			if c.held >= maxParked || c.fresh != 0 || c.retired || c.computing() || c.failed() {
+				continue
+			}
+			switch {
+			case c.held == 0:
+				idle = c
+			case busy == nil || c.held < busy.held:
+				busy = c // the emptiest: the fewest evaluations to hold up
+			}
+		}
+		best := idle
+		if best == nil && len(p.children)+p.starting >= p.max {
+			best = busy
+		}
+		if best != nil {
+			best.held++
+			best.fresh++
+			p.mu.Unlock()
+			p.wake()
+			return best, nil
+		}
+		if len(p.children)+p.starting < p.max {
+			p.starting++
+			p.mu.Unlock()
+			c, err := p.start(ctx)
+			if err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			p.mu.Lock()
+			p.starting--
+			if err == nil {
+				c.held, c.fresh = 1, 1
+				p.children = append(p.children, c)
+			}
+			p.wake()
+			p.mu.Unlock()
+			return c, err
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second): // a child that ended
+		}
+	}
+}
+
+// began tells the pool that an evaluation given the child c sent it its first message: until
+// then, c is not given to another new evaluation, which would wait for the child's CPU while
+// another child is free.
+func (p *pool) began(c *child) {
+	p.mu.Lock()
+	c.fresh--
+	p.mu.Unlock()
+}
+
+// put gives back a child an evaluation was done with (fresh: it sent nothing); one that
+// ended, or that is not to be trusted (healthy false), is ended and forgotten, which starts
+// its other evaluations again elsewhere.
+func (p *pool) put(c *child, healthy, fresh bool) {
 	if !healthy || c.ended() {
 		c.kill()
-		<-p.slots
-		return
 	}
-	c.used = time.Now()
 	p.mu.Lock()
-	p.idle = append(p.idle, c)
-	if p.reap == nil {
+	defer p.mu.Unlock()
+	if fresh {
+		c.fresh--
+	}
+	c.held--
+	c.used = time.Now()
+	if c.retired && c.held == 0 {
+		c.stop()
+	}
+	if c.held == 0 && p.reap == nil {
 		p.reap = time.AfterFunc(evaluatorIdle, p.reapIdle)
 	}
-	p.mu.Unlock()
-	<-p.slots
+	p.wake()
+}
+
+// retire gives the child c no new evaluation, and ends it once it holds none.
+func (p *pool) retire(c *child) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.retired = true
 }
 
 // reapIdle ends the children unused for evaluatorIdle.
 func (p *pool) reapIdle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	keep := p.idle[:0]
-	for _, c := range p.idle {
-		if time.Since(c.used) >= evaluatorIdle {
+	keep := p.children[:0]
+	unused := 0
+	for _, c := range p.children {
+		switch {
+		case c.ended():
+		case c.held == 0 && time.Since(c.used) >= evaluatorIdle:
 			c.stop()
-		} else {
+		default:
 			keep = append(keep, c)
+			if c.held == 0 {
+				unused++
+			}
 		}
 	}
-	clear(p.idle[len(keep):])
-	p.idle = keep
+	clear(p.children[len(keep):])
+	p.children = keep
 	p.reap = nil
-	if len(p.idle) > 0 {
+	if unused > 0 {
 		p.reap = time.AfterFunc(evaluatorIdle, p.reapIdle)
 	}
 }
 
 // child is one child evaluator process.
 type child struct {
-	cmd    *exec.Cmd
-	in     *os.File
-	enc    *json.Encoder
-	dec    *json.Decoder
-	stderr *tail
-	sent   map[[32]byte]bool // the definitions sent to it
-	used   time.Time
-	done   chan struct{} // closed once the process ended
-	killed bool          // by kill
-	mu     sync.Mutex
+	p       *pool
+	cmd     *exec.Cmd
+	in      *os.File
+	dec     *json.Decoder
+	stderr  *tail
+	done    chan struct{} // closed once the process ended
+	cpu     chan struct{} // holds one value while a message to the child is unanswered
+	held    int           // the evaluations it holds (pool.mu)
+	retired bool          // given no new evaluation, ended when it holds none (pool.mu)
+	fresh   int           // of which those that sent it nothing yet (pool.mu)
+	used    time.Time     // (pool.mu)
+
+	mu      sync.Mutex
+	sent    map[[32]byte]bool // the definitions sent to it
+	holder  uint64            // the evaluation computing, 0 when none
+	culprit uint64            // the evaluation that was computing when it ended
+	killed  bool              // by kill
 }
 
 // start starts a child evaluator, sends it the hello and waits for it to be ready.
@@ -184,8 +288,8 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), p.exe)
 	cmd.Env = append(os.Environ(), evaluatorEnv+"=1")
 	cmd.Stdin, cmd.Stdout = inR, outW
-	c := &child{cmd: cmd, in: inW, enc: json.NewEncoder(inW), dec: json.NewDecoder(outR), stderr: &tail{}, sent: map[[32]byte]bool{}, done: make(chan struct{})}
-	c.enc.SetEscapeHTML(false)
+	c := &child{p: p, cmd: cmd, in: inW, dec: json.NewDecoder(outR), stderr: &tail{}, sent: map[[32]byte]bool{},
+		done: make(chan struct{}), cpu: make(chan struct{}, 1), used: time.Now()}
 	cmd.Stderr = c.stderr
 	cmd.SysProcAttr = childAttr()
 	err = cmd.Start()
@@ -199,7 +303,11 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 	go func() {
 		_ = cmd.Wait()
 		_ = outR.Close()
+		c.mu.Lock()
+		c.culprit = c.holder
+		c.mu.Unlock()
 		close(c.done)
+		p.wake()
 	}()
 	ready := make(chan error, 1)
 	go func() {
@@ -239,6 +347,30 @@ func (c *child) ended() bool {
 	}
 }
 
+// computing says that a message to the child is unanswered.
+func (c *child) computing() bool { return len(c.cpu) > 0 }
+
+// failed says that the child is ending: an exchange with it failed, or it was killed and
+// the process is not yet reaped. A new evaluation given it would fail at once (errGone),
+// over and over while it ends, or, written to it, be taken for the cause of its end.
+func (c *child) failed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.killed || c.holder != 0 && len(c.cpu) == 0
+}
+
+// killFor ends the child when the evaluation id still computes in it: the end of its context
+// kills the child only while the child computes for it, never after it answered, when
+// another evaluation may have the child.
+func (c *child) killFor(id uint64) {
+	c.mu.Lock()
+	mine := c.holder == id
+	c.mu.Unlock()
+	if mine {
+		c.kill()
+	}
+}
+
 // kill ends the child at once (SIGKILL), whatever it is doing.
 func (c *child) kill() {
 	c.mu.Lock()
@@ -258,59 +390,99 @@ func (e *errEncoding) Error() string {
 	return "encoding a request to the CUE evaluator: " + e.err.Error()
 }
 
-// exchange sends req and reads the reply. On an error the child is to be ended.
-func (c *child) exchange(req *request, rep *reply) error {
+// errGone is a child that ended while it held the evaluation parked, or before the evaluation
+// sent it anything: the evaluation is not the cause and starts again in another child.
+type errGone struct{ err error }
+
+func (e *errGone) Error() string { return "the CUE evaluator ended: " + e.err.Error() }
+
+// exchange sends req about the evaluation id and reads the reply, once no other message to
+// the child is unanswered. While the child computes for it, the end of ctx kills the child.
+// written says that the message reached the child: an error after that leaves the child in a
+// state nobody knows, and it is to be ended; an error before (the end of ctx while waiting
+// for the child, an errEncoding or errGone) leaves it as it was, to the other evaluations
+// it holds.
+func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *reply, turn func()) (written bool, err error) {
+	req.ID = id
 	b, err := json.Marshal(req)
 	if err != nil {
-		return &errEncoding{err}
+		return false, &errEncoding{err}
 	}
+	select {
+	case c.cpu <- struct{}{}:
+		if turn != nil {
+			turn() // the child is computing from here: the pool gives it to no other new evaluation
+		}
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-c.done:
+		return false, &errGone{errors.New("before the evaluation's turn")}
+	}
+	defer func() {
+		<-c.cpu
+		c.p.wake()
+	}()
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	// Ended, killed, or ending for the holder of a failed exchange: a message written now
+	// would make this evaluation the culprit of an end it did not cause.
+	if c.ended() || c.killed || c.holder != 0 {
+		c.mu.Unlock()
+		return false, &errGone{errors.New("before the evaluation's turn")}
+	}
+	c.holder = id
+	c.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { c.killFor(id) })
+	defer stop()
+	// On an error the child ended, or is to be: it stays the holder's, the culprit.
 	if _, err := c.in.Write(append(b, '\n')); err != nil {
-		return err
+		return true, err
 	}
 	*rep = reply{}
-	return c.dec.Decode(rep)
+	if err := c.dec.Decode(rep); err != nil {
+		return true, err
+	}
+	if rep.ID != id {
+		return true, fmt.Errorf("%w: a reply about evaluation %d to a request about %d", ErrUnavailable, rep.ID, id)
+	}
+	c.mu.Lock()
+	c.holder = 0
+	c.mu.Unlock()
+	return true, nil
 }
 
-// session is one request to a child and its replies, under the caller's context and the time
-// bound: when either ends, the child is killed, which ends the exchange.
+// session is one evaluation in a child: its requests and their replies, under the caller's
+// context and the time bound: when either ends while the child computes for it, the child is
+// killed, which ends the exchange.
 type session struct {
 	p     *pool
 	c     *child
+	id    uint64
 	ctx   context.Context
 	what  string // what is evaluated, for messages: "the step"
 	limit time.Duration
-	stop  func() bool
+	sent  bool // a message, the first of the evaluation in the child
+	// broken: an exchange failed after its message was written (the child ended, or is to
+	// be, with this evaluation its culprit); the child is ended when the session ends. Nothing else ends it: the child holds other
+	// evaluations, which an error of this one's caller (its context ending while it waited
+	// for the child) must not touch.
+	broken bool
 }
 
-// begin takes a child for a request about what. The time bound is the caller's (the
-// evaluation of a step has its own, bounded) or, when limit is positive, limit.
-func (p *pool) begin(ctx context.Context, what string, limit time.Duration) (*session, func(), error) {
-	c, err := p.get(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, cancel := p.with(ctx, c, what, limit)
-	return s, cancel, nil
-}
-
-// with is begin with the child c, taken before.
+// with starts a session in the child c, taken before (get). The time bound is the caller's
+// (the evaluation of a step has its own, bounded) or, when limit is positive, limit.
 func (p *pool) with(ctx context.Context, c *child, what string, limit time.Duration) (*session, func()) {
 	cancel := func() {}
 	if limit > 0 {
 		ctx, cancel = context.WithTimeoutCause(ctx, limit, errEvalTimeout)
 	}
-	s := &session{p: p, c: c, ctx: ctx, what: what, limit: limit}
-	s.stop = context.AfterFunc(ctx, c.kill)
-	return s, cancel
+	return &session{p: p, c: c, id: p.ids.Add(1), ctx: ctx, what: what, limit: limit}, cancel
 }
 
-// end gives the child back, healthy unless the exchange failed or it was killed.
-func (s *session) end(healthy bool) {
-	if !s.stop() {
-		healthy = false // killed
-	}
-	s.p.put(s.c, healthy)
-}
+// end gives the child back, to be ended when the session broke it.
+func (s *session) end() { s.p.put(s.c, !s.broken, !s.sent) }
 
 // send sends a request naming the definition src (key: the hash of its type and text, from
 // definitionKey), with its text when the child may not have
@@ -318,9 +490,11 @@ func (s *session) end(healthy bool) {
 // child did not answer: the end of the caller's context, the time bound, or the child's end.
 func (s *session) send(req *request, src *source, key [32]byte, text string, rep *reply) error {
 	src.Key = hex.EncodeToString(key[:])
+	s.c.mu.Lock()
 	if !s.c.sent[key] {
 		src.Source = text
 	}
+	s.c.mu.Unlock()
 	if err := s.exchange(req, rep); err != nil {
 		return err
 	}
@@ -330,14 +504,30 @@ func (s *session) send(req *request, src *source, key [32]byte, text string, rep
 			return err
 		}
 	}
+	s.c.mu.Lock()
 	s.c.sent[key] = true
+	s.c.mu.Unlock()
 	src.Source = ""
 	return nil
 }
 
 // exchange sends req and reads the reply, explaining a child that did not answer.
 func (s *session) exchange(req *request, rep *reply) error {
-	if err := s.c.exchange(req, rep); err != nil {
+	// The child stops being fresh once this first message holds its CPU, not before: in
+	// between, the pool would take it for a child free to compute and give it to another new
+	// evaluation, which would then wait behind this one's CUE (and its time bound).
+	var turn func()
+	if !s.sent {
+		turn = func() {
+			s.sent = true
+			s.p.began(s.c)
+		}
+	}
+	written, err := s.c.exchange(s.ctx, s.id, req, rep, turn)
+	if err != nil {
+		if written {
+			s.broken = true
+		}
 		return s.why(err)
 	}
 	if rep.Failure != nil {
@@ -348,9 +538,12 @@ func (s *session) exchange(req *request, rep *reply) error {
 
 // why explains the end of an exchange with the child: the caller's context ended (its error),
 // the time bound passed, or the child ended (the memory bound, or a crash), each a *failure
-// naming the bound and its flag.
+// naming the bound and its flag; or an *errGone when the child ended for another evaluation.
 func (s *session) why(err error) error {
 	if _, ok := errors.AsType[*errEncoding](err); ok {
+		return err
+	}
+	if _, ok := errors.AsType[*errGone](err); ok {
 		return err
 	}
 	if s.ctx.Err() != nil {
@@ -370,6 +563,12 @@ func (s *session) why(err error) error {
 		s.c.kill()
 		<-s.c.done
 		hung = true
+	}
+	s.c.mu.Lock()
+	culprit := s.c.culprit
+	s.c.mu.Unlock()
+	if culprit != s.id {
+		return &errGone{err}
 	}
 	code := s.c.cmd.ProcessState.ExitCode()
 	text := s.c.stderr.String()
@@ -391,25 +590,56 @@ func (s *session) why(err error) error {
 	if line := lastLine(text); line != "" {
 		return &failure{reason: v1alpha1.ReasonExecute, msg: fmt.Sprintf("evaluating %s: the CUE evaluator failed: %s", s.what, line)}
 	}
-	return fmt.Errorf("evaluating %s: the CUE evaluator ended (exit code %d): %w", s.what, code, err)
+	return fmt.Errorf("evaluating %s: %w: one ended (exit code %d): %w", s.what, ErrUnavailable, code, err)
+}
+
+// restarting runs attempt, in another child each time again, while its child ends for
+// another evaluation (errGone), at most maxRestarts times again.
+func (p *pool) restarting(ctx context.Context, c *child, attempt func(*child) error) error {
+	for n := 0; ; n++ {
+		err := attempt(c)
+		gone, ok := errors.AsType[*errGone](err)
+		if !ok {
+			return err
+		}
+		if n == maxRestarts {
+			return fmt.Errorf("%w: those holding the evaluation ended %d times for others: %w", ErrUnavailable, n+1, gone)
+		}
+		if c, err = p.get(ctx); err != nil {
+			return err
+		}
+	}
 }
 
 // step evaluates the CUE of e in its child (e.child, which it takes), running its actions
-// here.
-func (p *pool) step(ctx context.Context, e *evaluation) (err error) {
-	s, cancel := p.with(ctx, e.child, "the step", 0)
+// here. When that child ends for another evaluation while e waits for an action, e starts
+// again in another child, replaying the actions that ran from its memo.
+func (p *pool) step(ctx context.Context, e *evaluation) error {
+	c := e.child
 	e.child = nil
+	return p.restarting(ctx, c, func(c *child) error { return p.stepIn(ctx, e, c) })
+}
+
+// stepIn evaluates e in the child c.
+func (p *pool) stepIn(ctx context.Context, e *evaluation, c *child) (err error) {
+	s, cancel := p.with(ctx, c, "the step", 0)
 	defer cancel()
 	props := e.req.Properties
 	if len(props) > 0 && !json.Valid(props) { // not sent: it would not encode
 		if _, err := readProperties(props); err != nil {
-			s.end(true)
+			s.end()
 			return failf(v1alpha1.ReasonParameter, "properties: %v", err)
 		}
 		props = nil // white space
 	}
-	healthy := false
-	defer func() { s.end(healthy) }()
+	parked := false
+	defer func() {
+		if parked && !s.c.ended() && !s.broken {
+			go s.abandon(context.WithoutCancel(ctx)) // parked in the child: ended there, without the caller
+			return
+		}
+		s.end()
+	}()
 	cx, err := json.Marshal(e.req.Context)
 	if err != nil {
 		return engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("encoding the context: %w", err))
@@ -421,9 +651,10 @@ func (p *pool) step(ctx context.Context, e *evaluation) (err error) {
 	}
 	var actErr error // the error of the action that ended the evaluation, returned as it is
 	for rep.Action != nil {
+		parked = true
 		e.Sensitive(rep.Sensitive...)
 		if err := ctx.Err(); err != nil {
-			return err // cancelled between actions: the next does not run (the child is killed)
+			return err // cancelled between actions: the next does not run
 		}
 		out, err := e.act(ctx, rep.Action)
 		req := &request{Acted: &out}
@@ -433,13 +664,13 @@ func (p *pool) step(ctx context.Context, e *evaluation) (err error) {
 		if err := s.exchange(req, &rep); err != nil {
 			return err
 		}
+		parked = false
 	}
 	e.Sensitive(rep.Sensitive...)
 	d := rep.Done
 	if d == nil {
-		return errors.New("CUE evaluator: an unexpected reply")
+		return fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
 	}
-	healthy = true
 	e.t.info.setLone(d.LoneSuspend)
 	e.res.Outputs = d.Outputs
 	switch {
@@ -455,6 +686,28 @@ func (p *pool) step(ctx context.Context, e *evaluation) (err error) {
 	return nil
 }
 
+// abandonTimeout bounds the end of an evaluation abandoned while parked in a child.
+const abandonTimeout = 30 * time.Second
+
+// abandon ends, in the child, an evaluation its caller left while it was parked at an action,
+// and gives the child back. ctx carries the caller's values, not its end.
+func (s *session) abandon(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, abandonTimeout)
+	defer cancel()
+	var rep reply
+	written, err := s.c.exchange(ctx, s.id, &request{Abort: true}, &rep, nil)
+	switch {
+	case written && err != nil:
+		s.broken = true
+	case !written || rep.Done == nil:
+		// The evaluation stays parked in the child: the child takes no new evaluation and
+		// ends once the others it holds are done (killing it now would end the one it
+		// computes for, the culprit of nothing).
+		s.p.retire(s.c)
+	}
+	s.end()
+}
+
 // definitionKey identifies a definition by its type and text.
 func definitionKey(typ, text string) [32]byte { return sha256.Sum256([]byte(typ + "\x00" + text)) }
 
@@ -464,19 +717,23 @@ func (p *pool) condition(ctx context.Context, limit time.Duration, expr string, 
 	if err != nil {
 		return false, fmt.Errorf("encoding the condition's scope: %w", err)
 	}
-	s, cancel, err := p.begin(ctx, "the condition", limit)
+	c, err := p.get(ctx)
 	if err != nil {
 		return false, err
 	}
-	defer cancel()
 	var rep reply
-	err = s.exchange(&request{If: &ifRequest{Expr: expr, Scope: b}}, &rep)
-	s.end(err == nil && rep.If != nil)
+	err = p.restarting(ctx, c, func(c *child) error {
+		s, cancel := p.with(ctx, c, "the condition", limit)
+		defer cancel()
+		err := s.exchange(&request{If: &ifRequest{Expr: expr, Scope: b}}, &rep)
+		s.end()
+		return err
+	})
 	switch {
 	case err != nil:
 		return false, boundError(err)
 	case rep.If == nil:
-		return false, errors.New("CUE evaluator: an unexpected reply")
+		return false, fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
 	case rep.If.Error != "":
 		return false, errors.New(rep.If.Error)
 	}
@@ -489,25 +746,75 @@ func (p *pool) check(ctx context.Context, limit time.Duration, req *checkRequest
 	if !req.Compile {
 		what = "the properties of a step of type " + req.Type
 	}
-	s, cancel, err := p.begin(ctx, what, limit)
+	c, err := p.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer cancel()
 	var rep reply
-	err = s.send(&request{Check: req}, &req.source, definitionKey(req.Type, text), text, &rep)
-	s.end(err == nil && rep.Check != nil)
+	err = p.restarting(ctx, c, func(c *child) error {
+		s, cancel := p.with(ctx, c, what, limit)
+		defer cancel()
+		err := s.send(&request{Check: req}, &req.source, definitionKey(req.Type, text), text, &rep)
+		s.end()
+		return err
+	})
 	switch {
 	case err != nil:
 		return boundError(err)
 	case rep.Check == nil:
-		return errors.New("CUE evaluator: an unexpected reply")
+		return fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
 	case len(rep.Check.Properties) > 0:
 		return rep.Check.Properties
 	case rep.Check.Error != "":
 		return errors.New(rep.Check.Error)
 	}
 	return nil
+}
+
+// x makes an X-Definition's check in a child; what names what it checks in messages.
+func (p *pool) x(ctx context.Context, limit time.Duration, req *xRequest, what string) (*xDone, error) {
+	c, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rep reply
+	err = p.restarting(ctx, c, func(c *child) error {
+		s, cancel := p.with(ctx, c, what+" of an X-Definition", limit)
+		defer cancel()
+		err := s.exchange(&request{X: req}, &rep)
+		s.end()
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, boundError(err)
+	case rep.X == nil:
+		return nil, fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
+	}
+	return rep.X, nil
+}
+
+// describe describes a template's parameter in a child.
+func (p *pool) describe(ctx context.Context, limit time.Duration, template string) (*described, error) {
+	c, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rep reply
+	err = p.restarting(ctx, c, func(c *child) error {
+		s, cancel := p.with(ctx, c, "the parameter of a definition", limit)
+		defer cancel()
+		err := s.exchange(&request{Describe: &template}, &rep)
+		s.end()
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, boundError(err)
+	case rep.Described == nil:
+		return nil, fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
+	}
+	return rep.Described, nil
 }
 
 // boundError is err, a *failure naming a bound as a plain error for the callers of checks and

@@ -75,11 +75,14 @@ type Options struct {
 	// EvalTimeout fails its step but its CUE goes on computing until it ends; conditions and
 	// checks have no time bound.
 	InProcess bool
-	// Evaluators bounds the child evaluators: processes of this same binary (started again
-	// with an environment marker, caught by this package's init) that evaluate the CUE of one
-	// step, condition or check at a time, while the actions run in this process. A child is
-	// reused until its caller goes away or a bound is passed: then it is killed, and another
-	// is started for the next evaluation. 0 means DefaultEvaluators().
+	// Evaluators bounds the child evaluators, and so the CUE computing at once: processes of
+	// this same binary (started again with an environment marker, caught by this package's
+	// init) that compute the CUE of one step, condition or check at a time, while the actions
+	// run in this process. A child holds the steps parked at their actions meanwhile (up to
+	// 64) and computes others; a child is started only when all compute. A child is reused
+	// until a caller goes away while it computes for it or a bound is passed: then it is
+	// killed, the steps parked in it start again in another, and another is started for the
+	// next evaluation. 0 means DefaultEvaluators().
 	Evaluators int
 	// EvalMemory bounds the memory of one child evaluator: its live heap (the definitions it
 	// keeps compiled and the evaluation under way). Past it the child ends and the evaluation

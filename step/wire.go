@@ -7,19 +7,27 @@ import (
 	"encoding/json"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/application"
 )
 
 // wireVersion changes with the messages: a child of another build refuses the hello.
-const wireVersion = 1
+const wireVersion = 3
 
-// request is a message from the Runner to a child: exactly one field is set.
+// request is a message from the Runner to a child: exactly one field is set besides ID.
+// A child holds several evaluations (those of steps parked at an action), computes one at a
+// time, and the Runner sends it a message only when it computes none: ID names the
+// evaluation a message is about, and its reply carries the same.
 type request struct {
+	ID    uint64        `json:"id,omitempty"`
 	Hello *hello        `json:"hello,omitempty"`
 	Step  *stepRequest  `json:"step,omitempty"`
 	Acted *acted        `json:"acted,omitempty"` // the answer to the child's action
 	Abort bool          `json:"abort,omitempty"` // the action failed: the evaluation ends
 	If    *ifRequest    `json:"if,omitempty"`
 	Check *checkRequest `json:"check,omitempty"`
+	X     *xRequest     `json:"x,omitempty"`
+	// Describe describes the parameter of the template it holds (Runner.Describe).
+	Describe *string `json:"describe,omitempty"`
 }
 
 // hello is the first message to a child: what its Runner is made of.
@@ -74,8 +82,18 @@ type checkRequest struct {
 	Filled     []string        `json:"filled,omitempty"`
 }
 
+// xRequest checks an X-Definition's CUE (package application): its template compiles
+// (Properties nil and Compile set), or properties fit its parameter.
+type xRequest struct {
+	Template   string          `json:"template"`
+	Compile    bool            `json:"compile,omitempty"`
+	Properties json.RawMessage `json:"properties,omitempty"`
+	Filled     []string        `json:"filled,omitempty"`
+}
+
 // reply is a message from a child to the Runner.
 type reply struct {
+	ID uint64 `json:"id,omitempty"` // the request's
 	// Missing asks for the request again with the definition's source.
 	Missing bool `json:"missing,omitempty"`
 	// Sensitive are values found marked @sensitive() since the last reply.
@@ -84,6 +102,8 @@ type reply struct {
 	Done      *stepDone    `json:"done,omitempty"`
 	If        *ifDone      `json:"if,omitempty"`
 	Check     *checkDone   `json:"check,omitempty"`
+	X         *xDone       `json:"x,omitempty"`
+	Described *described   `json:"described,omitempty"`
 	Failure   *wireFailure `json:"failure,omitempty"` // a request the child could not read
 }
 
@@ -106,6 +126,16 @@ type wireFailure struct {
 type ifDone struct {
 	Value bool   `json:"value"`
 	Error string `json:"error,omitempty"`
+}
+
+type described struct {
+	Parameters []Parameter `json:"parameters,omitempty"`
+	Error      string      `json:"error,omitempty"`
+}
+
+type xDone struct {
+	Error      string                      `json:"error,omitempty"`
+	Properties []application.PropertyError `json:"properties,omitempty"`
 }
 
 type checkDone struct {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 
+	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
 )
 
@@ -30,7 +32,9 @@ func (a *app) decode(ctx context.Context, files []string, set map[string]any) (*
 			return nil, err
 		}
 	}
-	if err := a.Catalog.Check(ctx, a.Runner, objs); err != nil {
+	if err := a.Catalog.Check(ctx, a.Runner, objs); errors.Is(err, engine.ErrTryLater) {
+		return nil, err // not checked (the CUE evaluators failed): not the files' fault
+	} else if err != nil {
 		return nil, invalidErr(err)
 	}
 	return objs, nil

@@ -109,8 +109,12 @@ func newDefShowCommand(g *globals) *cobra.Command {
 				return err
 			}
 			// The parameter is described from the template's text, so that a type whose
-			// packages this build lacks is documented all the same.
-			params, err := definitions.Describe(src)
+			// packages this build lacks is documented all the same; in a child evaluator,
+			// under the bounds, as the text is whatever was stored.
+			params, err := a.Runner.Describe(ctx, src)
+			if errors.Is(err, step.ErrUnavailable) {
+				return err
+			}
 			if err != nil {
 				return invalidErr(fmt.Errorf("step type %s: %w", typ, err))
 			}

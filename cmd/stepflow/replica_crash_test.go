@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -75,18 +76,28 @@ func TestReplicaCrashRecovery(t *testing.T) {
 	for i := range replicas {
 		replicas[i] = start()
 	}
+	// api POSTs doc, again after a 503 (a check the server could not make, as a client
+	// would), and fails the test on any other answer than 201.
 	api := func(r replica, path, doc string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.url+path, strings.NewReader(doc))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/yaml")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("POST %s to %s: %v", path, r.url, err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("POST %s to %s: %s", path, r.url, resp.Status)
+		for try := 1; ; try++ {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.url+path, strings.NewReader(doc))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/yaml")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("POST %s to %s: %v", path, r.url, err)
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable && try < 3 {
+				t.Logf("POST %s to %s: %s: %s; again", path, r.url, resp.Status, body)
+				continue
+			}
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("POST %s to %s: %s: %s", path, r.url, resp.Status, body)
+			}
+			return
 		}
 	}
 	api(replicas[0], "/api/v1/definitions", crashDefinition)

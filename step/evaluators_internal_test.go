@@ -1,0 +1,113 @@
+package step
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// busyCheck is a definition whose check computes for a while (about a second on an idle
+// core): n is given in the properties.
+const busyCheck = `
+import "list"
+
+parameter: n: int
+total: list.Sum([for i in list.Range(0, parameter.n, 1) {i * 2}])
+`
+
+// oneChild returns a Runner with one child evaluator and that child, taken for one evaluation.
+func oneChild(t *testing.T) (*Runner, *child) {
+	t.Helper()
+	r := NewRunner(Options{Evaluators: 1, EvalTimeout: 2 * time.Minute})
+	c, err := r.pool.get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, c
+}
+
+// startCheck checks properties in the child c for the session s in the background and
+// returns its error when done; it returns once the child computes for it.
+func startCheck(t *testing.T, s *session) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		req := &checkRequest{source: source{Type: "busy"}, Properties: []byte(`{"n": 20000}`)}
+		var rep reply
+		err := s.send(&request{Check: req}, &req.source, definitionKey("busy", busyCheck), busyCheck, &rep)
+		if err == nil && (rep.Check == nil || rep.Check.Error != "" || len(rep.Check.Properties) > 0) {
+			err = errors.New("an unexpected reply")
+		}
+		s.end()
+		done <- err
+	}()
+	for deadline := time.Now().Add(time.Minute); !s.c.computing(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the check never reached its child")
+		}
+	}
+	return done
+}
+
+// An evaluation whose caller goes away while it waits for its turn at a child that computes
+// for another does not end that child: the other's check succeeds. Before, the one that left
+// killed the child it shared, and the check it computed was reported as its own failure
+// ("the CUE evaluator was ended by signal killed"), which the server answered with 400 to
+// a valid run (TestReplicaCrashRecovery in CI, where steps' contexts end as leases move).
+func TestLeavingWhileWaitingSparesTheSharedChild(t *testing.T) {
+	r, c := oneChild(t)
+	p := r.pool
+	b, cancelB := p.with(t.Context(), c, "the busy check", time.Minute)
+	defer cancelB()
+	checked := startCheck(t, b)
+
+	// A second evaluation in the same child (as one parked there would be), whose caller
+	// leaves while it waits for the child.
+	p.mu.Lock()
+	c.held++
+	c.fresh++
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	s, cancelS := p.with(ctx, c, "the condition", 0)
+	defer cancelS()
+	var rep reply
+	err := s.exchange(&request{If: &ifRequest{Expr: "true", Scope: []byte(`{}`)}}, &rep)
+	s.end()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the evaluation whose caller left: %v", err)
+	}
+	if err := <-checked; err != nil {
+		t.Errorf("the check computing in the shared child: %v", err)
+	}
+}
+
+// A child killed and not yet reaped is given to no new evaluation: one given it would fail
+// at once (the CUE evaluators ended for others, four times in a microsecond, which the
+// server answered with 400 in TestReplicaCrashRecovery) or, written to it, be taken for the
+// cause of its end.
+func TestKilledChildIsNotGivenOut(t *testing.T) {
+	r, c := oneChild(t)
+	p := r.pool
+	c.kill()
+	p.put(c, true, true)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	got, err := p.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.put(got, true, true)
+	if got == c {
+		t.Fatal("the killed child was given to a new evaluation")
+	}
+	var rep reply
+	s, cancelS := p.with(ctx, got, "the condition", time.Minute)
+	defer cancelS()
+	err = s.exchange(&request{If: &ifRequest{Expr: "true", Scope: []byte(`{}`)}}, &rep)
+	s.end()
+	if err != nil || rep.If == nil || !rep.If.Value {
+		t.Errorf("the condition in the child given instead: %+v %v", rep.If, err)
+	}
+}
