@@ -242,7 +242,7 @@ func (p *provider) apply(ctx context.Context, call *step.Call) (any, error) {
 		return nil, err
 	}
 	if in.Patch != nil {
-		in.Value = merge(in.Value, in.Patch)
+		in.Value = MergePatch(in.Value, in.Patch)
 	}
 	markSecrets(call, in.Value)
 	u, err := p.applyOne(ctx, cl, call, in.Cluster, in.Value, "value")
@@ -335,7 +335,7 @@ func (p *provider) patch(ctx context.Context, call *step.Call) (any, error) {
 	if isSecret(u.Object) {
 		markSecretData(call, in.Patch)
 	}
-	change := merge(map[string]any{"metadata": map[string]any{"labels": map[string]any{
+	change := MergePatch(map[string]any{"metadata": map[string]any{"labels": map[string]any{
 		LabelRunName: call.Run.Name, LabelRunNamespace: call.Run.Namespace,
 	}}}, in.Patch)
 	data, err := json.Marshal(change)
@@ -590,9 +590,9 @@ func addRunLabels(u *unstructured.Unstructured, run engine.Key) {
 	u.SetLabels(l)
 }
 
-// merge merges patch into base as a JSON merge patch does: maps are merged, anything else is
-// replaced, and null removes the field.
-func merge(base, patch map[string]any) map[string]any {
+// MergePatch merges patch into base as a JSON merge patch (RFC 7386) does: maps are merged,
+// anything else is replaced, and null removes the field. base is changed and returned.
+func MergePatch(base, patch map[string]any) map[string]any {
 	if base == nil {
 		base = map[string]any{}
 	}
@@ -605,9 +605,9 @@ func merge(base, patch map[string]any) map[string]any {
 		bm, bIsMap := base[k].(map[string]any)
 		switch {
 		case pIsMap && bIsMap:
-			base[k] = merge(bm, pm)
+			base[k] = MergePatch(bm, pm)
 		case pIsMap:
-			base[k] = merge(map[string]any{}, pm)
+			base[k] = MergePatch(map[string]any{}, pm)
 		default:
 			base[k] = pv
 		}

@@ -330,7 +330,7 @@ func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery,
 			continue
 		}
 		if patch != nil && c.Workload != nil {
-			c.Workload.Object = mergePatch(c.Workload.Object, patch)
+			c.Workload.Object = kube.MergePatch(c.Workload.Object, patch)
 		}
 		if err := d.applyComponent1(ctx, call, del, a, once); err != nil {
 			return nil, err
@@ -595,7 +595,7 @@ func (d *Deliverer) renderComponent(ctx context.Context, call *step.Call) (any, 
 	}
 	c := rendered[0]
 	if in.Patch != nil && c.Workload != nil {
-		c.Workload.Object = mergePatch(c.Workload.Object, in.Patch)
+		c.Workload.Object = kube.MergePatch(c.Workload.Object, in.Patch)
 	}
 	return outputsOf(c, c.Objects()), nil
 }
@@ -757,26 +757,3 @@ func (d *Deliverer) applyRemaining(ctx context.Context, call *step.Call) (any, e
 	return map[string]any{}, nil
 }
 
-// mergePatch merges patch into base: maps key by key, anything else replaced, null removes.
-func mergePatch(base, patch map[string]any) map[string]any {
-	if base == nil {
-		base = map[string]any{}
-	}
-	for k, pv := range patch {
-		if pv == nil {
-			delete(base, k)
-			continue
-		}
-		pm, pIsMap := pv.(map[string]any)
-		bm, bIsMap := base[k].(map[string]any)
-		switch {
-		case pIsMap && bIsMap:
-			base[k] = mergePatch(bm, pm)
-		case pIsMap:
-			base[k] = mergePatch(map[string]any{}, pm)
-		default:
-			base[k] = pv
-		}
-	}
-	return base
-}
