@@ -756,4 +756,3 @@ func (d *Deliverer) applyRemaining(ctx context.Context, call *step.Call) (any, e
 	Settle(call, applied, timeout)
 	return map[string]any{}, nil
 }
-
