@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/stepflow/stepflow/api/v1beta1"
@@ -109,9 +110,16 @@ func ReadApplication(row Scanner) (*v1beta1.Application, int64, error) {
 	return app, version, nil
 }
 
-// EncodeApplication is an Application as the SQL stores write it (without resourceVersion,
-// which is the version column).
-func EncodeApplication(app *v1beta1.Application) ([]byte, error) {
+// EncodeApplication checks the arguments of a PutApplication (a named Application, a version
+// not negative) and returns the Application as the SQL stores write it (without
+// resourceVersion, which is the version column).
+func EncodeApplication(app *v1beta1.Application, version int64) ([]byte, error) {
+	if app == nil || app.Name == "" {
+		return nil, errors.New("store application: no name")
+	}
+	if version < 0 {
+		return nil, fmt.Errorf("store application %s/%s: negative version %d", app.Namespace, app.Name, version)
+	}
 	c := app.DeepCopy()
 	c.ResourceVersion = ""
 	b, err := json.Marshal(c)

@@ -15,13 +15,7 @@ import (
 // versions come from): version 0 creates it, a positive version replaces the one stored at
 // that version (store.Applications).
 func (s *Store) PutApplication(ctx context.Context, app *v1beta1.Application, version int64) (int64, error) {
-	if app == nil || app.Name == "" {
-		return 0, errors.New("store application: no name")
-	}
-	if version < 0 {
-		return 0, fmt.Errorf("store application %s/%s: negative version %d", app.Namespace, app.Name, version)
-	}
-	data, err := store.EncodeApplication(app)
+	data, err := store.EncodeApplication(app, version)
 	if err != nil {
 		return 0, err
 	}
