@@ -110,13 +110,14 @@ func TestValidateCancelledByTheClientStopsEvaluating(t *testing.T) {
 	assertCPUFree(t)
 }
 
-// assertCPUFree checks that this process and its children use less than a third of a core
-// over a second: no evaluation goes on computing.
+// assertCPUFree checks that this process and its children use less than half a core over a
+// second: no evaluation goes on computing (one that did would take a whole core; the server's
+// own background work, under -race on a busy CI machine, was once measured at 300 ms).
 func assertCPUFree(t *testing.T) {
 	t.Helper()
 	before := cpuTime(t)
 	time.Sleep(time.Second)
-	if used := cpuTime(t) - before; used > 300*time.Millisecond {
+	if used := cpuTime(t) - before; used > 500*time.Millisecond {
 		t.Errorf("%s of CPU used in a second with nothing to evaluate", used)
 	}
 }
