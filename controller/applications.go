@@ -233,6 +233,12 @@ func (k *kubeRuns) Run(ctx context.Context, namespace, name string) (*engine.Run
 	return k.ctrl.store.Load(ctx, engine.Key{Namespace: namespace, Name: name})
 }
 
+// Terminate implements lifecycle.Runs with the controller's engine: a run of another shard
+// gets the operation in its stored state, which its own controller then carries out.
+func (k *kubeRuns) Terminate(ctx context.Context, namespace, name, reason string) (bool, error) {
+	return lifecycle.Terminate(ctx, k.ctrl.engine, engine.Key{Namespace: namespace, Name: name}, reason)
+}
+
 // Delete implements lifecycle.Runs: the run, its context and its large values.
 func (k *kubeRuns) Delete(ctx context.Context, namespace, name string) error {
 	wr := &v1alpha1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}

@@ -41,6 +41,28 @@ type Runs interface {
 	Run(ctx context.Context, namespace, name string) (*engine.Run, error)
 	// Delete deletes a run; one not stored is no error.
 	Delete(ctx context.Context, namespace, name string) error
+	// Terminate ends an unfinished run as the terminate operation does (its running steps
+	// fail, its `if: always` steps still run), recording reason, and reports whether it asked
+	// one to end: a finished or missing run is no error.
+	Terminate(ctx context.Context, namespace, name, reason string) (bool, error)
+}
+
+// Operator applies operations to runs; *engine.Engine is one.
+type Operator interface {
+	Operate(ctx context.Context, key engine.Key, op engine.Operation) (*engine.Run, error)
+}
+
+// Terminate is Runs.Terminate through an Operator: it asks the run key to end and reports
+// whether it did; a run that has finished or is not stored is left as it is.
+func Terminate(ctx context.Context, o Operator, key engine.Key, reason string) (bool, error) {
+	_, err := o.Operate(ctx, key, engine.Operation{Kind: engine.OpTerminate, By: "stepflow", Reason: reason})
+	switch {
+	case errors.Is(err, engine.ErrNotFound), errors.Is(err, engine.ErrInvalidOperation):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 // Clusters gives a client of a cluster by name ("" is the local one).
@@ -113,6 +135,10 @@ type Outcome struct {
 	Revision *store.AppRevision
 	// Run is the new delivery run; nil when Unchanged.
 	Run *v1alpha1.WorkflowRun
+	// Replaced names the delivery run of the previous revision, asked to terminate because the
+	// new revision replaces it; "" when there was none. It may not have finished yet: its
+	// `if: always` steps still run.
+	Replaced string
 }
 
 // ErrUndeliverable is returned, wrapped, when an Application cannot be rendered into its
@@ -189,6 +215,20 @@ func (m *Manager) Up(ctx context.Context, app *v1beta1.Application, defs Definit
 	next.Status.Workflow = &v1beta1.WorkflowStatus{AppRevision: name, Mode: modeString(run.Spec.Mode), Phase: v1alpha1.RunInitializing}
 
 	rev := &store.AppRevision{App: app.Name, Number: n, Hash: hash, Run: name, Object: revisionObject(next, name, n, hash, snap)}
+	// As in KubeVela, a new revision's workflow replaces the one delivering the previous
+	// revision: two runs applying different specs to the same objects would undo each
+	// other. Ended before anything is written, so that a failure leaves all as it was.
+	replaced := ""
+	if latest != nil && latest.Run != "" {
+		reason := fmt.Sprintf("revision %d of Application %s replaces it", n, app.Name)
+		ended, err := m.Runs.Terminate(ctx, app.Namespace, latest.Run, reason)
+		if err != nil {
+			return nil, fmt.Errorf("application %s: terminate %s: %w", key, latest.Run, err)
+		}
+		if ended {
+			replaced = latest.Run
+		}
+	}
 	if stored == nil {
 		if _, err := m.Store.PutApplication(ctx, next, 0); err != nil {
 			return nil, err
@@ -202,7 +242,7 @@ func (m *Manager) Up(ctx context.Context, app *v1beta1.Application, defs Definit
 	if err := m.Runs.Start(ctx, run); err != nil {
 		return nil, fmt.Errorf("application %s: start %s: %w", key, name, err)
 	}
-	return &Outcome{Revision: rev, Run: run}, nil
+	return &Outcome{Revision: rev, Run: run, Replaced: replaced}, nil
 }
 
 // Rollback delivers an earlier revision's spec again, as a new revision (as KubeVela does),

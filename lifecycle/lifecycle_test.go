@@ -75,6 +75,10 @@ func (r runs) Run(ctx context.Context, namespace, name string) (*engine.Run, err
 	return r.st.Load(ctx, engine.Key{Namespace: namespace, Name: name})
 }
 
+func (r runs) Terminate(ctx context.Context, namespace, name, reason string) (bool, error) {
+	return lifecycle.Terminate(ctx, r.eng, engine.Key{Namespace: namespace, Name: name}, reason)
+}
+
 func (r runs) Delete(ctx context.Context, namespace, name string) error {
 	if err := r.st.Delete(ctx, engine.Key{Namespace: namespace, Name: name}); err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return err

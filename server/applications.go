@@ -53,6 +53,11 @@ func (r serverRuns) Run(ctx context.Context, namespace, name string) (*engine.Ru
 	return r.s.store.Load(ctx, engine.Key{Namespace: namespace, Name: name})
 }
 
+// Terminate implements lifecycle.Runs with the server's engine.
+func (r serverRuns) Terminate(ctx context.Context, namespace, name, reason string) (bool, error) {
+	return lifecycle.Terminate(ctx, r.s.eng, engine.Key{Namespace: namespace, Name: name}, reason)
+}
+
 // Delete implements lifecycle.Runs: an unfinished run is terminated first.
 func (r serverRuns) Delete(ctx context.Context, namespace, name string) error {
 	key := engine.Key{Namespace: namespace, Name: name}

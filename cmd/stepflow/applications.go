@@ -71,7 +71,7 @@ is: no revision, no run, nothing written. The exit code is the runs', as stepflo
 			}
 			m := a.lifecycle()
 			defs := catalog.XDefinitions(objs)
-			var keys []engine.Key
+			var keys, replaced []engine.Key
 			for _, app := range objs.Applications {
 				if app.Namespace == "" {
 					app.Namespace = g.namespace
@@ -86,6 +86,12 @@ is: no revision, no run, nothing written. The exit code is the runs', as stepflo
 					fmt.Fprintf(g.stdout, "application %s: revision %s, delivered by run %s\n", app.Name, out.Revision.Object.Name, out.Revision.Run)
 				}
 				keys = append(keys, engine.Key{Namespace: app.Namespace, Name: out.Revision.Run})
+				if out.Replaced != "" {
+					replaced = append(replaced, engine.Key{Namespace: app.Namespace, Name: out.Replaced})
+				}
+			}
+			if err := a.endReplaced(ctx, g, replaced); err != nil {
+				return err
 			}
 			code, err := a.deliver(ctx, g, keys)
 			if err != nil {
@@ -203,6 +209,13 @@ func newAppRollbackCommand(g *globals) *cobra.Command {
 			} else {
 				fmt.Fprintf(g.stdout, "application %s: revision %s (the spec of revision %d), delivered by run %s\n", args[0], out.Revision.Object.Name, number, out.Revision.Run)
 			}
+			var replaced []engine.Key
+			if out.Replaced != "" {
+				replaced = append(replaced, engine.Key{Namespace: g.namespace, Name: out.Replaced})
+			}
+			if err := a.endReplaced(ctx, g, replaced); err != nil {
+				return err
+			}
 			code, err := a.deliver(ctx, g, []engine.Key{{Namespace: g.namespace, Name: out.Revision.Run}})
 			if err != nil {
 				return err
@@ -295,6 +308,17 @@ func (a *app) lifecycle() *lifecycle.Manager {
 	return &lifecycle.Manager{Store: a.store, Runs: embeddedRuns{a}, Clusters: a.clusters}
 }
 
+// endReplaced drives the runs a new revision terminated to their end (their `if: always`
+// steps), before the new revision's run starts applying; how they end is not the command's
+// outcome.
+func (a *app) endReplaced(ctx context.Context, g *globals, keys []engine.Key) error {
+	for _, k := range keys {
+		fmt.Fprintf(g.stdout, "run %s of the previous revision: terminated, the new revision replaces it\n", k.Name)
+	}
+	_, err := a.deliver(ctx, g, keys)
+	return err
+}
+
 // deliver drives the delivery runs that have not settled to their end, showing their steps,
 // and returns the exit code they call for.
 func (a *app) deliver(ctx context.Context, g *globals, keys []engine.Key) (int, error) {
@@ -336,6 +360,13 @@ func (r embeddedRuns) Delete(ctx context.Context, namespace, name string) error 
 		return nil
 	}
 	return err
+}
+
+// Terminate implements lifecycle.Runs with an engine of this process that is not started:
+// the operation is stored, and the run ends where it is driven (the CLI drives it with the
+// new revision's run).
+func (r embeddedRuns) Terminate(ctx context.Context, namespace, name, reason string) (bool, error) {
+	return lifecycle.Terminate(ctx, r.a.Engine, engine.Key{Namespace: namespace, Name: name}, reason)
 }
 
 // appErr is a lifecycle error as the CLI reports it: a missing Application or revision is the
