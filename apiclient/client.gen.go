@@ -367,6 +367,7 @@ type LogEntry struct {
 	Level    *int        `json:"level,omitempty"`
 	Message  *string     `json:"message,omitempty"`
 	Outcome  *string     `json:"outcome,omitempty"`
+	Severity *string     `json:"severity,omitempty"`
 	Step     *string     `json:"step,omitempty"`
 	Time     *time.Time  `json:"time,omitempty"`
 }

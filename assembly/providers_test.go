@@ -32,6 +32,8 @@ func (session) Message(string)                     {}
 func (session) Var(string) (json.RawMessage, bool) { return nil, false }
 func (session) SetVar(string, json.RawMessage)     {}
 func (session) Log(int, string, any)               {}
+func (session) Report(step.Report)                 {}
+func (session) Redact(v string) string             { return v }
 func (session) Sensitive(...string)                {}
 
 // call runs the action provider.do of r with params.

@@ -79,6 +79,9 @@ type StepRequest struct {
 	Resumed bool
 	// Now is the engine clock's time at the start of the evaluation.
 	Now time.Time
+	// Sensitive are the values the run knows are secrets at the start of the evaluation, for
+	// the actions that describe what they did in the log (read it, never change it).
+	Sensitive []string
 }
 
 // Outcome is how an evaluation of a step ended.

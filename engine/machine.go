@@ -783,6 +783,7 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 		Vars:       make(map[string]json.RawMessage, len(run.Vars)),
 		Resumed:    rec.Resumed,
 		Now:        now,
+		Sensitive:  run.Sensitive,
 	}
 	if n.group != nil {
 		req.GroupName = n.group.spec.Name

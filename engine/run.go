@@ -152,10 +152,25 @@ type StepRecord struct {
 	Outputs map[string]json.RawMessage `json:"outputs,omitempty"`
 }
 
+// The severities of a log entry (LogEntry.Severity).
+const (
+	// SeverityInfo is an action that went as asked, or a line a definition logged.
+	SeverityInfo = "info"
+	// SeverityWarning is an action that ran but whose answer says something went wrong, such
+	// as an HTTP status of 400 or more.
+	SeverityWarning = "warning"
+	// SeverityError is an action that failed.
+	SeverityError = "error"
+)
+
 // LogEntry is one line of a step's log: an action the engine ran, or data a definition logged.
 type LogEntry struct {
-	Time     time.Time       `json:"time"`
-	Step     string          `json:"step"`
+	Time time.Time `json:"time"`
+	Step string    `json:"step"`
+	// Severity is SeverityInfo, SeverityWarning or SeverityError; empty in lines logged
+	// before it was recorded.
+	Severity string `json:"severity,omitempty"`
+	// Level is the verbosity a definition gave its line (KubeVela's op.#Log level).
 	Level    int             `json:"level,omitempty"`
 	Action   string          `json:"action,omitempty"`
 	Duration time.Duration   `json:"duration,omitempty"`

@@ -37,6 +37,7 @@ type evaluation struct {
 	stopped bool                       // an action ended the evaluation
 	current string                     // the path of the action running
 	params  json.RawMessage            // and its parameters' JSON
+	report  *Report                    // what the action running said of itself (Session.Report)
 	start   time.Time
 	actions time.Duration // the time the actions run in this evaluation took
 	waited  time.Duration // and the time it waited for its turns (Runner.turns)
@@ -356,10 +357,10 @@ func (e *evaluation) act(ctx context.Context, c *actionCall) (acted, error) {
 			}
 		}
 		if err != nil {
-			e.logAction(name, c, took, "error: "+err.Error())
+			e.logAction(name, c, took, "failed", err)
 			return acted{}, fmt.Errorf("step %s: %s (%s): %w", e.req.Step.Name, c.Path, name, err)
 		}
-		e.logAction(name, c, took, "ok")
+		e.logAction(name, c, took, "ok", nil)
 		if out == nil {
 			result = nil
 		}
@@ -376,7 +377,7 @@ func (e *evaluation) act(ctx context.Context, c *actionCall) (acted, error) {
 			e.waited += time.Since(waitFrom)
 		}
 	} else {
-		e.logAction(name, c, 0, "replayed")
+		e.logAction(name, c, 0, "replayed", nil)
 	}
 	if e.stopped {
 		return acted{Stopped: true, Outputs: e.res.Outcome == engine.Failed || e.res.Outcome == engine.Waiting}, nil
@@ -394,19 +395,43 @@ func orNull(b json.RawMessage) json.RawMessage {
 	return b
 }
 
-func (e *evaluation) logAction(name string, c *actionCall, took time.Duration, outcome string) {
+// logAction adds the line of an action that ran (or was replayed) to the log: its path in the
+// definition, what it reported of itself (Session.Report), and the error it failed with.
+func (e *evaluation) logAction(name string, c *actionCall, took time.Duration, outcome string, err error) {
+	rep := e.report
+	e.report = nil
 	msg := c.Path
+	entry := engine.LogEntry{Time: e.now(), Step: e.req.Step.Name, Severity: engine.SeverityInfo, Action: name, Duration: took, Outcome: outcome}
+	if rep != nil {
+		if rep.Summary != "" {
+			msg += ": " + rep.Summary
+		}
+		if rep.Severity != "" {
+			entry.Severity = rep.Severity
+		}
+		entry.Data = logData(rep.Data)
+	}
 	if c.Incomplete != "" {
 		msg += " (run with incomplete parameters: " + c.Incomplete + ")"
 	}
-	e.res.Logs = append(e.res.Logs, engine.LogEntry{
-		Time:     e.now(),
-		Step:     e.req.Step.Name,
-		Action:   name,
-		Duration: took,
-		Outcome:  outcome,
-		Message:  msg,
-	})
+	if err != nil {
+		entry.Severity = engine.SeverityError
+		msg += ": " + err.Error()
+	}
+	entry.Message = msg
+	e.res.Logs = append(e.res.Logs, entry)
+}
+
+// logData encodes the data of a log line; nil for none.
+func logData(data any) json.RawMessage {
+	if data == nil {
+		return nil
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		b, _ = json.Marshal(map[string]string{"error": "data cannot be encoded: " + err.Error()})
+	}
+	return b
 }
 
 // now is the engine's time at the start of the evaluation plus the time it has taken.
@@ -577,15 +602,15 @@ func (e *evaluation) Sensitive(values ...string) {
 
 // Log implements Session.
 func (e *evaluation) Log(level int, message string, data any) {
-	entry := engine.LogEntry{Time: e.now(), Step: e.req.Step.Name, Level: level, Message: message}
-	if data != nil {
-		b, err := json.Marshal(data)
-		if err != nil {
-			b, _ = json.Marshal(map[string]string{"error": "data cannot be encoded: " + err.Error()})
-		}
-		entry.Data = b
-	}
-	e.res.Logs = append(e.res.Logs, entry)
+	e.res.Logs = append(e.res.Logs, engine.LogEntry{Time: e.now(), Step: e.req.Step.Name, Severity: engine.SeverityInfo, Level: level, Message: message, Data: logData(data)})
+}
+
+// Report implements Session.
+func (e *evaluation) Report(r Report) { e.report = &r }
+
+// Redact implements Session.
+func (e *evaluation) Redact(s string) string {
+	return redact.New(append(slices.Clip(e.req.Sensitive), e.res.Sensitive...)...).String(s)
 }
 
 // releaseSuspend evaluates a resumed step whose template is a lone builtin suspend

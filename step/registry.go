@@ -111,6 +111,37 @@ func (c *Call) Sensitive(values ...string) {
 	}
 }
 
+// Report is what an action says of what it did, for its line in the step's log: the request
+// it made and the answer's gist, so that a person reading the log of a failed step sees why.
+type Report struct {
+	// Summary is one line, e.g. "GET api.example.com/v1/items → 503 Service Unavailable".
+	Summary string
+	// Severity is engine.SeverityWarning for an answer that says something went wrong;
+	// empty is engine.SeverityInfo. An action that returns an error is an error whatever
+	// its report says.
+	Severity string
+	// Data is a bounded detail, encoded as JSON: an excerpt of the answer, the object's
+	// version. Redacted as the log is.
+	Data any
+}
+
+// Report tells the call's session what the action did (Session.Report); a call without a
+// session, as a test may make, reports nothing.
+func (c *Call) Report(r Report) {
+	if c.Session != nil {
+		c.Session.Report(r)
+	}
+}
+
+// Redact hides the run's known secrets in s (Session.Redact); a call without a session hides
+// nothing.
+func (c *Call) Redact(s string) string {
+	if c.Session != nil {
+		return c.Session.Redact(s)
+	}
+	return s
+}
+
 // Session is what an action may do to the step evaluating it besides returning a value.
 type Session interface {
 	// Now is the engine clock's time.
@@ -132,6 +163,12 @@ type Session interface {
 	SetVar(name string, value json.RawMessage)
 	// Log adds an entry to the step's log.
 	Log(level int, message string, data any)
+	// Report describes the action being run in its own line of the log; the last report of
+	// the action is kept.
+	Report(r Report)
+	// Redact hides in s the values the run and this evaluation know are secrets, for an
+	// action that decides what of its request it may show.
+	Redact(s string) string
 	// Sensitive marks values as secrets: the run keeps them for the steps (in variables,
 	// outputs, results) but redacts them in its status, its log and whatever shows it. An
 	// action that reads a secret marks it before anything could show it, also when it then

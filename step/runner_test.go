@@ -601,7 +601,8 @@ cfg: op.#ReadConfig & {name: "c"}
 	if res == nil || res.Memo["p"] == nil {
 		t.Fatalf("the result of the side effect before the error is not kept: %+v", res)
 	}
-	if l := res.Logs[len(res.Logs)-1]; l.Action != "test.get" || l.Outcome != "error: connection refused" {
+	// The failing action's line is marked failed, an error, and says why.
+	if l := res.Logs[len(res.Logs)-1]; l.Action != "test.get" || l.Outcome != "failed" || l.Severity != engine.SeverityError || l.Message != "g: connection refused" {
 		t.Errorf("log %+v", l)
 	}
 	rec.errs["test.get"] = engine.Terminal(v1alpha1.ReasonExecute, errors.New("bad url"))

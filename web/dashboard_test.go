@@ -591,7 +591,9 @@ func (e *env) testRetryFailedStep(t *testing.T) {
 	var hits atomic.Int32
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if hits.Add(1) == 1 {
-			http.Error(w, "not ready yet", http.StatusServiceUnavailable)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":"not ready yet","retryIn":"5s"}`)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -621,6 +623,17 @@ spec:
 
 	do(ctx, t, "select the failed step", chromedp.Click(chromedp.CSS(node("call"))))
 	waitFor(ctx, t, "its message", `(document.getElementById('step-message')?.textContent || '').includes('not ready yet')`)
+	// The answer's JSON in the message is laid out, not shown as one escaped line.
+	if got := eval[string](ctx, t, `document.querySelector('#step-message pre.message-json')?.textContent || ''`); !strings.Contains(got, "\n  \"retryIn\": \"5s\"") {
+		t.Errorf("the message's JSON is laid out as %q", got)
+	}
+	// The step's log says what was asked and what came back: a warning line with the method,
+	// host and path, the status, and the answer's excerpt in its data.
+	host := strings.TrimPrefix(backend.URL, "http://")
+	waitFor(ctx, t, "the action's line in the step's log", fmt.Sprintf(`[...document.querySelectorAll('#step-log li.level-warning')].some((li) => li.textContent.includes(%q))`, "GET "+host+" → 503 Service Unavailable"))
+	if got := eval[string](ctx, t, `document.querySelector('#step-log li.level-warning details pre')?.textContent || ''`); !strings.Contains(got, `"status": 503`) || !strings.Contains(got, `not ready yet`) {
+		t.Errorf("the action's data shows %q, want the status and the answer's excerpt", got)
+	}
 	waitFor(ctx, t, "Retry enabled", enabled("op-retry"))
 	e.screenshot(ctx, t, "failed")
 	if eval[bool](ctx, t, `document.getElementById('op-approve') !== null`) {

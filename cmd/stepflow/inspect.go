@@ -334,6 +334,9 @@ func formatLog(e engine.LogEntry) string {
 	if e.Outcome != "" {
 		fmt.Fprintf(&b, " %s", e.Outcome)
 	}
+	if e.Severity != "" && e.Severity != engine.SeverityInfo {
+		fmt.Fprintf(&b, " %s", e.Severity)
+	}
 	if e.Message != "" {
 		fmt.Fprintf(&b, " %s", oneLine(e.Message))
 	}

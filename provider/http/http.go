@@ -20,10 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	nethttp "net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -62,6 +65,50 @@ func shown(u *url.URL) string {
 	s := u.Scheme + "://" + u.Host
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 		s += "/<redacted>"
+	}
+	return s
+}
+
+// maxExcerpt bounds the part of an answer's body that the log keeps: enough for an error
+// message or a small JSON document, not a page.
+const maxExcerpt = 1024
+
+// answer is the detail of an HTTP action's log line.
+type answer struct {
+	Status      int    `json:"status"`
+	ContentType string `json:"contentType,omitempty"`
+	// Bytes is the body's whole length; Body its first maxExcerpt bytes, cut at a character.
+	Bytes int    `json:"bytes"`
+	Body  string `json:"body,omitempty"`
+}
+
+// excerpt is the first n bytes of body as text, cut before a character that would not fit,
+// with "…" when it was cut.
+func excerpt(body []byte, n int) string {
+	if len(body) <= n {
+		return strings.ToValidUTF8(string(body), "\uFFFD")
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(body[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(string(body[:cut]), "\uFFFD") + "…"
+}
+
+// display is a request's URL as its log line shows it: host and path, and the query's names
+// with their values hidden (tokens often travel there). A URL with a secret of the run in it
+// (one read from a Secret, say) shows only its scheme and host, as errors do.
+func display(call *step.Call, raw string, u *url.URL) string {
+	if call.Redact(raw) != raw {
+		return shown(u)
+	}
+	s := u.Host + u.EscapedPath()
+	if u.RawQuery != "" {
+		names := slices.Sorted(maps.Keys(u.Query()))
+		for i, n := range names {
+			names[i] = n + "=<redacted>"
+		}
+		s += "?" + strings.Join(names, "&")
 	}
 	return s
 }
@@ -192,6 +239,8 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 		}
 	}
 
+	target := req.Method + " " + display(call, in.URL, req.URL)
+	call.Report(step.Report{Summary: target})
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	resp, err := client.Do(req.WithContext(ctx))
@@ -212,6 +261,14 @@ func (p *provider) do(ctx context.Context, call *step.Call) (any, error) {
 	if int64(len(body)) > p.maxBody {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/http: %s %s: the response body is larger than %d bytes, the provider's bound; raise it with the http provider's MaxBodyBytes option", req.Method, shown(req.URL), p.maxBody))
 	}
+	rep := step.Report{
+		Summary: fmt.Sprintf("%s → %s", target, resp.Status),
+		Data:    answer{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Bytes: len(body), Body: excerpt(body, maxExcerpt)},
+	}
+	if resp.StatusCode >= 400 {
+		rep.Severity = engine.SeverityWarning
+	}
+	call.Report(rep)
 	return &response{
 		Body:       string(body),
 		Header:     sent(resp.Header),

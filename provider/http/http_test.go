@@ -13,15 +13,19 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/http"
 	"github.com/stepflow/stepflow/step"
 )
 
-// session is a step.Session whose clock the test sets.
+// session is a step.Session whose clock the test sets; it keeps the action's reports and
+// knows one secret, as a run that read it from a Secret would.
 type session struct {
-	now time.Time
+	now     time.Time
+	secret  string
+	reports []step.Report
 }
 
 func (s *session) Now() time.Time                          { return s.now }
@@ -34,6 +38,13 @@ func (s *session) Var(string) (json.RawMessage, bool)      { return nil, false }
 func (s *session) SetVar(string, json.RawMessage)          {}
 func (s *session) Log(level int, message string, data any) {}
 func (s *session) Sensitive(...string)                     {}
+func (s *session) Report(r step.Report)                    { s.reports = append(s.reports, r) }
+func (s *session) Redact(v string) string {
+	if s.secret == "" {
+		return v
+	}
+	return strings.ReplaceAll(v, s.secret, "<redacted>")
+}
 
 // result is the action's result as a definition sees it.
 type result struct {
@@ -489,5 +500,62 @@ func TestRegistration(t *testing.T) {
 		if got := a.SideEffect(params); got != want {
 			t.Errorf("SideEffect(%q) = %v, want %v", method, got, want)
 		}
+	}
+}
+
+// TestReportShowsRequestAndAnswer: the action's log line says what was asked (method, host,
+// path, the query's names without their values) and what came back (status, an excerpt of
+// the body, a warning for a status of 400 or more); a URL holding a secret of the run shows
+// only its scheme and host.
+func TestReportShowsRequestAndAnswer(t *testing.T) {
+	long := `{"error":"` + strings.Repeat("é", 2000) + `"}`
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, _ *nethttp.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(nethttp.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, long)
+	}))
+	defer srv.Close()
+	a := action(t, http.Options{})
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	s := &session{now: time.Now()}
+	if _, err := do(t, a, s, map[string]any{"url": srv.URL + "/v1/items?token=hunter22&page=2"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.reports) == 0 {
+		t.Fatal("the action reported nothing")
+	}
+	rep := s.reports[len(s.reports)-1]
+	if want := "GET " + host + "/v1/items?page=<redacted>&token=<redacted> → 503 Service Unavailable"; rep.Summary != want {
+		t.Errorf("summary %q, want %q", rep.Summary, want)
+	}
+	if rep.Severity != engine.SeverityWarning {
+		t.Errorf("severity %q, want a warning for 503", rep.Severity)
+	}
+	b, err := json.Marshal(rep.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data struct {
+		Status int
+		Bytes  int
+		Body   string
+	}
+	if err := json.Unmarshal(b, &data); err != nil {
+		t.Fatal(err)
+	}
+	if data.Status != 503 || data.Bytes != len(long) {
+		t.Errorf("data %s: want status 503 and the body's %d bytes", b, len(long))
+	}
+	if !strings.HasPrefix(data.Body, `{"error":"éé`) || !strings.HasSuffix(data.Body, "…") || len(data.Body) > 1024+len("…") || !utf8.ValidString(data.Body) {
+		t.Errorf("excerpt of %d bytes, want the body's first KiB cut at a character and marked: %.60q…", len(data.Body), data.Body)
+	}
+
+	secret := &session{now: time.Now(), secret: "T0KEN/B0T/XYZ123"}
+	if _, err := do(t, a, secret, map[string]any{"url": srv.URL + "/services/T0KEN/B0T/XYZ123"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := secret.reports[len(secret.reports)-1].Summary; got != "GET "+srv.URL+"/<redacted> → 503 Service Unavailable" {
+		t.Errorf("a URL holding a secret shows as %q", got)
 	}
 }

@@ -249,6 +249,7 @@ func (p *provider) apply(ctx context.Context, call *step.Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	reportObject(call, "applied", u, in.Cluster)
 	p.observe(ctx, call, refOf(in.Cluster, u))
 	markSecrets(call, u.Object)
 	return map[string]any{"value": u.Object}, nil
@@ -295,6 +296,11 @@ func (p *provider) applyInParallel(ctx context.Context, call *step.Call) (any, e
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	where := "the local cluster"
+	if in.Cluster != "" {
+		where = fmt.Sprintf("cluster %q", in.Cluster)
+	}
+	call.Report(step.Report{Summary: fmt.Sprintf("applied %d objects in %s", len(out), where)})
 	return map[string]any{"value": out}, nil
 }
 
@@ -352,6 +358,7 @@ func (p *provider) patch(ctx context.Context, call *step.Call) (any, error) {
 		return nil, failure("patch", u, in.Cluster, err)
 	}
 	u.SetManagedFields(nil)
+	reportObject(call, "patched", u, in.Cluster)
 	p.observe(ctx, call, refOf(in.Cluster, u))
 	markSecrets(call, u.Object)
 	return map[string]any{"result": u.Object}, nil
@@ -378,12 +385,14 @@ func (p *provider) read(ctx context.Context, call *step.Call) (any, error) {
 	u.SetGroupVersionKind(want.GroupVersionKind())
 	err = cl.Get(ctx, client.ObjectKeyFromObject(want), u)
 	if apierrors.IsNotFound(err) {
+		call.Report(step.Report{Summary: "read " + describe(want, in.Cluster) + ": not found"})
 		return map[string]any{"err": fmt.Sprintf("%s not found", describe(want, in.Cluster))}, nil
 	}
 	if err != nil {
 		return nil, failure("read", want, in.Cluster, err)
 	}
 	u.SetManagedFields(nil)
+	reportObject(call, "read", u, in.Cluster)
 	markSecrets(call, u.Object)
 	return map[string]any{"value": u.Object}, nil
 }
@@ -442,6 +451,7 @@ func (p *provider) list(ctx context.Context, call *step.Call) (any, error) {
 			markSecretData(call, list.Items[i].Object)
 		}
 	}
+	call.Report(step.Report{Summary: fmt.Sprintf("listed %s: %d items", describe(what, in.Cluster), len(items))})
 	values := list.UnstructuredContent()
 	values["items"] = items
 	// The new form reads values; the legacy op.#List reads list.
@@ -478,15 +488,18 @@ func (p *provider) delete(ctx context.Context, call *step.Call) (any, error) {
 		if err != nil {
 			return nil, failure("delete", u, in.Cluster, err)
 		}
+		call.Report(step.Report{Summary: fmt.Sprintf("deleted %s labelled %s", describe(u, in.Cluster), sel)})
 		return nil, nil
 	}
 	err = cl.Delete(ctx, u, background)
 	if apierrors.IsNotFound(err) {
+		call.Report(step.Report{Summary: "delete " + describe(u, in.Cluster) + ": not found"})
 		return map[string]any{"err": fmt.Sprintf("%s not found", describe(u, in.Cluster))}, nil
 	}
 	if err != nil {
 		return nil, failure("delete", u, in.Cluster, err)
 	}
+	call.Report(step.Report{Summary: "deleted " + describe(u, in.Cluster)})
 	return nil, nil
 }
 
@@ -630,6 +643,15 @@ func describe(u *unstructured.Unstructured, cluster string) string {
 		return s + " in the local cluster"
 	}
 	return s + fmt.Sprintf(" in cluster %q", cluster)
+}
+
+// reportObject reports what an action did to the object u (as the API server returned it):
+// its API version, kind, name and cluster, and the resourceVersion it has now.
+func reportObject(call *step.Call, did string, u *unstructured.Unstructured, cluster string) {
+	call.Report(step.Report{
+		Summary: fmt.Sprintf("%s %s %s", did, u.GetAPIVersion(), describe(u, cluster)),
+		Data:    map[string]any{"resourceVersion": u.GetResourceVersion(), "generation": u.GetGeneration()},
+	})
 }
 
 // failure wraps an error of op on the object u.

@@ -185,6 +185,8 @@ func (s *session) Fail(string)                             {}
 func (s *session) Break(string)                            {}
 func (s *session) Message(string)                          {}
 func (s *session) Log(int, string, any)                    {}
+func (s *session) Report(step.Report)                      {}
+func (s *session) Redact(v string) string                  { return v }
 func (s *session) Sensitive(...string)                     {}
 func (s *session) SetVar(name string, v json.RawMessage)   { s.vars[name] = v }
 func (s *session) Var(name string) (json.RawMessage, bool) { v, ok := s.vars[name]; return v, ok }

@@ -44,6 +44,8 @@ func (s *session) Sensitive(...string)                {}
 func (s *session) Log(level int, message string, data any) {
 	s.logs = append(s.logs, entry{level, message, data})
 }
+func (s *session) Report(step.Report)     {}
+func (s *session) Redact(v string) string { return v }
 
 func registry(opts util.Options) *step.Registry {
 	r := step.NewRegistry()

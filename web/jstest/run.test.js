@@ -334,3 +334,13 @@ test('follow tries again after another failure to fetch, and not at all once the
   w.sources[0].fire('error');
   assert.equal(w.got.length, 1);
 });
+
+test('messageJSON lays out the JSON a message carries, escaped or not', () => {
+  assert.deepEqual(logic.messageJSON('request failed: {"error":"status 404","code":7}'), {text: 'request failed:', value: {error: 'status 404', code: 7}});
+  assert.deepEqual(logic.messageJSON('answer: "{\\"items\\":[1,2]}"'), {text: 'answer:', value: {items: [1, 2]}});
+  assert.deepEqual(logic.messageJSON('[1, 2]'), {text: '', value: [1, 2]});
+  // Braces that are not a JSON document, and JSON that is no object, stay text.
+  assert.deepEqual(logic.messageJSON('wait for {ready} to be "true"'), {text: 'wait for {ready} to be "true"', value: undefined});
+  assert.deepEqual(logic.messageJSON('count is "3"'), {text: 'count is "3"', value: undefined});
+  assert.deepEqual(logic.messageJSON(undefined), {text: '', value: undefined});
+});

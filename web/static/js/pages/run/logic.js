@@ -200,3 +200,30 @@ export function nextRetry(retry) {
   const n = Math.min(retry + 1, 5);
   return {retry: n, delay: 1000 * n};
 }
+
+// messageJSON splits a message that carries JSON (a service's answer quoted in a failure,
+// possibly as an escaped JSON string) into its text and the value: {text, value}, value
+// undefined when there is none. Only a JSON object or list counts: it is what a person wants
+// to read laid out rather than on one line.
+export function messageJSON(message) {
+  const msg = message || '';
+  for (let i = 0; i < msg.length; i++) {
+    const c = msg[i];
+    if (c !== '{' && c !== '[' && c !== '"') continue;
+    let value;
+    try {
+      value = JSON.parse(msg.slice(i));
+    } catch {
+      continue;
+    }
+    if (typeof value === 'string') { // an escaped document: "{\"error\": ...}"
+      try {
+        value = JSON.parse(value);
+      } catch {
+        continue;
+      }
+    }
+    if (value !== null && typeof value === 'object') return {text: msg.slice(0, i).trimEnd(), value};
+  }
+  return {text: msg, value: undefined};
+}

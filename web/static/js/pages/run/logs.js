@@ -2,20 +2,33 @@
 // step's lines as a list in the step panel.
 
 import {h, pretty} from '../../dom.js';
-import {clock, hasData, logTitle, tookText} from './logic.js';
+import {clock, hasData, logTitle, messageJSON, tookText} from './logic.js';
+
+// messageText is a log line's message: its text, and any JSON it carries laid out.
+function messageText(message) {
+  const {text, value} = messageJSON(message);
+  if (value === undefined) return message || '';
+  return h('span', null, text ? h('span', null, text) : null, h('pre', {class: 'message-json'}, pretty(value)));
+}
 
 function dataDetails(entry) {
   return h('details', null, h('summary', null, 'data'), h('pre', null, pretty(entry.data)));
 }
 
+// severity is how bad a line is: info, warning or error (lines saved before severities
+// were recorded count as info).
+export function severity(entry) {
+  return entry.severity || 'info';
+}
+
 // logRow is a log entry as a row of the log table; withStep adds the step's column.
 export function logRow(entry, withStep) {
-  const msg = h('td', {class: 'message'}, entry.message || '');
+  const msg = h('td', {class: 'message'}, messageText(entry.message));
   if (hasData(entry)) msg.append(dataDetails(entry));
-  return h('tr', {class: `log level-${entry.level || 'info'}`},
+  return h('tr', {class: `log level-${severity(entry)}`},
     h('td', null, h('time', {datetime: entry.time || '', title: entry.time || ''}, clock(entry.time))),
     withStep ? h('td', null, entry.step || '') : null,
-    h('td', null, entry.level || ''),
+    h('td', null, severity(entry)),
     h('td', null, entry.action || ''),
     h('td', null, entry.outcome || ''),
     h('td', {class: 'num'}, tookText(entry)),
@@ -25,15 +38,15 @@ export function logRow(entry, withStep) {
 // logItem is a log entry in the narrow step panel: when, what and how it went, its message
 // below; an iteration's lines name the iteration.
 export function logItem(entry, step) {
-  return h('li', {class: `log level-${entry.level || 'info'}`},
+  return h('li', {class: `log level-${severity(entry)}`},
     h('div', {class: 'log-meta'},
       h('time', {datetime: entry.time || '', title: entry.time || ''}, clock(entry.time)),
       entry.step && entry.step !== step ? h('span', {class: 'log-step'}, entry.step) : null,
-      entry.level && entry.level !== 'info' ? h('span', {class: 'log-level'}, entry.level) : null,
+      severity(entry) !== 'info' ? h('span', {class: 'log-level'}, severity(entry)) : null,
       entry.action ? h('code', null, entry.action) : null,
       entry.outcome ? h('span', {class: `log-outcome outcome-${entry.outcome}`}, entry.outcome) : null,
       Number(entry.duration) ? h('span', {class: 'muted'}, tookText(entry)) : null),
-    entry.message ? h('div', {class: 'log-message'}, entry.message) : null,
+    entry.message ? h('div', {class: 'log-message'}, messageText(entry.message)) : null,
     hasData(entry) ? dataDetails(entry) : null);
 }
 
