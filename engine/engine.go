@@ -321,6 +321,7 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 			e.recordTries(rs, run, t)
 			t = e.releaseQuick(ctx, rs, run, t, now, inflight)
 		}
+		t.logs = append(run.takeNotes(), t.logs...)
 		// An operation the store found written into the run by someone else (run.pass: a
 		// kubectl patch of the status, for one) is saved as applied, and passed to the children.
 		if !t.changed && len(t.logs) == 0 && run.pass == nil && op == nil {
@@ -751,7 +752,9 @@ func (e *Engine) operateStored(ctx context.Context, key Key, op func(run *Run, n
 		if err := op(run, e.opts.Clock.Now()); err != nil {
 			return nil, err
 		}
-		err = e.opts.Store.Save(ctx, run, nil)
+		notes := run.takeNotes()
+		redactForSave(run, notes)
+		err = e.opts.Store.Save(ctx, run, notes)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}

@@ -650,3 +650,48 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// The log keeps a step's history and the run's: each failed try with when the next comes, the
+// try that succeeded, and who suspended, resumed (approved) or terminated the run, and why.
+func TestLogKeepsTriesAndOperations(t *testing.T) {
+	h := newHarness(t)
+	key := h.start(`
+metadata: {name: r}
+spec:
+  workflowSpec:
+    steps:
+    - {name: e, type: error}
+    - {name: approve, type: suspend, if: always}
+    - {name: last, type: suspend, if: always}`)
+	h.waitFor(key, "first error", func(r *engine.Run) bool { return r.Object.Status.Steps[0].Reason == "Execute" })
+	for i := 1; i <= 2; i++ {
+		h.clock.Advance(10 * time.Second)
+		h.waitFor(key, "retry", func(*engine.Run) bool { return h.script.count("e") == i+1 })
+	}
+	h.waitFor(key, "approve suspended", func(r *engine.Run) bool { return r.Object.Status.Suspend })
+	if err := h.operate(key, engine.Operation{Kind: engine.OpResume, Step: "approve", By: "alice", Reason: "looks good"}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(key, "last suspended", func(r *engine.Run) bool { return r.Steps["last"] != nil && r.Steps["last"].Suspended })
+	if err := h.operate(key, engine.Operation{Kind: engine.OpTerminate, By: "bob", Reason: "a bad release"}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitPhase(key, v1alpha1.RunTerminated)
+
+	var got []string
+	for _, l := range h.store.logs[key] {
+		if l.Action == "" || l.Action == "operation" {
+			got = append(got, fmt.Sprintf("%s %s %s %s: %s", l.Step, l.Severity, l.Action, l.Outcome, l.Message))
+		}
+	}
+	want := []string{
+		"e warning  retry: try 1 of 3 failed, try 2 in 1s: connection refused",
+		"e warning  retry: try 2 of 3 failed, try 3 in 2s: connection refused",
+		"e error  failed: try 3 of 3 failed, the last: connection refused",
+		"approve info operation resume: step approve resumed by alice: looks good",
+		" info operation terminate: the run terminated by bob: a bad release",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the log's history:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -245,13 +245,18 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 		rec.Retries++
 		policy := m.retryFor(n.spec)
 		if rec.Retries > policy.Limit {
+			t.logs = append(t.logs, LogEntry{Time: d.at, Step: d.step, Severity: SeverityError, Outcome: "failed",
+				Message: fmt.Sprintf("try %d of %d failed, the last: %v", rec.Retries, policy.Limit+1, d.err)})
 			m.fail(run, n, v1alpha1.ReasonFailedAfterRetries,
 				fmt.Sprintf("failed after %d retries: %v", policy.Limit, d.err), d.at, t)
 			return
 		}
 		n.status.Reason = v1alpha1.ReasonExecute
 		n.status.Message = d.err.Error()
-		rec.NextTime = d.at.Add(policy.Backoff.Delay(rec.Retries))
+		delay := policy.Backoff.Delay(rec.Retries)
+		rec.NextTime = d.at.Add(delay)
+		t.logs = append(t.logs, LogEntry{Time: d.at, Step: d.step, Severity: SeverityWarning, Outcome: "retry",
+			Message: fmt.Sprintf("try %d of %d failed, try %d in %s: %v", rec.Retries, policy.Limit+1, rec.Retries+1, delay, d.err)})
 		return
 	}
 	r := d.result
@@ -268,6 +273,10 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 	}
 	switch r.Outcome {
 	case Succeeded, Broke:
+		if rec.Retries > 0 {
+			t.logs = append(t.logs, LogEntry{Time: d.at, Step: d.step, Severity: SeverityInfo, Outcome: "succeeded",
+				Message: fmt.Sprintf("succeeded at try %d", rec.Retries+1)})
+		}
 		setOutputs(run, n, r.Outputs)
 		n.status.Phase = v1alpha1.StepSucceeded
 		n.status.Reason = ""

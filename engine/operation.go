@@ -80,16 +80,35 @@ func (op Operation) Apply(run *Run, now time.Time) error {
 	if err := op.Validate(); err != nil {
 		return err
 	}
+	var err error
 	switch op.Kind {
 	case OpSuspend:
-		return suspend(run)
+		err = suspend(run)
 	case OpResume:
-		return resume(run, op.Step)
+		err = resume(run, op.Step)
 	case OpTerminate:
-		return terminate(run, now, op)
+		err = terminate(run, now, op)
 	default: // OpRestart
-		return restart(run, op.Step)
+		err = restart(run, op.Step)
 	}
+	if err == nil {
+		run.notes = append(run.notes, op.logEntry(now))
+	}
+	return err
+}
+
+// logEntry is the line an applied operation leaves in the run's log: who did what, when and
+// why, on the step it names ("" for the whole run).
+func (op Operation) logEntry(now time.Time) LogEntry {
+	done := map[OperationKind]string{OpSuspend: "suspended", OpResume: "resumed", OpTerminate: "terminated", OpRestart: "restarted"}[op.Kind]
+	what := "the run " + done
+	switch {
+	case op.Step != "" && op.Kind == OpResume:
+		what = "step " + op.Step + " resumed"
+	case op.Step != "":
+		what = "the run " + done + " from step " + op.Step
+	}
+	return LogEntry{Time: now, Step: op.Step, Severity: SeverityInfo, Action: "operation", Outcome: string(op.Kind), Message: op.describe(what)}
 }
 
 // describe says what happened for a run's message: "terminated by alice: a bad release".

@@ -65,6 +65,9 @@ type Run struct {
 	// pass is the operation last applied (suspend, resume of the whole run, terminate), which
 	// Engine.Operate passes on to the run's child runs.
 	pass *Operation
+	// notes are the log lines of the operations applied since the run was last saved (who
+	// suspended, resumed, terminated or restarted it), saved with it.
+	notes []LogEntry
 	// blobs are the variables a store keeps as blobs, by name, as SpillVars last found them.
 	blobs map[string]spilled
 }
@@ -177,4 +180,11 @@ type LogEntry struct {
 	Outcome  string          `json:"outcome,omitempty"`
 	Message  string          `json:"message,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
+}
+
+// takeNotes returns the operations' log lines not saved yet and forgets them.
+func (r *Run) takeNotes() []LogEntry {
+	n := r.notes
+	r.notes = nil
+	return n
 }
