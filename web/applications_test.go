@@ -127,6 +127,18 @@ func (e *env) testApplications(t *testing.T) {
 	if !eval[bool](viewer, t, `document.getElementById('read-only') !== null`) {
 		t.Error("the viewer is not told the page is read only")
 	}
+	// On a phone's width (390 px) the page does not scroll sideways: its tables stack.
+	do(viewer, t, "390 px wide", chromedp.EmulateViewport(390, 844))
+	waitFor(viewer, t, "the tables stacked", `getComputedStyle(document.querySelector('#app-revisions thead')).display === 'none'`)
+	if w := eval[int](viewer, t, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("at 390 px the Application page is %d px wide", w)
+	}
+	e.screenshot(viewer, t, "narrow")
+	goTo(viewer, t, "#/applications")
+	waitFor(viewer, t, "the list", fmt.Sprintf(`document.querySelector('%s') !== null`, row))
+	if w := eval[int](viewer, t, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("at 390 px the Applications list is %d px wide", w)
+	}
 
 	// The tabs share the browser's cookies: the viewer's login replaced the operator's session.
 	do(ctx, t, "log in as the operator again",

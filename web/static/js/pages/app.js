@@ -4,7 +4,7 @@
 // the runs list does; the decisions are in ./app/logic.js.
 
 import * as api from '../api.js';
-import {h, replace, keepFocus, link, badge, timeEl, dl} from '../dom.js';
+import {h, replace, keepFocus, link, badge, timeEl, dl, fmtAgo} from '../dom.js';
 import {Graph, buildModel} from '../graph.js';
 import {errorPage, actionButton} from './common.js';
 import {stepHash} from './run/logic.js';
@@ -176,12 +176,31 @@ export async function renderApp(ctx, ns, name) {
         : h('p', {class: 'muted', id: 'app-resources'}, 'Nothing applied yet.'));
   };
 
+  // paint draws again only the sections whose data changed, so that a button is not replaced
+  // under the pointer by a refresh that brought nothing new; the relative times are rewritten
+  // in place.
+  const drawn = {};
   const paint = () => {
-    paintHead();
-    paintComponents();
-    paintWorkflow();
-    paintRevisions();
-    paintResources();
+    const {app, revisions: revs, run, runName, runError, deleted} = state;
+    const st = app.status || {};
+    const sections = {
+      head: [app.metadata, st.status, st.latestRevision, st.services, st.workflow && st.workflow.message, runName, runPhase(), deleted],
+      components: [app.spec && app.spec.components, st.services],
+      workflow: [runName, runError, run && run.status, run && run.stepflow],
+      revisions: [revs, st.latestRevision, deleted],
+      resources: [st.appliedResources],
+    };
+    const painters = {head: paintHead, components: paintComponents, workflow: paintWorkflow, revisions: paintRevisions, resources: paintResources};
+    for (const [part, data] of Object.entries(sections)) {
+      const key = JSON.stringify(data);
+      if (drawn[part] === key) continue;
+      drawn[part] = key;
+      painters[part]();
+    }
+    for (const el of ctx.main.querySelectorAll('time[datetime]')) {
+      const text = fmtAgo(el.getAttribute('datetime'));
+      if (el.textContent !== text) el.textContent = text;
+    }
   };
 
   let loading = false;
