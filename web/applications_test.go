@@ -95,6 +95,12 @@ func (e *env) testApplications(t *testing.T) {
 	if got := eval[string](ctx, t, `document.getElementById('app-run-link')?.getAttribute('href') || ''`); got != "#/runs/"+ns+"/shop-v1" {
 		t.Errorf("the workflow links to %q, want the run shop-v1", got)
 	}
+	if got := eval[string](ctx, t, `(() => { const a = document.querySelector('#app-revisions tr[data-revision="1"] a'); a?.click(); return a?.textContent || ''; })()`); got != "shop-v1" {
+		t.Fatalf("revision 1's run is linked as %q, want shop-v1", got)
+	}
+	waitFor(ctx, t, "the run page, linking back to the Application", fmt.Sprintf(`document.getElementById('run-application')?.getAttribute('href') === %q`, "#/applications/"+ns+"/shop"))
+	do(ctx, t, "back to the Application", chromedp.Click(chromedp.ID("run-application")))
+	waitFor(ctx, t, "its page again", `document.querySelectorAll('#app-revisions tr[data-revision]').length === 1`)
 	if n := eval[int](ctx, t, `document.querySelectorAll('#app-resources tbody tr').length`); n != 2 {
 		t.Errorf("%d applied resources shown, want the two Deployments", n)
 	}
