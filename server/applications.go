@@ -177,7 +177,11 @@ func (s *Server) appRevisions(w http.ResponseWriter, r *http.Request) error {
 	}
 	items := []AppRevision{}
 	for _, rev := range revs {
-		items = append(items, AppRevision{Number: rev.Number, Hash: rev.Hash, Run: rev.Run, Resources: rev.Resources, Object: rev.Object})
+		resources := rev.Resources
+		if resources == nil { // a revision whose run has not finished has applied nothing yet
+			resources = []v1beta1.ManagedResource{}
+		}
+		items = append(items, AppRevision{Number: rev.Number, Hash: rev.Hash, Run: rev.Run, Resources: resources, Object: rev.Object})
 	}
 	writeJSON(w, http.StatusOK, listOf[AppRevision]{Items: items})
 	return nil

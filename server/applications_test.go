@@ -95,6 +95,12 @@ func TestApplicationsOverTheAPI(t *testing.T) {
 	}
 	// The deploy step waits until the components are healthy: the workflow runs until then.
 	waitPhase("shop-v1", "runningWorkflow")
+	// A revision still being delivered has applied nothing yet: its resources are [], not null
+	// (the OpenAPI document, which servertest checks every answer against, has no null there).
+	revs := op.get(path+"/revisions").want(t, 200).json(t)
+	if r, ok := at(revs, "items.0.resources").([]any); !ok || len(r) != 0 {
+		t.Errorf("revisions while v1 is delivered = %v, want resources []", revs)
+	}
 	apiservertest.MarkReady(t, kc, ns)
 	app := waitPhase("shop-v1", "running")
 	if at(app, "status.services.0.healthy") != true || at(app, "status.services.0.message") != "Ready:1/1" {
@@ -115,7 +121,7 @@ func TestApplicationsOverTheAPI(t *testing.T) {
 	if err := kc.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, &d); !apierrors.IsNotFound(err) {
 		t.Errorf("cache Deployment after v2: err = %v, want NotFound (garbage-collected)", err)
 	}
-	revs := op.get(path+"/revisions").want(t, 200).json(t)
+	revs = op.get(path+"/revisions").want(t, 200).json(t)
 	if at(revs, "items.0.object.metadata.name") != "shop-v1" || at(revs, "items.1.object.metadata.name") != "shop-v2" || at(revs, "items.2") != nil {
 		t.Errorf("revisions = %v", revs)
 	}

@@ -50,9 +50,9 @@ func findBrowser() (string, error) {
 
 // TestDashboard drives the dashboard in a real headless Chromium against a real server: what
 // a user sees after logging in, approving, starting a run from a form, retrying a failed step,
-// editing a template, and what a viewer may not do. One browser serves every subtest, each in
-// a tab of its own; each subtest ends with a screenshot in $STEPFLOW_ARTIFACTS (or a temporary
-// directory), its path logged.
+// editing a template, what a viewer may not do, and an Application delivered, rolled back and
+// deleted. One browser serves every subtest, each in a tab of its own; each subtest ends with
+// a screenshot in $STEPFLOW_ARTIFACTS (or a temporary directory), its path logged.
 //
 // -short skips it, as STEPFLOW_SKIP_BROWSER=1 does; otherwise a missing browser is a failure
 // (see findBrowser for where it is looked for).
@@ -78,6 +78,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("ViewerCannotOperate", e.testViewer)
 	t.Run("IterationsByItem", e.testIterationsByItem)
 	t.Run("LayoutStaysReadable", e.testLayout)
+	t.Run("Applications", e.testApplications)
 }
 
 type env struct {
@@ -87,6 +88,8 @@ type env struct {
 	admin     string
 	operator  string
 	viewer    string
+	// tabLimit bounds what a tab does, 40 s when zero.
+	tabLimit time.Duration
 }
 
 func newEnv(t *testing.T, browserPath string) *env {
@@ -195,7 +198,11 @@ func (e *env) tab(t *testing.T, token string) context.Context {
 			t.Errorf("JavaScript exception in the page: %s", x)
 		}
 	})
-	ctx, cancel := context.WithTimeout(tabCtx, 40*time.Second)
+	limit := e.tabLimit
+	if limit == 0 {
+		limit = 40 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(tabCtx, limit)
 	t.Cleanup(cancel)
 	do(ctx, t, "log in",
 		chromedp.Navigate(e.srv.URL+"/#/login"),

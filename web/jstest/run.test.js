@@ -37,13 +37,13 @@ test('supersedes drops an older state of the same run, not that of a run created
 
 test('runSummary reads what the head shows', () => {
   const s = logic.runSummary({
-    metadata: {labels: {'workflowrun.oam.dev/parent': 'p'}},
+    metadata: {labels: {'workflowrun.oam.dev/parent': 'p', 'app.oam.dev/name': 'shop'}},
     spec: {workflowRef: 'ref'},
     stepflow: {templateVersion: 3},
     status: {status: 'suspending', message: 'm', mode: {steps: 'DAG'}, startTime: 't0'},
   });
   assert.deepEqual(s, {phase: 'suspending', finished: false, suspended: true, message: 'm', template: 'ref', templateVersion: 3,
-    parent: 'p', mode: 'DAG (sub-steps DAG)', startTime: 't0', endTime: undefined});
+    parent: 'p', application: 'shop', mode: 'DAG (sub-steps DAG)', startTime: 't0', endTime: undefined});
   const t = logic.runSummary({metadata: {}, stepflow: {template: 'tpl'}, status: {suspend: true, mode: {steps: 'StepByStep', subSteps: 'StepByStep'}}});
   assert.equal(t.phase, 'initializing');
   assert.equal(t.suspended, true);

@@ -9,6 +9,8 @@ import {renderRun} from './pages/run.js';
 import {renderTemplates, renderTemplate} from './pages/templates.js';
 import {renderDefinitions, renderDefinition} from './pages/definitions.js';
 import {renderEditor} from './pages/editor.js';
+import {renderApps} from './pages/apps.js';
+import {renderApp} from './pages/app.js';
 import {errorPage} from './pages/common.js';
 
 const main = document.getElementById('main');
@@ -117,6 +119,8 @@ function dispatch(ctx, segs) {
   const n = segs.length;
   if (n === 0 || (a === 'runs' && n === 1)) return renderRuns(ctx);
   if (a === 'runs' && n === 3) return renderRun(ctx, b, c);
+  if (a === 'applications' && n === 1) return renderApps(ctx);
+  if (a === 'applications' && n === 3) return renderApp(ctx, b, c);
   if (a === 'templates' || a === 'definitions') {
     const kind = a;
     if (n === 1) return kind === 'templates' ? renderTemplates(ctx) : renderDefinitions(ctx);

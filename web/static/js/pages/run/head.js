@@ -81,10 +81,12 @@ function runBanners(page, model, summary) {
   return banners;
 }
 
-// runFacts lists where the run comes from, when it ran and how.
+// runFacts lists where the run comes from (the Application it delivers, its template, its
+// parent), when it ran and how.
 function runFacts(ns, summary) {
-  const {template, templateVersion, parent, startTime, endTime, finished} = summary;
+  const {template, templateVersion, parent, application, startTime, endTime, finished} = summary;
   return dl([
+    ['Application', application ? h('a', {href: link('applications', ns, application), id: 'run-application'}, application) : ''],
     ['Template', template ? h('span', null, h('a', {href: link('templates', ns, template)}, template), templateVersion ? ` version ${templateVersion}` : '') : ''],
     ['Parent run', parent ? h('a', {href: link('runs', ns, parent)}, parent) : ''],
     ['Started', parseTime(startTime) ? timeEl(startTime) : ''],

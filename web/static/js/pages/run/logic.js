@@ -41,6 +41,7 @@ export function runSummary(run) {
     template: sf.template || (run.spec && run.spec.workflowRef) || '',
     templateVersion: sf.templateVersion || '',
     parent: (run.metadata.labels && run.metadata.labels['workflowrun.oam.dev/parent']) || '',
+    application: (run.metadata.labels && run.metadata.labels['app.oam.dev/name']) || '',
     mode: st.mode && st.mode.steps ? `${st.mode.steps} (sub-steps ${st.mode.subSteps || 'DAG'})` : '',
     startTime: st.startTime,
     endTime: st.endTime,
