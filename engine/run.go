@@ -65,8 +65,9 @@ type Run struct {
 	// pass is the operation last applied (suspend, resume of the whole run, terminate), which
 	// Engine.Operate passes on to the run's child runs.
 	pass *Operation
-	// blobs are the variables a store keeps as blobs, by name, as SpillVars last found them.
-	blobs map[string]spilled
+	// blobs are the values a store keeps as blobs, by where they are, as SpillVars last found
+	// them.
+	blobs map[Slot]spilled
 }
 
 // Loop is the engine's record of a looping step (forEach or matrix).
