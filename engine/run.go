@@ -68,8 +68,9 @@ type Run struct {
 	// notes are the log lines of the operations applied since the run was last saved (who
 	// suspended, resumed, terminated or restarted it), saved with it.
 	notes []LogEntry
-	// blobs are the variables a store keeps as blobs, by name, as SpillVars last found them.
-	blobs map[string]spilled
+	// blobs are the values a store keeps as blobs, by where they are, as SpillVars last found
+	// them.
+	blobs map[Slot]spilled
 }
 
 // Loop is the engine's record of a looping step (forEach or matrix).

@@ -98,3 +98,50 @@ func testLargeOutputs(t *testing.T, opts servertest.Options) {
 		t.Errorf("the run's record is %d bytes: the outputs are in it", size)
 	}
 }
+
+// The same with the outputs made by a loop's iterations, which the loop's record keeps besides
+// the list it gathers them into: the iterations API shows each whole, and the record that every
+// transition rewrote stays small.
+func TestLargeLoopOutputsStayOutOfTheRecord(t *testing.T) {
+	srv, op, admin := start(t, servertest.Options{})
+	for def := range strings.SplitSeq(largeDefinitions, "---") {
+		admin.postYAML("/api/v1/definitions", def).want(t, http.StatusCreated)
+	}
+	const n, iterations = 900_000, 4
+	doc := fmt.Sprintf(`apiVersion: core.oam.dev/v1alpha1
+kind: WorkflowRun
+metadata: {name: loop, namespace: default}
+spec:
+  workflowSpec:
+    steps:
+    - name: make
+      type: make
+      forEach: {items: [a, b, c, d]}
+      inputs: [{from: item, parameterKey: seed}]
+      properties: {n: %d}
+      outputs: [{name: made, valueFrom: v0}]
+    - {name: trivial0, type: print-message-in-status, properties: {message: one}}
+    - {name: trivial1, type: print-message-in-status, properties: {message: two}}
+`, n)
+	r := op.postYAML("/api/v1/runs?wait=120s", doc).want(t, http.StatusOK).json(t)
+	if phase := at(r, "status.status"); phase != "succeeded" {
+		t.Fatalf("run %v: %v", phase, at(r, "status.message"))
+	}
+	its, _ := at(op.get("/api/v1/runs/default/loop?iterations=make").want(t, http.StatusOK).json(t), "items").([]any)
+	if len(its) != iterations {
+		t.Fatalf("%d iterations in the API's answer, want %d", len(its), iterations)
+	}
+	for i, it := range its {
+		v, _ := at(it, "outputs.made").(string)
+		if want := strings.Repeat(fmt.Sprintf("%c0", 'a'+i), n/2); v != want {
+			t.Errorf("iteration %d's output in the API's answer is %d bytes, want the %d made", i, len(v), len(want))
+		}
+	}
+	size, err := srv.Store.(recordSizer).RecordBytes(t.Context(), engine.Key{Namespace: "default", Name: "loop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size > engine.InlineBudget+64<<10 {
+		t.Errorf("the run's record is %d bytes: the iterations' outputs are in it", size)
+	}
+}

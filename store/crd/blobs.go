@@ -14,7 +14,7 @@ import (
 	"github.com/stepflow/stepflow/engine"
 )
 
-// A run's large variables (engine.Run.SpillVars) are kept in ConfigMaps of their own, labelled
+// A run's large values (engine.Run.SpillVars) are kept in ConfigMaps of their own, labelled
 // LabelBlob and owned by the WorkflowRun, so that Kubernetes' garbage collector deletes them
 // with it (and the controller deletes them itself when it deletes a run: DeleteBlobs). A
 // value is split into parts of at most blobPart bytes, one ConfigMap each (binaryData, key
@@ -67,18 +67,27 @@ func (s *Store) writeBlobs(ctx context.Context, key engine.Key, base *v1alpha1.W
 	return nil
 }
 
-// readBlobs reads the values refs refer to from the API server (the cache does not hold
-// them: they are read only when a run is loaded anew).
-func (s *Store) readBlobs(ctx context.Context, key engine.Key, refs map[string]engine.BlobRef) (map[string][]byte, error) {
+// blobSizes are the sizes of the blobs a run's bookkeeping refers to, by hash.
+func blobSizes(bk bookkeeping) map[string]int {
+	sizes := make(map[string]int, len(bk.Blobs)+len(bk.Slots))
+	for _, ref := range bk.Blobs {
+		sizes[ref.Hash] = ref.Bytes
+	}
+	for _, ref := range bk.Slots {
+		sizes[ref.Hash] = ref.Bytes
+	}
+	return sizes
+}
+
+// readBlobs reads the blobs of a run by hash, of the sizes given, from the API server (the
+// cache does not hold them: they are read only when a run is loaded anew).
+func (s *Store) readBlobs(ctx context.Context, key engine.Key, hashes []string, sizes map[string]int) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	for _, ref := range refs {
-		if _, ok := out[ref.Hash]; ok {
-			continue
-		}
-		data := make([]byte, 0, ref.Bytes)
-		for i := range blobParts(ref.Bytes) {
+	for _, hash := range hashes {
+		data := make([]byte, 0, sizes[hash])
+		for i := range blobParts(sizes[hash]) {
 			cm := &corev1.ConfigMap{}
-			err := s.opts.Client.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: blobName(key.Name, ref.Hash, i)}, cm)
+			err := s.opts.Client.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: blobName(key.Name, hash, i)}, cm)
 			if apierrors.IsNotFound(err) {
 				data = nil
 				break
@@ -89,7 +98,7 @@ func (s *Store) readBlobs(ctx context.Context, key engine.Key, refs map[string]e
 			data = append(data, cm.BinaryData[blobKey]...)
 		}
 		if data != nil {
-			out[ref.Hash] = data
+			out[hash] = data
 		}
 	}
 	return out, nil

@@ -129,6 +129,8 @@ type bookkeeping struct {
 	// Blobs refer to the variables kept as blobs (engine.Run.SpillVars), wherever the others
 	// are: their values are in ConfigMaps of their own (blobName).
 	Blobs map[string]engine.BlobRef `json:"blobs,omitempty"`
+	// Slots refer likewise to the values of Loops and Steps kept as blobs.
+	Slots []engine.SlotRef `json:"slots,omitempty"`
 	// Sensitive are the run's sensitive values: only ever in a sealed record.
 	Sensitive []string `json:"sensitive,omitempty"`
 	// Sealed, in the status of a run with sensitive values, is the SHA-256 of the run's
@@ -281,8 +283,8 @@ func (s *Store) decode(ctx context.Context, obj *v1alpha1.WorkflowRun, cm *corev
 	if bk.VarsHeld {
 		run.Vars = bk.Vars
 	}
-	if err := run.FillVars(run.Vars, bk.Blobs, func([]string) (map[string][]byte, error) {
-		return s.readBlobs(ctx, run.Key(), bk.Blobs)
+	if err := run.FillVars(run.Vars, bk.Blobs, func(hashes []string) (map[string][]byte, error) {
+		return s.readBlobs(ctx, run.Key(), hashes, blobSizes(bk))
 	}); err != nil {
 		return nil, err
 	}
@@ -300,6 +302,11 @@ func (s *Store) decode(ctx context.Context, obj *v1alpha1.WorkflowRun, cm *corev
 		v1alpha1.DefaultStepNames(run.Spec.Steps)
 	default:
 		run.Spec = &v1alpha1.WorkflowSpec{}
+	}
+	if err := run.FillSlots(bk.Slots, func(hashes []string) (map[string][]byte, error) {
+		return s.readBlobs(ctx, run.Key(), hashes, blobSizes(bk))
+	}); err != nil {
+		return nil, err
 	}
 	if run.Steps == nil {
 		run.Steps = map[string]*engine.StepRecord{}
@@ -367,13 +374,13 @@ func sealedRecords(cm *corev1.ConfigMap) (map[string]json.RawMessage, error) {
 // Save implements engine.Store.
 func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntry) error {
 	key := run.Key()
-	// The large variables are written as blobs first, and the rest of the save sees only the
+	// The large values are written as blobs first, and the rest of the save sees only the
 	// others, with the blobs' references.
 	spill := run.SpillVars(maxHeldVars)
-	all := run.Vars
-	run.Vars = spill.Vars
-	defer func() { run.Vars = all }()
-	obj, sealed, err := encode(run, spill.Blobs)
+	vars, loops, steps := run.Vars, run.Loops, run.Steps
+	run.Vars, run.Loops, run.Steps = spill.Vars, spill.Loops, spill.Steps
+	defer func() { run.Vars, run.Loops, run.Steps = vars, loops, steps }()
+	obj, sealed, err := encode(run, spill)
 	if err != nil {
 		return err
 	}
@@ -420,7 +427,7 @@ func (s *Store) Save(ctx context.Context, run *engine.Run, logs []engine.LogEntr
 		return err
 	}
 	if held != nil {
-		if obj, err = encodeHeld(run, spill.Blobs, held); err != nil {
+		if obj, err = encodeHeld(run, spill, held); err != nil {
 			return err
 		}
 	}
@@ -549,13 +556,13 @@ func (s *Store) adopt(child *v1alpha1.WorkflowRun) {
 // encode renders the run as the object to store: its status with the bookkeeping. For a run
 // with sensitive values the bookkeeping is sealed: the status refers to it by hash, and the
 // seal returned is what the ConfigMap is to hold.
-func encode(run *engine.Run, blobs map[string]engine.BlobRef) (*v1alpha1.WorkflowRun, *seal, error) {
+func encode(run *engine.Run, spill engine.Spill) (*v1alpha1.WorkflowRun, *seal, error) {
 	if len(run.Sensitive) == 0 {
-		obj, err := encodeWith(run, blobs, nil)
+		obj, err := encodeWith(run, spill, nil)
 		return obj, nil, err
 	}
 	var sealed *seal
-	obj, err := encodeWith(run, blobs, func(bk *bookkeeping) error {
+	obj, err := encodeWith(run, spill, func(bk *bookkeeping) error {
 		// Sealed whole, with this version's variables: the record is exactly this save's.
 		bk.Sensitive, bk.Vars, bk.VarsHeld = run.Sensitive, run.Vars, true
 		raw, err := json.Marshal(bk)
@@ -570,13 +577,13 @@ func encode(run *engine.Run, blobs map[string]engine.BlobRef) (*v1alpha1.Workflo
 	return obj, sealed, err
 }
 
-func encodeWith(run *engine.Run, blobs map[string]engine.BlobRef, more func(*bookkeeping) error) (*v1alpha1.WorkflowRun, error) {
+func encodeWith(run *engine.Run, spill engine.Spill, more func(*bookkeeping) error) (*v1alpha1.WorkflowRun, error) {
 	obj := run.Object.DeepCopy()
 	st := &obj.Status
 	bk := bookkeeping{
 		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend, Loops: run.Loops, Context: run.Context,
 		ChildRuns: run.ChildRuns, TTLSecondsAfterFinished: run.TTLSecondsAfterFinished, Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
-		Blobs: blobs,
+		Blobs: spill.Blobs, Slots: spill.Slots,
 	}
 	if run.Object.Spec.WorkflowSpec == nil {
 		bk.Spec = run.Spec
@@ -599,8 +606,8 @@ func encodeWith(run *engine.Run, blobs map[string]engine.BlobRef, more func(*boo
 const maxHeldVars = 32 << 10
 
 // encodeHeld is encode with the variables held in the status.
-func encodeHeld(run *engine.Run, blobs map[string]engine.BlobRef, vars map[string]json.RawMessage) (*v1alpha1.WorkflowRun, error) {
-	return encodeWith(run, blobs, func(bk *bookkeeping) error {
+func encodeHeld(run *engine.Run, spill engine.Spill, vars map[string]json.RawMessage) (*v1alpha1.WorkflowRun, error) {
+	return encodeWith(run, spill, func(bk *bookkeeping) error {
 		bk.Vars, bk.VarsHeld = vars, true
 		return nil
 	})

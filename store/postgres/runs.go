@@ -287,7 +287,7 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 	if err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
-	row.spill.New, row.spill.Unused = store.AllBlobs(run, row.spill), nil
+	row.spill.New, row.spill.Unused = store.AllBlobs(row.spill), nil
 	var version int64
 	args := append(row.values(), row.created)
 	switch replaces {

@@ -267,7 +267,7 @@ func (s *Store) Create(ctx context.Context, run *engine.Run, replaces int64) err
 	if err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
-	row.spill.New, row.spill.Unused = store.AllBlobs(run, row.spill), nil
+	row.spill.New, row.spill.Unused = store.AllBlobs(row.spill), nil
 	var version int64
 	err = s.w.submit(ctx, func(b *batch) error {
 		v := b.nextVersion()

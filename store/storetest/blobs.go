@@ -111,3 +111,65 @@ func testLargeValues(t *testing.T, st engine.Store) {
 	again.Object.Status.Phase = v1alpha1.RunSucceeded
 	mustSave(t, st, again, nil)
 }
+
+// testLargeLoopValues: the large items of a loop, its iterations' outputs, a waiting step's
+// kept outputs and a memo stay out of the record every save rewrites, as variables do, and
+// load back in their places; a memo replaced takes its old blob with it.
+func testLargeLoopValues(t *testing.T, st engine.Store) {
+	ctx := t.Context()
+	sizer, _ := st.(Sizer)
+	const n, size = 10, 200_000
+	run := NewRun("large", "loop")
+	items := make([]json.RawMessage, n)
+	for i := range items {
+		items[i] = LargeValue(i, size)
+	}
+	run.Loops = map[string]*engine.Loop{"fetch": {Items: items}}
+	mustSave(t, st, run, nil)
+	rec := run.Steps["fetch"]
+	for i := range n {
+		l := run.Loops["fetch"]
+		l.Iterations = append(l.Iterations, &engine.Iteration{Item: fmt.Sprint(i), Outputs: map[string]json.RawMessage{
+			"out": LargeValue(100+i, size), "small": json.RawMessage(fmt.Sprint(i)),
+		}})
+		rec.Memo = map[string]json.RawMessage{"http.#Do": LargeValue(200+i, size)}
+		rec.Outputs = map[string]json.RawMessage{"partial": LargeValue(300+i, size)}
+		mustSave(t, st, run, nil)
+		if sizer == nil {
+			continue
+		}
+		got, err := sizer.RecordBytes(ctx, run.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got > maxRecordBytes {
+			t.Fatalf("after iteration %d the run's record is %d bytes, more than %d: its loop's or steps' large values are in it", i, got, maxRecordBytes)
+		}
+	}
+	got := mustLoad(t, st, run.Key())
+	l := got.Loops["fetch"]
+	if l == nil || len(l.Items) != n || len(l.Iterations) != n {
+		t.Fatalf("loaded loop %+v, want %d items and iterations", l, n)
+	}
+	for i := range n {
+		if !bytes.Equal(l.Items[i], items[i]) {
+			t.Errorf("item %d is %d bytes after a load, want the %d saved", i, len(l.Items[i]), len(items[i]))
+		}
+		if out := l.Iterations[i].Outputs; !bytes.Equal(out["out"], LargeValue(100+i, size)) || string(out["small"]) != fmt.Sprint(i) {
+			t.Errorf("iteration %d's outputs do not load as saved", i)
+		}
+	}
+	if !bytes.Equal(got.Steps["fetch"].Memo["http.#Do"], LargeValue(200+n-1, size)) ||
+		!bytes.Equal(got.Steps["fetch"].Outputs["partial"], LargeValue(300+n-1, size)) {
+		t.Error("the step's memo or kept outputs do not load as last saved")
+	}
+	if sizer != nil {
+		got, err := sizer.BlobBytes(ctx, run.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (2*n + 2) * size; got != want {
+			t.Errorf("the run's blobs are %d bytes, want %d: those of memos and outputs replaced are kept", got, want)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 	"github.com/stepflow/stepflow/store"
 )
 
-// testRetention: DeleteExpired deletes, with their logs, the finished runs past their own
+// testRetention: DeleteExpired deletes, with their logs and large values, the finished runs past their own
 // TTL or the default one, or not among the newest of their template; never a run that has not
 // finished, nor one whose own TTL keeps it, nor one owns refuses, nor one that changed since
 // it was found; at most the limit, those that ended first first.
@@ -27,6 +27,7 @@ func testRetention(t *testing.T, st store.Store) {
 		run := NewRun("default", name)
 		run.Object.Spec.WorkflowRef = template
 		run.TTLSecondsAfterFinished = own
+		run.Vars["large"] = LargeValue(0, 2*engine.BlobThreshold) // kept as a blob
 		if ended > 0 {
 			st := &run.Object.Status
 			st.Phase, st.Finished, st.EndTime = v1alpha1.RunSucceeded, true, metav1.NewTime(now.Add(-ended))
@@ -75,10 +76,16 @@ func testRetention(t *testing.T, st store.Store) {
 		if logs, err := st.Logs(ctx, engine.Key{Namespace: "default", Name: name}, ""); err != nil || len(logs) != 0 {
 			t.Errorf("%s's log after its deletion: %d entries, %v", name, len(logs), err)
 		}
+		if n := blobBytes(t, st, name); n > 0 {
+			t.Errorf("%s's large values after its deletion: %d bytes, want none", name, n)
+		}
 	}
 	for _, name := range []string{"recent", "own-long", "running", "refused", "restarted"} {
 		if _, err := st.Load(ctx, engine.Key{Namespace: "default", Name: name}); err != nil {
 			t.Errorf("%s was deleted: %v", name, err)
+		}
+		if n := blobBytes(t, st, name); n != 2*engine.BlobThreshold && n != -1 {
+			t.Errorf("%s's large values: %d bytes, want its variable's %d", name, n, 2*engine.BlobThreshold)
 		}
 	}
 
@@ -97,6 +104,21 @@ func testRetention(t *testing.T, st store.Store) {
 	if err != nil || !slices.Equal(names(deleted), []string{"t-2", "recent"}) {
 		t.Errorf("Sweep deleted %v, %v; want t-2 and recent", names(deleted), err)
 	}
+}
+
+// blobBytes is the size of the blobs st keeps for the run named name in default, -1 when st
+// is not a Sizer.
+func blobBytes(t *testing.T, st store.Store, name string) int {
+	t.Helper()
+	sizer, ok := st.(Sizer)
+	if !ok {
+		return -1
+	}
+	n, err := sizer.BlobBytes(t.Context(), engine.Key{Namespace: "default", Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func names(keys []engine.Key) []string {

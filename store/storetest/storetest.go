@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store) {
 	t.Run("ConcurrentSameRun", func(t *testing.T) { testConcurrentSame(t, open(t)) })
 	t.Run("SensitiveValues", func(t *testing.T) { testSensitive(t, open(t)) })
 	t.Run("LargeValues", func(t *testing.T) { testLargeValues(t, open(t)) })
+	t.Run("LargeLoopValues", func(t *testing.T) { testLargeLoopValues(t, open(t)) })
 }
 
 // Secret is the sensitive value of SensitiveRun.
