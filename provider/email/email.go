@@ -87,9 +87,12 @@ func (s *sender) send(ctx context.Context, call *step.Call) (any, error) {
 		return nil, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/email: %w", err))
 	}
 	call.Sensitive(m.From.Password)
+	server := net.JoinHostPort(m.From.Host, strconv.Itoa(m.From.Port))
+	call.Report(step.Report{Summary: fmt.Sprintf("send %q through %s", m.Content.Subject, server)})
 	if err := s.sendMessage(ctx, &m, time.Now()); err != nil {
 		return nil, err
 	}
+	call.Report(step.Report{Summary: fmt.Sprintf("sent %q through %s to %d recipients", m.Content.Subject, server, len(m.To))})
 	return nil, nil
 }
 

@@ -130,6 +130,7 @@ func (p *poster) post(ctx context.Context, call *step.Call) (any, error) {
 		return nil, terminal(fmt.Errorf("vela/notification: %s: the URL %s is not an absolute http or https URL", p.ch.name, Redact(in.URL)))
 	}
 	where := p.ch.name + " " + Redact(in.URL)
+	call.Report(step.Report{Summary: "post to " + where})
 	timeout := 10 * time.Second
 	if in.Timeout != "" {
 		if timeout, err = time.ParseDuration(in.Timeout); err != nil || timeout <= 0 {
@@ -173,6 +174,7 @@ func (p *poster) post(ctx context.Context, call *step.Call) (any, error) {
 	if f := p.ch.failure(body); f != "" {
 		return nil, terminal(fmt.Errorf("vela/notification: %s refused the message: %s", where, f))
 	}
+	call.Report(step.Report{Summary: fmt.Sprintf("posted to %s → %s", where, resp.Status), Data: map[string]any{"status": resp.StatusCode, "body": excerpt(body)}})
 	return &answer{StatusCode: resp.StatusCode, Body: string(body)}, nil
 }
 

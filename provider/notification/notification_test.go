@@ -143,6 +143,17 @@ func TestEveryChannelPostsTheBodyItsServiceDocuments(t *testing.T) {
 			t.Errorf("%s received %d posts, want 1", name, len(s.got))
 		}
 	}
+	// Each post's log line says where it went (the URL's secret part hidden) and the answer.
+	var lines []string
+	for _, l := range res.Logs {
+		lines = append(lines, l.Message)
+	}
+	log := strings.Join(lines, "\n")
+	for _, want := range []string{"slack: posted to Slack http://127.0.0.1:", "/<redacted> → 200 OK", "posted to webhook http://127.0.0.1:", "/<redacted> → 202 Accepted"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log does not say %q:\n%s", want, log)
+		}
+	}
 }
 
 // Each failure: terminal or not, the service's message, and never the URL's secret.
