@@ -60,6 +60,9 @@ type Options struct {
 	Definitions Definitions
 	// Clusters lists the registered clusters for topology policies; nil knows none.
 	Clusters application.Clusters
+	// Versions reads the clusters' Kubernetes versions for context.clusterVersion; nil gives
+	// it empty.
+	Versions application.ClusterVersions
 }
 
 // Definitions finds component, trait and policy types.
@@ -95,6 +98,15 @@ func Guard(h step.Handler) step.Handler {
 		}()
 		return h(ctx, call)
 	}
+}
+
+// evaluator evaluates the CUE of a delivery for call: its Runner, under the bounds of an
+// evaluation; in this process for a call made without one (a test's).
+func evaluator(call *step.Call) application.Evaluator {
+	if call.Runner != nil {
+		return call.Runner
+	}
+	return application.InProcess{}
 }
 
 // Deliverer renders, applies and judges the components of the Application a run carries. The
@@ -302,9 +314,10 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery, comps []v1beta1.ApplicationComponent, pl application.Placement, once *application.ApplyOnce, patch map[string]any) ([]*Applied, error) {
 	app := del.App.DeepCopy()
 	app.Spec.Components = comps
-	rendered, err := application.Render(ctx, application.Request{
+	rendered, err := evaluator(call).Render(ctx, application.Request{
 		App: app, Definitions: del.Definitions,
-		Target:   application.Target{Cluster: pl.Cluster, Namespace: pl.Namespace},
+		Target: application.Target{Cluster: pl.Cluster, Namespace: pl.Namespace,
+			ClusterVersion: application.VersionOf(ctx, d.opts.Versions, pl.Cluster)},
 		Revision: del.Revision, WorkflowName: call.Run.Name, StepName: call.Step,
 	})
 	if err != nil {
@@ -370,7 +383,7 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *D
 		live[key(obj)] = got
 		a.Live = append(a.Live, got)
 	}
-	st, err := application.Health(ctx, del.Definitions, del.App.Namespace, c, func(r *unstructured.Unstructured) *unstructured.Unstructured {
+	st, err := evaluator(call).Health(ctx, del.Definitions, del.App.Namespace, c, func(r *unstructured.Unstructured) *unstructured.Unstructured {
 		return live[key(r)]
 	})
 	if err != nil {
@@ -582,9 +595,10 @@ func (d *Deliverer) renderComponent(ctx context.Context, call *step.Call) (any, 
 	pl := in.placement(del)
 	app := del.App.DeepCopy()
 	app.Spec.Components = []v1beta1.ApplicationComponent{in.Value}
-	rendered, err := application.Render(ctx, application.Request{
+	rendered, err := evaluator(call).Render(ctx, application.Request{
 		App: app, Definitions: del.Definitions,
-		Target:   application.Target{Cluster: pl.Cluster, Namespace: pl.Namespace},
+		Target: application.Target{Cluster: pl.Cluster, Namespace: pl.Namespace,
+			ClusterVersion: application.VersionOf(ctx, d.opts.Versions, pl.Cluster)},
 		Revision: del.Revision, WorkflowName: call.Run.Name, StepName: call.Step,
 	})
 	if err != nil {
