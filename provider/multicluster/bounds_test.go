@@ -10,10 +10,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/engine"
@@ -170,5 +172,43 @@ func TestDeployOfADefinitionBombFailsOnlyThatStep(t *testing.T) {
 	}
 	if !w.has("eu", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "ordinary"}}) {
 		t.Error("the ordinary run's ConfigMap is not there")
+	}
+}
+
+// KubeVela: context.clusterVersion is the target cluster's version (major, minor, gitVersion,
+// platform), as its discovery reports it: here rendered into a ConfigMap applied to the local
+// cluster and to us, each holding its own cluster's version.
+func TestRenderGivesTheClusterVersion(t *testing.T) {
+	w := newWorld(t)
+	def := configMapDef("versioned", `"\(context.clusterVersion.major).\(context.clusterVersion.minor) \(context.clusterVersion.gitVersion) \(context.clusterVersion.platform)"`, "")
+	app := `
+metadata: {name: versioned}
+spec:
+  components:
+  - {name: versioned, type: versioned}
+  policies:
+  - {name: both, type: topology, properties: {clusters: [local, us]}}
+`
+	d := w.deliverWith(assembly.Config{}, &application.DeliveryDefinitions{
+		ComponentDefinitions: map[string]*v1beta1.ComponentDefinition{"versioned": def},
+	}, app)
+	d.succeeded()
+	for name, c := range map[string]*apiservertest.Cluster{"eu": eu, "us": us} {
+		dc, err := discovery.NewDiscoveryClientForConfig(c.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := dc.ServerVersion()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := v.Major + "." + v.Minor + " " + v.GitVersion + " " + v.Platform
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "versioned"}}
+		if !w.has(name, cm) {
+			t.Fatalf("%s: no ConfigMap", name)
+		}
+		if got := cm.Data["n"]; got != want || v.GitVersion == "" {
+			t.Errorf("%s: context.clusterVersion rendered %q, want %q", name, got, want)
+		}
 	}
 }
