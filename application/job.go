@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -113,12 +114,8 @@ func (d *DeliveryDefinitions) need(ctx context.Context, defs Definitions, namesp
 // set is the definitions as Definitions.
 func (d *DeliveryDefinitions) set() *Set {
 	s := NewSet()
-	for name, def := range d.ComponentDefinitions {
-		s.components[name] = def
-	}
-	for name, def := range d.TraitDefinitions {
-		s.traits[name] = def
-	}
+	maps.Copy(s.components, d.ComponentDefinitions)
+	maps.Copy(s.traits, d.TraitDefinitions)
 	return s
 }
 

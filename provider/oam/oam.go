@@ -109,6 +109,16 @@ func evaluator(call *step.Call) application.Evaluator {
 	return application.InProcess{}
 }
 
+// evaluationError is the step's error for a render or a health that failed: terminal with
+// reason (the definitions or a bound), unless the CUE evaluators failed on their own
+// (step.ErrUnavailable), which the step's next try may not meet.
+func evaluationError(reason string, err error) error {
+	if errors.Is(err, step.ErrUnavailable) {
+		return err
+	}
+	return engine.Terminal(reason, err)
+}
+
 // Deliverer renders, applies and judges the components of the Application a run carries. The
 // vela/multicluster provider deploys through it.
 type Deliverer struct {
@@ -321,7 +331,7 @@ func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery,
 		Revision: del.Revision, WorkflowName: call.Run.Name, StepName: call.Step,
 	})
 	if err != nil {
-		return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("rendering for cluster %s, namespace %s: %w", clusterName(pl.Cluster), pl.Namespace, err))
+		return nil, evaluationError(v1alpha1.ReasonRendering, fmt.Errorf("rendering for cluster %s, namespace %s: %w", clusterName(pl.Cluster), pl.Namespace, err))
 	}
 	healthy := map[string]bool{}
 	var out []*Applied
@@ -387,7 +397,7 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *D
 		return live[key(r)]
 	})
 	if err != nil {
-		return engine.Terminal(v1alpha1.ReasonExecute, err)
+		return evaluationError(v1alpha1.ReasonExecute, err)
 	}
 	st.Cluster, st.Namespace = clusterName(a.Placement.Cluster), a.Placement.Namespace
 	a.Health = st
@@ -602,7 +612,7 @@ func (d *Deliverer) renderComponent(ctx context.Context, call *step.Call) (any, 
 		Revision: del.Revision, WorkflowName: call.Run.Name, StepName: call.Step,
 	})
 	if err != nil {
-		return nil, engine.Terminal(v1alpha1.ReasonRendering, err)
+		return nil, evaluationError(v1alpha1.ReasonRendering, err)
 	}
 	if len(rendered) != 1 {
 		return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("vela/oam: #RenderComponent: component %s rendered %d times", in.Value.Name, len(rendered)))
