@@ -81,3 +81,22 @@ func TestRenderBombFromAnActionFailsItsStep(t *testing.T) {
 		t.Errorf("the step: %v, want the action's terminal error naming the memory bound", err)
 	}
 }
+
+// BenchmarkRender renders a one-component Application in a child evaluator and in process:
+// the difference is the round trip to the child (the Application, the definition and the
+// rendered objects as JSON).
+func BenchmarkRender(b *testing.B) {
+	req := xApp("sum", strings.Replace(cpuDefinition, "%s", "3", 1))
+	for _, mode := range []struct {
+		name string
+		ev   application.Evaluator
+	}{{"child", step.NewRunner(step.Options{Evaluators: 1})}, {"in-process", application.InProcess{}}} {
+		b.Run(mode.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := mode.ev.Render(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
