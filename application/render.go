@@ -16,6 +16,7 @@ import (
 	cueerrors "cuelang.org/go/cue/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/stepflow/stepflow/api/v1beta1"
 )
@@ -46,6 +47,29 @@ type ClusterVersion struct {
 	Minor      string `json:"minor"`
 	GitVersion string `json:"gitVersion"`
 	Platform   string `json:"platform"`
+}
+
+// ClusterVersions read clusters' Kubernetes versions, as their discovery reports them
+// (*cluster.Registry is one): "" or "local" is the control plane's cluster.
+type ClusterVersions interface {
+	ServerVersion(ctx context.Context, cluster string) (*version.Info, error)
+}
+
+// VersionOf is the version of cluster as context.clusterVersion gives it: empty when versions
+// is nil or the cluster's version cannot be read (it is unreachable), which the apply that
+// follows a render reports.
+func VersionOf(ctx context.Context, versions ClusterVersions, cluster string) ClusterVersion {
+	if versions == nil {
+		return ClusterVersion{}
+	}
+	if cluster == LocalCluster {
+		cluster = ""
+	}
+	info, err := versions.ServerVersion(ctx, cluster)
+	if err != nil || info == nil {
+		return ClusterVersion{}
+	}
+	return ClusterVersion{Major: info.Major, Minor: info.Minor, GitVersion: info.GitVersion, Platform: info.Platform}
 }
 
 // Request is what Render renders.

@@ -88,6 +88,9 @@ func Registry(opts Providers) *step.Registry {
 	if cl, ok := opts.Clusters.(application.Clusters); ok {
 		oamOpts.Clusters = cl
 	}
+	if v, ok := opts.Clusters.(application.ClusterVersions); ok {
+		oamOpts.Versions = v
+	}
 	multicluster.Register(r, oam.Register(r, oamOpts))
 	config.Register(r, config.Options{Clusters: opts.Clusters})
 	email.Register(r, opts.Email)

@@ -10,6 +10,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,6 +22,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -112,6 +115,8 @@ type entry struct {
 	version string
 	config  *rest.Config
 	client  client.Client
+	// server is the cluster's Kubernetes version, read on first use.
+	server *version.Info
 }
 
 // New returns a registry whose local cluster ("" or "local") is reached with local; nil means
@@ -176,6 +181,38 @@ func (r *Registry) Client(ctx context.Context, name string) (client.Client, erro
 	}
 	e.client = c
 	return c, nil
+}
+
+// ServerVersion returns the named cluster's Kubernetes version as its discovery (/version)
+// reports it. It is read once per cluster, and again when the cluster's config changes (a
+// rotated Secret); an error is not kept, so the next call asks again.
+func (r *Registry) ServerVersion(ctx context.Context, name string) (*version.Info, error) {
+	e, err := r.resolve(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	known := e.server
+	r.mu.Unlock()
+	if known != nil {
+		return known, nil
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(e.config)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: discovery: %w", display(name), err)
+	}
+	body, err := dc.RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: reading its version: %w", display(name), err)
+	}
+	info := &version.Info{}
+	if err := json.Unmarshal(body, info); err != nil {
+		return nil, fmt.Errorf("cluster %q: reading its version: %w", display(name), err)
+	}
+	r.mu.Lock()
+	e.server = info
+	r.mu.Unlock()
+	return info, nil
 }
 
 // Names lists the named clusters, sorted: the contexts of the file and the cluster Secrets.

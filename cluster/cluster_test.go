@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -238,5 +240,42 @@ func TestLocalConfigReadsTheGivenKubeconfig(t *testing.T) {
 	}
 	if _, err := cluster.LocalConfig(filepath.Join(t.TempDir(), "nope")); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("a missing kubeconfig: %v", err)
+	}
+}
+
+// countVersions counts the requests for /version it passes on.
+type countVersions struct {
+	next  http.RoundTripper
+	asked *atomic.Int32
+}
+
+func (c countVersions) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/version" {
+		c.asked.Add(1)
+	}
+	return c.next.RoundTrip(r)
+}
+
+// A cluster's version (context.clusterVersion of renders) is its discovery's, asked once per
+// cluster however many renders ask for it; the local cluster's too.
+func TestServerVersionIsAskedOncePerCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kube-apiserver")
+	}
+	var asked atomic.Int32
+	reg := cluster.New(hub.Config, cluster.Options{WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
+		return countVersions{next: rt, asked: &asked}
+	}})
+	for _, name := range []string{"", "local", ""} {
+		v, err := reg.ServerVersion(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Major == "" || !strings.HasPrefix(v.GitVersion, "v"+v.Major+".") {
+			t.Errorf("version %+v", v)
+		}
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("/version asked %d times, want once", n)
 	}
 }

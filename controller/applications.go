@@ -92,7 +92,7 @@ func (r *appReconciler) reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := r.cache.Get(ctx, req.NamespacedName, &app); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	m := &lifecycle.Manager{Store: &kubeApps{c: r.direct}, Runs: &kubeRuns{c: r.direct, ctrl: r.runs, owner: &app}, Clusters: r.clusters, Rendered: &r.rendered}
+	m := &lifecycle.Manager{Store: &kubeApps{c: r.direct}, Runs: &kubeRuns{c: r.direct, ctrl: r.runs, owner: &app}, Clusters: r.clusters, Rendered: &r.rendered, Evaluator: r.runs.evaluator}
 	if !app.DeletionTimestamp.IsZero() {
 		if !controllerutil.ContainsFinalizer(&app, FinalizerResourceTracker) {
 			return reconcile.Result{}, nil

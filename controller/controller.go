@@ -28,6 +28,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/engine"
 	crdstore "github.com/stepflow/stepflow/store/crd"
@@ -51,12 +52,14 @@ type Options struct {
 
 // Controller is the WorkflowRun controller.
 type Controller struct {
-	store   *crdstore.Store
-	cache   client.Reader
-	direct  client.Client
-	engine  *engine.Engine
-	watches *Watches
-	log     *slog.Logger
+	store  *crdstore.Store
+	cache  client.Reader
+	direct client.Client
+	engine *engine.Engine
+	// evaluator renders Applications and judges their health: the assembly's Runner.
+	evaluator application.Evaluator
+	watches   *Watches
+	log       *slog.Logger
 	// retention says when finished runs are deleted; clock tells the time for it.
 	retention engine.Retention
 	clock     engine.Clock
@@ -110,7 +113,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.engine = a.Engine
+	c.engine, c.evaluator = a.Engine, a.Runner
 	if c.watches != nil {
 		c.watches.wake = c.engine.Wake
 		if err := mgr.Add(c.watches); err != nil {

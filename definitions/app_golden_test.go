@@ -15,6 +15,7 @@ import (
 	app "github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/manifest"
+	"github.com/stepflow/stepflow/step"
 )
 
 // builtinSet is every built-in X-Definition.
@@ -38,7 +39,7 @@ func TestGoldenRenders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := renderCase(t, file, ar, covered)
+			got := renderCase(t, file, ar, covered, app.InProcess{})
 			if *update {
 				setSection(ar, "want", got)
 				if err := os.WriteFile(file, txtar.Format(ar), 0o644); err != nil {
@@ -63,7 +64,27 @@ func TestGoldenRenders(t *testing.T) {
 	}
 }
 
-func renderCase(t *testing.T, file string, ar *txtar.Archive, covered map[string]bool) string {
+// The golden renders made by a step Runner, whose child evaluators render and judge health
+// (the Application, the definitions, the rendered and the live objects travelling as JSON),
+// give the same objects and health, numbers and all.
+func TestGoldenRendersInAChildEvaluator(t *testing.T) {
+	files, _ := filepath.Glob("testdata/app/*.txtar")
+	r := step.NewRunner(step.Options{Evaluators: 1})
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
+			ar, err := txtar.ParseFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := renderCase(t, file, ar, map[string]bool{}, r), string(section(ar, "want")); got != want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// renderCase renders the case's Application with ev and judges its health against live.yaml.
+func renderCase(t *testing.T, file string, ar *txtar.Archive, covered map[string]bool, ev app.Evaluator) string {
 	t.Helper()
 	objs, err := manifest.Decode(file, section(ar, "app.yaml"))
 	if err != nil {
@@ -81,7 +102,7 @@ func renderCase(t *testing.T, file string, ar *txtar.Archive, covered map[string
 		App: a, Definitions: set, WorkflowName: a.Name, StepName: "deploy",
 		Target: app.Target{Cluster: "east", Namespace: "prod", ClusterVersion: app.ClusterVersion{Major: "1", Minor: "36", GitVersion: "v1.36.3"}},
 	}
-	comps, err := app.Render(context.Background(), req)
+	comps, err := ev.Render(context.Background(), req)
 	if err != nil {
 		return "error: " + err.Error() + "\n"
 	}
@@ -115,7 +136,7 @@ func renderCase(t *testing.T, file string, ar *txtar.Archive, covered map[string
 	}
 	b.WriteString("# health\n")
 	for _, c := range comps {
-		st, err := app.Health(context.Background(), set, a.Namespace, c, find)
+		st, err := ev.Health(context.Background(), set, a.Namespace, c, find)
 		if err != nil {
 			fmt.Fprintf(&b, "error: %v\n", err)
 			continue

@@ -84,6 +84,18 @@ type Manager struct {
 	// Rendered, when set, keeps the components health renders, by revision and place, across
 	// the Manager's calls: a revision renders the same each time.
 	Rendered *Rendered
+	// Evaluator renders the components and judges their health (the CUE of their definitions),
+	// under the bounds of an evaluation with the step runtime's Runner; nil evaluates in this
+	// process, unbounded.
+	Evaluator application.Evaluator
+}
+
+// evaluator is the Manager's Evaluator.
+func (m *Manager) evaluator() application.Evaluator {
+	if m.Evaluator == nil {
+		return application.InProcess{}
+	}
+	return m.Evaluator
 }
 
 // Rendered keeps the components rendered for health checks, by revision (its name and hash),

@@ -221,8 +221,10 @@ func (m *Manager) health(ctx context.Context, rev *store.AppRevision) ([]v1beta1
 			key := strings.Join([]string{app.Namespace, rev.Object.Name, rev.Hash, place.Cluster, place.Namespace, c.Name}, "\x00")
 			comps, ok := m.Rendered.get(key)
 			if !ok {
+				versions, _ := m.Clusters.(application.ClusterVersions)
+				place.ClusterVersion = application.VersionOf(ctx, versions, cl)
 				var err error
-				comps, err = application.Render(ctx, application.Request{
+				comps, err = m.evaluator().Render(ctx, application.Request{
 					App: app, Definitions: defs, Target: place,
 					Revision: rev.Object.Name, RevisionNum: rev.Number, Components: []string{c.Name},
 				})
@@ -244,7 +246,7 @@ func (m *Manager) health(ctx context.Context, rev *store.AppRevision) ([]v1beta1
 				return obj
 			}
 			for _, rc := range comps {
-				st, err := application.Health(ctx, defs, app.Namespace, rc, live)
+				st, err := m.evaluator().Health(ctx, defs, app.Namespace, rc, live)
 				if err != nil {
 					return nil, nil, err
 				}

@@ -36,7 +36,7 @@ type AppRevision struct {
 
 // lifecycle is the Applications' lifecycle over the server's store, engine and clusters.
 func (s *Server) lifecycle() *lifecycle.Manager {
-	return &lifecycle.Manager{Store: s.store, Runs: serverRuns{s}, Clusters: s.clusters, Rendered: &s.rendered}
+	return &lifecycle.Manager{Store: s.store, Runs: serverRuns{s}, Clusters: s.clusters, Rendered: &s.rendered, Evaluator: s.runner}
 }
 
 // serverRuns are the delivery runs in the server's store, driven by its engine.

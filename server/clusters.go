@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -83,6 +84,21 @@ func (c *clusters) Config(ctx context.Context, name string) (*rest.Config, error
 // ConfigIn implements util.NamespacedClusters: Config for a run in namespace.
 func (c *clusters) ConfigIn(ctx context.Context, namespace, name string) (*rest.Config, error) {
 	return resolve(ctx, c, namespace, name, assembly.Clusters.Config)
+}
+
+// ServerVersion is the Kubernetes version of a cluster that every namespace may use, read
+// once per cluster (cluster.Registry.ServerVersion); the vela/oam renders give it as
+// context.clusterVersion.
+func (c *clusters) ServerVersion(ctx context.Context, name string) (*version.Info, error) {
+	return resolve(ctx, c, "", name, func(cl assembly.Clusters, ctx context.Context, name string) (*version.Info, error) {
+		v, ok := cl.(interface {
+			ServerVersion(ctx context.Context, name string) (*version.Info, error)
+		})
+		if !ok {
+			return nil, fmt.Errorf("cluster %q: its version cannot be read", name)
+		}
+		return v.ServerVersion(ctx, name)
+	})
 }
 
 // resolve gets what get gives of the named cluster for the runs of namespace: from the stored

@@ -138,6 +138,10 @@ func (ch *childSide) serve(req *request) bool {
 			d.Error = err.Error()
 		}
 		rep = reply{Described: d}
+	case req.Render != nil:
+		rep = reply{Rendered: renderJob(req.Render)}
+	case req.Health != nil:
+		rep = reply{Judged: healthJob(req.Health)}
 	default:
 		rep = reply{Failure: &wireFailure{Message: "unexpected request"}}
 	}

@@ -662,6 +662,12 @@ func (p *pool) stepIn(ctx context.Context, e *evaluation, c *child) (err error) 
 			actErr, req = err, &request{Abort: true}
 		}
 		if err := s.exchange(req, &rep); err != nil {
+			if actErr != nil {
+				// The evaluation ends with its action's error, whether or not its child is
+				// still there to hear it (the action may have taken it down: a render past
+				// a bound, in the child it waited in).
+				return actErr
+			}
 			return err
 		}
 		parked = false

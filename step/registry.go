@@ -76,6 +76,10 @@ type Call struct {
 	Context map[string]any
 	// Session gives access to the step evaluation: control outcomes, variables and the log.
 	Session Session
+	// Runner is the Runner evaluating the step: an action that evaluates CUE of its own (vela/oam
+	// renders components and judges their health) does it through it, under the bounds of an
+	// evaluation. Nil in a call made otherwise.
+	Runner *Runner
 
 	// raw is the JSON Params were decoded from, as the definition gave it; nil when the call
 	// was made otherwise (a test's).

@@ -7,11 +7,12 @@ import (
 	"encoding/json"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/api/v1beta1"
 	"github.com/stepflow/stepflow/application"
 )
 
 // wireVersion changes with the messages: a child of another build refuses the hello.
-const wireVersion = 3
+const wireVersion = 4
 
 // request is a message from the Runner to a child: exactly one field is set besides ID.
 // A child holds several evaluations (those of steps parked at an action), computes one at a
@@ -28,6 +29,10 @@ type request struct {
 	X     *xRequest     `json:"x,omitempty"`
 	// Describe describes the parameter of the template it holds (Runner.Describe).
 	Describe *string `json:"describe,omitempty"`
+	// Render renders an Application's components (Runner.Render).
+	Render *application.RenderJob `json:"render,omitempty"`
+	// Health judges a rendered component against its live objects (Runner.Health).
+	Health *application.HealthJob `json:"health,omitempty"`
 }
 
 // hello is the first message to a child: what its Runner is made of.
@@ -104,6 +109,8 @@ type reply struct {
 	Check     *checkDone   `json:"check,omitempty"`
 	X         *xDone       `json:"x,omitempty"`
 	Described *described   `json:"described,omitempty"`
+	Rendered  *rendered    `json:"rendered,omitempty"`
+	Judged    *judged      `json:"judged,omitempty"`
 	Failure   *wireFailure `json:"failure,omitempty"` // a request the child could not read
 }
 
@@ -141,4 +148,16 @@ type xDone struct {
 type checkDone struct {
 	Error      string         `json:"error,omitempty"`
 	Properties PropertyErrors `json:"properties,omitempty"`
+}
+
+// rendered answers a Render request.
+type rendered struct {
+	Components []*application.Component `json:"components,omitempty"`
+	Error      string                   `json:"error,omitempty"`
+}
+
+// judged answers a Health request.
+type judged struct {
+	Status v1beta1.ApplicationComponentStatus `json:"status"`
+	Error  string                             `json:"error,omitempty"`
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	kubeversion "k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -167,6 +168,15 @@ func (l *lazyClusters) Config(ctx context.Context, name string) (*rest.Config, e
 		return nil, err
 	}
 	return reg.Config(ctx, name)
+}
+
+// ServerVersion is cluster.Registry.ServerVersion.
+func (l *lazyClusters) ServerVersion(ctx context.Context, name string) (*kubeversion.Info, error) {
+	reg, err := l.registry(name)
+	if err != nil {
+		return nil, err
+	}
+	return reg.ServerVersion(ctx, name)
 }
 
 // registry builds the registry on first use, and says why the local cluster cannot be named

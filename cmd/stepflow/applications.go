@@ -305,7 +305,7 @@ func newAppListCommand(g *globals) *cobra.Command {
 // lifecycle is the Applications' lifecycle over the embedded store, this process's engine
 // and the clusters of --kubeconfig and --clusters.
 func (a *app) lifecycle() *lifecycle.Manager {
-	return &lifecycle.Manager{Store: a.store, Runs: embeddedRuns{a}, Clusters: a.clusters}
+	return &lifecycle.Manager{Store: a.store, Runs: embeddedRuns{a}, Clusters: a.clusters, Evaluator: a.Runner}
 }
 
 // endReplaced drives the runs a new revision terminated to their end (their `if: always`

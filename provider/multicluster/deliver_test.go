@@ -198,6 +198,13 @@ type delivery struct {
 }
 
 func (w *world) deliver(appYAML string, stored ...*v1beta1.WorkflowStepDefinition) *delivery {
+	w.t.Helper()
+	return w.deliverWith(assembly.Config{}, nil, appYAML, stored...)
+}
+
+// deliverWith is deliver with cfg (its Providers and Wait set here) and the X-Definitions
+// the run carries.
+func (w *world) deliverWith(cfg assembly.Config, defs *application.DeliveryDefinitions, appYAML string, stored ...*v1beta1.WorkflowStepDefinition) *delivery {
 	t := w.t
 	t.Helper()
 	app := &v1beta1.Application{}
@@ -205,7 +212,7 @@ func (w *world) deliver(appYAML string, stored ...*v1beta1.WorkflowStepDefinitio
 		t.Fatal(err)
 	}
 	app.Namespace = w.ns
-	spec, err := application.RunSpec(app, app.Name+"-v1", nil)
+	spec, err := application.RunSpec(app, app.Name+"-v1", defs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,10 +224,9 @@ func (w *world) deliver(appYAML string, stored ...*v1beta1.WorkflowStepDefinitio
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	d := &delivery{w: w, st: st, key: engine.Key{Namespace: w.ns, Name: app.Name}, out: make(settled, 1)}
-	d.a, err = assembly.New(assembly.Config{
-		Providers: assembly.Providers{Clusters: w.registry},
-		Wait:      engine.Backoff{Initial: 100 * time.Millisecond, Factor: 2, Max: 400 * time.Millisecond},
-	}, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{d.out}})
+	cfg.Providers = assembly.Providers{Clusters: w.registry}
+	cfg.Wait = engine.Backoff{Initial: 100 * time.Millisecond, Factor: 2, Max: 400 * time.Millisecond}
+	d.a, err = assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{d.out}})
 	if err != nil {
 		t.Fatal(err)
 	}

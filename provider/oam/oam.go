@@ -60,6 +60,9 @@ type Options struct {
 	Definitions Definitions
 	// Clusters lists the registered clusters for topology policies; nil knows none.
 	Clusters application.Clusters
+	// Versions reads the clusters' Kubernetes versions for context.clusterVersion; nil gives
+	// it empty.
+	Versions application.ClusterVersions
 }
 
 // Definitions finds component, trait and policy types.
@@ -95,6 +98,25 @@ func Guard(h step.Handler) step.Handler {
 		}()
 		return h(ctx, call)
 	}
+}
+
+// evaluator evaluates the CUE of a delivery for call: its Runner, under the bounds of an
+// evaluation; in this process for a call made without one (a test's).
+func evaluator(call *step.Call) application.Evaluator {
+	if call.Runner != nil {
+		return call.Runner
+	}
+	return application.InProcess{}
+}
+
+// evaluationError is the step's error for a render or a health that failed: terminal with
+// reason (the definitions or a bound), unless the CUE evaluators failed on their own
+// (step.ErrUnavailable), which the step's next try may not meet.
+func evaluationError(reason string, err error) error {
+	if errors.Is(err, step.ErrUnavailable) {
+		return err
+	}
+	return engine.Terminal(reason, err)
 }
 
 // Deliverer renders, applies and judges the components of the Application a run carries. The
@@ -302,13 +324,14 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery, comps []v1beta1.ApplicationComponent, pl application.Placement, once *application.ApplyOnce, patch map[string]any) ([]*Applied, error) {
 	app := del.App.DeepCopy()
 	app.Spec.Components = comps
-	rendered, err := application.Render(ctx, application.Request{
+	rendered, err := evaluator(call).Render(ctx, application.Request{
 		App: app, Definitions: del.Definitions,
-		Target:   application.Target{Cluster: pl.Cluster, Namespace: pl.Namespace},
+		Target: application.Target{Cluster: pl.Cluster, Namespace: pl.Namespace,
+			ClusterVersion: application.VersionOf(ctx, d.opts.Versions, pl.Cluster)},
 		Revision: del.Revision, WorkflowName: call.Run.Name, StepName: call.Step,
 	})
 	if err != nil {
-		return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("rendering for cluster %s, namespace %s: %w", clusterName(pl.Cluster), pl.Namespace, err))
+		return nil, evaluationError(v1alpha1.ReasonRendering, fmt.Errorf("rendering for cluster %s, namespace %s: %w", clusterName(pl.Cluster), pl.Namespace, err))
 	}
 	healthy := map[string]bool{}
 	var out []*Applied
@@ -370,11 +393,11 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *D
 		live[key(obj)] = got
 		a.Live = append(a.Live, got)
 	}
-	st, err := application.Health(ctx, del.Definitions, del.App.Namespace, c, func(r *unstructured.Unstructured) *unstructured.Unstructured {
+	st, err := evaluator(call).Health(ctx, del.Definitions, del.App.Namespace, c, func(r *unstructured.Unstructured) *unstructured.Unstructured {
 		return live[key(r)]
 	})
 	if err != nil {
-		return engine.Terminal(v1alpha1.ReasonExecute, err)
+		return evaluationError(v1alpha1.ReasonExecute, err)
 	}
 	st.Cluster, st.Namespace = clusterName(a.Placement.Cluster), a.Placement.Namespace
 	a.Health = st
@@ -582,13 +605,14 @@ func (d *Deliverer) renderComponent(ctx context.Context, call *step.Call) (any, 
 	pl := in.placement(del)
 	app := del.App.DeepCopy()
 	app.Spec.Components = []v1beta1.ApplicationComponent{in.Value}
-	rendered, err := application.Render(ctx, application.Request{
+	rendered, err := evaluator(call).Render(ctx, application.Request{
 		App: app, Definitions: del.Definitions,
-		Target:   application.Target{Cluster: pl.Cluster, Namespace: pl.Namespace},
+		Target: application.Target{Cluster: pl.Cluster, Namespace: pl.Namespace,
+			ClusterVersion: application.VersionOf(ctx, d.opts.Versions, pl.Cluster)},
 		Revision: del.Revision, WorkflowName: call.Run.Name, StepName: call.Step,
 	})
 	if err != nil {
-		return nil, engine.Terminal(v1alpha1.ReasonRendering, err)
+		return nil, evaluationError(v1alpha1.ReasonRendering, err)
 	}
 	if len(rendered) != 1 {
 		return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("vela/oam: #RenderComponent: component %s rendered %d times", in.Value.Name, len(rendered)))
