@@ -433,6 +433,26 @@ func Record(call *step.Call, applied []*Applied) {
 	}
 	b, _ := json.Marshal(recs)
 	call.Session.SetVar(application.AppliedVar+stepKey(call), b)
+	recordJudged(call, applied)
+}
+
+// recordJudged lists the health judged of the components applied in the run variable
+// application.JudgedVar+<step>, with their workloads.
+func recordJudged(call *step.Call, applied []*Applied) {
+	judged := []application.Judged{}
+	for _, a := range applied {
+		if a.Waiting != "" {
+			continue
+		}
+		j := application.Judged{Status: a.Health}
+		if a.Component.Workload != nil && len(a.Live) > 0 {
+			w := a.Live[0]
+			j.Workload = &v1beta1.ObjectReference{APIVersion: w.GetAPIVersion(), Kind: w.GetKind(), Namespace: w.GetNamespace(), Name: w.GetName()}
+		}
+		judged = append(judged, j)
+	}
+	b, _ := json.Marshal(judged)
+	call.Session.SetVar(application.JudgedVar+stepKey(call), b)
 }
 
 func stepKey(call *step.Call) string {
