@@ -119,11 +119,17 @@ func (r *appReconciler) reconcile(ctx context.Context, req reconcile.Request) (r
 		r.written.app(req.NamespacedName, app.ResourceVersion)
 	}
 	defs := &kubeDefinitions{r: r.cache, builtin: application.NewSet().Add(definitions.Components(), definitions.Traits(), definitions.Policies())}
-	if _, err := m.Up(ctx, &app, defs); err != nil {
+	up, err := m.Up(ctx, &app, defs)
+	if err != nil {
 		if errors.Is(err, lifecycle.ErrUndeliverable) {
 			return reconcile.Result{}, r.failed(ctx, &app, err)
 		}
 		return reconcile.Result{}, err
+	}
+	if up.Run != nil {
+		// A run just started has nothing to sync yet: its creation and its status changes
+		// reconcile the Application (it owns the run).
+		return reconcile.Result{}, nil
 	}
 	synced, err := m.Sync(ctx, app.Namespace, app.Name)
 	if err != nil {

@@ -353,7 +353,17 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *D
 	for i := range c.Outputs {
 		traits[len(objs)-len(c.Outputs)+i] = c.Outputs[i].Trait
 	}
+	// An object rendered twice (a trait's output that is the component's own Service) is
+	// applied once, as rendered last: under one field manager, applying both in turn leaves
+	// what the last one says.
+	last := map[string]int{}
 	for i, obj := range objs {
+		last[key(obj)] = i
+	}
+	for i, obj := range objs {
+		if last[key(obj)] != i {
+			continue
+		}
 		rec := application.Applied{ComponentType: c.Type}
 		rec.Component, rec.Trait = c.Name, traits[i]
 		rec.APIVersion, rec.Kind, rec.Name = obj.GetAPIVersion(), obj.GetKind(), obj.GetName()
@@ -368,7 +378,9 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *D
 			return fmt.Errorf("component %s: %w", c.Name, err)
 		}
 		live[key(obj)] = got
-		a.Live = append(a.Live, got)
+	}
+	for _, obj := range objs {
+		a.Live = append(a.Live, live[key(obj)])
 	}
 	st, err := application.Health(ctx, del.Definitions, del.App.Namespace, c, func(r *unstructured.Unstructured) *unstructured.Unstructured {
 		return live[key(r)]
