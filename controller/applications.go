@@ -116,7 +116,7 @@ func (r *appReconciler) reconcile(ctx context.Context, req reconcile.Request) (r
 		if err := r.direct.Patch(ctx, &app, patch); err != nil {
 			return reconcile.Result{}, fmt.Errorf("add the finalizer to %s/%s: %w", app.Namespace, app.Name, err)
 		}
-		r.written.app(req.NamespacedName, app.ResourceVersion)
+		r.written.app(&app)
 	}
 	defs := &kubeDefinitions{r: r.cache, builtin: application.NewSet().Add(definitions.Components(), definitions.Traits(), definitions.Policies())}
 	up, err := m.Up(ctx, &app, defs)
@@ -156,7 +156,7 @@ func (r *appReconciler) failed(ctx context.Context, app *v1beta1.Application, ca
 	if err := r.direct.Status().Update(ctx, app); err != nil {
 		return err
 	}
-	r.written.app(client.ObjectKeyFromObject(app), app.ResourceVersion)
+	r.written.app(app)
 	return nil
 }
 
@@ -287,8 +287,12 @@ func (k *kubeApps) Application(ctx context.Context, namespace, name string) (*v1
 	var app v1beta1.Application
 	key := client.ObjectKey{Namespace: namespace, Name: name}
 	err := k.cache.Get(ctx, key, &app)
-	if err != nil || k.written.appBehind(key, app.ResourceVersion) {
-		// Not in the cache (not yet seen, or of another shard), or older than the last write.
+	if err == nil {
+		if last := k.written.newerApp(key, app.ResourceVersion); last != nil {
+			app = *last
+		}
+	} else {
+		// Not in the cache: not seen yet, or of another shard.
 		err = k.c.Get(ctx, key, &app)
 	}
 	if err != nil {
@@ -318,7 +322,7 @@ func (k *kubeApps) PutApplication(ctx context.Context, app *v1beta1.Application,
 		}
 		return 0, fmt.Errorf("write the status of application %s/%s: %w", app.Namespace, app.Name, err)
 	}
-	k.written.app(client.ObjectKeyFromObject(obj), obj.ResourceVersion)
+	k.written.app(obj)
 	v, _ := strconv.ParseInt(obj.ResourceVersion, 10, 64)
 	return v, nil
 }
@@ -428,7 +432,8 @@ func (k *kubeApps) fresh(ctx context.Context, app client.ObjectKey, kind string,
 	return k.c.Get(ctx, key, obj)
 }
 
-// putTracker writes a revision's ResourceTracker when what it tracks changed.
+// putTracker writes a revision's ResourceTracker when what it tracks changed; a revision that
+// tracks nothing yet (its run just started) has none.
 func (k *kubeApps) putTracker(ctx context.Context, app client.ObjectKey, rev *store.AppRevision) error {
 	ns := rev.Namespace()
 	rt := &v1beta1.ResourceTracker{
@@ -446,6 +451,9 @@ func (k *kubeApps) putTracker(ctx context.Context, app client.ObjectKey, rev *st
 	err := k.fresh(ctx, app, "rt", client.ObjectKeyFromObject(rt), &current)
 	switch {
 	case apierrors.IsNotFound(err):
+		if len(rt.Spec.ManagedResources) == 0 {
+			return nil // made once its run has applied something
+		}
 		if err := k.c.Create(ctx, rt); err != nil {
 			return err
 		}

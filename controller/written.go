@@ -5,24 +5,27 @@ import (
 	"sync"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stepflow/stepflow/api/v1beta1"
 )
 
-// written remembers the resourceVersion of the controller's last write to each Application and
-// to each ApplicationRevision and ResourceTracker of an Application. The Application
-// reconciler reads these from the manager's cache, which costs the API server nothing but may
-// lag behind a write made a moment ago: a cached copy older than the controller's own write
-// (or missing) is read again from the API server. It also tells the watch events of the
+// written remembers the controller's last write of each Application (the object as written),
+// and the resourceVersion of its last write of each ApplicationRevision and ResourceTracker of
+// an Application. The Application reconciler reads these from the manager's cache, which
+// costs the API server nothing but may lag behind a write made a moment ago: an Application
+// cached older than the controller's own write is taken as written, a revision or tracker
+// cached older (or missing) is read again from the API server. It also tells the watch events of the
 // controller's own Application writes from those of others.
 type written struct {
 	mu sync.Mutex
-	// apps are the Applications' versions, by namespace/name.
-	apps map[client.ObjectKey]int64
+	// apps are the Applications as the controller last wrote them, by namespace/name.
+	apps map[client.ObjectKey]*v1beta1.Application
 	// parts are the versions of an Application's revisions and trackers, by kind and name.
 	parts map[client.ObjectKey]map[string]int64
 }
 
 func newWritten() *written {
-	return &written{apps: map[client.ObjectKey]int64{}, parts: map[client.ObjectKey]map[string]int64{}}
+	return &written{apps: map[client.ObjectKey]*v1beta1.Application{}, parts: map[client.ObjectKey]map[string]int64{}}
 }
 
 // version parses a resourceVersion; kube-apiserver's are etcd revisions, increasing numbers.
@@ -34,27 +37,31 @@ func version(rv string) int64 {
 	return v
 }
 
-// app records a write of an Application.
-func (w *written) app(key client.ObjectKey, rv string) {
+// app records a write of an Application: app as the API server answered it.
+func (w *written) app(app *v1beta1.Application) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.apps[key] = version(rv)
+	w.apps[client.ObjectKeyFromObject(app)] = app.DeepCopy()
 }
 
-// appBehind says whether a copy of the Application at rv is older than the last write.
-func (w *written) appBehind(key client.ObjectKey, rv string) bool {
+// newerApp returns a copy of the Application as last written when that is newer than the
+// copy at rv (the cache's); nil otherwise.
+func (w *written) newerApp(key client.ObjectKey, rv string) *v1beta1.Application {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	v, ok := w.apps[key]
-	return ok && version(rv) < v
+	last, ok := w.apps[key]
+	if !ok || version(rv) >= version(last.ResourceVersion) {
+		return nil
+	}
+	return last.DeepCopy()
 }
 
 // ownApp says whether rv is the Application's version from the controller's own last write.
 func (w *written) ownApp(key client.ObjectKey, rv string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	v, ok := w.apps[key]
-	return ok && v == version(rv)
+	last, ok := w.apps[key]
+	return ok && last.ResourceVersion == rv
 }
 
 // part records a write of one of app's revisions or trackers (kind/name).
