@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 
@@ -20,12 +21,15 @@ type written struct {
 	mu sync.Mutex
 	// apps are the Applications as the controller last wrote them, by namespace/name.
 	apps map[client.ObjectKey]*v1beta1.Application
+	// own are the resourceVersions of the controller's last few writes of each Application:
+	// the watch events of two writes in a row may come after both.
+	own map[client.ObjectKey][]string
 	// parts are the versions of an Application's revisions and trackers, by kind and name.
 	parts map[client.ObjectKey]map[string]int64
 }
 
 func newWritten() *written {
-	return &written{apps: map[client.ObjectKey]*v1beta1.Application{}, parts: map[client.ObjectKey]map[string]int64{}}
+	return &written{apps: map[client.ObjectKey]*v1beta1.Application{}, own: map[client.ObjectKey][]string{}, parts: map[client.ObjectKey]map[string]int64{}}
 }
 
 // version parses a resourceVersion; kube-apiserver's are etcd revisions, increasing numbers.
@@ -41,8 +45,14 @@ func version(rv string) int64 {
 func (w *written) app(app *v1beta1.Application) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.apps[client.ObjectKeyFromObject(app)] = app.DeepCopy()
+	key := client.ObjectKeyFromObject(app)
+	w.apps[key] = app.DeepCopy()
+	own := append(w.own[key], app.ResourceVersion)
+	w.own[key] = own[max(0, len(own)-ownWrites):]
 }
+
+// ownWrites is how many of an Application's last writes are told apart as the controller's.
+const ownWrites = 4
 
 // newerApp returns a copy of the Application as last written when that is newer than the
 // copy at rv (the cache's); nil otherwise.
@@ -56,12 +66,12 @@ func (w *written) newerApp(key client.ObjectKey, rv string) *v1beta1.Application
 	return last.DeepCopy()
 }
 
-// ownApp says whether rv is the Application's version from the controller's own last write.
+// ownApp says whether rv is the Application's version from one of the controller's own last
+// writes.
 func (w *written) ownApp(key client.ObjectKey, rv string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	last, ok := w.apps[key]
-	return ok && last.ResourceVersion == rv
+	return slices.Contains(w.own[key], rv)
 }
 
 // part records a write of one of app's revisions or trackers (kind/name).
@@ -105,6 +115,7 @@ func (w *written) forget(app client.ObjectKey) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.apps, app)
+	delete(w.own, app)
 	delete(w.parts, app)
 }
 
