@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -177,13 +178,13 @@ func benchApplicationsOnce(b *testing.B, east, west *apiservertest.Cluster, n in
 	}
 	close(jobs)
 	wg.Wait()
-	elapsed, err := waitRunning(ctx, mgr.GetCache(), ns, n+1, 5*time.Minute, func(running int) {
+	_, err = waitRunning(ctx, mgr.GetCache(), ns, n+1, 5*time.Minute, func(running int) {
 		b.Logf("%s: %d running", time.Since(start).Round(100*time.Millisecond), running-1)
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	elapsed = time.Since(start)
+	elapsed := time.Since(start)
 	b.StopTimer()
 	if os.Getenv("BENCH_DEBUG") != "" {
 		for _, name := range []string{"app-0-v1", "app-50-v1", "app-99-v1"} {
@@ -305,11 +306,7 @@ func (c *requestCounter) reset() {
 func (c *requestCounter) snapshot() (int64, map[string]int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	by := make(map[string]int, len(c.by))
-	for k, v := range c.by {
-		by[k] = v
-	}
-	return c.total.Load(), by
+	return c.total.Load(), maps.Clone(c.by)
 }
 
 // requestKind is a request's verb (WATCH for a watch) and resource with its subresource:

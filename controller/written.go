@@ -47,8 +47,10 @@ func (w *written) app(app *v1beta1.Application) {
 	defer w.mu.Unlock()
 	key := client.ObjectKeyFromObject(app)
 	w.apps[key] = app.DeepCopy()
-	own := append(w.own[key], app.ResourceVersion)
-	w.own[key] = own[max(0, len(own)-ownWrites):]
+	w.own[key] = append(w.own[key], app.ResourceVersion)
+	if n := len(w.own[key]); n > ownWrites {
+		w.own[key] = w.own[key][n-ownWrites:]
+	}
 }
 
 // ownWrites is how many of an Application's last writes are told apart as the controller's.
