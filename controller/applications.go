@@ -18,7 +18,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -56,6 +58,8 @@ type appReconciler struct {
 	log      *slog.Logger
 	// rendered keeps the components health renders across reconciles.
 	rendered lifecycle.Rendered
+	// written are the controller's own writes of Applications, revisions and trackers.
+	written *written
 }
 
 // appWorkers is how many Applications are reconciled at once: each reconcile renders CUE and
@@ -64,10 +68,14 @@ const appWorkers = 8
 
 // setupApplications registers the Application reconciler with the manager.
 func (c *Controller) setupApplications(mgr manager.Manager, clusters lifecycle.Clusters) error {
-	r := &appReconciler{direct: c.direct, cache: mgr.GetCache(), clusters: clusters, runs: c, log: c.log}
+	r := &appReconciler{direct: c.direct, cache: mgr.GetCache(), clusters: clusters, runs: c, log: c.log, written: newWritten()}
 	err := builder.ControllerManagedBy(mgr).
 		Named("application").
-		For(&v1beta1.Application{}).
+		// The controller's own writes (the finalizer, the status) are made by a reconcile that
+		// goes on with what it wrote: their watch events would only reconcile it again.
+		For(&v1beta1.Application{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return !r.written.ownApp(client.ObjectKeyFromObject(e.ObjectNew), e.ObjectNew.GetResourceVersion())
+		}})).
 		Owns(&v1alpha1.WorkflowRun{}).
 		WithOptions(ctrlcontroller.Options{MaxConcurrentReconciles: appWorkers}).
 		Complete(r)
@@ -92,7 +100,7 @@ func (r *appReconciler) reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := r.cache.Get(ctx, req.NamespacedName, &app); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	m := &lifecycle.Manager{Store: &kubeApps{c: r.direct}, Runs: &kubeRuns{c: r.direct, ctrl: r.runs, owner: &app}, Clusters: r.clusters, Rendered: &r.rendered, Evaluator: r.runs.evaluator}
+	m := &lifecycle.Manager{Store: &kubeApps{c: r.direct, cache: r.cache, written: r.written}, Runs: &kubeRuns{c: r.direct, ctrl: r.runs, owner: &app}, Clusters: r.clusters, Rendered: &r.rendered, Evaluator: r.runs.evaluator}
 	if !app.DeletionTimestamp.IsZero() {
 		if !controllerutil.ContainsFinalizer(&app, FinalizerResourceTracker) {
 			return reconcile.Result{}, nil
@@ -108,13 +116,20 @@ func (r *appReconciler) reconcile(ctx context.Context, req reconcile.Request) (r
 		if err := r.direct.Patch(ctx, &app, patch); err != nil {
 			return reconcile.Result{}, fmt.Errorf("add the finalizer to %s/%s: %w", app.Namespace, app.Name, err)
 		}
+		r.written.app(&app)
 	}
 	defs := &kubeDefinitions{r: r.cache, builtin: application.NewSet().Add(definitions.Components(), definitions.Traits(), definitions.Policies())}
-	if _, err := m.Up(ctx, &app, defs); err != nil {
+	up, err := m.Up(ctx, &app, defs)
+	if err != nil {
 		if errors.Is(err, lifecycle.ErrUndeliverable) {
 			return reconcile.Result{}, r.failed(ctx, &app, err)
 		}
 		return reconcile.Result{}, err
+	}
+	if up.Run != nil {
+		// A run just started has nothing to sync yet: its creation and its status changes
+		// reconcile the Application (it owns the run).
+		return reconcile.Result{}, nil
 	}
 	synced, err := m.Sync(ctx, app.Namespace, app.Name)
 	if err != nil {
@@ -138,7 +153,11 @@ func (r *appReconciler) failed(ctx context.Context, app *v1beta1.Application, ca
 		app.Status.Workflow = &v1beta1.WorkflowStatus{}
 	}
 	app.Status.Workflow.Message = msg
-	return r.direct.Status().Update(ctx, app)
+	if err := r.direct.Status().Update(ctx, app); err != nil {
+		return err
+	}
+	r.written.app(app)
+	return nil
 }
 
 // kubeDefinitions finds X-Definitions as KubeVela does: in the Application's namespace, then
@@ -260,14 +279,29 @@ func (k *kubeRuns) Delete(ctx context.Context, namespace, name string) error {
 // kubeApps is store.Applications over the Application objects themselves: an Application's
 // version is its resourceVersion and only its status is written (the spec is its user's); a
 // revision is an ApplicationRevision (spec and status) and a versioned ResourceTracker named
-// <revision>-<namespace>, as KubeVela names it, holding what its run applied.
-type kubeApps struct{ c client.Client }
+// <revision>-<namespace>, as KubeVela names it, holding what its run applied. They are read
+// from the manager's cache, and from the API server when the cache has not yet seen the
+// controller's last write of them.
+type kubeApps struct {
+	c       client.Client
+	cache   client.Reader
+	written *written
+}
 
-// Application implements store.Applications, read from the API server (not the cache) so
-// that a status written a moment ago is seen.
+// Application implements store.Applications.
 func (k *kubeApps) Application(ctx context.Context, namespace, name string) (*v1beta1.Application, int64, error) {
 	var app v1beta1.Application
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &app); err != nil {
+	key := client.ObjectKey{Namespace: namespace, Name: name}
+	err := k.cache.Get(ctx, key, &app)
+	if err == nil {
+		if last := k.written.newerApp(key, app.ResourceVersion); last != nil {
+			app = *last
+		}
+	} else {
+		// Not in the cache: not seen yet, or of another shard.
+		err = k.c.Get(ctx, key, &app)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, 0, fmt.Errorf("application %s/%s: %w", namespace, name, engine.ErrNotFound)
 		}
@@ -294,6 +328,7 @@ func (k *kubeApps) PutApplication(ctx context.Context, app *v1beta1.Application,
 		}
 		return 0, fmt.Errorf("write the status of application %s/%s: %w", app.Namespace, app.Name, err)
 	}
+	k.written.app(obj)
 	v, _ := strconv.ParseInt(obj.ResourceVersion, 10, 64)
 	return v, nil
 }
@@ -333,7 +368,11 @@ func (k *kubeApps) DeleteApplication(ctx context.Context, namespace, name string
 	}
 	patch := client.MergeFromWithOptions(app.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(&app, FinalizerResourceTracker)
-	return client.IgnoreNotFound(k.c.Patch(ctx, &app, patch))
+	if err := k.c.Patch(ctx, &app, patch); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	k.written.forget(client.ObjectKey{Namespace: namespace, Name: name})
+	return nil
 }
 
 // trackerName is the versioned ResourceTracker of a revision, as KubeVela names it.
@@ -357,12 +396,12 @@ func (k *kubeApps) PutAppRevision(ctx context.Context, rev *store.AppRevision) e
 	}
 	obj.Annotations[AnnotationRun] = rev.Run
 	status := obj.Status
+	appKey := client.ObjectKey{Namespace: obj.Namespace, Name: rev.App}
 	var current v1beta1.ApplicationRevision
-	err := k.c.Get(ctx, client.ObjectKeyFromObject(obj), &current)
+	err := k.fresh(ctx, appKey, "rev", client.ObjectKeyFromObject(obj), &current)
 	switch {
 	case apierrors.IsNotFound(err):
-		var app v1beta1.Application
-		if err := k.c.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: rev.App}, &app); err == nil {
+		if app, _, err := k.Application(ctx, obj.Namespace, rev.App); err == nil {
 			obj.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1beta1.GroupVersion.String(), Kind: v1beta1.KindApplication, Name: app.Name, UID: app.UID}}
 		}
 		obj.ResourceVersion = ""
@@ -381,11 +420,27 @@ func (k *kubeApps) PutAppRevision(ctx context.Context, rev *store.AppRevision) e
 			return fmt.Errorf("write the status of ApplicationRevision %s/%s: %w", obj.Namespace, obj.Name, err)
 		}
 	}
-	return k.putTracker(ctx, rev)
+	k.written.part(appKey, "rev", obj.Name, obj.ResourceVersion)
+	return k.putTracker(ctx, appKey, rev)
 }
 
-// putTracker writes a revision's ResourceTracker when what it tracks changed.
-func (k *kubeApps) putTracker(ctx context.Context, rev *store.AppRevision) error {
+// fresh reads obj, one of app's revisions (kind rev) or trackers (kind rt), from the cache, or
+// from the API server when the cache does not hold the controller's last write of it.
+func (k *kubeApps) fresh(ctx context.Context, app client.ObjectKey, kind string, key client.ObjectKey, obj client.Object) error {
+	err := k.cache.Get(ctx, key, obj)
+	cached := map[string]string{}
+	if err == nil {
+		cached[kind+"/"+key.Name] = obj.GetResourceVersion()
+	}
+	if (err == nil || apierrors.IsNotFound(err)) && !k.written.partBehind(app, kind+"/"+key.Name, cached) {
+		return err
+	}
+	return k.c.Get(ctx, key, obj)
+}
+
+// putTracker writes a revision's ResourceTracker when what it tracks changed; a revision that
+// tracks nothing yet (its run just started) has none.
+func (k *kubeApps) putTracker(ctx context.Context, app client.ObjectKey, rev *store.AppRevision) error {
 	ns := rev.Namespace()
 	rt := &v1beta1.ResourceTracker{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1beta1.GroupVersion.String(), Kind: v1beta1.KindResourceTracker},
@@ -399,10 +454,17 @@ func (k *kubeApps) putTracker(ctx context.Context, rev *store.AppRevision) error
 		Spec: v1beta1.ResourceTrackerSpec{Type: v1beta1.ResourceTrackerVersioned, ApplicationGeneration: rev.Object.Spec.Application.Generation, ManagedResources: rev.Resources},
 	}
 	var current v1beta1.ResourceTracker
-	err := k.c.Get(ctx, client.ObjectKeyFromObject(rt), &current)
+	err := k.fresh(ctx, app, "rt", client.ObjectKeyFromObject(rt), &current)
 	switch {
 	case apierrors.IsNotFound(err):
-		return k.c.Create(ctx, rt)
+		if len(rt.Spec.ManagedResources) == 0 {
+			return nil // made once its run has applied something
+		}
+		if err := k.c.Create(ctx, rt); err != nil {
+			return err
+		}
+		k.written.part(app, "rt", rt.Name, rt.ResourceVersion)
+		return nil
 	case err != nil:
 		return err
 	}
@@ -410,19 +472,23 @@ func (k *kubeApps) putTracker(ctx context.Context, rev *store.AppRevision) error
 		return err
 	}
 	current.Spec = rt.Spec
-	return k.c.Update(ctx, &current)
+	if err := k.c.Update(ctx, &current); err != nil {
+		return err
+	}
+	k.written.part(app, "rt", current.Name, current.ResourceVersion)
+	return nil
 }
 
 // AppRevisions implements store.Applications: the ApplicationRevisions labelled with the
 // Application's name, each with its ResourceTracker's objects, by number.
 func (k *kubeApps) AppRevisions(ctx context.Context, namespace, app string) ([]*store.AppRevision, error) {
-	var list v1beta1.ApplicationRevisionList
-	if err := k.c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{application.LabelAppName: app}); err != nil {
-		return nil, fmt.Errorf("list the revisions of %s/%s: %w", namespace, app, err)
-	}
-	var rts v1beta1.ResourceTrackerList
-	if err := k.c.List(ctx, &rts, client.MatchingLabels{application.LabelAppName: app, application.LabelAppNamespace: namespace}); err != nil {
-		return nil, fmt.Errorf("list the resource trackers of %s/%s: %w", namespace, app, err)
+	appKey := client.ObjectKey{Namespace: namespace, Name: app}
+	list, rts, versions, err := k.listParts(ctx, k.cache, namespace, app)
+	if err != nil || k.written.partsBehind(appKey, versions) {
+		if list, rts, versions, err = k.listParts(ctx, k.c, namespace, app); err != nil {
+			return nil, err
+		}
+		k.written.settle(appKey, versions)
 	}
 	out := make([]*store.AppRevision, 0, len(list.Items))
 	for i := range list.Items {
@@ -441,6 +507,27 @@ func (k *kubeApps) AppRevisions(ctx context.Context, namespace, app string) ([]*
 	}
 	slices.SortFunc(out, func(a, b *store.AppRevision) int { return int(a.Number - b.Number) })
 	return out, nil
+}
+
+// listParts lists an Application's revisions and trackers with r, and their versions by kind
+// and name.
+func (k *kubeApps) listParts(ctx context.Context, r client.Reader, namespace, app string) (*v1beta1.ApplicationRevisionList, *v1beta1.ResourceTrackerList, map[string]string, error) {
+	var list v1beta1.ApplicationRevisionList
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{application.LabelAppName: app}); err != nil {
+		return nil, nil, nil, fmt.Errorf("list the revisions of %s/%s: %w", namespace, app, err)
+	}
+	var rts v1beta1.ResourceTrackerList
+	if err := r.List(ctx, &rts, client.MatchingLabels{application.LabelAppName: app, application.LabelAppNamespace: namespace}); err != nil {
+		return nil, nil, nil, fmt.Errorf("list the resource trackers of %s/%s: %w", namespace, app, err)
+	}
+	versions := map[string]string{}
+	for _, r := range list.Items {
+		versions["rev/"+r.Name] = r.ResourceVersion
+	}
+	for _, t := range rts.Items {
+		versions["rt/"+t.Name] = t.ResourceVersion
+	}
+	return &list, &rts, versions, nil
 }
 
 // sameSpec says whether two tracker specs encode alike.

@@ -91,7 +91,7 @@ func (e *env) deploymentGone(name string) bool {
 }
 
 // versions are the resourceVersions of everything the Application's lifecycle writes: the
-// Application, its revisions, trackers and runs.
+// Application, its revisions, trackers and runs, and the Deployments its runs applied.
 func (e *env) versions() map[string]string {
 	e.t.Helper()
 	ctx := context.Background()
@@ -105,6 +105,7 @@ func (e *env) versions() map[string]string {
 		{"ApplicationRevision", &v1beta1.ApplicationRevisionList{}, []client.ListOption{client.InNamespace(e.ns)}},
 		{"WorkflowRun", &v1alpha1.WorkflowRunList{}, []client.ListOption{client.InNamespace(e.ns)}},
 		{"ResourceTracker", &v1beta1.ResourceTrackerList{}, []client.ListOption{client.MatchingLabels{"app.oam.dev/namespace": e.ns}}},
+		{"Deployment", &appsv1.DeploymentList{}, []client.ListOption{client.InNamespace(e.ns)}},
 	} {
 		if err := e.c.List(ctx, l.list, l.opts...); err != nil {
 			e.t.Fatal(err)
@@ -167,6 +168,35 @@ func TestApplicationLifecycle(t *testing.T) {
 	}
 	if n := writes.Load(); n != 0 {
 		t.Errorf("re-reconciling the unchanged Application sent %d writes, want none", n)
+	}
+
+	// The running controller reconciles it again when its metadata changes (a label, not its
+	// spec): still no write.
+	var labelled v1beta1.Application
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: "shop"}, &labelled); err != nil {
+		t.Fatal(err)
+	}
+	labelled.Labels["team"] = "web"
+	if err := e.c.Update(context.Background(), &labelled); err != nil {
+		t.Fatal(err)
+	}
+	before = e.versions()
+	time.Sleep(3 * time.Second) // past its reconcile and a health recheck
+	after = e.versions()
+	delete(before, "Application/shop")
+	delete(after, "Application/shop")
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Errorf("re-reconciling the relabelled Application wrote:\nbefore %v\nafter  %v", before, after)
+	}
+	if n := writes.Load(); n != 0 {
+		t.Errorf("re-reconciling the relabelled Application sent %d writes, want none", n)
+	}
+	var relabelled v1beta1.Application
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: "shop"}, &relabelled); err != nil {
+		t.Fatal(err)
+	}
+	if relabelled.ResourceVersion != labelled.ResourceVersion {
+		t.Errorf("the relabelled Application was written again: resourceVersion %s, then %s", labelled.ResourceVersion, relabelled.ResourceVersion)
 	}
 
 	e.applyApp(shopSpec(false))

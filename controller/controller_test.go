@@ -84,8 +84,8 @@ type controllerOptions struct {
 	retention   engine.Retention
 	// applications has the controller reconcile Applications too.
 	applications bool
-	// writes, when set, counts the requests of the manager's clients that write (every
-	// method but GET).
+	// writes, when set, counts the requests of the manager's and the clusters' clients that
+	// write (every method but GET).
 	writes *atomic.Int64
 }
 
@@ -120,8 +120,9 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	clusters := stepcluster.New(cluster.Config, stepcluster.Options{Secrets: mgr.GetClient(), Scheme: scheme})
-	watches := controller.NewWatches(cluster.Config, clusters, nil)
+	// The clusters' clients go through cfg too: the writes the deliveries make are counted.
+	clusters := stepcluster.New(cfg, stepcluster.Options{Secrets: mgr.GetClient(), Scheme: scheme})
+	watches := controller.NewWatches(cfg, clusters, nil)
 	wait := o.wait
 	if wait.Initial == 0 {
 		wait = engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}

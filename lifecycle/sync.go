@@ -134,9 +134,16 @@ func (m *Manager) settle(ctx context.Context, app *v1beta1.Application, revs []*
 	if rs.Phase != v1alpha1.RunSucceeded {
 		return nil
 	}
-	services, comps, err := m.health(ctx, rev)
+	// The first health reported for a revision is the one its run judged as it succeeded, on
+	// the objects as its applies returned them a moment ago; later Syncs judge the live objects.
+	services, comps, ok, err := judgedHealth(rev, run.Vars, len(app.Status.Services) == 0)
 	if err != nil {
 		return err
+	}
+	if !ok {
+		if services, comps, err = m.health(ctx, rev); err != nil {
+			return err
+		}
 	}
 	status.Services, status.Components = services, comps
 	for _, s := range services {
@@ -196,6 +203,52 @@ func (m *Manager) deleteObject(ctx context.Context, res v1beta1.ManagedResource)
 	return nil
 }
 
+// places are the places (cluster, namespace) a revision's component was applied to, in the
+// order its tracker lists them; one empty place when it has none.
+func places(rev *store.AppRevision, component string) []application.Target {
+	var out []application.Target
+	for _, res := range rev.Resources {
+		p := application.Target{Cluster: clusterName(res.Cluster), Namespace: res.Namespace}
+		if res.Component == component && res.Namespace != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		out = []application.Target{{}}
+	}
+	return out
+}
+
+// judgedHealth is, when first is set, the services and workloads as health would give them,
+// from the health the revision's run judged (application.JudgedBy); ok is false when first is
+// not set or the run did not judge every component in every place.
+func judgedHealth(rev *store.AppRevision, vars map[string]json.RawMessage, first bool) (services []v1beta1.ApplicationComponentStatus, workloads []v1beta1.ObjectReference, ok bool, err error) {
+	if !first {
+		return nil, nil, false, nil
+	}
+	judged, err := application.JudgedBy(vars)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for _, c := range rev.Object.Spec.Application.Spec.Components {
+		for i, place := range places(rev, c.Name) {
+			at := slices.IndexFunc(judged, func(j application.Judged) bool {
+				return j.Status.Name == c.Name && clusterName(j.Status.Cluster) == place.Cluster && j.Status.Namespace == place.Namespace
+			})
+			if at < 0 {
+				return nil, nil, false, nil
+			}
+			st := *judged[at].Status.DeepCopy()
+			st.Cluster = place.Cluster
+			services = append(services, st)
+			if w := judged[at].Workload; w != nil && i == 0 {
+				workloads = append(workloads, *w)
+			}
+		}
+	}
+	return services, workloads, true, nil
+}
+
 // health renders the revision's components again for each cluster and namespace they were
 // applied to and judges them against the live objects.
 func (m *Manager) health(ctx context.Context, rev *store.AppRevision) ([]v1beta1.ApplicationComponentStatus, []v1beta1.ObjectReference, error) {
@@ -205,18 +258,7 @@ func (m *Manager) health(ctx context.Context, rev *store.AppRevision) ([]v1beta1
 	var services []v1beta1.ApplicationComponentStatus
 	var workloads []v1beta1.ObjectReference
 	for _, c := range app.Spec.Components {
-		// The places the component's objects were applied to: cluster and namespace.
-		var places []application.Target
-		for _, res := range rev.Resources {
-			p := application.Target{Cluster: clusterName(res.Cluster), Namespace: res.Namespace}
-			if res.Component == c.Name && res.Namespace != "" && !slices.Contains(places, p) {
-				places = append(places, p)
-			}
-		}
-		if len(places) == 0 {
-			places = []application.Target{{}}
-		}
-		for i, place := range places {
+		for i, place := range places(rev, c.Name) {
 			cl := place.Cluster
 			key := strings.Join([]string{app.Namespace, rev.Object.Name, rev.Hash, place.Cluster, place.Namespace, c.Name}, "\x00")
 			comps, ok := m.Rendered.get(key)

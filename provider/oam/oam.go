@@ -376,7 +376,17 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *D
 	for i := range c.Outputs {
 		traits[len(objs)-len(c.Outputs)+i] = c.Outputs[i].Trait
 	}
+	// An object rendered twice (a trait's output that is the component's own Service) is
+	// applied once, as rendered last: under one field manager, applying both in turn leaves
+	// what the last one says.
+	last := map[string]int{}
 	for i, obj := range objs {
+		last[key(obj)] = i
+	}
+	for i, obj := range objs {
+		if last[key(obj)] != i {
+			continue
+		}
 		rec := application.Applied{ComponentType: c.Type}
 		rec.Component, rec.Trait = c.Name, traits[i]
 		rec.APIVersion, rec.Kind, rec.Name = obj.GetAPIVersion(), obj.GetKind(), obj.GetName()
@@ -391,7 +401,9 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *D
 			return fmt.Errorf("component %s: %w", c.Name, err)
 		}
 		live[key(obj)] = got
-		a.Live = append(a.Live, got)
+	}
+	for _, obj := range objs {
+		a.Live = append(a.Live, live[key(obj)])
 	}
 	st, err := evaluator(call).Health(ctx, del.Definitions, del.App.Namespace, c, func(r *unstructured.Unstructured) *unstructured.Unstructured {
 		return live[key(r)]
@@ -456,6 +468,26 @@ func Record(call *step.Call, applied []*Applied) {
 	}
 	b, _ := json.Marshal(recs)
 	call.Session.SetVar(application.AppliedVar+stepKey(call), b)
+	recordJudged(call, applied)
+}
+
+// recordJudged lists the health judged of the components applied in the run variable
+// application.JudgedVar+<step>, with their workloads.
+func recordJudged(call *step.Call, applied []*Applied) {
+	judged := []application.Judged{}
+	for _, a := range applied {
+		if a.Waiting != "" {
+			continue
+		}
+		j := application.Judged{Status: a.Health}
+		if a.Component.Workload != nil && len(a.Live) > 0 {
+			w := a.Live[0]
+			j.Workload = &v1beta1.ObjectReference{APIVersion: w.GetAPIVersion(), Kind: w.GetKind(), Namespace: w.GetNamespace(), Name: w.GetName()}
+		}
+		judged = append(judged, j)
+	}
+	b, _ := json.Marshal(judged)
+	call.Session.SetVar(application.JudgedVar+stepKey(call), b)
 }
 
 func stepKey(call *step.Call) string {
