@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -226,10 +225,6 @@ func (m *Metrics) ObserveEvaluation(typ string, d time.Duration) {
 	m.cueEvaluation.WithLabelValues(typ).Observe(d.Seconds())
 }
 
-// errorOutcome begins the Outcome of a log entry of an action call that ended in an error
-// (step's evaluation logs "ok", "replayed" or "error: <the error>").
-const errorOutcome = "error"
-
 // Store returns s counting, in stepflow_provider_errors_total, the action calls that ended in an
 // error among the log entries of each successful Save (a Save that fails wrote nothing, and the
 // engine saves the same entries again). Give it to the engine as Options.Store; it has only
@@ -248,7 +243,8 @@ func (c *countingStore) Save(ctx context.Context, run *engine.Run, logs []engine
 		return err
 	}
 	for i := range logs {
-		if logs[i].Action != "" && strings.HasPrefix(logs[i].Outcome, errorOutcome) {
+		// An action call that failed is logged with its action and the error severity.
+		if logs[i].Action != "" && logs[i].Severity == engine.SeverityError {
 			c.m.providerErrors.WithLabelValues(logs[i].Action).Inc()
 		}
 	}
