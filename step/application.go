@@ -8,8 +8,11 @@ package step
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/stepflow/stepflow/api/v1beta1"
@@ -28,6 +31,17 @@ func (r *Runner) Render(ctx context.Context, req application.Request) ([]*applic
 	if err != nil {
 		return nil, err
 	}
+	// A render is a function of its job alone (definitions, Application, target, revision,
+	// workflow and step): a deploy step evaluated again while its components get ready, or
+	// the lifecycle judging health, renders what it rendered before.
+	in, err := json.Marshal(job)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the rendering of Application %s: %w", req.App.Name, err)
+	}
+	key := sha256.Sum256(in)
+	if comps, ok := r.renders.get(key); ok {
+		return comps, nil
+	}
 	what := fmt.Sprintf("the rendering of Application %s", req.App.Name)
 	var rep reply
 	err = r.pool.oneShot(ctx, r.opts.EvalTimeout, what, &request{Render: job}, &rep)
@@ -39,7 +53,65 @@ func (r *Runner) Render(ctx context.Context, req application.Request) ([]*applic
 	case rep.Rendered.Error != "":
 		return nil, errors.New(rep.Rendered.Error)
 	}
+	r.renders.put(key, rep.Rendered.Components)
 	return rep.Rendered.Components, nil
+}
+
+// The bounds of a Runner's cache of renders: enough for the components of some hundred
+// Applications in two clusters each, at most a few MiB.
+const (
+	maxRenders     = 512
+	maxRenderBytes = 16 << 20
+)
+
+// renderCache keeps the components of recent renders, by the hash of their job, encoded so
+// that each caller gets a copy of its own to change. Safe for concurrent use.
+type renderCache struct {
+	mu    sync.Mutex
+	byKey map[[32]byte][]byte
+	order [][32]byte // oldest first
+	bytes int
+}
+
+// get returns a copy of the components rendered for key.
+func (c *renderCache) get(key [32]byte) ([]*application.Component, bool) {
+	c.mu.Lock()
+	b, ok := c.byKey[key]
+	c.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	var comps []*application.Component
+	if err := json.Unmarshal(b, &comps); err != nil {
+		return nil, false
+	}
+	return comps, true
+}
+
+// put keeps comps for key, forgetting the oldest renders past the cache's bounds; a render
+// too large for them is not kept.
+func (c *renderCache) put(key [32]byte, comps []*application.Component) {
+	b, err := json.Marshal(comps)
+	if err != nil || len(b) > maxRenderBytes/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byKey == nil {
+		c.byKey = map[[32]byte][]byte{}
+	}
+	if _, ok := c.byKey[key]; ok {
+		return
+	}
+	c.byKey[key] = b
+	c.order = append(c.order, key)
+	c.bytes += len(b)
+	for len(c.order) > maxRenders || c.bytes > maxRenderBytes {
+		old := c.order[0]
+		c.order = c.order[1:]
+		c.bytes -= len(c.byKey[old])
+		delete(c.byKey, old)
+	}
 }
 
 // Health judges a rendered component against its live objects as application.Health does,

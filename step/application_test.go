@@ -100,3 +100,33 @@ func BenchmarkRender(b *testing.B) {
 		})
 	}
 }
+
+// A render of the same job is evaluated once: a deploy step evaluated again while its
+// components get ready renders from the cache, and gets components of its own to change; a
+// job that differs (here the target's cluster version) is rendered anew.
+func TestRenderOfTheSameJobIsKept(t *testing.T) {
+	r := step.NewRunner(step.Options{})
+	req := xApp("sum", strings.Replace(cpuDefinition, "%s", "3", 1))
+	first, err := r.Render(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first[0].Workload.Object["data"].(map[string]any)["n"] = "changed by its caller"
+	again, err := r.Render(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := step.RendersKept(r); n != 1 {
+		t.Errorf("%d renders kept after rendering one job twice, want 1", n)
+	}
+	if got := again[0].Workload.Object["data"].(map[string]any)["n"]; got != "3" {
+		t.Errorf("the kept render shows n = %v: a caller's change reached it", got)
+	}
+	req.Target.ClusterVersion.GitVersion = "v1.36.3"
+	if _, err := r.Render(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if n := step.RendersKept(r); n != 2 {
+		t.Errorf("%d renders kept after a job of another cluster version, want 2", n)
+	}
+}

@@ -113,8 +113,10 @@ type Runner struct {
 	opts  Options
 	pool  *pool // nil with Options.InProcess
 	turns *turns
-	mu    sync.Mutex
-	gen   *generation
+	// renders are the Applications' renders made in a child evaluator (Render).
+	renders renderCache
+	mu      sync.Mutex
+	gen     *generation
 }
 
 // NewRunner returns a Runner.
