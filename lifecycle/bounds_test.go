@@ -1,25 +1,19 @@
 package lifecycle_test
 
 import (
-	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
-	"github.com/stepflow/stepflow/apiservertest"
 	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/definitions"
-	"github.com/stepflow/stepflow/lifecycle"
-	"github.com/stepflow/stepflow/store/sqlite"
 )
 
 // moodyDef renders a ConfigMap whose health policy builds a list of 200 million items once
@@ -50,32 +44,9 @@ func TestSyncOfAHealthPolicyBombFailsOnlyThatSync(t *testing.T) {
 		t.Skip("starts kube-apiserver")
 	}
 	ctx := t.Context()
-	api, err := apiservertest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = api.Stop() })
-	cl := clusters{"east": api.Config}
-	ns := apiservertest.Namespace(t)
-	kc, _ := cl.Client(ctx, "east")
-	if err := kc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	asm, err := assembly.New(assembly.Config{Providers: assembly.Providers{Clusters: cl}, EvalMemory: 64 << 20, EvalTimeout: 2 * time.Minute},
-		assembly.Mode{Store: st, Definitions: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ectx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = asm.Engine.Start(ectx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	m := &lifecycle.Manager{Store: st, Runs: runs{st: st, eng: asm.Engine}, Clusters: cl, Evaluator: asm.Runner}
+	f := newFixture(t, assembly.Config{EvalMemory: 64 << 20, EvalTimeout: 2 * time.Minute}, "east")
+	ns, kc := f.ns, f.client(t, "east")
+	m := f.manager()
 	def := &v1beta1.ComponentDefinition{}
 	if err := yaml.UnmarshalStrict([]byte(moodyDef), def); err != nil {
 		t.Fatal(err)
@@ -119,7 +90,7 @@ func TestSyncOfAHealthPolicyBombFailsOnlyThatSync(t *testing.T) {
 	if err := kc.Update(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.Sync(ctx, ns, "moody")
+	_, err := m.Sync(ctx, ns, "moody")
 	if err == nil || !strings.Contains(err.Error(), "evaluating the health of component moody used more than 64 MiB, the limit of one evaluation") ||
 		!strings.Contains(err.Error(), "--eval-memory") {
 		t.Errorf("the sync of moody: %v, want the memory bound named", err)

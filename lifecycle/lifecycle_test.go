@@ -86,6 +86,65 @@ func (r runs) Delete(ctx context.Context, namespace, name string) error {
 	return nil
 }
 
+// fixture is what a lifecycle test runs on: real API servers by cluster name, each with the
+// test's namespace, and an engine over a new SQLite store delivering to them.
+type fixture struct {
+	cl  clusters
+	ns  string
+	st  *sqlite.Store
+	asm *assembly.Assembly
+}
+
+// newFixture starts a kube-apiserver for each of names, makes the test's namespace in each,
+// and an engine assembled from cfg (its clusters those API servers) that runs until the test
+// ends.
+func newFixture(t *testing.T, cfg assembly.Config, names ...string) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	f := &fixture{cl: clusters{}, ns: apiservertest.Namespace(t)}
+	for _, name := range names {
+		api, err := apiservertest.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = api.Stop() })
+		f.cl[name] = api.Config
+		if err := f.client(t, name).Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	f.st = st
+	cfg.Providers.Clusters = f.cl
+	if f.asm, err = assembly.New(cfg, assembly.Mode{Store: st, Definitions: st}); err != nil {
+		t.Fatal(err)
+	}
+	ectx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = f.asm.Engine.Start(ectx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+// client is a client of the cluster name.
+func (f *fixture) client(t *testing.T, name string) client.Client {
+	t.Helper()
+	c, err := f.cl.Client(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// manager is the lifecycle over the fixture's store, engine and clusters.
+func (f *fixture) manager() *lifecycle.Manager {
+	return &lifecycle.Manager{Store: f.st, Runs: runs{st: f.st, eng: f.asm.Engine}, Clusters: f.cl, Evaluator: f.asm.Runner}
+}
+
 // app is the Application shop placed by a topology policy in both clusters, with the
 // components and extra policies given.
 func app(ns string, components []string, policies string) *v1beta1.Application {
@@ -121,39 +180,13 @@ func TestGarbageCollectionAcrossClusters(t *testing.T) {
 		t.Skip("starts two kube-apiservers")
 	}
 	ctx := t.Context()
-	cl := clusters{}
-	for _, name := range []string{"east", "west"} {
-		api, err := apiservertest.Start()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = api.Stop() })
-		cl[name] = api.Config
-	}
-	ns := apiservertest.Namespace(t)
+	f := newFixture(t, assembly.Config{}, "east", "west")
+	cl, ns, st := f.cl, f.ns, f.st
 	for name := range cl {
-		c, _ := cl.Client(ctx, name)
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
 		// The deploy step waits for the components to be healthy.
-		apiservertest.MarkReady(t, c, ns)
+		apiservertest.MarkReady(t, f.client(t, name), ns)
 	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	asm, err := assembly.New(assembly.Config{Providers: assembly.Providers{Clusters: cl}}, assembly.Mode{Store: st, Definitions: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ectx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = asm.Engine.Start(ectx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	m := &lifecycle.Manager{Store: st, Runs: runs{st: st, eng: asm.Engine}, Clusters: cl}
+	m := f.manager()
 	defs := application.NewSet().Add(definitions.Components(), definitions.Traits(), definitions.Policies())
 	deliver := func(a *v1beta1.Application, revision string) *v1beta1.Application {
 		t.Helper()

@@ -1,13 +1,9 @@
 package lifecycle_test
 
 import (
-	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -17,8 +13,6 @@ import (
 	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/lifecycle"
-	"github.com/stepflow/stepflow/store/sqlite"
 )
 
 // TestNewRevisionTerminatesUnfinishedRun: on a real API server, revision 1's run waits for a
@@ -31,35 +25,9 @@ func TestNewRevisionTerminatesUnfinishedRun(t *testing.T) {
 		t.Skip("starts kube-apiserver")
 	}
 	ctx := t.Context()
-	api, err := apiservertest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = api.Stop() })
-	cl := clusters{"east": api.Config}
-	ns := apiservertest.Namespace(t)
-	kc, err := cl.Client(ctx, "east")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	asm, err := assembly.New(assembly.Config{Providers: assembly.Providers{Clusters: cl}}, assembly.Mode{Store: st, Definitions: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ectx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = asm.Engine.Start(ectx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	m := &lifecycle.Manager{Store: st, Runs: runs{st: st, eng: asm.Engine}, Clusters: cl}
+	f := newFixture(t, assembly.Config{}, "east")
+	ns, st, kc := f.ns, f.st, f.client(t, "east")
+	m := f.manager()
 	defs := application.NewSet().Add(definitions.Components(), definitions.Traits(), definitions.Policies())
 	shop := func(image string) *v1beta1.Application {
 		var a v1beta1.Application
