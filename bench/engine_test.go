@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -141,7 +142,7 @@ func throughput(b *testing.B, runs, steps int, withTel bool) {
 	reg := step.NewRegistry()
 	builtin.Register(reg)
 	httpprovider.Register(reg, httpprovider.Options{Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}})
-	ropts := step.Options{Registry: reg, Definitions: builtins{}}
+	ropts := step.Options{Registry: reg, Definitions: builtins{}, InProcess: inProcess()}
 	obs := &finishes{want: runs, all: make(chan struct{}), finished: map[engine.Key]bool{}}
 	opts := engine.Options{Store: st, Observer: obs}
 	if withTel {
@@ -216,6 +217,10 @@ wait:
 	}
 	rss.report(b, runs)
 }
+
+// inProcess says whether the benchmarks evaluate CUE in their own process rather than in child
+// evaluators: STEPFLOW_BENCH_EVAL_ISOLATION=none, as bench/table's -isolation none sets it.
+func inProcess() bool { return os.Getenv("STEPFLOW_BENCH_EVAL_ISOLATION") == "none" }
 
 // cpuTime is the CPU time the process and its child CUE evaluators have used (package cputime).
 func cpuTime(b *testing.B) time.Duration {

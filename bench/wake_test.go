@@ -81,7 +81,7 @@ func wakeUp(b *testing.B, runs int) {
 	}()
 	reg := step.NewRegistry()
 	builtin.Register(reg)
-	runner := step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}})
+	runner := step.NewRunner(step.Options{Registry: reg, Definitions: builtins{}, InProcess: inProcess()})
 	obs := &wakes{want: runs, suspended: map[engine.Key]bool{}, allHeld: make(chan struct{}),
 		started: map[engine.Key]time.Time{}, allGone: make(chan struct{})}
 	eng := engine.New(engine.Options{Store: st, Runner: runner, Conditions: runner, Observer: obs})

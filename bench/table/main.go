@@ -5,6 +5,7 @@
 //	go run ./bench/table                     # full size (make bench)
 //	go run ./bench/table -quick              # 1,000 runs instead of 10,000; 200 controller runs
 //	go run ./bench/table -only cue,embedded  # some sections: cue, embedded, wake, controller
+//	go run ./bench/table -isolation none     # CUE in the benchmark's process, not in child evaluators
 //
 // Each section is one `go test -run '^$' -bench ...` whose output it parses; -v shows that output
 // as it comes. A section whose benchmarks were skipped (the controller without the binaries of
@@ -32,9 +33,10 @@ func main() {
 	quick := flag.Bool("quick", false, "smaller sizes: 1,000 engine runs instead of 10,000, and only the 200-run controller benchmark")
 	only := flag.String("only", "", "comma-separated sections to run: cue, embedded, wake, controller (default all)")
 	verbose := flag.Bool("v", false, "show go test's output as it comes")
+	isolation := flag.String("isolation", "process", "where the embedded and wake sections evaluate CUE: process (child evaluators, the default of stepflow) or none (in the benchmark's process, as --eval-isolation=none)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Stdout, os.Stderr, *quick, *only, *verbose)
+	err := run(ctx, os.Stdout, os.Stderr, options{quick: *quick, only: *only, verbose: *verbose, isolation: *isolation})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/table:", err)
@@ -53,12 +55,27 @@ type outcome struct {
 	took   time.Duration
 }
 
-func run(ctx context.Context, stdout, progress io.Writer, quick bool, only string, verbose bool) error {
+// options are the command's flags.
+type options struct {
+	quick, verbose bool
+	only           string
+	isolation      string // "process" or "none"
+}
+
+// isolationEnv tells package bench's benchmarks where to evaluate CUE: "none" in their own
+// process (step.Options.InProcess), anything else in child evaluators.
+const isolationEnv = "STEPFLOW_BENCH_EVAL_ISOLATION"
+
+func run(ctx context.Context, stdout, progress io.Writer, o options) error {
+	quick := o.quick
 	sz := fullSizes()
 	if quick {
 		sz = quickSizes()
 	}
-	chosen, err := choose(sections(sz), only)
+	if o.isolation != "process" && o.isolation != "none" {
+		return fmt.Errorf("-isolation: %q is neither process nor none", o.isolation)
+	}
+	chosen, err := choose(sections(sz), o.only)
 	if err != nil {
 		return err
 	}
@@ -68,23 +85,23 @@ func run(ctx context.Context, stdout, progress io.Writer, quick bool, only strin
 	var failed []string
 	hwmNotReset := false
 	for _, s := range chosen {
-		o := runSection(ctx, s, progress, verbose)
+		res := runSection(ctx, s, progress, o.verbose, isolationEnv+"="+o.isolation)
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted: %w", ctx.Err())
 		}
-		rows = append(rows, sectionRows(s, o)...)
-		if o.err != nil && !skipped(o.output) {
+		rows = append(rows, sectionRows(s, res)...)
+		if res.err != nil && !skipped(res.output) {
 			failed = append(failed, s.name)
 		}
-		hwmNotReset = hwmNotReset || strings.Contains(o.output, "clear_refs not permitted")
+		hwmNotReset = hwmNotReset || strings.Contains(res.output, "clear_refs not permitted")
 	}
 	printTable(stdout, rows)
 	mode := "full size"
 	if quick {
 		mode = "quick (-quick: smaller than the issue's sizes, which the targets are for)"
 	}
-	fmt.Fprintf(stdout, "\n%s; %s, %d CPUs, GOMAXPROCS %d; load average %s before, %s after; %s in all\n",
-		mode, runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), loadBefore, loadAverage(), time.Since(start).Round(time.Second))
+	fmt.Fprintf(stdout, "\n%s; CUE isolation %s; %s, %d CPUs, GOMAXPROCS %d; load average %s before, %s after; %s in all\n",
+		mode, o.isolation, runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), loadBefore, loadAverage(), time.Since(start).Round(time.Second))
 	printNotes(stdout, chosen, hwmNotReset)
 	if len(failed) > 0 {
 		return fmt.Errorf("sections failed: %s", strings.Join(failed, ", "))
@@ -108,14 +125,16 @@ func choose(all []section, only string) ([]section, error) {
 	return out, nil
 }
 
-// runSection runs the section's go test and parses its output.
-func runSection(ctx context.Context, s section, progress io.Writer, verbose bool) outcome {
+// runSection runs the section's go test, with env added to its environment, and parses its
+// output.
+func runSection(ctx context.Context, s section, progress io.Writer, verbose bool, env ...string) outcome {
 	// -v: without it go test leaves out why a benchmark was skipped.
 	args := append([]string{"test", "-v", "-run", "^$"}, s.flags...)
 	args = append(args, s.pkg)
 	fmt.Fprintf(progress, "== %s: go %s\n", s.name, shellWords(args))
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if verbose {
 		w := io.MultiWriter(&out, progress)
