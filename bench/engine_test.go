@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -142,7 +143,7 @@ func throughput(b *testing.B, runs, steps int, withTel bool) {
 	reg := step.NewRegistry()
 	builtin.Register(reg)
 	httpprovider.Register(reg, httpprovider.Options{Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}})
-	ropts := step.Options{Registry: reg, Definitions: builtins{}, InProcess: inProcess()}
+	ropts := step.Options{Registry: reg, Definitions: builtins{}, InProcess: inProcess(), Evaluators: evaluators()}
 	obs := &finishes{want: runs, all: make(chan struct{}), finished: map[engine.Key]bool{}}
 	opts := engine.Options{Store: st, Observer: obs}
 	if withTel {
@@ -221,6 +222,13 @@ wait:
 // inProcess says whether the benchmarks evaluate CUE in their own process rather than in child
 // evaluators: STEPFLOW_BENCH_EVAL_ISOLATION=none, as bench/table's -isolation none sets it.
 func inProcess() bool { return os.Getenv("STEPFLOW_BENCH_EVAL_ISOLATION") == "none" }
+
+// evaluators is step.Options.Evaluators for the benchmarks: STEPFLOW_BENCH_EVALUATORS, or the
+// default when it is not set.
+func evaluators() int {
+	n, _ := strconv.Atoi(os.Getenv("STEPFLOW_BENCH_EVALUATORS"))
+	return n
+}
 
 // cpuTime is the CPU time the process and its child CUE evaluators have used (package cputime).
 func cpuTime(b *testing.B) time.Duration {

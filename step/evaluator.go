@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -27,6 +29,12 @@ import (
 // evaluatorEnv, set to "1" in a process's environment, makes it a child evaluator.
 const evaluatorEnv = "STEPFLOW_CUE_EVALUATOR"
 
+// profileEnv names a directory where each child evaluator writes a CPU profile of its life,
+// evaluator-PID.pprof, when its stdin closes (its Runner's process ending closes it). Such a
+// child is not killed with its Runner's thread (childAttr), so that it writes its profile. For
+// developers measuring the children (docs/performance.md); not a user setting.
+const profileEnv = "STEPFLOW_EVALUATOR_CPUPROFILE"
+
 // Exit codes of a child evaluator that ended on its own.
 const (
 	exitMemory   = 86 // its heap passed the memory bound
@@ -37,12 +45,46 @@ func init() {
 	if os.Getenv(evaluatorEnv) != "1" {
 		return
 	}
-	os.Exit(serveEvaluator(os.Stdin, os.Stdout))
+	stop := profileCPU(os.Getenv(profileEnv))
+	// Served from another goroutine: init's goroutine is locked to the main thread, so each
+	// of its wake-ups (a message read, an evaluation parking) would hand the CPU from one
+	// thread to another: twice the context switches per message.
+	code := make(chan int)
+	go func() { code <- serveEvaluator(os.Stdin, os.Stdout, stop) }()
+	c := <-code
+	stop()
+	os.Exit(c)
+}
+
+// profileCPU starts a CPU profile written to dir (none when dir is empty) and returns what
+// ends it.
+func profileCPU(dir string) (stop func()) {
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("evaluator-%d.pprof", os.Getpid())))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stepflow evaluator: no CPU profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "stepflow evaluator: no CPU profile:", err)
+		_ = f.Close()
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		})
+	}
 }
 
 // serveEvaluator serves one Runner: a hello, then requests one at a time. It returns the
-// process's exit code.
-func serveEvaluator(in io.Reader, out io.Writer) int {
+// process's exit code; ending is called before the process ends on its own otherwise (its
+// Runner gone).
+func serveEvaluator(in io.Reader, out io.Writer, ending func()) int {
 	dec := json.NewDecoder(bufio.NewReaderSize(in, 64<<10))
 	w := bufio.NewWriterSize(out, 64<<10)
 	ch := &childSide{dec: dec, w: w, enc: json.NewEncoder(w), sources: map[string]string{}, parked: map[uint64]chan request{}}
@@ -58,7 +100,7 @@ func serveEvaluator(in io.Reader, out io.Writer) int {
 	h := first.Hello
 	if h.Memory > 0 {
 		limitMemory(h.Memory)
-		go watchMemory(h.Memory, os.Getppid())
+		go watchMemory(h.Memory, os.Getppid(), ending)
 	}
 	reg := NewRegistry()
 	for _, p := range h.Packages {
@@ -339,8 +381,8 @@ func limitMemory(limit int64) {
 
 // watchMemory ends the process with exitMemory once the live heap (as of the last collection)
 // or the memory the runtime holds passes the bound, and ends it when the Runner's process
-// is gone (a child evaluating does not read its stdin).
-func watchMemory(limit int64, parent int) {
+// is gone (a child evaluating does not read its stdin), calling ending first.
+func watchMemory(limit int64, parent int, ending func()) {
 	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	for range time.Tick(10 * time.Millisecond) {
 		metrics.Read(samples)
@@ -351,6 +393,7 @@ func watchMemory(limit int64, parent int) {
 			os.Exit(exitMemory)
 		}
 		if os.Getppid() != parent {
+			ending()
 			os.Exit(exitProtocol)
 		}
 	}

@@ -291,7 +291,11 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 	c := &child{p: p, cmd: cmd, in: inW, dec: json.NewDecoder(outR), stderr: &tail{}, sent: map[[32]byte]bool{},
 		done: make(chan struct{}), cpu: make(chan struct{}, 1), used: time.Now()}
 	cmd.Stderr = c.stderr
-	cmd.SysProcAttr = childAttr()
+	if os.Getenv(profileEnv) == "" {
+		// A child profiling its CPU is left to end when its stdin closes with this process, so
+		// that it writes its profile.
+		cmd.SysProcAttr = childAttr()
+	}
 	err = cmd.Start()
 	_ = inR.Close()
 	_ = outW.Close()
