@@ -99,7 +99,9 @@ func (e *env) testApplications(t *testing.T) {
 		t.Fatalf("revision 1's run is linked as %q, want shop-v1", got)
 	}
 	waitFor(ctx, t, "the run page, linking back to the Application", fmt.Sprintf(`document.getElementById('run-application')?.getAttribute('href') === %q`, "#/applications/"+ns+"/shop"))
-	do(ctx, t, "back to the Application", chromedp.Click(chromedp.ID("run-application")))
+	// Clicked from the page itself: the run page redraws its head as the run's events come,
+	// which can replace the link between finding it and clicking it.
+	do(ctx, t, "back to the Application", chromedp.Evaluate[chromedp.Void](`document.getElementById('run-application').click()`))
 	waitFor(ctx, t, "its page again", `document.querySelectorAll('#app-revisions tr[data-revision]').length === 1`)
 	if n := eval[int](ctx, t, `document.querySelectorAll('#app-resources tbody tr').length`); n != 2 {
 		t.Errorf("%d applied resources shown, want the two Deployments", n)
