@@ -4,11 +4,12 @@
 import {h, pretty} from '../../dom.js';
 import {clock, hasData, logTitle, messageJSON, tookText} from './logic.js';
 
-// messageText is a log line's message: its text, and any JSON it carries laid out.
-function messageText(message) {
+// messageView is a message as the pages show it (a step's, a log line's): its text, and any
+// JSON it carries laid out below it; attrs go on the element that holds it.
+export function messageView(message, attrs) {
   const {text, value} = messageJSON(message);
-  if (value === undefined) return message || '';
-  return h('span', null, text ? h('span', null, text) : null, h('pre', {class: 'message-json'}, pretty(value)));
+  if (value === undefined) return h('span', attrs || null, message || '');
+  return h('div', attrs || null, text ? h('span', null, text) : null, h('pre', {class: 'message-json'}, pretty(value)));
 }
 
 function dataDetails(entry) {
@@ -23,7 +24,7 @@ export function severity(entry) {
 
 // logRow is a log entry as a row of the log table; withStep adds the step's column.
 export function logRow(entry, withStep) {
-  const msg = h('td', {class: 'message'}, messageText(entry.message));
+  const msg = h('td', {class: 'message'}, messageView(entry.message));
   if (hasData(entry)) msg.append(dataDetails(entry));
   return h('tr', {class: `log level-${severity(entry)}`},
     h('td', null, h('time', {datetime: entry.time || '', title: entry.time || ''}, clock(entry.time))),
@@ -46,7 +47,7 @@ export function logItem(entry, step) {
       entry.action ? h('code', null, entry.action) : null,
       entry.outcome ? h('span', {class: `log-outcome outcome-${entry.outcome}`}, entry.outcome) : null,
       Number(entry.duration) ? h('span', {class: 'muted'}, tookText(entry)) : null),
-    entry.message ? h('div', {class: 'log-message'}, messageText(entry.message)) : null,
+    entry.message ? h('div', {class: 'log-message'}, messageView(entry.message)) : null,
     hasData(entry) ? dataDetails(entry) : null);
 }
 

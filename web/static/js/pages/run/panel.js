@@ -6,9 +6,9 @@ import {h, replace, keepFocus, link, badge, timeEl, between, pretty, dl, parseTi
 import {findNode} from '../../graph.js';
 import {toYAML} from '../../yaml.js';
 import {actionButton, table} from '../common.js';
-import {messageJSON, isFinished, approveReason, retryReason, parentOf, outputValues, inputValue, panelKey, isActive,
+import {isFinished, approveReason, retryReason, parentOf, outputValues, inputValue, panelKey, isActive,
   iterationSummary, allIterations, loopAndRetry, stepOf} from './logic.js';
-import {logList} from './logs.js';
+import {logList, messageView} from './logs.js';
 import {liveDuration} from './live.js';
 
 // stepPanel is the panel of page's selected step (see run.js): {el, paint(model), redraw(model),
@@ -97,13 +97,6 @@ function stepActions(page, node, finished) {
       {reason: retryReason(who, node, finished), kind: 'secondary'}));
 }
 
-// messageEl is a step's message, any JSON it carries laid out below its text.
-function messageEl(message, id) {
-  const {text, value} = messageJSON(message);
-  if (value === undefined) return h('span', {class: 'message', id}, message);
-  return h('div', {class: 'message', id}, text ? h('span', null, text) : null, h('pre', {class: 'message-json'}, pretty(value)));
-}
-
 function stepFacts(page, model, node) {
   const st = node.status || {};
   const sp = node.spec || {};
@@ -116,7 +109,7 @@ function stepFacts(page, model, node) {
     ['Alias', alias || ''],
     ['In group', parent ? h('button', {type: 'button', class: 'link', onclick: () => page.select(parent.name)}, parent.name) : ''],
     ['Reason', st.reason ? h('span', {id: 'step-reason'}, st.reason) : ''],
-    ['Message', st.message ? messageEl(st.message, 'step-message') : ''],
+    ['Message', st.message ? messageView(st.message, {class: 'message', id: 'step-message'}) : ''],
     ['If', sp.if ? h('code', null, sp.if) : ''],
     ['Depends on', node.deps.length ? node.deps.join(', ') : ''],
     ['Timeout', sp.timeout || ''],
