@@ -3,6 +3,7 @@ package multicluster_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -742,5 +743,78 @@ parameter: {
 	}
 	if len(applied(t, run, "deploy-both")) == 0 {
 		t.Error("nothing recorded as applied")
+	}
+}
+
+// requestCount counts the requests a cluster client sends, by method and path.
+type requestCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *requestCount) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTrip(func(r *http.Request) (*http.Response, error) {
+		c.mu.Lock()
+		c.n[r.Method+" "+r.URL.Path]++
+		c.mu.Unlock()
+		return rt.RoundTrip(r)
+	})
+}
+
+func (c *requestCount) of(method, path string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[method+" "+path]
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A deploy step waiting for its components is evaluated again whenever it is woken. Such an
+// evaluation reads the objects the step applied before instead of applying the same values
+// again (a server-side apply that changes nothing still costs the API server a whole apply),
+// and applies again an object whose spec someone changed meanwhile.
+func TestWaitingDeployReadsWhatItApplied(t *testing.T) {
+	w := newWorldWith(t, 3*time.Second)
+	count := &requestCount{n: map[string]int{}}
+	w.registry = cluster.New(eu.Config, cluster.Options{File: w.file, Secrets: w.clients["eu"], WrapTransport: count.wrap})
+	app := `
+metadata: {name: shop}
+spec:
+  components:
+  - name: api
+    type: webservice
+    properties: {image: api:1}
+    traits:
+    - {type: scaler, properties: {replicas: 2}}
+  policies:
+  - {name: here, type: topology, properties: {clusters: [eu]}}
+`
+	d := w.deliver(app)
+	path := "/apis/apps/v1/namespaces/" + w.ns + "/deployments/api"
+	// While the step waits, someone scales the Deployment by hand: its generation moves.
+	deadline := time.Now().Add(20 * time.Second)
+	for count.of(http.MethodGet, path) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting deploy step never read its Deployment again")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dep := w.deployment("eu", w.ns, "api")
+	dep.Spec.Replicas = new(int32(5))
+	if err := w.clients["eu"].Update(t.Context(), dep); err != nil {
+		t.Fatal(err)
+	}
+	d.succeeded()
+	if got := *w.deployment("eu", w.ns, "api").Spec.Replicas; got != 2 {
+		t.Errorf("replicas %d after the deploy, want the applied 2 back", got)
+	}
+	gets, patches := count.of(http.MethodGet, path), count.of(http.MethodPatch, path)
+	if patches != 2 {
+		t.Errorf("%d applies of the Deployment, want 2: the first, and one after it was scaled by hand", patches)
+	}
+	if gets < 2 {
+		t.Errorf("%d reads of the Deployment, want one per evaluation that found it unchanged or changed (at least 2)", gets)
 	}
 }

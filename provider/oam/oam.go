@@ -51,6 +51,12 @@ const AnnotationApplyOnce = "app.oam.dev/apply-once-hash"
 // components to be healthy.
 const healthSinceVar = "stepflow.health-since/"
 
+// appliesVar is the prefix of the run variable holding what a step's evaluations applied (an
+// applyMemo), so that its next evaluation, woken while it waits for health, reads an object
+// instead of applying it again when it would apply the same value to an object nobody changed
+// since.
+const appliesVar = "stepflow.applies/"
+
 // Options configure the provider.
 type Options struct {
 	// Objects applies and reads objects through the kube provider.
@@ -292,6 +298,8 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 		parallelism = 5
 	}
 	parallelism = min(parallelism, max(len(placements), 1))
+	memo := loadMemo(call)
+	defer memo.save(call)
 	results := make([][]*Applied, len(placements))
 	errs := make([]error, len(placements))
 	sem := make(chan struct{}, parallelism)
@@ -307,7 +315,7 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 				<-sem
 				wg.Done()
 			}()
-			results[i], errs[i] = d.applyAt(ctx, call, del, ordered, pl, once, patch)
+			results[i], errs[i] = d.applyAt(ctx, call, del, ordered, pl, once, memo, patch)
 		}()
 	}
 	wg.Wait()
@@ -321,7 +329,7 @@ func (d *Deliverer) Apply(ctx context.Context, call *step.Call, del *Delivery, c
 	return out, nil
 }
 
-func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery, comps []v1beta1.ApplicationComponent, pl application.Placement, once *application.ApplyOnce, patch map[string]any) ([]*Applied, error) {
+func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery, comps []v1beta1.ApplicationComponent, pl application.Placement, once *application.ApplyOnce, memo *applyMemo, patch map[string]any) ([]*Applied, error) {
 	app := del.App.DeepCopy()
 	app.Spec.Components = comps
 	rendered, err := evaluator(call).Render(ctx, application.Request{
@@ -355,7 +363,7 @@ func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery,
 		if patch != nil && c.Workload != nil {
 			c.Workload.Object = kube.MergePatch(c.Workload.Object, patch)
 		}
-		if err := d.applyComponent1(ctx, call, del, a, once); err != nil {
+		if err := d.applyComponent1(ctx, call, del, a, once, memo); err != nil {
 			return nil, err
 		}
 		healthy[c.Name] = a.Healthy
@@ -364,7 +372,7 @@ func (d *Deliverer) applyAt(ctx context.Context, call *step.Call, del *Delivery,
 }
 
 // applyComponent1 applies one rendered component's objects and judges its health.
-func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *Delivery, a *Applied, once *application.ApplyOnce) error {
+func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *Delivery, a *Applied, once *application.ApplyOnce, memo *applyMemo) error {
 	if d.opts.Objects == nil {
 		return engine.Terminal(v1alpha1.ReasonExecute, errors.New("vela/oam: no cluster is configured"))
 	}
@@ -395,7 +403,7 @@ func (d *Deliverer) applyComponent1(ctx context.Context, call *step.Call, del *D
 		if once.Once(&rec) {
 			got, err = d.applyOnce(ctx, call, cluster, obj)
 		} else {
-			got, err = d.opts.Objects.Apply(ctx, call, cluster, obj.DeepCopy().Object)
+			got, err = d.applyUnlessKept(ctx, call, cluster, a.Placement.Namespace, obj, memo)
 		}
 		if err != nil {
 			return fmt.Errorf("component %s: %w", c.Name, err)
@@ -441,6 +449,109 @@ func (d *Deliverer) applyOnce(ctx context.Context, call *step.Call, cluster stri
 	ann[AnnotationApplyOnce] = hash
 	value.SetAnnotations(ann)
 	return d.opts.Objects.Apply(ctx, call, cluster, value.Object)
+}
+
+// applyUnlessKept applies obj, or reads it instead when memo says this step applied the same
+// value to it before and the object is as that apply left it: the same uid and, for a kind
+// whose spec changes bump metadata.generation, the same generation (its status may have moved:
+// that is what the step waits for), else the same resourceVersion. A server-side apply that
+// changes nothing still costs the API server a full apply; a read costs a fraction. What
+// others change in an object's labels or annotations alone is put right at the next revision
+// or the next step that applies it, not while this step waits.
+func (d *Deliverer) applyUnlessKept(ctx context.Context, call *step.Call, cluster, namespace string, obj *unstructured.Unstructured, memo *applyMemo) (*unstructured.Unstructured, error) {
+	b, err := json.Marshal(obj.Object)
+	if err != nil {
+		return nil, engine.Terminal(v1alpha1.ReasonExecute, err)
+	}
+	sum := sha256.Sum256(b)
+	hash := hex.EncodeToString(sum[:16])
+	id := cluster + "/" + namespace + "/" + key(obj)
+	if m, ok := memo.get(id); ok && m.Hash == hash {
+		cur, err := d.opts.Objects.Get(ctx, call, cluster, obj)
+		if err != nil {
+			return nil, err
+		}
+		if cur != nil && m.keeps(cur) {
+			return cur, nil
+		}
+	}
+	got, err := d.opts.Objects.Apply(ctx, call, cluster, obj.DeepCopy().Object)
+	if err != nil {
+		return nil, err
+	}
+	memo.put(id, appliedObject{Hash: hash, UID: string(got.GetUID()), Generation: got.GetGeneration(), ResourceVersion: got.GetResourceVersion()})
+	return got, nil
+}
+
+// applyMemo is what a step's evaluations applied, by cluster, namespace and object, kept in
+// the run variable appliesVar+<step>. Its methods may be called concurrently.
+type applyMemo struct {
+	name    string
+	mu      sync.Mutex
+	objects map[string]appliedObject
+	changed bool
+}
+
+// appliedObject is an object as an apply left it.
+type appliedObject struct {
+	// Hash is the SHA-256 (first 16 bytes, hex) of the value applied.
+	Hash            string `json:"hash"`
+	UID             string `json:"uid"`
+	Generation      int64  `json:"generation,omitempty"`
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+}
+
+// keeps says cur is the object as the apply recorded in m left it, but for its status.
+func (m appliedObject) keeps(cur *unstructured.Unstructured) bool {
+	if string(cur.GetUID()) != m.UID {
+		return false
+	}
+	if m.Generation > 0 {
+		return cur.GetGeneration() == m.Generation
+	}
+	return cur.GetResourceVersion() == m.ResourceVersion
+}
+
+func loadMemo(call *step.Call) *applyMemo {
+	m := &applyMemo{name: appliesVar + stepKey(call), objects: map[string]appliedObject{}}
+	if call.Session == nil {
+		return m
+	}
+	if raw, ok := call.Session.Var(m.name); ok {
+		_ = json.Unmarshal(raw, &m.objects) // a memo that does not read is no memo: apply
+		if m.objects == nil {
+			m.objects = map[string]appliedObject{}
+		}
+	}
+	return m
+}
+
+func (m *applyMemo) get(id string) (appliedObject, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[id]
+	return o, ok
+}
+
+func (m *applyMemo) put(id string, o appliedObject) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.objects[id] != o {
+		m.objects[id] = o
+		m.changed = true
+	}
+}
+
+// save writes the memo back when an apply changed it.
+func (m *applyMemo) save(call *step.Call) {
+	if !m.changed || call.Session == nil {
+		return
+	}
+	b, err := json.Marshal(m.objects)
+	if err != nil {
+		return
+	}
+	call.Session.SetVar(m.name, b)
 }
 
 func key(u *unstructured.Unstructured) string {
