@@ -569,6 +569,13 @@ type RunView struct {
 	Stepflow   *RunExtra          `json:"stepflow,omitempty"`
 }
 
+// SLA defines model for SLA.
+type SLA struct {
+	MaxDuration *string       `json:"maxDuration,omitempty"`
+	Notify      *RawExtension `json:"notify,omitempty"`
+	OnBreach    *string       `json:"onBreach,omitempty"`
+}
+
 // Schematic defines model for Schematic.
 type Schematic struct {
 	Cue *CUE `json:"cue,omitempty"`
@@ -786,6 +793,7 @@ type Workflow struct {
 	Metadata                *ObjectMeta          `json:"metadata,omitempty"`
 	Mode                    *WorkflowExecuteMode `json:"mode,omitempty"`
 	Parameters              *[]Parameter         `json:"parameters,omitempty"`
+	Sla                     *SLA                 `json:"sla,omitempty"`
 	Steps                   *[]WorkflowStep      `json:"steps,omitempty"`
 	TtlSecondsAfterFinished *int32               `json:"ttlSecondsAfterFinished,omitempty"`
 }
@@ -815,6 +823,7 @@ type WorkflowRun struct {
 type WorkflowRunSpec struct {
 	Context                 *RawExtension        `json:"context,omitempty"`
 	Mode                    *WorkflowExecuteMode `json:"mode,omitempty"`
+	Sla                     *SLA                 `json:"sla,omitempty"`
 	TtlSecondsAfterFinished *int32               `json:"ttlSecondsAfterFinished,omitempty"`
 	WorkflowRef             *string              `json:"workflowRef,omitempty"`
 	WorkflowSpec            *WorkflowSpec        `json:"workflowSpec,omitempty"`

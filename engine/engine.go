@@ -320,6 +320,9 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 			t = e.m.advance(ctx, run, done, now, inflight)
 			e.recordTries(rs, run, t)
 			t = e.releaseQuick(ctx, rs, run, t, now, inflight)
+			if t.notifySLA {
+				e.notifySLA(ctx, run, now, t)
+			}
 		}
 		t.logs = append(run.takeNotes(), t.logs...)
 		// An operation the store found written into the run by someone else (run.pass: a
@@ -483,6 +486,7 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 		e.recordTries(rs, run, next)
 		next.changed = next.changed || t.changed
 		next.logs = append(t.logs, next.logs...)
+		next.notifySLA = next.notifySLA || t.notifySLA
 		next.launch = append(rest, next.launch...)
 		next.cancel = append(t.cancel, next.cancel...)
 		t = next
@@ -561,6 +565,7 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 	var wf *v1alpha1.Workflow
 	obj := run.Object
 	run.TTLSecondsAfterFinished = obj.Spec.TTLSecondsAfterFinished
+	run.SLA, run.SLABreachedAt = obj.Spec.SLA, time.Time{} // a restarted run is timed anew
 	if err := e.checkParent(ctx, run); err != nil {
 		return err
 	}
@@ -575,6 +580,9 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 		}
 		if run.TTLSecondsAfterFinished == nil {
 			run.TTLSecondsAfterFinished = wf.TTLSecondsAfterFinished
+		}
+		if run.SLA == nil {
+			run.SLA = wf.SLA
 		}
 	}
 	if err := initialize(run, wf, now); err != nil {

@@ -153,6 +153,13 @@ func (s *script) RunStep(ctx context.Context, req *engine.StepRequest) (*engine.
 		return &engine.StepResult{Outcome: engine.Succeeded, Outputs: out(), Message: msg, Logs: logs}, nil
 	case "fail":
 		return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonAction, Message: "boom"}, nil
+	case "notification":
+		// What the built-in notification type does, as far as the engine sees it.
+		if props["fail"] == true {
+			return &engine.StepResult{Outcome: engine.Failed, Reason: v1alpha1.ReasonAction, Message: "webhook answered 503"}, nil
+		}
+		logs := []engine.LogEntry{{Time: req.Now, Step: req.Step.Name, Action: "notification.webhook", Message: fmt.Sprintf("sent %v", props["text"])}}
+		return &engine.StepResult{Outcome: engine.Succeeded, Logs: logs}, nil
 	case "error":
 		return nil, fmt.Errorf("connection refused")
 	case "wait":

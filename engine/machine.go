@@ -49,6 +49,8 @@ type transition struct {
 	// wake is when the run must be looked at again; zero for never.
 	wake time.Time
 	logs []LogEntry
+	// notifySLA says the run breached its SLA in this transition and its notification is due.
+	notifySLA bool
 }
 
 func (t *transition) wakeAt(at time.Time) {
@@ -143,6 +145,7 @@ func (m *machine) advance(ctx context.Context, run *Run, done []stepDone, now ti
 		return t
 	}
 	m.enforceTimeouts(run, g, now, t)
+	m.enforceSLA(run, g, now, t)
 	if st.Terminated {
 		// What was active when the run was terminated failed then (terminate); what is
 		// active now and runs always (a clean-up step) started after, and goes on.
@@ -517,6 +520,9 @@ func (m *machine) gate(ctx context.Context, run *Run, g *graph, n *node) (gateVe
 	}
 	if run.Object.Status.Terminated {
 		return gateSkip, "the run was terminated"
+	}
+	if run.slaFailed() {
+		return gateSkip, "the run breached its SLA"
 	}
 	if n.mode == v1alpha1.ModeSwitch || (n.looping && cond != "") {
 		// A case of a Switch was chosen by its if already; a loop decides its if per iteration.

@@ -56,6 +56,11 @@ type Run struct {
 	// spec.ttlSecondsAfterFinished, else its Workflow template's, fixed when it starts; nil
 	// leaves it to the operator's Retention.TTL.
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+	// SLA is how long the run may take: its own spec.sla, else its Workflow template's, fixed
+	// when it starts; nil for none.
+	SLA *v1alpha1.SLA `json:"sla,omitempty"`
+	// SLABreachedAt is when the run breached its SLA; zero while it has not.
+	SLABreachedAt time.Time `json:"slaBreachedAt,omitzero"`
 	// ChildRuns counts, on a root run (one no `workflow` step started), the child runs
 	// started under it at every depth, against Limits.ChildRuns.
 	ChildRuns int `json:"childRuns,omitempty"`

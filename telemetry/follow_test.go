@@ -115,3 +115,28 @@ func TestMetricsCountWhatTheySaw(t *testing.T) {
 	check("a run that failed to start", 4, "stepflow_runs_started_total", "template=tpl")
 	check("a run that failed to start", 2, "stepflow_runs_finished_total", "template=tpl", "phase=failed")
 }
+
+// A run's SLA breach is counted once by the process that saw it happen, by template and
+// onBreach; a run first seen breached was counted by the process that breached it.
+func TestMetricsCountSLABreaches(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := telemetry.NewMetrics(reg)
+	running := v1alpha1.WorkflowRunStatus{Phase: v1alpha1.RunExecuting, StartTime: at(0)}
+	breached := func(name string, version int64, action v1alpha1.SLAAction) *engine.Run {
+		r := report(name, version, running)
+		r.SLA = &v1alpha1.SLA{MaxDuration: "1m", OnBreach: action}
+		r.SLABreachedAt = t0.Add(time.Minute)
+		return r
+	}
+	m.RunChanged(report("a", 1, running))
+	m.RunChanged(breached("a", 2, ""))
+	m.RunChanged(breached("a", 3, ""))
+	m.RunChanged(breached("old", 7, v1alpha1.SLAFail))
+	fams := gather(t, reg)
+	if got := value(fams, "stepflow_sla_breaches_total", "template=tpl", "on_breach=notify"); got != 1 {
+		t.Errorf("breaches seen happen: %v, want 1", got)
+	}
+	if got := value(fams, "stepflow_sla_breaches_total", "template=tpl", "on_breach=fail"); got != -1 {
+		t.Errorf("breaches of a run first seen breached: %v, want none counted", got)
+	}
+}

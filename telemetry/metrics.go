@@ -25,6 +25,7 @@ import (
 type Metrics struct {
 	runsStarted    *prometheus.CounterVec
 	runsFinished   *prometheus.CounterVec
+	slaBreaches    *prometheus.CounterVec
 	stepDuration   *prometheus.HistogramVec
 	stepsWaiting   prometheus.Gauge
 	queueDepth     prometheus.Gauge
@@ -44,6 +45,9 @@ type runMetrics struct {
 	started bool
 	// waiting is how many of its steps are counted in stepflow_steps_waiting.
 	waiting int
+	// breached says that the run's SLA breach was seen (counted when this process saw it
+	// happen).
+	breached bool
 	// ended holds the steps (by status id) seen finished, with the version of the last report
 	// that showed them finished: a step's duration is observed when it enters this set.
 	ended map[string]int64
@@ -63,6 +67,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "stepflow_runs_finished_total",
 			Help: "Runs this process saw finish, by template and phase (succeeded, failed, terminated).",
 		}, []string{"template", "phase"}),
+		slaBreaches: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepflow_sla_breaches_total",
+			Help: "Runs this process saw breach their SLA (spec.sla or their template's), by template and onBreach (notify, fail, terminate).",
+		}, []string{"template", "on_breach"}),
 		stepDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "stepflow_step_duration_seconds",
 			Help: "Time from a step's first execution to its last (status firstExecuteTime to lastExecuteTime), when it finished, by step type and phase; step groups and sub-steps each count.",
@@ -132,6 +140,17 @@ func (m *Metrics) RunChanged(run *engine.Run) {
 	if !s.started && (!st.StartTime.IsZero() || st.Finished) {
 		s.started = true
 		m.runsStarted.WithLabelValues(tpl).Inc()
+	}
+	if !s.breached && !run.SLABreachedAt.IsZero() {
+		// A run first seen breached was breached before this process followed it.
+		s.breached = true
+		if !first && run.SLA != nil {
+			action := run.SLA.OnBreach
+			if action == "" {
+				action = v1alpha1.SLANotify
+			}
+			m.slaBreaches.WithLabelValues(tpl, string(action)).Inc()
+		}
 	}
 	waiting := 0
 	if !st.Finished {

@@ -92,7 +92,10 @@ const (
 	ReasonOutput             = "Output"
 	ReasonFailedAfterRetries = "FailedAfterRetries"
 	ReasonTimeout            = "Timeout"
-	ReasonAction             = "Action"
+	// ReasonSLABreached fails the steps under way when their run breaches an SLA with
+	// onBreach: fail (a stepflow extension).
+	ReasonSLABreached = "SLABreached"
+	ReasonAction      = "Action"
 )
 
 // LabelParentRun names, on a run a `workflow` step started, the run that started it (in the same
@@ -139,7 +142,36 @@ type WorkflowRunSpec struct {
 	// neither has one, the operator's default applies (--retain). A stepflow extension.
 	// +kubebuilder:validation:Minimum=0
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+	// SLA is how long the run may take and what happens when it takes longer. It wins over its
+	// Workflow's. A stepflow extension.
+	SLA *SLA `json:"sla,omitempty"`
 }
+
+// SLA is how long a run may take, counted from its start, and what happens when it takes
+// longer (a breach). A stepflow extension.
+type SLA struct {
+	// MaxDuration is a Go duration such as 30m or 2h.
+	MaxDuration string `json:"maxDuration"`
+	// OnBreach is what the engine does at the breach: notify (the default: the run goes on),
+	// fail (the steps under way fail with reason SLABreached, so the run fails) or terminate
+	// (the run is terminated, as by the terminate operation).
+	// +kubebuilder:validation:Enum=notify;fail;terminate
+	OnBreach SLAAction `json:"onBreach,omitempty"`
+	// Notify, when set, is sent at the breach whatever OnBreach says: the properties of a
+	// `notification` step (slack, dingding, lark, email, webhook...). Required with notify.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Notify *runtime.RawExtension `json:"notify,omitempty"`
+}
+
+// SLAAction is what the engine does when a run breaches its SLA.
+type SLAAction string
+
+// The actions of SLA.OnBreach.
+const (
+	SLANotify    SLAAction = "notify"
+	SLAFail      SLAAction = "fail"
+	SLATerminate SLAAction = "terminate"
+)
 
 // WorkflowExecuteMode says how top-level steps and sub-steps run.
 type WorkflowExecuteMode struct {
@@ -376,7 +408,10 @@ type Workflow struct {
 	// finished, unless a run has its own. A stepflow extension.
 	// +kubebuilder:validation:Minimum=0
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
-	WorkflowSpec            `json:",inline"`
+	// SLA is how long the runs of this template may take, unless a run has its own. A
+	// stepflow extension.
+	SLA          *SLA `json:"sla,omitempty"`
+	WorkflowSpec `json:",inline"`
 }
 
 // Parameter is one value a Workflow template takes from the runs made of it, as a key of

@@ -91,6 +91,7 @@ func ValidateWorkflowRun(run *WorkflowRun) field.ErrorList {
 		}
 	}
 	errs = append(errs, validateTTL(run.Spec.TTLSecondsAfterFinished, spec.Child("ttlSecondsAfterFinished"))...)
+	errs = append(errs, validateSLA(run.Spec.SLA, spec.Child("sla"))...)
 	if ref := run.Spec.WorkflowRef; ref != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(ref) {
 			errs = append(errs, field.Invalid(spec.Child("workflowRef"), ref, msg))
@@ -116,6 +117,7 @@ func ValidateWorkflow(wf *Workflow) field.ErrorList {
 	errs = append(errs, validateExecuteMode(wf.Mode, field.NewPath("mode"))...)
 	errs = append(errs, validateParameters(wf.Parameters, field.NewPath("parameters"))...)
 	errs = append(errs, validateTTL(wf.TTLSecondsAfterFinished, field.NewPath("ttlSecondsAfterFinished"))...)
+	errs = append(errs, validateSLA(wf.SLA, field.NewPath("sla"))...)
 	errs = append(errs, ValidateSteps(wf.Steps, EffectiveMode(nil, wf), field.NewPath("steps"))...)
 	return errs
 }
@@ -155,6 +157,33 @@ func validateTTL(ttl *int32, path *field.Path) field.ErrorList {
 		return field.ErrorList{field.Invalid(path, *ttl, "seconds after the run finished: 0 or more")}
 	}
 	return nil
+}
+
+// validateSLA checks an SLA: a positive maxDuration, a known onBreach, and notification
+// properties (an object) where onBreach is notify.
+func validateSLA(sla *SLA, path *field.Path) field.ErrorList {
+	if sla == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if d, err := time.ParseDuration(sla.MaxDuration); err != nil {
+		errs = append(errs, field.Invalid(path.Child("maxDuration"), sla.MaxDuration, "a Go duration such as 30m or 2h (there is no unit for days)"))
+	} else if d <= 0 {
+		errs = append(errs, field.Invalid(path.Child("maxDuration"), sla.MaxDuration, "longer than 0"))
+	}
+	switch sla.OnBreach {
+	case "", SLANotify, SLAFail, SLATerminate:
+	default:
+		errs = append(errs, field.NotSupported(path.Child("onBreach"), sla.OnBreach, []SLAAction{SLANotify, SLAFail, SLATerminate}))
+	}
+	if n := sla.Notify; n != nil && len(bytes.TrimSpace(n.Raw)) > 0 {
+		if raw := bytes.TrimSpace(n.Raw); raw[0] != '{' {
+			errs = append(errs, field.Invalid(path.Child("notify"), clip(string(raw)), "the properties of a notification step: an object"))
+		}
+	} else if sla.OnBreach == "" || sla.OnBreach == SLANotify {
+		errs = append(errs, field.Required(path.Child("notify"), "the properties of the notification to send at a breach (onBreach: notify)"))
+	}
+	return errs
 }
 
 var modes = []string{string(ModeDAG), string(ModeStepByStep)}

@@ -154,3 +154,30 @@ func TestValidateStepsAcceptsContextInputs(t *testing.T) {
 		t.Errorf("problems are\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestValidateSLA(t *testing.T) {
+	notify := &runtime.RawExtension{Raw: []byte(`{"slack": {"url": {"value": "https://hooks.example.com/x"}}}`)}
+	tests := []struct {
+		sla  SLA
+		want string // the errors, "" for none
+	}{
+		{SLA{MaxDuration: "30m", Notify: notify}, ""},
+		{SLA{MaxDuration: "2h", OnBreach: SLAFail}, ""},
+		{SLA{MaxDuration: "2h", OnBreach: SLATerminate, Notify: notify}, ""},
+		{SLA{MaxDuration: "1d", OnBreach: SLAFail}, `sla.maxDuration: Invalid value: "1d": a Go duration`},
+		{SLA{MaxDuration: "0s", OnBreach: SLAFail}, `sla.maxDuration: Invalid value: "0s": longer than 0`},
+		{SLA{MaxDuration: "1h", OnBreach: "page"}, `sla.onBreach: Unsupported value: "page"`},
+		{SLA{MaxDuration: "1h"}, `sla.notify: Required value`},
+		{SLA{MaxDuration: "1h", Notify: &runtime.RawExtension{Raw: []byte(`"ops"`)}}, `sla.notify: Invalid value: "\"ops\"": the properties of a notification step`},
+	}
+	for _, tt := range tests {
+		errs := validateSLA(&tt.sla, field.NewPath("sla"))
+		got := errs.ToAggregate()
+		switch {
+		case tt.want == "" && got != nil:
+			t.Errorf("%+v: %v", tt.sla, got)
+		case tt.want != "" && (got == nil || !strings.Contains(got.Error(), tt.want)):
+			t.Errorf("%+v: got %v, want %s", tt.sla, got, tt.want)
+		}
+	}
+}

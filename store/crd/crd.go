@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
@@ -116,6 +117,10 @@ type bookkeeping struct {
 	// TTLSecondsAfterFinished is the run's retention, its own or its template's
 	// (engine.Run.TTLSecondsAfterFinished).
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+	// SLA is the run's SLA, its own or its template's, and SLABreachedAt when it was breached
+	// (engine.Run.SLA, SLABreachedAt).
+	SLA           *v1alpha1.SLA `json:"sla,omitempty"`
+	SLABreachedAt time.Time     `json:"slaBreachedAt,omitzero"`
 	// Loops are the iterations of looping steps in full (the status keeps a bounded summary).
 	Loops map[string]*engine.Loop `json:"loops,omitempty"`
 	// Suspend and Terminated are status.suspend and status.terminated as stepflow last wrote
@@ -294,6 +299,7 @@ func (s *Store) decode(ctx context.Context, obj *v1alpha1.WorkflowRun, cm *corev
 	}
 	run.Epoch, run.Steps, run.ManualSuspend, run.Loops, run.Context = bk.Epoch, bk.Steps, bk.ManualSuspend, bk.Loops, bk.Context
 	run.ChildRuns, run.TTLSecondsAfterFinished = bk.ChildRuns, bk.TTLSecondsAfterFinished
+	run.SLA, run.SLABreachedAt = bk.SLA, bk.SLABreachedAt
 	switch {
 	case bk.Spec != nil:
 		run.Spec = bk.Spec
@@ -582,7 +588,7 @@ func encodeWith(run *engine.Run, spill engine.Spill, more func(*bookkeeping) err
 	st := &obj.Status
 	bk := bookkeeping{
 		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend, Loops: run.Loops, Context: run.Context,
-		ChildRuns: run.ChildRuns, TTLSecondsAfterFinished: run.TTLSecondsAfterFinished, Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
+		ChildRuns: run.ChildRuns, TTLSecondsAfterFinished: run.TTLSecondsAfterFinished, SLA: run.SLA, SLABreachedAt: run.SLABreachedAt, Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
 		Blobs: spill.Blobs, Slots: spill.Slots,
 	}
 	if run.Object.Spec.WorkflowSpec == nil {
