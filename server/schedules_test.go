@@ -216,6 +216,10 @@ func TestCronPause(t *testing.T) {
 	op.postJSON("/api/v1/triggers/"+hook["id"].(string)+"/pause", nil).want(t, http.StatusBadRequest)
 	viewer.postJSON("/api/v1/triggers/"+id+"/pause", nil).want(t, http.StatusForbidden)
 	op.postJSON("/api/v1/triggers/nope/pause", nil).want(t, http.StatusNotFound)
+	// An operator of another namespace does not see it.
+	elsewhere := caller{t: t, base: srv.URL, token: srv.Token(t, "operator", "elsewhere")}
+	elsewhere.postJSON("/api/v1/triggers/"+id+"/pause", nil).want(t, http.StatusNotFound)
+	elsewhere.postJSON("/api/v1/triggers/"+id+"/backfill", map[string]any{"from": "2026-03-01T09:00:00Z", "to": "2026-03-01T10:00:00Z"}).want(t, http.StatusNotFound)
 
 	paused := op.postJSON("/api/v1/triggers/"+id+"/pause", nil).want(t, http.StatusOK).json(t)
 	if paused["paused"] != true || paused["nextFire"] != nil {
