@@ -749,6 +749,7 @@ type Trigger struct {
 	Schedule                *string                 `json:"schedule,omitempty"`
 	Schedules               *[]string               `json:"schedules,omitempty"`
 	Secret                  *string                 `json:"secret,omitempty"`
+	Starting                *bool                   `json:"starting,omitempty"`
 	StartingDeadlineSeconds *int64                  `json:"startingDeadlineSeconds,omitempty"`
 	Template                *string                 `json:"template,omitempty"`
 	TimeZone                *string                 `json:"timeZone,omitempty"`

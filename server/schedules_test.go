@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -336,4 +337,75 @@ func TestCronFiresOnceWithReplicas(t *testing.T) {
 		waitRunsOf(t, a, "deploy", i)
 	}
 	stillRunsOf(t, b, "deploy", 5)
+}
+
+// A server that claimed a firing and stopped before it created the run leaves the trigger's
+// record saying so: the next server creates that run (within the deadline) and only once.
+func TestCronClaimedFiringSurvivesACrash(t *testing.T) {
+	clock := engine.NewFakeClock(time.Date(2026, 3, 1, 10, 0, 30, 0, time.UTC))
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	serve := func(t *testing.T) caller {
+		srv := servertest.Start(t, servertest.Options{Store: st, Clock: clock})
+		return caller{t: t, base: srv.URL, token: srv.Token(t, "admin")}
+	}
+	ids := map[string]string{}
+	t.Run("create", func(t *testing.T) {
+		admin := serve(t)
+		for _, name := range []string{"soon", "late"} {
+			admin.postYAML("/api/v1/templates", strings.Replace(deployTemplate, "name: deploy", "name: "+name, 1)).want(t, http.StatusCreated)
+			tr := admin.postJSON("/api/v1/templates/default/"+name+"/triggers", map[string]any{
+				"type": "cron", "schedule": "@hourly", "startingDeadlineSeconds": 600, "context": map[string]any{"image": "nginx"},
+			}).want(t, http.StatusCreated).json(t)
+			ids[name] = tr["id"].(string)
+		}
+	})
+	// What a server leaves when it stops between its claim of 11:00 and the run's creation:
+	// the stand-in for that crash is the record written as fire writes it.
+	claim := func(template string) {
+		rec, err := st.Record(t.Context(), "trigger", ids[template])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tr map[string]any
+		if err := json.Unmarshal(rec.Data, &tr); err != nil {
+			t.Fatal(err)
+		}
+		fire := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC)
+		tr["lastFire"], tr["lastRun"], tr["starting"] = fire, fmt.Sprintf("%s-%d", template, fire.Unix()/60), true
+		data, _ := json.Marshal(tr)
+		if _, err := st.PutRecord(t.Context(), "trigger", ids[template], data, rec.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim("soon")
+	claim("late")
+	clock.Advance(time.Hour + 4*time.Minute) // 11:04:30, 4.5 minutes after the claimed firing
+	t.Run("within the deadline", func(t *testing.T) {
+		c := serve(t)
+		if got := waitRunsOf(t, c, "soon", 1); got[0] != "2026-03-01T11:00:00Z" {
+			t.Errorf("the claimed firing's run: %v", got)
+		}
+		waitRunsOf(t, c, "late", 1)
+		if tr := triggerOf(t, c, "soon"); tr["starting"] != nil {
+			t.Errorf("the record still says starting: %v", tr)
+		}
+	})
+	// late's run went; claimed again, and found 20 minutes later, past its deadline.
+	if err := st.Delete(t.Context(), engine.Key{Namespace: "default", Name: fmt.Sprintf("late-%d", time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC).Unix()/60)}); err != nil {
+		t.Fatal(err)
+	}
+	claim("late")
+	clock.Advance(16 * time.Minute) // 11:20:30
+	t.Run("beyond the deadline", func(t *testing.T) {
+		c := serve(t)
+		stillRunsOf(t, c, "late", 0)
+		stillRunsOf(t, c, "soon", 1)
+		if tr := triggerOf(t, c, "late"); tr["starting"] != nil || !strings.Contains(fmt.Sprint(tr["lastError"]), "past startingDeadlineSeconds") {
+			t.Errorf("late: %v", tr)
+		}
+	})
 }

@@ -64,6 +64,10 @@ type trigger struct {
 	LastFire  time.Time `json:"lastFire,omitzero"`
 	LastRun   string    `json:"lastRun,omitempty"`
 	LastError string    `json:"lastError,omitempty"`
+	// Starting says that a server claimed the firing at LastFire and has not yet recorded
+	// that its run LastRun was created: a server that finds it so (the claimer stopped in
+	// between) creates the run, if it is not there, within startingDeadlineSeconds.
+	Starting bool `json:"starting,omitempty"`
 	// NextFire is when a cron trigger fires next, as listed (not stored).
 	NextFire time.Time `json:"nextFire,omitzero"`
 }
@@ -409,6 +413,12 @@ func (c *scheduler) tick(ctx context.Context) time.Time {
 		if t.Type != triggerCron || t.Paused {
 			continue
 		}
+		if t.Starting {
+			if c.finishStarting(ctx, t, versions[i], now) {
+				next = now // look at it again, as it is now
+			}
+			continue
+		}
 		sched, err := t.schedule()
 		if err != nil {
 			continue
@@ -447,6 +457,7 @@ func (c *scheduler) fire(ctx context.Context, t trigger, version int64, d due) {
 		}
 	}
 	start := d.start && (!running || t.ConcurrencyPolicy != policyForbid)
+	t.Starting = start
 	if start {
 		t.LastRun = name
 	} else if d.start {
@@ -456,7 +467,8 @@ func (c *scheduler) fire(ctx context.Context, t trigger, version int64, d due) {
 	if err != nil {
 		return
 	}
-	if _, err := s.store.PutRecord(ctx, recordTrigger, t.ID, data, version); err != nil {
+	claimed, err := s.store.PutRecord(ctx, recordTrigger, t.ID, data, version)
+	if err != nil {
 		// Another server claimed it, or the trigger is gone.
 		return
 	}
@@ -477,7 +489,53 @@ func (c *scheduler) fire(ctx context.Context, t trigger, version int64, d due) {
 	if err != nil {
 		s.log.Error("cron trigger: start a run", "trigger", t.ID, "run", name, "err", err)
 		c.recordError(ctx, t.ID, err)
+		return
 	}
+	// Started: the record says so (a conflict, the trigger changed meanwhile, leaves it to
+	// the next tick, which finds the run).
+	t.Starting = false
+	if data, err := json.Marshal(t); err == nil {
+		_, _ = s.store.PutRecord(ctx, recordTrigger, t.ID, data, claimed)
+	}
+}
+
+// finishStarting takes up a firing a server claimed without recording that its run was
+// created: it creates the run unless it exists (named after the firing, so never twice) or
+// the firing is past the trigger's startingDeadlineSeconds, and records it. It says whether
+// it wrote the record.
+func (c *scheduler) finishStarting(ctx context.Context, t trigger, version int64, now time.Time) bool {
+	s := c.s
+	t.Starting = false
+	if d := t.StartingDeadlineSeconds; d != nil && now.Sub(t.LastFire) > time.Duration(*d)*time.Second {
+		t.LastError = fmt.Sprintf("the run of the firing at %s was not started, and it is now past startingDeadlineSeconds (%d)", t.LastFire.UTC().Format(time.RFC3339), *d)
+	} else {
+		obj, err := s.scheduledRun(ctx, &t, t.LastFire)
+		if err == nil {
+			_, err = s.store.Load(ctx, engine.Key{Namespace: obj.Namespace, Name: obj.Name})
+			if errors.Is(err, engine.ErrNotFound) {
+				_, err = s.createRun(ctx, obj, nil)
+				var ae *apiError
+				if errors.As(err, &ae) && ae.status == http.StatusConflict {
+					err = nil // another server created it meanwhile
+				}
+			}
+		}
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.status >= http.StatusInternalServerError {
+				// The store or the checks did not answer: try again at a later tick.
+				s.log.Error("cron trigger: start a claimed run", "trigger", t.ID, "run", t.LastRun, "err", err)
+				return false
+			}
+			t.LastError = err.Error()
+		}
+	}
+	data, err := json.Marshal(t)
+	if err != nil {
+		return false
+	}
+	_, err = s.store.PutRecord(ctx, recordTrigger, t.ID, data, version)
+	return err == nil
 }
 
 // recordError keeps why a cron trigger could not start its run, for the API to show.
@@ -490,7 +548,7 @@ func (c *scheduler) recordError(ctx context.Context, id string, cause error) {
 	if decodeRecord(recordTrigger, id, rec.Data, &t) != nil {
 		return
 	}
-	t.LastError = cause.Error()
+	t.LastError, t.Starting = cause.Error(), false
 	if data, err := json.Marshal(t); err == nil {
 		_, _ = c.s.store.PutRecord(ctx, recordTrigger, id, data, rec.Version)
 	}
