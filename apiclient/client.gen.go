@@ -167,6 +167,25 @@ type ApplicationWorkflow struct {
 	Steps *[]WorkflowStep      `json:"steps,omitempty"`
 }
 
+// BackfillAnswer defines model for BackfillAnswer.
+type BackfillAnswer struct {
+	Runs *[]BackfillRun `json:"runs,omitempty"`
+}
+
+// BackfillRequest defines model for BackfillRequest.
+type BackfillRequest struct {
+	From *time.Time `json:"from,omitempty"`
+	To   *time.Time `json:"to,omitempty"`
+}
+
+// BackfillRun defines model for BackfillRun.
+type BackfillRun struct {
+	Existed       *bool      `json:"existed,omitempty"`
+	Name          *string    `json:"name,omitempty"`
+	Namespace     *string    `json:"namespace,omitempty"`
+	ScheduledTime *time.Time `json:"scheduledTime,omitempty"`
+}
+
 // CUE defines model for CUE.
 type CUE struct {
 	Template *string `json:"template,omitempty"`
@@ -724,19 +743,24 @@ type TraitDefinitionSpec struct {
 
 // Trigger defines model for Trigger.
 type Trigger struct {
-	ConcurrencyPolicy *string                 `json:"concurrencyPolicy,omitempty"`
-	Context           *map[string]interface{} `json:"context,omitempty"`
-	Created           *time.Time              `json:"created,omitempty"`
-	Id                *string                 `json:"id,omitempty"`
-	LastError         *string                 `json:"lastError,omitempty"`
-	LastFire          *time.Time              `json:"lastFire,omitempty"`
-	LastRun           *string                 `json:"lastRun,omitempty"`
-	Namespace         *string                 `json:"namespace,omitempty"`
-	Schedule          *string                 `json:"schedule,omitempty"`
-	Secret            *string                 `json:"secret,omitempty"`
-	Template          *string                 `json:"template,omitempty"`
-	TimeZone          *string                 `json:"timeZone,omitempty"`
-	Type              *string                 `json:"type,omitempty"`
+	ConcurrencyPolicy       *string                 `json:"concurrencyPolicy,omitempty"`
+	Context                 *map[string]interface{} `json:"context,omitempty"`
+	Created                 *time.Time              `json:"created,omitempty"`
+	Id                      *string                 `json:"id,omitempty"`
+	LastError               *string                 `json:"lastError,omitempty"`
+	LastFire                *time.Time              `json:"lastFire,omitempty"`
+	LastRun                 *string                 `json:"lastRun,omitempty"`
+	Namespace               *string                 `json:"namespace,omitempty"`
+	NextFire                *time.Time              `json:"nextFire,omitempty"`
+	Paused                  *bool                   `json:"paused,omitempty"`
+	Schedule                *string                 `json:"schedule,omitempty"`
+	Schedules               *[]string               `json:"schedules,omitempty"`
+	Secret                  *string                 `json:"secret,omitempty"`
+	Starting                *bool                   `json:"starting,omitempty"`
+	StartingDeadlineSeconds *int64                  `json:"startingDeadlineSeconds,omitempty"`
+	Template                *string                 `json:"template,omitempty"`
+	TimeZone                *string                 `json:"timeZone,omitempty"`
+	Type                    *string                 `json:"type,omitempty"`
 }
 
 // TriggerCreated defines model for TriggerCreated.
@@ -755,11 +779,14 @@ type TriggerList struct {
 
 // TriggerRequest defines model for TriggerRequest.
 type TriggerRequest struct {
-	ConcurrencyPolicy *string                 `json:"concurrencyPolicy,omitempty"`
-	Context           *map[string]interface{} `json:"context,omitempty"`
-	Schedule          *string                 `json:"schedule,omitempty"`
-	TimeZone          *string                 `json:"timeZone,omitempty"`
-	Type              *string                 `json:"type,omitempty"`
+	ConcurrencyPolicy       *string                 `json:"concurrencyPolicy,omitempty"`
+	Context                 *map[string]interface{} `json:"context,omitempty"`
+	Paused                  *bool                   `json:"paused,omitempty"`
+	Schedule                *string                 `json:"schedule,omitempty"`
+	Schedules               *[]string               `json:"schedules,omitempty"`
+	StartingDeadlineSeconds *int64                  `json:"startingDeadlineSeconds,omitempty"`
+	TimeZone                *string                 `json:"timeZone,omitempty"`
+	Type                    *string                 `json:"type,omitempty"`
 }
 
 // V1beta1ObjectReference defines model for V1beta1ObjectReference.
@@ -1035,6 +1062,9 @@ type PostTemplatesByNamespaceByNameTriggersJSONRequestBody = TriggerRequest
 
 // PostTokensJSONRequestBody defines body for PostTokens for application/json ContentType.
 type PostTokensJSONRequestBody = TokenRequest
+
+// PostTriggersByIdBackfillJSONRequestBody defines body for PostTriggersByIdBackfill for application/json ContentType.
+type PostTriggersByIdBackfillJSONRequestBody = BackfillRequest
 
 // PostValidateJSONRequestBody defines body for PostValidate for application/json ContentType.
 type PostValidateJSONRequestBody = ValidateRequest
@@ -1823,6 +1853,30 @@ type ClientInterface interface {
 	//
 	// Corresponds with DELETE /api/v1/triggers/{id} (the `DeleteTriggersById` operationId).
 	DeleteTriggersById(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostTriggersByIdBackfillWithBody Start a cron trigger's runs of the firings in [from, to], those without a run yet
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/triggers/{id}/backfill (the `PostTriggersByIdBackfill` operationId).
+	PostTriggersByIdBackfillWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostTriggersByIdBackfill Start a cron trigger's runs of the firings in [from, to], those without a run yet
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/triggers/{id}/backfill (the `PostTriggersByIdBackfill` operationId).
+	PostTriggersByIdBackfill(ctx context.Context, id string, body PostTriggersByIdBackfillJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostTriggersByIdPause Pause a cron trigger: it fires no more until unpaused
+	//
+	// Corresponds with POST /api/v1/triggers/{id}/pause (the `PostTriggersByIdPause` operationId).
+	PostTriggersByIdPause(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostTriggersByIdUnpause Unpause a cron trigger: its latest missed firing starts, within its startingDeadlineSeconds
+	//
+	// Corresponds with POST /api/v1/triggers/{id}/unpause (the `PostTriggersByIdUnpause` operationId).
+	PostTriggersByIdUnpause(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PostValidateWithBody Check runs, templates and definitions without storing them
 	//
@@ -2621,6 +2675,70 @@ func (c *Client) DeleteTokensById(ctx context.Context, id string, reqEditors ...
 // Corresponds with DELETE /api/v1/triggers/{id} (the `DeleteTriggersById` operationId).
 func (c *Client) DeleteTriggersById(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteTriggersByIdRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostTriggersByIdBackfillWithBody Start a cron trigger's runs of the firings in [from, to], those without a run yet
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/triggers/{id}/backfill (the `PostTriggersByIdBackfill` operationId).
+func (c *Client) PostTriggersByIdBackfillWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostTriggersByIdBackfillRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostTriggersByIdBackfill Start a cron trigger's runs of the firings in [from, to], those without a run yet
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/triggers/{id}/backfill (the `PostTriggersByIdBackfill` operationId).
+func (c *Client) PostTriggersByIdBackfill(ctx context.Context, id string, body PostTriggersByIdBackfillJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostTriggersByIdBackfillRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostTriggersByIdPause Pause a cron trigger: it fires no more until unpaused
+//
+// Corresponds with POST /api/v1/triggers/{id}/pause (the `PostTriggersByIdPause` operationId).
+func (c *Client) PostTriggersByIdPause(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostTriggersByIdPauseRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostTriggersByIdUnpause Unpause a cron trigger: its latest missed firing starts, within its startingDeadlineSeconds
+//
+// Corresponds with POST /api/v1/triggers/{id}/unpause (the `PostTriggersByIdUnpause` operationId).
+func (c *Client) PostTriggersByIdUnpause(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostTriggersByIdUnpauseRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -4382,6 +4500,121 @@ func NewDeleteTriggersByIdRequest(server string, id string) (*http.Request, erro
 	return req, nil
 }
 
+// NewPostTriggersByIdBackfillRequest calls the generic PostTriggersByIdBackfill builder with application/json body
+func NewPostTriggersByIdBackfillRequest(server string, id string, body PostTriggersByIdBackfillJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPostTriggersByIdBackfillRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewPostTriggersByIdBackfillRequestWithBody constructs an http.Request for the PostTriggersByIdBackfill method, with any body, and a specified content type
+func NewPostTriggersByIdBackfillRequestWithBody(server string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s/backfill", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewPostTriggersByIdPauseRequest constructs an http.Request for the PostTriggersByIdPause method
+func NewPostTriggersByIdPauseRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s/pause", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPostTriggersByIdUnpauseRequest constructs an http.Request for the PostTriggersByIdUnpause method
+func NewPostTriggersByIdUnpauseRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s/unpause", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewPostValidateRequest calls the generic PostValidate builder with application/json body
 func NewPostValidateRequest(server string, body PostValidateJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -4835,6 +5068,34 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with DELETE /api/v1/triggers/{id} (the `DeleteTriggersById` operationId).
 	DeleteTriggersByIdWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DeleteTriggersByIdResponse, error)
+
+	// PostTriggersByIdBackfillWithBodyWithResponse Start a cron trigger's runs of the firings in [from, to], those without a run yet
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/triggers/{id}/backfill (the `PostTriggersByIdBackfill` operationId).
+	PostTriggersByIdBackfillWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostTriggersByIdBackfillResponse, error)
+
+	// PostTriggersByIdBackfillWithResponse Start a cron trigger's runs of the firings in [from, to], those without a run yet
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/triggers/{id}/backfill (the `PostTriggersByIdBackfill` operationId).
+	PostTriggersByIdBackfillWithResponse(ctx context.Context, id string, body PostTriggersByIdBackfillJSONRequestBody, reqEditors ...RequestEditorFn) (*PostTriggersByIdBackfillResponse, error)
+
+	// PostTriggersByIdPauseWithResponse Pause a cron trigger: it fires no more until unpaused
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/triggers/{id}/pause (the `PostTriggersByIdPause` operationId).
+	PostTriggersByIdPauseWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*PostTriggersByIdPauseResponse, error)
+
+	// PostTriggersByIdUnpauseWithResponse Unpause a cron trigger: its latest missed firing starts, within its startingDeadlineSeconds
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/triggers/{id}/unpause (the `PostTriggersByIdUnpause` operationId).
+	PostTriggersByIdUnpauseWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*PostTriggersByIdUnpauseResponse, error)
 
 	// PostValidateWithBodyWithResponse Check runs, templates and definitions without storing them
 	//
@@ -7573,6 +7834,269 @@ func (r DeleteTriggersByIdResponse) ContentType() string {
 	return ""
 }
 
+type PostTriggersByIdBackfillResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *BackfillAnswer
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON408 the response for an HTTP 408 `application/json` response
+	JSON408 *ErrorAnswer
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON200() *BackfillAnswer {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON408 returns the response for an HTTP 408 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON408() *ErrorAnswer {
+	return r.JSON408
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON413() *ErrorAnswer {
+	return r.JSON413
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PostTriggersByIdBackfillResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r PostTriggersByIdBackfillResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PostTriggersByIdBackfillResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PostTriggersByIdBackfillResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PostTriggersByIdBackfillResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PostTriggersByIdPauseResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Trigger
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PostTriggersByIdPauseResponse) GetJSON200() *Trigger {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PostTriggersByIdPauseResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PostTriggersByIdPauseResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PostTriggersByIdPauseResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PostTriggersByIdPauseResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r PostTriggersByIdPauseResponse) GetJSON409() *ErrorAnswer {
+	return r.JSON409
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PostTriggersByIdPauseResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r PostTriggersByIdPauseResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PostTriggersByIdPauseResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PostTriggersByIdPauseResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PostTriggersByIdPauseResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PostTriggersByIdUnpauseResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Trigger
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PostTriggersByIdUnpauseResponse) GetJSON200() *Trigger {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PostTriggersByIdUnpauseResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PostTriggersByIdUnpauseResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PostTriggersByIdUnpauseResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PostTriggersByIdUnpauseResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r PostTriggersByIdUnpauseResponse) GetJSON409() *ErrorAnswer {
+	return r.JSON409
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PostTriggersByIdUnpauseResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r PostTriggersByIdUnpauseResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PostTriggersByIdUnpauseResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PostTriggersByIdUnpauseResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PostTriggersByIdUnpauseResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type PostValidateResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -8360,6 +8884,58 @@ func (c *ClientWithResponses) DeleteTriggersByIdWithResponse(ctx context.Context
 		return nil, err
 	}
 	return ParseDeleteTriggersByIdResponse(rsp)
+}
+
+// PostTriggersByIdBackfillWithBodyWithResponse Start a cron trigger's runs of the firings in [from, to], those without a run yet
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/triggers/{id}/backfill (the `PostTriggersByIdBackfill` operationId).
+func (c *ClientWithResponses) PostTriggersByIdBackfillWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostTriggersByIdBackfillResponse, error) {
+	rsp, err := c.PostTriggersByIdBackfillWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostTriggersByIdBackfillResponse(rsp)
+}
+
+// PostTriggersByIdBackfillWithResponse Start a cron trigger's runs of the firings in [from, to], those without a run yet
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/triggers/{id}/backfill (the `PostTriggersByIdBackfill` operationId).
+func (c *ClientWithResponses) PostTriggersByIdBackfillWithResponse(ctx context.Context, id string, body PostTriggersByIdBackfillJSONRequestBody, reqEditors ...RequestEditorFn) (*PostTriggersByIdBackfillResponse, error) {
+	rsp, err := c.PostTriggersByIdBackfill(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostTriggersByIdBackfillResponse(rsp)
+}
+
+// PostTriggersByIdPauseWithResponse Pause a cron trigger: it fires no more until unpaused
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/triggers/{id}/pause (the `PostTriggersByIdPause` operationId).
+func (c *ClientWithResponses) PostTriggersByIdPauseWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*PostTriggersByIdPauseResponse, error) {
+	rsp, err := c.PostTriggersByIdPause(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostTriggersByIdPauseResponse(rsp)
+}
+
+// PostTriggersByIdUnpauseWithResponse Unpause a cron trigger: its latest missed firing starts, within its startingDeadlineSeconds
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/triggers/{id}/unpause (the `PostTriggersByIdUnpause` operationId).
+func (c *ClientWithResponses) PostTriggersByIdUnpauseWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*PostTriggersByIdUnpauseResponse, error) {
+	rsp, err := c.PostTriggersByIdUnpause(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostTriggersByIdUnpauseResponse(rsp)
 }
 
 // PostValidateWithBodyWithResponse Check runs, templates and definitions without storing them
@@ -10587,6 +11163,224 @@ func ParseDeleteTriggersByIdResponse(rsp *http.Response) (*DeleteTriggersByIdRes
 			return nil, err
 		}
 		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePostTriggersByIdBackfillResponse parses an HTTP response from a PostTriggersByIdBackfillWithResponse call
+func ParsePostTriggersByIdBackfillResponse(rsp *http.Response) (*PostTriggersByIdBackfillResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PostTriggersByIdBackfillResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest BackfillAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePostTriggersByIdPauseResponse parses an HTTP response from a PostTriggersByIdPauseWithResponse call
+func ParsePostTriggersByIdPauseResponse(rsp *http.Response) (*PostTriggersByIdPauseResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PostTriggersByIdPauseResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Trigger
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePostTriggersByIdUnpauseResponse parses an HTTP response from a PostTriggersByIdUnpauseWithResponse call
+func ParsePostTriggersByIdUnpauseResponse(rsp *http.Response) (*PostTriggersByIdUnpauseResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PostTriggersByIdUnpauseResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Trigger
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest ErrorAnswer

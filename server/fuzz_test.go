@@ -32,6 +32,7 @@ func FuzzRequests(f *testing.F) {
 		"POST /api/v1/runs", "POST /api/v1/validate", "POST /api/v1/templates", "PUT /api/v1/templates/default/t",
 		"POST /api/v1/definitions", "POST /api/v1/templates/default/t/triggers", "POST /api/v1/clusters",
 		"POST /api/v1/tokens", "POST /api/v1/login", "POST /api/v1/runs/default/r/restart", "POST /api/v1/hooks/x",
+		"POST /api/v1/triggers/x/backfill",
 	}
 	seeds := []string{
 		"apiVersion: core.oam.dev/v1alpha1\nkind: WorkflowRun\nmetadata: {name: r}\nspec:\n  workflowSpec:\n    steps:\n    - {name: a, type: suspend}\n",
@@ -39,6 +40,8 @@ func FuzzRequests(f *testing.F) {
 		"apiVersion: core.oam.dev/v1alpha1\nkind: Workflow\nmetadata: {name: t}\nparameters: [{name: a, type: integer, default: 1.5}]\nsteps: [{name: s, type: suspend}]\n",
 		"apiVersion: core.oam.dev/v1beta1\nkind: WorkflowStepDefinition\nmetadata: {name: d}\nspec: {schematic: {cue: {template: 'parameter: {}'}}}\n",
 		`{"type": "cron", "schedule": "@every 0s"}`,
+		`{"type": "cron", "schedules": ["@hourly", "0 0 31 2 *"], "timeZone": "Local", "startingDeadlineSeconds": -1, "concurrencyPolicy": "REPLACE"}`,
+		`{"from": "2026-01-01T00:00:00Z", "to": "0001-01-01T00:00:00Z"}`,
 		`{"name": "c", "kubeconfig": "apiVersion: v1"}`,
 		`{"step": 7}`, "- [&a, *a]", "{{{{", "",
 	}

@@ -87,11 +87,15 @@ type (
 		// Type is webhook or cron.
 		Type    string         `json:"type"`
 		Context map[string]any `json:"context,omitempty"`
-		// Schedule, TimeZone and ConcurrencyPolicy (Allow, Forbid or Replace) are a cron
+		// Schedule (or several Schedules), TimeZone, ConcurrencyPolicy (allow, forbid or
+		// replace; Allow, Forbid, Replace too), StartingDeadlineSeconds and Paused are a cron
 		// trigger's.
-		Schedule          string `json:"schedule,omitempty"`
-		TimeZone          string `json:"timeZone,omitempty"`
-		ConcurrencyPolicy string `json:"concurrencyPolicy,omitempty"`
+		Schedule                string   `json:"schedule,omitempty"`
+		Schedules               []string `json:"schedules,omitempty"`
+		TimeZone                string   `json:"timeZone,omitempty"`
+		ConcurrencyPolicy       string   `json:"concurrencyPolicy,omitempty"`
+		StartingDeadlineSeconds *int64   `json:"startingDeadlineSeconds,omitempty"`
+		Paused                  bool     `json:"paused,omitempty"`
 	}
 	// triggerCreated is a new trigger; a webhook's URL and secret are shown this once.
 	triggerCreated struct {

@@ -132,6 +132,9 @@ func (s *Server) routeTable() []route {
 		{method: "GET", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleViewer, summary: "A template's triggers", ok: answers{200: listOf[trigger]{}}, handle: s.listTriggers},
 		{method: "POST", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleAdmin, summary: "Add a webhook or cron trigger to a template", body: "json", in: triggerRequest{}, ok: answers{201: triggerCreated{}}, handle: s.createTrigger},
 		{method: "DELETE", path: "/api/v1/triggers/{id}", role: RoleAdmin, summary: "Delete a trigger", ok: noContent, handle: s.deleteTrigger},
+		{method: "POST", path: "/api/v1/triggers/{id}/pause", role: RoleOperator, summary: "Pause a cron trigger: it fires no more until unpaused", ok: answers{200: trigger{}}, fails: []int{http.StatusBadRequest, http.StatusConflict}, handle: s.pauseTrigger},
+		{method: "POST", path: "/api/v1/triggers/{id}/unpause", role: RoleOperator, summary: "Unpause a cron trigger: its latest missed firing starts, within its startingDeadlineSeconds", ok: answers{200: trigger{}}, fails: []int{http.StatusBadRequest, http.StatusConflict}, handle: s.unpauseTrigger},
+		{method: "POST", path: "/api/v1/triggers/{id}/backfill", role: RoleOperator, summary: "Start a cron trigger's runs of the firings in [from, to], those without a run yet", body: "json", in: backfillRequest{}, ok: answers{200: backfillAnswer{}}, fails: []int{http.StatusServiceUnavailable}, handle: s.backfillTrigger},
 		{method: "POST", path: "/api/v1/hooks/{id}", summary: "A webhook trigger: starts a run (its token or signature is the authentication)", query: []string{"token"}, body: "json", in: map[string]any{},
 			ok: answers{202: runRef{}}, fails: []int{http.StatusUnauthorized, http.StatusConflict}, handle: s.webhook},
 

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -44,40 +43,39 @@ type trigger struct {
 	Context   map[string]any `json:"context,omitempty"`
 	// Secret authenticates a webhook's requests: as ?token= or as the HMAC key of the
 	// signature header. Kept in the store (a signature needs it), never shown after creation.
-	Secret            string    `json:"secret,omitempty"`
-	Schedule          string    `json:"schedule,omitempty"`
-	TimeZone          string    `json:"timeZone,omitempty"`
-	ConcurrencyPolicy string    `json:"concurrencyPolicy,omitempty"`
-	Created           time.Time `json:"created"`
-	// LastFire is the schedule time a cron trigger last came round; LastRun the run it
-	// started then, and LastError why it could not.
+	Secret string `json:"secret,omitempty"`
+	// Schedule is a cron trigger's one schedule, as it was given; Schedules its several (a
+	// firing whenever any of them comes round).
+	Schedule  string   `json:"schedule,omitempty"`
+	Schedules []string `json:"schedules,omitempty"`
+	TimeZone  string   `json:"timeZone,omitempty"`
+	// ConcurrencyPolicy (Allow, Forbid or Replace) says what a firing does while the run of the
+	// last one has not finished.
+	ConcurrencyPolicy string `json:"concurrencyPolicy,omitempty"`
+	// StartingDeadlineSeconds, when set, is how late a firing missed while no server ran may
+	// still start its run; unset, the latest missed firing always starts.
+	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
+	// Paused stops a cron trigger's firings until it is unpaused.
+	Paused  bool      `json:"paused,omitempty"`
+	Created time.Time `json:"created"`
+	// LastFire is the schedule time a cron trigger last came round (kept so that a server
+	// started later catches up from it); LastRun the run it started then, and LastError why it
+	// could not, or why it started none.
 	LastFire  time.Time `json:"lastFire,omitzero"`
 	LastRun   string    `json:"lastRun,omitempty"`
 	LastError string    `json:"lastError,omitempty"`
+	// Starting says that a server claimed the firing at LastFire and has not yet recorded
+	// that its run LastRun was created: a server that finds it so (the claimer stopped in
+	// between) creates the run, if it is not there, within startingDeadlineSeconds.
+	Starting bool `json:"starting,omitempty"`
+	// NextFire is when a cron trigger fires next, as listed (not stored).
+	NextFire time.Time `json:"nextFire,omitzero"`
 }
 
 // public is the trigger as listed: without its secret.
 func (t trigger) public() trigger {
 	t.Secret = ""
 	return t
-}
-
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// schedule parses a cron trigger's schedule in its time zone.
-func (t *trigger) schedule() (cron.Schedule, error) {
-	spec := t.Schedule
-	if t.TimeZone != "" {
-		if _, err := time.LoadLocation(t.TimeZone); err != nil {
-			return nil, fmt.Errorf("timeZone %q: %w", t.TimeZone, err)
-		}
-		spec = "CRON_TZ=" + t.TimeZone + " " + spec
-	}
-	sched, err := cronParser.Parse(spec)
-	if err != nil {
-		return nil, fmt.Errorf("schedule %q: %w", t.Schedule, err)
-	}
-	return sched, nil
 }
 
 func (s *Server) triggers(ctx context.Context) ([]trigger, []int64, error) {
@@ -107,25 +105,42 @@ func (s *Server) listTriggers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var params []v1alpha1.Parameter
-	if wf, err := s.store.Workflow(r.Context(), ns, name); err == nil {
-		params = wf.Parameters
-	}
 	items := []json.RawMessage{}
 	for _, t := range all {
 		if t.Namespace == ns && t.Template == name {
-			item, err := json.Marshal(t.public())
+			item, err := s.triggerView(r.Context(), t)
 			if err != nil {
 				return err
 			}
-			// The values its context gives the template's sensitive parameters, as the
-			// runs it starts hide them (lastError may quote them too).
-			rd := redact.New(redact.Leaves(v1alpha1.SensitiveValues(params, t.Context))...)
-			items = append(items, rd.JSON(item))
+			items = append(items, item)
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 	return nil
+}
+
+// triggerView is a trigger as the API shows it: without its secret, with when it fires next
+// (a cron trigger not paused), and with the values its context gives the template's
+// sensitive parameters redacted, as the runs it starts hide them (lastError may quote them
+// too).
+func (s *Server) triggerView(ctx context.Context, t trigger) ([]byte, error) {
+	t = t.public()
+	if sched, err := t.schedule(); t.Type == triggerCron && !t.Paused && err == nil {
+		base := t.LastFire
+		if base.IsZero() {
+			base = t.Created
+		}
+		t.NextFire = sched.Next(base)
+	}
+	var params []v1alpha1.Parameter
+	if wf, err := s.store.Workflow(ctx, t.Namespace, t.Template); err == nil {
+		params = wf.Parameters
+	}
+	item, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	return redact.New(redact.Leaves(v1alpha1.SensitiveValues(params, t.Context))...).JSON(item), nil
 }
 
 func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
@@ -144,20 +159,13 @@ func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
 	t := trigger{ID: randomHex(8), Namespace: ns, Template: name, Type: body.Type, Context: body.Context, Created: s.clock.Now().UTC()}
 	switch body.Type {
 	case triggerWebhook:
-		if body.Schedule != "" || body.ConcurrencyPolicy != "" {
-			return errorf(http.StatusBadRequest, "a webhook trigger takes no schedule or concurrencyPolicy")
+		if body.Schedule != "" || len(body.Schedules) > 0 || body.TimeZone != "" || body.ConcurrencyPolicy != "" || body.StartingDeadlineSeconds != nil || body.Paused {
+			return errorf(http.StatusBadRequest, "a webhook trigger takes no schedule, schedules, timeZone, concurrencyPolicy, startingDeadlineSeconds or paused")
 		}
 		t.Secret = randomString(24)
 	case triggerCron:
-		t.Schedule, t.TimeZone, t.ConcurrencyPolicy = body.Schedule, body.TimeZone, body.ConcurrencyPolicy
-		if t.ConcurrencyPolicy == "" {
-			t.ConcurrencyPolicy = policyAllow
-		}
-		if t.ConcurrencyPolicy != policyAllow && t.ConcurrencyPolicy != policyForbid && t.ConcurrencyPolicy != policyReplace {
-			return errorf(http.StatusBadRequest, "concurrencyPolicy %q: want Allow, Forbid or Replace", t.ConcurrencyPolicy)
-		}
-		if _, err := t.schedule(); err != nil {
-			return errorf(http.StatusBadRequest, "%v", err)
+		if err := t.setCron(&body); err != nil {
+			return err
 		}
 		// A schedule's runs get nothing but this context: it must fit the parameters now.
 		if _, errs := v1alpha1.ApplyParameters(wf.Parameters, t.Context, field.NewPath("context")); len(errs) > 0 {
@@ -377,6 +385,11 @@ func (c *scheduler) run(ctx context.Context) error {
 			wait = max(next.Sub(now), 0)
 		}
 		stop := c.s.clock.AfterFunc(wait, c.poke)
+		if !next.IsZero() && !c.s.clock.Now().Before(next) {
+			// The clock passed the next firing while this tick ran (a test's fake clock
+			// moved before the timer was set): tick again.
+			c.poke()
+		}
 		select {
 		case <-ctx.Done():
 			stop()
@@ -397,67 +410,70 @@ func (c *scheduler) tick(ctx context.Context) time.Time {
 	now := c.s.clock.Now()
 	var next time.Time
 	for i, t := range all {
-		if t.Type != triggerCron {
+		if t.Type != triggerCron || t.Paused {
+			continue
+		}
+		if t.Starting {
+			if c.finishStarting(ctx, t, versions[i], now) {
+				next = now // look at it again, as it is now
+			}
 			continue
 		}
 		sched, err := t.schedule()
 		if err != nil {
 			continue
 		}
-		base := t.LastFire
-		if base.IsZero() {
-			base = t.Created
+		d := t.dueAt(sched, now)
+		after := t.LastFire
+		if !d.at.IsZero() {
+			c.fire(ctx, t, versions[i], d)
+			after = d.at
 		}
-		due := sched.Next(base)
-		if due.IsZero() {
-			continue
+		if after.IsZero() {
+			after = t.Created
 		}
-		if !due.After(now) {
-			// Missed firings (the server was down) start one run, for the latest of them.
-			for range 10000 {
-				later := sched.Next(due)
-				if later.IsZero() || later.After(now) {
-					break
-				}
-				due = later
-			}
-			c.fire(ctx, t, versions[i], due)
-			due = sched.Next(due)
+		upcoming := sched.Next(after)
+		if d.again {
+			upcoming = now
 		}
-		if next.IsZero() || due.Before(next) {
-			next = due
+		if !upcoming.IsZero() && (next.IsZero() || upcoming.Before(next)) {
+			next = upcoming
 		}
 	}
 	return next
 }
 
-// fire claims a cron trigger's firing at due and starts its run, as its concurrency policy
-// says.
-func (c *scheduler) fire(ctx context.Context, t trigger, version int64, due time.Time) {
+// fire claims a cron trigger's firing d and starts its run, as d and the trigger's
+// concurrency policy say.
+func (c *scheduler) fire(ctx context.Context, t trigger, version int64, d due) {
 	s := c.s
 	prev := t.LastRun
-	name := fmt.Sprintf("%s-%d", t.Template, due.Unix()/60)
-	t.LastFire, t.LastError = due, ""
+	name := scheduledName(t.Template, d.at)
+	t.LastFire, t.LastError = d.at, d.skipped
 	running := false
-	if prev != "" {
+	if prev != "" && d.start {
 		if run, err := s.store.Load(ctx, engine.Key{Namespace: t.Namespace, Name: prev}); err == nil && !run.Object.Status.Finished {
 			running = true
 		}
 	}
-	start := !running || t.ConcurrencyPolicy != policyForbid
+	start := d.start && (!running || t.ConcurrencyPolicy != policyForbid)
+	t.Starting = start
 	if start {
 		t.LastRun = name
+	} else if d.start {
+		t.LastError = fmt.Sprintf("skipped the firing at %s: run %s has not finished (concurrencyPolicy Forbid)", d.at.UTC().Format(time.RFC3339), prev)
 	}
 	data, err := json.Marshal(t)
 	if err != nil {
 		return
 	}
-	if _, err := s.store.PutRecord(ctx, recordTrigger, t.ID, data, version); err != nil {
+	claimed, err := s.store.PutRecord(ctx, recordTrigger, t.ID, data, version)
+	if err != nil {
 		// Another server claimed it, or the trigger is gone.
 		return
 	}
 	if !start {
-		s.log.Info("cron trigger skipped: its last run has not finished", "trigger", t.ID, "run", prev)
+		s.log.Info("cron trigger started no run", "trigger", t.ID, "reason", t.LastError)
 		return
 	}
 	if running && t.ConcurrencyPolicy == policyReplace {
@@ -466,14 +482,60 @@ func (c *scheduler) fire(ctx context.Context, t trigger, version int64, due time
 			s.log.Error("cron trigger: terminate the last run", "trigger", t.ID, "run", prev, "err", err)
 		}
 	}
-	obj, err := s.templateRunObject(ctx, &templateRun{Template: t.Template, Namespace: t.Namespace, Name: name, Context: t.Context}, field.NewPath("context"))
+	obj, err := s.scheduledRun(ctx, &t, d.at)
 	if err == nil {
 		_, err = s.createRun(ctx, obj, nil)
 	}
 	if err != nil {
 		s.log.Error("cron trigger: start a run", "trigger", t.ID, "run", name, "err", err)
 		c.recordError(ctx, t.ID, err)
+		return
 	}
+	// Started: the record says so (a conflict, the trigger changed meanwhile, leaves it to
+	// the next tick, which finds the run).
+	t.Starting = false
+	if data, err := json.Marshal(t); err == nil {
+		_, _ = s.store.PutRecord(ctx, recordTrigger, t.ID, data, claimed)
+	}
+}
+
+// finishStarting takes up a firing a server claimed without recording that its run was
+// created: it creates the run unless it exists (named after the firing, so never twice) or
+// the firing is past the trigger's startingDeadlineSeconds, and records it. It says whether
+// it wrote the record.
+func (c *scheduler) finishStarting(ctx context.Context, t trigger, version int64, now time.Time) bool {
+	s := c.s
+	t.Starting = false
+	if d := t.StartingDeadlineSeconds; d != nil && now.Sub(t.LastFire) > time.Duration(*d)*time.Second {
+		t.LastError = fmt.Sprintf("the run of the firing at %s was not started, and it is now past startingDeadlineSeconds (%d)", t.LastFire.UTC().Format(time.RFC3339), *d)
+	} else {
+		obj, err := s.scheduledRun(ctx, &t, t.LastFire)
+		if err == nil {
+			_, err = s.store.Load(ctx, engine.Key{Namespace: obj.Namespace, Name: obj.Name})
+			if errors.Is(err, engine.ErrNotFound) {
+				_, err = s.createRun(ctx, obj, nil)
+				var ae *apiError
+				if errors.As(err, &ae) && ae.status == http.StatusConflict {
+					err = nil // another server created it meanwhile
+				}
+			}
+		}
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.status >= http.StatusInternalServerError {
+				// The store or the checks did not answer: try again at a later tick.
+				s.log.Error("cron trigger: start a claimed run", "trigger", t.ID, "run", t.LastRun, "err", err)
+				return false
+			}
+			t.LastError = err.Error()
+		}
+	}
+	data, err := json.Marshal(t)
+	if err != nil {
+		return false
+	}
+	_, err = s.store.PutRecord(ctx, recordTrigger, t.ID, data, version)
+	return err == nil
 }
 
 // recordError keeps why a cron trigger could not start its run, for the API to show.
@@ -486,7 +548,7 @@ func (c *scheduler) recordError(ctx context.Context, id string, cause error) {
 	if decodeRecord(recordTrigger, id, rec.Data, &t) != nil {
 		return
 	}
-	t.LastError = cause.Error()
+	t.LastError, t.Starting = cause.Error(), false
 	if data, err := json.Marshal(t); err == nil {
 		_, _ = c.s.store.PutRecord(ctx, recordTrigger, id, data, rec.Version)
 	}

@@ -78,6 +78,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("ViewerCannotOperate", e.testViewer)
 	t.Run("IterationsByItem", e.testIterationsByItem)
 	t.Run("LayoutStaysReadable", e.testLayout)
+	t.Run("Triggers", e.testTriggers)
 	t.Run("Applications", e.testApplications)
 }
 

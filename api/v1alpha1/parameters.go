@@ -52,10 +52,16 @@ func validateParameters(params []Parameter, base *field.Path) field.ErrorList {
 	return errs
 }
 
+// ContextScheduledTime is the context key under which a scheduled run (a cron trigger's
+// firing, or a backfill) gets the time it was scheduled for, in RFC 3339. Every template
+// takes it without declaring it.
+const ContextScheduledTime = "scheduledTime"
+
 // ApplyParameters checks the context a run of a template is given against the template's
 // parameters and returns it with the defaults filled in. When the template declares
 // parameters, a key it does not declare is a problem, so that a misspelt name is not
-// silently ignored; a template that declares none takes any context. Problems are reported
+// silently ignored (ContextScheduledTime, a string, excepted); a template that declares none
+// takes any context. Problems are reported
 // at base.<name> (base is the context's path, context or spec.context).
 func ApplyParameters(params []Parameter, ctx map[string]any, base *field.Path) (map[string]any, field.ErrorList) {
 	out := make(map[string]any, len(ctx)+len(params))
@@ -89,7 +95,10 @@ func ApplyParameters(params []Parameter, ctx map[string]any, base *field.Path) (
 			errs = append(errs, field.Invalid(path, v, msg))
 		}
 	}
-	for k := range ctx {
+	for k, v := range ctx {
+		if _, isString := v.(string); k == ContextScheduledTime && isString && !declared[k] {
+			continue
+		}
 		if !declared[k] {
 			errs = append(errs, field.NotSupported(base.Child(k), k, parameterNames(params)))
 		}

@@ -33,6 +33,9 @@ func TestApplyParameters(t *testing.T) {
 		{name: "wrong type", ctx: map[string]any{"image": float64(3)}, errs: []string{"context.image: must be of type string, not number"}},
 		{name: "outside enum", ctx: map[string]any{"image": "x", "env": "dev"}, errs: []string{`context.env: must be one of ["staging" "prod"]`}},
 		{name: "undeclared", ctx: map[string]any{"image": "x", "imgae": "y"}, errs: []string{"context.imgae: Unsupported value"}},
+		{name: "scheduledTime undeclared", ctx: map[string]any{"image": "x", "scheduledTime": "2026-03-01T10:00:00Z"},
+			want: map[string]any{"image": "x", "replicas": float64(2), "env": "staging", "scheduledTime": "2026-03-01T10:00:00Z"}},
+		{name: "scheduledTime not a string", ctx: map[string]any{"image": "x", "scheduledTime": float64(1)}, errs: []string{"context.scheduledTime: Unsupported value"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -184,6 +184,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		newControllerCommand(g),
 		newServerCommand(g),
 		newTokenCommand(g),
+		newTriggerCommand(g),
 		newBackupCommand(g),
 		newVersionCommand(g),
 	)

@@ -1,11 +1,12 @@
 // Templates (Workflows): the list, and a template's page with its run form, its steps drawn as
-// a graph, its YAML and its recent runs.
+// a graph, its YAML, its recent runs and its triggers (triggers.js).
 
 import * as api from '../api.js';
 import {h, replace, link, badge, timeEl} from '../dom.js';
 import {Graph, buildModel} from '../graph.js';
 import {toYAML, cleanObject} from '../yaml.js';
 import {errorPage, problemList, roleNote, stepCounts} from './common.js';
+import {triggersSection} from './triggers.js';
 
 function stepCount(wf) {
   const steps = Array.isArray(wf.steps) ? wf.steps : [];
@@ -281,6 +282,7 @@ export async function renderTemplate(ctx, ns, name) {
         h('div', {class: 'section-head'}, h('h2', {id: 'tsteps-title'}, 'Steps'), graph.controls),
         h('div', {class: 'graph-wrap'}, graph.svg))),
     h('section', {class: 'card', 'aria-labelledby': 'recent-title'}, h('h2', {id: 'recent-title'}, 'Recent runs'), recent),
+    triggersSection(ctx, ns, name),
     h('section', {class: 'card', 'aria-labelledby': 'yaml-title'},
       h('h2', {id: 'yaml-title'}, 'YAML'),
       h('pre', {class: 'yaml', id: 'template-yaml', tabindex: 0}, toYAML(cleanObject(wf)))));
