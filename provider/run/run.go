@@ -253,8 +253,8 @@ func (p *provider) job(ctx context.Context, call *step.Call, in *params) (*Job, 
 		}
 		job.Timeout = d
 	}
-	if max := p.opts.MaxTimeout; max > 0 && job.Timeout > max {
-		return nil, terminal(fmt.Errorf("timeout %s is longer than %s, the bound of one evaluation of a step (--eval-timeout), which a run is waited for in", job.Timeout, max))
+	if limit := p.opts.MaxTimeout; limit > 0 && job.Timeout > limit {
+		return nil, terminal(fmt.Errorf("timeout %s is longer than %s, the bound of one evaluation of a step (--eval-timeout), which a run is waited for in", job.Timeout, limit))
 	}
 	if s := in.Resources.CPU; s != "" {
 		q, err := resource.ParseQuantity(s)
@@ -303,21 +303,21 @@ func (p *provider) job(ctx context.Context, call *step.Call, in *params) (*Job, 
 // its value sensitive.
 func (p *provider) secret(ctx context.Context, call *step.Call, name, key string) (string, error) {
 	if p.opts.Clusters == nil {
-		return "", terminal(fmt.Errorf("Secret %s: no cluster is configured to read it from", name))
+		return "", terminal(fmt.Errorf("the Secret %s: no cluster is configured to read it from", name))
 	}
 	c, err := p.opts.Clusters.Client(ctx, "")
 	if err != nil {
-		return "", fmt.Errorf("Secret %s: %w", name, err)
+		return "", fmt.Errorf("the Secret %s: %w", name, err)
 	}
 	var s corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: call.Run.Namespace, Name: name}, &s); apierrors.IsNotFound(err) {
-		return "", terminal(fmt.Errorf("Secret %s/%s does not exist", call.Run.Namespace, name))
+		return "", terminal(fmt.Errorf("the Secret %s/%s does not exist", call.Run.Namespace, name))
 	} else if err != nil {
 		return "", fmt.Errorf("reading Secret %s/%s: %w", call.Run.Namespace, name, err)
 	}
 	v, ok := s.Data[key]
 	if !ok {
-		return "", terminal(fmt.Errorf("Secret %s/%s has no key %q", call.Run.Namespace, name, key))
+		return "", terminal(fmt.Errorf("the Secret %s/%s has no key %q", call.Run.Namespace, name, key))
 	}
 	call.Sensitive(string(v))
 	return string(v), nil

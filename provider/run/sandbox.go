@@ -85,11 +85,12 @@ func (s *Sandbox) Run(ctx context.Context, job *Job, line func(string)) (res *Re
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
+		_ = pr.Close()
+		_ = pw.Close()
 		return nil, fmt.Errorf("starting bubblewrap: %w", err)
 	}
-	pw.Close()
+	_ = pw.Close() // the child holds its end
+
 	var tail []string
 	readLines(pr, func(l string) {
 		line(l)
@@ -97,7 +98,7 @@ func (s *Sandbox) Run(ctx context.Context, job *Job, line func(string)) (res *Re
 			tail = tail[1:]
 		}
 	})
-	pr.Close()
+	_ = pr.Close()
 	werr := cmd.Wait()
 	res.Tail = tail
 	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
@@ -233,7 +234,7 @@ func readOutput(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("not a regular file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return "", errors.New("not a regular file")
 	}

@@ -2,6 +2,7 @@ package run_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,13 +16,13 @@ import (
 	"github.com/stepflow/stepflow/provider/run"
 )
 
-// sandbox returns the local backend, skipping the test where bubblewrap is missing
+// sandbox returns the local backend; the test fails where bubblewrap is missing
 // (scripts/test.sh installs it).
 func sandbox(t *testing.T, network bool) *run.Sandbox {
 	t.Helper()
 	for _, p := range []string{"bwrap", "prlimit"} {
 		if _, err := execLookPath(p); err != nil {
-			t.Skipf("%s is not installed (Debian's bubblewrap, util-linux): %v", p, err)
+			t.Fatalf("%s is not installed (Debian's bubblewrap, util-linux; scripts/test.sh installs them): %v", p, err)
 		}
 	}
 	return &run.Sandbox{Network: network, TempDir: t.TempDir()}
@@ -102,7 +103,7 @@ func TestSandboxHasNoNetwork(t *testing.T) {
 	}
 	// A job asking for the network where it is not given fails at once.
 	_, err := sandbox(t, false).Run(context.Background(), &run.Job{Argv: []string{"true"}, Timeout: time.Second, Network: true}, func(string) {})
-	if _, ok := err.(*engine.TerminalError); !ok || !strings.Contains(err.Error(), "egress") {
+	if _, ok := errors.AsType[*engine.TerminalError](err); !ok || !strings.Contains(err.Error(), "egress") {
 		t.Errorf("network asked, not given: %v", err)
 	}
 }
