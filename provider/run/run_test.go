@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,7 +24,60 @@ import (
 
 var api *apiservertest.Cluster
 
-func TestMain(m *testing.M) { apiservertest.Main(m, &api) }
+func TestMain(m *testing.M) {
+	if marker := os.Getenv(helperMarker); marker != "" {
+		// The helper process of TestSandboxDiesWithStepflow: a job that sleeps until killed.
+		s := &run.Sandbox{}
+		_, err := s.Run(context.Background(), &run.Job{Argv: []string{"sleep", marker}, Timeout: time.Minute, Memory: run.DefaultMemory},
+			func(string) {})
+		fmt.Fprintln(os.Stderr, "the helper's job ended:", err)
+		os.Exit(3)
+	}
+	apiservertest.Main(m, &api)
+}
+
+// helperMarker names the environment variable that makes the test binary a helper process
+// running one sandboxed `sleep <value>`.
+const helperMarker = "STEPFLOW_RUN_TEST_HELPER"
+
+// A stepflow process killed while a command runs takes the command with it: the next try of
+// the step may run it again, and nothing of the dead try's goes on.
+func TestSandboxDiesWithStepflow(t *testing.T) {
+	sandbox(t, false)
+	marker := "1000.314159"
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperMarker+"="+marker)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(sleepers(t, marker)) == 0 {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("the helper's job did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		left := sleepers(t, marker)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job outlived the process that ran it: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // runStep evaluates template as a step of a run in namespace with vela/run configured by opts;
 // sensitive are the values the run knows are secrets.

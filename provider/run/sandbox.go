@@ -24,6 +24,9 @@ import (
 // filesystem (home directories, the data directory, the repository) is in the sandbox.
 var systemDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"}
 
+// outputGrace is how long a job's output is read after it ended.
+const outputGrace = 5 * time.Second
+
 // Sandbox runs jobs on this host under bubblewrap: in new namespaces (no network unless the
 // job asks for it and Network allows; its own process IDs, so that every process of the job
 // ends with it), the system directories read-only, a private /tmp, a private working
@@ -78,7 +81,6 @@ func (s *Sandbox) Run(ctx context.Context, job *Job, line func(string)) (res *Re
 	// bwrap's child is the job's PID 1 (it dies with bwrap, and bwrap with this process:
 	// --die-with-parent) and every process of the job goes with it; the group is killed too.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -90,7 +92,29 @@ func (s *Sandbox) Run(ctx context.Context, job *Job, line func(string)) (res *Re
 		return nil, fmt.Errorf("starting bubblewrap: %w", err)
 	}
 	_ = pw.Close() // the child holds its end
-
+	exited, read := make(chan struct{}), make(chan struct{})
+	var werr error
+	go func() {
+		werr = cmd.Wait()
+		close(exited)
+	}()
+	// Should a process the kill did not reach keep the output open, it is not read for longer
+	// than outputGrace after the job ended or was killed.
+	go func() {
+		select {
+		case <-exited:
+		case <-ctx.Done():
+		case <-read:
+			return
+		}
+		t := time.NewTimer(outputGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			_ = pr.Close()
+		case <-read:
+		}
+	}()
 	var tail []string
 	readLines(pr, func(l string) {
 		line(l)
@@ -98,8 +122,9 @@ func (s *Sandbox) Run(ctx context.Context, job *Job, line func(string)) (res *Re
 			tail = tail[1:]
 		}
 	})
+	close(read)
 	_ = pr.Close()
-	werr := cmd.Wait()
+	<-exited
 	res.Tail = tail
 	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 		res.TimedOut = true
