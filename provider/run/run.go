@@ -178,6 +178,9 @@ func (p *provider) run(ctx context.Context, call *step.Call) (any, error) {
 	if err := call.Decode(&in); err != nil {
 		return nil, terminal(err)
 	}
+	if call.Session == nil {
+		return nil, errors.New("vela/run: #Run: the call has no session to log to")
+	}
 	if in.Cluster != "" {
 		return nil, terminal(fmt.Errorf("cluster %q: running in a cluster (a Kubernetes Job) is not built yet; only the local sandbox is", in.Cluster))
 	}
