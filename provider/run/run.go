@@ -47,6 +47,9 @@ const Flag = "--allow-local-run"
 
 // Job is what one #Run call asks for, checked.
 type Job struct {
+	// Image and Cluster are where a cluster backend would run it: a container of Image, in
+	// Cluster ("" is the local one). The local sandbox does not use them.
+	Image, Cluster string
 	// Argv is the program and its arguments; for a script, the interpreter, ScriptPath and args.
 	Argv []string
 	// Script is the script's text, written to ScriptPath; "" for a command.
@@ -181,11 +184,9 @@ func (p *provider) run(ctx context.Context, call *step.Call) (any, error) {
 	if call.Session == nil {
 		return nil, errors.New("vela/run: #Run: the call has no session to log to")
 	}
-	if in.Cluster != "" {
-		return nil, terminal(fmt.Errorf("cluster %q: running in a cluster (a Kubernetes Job) is not built yet; only the local sandbox is", in.Cluster))
-	}
-	if p.opts.Local == nil {
-		return nil, terminal(errLocalOff)
+	backend, err := p.backend(&in)
+	if err != nil {
+		return nil, err
 	}
 	job, err := p.job(ctx, call, &in)
 	if err != nil {
@@ -195,7 +196,7 @@ func (p *provider) run(ctx context.Context, call *step.Call) (any, error) {
 		call.Session.Log(3, fmt.Sprintf("image %s is not used: the local sandbox runs this host's programs", in.Image), nil)
 	}
 	lines := 0
-	res, err := p.opts.Local.Run(ctx, job, func(line string) {
+	res, err := backend.Run(ctx, job, func(line string) {
 		lines++
 		switch {
 		case lines <= MaxLogLines:
@@ -228,9 +229,22 @@ func (p *provider) run(ctx context.Context, call *step.Call) (any, error) {
 	return map[string]any{"exitCode": res.ExitCode, "outputs": res.Outputs}, nil
 }
 
+// backend chooses where a call runs: the local sandbox when the operator allows it and no
+// cluster is asked for. (A Kubernetes Job backend, for a cluster and an image, is to come
+// here: Options would hold it beside Local.)
+func (p *provider) backend(in *params) (Backend, error) {
+	switch {
+	case in.Cluster != "":
+		return nil, terminal(fmt.Errorf("cluster %q: running in a cluster (a Kubernetes Job) is not built yet; only the local sandbox is", in.Cluster))
+	case p.opts.Local == nil:
+		return nil, terminal(errLocalOff)
+	}
+	return p.opts.Local, nil
+}
+
 // job checks the parameters and reads the Secrets of env.
 func (p *provider) job(ctx context.Context, call *step.Call, in *params) (*Job, error) {
-	job := &Job{WorkingDir: in.WorkingDir, Network: in.Network, Cleanup: in.Cleanup, Timeout: DefaultTimeout, Memory: DefaultMemory}
+	job := &Job{Image: in.Image, Cluster: in.Cluster, WorkingDir: in.WorkingDir, Network: in.Network, Cleanup: in.Cleanup, Timeout: DefaultTimeout, Memory: DefaultMemory}
 	switch {
 	case in.Script != "" && len(in.Command) > 0:
 		return nil, terminal(errors.New("give command or script, not both"))
