@@ -24,10 +24,14 @@ import (
 // filesystem (home directories, the data directory, the repository) is in the sandbox.
 var systemDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"}
 
+// nobody is the user and group a job runs as when stepflow runs as root.
+const nobody = 65534
+
 // outputGrace is how long a job's output is read after it ended.
 const outputGrace = 5 * time.Second
 
-// Sandbox runs jobs on this host under bubblewrap: in new namespaces (no network unless the
+// Sandbox runs jobs on this host under bubblewrap, as the user stepflow runs as (as nobody when
+// that is root), without capabilities: in new namespaces (no network unless the
 // job asks for it and Network allows; its own process IDs, so that every process of the job
 // ends with it), the system directories read-only, a private /tmp, a private working
 // directory and an outputs directory, the environment cleared, under rlimits (prlimit) for
@@ -72,12 +76,25 @@ func (s *Sandbox) Run(ctx context.Context, job *Job, line func(string)) (res *Re
 	if err != nil {
 		return nil, err
 	}
+	asRoot := os.Geteuid() == 0
+	if asRoot {
+		// Root's programs would keep root's capabilities and files in the sandbox: the job
+		// runs as nobody, which owns its directories.
+		for _, p := range []string{dir, work, outputs, filepath.Join(dir, "script")} {
+			if err := os.Lchown(p, nobody, nobody); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("giving the run's directory to nobody: %w", err)
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, job.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = []string{}
 	cmd.Stdin = nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if asRoot {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}
+	}
 	// bwrap's child is the job's PID 1 (it dies with bwrap, and bwrap with this process:
 	// --die-with-parent) and every process of the job goes with it; the group is killed too.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -195,7 +212,7 @@ func (s *Sandbox) argv(job *Job, dir, work, outputs string) ([]string, error) {
 	if job.Network {
 		argv = append(argv, "--share-net")
 	}
-	argv = append(argv, "--die-with-parent", "--new-session", "--clearenv",
+	argv = append(argv, "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--clearenv",
 		"--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
 		"--dir", "/stepflow", "--bind", work, WorkDir, "--bind", outputs, OutputsDir)
 	if job.Script != "" {

@@ -25,7 +25,13 @@ func sandbox(t *testing.T, network bool) *run.Sandbox {
 			t.Fatalf("%s is not installed (Debian's bubblewrap, util-linux; scripts/test.sh installs them): %v", p, err)
 		}
 	}
-	return &run.Sandbox{Network: network, TempDir: t.TempDir()}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil { // nobody, whom root's jobs run as, goes through them
+			t.Fatal(err)
+		}
+	}
+	return &run.Sandbox{Network: network, TempDir: dir}
 }
 
 // script runs a shell script in s and returns its result and its lines of output.
@@ -131,6 +137,20 @@ func TestSandboxCannotWriteOutside(t *testing.T) {
 	res, lines = script(t, s, "echo x > /tmp/a && echo x > $HOME/b && mkdir sub", nil)
 	if res.ExitCode != 0 {
 		t.Errorf("writing to its own directories: exit %d, %q", res.ExitCode, lines)
+	}
+}
+
+// A job has no capabilities, and a root stepflow's jobs run as nobody: the host's secrets that
+// only root reads stay unread.
+func TestSandboxHasNoPrivileges(t *testing.T) {
+	s := sandbox(t, false)
+	res, lines := script(t, s, "grep CapEff /proc/self/status; id -u; cat /etc/shadow >/dev/null 2>&1 && echo read shadow; true", nil)
+	out := strings.Join(lines, "\n")
+	if res.ExitCode != 0 || !strings.Contains(out, "CapEff:\t0000000000000000") || strings.Contains(out, "read shadow") {
+		t.Errorf("exit %d, %q: want no capabilities and /etc/shadow unread", res.ExitCode, out)
+	}
+	if os.Geteuid() == 0 && !strings.Contains(out, "\n65534") {
+		t.Errorf("%q: a root stepflow's job runs as nobody (65534)", out)
 	}
 }
 
