@@ -17,6 +17,7 @@ import (
 
 	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/provider/run"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/telemetry"
 )
@@ -103,7 +104,20 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 	} else {
 		a.Catalog = catalog.New(mode.Definitions, cfg.Limits)
 	}
-	a.Registry = Registry(cfg.Providers)
+	providers := cfg.Providers
+	if providers.Run.MaxTimeout == 0 {
+		// A command is waited for within its step's evaluation.
+		switch {
+		case cfg.EvalTimeout == 0:
+			providers.Run.MaxTimeout = step.DefaultEvalTimeout
+		case cfg.EvalTimeout > 0:
+			providers.Run.MaxTimeout = cfg.EvalTimeout
+		}
+	}
+	a.Registry = Registry(providers)
+	if !providers.AllowLocalRun {
+		a.Catalog.RefuseSteps(run.RefuseLocal)
+	}
 	ropts := step.Options{Registry: a.Registry, Definitions: a.Catalog, EvalTimeout: cfg.EvalTimeout,
 		EvalMemory: cfg.EvalMemory, Evaluators: cfg.Evaluators, InProcess: cfg.EvalInProcess}
 	st := mode.Store

@@ -19,6 +19,7 @@ import (
 	"github.com/stepflow/stepflow/provider/notification"
 	"github.com/stepflow/stepflow/provider/oam"
 	"github.com/stepflow/stepflow/provider/op"
+	"github.com/stepflow/stepflow/provider/run"
 	timeprovider "github.com/stepflow/stepflow/provider/time"
 	"github.com/stepflow/stepflow/provider/util"
 	"github.com/stepflow/stepflow/step"
@@ -46,8 +47,16 @@ type Providers struct {
 	Notification notification.Options
 	// Egress, when set, is where the HTTP, notification, metrics and email actions and #Log's
 	// source.url may connect: their clients and dialer go through it unless given one of their
-	// own.
+	// own. The local sandbox of vela/run gives a command the network only when it is nil
+	// (nothing restricted): it cannot check a command's connections.
 	Egress *egress.Policy
+	// AllowLocalRun lets vela/run's #Run (the step type run) execute commands on this host, in
+	// a bubblewrap sandbox (--allow-local-run). Off, #Run refuses, and the assembly's catalog
+	// refuses runs with steps of type run before they start, naming the flag.
+	AllowLocalRun bool
+	// Run configures vela/run; with AllowLocalRun and no Run.Local, the local backend is a
+	// run.Sandbox with the defaults. Run.Clusters defaults to Clusters.
+	Run run.Options
 }
 
 // Registry returns a registry holding every vela/* package stepflow supplies, so that the CLI,
@@ -97,5 +106,15 @@ func Registry(opts Providers) *step.Registry {
 	metrics.Register(r, opts.Metrics)
 	notification.Register(r, opts.Notification)
 	op.Register(r)
+	runOpts := opts.Run
+	if !opts.AllowLocalRun {
+		runOpts.Local = nil
+	} else if runOpts.Local == nil {
+		runOpts.Local = &run.Sandbox{Network: opts.Egress == nil}
+	}
+	if runOpts.Clusters == nil && opts.Clusters != nil {
+		runOpts.Clusters = opts.Clusters
+	}
+	run.Register(r, runOpts)
 	return r
 }

@@ -34,7 +34,14 @@ type Catalog struct {
 	ttl    time.Duration
 	mu     sync.Mutex
 	cache  map[[2]string]cached
+	// refuse, when set, is what a step may not be here (RefuseSteps).
+	refuse func(*v1alpha1.WorkflowStepBase) error
 }
+
+// RefuseSteps makes Check and CheckRun refuse every step f returns an error for, at the step's
+// type, with f's message: a step type the operator did not allow (vela/run's local commands
+// without --allow-local-run). Call it before the catalog is used.
+func (c *Catalog) RefuseSteps(f func(*v1alpha1.WorkflowStepBase) error) { c.refuse = f }
 
 // cached is a step type's template as looked up in the store ("" when none is stored), and
 // until when it may be used.

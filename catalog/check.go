@@ -87,6 +87,7 @@ func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) er
 		if len(errs) == 0 {
 			base := field.NewPath("steps")
 			errs = append(c.checkSubWorkflows(ctx, wf.Namespace, wf.Steps, base), cue.CheckSteps(ctx, wf.Namespace, wf.Steps, base)...)
+			errs = append(errs, c.refused(wf.Steps, base)...)
 		}
 		add(wf, errs)
 	}
@@ -121,7 +122,8 @@ func (c *Catalog) checkRun(ctx context.Context, cue CUE, run *v1alpha1.WorkflowR
 		if errs := c.limits.CheckLoops(steps, base); len(errs) > 0 {
 			return errs
 		}
-		return append(c.checkSubWorkflows(ctx, run.Namespace, steps, base), cue.CheckSteps(ctx, run.Namespace, steps, base)...)
+		errs := append(c.checkSubWorkflows(ctx, run.Namespace, steps, base), cue.CheckSteps(ctx, run.Namespace, steps, base)...)
+		return append(errs, c.refused(steps, base)...)
 	}
 	ref := field.NewPath("spec", "workflowRef")
 	wf, err := c.Workflow(ctx, run.Namespace, run.Spec.WorkflowRef)
@@ -140,7 +142,22 @@ func (c *Catalog) checkRun(ctx context.Context, cue CUE, run *v1alpha1.WorkflowR
 		_, errs = v1alpha1.RunContext(run, wf)
 	}
 	errs = append(errs, c.checkSubWorkflows(ctx, run.Namespace, wf.Steps, ref)...)
+	errs = append(errs, c.refused(wf.Steps, ref)...)
 	return append(errs, cue.CheckSteps(ctx, run.Namespace, wf.Steps, ref)...)
+}
+
+// refused lists the steps of steps that RefuseSteps refuses, at their type.
+func (c *Catalog) refused(steps []v1alpha1.WorkflowStep, base *field.Path) field.ErrorList {
+	if c.refuse == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	v1alpha1.EachStep(steps, base, func(s *v1alpha1.WorkflowStepBase, p *field.Path) {
+		if err := c.refuse(s); err != nil {
+			errs = append(errs, field.Invalid(p.Child("type"), s.Type, err.Error()))
+		}
+	})
+	return errs
 }
 
 // checkSubWorkflows checks the `workflow` steps of a list of steps: each names a Workflow
@@ -220,6 +237,7 @@ func (c *Catalog) CheckRun(ctx context.Context, cue CUE, run *engine.Run) error 
 			base = field.NewPath("spec", "workflowRef")
 		}
 		errs = append(c.checkSubWorkflows(ctx, obj.Namespace, run.Spec.Steps, base), cue.CheckSteps(ctx, obj.Namespace, run.Spec.Steps, base)...)
+		errs = append(errs, c.refused(run.Spec.Steps, base)...)
 	}
 	if err := unchecked(errs); err != nil {
 		return err // not the run's fault: it is not failed for it

@@ -215,7 +215,7 @@ func TestBuiltinDefinitionsCompileAndDescribeThemselves(t *testing.T) {
 	want := []string{"addon-operation", "apply-app", "apply-component", "apply-deployment", "apply-job", "apply-object",
 		"apply-terraform-config", "apply-terraform-provider", "build-push-image", "chat-gpt", "check-metrics",
 		"clean-jobs", "create-config", "delete-config", "deploy", "export2config", "export2secret", "list-config",
-		"notification", "print-message-in-status", "read-app", "read-config", "read-object", "request",
+		"notification", "print-message-in-status", "read-app", "read-config", "read-object", "request", "run",
 		"step-group", "suspend", "vela-cli", "webhook"}
 	var names []string
 	for _, d := range definitions.Builtin() {

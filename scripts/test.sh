@@ -22,6 +22,9 @@ compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # The live tree of `stepflow run` is tested in a real terminal (cmd/stepflow/terminal_test.go).
 command -v tmux >/dev/null || need+=(tmux)
+# The step type run's local sandbox is bubblewrap under prlimit (provider/run, cmd/stepflow's run-local).
+command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v prlimit >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq

@@ -137,7 +137,7 @@ func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
 		Evaluators:    g.evaluators,
 		EvalInProcess: inProcess,
 		Retention:     g.retention,
-		Providers:     assembly.Providers{Egress: policy},
+		Providers:     assembly.Providers{Egress: policy, AllowLocalRun: g.allowLocalRun},
 		Build:         build(),
 	}, nil
 }

@@ -110,6 +110,8 @@ type globals struct {
 	retention engine.Retention
 	// egressAllow and egressDeny are the destinations steps may and may not connect to.
 	egressAllow, egressDeny []string
+	// allowLocalRun lets steps of type run execute commands on this host, in a sandbox.
+	allowLocalRun bool
 	// server, when set, is the URL of a stepflow server the commands work through, with token.
 	server string
 	token  string
@@ -170,6 +172,8 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		"only let steps connect to this host, *.domain, address or CIDR (repeatable; default: anywhere)")
 	root.PersistentFlags().StringArrayVar(&g.egressDeny, "egress-deny", nil,
 		"never let steps connect to this host, *.domain, address or CIDR, e.g. 169.254.0.0/16 (repeatable; wins over --egress-allow)")
+	root.PersistentFlags().BoolVar(&g.allowLocalRun, "allow-local-run", false,
+		"let steps of type run execute their command or script on this host, in a bubblewrap sandbox (no network unless the egress lists restrict nothing; read-only system directories; CPU, memory and time limits); off, runs with such steps are refused")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalidErr(err) })
 	root.AddCommand(
 		newRunCommand(g),

@@ -1,0 +1,345 @@
+// Package run supplies the CUE package vela/run: #Run runs a command or a script and returns its
+// exit code and the files it wrote as outputs, its output lines going to the step's log. Where it
+// runs is a Backend chosen per call: the local sandbox (Sandbox, Debian's bubblewrap) when the
+// operator allows it and no cluster is asked for. A Kubernetes Job backend is not built yet.
+package run
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/step"
+)
+
+//go:embed run.cue
+var source string
+
+// Bounds of one run.
+const (
+	// DefaultTimeout is a job's timeout when it gives none.
+	DefaultTimeout = 2 * time.Minute
+	// DefaultMemory is a job's memory limit when it gives none.
+	DefaultMemory = 1 << 30
+	// MaxOutputBytes bounds one output file; a larger one fails the step.
+	MaxOutputBytes = 64 << 10
+	// MaxLogLines bounds the lines of output that go to the step's log; later ones are counted.
+	MaxLogLines = 1000
+	// MaxLineBytes bounds one line of output; the rest of the line is cut.
+	MaxLineBytes = 4096
+	// TailLines is how many of the last lines a failure's message carries.
+	TailLines = 10
+)
+
+// Flag is the operator's switch that lets #Run execute on this host.
+const Flag = "--allow-local-run"
+
+// Job is what one #Run call asks for, checked.
+type Job struct {
+	// Image and Cluster are where a cluster backend would run it: a container of Image, in
+	// Cluster ("" is the local one). The local sandbox does not use them.
+	Image, Cluster string
+	// Argv is the program and its arguments; for a script, the interpreter, ScriptPath and args.
+	Argv []string
+	// Script is the script's text, written to ScriptPath; "" for a command.
+	Script string
+	// Env are the variables set besides PATH, HOME and STEPFLOW_OUTPUTS.
+	Env []string
+	// WorkingDir is the directory the program starts in; "" is WorkDir.
+	WorkingDir string
+	// CPU is the CPU the job may use, in cores (0: no limit); Memory its memory in bytes.
+	CPU    float64
+	Memory int64
+	// Timeout bounds the job's wall time.
+	Timeout time.Duration
+	// Outputs are the names of the files under OutputsDir to return.
+	Outputs []string
+	// Network asks for the host's network.
+	Network bool
+	// Cleanup says when the job's files are deleted: "always", "onSuccess", "never".
+	Cleanup string
+}
+
+// The paths a job sees.
+const (
+	// OutputsDir is where a job writes its outputs ($STEPFLOW_OUTPUTS).
+	OutputsDir = "/stepflow/outputs"
+	// WorkDir is a job's private, writable working directory ($HOME).
+	WorkDir = "/stepflow/work"
+	// ScriptPath is where a job's script is, read-only.
+	ScriptPath = "/stepflow/script"
+)
+
+// Result is how a job ended.
+type Result struct {
+	// ExitCode is the program's exit code; -1 when it was killed.
+	ExitCode int
+	// TimedOut says the job was killed at its timeout.
+	TimedOut bool
+	// Outputs are the files the job wrote, by name, one trailing newline removed; filled only
+	// when it exited 0.
+	Outputs map[string]string
+	// Tail are the last lines of its output.
+	Tail []string
+	// Kept is the directory of the job's files when the cleanup policy kept them.
+	Kept string
+}
+
+// Backend runs jobs. line receives each line of the job's output (stdout and stderr merged) as
+// it comes, from the goroutine that called Run. An error is the backend's failure, not the
+// job's: a job that ran and failed is a Result.
+type Backend interface {
+	Run(ctx context.Context, job *Job, line func(string)) (*Result, error)
+}
+
+// Clusters gives the client of a named cluster ("" is the local one), for the Secrets env
+// values come from. *cluster.Registry implements it.
+type Clusters interface {
+	Client(ctx context.Context, name string) (client.Client, error)
+}
+
+// Options configure the provider. The zero value registers #Run refusing every call.
+type Options struct {
+	// Local runs the jobs that ask for no cluster; nil refuses them, naming Flag.
+	Local Backend
+	// Clusters reads the Secrets of env's valueFrom; nil refuses them.
+	Clusters Clusters
+	// MaxTimeout, when positive, is the longest timeout a job may ask for: the bound of a
+	// step's evaluation (step.Options.EvalTimeout), which a job's wait is part of.
+	MaxTimeout time.Duration
+}
+
+// Register adds the package (import path "vela/run") and its action run.run to r.
+func Register(r *step.Registry, opts Options) {
+	p := &provider{opts: opts}
+	r.AddPackage(step.Package{Path: "vela/run", Source: source})
+	r.Register(step.Action{Provider: "run", Do: "run", Run: p.run, SideEffect: step.Always})
+}
+
+// RefuseLocal is a check of a step for where local runs are off: a step of type `run` is
+// refused, naming Flag. (When a Kubernetes Job backend exists, a step with an image and a
+// cluster will not be.)
+func RefuseLocal(s *v1alpha1.WorkflowStepBase) error {
+	if s.Type != "run" {
+		return nil
+	}
+	return errLocalOff
+}
+
+var errLocalOff = fmt.Errorf("the step type run executes its command on this host, in a sandbox, which this stepflow does not allow: start it with %s (the Kubernetes Job backend is not built yet)", Flag)
+
+type provider struct{ opts Options }
+
+// params are #Run's $params.
+type params struct {
+	Image       string   `json:"image"`
+	Cluster     string   `json:"cluster"`
+	Command     []string `json:"command"`
+	Args        []string `json:"args"`
+	Script      string   `json:"script"`
+	Interpreter string   `json:"interpreter"`
+	Env         []struct {
+		Name      string  `json:"name"`
+		Value     *string `json:"value"`
+		ValueFrom *struct {
+			SecretKeyRef *struct {
+				Name string `json:"name"`
+				Key  string `json:"key"`
+			} `json:"secretKeyRef"`
+		} `json:"valueFrom"`
+	} `json:"env"`
+	WorkingDir string `json:"workingDir"`
+	Resources  struct {
+		CPU    string `json:"cpu"`
+		Memory string `json:"memory"`
+	} `json:"resources"`
+	Timeout string   `json:"timeout"`
+	Outputs []string `json:"outputs"`
+	Network bool     `json:"network"`
+	Cleanup string   `json:"cleanup"`
+}
+
+var (
+	outputName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// run runs #Run.
+func (p *provider) run(ctx context.Context, call *step.Call) (any, error) {
+	var in params
+	if err := call.Decode(&in); err != nil {
+		return nil, terminal(err)
+	}
+	if call.Session == nil {
+		return nil, errors.New("vela/run: #Run: the call has no session to log to")
+	}
+	backend, err := p.backend(&in)
+	if err != nil {
+		return nil, err
+	}
+	job, err := p.job(ctx, call, &in)
+	if err != nil {
+		return nil, err
+	}
+	if in.Image != "" {
+		call.Session.Log(3, fmt.Sprintf("image %s is not used: the local sandbox runs this host's programs", in.Image), nil)
+	}
+	lines := 0
+	res, err := backend.Run(ctx, job, func(line string) {
+		lines++
+		switch {
+		case lines <= MaxLogLines:
+			call.Session.Log(3, call.Redact(line), nil)
+		case lines == MaxLogLines+1:
+			call.Session.Log(3, fmt.Sprintf("vela/run: later lines are left out of the log: it holds at most %d lines of a run's output", MaxLogLines), nil)
+		}
+	})
+	if err != nil {
+		if _, ok := errors.AsType[*engine.TerminalError](err); ok {
+			return nil, err
+		}
+		return nil, fmt.Errorf("vela/run: %w", err)
+	}
+	if res.Kept != "" {
+		call.Session.Log(3, "vela/run: the run's files are kept in "+res.Kept, nil)
+	}
+	if res.TimedOut || res.ExitCode != 0 {
+		what := fmt.Sprintf("exited with code %d", res.ExitCode)
+		if res.TimedOut {
+			what = fmt.Sprintf("was killed at its timeout of %s", job.Timeout)
+		}
+		msg := "the command " + what
+		if len(res.Tail) > 0 {
+			msg += "; last lines:\n" + strings.Join(res.Tail, "\n")
+		}
+		call.Session.Fail(call.Redact(msg))
+		return map[string]any{"exitCode": res.ExitCode, "outputs": map[string]string{}}, nil
+	}
+	return map[string]any{"exitCode": res.ExitCode, "outputs": res.Outputs}, nil
+}
+
+// backend chooses where a call runs: the local sandbox when the operator allows it and no
+// cluster is asked for. (A Kubernetes Job backend, for a cluster and an image, is to come
+// here: Options would hold it beside Local.)
+func (p *provider) backend(in *params) (Backend, error) {
+	switch {
+	case in.Cluster != "":
+		return nil, terminal(fmt.Errorf("cluster %q: running in a cluster (a Kubernetes Job) is not built yet; only the local sandbox is", in.Cluster))
+	case p.opts.Local == nil:
+		return nil, terminal(errLocalOff)
+	}
+	return p.opts.Local, nil
+}
+
+// job checks the parameters and reads the Secrets of env.
+func (p *provider) job(ctx context.Context, call *step.Call, in *params) (*Job, error) {
+	job := &Job{Image: in.Image, Cluster: in.Cluster, WorkingDir: in.WorkingDir, Network: in.Network, Cleanup: in.Cleanup, Timeout: DefaultTimeout, Memory: DefaultMemory}
+	switch {
+	case in.Script != "" && len(in.Command) > 0:
+		return nil, terminal(errors.New("give command or script, not both"))
+	case in.Script != "":
+		interp := in.Interpreter
+		if interp == "" {
+			interp = "/bin/sh"
+		}
+		job.Script = in.Script
+		job.Argv = append(append(strings.Fields(interp), ScriptPath), in.Args...)
+	case len(in.Command) > 0:
+		job.Argv = append(append([]string{}, in.Command...), in.Args...)
+	default:
+		return nil, terminal(errors.New("command or script is required"))
+	}
+	if job.Cleanup == "" {
+		job.Cleanup = "always"
+	}
+	if in.Timeout != "" {
+		d, err := time.ParseDuration(in.Timeout)
+		if err != nil || d <= 0 {
+			return nil, terminal(fmt.Errorf("timeout %q is not a positive Go duration such as 30s", in.Timeout))
+		}
+		job.Timeout = d
+	}
+	if limit := p.opts.MaxTimeout; limit > 0 && job.Timeout > limit {
+		return nil, terminal(fmt.Errorf("timeout %s is longer than %s, the bound of one evaluation of a step (--eval-timeout), which a run is waited for in", job.Timeout, limit))
+	}
+	if s := in.Resources.CPU; s != "" {
+		q, err := resource.ParseQuantity(s)
+		if err != nil || q.Sign() <= 0 {
+			return nil, terminal(fmt.Errorf("resources.cpu %q is not a positive quantity such as 500m or 2", s))
+		}
+		job.CPU = float64(q.MilliValue()) / 1000
+	}
+	if s := in.Resources.Memory; s != "" {
+		q, err := resource.ParseQuantity(s)
+		if err != nil || q.Sign() <= 0 {
+			return nil, terminal(fmt.Errorf("resources.memory %q is not a positive quantity such as 256Mi", s))
+		}
+		job.Memory = q.Value()
+	}
+	for i, name := range in.Outputs {
+		if !outputName.MatchString(name) {
+			return nil, terminal(fmt.Errorf("outputs[%d]: %q is not a file name (letters, digits, _ . -)", i, name))
+		}
+	}
+	job.Outputs = in.Outputs
+	for i, e := range in.Env {
+		if !envName.MatchString(e.Name) {
+			return nil, terminal(fmt.Errorf("env[%d].name: %q is not a variable name", i, e.Name))
+		}
+		switch {
+		case e.Value != nil && e.ValueFrom != nil:
+			return nil, terminal(fmt.Errorf("env[%d] (%s): give value or valueFrom, not both", i, e.Name))
+		case e.Value != nil:
+			job.Env = append(job.Env, e.Name+"="+*e.Value)
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			v, err := p.secret(ctx, call, ref.Name, ref.Key)
+			if err != nil {
+				return nil, fmt.Errorf("env[%d] (%s): %w", i, e.Name, err)
+			}
+			job.Env = append(job.Env, e.Name+"="+v)
+		default:
+			return nil, terminal(fmt.Errorf("env[%d] (%s): value or valueFrom.secretKeyRef is required", i, e.Name))
+		}
+	}
+	return job, nil
+}
+
+// secret reads key of the Secret name in the run's namespace, in the local cluster, and marks
+// its value sensitive.
+func (p *provider) secret(ctx context.Context, call *step.Call, name, key string) (string, error) {
+	if p.opts.Clusters == nil {
+		return "", terminal(fmt.Errorf("the Secret %s: no cluster is configured to read it from", name))
+	}
+	c, err := p.opts.Clusters.Client(ctx, "")
+	if err != nil {
+		return "", fmt.Errorf("the Secret %s: %w", name, err)
+	}
+	var s corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: call.Run.Namespace, Name: name}, &s); apierrors.IsNotFound(err) {
+		return "", terminal(fmt.Errorf("the Secret %s/%s does not exist", call.Run.Namespace, name))
+	} else if err != nil {
+		return "", fmt.Errorf("reading Secret %s/%s: %w", call.Run.Namespace, name, err)
+	}
+	v, ok := s.Data[key]
+	if !ok {
+		return "", terminal(fmt.Errorf("the Secret %s/%s has no key %q", call.Run.Namespace, name, key))
+	}
+	call.Sensitive(string(v))
+	return string(v), nil
+}
+
+func terminal(err error) error {
+	return engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("vela/run: #Run: %w", err))
+}
