@@ -50,6 +50,10 @@ type Options struct {
 	// Owner, when set, says which runs this engine advances: processes sharing one store
 	// divide the runs among them. A run it does not own is handed to the Owner instead.
 	Owner Owner
+	// Cache, when set with CacheKeys, keeps and gives the results of steps that have a cache
+	// (v1alpha1.StepCache); without them such steps are always evaluated.
+	Cache     Cache
+	CacheKeys KeyEvaluator
 }
 
 // DefaultWorkers is the number of workers when Options.Workers is zero (or 4 × GOMAXPROCS if
@@ -451,7 +455,7 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 		var done []stepDone
 		var rest []*node
 		for _, n := range t.launch {
-			if n.spec.Type == v1alpha1.TypeWorkflow {
+			if n.spec.Type == v1alpha1.TypeWorkflow || n.spec.Cache != nil {
 				rest = append(rest, n)
 				continue
 			}
@@ -625,6 +629,8 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	runStep := e.opts.Runner.RunStep
 	if n.spec.Type == v1alpha1.TypeWorkflow {
 		runStep = e.childRunner(run, n)
+	} else if n.spec.Cache != nil && e.opts.Cache != nil && e.opts.CacheKeys != nil {
+		runStep = e.cachedRunner(n.spec.Cache, runStep)
 	}
 	stepCtx, cancel := context.WithCancel(ctx)
 	rs.inflight[n.name] = cancel
