@@ -107,8 +107,19 @@ func (r *Runner) evalKey(scope map[string]any, expr string) (json.RawMessage, er
 	return b, nil
 }
 
-// CheckKey reports whether expr is a single CUE expression that can be a cache key (for vet).
-func (r *Runner) CheckKey(expr string) error {
+// CheckKey reports whether expr is a single CUE expression over parameter, inputs and context
+// that can be a cache key (for vet): it compiles, whatever it evaluates to.
+func (r *Runner) CheckKey(ctx context.Context, expr string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if r.pool != nil {
+		_, err := r.pool.key(ctx, r.opts.EvalTimeout, expr, nil)
+		if te, ok := errors.AsType[*engine.TerminalError](err); ok {
+			return te.Err
+		}
+		return err
+	}
 	_, err := r.generation().expression("$key", keyScopes, expr)
 	return err
 }

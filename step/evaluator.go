@@ -317,6 +317,12 @@ func (a *childEval) sensitive(values ...string) { a.ch.marked = append(a.ch.mark
 
 // condition evaluates an `if`, or a cache key.
 func (ch *childSide) condition(req *ifRequest) reply {
+	if req.Key && req.Compile {
+		if _, err := ch.r.generation().expression("$key", keyScopes, req.Expr); err != nil {
+			return reply{If: &ifDone{Error: err.Error()}}
+		}
+		return reply{If: &ifDone{}}
+	}
 	var scope map[string]any
 	if err := json.Unmarshal(req.Scope, &scope); err != nil {
 		return reply{If: &ifDone{Error: "reading the scope: " + err.Error()}}

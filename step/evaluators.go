@@ -750,11 +750,15 @@ func (p *pool) condition(ctx context.Context, limit time.Duration, expr string, 
 	return rep.If.Value, nil
 }
 
-// key evaluates a cache key in a child; an error of the expression is terminal.
+// key evaluates a cache key in a child; an error of the expression is terminal. Without a
+// scope the key is only compiled.
 func (p *pool) key(ctx context.Context, limit time.Duration, expr string, scope map[string]any) (json.RawMessage, error) {
-	b, err := json.Marshal(scope)
-	if err != nil {
-		return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("encoding the key's scope: %w", err))
+	var b json.RawMessage
+	if scope != nil {
+		var err error
+		if b, err = json.Marshal(scope); err != nil {
+			return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("encoding the key's scope: %w", err))
+		}
 	}
 	c, err := p.get(ctx)
 	if err != nil {
@@ -764,7 +768,7 @@ func (p *pool) key(ctx context.Context, limit time.Duration, expr string, scope 
 	err = p.restarting(ctx, c, func(c *child) error {
 		s, cancel := p.with(ctx, c, "the cache key", limit)
 		defer cancel()
-		err := s.exchange(&request{If: &ifRequest{Expr: expr, Scope: b, Key: true}}, &rep)
+		err := s.exchange(&request{If: &ifRequest{Expr: expr, Scope: b, Key: true, Compile: scope == nil}}, &rep)
 		s.end()
 		return err
 	})

@@ -72,11 +72,12 @@ type stepRequest struct {
 	Outputs    v1alpha1.StepOutputs `json:"outputs,omitempty"`
 }
 
-// ifRequest evaluates a step's `if`, or with Key its cache key.
+// ifRequest evaluates a step's `if`, or with Key its cache key (with Compile, only compiles it).
 type ifRequest struct {
-	Expr  string          `json:"expr"`
-	Scope json.RawMessage `json:"scope"`
-	Key   bool            `json:"key,omitempty"`
+	Expr    string          `json:"expr"`
+	Scope   json.RawMessage `json:"scope"`
+	Key     bool            `json:"key,omitempty"`
+	Compile bool            `json:"compile,omitempty"`
 }
 
 // checkRequest compiles a definition (Compile) or checks properties against it.
