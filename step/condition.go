@@ -149,7 +149,7 @@ func (g *generation) expression(name string, scopes []string, expr string) (cue.
 	}
 	c := g.ctx.BuildFile(f, cue.InferBuiltins(true))
 	if err := c.Err(); err != nil {
-		return cue.Value{}, fmt.Errorf("%w: %w", errNotValid, describe(err))
+		return cue.Value{}, fmt.Errorf("%w: %s", errNotValid, strings.ReplaceAll(describe(err).Error(), name+": ", ""))
 	}
 	if len(g.conds) < maxConditions {
 		g.conds[id] = c

@@ -185,6 +185,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		newServerCommand(g),
 		newTokenCommand(g),
 		newBackupCommand(g),
+		newCacheCommand(g),
 		newVersionCommand(g),
 	)
 	for _, oc := range operationCommands {
