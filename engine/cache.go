@@ -1,7 +1,9 @@
 // cache.go: steps with a cache (v1alpha1.StepCache). Before such a step is evaluated its key
 // is evaluated (KeyEvaluator) and looked up (Cache): a result younger than the step's maxAge
-// is the step's success, with reason Cached, and nothing of the step runs. A success of the
-// step is kept under its key.
+// is the step's success, with reason Cached, and nothing of the step runs. The worker that
+// launches the step looks first (cacheHit, from releaseQuick), so that a hit is one
+// transition with the step's start; on a miss the launched evaluation looks again (the entry
+// may have come meanwhile) before it runs the step, and keeps its success under its key.
 
 package engine
 
@@ -28,7 +30,49 @@ func CacheKey(stepType string, value json.RawMessage) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// cachedRunner wraps runStep with the step's cache.
+// cacheHit looks the step's key up: the result it returns, when ok, is the step's success
+// taken from the cache. Anything else (a miss, an entry too old, a key or a cache that fails)
+// is not ok: the step is then launched, and its evaluation (cachedRunner) looks again and
+// reports a key's error.
+func (e *Engine) cacheHit(ctx context.Context, cc *v1alpha1.StepCache, req *StepRequest) (*StepResult, bool) {
+	maxAge, err := time.ParseDuration(cc.MaxAge)
+	if err != nil || maxAge <= 0 {
+		return nil, false
+	}
+	key, err := e.cacheKey(ctx, cc, req)
+	if err != nil {
+		return nil, false
+	}
+	res, _ := e.lookup(ctx, req, key, maxAge)
+	return res, res != nil
+}
+
+// lookup returns the result of the cache's entry under key when there is one younger than
+// maxAge, or nil. A cache that cannot be read is logged and answers nil: it costs time, never
+// a result.
+func (e *Engine) lookup(ctx context.Context, req *StepRequest, key string, maxAge time.Duration) (*StepResult, error) {
+	entry, err := e.opts.Cache.CachedResult(ctx, req.Run.Namespace, key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		e.opts.Logger.Warn("read the step cache", "run", req.Run, "step", req.Step.Name, "err", err)
+		return nil, err
+	case e.opts.Clock.Now().Sub(entry.Created) >= maxAge || entry.StepType != req.Step.Type:
+		return nil, nil
+	}
+	return &StepResult{
+		Outcome:   Succeeded,
+		Reason:    v1alpha1.ReasonCached,
+		Outputs:   entry.Outputs,
+		VarWrites: entry.VarWrites,
+		Logs: []LogEntry{{Time: e.opts.Clock.Now(), Step: req.Step.Name, Severity: SeverityInfo, Outcome: "cached",
+			Message: fmt.Sprintf("cached result of %s/%s from %s", entry.Run, entry.Step, entry.Created.UTC().Format(time.RFC3339))}},
+	}, nil
+}
+
+// cachedRunner wraps runStep with the step's cache: a hit is the step's result, a miss runs
+// the step and keeps its success.
 func (e *Engine) cachedRunner(cc *v1alpha1.StepCache, runStep func(context.Context, *StepRequest) (*StepResult, error)) func(context.Context, *StepRequest) (*StepResult, error) {
 	return func(ctx context.Context, req *StepRequest) (*StepResult, error) {
 		maxAge, err := time.ParseDuration(cc.MaxAge)
@@ -39,22 +83,8 @@ func (e *Engine) cachedRunner(cc *v1alpha1.StepCache, runStep func(context.Conte
 		if err != nil {
 			return nil, err
 		}
-		ns := req.Run.Namespace
-		entry, err := e.opts.Cache.CachedResult(ctx, ns, key)
-		switch {
-		case errors.Is(err, ErrNotFound):
-		case err != nil:
-			// The step runs: a cache that cannot be read costs time, never a result.
-			e.opts.Logger.Warn("read the step cache", "run", req.Run, "step", req.Step.Name, "err", err)
-		case e.opts.Clock.Now().Sub(entry.Created) < maxAge && entry.StepType == req.Step.Type:
-			return &StepResult{
-				Outcome:   Succeeded,
-				Reason:    v1alpha1.ReasonCached,
-				Outputs:   entry.Outputs,
-				VarWrites: entry.VarWrites,
-				Logs: []LogEntry{{Time: e.opts.Clock.Now(), Step: req.Step.Name, Severity: SeverityInfo, Outcome: "cached",
-					Message: fmt.Sprintf("cached result of %s/%s from %s", entry.Run, entry.Step, entry.Created.UTC().Format(time.RFC3339))}},
-			}, nil
+		if res, _ := e.lookup(ctx, req, key, maxAge); res != nil {
+			return res, nil
 		}
 		res, err := runStep(ctx, req)
 		if err != nil || res == nil || res.Outcome != Succeeded {

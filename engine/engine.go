@@ -443,19 +443,21 @@ func (e *Engine) owns(ctx context.Context, key Key) bool {
 // run with their results: a run of many quick steps in a row is saved every so many.
 const maxQuickRounds = 8
 
-// releaseQuick makes the quick evaluations among the steps t launches (QuickRunner) at once
-// and advances the run with their results, until none is left: t and what followed, as one
-// transition.
+// releaseQuick makes the quick evaluations among the steps t launches (QuickRunner), and
+// takes the results of those with a cache that it holds (cacheHit), at once and advances the
+// run with their results, until none is left: t and what followed, as one transition.
 func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *transition, now time.Time, inflight func(string) bool) *transition {
-	quick, ok := e.opts.Runner.(QuickRunner)
-	if !ok {
+	quick, _ := e.opts.Runner.(QuickRunner)
+	caching := e.opts.Cache != nil && e.opts.CacheKeys != nil
+	if quick == nil && !caching {
 		return t
 	}
 	for range maxQuickRounds {
 		var done []stepDone
 		var rest []*node
 		for _, n := range t.launch {
-			if n.spec.Type == v1alpha1.TypeWorkflow || n.spec.Cache != nil {
+			cached := n.spec.Cache != nil && caching
+			if n.spec.Type == v1alpha1.TypeWorkflow || (quick == nil && !cached) {
 				rest = append(rest, n)
 				continue
 			}
@@ -464,7 +466,14 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 				rest = append(rest, n)
 				continue
 			}
-			res, ok, err := quick.RunQuick(ctx, req)
+			var res *StepResult
+			var ok bool
+			if cached {
+				// A hit is taken at once, as a quick evaluation: it runs nothing.
+				res, ok = e.cacheHit(ctx, n.spec.Cache, req)
+			} else {
+				res, ok, err = quick.RunQuick(ctx, req)
+			}
 			if !ok {
 				rest = append(rest, n)
 				continue

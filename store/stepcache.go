@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/stepflow/stepflow/engine"
 )
@@ -24,17 +25,43 @@ const (
 	DefaultCacheBytes   = 16 << 20
 )
 
-// StepCache is engine.Cache over a store's Records, bounded per namespace: after each write,
-// the namespace's oldest entries are evicted until at most MaxEntries entries of at most
-// MaxBytes (their JSON) in all are left. An entry larger than MaxBytes is not kept. It is
-// safe for several processes on one store: concurrent writes may leave a namespace over its
-// bounds until its next write.
+// StepCache is engine.Cache over a store's Records, bounded per namespace: the namespace's
+// oldest entries are evicted until at most MaxEntries entries of at most MaxBytes (their
+// JSON) in all are left. An entry larger than MaxBytes is not kept. Eviction reads the
+// namespace's entries, so it is made only once a tenth of either bound was written by this
+// StepCache since it last looked (after every write for bounds under 10 entries): a namespace
+// may hold a tenth more than its bounds meanwhile. It is safe for several processes on one
+// store, each counting its own writes. The zero value is ready to use.
 type StepCache struct {
 	Records Records
 	// MaxEntries and MaxBytes bound a namespace's cache; zero takes DefaultCacheEntries and
 	// DefaultCacheBytes.
 	MaxEntries int
 	MaxBytes   int
+
+	mu sync.Mutex
+	// written counts, per namespace, the entries and bytes written since it was last looked at.
+	written map[string]written
+}
+
+type written struct{ entries, bytes int }
+
+// due counts a write of size bytes in namespace and reports whether it is time to evict.
+func (c *StepCache) due(namespace string, size, maxEntries, maxBytes int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.written == nil {
+		c.written = map[string]written{}
+	}
+	w := c.written[namespace]
+	w.entries++
+	w.bytes += size
+	if w.entries < max(1, maxEntries/10) && w.bytes < maxBytes/10 {
+		c.written[namespace] = w
+		return false
+	}
+	delete(c.written, namespace)
+	return true
 }
 
 func (c *StepCache) bounds() (int, int) {
@@ -84,6 +111,9 @@ func (c *StepCache) PutCachedResult(ctx context.Context, e *engine.CacheEntry) e
 		}
 		if err != nil {
 			return err
+		}
+		if !c.due(e.Namespace, len(data), maxEntries, maxBytes) {
+			return nil
 		}
 		return c.evict(ctx, e.Namespace, maxEntries, maxBytes)
 	}
