@@ -14,6 +14,7 @@ import (
 
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/store"
+	crdstore "github.com/stepflow/stepflow/store/crd"
 )
 
 // cacheKeyWidth is how much of an entry's key `cache list` shows; `cache drop` takes any
@@ -29,18 +30,22 @@ func newCacheCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// stepCache is the step cache a command works on: the embedded store's, or a server's
-// through its API (--server).
+// stepCache is the step cache a command works on: the embedded store's, a server's through
+// its API (--server), or the cluster's ConfigMaps (--kube).
 type stepCache interface {
-	list(ctx context.Context, namespace string) ([]*engine.CacheEntry, error)
-	drop(ctx context.Context, namespace, key string) error
-	dropAll(ctx context.Context, namespace string) (int, error)
+	List(ctx context.Context, namespace string) ([]*engine.CacheEntry, error)
+	Drop(ctx context.Context, namespace, key string) error
+	DropAll(ctx context.Context, namespace string) (int, error)
 }
 
 // openCache opens the step cache of the mode the global flags name; close releases it.
 func (g *globals) openCache(ctx context.Context) (c stepCache, close func(), err error) {
 	if g.kube {
-		return nil, nil, invalidf("--kube: the step cache is kept by the embedded store and the server, not in Kubernetes mode")
+		c, err := g.kubeClient()
+		if err != nil {
+			return nil, nil, err
+		}
+		return &crdstore.StepCache{Client: c}, func() {}, nil
 	}
 	if r := g.remote(); r != nil {
 		return remoteCache{r}, func() {}, nil
@@ -49,7 +54,7 @@ func (g *globals) openCache(ctx context.Context) (c stepCache, close func(), err
 	if err != nil {
 		return nil, nil, err
 	}
-	return localCache{&store.StepCache{Records: st}}, func() { _ = st.Close() }, nil
+	return &store.StepCache{Records: st}, func() { _ = st.Close() }, nil
 }
 
 func newCacheListCommand(g *globals) *cobra.Command {
@@ -69,7 +74,7 @@ func newCacheListCommand(g *globals) *cobra.Command {
 			if all {
 				ns = ""
 			}
-			entries, err := c.list(ctx, ns)
+			entries, err := c.List(ctx, ns)
 			if err != nil {
 				return err
 			}
@@ -110,14 +115,14 @@ func newCacheDropCommand(g *globals) *cobra.Command {
 			}
 			defer done()
 			if all {
-				n, err := c.dropAll(ctx, g.namespace)
+				n, err := c.DropAll(ctx, g.namespace)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(g.stdout, "dropped %d entries of namespace %s\n", n, g.namespace)
 				return nil
 			}
-			entries, err := c.list(ctx, g.namespace)
+			entries, err := c.List(ctx, g.namespace)
 			if err != nil {
 				return err
 			}
@@ -134,7 +139,7 @@ func newCacheDropCommand(g *globals) *cobra.Command {
 			default:
 				return invalidf("cache drop %s: %d entries of namespace %s start so; give more of the key", args[0], len(match), g.namespace)
 			}
-			if err := c.drop(ctx, g.namespace, match[0]); err != nil {
+			if err := c.Drop(ctx, g.namespace, match[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "dropped %s/%s\n", g.namespace, match[0])
@@ -145,21 +150,10 @@ func newCacheDropCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// localCache is the embedded store's step cache.
-type localCache struct{ c *store.StepCache }
-
-func (l localCache) list(ctx context.Context, ns string) ([]*engine.CacheEntry, error) {
-	return l.c.List(ctx, ns)
-}
-func (l localCache) drop(ctx context.Context, ns, key string) error { return l.c.Drop(ctx, ns, key) }
-func (l localCache) dropAll(ctx context.Context, ns string) (int, error) {
-	return l.c.DropAll(ctx, ns)
-}
-
 // remoteCache is a server's step cache, through its API.
 type remoteCache struct{ r *remote }
 
-func (rc remoteCache) list(ctx context.Context, ns string) ([]*engine.CacheEntry, error) {
+func (rc remoteCache) List(ctx context.Context, ns string) ([]*engine.CacheEntry, error) {
 	path := "/api/v1/cache"
 	if ns != "" {
 		path += "?namespace=" + url.QueryEscape(ns)
@@ -173,11 +167,11 @@ func (rc remoteCache) list(ctx context.Context, ns string) ([]*engine.CacheEntry
 	return page.Items, nil
 }
 
-func (rc remoteCache) drop(ctx context.Context, ns, key string) error {
+func (rc remoteCache) Drop(ctx context.Context, ns, key string) error {
 	return rc.r.call(ctx, "DELETE", "/api/v1/cache/"+url.PathEscape(ns)+"/"+url.PathEscape(key), "", nil, nil)
 }
 
-func (rc remoteCache) dropAll(ctx context.Context, ns string) (int, error) {
+func (rc remoteCache) DropAll(ctx context.Context, ns string) (int, error) {
 	var out struct {
 		Dropped int `json:"dropped"`
 	}

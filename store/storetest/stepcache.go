@@ -12,12 +12,25 @@ import (
 	"github.com/stepflow/stepflow/store"
 )
 
-// testStepCache checks the step cache over the store's records: an entry written is read
-// back and replaced under its key, namespaces are apart, listing and dropping, and the
-// bounds: the oldest go, the count passing MaxEntries by a tenth at most.
+// StepCacheUnderTest is what StepCache checks: an engine.Cache with store.StepCache's listing
+// and dropping.
+type StepCacheUnderTest interface {
+	engine.Cache
+	List(ctx context.Context, namespace string) ([]*engine.CacheEntry, error)
+	Drop(ctx context.Context, namespace, key string) error
+	DropAll(ctx context.Context, namespace string) (int, error)
+}
+
 func testStepCache(t *testing.T, st store.Store) {
+	StepCache(t, &store.StepCache{Records: st, MaxEntries: 20})
+}
+
+// StepCache checks a step cache bounded to 20 entries per namespace, empty in namespaces a
+// and b (and holding no other entries): an entry written is read back and replaced under its
+// key, namespaces are apart, listing and dropping, and the bounds: the oldest go, the count
+// passing MaxEntries by a tenth at most.
+func StepCache(t *testing.T, c StepCacheUnderTest) {
 	ctx := context.Background()
-	c := &store.StepCache{Records: st, MaxEntries: 20}
 	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
 	put := func(ns string, i int, run string) {
 		t.Helper()
