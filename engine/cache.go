@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
@@ -104,9 +105,7 @@ func (e *Engine) cacheKey(ctx context.Context, cc *v1alpha1.StepCache, req *Step
 		}
 	}
 	inputs := map[string]any{}
-	for k, v := range req.Inputs {
-		inputs[k] = v
-	}
+	maps.Copy(inputs, req.Inputs)
 	scope := map[string]any{"parameter": param, "inputs": inputs, "context": req.Context}
 	value, err := e.opts.CacheKeys.EvalKey(ctx, cc.Key, scope)
 	if err != nil {

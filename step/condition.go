@@ -102,7 +102,7 @@ func (r *Runner) evalKey(scope map[string]any, expr string) (json.RawMessage, er
 	}
 	b, err := v.MarshalJSON()
 	if err != nil {
-		return nil, fmt.Errorf("not a value: %s", describe(err))
+		return nil, fmt.Errorf("not a value: %w", describe(err))
 	}
 	return b, nil
 }

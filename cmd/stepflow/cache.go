@@ -38,8 +38,8 @@ type stepCache interface {
 	DropAll(ctx context.Context, namespace string) (int, error)
 }
 
-// openCache opens the step cache of the mode the global flags name; close releases it.
-func (g *globals) openCache(ctx context.Context) (c stepCache, close func(), err error) {
+// openCache opens the step cache of the mode the global flags name; done releases it.
+func (g *globals) openCache(ctx context.Context) (c stepCache, done func(), err error) {
 	if g.kube {
 		c, err := g.kubeClient()
 		if err != nil {
