@@ -229,3 +229,45 @@ func TestCacheEvictsTheOldest(t *testing.T) {
 		})
 	}
 }
+
+// A sub-step of a step-group and each iteration of a loop look their own keys up: a later run
+// takes the sub-step's result and the iterations' whose items are the same.
+func TestCacheInGroupsAndLoops(t *testing.T) {
+	h, _ := cacheHarness(t, nil)
+	doc := func(name, items string) string {
+		return fmt.Sprintf(`metadata: {name: %s}
+spec:
+  workflowSpec:
+    steps:
+    - name: g
+      type: step-group
+      subSteps:
+      - {name: sub, type: ok, properties: {value: s}, cache: {key: parameter.value, maxAge: 1h}}
+    - name: each
+      type: by-item
+      forEach: {items: %s}
+      inputs: [{from: item, parameterKey: value}]
+      properties: {kind: ok}
+      cache: {key: parameter.value, maxAge: 1h}
+      outputs: [{name: got, valueFrom: x}]
+`, name, items)
+	}
+	first := h.finished(h.start(doc("r1", "[a, b]")))
+	if got := phases(first); got != "g=succeeded sub=succeeded each=succeeded" {
+		t.Fatalf("first run: %s", got)
+	}
+	second := h.finished(h.start(doc("r2", "[b, c]")))
+	if got := phases(second); got != "g=succeeded sub=succeeded/Cached each=succeeded" {
+		t.Fatalf("second run: %s", got)
+	}
+	if n := h.script.count("sub"); n != 1 {
+		t.Errorf("sub evaluated %d times, want once", n)
+	}
+	// Iterations: a and b in the first run, only c in the second (b was cached).
+	if n := h.script.count("each"); n != 3 {
+		t.Errorf("the loop's iterations were evaluated %d times, want 3", n)
+	}
+	if got := varOf(second, "got"); got != `["b","c"]` {
+		t.Errorf("the loop's outputs %s, want [\"b\",\"c\"]", got)
+	}
+}
