@@ -49,7 +49,7 @@ func (e *Engine) cacheHit(ctx context.Context, cc *v1alpha1.StepCache, req *Step
 }
 
 // lookup returns the result of the cache's entry under key when there is one younger than
-// maxAge, or nil. A cache that cannot be read is logged and answers nil: it costs time, never
+// maxAge that has every output the step declares, or nil. A cache that cannot be read is logged and answers nil: it costs time, never
 // a result.
 func (e *Engine) lookup(ctx context.Context, req *StepRequest, key string, maxAge time.Duration) (*StepResult, error) {
 	entry, err := e.opts.Cache.CachedResult(ctx, req.Run.Namespace, key)
@@ -61,6 +61,11 @@ func (e *Engine) lookup(ctx context.Context, req *StepRequest, key string, maxAg
 		return nil, err
 	case e.opts.Clock.Now().Sub(entry.Created) >= maxAge || entry.StepType != req.Step.Type:
 		return nil, nil
+	}
+	for _, o := range req.Step.Outputs {
+		if _, ok := entry.Outputs[o.Name]; !ok {
+			return nil, nil // the step outputs what the kept result has not: it runs
+		}
 	}
 	return &StepResult{
 		Outcome:   Succeeded,

@@ -93,12 +93,18 @@ func TestCacheHitMissAndExpiry(t *testing.T) {
 	if got := phases(expired); got != "a=succeeded b=succeeded" || h.script.count("a") != 3 {
 		t.Fatalf("at maxAge: %s, a evaluated %d times; want the step evaluated", got, h.script.count("a"))
 	}
+	// A step declaring an output the kept result lacks runs.
+	more := h.finished(h.start(strings.Replace(cachedRun("rx", "v1", cc), "outputs: [{name: tag, valueFrom: x}]",
+		"outputs: [{name: tag, valueFrom: x}, {name: more, valueFrom: x}]", 1)))
+	if got := phases(more); got != "a=succeeded b=succeeded" || h.script.count("a") != 4 {
+		t.Fatalf("another output: %s, a evaluated %d times; want evaluated", got, h.script.count("a"))
+	}
 	entries, err := c.List(context.Background(), "default")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 2 || entries[0].Run != "r4" || entries[1].Run != "r3" {
-		t.Fatalf("entries %s: want r4's (replacing r1's) and r3's", describeEntries(entries))
+	if len(entries) != 2 || entries[0].Run != "rx" || entries[1].Run != "r3" {
+		t.Fatalf("entries %s: want rx's (replacing r4's, which replaced r1's) and r3's", describeEntries(entries))
 	}
 }
 
