@@ -191,6 +191,28 @@ type CUE struct {
 	Template *string `json:"template,omitempty"`
 }
 
+// CacheDropped defines model for CacheDropped.
+type CacheDropped struct {
+	Dropped *int `json:"dropped,omitempty"`
+}
+
+// CacheEntryView defines model for CacheEntryView.
+type CacheEntryView struct {
+	Created   *time.Time              `json:"created,omitempty"`
+	Key       *string                 `json:"key,omitempty"`
+	Namespace *string                 `json:"namespace,omitempty"`
+	Outputs   *map[string]interface{} `json:"outputs,omitempty"`
+	Run       *string                 `json:"run,omitempty"`
+	Step      *string                 `json:"step,omitempty"`
+	StepType  *string                 `json:"stepType,omitempty"`
+}
+
+// CacheEntryViewList defines model for CacheEntryViewList.
+type CacheEntryViewList struct {
+	Items *[]CacheEntryView `json:"items,omitempty"`
+	Total *int              `json:"total,omitempty"`
+}
+
 // ChildResourceKind defines model for ChildResourceKind.
 type ChildResourceKind struct {
 	ApiVersion *string            `json:"apiVersion,omitempty"`
@@ -614,6 +636,12 @@ type StepBackoff struct {
 	Max     *string   `json:"max,omitempty"`
 }
 
+// StepCache defines model for StepCache.
+type StepCache struct {
+	Key    *string `json:"key,omitempty"`
+	MaxAge *string `json:"maxAge,omitempty"`
+}
+
 // StepCounts defines model for StepCounts.
 type StepCounts struct {
 	Failed     *int `json:"failed,omitempty"`
@@ -895,6 +923,7 @@ type WorkflowStatus struct {
 
 // WorkflowStep defines model for WorkflowStep.
 type WorkflowStep struct {
+	Cache      *StepCache          `json:"cache,omitempty"`
 	DependsOn  *[]string           `json:"dependsOn,omitempty"`
 	ForEach    *ForEach            `json:"forEach,omitempty"`
 	If         *string             `json:"if,omitempty"`
@@ -913,6 +942,7 @@ type WorkflowStep struct {
 
 // WorkflowStepBase defines model for WorkflowStepBase.
 type WorkflowStepBase struct {
+	Cache      *StepCache        `json:"cache,omitempty"`
 	DependsOn  *[]string         `json:"dependsOn,omitempty"`
 	ForEach    *ForEach          `json:"forEach,omitempty"`
 	If         *string           `json:"if,omitempty"`
@@ -977,6 +1007,11 @@ type WorkloadTypeDescriptor struct {
 
 // GetApplicationsParams defines parameters for GetApplications.
 type GetApplicationsParams struct {
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+}
+
+// GetCacheParams defines parameters for GetCache.
+type GetCacheParams struct {
 	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
 }
 
@@ -1605,6 +1640,21 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
 	PostApplicationsByNamespaceByNameRollback(ctx context.Context, namespace string, name string, body PostApplicationsByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetCache The step cache's entries, newest first
+	//
+	// Corresponds with GET /api/v1/cache (the `GetCache` operationId).
+	GetCache(ctx context.Context, params *GetCacheParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteCacheByNamespace Drop every entry of a namespace's step cache
+	//
+	// Corresponds with DELETE /api/v1/cache/{namespace} (the `DeleteCacheByNamespace` operationId).
+	DeleteCacheByNamespace(ctx context.Context, namespace string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteCacheByNamespaceByKey Drop a step cache entry: the next step with its key runs
+	//
+	// Corresponds with DELETE /api/v1/cache/{namespace}/{key} (the `DeleteCacheByNamespaceByKey` operationId).
+	DeleteCacheByNamespaceByKey(ctx context.Context, namespace string, key string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetClusters The clusters stored for steps to name
 	//
 	// Corresponds with GET /api/v1/clusters (the `GetClusters` operationId).
@@ -2016,6 +2066,51 @@ func (c *Client) PostApplicationsByNamespaceByNameRollbackWithBody(ctx context.C
 // Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
 func (c *Client) PostApplicationsByNamespaceByNameRollback(ctx context.Context, namespace string, name string, body PostApplicationsByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPostApplicationsByNamespaceByNameRollbackRequest(c.Server, namespace, name, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCache The step cache's entries, newest first
+//
+// Corresponds with GET /api/v1/cache (the `GetCache` operationId).
+func (c *Client) GetCache(ctx context.Context, params *GetCacheParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCacheRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteCacheByNamespace Drop every entry of a namespace's step cache
+//
+// Corresponds with DELETE /api/v1/cache/{namespace} (the `DeleteCacheByNamespace` operationId).
+func (c *Client) DeleteCacheByNamespace(ctx context.Context, namespace string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteCacheByNamespaceRequest(c.Server, namespace)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteCacheByNamespaceByKey Drop a step cache entry: the next step with its key runs
+//
+// Corresponds with DELETE /api/v1/cache/{namespace}/{key} (the `DeleteCacheByNamespaceByKey` operationId).
+func (c *Client) DeleteCacheByNamespaceByKey(ctx context.Context, namespace string, key string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteCacheByNamespaceByKeyRequest(c.Server, namespace, key)
 	if err != nil {
 		return nil, err
 	}
@@ -3065,6 +3160,135 @@ func NewPostApplicationsByNamespaceByNameRollbackRequestWithBody(server string, 
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetCacheRequest constructs an http.Request for the GetCache method
+func NewGetCacheRequest(server string, params *GetCacheParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/cache")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDeleteCacheByNamespaceRequest constructs an http.Request for the DeleteCacheByNamespace method
+func NewDeleteCacheByNamespaceRequest(server string, namespace string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/cache/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDeleteCacheByNamespaceByKeyRequest constructs an http.Request for the DeleteCacheByNamespaceByKey method
+func NewDeleteCacheByNamespaceByKeyRequest(server string, namespace string, key string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "key", key, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/cache/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -4782,6 +5006,27 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/applications/{namespace}/{name}/rollback (the `PostApplicationsByNamespaceByNameRollback` operationId).
 	PostApplicationsByNamespaceByNameRollbackWithResponse(ctx context.Context, namespace string, name string, body PostApplicationsByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*PostApplicationsByNamespaceByNameRollbackResponse, error)
 
+	// GetCacheWithResponse The step cache's entries, newest first
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/cache (the `GetCache` operationId).
+	GetCacheWithResponse(ctx context.Context, params *GetCacheParams, reqEditors ...RequestEditorFn) (*GetCacheResponse, error)
+
+	// DeleteCacheByNamespaceWithResponse Drop every entry of a namespace's step cache
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/cache/{namespace} (the `DeleteCacheByNamespace` operationId).
+	DeleteCacheByNamespaceWithResponse(ctx context.Context, namespace string, reqEditors ...RequestEditorFn) (*DeleteCacheByNamespaceResponse, error)
+
+	// DeleteCacheByNamespaceByKeyWithResponse Drop a step cache entry: the next step with its key runs
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/cache/{namespace}/{key} (the `DeleteCacheByNamespaceByKey` operationId).
+	DeleteCacheByNamespaceByKeyWithResponse(ctx context.Context, namespace string, key string, reqEditors ...RequestEditorFn) (*DeleteCacheByNamespaceByKeyResponse, error)
+
 	// GetClustersWithResponse The clusters stored for steps to name
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -5562,6 +5807,206 @@ func (r PostApplicationsByNamespaceByNameRollbackResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r PostApplicationsByNamespaceByNameRollbackResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetCacheResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CacheEntryViewList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCacheResponse) GetJSON200() *CacheEntryViewList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetCacheResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetCacheResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetCacheResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetCacheResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCacheResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCacheResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCacheResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCacheResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteCacheByNamespaceResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CacheDropped
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteCacheByNamespaceResponse) GetJSON200() *CacheDropped {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteCacheByNamespaceResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteCacheByNamespaceResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteCacheByNamespaceResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteCacheByNamespaceResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteCacheByNamespaceResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteCacheByNamespaceResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteCacheByNamespaceResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteCacheByNamespaceResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteCacheByNamespaceByKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteCacheByNamespaceByKeyResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteCacheByNamespaceByKeyResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteCacheByNamespaceByKeyResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteCacheByNamespaceByKeyResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteCacheByNamespaceByKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteCacheByNamespaceByKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteCacheByNamespaceByKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteCacheByNamespaceByKeyResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -8353,6 +8798,45 @@ func (c *ClientWithResponses) PostApplicationsByNamespaceByNameRollbackWithRespo
 	return ParsePostApplicationsByNamespaceByNameRollbackResponse(rsp)
 }
 
+// GetCacheWithResponse The step cache's entries, newest first
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/cache (the `GetCache` operationId).
+func (c *ClientWithResponses) GetCacheWithResponse(ctx context.Context, params *GetCacheParams, reqEditors ...RequestEditorFn) (*GetCacheResponse, error) {
+	rsp, err := c.GetCache(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCacheResponse(rsp)
+}
+
+// DeleteCacheByNamespaceWithResponse Drop every entry of a namespace's step cache
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/cache/{namespace} (the `DeleteCacheByNamespace` operationId).
+func (c *ClientWithResponses) DeleteCacheByNamespaceWithResponse(ctx context.Context, namespace string, reqEditors ...RequestEditorFn) (*DeleteCacheByNamespaceResponse, error) {
+	rsp, err := c.DeleteCacheByNamespace(ctx, namespace, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteCacheByNamespaceResponse(rsp)
+}
+
+// DeleteCacheByNamespaceByKeyWithResponse Drop a step cache entry: the next step with its key runs
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/cache/{namespace}/{key} (the `DeleteCacheByNamespaceByKey` operationId).
+func (c *ClientWithResponses) DeleteCacheByNamespaceByKeyWithResponse(ctx context.Context, namespace string, key string, reqEditors ...RequestEditorFn) (*DeleteCacheByNamespaceByKeyResponse, error) {
+	rsp, err := c.DeleteCacheByNamespaceByKey(ctx, namespace, key, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteCacheByNamespaceByKeyResponse(rsp)
+}
+
 // GetClustersWithResponse The clusters stored for steps to name
 //
 // Returns a wrapper object for the known response body format(s).
@@ -9326,6 +9810,164 @@ func ParsePostApplicationsByNamespaceByNameRollbackResponse(rsp *http.Response) 
 			return nil, err
 		}
 		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetCacheResponse parses an HTTP response from a GetCacheWithResponse call
+func ParseGetCacheResponse(rsp *http.Response) (*GetCacheResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCacheResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CacheEntryViewList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteCacheByNamespaceResponse parses an HTTP response from a DeleteCacheByNamespaceWithResponse call
+func ParseDeleteCacheByNamespaceResponse(rsp *http.Response) (*DeleteCacheByNamespaceResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteCacheByNamespaceResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CacheDropped
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteCacheByNamespaceByKeyResponse parses an HTTP response from a DeleteCacheByNamespaceByKeyWithResponse call
+func ParseDeleteCacheByNamespaceByKeyResponse(rsp *http.Response) (*DeleteCacheByNamespaceByKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteCacheByNamespaceByKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest ErrorAnswer

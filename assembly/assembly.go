@@ -76,6 +76,9 @@ type Mode struct {
 	Observers []engine.Observer
 	// Owner, when set, says which runs this process drives (server replicas).
 	Owner engine.Owner
+	// Cache keeps the results of steps that have a cache (v1alpha1.StepCache); nil evaluates
+	// such steps every time.
+	Cache engine.Cache
 }
 
 // Assembly is stepflow wired for one mode.
@@ -153,6 +156,8 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 		QueueObserver:  queue,
 		MaxEvaluations: cfg.MaxEvaluations,
 		Owner:          mode.Owner,
+		Cache:          mode.Cache,
+		CacheKeys:      a.Runner,
 		Check: func(ctx context.Context, run *engine.Run) error {
 			return a.Catalog.CheckRun(ctx, a.Runner, run)
 		},

@@ -109,6 +109,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		Store:       c.store,
 		Definitions: cachedDefinitions{mgr.GetCache()},
 		Observers:   []engine.Observer{c},
+		Cache:       &crdstore.StepCache{Client: direct},
 	})
 	if err != nil {
 		return nil, err

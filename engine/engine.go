@@ -50,6 +50,10 @@ type Options struct {
 	// Owner, when set, says which runs this engine advances: processes sharing one store
 	// divide the runs among them. A run it does not own is handed to the Owner instead.
 	Owner Owner
+	// Cache, when set with CacheKeys, keeps and gives the results of steps that have a cache
+	// (v1alpha1.StepCache); without them such steps are always evaluated.
+	Cache     Cache
+	CacheKeys KeyEvaluator
 }
 
 // DefaultWorkers is the number of workers when Options.Workers is zero (or 4 × GOMAXPROCS if
@@ -442,19 +446,21 @@ func (e *Engine) owns(ctx context.Context, key Key) bool {
 // run with their results: a run of many quick steps in a row is saved every so many.
 const maxQuickRounds = 8
 
-// releaseQuick makes the quick evaluations among the steps t launches (QuickRunner) at once
-// and advances the run with their results, until none is left: t and what followed, as one
-// transition.
+// releaseQuick makes the quick evaluations among the steps t launches (QuickRunner), and
+// takes the results of those with a cache that it holds (cacheHit), at once and advances the
+// run with their results, until none is left: t and what followed, as one transition.
 func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *transition, now time.Time, inflight func(string) bool) *transition {
-	quick, ok := e.opts.Runner.(QuickRunner)
-	if !ok {
+	quick, _ := e.opts.Runner.(QuickRunner)
+	caching := e.opts.Cache != nil && e.opts.CacheKeys != nil
+	if quick == nil && !caching {
 		return t
 	}
 	for range maxQuickRounds {
 		var done []stepDone
 		var rest []*node
 		for _, n := range t.launch {
-			if n.spec.Type == v1alpha1.TypeWorkflow {
+			cached := n.spec.Cache != nil && caching
+			if n.spec.Type == v1alpha1.TypeWorkflow || (quick == nil && !cached) {
 				rest = append(rest, n)
 				continue
 			}
@@ -463,7 +469,14 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 				rest = append(rest, n)
 				continue
 			}
-			res, ok, err := quick.RunQuick(ctx, req)
+			var res *StepResult
+			var ok bool
+			if cached {
+				// A hit is taken at once, as a quick evaluation: it runs nothing.
+				res, ok = e.cacheHit(ctx, n.spec.Cache, req)
+			} else {
+				res, ok, err = quick.RunQuick(ctx, req)
+			}
 			if !ok {
 				rest = append(rest, n)
 				continue
@@ -633,6 +646,8 @@ func (e *Engine) launch(ctx context.Context, key Key, rs *runState, run *Run, n 
 	runStep := e.opts.Runner.RunStep
 	if n.spec.Type == v1alpha1.TypeWorkflow {
 		runStep = e.childRunner(run, n)
+	} else if n.spec.Cache != nil && e.opts.Cache != nil && e.opts.CacheKeys != nil {
+		runStep = e.cachedRunner(n.spec.Cache, runStep)
 	}
 	stepCtx, cancel := context.WithCancel(ctx)
 	rs.inflight[n.name] = cancel

@@ -53,6 +53,43 @@ type ConditionEvaluator interface {
 	EvalIf(ctx context.Context, expr string, scope map[string]any) (bool, error)
 }
 
+// KeyEvaluator evaluates a step's cache key (v1alpha1.StepCache.Key).
+type KeyEvaluator interface {
+	// EvalKey evaluates expr over scope (keys parameter, inputs, context) to a concrete value,
+	// as JSON. An expression that is wrong in itself, or cannot be made concrete, is an error
+	// wrapping a TerminalError; any other error (the evaluator failed) is tried again.
+	EvalKey(ctx context.Context, expr string, scope map[string]any) (json.RawMessage, error)
+}
+
+// Cache keeps the results of steps with a cache (v1alpha1.StepCache) by namespace and key.
+type Cache interface {
+	// CachedResult returns the entry kept under key in namespace, or an error wrapping
+	// ErrNotFound.
+	CachedResult(ctx context.Context, namespace, key string) (*CacheEntry, error)
+	// PutCachedResult keeps the entry, replacing one under the same key, and evicts the
+	// namespace's oldest entries past the cache's bounds.
+	PutCachedResult(ctx context.Context, entry *CacheEntry) error
+}
+
+// CacheEntry is the result of a step's success, kept to be taken by the steps with the same
+// key in its namespace instead of evaluating them.
+type CacheEntry struct {
+	Namespace string `json:"namespace"`
+	// Key is the hex SHA-256 of the step's type and its evaluated key (CacheKey): the key's
+	// value itself is not kept.
+	Key string `json:"key"`
+	// StepType is the type of the step that made it.
+	StepType string `json:"stepType"`
+	// Run and Step name the step that made it.
+	Run  string `json:"run"`
+	Step string `json:"step"`
+	// Created is when the step succeeded (the engine's clock).
+	Created time.Time `json:"created"`
+	// Outputs and VarWrites are the step's result, taken by a hit.
+	Outputs   map[string]json.RawMessage `json:"outputs,omitempty"`
+	VarWrites map[string]json.RawMessage `json:"varWrites,omitempty"`
+}
+
 // StepRequest is what a StepRunner is given to evaluate a step once.
 type StepRequest struct {
 	// Run is the run's key.
@@ -114,7 +151,8 @@ func (o Outcome) String() string {
 // only for a provider error that may succeed when tried again (see Terminal).
 type StepResult struct {
 	Outcome Outcome
-	// Reason is a KubeVela step reason for a failure (Action, Rendering, ProcessParameter, Output).
+	// Reason is a KubeVela step reason for a failure (Action, Rendering, ProcessParameter, Output),
+	// or v1alpha1.ReasonCached for a success taken from the step cache.
 	Reason string
 	// Message becomes the step's status message.
 	Message string

@@ -283,6 +283,9 @@ func (m *machine) apply(run *Run, g *graph, d stepDone, t *transition) {
 		setOutputs(run, n, r.Outputs)
 		n.status.Phase = v1alpha1.StepSucceeded
 		n.status.Reason = ""
+		if r.Reason == v1alpha1.ReasonCached {
+			n.status.Reason = r.Reason
+		}
 		n.status.Message = r.Message
 		rec.Memo, rec.NextTime, rec.Retries, rec.Waits, rec.Outputs = nil, time.Time{}, 0, 0, nil
 		if r.Outcome == Broke {

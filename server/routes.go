@@ -150,6 +150,10 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/v1/clusters", role: RoleAdmin, summary: "Store a cluster: its name and kubeconfig", body: "json", in: clusterRequest{}, ok: answers{200: clusterView{}}, fails: conflict, handle: s.putCluster},
 		{method: "DELETE", path: "/api/v1/clusters/{name}", role: RoleAdmin, summary: "Delete a stored cluster", ok: noContent, handle: s.deleteCluster},
 
+		{method: "GET", path: "/api/v1/cache", role: RoleViewer, summary: "The step cache's entries, newest first", query: []string{"namespace"}, ok: answers{200: listOf[cacheEntryView]{}}, handle: s.listCache},
+		{method: "DELETE", path: "/api/v1/cache/{namespace}", role: RoleOperator, summary: "Drop every entry of a namespace's step cache", ok: answers{200: cacheDropped{}}, handle: s.dropCache},
+		{method: "DELETE", path: "/api/v1/cache/{namespace}/{key}", role: RoleOperator, summary: "Drop a step cache entry: the next step with its key runs", ok: noContent, handle: s.dropCacheEntry},
+
 		{method: "GET", path: "/api/v1/tokens", role: RoleAdmin, summary: "List API tokens (never their secrets)", ok: answers{200: listOf[Token]{}}, handle: s.listTokens},
 		{method: "POST", path: "/api/v1/tokens", role: RoleAdmin, summary: "Create an API token; its secret is shown once", body: "json", in: tokenRequest{}, ok: answers{201: tokenCreated{}}, handle: s.createTokenHandler},
 		{method: "DELETE", path: "/api/v1/tokens/{id}", role: RoleAdmin, summary: "Delete an API token", ok: noContent, handle: s.deleteToken},

@@ -82,6 +82,8 @@ type Server struct {
 	runner  *step.Runner
 	eng     *engine.Engine
 	hub     *hub
+	// cache is the step cache over the store (the cache routes, the engine).
+	cache *store.StepCache
 	// clusters are the clusters runs reach, stored ones included; Applications' too.
 	clusters *clusters
 	// rendered keeps the components Applications' health checks render.
@@ -120,6 +122,7 @@ func New(opts Options) (*Server, error) {
 		s.clock = engine.RealClock{}
 	}
 	cfg := opts.Assembly
+	s.cache = &store.StepCache{Records: opts.Store}
 	s.clusters = newClusters(opts.Store, cfg.Providers.Clusters, opts.AllowKubeconfigExec)
 	cfg.Providers.Clusters = s.clusters
 	cfg.Metrics = s.registry
@@ -132,6 +135,7 @@ func New(opts Options) (*Server, error) {
 		DefinitionsTTL: time.Second,
 		Observers:      append([]engine.Observer{s.hub, appSyncer{s}}, opts.Observers...),
 		Owner:          ownerOf(opts.Replicas),
+		Cache:          s.cache,
 	})
 	if err != nil {
 		return nil, err

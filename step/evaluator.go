@@ -315,11 +315,24 @@ func (a *childEval) act(_ context.Context, c *actionCall) (acted, error) {
 // could show them runs.
 func (a *childEval) sensitive(values ...string) { a.ch.marked = append(a.ch.marked, values...) }
 
-// condition evaluates an `if`.
+// condition evaluates an `if`, or a cache key.
 func (ch *childSide) condition(req *ifRequest) reply {
+	if req.Key && req.Compile {
+		if _, err := ch.r.generation().expression("$key", keyScopes, req.Expr); err != nil {
+			return reply{If: &ifDone{Error: err.Error()}}
+		}
+		return reply{If: &ifDone{}}
+	}
 	var scope map[string]any
 	if err := json.Unmarshal(req.Scope, &scope); err != nil {
 		return reply{If: &ifDone{Error: "reading the scope: " + err.Error()}}
+	}
+	if req.Key {
+		k, err := ch.r.evalKey(scope, req.Expr)
+		if err != nil {
+			return reply{If: &ifDone{Error: err.Error()}}
+		}
+		return reply{If: &ifDone{Key: k}}
 	}
 	b, err := ch.r.evalIf(scope, req.Expr)
 	if err != nil {

@@ -750,6 +750,39 @@ func (p *pool) condition(ctx context.Context, limit time.Duration, expr string, 
 	return rep.If.Value, nil
 }
 
+// key evaluates a cache key in a child; an error of the expression is terminal. Without a
+// scope the key is only compiled.
+func (p *pool) key(ctx context.Context, limit time.Duration, expr string, scope map[string]any) (json.RawMessage, error) {
+	var b json.RawMessage
+	if scope != nil {
+		var err error
+		if b, err = json.Marshal(scope); err != nil {
+			return nil, engine.Terminal(v1alpha1.ReasonRendering, fmt.Errorf("encoding the key's scope: %w", err))
+		}
+	}
+	c, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rep reply
+	err = p.restarting(ctx, c, func(c *child) error {
+		s, cancel := p.with(ctx, c, "the cache key", limit)
+		defer cancel()
+		err := s.exchange(&request{If: &ifRequest{Expr: expr, Scope: b, Key: true, Compile: scope == nil}}, &rep)
+		s.end()
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, boundError(err)
+	case rep.If == nil:
+		return nil, fmt.Errorf("%w: an unexpected reply", ErrUnavailable)
+	case rep.If.Error != "":
+		return nil, engine.Terminal(v1alpha1.ReasonRendering, errors.New(rep.If.Error))
+	}
+	return rep.If.Key, nil
+}
+
 // check compiles a definition, or checks properties against it, in a child.
 func (p *pool) check(ctx context.Context, limit time.Duration, req *checkRequest, text string) error {
 	what := "the definition " + req.Type

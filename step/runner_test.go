@@ -439,6 +439,44 @@ func TestEvalIf(t *testing.T) {
 	}
 }
 
+// A cache key evaluates to any concrete value, as JSON, in a child evaluator as in process; a
+// key that is not an expression, or not concrete, is a terminal error.
+func TestEvalKey(t *testing.T) {
+	scope := map[string]any{
+		"parameter": map[string]any{"image": "api:3.1", "replicas": float64(3)},
+		"inputs":    map[string]any{"commit": "abc123"},
+		"context":   map[string]any{"name": "release"},
+	}
+	for _, c := range []struct {
+		name string
+		r    *step.Runner
+	}{{"child", step.NewRunner(step.Options{Evaluators: 1})}, {"in-process", step.NewRunner(step.Options{InProcess: true})}} {
+		ctx := context.Background()
+		for expr, want := range map[string]string{
+			`parameter.image`:                               `"api:3.1"`,
+			`[parameter.image, inputs.commit]`:              `["api:3.1","abc123"]`,
+			`{img: parameter.image, n: parameter.replicas}`: `{"img":"api:3.1","n":3}`,
+			`"\(context.name)-\(inputs.commit)"`:            `"release-abc123"`,
+		} {
+			got, err := c.r.EvalKey(ctx, expr, scope)
+			if err != nil || string(got) != want {
+				t.Errorf("%s: %q = %s, %v; want %s", c.name, expr, got, err, want)
+			}
+		}
+		for expr, want := range map[string]string{
+			`parameter.nosuch`:  "not concrete",
+			`parameter.image +`: "not a single CUE expression",
+			`status.a`:          `reference "status" not found`,
+			`string`:            "not concrete",
+		} {
+			_, err := c.r.EvalKey(ctx, expr, scope)
+			if _, terminal := errors.AsType[*engine.TerminalError](err); !terminal || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q: err %v, want a terminal error like %q", c.name, expr, err, want)
+			}
+		}
+	}
+}
+
 func TestStepAttributesOrderActions(t *testing.T) {
 	r, rec := newRunner(t, defs{"ordered": `
 import "vela/test"

@@ -12,7 +12,7 @@ import (
 )
 
 // wireVersion changes with the messages: a child of another build refuses the hello.
-const wireVersion = 4
+const wireVersion = 5
 
 // request is a message from the Runner to a child: exactly one field is set besides ID.
 // A child holds several evaluations (those of steps parked at an action), computes one at a
@@ -72,10 +72,12 @@ type stepRequest struct {
 	Outputs    v1alpha1.StepOutputs `json:"outputs,omitempty"`
 }
 
-// ifRequest evaluates a step's `if`.
+// ifRequest evaluates a step's `if`, or with Key its cache key (with Compile, only compiles it).
 type ifRequest struct {
-	Expr  string          `json:"expr"`
-	Scope json.RawMessage `json:"scope"`
+	Expr    string          `json:"expr"`
+	Scope   json.RawMessage `json:"scope"`
+	Key     bool            `json:"key,omitempty"`
+	Compile bool            `json:"compile,omitempty"`
 }
 
 // checkRequest compiles a definition (Compile) or checks properties against it.
@@ -131,8 +133,10 @@ type wireFailure struct {
 }
 
 type ifDone struct {
-	Value bool   `json:"value"`
-	Error string `json:"error,omitempty"`
+	Value bool `json:"value"`
+	// Key is a cache key's value.
+	Key   json.RawMessage `json:"key,omitempty"`
+	Error string          `json:"error,omitempty"`
 }
 
 type described struct {

@@ -96,6 +96,9 @@ const (
 	// onBreach: fail (a stepflow extension).
 	ReasonSLABreached = "SLABreached"
 	ReasonAction      = "Action"
+	// ReasonCached is a succeeded step's reason when its result was taken from the step cache
+	// (a stepflow extension): it did not run.
+	ReasonCached = "Cached"
 )
 
 // LabelParentRun names, on a run a `workflow` step started, the run that started it (in the same
@@ -226,6 +229,20 @@ type WorkflowStepBase struct {
 	// Retry overrides the engine's retry policy for this step's provider errors. A stepflow
 	// extension.
 	Retry *StepRetry `json:"retry,omitempty"`
+	// Cache reuses the result of an earlier success of a step of the same type whose key was
+	// the same, younger than MaxAge, instead of evaluating the step. A stepflow extension.
+	Cache *StepCache `json:"cache,omitempty"`
+}
+
+// StepCache is a step's cache: the step's result is kept under its key, and a later step of
+// the same type and key in the same namespace takes the result instead of running.
+type StepCache struct {
+	// Key is a CUE expression over parameter, inputs and context whose value (any concrete
+	// value) names the result: steps whose keys are equal share it.
+	Key string `json:"key"`
+	// MaxAge is a Go duration: a result older than it is not taken (the step runs again and
+	// its result replaces it).
+	MaxAge string `json:"maxAge"`
 }
 
 // ForEach says what a step iterates over and how: the list is written inline (Items) or read

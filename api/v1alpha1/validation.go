@@ -361,6 +361,7 @@ func (c *stepChecker) checkStep(s *stepRef) {
 			c.errs = append(c.errs, field.Invalid(s.path.Child("timeout"), b.Timeout, "a timeout cannot be negative"))
 		}
 	}
+	c.checkCache(s)
 	if b.If != "" && strings.TrimSpace(b.If) == "" {
 		c.errs = append(c.errs, field.Invalid(s.path.Child("if"), b.If, "an empty condition: write a CUE boolean expression or always, or remove if"))
 	}
@@ -379,6 +380,32 @@ func (c *stepChecker) checkStep(s *stepRef) {
 		}
 	}
 	c.checkExtensions(s, s.sub >= 0 && c.steps[s.top].Loops())
+}
+
+// checkCache checks a step's cache: a key, a positive maxAge, and a step that is evaluated
+// (not a step-group, not a workflow step, whose result is a child run's).
+func (c *stepChecker) checkCache(s *stepRef) {
+	cc := s.base.Cache
+	if cc == nil {
+		return
+	}
+	p := s.path.Child("cache")
+	switch s.base.Type {
+	case TypeStepGroup, TypeWorkflow:
+		c.errs = append(c.errs, field.Forbidden(p, "a "+s.base.Type+" step has no result of its own to cache: set cache on the steps that compute"))
+	}
+	if strings.TrimSpace(cc.Key) == "" {
+		c.errs = append(c.errs, field.Required(p.Child("key"), "a CUE expression over parameter, inputs and context naming the result"))
+	}
+	d, err := time.ParseDuration(cc.MaxAge)
+	switch {
+	case cc.MaxAge == "":
+		c.errs = append(c.errs, field.Required(p.Child("maxAge"), "how long a result is taken, a Go duration such as 10m or 24h"))
+	case err != nil:
+		c.errs = append(c.errs, field.Invalid(p.Child("maxAge"), cc.MaxAge, "a Go duration such as 10m or 24h (there is no unit for days)"))
+	case d <= 0:
+		c.errs = append(c.errs, field.Invalid(p.Child("maxAge"), cc.MaxAge, "maxAge must be more than zero"))
+	}
 }
 
 // inLoop reports whether a step runs in an iteration: it loops, or its group does.

@@ -181,3 +181,36 @@ func TestValidateSLA(t *testing.T) {
 		}
 	}
 }
+
+// A step's cache needs a key and a positive maxAge, and a step that computes a result.
+func TestValidateStepsChecksTheCache(t *testing.T) {
+	cached := func(s WorkflowStep, key, maxAge string) WorkflowStep {
+		s.Cache = &StepCache{Key: key, MaxAge: maxAge}
+		return s
+	}
+	group := step("g", TypeStepGroup)
+	group.SubSteps = []WorkflowStepBase{{Name: "sub", Type: "t", Cache: &StepCache{Key: " ", MaxAge: "1m"}}}
+	steps := []WorkflowStep{
+		cached(step("ok", "t"), "parameter.x", "90m"),
+		cached(step("no-age", "t"), "parameter.x", ""),
+		cached(step("zero", "t"), "parameter.x", "0s"),
+		cached(step("days", "t"), "parameter.x", "1d"),
+		cached(step("child", TypeWorkflow), "parameter.x", "1m"),
+		group,
+	}
+	got := messages(ValidateSteps(steps, WorkflowExecuteMode{Steps: ModeStepByStep, SubSteps: ModeDAG}, field.NewPath("steps")))
+	for _, want := range []string{
+		`steps[1].cache.maxAge: Required value`,
+		`steps[2].cache.maxAge: Invalid value: "0s": maxAge must be more than zero`,
+		`steps[3].cache.maxAge: Invalid value: "1d"`,
+		`steps[4].cache: Forbidden: a workflow step has no result of its own to cache`,
+		`steps[5].subSteps[0].cache.key: Required value`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems are\n%s\nwant one like %s", got, want)
+		}
+	}
+	if strings.Contains(got, "steps[0]") {
+		t.Errorf("a right cache was refused:\n%s", got)
+	}
+}

@@ -144,8 +144,8 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	return nil
 }
 
-// kubeStore is a store over the cluster's WorkflowRuns for this command's operations.
-func (g *globals) kubeStore() (*crdstore.Store, error) {
+// kubeClient is a client of the cluster for this command.
+func (g *globals) kubeClient() (client.Client, error) {
 	cfg, err := g.restConfig()
 	if err != nil {
 		return nil, err
@@ -157,6 +157,15 @@ func (g *globals) kubeStore() (*crdstore.Store, error) {
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, fmt.Errorf("connect to the cluster: %w", err)
+	}
+	return c, nil
+}
+
+// kubeStore is a store over the cluster's WorkflowRuns for this command's operations.
+func (g *globals) kubeStore() (*crdstore.Store, error) {
+	c, err := g.kubeClient()
+	if err != nil {
+		return nil, err
 	}
 	return crdstore.New(crdstore.Options{Client: c}), nil
 }

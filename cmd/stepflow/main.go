@@ -190,6 +190,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		newTokenCommand(g),
 		newTriggerCommand(g),
 		newBackupCommand(g),
+		newCacheCommand(g),
 		newVersionCommand(g),
 	)
 	for _, oc := range operationCommands {

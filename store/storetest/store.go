@@ -36,6 +36,7 @@ func RunStore(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Retention", func(t *testing.T) { testRetention(t, open(t)) })
 	t.Run("Applications", func(t *testing.T) { testApplications(t, open(t)) })
 	t.Run("AppRevisions", func(t *testing.T) { testAppRevisions(t, open(t)) })
+	t.Run("StepCache", func(t *testing.T) { testStepCache(t, open(t)) })
 }
 
 func testCreate(t *testing.T, st store.Store) {
