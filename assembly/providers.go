@@ -12,6 +12,7 @@ import (
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/config"
 	"github.com/stepflow/stepflow/provider/email"
+	"github.com/stepflow/stepflow/provider/external"
 	httpprovider "github.com/stepflow/stepflow/provider/http"
 	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/provider/metrics"
@@ -44,10 +45,21 @@ type Providers struct {
 	Email        email.Options
 	Metrics      metrics.Options
 	Notification notification.Options
-	// Egress, when set, is where the HTTP, notification, metrics and email actions and #Log's
-	// source.url may connect: their clients and dialer go through it unless given one of their
+	// External configures the calls to the providers of external packages (Package objects).
+	External external.Options
+	// Egress, when set, is where the HTTP, notification, metrics and email actions, the
+	// external providers and #Log's source.url may connect: their clients and dialer go through it unless given one of their
 	// own.
 	Egress *egress.Policy
+}
+
+// External returns what runs the actions of external packages, behind the egress policy when
+// one is set.
+func External(opts Providers) *external.Provider {
+	if p := opts.Egress; p != nil && opts.External.Client == nil {
+		opts.External.Client = p.Client()
+	}
+	return external.New(opts.External)
 }
 
 // Registry returns a registry holding every vela/* package stepflow supplies, so that the CLI,

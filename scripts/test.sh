@@ -22,6 +22,9 @@ compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # The live tree of `stepflow run` is tested in a real terminal (cmd/stepflow/terminal_test.go).
 command -v tmux >/dev/null || need+=(tmux)
+# The example external providers are started for real (examples/providers, cmd/stepflow's providers script).
+command -v javac >/dev/null || need+=(default-jdk-headless)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq
