@@ -13,7 +13,9 @@ import (
 	"strconv"
 	"strings"
 
+	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/parser"
+	"cuelang.org/go/cue/token"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -114,6 +116,81 @@ func externalAction(pkgs []ExternalPackage, provider, do string, ext External) *
 			return ext.Call(ctx, p, do, c)
 		}
 		return a
+	}
+	return nil
+}
+
+// PackageAction is an action a package declares: a top-level definition with `#do` and
+// `#provider`.
+type PackageAction struct {
+	// Name is the definition's label, e.g. "#Reverse"; Do and Provider its `#do` and `#provider`.
+	Name     string
+	Do       string
+	Provider string
+}
+
+// PackageActions lists the actions a package's files declare, by name, read from their syntax
+// alone (nothing is evaluated): the top-level definitions whose `#do` and `#provider` are
+// string literals. A file that does not parse is skipped.
+func PackageActions(files map[string]string) []PackageAction {
+	var out []PackageAction
+	for name, src := range files {
+		f, err := parser.ParseFile(name, src)
+		if err != nil {
+			continue
+		}
+		for _, decl := range f.Decls {
+			field, ok := decl.(*ast.Field)
+			if !ok {
+				continue
+			}
+			label, _, err := ast.LabelName(field.Label)
+			if err != nil || !strings.HasPrefix(label, "#") {
+				continue
+			}
+			a := PackageAction{Name: label}
+			for _, x := range structFields(field.Value) {
+				l, _, err := ast.LabelName(x.Label)
+				lit, ok := x.Value.(*ast.BasicLit)
+				if err != nil || !ok || lit.Kind != token.STRING {
+					continue
+				}
+				s, err := strconv.Unquote(lit.Value)
+				if err != nil {
+					continue
+				}
+				switch l {
+				case "#do":
+					a.Do = s
+				case "#provider":
+					a.Provider = s
+				}
+			}
+			if a.Do != "" && a.Provider != "" {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b PackageAction) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// structFields are the fields of a struct literal, or of the struct literals a conjunction
+// (`#X: base & {...}`) joins.
+func structFields(e ast.Expr) []*ast.Field {
+	switch x := e.(type) {
+	case *ast.StructLit:
+		var out []*ast.Field
+		for _, d := range x.Elts {
+			if f, ok := d.(*ast.Field); ok {
+				out = append(out, f)
+			}
+		}
+		return out
+	case *ast.BinaryExpr:
+		if x.Op == token.AND {
+			return append(structFields(x.X), structFields(x.Y)...)
+		}
 	}
 	return nil
 }
