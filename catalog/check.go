@@ -255,7 +255,7 @@ func (c *Catalog) checkPackage(ctx context.Context, cue CUE, p *cuev1alpha1.Pack
 	if !external(p.Spec.Path) {
 		return field.ErrorList{field.Invalid(path, p.Spec.Path, "the path is taken by CUE's standard library or by stepflow's vela/ packages")}
 	}
-	probe := fmt.Sprintf("import pkg %q\n\n_package: pkg\n", p.Spec.Path)
+	probe := fmt.Sprintf("import pkg %q\n\npackage: pkg\n", p.Spec.Path)
 	bundled, err := c.bundle(ctx, p.Namespace, probe)
 	if err != nil {
 		return field.ErrorList{field.InternalError(field.NewPath("spec", "templates"), err)}
@@ -271,7 +271,7 @@ func (c *Catalog) checkPackage(ctx context.Context, cue CUE, p *cuev1alpha1.Pack
 		pkgs = []step.ExternalPackage{ExternalPackage(p)}
 	}
 	if err := cue.Check(ctx, "package "+p.Name, step.Bundle(src, pkgs)); step.NotTheInput(err) {
-		return field.ErrorList{field.InternalError(field.NewPath("spec", "templates"), fmt.Errorf("Package %s: %w", p.Name, err))}
+		return field.ErrorList{field.InternalError(field.NewPath("spec", "templates"), fmt.Errorf("package %s: %w", p.Name, err))}
 	} else if err != nil {
 		return field.ErrorList{field.Invalid(field.NewPath("spec", "templates"), "(CUE)", fmt.Sprintf("Package %s: %v", p.Name, err))}
 	}

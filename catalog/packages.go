@@ -81,7 +81,7 @@ func ExternalPackage(p *cuev1alpha1.Package) step.ExternalPackage {
 	if p.Spec.Provider != nil {
 		ep.Endpoint = p.Spec.Provider.Endpoint
 	}
-	for _, r := range strings.Split(p.Annotations[cuev1alpha1.AnnotationReads], ",") {
+	for r := range strings.SplitSeq(p.Annotations[cuev1alpha1.AnnotationReads], ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			ep.Reads = append(ep.Reads, r)
 		}

@@ -22,7 +22,7 @@ func PutPackages(ctx context.Context, r Records, pkgs []*cuev1alpha1.Package) er
 	for _, p := range pkgs {
 		data, err := json.Marshal(p)
 		if err != nil {
-			return fmt.Errorf("Package %s/%s: %w", p.Namespace, p.Name, err)
+			return fmt.Errorf("package %s/%s: %w", p.Namespace, p.Name, err)
 		}
 		key := packageKey(p.Namespace, p.Name)
 		for {
@@ -32,14 +32,14 @@ func PutPackages(ctx context.Context, r Records, pkgs []*cuev1alpha1.Package) er
 			case err == nil:
 				version = rec.Version
 			case !errors.Is(err, engine.ErrNotFound):
-				return fmt.Errorf("Package %s: %w", key, err)
+				return fmt.Errorf("package %s: %w", key, err)
 			}
 			_, err = r.PutRecord(ctx, RecordPackage, key, data, version)
 			if errors.Is(err, ErrExists) || errors.Is(err, engine.ErrConflict) || (version > 0 && errors.Is(err, engine.ErrNotFound)) {
 				continue // another writer came between: take its version
 			}
 			if err != nil {
-				return fmt.Errorf("Package %s: %w", key, err)
+				return fmt.Errorf("package %s: %w", key, err)
 			}
 			break
 		}
