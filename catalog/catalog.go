@@ -36,6 +36,9 @@ type Catalog struct {
 	cache  map[[2]string]cached
 	// packages are the Packages of each namespace as found in the store (when cache is set).
 	packages map[string]cachedPackages
+	// imports are the imports that may be Packages' of the templates looked up, by text.
+	importsMu sync.Mutex
+	imports   map[string][]string
 }
 
 // cached is a step type's template as looked up in the store ("" when none is stored), and

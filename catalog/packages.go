@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,12 +38,7 @@ func external(path string) bool {
 // store, in namespace, then in vela-system. An import no Package declares is left for CUE to
 // report.
 func (c *Catalog) bundle(ctx context.Context, namespace, template string) (string, error) {
-	var queue []string
-	for _, p := range step.Imports(template) {
-		if external(p) {
-			queue = append(queue, p)
-		}
-	}
+	queue := slices.Clone(c.externalImports(template)) // the queue grows: not the kept slice
 	if len(queue) == 0 {
 		return template, nil
 	}
@@ -73,6 +69,33 @@ func (c *Catalog) bundle(ctx context.Context, namespace, template string) (strin
 		}
 	}
 	return step.Bundle(template, pkgs), nil
+}
+
+// maxImportsKept bounds the templates whose imports the catalog keeps (externalImports).
+const maxImportsKept = 1024
+
+// externalImports returns the imports of template that may be Packages', read once per
+// template text: every evaluation of a step looks its template up, and reading the imports
+// (a parse) costs ten times the rest of the look-up.
+func (c *Catalog) externalImports(template string) []string {
+	c.importsMu.Lock()
+	imps, ok := c.imports[template]
+	c.importsMu.Unlock()
+	if ok {
+		return imps
+	}
+	for _, p := range step.Imports(template) {
+		if external(p) {
+			imps = append(imps, p)
+		}
+	}
+	c.importsMu.Lock()
+	if c.imports == nil || len(c.imports) >= maxImportsKept {
+		c.imports = map[string][]string{}
+	}
+	c.imports[template] = imps
+	c.importsMu.Unlock()
+	return imps
 }
 
 // ExternalPackage is what the step runtime takes of a Package.
