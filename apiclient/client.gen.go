@@ -504,6 +504,36 @@ type OwnerReference struct {
 	Uid                *string `json:"uid,omitempty"`
 }
 
+// Package defines model for Package.
+type Package struct {
+	ApiVersion *string      `json:"apiVersion,omitempty"`
+	Kind       *string      `json:"kind,omitempty"`
+	Metadata   *ObjectMeta  `json:"metadata,omitempty"`
+	Spec       *PackageSpec `json:"spec,omitempty"`
+}
+
+// PackageSpec defines model for PackageSpec.
+type PackageSpec struct {
+	Path      *string            `json:"path,omitempty"`
+	Provider  *Provider          `json:"provider,omitempty"`
+	Templates *map[string]string `json:"templates,omitempty"`
+}
+
+// PackageSummary defines model for PackageSummary.
+type PackageSummary struct {
+	Actions   *[]string `json:"actions,omitempty"`
+	Endpoint  *string   `json:"endpoint,omitempty"`
+	Name      *string   `json:"name,omitempty"`
+	Namespace *string   `json:"namespace,omitempty"`
+	Path      *string   `json:"path,omitempty"`
+}
+
+// PackageSummaryList defines model for PackageSummaryList.
+type PackageSummaryList struct {
+	Items *[]PackageSummary `json:"items,omitempty"`
+	Total *int              `json:"total,omitempty"`
+}
+
 // Parameter defines model for Parameter.
 type Parameter struct {
 	Default     *RawExtension   `json:"default,omitempty"`
@@ -545,6 +575,12 @@ type Problem struct {
 	Field   *string `json:"field,omitempty"`
 	Line    *int    `json:"line,omitempty"`
 	Message *string `json:"message,omitempty"`
+}
+
+// Provider defines model for Provider.
+type Provider struct {
+	Endpoint *string `json:"endpoint,omitempty"`
+	Protocol *string `json:"protocol,omitempty"`
 }
 
 // Quantity defines model for Quantity.
@@ -1028,6 +1064,11 @@ type PostHooksByIdParams struct {
 	Token *string `form:"token,omitempty" json:"token,omitempty"`
 }
 
+// GetPackagesParams defines parameters for GetPackages.
+type GetPackagesParams struct {
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+}
+
 // GetRunsParams defines parameters for GetRuns.
 type GetRunsParams struct {
 	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
@@ -1079,6 +1120,9 @@ type PostHooksByIdJSONRequestBody PostHooksByIdJSONBody
 
 // PostLoginJSONRequestBody defines body for PostLogin for application/json ContentType.
 type PostLoginJSONRequestBody = LoginRequest
+
+// PutPackagesByNamespaceByNameJSONRequestBody defines body for PutPackagesByNamespaceByName for application/json ContentType.
+type PutPackagesByNamespaceByNameJSONRequestBody = Package
 
 // PostRunsJSONRequestBody defines body for PostRuns for application/json ContentType.
 type PostRunsJSONRequestBody = RunRequest
@@ -1760,6 +1804,35 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/openapi.json (the `GetOpenapiJson` operationId).
 	GetOpenapiJson(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetPackages List Packages (cue.oam.dev/v1alpha1): CUE packages definitions import, with their external providers
+	//
+	// Corresponds with GET /api/v1/packages (the `GetPackages` operationId).
+	GetPackages(ctx context.Context, params *GetPackagesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeletePackagesByNamespaceByName Delete a Package
+	//
+	// Corresponds with DELETE /api/v1/packages/{namespace}/{name} (the `DeletePackagesByNamespaceByName` operationId).
+	DeletePackagesByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetPackagesByNamespaceByName A Package
+	//
+	// Corresponds with GET /api/v1/packages/{namespace}/{name} (the `GetPackagesByNamespaceByName` operationId).
+	GetPackagesByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutPackagesByNamespaceByNameWithBody Create or update a Package
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/packages/{namespace}/{name} (the `PutPackagesByNamespaceByName` operationId).
+	PutPackagesByNamespaceByNameWithBody(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutPackagesByNamespaceByName Create or update a Package
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/packages/{namespace}/{name} (the `PutPackagesByNamespaceByName` operationId).
+	PutPackagesByNamespaceByName(ctx context.Context, namespace string, name string, body PutPackagesByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetRuns List runs, newest first
 	//
 	// Corresponds with GET /api/v1/runs (the `GetRuns` operationId).
@@ -2386,6 +2459,85 @@ func (c *Client) PostLogout(ctx context.Context, reqEditors ...RequestEditorFn) 
 // Corresponds with GET /api/v1/openapi.json (the `GetOpenapiJson` operationId).
 func (c *Client) GetOpenapiJson(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetOpenapiJsonRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetPackages List Packages (cue.oam.dev/v1alpha1): CUE packages definitions import, with their external providers
+//
+// Corresponds with GET /api/v1/packages (the `GetPackages` operationId).
+func (c *Client) GetPackages(ctx context.Context, params *GetPackagesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPackagesRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeletePackagesByNamespaceByName Delete a Package
+//
+// Corresponds with DELETE /api/v1/packages/{namespace}/{name} (the `DeletePackagesByNamespaceByName` operationId).
+func (c *Client) DeletePackagesByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeletePackagesByNamespaceByNameRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetPackagesByNamespaceByName A Package
+//
+// Corresponds with GET /api/v1/packages/{namespace}/{name} (the `GetPackagesByNamespaceByName` operationId).
+func (c *Client) GetPackagesByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPackagesByNamespaceByNameRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutPackagesByNamespaceByNameWithBody Create or update a Package
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/packages/{namespace}/{name} (the `PutPackagesByNamespaceByName` operationId).
+func (c *Client) PutPackagesByNamespaceByNameWithBody(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutPackagesByNamespaceByNameRequestWithBody(c.Server, namespace, name, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutPackagesByNamespaceByName Create or update a Package
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/packages/{namespace}/{name} (the `PutPackagesByNamespaceByName` operationId).
+func (c *Client) PutPackagesByNamespaceByName(ctx context.Context, namespace string, name string, body PutPackagesByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutPackagesByNamespaceByNameRequest(c.Server, namespace, name, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3792,6 +3944,196 @@ func NewGetOpenapiJsonRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetPackagesRequest constructs an http.Request for the GetPackages method
+func NewGetPackagesRequest(server string, params *GetPackagesParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/packages")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDeletePackagesByNamespaceByNameRequest constructs an http.Request for the DeletePackagesByNamespaceByName method
+func NewDeletePackagesByNamespaceByNameRequest(server string, namespace string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/packages/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetPackagesByNamespaceByNameRequest constructs an http.Request for the GetPackagesByNamespaceByName method
+func NewGetPackagesByNamespaceByNameRequest(server string, namespace string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/packages/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPutPackagesByNamespaceByNameRequest calls the generic PutPackagesByNamespaceByName builder with application/json body
+func NewPutPackagesByNamespaceByNameRequest(server string, namespace string, name string, body PutPackagesByNamespaceByNameJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPutPackagesByNamespaceByNameRequestWithBody(server, namespace, name, "application/json", bodyReader)
+}
+
+// NewPutPackagesByNamespaceByNameRequestWithBody constructs an http.Request for the PutPackagesByNamespaceByName method, with any body, and a specified content type
+func NewPutPackagesByNamespaceByNameRequestWithBody(server string, namespace string, name string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/packages/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetRunsRequest constructs an http.Request for the GetRuns method
 func NewGetRunsRequest(server string, params *GetRunsParams) (*http.Request, error) {
 	var err error
@@ -5145,6 +5487,41 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/openapi.json (the `GetOpenapiJson` operationId).
 	GetOpenapiJsonWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetOpenapiJsonResponse, error)
+
+	// GetPackagesWithResponse List Packages (cue.oam.dev/v1alpha1): CUE packages definitions import, with their external providers
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/packages (the `GetPackages` operationId).
+	GetPackagesWithResponse(ctx context.Context, params *GetPackagesParams, reqEditors ...RequestEditorFn) (*GetPackagesResponse, error)
+
+	// DeletePackagesByNamespaceByNameWithResponse Delete a Package
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/packages/{namespace}/{name} (the `DeletePackagesByNamespaceByName` operationId).
+	DeletePackagesByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*DeletePackagesByNamespaceByNameResponse, error)
+
+	// GetPackagesByNamespaceByNameWithResponse A Package
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/packages/{namespace}/{name} (the `GetPackagesByNamespaceByName` operationId).
+	GetPackagesByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetPackagesByNamespaceByNameResponse, error)
+
+	// PutPackagesByNamespaceByNameWithBodyWithResponse Create or update a Package
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/packages/{namespace}/{name} (the `PutPackagesByNamespaceByName` operationId).
+	PutPackagesByNamespaceByNameWithBodyWithResponse(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutPackagesByNamespaceByNameResponse, error)
+
+	// PutPackagesByNamespaceByNameWithResponse Create or update a Package
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/packages/{namespace}/{name} (the `PutPackagesByNamespaceByName` operationId).
+	PutPackagesByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, body PutPackagesByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*PutPackagesByNamespaceByNameResponse, error)
 
 	// GetRunsWithResponse List runs, newest first
 	//
@@ -6877,6 +7254,303 @@ func (r GetOpenapiJsonResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetOpenapiJsonResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetPackagesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PackageSummaryList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetPackagesResponse) GetJSON200() *PackageSummaryList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetPackagesResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetPackagesResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetPackagesResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetPackagesResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPackagesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPackagesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPackagesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPackagesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeletePackagesByNamespaceByNameResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeletePackagesByNamespaceByNameResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeletePackagesByNamespaceByNameResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeletePackagesByNamespaceByNameResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeletePackagesByNamespaceByNameResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r DeletePackagesByNamespaceByNameResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeletePackagesByNamespaceByNameResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeletePackagesByNamespaceByNameResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeletePackagesByNamespaceByNameResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetPackagesByNamespaceByNameResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Package
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetPackagesByNamespaceByNameResponse) GetJSON200() *Package {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetPackagesByNamespaceByNameResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetPackagesByNamespaceByNameResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetPackagesByNamespaceByNameResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetPackagesByNamespaceByNameResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPackagesByNamespaceByNameResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPackagesByNamespaceByNameResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPackagesByNamespaceByNameResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPackagesByNamespaceByNameResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PutPackagesByNamespaceByNameResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Package
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON408 the response for an HTTP 408 `application/json` response
+	JSON408 *ErrorAnswer
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON200() *Package {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON408 returns the response for an HTTP 408 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON408() *ErrorAnswer {
+	return r.JSON408
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON413() *ErrorAnswer {
+	return r.JSON413
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PutPackagesByNamespaceByNameResponse) GetJSON503() *ErrorAnswer {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r PutPackagesByNamespaceByNameResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PutPackagesByNamespaceByNameResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PutPackagesByNamespaceByNameResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PutPackagesByNamespaceByNameResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -9058,6 +9732,71 @@ func (c *ClientWithResponses) GetOpenapiJsonWithResponse(ctx context.Context, re
 	return ParseGetOpenapiJsonResponse(rsp)
 }
 
+// GetPackagesWithResponse List Packages (cue.oam.dev/v1alpha1): CUE packages definitions import, with their external providers
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/packages (the `GetPackages` operationId).
+func (c *ClientWithResponses) GetPackagesWithResponse(ctx context.Context, params *GetPackagesParams, reqEditors ...RequestEditorFn) (*GetPackagesResponse, error) {
+	rsp, err := c.GetPackages(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPackagesResponse(rsp)
+}
+
+// DeletePackagesByNamespaceByNameWithResponse Delete a Package
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/packages/{namespace}/{name} (the `DeletePackagesByNamespaceByName` operationId).
+func (c *ClientWithResponses) DeletePackagesByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*DeletePackagesByNamespaceByNameResponse, error) {
+	rsp, err := c.DeletePackagesByNamespaceByName(ctx, namespace, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeletePackagesByNamespaceByNameResponse(rsp)
+}
+
+// GetPackagesByNamespaceByNameWithResponse A Package
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/packages/{namespace}/{name} (the `GetPackagesByNamespaceByName` operationId).
+func (c *ClientWithResponses) GetPackagesByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetPackagesByNamespaceByNameResponse, error) {
+	rsp, err := c.GetPackagesByNamespaceByName(ctx, namespace, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPackagesByNamespaceByNameResponse(rsp)
+}
+
+// PutPackagesByNamespaceByNameWithBodyWithResponse Create or update a Package
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/packages/{namespace}/{name} (the `PutPackagesByNamespaceByName` operationId).
+func (c *ClientWithResponses) PutPackagesByNamespaceByNameWithBodyWithResponse(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutPackagesByNamespaceByNameResponse, error) {
+	rsp, err := c.PutPackagesByNamespaceByNameWithBody(ctx, namespace, name, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutPackagesByNamespaceByNameResponse(rsp)
+}
+
+// PutPackagesByNamespaceByNameWithResponse Create or update a Package
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/packages/{namespace}/{name} (the `PutPackagesByNamespaceByName` operationId).
+func (c *ClientWithResponses) PutPackagesByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, body PutPackagesByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*PutPackagesByNamespaceByNameResponse, error) {
+	rsp, err := c.PutPackagesByNamespaceByName(ctx, namespace, name, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutPackagesByNamespaceByNameResponse(rsp)
+}
+
 // GetRunsWithResponse List runs, newest first
 //
 // Returns a wrapper object for the known response body format(s).
@@ -10674,6 +11413,246 @@ func ParseGetOpenapiJsonResponse(rsp *http.Response) (*GetOpenapiJsonResponse, e
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetPackagesResponse parses an HTTP response from a GetPackagesWithResponse call
+func ParseGetPackagesResponse(rsp *http.Response) (*GetPackagesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPackagesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PackageSummaryList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeletePackagesByNamespaceByNameResponse parses an HTTP response from a DeletePackagesByNamespaceByNameWithResponse call
+func ParseDeletePackagesByNamespaceByNameResponse(rsp *http.Response) (*DeletePackagesByNamespaceByNameResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeletePackagesByNamespaceByNameResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetPackagesByNamespaceByNameResponse parses an HTTP response from a GetPackagesByNamespaceByNameWithResponse call
+func ParseGetPackagesByNamespaceByNameResponse(rsp *http.Response) (*GetPackagesByNamespaceByNameResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPackagesByNamespaceByNameResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Package
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePutPackagesByNamespaceByNameResponse parses an HTTP response from a PutPackagesByNamespaceByNameWithResponse call
+func ParsePutPackagesByNamespaceByNameResponse(rsp *http.Response) (*PutPackagesByNamespaceByNameResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PutPackagesByNamespaceByNameResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Package
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	}
 

@@ -122,7 +122,7 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 		a.Catalog.RefuseSteps(run.RefuseLocal)
 	}
 	ropts := step.Options{Registry: a.Registry, Definitions: a.Catalog, EvalTimeout: cfg.EvalTimeout,
-		EvalMemory: cfg.EvalMemory, Evaluators: cfg.Evaluators, InProcess: cfg.EvalInProcess}
+		EvalMemory: cfg.EvalMemory, Evaluators: cfg.Evaluators, InProcess: cfg.EvalInProcess, External: External(cfg.Providers)}
 	st := mode.Store
 	var observers engine.Observers
 	var queue engine.QueueObserver

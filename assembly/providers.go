@@ -12,6 +12,7 @@ import (
 	"github.com/stepflow/stepflow/provider/builtin"
 	"github.com/stepflow/stepflow/provider/config"
 	"github.com/stepflow/stepflow/provider/email"
+	"github.com/stepflow/stepflow/provider/external"
 	httpprovider "github.com/stepflow/stepflow/provider/http"
 	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/provider/metrics"
@@ -45,10 +46,13 @@ type Providers struct {
 	Email        email.Options
 	Metrics      metrics.Options
 	Notification notification.Options
-	// Egress, when set, is where the HTTP, notification, metrics and email actions and #Log's
-	// source.url may connect: their clients and dialer go through it unless given one of their
-	// own. The local sandbox of vela/run gives a command the network only when it is nil
-	// (nothing restricted): it cannot check a command's connections.
+	// External configures the calls to the providers of external packages (Package objects).
+	External external.Options
+	// Egress, when set, is where the HTTP, notification, metrics and email actions, the
+	// external providers and #Log's source.url may connect: their clients and dialer go
+	// through it unless given one of their own. The local sandbox of vela/run gives a command
+	// the network only when it is nil (nothing restricted): it cannot check a command's
+	// connections.
 	Egress *egress.Policy
 	// AllowLocalRun lets vela/run's #Run (the step type run) execute commands on this host, in
 	// a bubblewrap sandbox (--allow-local-run). Off, #Run refuses, and the assembly's catalog
@@ -57,6 +61,15 @@ type Providers struct {
 	// Run configures vela/run; with AllowLocalRun and no Run.Local, the local backend is a
 	// run.Sandbox with the defaults. Run.Clusters defaults to Clusters.
 	Run run.Options
+}
+
+// External returns what runs the actions of external packages, behind the egress policy when
+// one is set.
+func External(opts Providers) *external.Provider {
+	if p := opts.Egress; p != nil && opts.External.Client == nil {
+		opts.External.Client = p.Client()
+	}
+	return external.New(opts.External)
 }
 
 // Registry returns a registry holding every vela/* package stepflow supplies, so that the CLI,

@@ -36,6 +36,11 @@ type Catalog struct {
 	cache  map[[2]string]cached
 	// refuse, when set, is what a step may not be here (RefuseSteps).
 	refuse func(*v1alpha1.WorkflowStepBase) error
+	// packages are the Packages of each namespace as found in the store (when cache is set).
+	packages map[string]cachedPackages
+	// imports are the imports that may be Packages' of the templates looked up, by text.
+	importsMu sync.Mutex
+	imports   map[string][]string
 }
 
 // RefuseSteps makes Check and CheckRun refuse every step f returns an error for, at the step's
@@ -61,7 +66,7 @@ func New(store Store, limits engine.Limits) *Catalog {
 // process at once if it calls Invalidate. A server evaluating many runs saves two store
 // queries per step this way.
 func NewCached(store Store, ttl time.Duration, limits engine.Limits) *Catalog {
-	return &Catalog{store: store, limits: limits, ttl: ttl, cache: map[[2]string]cached{}}
+	return &Catalog{store: store, limits: limits, ttl: ttl, cache: map[[2]string]cached{}, packages: map[string]cachedPackages{}}
 }
 
 // Invalidate forgets what the catalog keeps: a step type was stored or deleted.
@@ -71,6 +76,7 @@ func (c *Catalog) Invalidate() {
 	}
 	c.mu.Lock()
 	clear(c.cache)
+	clear(c.packages)
 	c.mu.Unlock()
 }
 
@@ -113,8 +119,17 @@ func objectsOf(ctx context.Context) *manifest.Objects {
 }
 
 // Template implements step.Definitions: the CUE template of step type typ as seen from
-// namespace.
+// namespace, with the Packages it imports bundled (step.Bundle).
 func (c *Catalog) Template(ctx context.Context, namespace, typ string) (string, error) {
+	t, err := c.template(ctx, namespace, typ)
+	if err != nil {
+		return "", err
+	}
+	return c.bundle(ctx, namespace, t)
+}
+
+// template is the CUE template of step type typ as seen from namespace.
+func (c *Catalog) template(ctx context.Context, namespace, typ string) (string, error) {
 	objs := objectsOf(ctx)
 	for _, ns := range []string{namespace, v1alpha1.SystemNamespace} {
 		if objs != nil {

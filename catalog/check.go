@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	cuev1alpha1 "github.com/stepflow/stepflow/api/cue/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/application"
 	"github.com/stepflow/stepflow/engine"
@@ -73,11 +74,19 @@ func (c *Catalog) Check(ctx context.Context, cue CUE, objs *manifest.Objects) er
 			add(d, field.ErrorList{field.Required(path, "a step type needs a CUE template")})
 			continue
 		}
-		if err := cue.Check(ctx, d.Name, tmpl); step.NotTheInput(err) {
+		bundled, err := c.bundle(ctx, d.Namespace, tmpl)
+		if err != nil {
+			add(d, field.ErrorList{field.InternalError(path, fmt.Errorf("definition %s: %w", d.Name, err))})
+			continue
+		}
+		if err := cue.Check(ctx, d.Name, bundled); step.NotTheInput(err) {
 			add(d, field.ErrorList{field.InternalError(path, fmt.Errorf("definition %s: %w", d.Name, err))})
 		} else if err != nil {
 			add(d, field.ErrorList{field.Invalid(path, "(CUE)", fmt.Sprintf("definition %s: %v", d.Name, err))})
 		}
+	}
+	for _, p := range objs.Packages {
+		add(p, c.checkPackage(ctx, cue, p))
 	}
 	for _, wf := range objs.Workflows {
 		errs := v1alpha1.ValidateWorkflow(wf)
@@ -250,4 +259,39 @@ func (c *Catalog) CheckRun(ctx context.Context, cue CUE, run *engine.Run) error 
 		msgs[i] = e.Error()
 	}
 	return errors.New("invalid WorkflowRun: " + strings.Join(msgs, "; "))
+}
+
+// checkPackage checks a Package: its fields (cuev1alpha1.Package.Validate), that its path is
+// not one of the registry's or CUE's own, and that its CUE compiles, with the Packages it
+// imports, as a definition importing it would.
+func (c *Catalog) checkPackage(ctx context.Context, cue CUE, p *cuev1alpha1.Package) field.ErrorList {
+	errs := p.Validate()
+	if len(errs) > 0 {
+		return errs
+	}
+	path := field.NewPath("spec", "path")
+	if !external(p.Spec.Path) {
+		return field.ErrorList{field.Invalid(path, p.Spec.Path, "the path is taken by CUE's standard library or by stepflow's vela/ packages")}
+	}
+	probe := fmt.Sprintf("import pkg %q\n\npackage: pkg\n", p.Spec.Path)
+	bundled, err := c.bundle(ctx, p.Namespace, probe)
+	if err != nil {
+		return field.ErrorList{field.InternalError(field.NewPath("spec", "templates"), err)}
+	}
+	// The package itself, not another of the same path seen first from its namespace.
+	src, pkgs := step.Unbundle(bundled)
+	for i := range pkgs {
+		if pkgs[i].Path == p.Spec.Path {
+			pkgs[i] = ExternalPackage(p)
+		}
+	}
+	if len(pkgs) == 0 {
+		pkgs = []step.ExternalPackage{ExternalPackage(p)}
+	}
+	if err := cue.Check(ctx, "package "+p.Name, step.Bundle(src, pkgs)); step.NotTheInput(err) {
+		return field.ErrorList{field.InternalError(field.NewPath("spec", "templates"), fmt.Errorf("package %s: %w", p.Name, err))}
+	} else if err != nil {
+		return field.ErrorList{field.Invalid(field.NewPath("spec", "templates"), "(CUE)", fmt.Sprintf("Package %s: %v", p.Name, err))}
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	cuev1alpha1 "github.com/stepflow/stepflow/api/cue/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 	"github.com/stepflow/stepflow/application"
@@ -344,6 +346,23 @@ func (d cachedDefinitions) Template(ctx context.Context, namespace, typ string) 
 		return "", fmt.Errorf("step type %q: WorkflowStepDefinition %s/%s has no spec.schematic.cue.template", typ, namespace, typ)
 	}
 	return def.Spec.Schematic.CUE.Template, nil
+}
+
+// Packages implements catalog.PackageStore: the Package objects of namespace, from the cache.
+// A cluster without the Package CRD (config/crd/cue.oam.dev_packages.yaml) has none.
+func (d cachedDefinitions) Packages(ctx context.Context, namespace string) ([]*cuev1alpha1.Package, error) {
+	var list cuev1alpha1.PackageList
+	if err := d.r.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing the Packages of namespace %s: %w", namespace, err)
+	}
+	out := make([]*cuev1alpha1.Package, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
 }
 
 // Workflow implements catalog.Store: the Workflow template namespace/name.

@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	cuev1alpha1 "github.com/stepflow/stepflow/api/cue/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 	crdstore "github.com/stepflow/stepflow/store/crd"
@@ -19,7 +20,7 @@ const ShardLabel = crdstore.ShardLabel
 // NewScheme returns a scheme with the core Kubernetes kinds and stepflow's.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, v1beta1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, v1beta1.AddToScheme, cuev1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, err
 		}

@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	cuev1alpha1 "github.com/stepflow/stepflow/api/cue/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 )
@@ -36,6 +37,9 @@ type Objects struct {
 	Runs        []*v1alpha1.WorkflowRun
 	Workflows   []*v1alpha1.Workflow
 	Definitions []*v1beta1.WorkflowStepDefinition
+	// Packages are KubeVela's CUE packages (cue.oam.dev/v1alpha1), which definitions import,
+	// with their external providers.
+	Packages []*cuev1alpha1.Package
 
 	Applications         []*v1beta1.Application
 	ComponentDefinitions []*v1beta1.ComponentDefinition
@@ -274,6 +278,8 @@ func newObject(apiVersion, kind string) any {
 		return &v1beta1.ApplicationRevision{}
 	case kindKey{v1beta1.GroupVersion.String(), v1beta1.KindResourceTracker}:
 		return &v1beta1.ResourceTracker{}
+	case kindKey{cuev1alpha1.GroupVersion.String(), cuev1alpha1.KindPackage}:
+		return &cuev1alpha1.Package{}
 	}
 	return nil
 }
@@ -287,6 +293,8 @@ func servedAs(kind string) string {
 		v1beta1.KindTraitDefinition, v1beta1.KindPolicyDefinition, v1beta1.KindApplicationRevision,
 		v1beta1.KindResourceTracker:
 		return v1beta1.GroupVersion.String()
+	case cuev1alpha1.KindPackage:
+		return cuev1alpha1.GroupVersion.String()
 	}
 	return ""
 }
@@ -356,8 +364,8 @@ func (w *walker) objectFor(root *yaml.Node) (any, string) {
 		w.errorf(apiVersion, field.NewPath("apiVersion"), "kind %s is read as apiVersion %s, not %s", k, want, av)
 		return nil, ""
 	}
-	w.errorf(kind, field.NewPath("kind"), "unsupported kind %s (apiVersion %s): stepflow reads WorkflowRun and Workflow (%s) and WorkflowStepDefinition, Application, ComponentDefinition, TraitDefinition, PolicyDefinition, ApplicationRevision and ResourceTracker (%s)",
-		k, av, v1alpha1.GroupVersion, v1beta1.GroupVersion)
+	w.errorf(kind, field.NewPath("kind"), "unsupported kind %s (apiVersion %s): stepflow reads WorkflowRun and Workflow (%s) and WorkflowStepDefinition, Application, ComponentDefinition, TraitDefinition, PolicyDefinition, ApplicationRevision and ResourceTracker (%s) and Package (%s)",
+		k, av, v1alpha1.GroupVersion, v1beta1.GroupVersion, cuev1alpha1.GroupVersion)
 	return nil, ""
 }
 
@@ -385,6 +393,12 @@ func (o *Objects) add(w *walker, obj any, kind string, root *yaml.Node) {
 		if name == "" {
 			n, _ := locate(root, namePath.String())
 			w.errorf(n, namePath, "a WorkflowStepDefinition needs a name: the step type it declares")
+			return
+		}
+	case *cuev1alpha1.Package:
+		if name == "" {
+			n, _ := locate(root, namePath.String())
+			w.errorf(n, namePath, "a Package needs a name: the provider name its actions give as #provider")
 			return
 		}
 	case *v1beta1.ComponentDefinition, *v1beta1.TraitDefinition, *v1beta1.PolicyDefinition:
@@ -422,6 +436,8 @@ func (o *Objects) add(w *walker, obj any, kind string, root *yaml.Node) {
 		o.ApplicationRevisions = append(o.ApplicationRevisions, obj)
 	case *v1beta1.ResourceTracker:
 		o.ResourceTrackers = append(o.ResourceTrackers, obj)
+	case *cuev1alpha1.Package:
+		o.Packages = append(o.Packages, obj)
 	}
 	o.Positions.add(obj, w.file, root)
 }

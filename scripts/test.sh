@@ -25,6 +25,9 @@ command -v tmux >/dev/null || need+=(tmux)
 # The step type run's local sandbox is bubblewrap under prlimit (provider/run, cmd/stepflow's run-local).
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v prlimit >/dev/null || need+=(util-linux)
+# The example external providers are started for real (examples/providers, cmd/stepflow's providers script).
+command -v javac >/dev/null || need+=(default-jdk-headless)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq

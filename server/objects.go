@@ -68,6 +68,9 @@ func seesAll(ctx context.Context, objs *manifest.Objects) error {
 	for _, o := range objs.Definitions {
 		namespaces = append(namespaces, o.Namespace)
 	}
+	for _, o := range objs.Packages {
+		namespaces = append(namespaces, o.Namespace)
+	}
 	for _, o := range objs.Applications {
 		namespaces = append(namespaces, o.Namespace)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	cuev1alpha1 "github.com/stepflow/stepflow/api/cue/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
 	"github.com/stepflow/stepflow/engine"
@@ -128,6 +129,11 @@ func (s *Server) routeTable() []route {
 		{method: "GET", path: "/api/v1/definitions/{namespace}/{name}", role: RoleViewer, summary: "A step type and its parameters (namespace builtin for the built-ins)", ok: answers{200: definitionAnswer{}}, handle: s.getDefinition},
 		{method: "PUT", path: "/api/v1/definitions/{namespace}/{name}", role: RoleAdmin, summary: "Create or update a step type", body: "object", in: stepType, ok: answers{200: stepType}, fails: conflict, handle: s.putDefinition},
 		{method: "DELETE", path: "/api/v1/definitions/{namespace}/{name}", role: RoleAdmin, summary: "Delete a step type", ok: noContent, handle: s.deleteDefinition},
+
+		{method: "GET", path: "/api/v1/packages", role: RoleViewer, summary: "List Packages (cue.oam.dev/v1alpha1): CUE packages definitions import, with their external providers", query: []string{"namespace"}, ok: answers{200: listOf[packageSummary]{}}, handle: s.listPackages},
+		{method: "GET", path: "/api/v1/packages/{namespace}/{name}", role: RoleViewer, summary: "A Package", ok: answers{200: &cuev1alpha1.Package{}}, handle: s.getPackage},
+		{method: "PUT", path: "/api/v1/packages/{namespace}/{name}", role: RoleAdmin, summary: "Create or update a Package", body: "object", in: &cuev1alpha1.Package{}, ok: answers{200: &cuev1alpha1.Package{}}, handle: s.putPackage},
+		{method: "DELETE", path: "/api/v1/packages/{namespace}/{name}", role: RoleAdmin, summary: "Delete a Package", ok: noContent, handle: s.deletePackage},
 
 		{method: "GET", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleViewer, summary: "A template's triggers", ok: answers{200: listOf[trigger]{}}, handle: s.listTriggers},
 		{method: "POST", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleAdmin, summary: "Add a webhook or cron trigger to a template", body: "json", in: triggerRequest{}, ok: answers{201: triggerCreated{}}, handle: s.createTrigger},

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,8 @@ type definition struct {
 	info *defInfo
 	// err is why the template does not compile; it is cached like a success.
 	err error
+	// ext are the external packages the template came with (Bundle).
+	ext []ExternalPackage
 }
 
 // defInfo is what the Runner learns of a definition by evaluating it, in its process or in a
@@ -133,6 +136,7 @@ func (g *generation) definition(reg *Registry, typ, template string) *definition
 // compile builds a template with the registry's packages supplied under their import paths.
 // g.mu is held.
 func (g *generation) compile(reg *Registry, typ, template string) *definition {
+	template, ext := Unbundle(template)
 	filename := typ + ".cue"
 	// Templates refer to `context` without declaring it: the runner fills it. The declaration
 	// goes at the end, once the template is known to parse alone: an unfinished expression at
@@ -149,7 +153,7 @@ func (g *generation) compile(reg *Registry, typ, template string) *definition {
 	if err := inst.AddSyntax(f); err != nil {
 		return &definition{err: describe(err)}
 	}
-	inst.Imports, err = g.imports(reg, f)
+	inst.Imports, err = g.imports(reg, ext, f)
 	if err != nil {
 		return &definition{err: err}
 	}
@@ -160,7 +164,7 @@ func (g *generation) compile(reg *Registry, typ, template string) *definition {
 	if err := v.Validate(); err != nil {
 		return &definition{err: describe(err)}
 	}
-	d := &definition{file: v, filename: filename, usesContext: refersTo(f, "context"), sensitive: hasAttribute(f, attrSensitive)}
+	d := &definition{file: v, filename: filename, usesContext: refersTo(f, "context"), sensitive: hasAttribute(f, attrSensitive), ext: ext}
 	// KubeVela's definition files wrap the template: `template: {parameter: ..., ...}`.
 	if t := v.LookupPath(cue.MakePath(cue.Str("template"))); t.Exists() && !t.LookupPath(providerPath).Exists() &&
 		!v.LookupPath(cue.MakePath(cue.Str("parameter"))).Exists() {
@@ -262,15 +266,21 @@ func checkPackageRefs(f *ast.File, pkgs []*build.Instance) error {
 	return errs
 }
 
-// imports returns the instances of the supplied packages that f imports. g.mu is held.
-func (g *generation) imports(reg *Registry, f *ast.File) ([]*build.Instance, error) {
+// imports returns the instances of the supplied packages that f imports: the registry's, then
+// the external ones the template came with. g.mu is held.
+func (g *generation) imports(reg *Registry, ext []ExternalPackage, f *ast.File) ([]*build.Instance, error) {
 	var out []*build.Instance
 	for spec := range f.ImportSpecs() {
 		path, _ := strconv.Unquote(spec.Path.Value)
-		if _, ok := reg.Package(path); !ok {
+		var inst *build.Instance
+		var err error
+		if _, ok := reg.Package(path); ok {
+			inst, err = g.pkg(reg, path)
+		} else if i := slices.IndexFunc(ext, func(p ExternalPackage) bool { return p.Path == path }); i >= 0 {
+			inst, err = g.extPkg(reg, ext, &ext[i])
+		} else {
 			continue // a standard-library package, or an error CUE reports
 		}
-		inst, err := g.pkg(reg, path)
 		if err != nil {
 			return nil, err
 		}
@@ -298,8 +308,59 @@ func (g *generation) pkg(reg *Registry, path string) (*build.Instance, error) {
 		return nil, fmt.Errorf("package %s: %w", path, describe(err))
 	}
 	g.pkgs[path] = inst // before its imports, so that an import cycle ends here
-	if inst.Imports, err = g.imports(reg, f); err != nil {
+	if inst.Imports, err = g.imports(reg, nil, f); err != nil {
 		return nil, err
+	}
+	return inst, nil
+}
+
+// extPkg returns the build instance of an external package, its files in name order, shared
+// by the templates of the generation that carry the same package (the same files). g.mu is
+// held.
+func (g *generation) extPkg(reg *Registry, ext []ExternalPackage, p *ExternalPackage) (*build.Instance, error) {
+	names := make([]string, 0, len(p.Files))
+	for n := range p.Files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	h.Write([]byte(p.Path))
+	for _, n := range names {
+		h.Write([]byte("\x00" + n + "\x00" + p.Files[n]))
+	}
+	key := fmt.Sprintf("external:%x", h.Sum(nil))
+	if inst, ok := g.pkgs[key]; ok {
+		return inst, nil
+	}
+	inst := build.NewContext().NewInstance(p.Path, nil)
+	inst.ImportPath = p.Path
+	inst.PkgName = p.Path[strings.LastIndex(p.Path, "/")+1:]
+	var files []*ast.File
+	for _, n := range names {
+		f, err := parser.ParseFile(p.Path+"/"+n, p.Files[n], parser.ParseComments)
+		if err != nil {
+			return nil, fmt.Errorf("package %s (Package %s): %w", p.Path, p.Name, describe(err))
+		}
+		dropUnusedImports(f)
+		if name := f.PackageName(); name != "" {
+			inst.PkgName = name
+		}
+		if err := inst.AddSyntax(f); err != nil {
+			return nil, fmt.Errorf("package %s (Package %s): %w", p.Path, p.Name, describe(err))
+		}
+		files = append(files, f)
+	}
+	g.pkgs[key] = inst // before its imports, so that an import cycle ends here
+	for _, f := range files {
+		imps, err := g.imports(reg, ext, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range imps {
+			if !slices.Contains(inst.Imports, i) {
+				inst.Imports = append(inst.Imports, i)
+			}
+		}
 	}
 	return inst, nil
 }

@@ -55,6 +55,8 @@ type target struct {
 	typ  string
 	src  string
 	key  [32]byte
+	// ext are the external packages src came with (Bundle), whose actions the evaluation may run.
+	ext []ExternalPackage
 }
 
 // evaluate evaluates req with its definition t; began is when its CUE time started. A quick
@@ -326,6 +328,10 @@ func (e *cueEval) call(ctx context.Context, v cue.Value, s *site) (cue.Value, ac
 // the evaluation is the actor of its CUE half.
 func (e *evaluation) act(ctx context.Context, c *actionCall) (acted, error) {
 	a, ok := e.r.opts.Registry.Action(c.Provider, c.Do)
+	if !ok {
+		a = externalAction(e.t.ext, c.Provider, c.Do, e.r.opts.External)
+		ok = a != nil
+	}
 	if !ok || a.Run == nil {
 		return acted{}, engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("%s: action %s.%s is not available in this build", c.Path, c.Provider, c.Do))
 	}

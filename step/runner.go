@@ -99,6 +99,9 @@ type Options struct {
 	// builtin suspend released without evaluating the template. It is called from the
 	// evaluating goroutine, concurrently for concurrent steps, and should be quick.
 	ObserveEvaluation func(typ string, d time.Duration)
+	// External runs the actions of the external packages a definition imports (its
+	// ExternalPackage with an Endpoint); nil fails them.
+	External External
 	// ObserveBound, when set, is called when an evaluation ends at a bound or loses its child
 	// evaluator: "timeout" when a step's evaluation passed EvalTimeout; "memory" when a child
 	// evaluator passed EvalMemory, "signal" when one was ended by a signal it was not sent by
@@ -158,14 +161,15 @@ func NewRunner(opts Options) *Runner {
 func (r *Runner) target(typ, src string) (target, error) {
 	if r.pool != nil {
 		key := definitionKey(typ, src)
-		return target{info: r.pool.info(key), typ: typ, src: src, key: key}, nil
+		_, ext := Unbundle(src)
+		return target{info: r.pool.info(key), typ: typ, src: src, key: key, ext: ext}, nil
 	}
 	gen := r.generation()
 	d, err := r.compile(gen, typ, src)
 	if err != nil {
 		return target{}, err
 	}
-	return target{info: d.info, gen: gen, def: d, typ: typ, src: src}, nil
+	return target{info: d.info, gen: gen, def: d, typ: typ, src: src, ext: d.ext}, nil
 }
 
 // generation returns the generation an evaluation runs in, counted as one of its evaluations.

@@ -91,6 +91,10 @@ func (w *walker) action(v, providerValue cue.Value) {
 		return
 	}
 	a, ok := w.e.r.opts.Registry.Action(provider, do)
+	if !ok {
+		a = externalAction(w.e.def.ext, provider, do, nil)
+		ok = a != nil
+	}
 	if !ok || a.Run == nil {
 		w.err = engine.Terminal(v1alpha1.ReasonExecute, fmt.Errorf("%s: action %s.%s is not available in this build", key, provider, do))
 		return

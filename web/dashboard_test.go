@@ -75,6 +75,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("EscapesAPIText", e.testEscapesAPIText)
 	t.Run("SecretsStayHidden", e.testSecretsStayHidden)
 	t.Run("Editor", e.testEditor)
+	t.Run("PackagesListed", e.testPackagesListed)
 	t.Run("ViewerCannotOperate", e.testViewer)
 	t.Run("IterationsByItem", e.testIterationsByItem)
 	t.Run("LayoutStaysReadable", e.testLayout)
@@ -836,6 +837,42 @@ steps:
 	waitFor(ctx, t, "the template's page", `location.hash === '#/templates/default/edited'`)
 	waitFor(ctx, t, "its YAML", `(document.getElementById('template-yaml')?.textContent || '').includes('print-message-in-status')`)
 	e.mustCall(t, http.StatusOK, e.admin, http.MethodGet, "/templates/default/edited", nil, nil)
+}
+
+const webPackage = `apiVersion: cue.oam.dev/v1alpha1
+kind: Package
+metadata: {name: web-pkg, namespace: default}
+spec:
+  path: ext/webpkg
+  provider: {protocol: http, endpoint: "http://127.0.0.1:9/<b>x</b>"}
+  templates:
+    p.cue: |
+      package webpkg
+
+      #Ping: {
+      	#do:       "ping"
+      	#provider: "web-pkg"
+      	$params: {}
+      }
+`
+
+// 5b. The definitions page lists the Packages with their import path, endpoint and actions;
+// the endpoint, written with HTML in it, stays text.
+func (e *env) testPackagesListed(t *testing.T) {
+	e.mustCall(t, http.StatusOK, e.admin, http.MethodPut, "/packages/default/web-pkg", webPackage, nil)
+	ctx := e.tab(t, e.viewer)
+	goTo(ctx, t, "#/definitions")
+	row := `document.querySelector('tr[data-package="default/web-pkg"]')`
+	waitFor(ctx, t, "the Package's row", row+` !== null`)
+	text := eval[string](ctx, t, row+`.innerText`)
+	for _, want := range []string{"web-pkg", "ext/webpkg", "http://127.0.0.1:9/<b>x</b>", "#Ping"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the row %q does not show %q", text, want)
+		}
+	}
+	if n := eval[int](ctx, t, row+`.querySelectorAll('b').length`); n != 0 {
+		t.Errorf("the endpoint's HTML became %d elements", n)
+	}
 }
 
 // 6. A viewer sees runs and templates but no operation it could start.

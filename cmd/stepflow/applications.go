@@ -69,6 +69,9 @@ is: no revision, no run, nothing written. The exit code is the runs', as stepflo
 			if err := a.store.PutObjects(ctx, objs.Definitions, objs.Workflows); err != nil {
 				return fmt.Errorf("store definitions and workflows: %w", err)
 			}
+			if err := store.PutPackages(ctx, a.store, objs.Packages); err != nil {
+				return fmt.Errorf("store packages: %w", err)
+			}
 			m := a.lifecycle()
 			defs := catalog.XDefinitions(objs)
 			var keys, replaced []engine.Key

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stepflow/stepflow/manifest"
+	"github.com/stepflow/stepflow/store"
 )
 
 func newApplyCommand(g *globals) *cobra.Command {
@@ -44,6 +45,12 @@ func newApplyCommand(g *globals) *cobra.Command {
 			}
 			if err := a.store.PutObjects(ctx, objs.Definitions, objs.Workflows); err != nil {
 				return err
+			}
+			if err := store.PutPackages(ctx, a.store, objs.Packages); err != nil {
+				return err
+			}
+			for _, p := range objs.Packages {
+				fmt.Fprintf(g.stdout, "package %s/%s stored\n", p.Namespace, p.Name)
 			}
 			for _, d := range objs.Definitions {
 				fmt.Fprintf(g.stdout, "workflowstepdefinition %s/%s stored\n", d.Namespace, d.Name)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	cuev1alpha1 "github.com/stepflow/stepflow/api/cue/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
+	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/definitions"
 	"github.com/stepflow/stepflow/step"
 )
@@ -78,19 +81,28 @@ func newDefListCommand(g *globals) *cobra.Command {
 func newDefShowCommand(g *globals) *cobra.Command {
 	var template bool
 	cmd := &cobra.Command{
-		Use:   "show TYPE",
-		Short: "Describe a step type's, or a built-in component, trait or policy type's, parameters (from its // +usage= comments)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "show [TYPE | PACKAGE]",
+		Short: "Describe a step type's, or a built-in component, trait or policy type's, parameters (from its // +usage= comments), or a Package's actions; without an argument, list the Packages",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			a, err := g.open(ctx)
 			if err != nil {
 				return err
 			}
+			if len(args) == 0 {
+				return showPackages(ctx, g, a)
+			}
 			typ := args[0]
 			title := typ
 			src, err := a.Catalog.Template(ctx, g.namespace, typ)
 			if errors.Is(err, step.ErrUnknownType) {
+				if p, perr := findPackage(ctx, g, a, typ); perr != nil || p != nil {
+					if perr != nil {
+						return perr
+					}
+					return showPackage(g, p, template)
+				}
 				x, ok := definitions.LookupX(typ)
 				if !ok {
 					return invalidErr(fmt.Errorf("%w; nor is it a built-in component, trait or policy type", err))
@@ -104,6 +116,7 @@ func newDefShowCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			src, _ = step.Unbundle(src) // the Packages it imports are shown by their own name
 			if template {
 				_, err := fmt.Fprint(g.stdout, src)
 				return err
@@ -142,4 +155,79 @@ func description(tmpl string) string {
 		return strings.TrimSpace(d)
 	}
 	return ""
+}
+
+// showPackages lists the Packages a run in the namespace can import: name, path, provider
+// endpoint and actions.
+func showPackages(ctx context.Context, g *globals, a *app) error {
+	pkgs, err := a.Catalog.Packages(ctx, g.namespace)
+	if err != nil {
+		return err
+	}
+	if len(pkgs) == 0 {
+		_, err := fmt.Fprintf(g.stdout, "No Packages in namespace %s nor %s.\n", g.namespace, v1alpha1.SystemNamespace)
+		return err
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PACKAGE\tPATH\tENDPOINT\tACTIONS")
+	for _, p := range pkgs {
+		var names []string
+		for _, act := range step.PackageActions(p.Spec.Templates) {
+			names = append(names, act.Name)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, p.Spec.Path, orDash(endpoint(p)), orDash(strings.Join(names, ", ")))
+	}
+	return w.Flush()
+}
+
+// findPackage returns the Package named name, or of import path name, seen from the namespace;
+// nil when there is none.
+func findPackage(ctx context.Context, g *globals, a *app, name string) (*cuev1alpha1.Package, error) {
+	pkgs, err := a.Catalog.Packages(ctx, g.namespace)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pkgs {
+		if p.Name == name || p.Spec.Path == name {
+			return p, nil
+		}
+	}
+	return nil, nil
+}
+
+// showPackage describes a Package: its path, its provider and its actions, or its CUE.
+func showPackage(g *globals, p *cuev1alpha1.Package, template bool) error {
+	if template {
+		for _, f := range p.Files() {
+			fmt.Fprintf(g.stdout, "// %s\n%s\n", f, p.Spec.Templates[f])
+		}
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "Package %s/%s\nimport %q\nendpoint: %s\n\n", p.Namespace, p.Name, p.Spec.Path, orDash(endpoint(p)))
+	acts := step.PackageActions(p.Spec.Templates)
+	if len(acts) == 0 {
+		_, err := fmt.Fprintln(g.stdout, "No actions.")
+		return err
+	}
+	reads := map[string]bool{}
+	for _, r := range catalog.ExternalPackage(p).Reads {
+		reads[r] = true
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ACTION\tPROVIDER\tDO\tRUNS")
+	for _, act := range acts {
+		runs := "once per try"
+		if reads[act.Do] {
+			runs = "every evaluation"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", act.Name, act.Provider, act.Do, runs)
+	}
+	return w.Flush()
+}
+
+func endpoint(p *cuev1alpha1.Package) string {
+	if p.Spec.Provider == nil {
+		return ""
+	}
+	return p.Spec.Provider.Endpoint
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	cuev1alpha1 "github.com/stepflow/stepflow/api/cue/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/manifest"
@@ -137,6 +138,18 @@ func runPath(namespace, name string) string {
 
 // remoteApply stores the definitions and templates of the files on the server.
 func (g *globals) remoteApply(ctx context.Context, r *remote, objs *manifest.Objects) error {
+	// Packages first: the server checks a definition against the Packages it imports.
+	for _, p := range objs.Packages {
+		p.APIVersion, p.Kind = cuev1alpha1.GroupVersion.String(), cuev1alpha1.KindPackage
+		body, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		if err := r.call(ctx, "PUT", "/api/v1/packages/"+url.PathEscape(p.Namespace)+"/"+url.PathEscape(p.Name), "application/json", body, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "package %s/%s stored\n", p.Namespace, p.Name)
+	}
 	for _, d := range objs.Definitions {
 		body, err := json.Marshal(d)
 		if err != nil {

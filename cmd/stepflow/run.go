@@ -69,6 +69,9 @@ refused unless --replace is given.`,
 			if err := a.store.PutObjects(ctx, objs.Definitions, objs.Workflows); err != nil {
 				return fmt.Errorf("store definitions and workflows: %w", err)
 			}
+			if err := store.PutPackages(ctx, a.store, objs.Packages); err != nil {
+				return fmt.Errorf("store packages: %w", err)
+			}
 			for _, r := range runs {
 				if err := a.createRun(ctx, r, replace); err != nil {
 					return err

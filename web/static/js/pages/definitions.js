@@ -17,6 +17,8 @@ export async function renderDefinitions(ctx) {
     h('option', {value: 'custom'}, 'custom'));
   const body = h('tbody');
   const error = h('p', {class: 'error', role: 'alert'});
+  const pkgBody = h('tbody');
+  const pkgError = h('p', {class: 'error', role: 'alert'});
   replace(ctx.main,
     h('div', {class: 'page-head'}, h('h1', null, 'Definitions'),
       isAdmin ? h('a', {class: 'button', href: '#/definitions/new', id: 'new-definition'}, 'New definition') : null),
@@ -27,8 +29,16 @@ export async function renderDefinitions(ctx) {
     h('div', {class: 'scroll-x'}, h('table', {class: 'data', id: 'definitions'},
       h('caption', {class: 'visually-hidden'}, 'Step definitions'),
       h('thead', null, h('tr', null, ['Definition', 'Namespace', 'Description'].map((c) => h('th', {scope: 'col'}, c)))),
-      body)));
+      body)),
+    h('h2', null, 'Packages'),
+    h('p', null, 'CUE packages definitions import, whose actions an external provider serves (Package, cue.oam.dev/v1alpha1).'),
+    pkgError,
+    h('div', {class: 'scroll-x'}, h('table', {class: 'data', id: 'packages'},
+      h('caption', {class: 'visually-hidden'}, 'Packages'),
+      h('thead', null, h('tr', null, ['Package', 'Namespace', 'Import path', 'Endpoint', 'Actions'].map((c) => h('th', {scope: 'col'}, c)))),
+      pkgBody)));
   ctx.ready('Definitions');
+  loadPackages(ctx, pkgBody, pkgError);
 
   let items = [];
   const paint = () => {
@@ -56,6 +66,27 @@ export async function renderDefinitions(ctx) {
     paint();
   } catch (e) {
     if (!api.isAbort(e)) error.textContent = `Loading definitions failed: ${e.message}`;
+  }
+}
+
+// loadPackages fills the table of Packages: name, namespace, import path, provider endpoint and
+// the actions each declares.
+async function loadPackages(ctx, body, error) {
+  try {
+    const data = await api.get('/packages', {signal: ctx.signal});
+    const items = (data && Array.isArray(data.items) ? data.items : []).filter((p) => p && p.name);
+    if (!items.length) {
+      replace(body, h('tr', null, h('td', {colspan: 5, class: 'empty'}, 'No Packages.')));
+      return;
+    }
+    replace(body, items.map((p) => h('tr', {'data-package': `${p.namespace}/${p.name}`},
+      h('th', {scope: 'row'}, p.name),
+      h('td', null, nsLabel(p.namespace)),
+      h('td', null, h('code', null, p.path || '')),
+      h('td', null, p.endpoint || '—'),
+      h('td', null, (Array.isArray(p.actions) ? p.actions : []).join(', ')))));
+  } catch (e) {
+    if (!api.isAbort(e)) error.textContent = `Loading Packages failed: ${e.message}`;
   }
 }
 
