@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -816,16 +817,17 @@ steps:
 	goTo(ctx, t, "#/templates")
 	waitFor(ctx, t, "New template", `document.getElementById('new-template') !== null`)
 	do(ctx, t, "open the editor", chromedp.Click(chromedp.ID("new-template")))
-	waitFor(ctx, t, "the editor", `document.getElementById('editor') !== null && location.hash === '#/templates/new'`)
+	waitFor(ctx, t, "the editor", `document.getElementById('editor-box')?.shadowRoot?.querySelector('.cm-content') && location.hash === '#/templates/new'`)
 
 	// Typed in, the misspelt field is marked on line 9 without a click (lint as you type).
 	typeInEditor(ctx, t, invalid)
 	waitFor(ctx, t, "the lint mark on line 9", `(() => {
-		const marks = [...document.querySelectorAll('.cm-line .cm-lintRange-error')];
-		const lines = [...document.querySelectorAll('.cm-content .cm-line')];
+		const ed = document.getElementById('editor-box').shadowRoot;
+		const marks = [...ed.querySelectorAll('.cm-line .cm-lintRange-error')];
+		const lines = [...ed.querySelectorAll('.cm-content .cm-line')];
 		return marks.length === 1 && lines.indexOf(marks[0].closest('.cm-line')) === 8 && marks[0].textContent.includes('propertes');
 	})()`)
-	if n := eval[int](ctx, t, `document.querySelectorAll('.cm-gutter-lint .cm-lint-marker-error').length`); n != 1 {
+	if n := eval[int](ctx, t, `document.getElementById('editor-box').shadowRoot.querySelectorAll('.cm-gutter-lint .cm-lint-marker-error').length`); n != 1 {
 		t.Errorf("the lint gutter has %d error markers, want 1", n)
 	}
 	e.screenshot(ctx, t, "lint")
@@ -839,7 +841,7 @@ steps:
 
 	// Fixed, the mark goes away by itself.
 	typeInEditor(ctx, t, valid)
-	waitFor(ctx, t, "no lint mark", `document.querySelector('.cm-editor') !== null && document.querySelectorAll('.cm-lintRange-error, .cm-lint-marker-error').length === 0 && document.querySelector('.cm-content').textContent.includes('properties')`)
+	waitFor(ctx, t, "no lint mark", `(ed => ed.querySelectorAll('.cm-lintRange-error, .cm-lint-marker-error').length === 0 && ed.querySelector('.cm-content').textContent.includes('properties'))(document.getElementById('editor-box').shadowRoot)`)
 	do(ctx, t, "validate the valid one", chromedp.Click(chromedp.ID("validate")))
 	waitFor(ctx, t, "valid", `document.getElementById('editor-status').textContent.includes('no problems found')`)
 	if eval[int](ctx, t, `document.querySelectorAll('#editor-problems li').length`) != 0 {
@@ -855,15 +857,12 @@ steps:
 // selected, then the new text inserted by the browser's input (not set through the editor's API).
 func typeInEditor(ctx context.Context, t *testing.T, text string) {
 	t.Helper()
-	do(ctx, t, "select the editor's text", chromedp.Evaluate[chromedp.Void](`(() => {
-		const c = document.querySelector('.cm-content');
-		c.focus();
-		const r = document.createRange();
-		r.selectNodeContents(c);
-		getSelection().removeAllRanges();
-		getSelection().addRange(r);
-	})()`))
-	waitFor(ctx, t, "the editor's text selected", `getSelection().toString().length > 0`)
+	do(ctx, t, "select the editor's text", chromedp.Evaluate[chromedp.Void](`(async () => {
+		const cm = await import('./vendor/codemirror-6.0.2/codemirror.js');
+		const view = cm.EditorView.findFromDOM(document.getElementById('editor-box').shadowRoot.querySelector('.cm-editor'));
+		view.focus();
+		view.dispatch({selection: {anchor: 0, head: view.state.doc.length}});
+	})()`, chromedp.EvalAwaitPromise))
 	do(ctx, t, "type the text", func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
 		return chromedp.Void{}, tg.Call(ctx, "Input.insertText", map[string]any{"text": text}, nil)
 	})
@@ -1013,11 +1012,17 @@ const graphScaleCheck = `(async (name, mode, steps, status) => {
 	box.append(graph.el);
 	box.prepend(graph.controls);
 	const model = g.buildModel({spec: {mode: {steps: mode}, workflowSpec: {steps}}, status: status || {}});
+	let longest = 0;
+	const tasks = new PerformanceObserver((list) => { for (const e of list.getEntries()) longest = Math.max(longest, e.duration); });
+	tasks.observe({type: 'longtask'});
 	performance.mark(name + '-start');
 	graph.update(model);
+	await graph.drawn();
 	await new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
 	performance.mark(name + '-painted');
 	const paint = performance.measure(name, name + '-start', name + '-painted').duration;
+	await new Promise((done) => setTimeout(done, 0));
+	tasks.disconnect();
 	graph.controls.querySelector('[aria-label="Zoom in"]').click();
 	graph.controls.querySelector('[aria-label="Fit the whole graph"]').click();
 	const vp = graph.svg.getBoundingClientRect();
@@ -1025,13 +1030,14 @@ const graphScaleCheck = `(async (name, mode, steps, status) => {
 		const r = n.getBoundingClientRect();
 		return r.width === 0 || r.left < vp.left - 0.5 || r.top < vp.top - 0.5 || r.right > vp.right + 0.5 || r.bottom > vp.bottom + 0.5;
 	}).map((n) => { const r = n.getBoundingClientRect(); return n.dataset.step + ' ' + [r.left, r.top, r.right, r.bottom].map(Math.round).join(',') + ' in ' + [vp.left, vp.top, vp.right, vp.bottom].map(Math.round).join(','); });
-	return {nodes: graph.svg.querySelectorAll('[data-step]').length, outside, paint, viewW: vp.width, viewH: vp.height, minimap: !graph.mini.hidden};
+	return {nodes: graph.svg.querySelectorAll('[data-step]').length, outside, paint, longest, viewW: vp.width, viewH: vp.height, minimap: !graph.mini.hidden};
 })`
 
 type graphScale struct {
 	Nodes   int      `json:"nodes"`
 	Outside []string `json:"outside"`
 	Paint   float64  `json:"paint"`
+	Longest float64  `json:"longest"`
 	ViewW   float64  `json:"viewW"`
 	ViewH   float64  `json:"viewH"`
 	Minimap bool     `json:"minimap"`
@@ -1044,28 +1050,26 @@ func (e *env) testGraphScales(t *testing.T) {
 	waitFor(ctx, t, "the dashboard", `document.getElementById('main') !== null && typeof window.fetch === 'function'`)
 	step := func(name string, extra map[string]any) map[string]any {
 		s := map[string]any{"name": name, "type": "print-message-in-status"}
-		for k, v := range extra {
-			s[k] = v
-		}
+		maps.Copy(s, extra)
 		return s
 	}
 	fan := []map[string]any{step("root-with-a-rather-long-name-that-does-not-fit-in-a-box", nil)}
 	var leaves []string
-	for i := 0; i < 16; i++ {
+	for i := range 16 {
 		n := fmt.Sprintf("fan-%02d", i)
 		leaves = append(leaves, n)
 		fan = append(fan, step(n, map[string]any{"dependsOn": []string{fan[0]["name"].(string)}}))
 	}
 	fan = append(fan, step("join", map[string]any{"dependsOn": leaves}))
 	var chain []map[string]any
-	for i := 0; i < 100; i++ {
+	for i := range 100 {
 		chain = append(chain, step(fmt.Sprintf("c%03d", i), nil))
 	}
 	// 1,000 steps: 900 in a DAG where each depends on one or two earlier steps, and 10 groups of
 	// 10 sub-steps, with phases as a run in progress has them.
 	var big []map[string]any
 	var status []map[string]any
-	for i := 0; i < 900; i++ {
+	for i := range 900 {
 		var deps []string
 		if i > 0 {
 			deps = append(deps, fmt.Sprintf("s%03d", (i-1)/3))
@@ -1080,9 +1084,9 @@ func (e *env) testGraphScales(t *testing.T) {
 		}
 		status = append(status, map[string]any{"name": fmt.Sprintf("s%03d", i), "phase": ph})
 	}
-	for gi := 0; gi < 10; gi++ {
+	for gi := range 10 {
 		var subs []map[string]any
-		for j := 0; j < 10; j++ {
+		for j := range 10 {
 			subs = append(subs, step(fmt.Sprintf("g%d-%d", gi, j), nil))
 		}
 		big = append(big, map[string]any{"name": fmt.Sprintf("g%d", gi), "type": "step-group", "subSteps": subs, "dependsOn": []string{fmt.Sprintf("s%03d", 100+gi*50)}})
@@ -1107,12 +1111,15 @@ func (e *env) testGraphScales(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: draw the graph: %v", c.name, err)
 		}
-		t.Logf("%s: %d nodes drawn, first paint %.0f ms, viewport %.0fx%.0f px, minimap shown %v", c.name, got.Nodes, got.Paint, got.ViewW, got.ViewH, got.Minimap)
+		t.Logf("%s: %d nodes drawn, first paint %.0f ms, longest task on the page's thread %.0f ms, viewport %.0fx%.0f px, minimap shown %v", c.name, got.Nodes, got.Paint, got.Longest, got.ViewW, got.ViewH, got.Minimap)
 		if got.Nodes != c.nodes {
 			t.Errorf("%s: %d nodes drawn, want %d", c.name, got.Nodes, c.nodes)
 		}
 		if len(got.Outside) > 0 {
 			t.Errorf("%s: after Fit %d nodes lie outside the viewport, e.g. %v", c.name, len(got.Outside), got.Outside[:min(5, len(got.Outside))])
+		}
+		if c.name == "run1000" && !got.Minimap {
+			t.Errorf("%s: fitted far below a readable size, and no minimap", c.name)
 		}
 		if got.ViewW < 800 || got.ViewH < 100 {
 			t.Errorf("%s: the viewport is %.0fx%.0f px", c.name, got.ViewW, got.ViewH)
@@ -1160,14 +1167,20 @@ func (e *env) testGraphScales(t *testing.T) {
 	}
 
 	// A group collapses to one box, its sub-steps gone, and opens again.
-	do(ctx, t, "collapse g3", chromedp.Evaluate[chromedp.Void](`document.querySelector('svg.graph [data-toggle="g3"]').dispatchEvent(new MouseEvent('click', {bubbles: true}))`))
+	do(ctx, t, "collapse g3", chromedp.Evaluate[chromedp.Void](`(async () => {
+		document.querySelector('svg.graph [data-toggle="g3"]').dispatchEvent(new MouseEvent('click', {bubbles: true}));
+		await window.__graph.drawn();
+	})()`, chromedp.EvalAwaitPromise))
 	if n := eval[int](ctx, t, `document.querySelectorAll('svg.graph [data-step^="g3-"]').length`); n != 0 {
 		t.Errorf("g3 collapsed still shows %d sub-steps", n)
 	}
 	if got := eval[string](ctx, t, `document.querySelector('svg.graph [data-toggle="g3"]').getAttribute('aria-expanded') + ' ' + document.querySelectorAll('svg.graph [data-step]').length`); got != "false 1000" {
 		t.Errorf("g3 collapsed: expanded, nodes = %q, want \"false 1000\"", got)
 	}
-	do(ctx, t, "expand g3", chromedp.Evaluate[chromedp.Void](`document.querySelector('svg.graph [data-toggle="g3"]').dispatchEvent(new MouseEvent('click', {bubbles: true}))`))
+	do(ctx, t, "expand g3", chromedp.Evaluate[chromedp.Void](`(async () => {
+		document.querySelector('svg.graph [data-toggle="g3"]').dispatchEvent(new MouseEvent('click', {bubbles: true}));
+		await window.__graph.drawn();
+	})()`, chromedp.EvalAwaitPromise))
 	if n := eval[int](ctx, t, `document.querySelectorAll('svg.graph [data-step^="g3-"]').length`); n != 10 {
 		t.Errorf("g3 opened again shows %d sub-steps, want 10", n)
 	}

@@ -169,3 +169,30 @@ test('layout stays readable from 1 to 30 steps', () => {
     if (name === 'fan30') assert.ok(L.width <= 28 * (NODE_W + 28) + 200, `fan30 is ${L.width} wide`);
   }
 });
+
+test('layout draws a collapsed group as one box, without its sub-steps', () => {
+  const model = buildModel(run('StepByStep', [step('first'), group('ga', 'DAG', 6, false), step('last')]));
+  const open = layout(model);
+  const shut = layout(model, {collapsed: new Set(['ga'])});
+  assert.equal(open.nodes.length, 9);
+  assert.deepEqual(shut.nodes.map((p) => p.node.name), ['first', 'ga', 'last']);
+  const ga = shut.nodes[1];
+  assert.ok(ga.group && ga.collapsed && !open.nodes[1].collapsed);
+  assert.ok(ga.h < open.nodes[1].h, 'the collapsed group is smaller');
+  assert.deepEqual(edgesOf(shut), ['first>ga:seq', 'ga>last:seq']);
+});
+
+test('layout of 1,000 steps keeps every box inside the drawing, no two overlapping in a rank', () => {
+  const steps = names('s', 1000).map((n, i) => step(n, i ? {dependsOn: ['s' + Math.floor((i - 1) / 3)]} : {}));
+  const L = layout(buildModel(run('DAG', steps)));
+  assert.equal(L.nodes.length, 1000);
+  const rows = new Map();
+  for (const p of L.nodes) {
+    assert.ok(p.x >= 0 && p.y >= 0 && p.x + p.w <= L.width && p.y + p.h <= L.height, `${p.node.name} is inside`);
+    (rows.get(p.y) || rows.set(p.y, []).get(p.y)).push(p);
+  }
+  for (const row of rows.values()) {
+    row.sort((a, b) => a.x - b.x);
+    for (let k = 1; k < row.length; k++) assert.ok(row[k].x >= row[k - 1].x + row[k - 1].w, `${row[k].node.name} overlaps ${row[k - 1].node.name}`);
+  }
+});

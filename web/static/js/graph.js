@@ -375,6 +375,8 @@ const ZOOM_STEP = 1.25;
 const MAX_ZOOM = 3;
 const VIEW_MIN_H = 140;
 const FIT_MARGIN = 8; // px
+const MINIMAP_BELOW = 0.6; // a zoom below which the minimap is shown
+const WORKER_AT = 250; // steps: a larger graph is laid out in a worker, the page stays responsive
 const VIEW_MAX_H = 0.72; // of the window's height
 
 export class Graph {
@@ -564,7 +566,7 @@ export class Graph {
       this.observed = true;
     }
     const maxH = Math.max(VIEW_MIN_H, Math.round((typeof window === 'object' ? window.innerHeight : 800) * VIEW_MAX_H));
-    const want = `${Math.max(VIEW_MIN_H, Math.min(maxH, Math.ceil(this.size.h)))}px`;
+    const want = `${Math.max(VIEW_MIN_H, Math.min(maxH, Math.ceil(this.size.h) + FIT_MARGIN))}px`;
     if (this.el.style.height !== want) this.el.style.height = want;
     if (this.fitted) {
       const vp = this.viewport();
@@ -580,8 +582,10 @@ export class Graph {
     const {x, y, k} = this.view;
     if (vp.w && vp.h) this.svg.setAttribute('viewBox', `${x} ${y} ${vp.w / k} ${vp.h / k}`);
     this.level.textContent = `${Math.round(k * 100)}%`;
-    const fitsAtOne = vp.w >= this.size.w && vp.h >= this.size.h;
-    this.mini.hidden = fitsAtOne && this.fitted;
+    // The minimap is for finding one's way: shown while part of the graph is out of view, or
+    // the whole of it is drawn too small to read.
+    const whole = x <= 0 && y <= 0 && x + vp.w / k >= this.size.w && y + vp.h / k >= this.size.h;
+    this.mini.hidden = whole && k >= MINIMAP_BELOW;
     this.lens.setAttribute('x', x);
     this.lens.setAttribute('y', y);
     this.lens.setAttribute('width', vp.w / k);
@@ -591,6 +595,7 @@ export class Graph {
   // destroy stops watching the container's size.
   destroy() {
     if (this.resize) this.resize.disconnect();
+    if (this.worker) this.worker.terminate();
   }
 
   // toggle collapses the named group to one box, or opens it again.
@@ -613,18 +618,59 @@ export class Graph {
       });
     } else {
       this.key = key;
-      this.draw(model);
+      let count = 0;
+      walk(model, () => count++);
+      if (count >= WORKER_AT && typeof Worker === 'function') this.layOutAside(model, count);
+      else this.draw(model, layout(model, {collapsed: this.collapsed}));
     }
     this.select(this.selected);
+  }
+
+  // layOutAside lays a large graph out in a worker (layout-worker.js), saying so meanwhile, and
+  // draws it with the model current when the layout comes back; a layout of a structure that
+  // has changed since is dropped.
+  layOutAside(model, count) {
+    if (!this.worker) {
+      this.worker = new Worker(new URL('./layout-worker.js', import.meta.url), {type: 'module'});
+      this.worker.addEventListener('message', (ev) => this.laidOut(ev.data));
+      this.worker.addEventListener('error', () => {
+        if (this.pending) this.laidOut({seq: this.pending, L: null});
+      });
+    }
+    this.seq = (this.seq || 0) + 1;
+    this.pending = this.seq;
+    this.svg.replaceChildren(s('text', {class: 'empty', x: 16, y: 34}, `Laying out ${count} steps…`));
+    this.worker.postMessage({seq: this.seq, model, collapsed: [...this.collapsed]});
+  }
+
+  laidOut({seq, L}) {
+    if (seq !== this.pending) return;
+    this.pending = 0;
+    const model = this.model;
+    if (L) {
+      const byName = new Map();
+      walk(model, (n) => byName.set(n.name, n));
+      L.nodes = L.nodes.map((p) => ({...p, node: byName.get(p.name)}));
+      if (L.nodes.some((p) => !p.node)) L = null;
+    }
+    this.draw(model, L || layout(model, {collapsed: this.collapsed})); // the worker failed: here
+    this.select(this.selected);
+    for (const done of this.waiting || []) done();
+    this.waiting = [];
+  }
+
+  // drawn resolves once the graph shows the last model given to update.
+  drawn() {
+    if (!this.pending) return Promise.resolve();
+    return new Promise((done) => (this.waiting = [...(this.waiting || []), done]));
   }
 
   nodeEl(name) {
     return this.els ? this.els.get(name) || null : null;
   }
 
-  draw(model) {
+  draw(model, L) {
     const focused = document.activeElement && this.svg.contains(document.activeElement) ? document.activeElement.dataset.step : null;
-    const L = layout(model, {collapsed: this.collapsed});
     const defs = s('defs', null,
       s('marker', {id: 'arrow', viewBox: '0 0 10 10', refX: 8, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse'},
         s('path', {class: 'arrowhead', d: 'M0,0 L10,5 L0,10 z'})));

@@ -11,13 +11,25 @@ import * as cm from '../../vendor/codemirror-6.0.2/codemirror.js';
 
 const LINT_DELAY = 600; // ms after the last keystroke
 
+// THEME fits CodeMirror to the page: its colours are the page's (CSS variables reach into the
+// editor's shadow root).
+const THEME = cm.EditorView.theme({
+  '&': {height: '36rem', fontSize: '13px', color: 'var(--text)', backgroundColor: 'var(--panel)'},
+  '&.cm-focused': {outline: 'none', boxShadow: 'inset 0 0 0 2px var(--focus)'},
+  '.cm-scroller': {fontFamily: 'var(--mono)', lineHeight: '1.5'},
+  '.cm-gutters': {backgroundColor: 'var(--code-bg)', color: 'var(--muted)', borderRight: '1px solid var(--border)'},
+  '.cm-activeLine, .cm-activeLineGutter': {backgroundColor: 'color-mix(in srgb, var(--focus) 8%, transparent)'},
+  '.cm-content': {caretColor: 'var(--text)'},
+  '.cm-tooltip': {backgroundColor: 'var(--panel)', color: 'var(--text)', border: '1px solid var(--border)'},
+});
+
 // diagnostics turns the server's problems into CodeMirror's: each on its line (from its column,
 // else the whole line); a problem without a line marks the first.
 export function diagnostics(doc, problems) {
   return problems.map((p) => {
     const line = doc.line(Math.min(Math.max(1, p.line || 1), doc.lines));
     const from = p.column ? Math.min(line.from + p.column - 1, line.to) : line.from;
-    return {from, to: Math.max(from, line.to), severity: 'error', message: problemText(p), source: 'stepflow'};
+    return {from, to: Math.max(from, line.to), severity: 'error', message: problemText({...p, line: 0}), source: 'stepflow'}; // the mark is on its line
   });
 }
 
@@ -114,8 +126,13 @@ export async function renderEditor(ctx, kind, ns, name) {
     }
   };
   const saveKey = cm.keymap.of([{key: 'Mod-s', preventDefault: true, run: () => (save(), true)}]);
+  // The editor lives in a shadow root: there CodeMirror's styles are a constructed style sheet,
+  // which the page's Content-Security-Policy (style-src 'self') allows, where a <style> is not.
+  const host = h('div', {class: 'editor', id: 'editor-box'});
+  const root = host.attachShadow({mode: 'open'});
   const view = new cm.EditorView({
-    parent: h('div', {class: 'editor', id: 'editor-box'}),
+    root,
+    parent: root,
     state: cm.EditorState.create({
       doc: text,
       extensions: [
@@ -124,10 +141,11 @@ export async function renderEditor(ctx, kind, ns, name) {
         cm.yaml(),
         cm.linter(lint, {delay: LINT_DELAY}),
         cm.lintGutter(),
+        THEME,
         cm.EditorView.updateListener.of((u) => {
           if (u.docChanged) status.textContent = 'Unsaved changes.';
         }),
-        cm.EditorView.contentAttributes.of({id: 'editor', 'aria-label': 'YAML', 'aria-describedby': 'editor-help editor-problems'}),
+        cm.EditorView.contentAttributes.of({'aria-label': 'YAML'}),
       ],
     }),
   });
@@ -216,7 +234,7 @@ export async function renderEditor(ctx, kind, ns, name) {
         : 'A WorkflowStepDefinition: its CUE in spec.schematic.cue.template. ',
       'Problems are marked on their lines as you type. Save validates first and stores nothing while there are problems. Ctrl+S saves.'),
     h('div', {class: 'editor-label', id: 'editor-label'}, 'YAML'),
-    view.dom.parentElement,
+    host,
     h('div', {class: 'actions'}, validateBtn, saveBtn, h('a', {class: 'button secondary', href: back}, 'Cancel')),
     status,
     problems);
