@@ -1030,7 +1030,7 @@ const graphScaleCheck = `(async (name, mode, steps, status) => {
 		const r = n.getBoundingClientRect();
 		return r.width === 0 || r.left < vp.left - 0.5 || r.top < vp.top - 0.5 || r.right > vp.right + 0.5 || r.bottom > vp.bottom + 0.5;
 	}).map((n) => { const r = n.getBoundingClientRect(); return n.dataset.step + ' ' + [r.left, r.top, r.right, r.bottom].map(Math.round).join(',') + ' in ' + [vp.left, vp.top, vp.right, vp.bottom].map(Math.round).join(','); });
-	return {nodes: graph.svg.querySelectorAll('[data-step]').length, outside, paint, longest, viewW: vp.width, viewH: vp.height, minimap: !graph.mini.hidden};
+	return {nodes: graph.svg.querySelectorAll('[data-step]').length, outside, paint, longest, viewW: vp.width, viewH: vp.height, minimap: getComputedStyle(graph.mini).display !== 'none'};
 })`
 
 type graphScale struct {
@@ -1098,6 +1098,7 @@ func (e *env) testGraphScales(t *testing.T) {
 		status map[string]any
 		nodes  int
 	}{
+		{"one", "DAG", []map[string]any{step("only", nil)}, nil, 1},
 		{"fan16", "DAG", fan, nil, 18},
 		{"chain100", "StepByStep", chain, nil, 100},
 		{"run1000", "DAG", big, map[string]any{"steps": status}, 1010},
@@ -1120,6 +1121,9 @@ func (e *env) testGraphScales(t *testing.T) {
 		}
 		if c.name == "run1000" && !got.Minimap {
 			t.Errorf("%s: fitted far below a readable size, and no minimap", c.name)
+		}
+		if c.name == "one" && got.Minimap {
+			t.Errorf("%s: a minimap for a graph shown whole at 100%%", c.name)
 		}
 		if got.ViewW < 800 || got.ViewH < 100 {
 			t.Errorf("%s: the viewport is %.0fx%.0f px", c.name, got.ViewW, got.ViewH)

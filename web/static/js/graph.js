@@ -446,8 +446,10 @@ export class Graph {
       button('Fit the whole graph', 'Fit', () => this.fit()),
       button('Zoom in', '+', () => this.zoomAt(this.view.k * ZOOM_STEP)),
       this.level);
+    // Fitted again whenever the viewport's size changes, the first time included: a graph is
+    // often drawn before its page is on the screen.
     this.resize = typeof ResizeObserver === 'function' ? new ResizeObserver(() => this.applyZoom()) : null;
-    this.observed = false;
+    if (this.resize) this.resize.observe(this.el);
   }
 
   // startPan follows a drag from ev: move(dx, dy) with the pointer's moves in screen pixels, or
@@ -561,10 +563,6 @@ export class Graph {
   // applyZoom sizes the viewport (as tall as the graph, within bounds) and, while the graph is
   // fitted, fits it again.
   applyZoom() {
-    if (this.resize && !this.observed && this.el.isConnected) {
-      this.resize.observe(this.el);
-      this.observed = true;
-    }
     const maxH = Math.max(VIEW_MIN_H, Math.round((typeof window === 'object' ? window.innerHeight : 800) * VIEW_MAX_H));
     const want = `${Math.max(VIEW_MIN_H, Math.min(maxH, Math.ceil(this.size.h) + FIT_MARGIN))}px`;
     if (this.el.style.height !== want) this.el.style.height = want;
@@ -585,7 +583,7 @@ export class Graph {
     // The minimap is for finding one's way: shown while part of the graph is out of view, or
     // the whole of it is drawn too small to read.
     const whole = x <= 0 && y <= 0 && x + vp.w / k >= this.size.w && y + vp.h / k >= this.size.h;
-    this.mini.hidden = whole && k >= MINIMAP_BELOW;
+    this.mini.toggleAttribute('hidden', whole && k >= MINIMAP_BELOW); // an SVG element has no .hidden
     this.lens.setAttribute('x', x);
     this.lens.setAttribute('y', y);
     this.lens.setAttribute('width', vp.w / k);
