@@ -1007,7 +1007,7 @@ const graphScaleCheck = `(async (name, mode, steps, status) => {
 	box.style.width = '900px';
 	box.id = 'scale-' + name;
 	document.getElementById('main').replaceChildren(box);
-	const graph = new g.Graph(() => {});
+	const graph = new g.Graph((step) => { window.__selected = step; });
 	window.__graph = graph;
 	box.append(graph.el);
 	box.prepend(graph.controls);
@@ -1189,4 +1189,29 @@ func (e *env) testGraphScales(t *testing.T) {
 		t.Errorf("g3 opened again shows %d sub-steps, want 10", n)
 	}
 	e.screenshot(ctx, t, "graph-1000")
+
+	// A loop is one box until opened; then its kept iterations are drawn in it, and one clicked
+	// selects the loop's step.
+	loop := []map[string]any{step("first", nil), step("deploy", nil), step("last", nil)}
+	iterations := map[string]any{"total": 5, "succeeded": 3, "failed": 1, "entries": []map[string]any{
+		{"index": 0, "name": "deploy[0]", "item": "us", "phase": "succeeded"},
+		{"index": 3, "name": "deploy[3]", "item": "eu", "phase": "failed"},
+	}}
+	args, err := json.Marshal([]any{"loop", "StepByStep", loop, map[string]any{"steps": []map[string]any{{"name": "deploy", "phase": "failed", "iterations": iterations}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[graphScale](graphScaleCheck+`(...`+string(args)+`)`, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("draw the loop: %v", err)
+	}
+	if n := eval[int](ctx, t, `document.querySelectorAll('svg.graph [data-of="deploy"]').length`); n != 0 {
+		t.Errorf("a closed loop shows %d iterations", n)
+	}
+	do(ctx, t, "open the loop", chromedp.Click(chromedp.CSS(`svg.graph [data-toggle="deploy"]`)))
+	waitFor(ctx, t, "the loop's iterations", `[...document.querySelectorAll('svg.graph [data-of="deploy"]')].map(n => n.dataset.step + ' ' + n.dataset.phase).join(',') === 'deploy[0] succeeded,deploy[3] failed'`)
+	do(ctx, t, "select an iteration", chromedp.Click(chromedp.CSS(`svg.graph [data-step="deploy[3]"]`)))
+	if got := eval[string](ctx, t, `window.__selected`); got != "deploy" {
+		t.Errorf("a click on an iteration selected %q, want its loop deploy", got)
+	}
+	e.screenshot(ctx, t, "loop")
 }

@@ -2,7 +2,7 @@
 
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
-import {specSteps, buildModel, walk, findNode, producers, rootVar, layout, structureKey, NODE_W} from '../static/js/graph.js';
+import {specSteps, buildModel, walk, findNode, producers, rootVar, layout, structureKey, withLoops, NODE_W} from '../static/js/graph.js';
 
 const step = (name, extra) => ({name, type: 'print-message-in-status', ...extra});
 const run = (mode, steps, status = {}) => ({spec: {mode: {steps: mode}, workflowSpec: {steps}}, status});
@@ -195,4 +195,20 @@ test('layout of 1,000 steps keeps every box inside the drawing, no two overlappi
     row.sort((a, b) => a.x - b.x);
     for (let k = 1; k < row.length; k++) assert.ok(row[k].x >= row[k - 1].x + row[k - 1].w, `${row[k].node.name} overlaps ${row[k - 1].node.name}`);
   }
+});
+
+test('withLoops shows an opened loop as a box of its kept iterations, each standing for the loop', () => {
+  const iterations = {total: 5, succeeded: 3, entries: [{index: 0, name: 'deploy[0]', item: 'us', phase: 'succeeded'}, {index: 4, name: 'deploy[4]', item: 'eu', phase: 'failed'}]};
+  const model = buildModel(run('StepByStep', [step('first'), step('deploy'), step('last')], {steps: [{name: 'deploy', phase: 'failed', iterations}]}));
+  assert.equal(withLoops(model, new Set()), model, 'no loop opened: the model as it is');
+  const open = withLoops(model, new Set(['deploy']));
+  const loop = open.nodes[1];
+  assert.ok(loop.loop);
+  assert.deepEqual(loop.children.map((c) => [c.name, c.phase, c.iteration.of]), [['deploy[0]', 'succeeded', 'deploy'], ['deploy[4]', 'failed', 'deploy']]);
+  assert.equal(model.nodes[1].children, null, 'the model given is left alone');
+  const L = layout(open);
+  assert.equal(L.nodes.length, 5);
+  const box = L.nodes.find((p) => p.node.name === 'deploy');
+  for (const it of L.nodes.filter((p) => p.node.iteration)) assert.ok(it.x >= box.x && it.x + it.w <= box.x + box.w && it.y >= box.y && it.y + it.h <= box.y + box.h, `${it.node.name} is inside its loop`);
+  assert.notEqual(structureKey(open), structureKey(model));
 });

@@ -93,6 +93,30 @@ export function buildModel(run, {template = false} = {}) {
   return model;
 }
 
+// loopEntries answers the iterations a looping step's status keeps (the failed ones and the
+// most recent), or null when the step is not a loop.
+export function loopEntries(node) {
+  const it = node.status && node.status.iterations;
+  return !node.children && it && Array.isArray(it.entries) && it.entries.length ? it.entries : null;
+}
+
+// withLoops answers a copy of the model in which each loop named in open is a box holding its
+// kept iterations, side by side (they run independently), each an iteration node that stands
+// for its loop (iteration.of) when selected.
+export function withLoops(model, open) {
+  if (!open.size) return model;
+  const nodes = model.nodes.map((n) => {
+    const entries = open.has(n.name) && loopEntries(n);
+    if (!entries) return n;
+    const children = entries.map((e) => ({
+      ...mkNode(e.name || `${n.name}[${e.index}]`, {type: n.type}, {phase: e.phase, message: e.message}),
+      iteration: {of: n.name, index: e.index, item: e.item || ''},
+    }));
+    return {...n, children, mode: 'Switch', loop: true};
+  });
+  return {...model, nodes};
+}
+
 // walk calls fn for every node, sub-steps after their group.
 export function walk(model, fn) {
   for (const n of model.nodes) {
@@ -262,7 +286,7 @@ export function layout(model, {collapsed = new Set()} = {}) {
 // structureKey identifies what the layout depends on, so that a run update that only changes
 // phases repaints the nodes in place (keeping focus and scroll) instead of redrawing.
 export function structureKey(model) {
-  const level = (nodes) => nodes.map((n) => [n.name, n.deps, n.inputs, n.outputs, n.mode, n.children ? level(n.children) : null]);
+  const level = (nodes) => nodes.map((n) => [n.name, n.deps, n.inputs, n.outputs, n.mode, !!loopEntries(n), n.children ? level(n.children) : null]);
   return JSON.stringify([model.mode, level(model.nodes)]);
 }
 
@@ -282,7 +306,8 @@ function metaText(node) {
   const parts = node.phase ? [node.phase] : [];
   const it = iterationText(node);
   if (it) parts.push(it);
-  if (node.children) parts.push(node.mode === 'Switch' ? 'switch' : `group · ${node.mode}`);
+  if (node.loop) parts.push('loop');
+  else if (node.children) parts.push(node.mode === 'Switch' ? 'switch' : `group · ${node.mode}`);
   else if (node.type) parts.push(node.type);
   return parts.join(' · ');
 }
@@ -356,7 +381,8 @@ function edgePath(e) {
 
 // groupToggle is the button in a group's head that collapses it to one box, or opens it.
 function groupToggle(p, collapsed) {
-  const label = `${collapsed ? 'Expand' : 'Collapse'} the group ${p.node.name}`;
+  const what = p.node.loop || loopEntries(p.node) ? 'iterations of' : 'group';
+  const label = `${collapsed ? 'Expand' : 'Collapse'} the ${what} ${p.node.name}`;
   return s('g', {class: 'toggle', transform: `translate(${p.x + p.w - 26},${p.y + 5})`, tabindex: 0, role: 'button', 'aria-label': label, 'aria-expanded': collapsed ? 'false' : 'true', dataset: {toggle: p.node.name}},
     s('title', null, label),
     s('rect', {width: 20, height: 18, rx: 4}),
@@ -387,6 +413,7 @@ export class Graph {
     this.model = null;
     this.selected = null;
     this.collapsed = new Set();
+    this.loops = new Set(); // the loops shown with their iterations
     this.size = {w: 0, h: 0};
     this.fitted = true;
     this.view = {x: 0, y: 0, k: 1};
@@ -400,7 +427,7 @@ export class Graph {
       const t = ev.target.closest('[data-toggle]');
       if (t) return this.toggle(t.dataset.toggle);
       const g = ev.target.closest('[data-step]');
-      if (g && this.interactive) this.onSelect(g.dataset.step);
+      if (g && this.interactive) this.onSelect(g.dataset.of || g.dataset.step);
     });
     this.svg.addEventListener('keydown', (ev) => {
       const t = ev.target.closest('[data-toggle]');
@@ -412,7 +439,7 @@ export class Graph {
       if (!g || !this.interactive) return;
       if (ev.key === 'Enter' || ev.key === ' ') {
         ev.preventDefault();
-        this.onSelect(g.dataset.step);
+        this.onSelect(g.dataset.of || g.dataset.step);
       } else if (ARROWS[ev.key]) {
         const next = this.neighbour(g, ARROWS[ev.key]);
         if (next) {
@@ -598,16 +625,19 @@ export class Graph {
 
   // toggle collapses the named group to one box, or opens it again.
   toggle(name) {
-    if (this.collapsed.has(name)) this.collapsed.delete(name);
-    else this.collapsed.add(name);
+    const loop = this.model && this.model.nodes.find((n) => n.name === name && loopEntries(n));
+    const set = loop ? this.loops : this.collapsed;
+    if (set.has(name)) set.delete(name);
+    else set.add(name);
     this.key = null;
     if (this.model) this.update(this.model);
     const t = [...this.svg.querySelectorAll('[data-toggle]')].find((x) => x.dataset.toggle === name);
     if (t) t.focus();
   }
 
-  update(model) {
-    this.model = model;
+  update(given) {
+    this.model = given;
+    const model = withLoops(given, this.loops);
     const key = structureKey(model) + JSON.stringify([...this.collapsed].sort());
     if (key === this.key) {
       walk(model, (node) => {
@@ -644,7 +674,7 @@ export class Graph {
   laidOut({seq, L}) {
     if (seq !== this.pending) return;
     this.pending = 0;
-    const model = this.model;
+    const model = withLoops(this.model, this.loops);
     if (L) {
       const byName = new Map();
       walk(model, (n) => byName.set(n.name, n));
@@ -687,6 +717,8 @@ export class Graph {
       if (p.group && !p.collapsed) groups.append(g);
       else steps.append(g);
       if (p.group) toggles.append(groupToggle(p, p.collapsed));
+      else if (loopEntries(p.node)) toggles.append(groupToggle(p, true));
+      if (p.node.iteration) g.dataset.of = p.node.iteration.of;
       if (!p.group || p.collapsed) outline += `M${p.x},${p.y}h${p.w}v${p.h}h${-p.w}z`;
     }
     for (const e of L.edges) {
