@@ -69,7 +69,7 @@ func readInputs(t *testing.T) {
 	if _, err := os.ReadFile("package.json"); err != nil {
 		t.Fatalf("package.json, which makes Node read the dashboard's files as ES modules: %v", err)
 	}
-	for _, dir := range []string{"jstest", filepath.Join("static", "js")} {
+	for _, dir := range []string{"jstest", filepath.Join("static", "js"), filepath.Join("static", "vendor")} {
 		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".js") {
 				return err

@@ -2,7 +2,7 @@
 
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
-import {specSteps, buildModel, walk, findNode, producers, rootVar, layout, structureKey, NODE_W} from '../static/js/graph.js';
+import {specSteps, buildModel, walk, findNode, producers, rootVar, layout, structureKey, withLoops, NODE_W} from '../static/js/graph.js';
 
 const step = (name, extra) => ({name, type: 'print-message-in-status', ...extra});
 const run = (mode, steps, status = {}) => ({spec: {mode: {steps: mode}, workflowSpec: {steps}}, status});
@@ -168,4 +168,47 @@ test('layout stays readable from 1 to 30 steps', () => {
     if (name === 'chain30') assert.equal(new Set(L.nodes.map((p) => p.x + p.w / 2)).size, 1, 'chain30 is one column');
     if (name === 'fan30') assert.ok(L.width <= 28 * (NODE_W + 28) + 200, `fan30 is ${L.width} wide`);
   }
+});
+
+test('layout draws a collapsed group as one box, without its sub-steps', () => {
+  const model = buildModel(run('StepByStep', [step('first'), group('ga', 'DAG', 6, false), step('last')]));
+  const open = layout(model);
+  const shut = layout(model, {collapsed: new Set(['ga'])});
+  assert.equal(open.nodes.length, 9);
+  assert.deepEqual(shut.nodes.map((p) => p.node.name), ['first', 'ga', 'last']);
+  const ga = shut.nodes[1];
+  assert.ok(ga.group && ga.collapsed && !open.nodes[1].collapsed);
+  assert.ok(ga.h < open.nodes[1].h, 'the collapsed group is smaller');
+  assert.deepEqual(edgesOf(shut), ['first>ga:seq', 'ga>last:seq']);
+});
+
+test('layout of 1,000 steps keeps every box inside the drawing, no two overlapping in a rank', () => {
+  const steps = names('s', 1000).map((n, i) => step(n, i ? {dependsOn: ['s' + Math.floor((i - 1) / 3)]} : {}));
+  const L = layout(buildModel(run('DAG', steps)));
+  assert.equal(L.nodes.length, 1000);
+  const rows = new Map();
+  for (const p of L.nodes) {
+    assert.ok(p.x >= 0 && p.y >= 0 && p.x + p.w <= L.width && p.y + p.h <= L.height, `${p.node.name} is inside`);
+    (rows.get(p.y) || rows.set(p.y, []).get(p.y)).push(p);
+  }
+  for (const row of rows.values()) {
+    row.sort((a, b) => a.x - b.x);
+    for (let k = 1; k < row.length; k++) assert.ok(row[k].x >= row[k - 1].x + row[k - 1].w, `${row[k].node.name} overlaps ${row[k - 1].node.name}`);
+  }
+});
+
+test('withLoops shows an opened loop as a box of its kept iterations, each standing for the loop', () => {
+  const iterations = {total: 5, succeeded: 3, entries: [{index: 0, name: 'deploy[0]', item: 'us', phase: 'succeeded'}, {index: 4, name: 'deploy[4]', item: 'eu', phase: 'failed'}]};
+  const model = buildModel(run('StepByStep', [step('first'), step('deploy'), step('last')], {steps: [{name: 'deploy', phase: 'failed', iterations}]}));
+  assert.equal(withLoops(model, new Set()), model, 'no loop opened: the model as it is');
+  const open = withLoops(model, new Set(['deploy']));
+  const loop = open.nodes[1];
+  assert.ok(loop.loop);
+  assert.deepEqual(loop.children.map((c) => [c.name, c.phase, c.iteration.of]), [['deploy[0]', 'succeeded', 'deploy'], ['deploy[4]', 'failed', 'deploy']]);
+  assert.equal(model.nodes[1].children, null, 'the model given is left alone');
+  const L = layout(open);
+  assert.equal(L.nodes.length, 5);
+  const box = L.nodes.find((p) => p.node.name === 'deploy');
+  for (const it of L.nodes.filter((p) => p.node.iteration)) assert.ok(it.x >= box.x && it.x + it.w <= box.x + box.w && it.y >= box.y && it.y + it.h <= box.y + box.h, `${it.node.name} is inside its loop`);
+  assert.notEqual(structureKey(open), structureKey(model));
 });

@@ -6,6 +6,7 @@
 // the next.
 
 import {h, s} from './dom.js';
+import * as dagre from '../vendor/dagre-3.1.4/dagre.js';
 
 export const NODE_W = 188;
 const NODE_H = 52;
@@ -16,7 +17,6 @@ const GAP_Y = 44;
 const PAD = 14;
 const HEAD = 34;
 const DUMMY_W = 14;
-const DUMMY_H = 0;
 
 // specSteps answers the steps as the run resolved them, else as its spec writes them.
 export function specSteps(run) {
@@ -93,6 +93,30 @@ export function buildModel(run, {template = false} = {}) {
   return model;
 }
 
+// loopEntries answers the iterations a looping step's status keeps (the failed ones and the
+// most recent), or null when the step is not a loop.
+export function loopEntries(node) {
+  const it = node.status && node.status.iterations;
+  return !node.children && it && Array.isArray(it.entries) && it.entries.length ? it.entries : null;
+}
+
+// withLoops answers a copy of the model in which each loop named in open is a box holding its
+// kept iterations, side by side (they run independently), each an iteration node that stands
+// for its loop (iteration.of) when selected.
+export function withLoops(model, open) {
+  if (!open.size) return model;
+  const nodes = model.nodes.map((n) => {
+    const entries = open.has(n.name) && loopEntries(n);
+    if (!entries) return n;
+    const children = entries.map((e) => ({
+      ...mkNode(e.name || `${n.name}[${e.index}]`, {type: n.type}, {phase: e.phase, message: e.message}),
+      iteration: {of: n.name, index: e.index, item: e.item || ''},
+    }));
+    return {...n, children, mode: 'Switch', loop: true};
+  });
+  return {...model, nodes};
+}
+
 // walk calls fn for every node, sub-steps after their group.
 export function walk(model, fn) {
   for (const n of model.nodes) {
@@ -147,10 +171,10 @@ function reach(n, edges) {
 }
 
 // layoutLevel lays out the nodes of one level (the run's steps, or a group's sub-steps) in
-// coordinates relative to the level's top left corner: longest-path layers from top to bottom,
-// an edge that spans layers routed through a placeholder in each layer it crosses, the order
-// within layers from barycentre sweeps, and each node moved towards its neighbours.
-function layoutLevel(nodes, mode, producer) {
+// coordinates relative to the level's top left corner, with dagre (vendored; layered layout:
+// ranks from top to bottom, crossings reduced, long edges routed between the nodes). A group
+// is a box as big as its sub-steps' own layout, unless it is collapsed: then it is one box.
+function layoutLevel(nodes, mode, producer, collapsed) {
   const n = nodes.length;
   const index = new Map();
   nodes.forEach((node, i) => {
@@ -184,135 +208,72 @@ function layoutLevel(nodes, mode, producer) {
     });
   }
 
-  // Longest-path layering. A dependency cycle (the server refuses one) must not hang the
-  // page: its back edges are left out of the layering, and drawn all the same.
-  const preds = nodes.map(() => []);
-  for (const e of edges) preds[e.to].push(e.from);
-  const layer = new Array(n).fill(0);
-  const state = new Array(n).fill(0);
-  const longest = (i) => {
-    if (state[i] === 2) return layer[i];
-    if (state[i] === 1) return -1;
-    state[i] = 1;
-    let l = 0;
-    for (const p of preds[i]) {
-      const lp = longest(p);
-      if (lp >= 0) l = Math.max(l, lp + 1);
-    }
-    state[i] = 2;
-    layer[i] = l;
-    return l;
-  };
-  for (let i = 0; i < n; i++) longest(i);
-
-  // Items: the nodes, then one placeholder per layer an edge crosses.
-  const items = nodes.map((node, i) => {
-    if (!node.children) return {id: i, layer: layer[i], w: leafWidth(node), h: NODE_H, inner: null};
-    const inner = layoutLevel(node.children, node.mode || 'DAG', producer);
+  const items = nodes.map((node) => {
+    if (!node.children || collapsed.has(node.name)) return {w: leafWidth(node), h: NODE_H, inner: null};
+    const inner = layoutLevel(node.children, node.mode || 'DAG', producer, collapsed);
     const w = Math.max(NODE_W + 2 * PAD, inner.width + 2 * PAD);
     const h = HEAD + Math.max(inner.height, node.children.length ? 0 : 18) + PAD;
-    return {id: i, layer: layer[i], w, h, inner};
+    return {w, h, inner};
   });
-  const up = items.map(() => []);
-  const down = items.map(() => []);
-  const link = (a, b) => {
-    down[a].push(b);
-    up[b].push(a);
-  };
+  if (!n) return {width: 0, height: 0, boxes: [], edges};
+
+  // dagre ranks each node at the longest path to it; a dependency cycle (the server refuses
+  // one) is broken by reversing an edge, which is drawn all the same.
+  const g = new dagre.graphlib.Graph({multigraph: false});
+  g.setGraph({rankdir: 'TB', nodesep: GAP_X, ranksep: GAP_Y, edgesep: DUMMY_W, marginx: 0, marginy: 0, ranker: 'longest-path'});
+  g.setDefaultEdgeLabel(() => ({}));
+  items.forEach((it, i) => g.setNode(String(i), {width: it.w, height: it.h}));
+  for (const e of edges) g.setEdge(String(e.from), String(e.to));
+  // One ordering sweep, not dagre's rounds of them: those cost seconds at a thousand steps.
+  dagre.layout(g, {disableOptimalOrderHeuristic: true});
+
+  let minX = Infinity;
+  let minY = Infinity;
+  let maxX = -Infinity;
+  let maxY = -Infinity;
+  const boxes = items.map((it, i) => {
+    const d = g.node(String(i));
+    const b = {node: nodes[i], x: d.x - it.w / 2, y: d.y - it.h / 2, w: it.w, h: it.h, inner: it.inner};
+    minX = Math.min(minX, b.x);
+    minY = Math.min(minY, b.y);
+    maxX = Math.max(maxX, b.x + b.w);
+    maxY = Math.max(maxY, b.y + b.h);
+    return b;
+  });
   for (const e of edges) {
-    e.via = [];
-    if (layer[e.to] <= layer[e.from]) continue; // a back edge of a cycle
-    let prev = e.from;
-    for (let l = layer[e.from] + 1; l < layer[e.to]; l++) {
-      const id = items.length;
-      items.push({id, layer: l, w: DUMMY_W, h: 0, dummy: true});
-      up.push([]);
-      down.push([]);
-      link(prev, id);
-      e.via.push(id);
-      prev = id;
+    const pts = (g.edge(String(e.from), String(e.to)) || {}).points || [];
+    e.points = pts.map((p) => [p.x, p.y]);
+    for (const [x, y] of e.points) {
+      minX = Math.min(minX, x);
+      minY = Math.min(minY, y);
+      maxX = Math.max(maxX, x);
+      maxY = Math.max(maxY, y);
     }
-    link(prev, e.to);
   }
-
-  // Order within layers: spec order, then barycentre sweeps down and up.
-  const layers = [];
-  for (const it of items) (layers[it.layer] ||= []).push(it.id);
-  const pos = new Array(items.length).fill(0);
-  const number = (ids) => ids.forEach((id, k) => (pos[id] = (k + 0.5) / ids.length));
-  layers.forEach(number);
-  const sweep = (l, neighbours) => {
-    const ids = layers[l];
-    const key = new Map(ids.map((id) => {
-      const ns = neighbours[id];
-      return [id, ns.length ? ns.reduce((a, x) => a + pos[x], 0) / ns.length : pos[id]];
-    }));
-    ids.sort((a, b) => key.get(a) - key.get(b) || a - b);
-    number(ids);
-  };
-  for (let round = 0; round < 3; round++) {
-    for (let l = 1; l < layers.length; l++) sweep(l, up);
-    for (let l = layers.length - 2; l >= 0; l--) sweep(l, down);
+  for (const b of boxes) {
+    b.x -= minX;
+    b.y -= minY;
   }
-  for (let l = 1; l < layers.length; l++) sweep(l, up);
-
-  const rows = layers;
-
-  // Horizontal positions: each row packed and centred on the widest. (Moving nodes towards
-  // their neighbours spreads a dense graph far wider than a screen; centred rows stay compact
-  // and the placeholders keep long edges between the nodes.)
-  const cx = new Array(items.length).fill(0);
-  const gap = (a, b) => (items[a].w + items[b].w) / 2 + (items[a].dummy || items[b].dummy ? GAP_X / 2 : GAP_X);
-  const rowW = rows.map((row) => row.reduce((w, id, k) => w + (k > 0 ? gap(row[k - 1], id) : 0), 0) + (items[row[0]].w + items[row[row.length - 1]].w) / 2);
-  const width = rows.length ? Math.max(...rowW) : 0;
-  rows.forEach((row, r) => {
-    let x = (width - rowW[r]) / 2 + items[row[0]].w / 2;
-    row.forEach((id, k) => {
-      if (k > 0) x += gap(row[k - 1], id);
-      cx[id] = x;
-    });
-  });
-  const minX = 0;
-  const maxX = width;
-
-  // Vertical positions: rows one under the other, items aligned at the top of their row; a
-  // placeholder spans its row's height, so that its edge runs straight through.
-  const boxes = new Array(items.length);
-  let y = 0;
-  rows.forEach((row, r) => {
-    if (r > 0) y += GAP_Y;
-    const rowH = Math.max(...row.map((id) => items[id].h), DUMMY_H);
-    for (const id of row) {
-      const it = items[id];
-      boxes[id] = {node: it.dummy ? null : nodes[id], x: cx[id] - it.w / 2 - minX, y, w: it.w, h: it.dummy ? rowH : it.h, inner: it.inner};
-    }
-    y += rowH;
-  });
-  return {width: maxX - minX, height: y, boxes: boxes.slice(0, n), via: boxes, edges};
+  for (const e of edges) e.points = e.points.map(([x, y]) => [x - minX, y - minY]);
+  return {width: maxX - minX, height: maxY - minY, boxes, edges};
 }
 
 // layout places every node of the model: {width, height, nodes: [{node, x, y, w, h, group}],
 // edges: [{from, to, kind, points}]}, in absolute coordinates with a margin. An edge's points
 // run from the bottom of its source through its placeholders to the top of its target.
-export function layout(model) {
+export function layout(model, {collapsed = new Set()} = {}) {
   const producer = producers(model);
-  const top = layoutLevel(model.nodes, model.mode, producer);
+  const top = layoutLevel(model.nodes, model.mode, producer, collapsed);
   const M = 16;
   const out = {width: top.width + 2 * M, height: top.height + 2 * M, nodes: [], edges: []};
   const place = (level, ox, oy, depth) => {
     for (const b of level.boxes) {
-      out.nodes.push({node: b.node, x: ox + b.x, y: oy + b.y, w: b.w, h: b.h, group: !!b.inner, depth});
+      out.nodes.push({node: b.node, x: ox + b.x, y: oy + b.y, w: b.w, h: b.h, group: !!b.node.children, collapsed: !!b.node.children && !b.inner, depth});
     }
     for (const e of level.edges) {
       const a = level.boxes[e.from];
       const b = level.boxes[e.to];
-      const points = [[ox + a.x + a.w / 2, oy + a.y + a.h]];
-      for (const id of e.via) {
-        const d = level.via[id];
-        points.push([ox + d.x + d.w / 2, oy + d.y], [ox + d.x + d.w / 2, oy + d.y + d.h]);
-      }
-      points.push([ox + b.x + b.w / 2, oy + b.y]);
-      out.edges.push({from: a.node.name, to: b.node.name, kind: e.kind, points});
+      out.edges.push({from: a.node.name, to: b.node.name, kind: e.kind, points: e.points.map(([x, y]) => [ox + x, oy + y])});
     }
     for (const b of level.boxes) {
       if (b.inner) place(b.inner, ox + b.x + (b.w - b.inner.width) / 2, oy + b.y + HEAD, depth + 1);
@@ -325,7 +286,7 @@ export function layout(model) {
 // structureKey identifies what the layout depends on, so that a run update that only changes
 // phases repaints the nodes in place (keeping focus and scroll) instead of redrawing.
 export function structureKey(model) {
-  const level = (nodes) => nodes.map((n) => [n.name, n.deps, n.inputs, n.outputs, n.mode, n.children ? level(n.children) : null]);
+  const level = (nodes) => nodes.map((n) => [n.name, n.deps, n.inputs, n.outputs, n.mode, !!loopEntries(n), n.children ? level(n.children) : null]);
   return JSON.stringify([model.mode, level(model.nodes)]);
 }
 
@@ -345,7 +306,8 @@ function metaText(node) {
   const parts = node.phase ? [node.phase] : [];
   const it = iterationText(node);
   if (it) parts.push(it);
-  if (node.children) parts.push(node.mode === 'Switch' ? 'switch' : `group · ${node.mode}`);
+  if (node.loop) parts.push('loop');
+  else if (node.children) parts.push(node.mode === 'Switch' ? 'switch' : `group · ${node.mode}`);
   else if (node.type) parts.push(node.type);
   return parts.join(' · ');
 }
@@ -383,7 +345,7 @@ function drawNode(p, interactive) {
       s('rect', {class: 'box', width: w, height: h, rx: 10}),
       s('rect', {class: 'head', width: w, height: HEAD - 6, rx: 10}),
       s('text', {class: 'name', x: 12, y: 18}, truncate(node.name, w / 2 - 12, NAME_CHAR_W)),
-      s('text', {class: 'meta', x: w - 12, y: 18, 'text-anchor': 'end'}),
+      s('text', {class: 'meta', x: w - 34, y: 18, 'text-anchor': 'end'}),
     );
     if (!node.children.length) g.append(s('text', {class: 'empty', x: w / 2, y: HEAD + 12, 'text-anchor': 'middle'}, 'no sub-steps'));
   } else {
@@ -398,55 +360,86 @@ function drawNode(p, interactive) {
   return g;
 }
 
-// edgePath draws an edge through its points: an S-curve for each gap between rows, a
-// straight line through each placeholder. A back edge of a cycle goes from a bottom upwards.
+// edgePath draws an edge through the points dagre routed it by, rounding each bend, ending
+// short of the target for the arrowhead.
 function edgePath(e) {
   const pts = e.points.slice();
+  if (pts.length < 2) return '';
   const last = pts.length - 1;
-  pts[last] = [pts[last][0], pts[last][1] - 3];
+  const [lx, ly] = pts[last];
+  const [px, py] = pts[last - 1];
+  const len = Math.hypot(lx - px, ly - py) || 1;
+  pts[last] = [lx - ((lx - px) / len) * 3, ly - ((ly - py) / len) * 3];
   let d = `M${pts[0][0]},${pts[0][1]}`;
-  for (let k = 1; k < pts.length; k++) {
-    const [x0, y0] = pts[k - 1];
-    const [x1, y1] = pts[k];
-    if (k % 2 === 0 && x0 === x1) {
-      d += ` L${x1},${y1}`;
-      continue;
-    }
-    const dy = Math.max(16, Math.abs(y1 - y0) / 2);
-    const s = y1 >= y0 ? 1 : -1;
-    d += ` C${x0},${y0 + s * dy} ${x1},${y1 - s * dy} ${x1},${y1}`;
+  for (let k = 1; k < last; k++) {
+    const [x, y] = pts[k];
+    const [nx, ny] = pts[k + 1];
+    d += ` Q${x},${y} ${(x + nx) / 2},${(y + ny) / 2}`;
   }
-  return d;
+  return d + ` L${pts[last][0]},${pts[last][1]}`;
 }
 
-// Graph draws a model into an SVG and keeps it current: update(model) repaints the nodes in
-// place when the structure is unchanged, and redraws otherwise. onSelect(name) is called when
-// a node is clicked or activated with Enter or Space; without it the nodes are pictures only. A graph wider than its container is
-// zoomed out to fit (not below MIN_FIT, past which the text is too small); the zoom controls
-// (this.controls) change that.
-const MIN_FIT = 0.6;
+// groupToggle is the button in a group's head that collapses it to one box, or opens it.
+function groupToggle(p, collapsed) {
+  const what = p.node.loop || loopEntries(p.node) ? 'iterations of' : 'group';
+  const label = `${collapsed ? 'Expand' : 'Collapse'} the ${what} ${p.node.name}`;
+  return s('g', {class: 'toggle', transform: `translate(${p.x + p.w - 26},${p.y + 5})`, tabindex: 0, role: 'button', 'aria-label': label, 'aria-expanded': collapsed ? 'false' : 'true', dataset: {toggle: p.node.name}},
+    s('title', null, label),
+    s('rect', {width: 20, height: 18, rx: 4}),
+    s('text', {x: 10, y: 13, 'text-anchor': 'middle'}, collapsed ? '+' : '−'));
+}
+
+// Graph draws a model into an SVG inside a viewport (this.el) and keeps it current:
+// update(model) repaints the nodes in place when the structure is unchanged, and redraws
+// otherwise. onSelect(name) is called when a node is clicked or activated with Enter or Space;
+// without it the nodes are pictures only. The viewport pans (drag, or the minimap), zooms (the
+// wheel, or the controls in this.controls) and fits the whole graph in both axes; it is fitted
+// until the user pans or zooms, and again with Fit. A group collapses to one box with the
+// button in its head.
 const ARROWS = {ArrowDown: [0, 1], ArrowUp: [0, -1], ArrowRight: [1, 0], ArrowLeft: [-1, 0]};
 const ZOOM_STEP = 1.25;
+const MAX_ZOOM = 3;
+const VIEW_MIN_H = 140;
+const FIT_MARGIN = 8; // px
+const MINIMAP_BELOW = 0.6; // a zoom below which the minimap is shown
+const WORKER_AT = 250; // steps: a larger graph is laid out in a worker, the page stays responsive
+const VIEW_MAX_H = 0.72; // of the window's height
 
 export class Graph {
   constructor(onSelect) {
     this.onSelect = onSelect;
     this.interactive = !!onSelect;
     this.key = null;
+    this.model = null;
     this.selected = null;
+    this.collapsed = new Set();
+    this.loops = new Set(); // the loops shown with their iterations
     this.size = {w: 0, h: 0};
-    this.zoom = null;
-    this.svg = s('svg', {class: 'graph', role: 'group', 'aria-label': 'Step graph'});
+    this.fitted = true;
+    this.view = {x: 0, y: 0, k: 1};
+    this.boxes = [];
+    this.svg = s('svg', {class: 'graph', role: 'group', 'aria-label': 'Step graph', preserveAspectRatio: 'xMinYMin meet'});
+    this.lens = s('rect', {class: 'lens'});
+    this.mini = s('svg', {class: 'minimap', 'aria-hidden': 'true', preserveAspectRatio: 'xMidYMid meet'});
+    this.el = h('div', {class: 'graph-view'}, this.svg, this.mini);
     this.svg.addEventListener('click', (ev) => {
+      if (this.panned) return;
+      const t = ev.target.closest('[data-toggle]');
+      if (t) return this.toggle(t.dataset.toggle);
       const g = ev.target.closest('[data-step]');
-      if (g && this.interactive) this.onSelect(g.dataset.step);
+      if (g && this.interactive) this.onSelect(g.dataset.of || g.dataset.step);
     });
     this.svg.addEventListener('keydown', (ev) => {
+      const t = ev.target.closest('[data-toggle]');
+      if (t && (ev.key === 'Enter' || ev.key === ' ')) {
+        ev.preventDefault();
+        return this.toggle(t.dataset.toggle);
+      }
       const g = ev.target.closest('[data-step]');
       if (!g || !this.interactive) return;
       if (ev.key === 'Enter' || ev.key === ' ') {
         ev.preventDefault();
-        this.onSelect(g.dataset.step);
+        this.onSelect(g.dataset.of || g.dataset.step);
       } else if (ARROWS[ev.key]) {
         const next = this.neighbour(g, ARROWS[ev.key]);
         if (next) {
@@ -455,74 +448,197 @@ export class Graph {
         }
       }
     });
+    this.svg.addEventListener('focusin', (ev) => this.reveal(ev.target.closest('[data-step]')));
+    this.svg.addEventListener('wheel', (ev) => {
+      ev.preventDefault();
+      const r = this.svg.getBoundingClientRect();
+      this.zoomAt(this.view.k * Math.pow(1.0015, -ev.deltaY), ev.clientX - r.left, ev.clientY - r.top);
+    }, {passive: false});
+    this.svg.addEventListener('pointerdown', (ev) => this.startPan(ev, (dx, dy) => this.panBy(dx, dy)));
+    this.mini.addEventListener('pointerdown', (ev) => {
+      const at = (e) => {
+        const r = this.mini.getBoundingClientRect();
+        const scale = Math.max(this.size.w / r.width, this.size.h / r.height);
+        const ox = (r.width - this.size.w / scale) / 2;
+        const oy = (r.height - this.size.h / scale) / 2;
+        this.centreOn((e.clientX - r.left - ox) * scale, (e.clientY - r.top - oy) * scale);
+      };
+      at(ev);
+      this.startPan(ev, null, at);
+    });
     this.level = h('span', {class: 'zoom-level', 'aria-live': 'polite'});
     const button = (label, text, fn) => h('button', {type: 'button', class: 'secondary small', 'aria-label': label, title: label, onclick: fn}, text);
     this.controls = h('div', {class: 'zoom', role: 'group', 'aria-label': 'Zoom the graph'},
-      button('Zoom out', '−', () => this.setZoom(Math.max(0.3, this.current() / ZOOM_STEP))),
-      button('Fit the graph to the width', 'Fit', () => this.setZoom(null)),
-      button('Zoom in', '+', () => this.setZoom(Math.min(2, this.current() * ZOOM_STEP))),
+      button('Zoom out', '−', () => this.zoomAt(this.view.k / ZOOM_STEP)),
+      button('Fit the whole graph', 'Fit', () => this.fit()),
+      button('Zoom in', '+', () => this.zoomAt(this.view.k * ZOOM_STEP)),
       this.level);
-    this.resize = typeof ResizeObserver === 'function' ? new ResizeObserver(() => this.zoom === null && this.applyZoom()) : null;
-    this.observed = null;
+    // Fitted again whenever the viewport's size changes, the first time included: a graph is
+    // often drawn before its page is on the screen.
+    this.resize = typeof ResizeObserver === 'function' ? new ResizeObserver(() => this.applyZoom()) : null;
+    if (this.resize) this.resize.observe(this.el);
+  }
+
+  // startPan follows a drag from ev: move(dx, dy) with the pointer's moves in screen pixels, or
+  // each(event). A drag of more than a few pixels is a pan, not a click.
+  startPan(ev, move, each) {
+    if (ev.button !== 0) return;
+    let last = [ev.clientX, ev.clientY];
+    const start = last;
+    this.panned = false;
+    const onMove = (e) => {
+      if (!this.panned && Math.hypot(e.clientX - start[0], e.clientY - start[1]) < 4) return;
+      this.panned = true;
+      if (move) move(e.clientX - last[0], e.clientY - last[1]);
+      if (each) each(e);
+      last = [e.clientX, e.clientY];
+    };
+    const onUp = () => {
+      window.removeEventListener('pointermove', onMove);
+      window.removeEventListener('pointerup', onUp);
+      setTimeout(() => (this.panned = false), 0);
+    };
+    window.addEventListener('pointermove', onMove);
+    window.addEventListener('pointerup', onUp);
   }
 
   // neighbour is the node nearest to g in direction [dx, dy], for moving with the arrow keys.
   neighbour(g, [dx, dy]) {
-    const centre = (el) => {
-      const r = el.getBoundingClientRect();
-      return [r.left + r.width / 2, r.top + r.height / 2];
-    };
-    const [x0, y0] = centre(g);
+    const at = (el) => this.boxes.find((b) => b.name === el.dataset.step);
+    const a = at(g);
+    if (!a) return null;
     let best = null;
     let bestScore = Infinity;
-    for (const o of this.svg.querySelectorAll('[data-step]')) {
-      if (o === g) continue;
-      const [x, y] = centre(o);
-      const along = (x - x0) * dx + (y - y0) * dy;
+    for (const b of this.boxes) {
+      if (b === a) continue;
+      const along = (b.cx - a.cx) * dx + (b.cy - a.cy) * dy;
       if (along <= 1) continue;
-      const across = Math.abs((x - x0) * dy) + Math.abs((y - y0) * dx);
+      const across = Math.abs((b.cx - a.cx) * dy) + Math.abs((b.cy - a.cy) * dx);
       const score = along + 2 * across;
       if (score < bestScore) {
         bestScore = score;
-        best = o;
+        best = b;
       }
     }
-    return best;
+    return best ? this.nodeEl(best.name) : null;
   }
 
-  // current is the zoom shown: the chosen one, or the one that fits.
-  current() {
-    if (this.zoom !== null) return this.zoom;
-    const parent = this.svg.parentElement;
-    const avail = parent ? parent.clientWidth : 0;
-    return avail && this.size.w > avail ? Math.max(MIN_FIT, avail / this.size.w) : 1;
+  // viewport is the size of the visible area in pixels.
+  viewport() {
+    return {w: this.svg.clientWidth || 0, h: this.svg.clientHeight || 0};
   }
 
-  setZoom(z) {
-    this.zoom = z;
+  // fit shows the whole graph, in both axes, never larger than its natural size.
+  fit() {
+    this.fitted = true;
     this.applyZoom();
   }
 
+  zoomAt(k, px, py) {
+    const vp = this.viewport();
+    if (px === undefined) [px, py] = [vp.w / 2, vp.h / 2];
+    const min = Math.min(0.5, this.fitScale() / 2);
+    k = Math.max(min, Math.min(MAX_ZOOM, k));
+    const gx = this.view.x + px / this.view.k;
+    const gy = this.view.y + py / this.view.k;
+    this.view = {x: gx - px / k, y: gy - py / k, k};
+    this.fitted = false;
+    this.applyView();
+  }
+
+  panBy(dx, dy) {
+    this.view = {...this.view, x: this.view.x - dx / this.view.k, y: this.view.y - dy / this.view.k};
+    this.fitted = false;
+    this.applyView();
+  }
+
+  centreOn(gx, gy) {
+    const vp = this.viewport();
+    this.view = {...this.view, x: gx - vp.w / 2 / this.view.k, y: gy - vp.h / 2 / this.view.k};
+    this.fitted = false;
+    this.applyView();
+  }
+
+  // reveal pans a node that got the focus into view.
+  reveal(g) {
+    if (!g) return;
+    const b = this.boxes.find((x) => x.name === g.dataset.step);
+    const vp = this.viewport();
+    if (!b || !vp.w) return;
+    const {x, y, k} = this.view;
+    if (b.x >= x && b.y >= y && b.x + b.w <= x + vp.w / k && b.y + b.h <= y + vp.h / k) return;
+    this.centreOn(b.cx, b.cy);
+  }
+
+  fitScale() {
+    const vp = this.viewport();
+    if (!vp.w || !vp.h || !this.size.w || !this.size.h) return 1;
+    return Math.min(1, (vp.w - FIT_MARGIN) / this.size.w, (vp.h - FIT_MARGIN) / this.size.h); // a margin for the strokes
+  }
+
+  // current is the zoom shown.
+  current() {
+    return this.view.k;
+  }
+
+  // setZoom(null) fits the graph; setZoom(k) zooms to k about the centre.
+  setZoom(z) {
+    if (z === null) this.fit();
+    else this.zoomAt(z);
+  }
+
+  // applyZoom sizes the viewport (as tall as the graph, within bounds) and, while the graph is
+  // fitted, fits it again.
   applyZoom() {
-    const parent = this.svg.parentElement;
-    if (this.resize && parent && this.observed !== parent) {
-      if (this.observed) this.resize.unobserve(this.observed);
-      this.resize.observe(parent);
-      this.observed = parent;
+    const maxH = Math.max(VIEW_MIN_H, Math.round((typeof window === 'object' ? window.innerHeight : 800) * VIEW_MAX_H));
+    const want = `${Math.max(VIEW_MIN_H, Math.min(maxH, Math.ceil(this.size.h) + FIT_MARGIN))}px`;
+    if (this.el.style.height !== want) this.el.style.height = want;
+    if (this.fitted) {
+      const vp = this.viewport();
+      const k = this.fitScale();
+      this.view = {x: (this.size.w - vp.w / k) / 2, y: (this.size.h - vp.h / k) / 2, k};
+      if (k === 1) this.view.y = 0;
     }
-    const z = this.current();
-    this.svg.setAttribute('width', String(Math.round(this.size.w * z)));
-    this.svg.setAttribute('height', String(Math.round(this.size.h * z)));
-    this.level.textContent = `${Math.round(z * 100)}%`;
+    this.applyView();
+  }
+
+  applyView() {
+    const vp = this.viewport();
+    const {x, y, k} = this.view;
+    if (vp.w && vp.h) this.svg.setAttribute('viewBox', `${x} ${y} ${vp.w / k} ${vp.h / k}`);
+    this.level.textContent = `${Math.round(k * 100)}%`;
+    // The minimap is for finding one's way: shown while part of the graph is out of view, or
+    // the whole of it is drawn too small to read.
+    const whole = x <= 0 && y <= 0 && x + vp.w / k >= this.size.w && y + vp.h / k >= this.size.h;
+    this.mini.toggleAttribute('hidden', whole && k >= MINIMAP_BELOW); // an SVG element has no .hidden
+    this.lens.setAttribute('x', x);
+    this.lens.setAttribute('y', y);
+    this.lens.setAttribute('width', vp.w / k);
+    this.lens.setAttribute('height', vp.h / k);
   }
 
   // destroy stops watching the container's size.
   destroy() {
     if (this.resize) this.resize.disconnect();
+    if (this.worker) this.worker.terminate();
   }
 
-  update(model) {
-    const key = structureKey(model);
+  // toggle collapses the named group to one box, or opens it again.
+  toggle(name) {
+    const loop = this.model && this.model.nodes.find((n) => n.name === name && loopEntries(n));
+    const set = loop ? this.loops : this.collapsed;
+    if (set.has(name)) set.delete(name);
+    else set.add(name);
+    this.key = null;
+    if (this.model) this.update(this.model);
+    const t = [...this.svg.querySelectorAll('[data-toggle]')].find((x) => x.dataset.toggle === name);
+    if (t) t.focus();
+  }
+
+  update(given) {
+    this.model = given;
+    const model = withLoops(given, this.loops);
+    const key = structureKey(model) + JSON.stringify([...this.collapsed].sort());
     if (key === this.key) {
       walk(model, (node) => {
         const g = this.nodeEl(node.name);
@@ -530,40 +646,92 @@ export class Graph {
       });
     } else {
       this.key = key;
-      this.draw(model);
+      let count = 0;
+      walk(model, () => count++);
+      if (count >= WORKER_AT && typeof Worker === 'function') this.layOutAside(model, count);
+      else this.draw(model, layout(model, {collapsed: this.collapsed}));
     }
     this.select(this.selected);
   }
 
-  nodeEl(name) {
-    for (const g of this.svg.querySelectorAll('[data-step]')) if (g.dataset.step === name) return g;
-    return null;
+  // layOutAside lays a large graph out in a worker (layout-worker.js), saying so meanwhile, and
+  // draws it with the model current when the layout comes back; a layout of a structure that
+  // has changed since is dropped.
+  layOutAside(model, count) {
+    if (!this.worker) {
+      this.worker = new Worker(new URL('./layout-worker.js', import.meta.url), {type: 'module'});
+      this.worker.addEventListener('message', (ev) => this.laidOut(ev.data));
+      this.worker.addEventListener('error', () => {
+        if (this.pending) this.laidOut({seq: this.pending, L: null});
+      });
+    }
+    this.seq = (this.seq || 0) + 1;
+    this.pending = this.seq;
+    this.svg.replaceChildren(s('text', {class: 'empty', x: 16, y: 34}, `Laying out ${count} steps…`));
+    this.worker.postMessage({seq: this.seq, model, collapsed: [...this.collapsed]});
   }
 
-  draw(model) {
+  laidOut({seq, L}) {
+    if (seq !== this.pending) return;
+    this.pending = 0;
+    const model = withLoops(this.model, this.loops);
+    if (L) {
+      const byName = new Map();
+      walk(model, (n) => byName.set(n.name, n));
+      L.nodes = L.nodes.map((p) => ({...p, node: byName.get(p.name)}));
+      if (L.nodes.some((p) => !p.node)) L = null;
+    }
+    this.draw(model, L || layout(model, {collapsed: this.collapsed})); // the worker failed: here
+    this.select(this.selected);
+    for (const done of this.waiting || []) done();
+    this.waiting = [];
+  }
+
+  // drawn resolves once the graph shows the last model given to update.
+  drawn() {
+    if (!this.pending) return Promise.resolve();
+    return new Promise((done) => (this.waiting = [...(this.waiting || []), done]));
+  }
+
+  nodeEl(name) {
+    return this.els ? this.els.get(name) || null : null;
+  }
+
+  draw(model, L) {
     const focused = document.activeElement && this.svg.contains(document.activeElement) ? document.activeElement.dataset.step : null;
-    const L = layout(model);
     const defs = s('defs', null,
       s('marker', {id: 'arrow', viewBox: '0 0 10 10', refX: 8, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse'},
         s('path', {class: 'arrowhead', d: 'M0,0 L10,5 L0,10 z'})));
     const groups = s('g', {class: 'groups'});
     const edges = s('g', {class: 'edges', 'aria-hidden': 'true'});
     const steps = s('g', {class: 'steps'});
+    const toggles = s('g', {class: 'toggles'});
+    this.els = new Map();
+    this.boxes = [];
+    let outline = '';
     for (const p of L.nodes) {
       const g = drawNode(p, this.interactive);
       g.dataset.w = String(p.w);
-      (p.group ? groups : steps).append(g);
+      this.els.set(p.node.name, g);
+      this.boxes.push({name: p.node.name, x: p.x, y: p.y, w: p.w, h: p.h, cx: p.x + p.w / 2, cy: p.y + p.h / 2});
+      if (p.group && !p.collapsed) groups.append(g);
+      else steps.append(g);
+      if (p.group) toggles.append(groupToggle(p, p.collapsed));
+      else if (loopEntries(p.node)) toggles.append(groupToggle(p, true));
+      if (p.node.iteration) g.dataset.of = p.node.iteration.of;
+      if (!p.group || p.collapsed) outline += `M${p.x},${p.y}h${p.w}v${p.h}h${-p.w}z`;
     }
     for (const e of L.edges) {
       edges.append(s('path', {class: `edge edge-${e.kind}`, d: edgePath(e), 'marker-end': 'url(#arrow)', dataset: {from: e.from, to: e.to}}));
     }
     this.size = {w: L.width, h: L.height};
-    this.svg.replaceChildren(defs, groups, edges, steps);
+    this.svg.replaceChildren(defs, groups, edges, steps, toggles);
     if (!model.nodes.length) {
       this.size = {w: 320, h: 60};
       this.svg.append(s('text', {class: 'empty', x: 16, y: 34}, 'This run has no steps yet.'));
     }
-    this.svg.setAttribute('viewBox', `0 0 ${this.size.w} ${this.size.h}`);
+    this.mini.setAttribute('viewBox', `0 0 ${this.size.w} ${this.size.h}`);
+    this.mini.replaceChildren(s('path', {class: 'outline', d: outline}), this.lens);
     this.applyZoom();
     if (focused) {
       const g = this.nodeEl(focused);
@@ -573,7 +741,7 @@ export class Graph {
 
   select(name) {
     this.selected = name;
-    for (const g of this.svg.querySelectorAll('[data-step]')) {
+    for (const g of this.els ? this.els.values() : []) {
       const on = g.dataset.step === name;
       g.classList.toggle('selected', on);
       if (this.interactive) g.setAttribute('aria-pressed', on ? 'true' : 'false');

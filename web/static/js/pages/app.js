@@ -62,7 +62,7 @@ export async function renderApp(ctx, ns, name) {
   const workflow = h('section', {class: 'graph-section card', 'aria-labelledby': 'app-workflow-title'},
     h('div', {class: 'section-head'}, h('h2', {id: 'app-workflow-title'}, 'Delivery workflow'), h('div', {class: 'head-tools'}, graph.controls)),
     runLink,
-    h('div', {class: 'graph-wrap', id: 'graph'}, graph.svg),
+    h('div', {class: 'graph-wrap', id: 'graph'}, graph.el),
     h('p', {class: 'muted small hint'}, 'Select a step to open it on its run page.'));
   const revisions = h('section', {class: 'card', id: 'app-revisions-section', 'aria-labelledby': 'app-revisions-title'});
   const resources = h('section', {class: 'card', id: 'app-resources-section', 'aria-labelledby': 'app-resources-title'});

@@ -1,11 +1,37 @@
-// The YAML editor of templates and definitions (admins only): a textarea with line numbers,
-// Validate (the server's checks, nothing stored) and Save, which validates first and stores
-// nothing while there are problems.
+// The YAML editor of templates and definitions (admins only): CodeMirror (vendored) with YAML
+// highlighting, folding and line numbers, linted as you type by the server's checks
+// (POST /validate, debounced; each problem marked on its line), Validate, and Save, which
+// validates first and stores nothing while there are problems.
 
 import * as api from '../api.js';
 import {h, replace, link} from '../dom.js';
 import {toYAML, cleanObject, metadataOf} from '../yaml.js';
-import {errorPage, problemList, roleNote} from './common.js';
+import {errorPage, problemList, problemText, roleNote} from './common.js';
+import * as cm from '../../vendor/codemirror-6.0.2/codemirror.js';
+
+const LINT_DELAY = 600; // ms after the last keystroke
+
+// THEME fits CodeMirror to the page: its colours are the page's (CSS variables reach into the
+// editor's shadow root).
+const THEME = cm.EditorView.theme({
+  '&': {height: '36rem', fontSize: '13px', color: 'var(--text)', backgroundColor: 'var(--panel)'},
+  '&.cm-focused': {outline: 'none', boxShadow: 'inset 0 0 0 2px var(--focus)'},
+  '.cm-scroller': {fontFamily: 'var(--mono)', lineHeight: '1.5'},
+  '.cm-gutters': {backgroundColor: 'var(--code-bg)', color: 'var(--muted)', borderRight: '1px solid var(--border)'},
+  '.cm-activeLine, .cm-activeLineGutter': {backgroundColor: 'color-mix(in srgb, var(--focus) 8%, transparent)'},
+  '.cm-content': {caretColor: 'var(--text)'},
+  '.cm-tooltip': {backgroundColor: 'var(--panel)', color: 'var(--text)', border: '1px solid var(--border)'},
+});
+
+// diagnostics turns the server's problems into CodeMirror's: each on its line (from its column,
+// else the whole line); a problem without a line marks the first.
+export function diagnostics(doc, problems) {
+  return problems.map((p) => {
+    const line = doc.line(Math.min(Math.max(1, p.line || 1), doc.lines));
+    const from = p.column ? Math.min(line.from + p.column - 1, line.to) : line.from;
+    return {from, to: Math.max(from, line.to), severity: 'error', message: problemText({...p, line: 0}), source: 'stepflow'}; // the mark is on its line
+  });
+}
 
 const STARTERS = {
   templates: `apiVersion: core.oam.dev/v1alpha1
@@ -81,53 +107,70 @@ export async function renderEditor(ctx, kind, ns, name) {
     if (!ctx.alive()) return;
   }
 
-  const gutter = h('div', {class: 'gutter', 'aria-hidden': 'true'});
-  const area = h('textarea', {id: 'editor', class: 'code', wrap: 'off', spellcheck: 'false', autocomplete: 'off', autocapitalize: 'off', rows: 28, 'aria-describedby': 'editor-help editor-problems', value: text});
   const problems = h('div', {id: 'editor-problems', 'aria-live': 'polite'});
   const status = h('p', {id: 'editor-status', class: 'muted', role: 'status'});
   const validateBtn = h('button', {type: 'button', class: 'secondary', id: 'validate'}, 'Validate');
   const saveBtn = h('button', {type: 'button', id: 'save'}, 'Save');
   const back = isNew ? `#/${kind}` : link(kind, ns, name);
-  let bad = new Set();
+  const text_ = () => view.state.doc.toString();
 
-  const paintGutter = () => {
-    const n = area.value.split('\n').length;
-    if (gutter.childElementCount !== n || bad.size) {
-      replace(gutter, Array.from({length: n}, (_, i) => h('div', {class: bad.has(i + 1) ? 'bad' : null}, String(i + 1))));
+  // lint asks the server about the text as it stands; CodeMirror calls it a while after the
+  // last change and drops an answer that a later change made stale.
+  const lint = async (v) => {
+    try {
+      await api.request('POST', '/validate', {yaml: v.state.doc.toString(), signal: ctx.signal});
+      return [];
+    } catch (e) {
+      if (api.isAbort(e) || e.status !== 400) return [];
+      return diagnostics(v.state.doc, e.problems.length ? e.problems : [{message: e.message}]);
     }
-    gutter.scrollTop = area.scrollTop;
   };
+  const saveKey = cm.keymap.of([{key: 'Mod-s', preventDefault: true, run: () => (save(), true)}]);
+  // The editor lives in a shadow root: there CodeMirror's styles are a constructed style sheet,
+  // which the page's Content-Security-Policy (style-src 'self') allows, where a <style> is not.
+  const host = h('div', {class: 'editor', id: 'editor-box'});
+  const root = host.attachShadow({mode: 'open'});
+  const view = new cm.EditorView({
+    root,
+    parent: root,
+    state: cm.EditorState.create({
+      doc: text,
+      extensions: [
+        saveKey,
+        cm.basicSetup,
+        cm.yaml(),
+        cm.linter(lint, {delay: LINT_DELAY}),
+        cm.lintGutter(),
+        THEME,
+        cm.EditorView.updateListener.of((u) => {
+          if (u.docChanged) status.textContent = 'Unsaved changes.';
+        }),
+        cm.EditorView.contentAttributes.of({'aria-label': 'YAML'}),
+      ],
+    }),
+  });
+  ctx.onCleanup(() => view.destroy());
 
   const goToLine = (p) => {
-    const lines = area.value.split('\n');
-    const line = Math.min(Math.max(1, p.line), lines.length);
-    let start = 0;
-    for (let i = 0; i < line - 1; i++) start += lines[i].length + 1;
-    const col = p.column ? Math.min(p.column - 1, lines[line - 1].length) : 0;
-    area.focus();
-    area.setSelectionRange(start + col, start + lines[line - 1].length);
-    const lh = parseFloat(getComputedStyle(area).lineHeight) || 20;
-    area.scrollTop = Math.max(0, (line - 1) * lh - area.clientHeight / 3);
-    paintGutter();
+    const [d] = diagnostics(view.state.doc, [p]);
+    view.dispatch({selection: {anchor: d.from, head: d.to}, scrollIntoView: true});
+    view.focus();
   };
 
   const showProblems = (e) => {
-    bad = new Set((e.problems || []).map((p) => p.line).filter(Boolean));
-    paintGutter();
     replace(problems, problemList(e, goToLine));
   };
 
   const clearProblems = () => {
-    bad = new Set();
     replace(problems);
-    paintGutter();
   };
 
   // validate answers true when the server finds nothing wrong; problems are shown otherwise.
   const validate = async () => {
     status.textContent = 'Validating…';
+    cm.forceLinting(view);
     try {
-      await api.request('POST', '/validate', {yaml: area.value, signal: ctx.signal});
+      await api.request('POST', '/validate', {yaml: text_(), signal: ctx.signal});
       clearProblems();
       status.textContent = 'Valid: no problems found.';
       return true;
@@ -151,8 +194,8 @@ export async function renderEditor(ctx, kind, ns, name) {
       let saved;
       try {
         saved = isNew
-          ? await api.request('POST', `/${kind}`, {yaml: area.value, signal: ctx.signal})
-          : await api.request('PUT', api.objPath(kind, ns, name), {yaml: area.value, signal: ctx.signal});
+          ? await api.request('POST', `/${kind}`, {yaml: text_(), signal: ctx.signal})
+          : await api.request('PUT', api.objPath(kind, ns, name), {yaml: text_(), signal: ctx.signal});
       } catch (e) {
         if (api.isAbort(e)) return;
         status.textContent = 'Not saved.';
@@ -160,7 +203,7 @@ export async function renderEditor(ctx, kind, ns, name) {
         return;
       }
       const obj = saved && (saved.definition || saved);
-      const md = (obj && obj.metadata) || metadataOf(area.value);
+      const md = (obj && obj.metadata) || metadataOf(text_());
       status.textContent = 'Saved.';
       ctx.notify(`${singular[0].toUpperCase()}${singular.slice(1)} ${md.name || name} saved.`);
       location.hash = link(kind, md.namespace || ns || 'default', md.name || name);
@@ -179,19 +222,6 @@ export async function renderEditor(ctx, kind, ns, name) {
     }
   });
   saveBtn.addEventListener('click', save);
-  area.addEventListener('input', () => {
-    status.textContent = 'Unsaved changes.';
-    paintGutter();
-  });
-  area.addEventListener('scroll', () => {
-    gutter.scrollTop = area.scrollTop;
-  });
-  area.addEventListener('keydown', (ev) => {
-    if ((ev.ctrlKey || ev.metaKey) && ev.key === 's') {
-      ev.preventDefault();
-      save();
-    }
-  });
 
   replace(ctx.main,
     h('div', {class: 'page-head'},
@@ -202,12 +232,11 @@ export async function renderEditor(ctx, kind, ns, name) {
       kind === 'templates'
         ? 'A Workflow: mode and steps at the top level, optional parameters. '
         : 'A WorkflowStepDefinition: its CUE in spec.schematic.cue.template. ',
-      'Save validates first and stores nothing while there are problems. Ctrl+S saves.'),
-    h('div', {class: 'editor-label'}, h('label', {for: 'editor'}, 'YAML')),
-    h('div', {class: 'editor'}, gutter, area),
+      'Problems are marked on their lines as you type. Save validates first and stores nothing while there are problems. Ctrl+S saves.'),
+    h('div', {class: 'editor-label', id: 'editor-label'}, 'YAML'),
+    host,
     h('div', {class: 'actions'}, validateBtn, saveBtn, h('a', {class: 'button secondary', href: back}, 'Cancel')),
     status,
     problems);
-  paintGutter();
   ctx.ready(title);
 }

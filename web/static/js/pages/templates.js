@@ -280,7 +280,7 @@ export async function renderTemplate(ctx, ns, name) {
         params.length && !ctx.can('operator') ? paramsTable(params) : null),
       h('section', {class: 'card', 'aria-labelledby': 'tsteps-title'},
         h('div', {class: 'section-head'}, h('h2', {id: 'tsteps-title'}, 'Steps'), graph.controls),
-        h('div', {class: 'graph-wrap'}, graph.svg))),
+        h('div', {class: 'graph-wrap'}, graph.el))),
     h('section', {class: 'card', 'aria-labelledby': 'recent-title'}, h('h2', {id: 'recent-title'}, 'Recent runs'), recent),
     triggersSection(ctx, ns, name),
     h('section', {class: 'card', 'aria-labelledby': 'yaml-title'},

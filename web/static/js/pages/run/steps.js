@@ -8,7 +8,7 @@ import {PHASES} from './logic.js';
 export function stepsSection(graph, live) {
   return h('section', {class: 'graph-section card', 'aria-labelledby': 'steps-title'},
     h('div', {class: 'section-head'}, h('h2', {id: 'steps-title'}, 'Steps'), h('div', {class: 'head-tools'}, graph.controls, live)),
-    h('div', {class: 'graph-wrap', id: 'graph'}, graph.svg),
+    h('div', {class: 'graph-wrap', id: 'graph'}, graph.el),
     legend(),
     h('p', {class: 'muted small hint'}, 'Select a step with the mouse, or with Tab, the arrow keys and Enter.'));
 }
