@@ -1142,6 +1142,9 @@ type PostTemplatesByNamespaceByNameTriggersJSONRequestBody = TriggerRequest
 // PostTokensJSONRequestBody defines body for PostTokens for application/json ContentType.
 type PostTokensJSONRequestBody = TokenRequest
 
+// PutTriggersByIdJSONRequestBody defines body for PutTriggersById for application/json ContentType.
+type PutTriggersByIdJSONRequestBody = TriggerRequest
+
 // PostTriggersByIdBackfillJSONRequestBody defines body for PostTriggersByIdBackfill for application/json ContentType.
 type PostTriggersByIdBackfillJSONRequestBody = BackfillRequest
 
@@ -1976,6 +1979,20 @@ type ClientInterface interface {
 	//
 	// Corresponds with DELETE /api/v1/triggers/{id} (the `DeleteTriggersById` operationId).
 	DeleteTriggersById(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutTriggersByIdWithBody Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/triggers/{id} (the `PutTriggersById` operationId).
+	PutTriggersByIdWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutTriggersById Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/triggers/{id} (the `PutTriggersById` operationId).
+	PutTriggersById(ctx context.Context, id string, body PutTriggersByIdJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PostTriggersByIdBackfillWithBody Start a cron trigger's runs of the firings in [from, to], those without a run yet
 	//
@@ -2922,6 +2939,40 @@ func (c *Client) DeleteTokensById(ctx context.Context, id string, reqEditors ...
 // Corresponds with DELETE /api/v1/triggers/{id} (the `DeleteTriggersById` operationId).
 func (c *Client) DeleteTriggersById(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteTriggersByIdRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutTriggersByIdWithBody Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/triggers/{id} (the `PutTriggersById` operationId).
+func (c *Client) PutTriggersByIdWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutTriggersByIdRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutTriggersById Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/triggers/{id} (the `PutTriggersById` operationId).
+func (c *Client) PutTriggersById(ctx context.Context, id string, body PutTriggersByIdJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutTriggersByIdRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -5066,6 +5117,53 @@ func NewDeleteTriggersByIdRequest(server string, id string) (*http.Request, erro
 	return req, nil
 }
 
+// NewPutTriggersByIdRequest calls the generic PutTriggersById builder with application/json body
+func NewPutTriggersByIdRequest(server string, id string, body PutTriggersByIdJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPutTriggersByIdRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewPutTriggersByIdRequestWithBody constructs an http.Request for the PutTriggersById method, with any body, and a specified content type
+func NewPutTriggersByIdRequestWithBody(server string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/triggers/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewPostTriggersByIdBackfillRequest calls the generic PostTriggersByIdBackfill builder with application/json body
 func NewPostTriggersByIdBackfillRequest(server string, id string, body PostTriggersByIdBackfillJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -5690,6 +5788,20 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with DELETE /api/v1/triggers/{id} (the `DeleteTriggersById` operationId).
 	DeleteTriggersByIdWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DeleteTriggersByIdResponse, error)
+
+	// PutTriggersByIdWithBodyWithResponse Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/triggers/{id} (the `PutTriggersById` operationId).
+	PutTriggersByIdWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutTriggersByIdResponse, error)
+
+	// PutTriggersByIdWithResponse Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/triggers/{id} (the `PutTriggersById` operationId).
+	PutTriggersByIdWithResponse(ctx context.Context, id string, body PutTriggersByIdJSONRequestBody, reqEditors ...RequestEditorFn) (*PutTriggersByIdResponse, error)
 
 	// PostTriggersByIdBackfillWithBodyWithResponse Start a cron trigger's runs of the firings in [from, to], those without a run yet
 	//
@@ -8953,6 +9065,103 @@ func (r DeleteTriggersByIdResponse) ContentType() string {
 	return ""
 }
 
+type PutTriggersByIdResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Trigger
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON408 the response for an HTTP 408 `application/json` response
+	JSON408 *ErrorAnswer
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *ErrorAnswer
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON200() *Trigger {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON408 returns the response for an HTTP 408 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON408() *ErrorAnswer {
+	return r.JSON408
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON409() *ErrorAnswer {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON413() *ErrorAnswer {
+	return r.JSON413
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PutTriggersByIdResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r PutTriggersByIdResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PutTriggersByIdResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PutTriggersByIdResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PutTriggersByIdResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type PostTriggersByIdBackfillResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -10107,6 +10316,32 @@ func (c *ClientWithResponses) DeleteTriggersByIdWithResponse(ctx context.Context
 		return nil, err
 	}
 	return ParseDeleteTriggersByIdResponse(rsp)
+}
+
+// PutTriggersByIdWithBodyWithResponse Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/triggers/{id} (the `PutTriggersById` operationId).
+func (c *ClientWithResponses) PutTriggersByIdWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutTriggersByIdResponse, error) {
+	rsp, err := c.PutTriggersByIdWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutTriggersByIdResponse(rsp)
+}
+
+// PutTriggersByIdWithResponse Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/triggers/{id} (the `PutTriggersById` operationId).
+func (c *ClientWithResponses) PutTriggersByIdWithResponse(ctx context.Context, id string, body PutTriggersByIdJSONRequestBody, reqEditors ...RequestEditorFn) (*PutTriggersByIdResponse, error) {
+	rsp, err := c.PutTriggersById(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutTriggersByIdResponse(rsp)
 }
 
 // PostTriggersByIdBackfillWithBodyWithResponse Start a cron trigger's runs of the firings in [from, to], those without a run yet
@@ -12784,6 +13019,88 @@ func ParseDeleteTriggersByIdResponse(rsp *http.Response) (*DeleteTriggersByIdRes
 			return nil, err
 		}
 		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePutTriggersByIdResponse parses an HTTP response from a PutTriggersByIdWithResponse call
+func ParsePutTriggersByIdResponse(rsp *http.Response) (*PutTriggersByIdResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PutTriggersByIdResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Trigger
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest ErrorAnswer

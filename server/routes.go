@@ -137,6 +137,7 @@ func (s *Server) routeTable() []route {
 
 		{method: "GET", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleViewer, summary: "A template's triggers", ok: answers{200: listOf[trigger]{}}, handle: s.listTriggers},
 		{method: "POST", path: "/api/v1/templates/{namespace}/{name}/triggers", role: RoleAdmin, summary: "Add a webhook or cron trigger to a template", body: "json", in: triggerRequest{}, ok: answers{201: triggerCreated{}}, handle: s.createTrigger},
+		{method: "PUT", path: "/api/v1/triggers/{id}", role: RoleAdmin, summary: "Change a trigger's schedules, time zone, policies or context, keeping its id, secret and last firing", body: "json", in: triggerRequest{}, ok: answers{200: trigger{}}, fails: []int{http.StatusConflict}, handle: s.updateTrigger},
 		{method: "DELETE", path: "/api/v1/triggers/{id}", role: RoleAdmin, summary: "Delete a trigger", ok: noContent, handle: s.deleteTrigger},
 		{method: "POST", path: "/api/v1/triggers/{id}/pause", role: RoleOperator, summary: "Pause a cron trigger: it fires no more until unpaused", ok: answers{200: trigger{}}, fails: []int{http.StatusBadRequest, http.StatusConflict}, handle: s.pauseTrigger},
 		{method: "POST", path: "/api/v1/triggers/{id}/unpause", role: RoleOperator, summary: "Unpause a cron trigger: its latest missed firing starts, within its startingDeadlineSeconds", ok: answers{200: trigger{}}, fails: []int{http.StatusBadRequest, http.StatusConflict}, handle: s.unpauseTrigger},

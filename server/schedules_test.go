@@ -409,3 +409,61 @@ func TestCronClaimedFiringSurvivesACrash(t *testing.T) {
 		}
 	})
 }
+
+// A trigger changed in place keeps its id, its secret and its last firing: a cron trigger's
+// new schedules fire from its last firing, a webhook's new context reaches the runs its old
+// URL and secret start. Its type cannot change; viewers and other namespaces cannot change it.
+func TestTriggerUpdate(t *testing.T) {
+	clock := engine.NewFakeClock(time.Date(2026, 3, 1, 10, 0, 30, 0, time.UTC))
+	srv, op, admin := start(t, servertest.Options{Clock: clock})
+	admin.postYAML("/api/v1/templates", deployTemplate).want(t, http.StatusCreated)
+	put := func(c caller, id string, v any) reply {
+		b, _ := json.Marshal(v)
+		return c.do(http.MethodPut, "/api/v1/triggers/"+id, "application/json", b)
+	}
+	cron := admin.postJSON("/api/v1/templates/default/deploy/triggers", map[string]any{
+		"type": "cron", "schedule": "*/10 * * * *", "context": map[string]any{"image": "nginx"},
+	}).want(t, http.StatusCreated).json(t)
+	id := cron["id"].(string)
+	clock.Advance(10 * time.Minute) // 10:10:30: fires 10:10
+	waitRunsOf(t, op, "deploy", 1)
+
+	put(op, id, map[string]any{"type": "cron", "schedule": "0 * * * *"}).want(t, http.StatusForbidden)
+	elsewhere := caller{t: t, base: srv.URL, token: srv.Token(t, "admin", "elsewhere")}
+	put(elsewhere, id, map[string]any{"type": "cron", "schedule": "0 * * * *"}).want(t, http.StatusNotFound)
+	put(admin, id, map[string]any{"type": "webhook"}).want(t, http.StatusBadRequest)
+	put(admin, id, map[string]any{"type": "cron", "schedules": []string{"every hour"}}).want(t, http.StatusBadRequest)
+	put(admin, id, map[string]any{"type": "cron", "schedule": "0 * * * *", "context": map[string]any{"image": 3}}).want(t, http.StatusBadRequest)
+	got := put(admin, id, map[string]any{
+		"schedules": []string{"15 * * * *", "45 * * * *"}, "concurrencyPolicy": "forbid", "context": map[string]any{"image": "caddy"},
+	}).want(t, http.StatusOK).json(t)
+	if got["id"] != id || got["lastFire"] != "2026-03-01T10:10:00Z" || got["nextFire"] != "2026-03-01T10:15:00Z" || got["concurrencyPolicy"] != "Forbid" {
+		t.Errorf("changed trigger: %v", got)
+	}
+	clock.Advance(5 * time.Minute) // 10:15:30
+	runs := runsOf(t, op, "deploy")
+	deadline := time.Now().Add(20 * time.Second)
+	for len(runs) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		runs = runsOf(t, op, "deploy")
+	}
+	name := fmt.Sprintf("deploy-%d", time.Date(2026, 3, 1, 10, 15, 0, 0, time.UTC).Unix()/60)
+	if _, ok := runs[name]; !ok {
+		t.Fatalf("no run %s of the new schedule: %v", name, runs)
+	}
+	if img := at(op.get("/api/v1/runs/default/"+name).want(t, http.StatusOK).json(t), "spec.context.image"); img != "caddy" {
+		t.Errorf("the new schedule's run has image %v, want the new context's caddy", img)
+	}
+
+	hook := admin.postJSON("/api/v1/templates/default/deploy/triggers", map[string]any{"type": "webhook", "context": map[string]any{"env": "staging"}}).
+		want(t, http.StatusCreated).json(t)
+	put(admin, hook["id"].(string), map[string]any{"type": "webhook", "schedule": "0 * * * *"}).want(t, http.StatusBadRequest)
+	put(admin, hook["id"].(string), map[string]any{"context": map[string]any{"env": "prod"}}).want(t, http.StatusOK)
+	_, rest, _ := strings.Cut(hook["url"].(string), "/api/")
+	anon := caller{t: t, base: op.base}
+	started := anon.do("POST", "/api/"+rest+"?token="+hook["secret"].(string), "application/json", []byte(`{"image": "app:7"}`)).want(t, http.StatusAccepted).json(t)
+	if env := at(op.get("/api/v1/runs/default/"+at(started, "name").(string)).want(t, http.StatusOK).json(t), "spec.context.env"); env != "prod" {
+		t.Errorf("the webhook's run has env %v, want the changed context's prod", env)
+	}
+	put(admin, "nope", map[string]any{"type": "cron", "schedule": "0 * * * *"}).want(t, http.StatusNotFound)
+}

@@ -195,6 +195,75 @@ func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// updateTrigger changes what a trigger was created with (a cron trigger's schedules, time
+// zone, policies, paused and context; a webhook's context), keeping its id, its secret and,
+// for a cron trigger, its last firing: the new schedules fire from there. The type cannot
+// change. A compare-and-swap against the schedulers writing the record's firings.
+func (s *Server) updateTrigger(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	var body triggerRequest
+	if err := decodeJSON(r, &body); err != nil {
+		return err
+	}
+	for range 10 {
+		rec, err := s.store.Record(r.Context(), recordTrigger, id)
+		if errors.Is(err, engine.ErrNotFound) {
+			return errorf(http.StatusNotFound, "trigger %s: not found", id)
+		}
+		if err != nil {
+			return err
+		}
+		var t trigger
+		if err := decodeRecord(recordTrigger, id, rec.Data, &t); err != nil {
+			return err
+		}
+		if err := seesOrNotFound(r.Context(), "trigger", t.Namespace, id); err != nil {
+			return err
+		}
+		if body.Type != "" && body.Type != t.Type {
+			return errorf(http.StatusBadRequest, "type %q: trigger %s is a %s trigger, and a trigger's type cannot change (delete it and add another)", body.Type, id, t.Type)
+		}
+		t.Context = body.Context
+		switch t.Type {
+		case triggerWebhook:
+			if body.Schedule != "" || len(body.Schedules) > 0 || body.TimeZone != "" || body.ConcurrencyPolicy != "" || body.StartingDeadlineSeconds != nil || body.Paused {
+				return errorf(http.StatusBadRequest, "a webhook trigger takes no schedule, schedules, timeZone, concurrencyPolicy, startingDeadlineSeconds or paused")
+			}
+		case triggerCron:
+			if err := t.setCron(&body); err != nil {
+				return err
+			}
+			wf, err := s.store.Workflow(r.Context(), t.Namespace, t.Template)
+			if err != nil {
+				return err
+			}
+			if _, errs := v1alpha1.ApplyParameters(wf.Parameters, t.Context, field.NewPath("context")); len(errs) > 0 {
+				return invalidFields(errs)
+			}
+			t.LastError = ""
+		}
+		data, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		_, err = s.store.PutRecord(r.Context(), recordTrigger, id, data, rec.Version)
+		if errors.Is(err, engine.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.crons.poke()
+		view, err := s.triggerView(r.Context(), t)
+		if err != nil {
+			return err
+		}
+		send(w, http.StatusOK, view)
+		return nil
+	}
+	return errorf(http.StatusConflict, "trigger %s kept changing: try again", id)
+}
+
 func (s *Server) deleteTrigger(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	rec, err := s.store.Record(r.Context(), recordTrigger, id)

@@ -83,7 +83,9 @@ func TestDashboard(t *testing.T) {
 	t.Run("IterationsByItem", e.testIterationsByItem)
 	t.Run("LayoutStaysReadable", e.testLayout)
 	t.Run("Triggers", e.testTriggers)
+	t.Run("TriggersEdited", e.testTriggersEdited)
 	t.Run("GraphScales", e.testGraphScales)
+	t.Run("Narrow", e.testNarrow)
 	t.Run("Applications", e.testApplications)
 }
 
@@ -1252,4 +1254,32 @@ func (e *env) testGraphScales(t *testing.T) {
 		t.Errorf("a click on an iteration selected %q, want its loop deploy", got)
 	}
 	e.screenshot(ctx, t, "loop")
+}
+
+// 9. On a phone's width (390 px) no page scrolls sideways: the runs list, a run with its
+// graph, panel and log, the templates, a template with its triggers, the definitions and a
+// definition, the designer's palette aside. Tables stack or scroll inside their own box.
+func (e *env) testNarrow(t *testing.T) {
+	e.ensureRelease(t)
+	ctx := e.tab(t, e.admin)
+	do(ctx, t, "390 px wide", chromedp.EmulateViewport(390, 844))
+	pages := []struct{ hash, ready string }{
+		{"#/runs", `document.querySelector('#runs tbody tr, .runs-empty') !== null || document.querySelector('main table') !== null`},
+		{"#/templates", `document.querySelector('main table, main .muted') !== null`},
+		{"#/templates/default/release", `document.getElementById('template-triggers') !== null`},
+		{"#/definitions", `document.querySelector('main table') !== null`},
+		{"#/definitions/vela-system/notification", `document.querySelector('main h1') !== null`},
+	}
+	e.startRun(t, e.operator, map[string]any{"template": "release", "namespace": "default", "name": "narrow-1"}, "suspending")
+	pages = append(pages, struct{ hash, ready string }{"#/runs/default/narrow-1", `document.querySelector('[data-step="approve"]') !== null`})
+	for _, p := range pages {
+		goTo(ctx, t, p.hash)
+		waitFor(ctx, t, p.hash, p.ready)
+		time.Sleep(300 * time.Millisecond) // the page's last redraw
+		if w := eval[int](ctx, t, `document.documentElement.scrollWidth`); w > 390 {
+			wide := eval[[]string](ctx, t, `[...document.querySelectorAll('main *')].filter(n => n.getBoundingClientRect().right > 391 && !n.closest('.scroll-x, .graph-wrap, .cm-editor, pre')).slice(0, 5).map(n => n.tagName + (n.id ? '#' + n.id : '') + '.' + n.className + ' ' + Math.round(n.getBoundingClientRect().right))`)
+			t.Errorf("at 390 px %s is %d px wide; widest: %v", p.hash, w, wide)
+			e.screenshot(ctx, t, "narrow")
+		}
+	}
 }

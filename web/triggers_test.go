@@ -88,3 +88,87 @@ steps:
 		t.Errorf("a viewer sees %d trigger controls", n)
 	}
 }
+
+// An admin adds a cron trigger from the template's page, changes its schedules, adds a
+// webhook trigger and reads its URL and secret once, and deletes it; an operator sees the
+// triggers without those controls.
+func (e *env) testTriggersEdited(t *testing.T) {
+	e.mustCall(t, http.StatusCreated, e.admin, http.MethodPost, "/templates", `apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata: {name: hourly, namespace: default}
+steps:
+- {name: report, type: print-message-in-status, properties: {message: hourly}}
+`, nil)
+	type listed struct {
+		Items []struct {
+			ID        string         `json:"id"`
+			Type      string         `json:"type"`
+			Schedules []string       `json:"schedules"`
+			TimeZone  string         `json:"timeZone"`
+			Policy    string         `json:"concurrencyPolicy"`
+			Context   map[string]any `json:"context"`
+		} `json:"items"`
+	}
+	triggers := func() listed {
+		var l listed
+		e.mustCall(t, http.StatusOK, e.viewer, http.MethodGet, "/templates/default/hourly/triggers", nil, &l)
+		return l
+	}
+	ctx := e.tab(t, e.admin)
+	goTo(ctx, t, "#/templates/default/hourly")
+	waitFor(ctx, t, "the trigger form", `document.getElementById('trigger-form') !== null`)
+	do(ctx, t, "a bad context", chromedp.SetValue(chromedp.ID("trigger-schedules"), "0 * * * *"),
+		chromedp.SetValue(chromedp.ID("trigger-context"), "{env: prod}"), chromedp.Click(chromedp.ID("trigger-submit")))
+	waitFor(ctx, t, "the context refused", `document.getElementById('trigger-result').textContent.includes('Context: not JSON')`)
+	do(ctx, t, "add a cron trigger",
+		chromedp.SetValue(chromedp.ID("trigger-schedules"), "0 * * * *\n30 * * * *"),
+		chromedp.SetValue(chromedp.ID("trigger-timezone"), "Europe/Paris"),
+		chromedp.SetValue(chromedp.ID("trigger-policy"), "Forbid"),
+		chromedp.SetValue(chromedp.ID("trigger-context"), `{"env": "prod"}`),
+		chromedp.Click(chromedp.ID("trigger-submit")))
+	waitFor(ctx, t, "the new trigger's row", `document.querySelectorAll('#triggers tbody tr').length === 1`)
+	l := triggers()
+	if len(l.Items) != 1 || strings.Join(l.Items[0].Schedules, ",") != "0 * * * *,30 * * * *" || l.Items[0].TimeZone != "Europe/Paris" ||
+		l.Items[0].Policy != "Forbid" || l.Items[0].Context["env"] != "prod" {
+		t.Fatalf("the server holds %+v", l.Items)
+	}
+	id := l.Items[0].ID
+
+	do(ctx, t, "edit it", chromedp.Click(chromedp.ID("trigger-edit-"+id)))
+	waitFor(ctx, t, "the form filled", `document.getElementById('trigger-schedules').value === '0 * * * *\n30 * * * *' && document.getElementById('trigger-type').disabled`)
+	do(ctx, t, "change its schedules", chromedp.SetValue(chromedp.ID("trigger-schedules"), "15 * * * *"), chromedp.Click(chromedp.ID("trigger-submit")))
+	row := fmt.Sprintf(`document.querySelector('#triggers tr[data-trigger=%q]')`, id)
+	waitFor(ctx, t, "the row with the new schedule", row+` !== null && `+row+`.textContent.includes('15 * * * * (Europe/Paris)')`)
+	if l := triggers(); len(l.Items) != 1 || l.Items[0].ID != id || strings.Join(l.Items[0].Schedules, ",") != "15 * * * *" {
+		t.Errorf("after the change the server holds %+v, want trigger %s with the one new schedule", l.Items, id)
+	}
+
+	do(ctx, t, "add a webhook trigger",
+		chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'webhook'; s.dispatchEvent(new Event('change')); document.getElementById('trigger-context').value = ''; })(document.getElementById('trigger-type'))`),
+		chromedp.Click(chromedp.ID("trigger-submit")))
+	waitFor(ctx, t, "the webhook's URL and secret", `document.getElementById('trigger-secret') !== null && document.getElementById('trigger-secret').textContent.length > 10`)
+	if url := eval[string](ctx, t, `document.getElementById('trigger-url').textContent`); !strings.Contains(url, "/api/v1/hooks/") {
+		t.Errorf("the webhook's URL shown is %q", url)
+	}
+	waitFor(ctx, t, "two rows", `document.querySelectorAll('#triggers tbody tr').length === 2`)
+	var hook string
+	for _, it := range triggers().Items {
+		if it.Type == "webhook" {
+			hook = it.ID
+		}
+	}
+	do(ctx, t, "delete the webhook", chromedp.Click(chromedp.ID("trigger-delete-"+hook)))
+	do(ctx, t, "confirm", chromedp.Click(chromedp.ID("confirm-ok")))
+	waitFor(ctx, t, "one row again", `document.querySelectorAll('#triggers tbody tr').length === 1`)
+	if l := triggers(); len(l.Items) != 1 || l.Items[0].ID != id {
+		t.Errorf("after the delete the server holds %+v", l.Items)
+	}
+	e.screenshot(ctx, t, "triggers-edited")
+
+	op := e.tab(t, e.operator)
+	goTo(op, t, "#/templates/default/hourly")
+	waitFor(op, t, "the triggers as an operator sees them", row+` !== null && document.getElementById('trigger-form-disabled') !== null`)
+	if n := eval[int](op, t, `document.querySelectorAll('[id^="trigger-edit-"], [id^="trigger-delete-"], #trigger-form').length`); n != 0 {
+		t.Errorf("an operator sees %d controls that change triggers", n)
+	}
+}

@@ -293,11 +293,11 @@ export async function renderTemplate(ctx, ns, name) {
     const data = await api.get('/runs', {query: {namespace: ns, template: name, limit: 10}, signal: ctx.signal});
     const items = (data && data.items) || [];
     replace(recent, items.length
-      ? h('table', {class: 'data'},
+      ? h('div', {class: 'scroll-x'}, h('table', {class: 'data'},
         h('thead', null, h('tr', null, ['Run', 'Phase', 'Steps', 'Started'].map((c) => h('th', {scope: 'col'}, c)))),
         h('tbody', null, items.map((r) => h('tr', null,
           h('th', {scope: 'row'}, h('a', {href: link('runs', r.namespace, r.name)}, r.name)),
-          h('td', null, badge(r.phase)), h('td', null, stepCounts(r.steps)), h('td', null, timeEl(r.startTime))))))
+          h('td', null, badge(r.phase)), h('td', null, stepCounts(r.steps)), h('td', null, timeEl(r.startTime)))))))
       : h('p', {class: 'muted'}, 'No runs of this template yet.'));
   } catch (e) {
     if (!api.isAbort(e)) replace(recent, h('p', {class: 'error'}, `Loading runs failed: ${e.message}`));
@@ -305,7 +305,7 @@ export async function renderTemplate(ctx, ns, name) {
 }
 
 function paramsTable(params) {
-  return h('table', {class: 'data'},
+  return h('div', {class: 'scroll-x'}, h('table', {class: 'data'},
     h('caption', null, 'Parameters'),
     h('thead', null, h('tr', null, ['Name', 'Type', 'Required', 'Default', 'Description'].map((c) => h('th', {scope: 'col'}, c)))),
     h('tbody', null, params.map((p) => h('tr', null,
@@ -313,5 +313,5 @@ function paramsTable(params) {
       h('td', null, Array.isArray(p.enum) ? `${p.type || 'string'}: ${p.enum.map((v) => JSON.stringify(v)).join(', ')}` : p.type || 'string'),
       h('td', null, p.required ? 'yes' : 'no'),
       h('td', null, p.default !== undefined ? h('code', null, JSON.stringify(p.default)) : ''),
-      h('td', null, p.description || '')))));
+      h('td', null, p.description || ''))))));
 }
