@@ -85,6 +85,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("Triggers", e.testTriggers)
 	t.Run("GraphScales", e.testGraphScales)
 	t.Run("Applications", e.testApplications)
+	t.Run("Designer", e.testDesigner)
 }
 
 type env struct {
