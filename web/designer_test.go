@@ -73,21 +73,21 @@ func typeInDesigner(ctx context.Context, t *testing.T, text string) {
 func (e *env) testDesigner(t *testing.T) {
 	ctx := e.tab(t, e.admin)
 	goTo(ctx, t, "#/designer")
-	const print = `.palette-item[data-type="print-message-in-status"]`
+	const printItem = `.palette-item[data-type="print-message-in-status"]`
 	const group = `.palette-item[data-type="step-group"]`
-	waitFor(ctx, t, "the palette", fmt.Sprintf(`document.querySelector(%q) !== null && document.querySelector('.palette-item[data-type="run"]') !== null`, print))
+	waitFor(ctx, t, "the palette", fmt.Sprintf(`document.querySelector(%q) !== null && document.querySelector('.palette-item[data-type="run"]') !== null`, printItem))
 
 	cx, cy := center(ctx, t, "#designer-canvas")
 	gx, gy := center(ctx, t, group)
 	mouseDrag(ctx, t, "drag a step-group onto the canvas", gx, gy, cx-200, cy-120)
 	waitFor(ctx, t, "the group node", `document.querySelector('.designer-node.group[data-step="step-group"]') !== null`)
 	for i := range 2 {
-		px, py := center(ctx, t, print)
+		px, py := center(ctx, t, printItem)
 		nx, ny := center(ctx, t, `.designer-node[data-step="step-group"]`)
 		mouseDrag(ctx, t, fmt.Sprintf("drag step %d into the group", i+1), px, py, nx, ny)
 	}
 	waitFor(ctx, t, "two sub-steps", `document.querySelector('.designer-node[data-step="print-message-in-status-2"]') !== null`)
-	px, py := center(ctx, t, print)
+	px, py := center(ctx, t, printItem)
 	mouseDrag(ctx, t, "drag a step onto the canvas", px, py, cx+120, cy-120)
 	waitFor(ctx, t, "the third step", `document.querySelector('.designer-node[data-step="print-message-in-status-3"]') !== null`)
 	ox, oy := center(ctx, t, `.designer-node[data-step="step-group"] > .designer-port`)
@@ -102,6 +102,7 @@ func (e *env) testDesigner(t *testing.T) {
 		}},
 		{"name": "print-message-in-status-3", "type": "print-message-in-status", "dependsOn": []any{"step-group"}},
 	}
+	e.screenshot(ctx, t, "built")
 	if got := designerSteps(ctx, t); !reflect.DeepEqual(got, want) {
 		t.Fatalf("the YAML's steps after the drags:\n got %v\nwant %v", got, want)
 	}
@@ -118,7 +119,7 @@ func (e *env) testDesigner(t *testing.T) {
 	waitFor(ctx, t, "the canvas to follow the YAML", `document.querySelector('.designer-node[data-step="odd"]') !== null && document.querySelector('.designer-node[data-step="step-group"]') === null`)
 	waitFor(ctx, t, "the problem on the node", `document.querySelector('.designer-node.invalid[data-step="odd"]') !== null`)
 
-	typeInDesigner(ctx, t, header+`steps:
+	const designed = `steps:
 - name: both
   type: step-group
   subSteps:
@@ -132,7 +133,8 @@ func (e *env) testDesigner(t *testing.T) {
   type: print-message-in-status
   dependsOn: [both]
   properties: {message: done}
-`)
+`
+	typeInDesigner(ctx, t, header+designed)
 	waitFor(ctx, t, "the canvas to follow the YAML", `document.querySelector('.designer-edge[data-from="both"][data-to="finish"]') !== null && document.querySelector('.designer-node[data-step="two"]') !== null`)
 
 	do(ctx, t, "run it", chromedp.Click(chromedp.CSS(`#designer-run`)))
@@ -141,4 +143,14 @@ func (e *env) testDesigner(t *testing.T) {
 	if text := pageText(ctx); !strings.Contains(text, "finish") {
 		t.Errorf("the run's page does not show the step finish:\n%s", text)
 	}
+
+	// Saved as a template, and opened again from the template's page.
+	goTo(ctx, t, "#/designer")
+	waitFor(ctx, t, "a new design", `document.querySelector('#designer-yaml') !== null && document.querySelector('.designer-node') === null`)
+	typeInDesigner(ctx, t, header+designed)
+	waitFor(ctx, t, "the canvas to follow the YAML", `document.querySelector('.designer-node[data-step="finish"]') !== null`)
+	do(ctx, t, "save it", chromedp.Click(chromedp.CSS(`#designer-save`)))
+	waitFor(ctx, t, "the template's page", `location.hash === '#/templates/default/designed' && document.getElementById('design-template') !== null`)
+	do(ctx, t, "edit it in the designer", chromedp.Click(chromedp.ID("design-template")))
+	waitFor(ctx, t, "the template on the canvas", `document.querySelector('.designer-edge[data-from="both"][data-to="finish"]') !== null && document.querySelector('.designer-node[data-step="one"][data-parent="both"]') !== null`)
 }
