@@ -118,6 +118,8 @@ func (e *env) testDesigner(t *testing.T) {
 	typeInDesigner(ctx, t, header+"steps:\n- name: odd\n  type: no-such-type\n")
 	waitFor(ctx, t, "the canvas to follow the YAML", `document.querySelector('.designer-node[data-step="odd"]') !== null && document.querySelector('.designer-node[data-step="step-group"]') === null`)
 	waitFor(ctx, t, "the problem on the node", `document.querySelector('.designer-node.invalid[data-step="odd"]') !== null`)
+	do(ctx, t, "select the invalid step", chromedp.Click(chromedp.CSS(`.designer-node[data-step="odd"] .node-name`)))
+	waitFor(ctx, t, "the problem in its panel", `document.querySelector('#step-problems .step-problem') !== null && document.querySelector('#step-problems').textContent.includes('no-such-type')`)
 
 	const designed = `steps:
 - name: both

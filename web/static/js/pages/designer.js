@@ -140,6 +140,9 @@ export async function renderDesigner(ctx, ns, name) {
       marks.set(n, [...(marks.get(n) || []), p.message]);
     }
     drawNodes();
+    // The open panel's problems follow, without redrawing its fields (one may have the focus).
+    const box = panel.querySelector('#step-problems');
+    if (box) replace(box, (marks.get(selected) || []).map((msg) => h('p', {class: 'error step-problem'}, msg)));
   }
 
   // The palette.
@@ -370,7 +373,7 @@ export async function renderDesigner(ctx, ns, name) {
     const form = h('div', {class: 'designer-props', id: 'step-properties'}, h('p', {class: 'muted'}, 'Loading the parameters…'));
     replace(panel,
       h('h2', null, `Step ${n}`), h('p', {class: 'muted'}, `type ${st.type}${f.group ? `, in group ${f.group.name}` : ''}`),
-      (marks.get(n) || []).map((msg) => h('p', {class: 'error step-problem'}, msg)),
+      h('div', {class: 'step-problems', id: 'step-problems', role: 'alert'}, (marks.get(n) || []).map((msg) => h('p', {class: 'error step-problem'}, msg))),
       field('Name', 'step-name', nameInput),
       text_(['if'], 'step-if', 'if', st.if),
       text_(['timeout'], 'step-timeout', 'Timeout', st.timeout),
