@@ -88,6 +88,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("RunOf1000Steps", e.testRunOf1000Steps)
 	t.Run("Narrow", e.testNarrow)
 	t.Run("Applications", e.testApplications)
+	t.Run("Designer", e.testDesigner)
 }
 
 type env struct {

@@ -9,6 +9,7 @@ import {renderRun} from './pages/run.js';
 import {renderTemplates, renderTemplate} from './pages/templates.js';
 import {renderDefinitions, renderDefinition} from './pages/definitions.js';
 import {renderEditor} from './pages/editor.js';
+import {renderDesigner} from './pages/designer.js';
 import {renderApps} from './pages/apps.js';
 import {renderApp} from './pages/app.js';
 import {errorPage} from './pages/common.js';
@@ -119,6 +120,8 @@ function dispatch(ctx, segs) {
   const n = segs.length;
   if (n === 0 || (a === 'runs' && n === 1)) return renderRuns(ctx);
   if (a === 'runs' && n === 3) return renderRun(ctx, b, c);
+  if (a === 'designer' && n === 1) return renderDesigner(ctx, null, null);
+  if (a === 'templates' && n === 4 && d === 'design') return renderDesigner(ctx, b, c);
   if (a === 'applications' && n === 1) return renderApps(ctx);
   if (a === 'applications' && n === 3) return renderApp(ctx, b, c);
   if (a === 'templates' || a === 'definitions') {

@@ -273,6 +273,7 @@ export async function renderTemplate(ctx, ns, name) {
         h('h1', null, name, ' ', h('span', {class: 'version', id: 'template-version'}, `version ${md.generation || 1}`))),
       h('div', {class: 'actions'},
         isAdmin ? h('a', {class: 'button secondary', href: link('templates', ns, name, 'edit'), id: 'edit-template'}, 'Edit') : null,
+        isAdmin ? h('a', {class: 'button secondary', href: link('templates', ns, name, 'design'), id: 'design-template'}, 'Edit in designer') : null,
         isAdmin ? h('button', {type: 'button', class: 'danger', id: 'delete-template', onclick: remove}, 'Delete') : null)),
     h('div', {class: 'two-col'},
       h('section', {class: 'card'},
