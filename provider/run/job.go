@@ -337,4 +337,3 @@ func parseOutputs(msg string, names []string) (map[string]string, error) {
 	}
 	return out, nil
 }
-
