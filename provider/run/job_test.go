@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,13 +17,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/apiservertest"
+	"github.com/stepflow/stepflow/assembly"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/provider/kube"
 	"github.com/stepflow/stepflow/provider/run"
 	"github.com/stepflow/stepflow/step"
+	"github.com/stepflow/stepflow/store"
+	"github.com/stepflow/stepflow/store/sqlite"
 )
 
 // exited is what the test's stand-in for a node makes of a Job's container: its exit code, the
@@ -334,5 +339,84 @@ func TestJobOutputsBeyondTheTerminationMessage(t *testing.T) {
 	res, _ := jobStep(t, opts, ns, "b/1/1/0", runTemplate(`image: "busybox", command: ["true"], outputs: ["v"]`))
 	if res.Outcome != engine.Failed || !strings.Contains(res.Message, "larger than 4096 bytes together") {
 		t.Errorf("outcome %v, message %q", res.Outcome, res.Message)
+	}
+}
+
+// settled passes on a run once it finished.
+type settled chan *engine.Run
+
+func (s settled) RunChanged(r *engine.Run) {
+	if r.Object.Status.Finished {
+		select {
+		case s <- r:
+		default:
+		}
+	}
+}
+
+// Through the engine of an assembly (embedded mode, its SQLite store), a run step with an image
+// runs as a Job whose output the next step takes.
+func TestJobThroughTheEngine(t *testing.T) {
+	_, ns, n, _ := jobSetup(t, func(map[string]string) exited { return exited{lines: []string{"ok"}, message: "version\n3\nv9\n"} })
+	c, err := client.New(api.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	done := make(settled, 1)
+	a, err := assembly.New(assembly.Config{Providers: assembly.Providers{Clusters: clusterOf{c, api.Config}}},
+		assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{done}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj v1alpha1.WorkflowRun
+	doc := `
+apiVersion: core.oam.dev/v1alpha1
+kind: WorkflowRun
+metadata: {name: wr, namespace: ` + ns + `}
+spec:
+  workflowSpec:
+    steps:
+    - name: build
+      type: run
+      properties: {image: "busybox:1.36", script: "printf 'v9\n' > $STEPFLOW_OUTPUTS/version", outputs: [version]}
+      outputs: [{name: version, valueFrom: outputs.version}]
+    - name: show
+      type: print-message-in-status
+      inputs: [{from: version, parameterKey: message}]
+      properties: {message: ""}
+`
+	if err := yaml.UnmarshalStrict([]byte(doc), &obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Create(ctx, &engine.Run{Object: &obj}, store.CreateNew); err != nil {
+		t.Fatal(err)
+	}
+	engCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() { _ = a.Engine.Start(engCtx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	a.Engine.Enqueue(engine.Key{Namespace: ns, Name: "wr"})
+	var r *engine.Run
+	select {
+	case r = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run did not finish")
+	}
+	if r.Object.Status.Phase != v1alpha1.RunSucceeded {
+		t.Fatalf("phase %s, message %q, steps %+v", r.Object.Status.Phase, r.Object.Status.Message, r.Object.Status.Steps)
+	}
+	for _, s := range r.Object.Status.Steps {
+		if s.Name == "show" && s.Message != "v9" {
+			t.Errorf("show's message %q, want the Job's output v9", s.Message)
+		}
+	}
+	if jobs := n.jobs(); len(jobs) != 1 {
+		t.Errorf("Jobs created: %v, want 1", jobs)
 	}
 }
