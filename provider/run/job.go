@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -66,6 +67,25 @@ type Jobs struct {
 	// Logs bounds the pod's lines in the step's log as #Log's source.resources (its Clusters
 	// is set from Clusters).
 	Logs util.Options
+}
+
+// jobVar is the prefix of the run variable where a step keeps its Job's record (jobRecord).
+const jobVar = "stepflow.run/"
+
+// jobRecord is what a step knows of its Job across evaluations.
+type jobRecord struct {
+	// Job is the Job's name: a record of another name is of another execution.
+	Job string `json:"job"`
+	// Created says this execution created it: gone, it was deleted before it ended.
+	Created bool `json:"created,omitempty"`
+	// Result is how it ended, once it has.
+	Result *Result `json:"result,omitempty"`
+}
+
+func setRecord(call *step.Call, key string, rec *jobRecord) {
+	if b, err := json.Marshal(rec); err == nil {
+		call.Session.SetVar(key, b)
+	}
 }
 
 // jobName is the Job of one execution of a call: <run>-<step>-<hash of the run, the execution
@@ -182,6 +202,17 @@ func (j *Jobs) follow(ctx context.Context, call *step.Call, job *Job) (*Result, 
 	want.SetKind("Job")
 	want.SetNamespace(ns)
 	want.SetName(name)
+	key := jobVar + call.Step
+	var rec jobRecord
+	if raw, ok := call.Session.Var(key); ok {
+		_ = json.Unmarshal(raw, &rec) // an unreadable record is none
+	}
+	if rec.Job != name {
+		rec = jobRecord{Job: name}
+	}
+	if rec.Result != nil {
+		return rec.Result, nil // ended in an earlier evaluation, which may have deleted the Job
+	}
 	cl, err := kube.ClientFor(ctx, j.Clusters, ns, job.Cluster)
 	if err != nil {
 		return nil, fmt.Errorf("the %s: %w", where, err)
@@ -193,6 +224,9 @@ func (j *Jobs) follow(ctx context.Context, call *step.Call, job *Job) (*Result, 
 		call.Session.Wait(fmt.Sprintf("reading the %s: %v", where, err))
 		return nil, nil
 	}
+	if found == nil && rec.Created {
+		return nil, terminal(fmt.Errorf("the %s was deleted before it ended", where))
+	}
 	if found == nil {
 		err := cl.Create(ctx, j.object(call, job, name))
 		if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -202,6 +236,8 @@ func (j *Jobs) follow(ctx context.Context, call *step.Call, job *Job) (*Result, 
 			return nil, fmt.Errorf("creating the %s: %w", where, err)
 		}
 		call.Session.Log(3, "vela/run: created the "+where, nil)
+		rec.Created = true
+		setRecord(call, key, &rec)
 		call.Session.Wait("the " + where + " was created; waiting for its pod")
 		return nil, nil
 	}
@@ -228,6 +264,8 @@ func (j *Jobs) follow(ctx context.Context, call *step.Call, job *Job) (*Result, 
 		}
 	}
 	if res := j.ended(ctx, call, job, &bj, pod); res != nil {
+		rec.Result = res
+		setRecord(call, key, &rec)
 		j.cleanup(ctx, call, cl, job, &bj, res, where)
 		return res, nil
 	}
@@ -279,7 +317,13 @@ func (j *Jobs) ended(ctx context.Context, call *step.Call, job *Job, bj *batchv1
 
 // tail is the last lines of the pod's log, read through the API server's pods/log.
 func (j *Jobs) tail(ctx context.Context, cluster string, pod *corev1.Pod) []string {
-	cfg, err := j.Clusters.Config(ctx, cluster)
+	var cfg *rest.Config
+	var err error
+	if nc, ok := j.Clusters.(util.NamespacedClusters); ok {
+		cfg, err = nc.ConfigIn(ctx, pod.Namespace, cluster)
+	} else {
+		cfg, err = j.Clusters.Config(ctx, cluster)
+	}
 	if err != nil {
 		return nil
 	}

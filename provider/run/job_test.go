@@ -172,7 +172,12 @@ func (o clusterOf) Config(context.Context, string) (*rest.Config, error) { retur
 // would be.
 func jobStep(t *testing.T, opts run.Options, ns, execution, template string) (*engine.StepResult, []string) {
 	t.Helper()
-	vars := map[string]json.RawMessage{}
+	return jobStepWith(t, opts, ns, execution, template, map[string]json.RawMessage{})
+}
+
+// jobStepWith is jobStep starting from the run variables vars, which it updates.
+func jobStepWith(t *testing.T, opts run.Options, ns, execution, template string, vars map[string]json.RawMessage) (*engine.StepResult, []string) {
+	t.Helper()
 	var logs []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -230,7 +235,9 @@ func TestJobSucceedsWithOutputsAndLogs(t *testing.T) {
 		env = e
 		return exited{lines: []string{"building", "built"}, message: "v\n3\n42\n"}
 	})
-	res, logs := jobStep(t, opts, ns, "b/1/1/0", runTemplate(`image: "busybox:1.36", script: "echo building; echo built; echo 42 > $STEPFLOW_OUTPUTS/v", outputs: ["v"], env: [{name: "MODE", value: "fast"}], timeout: "90s", resources: {cpu: "500m", memory: "128Mi"}`))
+	vars := map[string]json.RawMessage{}
+	tmpl := runTemplate(`image: "busybox:1.36", script: "echo building; echo built; echo 42 > $STEPFLOW_OUTPUTS/v", outputs: ["v"], env: [{name: "MODE", value: "fast"}], timeout: "90s", resources: {cpu: "500m", memory: "128Mi"}`)
+	res, logs := jobStepWith(t, opts, ns, "b/1/1/0", tmpl, vars)
 	if res.Outcome != engine.Succeeded || string(res.Outputs["v"]) != `"42"` {
 		t.Fatalf("outcome %v (%s), outputs %s", res.Outcome, res.Message, res.Outputs)
 	}
@@ -249,6 +256,14 @@ func TestJobSucceedsWithOutputsAndLogs(t *testing.T) {
 	err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: jobs[0]}, &job)
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("the Job is not deleted after the step (cleanup always): %v", err)
+	}
+	// Evaluated again in the same execution (a later action of the step waited), the call
+	// returns what the Job did, from the step's record, and creates no other Job.
+	if res, _ := jobStepWith(t, opts, ns, "b/1/1/0", tmpl, vars); res.Outcome != engine.Succeeded || string(res.Outputs["v"]) != `"42"` {
+		t.Errorf("again: outcome %v (%s), outputs %s", res.Outcome, res.Message, res.Outputs)
+	}
+	if got := n.jobs(); len(got) != 1 {
+		t.Errorf("Jobs after evaluating again: %v, want 1", got)
 	}
 }
 
