@@ -301,6 +301,16 @@ func (j *Jobs) ended(ctx context.Context, call *step.Call, job *Job, bj *batchv1
 		}
 	}
 	for _, c := range bj.Status.Conditions {
+		if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+			// Complete, its pod gone or not reported: no termination message to read.
+			res := &Result{}
+			outputs, err := parseOutputs("", job.Outputs)
+			if err != nil {
+				res.ExitCode, res.Tail = -1, []string{"vela/run: the Job completed, and its pod's termination message is not to be read: " + err.Error()}
+			}
+			res.Outputs = outputs
+			return res
+		}
 		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
 			res := &Result{ExitCode: -1, TimedOut: c.Reason == batchv1.JobReasonDeadlineExceeded}
 			if pod != nil {
