@@ -118,8 +118,8 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 		}
 	}
 	a.Registry = Registry(providers)
-	if !providers.AllowLocalRun {
-		a.Catalog.RefuseSteps(run.RefuseLocal)
+	if withJobs := providers.Clusters != nil || providers.Run.Jobs != nil; !providers.AllowLocalRun || !withJobs {
+		a.Catalog.RefuseSteps(run.Refuse(providers.AllowLocalRun, withJobs))
 	}
 	ropts := step.Options{Registry: a.Registry, Definitions: a.Catalog, EvalTimeout: cfg.EvalTimeout,
 		EvalMemory: cfg.EvalMemory, Evaluators: cfg.Evaluators, InProcess: cfg.EvalInProcess, External: External(cfg.Providers)}

@@ -59,7 +59,8 @@ type Providers struct {
 	// refuses runs with steps of type run before they start, naming the flag.
 	AllowLocalRun bool
 	// Run configures vela/run; with AllowLocalRun and no Run.Local, the local backend is a
-	// run.Sandbox with the defaults. Run.Clusters defaults to Clusters.
+	// run.Sandbox with the defaults. Run.Clusters defaults to Clusters; with Clusters and no
+	// Run.Jobs, the steps that give an image run as Kubernetes Jobs in them.
 	Run run.Options
 }
 
@@ -127,6 +128,9 @@ func Registry(opts Providers) *step.Registry {
 	}
 	if runOpts.Clusters == nil && opts.Clusters != nil {
 		runOpts.Clusters = opts.Clusters
+	}
+	if runOpts.Jobs == nil && opts.Clusters != nil {
+		runOpts.Jobs = &run.Jobs{Objects: oamOpts.Objects, Clusters: opts.Clusters, Logs: utilOpts}
 	}
 	run.Register(r, runOpts)
 	return r

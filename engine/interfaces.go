@@ -119,6 +119,12 @@ type StepRequest struct {
 	// Sensitive are the values the run knows are secrets at the start of the evaluation, for
 	// the actions that describe what they did in the log (read it, never change it).
 	Sensitive []string
+	// Execution names what this evaluation is part of: the step's status id, the run's epoch,
+	// the step's attempt and the retries of that attempt. Evaluations of one execution share
+	// it, across processes (a crash starts another try, not another execution); a new attempt
+	// or a retry after an error changes it. An action that starts something outside the run and
+	// follows it over evaluations (vela/run's Job) finds what it started by it.
+	Execution string
 }
 
 // Outcome is how an evaluation of a step ended.

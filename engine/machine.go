@@ -802,6 +802,7 @@ func request(run *Run, n *node, now time.Time) (*StepRequest, error) {
 		Resumed:    rec.Resumed,
 		Now:        now,
 		Sensitive:  run.Sensitive,
+		Execution:  fmt.Sprintf("%s/%d/%d/%d", n.status.ID, run.Epoch, rec.Attempt, rec.Retries),
 	}
 	if n.group != nil {
 		req.GroupName = n.group.spec.Name

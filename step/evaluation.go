@@ -354,7 +354,7 @@ func (e *evaluation) act(ctx context.Context, c *actionCall) (acted, error) {
 		e.current, e.params = c.Path, c.Params
 		back := e.turn.give() // others evaluate while the action waits on its I/O
 		began := time.Now()
-		out, err := a.Run(ctx, &Call{Params: params, raw: c.Params, Path: c.Path, Run: e.req.Run, Step: e.req.Step.Name, Context: e.req.Context, Session: e, Runner: e.r})
+		out, err := a.Run(ctx, &Call{Params: params, raw: c.Params, Path: c.Path, Run: e.req.Run, Step: e.req.Step.Name, Execution: e.req.Execution, Context: e.req.Context, Session: e, Runner: e.r})
 		took := time.Since(began)
 		e.actions += took
 		if err == nil && out != nil {

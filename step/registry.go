@@ -70,6 +70,9 @@ type Call struct {
 	// Run is the run the step belongs to; Step is the step's name.
 	Run  engine.Key
 	Step string
+	// Execution names the step's execution (engine.StepRequest.Execution): the same in every
+	// evaluation of one attempt's try, whichever process makes it.
+	Execution string
 	// Context is the step's CUE context (the built-in keys and the run's spec.context), for
 	// actions that act on what the run was started for (vela/oam reads the Application a
 	// delivering run carries); read it, never change it. Nil in a call made otherwise.

@@ -1,12 +1,14 @@
 // Package run supplies the CUE package vela/run: #Run runs a command or a script and returns its
 // exit code and the files it wrote as outputs, its output lines going to the step's log. Where it
-// runs is a Backend chosen per call: the local sandbox (Sandbox, Debian's bubblewrap) when the
-// operator allows it and no cluster is asked for. A Kubernetes Job backend is not built yet.
+// runs is chosen per call: a call that gives an image (or a cluster) runs as a Kubernetes Job in
+// the step's cluster (Jobs), followed over the step's evaluations; one without runs in the local
+// sandbox (Sandbox, Debian's bubblewrap) when the operator allows it.
 package run
 
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -56,6 +58,9 @@ type Job struct {
 	Script string
 	// Env are the variables set besides PATH, HOME and STEPFLOW_OUTPUTS.
 	Env []string
+	// SecretEnv are the variables a Job's container takes from Secrets of the run's namespace
+	// (the kubelet reads them); the local sandbox has them in Env, read by stepflow.
+	SecretEnv []SecretEnv
 	// WorkingDir is the directory the program starts in; "" is WorkDir.
 	WorkingDir string
 	// CPU is the CPU the job may use, in cores (0: no limit); Memory its memory in bytes.
@@ -70,6 +75,9 @@ type Job struct {
 	// Cleanup says when the job's files are deleted: "always", "onSuccess", "never".
 	Cleanup string
 }
+
+// SecretEnv is a variable set from key of the Secret called Name.
+type SecretEnv struct{ Env, Name, Key string }
 
 // The paths a job sees.
 const (
@@ -111,12 +119,16 @@ type Clusters interface {
 
 // Options configure the provider. The zero value registers #Run refusing every call.
 type Options struct {
-	// Local runs the jobs that ask for no cluster; nil refuses them, naming Flag.
+	// Local runs the jobs that give no image and ask for no cluster; nil refuses them, naming
+	// Flag.
 	Local Backend
+	// Jobs runs the jobs that give an image, as Kubernetes Jobs; nil refuses them.
+	Jobs *Jobs
 	// Clusters reads the Secrets of env's valueFrom; nil refuses them.
 	Clusters Clusters
-	// MaxTimeout, when positive, is the longest timeout a job may ask for: the bound of a
-	// step's evaluation (step.Options.EvalTimeout), which a job's wait is part of.
+	// MaxTimeout, when positive, is the longest timeout a local job may ask for: the bound of
+	// a step's evaluation (step.Options.EvalTimeout), which a local job's wait is part of. A
+	// Kubernetes Job is not waited for within an evaluation and may run longer.
 	MaxTimeout time.Duration
 }
 
@@ -124,20 +136,48 @@ type Options struct {
 func Register(r *step.Registry, opts Options) {
 	p := &provider{opts: opts}
 	r.AddPackage(step.Package{Path: "vela/run", Source: source})
-	r.Register(step.Action{Provider: "run", Do: "run", Run: p.run, SideEffect: step.Always})
+	// A local run is a side effect, once per try, its result replayed. A Job is followed over
+	// evaluations: the call runs on each, and finds the Job of the execution by its name
+	// (jobName) rather than through the memo, so that it is created once per execution.
+	r.Register(step.Action{Provider: "run", Do: "run", Run: p.run, SideEffect: local})
 }
 
-// RefuseLocal is a check of a step for where local runs are off: a step of type `run` is
-// refused, naming Flag. (When a Kubernetes Job backend exists, a step with an image and a
-// cluster will not be.)
-func RefuseLocal(s *v1alpha1.WorkflowStepBase) error {
-	if s.Type != "run" {
+// local says a call runs in the local sandbox: it gives no image and no cluster.
+func local(params map[string]any) bool {
+	image, _ := params["image"].(string)
+	cluster, _ := params["cluster"].(string)
+	return image == "" && cluster == ""
+}
+
+// Refuse is the catalog's check of a step of type run where it could run nowhere: one
+// without an image when local runs are off (allowLocal false), naming Flag; one with an image
+// when no cluster is configured (withCluster false). A property given through an input is not
+// known before the run and is not checked here; #Run refuses it then.
+func Refuse(allowLocal, withCluster bool) func(*v1alpha1.WorkflowStepBase) error {
+	return func(s *v1alpha1.WorkflowStepBase) error {
+		if s.Type != "run" {
+			return nil
+		}
+		var props struct {
+			Image string `json:"image"`
+		}
+		if s.Properties != nil {
+			_ = json.Unmarshal(s.Properties.Raw, &props)
+		}
+		switch {
+		case props.Image == "" && !allowLocal:
+			return errLocalOff
+		case props.Image != "" && !withCluster:
+			return errNoCluster
+		}
 		return nil
 	}
-	return errLocalOff
 }
 
-var errLocalOff = fmt.Errorf("the step type run executes its command on this host, in a sandbox, which this stepflow does not allow: start it with %s (the Kubernetes Job backend is not built yet)", Flag)
+var (
+	errLocalOff  = fmt.Errorf("the step type run without an image executes its command on this host, in a sandbox, which this stepflow does not allow: start it with %s, or give the step an image to run it as a Kubernetes Job", Flag)
+	errNoCluster = errors.New("the step type run with an image runs a Kubernetes Job, and this stepflow has no cluster to run it in (give it one with --kubeconfig)")
+)
 
 type provider struct{ opts Options }
 
@@ -184,27 +224,31 @@ func (p *provider) run(ctx context.Context, call *step.Call) (any, error) {
 	if call.Session == nil {
 		return nil, errors.New("vela/run: #Run: the call has no session to log to")
 	}
-	backend, err := p.backend(&in)
+	inCluster := !local(call.Params)
+	if err := p.check(&in, inCluster); err != nil {
+		return nil, err
+	}
+	job, err := p.job(ctx, call, &in, inCluster)
 	if err != nil {
 		return nil, err
 	}
-	job, err := p.job(ctx, call, &in)
-	if err != nil {
-		return nil, err
-	}
-	if in.Image != "" {
-		call.Session.Log(3, fmt.Sprintf("image %s is not used: the local sandbox runs this host's programs", in.Image), nil)
-	}
-	lines := 0
-	res, err := backend.Run(ctx, job, func(line string) {
-		lines++
-		switch {
-		case lines <= MaxLogLines:
-			call.Session.Log(3, call.Redact(line), nil)
-		case lines == MaxLogLines+1:
-			call.Session.Log(3, fmt.Sprintf("vela/run: later lines are left out of the log: it holds at most %d lines of a run's output", MaxLogLines), nil)
+	var res *Result
+	if inCluster {
+		if res, err = p.opts.Jobs.follow(ctx, call, job); err == nil && res == nil {
+			return nil, nil // the Job runs: the step waits
 		}
-	})
+	} else {
+		lines := 0
+		res, err = p.opts.Local.Run(ctx, job, func(line string) {
+			lines++
+			switch {
+			case lines <= MaxLogLines:
+				call.Session.Log(3, call.Redact(line), nil)
+			case lines == MaxLogLines+1:
+				call.Session.Log(3, fmt.Sprintf("vela/run: later lines are left out of the log: it holds at most %d lines of a run's output", MaxLogLines), nil)
+			}
+		})
+	}
 	if err != nil {
 		if _, ok := errors.AsType[*engine.TerminalError](err); ok {
 			return nil, err
@@ -229,21 +273,23 @@ func (p *provider) run(ctx context.Context, call *step.Call) (any, error) {
 	return map[string]any{"exitCode": res.ExitCode, "outputs": res.Outputs}, nil
 }
 
-// backend chooses where a call runs: the local sandbox when the operator allows it and no
-// cluster is asked for. (A Kubernetes Job backend, for a cluster and an image, is to come
-// here: Options would hold it beside Local.)
-func (p *provider) backend(in *params) (Backend, error) {
+// check refuses a call that can run nowhere: in a cluster without an image or without Jobs,
+// locally without the local sandbox.
+func (p *provider) check(in *params, inCluster bool) error {
 	switch {
-	case in.Cluster != "":
-		return nil, terminal(fmt.Errorf("cluster %q: running in a cluster (a Kubernetes Job) is not built yet; only the local sandbox is", in.Cluster))
-	case p.opts.Local == nil:
-		return nil, terminal(errLocalOff)
+	case inCluster && in.Image == "":
+		return terminal(fmt.Errorf("cluster %q: a Kubernetes Job needs an image: give image too", in.Cluster))
+	case inCluster && p.opts.Jobs == nil:
+		return terminal(errNoCluster)
+	case !inCluster && p.opts.Local == nil:
+		return terminal(errLocalOff)
 	}
-	return p.opts.Local, nil
+	return nil
 }
 
-// job checks the parameters and reads the Secrets of env.
-func (p *provider) job(ctx context.Context, call *step.Call, in *params) (*Job, error) {
+// job checks the parameters and, for a local run, reads the Secrets of env; a Job's container
+// takes them from the Secrets itself.
+func (p *provider) job(ctx context.Context, call *step.Call, in *params, inCluster bool) (*Job, error) {
 	job := &Job{Image: in.Image, Cluster: in.Cluster, WorkingDir: in.WorkingDir, Network: in.Network, Cleanup: in.Cleanup, Timeout: DefaultTimeout, Memory: DefaultMemory}
 	switch {
 	case in.Script != "" && len(in.Command) > 0:
@@ -270,7 +316,7 @@ func (p *provider) job(ctx context.Context, call *step.Call, in *params) (*Job, 
 		}
 		job.Timeout = d
 	}
-	if limit := p.opts.MaxTimeout; limit > 0 && job.Timeout > limit {
+	if limit := p.opts.MaxTimeout; limit > 0 && job.Timeout > limit && !inCluster {
 		return nil, terminal(fmt.Errorf("timeout %s is longer than %s, the bound of one evaluation of a step (--eval-timeout), which a run is waited for in", job.Timeout, limit))
 	}
 	if s := in.Resources.CPU; s != "" {
@@ -304,6 +350,10 @@ func (p *provider) job(ctx context.Context, call *step.Call, in *params) (*Job, 
 			job.Env = append(job.Env, e.Name+"="+*e.Value)
 		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
 			ref := e.ValueFrom.SecretKeyRef
+			if inCluster {
+				job.SecretEnv = append(job.SecretEnv, SecretEnv{Env: e.Name, Name: ref.Name, Key: ref.Key})
+				continue
+			}
 			v, err := p.secret(ctx, call, ref.Name, ref.Key)
 			if err != nil {
 				return nil, fmt.Errorf("env[%d] (%s): %w", i, e.Name, err)

@@ -144,7 +144,8 @@ func TestRunRefusals(t *testing.T) {
 		opts               run.Options
 	}{
 		{"off", `command: ["true"]`, "start it with --allow-local-run", run.Options{}},
-		{"cluster", `command: ["true"], cluster: "eu"`, "not built yet", run.Options{Local: &run.Sandbox{}}},
+		{"cluster", `command: ["true"], cluster: "eu"`, "a Kubernetes Job needs an image", run.Options{Local: &run.Sandbox{}}},
+		{"no jobs", `image: "busybox", command: ["true"]`, "no cluster to run it in", run.Options{Local: &run.Sandbox{}}},
 		{"both", `command: ["true"], script: "true"`, "give command or script, not both", run.Options{Local: &run.Sandbox{}}},
 		{"timeout", `command: ["true"], timeout: "10m"`, "longer than 5m0s, the bound of one evaluation", run.Options{Local: &run.Sandbox{}, MaxTimeout: run.DefaultTimeout + 3*60e9}},
 		{"output", `command: ["true"], outputs: ["../x"]`, `outputs[0]: "../x" is not a file name`, run.Options{Local: &run.Sandbox{}}},

@@ -79,6 +79,23 @@ type Options struct {
 // Register adds the package (import path "vela/util") and its actions util.log, util.string
 // and util.patch-k8s-object to r.
 func Register(r *step.Registry, opts Options) {
+	l := newLogger(opts)
+	r.AddPackage(step.Package{Path: "vela/util", Source: source})
+	r.Register(step.Action{Provider: "util", Do: "log", Run: l.log, Local: logsData})
+	r.Register(step.Action{Provider: "util", Do: "string", Run: convertString, Local: step.Always, LegacyOutputs: []string{"str"}})
+	r.Register(step.Action{Provider: "util", Do: "patch-k8s-object", Run: patchK8sObject, Local: step.Always, LegacyOutputs: []string{"result"}})
+}
+
+// PodLogs adds to the step's log what the containers of the pod called name, in namespace of
+// cluster ("" the local one), wrote since the step's last evaluation, as #Log's
+// source.resources does: at level 3, within opts' bounds for the step, what was read kept in
+// the same run variable. Other providers that run pods (vela/run's Job) show their logs so.
+func PodLogs(ctx context.Context, call *step.Call, opts Options, cluster, namespace, name string) error {
+	return newLogger(opts).podLogs(ctx, call, 3, []podResource{{Name: name, Cluster: cluster, Namespace: namespace}})
+}
+
+// newLogger is the #Log of opts, their zero fields defaulted.
+func newLogger(opts Options) *logger {
 	l := &logger{
 		client: opts.Client, maxSource: opts.MaxSourceBytes, timeout: opts.SourceTimeout,
 		clusters: opts.Clusters, maxLines: opts.MaxPodLogLines, maxBytes: opts.MaxPodLogBytes, maxPods: opts.MaxPods,
@@ -91,10 +108,7 @@ func Register(r *step.Registry, opts Options) {
 	l.maxLines = cmp.Or(max(l.maxLines, 0), DefaultMaxPodLogLines)
 	l.maxBytes = cmp.Or(max(l.maxBytes, 0), DefaultMaxPodLogBytes)
 	l.maxPods = cmp.Or(max(l.maxPods, 0), DefaultMaxPods)
-	r.AddPackage(step.Package{Path: "vela/util", Source: source})
-	r.Register(step.Action{Provider: "util", Do: "log", Run: l.log, Local: logsData})
-	r.Register(step.Action{Provider: "util", Do: "string", Run: convertString, Local: step.Always, LegacyOutputs: []string{"str"}})
-	r.Register(step.Action{Provider: "util", Do: "patch-k8s-object", Run: patchK8sObject, Local: step.Always, LegacyOutputs: []string{"result"}})
+	return l
 }
 
 // logsData says a #Log call logs its data alone: with a source it reads a URL or resources.
