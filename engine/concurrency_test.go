@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -256,4 +258,88 @@ spec: {workflowSpec: {steps: [{name: a, type: ok}]}}`)
 	if hs, _ := slots.Holders(context.Background()); len(hs) != 0 {
 		t.Errorf("slots %v", hs)
 	}
+}
+
+// running counts, from every saved transition as observers see it, the runs that hold a
+// slot and have not finished, and keeps the most it saw at once.
+type running struct {
+	mu   sync.Mutex
+	now  map[engine.Key]bool
+	peak int
+	done int
+}
+
+func (r *running) RunChanged(run *engine.Run) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case run.Object.Status.Finished:
+		if r.now[run.Key()] || run.Admitted {
+			r.done++
+		}
+		delete(r.now, run.Key())
+	case run.Admitted:
+		r.now[run.Key()] = true
+	}
+	r.peak = max(r.peak, len(r.now))
+}
+
+// Many runs on one key of limit 10: checked at every saved transition, never more than 10
+// hold a slot and run at once, and all of them finish.
+func TestConcurrencyManyRunsOneKey(t *testing.T) {
+	const runs, limit = 200, 10
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	r := &running{now: map[engine.Key]bool{}}
+	h := newHarness(t, func(o *engine.Options) {
+		o.Slots = &store.Slots{Records: st}
+		o.CacheKeys = step.NewRunner(step.Options{Evaluators: 1})
+		o.Observer = engine.Observers{o.Observer, r}
+	})
+	// Each run's step blocks until released; a stand-in for work that takes a while, released
+	// every 50 ms (real time) so that runs overlap.
+	var keys []engine.Key
+	for i := range runs {
+		keys = append(keys, h.start(fmt.Sprintf(`metadata: {name: r%d}
+spec:
+  concurrency: {key: '"one"', limit: %d}
+  workflowSpec: {steps: [{name: s%d, type: block}, {name: t%d, type: ok}]}`, i, limit, i, i)))
+	}
+	stop := make(chan struct{})
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			h.script.mu.Lock()
+			var names []string
+			for name := range h.script.blocked {
+				names = append(names, name)
+			}
+			h.script.mu.Unlock()
+			for _, name := range names {
+				h.script.release(name)
+			}
+		}
+	}()
+	defer func() { close(stop); <-released }()
+	for _, k := range keys {
+		h.waitPhase(k, v1alpha1.RunSucceeded)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.peak > limit || r.peak < 2 {
+		t.Errorf("%d runs held a slot at once, want at most %d and more than one", r.peak, limit)
+	}
+	if r.done != runs {
+		t.Errorf("%d runs finished holding a slot, want %d", r.done, runs)
+	}
+	t.Logf("at most %d running at once", r.peak)
 }

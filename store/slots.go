@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/stepflow/stepflow/engine"
 )
@@ -26,6 +27,27 @@ const maxSlotTries = 1000
 // Records set is ready to use.
 type Slots struct {
 	Records Records
+
+	mu sync.Mutex
+	// keys serializes this process's changes of a key, so that its workers do not race one
+	// another's compare-and-swaps (other processes still may).
+	keys map[string]*sync.Mutex
+}
+
+// lock takes this process's lock of a record and returns its unlock.
+func (s *Slots) lock(id string) func() {
+	s.mu.Lock()
+	if s.keys == nil {
+		s.keys = map[string]*sync.Mutex{}
+	}
+	m := s.keys[id]
+	if m == nil {
+		m = &sync.Mutex{}
+		s.keys[id] = m
+	}
+	s.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // slotLine is the data of a key's record.
@@ -33,7 +55,9 @@ type slotLine struct {
 	Namespace string   `json:"namespace"`
 	Key       string   `json:"key"`
 	Holders   []string `json:"holders,omitempty"`
-	Queue     []waiter `json:"queue,omitempty"`
+	// Limit is the limit the last run to ask had, by which a slot given up is handed on.
+	Limit int      `json:"limit"`
+	Queue []waiter `json:"queue,omitempty"`
 	// Seq numbers the runs as they join the line, first come first served within a priority.
 	Seq int64 `json:"seq"`
 }
@@ -55,6 +79,7 @@ func (l *slotLine) sort() {
 // from what is stored when another writer came first.
 func (s *Slots) change(ctx context.Context, namespace, key string, f func(l *slotLine) bool) error {
 	id := namespace + "/" + key
+	defer s.lock(id)()
 	for range maxSlotTries {
 		l := &slotLine{Namespace: namespace, Key: key}
 		rec, err := s.Records.Record(ctx, RecordSlots, id)
@@ -91,7 +116,8 @@ func (s *Slots) Acquire(ctx context.Context, req engine.SlotRequest) (int, error
 			place = 0
 			return false
 		}
-		changed := false
+		changed := l.Limit != req.Limit
+		l.Limit = req.Limit
 		i := slices.IndexFunc(l.Queue, func(w waiter) bool { return w.Run == req.Run })
 		if i < 0 {
 			l.Seq++
@@ -116,9 +142,8 @@ func (s *Slots) Acquire(ctx context.Context, req engine.SlotRequest) (int, error
 	return place, err
 }
 
-// Release implements engine.Slots. The runs it returns are those first in line, as many as
-// slots are free; the limit is not kept in the record, so it wakes the first in line when any
-// slot was given up and they ask again.
+// Release implements engine.Slots. It hands the slots now free to the runs first in line, in
+// the same write, and returns them: they hold their slot when they are woken.
 func (s *Slots) Release(ctx context.Context, namespace, key, run string) ([]string, error) {
 	var next []string
 	err := s.change(ctx, namespace, key, func(l *slotLine) bool {
@@ -128,16 +153,16 @@ func (s *Slots) Release(ctx context.Context, namespace, key, run string) ([]stri
 		if h < 0 && q < 0 {
 			return false
 		}
-		if h >= 0 {
-			l.Holders = slices.Delete(l.Holders, h, h+1)
-			if len(l.Queue) > 0 && l.Queue[0].Run != run {
-				next = append(next, l.Queue[0].Run)
-			} else if len(l.Queue) > 1 {
-				next = append(next, l.Queue[1].Run)
-			}
-		}
 		if q >= 0 {
 			l.Queue = slices.Delete(l.Queue, q, q+1)
+		}
+		if h >= 0 {
+			l.Holders = slices.Delete(l.Holders, h, h+1)
+			for len(l.Holders) < l.Limit && len(l.Queue) > 0 {
+				l.Holders = append(l.Holders, l.Queue[0].Run)
+				next = append(next, l.Queue[0].Run)
+				l.Queue = l.Queue[1:]
+			}
 		}
 		return true
 	})
