@@ -30,7 +30,7 @@ steps:
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			r := op.get("/api/v1/runs/default/" + name).want(t, http.StatusOK).json(t)
+			r := op.get("/api/v1/runs/default/"+name).want(t, http.StatusOK).json(t)
 			if at(r, "status.status") == phase && (msg == "" || at(r, "status.message") == msg) {
 				return
 			}
