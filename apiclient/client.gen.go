@@ -273,6 +273,13 @@ type ComponentDefinitionSpec struct {
 	Workload           *WorkloadTypeDescriptor `json:"workload,omitempty"`
 }
 
+// Concurrency defines model for Concurrency.
+type Concurrency struct {
+	Key     *string `json:"key,omitempty"`
+	Limit   *int32  `json:"limit,omitempty"`
+	OnLimit *string `json:"onLimit,omitempty"`
+}
+
 // Condition defines model for Condition.
 type Condition struct {
 	LastTransitionTime *Time   `json:"lastTransitionTime,omitempty"`
@@ -880,10 +887,12 @@ type ValidateRequest struct {
 // Workflow defines model for Workflow.
 type Workflow struct {
 	ApiVersion              *string              `json:"apiVersion,omitempty"`
+	Concurrency             *Concurrency         `json:"concurrency,omitempty"`
 	Kind                    *string              `json:"kind,omitempty"`
 	Metadata                *ObjectMeta          `json:"metadata,omitempty"`
 	Mode                    *WorkflowExecuteMode `json:"mode,omitempty"`
 	Parameters              *[]Parameter         `json:"parameters,omitempty"`
+	Priority                *int32               `json:"priority,omitempty"`
 	Sla                     *SLA                 `json:"sla,omitempty"`
 	Steps                   *[]WorkflowStep      `json:"steps,omitempty"`
 	TtlSecondsAfterFinished *int32               `json:"ttlSecondsAfterFinished,omitempty"`
@@ -912,8 +921,10 @@ type WorkflowRun struct {
 
 // WorkflowRunSpec defines model for WorkflowRunSpec.
 type WorkflowRunSpec struct {
+	Concurrency             *Concurrency         `json:"concurrency,omitempty"`
 	Context                 *RawExtension        `json:"context,omitempty"`
 	Mode                    *WorkflowExecuteMode `json:"mode,omitempty"`
+	Priority                *int32               `json:"priority,omitempty"`
 	Sla                     *SLA                 `json:"sla,omitempty"`
 	TtlSecondsAfterFinished *int32               `json:"ttlSecondsAfterFinished,omitempty"`
 	WorkflowRef             *string              `json:"workflowRef,omitempty"`

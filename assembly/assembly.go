@@ -79,6 +79,9 @@ type Mode struct {
 	// Cache keeps the results of steps that have a cache (v1alpha1.StepCache); nil evaluates
 	// such steps every time.
 	Cache engine.Cache
+	// Slots keeps the slots of concurrency keys (v1alpha1.Concurrency); nil starts runs with
+	// a key as any other.
+	Slots engine.Slots
 }
 
 // Assembly is stepflow wired for one mode.
@@ -158,6 +161,7 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 		Owner:          mode.Owner,
 		Cache:          mode.Cache,
 		CacheKeys:      a.Runner,
+		Slots:          mode.Slots,
 		Check: func(ctx context.Context, run *engine.Run) error {
 			return a.Catalog.CheckRun(ctx, a.Runner, run)
 		},

@@ -54,6 +54,9 @@ type Options struct {
 	// (v1alpha1.StepCache); without them such steps are always evaluated.
 	Cache     Cache
 	CacheKeys KeyEvaluator
+	// Slots, when set with CacheKeys (which evaluates concurrency keys too), keeps the slots
+	// of runs with a concurrency key; without them such runs start as any other.
+	Slots Slots
 }
 
 // DefaultWorkers is the number of workers when Options.Workers is zero (or 4 × GOMAXPROCS if
@@ -320,6 +323,20 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 			}
 			st.EndTime = st.StartTime
 			t = &transition{changed: true}
+		case e.gated(run):
+			var err error
+			t, err = e.admit(ctx, run, now)
+			if err != nil {
+				e.opts.Logger.Warn("ask a slot of a concurrency key", "run", key, "err", err)
+				e.retryLater(key, rs, done)
+				return nil, err
+			}
+			if t == nil {
+				t = e.m.advance(ctx, run, done, now, inflight)
+				e.recordTries(rs, run, t)
+				t = e.releaseQuick(ctx, rs, run, t, now, inflight)
+				t.changed = true // Admitted
+			}
 		default:
 			t = e.m.advance(ctx, run, done, now, inflight)
 			e.recordTries(rs, run, t)
@@ -376,6 +393,9 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 	// is already being acted on.
 	if saved && e.opts.Observer != nil {
 		e.opts.Observer.RunChanged(run)
+	}
+	if saved && run.Object.Status.Finished {
+		e.releaseSlot(ctx, run)
 	}
 	if saved {
 		if run.pass != nil {
@@ -579,6 +599,11 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 	obj := run.Object
 	run.TTLSecondsAfterFinished = obj.Spec.TTLSecondsAfterFinished
 	run.SLA, run.SLABreachedAt = obj.Spec.SLA, time.Time{} // a restarted run is timed anew
+	// A restarted run asks for a slot anew: it gave up its last one when it finished.
+	run.Concurrency, run.Priority, run.SlotKey, run.Admitted = obj.Spec.Concurrency, 0, "", false
+	if obj.Spec.Priority != nil {
+		run.Priority = *obj.Spec.Priority
+	}
 	if err := e.checkParent(ctx, run); err != nil {
 		return err
 	}
@@ -596,6 +621,12 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 		}
 		if run.SLA == nil {
 			run.SLA = wf.SLA
+		}
+		if run.Concurrency == nil {
+			run.Concurrency = wf.Concurrency
+		}
+		if obj.Spec.Priority == nil && wf.Priority != nil {
+			run.Priority = *wf.Priority
 		}
 	}
 	if err := initialize(run, wf, now); err != nil {

@@ -61,6 +61,41 @@ type KeyEvaluator interface {
 	EvalKey(ctx context.Context, expr string, scope map[string]any) (json.RawMessage, error)
 }
 
+// Slots keeps the slots of concurrency keys (v1alpha1.Concurrency) for every engine sharing a
+// store: per key, the runs holding a slot and the runs waiting in line for one. Every method
+// is idempotent per run, so that a process that died between a call and the save of its
+// run calls it again to the same effect.
+type Slots interface {
+	// Acquire asks a slot for req.Run. It returns 0 when the run holds one (already, or
+	// now), else the run's place in line from 1 (the run is queued, unless req.Queue is
+	// false: then it is left out, and the place is that it would have had).
+	Acquire(ctx context.Context, req SlotRequest) (place int, err error)
+	// Release gives up the run's slot or its place in line, and returns the runs waiting
+	// that may take the slots now free, to be woken.
+	Release(ctx context.Context, namespace, key, run string) (next []string, err error)
+	// Holders lists every run holding a slot or waiting for one, for the sweep.
+	Holders(ctx context.Context) ([]SlotHolder, error)
+}
+
+// SlotRequest is a run asking for a slot of its concurrency key.
+type SlotRequest struct {
+	Namespace string
+	// Key is the key's evaluated value.
+	Key   string
+	Limit int
+	Run   string
+	// Priority orders the line: higher first, then first come first served.
+	Priority int32
+	// Queue says the run waits in line when no slot is free (onLimit queue).
+	Queue bool
+}
+
+// SlotHolder is a run holding a slot of a key (Held), or waiting for one.
+type SlotHolder struct {
+	Namespace, Key, Run string
+	Held                bool
+}
+
 // Cache keeps the results of steps with a cache (v1alpha1.StepCache) by namespace and key.
 type Cache interface {
 	// CachedResult returns the entry kept under key in namespace, or an error wrapping

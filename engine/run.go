@@ -61,6 +61,16 @@ type Run struct {
 	SLA *v1alpha1.SLA `json:"sla,omitempty"`
 	// SLABreachedAt is when the run breached its SLA; zero while it has not.
 	SLABreachedAt time.Time `json:"slaBreachedAt,omitzero"`
+	// Concurrency is the run's concurrency key as written (its own spec.concurrency, else its
+	// Workflow template's), fixed when it starts; nil for none.
+	Concurrency *v1alpha1.Concurrency `json:"concurrency,omitempty"`
+	// Priority orders the run among those queued on its key (its own, else its template's).
+	Priority int32 `json:"priority,omitempty"`
+	// SlotKey is the value of the concurrency key, evaluated once when the run first asks
+	// for a slot; empty before.
+	SlotKey string `json:"slotKey,omitempty"`
+	// Admitted is set once the run holds a slot of its key: its steps may start.
+	Admitted bool `json:"admitted,omitempty"`
 	// ChildRuns counts, on a root run (one no `workflow` step started), the child runs
 	// started under it at every depth, against Limits.ChildRuns.
 	ChildRuns int `json:"childRuns,omitempty"`

@@ -136,6 +136,7 @@ func New(opts Options) (*Server, error) {
 		Observers:      append([]engine.Observer{s.hub, appSyncer{s}}, opts.Observers...),
 		Owner:          ownerOf(opts.Replicas),
 		Cache:          s.cache,
+		Slots:          &store.Slots{Records: opts.Store},
 	})
 	if err != nil {
 		return nil, err
@@ -208,6 +209,11 @@ func (s *Server) sweep(ctx context.Context) error {
 		}
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("delete the finished runs past their retention", "err", err)
+		}
+		if n, err := s.eng.SweepSlots(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("give up the slots of finished runs", "err", err)
+		} else if n > 0 {
+			s.log.Info("gave up the concurrency slots of finished or deleted runs", "slots", n)
 		}
 		stop := s.clock.AfterFunc(store.SweepEvery, func() {
 			select {

@@ -49,11 +49,14 @@ type WorkflowRunPhase string
 // The phases of a run, as KubeVela names them.
 const (
 	RunInitializing WorkflowRunPhase = "initializing"
-	RunExecuting    WorkflowRunPhase = "executing"
-	RunSuspending   WorkflowRunPhase = "suspending"
-	RunTerminated   WorkflowRunPhase = "terminated"
-	RunFailed       WorkflowRunPhase = "failed"
-	RunSucceeded    WorkflowRunPhase = "succeeded"
+	// RunQueued: the run waits for a slot of its concurrency key (Concurrency); its message
+	// names the key and its place in line. A stepflow extension.
+	RunQueued     WorkflowRunPhase = "queued"
+	RunExecuting  WorkflowRunPhase = "executing"
+	RunSuspending WorkflowRunPhase = "suspending"
+	RunTerminated WorkflowRunPhase = "terminated"
+	RunFailed     WorkflowRunPhase = "failed"
+	RunSucceeded  WorkflowRunPhase = "succeeded"
 )
 
 // Finished reports whether a run in this phase will not move again without an operation.
@@ -148,7 +151,38 @@ type WorkflowRunSpec struct {
 	// SLA is how long the run may take and what happens when it takes longer. It wins over its
 	// Workflow's. A stepflow extension.
 	SLA *SLA `json:"sla,omitempty"`
+	// Concurrency bounds how many runs with the same key run at once. It wins over its
+	// Workflow's. A stepflow extension.
+	Concurrency *Concurrency `json:"concurrency,omitempty"`
+	// Priority orders the runs queued on a concurrency key: higher starts first, first come
+	// first served within a priority. It wins over its Workflow's. A stepflow extension.
+	Priority *int32 `json:"priority,omitempty"`
 }
+
+// Concurrency bounds how many runs sharing a key run at once. A stepflow extension.
+type Concurrency struct {
+	// Key is a CUE expression over `context` (the run's name, namespace and spec.context)
+	// and `parameter` (its spec.context) whose value names the key, such as
+	// `"deploy-" + parameter.env`. Runs of a namespace with equal values share the key.
+	Key string `json:"key"`
+	// Limit is how many runs with the key may run at once, at least 1.
+	// +kubebuilder:validation:Minimum=1
+	Limit int32 `json:"limit"`
+	// OnLimit is what happens to a run that finds the key at its limit: queue (the default:
+	// it waits in phase queued, by priority, then first come first served) or cancel-new
+	// (it ends terminated without running a step).
+	// +kubebuilder:validation:Enum=queue;cancel-new
+	OnLimit ConcurrencyAction `json:"onLimit,omitempty"`
+}
+
+// ConcurrencyAction is what a run does when its concurrency key is at its limit.
+type ConcurrencyAction string
+
+// The actions of Concurrency.OnLimit.
+const (
+	ConcurrencyQueue     ConcurrencyAction = "queue"
+	ConcurrencyCancelNew ConcurrencyAction = "cancel-new"
+)
 
 // SLA is how long a run may take, counted from its start, and what happens when it takes
 // longer (a breach). A stepflow extension.
@@ -427,7 +461,13 @@ type Workflow struct {
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 	// SLA is how long the runs of this template may take, unless a run has its own. A
 	// stepflow extension.
-	SLA          *SLA `json:"sla,omitempty"`
+	SLA *SLA `json:"sla,omitempty"`
+	// Concurrency bounds how many runs of this template with the same key run at once,
+	// unless a run has its own. A stepflow extension.
+	Concurrency *Concurrency `json:"concurrency,omitempty"`
+	// Priority orders this template's runs queued on a concurrency key, unless a run has its
+	// own. A stepflow extension.
+	Priority     *int32 `json:"priority,omitempty"`
 	WorkflowSpec `json:",inline"`
 }
 

@@ -92,6 +92,7 @@ func ValidateWorkflowRun(run *WorkflowRun) field.ErrorList {
 	}
 	errs = append(errs, validateTTL(run.Spec.TTLSecondsAfterFinished, spec.Child("ttlSecondsAfterFinished"))...)
 	errs = append(errs, validateSLA(run.Spec.SLA, spec.Child("sla"))...)
+	errs = append(errs, validateConcurrency(run.Spec.Concurrency, spec.Child("concurrency"))...)
 	if ref := run.Spec.WorkflowRef; ref != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(ref) {
 			errs = append(errs, field.Invalid(spec.Child("workflowRef"), ref, msg))
@@ -118,6 +119,7 @@ func ValidateWorkflow(wf *Workflow) field.ErrorList {
 	errs = append(errs, validateParameters(wf.Parameters, field.NewPath("parameters"))...)
 	errs = append(errs, validateTTL(wf.TTLSecondsAfterFinished, field.NewPath("ttlSecondsAfterFinished"))...)
 	errs = append(errs, validateSLA(wf.SLA, field.NewPath("sla"))...)
+	errs = append(errs, validateConcurrency(wf.Concurrency, field.NewPath("concurrency"))...)
 	errs = append(errs, ValidateSteps(wf.Steps, EffectiveMode(nil, wf), field.NewPath("steps"))...)
 	return errs
 }
@@ -182,6 +184,27 @@ func validateSLA(sla *SLA, path *field.Path) field.ErrorList {
 		}
 	} else if sla.OnBreach == "" || sla.OnBreach == SLANotify {
 		errs = append(errs, field.Required(path.Child("notify"), "the properties of the notification to send at a breach (onBreach: notify)"))
+	}
+	return errs
+}
+
+// validateConcurrency checks a concurrency key: an expression, a limit of at least 1 and a
+// known onLimit.
+func validateConcurrency(c *Concurrency, path *field.Path) field.ErrorList {
+	if c == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if strings.TrimSpace(c.Key) == "" {
+		errs = append(errs, field.Required(path.Child("key"), "a CUE expression naming the key"))
+	}
+	if c.Limit < 1 {
+		errs = append(errs, field.Invalid(path.Child("limit"), c.Limit, "at least 1"))
+	}
+	switch c.OnLimit {
+	case "", ConcurrencyQueue, ConcurrencyCancelNew:
+	default:
+		errs = append(errs, field.NotSupported(path.Child("onLimit"), c.OnLimit, []ConcurrencyAction{ConcurrencyQueue, ConcurrencyCancelNew}))
 	}
 	return errs
 }

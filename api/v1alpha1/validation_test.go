@@ -214,3 +214,25 @@ func TestValidateStepsChecksTheCache(t *testing.T) {
 		t.Errorf("a right cache was refused:\n%s", got)
 	}
 }
+
+func TestValidateConcurrency(t *testing.T) {
+	tests := []struct {
+		c    Concurrency
+		want string // the errors, "" for none
+	}{
+		{Concurrency{Key: "parameter.env", Limit: 1}, ""},
+		{Concurrency{Key: `"x"`, Limit: 10, OnLimit: ConcurrencyCancelNew}, ""},
+		{Concurrency{Key: " ", Limit: 1}, `concurrency.key: Required value`},
+		{Concurrency{Key: "k", Limit: 0}, `concurrency.limit: Invalid value: 0: at least 1`},
+		{Concurrency{Key: "k", Limit: 1, OnLimit: "drop"}, `concurrency.onLimit: Unsupported value: "drop"`},
+	}
+	for _, tt := range tests {
+		got := validateConcurrency(&tt.c, field.NewPath("concurrency")).ToAggregate()
+		switch {
+		case tt.want == "" && got != nil:
+			t.Errorf("%+v: %v", tt.c, got)
+		case tt.want != "" && (got == nil || !strings.Contains(got.Error(), tt.want)):
+			t.Errorf("%+v: got %v, want %s", tt.c, got, tt.want)
+		}
+	}
+}

@@ -4,7 +4,7 @@ import * as api from '../api.js';
 import {h, replace, link, badge, timeEl, between, parseTime} from '../dom.js';
 import {stepCounts} from './common.js';
 
-const PHASES = ['initializing', 'executing', 'suspending', 'succeeded', 'failed', 'terminated'];
+const PHASES = ['initializing', 'queued', 'executing', 'suspending', 'succeeded', 'failed', 'terminated'];
 const LIMITS = [20, 50, 100, 500];
 const REFRESH_MS = 3000;
 
