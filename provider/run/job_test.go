@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -224,7 +225,8 @@ func jobSetup(t *testing.T, runContainer func(env map[string]string) exited) (cl
 	}
 	n := startNode(t, c, ns, runContainer)
 	cl := clusterOf{c, api.Config}
-	return c, ns, n, run.Options{Jobs: &run.Jobs{Objects: kube.NewObjects(kube.Options{Clusters: cl}), Clusters: cl}}
+	// As assembly.Registry wires it: the Jobs and the Secrets of env in the same clusters.
+	return c, ns, n, run.Options{Jobs: &run.Jobs{Objects: kube.NewObjects(kube.Options{Clusters: cl}), Clusters: cl}, Clusters: cl}
 }
 
 // A step with an image runs a Job; the container's lines reach the step's log, its output comes
@@ -285,6 +287,10 @@ func TestJobSpecAndEnvFromSecret(t *testing.T) {
 	}
 	if token != "tok-7f3a9c" {
 		t.Errorf("the container's TOKEN = %q", token)
+	}
+	// Read by stepflow too, so that the run redacts it in what the pod prints.
+	if !slices.Contains(res.Sensitive, "tok-7f3a9c") {
+		t.Errorf("the Secret's value is not known as a secret: %v", res.Sensitive)
 	}
 	var job batchv1.Job
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: n.jobs()[0]}, &job); err != nil {

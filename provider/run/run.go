@@ -351,10 +351,16 @@ func (p *provider) job(ctx context.Context, call *step.Call, in *params, inClust
 		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
 			ref := e.ValueFrom.SecretKeyRef
 			if inCluster {
+				// The kubelet gives the container the value; it is read here all the same, so
+				// that the run knows it as a secret and the pod's log lines that print it are
+				// redacted, and a Secret that is missing fails the step before its Job is made.
+				if _, err := p.secret(ctx, call, in.Cluster, ref.Name, ref.Key); err != nil {
+					return nil, fmt.Errorf("env[%d] (%s): %w", i, e.Name, err)
+				}
 				job.SecretEnv = append(job.SecretEnv, SecretEnv{Env: e.Name, Name: ref.Name, Key: ref.Key})
 				continue
 			}
-			v, err := p.secret(ctx, call, ref.Name, ref.Key)
+			v, err := p.secret(ctx, call, "", ref.Name, ref.Key)
 			if err != nil {
 				return nil, fmt.Errorf("env[%d] (%s): %w", i, e.Name, err)
 			}
@@ -366,13 +372,13 @@ func (p *provider) job(ctx context.Context, call *step.Call, in *params, inClust
 	return job, nil
 }
 
-// secret reads key of the Secret name in the run's namespace, in the local cluster, and marks
-// its value sensitive.
-func (p *provider) secret(ctx context.Context, call *step.Call, name, key string) (string, error) {
+// secret reads key of the Secret name in the run's namespace, in cluster ("" the local one),
+// and marks its value sensitive.
+func (p *provider) secret(ctx context.Context, call *step.Call, cluster, name, key string) (string, error) {
 	if p.opts.Clusters == nil {
 		return "", terminal(fmt.Errorf("the Secret %s: no cluster is configured to read it from", name))
 	}
-	c, err := p.opts.Clusters.Client(ctx, "")
+	c, err := p.opts.Clusters.Client(ctx, cluster)
 	if err != nil {
 		return "", fmt.Errorf("the Secret %s: %w", name, err)
 	}
