@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rogpeppe/go-internal/diff"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
 	"github.com/stepflow/stepflow/api/v1alpha1"
 )
 
@@ -96,4 +100,44 @@ func Rollback(ctx context.Context, st interface {
 		return nil, fmt.Errorf("roll back workflow %s/%s to revision %d: %w", namespace, name, rev, err)
 	}
 	return wf, nil
+}
+
+// WorkflowAt is the Workflow of revision rev of the template namespace/name in revs, for the
+// stores' own WorkflowAt (engine.WorkflowRevisions).
+func WorkflowAt(ctx context.Context, revs Revisions, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
+	r, err := revs.WorkflowRevision(ctx, namespace, name, rev)
+	if err != nil {
+		return nil, err
+	}
+	return r.Workflow, nil
+}
+
+// RevisionYAML is the template of r as YAML, without what stores set (generation,
+// resourceVersion, uid, creationTimestamp, managedFields): what DiffRevisions compares.
+func RevisionYAML(r *WorkflowRevision) ([]byte, error) {
+	c := r.Workflow.DeepCopy()
+	c.APIVersion, c.Kind = v1alpha1.GroupVersion.String(), v1alpha1.KindWorkflow
+	c.Generation, c.ResourceVersion, c.UID, c.ManagedFields = 0, "", "", nil
+	c.CreationTimestamp = metav1.Time{}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("revision %d of workflow %s/%s as YAML: %w", r.Revision, c.Namespace, c.Name, err)
+	}
+	return b, nil
+}
+
+// DiffRevisions is the unified diff of the YAML of revision a to that of revision b (files
+// named <name>@<revision>), "" when their content is the same. It takes O(n log n) time in
+// their lines (an anchored diff).
+func DiffRevisions(a, b *WorkflowRevision) (string, error) {
+	ya, err := RevisionYAML(a)
+	if err != nil {
+		return "", err
+	}
+	yb, err := RevisionYAML(b)
+	if err != nil {
+		return "", err
+	}
+	name := a.Workflow.Name
+	return string(diff.Diff(fmt.Sprintf("%s@%d", name, a.Revision), ya, fmt.Sprintf("%s@%d", name, b.Revision), yb)), nil
 }

@@ -248,3 +248,9 @@ func (s *Store) WorkflowRevision(ctx context.Context, namespace, name string, re
 	}
 	return &out[0], nil
 }
+
+// WorkflowAt is the template of revision rev of the Workflow namespace/name, with that
+// generation (engine.WorkflowRevisions), or an error wrapping engine.ErrNotFound.
+func (s *Store) WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
+	return store.WorkflowAt(ctx, s, namespace, name, rev)
+}
