@@ -83,6 +83,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("IterationsByItem", e.testIterationsByItem)
 	t.Run("LayoutStaysReadable", e.testLayout)
 	t.Run("Triggers", e.testTriggers)
+	t.Run("TemplateRevisions", e.testTemplateRevisions)
 	t.Run("GraphScales", e.testGraphScales)
 	t.Run("Applications", e.testApplications)
 }
