@@ -72,6 +72,24 @@ spec: {workflowRef: deploy, context: {image: x}}
 	}
 	op.postJSON("/api/v1/runs", map[string]any{"template": "deploy", "revision": 7, "context": map[string]any{"image": "x"}}).want(t, http.StatusNotFound)
 
+	// A run of a revision is checked against that revision: revision 1 of "greet" needs no
+	// parameter that its revision 2 requires.
+	greet := `
+apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata: {name: greet, namespace: default}
+steps:
+- {name: show, type: print-message-in-status, properties: {message: hello}}
+`
+	admin.postYAML("/api/v1/templates", greet).want(t, http.StatusCreated)
+	admin.do("PUT", "/api/v1/templates/default/greet", "application/yaml",
+		[]byte(strings.Replace(greet, "steps:", "parameters: [{name: who, required: true}]\nsteps:", 1))).want(t, http.StatusOK)
+	op.postJSON("/api/v1/runs", map[string]any{"template": "greet"}).want(t, http.StatusBadRequest)
+	r = op.postJSON("/api/v1/runs?wait=30s", map[string]any{"template": "greet", "revision": 1}).want(t, http.StatusOK).json(t)
+	if at(r, "status.status") != "succeeded" || at(r, "status.templateRevision") != 1.0 {
+		t.Errorf("run of greet's revision 1: %v", at(r, "status"))
+	}
+
 	// Rollback is an admin's, and makes a new revision with the old content.
 	op.postJSON("/api/v1/templates/default/deploy/rollback", map[string]any{"revision": 1}).want(t, http.StatusForbidden)
 	admin.postJSON("/api/v1/templates/default/deploy/rollback", map[string]any{"revision": 9}).want(t, http.StatusNotFound)
