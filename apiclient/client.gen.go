@@ -611,6 +611,13 @@ type Revision struct {
 	RevisionHash *string `json:"revisionHash,omitempty"`
 }
 
+// RevisionDiff defines model for RevisionDiff.
+type RevisionDiff struct {
+	Diff *string `json:"diff,omitempty"`
+	From *int64  `json:"from,omitempty"`
+	To   *int64  `json:"to,omitempty"`
+}
+
 // RollbackRequest defines model for RollbackRequest.
 type RollbackRequest struct {
 	Revision *int64 `json:"revision,omitempty"`
@@ -744,11 +751,27 @@ type SummaryViewList struct {
 	Total *int           `json:"total,omitempty"`
 }
 
+// TemplateRevision defines model for TemplateRevision.
+type TemplateRevision struct {
+	Created  *time.Time `json:"created,omitempty"`
+	Current  *bool      `json:"current,omitempty"`
+	Hash     *string    `json:"hash,omitempty"`
+	Revision *int64     `json:"revision,omitempty"`
+	Workflow *Workflow  `json:"workflow,omitempty"`
+}
+
+// TemplateRevisionList defines model for TemplateRevisionList.
+type TemplateRevisionList struct {
+	Items *[]TemplateRevision `json:"items,omitempty"`
+	Total *int                `json:"total,omitempty"`
+}
+
 // TemplateRun defines model for TemplateRun.
 type TemplateRun struct {
 	Context   *map[string]interface{} `json:"context,omitempty"`
 	Name      *string                 `json:"name,omitempty"`
 	Namespace *string                 `json:"namespace,omitempty"`
+	Revision  *int64                  `json:"revision,omitempty"`
 	Template  *string                 `json:"template,omitempty"`
 }
 
@@ -933,18 +956,19 @@ type WorkflowRunSpec struct {
 
 // WorkflowRunStatus defines model for WorkflowRunStatus.
 type WorkflowRunStatus struct {
-	ContextBackend *ObjectReference      `json:"contextBackend,omitempty"`
-	EndTime        *Time                 `json:"endTime,omitempty"`
-	Finished       *bool                 `json:"finished,omitempty"`
-	Message        *string               `json:"message,omitempty"`
-	Mode           *WorkflowExecuteMode  `json:"mode,omitempty"`
-	StartTime      *Time                 `json:"startTime,omitempty"`
-	Status         *string               `json:"status,omitempty"`
-	Stepflow       *RawExtension         `json:"stepflow,omitempty"`
-	Steps          *[]WorkflowStepStatus `json:"steps,omitempty"`
-	Suspend        *bool                 `json:"suspend,omitempty"`
-	SuspendState   *string               `json:"suspendState,omitempty"`
-	Terminated     *bool                 `json:"terminated,omitempty"`
+	ContextBackend   *ObjectReference      `json:"contextBackend,omitempty"`
+	EndTime          *Time                 `json:"endTime,omitempty"`
+	Finished         *bool                 `json:"finished,omitempty"`
+	Message          *string               `json:"message,omitempty"`
+	Mode             *WorkflowExecuteMode  `json:"mode,omitempty"`
+	StartTime        *Time                 `json:"startTime,omitempty"`
+	Status           *string               `json:"status,omitempty"`
+	Stepflow         *RawExtension         `json:"stepflow,omitempty"`
+	Steps            *[]WorkflowStepStatus `json:"steps,omitempty"`
+	Suspend          *bool                 `json:"suspend,omitempty"`
+	SuspendState     *string               `json:"suspendState,omitempty"`
+	TemplateRevision *int64                `json:"templateRevision,omitempty"`
+	Terminated       *bool                 `json:"terminated,omitempty"`
 }
 
 // WorkflowSpec defines model for WorkflowSpec.
@@ -1111,6 +1135,12 @@ type GetTemplatesParams struct {
 	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
 }
 
+// GetTemplatesByNamespaceByNameDiffParams defines parameters for GetTemplatesByNamespaceByNameDiff.
+type GetTemplatesByNamespaceByNameDiffParams struct {
+	From *string `form:"from,omitempty" json:"from,omitempty"`
+	To   *string `form:"to,omitempty" json:"to,omitempty"`
+}
+
 // PostApplicationsJSONRequestBody defines body for PostApplications for application/json ContentType.
 type PostApplicationsJSONRequestBody = ApplicationRequest
 
@@ -1146,6 +1176,9 @@ type PostTemplatesJSONRequestBody = Workflow
 
 // PutTemplatesByNamespaceByNameJSONRequestBody defines body for PutTemplatesByNamespaceByName for application/json ContentType.
 type PutTemplatesByNamespaceByNameJSONRequestBody = Workflow
+
+// PostTemplatesByNamespaceByNameRollbackJSONRequestBody defines body for PostTemplatesByNamespaceByNameRollback for application/json ContentType.
+type PostTemplatesByNamespaceByNameRollbackJSONRequestBody = RollbackRequest
 
 // PostTemplatesByNamespaceByNameTriggersJSONRequestBody defines body for PostTemplatesByNamespaceByNameTriggers for application/json ContentType.
 type PostTemplatesByNamespaceByNameTriggersJSONRequestBody = TriggerRequest
@@ -1919,7 +1952,7 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/templates (the `PostTemplates` operationId).
 	PostTemplates(ctx context.Context, body PostTemplatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// DeleteTemplatesByNamespaceByName Delete a Workflow template and its triggers
+	// DeleteTemplatesByNamespaceByName Delete a Workflow template with its revisions and triggers
 	//
 	// Corresponds with DELETE /api/v1/templates/{namespace}/{name} (the `DeleteTemplatesByNamespaceByName` operationId).
 	DeleteTemplatesByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1942,6 +1975,35 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /api/v1/templates/{namespace}/{name} (the `PutTemplatesByNamespaceByName` operationId).
 	PutTemplatesByNamespaceByName(ctx context.Context, namespace string, name string, body PutTemplatesByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTemplatesByNamespaceByNameDiff The unified diff of the YAML of two revisions of a Workflow template (?from=N, ?to=M: the current one by default)
+	//
+	// Corresponds with GET /api/v1/templates/{namespace}/{name}/diff (the `GetTemplatesByNamespaceByNameDiff` operationId).
+	GetTemplatesByNamespaceByNameDiff(ctx context.Context, namespace string, name string, params *GetTemplatesByNamespaceByNameDiffParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTemplatesByNamespaceByNameRevisions A Workflow template's kept revisions, newest first
+	//
+	// Corresponds with GET /api/v1/templates/{namespace}/{name}/revisions (the `GetTemplatesByNamespaceByNameRevisions` operationId).
+	GetTemplatesByNamespaceByNameRevisions(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTemplatesByNamespaceByNameRevisionsByRevision One revision of a Workflow template, with its content
+	//
+	// Corresponds with GET /api/v1/templates/{namespace}/{name}/revisions/{revision} (the `GetTemplatesByNamespaceByNameRevisionsByRevision` operationId).
+	GetTemplatesByNamespaceByNameRevisionsByRevision(ctx context.Context, namespace string, name string, revision string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostTemplatesByNamespaceByNameRollbackWithBody Store an earlier revision's content as the template's newest revision ({"revision": N})
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/templates/{namespace}/{name}/rollback (the `PostTemplatesByNamespaceByNameRollback` operationId).
+	PostTemplatesByNamespaceByNameRollbackWithBody(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostTemplatesByNamespaceByNameRollback Store an earlier revision's content as the template's newest revision ({"revision": N})
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/templates/{namespace}/{name}/rollback (the `PostTemplatesByNamespaceByNameRollback` operationId).
+	PostTemplatesByNamespaceByNameRollback(ctx context.Context, namespace string, name string, body PostTemplatesByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetTemplatesByNamespaceByNameTriggers A template's triggers
 	//
@@ -2768,7 +2830,7 @@ func (c *Client) PostTemplates(ctx context.Context, body PostTemplatesJSONReques
 	return c.Client.Do(req)
 }
 
-// DeleteTemplatesByNamespaceByName Delete a Workflow template and its triggers
+// DeleteTemplatesByNamespaceByName Delete a Workflow template with its revisions and triggers
 //
 // Corresponds with DELETE /api/v1/templates/{namespace}/{name} (the `DeleteTemplatesByNamespaceByName` operationId).
 func (c *Client) DeleteTemplatesByNamespaceByName(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2822,6 +2884,85 @@ func (c *Client) PutTemplatesByNamespaceByNameWithBody(ctx context.Context, name
 // Corresponds with PUT /api/v1/templates/{namespace}/{name} (the `PutTemplatesByNamespaceByName` operationId).
 func (c *Client) PutTemplatesByNamespaceByName(ctx context.Context, namespace string, name string, body PutTemplatesByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPutTemplatesByNamespaceByNameRequest(c.Server, namespace, name, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTemplatesByNamespaceByNameDiff The unified diff of the YAML of two revisions of a Workflow template (?from=N, ?to=M: the current one by default)
+//
+// Corresponds with GET /api/v1/templates/{namespace}/{name}/diff (the `GetTemplatesByNamespaceByNameDiff` operationId).
+func (c *Client) GetTemplatesByNamespaceByNameDiff(ctx context.Context, namespace string, name string, params *GetTemplatesByNamespaceByNameDiffParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTemplatesByNamespaceByNameDiffRequest(c.Server, namespace, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTemplatesByNamespaceByNameRevisions A Workflow template's kept revisions, newest first
+//
+// Corresponds with GET /api/v1/templates/{namespace}/{name}/revisions (the `GetTemplatesByNamespaceByNameRevisions` operationId).
+func (c *Client) GetTemplatesByNamespaceByNameRevisions(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTemplatesByNamespaceByNameRevisionsRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTemplatesByNamespaceByNameRevisionsByRevision One revision of a Workflow template, with its content
+//
+// Corresponds with GET /api/v1/templates/{namespace}/{name}/revisions/{revision} (the `GetTemplatesByNamespaceByNameRevisionsByRevision` operationId).
+func (c *Client) GetTemplatesByNamespaceByNameRevisionsByRevision(ctx context.Context, namespace string, name string, revision string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTemplatesByNamespaceByNameRevisionsByRevisionRequest(c.Server, namespace, name, revision)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostTemplatesByNamespaceByNameRollbackWithBody Store an earlier revision's content as the template's newest revision ({"revision": N})
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/templates/{namespace}/{name}/rollback (the `PostTemplatesByNamespaceByNameRollback` operationId).
+func (c *Client) PostTemplatesByNamespaceByNameRollbackWithBody(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostTemplatesByNamespaceByNameRollbackRequestWithBody(c.Server, namespace, name, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostTemplatesByNamespaceByNameRollback Store an earlier revision's content as the template's newest revision ({"revision": N})
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/templates/{namespace}/{name}/rollback (the `PostTemplatesByNamespaceByNameRollback` operationId).
+func (c *Client) PostTemplatesByNamespaceByNameRollback(ctx context.Context, namespace string, name string, body PostTemplatesByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostTemplatesByNamespaceByNameRollbackRequest(c.Server, namespace, name, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4898,6 +5039,229 @@ func NewPutTemplatesByNamespaceByNameRequestWithBody(server string, namespace st
 	return req, nil
 }
 
+// NewGetTemplatesByNamespaceByNameDiffRequest constructs an http.Request for the GetTemplatesByNamespaceByNameDiff method
+func NewGetTemplatesByNamespaceByNameDiffRequest(server string, namespace string, name string, params *GetTemplatesByNamespaceByNameDiffParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/templates/%s/%s/diff", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetTemplatesByNamespaceByNameRevisionsRequest constructs an http.Request for the GetTemplatesByNamespaceByNameRevisions method
+func NewGetTemplatesByNamespaceByNameRevisionsRequest(server string, namespace string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/templates/%s/%s/revisions", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetTemplatesByNamespaceByNameRevisionsByRevisionRequest constructs an http.Request for the GetTemplatesByNamespaceByNameRevisionsByRevision method
+func NewGetTemplatesByNamespaceByNameRevisionsByRevisionRequest(server string, namespace string, name string, revision string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "revision", revision, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/templates/%s/%s/revisions/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPostTemplatesByNamespaceByNameRollbackRequest calls the generic PostTemplatesByNamespaceByNameRollback builder with application/json body
+func NewPostTemplatesByNamespaceByNameRollbackRequest(server string, namespace string, name string, body PostTemplatesByNamespaceByNameRollbackJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPostTemplatesByNamespaceByNameRollbackRequestWithBody(server, namespace, name, "application/json", bodyReader)
+}
+
+// NewPostTemplatesByNamespaceByNameRollbackRequestWithBody constructs an http.Request for the PostTemplatesByNamespaceByNameRollback method, with any body, and a specified content type
+func NewPostTemplatesByNamespaceByNameRollbackRequestWithBody(server string, namespace string, name string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/templates/%s/%s/rollback", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetTemplatesByNamespaceByNameTriggersRequest constructs an http.Request for the GetTemplatesByNamespaceByNameTriggers method
 func NewGetTemplatesByNamespaceByNameTriggersRequest(server string, namespace string, name string) (*http.Request, error) {
 	var err error
@@ -5716,7 +6080,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/templates (the `PostTemplates` operationId).
 	PostTemplatesWithResponse(ctx context.Context, body PostTemplatesJSONRequestBody, reqEditors ...RequestEditorFn) (*PostTemplatesResponse, error)
 
-	// DeleteTemplatesByNamespaceByNameWithResponse Delete a Workflow template and its triggers
+	// DeleteTemplatesByNamespaceByNameWithResponse Delete a Workflow template with its revisions and triggers
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5743,6 +6107,41 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /api/v1/templates/{namespace}/{name} (the `PutTemplatesByNamespaceByName` operationId).
 	PutTemplatesByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, body PutTemplatesByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*PutTemplatesByNamespaceByNameResponse, error)
+
+	// GetTemplatesByNamespaceByNameDiffWithResponse The unified diff of the YAML of two revisions of a Workflow template (?from=N, ?to=M: the current one by default)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/templates/{namespace}/{name}/diff (the `GetTemplatesByNamespaceByNameDiff` operationId).
+	GetTemplatesByNamespaceByNameDiffWithResponse(ctx context.Context, namespace string, name string, params *GetTemplatesByNamespaceByNameDiffParams, reqEditors ...RequestEditorFn) (*GetTemplatesByNamespaceByNameDiffResponse, error)
+
+	// GetTemplatesByNamespaceByNameRevisionsWithResponse A Workflow template's kept revisions, newest first
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/templates/{namespace}/{name}/revisions (the `GetTemplatesByNamespaceByNameRevisions` operationId).
+	GetTemplatesByNamespaceByNameRevisionsWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetTemplatesByNamespaceByNameRevisionsResponse, error)
+
+	// GetTemplatesByNamespaceByNameRevisionsByRevisionWithResponse One revision of a Workflow template, with its content
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/templates/{namespace}/{name}/revisions/{revision} (the `GetTemplatesByNamespaceByNameRevisionsByRevision` operationId).
+	GetTemplatesByNamespaceByNameRevisionsByRevisionWithResponse(ctx context.Context, namespace string, name string, revision string, reqEditors ...RequestEditorFn) (*GetTemplatesByNamespaceByNameRevisionsByRevisionResponse, error)
+
+	// PostTemplatesByNamespaceByNameRollbackWithBodyWithResponse Store an earlier revision's content as the template's newest revision ({"revision": N})
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/templates/{namespace}/{name}/rollback (the `PostTemplatesByNamespaceByNameRollback` operationId).
+	PostTemplatesByNamespaceByNameRollbackWithBodyWithResponse(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostTemplatesByNamespaceByNameRollbackResponse, error)
+
+	// PostTemplatesByNamespaceByNameRollbackWithResponse Store an earlier revision's content as the template's newest revision ({"revision": N})
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/templates/{namespace}/{name}/rollback (the `PostTemplatesByNamespaceByNameRollback` operationId).
+	PostTemplatesByNamespaceByNameRollbackWithResponse(ctx context.Context, namespace string, name string, body PostTemplatesByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*PostTemplatesByNamespaceByNameRollbackResponse, error)
 
 	// GetTemplatesByNamespaceByNameTriggersWithResponse A template's triggers
 	//
@@ -8648,6 +9047,317 @@ func (r PutTemplatesByNamespaceByNameResponse) ContentType() string {
 	return ""
 }
 
+type GetTemplatesByNamespaceByNameDiffResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RevisionDiff
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTemplatesByNamespaceByNameDiffResponse) GetJSON200() *RevisionDiff {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetTemplatesByNamespaceByNameDiffResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetTemplatesByNamespaceByNameDiffResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetTemplatesByNamespaceByNameDiffResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetTemplatesByNamespaceByNameDiffResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetTemplatesByNamespaceByNameDiffResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTemplatesByNamespaceByNameDiffResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTemplatesByNamespaceByNameDiffResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTemplatesByNamespaceByNameDiffResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTemplatesByNamespaceByNameDiffResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetTemplatesByNamespaceByNameRevisionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TemplateRevisionList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) GetJSON200() *TemplateRevisionList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTemplatesByNamespaceByNameRevisionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetTemplatesByNamespaceByNameRevisionsByRevisionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TemplateRevision
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) GetJSON200() *TemplateRevision {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTemplatesByNamespaceByNameRevisionsByRevisionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PostTemplatesByNamespaceByNameRollbackResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Workflow
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *ErrorAnswer
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *ErrorAnswer
+	// JSON408 the response for an HTTP 408 `application/json` response
+	JSON408 *ErrorAnswer
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetJSON200() *Workflow {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetJSON400() *ErrorAnswer {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetJSON404() *ErrorAnswer {
+	return r.JSON404
+}
+
+// GetJSON408 returns the response for an HTTP 408 `application/json` response
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetJSON408() *ErrorAnswer {
+	return r.JSON408
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetJSON413() *ErrorAnswer {
+	return r.JSON413
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r PostTemplatesByNamespaceByNameRollbackResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PostTemplatesByNamespaceByNameRollbackResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PostTemplatesByNamespaceByNameRollbackResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PostTemplatesByNamespaceByNameRollbackResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetTemplatesByNamespaceByNameTriggersResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -10173,7 +10883,7 @@ func (c *ClientWithResponses) PostTemplatesWithResponse(ctx context.Context, bod
 	return ParsePostTemplatesResponse(rsp)
 }
 
-// DeleteTemplatesByNamespaceByNameWithResponse Delete a Workflow template and its triggers
+// DeleteTemplatesByNamespaceByNameWithResponse Delete a Workflow template with its revisions and triggers
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10223,6 +10933,71 @@ func (c *ClientWithResponses) PutTemplatesByNamespaceByNameWithResponse(ctx cont
 		return nil, err
 	}
 	return ParsePutTemplatesByNamespaceByNameResponse(rsp)
+}
+
+// GetTemplatesByNamespaceByNameDiffWithResponse The unified diff of the YAML of two revisions of a Workflow template (?from=N, ?to=M: the current one by default)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/templates/{namespace}/{name}/diff (the `GetTemplatesByNamespaceByNameDiff` operationId).
+func (c *ClientWithResponses) GetTemplatesByNamespaceByNameDiffWithResponse(ctx context.Context, namespace string, name string, params *GetTemplatesByNamespaceByNameDiffParams, reqEditors ...RequestEditorFn) (*GetTemplatesByNamespaceByNameDiffResponse, error) {
+	rsp, err := c.GetTemplatesByNamespaceByNameDiff(ctx, namespace, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTemplatesByNamespaceByNameDiffResponse(rsp)
+}
+
+// GetTemplatesByNamespaceByNameRevisionsWithResponse A Workflow template's kept revisions, newest first
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/templates/{namespace}/{name}/revisions (the `GetTemplatesByNamespaceByNameRevisions` operationId).
+func (c *ClientWithResponses) GetTemplatesByNamespaceByNameRevisionsWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*GetTemplatesByNamespaceByNameRevisionsResponse, error) {
+	rsp, err := c.GetTemplatesByNamespaceByNameRevisions(ctx, namespace, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTemplatesByNamespaceByNameRevisionsResponse(rsp)
+}
+
+// GetTemplatesByNamespaceByNameRevisionsByRevisionWithResponse One revision of a Workflow template, with its content
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/templates/{namespace}/{name}/revisions/{revision} (the `GetTemplatesByNamespaceByNameRevisionsByRevision` operationId).
+func (c *ClientWithResponses) GetTemplatesByNamespaceByNameRevisionsByRevisionWithResponse(ctx context.Context, namespace string, name string, revision string, reqEditors ...RequestEditorFn) (*GetTemplatesByNamespaceByNameRevisionsByRevisionResponse, error) {
+	rsp, err := c.GetTemplatesByNamespaceByNameRevisionsByRevision(ctx, namespace, name, revision, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTemplatesByNamespaceByNameRevisionsByRevisionResponse(rsp)
+}
+
+// PostTemplatesByNamespaceByNameRollbackWithBodyWithResponse Store an earlier revision's content as the template's newest revision ({"revision": N})
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/templates/{namespace}/{name}/rollback (the `PostTemplatesByNamespaceByNameRollback` operationId).
+func (c *ClientWithResponses) PostTemplatesByNamespaceByNameRollbackWithBodyWithResponse(ctx context.Context, namespace string, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostTemplatesByNamespaceByNameRollbackResponse, error) {
+	rsp, err := c.PostTemplatesByNamespaceByNameRollbackWithBody(ctx, namespace, name, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostTemplatesByNamespaceByNameRollbackResponse(rsp)
+}
+
+// PostTemplatesByNamespaceByNameRollbackWithResponse Store an earlier revision's content as the template's newest revision ({"revision": N})
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/templates/{namespace}/{name}/rollback (the `PostTemplatesByNamespaceByNameRollback` operationId).
+func (c *ClientWithResponses) PostTemplatesByNamespaceByNameRollbackWithResponse(ctx context.Context, namespace string, name string, body PostTemplatesByNamespaceByNameRollbackJSONRequestBody, reqEditors ...RequestEditorFn) (*PostTemplatesByNamespaceByNameRollbackResponse, error) {
+	rsp, err := c.PostTemplatesByNamespaceByNameRollback(ctx, namespace, name, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostTemplatesByNamespaceByNameRollbackResponse(rsp)
 }
 
 // GetTemplatesByNamespaceByNameTriggersWithResponse A template's triggers
@@ -12693,6 +13468,257 @@ func ParsePutTemplatesByNamespaceByNameResponse(rsp *http.Response) (*PutTemplat
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetTemplatesByNamespaceByNameDiffResponse parses an HTTP response from a GetTemplatesByNamespaceByNameDiffWithResponse call
+func ParseGetTemplatesByNamespaceByNameDiffResponse(rsp *http.Response) (*GetTemplatesByNamespaceByNameDiffResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTemplatesByNamespaceByNameDiffResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest RevisionDiff
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetTemplatesByNamespaceByNameRevisionsResponse parses an HTTP response from a GetTemplatesByNamespaceByNameRevisionsWithResponse call
+func ParseGetTemplatesByNamespaceByNameRevisionsResponse(rsp *http.Response) (*GetTemplatesByNamespaceByNameRevisionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTemplatesByNamespaceByNameRevisionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TemplateRevisionList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetTemplatesByNamespaceByNameRevisionsByRevisionResponse parses an HTTP response from a GetTemplatesByNamespaceByNameRevisionsByRevisionWithResponse call
+func ParseGetTemplatesByNamespaceByNameRevisionsByRevisionResponse(rsp *http.Response) (*GetTemplatesByNamespaceByNameRevisionsByRevisionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTemplatesByNamespaceByNameRevisionsByRevisionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TemplateRevision
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePostTemplatesByNamespaceByNameRollbackResponse parses an HTTP response from a PostTemplatesByNamespaceByNameRollbackWithResponse call
+func ParsePostTemplatesByNamespaceByNameRollbackResponse(rsp *http.Response) (*PostTemplatesByNamespaceByNameRollbackResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PostTemplatesByNamespaceByNameRollbackResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Workflow
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
 
 	}
 

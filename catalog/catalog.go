@@ -174,6 +174,22 @@ func (c *Catalog) Workflow(ctx context.Context, namespace, name string) (*v1alph
 	return nil, &missingWorkflow{namespace: namespace, name: name}
 }
 
+// revisionStore is a Store that keeps templates' past revisions (the SQL stores).
+type revisionStore interface {
+	WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error)
+}
+
+// WorkflowAt implements engine.WorkflowRevisions: revision rev of the stored template
+// namespace/name, or an error wrapping engine.ErrNotFound. A store that keeps no revisions
+// (the controller's) has none.
+func (c *Catalog) WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
+	revs, ok := c.store.(revisionStore)
+	if !ok {
+		return nil, fmt.Errorf("revision %d of Workflow %s/%s: revisions are not kept here: %w", rev, namespace, name, engine.ErrNotFound)
+	}
+	return revs.WorkflowAt(ctx, namespace, name, rev)
+}
+
 // missingWorkflow is the error of a template that is nowhere; it is an engine.ErrNotFound.
 type missingWorkflow struct{ namespace, name string }
 

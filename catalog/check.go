@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -136,6 +137,17 @@ func (c *Catalog) checkRun(ctx context.Context, cue CUE, run *v1alpha1.WorkflowR
 	}
 	ref := field.NewPath("spec", "workflowRef")
 	wf, err := c.Workflow(ctx, run.Namespace, run.Spec.WorkflowRef)
+	if want, ok := run.Annotations[v1alpha1.AnnotationTemplateRevision]; ok && err == nil {
+		// A run of a kept revision is checked against that revision.
+		at := field.NewPath("metadata", "annotations").Key(v1alpha1.AnnotationTemplateRevision)
+		rev, perr := strconv.ParseInt(want, 10, 64)
+		if perr != nil || rev < 1 {
+			return field.ErrorList{field.Invalid(at, want, "not a revision number (1 or more)")}
+		}
+		if wf, err = c.WorkflowAt(ctx, run.Namespace, run.Spec.WorkflowRef, rev); err != nil {
+			return field.ErrorList{field.Invalid(at, want, err.Error())}
+		}
+	}
 	if err != nil {
 		return field.ErrorList{field.Invalid(ref, run.Spec.WorkflowRef, err.Error())}
 	}

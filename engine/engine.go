@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -612,9 +613,9 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 			return fmt.Errorf("spec.workflowRef: no Workflow templates are available to resolve %q", obj.Spec.WorkflowRef)
 		}
 		var err error
-		wf, err = e.opts.Workflows.Workflow(ctx, obj.Namespace, obj.Spec.WorkflowRef)
+		wf, err = e.workflow(ctx, obj)
 		if err != nil {
-			return fmt.Errorf("spec.workflowRef: %w", err)
+			return err
 		}
 		if run.TTLSecondsAfterFinished == nil {
 			run.TTLSecondsAfterFinished = wf.TTLSecondsAfterFinished
@@ -632,6 +633,9 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 	if err := initialize(run, wf, now); err != nil {
 		return err
 	}
+	if wf != nil {
+		obj.Status.TemplateRevision = wf.Generation
+	}
 	if err := e.m.limits.checkSteps(run.Spec); err != nil {
 		return err
 	}
@@ -639,6 +643,33 @@ func (e *Engine) initialize(ctx context.Context, run *Run, now time.Time) error 
 		return e.opts.Check(ctx, run)
 	}
 	return nil
+}
+
+// workflow is the template obj's workflowRef names: the revision its annotation
+// v1alpha1.AnnotationTemplateRevision asks for, else the current one.
+func (e *Engine) workflow(ctx context.Context, obj *v1alpha1.WorkflowRun) (*v1alpha1.Workflow, error) {
+	want, ok := obj.Annotations[v1alpha1.AnnotationTemplateRevision]
+	if !ok {
+		wf, err := e.opts.Workflows.Workflow(ctx, obj.Namespace, obj.Spec.WorkflowRef)
+		if err != nil {
+			return nil, fmt.Errorf("spec.workflowRef: %w", err)
+		}
+		return wf, nil
+	}
+	field := "metadata.annotations[" + v1alpha1.AnnotationTemplateRevision + "]"
+	rev, err := strconv.ParseInt(want, 10, 64)
+	if err != nil || rev < 1 {
+		return nil, fmt.Errorf("%s: %q is not a revision number (1 or more)", field, want)
+	}
+	revs, ok := e.opts.Workflows.(WorkflowRevisions)
+	if !ok {
+		return nil, fmt.Errorf("%s: this store keeps no revisions of Workflow templates", field)
+	}
+	wf, err := revs.WorkflowAt(ctx, obj.Namespace, obj.Spec.WorkflowRef, rev)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Workflow %q: %w", field, obj.Spec.WorkflowRef, err)
+	}
+	return wf, nil
 }
 
 // checkParent refuses to start a child run whose parent run is gone or was terminated: one

@@ -234,6 +234,13 @@ type Workflows interface {
 	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
 }
 
+// WorkflowRevisions is Workflows that also keeps templates' past revisions, for the runs that
+// ask for one (v1alpha1.AnnotationTemplateRevision). WorkflowAt is revision rev of the
+// template namespace/name, with Generation rev, or an error wrapping ErrNotFound.
+type WorkflowRevisions interface {
+	WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error)
+}
+
 // Observer is told about every transition the engine saved. It is called from the worker that
 // owns the run and must neither keep nor change run.
 type Observer interface {

@@ -45,6 +45,8 @@ type templateRun struct {
 	Namespace string         `json:"namespace,omitempty"`
 	Name      string         `json:"name,omitempty"`
 	Context   map[string]any `json:"context,omitempty"`
+	// Revision, when set, runs that kept revision of the template rather than its current one.
+	Revision int64 `json:"revision,omitempty"`
 }
 
 func (s *Server) createRunHandler(w http.ResponseWriter, r *http.Request) error {
@@ -138,7 +140,7 @@ func asTemplateRun(body []byte, yamlBody bool) (*templateRun, bool, error) {
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&tr); err != nil {
-		return nil, false, errorf(http.StatusBadRequest, "a run of a template is {\"template\", \"namespace\", \"name\", \"context\"}: %v", err)
+		return nil, false, errorf(http.StatusBadRequest, "a run of a template is {\"template\", \"namespace\", \"name\", \"context\", \"revision\"}: %v", err)
 	}
 	return &tr, true, nil
 }
@@ -163,10 +165,7 @@ func (s *Server) templateRunObject(ctx context.Context, tr *templateRun, base *f
 	if !identityOf(ctx).sees(tr.Namespace) {
 		return nil, errorf(http.StatusNotFound, "template %s/%s: not found", tr.Namespace, tr.Template)
 	}
-	wf, err := s.store.Workflow(ctx, tr.Namespace, tr.Template)
-	if errors.Is(err, engine.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, "template %s/%s: not found", tr.Namespace, tr.Template)
-	}
+	wf, err := s.runTemplate(ctx, tr.Namespace, tr.Template, tr.Revision)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +185,33 @@ func (s *Server) templateRunObject(ctx context.Context, tr *templateRun, base *f
 	obj.Spec.WorkflowRef = tr.Template
 	obj.Spec.Context = &runtime.RawExtension{Raw: raw}
 	obj.Annotations = map[string]string{AnnotationTemplateVersion: strconv.FormatInt(wf.Generation, 10)}
+	if tr.Revision > 0 {
+		obj.Annotations[v1alpha1.AnnotationTemplateRevision] = strconv.FormatInt(tr.Revision, 10)
+	}
 	return obj, nil
+}
+
+// runTemplate is the template a run of namespace/name starts from: its revision rev when
+// rev is set, else the current one; 404 when it is not stored.
+func (s *Server) runTemplate(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
+	if rev == 0 {
+		wf, err := s.store.Workflow(ctx, namespace, name)
+		if errors.Is(err, engine.ErrNotFound) {
+			return nil, errorf(http.StatusNotFound, "template %s/%s: not found", namespace, name)
+		}
+		return wf, err
+	}
+	if rev < 0 {
+		return nil, errorf(http.StatusBadRequest, "revision: want a revision number (1 or more)")
+	}
+	r, err := s.store.WorkflowRevision(ctx, namespace, name, rev)
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "revision %d of template %s/%s: not found", rev, namespace, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.Workflow, nil
 }
 
 // generateName returns prefix and five random characters, as Kubernetes does.
@@ -210,7 +235,8 @@ func (s *Server) createRun(ctx context.Context, obj *v1alpha1.WorkflowRun, objs 
 	}
 	var sensitive []string
 	if obj.Spec.WorkflowSpec == nil && obj.Spec.WorkflowRef != "" {
-		if wf, err := s.store.Workflow(ctx, obj.Namespace, obj.Spec.WorkflowRef); err == nil {
+		rev, _ := strconv.ParseInt(obj.Annotations[v1alpha1.AnnotationTemplateRevision], 10, 64)
+		if wf, err := s.runTemplate(ctx, obj.Namespace, obj.Spec.WorkflowRef, max(rev, 0)); err == nil {
 			if obj.Annotations[AnnotationTemplateVersion] == "" {
 				if obj.Annotations == nil {
 					obj.Annotations = map[string]string{}

@@ -16,6 +16,7 @@ import (
 type Store interface {
 	Runs
 	Objects
+	Revisions
 	Records
 	Applications
 	// Close releases the store.
@@ -54,7 +55,8 @@ type Runs interface {
 // what is not stored fails with an error wrapping engine.ErrNotFound.
 type Objects interface {
 	// PutObjects stores definitions and templates in one transaction; a template whose content
-	// changed gets the next generation (WorkflowChanged).
+	// changed gets the next generation (WorkflowChanged), and each new generation is kept as
+	// a revision (Revisions) in the same transaction, the last KeepRevisions of a template.
 	PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefinition, wfs []*v1alpha1.Workflow) error
 	// Template is the CUE template of step type typ stored in namespace.
 	Template(ctx context.Context, namespace, typ string) (string, error)
@@ -62,6 +64,7 @@ type Objects interface {
 	DeleteDefinition(ctx context.Context, namespace, name string) error
 	Workflow(ctx context.Context, namespace, name string) (*v1alpha1.Workflow, error)
 	Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error)
+	// DeleteWorkflow removes the template with its revisions.
 	DeleteWorkflow(ctx context.Context, namespace, name string) error
 }
 

@@ -108,6 +108,11 @@ const (
 // namespace).
 const LabelParentRun = "workflowrun.oam.dev/parent"
 
+// AnnotationTemplateRevision is the annotation by which a run with a workflowRef asks for
+// that revision of the template (a number, a past metadata.generation the store keeps) instead of the current one.
+// A stepflow extension; the revision a run started from is in status.templateRevision.
+const AnnotationTemplateRevision = "stepflow.dev/template-revision"
+
 // WorkflowRun is one execution of a list of steps.
 //
 // +kubebuilder:object:root=true
@@ -357,6 +362,11 @@ type WorkflowRunStatus struct {
 
 	StartTime metav1.Time `json:"startTime,omitempty"`
 	EndTime   metav1.Time `json:"endTime,omitempty"`
+
+	// TemplateRevision is the revision (metadata.generation) of the Workflow template named by
+	// workflowRef that the run started from; 0 for inline steps. A stepflow extension.
+	// +optional
+	TemplateRevision int64 `json:"templateRevision,omitempty"`
 
 	// Engine is stepflow's own bookkeeping of the run (attempts, retries, pending waits), kept
 	// in the status in Kubernetes mode so that a restarted controller resumes exactly where the

@@ -191,6 +191,7 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 		newTriggerCommand(g),
 		newBackupCommand(g),
 		newCacheCommand(g),
+		newTemplateCommand(g),
 		newVersionCommand(g),
 	)
 	for _, oc := range operationCommands {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -104,7 +105,7 @@ func putWorkflow(ctx context.Context, tx pgx.Tx, o workflowRow) (int64, error) {
 				return 0, fmt.Errorf("insert workflow %s/%s: %w", ns, name, err)
 			}
 			if tag.RowsAffected() == 1 {
-				return 1, nil
+				return 1, putRevision(ctx, tx, o, 1)
 			}
 			continue // another transaction stored it first: compare with what it stored
 		}
@@ -127,8 +128,24 @@ func putWorkflow(ctx context.Context, tx pgx.Tx, o workflowRow) (int64, error) {
 			ns, name, o.data, gen); err != nil {
 			return 0, fmt.Errorf("update workflow %s/%s: %w", ns, name, err)
 		}
-		return gen, nil
+		return gen, putRevision(ctx, tx, o, gen)
 	}
+}
+
+// putRevision keeps o as revision gen of its template, unless that revision is kept already
+// (the template did not change), and drops the revisions beyond the last store.KeepRevisions.
+func putRevision(ctx context.Context, tx pgx.Tx, o workflowRow, gen int64) error {
+	ns, name := o.wf.Namespace, o.wf.Name
+	if _, err := tx.Exec(ctx, `INSERT INTO workflow_revisions (namespace, name, revision, created, object)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, name, revision) DO NOTHING`,
+		ns, name, gen, time.Now().UnixNano(), o.data); err != nil {
+		return fmt.Errorf("keep revision %d of workflow %s/%s: %w", gen, ns, name, err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM workflow_revisions WHERE namespace = $1 AND name = $2 AND revision <= $3`,
+		ns, name, gen-store.KeepRevisions); err != nil {
+		return fmt.Errorf("drop old revisions of workflow %s/%s: %w", ns, name, err)
+	}
+	return nil
 }
 
 // DeleteDefinition removes the stored definition namespace/name, or returns an error wrapping
@@ -147,10 +164,17 @@ func (s *Store) DeleteDefinition(ctx context.Context, namespace, name string) er
 // DeleteWorkflow removes the stored Workflow template namespace/name, or returns an error
 // wrapping engine.ErrNotFound. Runs of the template keep the steps they resolved.
 func (s *Store) DeleteWorkflow(ctx context.Context, namespace, name string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM workflows WHERE namespace = $1 AND name = $2`, namespace, name)
-	if err == nil && tag.RowsAffected() == 0 {
-		err = engine.ErrNotFound
-	}
+	err := pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM workflows WHERE namespace = $1 AND name = $2`, namespace, name)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return engine.ErrNotFound
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM workflow_revisions WHERE namespace = $1 AND name = $2`, namespace, name)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("delete workflow %s/%s: %w", namespace, name, err)
 	}
@@ -196,4 +220,37 @@ func (s *Store) Workflow(ctx context.Context, namespace, name string) (*v1alpha1
 // it is empty), with their generations, ordered by namespace and name.
 func (s *Store) Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error) {
 	return store.ListObjects(dialect, "workflows", "namespace, name, object, generation", namespace, query(ctx, s, store.ReadWorkflow))
+}
+
+// WorkflowRevisions lists the kept revisions of the Workflow template namespace/name, newest
+// first.
+func (s *Store) WorkflowRevisions(ctx context.Context, namespace, name string) ([]store.WorkflowRevision, error) {
+	out, err := query(ctx, s, store.ReadWorkflowRevision(namespace, name))(
+		`SELECT revision, created, object FROM workflow_revisions WHERE namespace = $1 AND name = $2 ORDER BY revision DESC`,
+		namespace, name)
+	if err != nil {
+		return nil, fmt.Errorf("revisions of workflow %s/%s: %w", namespace, name, err)
+	}
+	return out, nil
+}
+
+// WorkflowRevision is revision rev of the Workflow template namespace/name, or an error
+// wrapping engine.ErrNotFound when it is not kept.
+func (s *Store) WorkflowRevision(ctx context.Context, namespace, name string, rev int64) (*store.WorkflowRevision, error) {
+	out, err := query(ctx, s, store.ReadWorkflowRevision(namespace, name))(
+		`SELECT revision, created, object FROM workflow_revisions WHERE namespace = $1 AND name = $2 AND revision = $3`,
+		namespace, name, rev)
+	if err != nil {
+		return nil, fmt.Errorf("revision %d of workflow %s/%s: %w", rev, namespace, name, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("revision %d of workflow %s/%s: %w", rev, namespace, name, engine.ErrNotFound)
+	}
+	return &out[0], nil
+}
+
+// WorkflowAt is the template of revision rev of the Workflow namespace/name, with that
+// generation (engine.WorkflowRevisions), or an error wrapping engine.ErrNotFound.
+func (s *Store) WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
+	return store.WorkflowAt(ctx, s, namespace, name, rev)
 }

@@ -181,6 +181,10 @@ func TestMigrationFillsNewColumns(t *testing.T) {
 	if got, err := st.Workflow(ctx, "default", "deploy"); err != nil || got.Generation != 1 {
 		t.Errorf("Workflow after migrating = %+v, %v; want generation 1", got, err)
 	}
+	// Migration 7 keeps the stored template as its one revision, without a time.
+	if revs, err := st.WorkflowRevisions(ctx, "default", "deploy"); err != nil || len(revs) != 1 || revs[0].Revision != 1 || !revs[0].Created.IsZero() {
+		t.Errorf("revisions after migrating = %+v, %v; want revision 1 of the stored template, no time", revs, err)
+	}
 	var collation string
 	if err := conn.QueryRow(ctx, `SELECT collation_name FROM information_schema.columns
 		WHERE table_name = 'records' AND column_name = 'key'`).Scan(&collation); err != nil || collation != "C" {

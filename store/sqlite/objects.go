@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/api/v1beta1"
@@ -76,8 +77,16 @@ func (s *Store) PutObjects(ctx context.Context, defs []*v1beta1.WorkflowStepDefi
 				return err
 			}
 		}
+		now := time.Now().UnixNano()
 		for i, o := range encWfs {
 			if _, err := b.exec("putWorkflow", o.namespace, o.name, o.data, gens[i]); err != nil {
+				return err
+			}
+			// An unchanged template's generation is kept already: nothing is written.
+			if _, err := b.exec("putRevision", o.namespace, o.name, gens[i], now, o.data); err != nil {
+				return err
+			}
+			if _, err := b.exec("pruneRevisions", o.namespace, o.name, gens[i]-store.KeepRevisions); err != nil {
 				return err
 			}
 		}
@@ -152,7 +161,8 @@ func (s *Store) DeleteWorkflow(ctx context.Context, namespace, name string) erro
 	return nil
 }
 
-// deleteObject runs the named delete statement of one row, or fails with engine.ErrNotFound.
+// deleteObject runs the named delete statement of one row, or fails with engine.ErrNotFound;
+// a Workflow's revisions go with it.
 func (s *Store) deleteObject(ctx context.Context, stmt, namespace, name string) error {
 	return s.w.submit(ctx, func(b *batch) error {
 		deleted, err := b.changed(stmt, namespace, name)
@@ -161,6 +171,11 @@ func (s *Store) deleteObject(ctx context.Context, stmt, namespace, name string) 
 		}
 		if !deleted {
 			return reject(engine.ErrNotFound)
+		}
+		if stmt == "deleteWorkflow" {
+			if _, err := b.exec("deleteRevisions", namespace, name); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -205,4 +220,37 @@ func (s *Store) Workflow(ctx context.Context, namespace, name string) (*v1alpha1
 // it is empty), with their generations, ordered by namespace and name.
 func (s *Store) Workflows(ctx context.Context, namespace string) ([]*v1alpha1.Workflow, error) {
 	return store.ListObjects(dialect, "workflows", "namespace, name, object, generation", namespace, query(ctx, s, store.ReadWorkflow))
+}
+
+// WorkflowRevisions lists the kept revisions of the Workflow template namespace/name, newest
+// first.
+func (s *Store) WorkflowRevisions(ctx context.Context, namespace, name string) ([]store.WorkflowRevision, error) {
+	out, err := query(ctx, s, store.ReadWorkflowRevision(namespace, name))(
+		`SELECT revision, created, object FROM workflow_revisions WHERE namespace = ? AND name = ? ORDER BY revision DESC`,
+		namespace, name)
+	if err != nil {
+		return nil, fmt.Errorf("revisions of workflow %s/%s: %w", namespace, name, err)
+	}
+	return out, nil
+}
+
+// WorkflowRevision is revision rev of the Workflow template namespace/name, or an error
+// wrapping engine.ErrNotFound when it is not kept.
+func (s *Store) WorkflowRevision(ctx context.Context, namespace, name string, rev int64) (*store.WorkflowRevision, error) {
+	out, err := query(ctx, s, store.ReadWorkflowRevision(namespace, name))(
+		`SELECT revision, created, object FROM workflow_revisions WHERE namespace = ? AND name = ? AND revision = ?`,
+		namespace, name, rev)
+	if err != nil {
+		return nil, fmt.Errorf("revision %d of workflow %s/%s: %w", rev, namespace, name, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("revision %d of workflow %s/%s: %w", rev, namespace, name, engine.ErrNotFound)
+	}
+	return &out[0], nil
+}
+
+// WorkflowAt is the template of revision rev of the Workflow namespace/name, with that
+// generation (engine.WorkflowRevisions), or an error wrapping engine.ErrNotFound.
+func (s *Store) WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
+	return store.WorkflowAt(ctx, s, namespace, name, rev)
 }

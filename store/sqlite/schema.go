@@ -55,6 +55,11 @@ import (
 //	             (<app>-v<number>), the hash of what it delivers, the run delivering it, the
 //	             ApplicationRevision as JSON (object) and the objects its run applied
 //	             (resources, JSON: []v1beta1.ManagedResource).
+//	workflow_revisions the Workflow templates' revisions, keyed (namespace, name, revision):
+//	             the template's JSON (object, without metadata.generation, which is revision)
+//	             as that generation stored it, and when (created, Unix nanoseconds; 0 for the
+//	             templates stored before revisions were kept, which the migration copied).
+//	             The last store.KeepRevisions of each template are kept.
 var migrations = []string{
 	`CREATE TABLE runs (
 		namespace        TEXT    NOT NULL,
@@ -156,6 +161,17 @@ var migrations = []string{
 		resources BLOB    NOT NULL,
 		PRIMARY KEY (namespace, app, number)
 	);`,
+	// 7: Workflow templates' revisions, the stored templates their first.
+	`CREATE TABLE workflow_revisions (
+		namespace TEXT    NOT NULL,
+		name      TEXT    NOT NULL,
+		revision  INTEGER NOT NULL,
+		created   INTEGER NOT NULL,
+		object    BLOB    NOT NULL,
+		PRIMARY KEY (namespace, name, revision)
+	);
+	INSERT INTO workflow_revisions (namespace, name, revision, created, object)
+		SELECT namespace, name, generation, 0, object FROM workflows;`,
 }
 
 // fills are the steps of migrations done in Go, by the schema version they belong to: each

@@ -106,7 +106,7 @@ func pragma(t *testing.T, path, name string) int {
 
 // Migration 2 fills the new columns of what a database of schema version 1 holds: a run's
 // template and creation time from its JSON (its creationTimestamp, else its start time, else
-// 0), generation 1 for a Workflow; and versions go on from the counter.
+// 0), generation 1 for a Workflow, kept as its revision 1; and versions go on from the counter.
 func TestMigrationFillsNewColumns(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "stepflow.db")
@@ -186,6 +186,11 @@ func TestMigrationFillsNewColumns(t *testing.T) {
 	}
 	if got, err := st.Workflow(ctx, "default", "deploy"); err != nil || got.Generation != 1 {
 		t.Errorf("Workflow after migrating = %+v, %v; want generation 1", got, err)
+	}
+	// Migration 7 keeps the stored template as its one revision, without a time.
+	if revs, err := st.WorkflowRevisions(ctx, "default", "deploy"); err != nil || len(revs) != 1 || revs[0].Revision != 1 ||
+		!revs[0].Created.IsZero() || revs[0].Workflow.Steps[0].Name != "apply" {
+		t.Errorf("revisions after migrating = %+v, %v; want revision 1 of the stored template, no time", revs, err)
 	}
 	if v, err := st.PutRecord(ctx, "token", "t", nil, 0); err != nil || v != 5 {
 		t.Errorf("first record after migrating: version %d, %v; want 5, after the counter's 4", v, err)

@@ -74,6 +74,10 @@ var writeSQL = map[string]string{
 		ON CONFLICT (namespace, name) DO UPDATE SET object = excluded.object, generation = excluded.generation`,
 	"deleteDefinition": `DELETE FROM definitions WHERE namespace = ? AND name = ?`,
 	"deleteWorkflow":   `DELETE FROM workflows WHERE namespace = ? AND name = ?`,
+	"putRevision": `INSERT INTO workflow_revisions (namespace, name, revision, created, object) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (namespace, name, revision) DO NOTHING`,
+	"pruneRevisions":  `DELETE FROM workflow_revisions WHERE namespace = ? AND name = ? AND revision <= ?`,
+	"deleteRevisions": `DELETE FROM workflow_revisions WHERE namespace = ? AND name = ?`,
 	"insertRecord": `INSERT INTO records (kind, key, version, data) VALUES (?, ?, ?, ?)
 		ON CONFLICT (kind, key) DO NOTHING`,
 	"updateRecord": `UPDATE records SET version = ?, data = ? WHERE kind = ? AND key = ? AND version = ?`,

@@ -29,6 +29,7 @@ func RunStore(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("PutObjectsIsAllOrNothing", func(t *testing.T) { testPutObjectsIsAllOrNothing(t, open(t)) })
 	t.Run("WorkflowGenerations", func(t *testing.T) { testWorkflowGenerations(t, open(t)) })
 	t.Run("Workflows", func(t *testing.T) { testWorkflows(t, open(t)) })
+	t.Run("WorkflowRevisions", func(t *testing.T) { testWorkflowRevisions(t, open(t)) })
 	t.Run("DeleteObjects", func(t *testing.T) { testDeleteObjects(t, open(t)) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, open(t)) })
 	t.Run("RecordPrefixes", func(t *testing.T) { testRecordPrefixes(t, open(t)) })

@@ -1,5 +1,6 @@
 // Templates (Workflows): the list, and a template's page with its run form, its steps drawn as
-// a graph, its YAML, its recent runs and its triggers (triggers.js).
+// a graph, its YAML, its recent runs, its triggers (triggers.js) and its revisions (history,
+// a diff to the current one, a run of a revision, a rollback).
 
 import * as api from '../api.js';
 import {h, replace, link, badge, timeEl} from '../dom.js';
@@ -284,6 +285,7 @@ export async function renderTemplate(ctx, ns, name) {
         h('div', {class: 'graph-wrap'}, graph.el))),
     h('section', {class: 'card', 'aria-labelledby': 'recent-title'}, h('h2', {id: 'recent-title'}, 'Recent runs'), recent),
     triggersSection(ctx, ns, name),
+    revisionsSection(ctx, ns, name),
     h('section', {class: 'card', 'aria-labelledby': 'yaml-title'},
       h('h2', {id: 'yaml-title'}, 'YAML'),
       h('pre', {class: 'yaml', id: 'template-yaml', tabindex: 0}, toYAML(cleanObject(wf)))));
@@ -315,4 +317,62 @@ function paramsTable(params) {
       h('td', null, p.required ? 'yes' : 'no'),
       h('td', null, p.default !== undefined ? h('code', null, JSON.stringify(p.default)) : ''),
       h('td', null, p.description || ''))))));
+}
+
+// The template's kept revisions, newest first: each with a diff to the current one, a run of
+// it (operators; with the parameters' defaults) and a rollback to it (admins, confirmed).
+function revisionsSection(ctx, ns, name) {
+  const body = h('div', {id: 'template-revisions'}, h('p', {class: 'muted'}, 'Loading…'));
+  const diff = h('pre', {class: 'yaml', id: 'revision-diff', tabindex: 0, hidden: true});
+  const base = api.objPath('templates', ns, name);
+  const showDiff = async (n) => {
+    try {
+      const d = await api.get(`${base}/diff`, {query: {from: String(n)}, signal: ctx.signal});
+      diff.hidden = false;
+      diff.textContent = d.diff || `Revision ${n} is the same as the current one.`;
+    } catch (e) {
+      if (!api.isAbort(e)) ctx.notify(`Diff failed: ${e.message}`, 'error');
+    }
+  };
+  const runRevision = async (n) => {
+    try {
+      const run = await api.post('/runs', {template: name, namespace: ns, revision: n}, {signal: ctx.signal});
+      const md = (run && run.metadata) || {};
+      ctx.notify(`Run ${md.name || ''} of revision ${n} started.`);
+      location.hash = link('runs', md.namespace || ns, md.name);
+    } catch (e) {
+      if (!api.isAbort(e)) ctx.notify(`Running revision ${n} failed: ${e.message}`, 'error');
+    }
+  };
+  const rollback = async (n) => {
+    if (!(await ctx.confirm(`Roll back ${name} to revision ${n}?`, 'Its content is stored as a new revision; runs already started keep theirs.', 'Roll back'))) return;
+    try {
+      const wf = await api.post(`${base}/rollback`, {revision: n}, {signal: ctx.signal});
+      ctx.notify(`Template ${name} is revision ${(wf.metadata || {}).generation}, the content of revision ${n}.`);
+      await load();
+    } catch (e) {
+      if (!api.isAbort(e)) ctx.notify(`Rollback failed: ${e.message}`, 'error');
+    }
+  };
+  const load = async () => {
+    try {
+      const data = await api.get(`${base}/revisions`, {signal: ctx.signal});
+      const items = (data && Array.isArray(data.items)) ? data.items : [];
+      replace(body, h('table', {class: 'data'},
+        h('caption', {class: 'visually-hidden'}, 'Revisions'),
+        h('thead', null, h('tr', null, ['Revision', 'Created', 'Hash', ''].map((c) => h('th', {scope: 'col'}, c)))),
+        h('tbody', null, items.map((r) => h('tr', {'data-revision': String(r.revision)},
+          h('th', {scope: 'row'}, String(r.revision), r.current ? h('span', {class: 'muted'}, ' (current)') : null),
+          h('td', null, r.created ? timeEl(r.created) : h('span', {class: 'muted'}, 'unknown')),
+          h('td', null, h('code', null, String(r.hash || '').slice(0, 12))),
+          h('td', {class: 'actions'},
+            r.current ? null : h('button', {type: 'button', class: 'secondary', id: `revision-diff-${r.revision}`, onclick: () => showDiff(r.revision)}, 'Diff to current'),
+            ctx.can('operator') ? h('button', {type: 'button', class: 'secondary', id: `revision-run-${r.revision}`, onclick: () => runRevision(r.revision)}, 'Run') : null,
+            ctx.can('admin') && !r.current ? h('button', {type: 'button', id: `revision-rollback-${r.revision}`, onclick: () => rollback(r.revision)}, 'Roll back') : null))))));
+    } catch (e) {
+      if (!api.isAbort(e)) replace(body, h('p', {class: 'error'}, `Loading revisions failed: ${e.message}`));
+    }
+  };
+  load();
+  return h('section', {class: 'card', 'aria-labelledby': 'revisions-title'}, h('h2', {id: 'revisions-title'}, 'Revisions'), body, diff);
 }
