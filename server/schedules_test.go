@@ -118,6 +118,10 @@ func TestCronSchedulesInATimeZone(t *testing.T) {
 	if got := waitRunsOf(t, op, "deploy", 1); got[0] != "2026-03-02T08:00:00Z" {
 		t.Errorf("scheduled times %v", got)
 	}
+	// The policy is forbid: the next firing starts only once this run has finished.
+	for name := range runsOf(t, op, "deploy") {
+		waitPhase(t, op, "default/"+name, "succeeded")
+	}
 	clock.Advance(8*time.Hour + 30*time.Minute) // 17:30 in Paris
 	if got := waitRunsOf(t, op, "deploy", 2); got[1] != "2026-03-02T16:30:00Z" {
 		t.Errorf("scheduled times %v", got)
