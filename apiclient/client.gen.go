@@ -1076,6 +1076,21 @@ type WorkloadTypeDescriptor struct {
 	Type       *string      `json:"type,omitempty"`
 }
 
+// XdefinitionSummary defines model for XdefinitionSummary.
+type XdefinitionSummary struct {
+	AppliesTo   *[]string        `json:"appliesTo,omitempty"`
+	Description *string          `json:"description,omitempty"`
+	Kind        *string          `json:"kind,omitempty"`
+	Name        *string          `json:"name,omitempty"`
+	Parameters  *[]StepParameter `json:"parameters,omitempty"`
+}
+
+// XdefinitionSummaryList defines model for XdefinitionSummaryList.
+type XdefinitionSummaryList struct {
+	Items *[]XdefinitionSummary `json:"items,omitempty"`
+	Total *int                  `json:"total,omitempty"`
+}
+
 // GetApplicationsParams defines parameters for GetApplications.
 type GetApplicationsParams struct {
 	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
@@ -2109,6 +2124,11 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/whoami (the `GetWhoami` operationId).
 	GetWhoami(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetXdefinitions List the built-in component, trait and policy types (X-Definitions) with their parameters
+	//
+	// Corresponds with GET /api/v1/xdefinitions (the `GetXdefinitions` operationId).
+	GetXdefinitions(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // GetApplications List Applications with their status
@@ -3238,6 +3258,21 @@ func (c *Client) PostValidate(ctx context.Context, body PostValidateJSONRequestB
 // Corresponds with GET /api/v1/whoami (the `GetWhoami` operationId).
 func (c *Client) GetWhoami(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetWhoamiRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetXdefinitions List the built-in component, trait and policy types (X-Definitions) with their parameters
+//
+// Corresponds with GET /api/v1/xdefinitions (the `GetXdefinitions` operationId).
+func (c *Client) GetXdefinitions(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetXdefinitionsRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -5721,6 +5756,33 @@ func NewGetWhoamiRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetXdefinitionsRequest constructs an http.Request for the GetXdefinitions method
+func NewGetXdefinitionsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/xdefinitions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -6261,6 +6323,13 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/whoami (the `GetWhoami` operationId).
 	GetWhoamiWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetWhoamiResponse, error)
+
+	// GetXdefinitionsWithResponse List the built-in component, trait and policy types (X-Definitions) with their parameters
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/xdefinitions (the `GetXdefinitions` operationId).
+	GetXdefinitionsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetXdefinitionsResponse, error)
 }
 
 type GetApplicationsResponse struct {
@@ -10298,6 +10367,68 @@ func (r GetWhoamiResponse) ContentType() string {
 	return ""
 }
 
+type GetXdefinitionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *XdefinitionSummaryList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *ErrorAnswer
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *ErrorAnswer
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetXdefinitionsResponse) GetJSON200() *XdefinitionSummaryList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetXdefinitionsResponse) GetJSON401() *ErrorAnswer {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetXdefinitionsResponse) GetJSON403() *ErrorAnswer {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetXdefinitionsResponse) GetJSON500() *ErrorAnswer {
+	return r.JSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetXdefinitionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetXdefinitionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetXdefinitionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetXdefinitionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetApplicationsWithResponse List Applications with their status
 //
 // Returns a wrapper object for the known response body format(s).
@@ -11219,6 +11350,19 @@ func (c *ClientWithResponses) GetWhoamiWithResponse(ctx context.Context, reqEdit
 		return nil, err
 	}
 	return ParseGetWhoamiResponse(rsp)
+}
+
+// GetXdefinitionsWithResponse List the built-in component, trait and policy types (X-Definitions) with their parameters
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/xdefinitions (the `GetXdefinitions` operationId).
+func (c *ClientWithResponses) GetXdefinitionsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetXdefinitionsResponse, error) {
+	rsp, err := c.GetXdefinitions(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetXdefinitionsResponse(rsp)
 }
 
 // ParseGetApplicationsResponse parses an HTTP response from a GetApplicationsWithResponse call
@@ -14460,6 +14604,53 @@ func ParseGetWhoamiResponse(rsp *http.Response) (*GetWhoamiResponse, error) {
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest Identity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ErrorAnswer
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetXdefinitionsResponse parses an HTTP response from a GetXdefinitionsWithResponse call
+func ParseGetXdefinitionsResponse(rsp *http.Response) (*GetXdefinitionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetXdefinitionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest XdefinitionSummaryList
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

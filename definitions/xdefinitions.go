@@ -88,6 +88,8 @@ type XDefinition struct {
 	Kind     string
 	Name     string
 	Template string
+	// Description is the template's first comment line.
+	Description string
 	// Workload, AppliesTo, PodDisruptive, HealthPolicy and CustomStatus are what the
 	// definition declares beside its template.
 	Workload      string
@@ -121,7 +123,7 @@ func XDefinitions(kind string) []XDefinition {
 	dirs := map[string]string{"component": "components", "trait": "traits", "policy": "policies"}
 	var out []XDefinition
 	for _, x := range readX(dirs[kind]) {
-		d := XDefinition{Kind: kind, Name: x.name, Template: x.template, PodDisruptive: x.attrs["podDisruptive"] == "true"}
+		d := XDefinition{Kind: kind, Name: x.name, Template: x.template, Description: description(x.template), PodDisruptive: x.attrs["podDisruptive"] == "true"}
 		if kind == "component" {
 			d.Workload = x.attrs["workload"]
 		}

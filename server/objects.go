@@ -439,3 +439,32 @@ func decodeRecord(kind, key string, data []byte, v any) error {
 	}
 	return nil
 }
+
+// xdefinitionSummary is a built-in X-Definition in a list: what an Application's designer
+// needs to offer it and make its properties form.
+type xdefinitionSummary struct {
+	// Kind is component, trait or policy.
+	Kind        string `json:"kind"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// AppliesTo lists the workloads a trait applies to (empty: any).
+	AppliesTo  []string                `json:"appliesTo,omitempty"`
+	Parameters []definitions.Parameter `json:"parameters"`
+}
+
+// listXDefinitions answers the built-in component, trait and policy types, each with the
+// parameters its template declares (described under the bounds of an evaluation).
+func (s *Server) listXDefinitions(w http.ResponseWriter, r *http.Request) error {
+	items := []xdefinitionSummary{}
+	for _, kind := range []string{"component", "trait", "policy"} {
+		for _, x := range definitions.XDefinitions(kind) {
+			params, err := s.runner.Describe(r.Context(), x.Template)
+			if err != nil || params == nil {
+				params = []definitions.Parameter{}
+			}
+			items = append(items, xdefinitionSummary{Kind: kind, Name: x.Name, Description: x.Description, AppliesTo: x.AppliesTo, Parameters: params})
+		}
+	}
+	writeJSON(w, http.StatusOK, listOf[xdefinitionSummary]{Items: items})
+	return nil
+}

@@ -133,6 +133,7 @@ func (s *Server) routeTable() []route {
 		{method: "GET", path: "/api/v1/definitions/{namespace}/{name}", role: RoleViewer, summary: "A step type and its parameters (namespace builtin for the built-ins)", ok: answers{200: definitionAnswer{}}, handle: s.getDefinition},
 		{method: "PUT", path: "/api/v1/definitions/{namespace}/{name}", role: RoleAdmin, summary: "Create or update a step type", body: "object", in: stepType, ok: answers{200: stepType}, fails: conflict, handle: s.putDefinition},
 		{method: "DELETE", path: "/api/v1/definitions/{namespace}/{name}", role: RoleAdmin, summary: "Delete a step type", ok: noContent, handle: s.deleteDefinition},
+		{method: "GET", path: "/api/v1/xdefinitions", role: RoleViewer, summary: "List the built-in component, trait and policy types (X-Definitions) with their parameters", ok: answers{200: listOf[xdefinitionSummary]{}}, handle: s.listXDefinitions},
 
 		{method: "GET", path: "/api/v1/packages", role: RoleViewer, summary: "List Packages (cue.oam.dev/v1alpha1): CUE packages definitions import, with their external providers", query: []string{"namespace"}, ok: answers{200: listOf[packageSummary]{}}, handle: s.listPackages},
 		{method: "GET", path: "/api/v1/packages/{namespace}/{name}", role: RoleViewer, summary: "A Package", ok: answers{200: &cuev1alpha1.Package{}}, handle: s.getPackage},

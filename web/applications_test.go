@@ -44,7 +44,9 @@ spec:
 // 10. An Application applied through the API is listed; its page shows its components healthy
 // in the cluster and its delivery run's graph; a spec change makes revision 2, and the
 // "Roll back to this revision" button, once confirmed, delivers v1's spec as revision 3; a
-// viewer sees no rollback or delete; Delete, confirmed, removes what it applied. The server
+// viewer sees no rollback or delete; Delete, confirmed, removes what it applied.
+// Then the same Application, typed into the Application designer, is deployed by its
+// Deploy button and opened again with "Edit in designer". The server
 // delivers to a real kube-apiserver; apiservertest.MarkReady stands in for the controllers and
 // kubelets that would make the Deployments ready.
 func (e *env) testApplications(t *testing.T) {
@@ -166,4 +168,16 @@ func (e *env) testApplications(t *testing.T) {
 			t.Errorf("Deployment %s after Delete: err = %v, want NotFound", name, err)
 		}
 	}
+
+	// Designed and deployed: the designer's Deploy delivers the YAML it holds, and the
+	// Application's page opens it again in the designer.
+	do(ctx, t, "open the Application designer", chromedp.Click(chromedp.ID("design-new-app")))
+	waitFor(ctx, t, "the designer", `location.hash === '#/designer/app' && document.querySelector('.palette-item[data-kind="component"]') !== null`)
+	typeInDesigner(ctx, t, shopApp(ns, false))
+	waitFor(ctx, t, "the canvas to follow the YAML", `document.querySelector('.designer-node[data-step="web"]') !== null`)
+	do(ctx, t, "deploy", chromedp.Click(chromedp.ID("designer-deploy")))
+	waitFor(ctx, t, "the Application's page", fmt.Sprintf(`location.hash === %q`, "#/applications/"+ns+"/shop"))
+	waitFor(ctx, t, "web healthy again", healthy("web"))
+	do(ctx, t, "edit it in the designer", chromedp.Click(chromedp.ID("design-app")))
+	waitFor(ctx, t, "its components on the canvas", `document.querySelector('.designer-node[data-step="web"]') !== null && document.getElementById('designer-yaml').shadowRoot.querySelector('.cm-content').textContent.includes('nginx:1.27')`)
 }

@@ -90,6 +90,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("Narrow", e.testNarrow)
 	t.Run("Applications", e.testApplications)
 	t.Run("Designer", e.testDesigner)
+	t.Run("DesignerApp", e.testDesignerApp)
 }
 
 type env struct {

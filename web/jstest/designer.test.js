@@ -88,6 +88,9 @@ test('fieldKind and readField follow the parameter types', () => {
   assert.deepEqual(m.fieldKind({type: 'bool'}), {kind: 'bool'});
   assert.deepEqual(m.fieldKind({type: '"GET" | "POST"'}), {kind: 'enum', options: ['GET', 'POST']});
   assert.deepEqual(m.fieldKind({type: '{...}'}), {kind: 'json'});
+  assert.deepEqual(m.fieldKind({type: '*1 | int'}), {kind: 'number'});
+  assert.deepEqual(m.fieldKind({type: '*false | bool'}), {kind: 'bool'});
+  assert.deepEqual(m.fieldKind({type: '*"a" | "b"'}), {kind: 'enum', options: ['a', 'b']});
   assert.equal(m.readField('number', '3'), 3);
   assert.throws(() => m.readField('number', 'x'), /not a number/);
   assert.deepEqual(m.readField('json', '{"a":1}'), {a: 1});

@@ -121,6 +121,8 @@ function dispatch(ctx, segs) {
   if (n === 0 || (a === 'runs' && n === 1)) return renderRuns(ctx);
   if (a === 'runs' && n === 3) return renderRun(ctx, b, c);
   if (a === 'designer' && n === 1) return renderDesigner(ctx, null, null);
+  if (a === 'designer' && n === 2 && b === 'app') return renderDesigner(ctx, null, null, 'app');
+  if (a === 'applications' && n === 4 && d === 'design') return renderDesigner(ctx, b, c, 'app');
   if (a === 'templates' && n === 4 && d === 'design') return renderDesigner(ctx, b, c);
   if (a === 'applications' && n === 1) return renderApps(ctx);
   if (a === 'applications' && n === 3) return renderApp(ctx, b, c);

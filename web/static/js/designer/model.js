@@ -236,6 +236,9 @@ export function fieldKind(param) {
   if (opts.length > 1 && opts.every((o) => /^"(?:[^"\\]|\\.)*"$/.test(o.replace(/^\*/, '')))) {
     return {kind: 'enum', options: opts.map((o) => JSON.parse(o.replace(/^\*/, '')))};
   }
+  // A default marked on one side of a kind ("*1 | int"): the kind.
+  const plain = opts.filter((o) => !o.startsWith('*'));
+  if (opts.length === 2 && plain.length === 1) return fieldKind({type: plain[0]});
   if (/^string$/.test(t)) return {kind: 'string'};
   if (/^(int|float|number|uint|int\d+|uint\d+)$/.test(t)) return {kind: 'number'};
   if (/^bool$/.test(t)) return {kind: 'bool'};

@@ -82,6 +82,7 @@ export async function renderApp(ctx, ns, name) {
           h('h1', {id: 'app-title'}, name, ' ', h('span', {id: 'app-phase'}, appBadge(phase)))),
         canOperate && !state.deleted
           ? h('div', {class: 'actions', role: 'group', 'aria-label': 'Application operations'},
+            h('a', {class: 'button secondary', href: link('applications', ns, name, 'design'), id: 'design-app'}, 'Edit in designer'),
             actionButton('app-delete', 'Delete', remove, {kind: 'danger'}))
           : null),
       canOperate ? null : h('p', {class: 'muted small', id: 'read-only'}, `Read only: your token's role is ${ctx.me.role}; rolling back and deleting need operator or admin.`),

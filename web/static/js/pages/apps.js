@@ -22,7 +22,9 @@ export async function renderApps(ctx) {
   replace(ctx.main,
     h('div', {class: 'page-head'},
       h('h1', null, 'Applications'),
-      h('div', {class: 'head-tools'}, h('label', {class: 'inline', for: 'f-auto'}, auto, ' Auto-refresh'))),
+      h('div', {class: 'head-tools'},
+        ctx.can('operator') ? h('a', {class: 'button secondary', href: '#/designer/app', id: 'design-new-app'}, 'New in designer') : null,
+        h('label', {class: 'inline', for: 'f-auto'}, auto, ' Auto-refresh'))),
     h('p', {class: 'muted small'}, 'Applications are delivered with ', h('code', null, 'stepflow app up'), ' or POST /api/v1/applications; each revision is a run.'),
     error, h('div', {class: 'scroll-x'}, tableEl), status);
   ctx.ready('Applications');

@@ -13,12 +13,14 @@ import {toYAML, cleanObject} from '../yaml.js';
 import {errorPage, problemList, roleNote} from './common.js';
 import {diagnostics} from './editor.js';
 import * as m from '../designer/model.js';
+import * as a from '../designer/application.js';
 import * as cm from '../../vendor/codemirror-6.0.2/codemirror.js';
 
 const PARSE_DELAY = 500; // ms after the last keystroke in the YAML
 const NODE_W = 170;
 const NODE_H = 44;
 const SUB_H = 40;
+const TRAIT_H = 20; // a trait's line inside its component's node
 
 const THEME = cm.EditorView.theme({
   '&': {height: '32rem', fontSize: '13px', color: 'var(--text)', backgroundColor: 'var(--panel)'},
@@ -26,22 +28,31 @@ const THEME = cm.EditorView.theme({
   '.cm-gutters': {backgroundColor: 'var(--code-bg)', color: 'var(--muted)'},
 });
 
-export async function renderDesigner(ctx, ns, name) {
-  const title = name ? `Design ${name}` : 'Designer';
-  if (!ctx.can('admin')) {
+// renderDesigner draws the designer of a Workflow (mode "workflow", admins) or of an
+// Application (mode "app", operators: its components, their traits and its policies).
+export async function renderDesigner(ctx, ns, name, mode = 'workflow') {
+  const app = mode === 'app';
+  const title = name ? `Design ${name}` : app ? 'Application designer' : 'Designer';
+  const least = app ? 'operator' : 'admin';
+  if (!ctx.can(least)) {
     ctx.ready(title);
-    replace(ctx.main, h('h1', null, title), h('p', {class: 'error', role: 'alert'}, roleNote('admin')));
+    replace(ctx.main, h('h1', null, title), h('p', {class: 'error', role: 'alert'}, roleNote(least)));
     return;
   }
-  let text = m.STARTER;
+  const parse = app ? a.parse : m.parse;
+  const ofProblem = app ? a.componentOfProblem : m.stepOfProblem;
+  let text = app ? a.STARTER : m.STARTER;
   let defs = [];
+  let xdefs = [];
   try {
-    const [list, tmpl] = await Promise.all([
-      api.get('/definitions', {signal: ctx.signal}),
-      name ? api.get(api.objPath('templates', ns, name), {signal: ctx.signal}) : null,
+    const [list, obj] = await Promise.all([
+      api.get(app ? '/xdefinitions' : '/definitions', {signal: ctx.signal}),
+      name ? api.get(api.objPath(app ? 'applications' : 'templates', ns, name), {signal: ctx.signal}) : null,
     ]);
-    defs = (list && list.items) || [];
-    if (tmpl) text = toYAML(cleanObject(tmpl));
+    if (app) xdefs = (list && list.items) || [];
+    else defs = (list && list.items) || [];
+    if (obj && app) text = toYAML(cleanObject({apiVersion: obj.apiVersion, kind: obj.kind, metadata: {name: obj.metadata.name, namespace: obj.metadata.namespace}, spec: obj.spec}));
+    else if (obj) text = toYAML(cleanObject(obj));
   } catch (e) {
     if (api.isAbort(e) || !ctx.alive()) return;
     errorPage(ctx, title, e);
@@ -50,9 +61,10 @@ export async function renderDesigner(ctx, ns, name) {
   if (!ctx.alive()) return;
 
   // The state: the text is the truth; parsed is its last good reading.
-  let parsed = m.parse(text);
+  let parsed = parse(text);
   let positions = new Map();
   let selected = '';
+  let selectedPolicy = ''; // app: the policy whose panel is open
   let marks = new Map(); // step name → problem messages
   const params = new Map(); // type → parameters (a promise)
 
@@ -101,7 +113,7 @@ export async function renderDesigner(ctx, ns, name) {
   function fromYAML() {
     const t = view.state.doc.toString();
     try {
-      parsed = m.parse(t);
+      parsed = parse(t);
       text = t;
       status.textContent = '';
     } catch (e) {
@@ -112,9 +124,9 @@ export async function renderDesigner(ctx, ns, name) {
   }
 
   // change applies a canvas edit: new steps written into the text and the editor.
-  function change(steps) {
-    text = m.write(text, steps);
-    parsed = m.parse(text);
+  function change(steps, policies = parsed.policies) {
+    text = app ? a.write(text, steps, policies) : m.write(text, steps);
+    parsed = parse(text);
     applying = true;
     view.dispatch({changes: {from: 0, to: view.state.doc.length, insert: text}});
     applying = false;
@@ -135,7 +147,7 @@ export async function renderDesigner(ctx, ns, name) {
   function setMarks(ps) {
     marks = new Map();
     for (const p of ps) {
-      const n = m.stepOfProblem(parsed, p);
+      const n = ofProblem(parsed, p);
       if (!n) continue;
       marks.set(n, [...(marks.get(n) || []), p.message]);
     }
@@ -148,9 +160,21 @@ export async function renderDesigner(ctx, ns, name) {
   // The palette.
   const typeNames = ['step-group', ...defs.map((d) => d.name).filter((n) => n !== 'step-group')];
   const described = new Map(defs.map((d) => [d.name, d]));
-  const palette = h('ul', {class: 'designer-palette', id: 'designer-palette', 'aria-label': 'Step types'},
-    [...new Set(typeNames)].map((t) => h('li', {class: 'palette-item', dataset: {type: t}, title: (described.get(t) && described.get(t).description) || (t === 'step-group' ? 'A group of sub-steps' : '')},
-      t, described.get(t) && !described.get(t).builtin ? h('span', {class: 'muted'}, ` (${described.get(t).namespace})`) : null)));
+  const xdescribed = new Map(xdefs.map((d) => [`${d.kind}/${d.name}`, d]));
+  const KINDS = [['component', 'Component types'], ['trait', 'Traits (drop on a component)'], ['policy', 'Policies']];
+  const palette = app
+    ? h('div', {class: 'designer-palette', id: 'designer-palette'}, KINDS.map(([kind, label]) => [
+      h('h3', null, label),
+      h('ul', {class: 'designer-palette-kind', 'aria-label': label}, xdefs.filter((d) => d.kind === kind).map((d) =>
+        h('li', {class: 'palette-item', dataset: {type: d.name, kind}, title: d.description || ''}, d.name)))]))
+    : h('ul', {class: 'designer-palette', id: 'designer-palette', 'aria-label': 'Step types'},
+      [...new Set(typeNames)].map((t) => h('li', {class: 'palette-item', dataset: {type: t}, title: (described.get(t) && described.get(t).description) || (t === 'step-group' ? 'A group of sub-steps' : '')},
+        t, described.get(t) && !described.get(t).builtin ? h('span', {class: 'muted'}, ` (${described.get(t).namespace})`) : null)));
+  const policyList = h('ul', {class: 'designer-policies', id: 'designer-policies', dataset: {drop: ''}, 'aria-label': 'Policies'});
+  policyList.addEventListener('click', (ev) => {
+    const item = ev.target.closest('[data-policy]');
+    if (item) selectPolicy(item.dataset.policy);
+  });
 
   // Dragging: one pointer gesture at a time, from the palette, a node's body or its port.
   let drag = null;
@@ -172,7 +196,7 @@ export async function renderDesigner(ctx, ns, name) {
     const item = ev.target.closest('.palette-item');
     if (!item) return;
     ev.preventDefault();
-    drag = {kind: 'new', type: item.dataset.type};
+    drag = {kind: 'new', type: item.dataset.type, xkind: item.dataset.kind || ''};
     ghost.textContent = item.dataset.type;
   });
   nodeLayer.addEventListener('pointerdown', (ev) => {
@@ -204,7 +228,18 @@ export async function renderDesigner(ctx, ns, name) {
     const onNode = target && target.dataset.step ? target.dataset.step : '';
     // Dropped on a group, or on one of its sub-steps: into that group.
     const group = target ? target.dataset.group || target.dataset.parent || '' : '';
-    if (d.kind === 'new') {
+    if (d.kind === 'new' && d.xkind === 'trait') {
+      if (!onNode) {
+        status.textContent = `Drop the trait ${d.type} on a component.`;
+        return;
+      }
+      if (tryEdit((steps) => a.addTrait(steps, onNode, d.type))) select(onNode);
+    } else if (d.kind === 'new' && d.xkind === 'policy') {
+      if (!target) return;
+      const r = a.addPolicy(parsed.policies, d.type);
+      change(parsed.steps, r.policies);
+      selectPolicy(r.name);
+    } else if (d.kind === 'new') {
       if (!target) return;
       let added = '';
       if (tryEdit((steps) => {
@@ -246,8 +281,24 @@ export async function renderDesigner(ctx, ns, name) {
 
   function select(n) {
     selected = n;
+    selectedPolicy = '';
     drawNodes();
     drawPanel();
+  }
+
+  function selectPolicy(n) {
+    selected = '';
+    selectedPolicy = n;
+    drawNodes();
+    drawPanel();
+  }
+
+  // drawPolicies lists the Application's policies beside the canvas.
+  function drawPolicies() {
+    if (!app) return;
+    replace(policyList, (parsed.policies || []).length
+      ? parsed.policies.map((p) => h('li', {class: `designer-policy${p.name === selectedPolicy ? ' selected' : ''}`, dataset: {policy: p.name}, tabindex: 0, role: 'button'}, h('span', {class: 'node-name'}, p.name), ' ', h('span', {class: 'muted'}, p.type)))
+      : h('li', {class: 'muted'}, 'No policies: drop a policy type here or on the canvas.'));
   }
 
   // boxes answers each step's box on the canvas: top-level steps where they were put, sub-steps
@@ -266,7 +317,8 @@ export async function renderDesigner(ctx, ns, name) {
     };
     for (const st of parsed.steps) {
       const p = positions.get(st.name);
-      out.set(st.name, {x: p.x, y: p.y, w: NODE_W, h: st.type === 'step-group' ? height(st) : NODE_H, step: st, parent: ''});
+      const traits = Array.isArray(st.traits) ? st.traits.length : 0;
+      out.set(st.name, {x: p.x, y: p.y, w: NODE_W, h: st.type === 'step-group' ? height(st) : NODE_H + traits * TRAIT_H, step: st, parent: ''});
       if (st.type === 'step-group') inner(st, p.x, p.y);
     }
     return out;
@@ -285,12 +337,13 @@ export async function renderDesigner(ctx, ns, name) {
         title: problem ? problem.join('\n') : '',
         tabindex: 0,
         role: 'button',
-        'aria-label': `step ${n}, type ${b.step.type}${problem ? ', invalid' : ''}`,
+        'aria-label': `${app ? 'component' : 'step'} ${n}, type ${b.step.type}${problem ? ', invalid' : ''}`,
       },
       h('span', {class: 'node-name'}, n), ' ', h('span', {class: 'node-type muted'}, b.step.type),
       b.step.if ? h('span', {class: 'node-if', title: `if: ${b.step.if}`}, ' if') : null,
       problem ? h('span', {class: 'node-problem', role: 'img', 'aria-label': 'problem'}, ' ⚠') : null,
-      h('span', {class: 'designer-port', title: 'Drag onto a step to make it depend on this one'}));
+      app && Array.isArray(b.step.traits) ? h('span', {class: 'node-traits'}, b.step.traits.map((t) => h('span', {class: 'node-trait', dataset: {trait: t.type}}, `+ ${t.type}`))) : null,
+      h('span', {class: 'designer-port', title: `Drag onto a ${app ? 'component' : 'step'} to make it depend on this one`}));
       el.style.left = `${b.x}px`;
       el.style.top = `${b.y}px`;
       el.style.width = `${b.w}px`;
@@ -329,7 +382,8 @@ export async function renderDesigner(ctx, ns, name) {
     return h('label', {class: 'field', for: id}, h('span', null, label), input);
   }
 
-  async function paramsOf(type) {
+  async function paramsOf(type, kind = 'component') {
+    if (app) return (xdescribed.get(`${kind}/${type}`) || {}).parameters || [];
     if (type === 'step-group') return [];
     if (!params.has(type)) {
       const d = described.get(type);
@@ -339,9 +393,13 @@ export async function renderDesigner(ctx, ns, name) {
   }
 
   async function drawPanel() {
+    drawPolicies();
+    if (app && selectedPolicy && drawPolicyPanel()) return;
     const f = selected && m.find(parsed.steps, selected);
     if (!f) {
-      replace(panel, h('p', {class: 'muted'}, 'Drag a step type onto the canvas; click a step to edit it. Drag from a step\'s port (●) onto another to make that one depend on it; drop steps into a step-group to group them.'));
+      replace(panel, h('p', {class: 'muted'}, app
+        ? 'Drag a component type onto the canvas; click a component to edit it. Drop a trait on a component to add it; drag from a component\'s port (●) onto another to make that one depend on it; drop a policy type to add a policy.'
+        : 'Drag a step type onto the canvas; click a step to edit it. Drag from a step\'s port (●) onto another to make that one depend on it; drop steps into a step-group to group them.'));
       return;
     }
     const st = f.step;
@@ -371,22 +429,38 @@ export async function renderDesigner(ctx, ns, name) {
       select('');
     });
     const form = h('div', {class: 'designer-props', id: 'step-properties'}, h('p', {class: 'muted'}, 'Loading the parameters…'));
+    if (app) del.textContent = 'Delete component';
     replace(panel,
-      h('h2', null, `Step ${n}`), h('p', {class: 'muted'}, `type ${st.type}${f.group ? `, in group ${f.group.name}` : ''}`),
+      h('h2', null, `${app ? 'Component' : 'Step'} ${n}`), h('p', {class: 'muted'}, `type ${st.type}${f.group ? `, in group ${f.group.name}` : ''}`),
       h('div', {class: 'step-problems', id: 'step-problems', role: 'alert'}, (marks.get(n) || []).map((msg) => h('p', {class: 'error step-problem'}, msg))),
       field('Name', 'step-name', nameInput),
-      text_(['if'], 'step-if', 'if', st.if),
-      text_(['timeout'], 'step-timeout', 'Timeout', st.timeout),
+      app ? null : text_(['if'], 'step-if', 'if', st.if),
+      app ? null : text_(['timeout'], 'step-timeout', 'Timeout', st.timeout),
       text_(['dependsOn'], 'step-depends', 'Depends on (JSON list)', st.dependsOn ? JSON.stringify(st.dependsOn) : '', json),
-      text_(['inputs'], 'step-inputs', 'Inputs (JSON: [{"from", "parameterKey"}])', st.inputs ? JSON.stringify(st.inputs) : '', json),
-      text_(['outputs'], 'step-outputs', 'Outputs (JSON: [{"name", "valueFrom"}])', st.outputs ? JSON.stringify(st.outputs) : '', json),
+      app ? null : text_(['inputs'], 'step-inputs', 'Inputs (JSON: [{"from", "parameterKey"}])', st.inputs ? JSON.stringify(st.inputs) : '', json),
+      app ? null : text_(['outputs'], 'step-outputs', 'Outputs (JSON: [{"name", "valueFrom"}])', st.outputs ? JSON.stringify(st.outputs) : '', json),
       form, del);
     const ps = await paramsOf(st.type);
     if (selected !== n || !form.isConnected) return;
-    const props = st.properties || {};
-    replace(form, ps.length ? h('h3', null, 'Properties') : null, ps.map((p) => {
+    const traitForms = app ? (st.traits || []).map((t) => {
+      const remove = h('button', {type: 'button', class: 'secondary small', id: `trait-remove-${t.type}`}, `Remove ${t.type}`);
+      remove.addEventListener('click', () => tryEdit((steps) => a.removeTrait(steps, n, t.type)) && select(n));
+      return h('div', {class: 'designer-trait', dataset: {trait: t.type}}, h('h3', null, `Trait ${t.type}`),
+        propFields(`trait-${t.type}-`, paramsOfX('trait', t.type), t.properties || {}, (key, v) => tryEdit((steps) => a.setTraitProperty(steps, n, t.type, key, v))),
+        remove);
+    }) : [];
+    replace(form, ps.length ? h('h3', null, 'Properties') : null,
+      propFields('prop-', ps, st.properties || {}, (key, v) => tryEdit((steps) => m.setField(steps, n, ['properties', key], v))),
+      traitForms);
+  }
+
+  const paramsOfX = (kind, type) => (xdescribed.get(`${kind}/${type}`) || {}).parameters || [];
+
+  // propFields answers the form fields of a type's parameters; set(key, value) applies one.
+  function propFields(prefix, ps, props, set) {
+    return ps.map((p) => {
       const {kind, options} = m.fieldKind(p);
-      const id = `prop-${p.name}`;
+      const id = `${prefix}${p.name}`;
       let input;
       if (kind === 'enum') {
         input = h('select', {id}, h('option', {value: ''}, ''), options.map((o) => h('option', {value: o, selected: props[p.name] === o}, o)));
@@ -397,14 +471,39 @@ export async function renderDesigner(ctx, ns, name) {
       }
       input.addEventListener('change', () => {
         try {
-          const v = m.readField(kind, kind === 'bool' ? input.checked : input.value);
-          tryEdit((steps) => m.setField(steps, n, ['properties', p.name], v));
+          set(p.name, m.readField(kind, kind === 'bool' ? input.checked : input.value));
         } catch (e) {
           status.textContent = `${p.name}: ${e.message}`;
         }
       });
       return field(`${p.name}${p.required ? ' *' : ''} (${p.type})`, id, input);
-    }));
+    });
+  }
+
+  // drawPolicyPanel edits the selected policy: its name is fixed, its properties from its type.
+  function drawPolicyPanel() {
+    const pol = (parsed.policies || []).find((p) => p.name === selectedPolicy);
+    if (!pol) {
+      selectedPolicy = '';
+      return false;
+    }
+    const setPolicies = (policies) => {
+      try {
+        change(parsed.steps, policies);
+      } catch (e) {
+        status.textContent = e.message;
+      }
+    };
+    const del = h('button', {type: 'button', class: 'secondary small', id: 'policy-delete'}, 'Delete policy');
+    del.addEventListener('click', () => {
+      setPolicies(a.removePolicy(parsed.policies, pol.name));
+      selectPolicy('');
+    });
+    replace(panel, h('h2', null, `Policy ${pol.name}`), h('p', {class: 'muted'}, `type ${pol.type}`),
+      h('div', {class: 'designer-props', id: 'policy-properties'},
+        propFields('policy-prop-', paramsOfX('policy', pol.type), pol.properties || {}, (key, v) => setPolicies(a.setPolicyProperty(parsed.policies, pol.name, key, v)))),
+      del);
+    return true;
   }
 
   function draw() {
@@ -455,14 +554,32 @@ export async function renderDesigner(ctx, ns, name) {
     }
   });
 
+  const deployBtn = h('button', {type: 'button', id: 'designer-deploy'}, 'Deploy');
+  deployBtn.addEventListener('click', async () => {
+    fromYAML();
+    if (!(await validate())) return;
+    const md = parsed.metadata;
+    try {
+      await api.request('POST', '/applications', {yaml: text, signal: ctx.signal});
+      ctx.notify(`Application ${md.name} deployed.`);
+      location.hash = link('applications', md.namespace || 'default', md.name);
+    } catch (e) {
+      if (!api.isAbort(e)) replace(problems, problemList(e));
+    }
+  });
+
   document.body.append(ghost);
   replace(ctx.main,
     h('div', {class: 'page-head'}, h('div', null,
-      h('p', {class: 'crumbs'}, h('a', {href: '#/templates'}, 'Templates'), name ? [' / ', h('a', {href: link('templates', ns, name)}, name)] : null),
+      app
+        ? h('p', {class: 'crumbs'}, h('a', {href: '#/applications'}, 'Applications'), name ? [' / ', h('a', {href: link('applications', ns, name)}, name)] : null)
+        : h('p', {class: 'crumbs'}, h('a', {href: '#/templates'}, 'Templates'), name ? [' / ', h('a', {href: link('templates', ns, name)}, name)] : null),
       h('h1', null, title))),
     h('div', {class: 'designer'},
-      h('div', {class: 'designer-side'}, h('h2', null, 'Step types'), palette),
-      h('div', {class: 'designer-main'}, canvas, h('div', {class: 'actions'}, saveBtn, runBtn), status, problems, panel),
+      h('div', {class: 'designer-side'}, h('h2', null, app ? 'Types' : 'Step types'), palette),
+      h('div', {class: 'designer-main'}, canvas,
+        app ? [h('h2', null, 'Policies'), policyList] : null,
+        h('div', {class: 'actions'}, app ? deployBtn : [saveBtn, runBtn]), status, problems, panel),
       h('div', {class: 'designer-yaml'}, h('div', {class: 'editor-label'}, 'YAML'), host)));
   draw();
   ctx.ready(title);
