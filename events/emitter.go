@@ -15,6 +15,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
@@ -130,8 +131,9 @@ func New(opts Options) (*Emitter, error) {
 }
 
 // RunChanged implements engine.Observer: it queues the events of what changed since the run
-// was last seen. A run first seen finished emits nothing; one first seen under way emits its
-// start (at least once: a process taking over a run may emit it again, with the same id).
+// was last seen. A run first seen finished emits nothing, unless it finished in the transition
+// that started it; one first seen under way emits its start (at least once: a process taking
+// over a run may emit it again).
 func (e *Emitter) RunChanged(run *engine.Run) {
 	if len(e.sinks) == 0 {
 		return
@@ -157,7 +159,8 @@ func (e *Emitter) diff(run *engine.Run) []cloudevents.Event {
 		return nil
 	}
 	if prev == nil {
-		if st.Finished {
+		if st.Finished && !oneTransition(st) {
+			// It finished before this process followed it: its events were emitted then.
 			return nil
 		}
 		prev = &seen{steps: map[string]v1alpha1.WorkflowStepPhase{}}
@@ -202,6 +205,17 @@ func (e *Emitter) diff(run *engine.Run) []cloudevents.Event {
 		delete(e.runs, key)
 	}
 	return out
+}
+
+// oneTransition reports whether everything in st happened in the transition that started the
+// run (a run of quick steps finishes in its first save).
+func oneTransition(st *v1alpha1.WorkflowRunStatus) bool {
+	same := func(t metav1.Time) bool { return t.IsZero() || t.Equal(&st.StartTime) }
+	ok := same(st.EndTime)
+	forEachStep(st, func(s *v1alpha1.StepStatus) {
+		ok = ok && same(s.FirstExecuteTime) && same(s.LastExecuteTime)
+	})
+	return ok
 }
 
 // forEachStep calls f with every top-level step and sub-step of st.

@@ -292,3 +292,20 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus
 	c.Add(sum)
 	return c
 }
+
+// TestRunFinishedBeforeFollowedEmitsNothing: a process that first sees a run already finished
+// (it finished under another process) does not emit its events again.
+func TestRunFinishedBeforeFollowedEmitsNothing(t *testing.T) {
+	srv, got := httpSink(t, func(int) int { return http.StatusOK })
+	e, err := events.New(events.Options{Sinks: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := transitions()[3]
+	run.Object.Status.EndTime = metav1.NewTime(run.Object.Status.StartTime.Add(time.Minute))
+	e.RunChanged(run)
+	e.Close(context.Background())
+	if n := len(got()); n != 0 {
+		t.Errorf("%d events for a run finished before it was followed", n)
+	}
+}

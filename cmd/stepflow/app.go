@@ -101,6 +101,12 @@ func (g *globals) sweep(ctx context.Context, a *app) {
 
 // close gives up the runs this process held, for others to take at once, and closes the store.
 func (a *app) close() {
+	if a.Assembly != nil {
+		// The events the runs emitted go out, for a few seconds at most.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.Assembly.Close(ctx)
+		cancel()
+	}
 	if a.leases != nil {
 		_ = a.leases.Release(context.Background())
 	}
@@ -137,6 +143,7 @@ func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
 		Evaluators:    g.evaluators,
 		EvalInProcess: inProcess,
 		Retention:     g.retention,
+		EventSinks:    g.eventSinks,
 		Providers:     assembly.Providers{Egress: policy, AllowLocalRun: g.allowLocalRun},
 		Build:         build(),
 	}, nil
