@@ -60,7 +60,7 @@ func TestCloudEventsTrigger(t *testing.T) {
 		if _, after, ok := strings.Cut(answer, `"name":"`); ok {
 			name, _, _ = strings.Cut(after, `"`)
 		}
-		return op.get("/api/v1/runs/default/" + name).want(t, http.StatusOK).json(t)
+		return op.get("/api/v1/runs/default/"+name).want(t, http.StatusOK).json(t)
 	}
 
 	// Structured mode: the whole event is the body.
@@ -171,7 +171,7 @@ func TestRunsChainThroughCloudEvents(t *testing.T) {
 			items, _ := at(opB.get("/api/v1/runs").json(t), "items").([]any)
 			chained = chained[:0]
 			for _, it := range items {
-				it := opB.get("/api/v1/runs/default/" + at(it, "name").(string)).want(t, http.StatusOK).json(t)
+				it := opB.get("/api/v1/runs/default/"+at(it, "name").(string)).want(t, http.StatusOK).json(t)
 				if at(it, "spec.context.event.subject") == "default/"+name {
 					chained = append(chained, it)
 				}
