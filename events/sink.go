@@ -45,10 +45,33 @@ type sink struct {
 	done chan struct{}
 }
 
-func newSink(raw string, opts Options, e *Emitter) (*sink, error) {
+// CheckSink reports whether raw is a sink New takes, with an error naming it when it is not.
+func CheckSink(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("events sink %q: want http(s)://host/path or nats://host:port/subject", raw)
+		return fmt.Errorf("events sink %q: want http(s)://host/path or nats://host:port/subject", raw)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		_, err = newHTTPSender(u)
+	case "nats":
+		_, err = newNATSSender(u, time.Second)
+	default:
+		err = errors.New("want http(s)://host/path or nats://host:port/subject")
+	}
+	if err != nil {
+		return fmt.Errorf("events sink %q: %w", redactURL(u), err)
+	}
+	return nil
+}
+
+func newSink(raw string, opts Options, e *Emitter) (*sink, error) {
+	if err := CheckSink(raw); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
 	}
 	s := &sink{name: redactURL(u), retry: opts.Retry, timeout: opts.Timeout, e: e, done: make(chan struct{})}
 	if s.retry.Tries <= 0 {

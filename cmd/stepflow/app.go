@@ -19,6 +19,7 @@ import (
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/events"
 	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
@@ -130,6 +131,11 @@ func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
 		inProcess = true
 	default:
 		return assembly.Config{}, invalidErr(fmt.Errorf("--eval-isolation: %q is neither process nor none", g.evalIsolation))
+	}
+	for _, sink := range g.eventSinks {
+		if err := events.CheckSink(sink); err != nil {
+			return assembly.Config{}, invalidErr(fmt.Errorf("--events-sink: %w", err))
+		}
 	}
 	if g.evalMemory < 0 || g.evaluators < 0 {
 		return assembly.Config{}, invalidErr(errors.New("--eval-memory and --evaluators cannot be negative"))
