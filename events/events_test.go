@@ -216,7 +216,7 @@ func TestNATSSink(t *testing.T) {
 		t.Fatal("nats-server is not installed (scripts/test.sh installs it)")
 	}
 	port := freePort(t)
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+	cmd := exec.CommandContext(t.Context(), bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -265,11 +265,12 @@ func TestNATSSink(t *testing.T) {
 }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
 

@@ -41,7 +41,7 @@ type sink struct {
 	timeout time.Duration
 	e       *Emitter
 
-	stop context.CancelFunc
+	stop func()
 	done chan struct{}
 }
 
@@ -96,9 +96,10 @@ func newSink(raw string, opts Options, e *Emitter) (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events sink %q: %w", s.name, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
-	go s.drain(ctx)
+	quit := make(chan struct{})
+	var once sync.Once
+	s.stop = func() { once.Do(func() { close(quit) }) }
+	go s.drain(quit) //nolint:contextcheck // the sink lives until Close, whatever the context of whoever built it
 	return s, nil
 }
 
@@ -119,9 +120,18 @@ func (s *sink) enqueue(ev cloudevents.Event) {
 	}
 }
 
-// drain delivers the queued events in order until ctx is done.
-func (s *sink) drain(ctx context.Context) {
+// drain delivers the queued events in order until the queue is closed and empty, or quit.
+func (s *sink) drain(quit <-chan struct{}) {
 	defer close(s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():

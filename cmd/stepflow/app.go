@@ -105,7 +105,7 @@ func (a *app) close() {
 	if a.Assembly != nil {
 		// The events the runs emitted go out, for a few seconds at most.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		a.Assembly.Close(ctx)
+		a.Close(ctx)
 		cancel()
 	}
 	if a.leases != nil {
