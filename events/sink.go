@@ -99,7 +99,8 @@ func newSink(raw string, opts Options, e *Emitter) (*sink, error) {
 	quit := make(chan struct{})
 	var once sync.Once
 	s.stop = func() { once.Do(func() { close(quit) }) }
-	go s.drain(quit) //nolint:contextcheck // the sink lives until Close, whatever the context of whoever built it
+	// The sink lives until Close, whatever the context of whoever built it.
+	go s.drain(quit)
 	return s, nil
 }
 

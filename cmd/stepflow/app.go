@@ -58,7 +58,7 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	clusters := &lazyClusters{g: g}
 	cfg.Providers.Clusters = clusters
 	w := newWatcher(g)
-	asm, err := assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{w}, Owner: leases, Cache: &store.StepCache{Records: st}})
+	asm, err := assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{w}, Owner: leases, Cache: &store.StepCache{Records: st}}) //nolint:contextcheck // the events sinks' goroutines live until Assembly.Close, whatever this context does
 	if err != nil {
 		_ = st.Close()
 		return nil, err
