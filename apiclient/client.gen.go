@@ -332,6 +332,12 @@ type ErrorAnswer struct {
 	} `json:"error,omitempty"`
 }
 
+// EventIgnored defines model for EventIgnored.
+type EventIgnored struct {
+	Matched *bool   `json:"matched,omitempty"`
+	Reason  *string `json:"reason,omitempty"`
+}
+
 // FieldsV1 defines model for FieldsV1.
 type FieldsV1 = interface{}
 
@@ -840,6 +846,7 @@ type Trigger struct {
 	ConcurrencyPolicy       *string                 `json:"concurrencyPolicy,omitempty"`
 	Context                 *map[string]interface{} `json:"context,omitempty"`
 	Created                 *time.Time              `json:"created,omitempty"`
+	Filter                  *string                 `json:"filter,omitempty"`
 	Id                      *string                 `json:"id,omitempty"`
 	LastError               *string                 `json:"lastError,omitempty"`
 	LastFire                *time.Time              `json:"lastFire,omitempty"`
@@ -875,6 +882,7 @@ type TriggerList struct {
 type TriggerRequest struct {
 	ConcurrencyPolicy       *string                 `json:"concurrencyPolicy,omitempty"`
 	Context                 *map[string]interface{} `json:"context,omitempty"`
+	Filter                  *string                 `json:"filter,omitempty"`
 	Paused                  *bool                   `json:"paused,omitempty"`
 	Schedule                *string                 `json:"schedule,omitempty"`
 	Schedules               *[]string               `json:"schedules,omitempty"`
@@ -1828,14 +1836,14 @@ type ClientInterface interface {
 	// Corresponds with PUT /api/v1/definitions/{namespace}/{name} (the `PutDefinitionsByNamespaceByName` operationId).
 	PutDefinitionsByNamespaceByName(ctx context.Context, namespace string, name string, body PutDefinitionsByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// PostHooksByIdWithBody A webhook trigger: starts a run (its token or signature is the authentication)
+	// PostHooksByIdWithBody A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/hooks/{id} (the `PostHooksById` operationId).
 	PostHooksByIdWithBody(ctx context.Context, id string, params *PostHooksByIdParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// PostHooksById A webhook trigger: starts a run (its token or signature is the authentication)
+	// PostHooksById A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2481,7 +2489,7 @@ func (c *Client) PutDefinitionsByNamespaceByName(ctx context.Context, namespace 
 	return c.Client.Do(req)
 }
 
-// PostHooksByIdWithBody A webhook trigger: starts a run (its token or signature is the authentication)
+// PostHooksByIdWithBody A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)
 //
 // Takes any type of body and a specified content type.
 //
@@ -2498,7 +2506,7 @@ func (c *Client) PostHooksByIdWithBody(ctx context.Context, id string, params *P
 	return c.Client.Do(req)
 }
 
-// PostHooksById A webhook trigger: starts a run (its token or signature is the authentication)
+// PostHooksById A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5981,14 +5989,14 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /api/v1/definitions/{namespace}/{name} (the `PutDefinitionsByNamespaceByName` operationId).
 	PutDefinitionsByNamespaceByNameWithResponse(ctx context.Context, namespace string, name string, body PutDefinitionsByNamespaceByNameJSONRequestBody, reqEditors ...RequestEditorFn) (*PutDefinitionsByNamespaceByNameResponse, error)
 
-	// PostHooksByIdWithBodyWithResponse A webhook trigger: starts a run (its token or signature is the authentication)
+	// PostHooksByIdWithBodyWithResponse A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/hooks/{id} (the `PostHooksById` operationId).
 	PostHooksByIdWithBodyWithResponse(ctx context.Context, id string, params *PostHooksByIdParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostHooksByIdResponse, error)
 
-	// PostHooksByIdWithResponse A webhook trigger: starts a run (its token or signature is the authentication)
+	// PostHooksByIdWithResponse A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7599,6 +7607,8 @@ func (r PutDefinitionsByNamespaceByNameResponse) ContentType() string {
 type PostHooksByIdResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *EventIgnored
 	// JSON202 the response for an HTTP 202 `application/json` response
 	JSON202 *RunRef
 	// JSON400 the response for an HTTP 400 `application/json` response
@@ -7615,6 +7625,11 @@ type PostHooksByIdResponse struct {
 	JSON413 *ErrorAnswer
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ErrorAnswer
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PostHooksByIdResponse) GetJSON200() *EventIgnored {
+	return r.JSON200
 }
 
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
@@ -10715,7 +10730,7 @@ func (c *ClientWithResponses) PutDefinitionsByNamespaceByNameWithResponse(ctx co
 	return ParsePutDefinitionsByNamespaceByNameResponse(rsp)
 }
 
-// PostHooksByIdWithBodyWithResponse A webhook trigger: starts a run (its token or signature is the authentication)
+// PostHooksByIdWithBodyWithResponse A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -10728,7 +10743,7 @@ func (c *ClientWithResponses) PostHooksByIdWithBodyWithResponse(ctx context.Cont
 	return ParsePostHooksByIdResponse(rsp)
 }
 
-// PostHooksByIdWithResponse A webhook trigger: starts a run (its token or signature is the authentication)
+// PostHooksByIdWithResponse A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12400,6 +12415,13 @@ func ParsePostHooksByIdResponse(rsp *http.Response) (*PostHooksByIdResponse, err
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest EventIgnored
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
 		var dest RunRef
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stepflow/stepflow/catalog"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/events"
 	"github.com/stepflow/stepflow/provider/run"
 	"github.com/stepflow/stepflow/step"
 	"github.com/stepflow/stepflow/telemetry"
@@ -56,6 +57,10 @@ type Config struct {
 	Build telemetry.Build
 	// Tracer, when set, receives a span per run and per step (OpenTelemetry).
 	Tracer trace.TracerProvider
+	// EventSinks receive every run's and step's lifecycle as CloudEvents (package events):
+	// http(s)://host/path (binary mode; `#structured` for structured mode) or
+	// nats://host:port/subject. Call Assembly.Close to deliver what is queued.
+	EventSinks []string
 	// Clock is the engine's time; nil is the real one.
 	Clock engine.Clock
 	// Logger receives the engine's logs; nil discards them.
@@ -97,6 +102,16 @@ type Assembly struct {
 	Engine *engine.Engine
 	// Metrics are the engine's metrics; nil without Config.Metrics.
 	Metrics *telemetry.Metrics
+	// Events emits the runs' lifecycle to Config.EventSinks; nil without sinks.
+	Events *events.Emitter
+}
+
+// Close delivers the events still queued for the sinks, until ctx is done; call it once the
+// engine has stopped.
+func (a *Assembly) Close(ctx context.Context) {
+	if a.Events != nil {
+		a.Events.Close(ctx)
+	}
 }
 
 // New wires stepflow for mode from cfg.
@@ -142,6 +157,14 @@ func New(cfg Config, mode Mode) (*Assembly, error) {
 	}
 	if cfg.Tracer != nil {
 		observers = append(observers, telemetry.NewTracer(cfg.Tracer))
+	}
+	if len(cfg.EventSinks) > 0 {
+		em, err := events.New(events.Options{Sinks: cfg.EventSinks, Metrics: cfg.Metrics, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		a.Events = em
+		observers = append(observers, em)
 	}
 	observers = append(observers, mode.Observers...)
 	a.Runner = step.NewRunner(ropts)

@@ -123,7 +123,14 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 			return nil, err
 		}
 	}
-	if err := mgr.Add(manager.RunnableFunc(c.engine.Start)); err != nil {
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		err := c.engine.Start(ctx)
+		// The engine has stopped: the events it queued go out (for a few seconds at most).
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		a.Close(ectx)
+		return err
+	})); err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {

@@ -28,6 +28,8 @@ command -v prlimit >/dev/null || need+=(util-linux)
 # The example external providers are started for real (examples/providers, cmd/stepflow's providers script).
 command -v javac >/dev/null || need+=(default-jdk-headless)
 command -v python3 >/dev/null || need+=(python3)
+# The events' NATS sink publishes to a real NATS server (events/events_test.go).
+command -v nats-server >/dev/null || need+=(nats-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq

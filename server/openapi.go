@@ -84,9 +84,12 @@ type (
 	}
 	// triggerRequest adds a trigger to a template.
 	triggerRequest struct {
-		// Type is webhook or cron.
+		// Type is webhook, cloudevents or cron.
 		Type    string         `json:"type"`
 		Context map[string]any `json:"context,omitempty"`
+		// Filter is a cloudevents trigger's CUE expression over context.event (the event's
+		// attributes and data): only the events it is true for start a run.
+		Filter string `json:"filter,omitempty"`
 		// Schedule (or several Schedules), TimeZone, ConcurrencyPolicy (allow, forbid or
 		// replace; Allow, Forbid, Replace too), StartingDeadlineSeconds and Paused are a cron
 		// trigger's.

@@ -147,8 +147,8 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/v1/triggers/{id}/pause", role: RoleOperator, summary: "Pause a cron trigger: it fires no more until unpaused", ok: answers{200: trigger{}}, fails: []int{http.StatusBadRequest, http.StatusConflict}, handle: s.pauseTrigger},
 		{method: "POST", path: "/api/v1/triggers/{id}/unpause", role: RoleOperator, summary: "Unpause a cron trigger: its latest missed firing starts, within its startingDeadlineSeconds", ok: answers{200: trigger{}}, fails: []int{http.StatusBadRequest, http.StatusConflict}, handle: s.unpauseTrigger},
 		{method: "POST", path: "/api/v1/triggers/{id}/backfill", role: RoleOperator, summary: "Start a cron trigger's runs of the firings in [from, to], those without a run yet", body: "json", in: backfillRequest{}, ok: answers{200: backfillAnswer{}}, fails: []int{http.StatusServiceUnavailable}, handle: s.backfillTrigger},
-		{method: "POST", path: "/api/v1/hooks/{id}", summary: "A webhook trigger: starts a run (its token or signature is the authentication)", query: []string{"token"}, body: "json", in: map[string]any{},
-			ok: answers{202: runRef{}}, fails: []int{http.StatusUnauthorized, http.StatusConflict}, handle: s.webhook},
+		{method: "POST", path: "/api/v1/hooks/{id}", summary: "A webhook or cloudevents trigger: starts a run (its token or signature is the authentication; a cloudevents trigger takes a CloudEvent in structured or binary mode)", query: []string{"token"}, body: "json", in: map[string]any{},
+			ok: answers{202: runRef{}, 200: eventIgnored{}}, fails: []int{http.StatusUnauthorized, http.StatusConflict}, handle: s.webhook},
 
 		{method: "GET", path: "/api/v1/applications", role: RoleViewer, summary: "List Applications with their status", query: []string{"namespace"}, ok: answers{200: listOf[*v1beta1.Application]{}}, handle: s.listApplications},
 		{method: "POST", path: "/api/v1/applications", role: RoleOperator, summary: "Store Applications (with the X-Definitions they use) and deliver each changed one as a new revision", body: "object",

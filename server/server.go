@@ -81,6 +81,7 @@ type Server struct {
 	catalog *catalog.Catalog
 	runner  *step.Runner
 	eng     *engine.Engine
+	asm     *assembly.Assembly
 	hub     *hub
 	// cache is the step cache over the store (the cache routes, the engine).
 	cache *store.StepCache
@@ -141,7 +142,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.catalog, s.runner, s.eng = a.Catalog, a.Runner, a.Engine
+	s.catalog, s.runner, s.eng, s.asm = a.Catalog, a.Runner, a.Engine, a
 	s.crons = newScheduler(s)
 	s.routes = s.routeTable()
 	if s.doc, err = openAPIDocument(s.routes); err != nil {
@@ -175,6 +176,10 @@ func (s *Server) Start(ctx context.Context) error {
 	for range waits {
 		errs = append(errs, <-errc)
 	}
+	// The engine has stopped: the events it queued go out (for a few seconds at most).
+	ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	s.asm.Close(ectx)
+	ecancel()
 	if r := s.opts.Replicas; r != nil {
 		// The engine has stopped: the other servers may take its runs at once.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

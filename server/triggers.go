@@ -55,6 +55,9 @@ type trigger struct {
 	// StartingDeadlineSeconds, when set, is how late a firing missed while no server ran may
 	// still start its run; unset, the latest missed firing always starts.
 	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
+	// Filter is a cloudevents trigger's CUE expression over context.event: only the events
+	// it is true for start a run; "" takes every event.
+	Filter string `json:"filter,omitempty"`
 	// Paused stops a cron trigger's firings until it is unpaused.
 	Paused  bool      `json:"paused,omitempty"`
 	Created time.Time `json:"created"`
@@ -158,12 +161,24 @@ func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
 	}
 	t := trigger{ID: randomHex(8), Namespace: ns, Template: name, Type: body.Type, Context: body.Context, Created: s.clock.Now().UTC()}
 	switch body.Type {
-	case triggerWebhook:
+	case triggerWebhook, triggerCloudEvents:
 		if body.Schedule != "" || len(body.Schedules) > 0 || body.TimeZone != "" || body.ConcurrencyPolicy != "" || body.StartingDeadlineSeconds != nil || body.Paused {
-			return errorf(http.StatusBadRequest, "a webhook trigger takes no schedule, schedules, timeZone, concurrencyPolicy, startingDeadlineSeconds or paused")
+			return errorf(http.StatusBadRequest, "a %s trigger takes no schedule, schedules, timeZone, concurrencyPolicy, startingDeadlineSeconds or paused", body.Type)
+		}
+		if body.Filter != "" {
+			if body.Type != triggerCloudEvents {
+				return errorf(http.StatusBadRequest, "filter: only a cloudevents trigger takes one")
+			}
+			if err := s.runner.CheckKey(r.Context(), body.Filter); err != nil {
+				return errorf(http.StatusBadRequest, "filter: not a CUE expression over context.event: %v", err)
+			}
+			t.Filter = body.Filter
 		}
 		t.Secret = randomString(24)
 	case triggerCron:
+		if body.Filter != "" {
+			return errorf(http.StatusBadRequest, "filter: only a cloudevents trigger takes one")
+		}
 		if err := t.setCron(&body); err != nil {
 			return err
 		}
@@ -172,7 +187,7 @@ func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
 			return invalidFields(errs)
 		}
 	default:
-		return errorf(http.StatusBadRequest, "type %q: want webhook or cron", body.Type)
+		return errorf(http.StatusBadRequest, "type %q: want webhook, cloudevents or cron", body.Type)
 	}
 	data, err := json.Marshal(t)
 	if err != nil {
@@ -183,7 +198,7 @@ func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.crons.poke()
 	out := triggerCreated{ID: t.ID, Type: t.Type}
-	if t.Type == triggerWebhook {
+	if t.Type == triggerWebhook || t.Type == triggerCloudEvents {
 		scheme := "http"
 		if r.TLS != nil {
 			scheme = "https"
@@ -327,8 +342,12 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	sig, ok := webhookAuthentic(r, body, t.Secret, ts)
-	if t.Type != triggerWebhook || !ok {
+	if (t.Type != triggerWebhook && t.Type != triggerCloudEvents) || !ok {
 		return errorf(http.StatusUnauthorized, "unknown webhook or bad credentials: give ?token=SECRET or an X-Stepflow-Signature: sha256=HMAC header")
+	}
+	if t.Type == triggerCloudEvents {
+		// A CloudEvent's (source, id) is its delivery.
+		return s.cloudEvent(w, r, &t, body)
 	}
 	delivery, err := deliveryID(r, timed, sig)
 	if err != nil {

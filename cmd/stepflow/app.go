@@ -19,6 +19,7 @@ import (
 	"github.com/stepflow/stepflow/cluster"
 	"github.com/stepflow/stepflow/egress"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/events"
 	"github.com/stepflow/stepflow/store"
 	"github.com/stepflow/stepflow/store/sqlite"
 )
@@ -57,7 +58,7 @@ func (g *globals) open(ctx context.Context) (*app, error) {
 	clusters := &lazyClusters{g: g}
 	cfg.Providers.Clusters = clusters
 	w := newWatcher(g)
-	asm, err := assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{w}, Owner: leases, Cache: &store.StepCache{Records: st}, Slots: &store.Slots{Records: st}})
+	asm, err := assembly.New(cfg, assembly.Mode{Store: st, Definitions: st, Observers: []engine.Observer{w}, Owner: leases, Cache: &store.StepCache{Records: st}, Slots: &store.Slots{Records: st}}) //nolint:contextcheck // the events sinks' goroutines live until Assembly.Close, whatever this context does
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -101,6 +102,12 @@ func (g *globals) sweep(ctx context.Context, a *app) {
 
 // close gives up the runs this process held, for others to take at once, and closes the store.
 func (a *app) close() {
+	if a.Assembly != nil {
+		// The events the runs emitted go out, for a few seconds at most.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.Close(ctx)
+		cancel()
+	}
 	if a.leases != nil {
 		_ = a.leases.Release(context.Background())
 	}
@@ -125,6 +132,11 @@ func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
 	default:
 		return assembly.Config{}, invalidErr(fmt.Errorf("--eval-isolation: %q is neither process nor none", g.evalIsolation))
 	}
+	for _, sink := range g.eventSinks {
+		if err := events.CheckSink(sink); err != nil {
+			return assembly.Config{}, invalidErr(fmt.Errorf("--events-sink: %w", err))
+		}
+	}
 	if g.evalMemory < 0 || g.evaluators < 0 {
 		return assembly.Config{}, invalidErr(errors.New("--eval-memory and --evaluators cannot be negative"))
 	}
@@ -137,6 +149,7 @@ func (g *globals) assemblyConfig(denyLinkLocal bool) (assembly.Config, error) {
 		Evaluators:    g.evaluators,
 		EvalInProcess: inProcess,
 		Retention:     g.retention,
+		EventSinks:    g.eventSinks,
 		Providers:     assembly.Providers{Egress: policy, AllowLocalRun: g.allowLocalRun},
 		Build:         build(),
 	}, nil

@@ -134,7 +134,7 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	settings.Providers.Clusters = clusters
 	// The controller's metrics beside controller-runtime's, on --metrics-bind-address.
 	settings.Metrics = ctrlmetrics.Registry
-	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Watches: watches, Applications: f.applications}); err != nil {
+	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Watches: watches, Applications: f.applications}); err != nil { //nolint:contextcheck // the events sinks' goroutines live until Assembly.Close, whatever this context does
 		return err
 	}
 	log.Info("stepflow controller starting", "shard", f.shardID, "leaderElection", f.leaderElect)

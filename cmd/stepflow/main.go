@@ -110,6 +110,8 @@ type globals struct {
 	retention engine.Retention
 	// egressAllow and egressDeny are the destinations steps may and may not connect to.
 	egressAllow, egressDeny []string
+	// eventSinks receive the runs' lifecycle as CloudEvents (assembly.Config.EventSinks).
+	eventSinks []string
 	// allowLocalRun lets steps of type run execute commands on this host, in a sandbox.
 	allowLocalRun bool
 	// server, when set, is the URL of a stepflow server the commands work through, with token.
@@ -168,6 +170,8 @@ Exit codes: 0 succeeded, 1 failed or terminated, 2 invalid input or usage,
 	root.PersistentFlags().StringVar(&g.evalIsolation, "eval-isolation", "process", "where CUE is evaluated: process (child evaluators, bounded) or none (in this process, for debugging: no memory bound, a timed-out evaluation keeps computing)")
 	root.PersistentFlags().DurationVar(&g.retention.TTL, "retain", engine.DefaultRetain, "how long finished runs are kept, with their logs, unless they or their template say (ttlSecondsAfterFinished); 0: for ever")
 	root.PersistentFlags().IntVar(&g.retention.Count, "retain-count", 0, "keep only this many finished runs per template and namespace, the newest (0: no limit)")
+	root.PersistentFlags().StringArrayVar(&g.eventSinks, "events-sink", nil,
+		"send every run's and step's lifecycle as CloudEvents to http(s)://host/path (binary mode; add #structured for structured mode) or nats://host:port/subject (repeatable)")
 	root.PersistentFlags().StringArrayVar(&g.egressAllow, "egress-allow", nil,
 		"only let steps connect to this host, *.domain, address or CIDR (repeatable; default: anywhere)")
 	root.PersistentFlags().StringArrayVar(&g.egressDeny, "egress-deny", nil,

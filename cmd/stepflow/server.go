@@ -187,7 +187,7 @@ func (g *globals) runServer(ctx context.Context, f serverFlags) error {
 	cfg.Workers, cfg.MaxEvaluations = f.workers, f.maxEvaluations
 	cfg.Providers.Clusters = &lazyClusters{g: g}
 	cfg.Tracer = tracer
-	srv, err := server.New(server.Options{
+	srv, err := server.New(server.Options{ //nolint:contextcheck // the events sinks' goroutines live until Assembly.Close, whatever this context does
 		Assembly:            cfg,
 		Web:                 web.Files(),
 		Store:               st,
