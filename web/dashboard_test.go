@@ -895,6 +895,15 @@ func (e *env) testPackagesListed(t *testing.T) {
 	if n := eval[int](ctx, t, row+`.querySelectorAll('b').length`); n != 0 {
 		t.Errorf("the endpoint's HTML became %d elements", n)
 	}
+
+	// The designer lists the step type run in its palette and the Package with its actions.
+	adm := e.tab(t, e.admin)
+	goTo(adm, t, "#/designer")
+	item := `document.querySelector('#designer-packages li[data-package="default/web-pkg"]')`
+	waitFor(adm, t, "the Package in the designer", item+` !== null && document.querySelector('#designer-palette [data-type="run"]') !== null`)
+	if text := eval[string](adm, t, item+`.textContent`); !strings.Contains(text, `import "ext/webpkg"`) || !strings.Contains(text, "#Ping") {
+		t.Errorf("the designer lists the Package as %q", text)
+	}
 }
 
 // typeInEditor replaces the text of the page's YAML editor as a user's paste would: all of it

@@ -170,6 +170,22 @@ export async function renderDesigner(ctx, ns, name, mode = 'workflow') {
     : h('ul', {class: 'designer-palette', id: 'designer-palette', 'aria-label': 'Step types'},
       [...new Set(typeNames)].map((t) => h('li', {class: 'palette-item', dataset: {type: t}, title: (described.get(t) && described.get(t).description) || (t === 'step-group' ? 'A group of sub-steps' : '')},
         t, described.get(t) && !described.get(t).builtin ? h('span', {class: 'muted'}, ` (${described.get(t).namespace})`) : null)));
+  // The Packages (external providers' actions), listed for the step types of one's own that
+  // import them: their actions are not step types, so they are not dragged.
+  const packageList = h('ul', {class: 'designer-packages', id: 'designer-packages', 'aria-label': 'Packages'}, h('li', {class: 'muted'}, 'Loading…'));
+  const loadPackages = async () => {
+    try {
+      const data = await api.get('/packages', {signal: ctx.signal});
+      const items = (data && Array.isArray(data.items) ? data.items : []).filter((p) => p && p.name);
+      replace(packageList, items.length
+        ? items.map((p) => h('li', {dataset: {package: `${p.namespace}/${p.name}`}, title: p.endpoint ? `served by ${p.endpoint}` : ''},
+          h('code', null, `import "${p.path || ''}"`), ' ',
+          h('span', {class: 'muted'}, (Array.isArray(p.actions) ? p.actions : []).join(', '))))
+        : h('li', {class: 'muted'}, 'No Packages.'));
+    } catch (e) {
+      if (!api.isAbort(e)) replace(packageList, h('li', {class: 'error'}, `Loading Packages failed: ${e.message}`));
+    }
+  };
   const policyList = h('ul', {class: 'designer-policies', id: 'designer-policies', dataset: {drop: ''}, 'aria-label': 'Policies'});
   policyList.addEventListener('click', (ev) => {
     const item = ev.target.closest('[data-policy]');
@@ -576,11 +592,13 @@ export async function renderDesigner(ctx, ns, name, mode = 'workflow') {
         : h('p', {class: 'crumbs'}, h('a', {href: '#/templates'}, 'Templates'), name ? [' / ', h('a', {href: link('templates', ns, name)}, name)] : null),
       h('h1', null, title))),
     h('div', {class: 'designer'},
-      h('div', {class: 'designer-side'}, h('h2', null, app ? 'Types' : 'Step types'), palette),
+      h('div', {class: 'designer-side'}, h('h2', null, app ? 'Types' : 'Step types'), palette,
+        app ? null : [h('h2', null, 'Packages'), h('p', {class: 'hint'}, 'Actions of external providers, for step types of your own (Definitions).'), packageList]),
       h('div', {class: 'designer-main'}, canvas,
         app ? [h('h2', null, 'Policies'), policyList] : null,
         h('div', {class: 'actions'}, app ? deployBtn : [saveBtn, runBtn]), status, problems, panel),
       h('div', {class: 'designer-yaml'}, h('div', {class: 'editor-label'}, 'YAML'), host)));
   draw();
+  if (!app) loadPackages();
   ctx.ready(title);
 }
