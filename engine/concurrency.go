@@ -66,6 +66,9 @@ func (e *Engine) admit(ctx context.Context, run *Run, now time.Time) (*transitio
 		st.Message = fmt.Sprintf("cancelled: concurrency key %s is at its limit of %d (onLimit cancel-new)", run.SlotKey, c.Limit)
 		return &transition{changed: true}, nil
 	}
+	if c.OnLimit == v1alpha1.ConcurrencyCancelRunning {
+		e.cancelHolders(ctx, run)
+	}
 	msg := fmt.Sprintf("queued on concurrency key %s: place %d", run.SlotKey, place)
 	t := &transition{wake: now.Add(QueuedRecheck)}
 	if st.Phase != v1alpha1.RunQueued || st.Message != msg {
@@ -73,6 +76,33 @@ func (e *Engine) admit(ctx context.Context, run *Run, now time.Time) (*transitio
 		t.changed = true
 	}
 	return t, nil
+}
+
+// cancelHolders terminates the runs holding a slot of the run's key (onLimit cancel-running),
+// each as the terminate operation does; the slots they give up as they finish go to the runs
+// in line, this one among them. Asked again at each recheck of a queued run, it terminates
+// what holds the key then; a holder that finished meanwhile is left alone.
+func (e *Engine) cancelHolders(ctx context.Context, run *Run) {
+	holders, err := e.opts.Slots.Holders(ctx)
+	if err != nil {
+		e.opts.Logger.Warn("list the runs holding a concurrency key", "run", run.Key(), "key", run.SlotKey, "err", err)
+		return
+	}
+	ns := run.Object.Namespace
+	for _, h := range holders {
+		if !h.Held || h.Namespace != ns || h.Key != run.SlotKey || h.Run == run.Object.Name {
+			continue
+		}
+		op := Operation{Kind: OpTerminate, By: "concurrency key " + run.SlotKey,
+			Reason: fmt.Sprintf("replaced by run %s (onLimit cancel-running)", run.Object.Name)}
+		key := Key{Namespace: ns, Name: h.Run}
+		// Not from this worker, which holds run's key: the holder's worker applies it.
+		go func() {
+			if _, err := e.Operate(e.life, key, op); err != nil && !errors.Is(err, ErrNotFound) {
+				e.opts.Logger.Info("terminate a run holding a concurrency key", "run", key, "err", err)
+			}
+		}()
+	}
 }
 
 // errBadKey marks a concurrency key that cannot be evaluated, whatever is tried again.

@@ -343,3 +343,27 @@ spec:
 	}
 	t.Logf("at most %d running at once", r.peak)
 }
+
+// onLimit cancel-running: a run that finds its key at the limit has the run holding it
+// terminated, by the key and naming itself, and takes the slot it frees; a run of another key
+// is left alone.
+func TestConcurrencyCancelRunning(t *testing.T) {
+	h, slots := slotsHarness(t)
+	h.gatedTemplate("cancel-running")
+	a := h.start(queuedRun("a", "prod", 0))
+	h.waitPhase(a, v1alpha1.RunSuspending)
+	other := h.start(queuedRun("other", "staging", 0))
+	h.waitPhase(other, v1alpha1.RunSuspending)
+	b := h.start(queuedRun("b", "prod", 0))
+	run := h.waitPhase(a, v1alpha1.RunTerminated)
+	if msg := run.Object.Status.Message; msg != "terminated by concurrency key deploy-prod: replaced by run b (onLimit cancel-running)" {
+		t.Errorf("a's message %q", msg)
+	}
+	h.waitPhase(b, v1alpha1.RunSuspending)
+	if got, want := held(t, slots, 1), []string{"deploy-prod:b", "deploy-staging:other"}; !slices.Equal(got, want) {
+		t.Fatalf("held %v, want %v", got, want)
+	}
+	if ph := h.saved(other).Object.Status.Phase; ph != v1alpha1.RunSuspending {
+		t.Errorf("the run of another key is %s", ph)
+	}
+}

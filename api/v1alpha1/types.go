@@ -174,9 +174,10 @@ type Concurrency struct {
 	// +kubebuilder:validation:Minimum=1
 	Limit int32 `json:"limit"`
 	// OnLimit is what happens to a run that finds the key at its limit: queue (the default:
-	// it waits in phase queued, by priority, then first come first served) or cancel-new
-	// (it ends terminated without running a step).
-	// +kubebuilder:validation:Enum=queue;cancel-new
+	// it waits in phase queued, by priority, then first come first served), cancel-new (it
+	// ends terminated without running a step) or cancel-running (the runs holding the key are
+	// terminated, as GitHub Actions' cancel-in-progress does, and it takes a freed slot).
+	// +kubebuilder:validation:Enum=queue;cancel-new;cancel-running
 	OnLimit ConcurrencyAction `json:"onLimit,omitempty"`
 }
 
@@ -187,6 +188,9 @@ type ConcurrencyAction string
 const (
 	ConcurrencyQueue     ConcurrencyAction = "queue"
 	ConcurrencyCancelNew ConcurrencyAction = "cancel-new"
+	// ConcurrencyCancelRunning terminates the runs holding the key, and the run waits in line
+	// for a slot they free.
+	ConcurrencyCancelRunning ConcurrencyAction = "cancel-running"
 )
 
 // SLA is how long a run may take, counted from its start, and what happens when it takes

@@ -202,9 +202,9 @@ func validateConcurrency(c *Concurrency, path *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(path.Child("limit"), c.Limit, "at least 1"))
 	}
 	switch c.OnLimit {
-	case "", ConcurrencyQueue, ConcurrencyCancelNew:
+	case "", ConcurrencyQueue, ConcurrencyCancelNew, ConcurrencyCancelRunning:
 	default:
-		errs = append(errs, field.NotSupported(path.Child("onLimit"), c.OnLimit, []ConcurrencyAction{ConcurrencyQueue, ConcurrencyCancelNew}))
+		errs = append(errs, field.NotSupported(path.Child("onLimit"), c.OnLimit, []ConcurrencyAction{ConcurrencyQueue, ConcurrencyCancelNew, ConcurrencyCancelRunning}))
 	}
 	return errs
 }
