@@ -60,8 +60,9 @@ func CheckProperties(tmpl string, props json.RawMessage, filled []string) (out [
 		out = parameterErrors(p, given, filled)
 	}
 	if len(out) == 0 {
-		if err := v.Err(); err != nil {
-			// A conflict outside the parameter, which the properties lead to.
+		// A conflict outside the parameter, which the properties lead to; not what is only
+		// incomplete for want of the component (a trait's reads of context.output).
+		if err := v.Validate(cue.Hidden(true)); err != nil {
 			out = append(out, PropertyError{Message: describe(err).Error()})
 		}
 	}
@@ -85,6 +86,10 @@ func evaluateForCheck(tmpl string, props json.RawMessage) (cue.Value, error) {
 	if err != nil {
 		return cue.Value{}, err
 	}
+	// A trait reads the workload and objects its component rendered (context.output,
+	// context.outputs): open here, as there is no component yet, so that what reads them is
+	// incomplete, not an error.
+	src += "context: output: _\ncontext: outputs: _\n"
 	return cuecontext.New().CompileString(src, cue.Filename("template.cue")), nil
 }
 
