@@ -7,8 +7,8 @@
 // As for Workflows, the YAML text is the truth: writes replace spec.components and
 // spec.policies through yaml's Document, keeping the rest (comments, metadata, spec.workflow).
 
-import {parseDocument, isMap, isSeq, LineCounter} from '../../vendor/yaml-2.9.1/yaml.js';
-import {uniqueName, clone, find} from './model.js';
+import {parseDocument, isMap, isSeq} from '../../vendor/yaml-2.9.1/yaml.js';
+import {uniqueName, clone, find, isObj, readDocument} from './model.js';
 
 // STARTER is the Application a new design begins with.
 export const STARTER = `# An Application designed on the canvas: the YAML follows every change there.
@@ -21,22 +21,11 @@ spec:
   components: []
 `;
 
-const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
-
 // parse reads an Application's YAML: its components (as `steps`, the canvas's nodes), policies,
 // metadata and, per component name, the lines its item covers. A syntax error, or components or
 // policies that are not lists, throw an Error with the line.
 export function parse(text) {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, {lineCounter: lc, prettyErrors: false});
-  if (doc.errors.length) {
-    const e = doc.errors[0];
-    const err = new Error(e.message.split('\n')[0]);
-    err.line = e.linePos && e.linePos[0] ? e.linePos[0].line : lc.linePos(e.pos[0]).line;
-    throw err;
-  }
-  const obj = doc.toJS() || {};
-  if (!isObj(obj)) throw Object.assign(new Error('the document is not a mapping'), {line: 1});
+  const {doc, lc, obj} = readDocument(text);
   const spec = isObj(obj.spec) ? obj.spec : {};
   const list = (key) => {
     const v = spec[key];

@@ -19,12 +19,13 @@ metadata:
 steps: []
 `;
 
-const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+// isObj says v is a plain object (a YAML mapping).
+export const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-// parse reads a Workflow's YAML: its steps (plain objects), its metadata and, per step name,
-// the lines its item covers. A syntax error or a Workflow without a list of steps throws an
-// Error with the line it is on.
-export function parse(text) {
+// readDocument parses YAML text that must be one mapping: the document (for its positions),
+// its line counter and its value. A syntax error, or a document that is not a mapping, throws
+// an Error with the line it is on.
+export function readDocument(text) {
   const lc = new LineCounter();
   const doc = parseDocument(text, {lineCounter: lc, prettyErrors: false});
   if (doc.errors.length) {
@@ -35,6 +36,14 @@ export function parse(text) {
   }
   const obj = doc.toJS() || {};
   if (!isObj(obj)) throw Object.assign(new Error('the document is not a mapping'), {line: 1});
+  return {doc, lc, obj};
+}
+
+// parse reads a Workflow's YAML: its steps (plain objects), its metadata and, per step name,
+// the lines its item covers. A syntax error or a Workflow without a list of steps throws an
+// Error with the line it is on.
+export function parse(text) {
+  const {doc, lc, obj} = readDocument(text);
   const steps = obj.steps === undefined || obj.steps === null ? [] : obj.steps;
   if (!Array.isArray(steps)) throw Object.assign(new Error('steps: not a list'), {line: lineOf(doc, lc, ['steps'])});
   const lines = [];
