@@ -84,6 +84,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("LayoutStaysReadable", e.testLayout)
 	t.Run("Triggers", e.testTriggers)
 	t.Run("TriggersEdited", e.testTriggersEdited)
+	t.Run("TriggersCloudEvents", e.testTriggersCloudEvents)
 	t.Run("TemplateRevisions", e.testTemplateRevisions)
 	t.Run("GraphScales", e.testGraphScales)
 	t.Run("RunOf1000Steps", e.testRunOf1000Steps)
