@@ -86,6 +86,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("TriggersEdited", e.testTriggersEdited)
 	t.Run("TriggersCloudEvents", e.testTriggersCloudEvents)
 	t.Run("TemplateRevisions", e.testTemplateRevisions)
+	t.Run("QueuedRuns", e.testQueuedRuns)
 	t.Run("GraphScales", e.testGraphScales)
 	t.Run("RunOf1000Steps", e.testRunOf1000Steps)
 	t.Run("Narrow", e.testNarrow)
