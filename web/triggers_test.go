@@ -269,4 +269,17 @@ steps:
 		t.Errorf("after the change the server holds %+v", listed.Items)
 	}
 	e.screenshot(ctx, t, "cloudevents-trigger")
+
+	// At 390 px the form with its filter field, and the row with a long filter, fit.
+	narrow := e.tab(t, e.admin)
+	do(narrow, t, "390 px wide", chromedp.EmulateViewport(390, 844))
+	goTo(narrow, t, "#/templates/default/pushed")
+	waitFor(narrow, t, "the trigger's row", row+` !== null && document.getElementById('trigger-form') !== null`)
+	do(narrow, t, "choose cloudevents",
+		chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'cloudevents'; s.dispatchEvent(new Event('change')); })(document.getElementById('trigger-type'))`))
+	waitFor(narrow, t, "the filter field", `!document.getElementById('trigger-event-fields').hidden`)
+	if w := eval[int](narrow, t, `document.documentElement.scrollWidth`); w > 390 {
+		e.screenshot(narrow, t, "narrow")
+		t.Errorf("at 390 px the template's page with the cloudevents form is %d px wide", w)
+	}
 }
