@@ -70,6 +70,7 @@ func (e *Engine) admit(ctx context.Context, run *Run, now time.Time) (*transitio
 		e.cancelHolders(ctx, run)
 	}
 	msg := fmt.Sprintf("queued on concurrency key %s: place %d", run.SlotKey, place)
+	msg += slaNote(run)
 	t := &transition{wake: now.Add(QueuedRecheck)}
 	if st.Phase != v1alpha1.RunQueued || st.Message != msg {
 		st.Phase, st.Message = v1alpha1.RunQueued, msg

@@ -337,14 +337,16 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 				e.recordTries(rs, run, t)
 				t = e.releaseQuick(ctx, rs, run, t, now, inflight)
 				t.changed = true // Admitted
+			} else if !run.Object.Status.Finished {
+				enforceQueuedSLA(run, now, t)
 			}
 		default:
 			t = e.m.advance(ctx, run, done, now, inflight)
 			e.recordTries(rs, run, t)
 			t = e.releaseQuick(ctx, rs, run, t, now, inflight)
-			if t.notifySLA {
-				e.notifySLA(ctx, run, now, t)
-			}
+		}
+		if t.notifySLA {
+			e.notifySLA(ctx, run, now, t)
 		}
 		t.logs = append(run.takeNotes(), t.logs...)
 		// An operation the store found written into the run by someone else (run.pass: a

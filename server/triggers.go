@@ -211,7 +211,8 @@ func (s *Server) createTrigger(w http.ResponseWriter, r *http.Request) error {
 }
 
 // updateTrigger changes what a trigger was created with (a cron trigger's schedules, time
-// zone, policies, paused and context; a webhook's context), keeping its id, its secret and,
+// zone, policies, paused and context; a webhook's context; a cloudevents trigger's context
+// and filter, none when the body gives none), keeping its id, its secret and,
 // for a cron trigger, its last firing: the new schedules fire from there. The type cannot
 // change. A compare-and-swap against the schedulers writing the record's firings.
 func (s *Server) updateTrigger(w http.ResponseWriter, r *http.Request) error {
@@ -240,11 +241,23 @@ func (s *Server) updateTrigger(w http.ResponseWriter, r *http.Request) error {
 		}
 		t.Context = body.Context
 		switch t.Type {
-		case triggerWebhook:
+		case triggerWebhook, triggerCloudEvents:
 			if body.Schedule != "" || len(body.Schedules) > 0 || body.TimeZone != "" || body.ConcurrencyPolicy != "" || body.StartingDeadlineSeconds != nil || body.Paused {
-				return errorf(http.StatusBadRequest, "a webhook trigger takes no schedule, schedules, timeZone, concurrencyPolicy, startingDeadlineSeconds or paused")
+				return errorf(http.StatusBadRequest, "a %s trigger takes no schedule, schedules, timeZone, concurrencyPolicy, startingDeadlineSeconds or paused", t.Type)
 			}
+			if body.Filter != "" && t.Type != triggerCloudEvents {
+				return errorf(http.StatusBadRequest, "filter: only a cloudevents trigger takes one")
+			}
+			if body.Filter != "" {
+				if err := s.runner.CheckKey(r.Context(), body.Filter); err != nil {
+					return errorf(http.StatusBadRequest, "filter: not a CUE expression over context.event: %v", err)
+				}
+			}
+			t.Filter = body.Filter
 		case triggerCron:
+			if body.Filter != "" {
+				return errorf(http.StatusBadRequest, "filter: only a cloudevents trigger takes one")
+			}
 			if err := t.setCron(&body); err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -170,5 +171,115 @@ steps:
 	waitFor(op, t, "the triggers as an operator sees them", row+` !== null && document.getElementById('trigger-form-disabled') !== null`)
 	if n := eval[int](op, t, `document.querySelectorAll('[id^="trigger-edit-"], [id^="trigger-delete-"], #trigger-form').length`); n != 0 {
 		t.Errorf("an operator sees %d controls that change triggers", n)
+	}
+}
+
+// An admin adds a cloudevents trigger from the template's page: a filter that is not CUE is
+// refused with the server's reason, a good one shows the URL and secret once and the filter in
+// the trigger's row. An event the filter selects, POSTed to that URL, starts a run that
+// succeeds on its page; one it refuses starts nothing. The filter is changed from the form.
+func (e *env) testTriggersCloudEvents(t *testing.T) {
+	e.mustCall(t, http.StatusCreated, e.admin, http.MethodPost, "/templates", `apiVersion: core.oam.dev/v1alpha1
+kind: Workflow
+metadata: {name: pushed, namespace: default}
+steps:
+- {name: build, type: print-message-in-status, properties: {message: built}}
+`, nil)
+	ctx := e.tab(t, e.admin)
+	goTo(ctx, t, "#/templates/default/pushed")
+	waitFor(ctx, t, "the trigger form", `document.getElementById('trigger-form') !== null`)
+	do(ctx, t, "choose cloudevents",
+		chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'cloudevents'; s.dispatchEvent(new Event('change')); })(document.getElementById('trigger-type'))`))
+	waitFor(ctx, t, "the filter field instead of the schedules",
+		`!document.getElementById('trigger-event-fields').hidden && document.getElementById('trigger-cron-fields').hidden`)
+	do(ctx, t, "a filter that is not CUE",
+		chromedp.SetValue(chromedp.ID("trigger-filter"), `context.event.type ==`), chromedp.Click(chromedp.ID("trigger-submit")))
+	waitFor(ctx, t, "the filter refused", `document.getElementById('trigger-result').textContent.includes('filter: not a CUE expression over context.event')`)
+	var listed struct {
+		Items []struct {
+			ID     string `json:"id"`
+			Filter string `json:"filter"`
+		} `json:"items"`
+	}
+	e.mustCall(t, http.StatusOK, e.viewer, http.MethodGet, "/templates/default/pushed/triggers", nil, &listed)
+	if len(listed.Items) != 0 {
+		t.Fatalf("the refused trigger was stored: %+v", listed.Items)
+	}
+
+	filter := `context.event.type == "com.example.push" && context.event.data.branch == "main"`
+	do(ctx, t, "a good filter", chromedp.SetValue(chromedp.ID("trigger-filter"), filter), chromedp.Click(chromedp.ID("trigger-submit")))
+	waitFor(ctx, t, "the hook's URL and secret", `document.getElementById('trigger-secret') !== null && document.getElementById('trigger-secret').textContent.length > 10`)
+	hook := eval[string](ctx, t, `document.getElementById('trigger-url').textContent`)
+	secret := eval[string](ctx, t, `document.getElementById('trigger-secret').textContent`)
+	if !strings.Contains(hook, "/api/v1/hooks/") {
+		t.Fatalf("the URL shown is %q", hook)
+	}
+	waitFor(ctx, t, "the trigger's row with its filter", `(r => r !== null && r.textContent.includes('cloudevents') && r.textContent.includes('context.event.data.branch == "main"'))(document.querySelector('#triggers tbody tr'))`)
+	e.mustCall(t, http.StatusOK, e.viewer, http.MethodGet, "/templates/default/pushed/triggers", nil, &listed)
+	if len(listed.Items) != 1 || listed.Items[0].Filter != filter {
+		t.Fatalf("the server holds %+v, want one trigger with the filter", listed.Items)
+	}
+	id := listed.Items[0].ID
+
+	post := func(event string) (int, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, hook+"?token="+secret, strings.NewReader(event))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/cloudevents+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, out
+	}
+	code, ans := post(`{"specversion": "1.0", "id": "p1", "source": "/repos/shop", "type": "com.example.push", "data": {"branch": "main"}}`)
+	if code != http.StatusAccepted || ans["name"] == nil {
+		t.Fatalf("the selected event answered %d %v, want 202 with its run", code, ans)
+	}
+	name := ans["name"].(string)
+	goTo(ctx, t, "#/runs/default/"+name)
+	waitFor(ctx, t, "the event's run succeeded", runPhase("succeeded"))
+	if code, ans := post(`{"specversion": "1.0", "id": "p2", "source": "/repos/shop", "type": "com.example.push", "data": {"branch": "dev"}}`); code != http.StatusOK || ans["matched"] != false {
+		t.Errorf("the refused event answered %d %v, want 200 matched false", code, ans)
+	}
+	var runs struct {
+		Items []any `json:"items"`
+	}
+	e.mustCall(t, http.StatusOK, e.operator, http.MethodGet, "/runs?template=pushed", nil, &runs)
+	if len(runs.Items) != 1 {
+		t.Errorf("the template has %d runs, want the one of the selected event", len(runs.Items))
+	}
+
+	goTo(ctx, t, "#/templates/default/pushed")
+	row := fmt.Sprintf(`document.querySelector('#triggers tr[data-trigger=%q]')`, id)
+	waitFor(ctx, t, "the trigger's row", row+` !== null`)
+	do(ctx, t, "edit it", chromedp.Click(chromedp.ID("trigger-edit-"+id)))
+	waitFor(ctx, t, "the form filled with the filter", fmt.Sprintf(`document.getElementById('trigger-filter').value === %q && !document.getElementById('trigger-event-fields').hidden`, filter))
+	do(ctx, t, "change the filter", chromedp.SetValue(chromedp.ID("trigger-filter"), `context.event.type == "com.example.tag"`), chromedp.Click(chromedp.ID("trigger-submit")))
+	waitFor(ctx, t, "the row with the new filter", row+`.textContent.includes('context.event.type == "com.example.tag"')`)
+	e.mustCall(t, http.StatusOK, e.viewer, http.MethodGet, "/templates/default/pushed/triggers", nil, &listed)
+	if len(listed.Items) != 1 || listed.Items[0].Filter != `context.event.type == "com.example.tag"` {
+		t.Errorf("after the change the server holds %+v", listed.Items)
+	}
+	e.screenshot(ctx, t, "cloudevents-trigger")
+
+	// At 390 px the form with its filter field, and the row with a long filter, fit.
+	narrow := e.tab(t, e.admin)
+	do(narrow, t, "390 px wide", chromedp.EmulateViewport(390, 844))
+	goTo(narrow, t, "#/templates/default/pushed")
+	waitFor(narrow, t, "the trigger's row", row+` !== null && document.getElementById('trigger-form') !== null`)
+	do(narrow, t, "choose cloudevents",
+		chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'cloudevents'; s.dispatchEvent(new Event('change')); })(document.getElementById('trigger-type'))`))
+	waitFor(narrow, t, "the filter field", `!document.getElementById('trigger-event-fields').hidden`)
+	if w := eval[int](narrow, t, `document.documentElement.scrollWidth`); w > 390 {
+		e.screenshot(narrow, t, "narrow")
+		t.Errorf("at 390 px the template's page with the cloudevents form is %d px wide", w)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,7 @@ func TestScripts(t *testing.T) {
 			"kready":    kube.cmdKready,
 			"filesize":  cmdFileSize,
 			"envfile":   cmdEnvFile,
+			"envmatch":  cmdEnvMatch,
 			"freeport":  cmdFreePort,
 			"waithttp":  cmdWaitHTTP,
 		},
@@ -249,6 +251,21 @@ func cmdEnvFile(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: envfile VAR FILE")
 	}
 	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile(args[1])))
+}
+
+// cmdEnvMatch sets an environment variable to the first group of a regular expression's first
+// match in a file: envmatch SECRET stderr.txt 'secret (\S+)'
+func cmdEnvMatch(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 || neg {
+		ts.Fatalf("usage: envmatch VAR FILE REGEXP")
+	}
+	re, err := regexp.Compile(args[2])
+	ts.Check(err)
+	m := re.FindStringSubmatch(ts.ReadFile(args[1]))
+	if len(m) < 2 {
+		ts.Fatalf("%s: no match of %s with a group", args[1], args[2])
+	}
+	ts.Setenv(args[0], m[1])
 }
 
 // cmdFreePort sets an environment variable to a free loopback port: freeport VAR

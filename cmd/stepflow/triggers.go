@@ -11,13 +11,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// newTriggerCommand is `stepflow trigger`: a server's cron and webhook triggers. Triggers
-// exist only in stepflow server, so every subcommand needs --server.
+// newTriggerCommand is `stepflow trigger`: a server's cron, webhook and cloudevents triggers.
+// Triggers exist only in stepflow server, so every subcommand needs --server.
 func newTriggerCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "trigger",
 		Short: "A server's triggers of a template: list, create, pause, unpause, backfill, delete (--server)",
-		Long: `The trigger commands work on the cron and webhook triggers of a stepflow server's
+		Long: `The trigger commands work on the cron, webhook and cloudevents triggers of a stepflow server's
 templates (triggers exist only in the server: give --server). A trigger is named by its id,
 which create prints and list shows.`,
 	}
@@ -49,6 +49,7 @@ type remoteTrigger struct {
 	LastRun                 string    `json:"lastRun"`
 	LastError               string    `json:"lastError"`
 	NextFire                time.Time `json:"nextFire"`
+	Filter                  string    `json:"filter"`
 }
 
 func triggerPath(id string) string { return "/api/v1/triggers/" + url.PathEscape(id) }
@@ -78,11 +79,14 @@ func newTriggerListCommand(g *globals) *cobra.Command {
 					specs = []string{t.Schedule}
 				}
 				sched, state := "-", "active"
-				if t.Type == "cron" {
+				switch {
+				case t.Type == "cron":
 					sched = strings.Join(specs, "; ")
 					if t.TimeZone != "" {
 						sched += " (" + t.TimeZone + ")"
 					}
+				case t.Filter != "":
+					sched = "filter: " + t.Filter
 				}
 				if t.Paused {
 					state = "paused"
@@ -107,16 +111,25 @@ func newTriggerCreateCommand(g *globals) *cobra.Command {
 		timeZone, policy string
 		deadline         int64
 		paused, webhook  bool
+		cloudEvents      bool
+		filter           string
 		sets             []string
 	)
 	cmd := &cobra.Command{
-		Use:   "create TEMPLATE (--schedule CRON... | --webhook)",
-		Short: "Add a cron trigger (one or more --schedule) or a webhook trigger to a template",
+		Use:   "create TEMPLATE (--schedule CRON... | --webhook | --cloudevents [--filter CUE])",
+		Short: "Add a cron trigger (one or more --schedule), a webhook or a cloudevents trigger to a template",
 		Long: `Create adds a trigger to a template and prints its id. A cron trigger fires whenever
 one of its schedules (five cron fields, or @hourly and the like) comes round in --time-zone;
 --concurrency-policy (allow, forbid, replace) says what a firing does while the last run has
 not finished; --starting-deadline (seconds) is how late a firing missed while no server ran
-may still start. A webhook trigger prints its URL and secret, shown this once.`,
+may still start. A webhook trigger prints its URL and secret, shown this once.
+
+A cloudevents trigger starts a run for each CloudEvent POSTed to its URL (structured or binary
+mode, authenticated as a webhook's requests: ?token=SECRET or a signature), with the event as
+context.event; --filter is a CUE expression over context.event (for instance
+'context.event.type == "com.example.push"') and only the events it is true for start a run.
+A redelivered event (same source and id) starts nothing. It prints its URL and secret, shown
+this once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := g.triggerRemote()
@@ -131,13 +144,26 @@ may still start. A webhook trigger prints its URL and secret, shown this once.`,
 			if len(ctx) > 0 {
 				body["context"] = ctx
 			}
+			kinds := 0
+			for _, given := range []bool{webhook, cloudEvents, len(schedules) > 0} {
+				if given {
+					kinds++
+				}
+			}
 			switch {
-			case webhook && len(schedules) > 0:
-				return invalidf("trigger create: --webhook or --schedule, not both")
+			case kinds > 1:
+				return invalidf("trigger create: one of --schedule, --webhook or --cloudevents, not several")
+			case filter != "" && !cloudEvents:
+				return invalidf("trigger create: --filter is a cloudevents trigger's: give --cloudevents")
 			case webhook:
 				body["type"] = "webhook"
+			case cloudEvents:
+				body["type"] = "cloudevents"
+				if filter != "" {
+					body["filter"] = filter
+				}
 			case len(schedules) == 0:
-				return invalidf("trigger create: give --schedule (one or more) or --webhook")
+				return invalidf("trigger create: give --schedule (one or more), --webhook or --cloudevents")
 			default:
 				body["schedules"] = schedules
 			}
@@ -159,6 +185,7 @@ may still start. A webhook trigger prints its URL and secret, shown this once.`,
 			}
 			var out struct {
 				ID     string `json:"id"`
+				Type   string `json:"type"`
 				URL    string `json:"url"`
 				Secret string `json:"secret"`
 			}
@@ -168,7 +195,7 @@ may still start. A webhook trigger prints its URL and secret, shown this once.`,
 			}
 			fmt.Fprintln(g.stdout, out.ID)
 			if out.URL != "" {
-				fmt.Fprintf(g.stderr, "webhook URL %s\nsecret %s (shown this once)\n", out.URL, out.Secret)
+				fmt.Fprintf(g.stderr, "%s URL %s\nsecret %s (shown this once)\n", out.Type, out.URL, out.Secret)
 			}
 			return nil
 		},
@@ -179,6 +206,8 @@ may still start. A webhook trigger prints its URL and secret, shown this once.`,
 	cmd.Flags().Int64Var(&deadline, "starting-deadline", 0, "seconds late a missed firing may still start its run (default: the latest missed always starts)")
 	cmd.Flags().BoolVar(&paused, "paused", false, "create the trigger paused")
 	cmd.Flags().BoolVar(&webhook, "webhook", false, "a webhook trigger instead of a cron one")
+	cmd.Flags().BoolVar(&cloudEvents, "cloudevents", false, "a cloudevents trigger: a run for each CloudEvent POSTed to its URL, the event as context.event")
+	cmd.Flags().StringVar(&filter, "filter", "", "a cloudevents trigger's CUE expression over context.event: only the events it is true for start a run")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "key=value of the context of the runs it starts (value parsed as YAML; dotted keys nest)")
 	return cmd
 }

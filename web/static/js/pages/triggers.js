@@ -1,5 +1,5 @@
-// A template's triggers, on its page: each with its schedules, its state, its last and next
-// firing and its last run; operators pause and unpause cron triggers and backfill the firings of
+// A template's triggers, on its page: each with its schedules (a cloudevents trigger's filter),
+// its state, its last and next firing and its last run; operators pause and unpause cron triggers and backfill the firings of
 // a past interval; admins add, change and delete triggers. API text reaches the page only as
 // text nodes.
 
@@ -12,6 +12,13 @@ import {requestOf, fieldsOf} from './triggers/logic.js';
 function schedulesOf(t) {
   const specs = Array.isArray(t.schedules) && t.schedules.length ? t.schedules : t.schedule ? [t.schedule] : [];
   return specs.join('; ') + (t.timeZone ? ` (${t.timeZone})` : '');
+}
+
+// whatFires is what starts a run of a webhook or cloudevents trigger, for its row.
+function whatFires(t) {
+  if (t.type !== 'cloudevents') return h('span', {class: 'muted'}, 'a request to its URL');
+  if (!t.filter) return h('span', {class: 'muted'}, 'every event');
+  return h('span', {class: 'trigger-filter'}, 'events where ', h('code', null, t.filter));
 }
 
 // triggersSection answers the section listing the template's triggers, loading them.
@@ -28,7 +35,7 @@ export function triggersSection(ctx, ns, name) {
 
   const remove = async (t) => {
     const ok = await ctx.confirm(`Delete trigger ${t.id}?`,
-      t.type === 'cron' ? 'It fires no more. Runs it started stay.' : 'Its URL answers 404 from now on. Runs it started stay.', 'Delete');
+      t.type === 'cron' ? 'It fires no more. Runs it started stay.' : 'Its URL answers 401 from now on. Runs it started stay.', 'Delete');
     if (!ok) return;
     try {
       await api.del(`/triggers/${encodeURIComponent(t.id)}`, {signal: ctx.signal});
@@ -65,7 +72,7 @@ export function triggersSection(ctx, ns, name) {
     return h('tr', {dataset: {trigger: t.id, state}},
       h('th', {scope: 'row'}, h('code', null, t.id)),
       h('td', null, t.type),
-      h('td', null, cron ? schedulesOf(t) : h('span', {class: 'muted'}, 'webhook')),
+      h('td', null, cron ? schedulesOf(t) : whatFires(t)),
       h('td', {class: 'trigger-state'}, state),
       h('td', null, cron ? timeEl(t.lastFire) : ''),
       h('td', null, cron && !t.paused ? timeEl(t.nextFire) : ''),
@@ -134,11 +141,16 @@ export function triggersSection(ctx, ns, name) {
 }
 
 // triggerForm is the form that adds a trigger to the template, or changes one (edit(t)); done
-// is called after a save. A webhook added shows its URL and secret, once.
+// is called after a save. A webhook or cloudevents trigger added shows its URL and secret, once.
 function triggerForm(ctx, ns, name, done) {
   let editing = null; // the trigger being changed, or null to add one
   const title = h('h3', {id: 'trigger-form-title'}, 'Add a trigger');
-  const type = h('select', {id: 'trigger-type'}, [h('option', {value: 'cron'}, 'cron: on a schedule'), h('option', {value: 'webhook'}, 'webhook: on a request')]);
+  const type = h('select', {id: 'trigger-type'}, [h('option', {value: 'cron'}, 'cron: on a schedule'), h('option', {value: 'webhook'}, 'webhook: on a request'),
+    h('option', {value: 'cloudevents'}, 'cloudevents: on a CloudEvent')]);
+  const filter = h('textarea', {id: 'trigger-filter', rows: 2, spellcheck: 'false', placeholder: 'context.event.type == "com.example.push"', 'aria-describedby': 'trigger-filter-hint'});
+  const eventFields = h('div', {id: 'trigger-event-fields'},
+    h('div', {class: 'field'}, h('label', {for: 'trigger-filter'}, 'Filter'), filter,
+      h('p', {class: 'hint', id: 'trigger-filter-hint'}, 'A CUE expression over context.event (the event\'s id, source, type, subject, data…): only the events it is true for start a run. Empty: every event.')));
   const schedules = h('textarea', {id: 'trigger-schedules', rows: 2, spellcheck: 'false', placeholder: '0 2 * * *', 'aria-describedby': 'trigger-schedules-hint'});
   const timeZone = h('input', {id: 'trigger-timezone', type: 'text', placeholder: 'UTC', autocomplete: 'off', spellcheck: 'false'});
   const policy = h('select', {id: 'trigger-policy'}, [
@@ -162,11 +174,15 @@ function triggerForm(ctx, ns, name, done) {
     title,
     h('div', {class: 'field'}, h('label', {for: 'trigger-type'}, 'Type'), type),
     cronFields,
+    eventFields,
     h('div', {class: 'field'}, h('label', {for: 'trigger-context'}, 'Context'), context,
-      h('p', {class: 'hint', id: 'trigger-context-hint'}, 'A JSON object: the spec.context of the runs it starts (a webhook adds its request body).')),
+      h('p', {class: 'hint', id: 'trigger-context-hint'}, 'A JSON object: the spec.context of the runs it starts (a webhook adds its request body, a cloudevents trigger the event as context.event).')),
     h('div', {class: 'actions'}, submit, cancel),
     result);
-  const showType = () => { cronFields.hidden = type.value !== 'cron'; };
+  const showType = () => {
+    cronFields.hidden = type.value !== 'cron';
+    eventFields.hidden = type.value !== 'cloudevents';
+  };
   type.addEventListener('change', showType);
 
   const fill = (f) => {
@@ -177,6 +193,7 @@ function triggerForm(ctx, ns, name, done) {
     deadline.value = f.startingDeadlineSeconds;
     paused.checked = f.paused;
     context.value = f.context;
+    filter.value = f.filter;
     showType();
   };
   const reset = () => {
@@ -206,7 +223,7 @@ function triggerForm(ctx, ns, name, done) {
     let body;
     try {
       body = requestOf({type: type.value, schedules: schedules.value, timeZone: timeZone.value, concurrencyPolicy: policy.value,
-        startingDeadlineSeconds: deadline.value, paused: paused.checked, context: context.value});
+        startingDeadlineSeconds: deadline.value, paused: paused.checked, context: context.value, filter: filter.value});
     } catch (e) {
       replace(result, h('p', {class: 'error', role: 'alert'}, e.message));
       return;
@@ -223,9 +240,12 @@ function triggerForm(ctx, ns, name, done) {
         const made = await api.post(`${api.objPath('templates', ns, name)}/triggers`, body, {signal: ctx.signal});
         ctx.notify(`Trigger ${made.id} added.`);
         reset();
-        if (made.type === 'webhook') {
+        if (made.url) {
+          const how = made.type === 'cloudevents'
+            ? 'Shown once: keep the secret now. POST CloudEvents (structured or binary mode) to the URL with ?token=SECRET, or sign the body with it (docs/api.md).'
+            : 'Shown once: keep the secret now. POST to the URL with ?token=SECRET, or sign the body with it (docs/api.md).';
           replace(result, h('div', {id: 'trigger-created', class: 'secret-once', role: 'status'},
-            h('p', null, 'Shown once: keep the secret now. POST to the URL with ?token=SECRET, or sign the body with it (docs/api.md).'),
+            h('p', null, how),
             h('dl', null, h('dt', null, 'URL'), h('dd', null, h('code', {id: 'trigger-url'}, made.url)),
               h('dt', null, 'Secret'), h('dd', null, h('code', {id: 'trigger-secret'}, made.secret)))));
         }

@@ -17,6 +17,11 @@ export function requestOf(f) {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('Context: a JSON object of the keys the runs get, such as {"env": "prod"}.');
     body.context = v;
   }
+  if (f.type === 'cloudevents') {
+    // The server checks that it is a CUE expression, and says where it is not.
+    const filter = (f.filter || '').trim();
+    if (filter) body.filter = filter;
+  }
   if (f.type !== 'cron') return body;
   const schedules = (f.schedules || '').split('\n').map((s) => s.trim()).filter(Boolean);
   if (!schedules.length) throw new Error('Schedules: at least one, such as 0 2 * * * or @hourly.');
@@ -43,5 +48,6 @@ export function fieldsOf(t) {
     startingDeadlineSeconds: t.startingDeadlineSeconds === undefined || t.startingDeadlineSeconds === null ? '' : String(t.startingDeadlineSeconds),
     paused: !!t.paused,
     context: t.context && Object.keys(t.context).length ? JSON.stringify(t.context, null, 2) : '',
+    filter: t.filter || '',
   };
 }
