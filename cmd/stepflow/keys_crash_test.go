@@ -73,16 +73,21 @@ func (h *holdServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"ok":true}`))
 }
 
-// TestConcurrencyKeyCrashRecovery starts two runs on one concurrency key of limit 1 in a real
-// `stepflow run` on the embedded store, and kills it (SIGKILL) while one run holds the slot,
-// its request under way, and the other waits in line. `stepflow recover` takes both up: the
-// run holding the slot goes on with it (its step tried again), gives it up as it ends, and the
-// run waiting takes it; its request comes only after the first run's last one was answered.
-// At the end both runs have succeeded and no run holds a slot or waits for one.
-func TestConcurrencyKeyCrashRecovery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs and kills a stepflow process")
-	}
+// keyCrash is the state a concurrency key test leaves once it has killed `stepflow run`:
+// holder holds the key's slot, its request under way when it was killed, and waiter waits.
+type keyCrash struct {
+	hs             *holdServer
+	st             *sqlite.Store
+	slots          *store.Slots
+	holder, waiter string
+	start          func(args ...string) *process
+}
+
+// killWhileHeld starts two runs on one concurrency key of limit 1 in a real `stepflow run` on
+// the embedded store, and kills it (SIGKILL) once one run holds the slot, its request under
+// way, and the other has been saved queued; it checks that the key's record says so.
+func killWhileHeld(t *testing.T) *keyCrash {
+	t.Helper()
 	exe, err := exec.LookPath("stepflow-exe")
 	if err != nil {
 		t.Fatal(err)
@@ -156,23 +161,43 @@ func TestConcurrencyKeyCrashRecovery(t *testing.T) {
 			t.Fatalf("run %s finished before the kill: %s", run, s.Phase)
 		}
 	}
+	return &keyCrash{hs: hs, st: st, slots: slots, holder: holder, waiter: waiter, start: start}
+}
 
-	close(hs.opened)
-	r := start("recover")
+// recoverAll runs `stepflow recover` and waits for it to end well.
+func (k *keyCrash) recoverAll(t *testing.T) {
+	t.Helper()
+	r := k.start("recover")
 	select {
 	case <-r.exited:
 	case <-time.After(3 * time.Minute):
-		t.Fatalf("stepflow recover did not end within 3 minutes")
+		_ = r.cmd.Process.Kill()
+		t.Fatalf("stepflow recover did not end within 3 minutes:\n%s", r.output())
 	}
 	if r.err != nil {
 		t.Fatalf("stepflow recover ended with %v:\n%s", r.err, r.output())
 	}
-	for run, s := range runStates(t.Context(), t, st, holder, waiter) {
+}
+
+// TestConcurrencyKeyCrashRecovery kills `stepflow run` while one run holds the slot of a key of
+// limit 1 and another waits (killWhileHeld). `stepflow recover` takes both up: the run
+// holding the slot goes on with it (its step tried again), gives it up as it ends, and the run
+// waiting takes it; its request comes only after the first run's last one was answered. At the
+// end both runs have succeeded and no run holds a slot or waits for one.
+func TestConcurrencyKeyCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs and kills a stepflow process")
+	}
+	k := killWhileHeld(t)
+	hs, holder, waiter := k.hs, k.holder, k.waiter
+	close(hs.opened)
+	k.recoverAll(t)
+	for run, s := range runStates(t.Context(), t, k.st, holder, waiter) {
 		if s.Phase != v1alpha1.RunSucceeded {
 			t.Errorf("run %s: %s: %s", run, s.Phase, s.Message)
 		}
 	}
-	if got := holders(t.Context(), t, slots); len(got) != 0 {
+	if got := holders(t.Context(), t, k.slots); len(got) != 0 {
 		t.Errorf("after recover, slots are still held or waited for: %+v", got)
 	}
 	hs.mu.Lock()
@@ -184,6 +209,32 @@ func TestConcurrencyKeyCrashRecovery(t *testing.T) {
 	if len(hs.came[waiter]) == 0 || hs.came[waiter][0] < slices.Max(hs.answered[holder]) {
 		t.Errorf("run %s made its request (at %v) before run %s's was answered (at %v): both ran at once",
 			waiter, hs.came[waiter], holder, hs.answered[holder])
+	}
+}
+
+// TestConcurrencyKeySweptAtRecover kills `stepflow run` while one run holds the slot of a key
+// of limit 1 and another waits (killWhileHeld), then deletes the run holding the slot from
+// the store, as the server's DELETE of a run on the same data directory would (the store's
+// own Delete, not the API): its slot is left held by a run that is gone. `stepflow recover`
+// gives it up as it starts (the sweep), and the waiting run takes it and succeeds; no slot
+// is left held.
+func TestConcurrencyKeySweptAtRecover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs and kills a stepflow process")
+	}
+	k := killWhileHeld(t)
+	if err := k.st.Delete(t.Context(), engine.Key{Namespace: "default", Name: k.holder}); err != nil {
+		t.Fatal(err)
+	}
+	close(k.hs.opened)
+	k.recoverAll(t)
+	for run, s := range runStates(t.Context(), t, k.st, k.waiter) {
+		if s.Phase != v1alpha1.RunSucceeded {
+			t.Errorf("run %s: %s: %s", run, s.Phase, s.Message)
+		}
+	}
+	if got := holders(t.Context(), t, k.slots); len(got) != 0 {
+		t.Errorf("after recover, slots are still held or waited for: %+v", got)
 	}
 }
 
