@@ -146,7 +146,10 @@ func (e *Engine) releaseSlot(ctx context.Context, run *Run) {
 		return
 	}
 	for _, name := range next {
-		e.Enqueue(Key{Namespace: run.Object.Namespace, Name: name})
+		// Not Enqueue: the run kept from its queued save is still what is stored (a save
+		// that finds otherwise conflicts and loads it again), and is not read again. In the
+		// first line: its slot is idle until it starts, not behind the runs to start.
+		e.q.addFirst(Key{Namespace: run.Object.Namespace, Name: name})
 	}
 }
 

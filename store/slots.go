@@ -3,7 +3,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,31 +22,46 @@ const maxSlotTries = 1000
 
 // Slots is engine.Slots over a store's Records: a key's record holds the runs holding its
 // slots and the line of those waiting, changed only by compare-and-swap, so that several
-// processes on one store (server replicas on PostgreSQL) share the keys. The zero value with
-// Records set is ready to use.
+// processes on one store (server replicas on PostgreSQL) share the keys. The changes this
+// process asks of a key while one is being written are written together, in one read and one
+// write of the record. The zero value with Records set is ready to use.
 type Slots struct {
 	Records Records
 
-	mu sync.Mutex
-	// keys serializes this process's changes of a key, so that its workers do not race one
-	// another's compare-and-swaps (other processes still may).
-	keys map[string]*sync.Mutex
+	mu   sync.Mutex
+	keys map[string]*slotWriter
 }
 
-// lock takes this process's lock of a record and returns its unlock.
-func (s *Slots) lock(id string) func() {
+// slotWriter gathers this process's changes of one key's record, so that its workers do not
+// race one another's compare-and-swaps (other processes still may), nor wait for one
+// another's writes one by one.
+type slotWriter struct {
+	// turn is held (a value in it) by the caller writing the changes gathered.
+	turn chan struct{}
+
+	mu      sync.Mutex
+	pending []*slotChange
+}
+
+// slotChange is one change of a key's record waiting to be written.
+type slotChange struct {
+	f    func(l *slotLine) bool
+	done chan error
+}
+
+// writer returns this process's writer of a record.
+func (s *Slots) writer(id string) *slotWriter {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.keys == nil {
-		s.keys = map[string]*sync.Mutex{}
+		s.keys = map[string]*slotWriter{}
 	}
-	m := s.keys[id]
-	if m == nil {
-		m = &sync.Mutex{}
-		s.keys[id] = m
+	w := s.keys[id]
+	if w == nil {
+		w = &slotWriter{turn: make(chan struct{}, 1)}
+		s.keys[id] = w
 	}
-	s.mu.Unlock()
-	m.Lock()
-	return m.Unlock
+	return w
 }
 
 // slotLine is the data of a key's record.
@@ -56,7 +70,8 @@ type slotLine struct {
 	Key       string   `json:"key"`
 	Holders   []string `json:"holders,omitempty"`
 	// Limit is the limit the last run to ask had, by which a slot given up is handed on.
-	Limit int      `json:"limit"`
+	Limit int `json:"limit"`
+	// Queue is the line, in order: higher priority first, then first come.
 	Queue []waiter `json:"queue,omitempty"`
 	// Seq numbers the runs as they join the line, first come first served within a priority.
 	Seq int64 `json:"seq"`
@@ -68,18 +83,42 @@ type waiter struct {
 	Seq      int64  `json:"seq"`
 }
 
-// sort orders the line: higher priority first, then first come.
-func (l *slotLine) sort() {
-	slices.SortFunc(l.Queue, func(a, b waiter) int {
-		return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.Seq, b.Seq))
-	})
+// change reads the key's record, lets f change it, and writes it back if f says so, again
+// from what is stored when another writer came first. f leaves the line as it found it when
+// it returns false. The changes asked while another is written wait for it, and are then
+// applied in the order asked and written at once by one of their callers (with its ctx).
+func (s *Slots) change(ctx context.Context, namespace, key string, f func(l *slotLine) bool) error {
+	w := s.writer(namespace + "/" + key)
+	c := &slotChange{f: f, done: make(chan error, 1)}
+	w.mu.Lock()
+	w.pending = append(w.pending, c)
+	w.mu.Unlock()
+	select {
+	case err := <-c.done: // written by the caller whose turn it was
+		return err
+	case w.turn <- struct{}{}:
+	}
+	defer func() { <-w.turn }()
+	select {
+	case err := <-c.done:
+		return err
+	default:
+	}
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	err := s.write(ctx, namespace, key, batch)
+	for _, b := range batch {
+		b.done <- err
+	}
+	return <-c.done
 }
 
-// change reads the key's record, lets f change it, and writes it back if f says so, again
-// from what is stored when another writer came first.
-func (s *Slots) change(ctx context.Context, namespace, key string, f func(l *slotLine) bool) error {
+// write applies the changes to the key's record, in order, and writes it once if any changed
+// it, again from what is stored when another writer came first.
+func (s *Slots) write(ctx context.Context, namespace, key string, batch []*slotChange) error {
 	id := namespace + "/" + key
-	defer s.lock(id)()
 	for range maxSlotTries {
 		l := &slotLine{Namespace: namespace, Key: key}
 		rec, err := s.Records.Record(ctx, RecordSlots, id)
@@ -92,7 +131,11 @@ func (s *Slots) change(ctx context.Context, namespace, key string, f func(l *slo
 				return fmt.Errorf("record %s %s: %w", RecordSlots, id, err)
 			}
 		}
-		if !f(l) {
+		changed := false
+		for _, c := range batch {
+			changed = c.f(l) || changed
+		}
+		if !changed {
 			return nil
 		}
 		data, err := json.Marshal(l)
@@ -112,31 +155,35 @@ func (s *Slots) change(ctx context.Context, namespace, key string, f func(l *slo
 func (s *Slots) Acquire(ctx context.Context, req engine.SlotRequest) (int, error) {
 	var place int
 	err := s.change(ctx, req.Namespace, req.Key, func(l *slotLine) bool {
+		place = 0
 		if slices.Contains(l.Holders, req.Run) {
-			place = 0
 			return false
 		}
+		free := req.Limit - len(l.Holders)
 		changed := l.Limit != req.Limit
-		l.Limit = req.Limit
 		i := slices.IndexFunc(l.Queue, func(w waiter) bool { return w.Run == req.Run })
 		if i < 0 {
+			// It joins the line after every waiter of its priority or higher (l.Queue is
+			// kept in order).
+			i = slices.IndexFunc(l.Queue, func(w waiter) bool { return w.Priority < req.Priority })
+			if i < 0 {
+				i = len(l.Queue)
+			}
+			if i >= free && !req.Queue {
+				place = i - max(free, 0) + 1
+				return false // left out: the line is not changed
+			}
 			l.Seq++
-			l.Queue = append(l.Queue, waiter{Run: req.Run, Priority: req.Priority, Seq: l.Seq})
-			l.sort()
-			i = slices.IndexFunc(l.Queue, func(w waiter) bool { return w.Run == req.Run })
+			l.Queue = slices.Insert(l.Queue, i, waiter{Run: req.Run, Priority: req.Priority, Seq: l.Seq})
 			changed = true
 		}
-		free := req.Limit - len(l.Holders)
+		l.Limit = req.Limit
 		if i < free {
 			l.Queue = slices.Delete(l.Queue, i, i+1)
 			l.Holders = append(l.Holders, req.Run)
-			place = 0
 			return true
 		}
 		place = i - max(free, 0) + 1
-		if !req.Queue {
-			return false // left out: what was added above is not written
-		}
 		return changed
 	})
 	return place, err

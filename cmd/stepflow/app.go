@@ -93,10 +93,15 @@ func (g *globals) openSQLite(ctx context.Context) (*sqlite.Store, error) {
 // sweep deletes the finished runs of the embedded store past their retention (--retain,
 // --retain-count, their own ttlSecondsAfterFinished), with their logs: `stepflow run` and
 // `stepflow recover` do it as they start, no process of the CLI living long enough to do it
-// on a timer. A failure is reported and does not stop the command.
+// on a timer. It also gives up the concurrency slots of the runs that finished in a process
+// that died before it gave them up, or were deleted. A failure is reported and does not stop
+// the command.
 func (g *globals) sweep(ctx context.Context, a *app) {
 	if _, err := store.Sweep(ctx, a.store, g.retention, time.Now(), nil); err != nil {
 		fmt.Fprintf(g.stderr, "stepflow: delete the finished runs past their retention: %v\n", err)
+	}
+	if _, err := a.Engine.SweepSlots(ctx); err != nil {
+		fmt.Fprintf(g.stderr, "stepflow: give up the slots of finished runs: %v\n", err)
 	}
 }
 
