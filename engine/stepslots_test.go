@@ -362,3 +362,44 @@ spec:
 		t.Errorf("no warning in the log: %+v", logs)
 	}
 }
+
+// A sub-step of a step-group takes its slot as any step does: the other run's sub-step waits
+// pending, its message naming the key, and runs once the first has ended.
+func TestStepConcurrencySubStep(t *testing.T) {
+	h, _, held := stepSlotsHarness(t)
+	grouped := func(run string) string {
+		return fmt.Sprintf(`metadata: {name: %s}
+spec:
+  context: {env: prod}
+  workflowSpec:
+    steps:
+    - name: g-%s
+      type: step-group
+      subSteps:
+      - {name: deploy-%s, type: block, concurrency: {key: '"db-" + context.env', limit: 1}}`, run, run, run)
+	}
+	subStatus := func(run *engine.Run) v1alpha1.StepStatus {
+		if len(run.Object.Status.Steps) == 0 || len(run.Object.Status.Steps[0].SubStepsStatus) == 0 {
+			return v1alpha1.StepStatus{}
+		}
+		return run.Object.Status.Steps[0].SubStepsStatus[0]
+	}
+	a := h.start(grouped("a"))
+	h.waitFor(a, "deploy-a running", func(*engine.Run) bool { return h.script.count("deploy-a") == 1 })
+	b := h.start(grouped("b"))
+	h.waitFor(b, "deploy-b waiting for the key", func(r *engine.Run) bool {
+		s := subStatus(r)
+		return s.Phase == v1alpha1.StepPending && s.Message == "waiting for concurrency key db-prod: place 1"
+	})
+	if got, want := held(1), []string{"step:db-prod:a/deploy-a"}; !slices.Equal(got, want) {
+		t.Fatalf("held %v, want %v", got, want)
+	}
+	h.script.release("deploy-a")
+	h.waitPhase(a, v1alpha1.RunSucceeded)
+	h.waitFor(b, "deploy-b running", func(*engine.Run) bool { return h.script.count("deploy-b") == 1 })
+	h.script.release("deploy-b")
+	h.waitPhase(b, v1alpha1.RunSucceeded)
+	if got := held(1); len(got) != 0 {
+		t.Errorf("held %v after both ended", got)
+	}
+}
