@@ -698,6 +698,12 @@ type StepCache struct {
 	MaxAge *string `json:"maxAge,omitempty"`
 }
 
+// StepConcurrency defines model for StepConcurrency.
+type StepConcurrency struct {
+	Key   *string `json:"key,omitempty"`
+	Limit *int32  `json:"limit,omitempty"`
+}
+
 // StepCounts defines model for StepCounts.
 type StepCounts struct {
 	Failed     *int `json:"failed,omitempty"`
@@ -1002,38 +1008,40 @@ type WorkflowStatus struct {
 
 // WorkflowStep defines model for WorkflowStep.
 type WorkflowStep struct {
-	Cache      *StepCache          `json:"cache,omitempty"`
-	DependsOn  *[]string           `json:"dependsOn,omitempty"`
-	ForEach    *ForEach            `json:"forEach,omitempty"`
-	If         *string             `json:"if,omitempty"`
-	Inputs     *[]InputItem        `json:"inputs,omitempty"`
-	Matrix     *RawExtension       `json:"matrix,omitempty"`
-	Meta       *WorkflowStepMeta   `json:"meta,omitempty"`
-	Mode       *string             `json:"mode,omitempty"`
-	Name       *string             `json:"name,omitempty"`
-	Outputs    *[]OutputItem       `json:"outputs,omitempty"`
-	Properties *RawExtension       `json:"properties,omitempty"`
-	Retry      *StepRetry          `json:"retry,omitempty"`
-	SubSteps   *[]WorkflowStepBase `json:"subSteps,omitempty"`
-	Timeout    *string             `json:"timeout,omitempty"`
-	Type       *string             `json:"type,omitempty"`
+	Cache       *StepCache          `json:"cache,omitempty"`
+	Concurrency *StepConcurrency    `json:"concurrency,omitempty"`
+	DependsOn   *[]string           `json:"dependsOn,omitempty"`
+	ForEach     *ForEach            `json:"forEach,omitempty"`
+	If          *string             `json:"if,omitempty"`
+	Inputs      *[]InputItem        `json:"inputs,omitempty"`
+	Matrix      *RawExtension       `json:"matrix,omitempty"`
+	Meta        *WorkflowStepMeta   `json:"meta,omitempty"`
+	Mode        *string             `json:"mode,omitempty"`
+	Name        *string             `json:"name,omitempty"`
+	Outputs     *[]OutputItem       `json:"outputs,omitempty"`
+	Properties  *RawExtension       `json:"properties,omitempty"`
+	Retry       *StepRetry          `json:"retry,omitempty"`
+	SubSteps    *[]WorkflowStepBase `json:"subSteps,omitempty"`
+	Timeout     *string             `json:"timeout,omitempty"`
+	Type        *string             `json:"type,omitempty"`
 }
 
 // WorkflowStepBase defines model for WorkflowStepBase.
 type WorkflowStepBase struct {
-	Cache      *StepCache        `json:"cache,omitempty"`
-	DependsOn  *[]string         `json:"dependsOn,omitempty"`
-	ForEach    *ForEach          `json:"forEach,omitempty"`
-	If         *string           `json:"if,omitempty"`
-	Inputs     *[]InputItem      `json:"inputs,omitempty"`
-	Matrix     *RawExtension     `json:"matrix,omitempty"`
-	Meta       *WorkflowStepMeta `json:"meta,omitempty"`
-	Name       *string           `json:"name,omitempty"`
-	Outputs    *[]OutputItem     `json:"outputs,omitempty"`
-	Properties *RawExtension     `json:"properties,omitempty"`
-	Retry      *StepRetry        `json:"retry,omitempty"`
-	Timeout    *string           `json:"timeout,omitempty"`
-	Type       *string           `json:"type,omitempty"`
+	Cache       *StepCache        `json:"cache,omitempty"`
+	Concurrency *StepConcurrency  `json:"concurrency,omitempty"`
+	DependsOn   *[]string         `json:"dependsOn,omitempty"`
+	ForEach     *ForEach          `json:"forEach,omitempty"`
+	If          *string           `json:"if,omitempty"`
+	Inputs      *[]InputItem      `json:"inputs,omitempty"`
+	Matrix      *RawExtension     `json:"matrix,omitempty"`
+	Meta        *WorkflowStepMeta `json:"meta,omitempty"`
+	Name        *string           `json:"name,omitempty"`
+	Outputs     *[]OutputItem     `json:"outputs,omitempty"`
+	Properties  *RawExtension     `json:"properties,omitempty"`
+	Retry       *StepRetry        `json:"retry,omitempty"`
+	Timeout     *string           `json:"timeout,omitempty"`
+	Type        *string           `json:"type,omitempty"`
 }
 
 // WorkflowStepDefinition defines model for WorkflowStepDefinition.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,8 +92,8 @@ func (e *Engine) cancelHolders(ctx context.Context, run *Run) {
 	}
 	ns := run.Object.Namespace
 	for _, h := range holders {
-		if !h.Held || h.Namespace != ns || h.Key != run.SlotKey || h.Run == run.Object.Name {
-			continue
+		if !h.Held || h.Namespace != ns || h.Key != run.SlotKey || h.Run == run.Object.Name || strings.Contains(h.Run, "/") {
+			continue // not a run holding the key (a step's holder is run/step)
 		}
 		op := Operation{Kind: OpTerminate, By: "concurrency key " + run.SlotKey,
 			Reason: fmt.Sprintf("replaced by run %s (onLimit cancel-running)", run.Object.Name)}
@@ -145,7 +146,8 @@ func (e *Engine) releaseSlot(ctx context.Context, run *Run) {
 		e.opts.Logger.Warn("give up a slot of a concurrency key", "run", run.Key(), "key", run.SlotKey, "err", err)
 		return
 	}
-	for _, name := range next {
+	for _, h := range next {
+		name, _ := holderRun(h)
 		// Not Enqueue: the run kept from its queued save is still what is stored (a save
 		// that finds otherwise conflicts and loads it again), and is not read again. In the
 		// first line: its slot is idle until it starts, not behind the runs to start.
@@ -154,8 +156,9 @@ func (e *Engine) releaseSlot(ctx context.Context, run *Run) {
 }
 
 // SweepSlots gives up the slots and places in line of the runs that are finished or gone
-// (deleted, or finished by a process that died before it gave its slot up), and wakes the
-// runs that may take them. It returns how many it gave up.
+// (deleted, or finished by a process that died before it gave its slot up), and those of
+// steps (StepHolder) whose run is finished or gone or that have ended, and wakes the runs
+// that may take them. It returns how many it gave up.
 func (e *Engine) SweepSlots(ctx context.Context) (int, error) {
 	if e.opts.Slots == nil {
 		return 0, nil
@@ -166,11 +169,16 @@ func (e *Engine) SweepSlots(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, h := range holders {
-		run, err := e.opts.Store.Load(ctx, Key{Namespace: h.Namespace, Name: h.Run})
+		name, step := holderRun(h.Run)
+		run, err := e.opts.Store.Load(ctx, Key{Namespace: h.Namespace, Name: name})
 		switch {
 		case errors.Is(err, ErrNotFound):
 		case err != nil:
-			return n, fmt.Errorf("load run %s/%s: %w", h.Namespace, h.Run, err)
+			return n, fmt.Errorf("load run %s/%s: %w", h.Namespace, name, err)
+		case step != "":
+			if !run.Object.Status.Finished && stepHolds(run, step, h.Key) {
+				continue
+			}
 		case !run.Object.Status.Finished && run.SlotKey == h.Key:
 			continue
 		case !run.Object.Status.Finished && run.SlotKey == "" && run.Concurrency != nil:
@@ -181,7 +189,8 @@ func (e *Engine) SweepSlots(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("give up the slot of run %s/%s: %w", h.Namespace, h.Run, err)
 		}
 		n++
-		for _, name := range next {
+		for _, next := range next {
+			name, _ := holderRun(next)
 			e.Enqueue(Key{Namespace: h.Namespace, Name: name})
 		}
 	}

@@ -20,7 +20,7 @@ import (
 // slotsHarness is a harness whose engine keeps concurrency keys' slots in a real SQLite
 // store's records (store.Slots), the keys evaluated by the real step runtime. The steps are
 // the script's: a suspend step holds its run running until it is resumed.
-func slotsHarness(t *testing.T) (*harness, *store.Slots) {
+func slotsHarness(t *testing.T, configure ...func(*engine.Options)) (*harness, *store.Slots) {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(t.TempDir(), "stepflow.db")})
 	if err != nil {
@@ -28,10 +28,10 @@ func slotsHarness(t *testing.T) (*harness, *store.Slots) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	slots := &store.Slots{Records: st}
-	h := newHarness(t, func(o *engine.Options) {
+	h := newHarness(t, append([]func(*engine.Options){func(o *engine.Options) {
 		o.Slots = slots
 		o.CacheKeys = step.NewRunner(step.Options{Evaluators: 1})
-	})
+	}}, configure...)...)
 	return h, slots
 }
 

@@ -56,7 +56,9 @@ type Options struct {
 	Cache     Cache
 	CacheKeys KeyEvaluator
 	// Slots, when set with CacheKeys (which evaluates concurrency keys too), keeps the slots
-	// of runs with a concurrency key; without them such runs start as any other.
+	// of runs with a concurrency key and of steps with one (v1alpha1.StepConcurrency);
+	// without them such runs start as any other, and such steps run without their semaphore
+	// (a warning in the step's log says so).
 	Slots Slots
 }
 
@@ -147,7 +149,7 @@ func New(opts Options) *Engine {
 	opts.Wait = defaultBackoff(opts.Wait, time.Second, 30*time.Second)
 	return &Engine{
 		opts: opts,
-		m:    machine{retry: opts.Retry, wait: opts.Wait, cond: opts.Conditions, limits: opts.Limits.withDefaults()},
+		m:    machine{retry: opts.Retry, wait: opts.Wait, cond: opts.Conditions, limits: opts.Limits.withDefaults(), slots: opts.Slots, keys: opts.CacheKeys},
 		q:    newQueue(opts.QueueObserver, opts.MaxEvaluations, max(1, opts.Workers*3/4)), // a quarter of the workers kept for runs under way
 		runs: map[Key]*runState{},
 	}
@@ -348,6 +350,9 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		if t.notifySLA {
 			e.notifySLA(ctx, run, now, t)
 		}
+		if run.Object.Status.Finished && len(run.StepSlots) > 0 {
+			endStepSlots(run, nil, t) // finished without an advance (a restart that failed its check)
+		}
 		t.logs = append(run.takeNotes(), t.logs...)
 		// An operation the store found written into the run by someone else (run.pass: a
 		// kubectl patch of the status, for one) is saved as applied, and passed to the children.
@@ -359,10 +364,16 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 		// same either precedes the new owner's first (which then conflicts and reloads), or
 		// conflicts itself and is dropped here on its next attempt.
 		if !e.owns(ctx, key) {
+			e.releaseStepSlots(ctx, run, t.acquired)
 			return nil, errNotOwned
 		}
 		redactForSave(run, t.logs)
 		err := e.opts.Store.Save(ctx, run, t.logs)
+		if err != nil {
+			// What the steps asked for in a transition not saved is given up: the next
+			// advance asks again, from what is stored.
+			e.releaseStepSlots(ctx, run, t.acquired)
+		}
 		if errors.Is(err, ErrConflict) && attempt < 100 {
 			run = nil // someone else changed it: start again from what is stored
 			continue
@@ -396,6 +407,9 @@ func (e *Engine) process(ctx context.Context, key Key, op func(run *Run, now tim
 	// is already being acted on.
 	if saved && e.opts.Observer != nil {
 		e.opts.Observer.RunChanged(run)
+	}
+	if saved {
+		e.releaseStepSlots(ctx, run, t.release)
 	}
 	if saved && run.Object.Status.Finished {
 		e.releaseSlot(ctx, run)
@@ -523,6 +537,8 @@ func (e *Engine) releaseQuick(ctx context.Context, rs *runState, run *Run, t *tr
 		next.changed = next.changed || t.changed
 		next.logs = append(t.logs, next.logs...)
 		next.notifySLA = next.notifySLA || t.notifySLA
+		next.acquired = append(t.acquired, next.acquired...)
+		next.release = append(t.release, next.release...)
 		next.launch = append(rest, next.launch...)
 		next.cancel = append(t.cancel, next.cancel...)
 		t = next

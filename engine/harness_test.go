@@ -308,6 +308,8 @@ type harness struct {
 	change chan struct{}
 	// templates are the Workflow templates runs may refer to, by name.
 	templates map[string]*v1alpha1.Workflow
+	// stop stops the engine and waits for it, as a process that dies; the test's end calls it.
+	stop func()
 }
 
 // Workflow implements engine.Workflows over the harness's templates.
@@ -368,7 +370,8 @@ func newHarness(t *testing.T, configure ...func(*engine.Options)) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = h.eng.Start(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	h.stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(h.stop)
 	return h
 }
 

@@ -25,6 +25,9 @@ type machine struct {
 	wait   Backoff
 	cond   ConditionEvaluator
 	limits Limits
+	// slots and keys, when both are set, keep the semaphores of steps with a concurrency key.
+	slots Slots
+	keys  KeyEvaluator
 }
 
 // stepDone is the result of one evaluation of a step, waiting to be applied to its run.
@@ -51,6 +54,9 @@ type transition struct {
 	logs []LogEntry
 	// notifySLA says the run breached its SLA in this transition and its notification is due.
 	notifySLA bool
+	// acquired are the step slots asked for in this transition (held or in line), to give up
+	// if it is not saved; release those of steps that ended, to give up once it is.
+	acquired, release []stepSlot
 }
 
 func (t *transition) wakeAt(at time.Time) {
@@ -138,6 +144,7 @@ func (m *machine) advance(ctx context.Context, run *Run, done []stepDone, now ti
 	t := &transition{}
 	g := buildGraph(run)
 	st := &run.Object.Status
+	defer endStepSlots(run, g, t)
 	for _, d := range done {
 		m.apply(run, g, d, t)
 	}
@@ -435,6 +442,9 @@ func (m *machine) schedule(ctx context.Context, run *Run, g *graph, list []*node
 				continue
 			case gateFail:
 				m.fail(run, n, v1alpha1.ReasonExecute, message, now, t)
+				continue
+			}
+			if n.spec.Concurrency != nil && !m.takeStepSlot(ctx, run, n, now, t) {
 				continue
 			}
 			m.start(run, n, now, t)

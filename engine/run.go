@@ -71,6 +71,9 @@ type Run struct {
 	SlotKey string `json:"slotKey,omitempty"`
 	// Admitted is set once the run holds a slot of its key: its steps may start.
 	Admitted bool `json:"admitted,omitempty"`
+	// StepSlots are the keys (StepSlotPrefix and the value) of the slots the run's steps with
+	// a concurrency key hold or wait in line for, by step name, until the step ends.
+	StepSlots map[string]string `json:"stepSlots,omitempty"`
 	// ChildRuns counts, on a root run (one no `workflow` step started), the child runs
 	// started under it at every depth, against Limits.ChildRuns.
 	ChildRuns int `json:"childRuns,omitempty"`

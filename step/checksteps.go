@@ -23,25 +23,32 @@ func NotTheInput(err error) bool {
 // exists, that its properties fit the type's parameter (parameters filled by inputs are
 // taken as given), and that the template filled with them refuses nothing before its first
 // action runs, such as a value an action's $params does not accept, which is reported at the
-// property it comes from (steps[0].properties.method), and that a cache key is a CUE
-// expression over parameter, inputs and context (steps[0].cache.key). Errors name the step's field path under
+// property it comes from (steps[0].properties.method), and that a cache key and a
+// concurrency key are CUE expressions over parameter, inputs and context
+// (steps[0].cache.key, steps[0].concurrency.key). Errors name the step's field path under
 // base; one that is not about the steps (NotTheInput, a store that failed) is a
 // field.ErrorTypeInternal. Step groups are containers and
 // are checked through their sub-steps.
 func (r *Runner) CheckSteps(ctx context.Context, namespace string, steps []v1alpha1.WorkflowStep, base *fieldpath.Path) fieldpath.ErrorList {
 	var errs fieldpath.ErrorList
+	checkKey := func(path *fieldpath.Path, s *v1alpha1.WorkflowStepBase, key string) {
+		if err := r.CheckKey(ctx, key); err != nil {
+			if NotTheInput(err) {
+				errs = append(errs, fieldpath.InternalError(path, fmt.Errorf("step %s: %w", s.Name, err)))
+			} else {
+				errs = append(errs, fieldpath.Invalid(path, key, fmt.Sprintf("step %s: %v", s.Name, err)))
+			}
+		}
+	}
 	check := func(path *fieldpath.Path, s *v1alpha1.WorkflowStepBase) {
+		if s.Concurrency != nil && s.Concurrency.Key != "" {
+			checkKey(path.Child("concurrency", "key"), s, s.Concurrency.Key)
+		}
 		if s.Type == v1alpha1.TypeStepGroup || s.Type == v1alpha1.TypeWorkflow {
 			return // a container, and a step the engine runs itself (checked by ValidateSteps)
 		}
 		if s.Cache != nil && s.Cache.Key != "" {
-			if err := r.CheckKey(ctx, s.Cache.Key); err != nil {
-				if NotTheInput(err) {
-					errs = append(errs, fieldpath.InternalError(path.Child("cache", "key"), fmt.Errorf("step %s: %w", s.Name, err)))
-				} else {
-					errs = append(errs, fieldpath.Invalid(path.Child("cache", "key"), s.Cache.Key, fmt.Sprintf("step %s: %v", s.Name, err)))
-				}
-			}
+			checkKey(path.Child("cache", "key"), s, s.Cache.Key)
 		}
 		if r.opts.Definitions == nil {
 			errs = append(errs, fieldpath.Invalid(path.Child("type"), s.Type, "no step types are available"))

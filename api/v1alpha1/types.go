@@ -275,6 +275,23 @@ type WorkflowStepBase struct {
 	// Cache reuses the result of an earlier success of a step of the same type whose key was
 	// the same, younger than MaxAge, instead of evaluating the step. A stepflow extension.
 	Cache *StepCache `json:"cache,omitempty"`
+	// Concurrency is a semaphore across all runs for this step: at most Limit steps whose
+	// key has the same value run at once in a namespace (a mutex when Limit is 1). A
+	// stepflow extension.
+	Concurrency *StepConcurrency `json:"concurrency,omitempty"`
+}
+
+// StepConcurrency is a step's semaphore: before its first evaluation the step takes a slot of
+// its key, waiting pending (its message names the key and its place in line) while none is
+// free, and gives it up when it ends, or when its run ends whichever way.
+type StepConcurrency struct {
+	// Key is a CUE expression over parameter, inputs and context (as a cache key is), whose
+	// value names the semaphore, such as `"db-" + context.env`. Steps of a namespace, in any
+	// run, whose keys have equal values share it.
+	Key string `json:"key"`
+	// Limit is how many steps with the key may run at once, at least 1.
+	// +kubebuilder:validation:Minimum=1
+	Limit int32 `json:"limit"`
 }
 
 // StepCache is a step's cache: the step's result is kept under its key, and a later step of

@@ -385,6 +385,15 @@ func (c *stepChecker) checkStep(s *stepRef) {
 		}
 	}
 	c.checkCache(s)
+	if sc := b.Concurrency; sc != nil {
+		p := s.path.Child("concurrency")
+		if strings.TrimSpace(sc.Key) == "" {
+			c.errs = append(c.errs, field.Required(p.Child("key"), "a CUE expression over parameter, inputs and context naming the semaphore"))
+		}
+		if sc.Limit < 1 {
+			c.errs = append(c.errs, field.Invalid(p.Child("limit"), sc.Limit, "at least 1"))
+		}
+	}
 	if b.If != "" && strings.TrimSpace(b.If) == "" {
 		c.errs = append(c.errs, field.Invalid(s.path.Child("if"), b.If, "an empty condition: write a CUE boolean expression or always, or remove if"))
 	}

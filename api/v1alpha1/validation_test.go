@@ -236,3 +236,30 @@ func TestValidateConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// A step's concurrency needs a key and a limit of at least 1, in sub-steps too.
+func TestValidateStepsChecksStepConcurrency(t *testing.T) {
+	limited := func(s WorkflowStep, key string, limit int32) WorkflowStep {
+		s.Concurrency = &StepConcurrency{Key: key, Limit: limit}
+		return s
+	}
+	group := step("g", TypeStepGroup)
+	group.SubSteps = []WorkflowStepBase{{Name: "sub", Type: "t", Concurrency: &StepConcurrency{Key: " ", Limit: 1}}}
+	steps := []WorkflowStep{
+		limited(step("ok", "t"), `"db-" + context.env`, 1),
+		limited(step("zero", "t"), "parameter.x", 0),
+		group,
+	}
+	got := messages(ValidateSteps(steps, WorkflowExecuteMode{Steps: ModeStepByStep, SubSteps: ModeDAG}, field.NewPath("steps")))
+	for _, want := range []string{
+		`steps[1].concurrency.limit: Invalid value: 0: at least 1`,
+		`steps[2].subSteps[0].concurrency.key: Required value`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems are\n%s\nwant one like %s", got, want)
+		}
+	}
+	if strings.Contains(got, "steps[0]") {
+		t.Errorf("a right concurrency was refused:\n%s", got)
+	}
+}

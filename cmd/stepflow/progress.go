@@ -69,7 +69,9 @@ func (p *progress) lines(key engine.Key, st v1alpha1.WorkflowRunStatus) {
 		}
 		id := key.String() + "/" + s.Name
 		state := string(s.Phase) + "|" + s.Reason + "|" + s.Message
-		if p.seen[id] == state || s.Phase == v1alpha1.StepPending || s.Phase == "" {
+		// A pending step is told only with a message: why it waits to start (a step's
+		// concurrency key, with its place in line).
+		if p.seen[id] == state || (s.Phase == v1alpha1.StepPending && s.Message == "") || s.Phase == "" {
 			return
 		}
 		p.seen[id] = state
