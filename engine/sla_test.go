@@ -156,9 +156,10 @@ func TestSLACountsQueuedTime(t *testing.T) {
 		return h.start(queuedRun(name, "prod", 0) + "\n  sla: " + sla)
 	}
 	late := withSLA("late", `{maxDuration: 10m, onBreach: notify, notify: {text: "late is late"}}`)
-	doomed := withSLA("doomed", `{maxDuration: 5m, onBreach: terminate, notify: {text: "doomed is late"}}`)
+	// doomed is started once late is in line: two runs started together ask in any order.
 	h.waitMessage(late, v1alpha1.RunQueued, "queued on concurrency key deploy-prod: place 1; its SLA counts from the run's creation, queued time included: maxDuration 10m, due by "+
 		created.Add(10*time.Minute).Format(time.RFC3339))
+	doomed := withSLA("doomed", `{maxDuration: 5m, onBreach: terminate, notify: {text: "doomed is late"}}`)
 	h.waitMessage(doomed, v1alpha1.RunQueued, "queued on concurrency key deploy-prod: place 2; its SLA counts from the run's creation, queued time included: maxDuration 5m, due by "+
 		created.Add(5*time.Minute).Format(time.RFC3339))
 
