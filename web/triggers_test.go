@@ -140,6 +140,9 @@ steps:
 	do(ctx, t, "change its schedules", chromedp.SetValue(chromedp.ID("trigger-schedules"), "15 * * * *"), chromedp.Click(chromedp.ID("trigger-submit")))
 	row := fmt.Sprintf(`document.querySelector('#triggers tr[data-trigger=%q]')`, id)
 	waitFor(ctx, t, "the row with the new schedule", row+` !== null && `+row+`.textContent.includes('15 * * * * (Europe/Paris)')`)
+	// The form is back to adding a trigger: its Cancel button is gone from the page, not only
+	// marked hidden (a button's display once won over the hidden attribute).
+	waitFor(ctx, t, "no Cancel button shown", `document.getElementById('trigger-cancel').offsetParent === null`)
 	if l := triggers(); len(l.Items) != 1 || l.Items[0].ID != id || strings.Join(l.Items[0].Schedules, ",") != "15 * * * *" {
 		t.Errorf("after the change the server holds %+v, want trigger %s with the one new schedule", l.Items, id)
 	}
