@@ -266,7 +266,7 @@ func TestScheduleCatchesUpAfterRestart(t *testing.T) {
 metadata: {name: catchup}
 spec:
   schedules: ["* * * * *"]
-  startingDeadlineSeconds: 90
+  startingDeadlineSeconds: 40
   runTemplate:
     spec:
       workflowSpec:
@@ -287,14 +287,14 @@ spec:
 		t.Errorf("runs %v: want only the latest missed firing's", names(runs))
 	}
 	stop()
-	// Down again; now the latest missed firing is 100s late, past the deadline.
+	// Down again; now the latest missed firing is 50s late, past the deadline.
 	late := latest.Add(3 * time.Minute)
-	advanceTo(clock, late.Add(100*time.Second))
+	advanceTo(clock, late.Add(50*time.Second))
 	e.start(controllerOptions{schedules: true, clock: clock})
 	ws := e.waitSchedule("catchup", "the late firing acted on", func(ws *v1alpha1.WorkflowSchedule) bool {
 		return ws.Status.LastScheduleTime != nil && ws.Status.LastScheduleTime.Equal(&metav1.Time{Time: late})
 	})
-	if !strings.Contains(ws.Status.LastSkipped, "past startingDeadlineSeconds (90)") {
+	if !strings.Contains(ws.Status.LastSkipped, "past startingDeadlineSeconds (40)") {
 		t.Errorf("lastSkipped %q: want the firing past the deadline", ws.Status.LastSkipped)
 	}
 	if runs := e.scheduleRuns("catchup"); len(runs) != 1 {
