@@ -50,6 +50,9 @@ type Options struct {
 	// back, what they applied deleted with them. Its Assembly.Providers.Clusters reaches the
 	// clusters their objects are in.
 	Applications bool
+	// Schedules has the controller reconcile WorkflowSchedules too (their CRD must be
+	// installed): a WorkflowRun at each firing of their cron schedules.
+	Schedules bool
 }
 
 // Controller is the WorkflowRun controller.
@@ -153,6 +156,11 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 			return nil, errors.New("set up the Application controller: Assembly.Providers.Clusters is required")
 		}
 		if err := c.setupApplications(mgr, cfg.Providers.Clusters); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Schedules {
+		if err := c.setupSchedules(mgr); err != nil {
 			return nil, err
 		}
 	}

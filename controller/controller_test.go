@@ -84,6 +84,10 @@ type controllerOptions struct {
 	retention   engine.Retention
 	// applications has the controller reconcile Applications too.
 	applications bool
+	// schedules has the controller reconcile WorkflowSchedules too.
+	schedules bool
+	// clock, when set, is the controller's clock (a fake one).
+	clock engine.Clock
 	// writes, when set, counts the requests of the manager's and the clusters' clients that
 	// write (every method but GET).
 	writes *atomic.Int64
@@ -132,10 +136,12 @@ func (e *env) start(o controllerOptions) (stop func()) {
 			Providers: assembly.Providers{Clusters: clusters},
 			Wait:      wait,
 			Retention: o.retention,
+			Clock:     o.clock,
 			Retry:     engine.RetryPolicy{Limit: 3, Backoff: engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}},
 		},
 		Watches:      watches,
 		Applications: o.applications,
+		Schedules:    o.schedules,
 	}); err != nil {
 		e.t.Fatal(err)
 	}

@@ -28,8 +28,8 @@ func NewScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// CacheOptions limits what the manager's cache holds: with a shard ID only the WorkflowRuns
-// and Applications labelled with it, of ConfigMaps only the runs' context ConfigMaps, and of Secrets only those
+// CacheOptions limits what the manager's cache holds: with a shard ID only the WorkflowRuns,
+// Applications and WorkflowSchedules labelled with it, of ConfigMaps only the runs' context ConfigMaps, and of Secrets only those
 // of vela-system (where cluster credentials are).
 func CacheOptions(shardID string) cache.Options {
 	byObject := map[client.Object]cache.ByObject{
@@ -39,6 +39,7 @@ func CacheOptions(shardID string) cache.Options {
 	if shardID != "" {
 		byObject[&v1alpha1.WorkflowRun{}] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{ShardLabel: shardID})}
 		byObject[&v1beta1.Application{}] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{ShardLabel: shardID})}
+		byObject[&v1alpha1.WorkflowSchedule{}] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{ShardLabel: shardID})}
 	}
 	return cache.Options{ByObject: byObject}
 }

@@ -10,41 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/schedule"
 )
-
-// Bounds of a cron trigger.
-const (
-	// maxSchedules is how many schedules one trigger may have.
-	maxSchedules = 20
-	// maxBackfill is how many runs one backfill may start.
-	maxBackfill = 100
-	// maxMissed is how many missed firings one tick of the scheduler counts before it moves
-	// the trigger's last firing on and counts again (a minute schedule missed for a week is
-	// ten ticks), so that no tick takes unbounded time.
-	maxMissed = 1000
-)
-
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// cronSchedules are a trigger's schedules as one: each time comes round when one of them does.
-type cronSchedules []cron.Schedule
-
-// Next is the first time after t that one of the schedules comes round; zero when none does
-// (within the five years robfig/cron looks ahead).
-func (ss cronSchedules) Next(t time.Time) time.Time {
-	var next time.Time
-	for _, s := range ss {
-		if n := s.Next(t); !n.IsZero() && (next.IsZero() || n.Before(next)) {
-			next = n
-		}
-	}
-	return next
-}
 
 // specs are the trigger's schedules: Schedules, or the one Schedule.
 func (t *trigger) specs() []string {
@@ -58,38 +29,20 @@ func (t *trigger) specs() []string {
 }
 
 // schedule parses a cron trigger's schedules in its time zone.
-func (t *trigger) schedule() (cronSchedules, error) {
+func (t *trigger) schedule() (schedule.Set, error) {
 	specs := t.specs()
 	if len(specs) == 0 {
 		return nil, errors.New("schedule: a cron trigger needs a schedule, or schedules")
 	}
-	if len(specs) > maxSchedules {
-		return nil, fmt.Errorf("schedules: %d, at most %d", len(specs), maxSchedules)
+	if len(specs) > schedule.MaxSchedules {
+		return nil, fmt.Errorf("schedules: %d, at most %d", len(specs), schedule.MaxSchedules)
 	}
-	if t.TimeZone != "" {
-		if _, err := time.LoadLocation(t.TimeZone); err != nil {
-			return nil, fmt.Errorf("timeZone %q: %w", t.TimeZone, err)
-		}
-	}
-	out := make(cronSchedules, 0, len(specs))
-	for i, spec := range specs {
-		at := "schedule"
+	return schedule.Parse(specs, func(i int) string {
 		if len(t.Schedules) > 0 {
-			at = fmt.Sprintf("schedules[%d]", i)
+			return fmt.Sprintf("schedules[%d]", i)
 		}
-		if strings.HasPrefix(strings.TrimSpace(spec), "CRON_TZ=") || strings.HasPrefix(strings.TrimSpace(spec), "TZ=") {
-			return nil, fmt.Errorf("%s %q: give the time zone as timeZone", at, spec)
-		}
-		if t.TimeZone != "" {
-			spec = "CRON_TZ=" + t.TimeZone + " " + spec
-		}
-		s, err := cronParser.Parse(spec)
-		if err != nil {
-			return nil, fmt.Errorf("%s %q: %w", at, specs[i], err)
-		}
-		out = append(out, s)
-	}
-	return out, nil
+		return "schedule"
+	}, t.TimeZone, "timeZone")
 }
 
 // overlapPolicy returns the concurrency policy given (Allow, Forbid, Replace, or the issue's
@@ -126,55 +79,21 @@ func (t *trigger) setCron(body *triggerRequest) error {
 	return nil
 }
 
-// due is what a tick of the scheduler does with a cron trigger at now.
-type due struct {
-	// at is the firing to act on; zero when none is due.
-	at time.Time
-	// start says whether at starts a run; when it does not, skipped says why.
-	start   bool
-	skipped string
-	// again says that the scheduler should look at the trigger again at once (it counted
-	// maxMissed firings and has not reached now).
-	again bool
-}
-
 // dueAt decides what the trigger's schedules make due at now, as a Kubernetes CronJob does:
 // of the firings since the last one (or since the trigger was created) up to now, only the
 // latest starts a run, and only if it is no later than startingDeadlineSeconds (when set).
-func (t *trigger) dueAt(sched cronSchedules, now time.Time) due {
+func (t *trigger) dueAt(sched schedule.Set, now time.Time) schedule.Due {
 	base := t.LastFire
 	if base.IsZero() {
 		base = t.Created
 	}
-	latest := sched.Next(base)
-	if latest.IsZero() || latest.After(now) {
-		return due{}
-	}
-	missed := 1
-	for {
-		later := sched.Next(latest)
-		if later.IsZero() || later.After(now) {
-			break
-		}
-		if missed == maxMissed {
-			return due{at: latest, skipped: fmt.Sprintf("more than %d firings were missed; only the latest starts a run", maxMissed), again: true}
-		}
-		latest, missed = later, missed+1
-	}
-	if d := t.StartingDeadlineSeconds; d != nil && now.Sub(latest) > time.Duration(*d)*time.Second {
-		return due{at: latest, skipped: fmt.Sprintf("missed the firing at %s: %s late, past startingDeadlineSeconds (%d)",
-			latest.UTC().Format(time.RFC3339), now.Sub(latest).Truncate(time.Second), *d)}
-	}
-	return due{at: latest, start: true}
+	return sched.DueAt(base, t.StartingDeadlineSeconds, now)
 }
 
 // scheduledName is the name of the run a trigger of template starts for its firing at: the
 // same for a firing and for a backfill of it, so that neither starts it twice.
 func scheduledName(template string, at time.Time) string {
-	if at.Second() == 0 && at.Nanosecond() == 0 {
-		return fmt.Sprintf("%s-%d", template, at.Unix()/60)
-	}
-	return fmt.Sprintf("%s-%ds", template, at.Unix())
+	return schedule.RunName(template, at)
 }
 
 // scheduledRun is the run of a trigger's firing at: its context with scheduledTime.
@@ -308,13 +227,9 @@ func (s *Server) backfillTrigger(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var times []time.Time
-	for at := sched.Next(body.From.Add(-time.Nanosecond)); !at.IsZero() && !at.After(body.To); at = sched.Next(at) {
-		if len(times) == maxBackfill {
-			return errorf(http.StatusBadRequest, "from %s to %s the schedules come round more than %d times: backfill at most %d runs at once, over shorter intervals",
-				body.From.Format(time.RFC3339), body.To.Format(time.RFC3339), maxBackfill, maxBackfill)
-		}
-		times = append(times, at)
+	times, err := sched.Between(body.From, body.To, schedule.MaxBackfill)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
 	}
 	out := backfillAnswer{Runs: []backfillRun{}}
 	for _, at := range times {

@@ -19,6 +19,7 @@ import (
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/redact"
+	"github.com/stepflow/stepflow/schedule"
 )
 
 // recordTrigger is the record kind of triggers, keyed by their id.
@@ -526,15 +527,15 @@ func (c *scheduler) tick(ctx context.Context) time.Time {
 		}
 		d := t.dueAt(sched, now)
 		after := t.LastFire
-		if !d.at.IsZero() {
+		if !d.At.IsZero() {
 			c.fire(ctx, t, versions[i], d)
-			after = d.at
+			after = d.At
 		}
 		if after.IsZero() {
 			after = t.Created
 		}
 		upcoming := sched.Next(after)
-		if d.again {
+		if d.Again {
 			upcoming = now
 		}
 		if !upcoming.IsZero() && (next.IsZero() || upcoming.Before(next)) {
@@ -546,23 +547,23 @@ func (c *scheduler) tick(ctx context.Context) time.Time {
 
 // fire claims a cron trigger's firing d and starts its run, as d and the trigger's
 // concurrency policy say.
-func (c *scheduler) fire(ctx context.Context, t trigger, version int64, d due) {
+func (c *scheduler) fire(ctx context.Context, t trigger, version int64, d schedule.Due) {
 	s := c.s
 	prev := t.LastRun
-	name := scheduledName(t.Template, d.at)
-	t.LastFire, t.LastError = d.at, d.skipped
+	name := scheduledName(t.Template, d.At)
+	t.LastFire, t.LastError = d.At, d.Skipped
 	running := false
-	if prev != "" && d.start {
+	if prev != "" && d.Start {
 		if run, err := s.store.Load(ctx, engine.Key{Namespace: t.Namespace, Name: prev}); err == nil && !run.Object.Status.Finished {
 			running = true
 		}
 	}
-	start := d.start && (!running || t.ConcurrencyPolicy != policyForbid)
+	start := d.Start && (!running || t.ConcurrencyPolicy != policyForbid)
 	t.Starting = start
 	if start {
 		t.LastRun = name
-	} else if d.start {
-		t.LastError = fmt.Sprintf("skipped the firing at %s: run %s has not finished (concurrencyPolicy Forbid)", d.at.UTC().Format(time.RFC3339), prev)
+	} else if d.Start {
+		t.LastError = fmt.Sprintf("skipped the firing at %s: run %s has not finished (concurrencyPolicy Forbid)", d.At.UTC().Format(time.RFC3339), prev)
 	}
 	data, err := json.Marshal(t)
 	if err != nil {
@@ -583,7 +584,7 @@ func (c *scheduler) fire(ctx context.Context, t trigger, version int64, d due) {
 			s.log.Error("cron trigger: terminate the last run", "trigger", t.ID, "run", prev, "err", err)
 		}
 	}
-	obj, err := s.scheduledRun(ctx, &t, d.at)
+	obj, err := s.scheduledRun(ctx, &t, d.At)
 	if err == nil {
 		_, err = s.createRun(ctx, obj, nil)
 	}

@@ -5,9 +5,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// AddToScheme registers WorkflowRun and Workflow with a scheme, for Kubernetes clients.
+// AddToScheme registers WorkflowRun, Workflow and WorkflowSchedule with a scheme, for Kubernetes clients.
 func AddToScheme(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &WorkflowRun{}, &WorkflowRunList{}, &Workflow{}, &WorkflowList{})
+	s.AddKnownTypes(GroupVersion, &WorkflowRun{}, &WorkflowRunList{}, &Workflow{}, &WorkflowList{}, &WorkflowSchedule{}, &WorkflowScheduleList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
