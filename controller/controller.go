@@ -181,7 +181,7 @@ func (c *Controller) recordRevision(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{}, err
 	}
 	if created {
-		c.log.Info("kept a revision of a Workflow template", "workflow", req.NamespacedName.String(), "revision", wf.Generation)
+		c.log.Info("kept a revision of a Workflow template", "workflow", req.String(), "revision", wf.Generation)
 	}
 	return reconcile.Result{}, nil
 }
