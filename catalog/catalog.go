@@ -174,14 +174,15 @@ func (c *Catalog) Workflow(ctx context.Context, namespace, name string) (*v1alph
 	return nil, &missingWorkflow{namespace: namespace, name: name}
 }
 
-// revisionStore is a Store that keeps templates' past revisions (the SQL stores).
+// revisionStore is a Store that keeps templates' past revisions (the SQL stores; the
+// controller's, as ControllerRevisions).
 type revisionStore interface {
 	WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error)
 }
 
 // WorkflowAt implements engine.WorkflowRevisions: revision rev of the stored template
 // namespace/name, or an error wrapping engine.ErrNotFound. A store that keeps no revisions
-// (the controller's) has none.
+// has none.
 func (c *Catalog) WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
 	revs, ok := c.store.(revisionStore)
 	if !ok {

@@ -57,10 +57,12 @@ type Options struct {
 
 // Controller is the WorkflowRun controller.
 type Controller struct {
-	store  *crdstore.Store
-	cache  client.Reader
-	direct client.Client
-	engine *engine.Engine
+	store *crdstore.Store
+	// revisions keeps the revisions of Workflow templates as ControllerRevisions.
+	revisions *crdstore.Revisions
+	cache     client.Reader
+	direct    client.Client
+	engine    *engine.Engine
 	// evaluator renders Applications and judges their health: the assembly's Runner.
 	evaluator application.Evaluator
 	watches   *Watches
@@ -93,6 +95,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 	}
 	c := &Controller{
 		store:     crdstore.New(crdstore.Options{Client: direct, Cache: mgr.GetCache()}),
+		revisions: &crdstore.Revisions{Client: direct, Workflows: mgr.GetCache()},
 		cache:     mgr.GetCache(),
 		direct:    direct,
 		watches:   opts.Watches,
@@ -112,7 +115,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 	}
 	a, err := assembly.New(cfg, assembly.Mode{
 		Store:       c.store,
-		Definitions: cachedDefinitions{mgr.GetCache()},
+		Definitions: cachedDefinitions{r: mgr.GetCache(), revisions: c.revisions},
 		Observers:   []engine.Observer{c},
 		Cache:       &crdstore.StepCache{Client: direct},
 	})
@@ -151,6 +154,14 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up the WorkflowRun controller: %w", err)
 	}
+	// A Workflow's revision is its generation: events that leave it (metadata) record nothing.
+	err = builder.ControllerManagedBy(mgr).
+		Named("workflow-revisions").
+		For(&v1alpha1.Workflow{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(reconcile.Func(c.recordRevision))
+	if err != nil {
+		return nil, fmt.Errorf("set up the Workflow revisions controller: %w", err)
+	}
 	if opts.Applications {
 		if cfg.Providers.Clusters == nil {
 			return nil, errors.New("set up the Application controller: Assembly.Providers.Clusters is required")
@@ -165,6 +176,22 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		}
 	}
 	return c, nil
+}
+
+// recordRevision keeps the Workflow's current generation as a revision (a ControllerRevision).
+func (c *Controller) recordRevision(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var wf v1alpha1.Workflow
+	if err := c.cache.Get(ctx, req.NamespacedName, &wf); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err) // gone: its revisions go with it
+	}
+	created, err := c.revisions.Record(ctx, &wf)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if created {
+		c.log.Info("kept a revision of a Workflow template", "workflow", req.String(), "revision", wf.Generation)
+	}
+	return reconcile.Result{}, nil
 }
 
 // changedByOthers drops the watch events of the controller's own status writes: the engine
@@ -345,8 +372,18 @@ func (c *Controller) handOver(run *engine.Run, d time.Duration) {
 func (c *Controller) Engine() *engine.Engine { return c.engine }
 
 // cachedDefinitions finds the stored step types and Workflow templates through the manager's
-// cache, so that a look-up costs no request; the catalog adds vela-system and the built-ins.
-type cachedDefinitions struct{ r client.Reader }
+// cache, so that a look-up costs no request, and the templates' past revisions through
+// revisions; the catalog adds vela-system and the built-ins.
+type cachedDefinitions struct {
+	r         client.Reader
+	revisions *crdstore.Revisions
+}
+
+// WorkflowAt implements the catalog's revision store (engine.WorkflowRevisions): revision rev
+// of the Workflow namespace/name, from its ControllerRevision.
+func (d cachedDefinitions) WorkflowAt(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
+	return d.revisions.WorkflowAt(ctx, namespace, name, rev)
+}
 
 // Template implements catalog.Store: the template of the WorkflowStepDefinition namespace/typ.
 func (d cachedDefinitions) Template(ctx context.Context, namespace, typ string) (string, error) {

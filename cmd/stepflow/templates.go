@@ -10,23 +10,25 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
 	"github.com/stepflow/stepflow/store"
+	crdstore "github.com/stepflow/stepflow/store/crd"
 )
 
 func newTemplateCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "template",
-		Short: "The revisions of Workflow templates: history, diff, rollback (the embedded store's, or a server's with --server)",
+		Short: "The revisions of Workflow templates: history, diff, rollback (the embedded store's, a server's with --server, the cluster's with --kube)",
 	}
 	cmd.AddCommand(newTemplateHistoryCommand(g), newTemplateDiffCommand(g), newTemplateRollbackCommand(g))
 	return cmd
 }
 
 // templateRevisions are the kept revisions of templates a command works on: the embedded
-// store's or a server's (--server). Kubernetes mode keeps none.
+// store's, a server's (--server) or the cluster's (--kube: the controller's ControllerRevisions).
 type templateRevisions interface {
 	WorkflowRevisions(ctx context.Context, namespace, name string) ([]store.WorkflowRevision, error)
 	WorkflowRevision(ctx context.Context, namespace, name string, rev int64) (*store.WorkflowRevision, error)
@@ -37,7 +39,11 @@ type templateRevisions interface {
 // openRevisions opens the revisions of the mode the global flags name; done releases them.
 func (g *globals) openRevisions(ctx context.Context) (templateRevisions, func(), error) {
 	if g.kube {
-		return nil, nil, invalidf("template: Kubernetes mode keeps no revisions of Workflow templates (see docs/extensions.md)")
+		c, err := g.kubeClient()
+		if err != nil {
+			return nil, nil, err
+		}
+		return kubeRevisions{Revisions: &crdstore.Revisions{Client: c}, c: c}, func() {}, nil
 	}
 	if r := g.remote(); r != nil {
 		return remoteRevisions{r}, func() {}, nil
@@ -54,6 +60,32 @@ type localRevisions struct{ store.Store }
 
 func (l localRevisions) rollback(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
 	return store.Rollback(ctx, l.Store, namespace, name, rev)
+}
+
+// kubeRevisions are the cluster's: the ControllerRevisions the controller keeps of Workflows.
+type kubeRevisions struct {
+	*crdstore.Revisions
+	c client.Client
+}
+
+// rollback updates the Workflow to the content of revision rev, its metadata left as it is;
+// the API server makes that a new generation, which the controller keeps as a revision, unless
+// the content is the current one.
+func (k kubeRevisions) rollback(ctx context.Context, namespace, name string, rev int64) (*v1alpha1.Workflow, error) {
+	r, err := k.WorkflowRevision(ctx, namespace, name, rev)
+	if err != nil {
+		return nil, fmt.Errorf("roll back Workflow %s/%s: %w", namespace, name, err)
+	}
+	var cur v1alpha1.Workflow
+	if err := k.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &cur); err != nil {
+		return nil, fmt.Errorf("roll back Workflow %s/%s: %w", namespace, name, err)
+	}
+	wf := r.Workflow.DeepCopy()
+	wf.ObjectMeta = cur.ObjectMeta // the resourceVersion read: a change made since is not overwritten
+	if err := k.c.Update(ctx, wf); err != nil {
+		return nil, fmt.Errorf("roll back Workflow %s/%s to revision %d: %w", namespace, name, rev, err)
+	}
+	return wf, nil
 }
 
 // remoteRevisions are a server's, through its API.
