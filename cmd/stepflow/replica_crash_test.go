@@ -64,46 +64,14 @@ func TestReplicaCrashRecovery(t *testing.T) {
 
 	cs, hsURL := startCrashServer(t, func() (runLoader, error) { return st, nil })
 
-	// replica is one server process and its address.
-	type replica struct {
-		proc *process
-		url  string
-	}
-	start := func() replica {
-		port := freePort(t)
-		p := startProcess(t, exe, "--wait-backoff", "10ms", "--retry-backoff", "10ms",
-			"server", "--store", url, "--lease", replicaLease.String(), "--listen", "127.0.0.1:"+port)
-		r := replica{proc: p, url: "http://127.0.0.1:" + port}
-		waitHealthy(t, r.url, p)
-		return r
-	}
+	start := func() replica { return startReplica(t, exe, url) }
 	replicas := make([]replica, replicaServers)
 	for i := range replicas {
 		replicas[i] = start()
 	}
-	// api POSTs doc, again after a 503 (a check the server could not make, as a client
-	// would), and fails the test on any other answer than 201.
 	api := func(r replica, path, doc string) {
 		t.Helper()
-		for try := 1; ; try++ {
-			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.url+path, strings.NewReader(doc))
-			req.Header.Set("Authorization", "Bearer "+token)
-			req.Header.Set("Content-Type", "application/yaml")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatalf("POST %s to %s: %v", path, r.url, err)
-			}
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusServiceUnavailable && try < 3 {
-				t.Logf("POST %s to %s: %s: %s; again", path, r.url, resp.Status, body)
-				continue
-			}
-			if resp.StatusCode != http.StatusCreated {
-				t.Fatalf("POST %s to %s: %s: %s", path, r.url, resp.Status, body)
-			}
-			return
-		}
+		r.post(t, token, path, doc)
 	}
 	api(replicas[0], "/api/v1/definitions", crashDefinition)
 	// The runs start in batches, one before each kill, so that every kill lands while runs
@@ -213,5 +181,49 @@ func waitHealthy(t *testing.T, base string, p *process) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the server at %s did not answer /healthz within 30s", base)
 		}
+	}
+}
+
+// replica is one `stepflow server` process of the replica tests, and its address.
+type replica struct {
+	proc *process
+	url  string
+}
+
+// startReplica starts a server replica of exe on the store at storeURL, with the replica
+// tests' lease and backoffs, and waits until it answers.
+func startReplica(t *testing.T, exe, storeURL string) replica {
+	t.Helper()
+	port := freePort(t)
+	p := startProcess(t, exe, "--wait-backoff", "10ms", "--retry-backoff", "10ms",
+		"server", "--store", storeURL, "--lease", replicaLease.String(), "--listen", "127.0.0.1:"+port)
+	r := replica{proc: p, url: "http://127.0.0.1:" + port}
+	waitHealthy(t, r.url, p)
+	return r
+}
+
+// post POSTs the YAML doc to the replica's path with the token, again after a 503 (a check
+// the server could not make, as a client would), and fails the test on any other answer
+// than 201.
+func (r replica) post(t *testing.T, token, path, doc string) {
+	t.Helper()
+	for try := 1; ; try++ {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.url+path, strings.NewReader(doc))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/yaml")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s to %s: %v", path, r.url, err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && try < 3 {
+			t.Logf("POST %s to %s: %s: %s; again", path, r.url, resp.Status, body)
+			continue
+		}
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %s to %s: %s: %s", path, r.url, resp.Status, body)
+		}
+		return
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -144,42 +143,14 @@ func TestReplicaCrashConcurrencyKey(t *testing.T) {
 	}()
 	defer func() { close(stopPoll); <-polled }()
 
-	type replica struct {
-		proc *process
-		url  string
-	}
-	start := func() replica {
-		port := freePort(t)
-		p := startProcess(t, exe, "--wait-backoff", "10ms", "--retry-backoff", "10ms",
-			"server", "--store", url, "--lease", replicaLease.String(), "--listen", "127.0.0.1:"+port)
-		r := replica{proc: p, url: "http://127.0.0.1:" + port}
-		waitHealthy(t, r.url, p)
-		return r
-	}
+	start := func() replica { return startReplica(t, exe, url) }
 	replicas := make([]replica, replicaServers)
 	for i := range replicas {
 		replicas[i] = start()
 	}
 	post := func(r replica, doc string) {
 		t.Helper()
-		for try := 1; ; try++ {
-			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.url+"/api/v1/runs", strings.NewReader(doc))
-			req.Header.Set("Authorization", "Bearer "+token)
-			req.Header.Set("Content-Type", "application/yaml")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatalf("POST a run to %s: %v", r.url, err)
-			}
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusServiceUnavailable && try < 3 {
-				continue
-			}
-			if resp.StatusCode != http.StatusCreated {
-				t.Fatalf("POST a run to %s: %s: %s", r.url, resp.Status, body)
-			}
-			return
-		}
+		r.post(t, token, "/api/v1/runs", doc)
 	}
 	name := func(i int) string { return fmt.Sprintf("keyed-%02d", i) }
 	batch := (keyReplicaRuns + keyReplicaKills) / (keyReplicaKills + 1)
