@@ -28,55 +28,55 @@ func TestRecordsInConfigMaps(t *testing.T) {
 	ctx := context.Background()
 	r := &crd.Records{Client: c}
 	odd := "rec-a/step:Deploy Prod/" + strings.Repeat("ü", 300) // not a valid name in any part
-	v1, err := r.PutRecord(ctx, "concurrency", odd, []byte(`{"holders":["x"]}`), 0)
+	v1, err := r.PutRecord(ctx, "test-kind", odd, []byte(`{"holders":["x"]}`), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := r.Record(ctx, "concurrency", odd); err != nil || got.Key != odd || string(got.Data) != `{"holders":["x"]}` || got.Version != v1 {
+	if got, err := r.Record(ctx, "test-kind", odd); err != nil || got.Key != odd || string(got.Data) != `{"holders":["x"]}` || got.Version != v1 {
 		t.Fatalf("Record = %+v, %v; want the data at version %d", got, err, v1)
 	}
-	if _, err := r.PutRecord(ctx, "concurrency", odd, []byte("again"), 0); !errors.Is(err, store.ErrExists) {
+	if _, err := r.PutRecord(ctx, "test-kind", odd, []byte("again"), 0); !errors.Is(err, store.ErrExists) {
 		t.Errorf("create of a stored record: err = %v, want ErrExists", err)
 	}
-	v2, err := r.PutRecord(ctx, "concurrency", odd, []byte("second"), v1)
+	v2, err := r.PutRecord(ctx, "test-kind", odd, []byte("second"), v1)
 	if err != nil || v2 == v1 {
 		t.Fatalf("update at the stored version: version %d, %v", v2, err)
 	}
-	if _, err := r.PutRecord(ctx, "concurrency", odd, []byte("stale"), v1); !errors.Is(err, engine.ErrConflict) {
+	if _, err := r.PutRecord(ctx, "test-kind", odd, []byte("stale"), v1); !errors.Is(err, engine.ErrConflict) {
 		t.Errorf("update at an old version: err = %v, want ErrConflict", err)
 	}
-	if got, _ := r.Record(ctx, "concurrency", odd); string(got.Data) != "second" || got.Version != v2 {
+	if got, _ := r.Record(ctx, "test-kind", odd); string(got.Data) != "second" || got.Version != v2 {
 		t.Errorf("after the conflict: %q at %d, want \"second\" at %d", got.Data, got.Version, v2)
 	}
-	if _, err := r.PutRecord(ctx, "concurrency", "rec-a/missing", []byte("x"), v2); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := r.PutRecord(ctx, "test-kind", "rec-a/missing", []byte("x"), v2); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("update of a missing record: err = %v, want ErrNotFound", err)
 	}
-	if _, err := r.Record(ctx, "concurrency", "rec-a/missing"); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := r.Record(ctx, "test-kind", "rec-a/missing"); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("Record of a missing record: err = %v, want ErrNotFound", err)
 	}
-	if _, err := r.Record(ctx, "other", odd); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := r.Record(ctx, "concurrency", odd); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("Record of another kind with the key: err = %v, want ErrNotFound", err)
 	}
-	if _, err := r.PutRecord(ctx, "concurrency", "no-namespace", nil, 0); err == nil {
+	if _, err := r.PutRecord(ctx, "test-kind", "no-namespace", nil, 0); err == nil {
 		t.Error("a key without a namespace was taken")
 	}
 	if _, err := r.PutRecord(ctx, "Not A Kind", "rec-a/k", nil, 0); err == nil {
 		t.Error("a kind that is no label value was taken")
 	}
 	binary := []byte{0xff, 0, 1}
-	if _, err := r.PutRecord(ctx, "concurrency", "rec-b/bin", binary, 0); err != nil {
+	if _, err := r.PutRecord(ctx, "test-kind", "rec-b/bin", binary, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := r.Record(ctx, "concurrency", "rec-b/bin"); !slices.Equal(got.Data, binary) {
+	if got, _ := r.Record(ctx, "test-kind", "rec-b/bin"); !slices.Equal(got.Data, binary) {
 		t.Errorf("binary data read back as %v", got.Data)
 	}
-	if _, err := r.PutRecord(ctx, "concurrency", "rec-b/a", []byte("b-a"), 0); err != nil {
+	if _, err := r.PutRecord(ctx, "test-kind", "rec-b/a", []byte("b-a"), 0); err != nil {
 		t.Fatal(err)
 	}
 
 	keys := func(prefix string) string {
 		t.Helper()
-		recs, err := r.Records(ctx, "concurrency", prefix)
+		recs, err := r.Records(ctx, "test-kind", prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func TestRecordsInConfigMaps(t *testing.T) {
 		}
 		return strings.Join(out, " ")
 	}
-	if got, want := keys(""), "rec-a/step:Deploy Pro rec-b/a rec-b/bin"; got != want {
+	if got, want := keys(""), "rec-a/step:Deploy Pr rec-b/a rec-b/bin"; got != want {
 		t.Errorf("Records(\"\") = %q, want %q", got, want)
 	}
 	if got, want := keys("rec-b/"), "rec-b/a rec-b/bin"; got != want {
@@ -99,20 +99,20 @@ func TestRecordsInConfigMaps(t *testing.T) {
 	}
 
 	var cms corev1.ConfigMapList
-	if err := c.List(ctx, &cms, client.InNamespace("rec-a"), client.MatchingLabels{crd.LabelRecord: "concurrency"}); err != nil {
+	if err := c.List(ctx, &cms, client.InNamespace("rec-a"), client.MatchingLabels{crd.LabelRecord: "test-kind"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(cms.Items) != 1 || !strings.HasPrefix(cms.Items[0].Name, "stepflow-record-concurrency-") {
-		t.Errorf("ConfigMaps of rec-a's records: %d, want 1 named stepflow-record-concurrency-<hash>", len(cms.Items))
+	if len(cms.Items) != 1 || !strings.HasPrefix(cms.Items[0].Name, "stepflow-record-test-kind-") {
+		t.Errorf("ConfigMaps of rec-a's records: %d, want 1 named stepflow-record-test-kind-<hash>", len(cms.Items))
 	}
 
-	if err := r.DeleteRecord(ctx, "concurrency", odd); err != nil {
+	if err := r.DeleteRecord(ctx, "test-kind", odd); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.DeleteRecord(ctx, "concurrency", odd); !errors.Is(err, engine.ErrNotFound) {
+	if err := r.DeleteRecord(ctx, "test-kind", odd); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("second delete: err = %v, want ErrNotFound", err)
 	}
-	if _, err := r.PutRecord(ctx, "concurrency", odd, []byte("x"), v2); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := r.PutRecord(ctx, "test-kind", odd, []byte("x"), v2); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("update of a deleted record: err = %v, want ErrNotFound", err)
 	}
 }
