@@ -78,6 +78,8 @@ type Controller struct {
 	// cache, which may lag behind the engine's write under load: it looks again a second later.
 	handedMu sync.Mutex
 	handed   map[engine.Key]bool
+	// sweepNow asks the sweep of concurrency slots to look now (a run was deleted).
+	sweepNow chan struct{}
 }
 
 // Setup registers the controller with a manager. The manager's cache must cover WorkflowRuns,
@@ -105,6 +107,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		finished:  make(chan event.GenericEvent),
 		handed:    map[engine.Key]bool{},
 		stopped:   make(chan struct{}),
+		sweepNow:  make(chan struct{}, 1),
 	}
 	if c.clock == nil {
 		c.clock = engine.RealClock{}
@@ -118,6 +121,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		Definitions: cachedDefinitions{r: mgr.GetCache(), revisions: c.revisions},
 		Observers:   []engine.Observer{c},
 		Cache:       &crdstore.StepCache{Client: direct},
+		Slots:       newSlots(mgr.GetCache(), direct),
 	})
 	if err != nil {
 		return nil, err
@@ -137,6 +141,9 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 		a.Close(ectx)
 		return err
 	})); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(manager.RunnableFunc(c.sweepSlots)); err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
@@ -209,6 +216,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	err := c.cache.Get(ctx, req.NamespacedName, &wr)
 	if apierrors.IsNotFound(err) {
 		c.forget(key)
+		c.deleted()
 	}
 	c.engine.Enqueue(key)
 	if err != nil {

@@ -46,6 +46,8 @@ type env struct {
 	c     client.Client
 	shard string
 	ns    string
+	// ctrl is the controller start last started.
+	ctrl *controller.Controller
 }
 
 func newEnv(t *testing.T) *env {
@@ -131,7 +133,7 @@ func (e *env) start(o controllerOptions) (stop func()) {
 	if wait.Initial == 0 {
 		wait = engine.Backoff{Initial: 50 * time.Millisecond, Factor: 2, Max: time.Second}
 	}
-	if _, err := controller.Setup(mgr, controller.Options{
+	ctrl, err := controller.Setup(mgr, controller.Options{
 		Assembly: assembly.Config{
 			Providers: assembly.Providers{Clusters: clusters},
 			Wait:      wait,
@@ -142,9 +144,11 @@ func (e *env) start(o controllerOptions) (stop func()) {
 		Watches:      watches,
 		Applications: o.applications,
 		Schedules:    o.schedules,
-	}); err != nil {
+	})
+	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.ctrl = ctrl
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -1,0 +1,330 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stepflow/stepflow/api/v1alpha1"
+	"github.com/stepflow/stepflow/apiservertest"
+	"github.com/stepflow/stepflow/controller"
+	"github.com/stepflow/stepflow/engine"
+	"github.com/stepflow/stepflow/store/crd"
+)
+
+// gatedRun is a run with a concurrency key of limit 1 whose first step waits for approval
+// (status.suspend patched false), then says its name.
+func gatedRun(name, onLimit string, priority int) string {
+	return fmt.Sprintf(`
+metadata: {name: %s}
+spec:
+  concurrency: {key: '"deploy-" + context.env', limit: 1, onLimit: %s}
+  priority: %d
+  context: {env: prod}
+  workflowSpec:
+    steps:
+    - {name: approve, type: suspend}
+    - {name: say, type: print-message-in-status, properties: {message: %s}}
+`, name, onLimit, priority, name)
+}
+
+// active is a run that has started and not finished: it holds the key.
+func active(wr *v1alpha1.WorkflowRun) bool {
+	if wr.Status.Finished || wr.Status.Phase == v1alpha1.RunQueued {
+		return false
+	}
+	return wr.Status.Phase == v1alpha1.RunExecuting || wr.Status.Phase == v1alpha1.RunSuspending ||
+		slices.ContainsFunc(wr.Status.Steps, func(s v1alpha1.WorkflowStepStatus) bool { return s.Phase != "" && s.Phase != v1alpha1.StepPending })
+}
+
+// limitWatch watches the namespace's runs from now until the test ends, and fails the test
+// when, at any change it sees, more than limit runs are active. started lists the runs in
+// the order they became active.
+type limitWatch struct {
+	mu      sync.Mutex
+	started []string
+}
+
+func (e *env) watchLimit(limit int) *limitWatch {
+	e.t.Helper()
+	scheme, _ := controller.NewScheme()
+	wc, err := client.NewWithWatch(cluster.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	w, err := wc.Watch(context.Background(), &v1alpha1.WorkflowRunList{}, client.InNamespace(e.ns))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	lw := &limitWatch{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runs := map[string]*v1alpha1.WorkflowRun{}
+		seen := map[string]bool{}
+		for ev := range w.ResultChan() {
+			wr, ok := ev.Object.(*v1alpha1.WorkflowRun)
+			if !ok {
+				continue
+			}
+			if ev.Type == watch.Deleted {
+				delete(runs, wr.Name)
+				continue
+			}
+			runs[wr.Name] = wr
+			var now []string
+			for name, r := range runs {
+				if active(r) {
+					now = append(now, name)
+				}
+			}
+			if active(wr) && !seen[wr.Name] {
+				seen[wr.Name] = true
+				lw.mu.Lock()
+				lw.started = append(lw.started, wr.Name)
+				lw.mu.Unlock()
+			}
+			if len(now) > limit {
+				slices.Sort(now)
+				e.t.Errorf("at %s of run %s (resourceVersion %s) %d runs are active, more than the limit %d: %v",
+					ev.Type, wr.Name, wr.ResourceVersion, len(now), limit, now)
+			}
+		}
+	}()
+	e.t.Cleanup(func() { w.Stop(); <-done })
+	return lw
+}
+
+// order is the runs as they started, once n have (the watch's events may come after the
+// test saw the runs through GETs), or as they are after a generous deadline.
+func (lw *limitWatch) order(n int) []string {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lw.mu.Lock()
+		got := slices.Clone(lw.started)
+		lw.mu.Unlock()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) kubectl(args ...string) string {
+	e.t.Helper()
+	args = append([]string{"--kubeconfig", cluster.Kubeconfig, "-n", e.ns}, args...)
+	out, err := exec.CommandContext(e.t.Context(), filepath.Join(apiservertest.AssetsDir(), "kubectl"), args...).CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (e *env) waitHeld(name string) {
+	e.t.Helper()
+	e.waitFor(name, "suspended at approve", func(wr *v1alpha1.WorkflowRun) bool {
+		return wr.Status.Suspend && wr.Status.Phase == v1alpha1.RunSuspending
+	})
+}
+
+func (e *env) waitQueued(name, msg string) {
+	e.t.Helper()
+	e.waitFor(name, "queued: "+msg, func(wr *v1alpha1.WorkflowRun) bool {
+		return wr.Status.Phase == v1alpha1.RunQueued && wr.Status.Message == msg
+	})
+}
+
+// approve resumes a held run and waits for it to succeed.
+func (e *env) approve(name string) {
+	e.t.Helper()
+	e.patchStatus(name, `{"status":{"suspend":false}}`)
+	if wr := e.waitPhase(name, v1alpha1.RunSucceeded); wr.Status.Steps[1].Message != name {
+		e.t.Errorf("run %s's say step: message %q", name, wr.Status.Steps[1].Message)
+	}
+}
+
+// In Kubernetes mode a concurrency key of limit 1 lets one of three WorkflowRuns run: the
+// others wait in phase queued (kubectl get shows it) with their place in the message, and
+// start one at a time as the one before finishes; the key's slots are a ConfigMap of the
+// namespace.
+func TestConcurrencyKeyInKubernetesMode(t *testing.T) {
+	e := newEnv(t)
+	lw := e.watchLimit(1)
+	e.start(controllerOptions{})
+	e.create(gatedRun("a", "queue", 0))
+	e.waitHeld("a")
+	e.create(gatedRun("b", "queue", 0))
+	e.waitQueued("b", "queued on concurrency key deploy-prod: place 1")
+	e.create(gatedRun("c", "queue", 0))
+	e.waitQueued("c", "queued on concurrency key deploy-prod: place 2")
+	if out := e.kubectl("get", "workflowruns"); !regexpLine(out, "b", "queued") || !regexpLine(out, "c", "queued") || !regexpLine(out, "a", "suspending") {
+		t.Errorf("kubectl get workflowruns:\n%s", out)
+	}
+	var cms corev1.ConfigMapList
+	if err := e.c.List(context.Background(), &cms, client.InNamespace(e.ns), client.MatchingLabels{crd.LabelRecord: "concurrency"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cms.Items) != 1 || !strings.Contains(cms.Items[0].Data["data"], `"holders":["a"]`) {
+		t.Errorf("slot ConfigMaps of the namespace: %+v, want one holding a", cms.Items)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		e.waitHeld(name)
+		e.approve(name)
+	}
+	if got := lw.order(3); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("runs started in the order %v, want [a b c]", got)
+	}
+}
+
+// regexpLine reports whether a line of kubectl's table starts with the run's name and shows
+// the phase.
+func regexpLine(table, name, phase string) bool {
+	for line := range strings.Lines(table) {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == name && f[1] == phase {
+			return true
+		}
+	}
+	return false
+}
+
+// onLimit cancel-new ends a run that finds the key at its limit, terminated with a message
+// naming the key, none of its steps run; the holder is not disturbed.
+func TestConcurrencyCancelNewInKubernetesMode(t *testing.T) {
+	e := newEnv(t)
+	e.watchLimit(1)
+	e.start(controllerOptions{})
+	e.create(gatedRun("a", "queue", 0))
+	e.waitHeld("a")
+	e.create(gatedRun("b", "cancel-new", 0))
+	wr := e.waitFor("b", "terminated", func(wr *v1alpha1.WorkflowRun) bool { return wr.Status.Finished })
+	if wr.Status.Phase != v1alpha1.RunTerminated || wr.Status.Message != "cancelled: concurrency key deploy-prod is at its limit of 1 (onLimit cancel-new)" {
+		t.Errorf("b ended %s: %q", wr.Status.Phase, wr.Status.Message)
+	}
+	for _, s := range wr.Status.Steps {
+		if s.Phase == v1alpha1.StepSucceeded || s.Phase == v1alpha1.StepSuspending {
+			t.Errorf("b's step %s ran (%s)", s.Name, s.Phase)
+		}
+	}
+	e.approve("a")
+	// The key is free again: a new run with cancel-new takes it.
+	e.create(gatedRun("c", "cancel-new", 0))
+	e.waitHeld("c")
+	e.approve("c")
+}
+
+// Runs in line start by priority, higher first, then first come.
+func TestConcurrencyPriorityInKubernetesMode(t *testing.T) {
+	e := newEnv(t)
+	e.watchLimit(1)
+	e.start(controllerOptions{})
+	e.create(gatedRun("a", "queue", 0))
+	e.waitHeld("a")
+	e.create(gatedRun("low", "queue", 0))
+	e.waitQueued("low", "queued on concurrency key deploy-prod: place 1")
+	e.create(gatedRun("high", "queue", 5))
+	e.waitQueued("high", "queued on concurrency key deploy-prod: place 1")
+	e.create(gatedRun("mid", "queue", 1))
+	e.waitQueued("mid", "queued on concurrency key deploy-prod: place 2")
+	for _, name := range []string{"a", "high", "mid", "low"} {
+		e.waitHeld(name)
+		e.approve(name)
+	}
+}
+
+// A run deleted (kubectl delete) while it holds the key frees its slot: the next in line
+// starts, without waiting for the periodic sweep; one deleted while in line gives up its place.
+func TestDeletedHolderFreesItsSlot(t *testing.T) {
+	e := newEnv(t)
+	e.watchLimit(1)
+	e.start(controllerOptions{})
+	e.create(gatedRun("a", "queue", 0))
+	e.waitHeld("a")
+	e.create(gatedRun("b", "queue", 0))
+	e.waitQueued("b", "queued on concurrency key deploy-prod: place 1")
+	e.create(gatedRun("c", "queue", 0))
+	e.waitQueued("c", "queued on concurrency key deploy-prod: place 2")
+	e.kubectl("delete", "workflowrun", "b") // in line
+	e.kubectl("delete", "workflowrun", "a") // holding the key
+	e.waitHeld("c")
+	e.approve("c")
+	var cms corev1.ConfigMapList
+	if err := e.c.List(context.Background(), &cms, client.InNamespace(e.ns), client.MatchingLabels{crd.LabelRecord: "concurrency"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cm := range cms.Items {
+		if d := cm.Data["data"]; strings.Contains(d, `"a"`) || strings.Contains(d, `"b"`) {
+			t.Errorf("the slots still name a deleted run: %s", d)
+		}
+	}
+}
+
+// A controller stopped while runs wait in line loses none: a new one on the same API server
+// takes the slots as they are stored, and every run finishes, one at a time.
+func TestConcurrencyKeyAcrossControllerRestart(t *testing.T) {
+	e := newEnv(t)
+	e.watchLimit(1)
+	stop := e.start(controllerOptions{})
+	for i, name := range []string{"a", "b", "c"} {
+		e.create(gatedRun(name, "queue", 0))
+		if i == 0 {
+			e.waitHeld(name)
+		} else {
+			e.waitQueued(name, fmt.Sprintf("queued on concurrency key deploy-prod: place %d", i))
+		}
+	}
+	stop()
+	e.patchStatus("a", `{"status":{"suspend":false}}`) // approved while no controller runs
+	e.start(controllerOptions{})
+	e.waitPhase("a", v1alpha1.RunSucceeded)
+	for _, name := range []string{"b", "c"} {
+		e.waitHeld(name)
+		e.approve(name)
+	}
+}
+
+// Controllers of two shards share the keys of a namespace, and the sweep of one leaves alone
+// the slots of the other's runs, which it does not see: shard B's run waits while shard A's
+// holds the key, also after B swept; a run gone is still swept by either.
+func TestSweepLeavesOtherShardsSlots(t *testing.T) {
+	a := newEnv(t)
+	a.watchLimit(1)
+	a.start(controllerOptions{})
+	b := &env{t: t, c: a.c, shard: a.shard + "-b", ns: a.ns}
+	b.start(controllerOptions{})
+	a.create(gatedRun("a", "queue", 0))
+	a.waitHeld("a")
+	b.create(gatedRun("b", "queue", 0))
+	b.waitQueued("b", "queued on concurrency key deploy-prod: place 1")
+	if n, err := b.ctrl.Engine().SweepSlots(context.Background()); err != nil || n != 0 {
+		t.Fatalf("shard B's sweep gave up %d slots (%v), want none: a holds its slot, b waits", n, err)
+	}
+	if n, err := a.ctrl.Engine().SweepSlots(context.Background()); err != nil || n != 0 {
+		t.Fatalf("shard A's sweep gave up %d slots (%v), want none", n, err)
+	}
+	a.approve("a")
+	// b belongs to shard B: it learns of the slot a freed when it asks again (30 s at most).
+	deadline := time.Now().Add(engine.QueuedRecheck + time.Minute)
+	for {
+		var wr v1alpha1.WorkflowRun
+		err := b.c.Get(context.Background(), client.ObjectKey{Namespace: b.ns, Name: "b"}, &wr)
+		if err == nil && wr.Status.Suspend {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run b did not take the slot a freed (err %v): %s %q", err, wr.Status.Phase, wr.Status.Message)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.approve("b")
+}
