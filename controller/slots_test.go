@@ -328,3 +328,44 @@ func TestSweepLeavesOtherShardsSlots(t *testing.T) {
 	}
 	b.approve("b")
 }
+
+// semaphoreRun is a run whose first step, waiting for approval, holds a slot of the step
+// concurrency key db-prod of limit 1, then says its name.
+func semaphoreRun(name string) string {
+	return fmt.Sprintf(`
+metadata: {name: %s}
+spec:
+  workflowSpec:
+    steps:
+    - {name: approve, type: suspend, concurrency: {key: '"db-prod"', limit: 1}}
+    - {name: say, type: print-message-in-status, properties: {message: %s}}
+`, name, name)
+}
+
+// In Kubernetes mode a step's concurrency key is a mutex across WorkflowRuns: the second
+// run's step waits pending, its place in its message, while the first holds the slot (a
+// ConfigMap of the namespace), and starts as soon as the first step ends. The run that holds
+// it is loaded again from the API server when it is approved (a status patch by someone
+// else): what its steps hold is kept in status.stepflow, so it gives the slot up at once, not
+// at the minute's sweep after the poll's 30 s.
+func TestStepConcurrencyInKubernetesMode(t *testing.T) {
+	e := newEnv(t)
+	e.start(controllerOptions{})
+	e.create(semaphoreRun("a"))
+	e.waitHeld("a")
+	e.create(semaphoreRun("b"))
+	e.waitFor("b", "its step waiting for the key", func(wr *v1alpha1.WorkflowRun) bool {
+		return len(wr.Status.Steps) > 0 && wr.Status.Steps[0].Phase == v1alpha1.StepPending &&
+			wr.Status.Steps[0].Message == "waiting for concurrency key db-prod: place 1"
+	})
+	var cms corev1.ConfigMapList
+	if err := e.c.List(context.Background(), &cms, client.InNamespace(e.ns), client.MatchingLabels{crd.LabelRecord: "concurrency"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cms.Items) != 1 || !strings.Contains(cms.Items[0].Data["data"], `"holders":["a/approve"]`) {
+		t.Errorf("slot ConfigMaps of the namespace: %+v, want one held by a/approve", cms.Items)
+	}
+	e.approve("a")
+	e.waitHeld("b")
+	e.approve("b")
+}

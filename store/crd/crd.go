@@ -122,11 +122,13 @@ type bookkeeping struct {
 	SLA           *v1alpha1.SLA `json:"sla,omitempty"`
 	SLABreachedAt time.Time     `json:"slaBreachedAt,omitzero"`
 	// Concurrency, Priority, SlotKey and Admitted are the run's concurrency key, its place in
-	// line's priority, the key's value and whether it holds a slot (engine.Run's).
+	// line's priority, the key's value and whether it holds a slot; StepSlots the keys of the
+	// slots its steps hold or wait for (engine.Run's).
 	Concurrency *v1alpha1.Concurrency `json:"concurrency,omitempty"`
 	Priority    int32                 `json:"priority,omitempty"`
 	SlotKey     string                `json:"slotKey,omitempty"`
 	Admitted    bool                  `json:"admitted,omitempty"`
+	StepSlots   map[string]string     `json:"stepSlots,omitempty"`
 	// Loops are the iterations of looping steps in full (the status keeps a bounded summary).
 	Loops map[string]*engine.Loop `json:"loops,omitempty"`
 	// Suspend and Terminated are status.suspend and status.terminated as stepflow last wrote
@@ -306,7 +308,7 @@ func (s *Store) decode(ctx context.Context, obj *v1alpha1.WorkflowRun, cm *corev
 	run.Epoch, run.Steps, run.ManualSuspend, run.Loops, run.Context = bk.Epoch, bk.Steps, bk.ManualSuspend, bk.Loops, bk.Context
 	run.ChildRuns, run.TTLSecondsAfterFinished = bk.ChildRuns, bk.TTLSecondsAfterFinished
 	run.SLA, run.SLABreachedAt = bk.SLA, bk.SLABreachedAt
-	run.Concurrency, run.Priority, run.SlotKey, run.Admitted = bk.Concurrency, bk.Priority, bk.SlotKey, bk.Admitted
+	run.Concurrency, run.Priority, run.SlotKey, run.Admitted, run.StepSlots = bk.Concurrency, bk.Priority, bk.SlotKey, bk.Admitted, bk.StepSlots
 	switch {
 	case bk.Spec != nil:
 		run.Spec = bk.Spec
@@ -596,7 +598,7 @@ func encodeWith(run *engine.Run, spill engine.Spill, more func(*bookkeeping) err
 	bk := bookkeeping{
 		Epoch: run.Epoch, Steps: run.Steps, ManualSuspend: run.ManualSuspend, Loops: run.Loops, Context: run.Context,
 		ChildRuns: run.ChildRuns, TTLSecondsAfterFinished: run.TTLSecondsAfterFinished, SLA: run.SLA, SLABreachedAt: run.SLABreachedAt,
-		Concurrency: run.Concurrency, Priority: run.Priority, SlotKey: run.SlotKey, Admitted: run.Admitted, Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
+		Concurrency: run.Concurrency, Priority: run.Priority, SlotKey: run.SlotKey, Admitted: run.Admitted, StepSlots: run.StepSlots, Suspend: st.Suspend, Terminated: st.Terminated, From: run.Version,
 		Blobs: spill.Blobs, Slots: spill.Slots,
 	}
 	if run.Object.Spec.WorkflowSpec == nil {
