@@ -53,6 +53,10 @@ type Options struct {
 	// Schedules has the controller reconcile WorkflowSchedules too (their CRD must be
 	// installed): a WorkflowRun at each firing of their cron schedules.
 	Schedules bool
+	// EventsListen, when not empty, is the address of the events listener: a CloudEvent POSTed
+	// to /events/{namespace}/{name} starts a run of that WorkflowEventTrigger (its CRD must be
+	// installed).
+	EventsListen string
 }
 
 // Controller is the WorkflowRun controller.
@@ -65,8 +69,10 @@ type Controller struct {
 	engine    *engine.Engine
 	// evaluator renders Applications and judges their health: the assembly's Runner.
 	evaluator application.Evaluator
-	watches   *Watches
-	log       *slog.Logger
+	// conditions evaluates the filters of WorkflowEventTriggers: the assembly's Runner.
+	conditions conditions
+	watches    *Watches
+	log        *slog.Logger
 	// retention says when finished runs are deleted; clock tells the time for it.
 	retention engine.Retention
 	clock     engine.Clock
@@ -126,7 +132,7 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.engine, c.evaluator = a.Engine, a.Runner
+	c.engine, c.evaluator, c.conditions = a.Engine, a.Runner, a.Runner
 	if c.watches != nil {
 		c.watches.wake = c.engine.Wake
 		if err := mgr.Add(c.watches); err != nil {
@@ -179,6 +185,13 @@ func Setup(mgr manager.Manager, opts Options) (*Controller, error) {
 	}
 	if opts.Schedules {
 		if err := c.setupSchedules(mgr); err != nil {
+			return nil, err
+		}
+	}
+	if opts.EventsListen != "" {
+		addr := opts.EventsListen
+		// Every replica serves events, not only the leader: creating a run is safe from any.
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error { return c.serveEvents(ctx, addr) })); err != nil {
 			return nil, err
 		}
 	}

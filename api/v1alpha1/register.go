@@ -7,7 +7,7 @@ import (
 
 // AddToScheme registers WorkflowRun, Workflow and WorkflowSchedule with a scheme, for Kubernetes clients.
 func AddToScheme(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &WorkflowRun{}, &WorkflowRunList{}, &Workflow{}, &WorkflowList{}, &WorkflowSchedule{}, &WorkflowScheduleList{})
+	s.AddKnownTypes(GroupVersion, &WorkflowRun{}, &WorkflowRunList{}, &Workflow{}, &WorkflowList{}, &WorkflowSchedule{}, &WorkflowScheduleList{}, &WorkflowEventTrigger{}, &WorkflowEventTriggerList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -39,6 +39,7 @@ type controllerFlags struct {
 	allowLinkLocal  bool
 	applications    bool
 	schedules       bool
+	eventsListen    string
 }
 
 func newControllerCommand(g *globals) *cobra.Command {
@@ -69,6 +70,7 @@ next start goes on from the stored status.`,
 	fl.BoolVar(&f.allowLinkLocal, "egress-allow-link-local", false, linkLocalUsage)
 	fl.BoolVar(&f.applications, "applications", true, "reconcile KubeVela Applications too (needs the Application, ApplicationRevision and ResourceTracker CRDs of config/crd)")
 	fl.BoolVar(&f.schedules, "schedules", true, "reconcile WorkflowSchedules too: a WorkflowRun at each firing of their cron schedules (needs the WorkflowSchedule CRD of config/crd)")
+	fl.StringVar(&f.eventsListen, "events-listen", "", "address of the events listener: a CloudEvent POSTed to /events/{namespace}/{name} starts a run of that WorkflowEventTrigger (off when empty)")
 	fl.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz ("0" turns it off)`)
 	return cmd
 }
@@ -136,7 +138,7 @@ func (g *globals) runController(ctx context.Context, f controllerFlags) error {
 	settings.Providers.Clusters = clusters
 	// The controller's metrics beside controller-runtime's, on --metrics-bind-address.
 	settings.Metrics = ctrlmetrics.Registry
-	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Watches: watches, Applications: f.applications, Schedules: f.schedules}); err != nil { //nolint:contextcheck // the events sinks' goroutines live until Assembly.Close, whatever this context does
+	if _, err := controller.Setup(mgr, controller.Options{Assembly: settings, Watches: watches, Applications: f.applications, Schedules: f.schedules, EventsListen: f.eventsListen}); err != nil { //nolint:contextcheck // the events sinks' goroutines live until Assembly.Close, whatever this context does
 		return err
 	}
 	log.Info("stepflow controller starting", "shard", f.shardID, "leaderElection", f.leaderElect)
