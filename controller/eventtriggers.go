@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/netutil"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,12 +56,18 @@ func (c *Controller) EventsHandler() http.Handler {
 	return mux
 }
 
+// maxEventConnections bounds the events listener's open connections.
+const maxEventConnections = 1024
+
 // serveEvents listens on addr and serves EventsHandler until ctx ends.
 func (c *Controller) serveEvents(ctx context.Context, addr string) error {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("events listener: %w", err)
 	}
+	// At most maxEventConnections open at once, as the server bounds its own (--max-connections):
+	// slow senders wait to be accepted rather than hold the process's descriptors.
+	ln = netutil.LimitListener(ln, maxEventConnections)
 	srv := &http.Server{
 		Handler:           c.EventsHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
