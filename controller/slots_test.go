@@ -137,6 +137,30 @@ func (e *env) waitQueued(name, msg string) {
 	})
 }
 
+// lineUp starts gated runs of the key deploy-prod in turn: the first holds it, waiting for
+// approval, and the others wait in line at places 1, 2, ...
+func (e *env) lineUp(names ...string) {
+	e.t.Helper()
+	for i, name := range names {
+		e.create(gatedRun(name, "queue", 0))
+		if i == 0 {
+			e.waitHeld(name)
+		} else {
+			e.waitQueued(name, fmt.Sprintf("queued on concurrency key deploy-prod: place %d", i))
+		}
+	}
+}
+
+// slotRecords are the ConfigMaps holding the namespace's slots of concurrency keys.
+func (e *env) slotRecords() []corev1.ConfigMap {
+	e.t.Helper()
+	var cms corev1.ConfigMapList
+	if err := e.c.List(context.Background(), &cms, client.InNamespace(e.ns), client.MatchingLabels{crd.LabelRecord: "concurrency"}); err != nil {
+		e.t.Fatal(err)
+	}
+	return cms.Items
+}
+
 // approve resumes a held run and waits for it to succeed.
 func (e *env) approve(name string) {
 	e.t.Helper()
@@ -154,21 +178,13 @@ func TestConcurrencyKeyInKubernetesMode(t *testing.T) {
 	e := newEnv(t)
 	lw := e.watchLimit(1)
 	e.start(controllerOptions{})
-	e.create(gatedRun("a", "queue", 0))
-	e.waitHeld("a")
-	e.create(gatedRun("b", "queue", 0))
-	e.waitQueued("b", "queued on concurrency key deploy-prod: place 1")
-	e.create(gatedRun("c", "queue", 0))
-	e.waitQueued("c", "queued on concurrency key deploy-prod: place 2")
+	e.lineUp("a", "b", "c")
 	if out := e.kubectl("get", "workflowruns"); !regexpLine(out, "b", "queued") || !regexpLine(out, "c", "queued") || !regexpLine(out, "a", "suspending") {
 		t.Errorf("kubectl get workflowruns:\n%s", out)
 	}
-	var cms corev1.ConfigMapList
-	if err := e.c.List(context.Background(), &cms, client.InNamespace(e.ns), client.MatchingLabels{crd.LabelRecord: "concurrency"}); err != nil {
-		t.Fatal(err)
-	}
-	if len(cms.Items) != 1 || !strings.Contains(cms.Items[0].Data["data"], `"holders":["a"]`) {
-		t.Errorf("slot ConfigMaps of the namespace: %+v, want one holding a", cms.Items)
+	cms := e.slotRecords()
+	if len(cms) != 1 || !strings.Contains(cms[0].Data["data"], `"holders":["a"]`) {
+		t.Errorf("slot ConfigMaps of the namespace: %+v, want one holding a", cms)
 	}
 	for _, name := range []string{"a", "b", "c"} {
 		e.waitHeld(name)
@@ -241,21 +257,13 @@ func TestDeletedHolderFreesItsSlot(t *testing.T) {
 	e := newEnv(t)
 	e.watchLimit(1)
 	e.start(controllerOptions{})
-	e.create(gatedRun("a", "queue", 0))
-	e.waitHeld("a")
-	e.create(gatedRun("b", "queue", 0))
-	e.waitQueued("b", "queued on concurrency key deploy-prod: place 1")
-	e.create(gatedRun("c", "queue", 0))
-	e.waitQueued("c", "queued on concurrency key deploy-prod: place 2")
+	e.lineUp("a", "b", "c")
 	e.kubectl("delete", "workflowrun", "b") // in line
 	e.kubectl("delete", "workflowrun", "a") // holding the key
 	e.waitHeld("c")
 	e.approve("c")
-	var cms corev1.ConfigMapList
-	if err := e.c.List(context.Background(), &cms, client.InNamespace(e.ns), client.MatchingLabels{crd.LabelRecord: "concurrency"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, cm := range cms.Items {
+	cms := e.slotRecords()
+	for _, cm := range cms {
 		if d := cm.Data["data"]; strings.Contains(d, `"a"`) || strings.Contains(d, `"b"`) {
 			t.Errorf("the slots still name a deleted run: %s", d)
 		}
@@ -268,14 +276,7 @@ func TestConcurrencyKeyAcrossControllerRestart(t *testing.T) {
 	e := newEnv(t)
 	e.watchLimit(1)
 	stop := e.start(controllerOptions{})
-	for i, name := range []string{"a", "b", "c"} {
-		e.create(gatedRun(name, "queue", 0))
-		if i == 0 {
-			e.waitHeld(name)
-		} else {
-			e.waitQueued(name, fmt.Sprintf("queued on concurrency key deploy-prod: place %d", i))
-		}
-	}
+	e.lineUp("a", "b", "c")
 	stop()
 	e.patchStatus("a", `{"status":{"suspend":false}}`) // approved while no controller runs
 	e.start(controllerOptions{})
@@ -351,12 +352,9 @@ func TestStepConcurrencyInKubernetesMode(t *testing.T) {
 		return len(wr.Status.Steps) > 0 && wr.Status.Steps[0].Phase == v1alpha1.StepPending &&
 			wr.Status.Steps[0].Message == "waiting for concurrency key db-prod: place 1"
 	})
-	var cms corev1.ConfigMapList
-	if err := e.c.List(context.Background(), &cms, client.InNamespace(e.ns), client.MatchingLabels{crd.LabelRecord: "concurrency"}); err != nil {
-		t.Fatal(err)
-	}
-	if len(cms.Items) != 1 || !strings.Contains(cms.Items[0].Data["data"], `"holders":["a/approve"]`) {
-		t.Errorf("slot ConfigMaps of the namespace: %+v, want one held by a/approve", cms.Items)
+	cms := e.slotRecords()
+	if len(cms) != 1 || !strings.Contains(cms[0].Data["data"], `"holders":["a/approve"]`) {
+		t.Errorf("slot ConfigMaps of the namespace: %+v, want one held by a/approve", cms)
 	}
 	e.approve("a")
 	e.waitHeld("b")

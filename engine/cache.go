@@ -103,23 +103,44 @@ func (e *Engine) cachedRunner(cc *v1alpha1.StepCache, runStep func(context.Conte
 
 // cacheKey evaluates the step's key over its parameter, inputs and context.
 func (e *Engine) cacheKey(ctx context.Context, cc *v1alpha1.StepCache, req *StepRequest) (string, error) {
+	value, err := evalStepKey(ctx, e.opts.CacheKeys, "cache.key", cc.Key, req)
+	if err != nil {
+		return "", err
+	}
+	return CacheKey(req.Step.Type, value), nil
+}
+
+// evalStepKey evaluates expr, the step's field (cache.key, concurrency.key), over the step's
+// parameter, inputs and context as req has them. An error names the field; a TerminalError
+// stays one, whatever is tried again.
+func evalStepKey(ctx context.Context, keys KeyEvaluator, field, expr string, req *StepRequest) (json.RawMessage, error) {
 	var param any = map[string]any{}
 	if len(req.Properties) > 0 {
 		if err := json.Unmarshal(req.Properties, &param); err != nil {
-			return "", Terminal(v1alpha1.ReasonParameter, fmt.Errorf("cache.key: reading the parameter: %w", err))
+			return nil, Terminal(v1alpha1.ReasonParameter, fmt.Errorf("%s: reading the parameter: %w", field, err))
 		}
 	}
 	inputs := map[string]any{}
 	maps.Copy(inputs, req.Inputs)
 	scope := map[string]any{"parameter": param, "inputs": inputs, "context": req.Context}
-	value, err := e.opts.CacheKeys.EvalKey(ctx, cc.Key, scope)
+	value, err := keys.EvalKey(ctx, expr, scope)
 	if err != nil {
 		if te, ok := errors.AsType[*TerminalError](err); ok {
-			return "", Terminal(te.Reason, fmt.Errorf("cache.key: %w", te.Err))
+			return nil, Terminal(te.Reason, fmt.Errorf("%s: %w", field, te.Err))
 		}
-		return "", fmt.Errorf("cache.key: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
-	return CacheKey(req.Step.Type, value), nil
+	return value, nil
+}
+
+// keyName is the name of a concurrency key of the value: a string as it is, any other value
+// as its JSON.
+func keyName(value json.RawMessage) string {
+	var s string
+	if json.Unmarshal(value, &s) == nil {
+		return s
+	}
+	return string(value)
 }
 
 // keep writes a success of the step into the cache, unless what it would keep holds one of

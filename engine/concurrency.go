@@ -128,11 +128,7 @@ func (e *Engine) slotKey(ctx context.Context, run *Run) (string, error) {
 		}
 		return "", fmt.Errorf("spec.concurrency.key: %w", err)
 	}
-	var s string
-	if json.Unmarshal(value, &s) == nil {
-		return s, nil // a string names the key as it is
-	}
-	return string(value), nil
+	return keyName(value), nil
 }
 
 // releaseSlot gives up the slot, or the place in line, of a run that has finished, and wakes

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -107,7 +106,9 @@ func (m *machine) stepSlotLater(n *node, message string, now time.Time, t *trans
 }
 
 // stepSlotKey evaluates step n's concurrency key over its parameter, inputs and context, as
-// a cache key is: a string names the key as it is, any other value as its JSON.
+// a cache key is. Unlike the evaluation's request, an input not there yet is left out rather
+// than an error: a looping step's key is evaluated once for the whole loop, where its
+// iterations' item is not.
 func (m *machine) stepSlotKey(ctx context.Context, run *Run, n *node) (string, error) {
 	props, err := propertiesJSON(n.spec.Properties)
 	if err != nil {
@@ -123,23 +124,12 @@ func (m *machine) stepSlotKey(ctx context.Context, run *Run, n *node) (string, e
 			break
 		}
 	}
-	var param any = map[string]any{}
-	if err := json.Unmarshal(props, &param); err != nil {
-		return "", Terminal(v1alpha1.ReasonParameter, fmt.Errorf("concurrency.key: reading the parameter: %w", err))
-	}
-	scope := map[string]any{"parameter": param, "inputs": inputs, "context": stepCtx}
-	value, err := m.keys.EvalKey(ctx, n.spec.Concurrency.Key, scope)
+	req := &StepRequest{Properties: props, Inputs: inputs, Context: stepCtx}
+	value, err := evalStepKey(ctx, m.keys, "concurrency.key", n.spec.Concurrency.Key, req)
 	if err != nil {
-		if te, ok := errors.AsType[*TerminalError](err); ok {
-			return "", Terminal(te.Reason, fmt.Errorf("concurrency.key: %w", te.Err))
-		}
-		return "", fmt.Errorf("concurrency.key: %w", err)
+		return "", err
 	}
-	var s string
-	if json.Unmarshal(value, &s) == nil {
-		return s, nil
-	}
-	return string(value), nil
+	return keyName(value), nil
 }
 
 // endStepSlots takes out of the run the slots of the steps that have ended, and all of them

@@ -46,21 +46,7 @@ func TestReplicaCrashRecovery(t *testing.T) {
 	}
 	plan := newCrashPlan(t, replicaKills, crashMaxGap)
 
-	pg, err := pgtest.Start(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.Stop() })
-	url := pg.NewDatabase(t)
-	st, err := postgres.Open(t.Context(), postgres.Options{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	_, token, err := server.CreateToken(t.Context(), st, "test", server.RoleAdmin, nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	url, st, token := replicaStore(t)
 
 	cs, hsURL := startCrashServer(t, func() (runLoader, error) { return st, nil })
 
@@ -226,4 +212,26 @@ func (r replica) post(t *testing.T, token, path, doc string) {
 		}
 		return
 	}
+}
+
+// replicaStore starts a real PostgreSQL for the replica tests and returns its database's URL,
+// the store open on it (for the test's own reads) and an admin token of the servers.
+func replicaStore(t *testing.T) (string, *postgres.Store, string) {
+	t.Helper()
+	pg, err := pgtest.Start(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	url := pg.NewDatabase(t)
+	st, err := postgres.Open(t.Context(), postgres.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	_, token, err := server.CreateToken(t.Context(), st, "test", server.RoleAdmin, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url, st, token
 }

@@ -12,10 +12,7 @@ import (
 
 	"github.com/stepflow/stepflow/api/v1alpha1"
 	"github.com/stepflow/stepflow/engine"
-	"github.com/stepflow/stepflow/server"
 	"github.com/stepflow/stepflow/store"
-	"github.com/stepflow/stepflow/store/postgres"
-	"github.com/stepflow/stepflow/store/postgres/pgtest"
 )
 
 // Sizes of the replica test of concurrency keys: runs on one key, its limit, and kills.
@@ -92,21 +89,7 @@ func TestReplicaCrashConcurrencyKey(t *testing.T) {
 	}
 	plan := newCrashPlan(t, keyReplicaKills, 1)
 
-	pg, err := pgtest.Start(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.Stop() })
-	url := pg.NewDatabase(t)
-	st, err := postgres.Open(t.Context(), postgres.Options{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	_, token, err := server.CreateToken(t.Context(), st, "test", server.RoleAdmin, nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	url, st, token := replicaStore(t)
 	bs := &busyServer{busy: map[string]int{}}
 	hs := httptest.NewServer(bs)
 	t.Cleanup(hs.Close)
