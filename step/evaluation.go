@@ -68,17 +68,17 @@ func (r *Runner) evaluate(ctx context.Context, t target, req *engine.StepRequest
 	released, err := e.releaseSuspend(ctx)
 	if !released {
 		waitFrom := time.Now()
-		if t.def == nil { // a child evaluator's start is not the evaluation's time
-			if e.child, err = r.pool.get(ctx); err != nil {
-				return nil, err
-			}
-		}
 		// A quick evaluation holds the engine's worker: it goes before evaluations starting.
 		if err := e.turn.take(ctx, quick); err != nil {
-			if e.child != nil {
-				r.pool.put(e.child, true, true)
-			}
 			return nil, err
+		}
+		// With its turn, so that the pool sees only the evaluations about to compute: a
+		// child evaluator's start is not the evaluation's time.
+		if t.def == nil {
+			if e.child, err = r.pool.get(ctx); err != nil {
+				e.turn.give()
+				return nil, err
+			}
 		}
 		e.waited += time.Since(waitFrom) // e.run gives the turn back
 		var timedOut bool

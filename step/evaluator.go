@@ -18,8 +18,10 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stepflow/stepflow/application"
@@ -49,8 +51,15 @@ func init() {
 	// Served from another goroutine: init's goroutine is locked to the main thread, so each
 	// of its wake-ups (a message read, an evaluation parking) would hand the CPU from one
 	// thread to another: twice the context switches per message.
+	// Read through the poller, not by a thread blocked in read(2): the runtime would hand the
+	// child's one P to another thread at each wait for a message, and its monitor, seeing a
+	// thread in a system call, would wake every 20 µs meanwhile.
+	in := os.Stdin
+	if err := syscall.SetNonblock(0, true); err == nil {
+		in = os.NewFile(0, "stdin")
+	}
 	code := make(chan int)
-	go func() { code <- serveEvaluator(os.Stdin, os.Stdout, stop) }()
+	go func() { code <- serveEvaluator(in, os.Stdout, stop) }()
 	c := <-code
 	stop()
 	os.Exit(c)
@@ -81,9 +90,10 @@ func profileCPU(dir string) (stop func()) {
 	}
 }
 
-// serveEvaluator serves one Runner: a hello, then requests one at a time. It returns the
-// process's exit code; ending is called before the process ends on its own otherwise (its
-// Runner gone).
+// serveEvaluator serves one Runner: a hello, then requests one at a time, in the order they
+// came; the requests are read meanwhile (inbox), so that those taken back are answered while
+// one computes. It returns the process's exit code; ending is called before the process ends
+// on its own otherwise (its Runner gone).
 func serveEvaluator(in io.Reader, out io.Writer, ending func()) int {
 	dec := json.NewDecoder(bufio.NewReaderSize(in, 64<<10))
 	w := bufio.NewWriterSize(out, 64<<10)
@@ -117,9 +127,11 @@ func serveEvaluator(in io.Reader, out io.Writer, ending func()) int {
 	if err := ch.send(reply{}); err != nil { // ready
 		return exitProtocol
 	}
+	q := &inbox{ready: make(chan struct{}, 1)}
+	go q.fill(ch, dec)
 	for {
-		var req request
-		if err := dec.Decode(&req); err != nil {
+		req, err := q.next()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return 0
 			}
@@ -129,6 +141,82 @@ func serveEvaluator(in io.Reader, out io.Writer, ending func()) int {
 		if !ch.serve(&req) {
 			return exitProtocol
 		}
+	}
+}
+
+// inbox holds the requests a child read and has not begun.
+type inbox struct {
+	mu    sync.Mutex
+	queue []request
+	err   error         // the end of the input
+	ready chan struct{} // a signal (one buffered) that queue or err changed
+}
+
+// fill reads requests into the inbox until the input ends, answering a withdrawal at once:
+// each request it names still in the inbox is dropped and answered Withdrawn.
+func (q *inbox) fill(ch *childSide, dec *json.Decoder) {
+	for {
+		var req request
+		err := dec.Decode(&req)
+		q.mu.Lock()
+		if err != nil {
+			q.err = err
+			q.mu.Unlock()
+			q.signal()
+			return
+		}
+		if req.Withdraw == nil {
+			q.queue = append(q.queue, req)
+			q.mu.Unlock()
+			q.signal()
+			continue
+		}
+		var taken []uint64
+		q.queue = slices.DeleteFunc(q.queue, func(r request) bool {
+			if !r.Abort && slices.Contains(req.Withdraw, r.ID) {
+				taken = append(taken, r.ID)
+				return true
+			}
+			return false
+		})
+		q.mu.Unlock()
+		for _, id := range taken {
+			if ch.write(reply{ID: id, Withdrawn: true}) != nil {
+				q.mu.Lock()
+				q.err = errors.New("a reply could not be written")
+				q.mu.Unlock()
+				q.signal()
+				return
+			}
+		}
+	}
+}
+
+func (q *inbox) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the first request not begun, waiting for one; an error once the input ended
+// and every request was served.
+func (q *inbox) next() (request, error) {
+	for {
+		q.mu.Lock()
+		if len(q.queue) > 0 {
+			req := q.queue[0]
+			q.queue[0] = request{}
+			q.queue = q.queue[1:]
+			q.mu.Unlock()
+			return req, nil
+		}
+		err := q.err
+		q.mu.Unlock()
+		if err != nil {
+			return request{}, err
+		}
+		<-q.ready
 	}
 }
 
@@ -202,6 +290,7 @@ type childSide struct {
 	broken  bool                    // a reply could not be written
 	r       *Runner
 	dec     *json.Decoder
+	wmu     sync.Mutex // held while a reply is written: by what computes, or by inbox.fill
 	w       *bufio.Writer
 	enc     *json.Encoder
 	sources map[string]string
@@ -212,8 +301,17 @@ type childSide struct {
 // sent again when needed.
 const maxSources = 1024
 
+// send writes a reply of what computes (it holds cpu), with the sensitive values marked since
+// the last.
 func (ch *childSide) send(rep reply) error {
 	rep.Sensitive, ch.marked = ch.marked, nil
+	return ch.write(rep)
+}
+
+// write writes a reply.
+func (ch *childSide) write(rep reply) error {
+	ch.wmu.Lock()
+	defer ch.wmu.Unlock()
 	if err := ch.enc.Encode(rep); err != nil {
 		return err
 	}

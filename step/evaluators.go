@@ -2,6 +2,13 @@
 // that do the CUE of evaluations, each under a memory bound, killed when their caller goes
 // away or the time bound passes, and started again as needed. Actions run in the Runner: a
 // child asks for each one and waits for its result.
+//
+// What costs most in evaluating in another process is not the messages but waking it up:
+// a child that answered and waits for its next message sleeps, and the Runner's threads
+// sleep and wake around each reply. So a child is sent its next messages while it computes
+// (up to depth of them, answered in order), and the evaluations go to as few children as
+// there are cores; more start only while some compute a long evaluation (stallAfter), and
+// the messages waiting behind such a one are taken back and sent elsewhere.
 
 package step
 
@@ -15,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,11 +41,20 @@ const (
 	evaluatorIdle = 30 * time.Second
 	// maxInfos bounds the definitions whose defInfo the pool keeps.
 	maxInfos = 4096
+	// depth bounds the messages written to a child and not yet answered: the one it computes
+	// and those waiting behind it.
+	depth = 8
+	// stallAfter is how long a child computes one message before it counts as computing a
+	// long evaluation (a runaway, or a big render): it is given no new evaluation, the
+	// messages waiting behind that one are taken back, and another child may start.
+	stallAfter = 100 * time.Millisecond
 )
 
 // DefaultEvaluators is Options.Evaluators when it is zero: four per core, at least eight. It
-// bounds the children computing at once: a step parked at an action (HTTP, kube I/O) holds
-// no child's CPU, and up to maxParked such steps share a child.
+// bounds the children: one per core computes the evaluations; the others start only while
+// those compute long evaluations (stallAfter), so that a runaway holds up no other. A step
+// parked at an action (HTTP, kube I/O) holds no child's CPU, and up to maxParked such steps
+// share a child.
 func DefaultEvaluators() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
 // ErrUnavailable is returned, wrapped, when the child evaluators failed an evaluation for a
@@ -55,13 +72,16 @@ const maxRestarts = 3
 
 // pool holds a Runner's child evaluators. A child computes one evaluation at a time but holds
 // several: an evaluation waiting for an action run here (parked) leaves the child to others.
-// A new evaluation goes to a child not computing, with room for it; a child is started only
-// when every child computes, up to max.
+// A new evaluation goes to the child with the fewest messages in flight, among those not
+// computing a long evaluation; a child is started while there are fewer such children than
+// hot, or when none has room, up to max.
 type pool struct {
 	exe    string
 	hello  []byte
 	memory int64
 	max    int
+	hot    int           // the children that compute the evaluations: one per core
+	stall  time.Duration // stallAfter, shorter in tests
 	ids    atomic.Uint64
 
 	mu       sync.Mutex
@@ -92,8 +112,9 @@ func newPool(opts Options) *pool {
 	if _, err := os.Stat(exe); err != nil {
 		exe, _ = os.Executable()
 	}
-	return &pool{exe: exe, hello: append(b, '\n'), memory: opts.EvalMemory, max: max(1, opts.Evaluators),
-		changed: make(chan struct{}, 1), infos: map[[32]byte]*defInfo{}, opts: &opts}
+	n := max(1, opts.Evaluators)
+	return &pool{exe: exe, hello: append(b, '\n'), memory: opts.EvalMemory, max: n, hot: min(n, runtime.GOMAXPROCS(0)),
+		stall: stallAfter, changed: make(chan struct{}, 1), infos: map[[32]byte]*defInfo{}, opts: &opts}
 }
 
 // info returns what the Runner keeps of the definition of key.
@@ -133,24 +154,31 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 		}
 		clear(p.children[len(live):])
 		p.children = live
-		// An idle child first; then a new one; a child holding parked evaluations only when
-		// no more may start: an evaluation placed beside parked ones computes while their
-		// actions' answers come back, and they wait for it (a bomb's whole time bound).
-		var idle, busy *child
+		// The child with the fewest messages in flight or about to be (then the fewest
+		// evaluations held); a new one while fewer than hot children are free to compute
+		// (not computing a long evaluation), or when none has room for another evaluation.
+		var best *child
+		bestLoad, free := 0, 0
+		now := time.Now()
 		for _, c := range p.children {
-			if c.held >= maxParked || c.fresh != 0 || c.retired || c.computing() || c.failed() {
+			if c.retired || c.failed() || c.stalled(now) {
 				continue
 			}
-			switch {
-			case c.held == 0:
-				idle = c
-			case busy == nil || c.held < busy.held:
-				busy = c // the emptiest: the fewest evaluations to hold up
+			free++
+			if c.held >= maxParked {
+				continue
+			}
+			load := len(c.slots) + c.fresh
+			if best == nil || load < bestLoad || load == bestLoad && c.held < best.held {
+				best, bestLoad = c, load
 			}
 		}
-		best := idle
-		if best == nil && len(p.children)+p.starting >= p.max {
-			best = busy
+		room := len(p.children)+p.starting < p.max
+		// More children while fewer than hot compute; past that, one at a time while every
+		// one free holds maxParked evaluations.
+		more := room && (free+p.starting < p.hot || best == nil && free > 0 && p.starting == 0)
+		if best != nil && bestLoad > 0 && more {
+			best = nil // a new child computes sooner than this busy one
 		}
 		if best != nil {
 			best.held++
@@ -159,7 +187,7 @@ func (p *pool) get(ctx context.Context) (*child, error) {
 			p.wake()
 			return best, nil
 		}
-		if len(p.children)+p.starting < p.max {
+		if more {
 			p.starting++
 			p.mu.Unlock()
 			c, err := p.start(ctx)
@@ -251,25 +279,45 @@ func (p *pool) reapIdle() {
 	}
 }
 
-// child is one child evaluator process.
+// child is one child evaluator process. Its messages are in flight together: written
+// before the replies to those before them came, answered in the order written, so that the
+// first unanswered is the one it computes. A reader hands each reply to the exchange waiting
+// for it.
 type child struct {
 	p       *pool
 	cmd     *exec.Cmd
 	in      *os.File
 	dec     *json.Decoder
 	stderr  *tail
-	done    chan struct{} // closed once the process ended
-	cpu     chan struct{} // holds one value while a message to the child is unanswered
+	done    chan struct{} // closed once the process ended and its replies were read
+	slots   chan struct{} // a value per message in flight, at most depth
 	held    int           // the evaluations it holds (pool.mu)
 	retired bool          // given no new evaluation, ended when it holds none (pool.mu)
 	fresh   int           // of which those that sent it nothing yet (pool.mu)
 	used    time.Time     // (pool.mu)
+	// read is closed when no more replies can be read (the child ended, or answered what it
+	// was not asked), readErr then says why.
+	read    chan struct{}
+	readErr error
+	wmu     sync.Mutex // held while a message is written: the order in flight is the order written
 
 	mu      sync.Mutex
 	sent    map[[32]byte]bool // the definitions sent to it
-	holder  uint64            // the evaluation computing, 0 when none
+	flight  []inFlight        // the messages in flight, in order: the first computes
+	since   time.Time         // when the first in flight began computing
+	watch   *time.Timer       // the check for a long evaluation, while messages wait behind it
 	culprit uint64            // the evaluation that was computing when it ended
 	killed  bool              // by kill
+	broken  bool              // an exchange failed after its message was written: it is to end
+}
+
+// inFlight is a message to a child not answered yet.
+type inFlight struct {
+	id     uint64
+	abort  bool        // an Abort: never taken back
+	left   bool        // its caller went away: the child is ended if it computes for it
+	taken  bool        // asked back (withdraw)
+	answer chan *reply // the reply, buffered
 }
 
 // start starts a child evaluator, sends it the hello and waits for it to be ready.
@@ -289,7 +337,7 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 	cmd.Env = append(os.Environ(), evaluatorEnv+"=1")
 	cmd.Stdin, cmd.Stdout = inR, outW
 	c := &child{p: p, cmd: cmd, in: inW, dec: json.NewDecoder(outR), stderr: &tail{}, sent: map[[32]byte]bool{},
-		done: make(chan struct{}), cpu: make(chan struct{}, 1), used: time.Now()}
+		done: make(chan struct{}), slots: make(chan struct{}, depth), used: time.Now(), read: make(chan struct{})}
 	cmd.Stderr = c.stderr
 	if os.Getenv(profileEnv) == "" {
 		// A child profiling its CPU is left to end when its stdin closes with this process, so
@@ -304,11 +352,17 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 		_ = outR.Close()
 		return nil, fmt.Errorf("starting a CUE evaluator: %w", err)
 	}
+	hello := make(chan *reply, 1)
+	c.flight, c.since = []inFlight{{answer: hello}}, time.Now() // the hello's reply, ID 0
+	go c.replies()
 	go func() {
 		_ = cmd.Wait()
+		<-c.read // the replies it wrote before it ended are read
 		_ = outR.Close()
 		c.mu.Lock()
-		c.culprit = c.holder
+		if len(c.flight) > 0 {
+			c.culprit = c.flight[0].id
+		}
 		c.mu.Unlock()
 		close(c.done)
 		p.wake()
@@ -319,8 +373,12 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 			ready <- err
 			return
 		}
-		var rep reply
-		ready <- c.dec.Decode(&rep)
+		select {
+		case <-hello:
+			ready <- nil
+		case <-c.read:
+			ready <- c.readErr
+		}
 	}()
 	timer := time.NewTimer(time.Minute)
 	defer timer.Stop()
@@ -351,8 +409,57 @@ func (c *child) ended() bool {
 	}
 }
 
+// replies reads the child's replies and hands each to the exchange waiting for it, until the
+// child ends, or answers what it was not asked (it is then killed).
+func (c *child) replies() {
+	defer close(c.read)
+	for {
+		r := &reply{}
+		if err := c.dec.Decode(r); err != nil {
+			c.readErr = err
+			return
+		}
+		c.mu.Lock()
+		i := slices.IndexFunc(c.flight, func(f inFlight) bool { return f.id == r.ID })
+		if i < 0 || i > 0 && !r.Withdrawn {
+			c.mu.Unlock()
+			c.readErr = fmt.Errorf("%w: a reply about evaluation %d, which it was not computing", ErrUnavailable, r.ID)
+			c.kill()
+			return
+		}
+		f := c.flight[i]
+		c.flight = slices.Delete(c.flight, i, i+1)
+		left := false
+		if i == 0 {
+			c.since = time.Now()
+			// One whose caller went away as it began computing: its withdrawal came too late.
+			left = len(c.flight) > 0 && c.flight[0].left
+		}
+		c.mu.Unlock()
+		f.answer <- r
+		if left {
+			c.kill()
+		}
+	}
+}
+
 // computing says that a message to the child is unanswered.
-func (c *child) computing() bool { return len(c.cpu) > 0 }
+func (c *child) computing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.flight) > 0
+}
+
+// stalled says that the child has computed one message for stallAfter or longer.
+func (c *child) stalled(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stalledLocked(now)
+}
+
+func (c *child) stalledLocked(now time.Time) bool {
+	return len(c.flight) > 0 && now.Sub(c.since) >= c.p.stall
+}
 
 // failed says that the child is ending: an exchange with it failed, or it was killed and
 // the process is not yet reaped. A new evaluation given it would fail at once (errGone),
@@ -360,18 +467,72 @@ func (c *child) computing() bool { return len(c.cpu) > 0 }
 func (c *child) failed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.killed || c.holder != 0 && len(c.cpu) == 0
+	return c.killed || c.broken
 }
 
-// killFor ends the child when the evaluation id still computes in it: the end of its context
-// kills the child only while the child computes for it, never after it answered, when
-// another evaluation may have the child.
-func (c *child) killFor(id uint64) {
+// leave answers the end of the context of the message id: the child is killed when it
+// computes for it (CUE cannot be interrupted otherwise), never for a message answered, when
+// it computes for others; a message waiting behind others is taken back.
+func (c *child) leave(id uint64) {
 	c.mu.Lock()
-	mine := c.holder == id
+	i := slices.IndexFunc(c.flight, func(f inFlight) bool { return f.id == id })
+	if i > 0 {
+		c.flight[i].left = true
+	}
 	c.mu.Unlock()
-	if mine {
+	switch {
+	case i == 0:
 		c.kill()
+	case i > 0:
+		c.withdraw(id)
+	}
+}
+
+// watchLocked arms the check for a long evaluation while messages wait behind the first.
+func (c *child) watchLocked() {
+	if c.watch == nil {
+		c.watch = time.AfterFunc(c.p.stall-time.Since(c.since), c.checkStall)
+	}
+}
+
+// checkStall takes back the messages waiting behind one computed for stallAfter, to be sent
+// to another child.
+func (c *child) checkStall() {
+	c.mu.Lock()
+	c.watch = nil
+	if len(c.flight) < 2 {
+		c.mu.Unlock()
+		return
+	}
+	if age := time.Since(c.since); age < c.p.stall {
+		c.watch = time.AfterFunc(c.p.stall-age, c.checkStall)
+		c.mu.Unlock()
+		return
+	}
+	var ids []uint64
+	for i := range c.flight[1:] {
+		f := &c.flight[i+1]
+		if !f.abort && !f.taken {
+			f.taken = true
+			ids = append(ids, f.id)
+		}
+	}
+	c.mu.Unlock()
+	c.withdraw(ids...)
+	c.p.wake() // a child may start in its place
+}
+
+// withdraw asks the child to take back the messages ids, if it has not begun them: each
+// taken back is answered Withdrawn.
+func (c *child) withdraw(ids ...uint64) {
+	if len(ids) == 0 {
+		return
+	}
+	b, _ := json.Marshal(request{Withdraw: ids})
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.in.Write(append(b, '\n')); err != nil {
+		c.kill() // it cannot be told: its messages would wait, unbounded, behind the one it computes
 	}
 }
 
@@ -395,17 +556,21 @@ func (e *errEncoding) Error() string {
 }
 
 // errGone is a child that ended while it held the evaluation parked, or before the evaluation
-// sent it anything: the evaluation is not the cause and starts again in another child.
-type errGone struct{ err error }
+// sent it anything, or that computes a long evaluation the evaluation's message waited
+// behind (taken back): the evaluation is not the cause and starts again in another child.
+type errGone struct {
+	err   error
+	taken bool // taken back, not ended: it does not count towards maxRestarts
+}
 
 func (e *errGone) Error() string { return "the CUE evaluator ended: " + e.err.Error() }
 
-// exchange sends req about the evaluation id and reads the reply, once no other message to
-// the child is unanswered. While the child computes for it, the end of ctx kills the child.
-// written says that the message reached the child: an error after that leaves the child in a
-// state nobody knows, and it is to be ended; an error before (the end of ctx while waiting
-// for the child, an errEncoding or errGone) leaves it as it was, to the other evaluations
-// it holds.
+// exchange sends req about the evaluation id and waits for the reply, behind at most
+// depth-1 other messages in flight. While the child computes for it, the end of ctx kills
+// the child; while it waits behind others, the end of ctx takes it back. written says that
+// the message reached the child: an error after that leaves the child in a state nobody
+// knows, and it is to be ended; an error before (the end of ctx while waiting, an
+// errEncoding or errGone) leaves it as it was, to the other evaluations it holds.
 func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *reply, turn func()) (written bool, err error) {
 	req.ID = id
 	b, err := json.Marshal(req)
@@ -413,48 +578,80 @@ func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *repl
 		return false, &errEncoding{err}
 	}
 	select {
-	case c.cpu <- struct{}{}:
+	case c.slots <- struct{}{}:
 		if turn != nil {
-			turn() // the child is computing from here: the pool gives it to no other new evaluation
+			turn() // in flight from here: the pool counts it in the child's load
 		}
 	case <-ctx.Done():
 		return false, ctx.Err()
 	case <-c.done:
-		return false, &errGone{errors.New("before the evaluation's turn")}
+		return false, &errGone{err: errors.New("before the evaluation's turn")}
 	}
 	defer func() {
-		<-c.cpu
+		<-c.slots
 		c.p.wake()
 	}()
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
+	answer := make(chan *reply, 1)
+	c.wmu.Lock()
 	c.mu.Lock()
-	// Ended, killed, or ending for the holder of a failed exchange: a message written now
-	// would make this evaluation the culprit of an end it did not cause.
-	if c.ended() || c.killed || c.holder != 0 {
+	// Ended, killed, or ending for a failed exchange: a message written now would make this
+	// evaluation the culprit of an end it did not cause. Computing a long evaluation: the
+	// message would wait for its end (an Abort may: nobody waits for it).
+	if c.ended() || c.killed || c.broken {
 		c.mu.Unlock()
-		return false, &errGone{errors.New("before the evaluation's turn")}
+		c.wmu.Unlock()
+		return false, &errGone{err: errors.New("before the evaluation's turn")}
 	}
-	c.holder = id
+	if !req.Abort && c.stalledLocked(time.Now()) {
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		return false, &errGone{err: errors.New("it computes a long evaluation"), taken: true}
+	}
+	if len(c.flight) == 0 {
+		c.since = time.Now()
+	}
+	c.flight = append(c.flight, inFlight{id: id, abort: req.Abort, answer: answer})
+	if len(c.flight) > 1 {
+		c.watchLocked()
+	}
 	c.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { c.killFor(id) })
+	_, err = c.in.Write(append(b, '\n'))
+	c.wmu.Unlock()
+	if err != nil {
+		c.breakOff()
+		return true, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.leave(id) })
 	defer stop()
-	// On an error the child ended, or is to be: it stays the holder's, the culprit.
-	if _, err := c.in.Write(append(b, '\n')); err != nil {
-		return true, err
+	var r *reply
+	select {
+	case r = <-answer:
+	case <-c.read:
+		select {
+		case r = <-answer: // answered before the child ended
+		default:
+			c.breakOff()
+			return true, c.readErr
+		}
 	}
-	*rep = reply{}
-	if err := c.dec.Decode(rep); err != nil {
-		return true, err
+	if r.Withdrawn {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		return false, &errGone{err: errors.New("taken back from behind a long evaluation"), taken: true}
 	}
-	if rep.ID != id {
-		return true, fmt.Errorf("%w: a reply about evaluation %d to a request about %d", ErrUnavailable, rep.ID, id)
-	}
-	c.mu.Lock()
-	c.holder = 0
-	c.mu.Unlock()
+	*rep = *r
 	return true, nil
+}
+
+// breakOff marks the child to be ended: an exchange failed after its message was written.
+func (c *child) breakOff() {
+	c.mu.Lock()
+	c.broken = true
+	c.mu.Unlock()
 }
 
 // session is one evaluation in a child: its requests and their replies, under the caller's
@@ -572,7 +769,7 @@ func (s *session) why(err error) error {
 	culprit := s.c.culprit
 	s.c.mu.Unlock()
 	if culprit != s.id {
-		return &errGone{err}
+		return &errGone{err: err}
 	}
 	code := s.c.cmd.ProcessState.ExitCode()
 	text := s.c.stderr.String()
@@ -605,6 +802,9 @@ func (p *pool) restarting(ctx context.Context, c *child, attempt func(*child) er
 		gone, ok := errors.AsType[*errGone](err)
 		if !ok {
 			return err
+		}
+		if gone.taken {
+			n-- // taken back from behind a long evaluation: bounded by the caller's time
 		}
 		if n == maxRestarts {
 			return fmt.Errorf("%w: those holding the evaluation ended %d times for others: %w", ErrUnavailable, n+1, gone)

@@ -58,6 +58,7 @@ func startCheck(t *testing.T, s *session) <-chan error {
 func TestLeavingWhileWaitingSparesTheSharedChild(t *testing.T) {
 	r, c := oneChild(t)
 	p := r.pool
+	p.stall = time.Hour // taken back because its caller left, not for waiting long
 	b, cancelB := p.with(t.Context(), c, "the busy check", time.Minute)
 	defer cancelB()
 	checked := startCheck(t, b)
@@ -109,5 +110,81 @@ func TestKilledChildIsNotGivenOut(t *testing.T) {
 	s.end()
 	if err != nil || rep.If == nil || !rep.If.Value {
 		t.Errorf("the condition in the child given instead: %+v %v", rep.If, err)
+	}
+}
+
+// A message sent to a child while it computes waits there; behind a long evaluation it is
+// taken back and computed by another child, while the first still computes: a runaway holds
+// up no evaluation but its own, though the messages are sent ahead.
+func TestMessageBehindALongEvaluationGoesElsewhere(t *testing.T) {
+	r := NewRunner(Options{Evaluators: 2, EvalTimeout: 2 * time.Minute})
+	p := r.pool
+	p.hot, p.stall = 1, 50*time.Millisecond // one child computes; another starts at the stall
+	c, err := p.get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, cancelB := p.with(t.Context(), c, "the busy check", time.Minute)
+	defer cancelB()
+	checked := startCheck(t, b)
+
+	// The next evaluation is given the same child, busy: its message waits behind the check.
+	p.mu.Lock()
+	c.held++
+	c.fresh++
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var rep reply
+	var in []*child
+	err = p.restarting(ctx, c, func(c *child) error {
+		in = append(in, c)
+		s, cancelS := p.with(ctx, c, "the condition", time.Minute)
+		defer cancelS()
+		err := s.exchange(&request{If: &ifRequest{Expr: "true", Scope: []byte(`{}`)}}, &rep)
+		s.end()
+		return err
+	})
+	if err != nil || rep.If == nil || !rep.If.Value {
+		t.Fatalf("the condition: %+v %v", rep.If, err)
+	}
+	select {
+	case err := <-checked:
+		t.Fatalf("the condition was answered only after the check it waited behind (%v)", err)
+	default:
+	}
+	if len(in) != 2 || in[1] == c {
+		t.Errorf("the condition was sent to %d children, the last the busy one: %v", len(in), in[len(in)-1] == c)
+	}
+	if err := <-checked; err != nil {
+		t.Errorf("the check, computing while the condition was taken back: %v", err)
+	}
+}
+
+// Short evaluations, many at once, are computed by one child per core (pool.hot), their
+// messages sent ahead: waking more children would cost more than it gains.
+func TestShortEvaluationsUseOneChildPerCore(t *testing.T) {
+	r := NewRunner(Options{Evaluators: 8, EvalTimeout: time.Minute})
+	p := r.pool
+	p.stall = time.Hour // a loaded machine's slow message is not a long evaluation here
+	errs := make(chan error, 40)
+	for range cap(errs) {
+		go func() {
+			v, err := p.condition(t.Context(), time.Minute, "len(inputs.s) > 0", map[string]any{"inputs": map[string]any{"s": "x"}})
+			if err == nil && !v {
+				err = errors.New("false")
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.children); n > p.hot {
+		t.Errorf("%d children for short evaluations, one per core is %d", n, p.hot)
 	}
 }

@@ -64,9 +64,11 @@ type Options struct {
 	EvalTimeout time.Duration
 	// MaxEvaluating is how many evaluations run CUE at once; the others wait their turn, in
 	// the order they came. An evaluation lets its turn go while its actions run (their I/O),
-	// so this bounds CPU work, not steps in flight. 0 means runtime.GOMAXPROCS(0): more only
-	// shares the same cores among more evaluations, each holding its evaluator's memory
-	// longer. The wait before an evaluation starts does not count towards EvalTimeout; a
+	// so this bounds CPU work, not steps in flight. 0 means runtime.GOMAXPROCS(0) in process
+	// (more only shares the same cores among more evaluations, each holding its evaluator's
+	// memory longer), and with child evaluators that times the messages a child is sent
+	// ahead (8): one computes while the next wait there, so that the child need not sleep
+	// between them. The wait before an evaluation starts does not count towards EvalTimeout; a
 	// wait after one of its actions does. An evaluation past EvalTimeout gives its turn up
 	// while its evaluator finishes. Conditions (EvalIf) are short and do not wait.
 	MaxEvaluating int
@@ -79,7 +81,9 @@ type Options struct {
 	// this same binary (started again with an environment marker, caught by this package's
 	// init) that compute the CUE of one step, condition or check at a time, while the actions
 	// run in this process. A child holds the steps parked at their actions meanwhile (up to
-	// 64) and computes others; a child is started only when all compute. A child is reused
+	// 64) and computes others. One child per core computes the evaluations; another is started
+	// only while one computes a single message for 100 ms or more (a runaway, a big render),
+	// and the messages waiting behind that one go to another child. A child is reused
 	// until a caller goes away while it computes for it or a bound is passed: then it is
 	// killed, the steps parked in it start again in another, and another is started for the
 	// next evaluation. 0 means DefaultEvaluators().
@@ -141,6 +145,9 @@ func NewRunner(opts Options) *Runner {
 	}
 	if opts.MaxEvaluating <= 0 {
 		opts.MaxEvaluating = runtime.GOMAXPROCS(0)
+		if !opts.InProcess {
+			opts.MaxEvaluating *= depth
+		}
 	}
 	r := &Runner{opts: opts, turns: &turns{free: opts.MaxEvaluating}}
 	if !opts.InProcess {

@@ -12,12 +12,13 @@ import (
 )
 
 // wireVersion changes with the messages: a child of another build refuses the hello.
-const wireVersion = 5
+const wireVersion = 6
 
 // request is a message from the Runner to a child: exactly one field is set besides ID.
-// A child holds several evaluations (those of steps parked at an action), computes one at a
-// time, and the Runner sends it a message only when it computes none: ID names the
-// evaluation a message is about, and its reply carries the same.
+// A child holds several evaluations (those of steps parked at an action) and computes one
+// message at a time, in the order they came; the Runner sends the next ones while it
+// computes, so that they wait for it there. ID names the evaluation a message is about, and
+// its reply carries the same; a request has exactly one reply.
 type request struct {
 	ID    uint64        `json:"id,omitempty"`
 	Hello *hello        `json:"hello,omitempty"`
@@ -33,6 +34,9 @@ type request struct {
 	Render *application.RenderJob `json:"render,omitempty"`
 	// Health judges a rendered component against its live objects (Runner.Health).
 	Health *application.HealthJob `json:"health,omitempty"`
+	// Withdraw takes back the messages of these IDs, if the child has not begun them; each
+	// taken back is answered Withdrawn. It has no ID and no reply of its own.
+	Withdraw []uint64 `json:"withdraw,omitempty"`
 }
 
 // hello is the first message to a child: what its Runner is made of.
@@ -103,6 +107,8 @@ type reply struct {
 	ID uint64 `json:"id,omitempty"` // the request's
 	// Missing asks for the request again with the definition's source.
 	Missing bool `json:"missing,omitempty"`
+	// Withdrawn answers a request taken back (request.Withdraw) before it began.
+	Withdrawn bool `json:"withdrawn,omitempty"`
 	// Sensitive are values found marked @sensitive() since the last reply.
 	Sensitive []string     `json:"sensitive,omitempty"`
 	Action    *actionCall  `json:"action,omitempty"`
