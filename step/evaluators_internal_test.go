@@ -27,6 +27,28 @@ func oneChild(t *testing.T) (*Runner, *child) {
 	return r, c
 }
 
+// busyChild returns a pool of at most evaluators children, hot of them computing (pool.hot),
+// and a child of it computing the busy check, whose end checked gives; the child is taken
+// for a second evaluation too, as one parked in it would be.
+func busyChild(t *testing.T, evaluators, hot int, stall time.Duration) (p *pool, c *child, checked <-chan error) {
+	t.Helper()
+	r := NewRunner(Options{Evaluators: evaluators, EvalTimeout: 2 * time.Minute})
+	p = r.pool
+	p.hot, p.stall = hot, stall
+	c, err := p.get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, cancel := p.with(t.Context(), c, "the busy check", time.Minute)
+	t.Cleanup(cancel)
+	checked = startCheck(t, b)
+	p.mu.Lock()
+	c.held++
+	c.fresh++
+	p.mu.Unlock()
+	return p, c, checked
+}
+
 // startCheck checks properties in the child c for the session s in the background and
 // returns its error when done; it returns once the child computes for it.
 func startCheck(t *testing.T, s *session) <-chan error {
@@ -56,19 +78,9 @@ func startCheck(t *testing.T, s *session) <-chan error {
 // ("the CUE evaluator was ended by signal killed"), which the server answered with 400 to
 // a valid run (TestReplicaCrashRecovery in CI, where steps' contexts end as leases move).
 func TestLeavingWhileWaitingSparesTheSharedChild(t *testing.T) {
-	r, c := oneChild(t)
-	p := r.pool
-	p.stall = time.Hour // taken back because its caller left, not for waiting long
-	b, cancelB := p.with(t.Context(), c, "the busy check", time.Minute)
-	defer cancelB()
-	checked := startCheck(t, b)
-
-	// A second evaluation in the same child (as one parked there would be), whose caller
-	// leaves while it waits for the child.
-	p.mu.Lock()
-	c.held++
-	c.fresh++
-	p.mu.Unlock()
+	// Taken back because its caller left, not for waiting long.
+	p, c, checked := busyChild(t, 1, 1, time.Hour)
+	// The second evaluation's caller leaves while it waits for the child.
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	s, cancelS := p.with(ctx, c, "the condition", 0)
@@ -117,27 +129,14 @@ func TestKilledChildIsNotGivenOut(t *testing.T) {
 // taken back and computed by another child, while the first still computes: a runaway holds
 // up no evaluation but its own, though the messages are sent ahead.
 func TestMessageBehindALongEvaluationGoesElsewhere(t *testing.T) {
-	r := NewRunner(Options{Evaluators: 2, EvalTimeout: 2 * time.Minute})
-	p := r.pool
-	p.hot, p.stall = 1, 50*time.Millisecond // one child computes; another starts at the stall
-	c, err := p.get(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, cancelB := p.with(t.Context(), c, "the busy check", time.Minute)
-	defer cancelB()
-	checked := startCheck(t, b)
-
-	// The next evaluation is given the same child, busy: its message waits behind the check.
-	p.mu.Lock()
-	c.held++
-	c.fresh++
-	p.mu.Unlock()
+	// One child computes; another starts at the stall. The second evaluation's message
+	// waits behind the check.
+	p, c, checked := busyChild(t, 2, 1, 50*time.Millisecond)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	var rep reply
 	var in []*child
-	err = p.restarting(ctx, c, func(c *child) error {
+	err := p.restarting(ctx, c, func(c *child) error {
 		in = append(in, c)
 		s, cancelS := p.with(ctx, c, "the condition", time.Minute)
 		defer cancelS()
