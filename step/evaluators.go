@@ -429,19 +429,30 @@ func (c *child) replies() {
 		}
 		f := c.flight[i]
 		c.flight = slices.Delete(c.flight, i, i+1)
-		left := false
 		if i == 0 {
 			c.since = time.Now()
-			// One whose caller went away as it began computing: its withdrawal came too late.
-			left = len(c.flight) > 0 && c.flight[0].left
+			if len(c.flight) > 0 && c.flight[0].left {
+				// One whose caller went away comes first: taken back, unless the child began it
+				// before the withdrawal came. Then it computes for nobody, and is ended.
+				id := c.flight[0].id
+				time.AfterFunc(leftGrace, func() {
+					c.mu.Lock()
+					still := len(c.flight) > 0 && c.flight[0].id == id
+					c.mu.Unlock()
+					if still {
+						c.kill()
+					}
+				})
+			}
 		}
 		c.mu.Unlock()
 		f.answer <- r
-		if left {
-			c.kill()
-		}
 	}
 }
+
+// leftGrace is how long a message whose caller went away may stay first in flight before its
+// child is ended: the time its withdrawal takes to be answered.
+const leftGrace = 50 * time.Millisecond
 
 // computing says that a message to the child is unanswered.
 func (c *child) computing() bool {
