@@ -574,7 +574,12 @@ type errGone struct {
 	taken bool // taken back, not ended: it does not count towards maxRestarts
 }
 
-func (e *errGone) Error() string { return "the CUE evaluator ended: " + e.err.Error() }
+func (e *errGone) Error() string {
+	if e.taken {
+		return "the CUE evaluator was busy: " + e.err.Error()
+	}
+	return "the CUE evaluator ended: " + e.err.Error()
+}
 
 // exchange sends req about the evaluation id and waits for the reply, behind at most
 // depth-1 other messages in flight. While the child computes for it, the end of ctx kills
