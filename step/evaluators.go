@@ -8,7 +8,8 @@
 // sleep and wake around each reply. So a child is sent its next messages while it computes
 // (up to depth of them, answered in order), and the evaluations go to as few children as
 // there are cores; more start only while some compute a long evaluation (stallAfter), and
-// the messages waiting behind such a one are taken back and sent elsewhere.
+// the new evaluations waiting behind such a one are taken back and sent elsewhere (those
+// parked in it, after stuckAfter).
 
 package step
 
@@ -45,9 +46,15 @@ const (
 	// and those waiting behind it.
 	depth = 8
 	// stallAfter is how long a child computes one message before it counts as computing a
-	// long evaluation (a runaway, or a big render): it is given no new evaluation, the
-	// messages waiting behind that one are taken back, and another child may start.
+	// long evaluation (a runaway, or a big render): it is given no new evaluation, the new
+	// evaluations' messages waiting behind that one are taken back (nothing of them is in the
+	// child yet), and another child may start.
 	stallAfter = 100 * time.Millisecond
+	// stuckAfter is how long before the answers to the actions of evaluations parked in such
+	// a child are taken back too: those evaluations then start again in another child, their
+	// side effects replayed from the memo but their reads made again, which a long render on
+	// a loaded machine is not worth; a runaway's whole time bound is.
+	stuckAfter = 5 * time.Second
 )
 
 // DefaultEvaluators is Options.Evaluators when it is zero: four per core, at least eight. It
@@ -82,6 +89,7 @@ type pool struct {
 	max    int
 	hot    int           // the children that compute the evaluations: one per core
 	stall  time.Duration // stallAfter, shorter in tests
+	stuck  time.Duration // stuckAfter, shorter in tests
 	ids    atomic.Uint64
 
 	mu       sync.Mutex
@@ -114,7 +122,7 @@ func newPool(opts Options) *pool {
 	}
 	n := max(1, opts.Evaluators)
 	return &pool{exe: exe, hello: append(b, '\n'), memory: opts.EvalMemory, max: n, hot: min(n, runtime.GOMAXPROCS(0)),
-		stall: stallAfter, changed: make(chan struct{}, 1), infos: map[[32]byte]*defInfo{}, opts: &opts}
+		stall: stallAfter, stuck: stuckAfter, changed: make(chan struct{}, 1), infos: map[[32]byte]*defInfo{}, opts: &opts}
 }
 
 // info returns what the Runner keeps of the definition of key.
@@ -315,6 +323,7 @@ type child struct {
 type inFlight struct {
 	id     uint64
 	abort  bool        // an Abort: never taken back
+	acted  bool        // the answer to a parked evaluation's action: taken back after stuckAfter
 	left   bool        // its caller went away: the child is ended if it computes for it
 	taken  bool        // asked back (withdraw)
 	answer chan *reply // the reply, buffered
@@ -465,11 +474,21 @@ func (c *child) computing() bool {
 func (c *child) stalled(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.stalledLocked(now)
+	return c.busyFor(now, c.p.stall)
 }
 
-func (c *child) stalledLocked(now time.Time) bool {
-	return len(c.flight) > 0 && now.Sub(c.since) >= c.p.stall
+// busyFor says that the child has computed one message for d or longer (c.mu).
+func (c *child) busyFor(now time.Time, d time.Duration) bool {
+	return len(c.flight) > 0 && now.Sub(c.since) >= d
+}
+
+// patience is how long a message may wait behind one the child computes before it is taken
+// back: stallAfter, or stuckAfter for the answer to a parked evaluation's action.
+func (p *pool) patience(acted bool) time.Duration {
+	if acted {
+		return p.stuck
+	}
+	return p.stall
 }
 
 // failed says that the child is ending: an exchange with it failed, or it was killed and
@@ -506,31 +525,35 @@ func (c *child) watchLocked() {
 	}
 }
 
-// checkStall takes back the messages waiting behind one computed for stallAfter, to be sent
-// to another child.
+// checkStall takes back the messages that waited their patience behind the one the child
+// computes, to be sent to another child, and checks again when the next one's is over.
 func (c *child) checkStall() {
 	c.mu.Lock()
 	c.watch = nil
-	if len(c.flight) < 2 {
-		c.mu.Unlock()
-		return
-	}
-	if age := time.Since(c.since); age < c.p.stall {
-		c.watch = time.AfterFunc(c.p.stall-age, c.checkStall)
-		c.mu.Unlock()
-		return
-	}
+	age := time.Since(c.since)
 	var ids []uint64
-	for i := range c.flight[1:] {
-		f := &c.flight[i+1]
-		if !f.abort && !f.taken {
+	next := time.Duration(-1)
+	for i := 1; i < len(c.flight); i++ {
+		f := &c.flight[i]
+		if f.abort || f.taken {
+			continue
+		}
+		switch limit := c.p.patience(f.acted); {
+		case age >= limit:
 			f.taken = true
 			ids = append(ids, f.id)
+		case next < 0 || limit-age < next:
+			next = limit - age
 		}
 	}
+	if next >= 0 {
+		c.watch = time.AfterFunc(next, c.checkStall)
+	}
 	c.mu.Unlock()
-	c.withdraw(ids...)
-	c.p.wake() // a child may start in its place
+	if len(ids) > 0 {
+		c.withdraw(ids...)
+		c.p.wake() // a child may start in its place
+	}
 }
 
 // withdraw asks the child to take back the messages ids, if it has not begun them: each
@@ -614,14 +637,14 @@ func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *repl
 	c.wmu.Lock()
 	c.mu.Lock()
 	// Ended, killed, or ending for a failed exchange: a message written now would make this
-	// evaluation the culprit of an end it did not cause. Computing a long evaluation: the
-	// message would wait for its end (an Abort may: nobody waits for it).
+	// evaluation the culprit of an end it did not cause. Computing a long evaluation past
+	// the message's patience: it would wait for its end (an Abort may: nobody waits for it).
 	if c.ended() || c.killed || c.broken {
 		c.mu.Unlock()
 		c.wmu.Unlock()
 		return false, &errGone{err: errors.New("before the evaluation's turn")}
 	}
-	if !req.Abort && c.stalledLocked(time.Now()) {
+	if !req.Abort && c.busyFor(time.Now(), c.p.patience(req.Acted != nil)) {
 		c.mu.Unlock()
 		c.wmu.Unlock()
 		return false, &errGone{err: errors.New("it computes a long evaluation"), taken: true}
@@ -629,7 +652,7 @@ func (c *child) exchange(ctx context.Context, id uint64, req *request, rep *repl
 	if len(c.flight) == 0 {
 		c.since = time.Now()
 	}
-	c.flight = append(c.flight, inFlight{id: id, abort: req.Abort, answer: answer})
+	c.flight = append(c.flight, inFlight{id: id, abort: req.Abort, acted: req.Acted != nil, answer: answer})
 	if len(c.flight) > 1 {
 		c.watchLocked()
 	}

@@ -3,6 +3,7 @@ package step
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -185,5 +186,41 @@ func TestShortEvaluationsUseOneChildPerCore(t *testing.T) {
 	defer p.mu.Unlock()
 	if n := len(p.children); n > p.hot {
 		t.Errorf("%d children for short evaluations, one per core is %d", n, p.hot)
+	}
+}
+
+// The answer to a parked evaluation's action waits behind a long evaluation longer than a new
+// evaluation's message does (stuckAfter): taken back, the evaluation would start again in
+// another child and make its reads again, which a render slowed by a loaded machine is not
+// worth. Past its patience it is taken back all the same.
+func TestActionAnswerWaitsLongerBehindALongEvaluation(t *testing.T) {
+	for _, stuck := range []time.Duration{time.Hour, 50 * time.Millisecond} {
+		p, c, checked := busyChild(t, 2, 1, 50*time.Millisecond)
+		p.stuck = stuck
+		s, cancel := p.with(t.Context(), c, "the step", time.Minute)
+		var rep reply
+		// The answer to an action of an evaluation not parked there: the child says so when
+		// it comes to it.
+		err := s.exchange(&request{Acted: &acted{}}, &rep)
+		s.end()
+		cancel()
+		gone, taken := errors.AsType[*errGone](err)
+		if stuck == time.Hour {
+			if taken || err == nil || !strings.Contains(err.Error(), "no evaluation") {
+				t.Errorf("an answer waiting behind the check for less than its patience: %v, want the child's own reply", err)
+			}
+		} else {
+			if !taken || !gone.taken {
+				t.Errorf("an answer waiting behind the check past its patience: %v, want it taken back", err)
+			}
+			select {
+			case err := <-checked:
+				t.Errorf("the answer was taken back only after the check ended (%v)", err)
+			default:
+			}
+		}
+		if err := <-checked; err != nil {
+			t.Errorf("the check: %v", err)
+		}
 	}
 }

@@ -83,7 +83,8 @@ type Options struct {
 	// run in this process. A child holds the steps parked at their actions meanwhile (up to
 	// 64) and computes others. One child per core computes the evaluations; another is started
 	// only while one computes a single message for 100 ms or more (a runaway, a big render),
-	// and the messages waiting behind that one go to another child. A child is reused
+	// and the new evaluations waiting behind that one go to another child (the steps parked
+	// in it, after 5 s). A child is reused
 	// until a caller goes away while it computes for it or a bound is passed: then it is
 	// killed, the steps parked in it start again in another, and another is started for the
 	// next evaluation. 0 means DefaultEvaluators().
