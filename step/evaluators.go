@@ -316,7 +316,10 @@ type child struct {
 	watch   *time.Timer       // the check for a long evaluation, while messages wait behind it
 	culprit uint64            // the evaluation that was computing when it ended
 	killed  bool              // by kill
-	broken  bool              // an exchange failed after its message was written: it is to end
+	// killedFor is the evaluation the child was killed for (killFor): the culprit, even when
+	// the child had answered it and begun the next message before the kill came.
+	killedFor uint64
+	broken    bool // an exchange failed after its message was written: it is to end
 }
 
 // inFlight is a message to a child not answered yet.
@@ -369,8 +372,11 @@ func (p *pool) start(ctx context.Context) (*child, error) {
 		<-c.read // the replies it wrote before it ended are read
 		_ = outR.Close()
 		c.mu.Lock()
-		if len(c.flight) > 0 {
-			c.culprit = c.flight[0].id
+		switch {
+		case c.killedFor != 0:
+			c.culprit = c.killedFor
+		case len(c.flight) > 0:
+			c.culprit = c.flight[0].id // what it was computing: its replies before were read
 		}
 		c.mu.Unlock()
 		close(c.done)
@@ -449,7 +455,7 @@ func (c *child) replies() {
 					still := len(c.flight) > 0 && c.flight[0].id == id
 					c.mu.Unlock()
 					if still {
-						c.kill()
+						c.killFor(id)
 					}
 				})
 			}
@@ -512,7 +518,7 @@ func (c *child) leave(id uint64) {
 	c.mu.Unlock()
 	switch {
 	case i == 0:
-		c.kill()
+		c.killFor(id)
 	case i > 0:
 		c.withdraw(id)
 	}
@@ -577,6 +583,18 @@ func (c *child) kill() {
 	c.mu.Unlock()
 	_ = c.cmd.Process.Kill()
 	_ = c.in.Close()
+}
+
+// killFor kills the child for the evaluation id, the first in flight: the culprit of its
+// end, though the child may have answered it and begun the next (whose reply is then read
+// before the end, and the next is not to blame).
+func (c *child) killFor(id uint64) {
+	c.mu.Lock()
+	if c.killedFor == 0 {
+		c.killedFor = id
+	}
+	c.mu.Unlock()
+	c.kill()
 }
 
 // stop ends an idle child: it exits when its stdin closes.

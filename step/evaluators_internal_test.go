@@ -3,6 +3,7 @@ package step
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func busyChild(t *testing.T, evaluators, hot int, stall time.Duration) (p *pool,
 	}
 	b, cancel := p.with(t.Context(), c, "the busy check", time.Minute)
 	t.Cleanup(cancel)
-	checked = startCheck(t, b)
+	checked = startCheck(t, b, 20000)
 	p.mu.Lock()
 	c.held++
 	c.fresh++
@@ -50,13 +51,13 @@ func busyChild(t *testing.T, evaluators, hot int, stall time.Duration) (p *pool,
 	return p, c, checked
 }
 
-// startCheck checks properties in the child c for the session s in the background and
-// returns its error when done; it returns once the child computes for it.
-func startCheck(t *testing.T, s *session) <-chan error {
+// startCheck checks the properties n of busyCheck in the child c for the session s in the
+// background and returns its error when done; it returns once the child computes.
+func startCheck(t *testing.T, s *session, n int) <-chan error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		req := &checkRequest{source: source{Type: "busy"}, Properties: []byte(`{"n": 20000}`)}
+		req := &checkRequest{source: source{Type: "busy"}, Properties: fmt.Appendf(nil, `{"n": %d}`, n)}
 		var rep reply
 		err := s.send(&request{Check: req}, &req.source, definitionKey("busy", busyCheck), busyCheck, &rep)
 		if err == nil && (rep.Check == nil || rep.Check.Error != "" || len(rep.Check.Properties) > 0) {
@@ -222,5 +223,65 @@ func TestActionAnswerWaitsLongerBehindALongEvaluation(t *testing.T) {
 		if err := <-checked; err != nil {
 			t.Errorf("the check: %v", err)
 		}
+	}
+}
+
+// A child killed for the evaluation it computes is killed for that one, even when it had
+// answered it and begun the next before the kill came: the next is not to blame and starts
+// again elsewhere. Before, the first unanswered message when the child ended was taken for
+// the culprit, and that next step failed ("the CUE evaluator was ended by signal killed";
+// TestReplicaCrashRecovery in CI, where steps' contexts end as leases move).
+func TestKillBlamesTheEvaluationItWasFor(t *testing.T) {
+	r := NewRunner(Options{Evaluators: 1, EvalTimeout: 2 * time.Minute})
+	p := r.pool
+	p.stall, p.stuck = time.Hour, time.Hour
+	c, err := p.get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	c.held++
+	c.fresh++
+	p.mu.Unlock()
+	short, cancelShort := p.with(t.Context(), c, "the short check", time.Minute)
+	defer cancelShort()
+	long, cancelLong := p.with(t.Context(), c, "the long check", time.Minute)
+	defer cancelLong()
+	shortDone := startCheck(t, short, 2000)
+	longDone := startCheck(t, long, 60000)
+	inFlight := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.flight)
+	}
+	for deadline := time.Now().Add(time.Minute); inFlight() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the long check never followed the short one")
+		}
+	}
+	// The reader is held back (c.mu) while the child answers the short check and begins the
+	// long one; the short check's caller leaving is let in first (a mutex waited for hands
+	// over in order), the short check still first in flight.
+	c.mu.Lock()
+	left := make(chan struct{})
+	go func() {
+		c.leave(short.id)
+		close(left)
+	}()
+	time.Sleep(time.Second)
+	c.mu.Unlock()
+	<-left
+	errLong, errShort := <-longDone, <-shortDone
+	c.mu.Lock()
+	killed, killedFor := c.killed, c.killedFor
+	c.mu.Unlock()
+	if !killed || killedFor != short.id {
+		t.Skipf("the short check was not first in flight when its caller left (killed %v): nothing shown", killed)
+	}
+	if errShort != nil {
+		t.Errorf("the short check, answered before the kill: %v", errShort)
+	}
+	if gone, ok := errors.AsType[*errGone](errLong); !ok || gone.taken {
+		t.Errorf("the long check, begun as the child was killed for the short one: %v, want to start again elsewhere", errLong)
 	}
 }
