@@ -48,9 +48,6 @@ func init() {
 		return
 	}
 	stop := profileCPU(os.Getenv(profileEnv))
-	// Served from another goroutine: init's goroutine is locked to the main thread, so each
-	// of its wake-ups (a message read, an evaluation parking) would hand the CPU from one
-	// thread to another: twice the context switches per message.
 	// Read through the poller, not by a thread blocked in read(2): the runtime would hand the
 	// child's one P to another thread at each wait for a message, and its monitor, seeing a
 	// thread in a system call, would wake every 20 µs meanwhile.
@@ -58,6 +55,9 @@ func init() {
 	if err := syscall.SetNonblock(0, true); err == nil {
 		in = os.NewFile(0, "stdin")
 	}
+	// Served from another goroutine: init's goroutine is locked to the main thread, so each
+	// of its wake-ups (a message read, an evaluation parking) would hand the CPU from one
+	// thread to another: twice the context switches per message.
 	code := make(chan int)
 	go func() { code <- serveEvaluator(in, os.Stdout, stop) }()
 	c := <-code
@@ -97,7 +97,7 @@ func profileCPU(dir string) (stop func()) {
 func serveEvaluator(in io.Reader, out io.Writer, ending func()) int {
 	dec := json.NewDecoder(bufio.NewReaderSize(in, 64<<10))
 	w := bufio.NewWriterSize(out, 64<<10)
-	ch := &childSide{dec: dec, w: w, enc: json.NewEncoder(w), sources: map[string]string{}, parked: map[uint64]chan request{}}
+	ch := &childSide{w: w, enc: json.NewEncoder(w), sources: map[string]string{}, parked: map[uint64]chan request{}}
 	ch.enc.SetEscapeHTML(false)
 	var first request
 	if err := dec.Decode(&first); err != nil || first.Hello == nil || first.Hello.Version != wireVersion {
@@ -289,7 +289,6 @@ type childSide struct {
 	resumed chan struct{}           // closed by the evaluation resumed once it holds cpu
 	broken  bool                    // a reply could not be written
 	r       *Runner
-	dec     *json.Decoder
 	wmu     sync.Mutex // held while a reply is written: by what computes, or by inbox.fill
 	w       *bufio.Writer
 	enc     *json.Encoder

@@ -469,13 +469,6 @@ func (c *child) replies() {
 // child is ended: the time its withdrawal takes to be answered.
 const leftGrace = 50 * time.Millisecond
 
-// computing says that a message to the child is unanswered.
-func (c *child) computing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.flight) > 0
-}
-
 // stalled says that the child has computed one message for stallAfter or longer.
 func (c *child) stalled(now time.Time) bool {
 	c.mu.Lock()

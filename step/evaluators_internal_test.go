@@ -51,6 +51,13 @@ func busyChild(t *testing.T, evaluators, hot int, stall time.Duration) (p *pool,
 	return p, c, checked
 }
 
+// computing says that a message to the child is unanswered.
+func (c *child) computing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.flight) > 0
+}
+
 // startCheck checks the properties n of busyCheck in the child c for the session s in the
 // background and returns its error when done; it returns once the child computes.
 func startCheck(t *testing.T, s *session, n int) <-chan error {
